@@ -1,0 +1,37 @@
+# One-command set-up: `make run` starts the hotline, `make test` runs the whole suite.
+# Both install what is missing first (Debian packages, then a virtualenv with the package).
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install system venv lint bench clean prompts
+
+run: install
+	$(BIN)/ivr run
+
+test: install
+	$(BIN)/ruff check ivr tests
+	$(BIN)/mypy ivr
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+install: system $(STAMP)
+
+system:
+	@bash deploy/install-system.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check ivr tests
+	$(BIN)/mypy ivr
+
+bench: install
+	$(BIN)/python -m ivr.bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the hotline needs, only those missing. Idempotent; needs root or sudo.
+set -euo pipefail
+PKGS=(redis-server kamailio kamailio-extra-modules sip-tester espeak-ng ffmpeg python3-venv iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# Debian may start the packaged daemons; the hotline runs its own private instances.
+for svc in redis-server kamailio; do
+  $SUDO service "$svc" stop >/dev/null 2>&1 || true
+done

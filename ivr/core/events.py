@@ -1,0 +1,38 @@
+"""Event and state vocabularies shared by every role."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AgentState(StrEnum):
+    OFFLINE = "offline"
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    ONCALL = "oncall"
+    WRAPUP = "wrapup"
+    BREAK = "break"
+
+
+class CallState(StrEnum):
+    IVR = "ivr"
+    QUEUED = "queued"
+    OFFERED = "offered"
+    CONNECTED = "connected"
+    ENDED = "ended"
+
+
+class EventType(StrEnum):
+    """Types on the deployment's event stream (``Keys.events``)."""
+
+    CALL_STARTED = "call.started"
+    CALL_QUEUED = "call.queued"
+    CALL_OFFERED = "call.offered"
+    CALL_OFFER_FAILED = "call.offer_failed"
+    CALL_ANSWERED = "call.answered"
+    CALL_ENDED = "call.ended"
+    AGENT_STATE = "agent.state"
+
+
+# States an agent may ask for herself; the others are set by the routing engine.
+AGENT_SETTABLE = frozenset({AgentState.AVAILABLE, AgentState.BREAK, AgentState.OFFLINE})

@@ -1,0 +1,80 @@
+"""Every Redis key the product uses, named in one place.
+
+The Lua scripts in ``lua/`` build the same names from the prefix (see ``prelude.lua``); a unit test
+checks the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "ivr"
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # calls
+    def call(self, call_id: str) -> str:
+        return self._k("call", call_id)
+
+    @property
+    def active_calls(self) -> str:
+        return self._k("calls", "active")
+
+    # queues
+    @property
+    def queues(self) -> str:
+        """HASH queue name -> required skill."""
+        return self._k("queues")
+
+    def waiting(self, queue: str) -> str:
+        """ZSET of waiting call ids, ordered by priority then enqueue time."""
+        return self._k("queue", queue, "waiting")
+
+    # agents
+    @property
+    def agents(self) -> str:
+        return self._k("agents")
+
+    def agent(self, agent_id: str) -> str:
+        return self._k("agent", agent_id)
+
+    def agent_desktop(self, agent_id: str) -> str:
+        """Present while the agent has a desktop WebSocket open (TTL refreshed by the API)."""
+        return self._k("agent", agent_id, "desktop")
+
+    def idle(self, skill: str) -> str:
+        """ZSET of available agents with ``skill``, by time they became available (longest idle first)."""
+        return self._k("skill", skill, "idle")
+
+    @property
+    def wrapup(self) -> str:
+        """ZSET of agents in wrap-up, by the time it ends."""
+        return self._k("wrapup")
+
+    # workers
+    def worker_inbox(self, worker: str) -> str:
+        return self._k("worker", worker, "inbox")
+
+    def worker_calls(self, worker: str) -> str:
+        return self._k("worker", worker, "calls")
+
+    def worker_alive(self, worker: str) -> str:
+        return self._k("worker", worker, "alive")
+
+    # screen-pop acknowledgements and events
+    def offer_ack(self, offer_id: str) -> str:
+        return self._k("offer", offer_id, "ack")
+
+    @property
+    def events(self) -> str:
+        return self._k("events")
+
+    # tokens
+    @property
+    def tokens(self) -> str:
+        """HASH sha256(token) -> JSON {user id, role}."""
+        return self._k("tokens")

@@ -1,0 +1,12 @@
+-- Create or update an agent's profile; a new agent starts offline. A = agent_id, name, skills JSON, sip_uri, languages JSON
+local aid = A[1]
+local key = k('agent', aid)
+local existed = redis.call('EXISTS', key)
+redis.call('HSET', key, 'agent_id', aid, 'name', A[2], 'skills', A[3], 'sip_uri', A[4], 'languages', A[5])
+redis.call('SADD', k('agents'), aid)
+if existed == 0 then
+  redis.call('HSET', key, 'state', 'offline', 'state_since', NOW, 'reason', '')
+elseif redis.call('HGET', key, 'state') == 'available' then
+  set_agent_state(aid, 'available', 'profile')  -- skills may have changed: rebuild the idle indexes
+end
+return existed

@@ -1,0 +1,9 @@
+-- A new call entered a worker. A = call_id, worker, ani, dnis, hotline, language, plan_version
+local cid, worker = A[1], A[2]
+local ckey = k('call', cid)
+redis.call('HSET', ckey, 'call_id', cid, 'state', 'ivr', 'worker', worker, 'ani', A[3], 'dnis', A[4],
+           'hotline', A[5], 'language', A[6], 'plan_version', A[7], 'started_at', NOW, 'journey', '{"steps":[]}')
+redis.call('SADD', k('calls', 'active'), cid)
+redis.call('SADD', k('worker', worker, 'calls'), cid)
+emit('call.started', {call_id = cid, worker = worker, ani = A[3], dnis = A[4], hotline = A[5], language = A[6]})
+return NOW

@@ -1,0 +1,12 @@
+-- The offer was not answered (ring-no-answer, busy, unreachable): the caller goes back to the head of
+-- its queue (keeps its place) and the agent to `break` with the reason. A = call_id, offer_id, reason
+local cid, offer_id, reason = A[1], A[2], A[3]
+local ckey = k('call', cid)
+if redis.call('HGET', ckey, 'offer_id') ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) end
+local c = hgetall(ckey)
+set_agent_state(c.agent_id, 'break', reason)
+redis.call('HSET', ckey, 'state', 'queued')
+redis.call('HDEL', ckey, 'agent_id', 'offer_id')
+redis.call('ZADD', k('queue', c.queue, 'waiting'), (9 - tonumber(c.priority)) * 1e13 + tonumber(c.queued_at), cid)
+emit('call.offer_failed', {call_id = cid, offer_id = offer_id, agent_id = c.agent_id, reason = reason})
+return match_queue(c.queue)

@@ -1,0 +1,106 @@
+-- Shared helpers, prepended to every script (see ivr/queues/scripts.py).
+-- ARGV[1] = key prefix, ARGV[2] = event stream max length; script arguments start at ARGV[3].
+-- Key names are built here from the prefix, mirroring ivr/queues/keys.py (single Redis, not Cluster).
+local P = ARGV[1]
+local MAXLEN = tonumber(ARGV[2])
+local A = {}
+for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
+
+local function k(...) return P .. ':' .. table.concat({...}, ':') end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local NOW = now_ms()
+
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+
+-- Append one event; `raw` holds fields that are already JSON (e.g. the call journey).
+local function emit(etype, data, raw)
+  data.ts = NOW
+  local args = {'XADD', k('events'), 'MAXLEN', '~', MAXLEN, '*', 'type', etype, 'data', cjson.encode(data)}
+  if raw then for f, v in pairs(raw) do args[#args + 1] = f; args[#args + 1] = v end end
+  return redis.call(unpack(args))
+end
+
+local function agent_skills(aid)
+  return cjson.decode(redis.call('HGET', k('agent', aid), 'skills') or '{}')
+end
+
+-- The single place agent state changes; keeps the idle indexes in step with it.
+local function set_agent_state(aid, state, reason)
+  local key = k('agent', aid)
+  local prev = redis.call('HGET', key, 'state')
+  redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
+  local skills = agent_skills(aid)
+  for s, _ in pairs(skills) do
+    if state == 'available' then
+      redis.call('ZADD', k('skill', s, 'idle'), NOW, aid)
+    else
+      redis.call('ZREM', k('skill', s, 'idle'), aid)
+    end
+  end
+  if state ~= 'wrapup' then redis.call('ZREM', k('wrapup'), aid) end
+  if state ~= 'reserved' and state ~= 'oncall' and state ~= 'wrapup' then
+    redis.call('HDEL', key, 'call_id', 'offer_id')
+  end
+  if prev ~= state then
+    emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or ''})
+  end
+end
+
+-- Reserve agent `aid` for call `cid` waiting in `queue`; hand the offer to the call's worker.
+local function offer(cid, aid, queue)
+  local ckey = k('call', cid)
+  local c = hgetall(ckey)
+  redis.call('ZREM', k('queue', queue, 'waiting'), cid)
+  local n = redis.call('HINCRBY', ckey, 'offers', 1)
+  local offer_id = cid .. '.' .. n
+  set_agent_state(aid, 'reserved', 'offer')
+  local agent = hgetall(k('agent', aid))
+  redis.call('HSET', k('agent', aid), 'call_id', cid, 'offer_id', offer_id)
+  redis.call('HSET', ckey, 'state', 'offered', 'agent_id', aid, 'offer_id', offer_id, 'offered_at', NOW)
+  local waited = (NOW - tonumber(c.queued_at or NOW)) / 1000.0
+  local msg = {type = 'offer', offer_id = offer_id, call_id = cid, agent_id = aid,
+               sip_uri = agent.sip_uri or '', queue = queue}
+  redis.call('RPUSH', k('worker', c.worker, 'inbox'), cjson.encode(msg))
+  emit('call.offered', {call_id = cid, offer_id = offer_id, agent_id = aid, queue = queue,
+                        priority = tonumber(c.priority or 0), waited_s = waited,
+                        ani = c.ani or '', dnis = c.dnis or '', hotline = c.hotline or '',
+                        language = c.language or ''},
+       {journey = c.journey or '{}'})
+  return cjson.encode(msg)
+end
+
+-- Offer the head caller of `queue` to the longest-idle available agent with the queue's skill.
+local function match_queue(queue)
+  local head = redis.call('ZRANGE', k('queue', queue, 'waiting'), 0, 0)
+  if #head == 0 then return false end
+  local skill = redis.call('HGET', k('call', head[1]), 'skill') or queue
+  local idle = redis.call('ZRANGE', k('skill', skill, 'idle'), 0, 0)
+  if #idle == 0 then return false end
+  return offer(head[1], idle[1], queue)
+end
+
+-- Offer the best waiting caller (priority, then time) among the agent's queues to agent `aid`.
+local function match_agent(aid)
+  local skills = agent_skills(aid)
+  local queues = hgetall(k('queues'))
+  local best_q, best_c, best_score = nil, nil, nil
+  for q, s in pairs(queues) do
+    if skills[s] then
+      local head = redis.call('ZRANGE', k('queue', q, 'waiting'), 0, 0, 'WITHSCORES')
+      if #head > 0 and (best_score == nil or tonumber(head[2]) < best_score) then
+        best_q, best_c, best_score = q, head[1], tonumber(head[2])
+      end
+    end
+  end
+  if best_q == nil then return false end
+  return offer(best_c, aid, best_q)
+end

@@ -1,0 +1,42 @@
+"""The Lua scripts: each multi-key change is one script, run atomically by Redis.
+
+Each script is ``prelude.lua`` + its body; the prelude holds the shared helpers (agent state
+changes, matching, offers, events), so the rules live in one place.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+NAMES = (
+    "call_start",
+    "enqueue",
+    "agent_register",
+    "agent_set_state",
+    "offer_answered",
+    "offer_failed",
+    "end_call",
+    "release_wrapups",
+)
+
+
+def _source(name: str) -> str:
+    return resources.files("ivr.queues").joinpath("lua", f"{name}.lua").read_text()
+
+
+class Scripts:
+    """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
+
+    def __init__(self, redis: Redis, prefix: str, events_maxlen: int) -> None:
+        prelude = _source("prelude")
+        self._fixed = [prefix, str(events_maxlen)]
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(prelude + "\n" + _source(name)) for name in NAMES
+        }
+
+    async def run(self, name: str, *args: Any) -> Any:
+        return await self._scripts[name](keys=[], args=[*self._fixed, *(str(a) for a in args)])

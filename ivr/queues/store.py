@@ -1,0 +1,180 @@
+"""Queue, agent and call state in Redis: the one API the workers and the CTI API use."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ivr.core.errors import Conflict, IvrError, NotFound
+from ivr.core.events import AGENT_SETTABLE, AgentState
+from ivr.queues.keys import Keys
+from ivr.queues.scripts import Scripts
+
+_ERRORS: dict[str, type[IvrError]] = {
+    "call.not_found": NotFound,
+    "agent.not_found": NotFound,
+    "agent.busy": Conflict,
+    "offer.stale": Conflict,
+}
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A reservation of an agent for a waiting call, handed to the worker that holds the call."""
+
+    offer_id: str
+    call_id: str
+    agent_id: str
+    sip_uri: str
+    queue: str
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Offer:
+        d = json.loads(raw)
+        return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"])
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def _offer(result: Any) -> Offer | None:
+    return Offer.from_json(result) if result else None
+
+
+class QueueStore:
+    def __init__(self, redis: Redis, prefix: str = "ivr", events_maxlen: int = 100_000) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self._scripts = Scripts(redis, prefix, events_maxlen)
+
+    async def _run(self, name: str, *args: Any) -> Any:
+        try:
+            return await self._scripts.run(name, *args)
+        except ResponseError as exc:
+            code, _, msg = str(exc).partition(" ")
+            err = _ERRORS.get(code)
+            if err is None:
+                raise
+            raise err(msg or code, code=code) from exc
+
+    # --- calls -----------------------------------------------------------------------------
+    async def call_start(self, call_id: str, worker: str, *, ani: str, dnis: str, hotline: str,
+                         language: str, plan_version: str) -> None:
+        await self._run("call_start", call_id, worker, ani, dnis, hotline, language, plan_version)
+
+    async def update_journey(self, call_id: str, journey: Mapping[str, Any]) -> None:
+        await self.redis.hset(self.keys.call(call_id), "journey", json.dumps(journey))
+
+    async def enqueue(self, call_id: str, *, queue: str, skill: str, priority: int,
+                      journey: Mapping[str, Any]) -> Offer | None:
+        return _offer(await self._run("enqueue", call_id, queue, skill, priority, json.dumps(journey)))
+
+    async def offer_answered(self, call_id: str, offer_id: str) -> str:
+        return _s(await self._run("offer_answered", call_id, offer_id))
+
+    async def offer_failed(self, call_id: str, offer_id: str, reason: str) -> Offer | None:
+        return _offer(await self._run("offer_failed", call_id, offer_id, reason))
+
+    async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int) -> str | None:
+        res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s)
+        return _s(res) if res else None
+
+    async def get_call(self, call_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self.keys.call(call_id))
+        if not raw:
+            return None
+        call: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+        call["journey"] = json.loads(call.get("journey") or "{}")
+        return call
+
+    async def active_calls(self) -> set[str]:
+        return {_s(c) for c in await self.redis.smembers(self.keys.active_calls)}
+
+    # --- agents ----------------------------------------------------------------------------
+    async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
+                             sip_uri: str | None, languages: list[str]) -> None:
+        await self._run("agent_register", agent_id, name, json.dumps(dict(skills)), sip_uri or "",
+                        json.dumps(languages))
+
+    async def set_agent_state(self, agent_id: str, state: AgentState, reason: str = "") -> Offer | None:
+        if state not in AGENT_SETTABLE:
+            raise Conflict(f"an agent cannot set state {state}", code="agent.state_invalid")
+        return _offer(await self._run("agent_set_state", agent_id, state.value, reason))
+
+    async def get_agent(self, agent_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self.keys.agent(agent_id))
+        if not raw:
+            return None
+        agent: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+        agent["skills"] = json.loads(agent.get("skills") or "{}")
+        agent["languages"] = json.loads(agent.get("languages") or "[]")
+        return agent
+
+    async def agent_ids(self) -> list[str]:
+        return sorted(_s(a) for a in await self.redis.smembers(self.keys.agents))
+
+    async def release_wrapups(self) -> list[Offer]:
+        return [Offer.from_json(o) for o in await self._run("release_wrapups")]
+
+    # --- queues ----------------------------------------------------------------------------
+    async def waiting(self, queue: str) -> list[str]:
+        return [_s(c) for c in await self.redis.zrange(self.keys.waiting(queue), 0, -1)]
+
+    async def queue_names(self) -> dict[str, str]:
+        return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
+
+    # --- worker inbox and screen-pop acknowledgement ---------------------------------------
+    async def next_offer(self, worker: str, timeout_s: float) -> Offer | None:
+        item = await self.redis.blpop([self.keys.worker_inbox(worker)], timeout=timeout_s)
+        return Offer.from_json(item[1]) if item else None
+
+    async def ack_pop(self, offer_id: str) -> None:
+        key = self.keys.offer_ack(offer_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, "1")
+            pipe.expire(key, 60)
+            await pipe.execute()
+
+    async def wait_pop_ack(self, offer_id: str, timeout_s: float) -> bool:
+        return bool(await self.redis.blpop([self.keys.offer_ack(offer_id)], timeout=timeout_s))
+
+    async def desktop_present(self, agent_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.agent_desktop(agent_id)))
+
+    async def mark_desktop(self, agent_id: str, instance: str, ttl_s: int = 15) -> None:
+        await self.redis.set(self.keys.agent_desktop(agent_id), instance, ex=ttl_s)
+
+    async def clear_desktop(self, agent_id: str) -> None:
+        await self.redis.delete(self.keys.agent_desktop(agent_id))
+
+    # --- event stream ----------------------------------------------------------------------
+    async def read_events(self, last_id: str, block_ms: int | None = None,
+                          count: int = 500) -> list[StreamEvent]:
+        res = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
+        out: list[StreamEvent] = []
+        for _stream, entries in res or []:
+            for eid, fields in entries:
+                f = {_s(k): _s(v) for k, v in fields.items()}
+                data = json.loads(f.get("data", "{}"))
+                if "journey" in f:
+                    data["journey"] = json.loads(f["journey"])
+                out.append(StreamEvent(_s(eid), f.get("type", ""), data))
+        return out
+
+    async def last_event_id(self) -> str:
+        info = await self.redis.xinfo_stream(self.keys.events) if await self.redis.exists(
+            self.keys.events) else None
+        return _s(info["last-generated-id"]) if info else "0-0"
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

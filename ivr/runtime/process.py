@@ -1,0 +1,100 @@
+"""Child processes owned by the supervisor.
+
+Each child runs in its own process group (a Ctrl-C on the terminal reaches only the supervisor, which
+then stops children in order) and gets ``PR_SET_PDEATHSIG`` so it dies with the supervisor even if
+the supervisor is killed with SIGKILL: nothing is ever left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from ivr.core.logging import get_logger
+
+_PR_SET_PDEATHSIG = 1
+log = get_logger(__name__)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ManagedProcess:
+    """One child process: start, wait, stop (TERM then KILL of its whole process group)."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
+                 cwd: str | None = None, stdout: Any = None) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = env
+        self.cwd = cwd
+        self.stdout = stdout
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        env = {**os.environ, **(self.env or {})}
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, env=env, cwd=self.cwd, stdin=asyncio.subprocess.DEVNULL, stdout=self.stdout,
+            preexec_fn=_die_with_parent, process_group=0,
+        )
+        log.info("process.started", process=self.name, pid=self.proc.pid)
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+
+    async def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
+        """Ask the child to stop; SIGKILL its process group if it has not exited within ``timeout``."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.signal(sig)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                log.warning("process.kill", process=self.name, pid=self.proc.pid, after_s=timeout)
+                self.signal(signal.SIGKILL)
+                await self.proc.wait()
+        # Reap stragglers (e.g. forked helpers) left in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        log.info("process.stopped", process=self.name, pid=self.proc.pid, code=self.proc.returncode)
+        return self.proc.returncode
+
+
+async def wait_tcp(host: str, port: int, timeout: float = 10.0) -> None:
+    """Wait until something accepts TCP connections on host:port (bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            return
+        except OSError:
+            if loop.time() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s") from None
+            await asyncio.sleep(0.05)

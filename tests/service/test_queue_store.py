@@ -1,0 +1,127 @@
+"""The queue core against a real Redis: matching, offers, wrap-up, abandon, ordering."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from ivr.core.errors import Conflict, NotFound
+from ivr.core.events import AgentState
+from ivr.queues.store import QueueStore
+
+
+@pytest.fixture
+async def store(redis: Redis) -> QueueStore:
+    s = QueueStore(redis, prefix="t")
+    await s.register_agent("a1", name="A1", skills={"billing": 3}, sip_uri="sip:a1@127.0.0.1:5999",
+                           languages=["en"])
+    await s.register_agent("a2", name="A2", skills={"billing": 5, "sales": 2}, sip_uri="sip:a2@x",
+                           languages=["en"])
+    return s
+
+
+async def start(store: QueueStore, cid: str, worker: str = "w0") -> None:
+    await store.call_start(cid, worker, ani="+15550001", dnis="1000", hotline="demo", language="en",
+                           plan_version="v1")
+
+
+async def test_new_agents_start_offline_and_nothing_is_offered(store: QueueStore) -> None:
+    await start(store, "c1")
+    assert await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={}) is None
+    assert await store.waiting("billing") == ["c1"]
+    assert (await store.get_agent("a1"))["state"] == "offline"
+
+
+async def test_longest_idle_agent_gets_the_call_and_worker_inbox_holds_the_offer(store: QueueStore) -> None:
+    assert await store.set_agent_state("a2", AgentState.AVAILABLE) is None
+    await asyncio.sleep(0.005)
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1", worker="w7")
+    offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0,
+                                journey={"steps": [{"node": "main", "digit": "2"}]})
+    assert offer is not None and offer.agent_id == "a2" and offer.call_id == "c1"
+    assert await store.next_offer("w7", timeout_s=0.1) == offer
+    call = await store.get_call("c1")
+    assert call is not None and call["state"] == "offered" and call["agent_id"] == "a2"
+    assert (await store.get_agent("a2"))["state"] == "reserved"
+    assert await store.waiting("billing") == []
+    events = await store.read_events("0-0")
+    offered = [e for e in events if e.type == "call.offered"]
+    assert len(offered) == 1
+    assert offered[0].data["journey"] == {"steps": [{"node": "main", "digit": "2"}]}
+    assert offered[0].data["agent_id"] == "a2" and offered[0].data["ani"] == "+15550001"
+
+
+async def test_agent_becoming_available_takes_highest_priority_then_oldest(store: QueueStore) -> None:
+    for cid, prio in (("c1", 0), ("c2", 5), ("c3", 5)):
+        await start(store, cid)
+        await store.enqueue(cid, queue="billing", skill="billing", priority=prio, journey={})
+        await asyncio.sleep(0.002)
+    offer = await store.set_agent_state("a1", AgentState.AVAILABLE)
+    assert offer is not None and offer.call_id == "c2"
+    offer = await store.set_agent_state("a2", AgentState.AVAILABLE)
+    assert offer is not None and offer.call_id == "c3"
+    assert await store.waiting("billing") == ["c1"]
+
+
+async def test_answer_then_hangup_goes_through_wrapup_back_to_available(store: QueueStore) -> None:
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1")
+    offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    assert offer is not None
+    assert await store.offer_answered("c1", offer.offer_id) == "a1"
+    assert (await store.get_agent("a1"))["state"] == "oncall"
+    assert await store.end_call("c1", reason="caller_hangup", wrapup_s=0.2, ttl_s=60) == "completed"
+    assert (await store.get_agent("a1"))["state"] == "wrapup"
+    assert await store.active_calls() == set()
+    assert await store.release_wrapups() == []
+    await asyncio.sleep(0.25)
+    assert await store.release_wrapups() == []
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "available" and "call_id" not in agent
+    call = await store.get_call("c1")
+    assert call is not None and call["state"] == "ended" and call["outcome"] == "completed"
+    assert 0 < await store.redis.ttl(store.keys.call("c1")) <= 60
+
+
+async def test_offer_failure_puts_caller_back_at_head_and_agent_on_break(store: QueueStore) -> None:
+    await start(store, "c1")
+    await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    await start(store, "c2")
+    await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey={})
+    offer = await store.set_agent_state("a1", AgentState.AVAILABLE)
+    assert offer is not None and offer.call_id == "c1"
+    assert await store.offer_failed("c1", offer.offer_id, "ring_no_answer") is None
+    assert await store.waiting("billing") == ["c1", "c2"]
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "break" and agent["reason"] == "ring_no_answer"
+    with pytest.raises(Conflict):
+        await store.offer_answered("c1", offer.offer_id)
+
+
+async def test_abandon_while_offered_frees_the_agent_for_the_next_caller(store: QueueStore) -> None:
+    await start(store, "c1")
+    await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    await start(store, "c2")
+    await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey={})
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    assert await store.end_call("c1", reason="caller_hangup", wrapup_s=5, ttl_s=60) == "abandoned"
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "reserved" and agent["call_id"] == "c2"
+
+
+async def test_busy_agent_cannot_change_state_and_unknown_agent_is_not_found(store: QueueStore) -> None:
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1")
+    await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    with pytest.raises(Conflict) as exc:
+        await store.set_agent_state("a1", AgentState.BREAK)
+    assert exc.value.code == "agent.busy"
+    with pytest.raises(NotFound):
+        await store.set_agent_state("nobody", AgentState.AVAILABLE)
+    with pytest.raises(Conflict):
+        await store.set_agent_state("a2", AgentState.ONCALL)
+    with pytest.raises(NotFound):
+        await store.enqueue("never-started", queue="billing", skill="billing", priority=0, journey={})
