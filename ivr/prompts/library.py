@@ -1,0 +1,375 @@
+"""The prompt library: dial-plan prompts turned into telephone-ready WAV files.
+
+A prompt is either a recorded file under ``<source_dir>/<language>/`` (WAV, MP3, OGG or FLAC at any
+rate, width and channel count) or a text that espeak-ng speaks. Either way the result is a mono,
+16-bit PCM WAV at the call's clock rate, brought to a common loudness, stored in a content-addressed
+cache:
+
+* the cache key is the SHA-256 of the *source content* (the file's bytes, or the text, the voice and
+  the speech engine's version) plus the *target format* (rate, channels, width, loudness, pipeline
+  version). Editing a recording or a text makes a new entry; identical content - the same recording
+  under two names, or the same text in two dial plans - is rendered once;
+* entries are written to a temporary file in the cache directory and renamed into place with
+  :func:`os.replace`, so another process never sees half a file, and two processes rendering the same
+  entry at once both end with a complete, identical file;
+* nothing is held in module globals; all work is synchronous and CPU bound, so async callers run it
+  in a thread (``asyncio.to_thread``).
+
+Old entries are never deleted here; the cache directory can be wiped at any time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+import wave
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydub import AudioSegment
+
+from ivr.core.errors import PromptError
+from ivr.core.logging import get_logger
+
+#: Bump when the rendering below changes, so existing cache entries are not reused.
+PIPELINE_VERSION = 1
+#: Extensions tried, in this order, for a prompt file named without one.
+AUDIO_EXTENSIONS = (".wav", ".mp3", ".ogg", ".flac")
+#: Loudness of a normalised prompt: RMS target, a peak ceiling that is never exceeded, and a limit on
+#: how much a (near-)silent recording is amplified.
+TARGET_DBFS = -18.0
+PEAK_CEILING_DBFS = -3.0
+MAX_GAIN_DB = 24.0
+#: Fade at both ends of every prompt so playback never starts or stops with a click.
+EDGE_FADE_MS = 5
+SAMPLE_WIDTH = 2  # bytes: 16-bit PCM
+ESPEAK = "espeak-ng"
+TTS_TIMEOUT_S = 30.0
+
+_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a dial plan says about a prompt.
+
+    ``file`` is relative to ``<source_dir>/<language>/`` (``"welcome.wav"``, or ``"welcome"`` for the
+    first of ``.wav/.mp3/.ogg/.flac`` that exists) or absolute. ``text`` is spoken by the speech
+    engine when there is no ``file``. When ``file`` is given it wins, and a missing file is an error
+    (``text`` is not a fallback: a typo in a file name must not silently turn into robot speech).
+    """
+
+    file: str | None = None
+    text: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.file and not (self.text and self.text.strip()):
+            raise PromptError("a prompt needs a file or a non-empty text", file=self.file, text=self.text)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A located prompt source and its cache key."""
+
+    kind: Literal["file", "tts"]
+    key: str
+    label: str  # for messages and logs: the file path, or the text
+    data: bytes = b""  # file content (read once, hashed and decoded from the same bytes)
+    text: str = ""
+    voice: str = ""
+
+
+class PromptLibrary:
+    """Resolves :class:`PromptSpec` values to normalised WAV files in ``cache_dir``.
+
+    ``voices`` maps a language to an espeak-ng voice (``{"en": "en-us", "ko": "ko"}``); a language
+    that is not in the mapping is passed to espeak-ng as the voice name.
+    """
+
+    def __init__(
+        self,
+        source_dir: Path,
+        cache_dir: Path,
+        sample_rate: int = 8000,
+        voices: dict[str, str] | None = None,
+        *,
+        espeak: str = ESPEAK,
+        tts_timeout_s: float = TTS_TIMEOUT_S,
+    ) -> None:
+        if sample_rate < 8000 or sample_rate > 48000:
+            raise PromptError(f"unsupported sample rate {sample_rate}", sample_rate=sample_rate)
+        self.source_dir = Path(source_dir)
+        self.cache_dir = Path(cache_dir)
+        self.sample_rate = sample_rate
+        self.voices = dict(voices) if voices is not None else {"en": "en-us"}
+        self.espeak = espeak
+        self.tts_timeout_s = tts_timeout_s
+        self._engine_version: str | None = None
+        self._log = get_logger(__name__)
+
+    # public API -------------------------------------------------------------------------------
+
+    def resolve(self, spec: PromptSpec, language: str = "en") -> Path:
+        """Return the cached, normalised WAV for ``spec`` in ``language``, rendering it if needed.
+
+        Raises :class:`PromptError` with code ``prompt.missing``, ``prompt.corrupt`` or
+        ``prompt.tts_failed`` (``prompt.invalid`` for a bad language tag).
+        """
+        source = self._locate(spec, language)
+        path = self._cache_path(source.key)
+        if path.is_file():
+            return path
+        started = time.monotonic()
+        segment = self._render(source)
+        write_wav_atomic(segment, path)
+        self._log.info(
+            "prompt.rendered", kind=source.kind, source=source.label, key=source.key[:16],
+            duration_ms=len(segment), took_ms=round((time.monotonic() - started) * 1000),
+        )
+        return path
+
+    def check(self, spec: PromptSpec, language: str = "en") -> None:
+        """Raise :class:`PromptError` if ``spec`` cannot be rendered; never writes the cache.
+
+        A spec whose entry is already cached passes without further work; otherwise the file is
+        decoded or the text synthesised (and the result discarded).
+        """
+        source = self._locate(spec, language)
+        if not self._cache_path(source.key).is_file():
+            self._render(source)
+
+    def build_all(self, specs: Iterable[tuple[PromptSpec, str]]) -> list[Path]:
+        """Resolve every ``(spec, language)``; returns the paths in the same order.
+
+        Stops at the first prompt that fails (its error names it).
+        """
+        return [self.resolve(spec, language) for spec, language in specs]
+
+    def duration_ms(self, path: Path) -> int:
+        """Length of a WAV file (as returned by :meth:`resolve`) in milliseconds."""
+        try:
+            with wave.open(str(path), "rb") as wav:
+                return round(wav.getnframes() * 1000 / wav.getframerate())
+        except FileNotFoundError as exc:
+            raise PromptError(
+                f"prompt file not found: {path}", code="prompt.missing", file=str(path)
+            ) from exc
+        except (wave.Error, EOFError, OSError, ZeroDivisionError) as exc:
+            raise PromptError(
+                f"not a readable WAV file: {path}: {exc}", code="prompt.corrupt", file=str(path)
+            ) from exc
+
+    def voice_for(self, language: str) -> str:
+        return self.voices.get(language, language)
+
+    # locating and keying ----------------------------------------------------------------------
+
+    def _target(self) -> dict[str, Any]:
+        return {
+            "pipeline": PIPELINE_VERSION, "rate": self.sample_rate, "channels": 1, "width": SAMPLE_WIDTH,
+            "target_dbfs": TARGET_DBFS, "peak_dbfs": PEAK_CEILING_DBFS, "max_gain_db": MAX_GAIN_DB,
+            "fade_ms": EDGE_FADE_MS,
+        }
+
+    def _locate(self, spec: PromptSpec, language: str) -> _Source:
+        if not _LANGUAGE.match(language):
+            raise PromptError(f"invalid language tag {language!r}", language=language)
+        if spec.file:
+            path = self._find_file(spec.file, language)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise PromptError(
+                    f"prompt file {path} cannot be read: {exc.strerror or exc}",
+                    code="prompt.missing", file=str(path),
+                ) from exc
+            key = content_key({"kind": "file", **self._target()}, data)
+            return _Source("file", key, str(path), data=data)
+        text = (spec.text or "").strip()
+        if not text:  # PromptSpec refuses this, but a spec may come from elsewhere
+            raise PromptError("a prompt needs a file or a non-empty text", file=spec.file, text=spec.text)
+        voice = self.voice_for(language)
+        meta = {"kind": "tts", "text": text, "voice": voice, "engine": self._engine(), **self._target()}
+        return _Source("tts", content_key(meta), repr(text[:60]), text=text, voice=voice)
+
+    def _find_file(self, name: str, language: str) -> Path:
+        given = Path(name)
+        base = given if given.is_absolute() else self.source_dir / language / given
+        if base.suffix.lower() in AUDIO_EXTENSIONS:
+            candidates = [base]
+        else:
+            candidates = [base.with_name(base.name + ext) for ext in AUDIO_EXTENSIONS]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+        tried = ", ".join(str(c) for c in candidates)
+        raise PromptError(
+            f"prompt file {name!r} not found for language {language!r} (tried {tried})",
+            code="prompt.missing", file=name, language=language,
+        )
+
+    def _cache_path(self, key: str) -> Path:
+        return self.cache_dir / f"{key}.wav"
+
+    def _engine(self) -> str:
+        """The speech engine's version line: part of every TTS cache key."""
+        if self._engine_version is None:
+            out = self._run_espeak(["--version"], "espeak-ng --version")
+            self._engine_version = out.stdout.decode(errors="replace").strip() or "unknown"
+        return self._engine_version
+
+    # rendering --------------------------------------------------------------------------------
+
+    def _render(self, source: _Source) -> Any:
+        if source.kind == "file":
+            segment = self._decode(source.data, source.label)
+            code = "prompt.corrupt"
+        else:
+            segment = self._synthesise(source.text, source.voice)
+            code = "prompt.tts_failed"
+        try:
+            return normalise(segment, self.sample_rate)
+        except Exception as exc:  # ffmpeg failing on audio it has just decoded: report it on the prompt
+            raise PromptError(
+                f"cannot convert {source.label}: {exc}", code=code, source=source.label
+            ) from exc
+
+    def _decode(self, data: bytes, label: str) -> Any:
+        """Decode a recording (any format ffmpeg reads) to an AudioSegment. Override point for tests."""
+        return decode_audio(data, label)
+
+    def _synthesise(self, text: str, voice: str) -> Any:
+        """Speak ``text`` with espeak-ng and return the raw AudioSegment. Override point for tests."""
+        with tempfile.TemporaryDirectory(prefix="ivr-tts-") as tmp:
+            out = Path(tmp) / "tts.wav"
+            # argv, never a shell; "--" so a text starting with "-" is not taken for an option
+            self._run_espeak(["-v", voice, "-w", str(out), "--", text], f"espeak-ng voice {voice!r}")
+            try:
+                # a file object, not a path: pydub leaks the handle it opens for a WAV path
+                with out.open("rb") as fh:
+                    segment = AudioSegment.from_wav(fh)
+            except Exception as exc:
+                raise PromptError(
+                    f"espeak-ng (voice {voice!r}) wrote no usable audio: {exc}",
+                    code="prompt.tts_failed", voice=voice,
+                ) from exc
+        if segment.frame_count() == 0:
+            raise PromptError(
+                f"espeak-ng (voice {voice!r}) produced no audio for {text[:60]!r}",
+                code="prompt.tts_failed", voice=voice,
+            )
+        return segment
+
+    def _run_espeak(self, args: list[str], what: str) -> subprocess.CompletedProcess[bytes]:
+        try:
+            result = subprocess.run(
+                [self.espeak, *args], capture_output=True, timeout=self.tts_timeout_s, check=False,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError as exc:
+            raise PromptError(f"{self.espeak} is not installed", code="prompt.tts_failed") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise PromptError(
+                f"{what} timed out after {self.tts_timeout_s:g} s", code="prompt.tts_failed"
+            ) from exc
+        except OSError as exc:
+            raise PromptError(f"{what} could not run: {exc}", code="prompt.tts_failed") from exc
+        if result.returncode != 0:
+            stderr = result.stderr.decode(errors="replace").strip()
+            raise PromptError(
+                f"{what} failed (exit {result.returncode}): {stderr or 'no error output'}",
+                code="prompt.tts_failed", stderr=stderr, returncode=result.returncode,
+            )
+        return result
+
+
+# helpers shared with moh.py -------------------------------------------------------------------
+
+
+def content_key(meta: dict[str, Any], data: bytes = b"") -> str:
+    """SHA-256 over a canonical JSON line of ``meta`` (JSON escapes newlines) followed by ``data``."""
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
+    digest.update(b"\n")
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def decode_audio(data: bytes, label: str) -> Any:
+    """Decode WAV/MP3/OGG/FLAC bytes with pydub (ffmpeg); undecodable or empty -> ``prompt.corrupt``."""
+    fmt = "wav" if label.lower().endswith(".wav") else None  # pure-Python WAV reader first, ffmpeg after
+    try:
+        segment = AudioSegment.from_file(io.BytesIO(data), format=fmt)
+    except Exception as exc:  # pydub raises CouldntDecodeError, but also KeyError/IndexError on junk
+        detail = str(exc).strip().splitlines()
+        reason = detail[-1].removeprefix("cache:pipe:0: ") if detail else type(exc).__name__
+        raise PromptError(
+            f"prompt file {label} is not decodable audio: {reason}", code="prompt.corrupt", file=label
+        ) from exc
+    if segment.frame_count() == 0:
+        raise PromptError(f"prompt file {label} contains no audio", code="prompt.corrupt", file=label)
+    return segment
+
+
+def normalise(
+    segment: Any,
+    sample_rate: int,
+    *,
+    target_dbfs: float = TARGET_DBFS,
+    peak_dbfs: float = PEAK_CEILING_DBFS,
+    fade_ms: int = EDGE_FADE_MS,
+) -> Any:
+    """Mono, 16-bit, ``sample_rate`` Hz, RMS near ``target_dbfs`` and peaks at most ``peak_dbfs``.
+
+    Rate and channel changes go through ffmpeg (its resampler filters out what would alias above the
+    new Nyquist frequency; ``audioop.ratecv`` would not).
+    """
+    if segment.channels != 1 or segment.frame_rate != sample_rate or segment.sample_width != SAMPLE_WIDTH:
+        converted = segment.export(
+            io.BytesIO(), format="wav", codec="pcm_s16le", parameters=["-ac", "1", "-ar", str(sample_rate)]
+        )
+        segment = AudioSegment.from_wav(converted)
+    segment = segment.set_channels(1).set_frame_rate(sample_rate).set_sample_width(SAMPLE_WIDTH)
+    segment = apply_loudness(segment, target_dbfs, peak_dbfs)
+    if fade_ms and len(segment) > 4 * fade_ms:
+        segment = segment.fade_in(fade_ms).fade_out(fade_ms)
+    return segment
+
+
+def apply_loudness(
+    segment: Any, target_dbfs: float, peak_dbfs: float, max_gain_db: float = MAX_GAIN_DB
+) -> Any:
+    """Gain towards ``target_dbfs`` RMS, limited so the peak stays at or below ``peak_dbfs``."""
+    if segment.rms == 0:  # digital silence: nothing to scale
+        return segment
+    gain = min(target_dbfs - segment.dBFS, peak_dbfs - segment.max_dBFS, max_gain_db)
+    return segment.apply_gain(gain) if abs(gain) >= 0.05 else segment
+
+
+def write_wav_atomic(segment: Any, path: Path) -> None:
+    """Write ``segment`` as a PCM WAV at ``path``: temporary file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:16]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            with wave.open(fh, "wb") as wav:
+                wav.setnchannels(segment.channels)
+                wav.setsampwidth(segment.sample_width)
+                wav.setframerate(segment.frame_rate)
+                wav.writeframes(segment.raw_data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the workers reading the cache may be other users
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
