@@ -59,7 +59,7 @@ class ManagedProcess:
         assert self.proc is not None
         return await self.proc.wait()
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
@@ -69,12 +69,12 @@ class ManagedProcess:
         if self.proc is None:
             return None
         if self.proc.returncode is None:
-            self.signal(sig)
+            self.send_signal(sig)
             try:
                 await asyncio.wait_for(self.proc.wait(), timeout)
             except TimeoutError:
                 log.warning("process.kill", process=self.name, pid=self.proc.pid, after_s=timeout)
-                self.signal(signal.SIGKILL)
+                self.send_signal(signal.SIGKILL)
                 await self.proc.wait()
         # Reap stragglers (e.g. forked helpers) left in the group.
         with contextlib.suppress(ProcessLookupError, PermissionError):

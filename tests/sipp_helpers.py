@@ -1,0 +1,184 @@
+"""Helpers for tests that drive real sipp processes (sip-tester package), loopback only.
+
+- :func:`free_udp_tcp_port`: a 127.0.0.1 port free for UDP and TCP at the time of the call.
+- :func:`run_sipp`: run a sipp client to completion, bounded by a timeout (killed otherwise).
+- :class:`SippServer`: a sipp UAS in the background (its own process group, dies with the test
+  process), stopped by the test; its message log tells which requests reached it.
+
+Every sipp started here binds SIP, media and its control socket to 127.0.0.1 and has stdin closed.
+Scenario files live in ``tests/sipp/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ivr.runtime.process import ManagedProcess
+
+SIPP = "sipp"
+SIPP_DIR = Path(__file__).parent / "sipp"
+LOOPBACK = "127.0.0.1"
+
+
+def free_udp_tcp_port(host: str = LOOPBACK) -> int:
+    """A port on ``host`` that is free for both TCP and UDP (SIP listens on both)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind((host, 0))
+            port = int(t.getsockname()[1])
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                    u.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free UDP+TCP port")
+
+
+def scenario(name: str) -> str:
+    path = SIPP_DIR / name
+    assert path.is_file(), f"missing sipp scenario {path}"
+    return str(path)
+
+
+def _common(port: int, workdir: Path, tag: str) -> list[str]:
+    return [
+        "-i", LOOPBACK, "-p", str(port),
+        "-mi", LOOPBACK, "-ci", LOOPBACK,      # media and remote-control sockets on loopback too
+        "-nostdin",
+        "-trace_msg", "-message_file", str(workdir / f"{tag}.messages.log"),
+        "-trace_err", "-error_file", str(workdir / f"{tag}.errors.log"),
+    ]
+
+
+@dataclass
+class SippResult:
+    returncode: int | None
+    output: str
+    messages: str
+    errors: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def describe(self) -> str:
+        return (f"sipp exit code {self.returncode}\n--- errors ---\n{self.errors[-3000:]}\n"
+                f"--- screen ---\n{self.output[-2000:]}")
+
+
+async def run_sipp(scenario_file: str, target: tuple[str, int], *, workdir: Path, tag: str = "uac",
+                   port: int | None = None, calls: int = 1, limit_s: float = 30.0,
+                   extra: list[str] | None = None) -> SippResult:
+    """Run a sipp client scenario against ``target`` until ``calls`` calls are done (or it fails).
+
+    sipp itself gives up after ``limit_s`` seconds (``-timeout ... -timeout_error``); the process
+    is killed if it is still there a few seconds later.
+    """
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
+    port = port or free_udp_tcp_port()
+    argv = [
+        SIPP, f"{target[0]}:{target[1]}", "-sf", scenario_file, *_common(port, workdir, tag),
+        "-m", str(calls), "-r", "10", "-l", str(calls),
+        "-timeout", f"{int(limit_s)}s", "-timeout_error",
+        *(extra or []),
+    ]
+    out_path = workdir / f"{tag}.screen.txt"
+    with out_path.open("wb") as out:
+        proc = ManagedProcess(f"sipp-{tag}", argv, stdout=out, cwd=str(workdir))
+        await proc.start()
+        try:
+            code: int | None = await asyncio.wait_for(proc.wait(), limit_s + 10)
+        except TimeoutError:
+            code = None
+        finally:
+            await proc.stop(timeout=2)
+    return SippResult(code, out_path.read_text(errors="replace"), _read(workdir / f"{tag}.messages.log"),
+                      _read(workdir / f"{tag}.errors.log"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+class SippServer:
+    """A sipp UAS on 127.0.0.1:``port`` running ``scenario_file`` until :meth:`stop`.
+
+    Run without ``-m``: every request that opens a new "call" (an INVITE, or the edge's OPTIONS
+    probes when the scenario handles them) is handled by a fresh scenario instance.
+    """
+
+    def __init__(self, scenario_file: str, *, workdir: Path, tag: str, port: int | None = None,
+                 max_runtime: float = 120.0, extra: list[str] | None = None) -> None:
+        self.port = port or free_udp_tcp_port()
+        self.workdir = workdir
+        self.tag = tag
+        self.argv = [
+            SIPP, "-sf", scenario_file, *_common(self.port, workdir, tag),
+            "-timeout", f"{int(max_runtime)}s",  # safety net: never outlives a hung test by much
+            *(extra or []),
+        ]
+        self._out: Any = None
+        self.process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return LOOPBACK, self.port
+
+    async def start(self) -> SippServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._out = (self.workdir / f"{self.tag}.screen.txt").open("wb")
+        self.process = ManagedProcess(f"sipp-{self.tag}", self.argv, stdout=self._out, cwd=str(self.workdir))
+        await self.process.start()
+        await self._wait_bound()
+        return self
+
+    async def _wait_bound(self, within_s: float = 5.0) -> None:
+        """Wait until sipp holds its UDP port (bounded)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while loop.time() < deadline:
+            assert self.process is not None
+            if not self.process.running:
+                raise RuntimeError(f"sipp {self.tag} exited at start:\n{self.errors()}\n{self.screen()}")
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((LOOPBACK, self.port))
+            except OSError:
+                return  # bound by sipp
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"sipp {self.tag} did not bind {self.port}")
+
+    async def stop(self) -> None:
+        if self.process is not None:
+            await self.process.stop(timeout=3)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    async def __aenter__(self) -> SippServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def messages(self) -> str:
+        return _read(self.workdir / f"{self.tag}.messages.log")
+
+    def errors(self) -> str:
+        return _read(self.workdir / f"{self.tag}.errors.log")
+
+    def screen(self) -> str:
+        return _read(self.workdir / f"{self.tag}.screen.txt")
+
+    def received(self, method: str) -> int:
+        """How many ``method`` requests (retransmissions included) reached this sipp."""
+        return len(re.findall(rf"^{re.escape(method)} sip:", self.messages(), flags=re.M))
