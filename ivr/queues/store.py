@@ -88,6 +88,9 @@ class QueueStore:
         res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s)
         return _s(res) if res else None
 
+    async def set_call_field(self, call_id: str, field: str, value: str) -> None:
+        await self.redis.hset(self.keys.call(call_id), field, value)
+
     async def get_call(self, call_id: str) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(self.keys.call(call_id))
         if not raw:
@@ -159,7 +162,7 @@ class QueueStore:
     # --- event stream ----------------------------------------------------------------------
     async def read_events(self, last_id: str, block_ms: int | None = None,
                           count: int = 500) -> list[StreamEvent]:
-        res = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
+        res: Any = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
         out: list[StreamEvent] = []
         for _stream, entries in res or []:
             for eid, fields in entries:

@@ -1,0 +1,86 @@
+"""The ``ivr`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ivr.core.config import Settings, load_settings
+from ivr.core.errors import IvrError
+from ivr.core.logging import configure
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    if getattr(args, "settings", None):
+        return load_settings(Path(args.settings))
+    overrides = {}
+    if getattr(args, "workers", None):
+        overrides["workers"] = {"count": args.workers}
+    return load_settings(Path(args.config) if args.config else None, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ivr", description="Customer-service hotline")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="start the whole hotline on this machine")
+    run.add_argument("--config", help="YAML settings file (defaults are embedded)")
+    run.add_argument("--workers", type=int, help="number of SIP worker processes")
+    for role in ("worker", "api", "speech"):
+        rp = sub.add_parser(role, help=f"run the {role} role (started by `ivr run` or systemd)")
+        rp.add_argument("--settings", help="settings JSON written by `ivr run`")
+        rp.add_argument("--config", help="YAML settings file")
+        if role == "worker":
+            rp.add_argument("--index", type=int, default=0)
+    dp = sub.add_parser("dialplan", help="dial-plan tools")
+    dsub = dp.add_subparsers(dest="dcmd", required=True)
+    chk = dsub.add_parser("check", help="validate dial-plan files")
+    chk.add_argument("files", nargs="*")
+    args = p.parse_args(argv)
+
+    try:
+        if args.cmd == "dialplan":
+            return _dialplan(args)
+        settings = _settings(args)
+        configure(settings.log_level, settings.log_format, role=args.cmd)
+        if args.cmd == "run":
+            from ivr.runtime.supervisor import main as run_main
+
+            return run_main(settings)
+        if args.cmd == "worker":
+            from ivr.runtime.worker import main as worker_main
+
+            worker_main(settings, args.index)
+        elif args.cmd == "api":
+            from ivr.cti.app import main as api_main
+
+            api_main(settings)
+        elif args.cmd == "speech":
+            from ivr.speech.server import run as speech_main
+
+            speech_main(settings.speech)
+        return 0
+    except IvrError as exc:
+        print(f"ivr: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dialplan(args: argparse.Namespace) -> int:
+    from ivr.dialplan.loader import load_plan
+
+    files = [Path(f) for f in args.files] or sorted(Path("dialplans").glob("*.y*ml"))
+    bad = 0
+    for f in files:
+        try:
+            load_plan(f)
+            print(f"{f}: ok")
+        except (IvrError, OSError) as exc:
+            bad += 1
+            print(f"{getattr(exc, 'message', exc)}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

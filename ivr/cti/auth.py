@@ -1,0 +1,54 @@
+"""Bearer-token authentication. Tokens are kept only as SHA-256 hashes."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ivr.core.config import Role, Settings, hash_token
+from ivr.core.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    role: Role
+
+
+class TokenAuth:
+    def __init__(self, settings: Settings) -> None:
+        self._by_hash = {u.token_hash: User(u.id, u.role) for u in settings.users}
+
+    def user_for(self, token: str | None) -> User:
+        if not token:
+            raise Unauthorized("missing bearer token", code="auth.missing_token")
+        digest = hash_token(token)
+        for known, user in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return user
+        raise Unauthorized("invalid token", code="auth.invalid_token")
+
+    def authenticate(self, request: web.Request) -> User:
+        header = request.headers.get("Authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        # Browsers cannot set headers on WebSockets: the token may come as a sub-protocol "bearer.<token>".
+        if token is None:
+            for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+                proto = proto.strip()
+                if proto.startswith("bearer."):
+                    token = proto[7:]
+        return self.user_for(token)
+
+
+def require_self_or(user: User, agent_id: str, *roles: Role) -> None:
+    """Agents act on themselves; the listed roles may act on anyone."""
+    if user.id == agent_id or user.role in roles:
+        return
+    raise Forbidden(f"{user.role} {user.id} may not act for agent {agent_id}", code="auth.forbidden")
+
+
+def require_role(user: User, *roles: Role) -> None:
+    if user.role not in roles:
+        raise Forbidden(f"role {user.role} may not do this", code="auth.forbidden")

@@ -1,0 +1,64 @@
+"""Domain errors -> HTTP, in one place. Every error body is ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ivr.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    IvrError,
+    NotFound,
+    Unauthorized,
+    Unavailable,
+)
+from ivr.core.logging import get_logger
+
+log = get_logger(__name__)
+
+STATUS: list[tuple[type[IvrError], int]] = [
+    (BadRequest, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return web.json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+def status_of(exc: IvrError) -> int:
+    for cls, status in STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except IvrError as exc:
+        return error_response(status_of(exc), exc.code, exc.message)
+    except json.JSONDecodeError as exc:
+        return error_response(400, "request.malformed_json", f"body is not valid JSON: {exc.msg}")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "request.too_large", "request body too large")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, f"http.{exc.status}", exc.reason)
+        raise
+    except Exception:
+        log.exception("api.unhandled", path=request.path)
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,195 @@
+"""``ivr run``: the whole hotline on one machine.
+
+Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
+configured; prompt pre-build; the speech service; N workers; the Kamailio edge; the API. Restarts
+children that die. On SIGTERM/SIGINT stops them in reverse order and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+from redis.asyncio import Redis
+
+from ivr.core.config import DEMO_USERS, AgentSeed, Settings
+from ivr.core.logging import get_logger
+from ivr.dialplan.loader import PlanRegistry
+from ivr.prompts.library import PromptLibrary, PromptSpec
+from ivr.prompts.moh import music_on_hold
+from ivr.queues.store import QueueStore
+from ivr.runtime.edge import Edge
+from ivr.runtime.process import ManagedProcess, wait_tcp
+from ivr.runtime.tasks import TaskGroup
+
+log = get_logger(__name__)
+RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+def build_prompts(settings: Settings, plans: PlanRegistry) -> int:
+    """Synthesise/normalise every prompt of every plan, and the music on hold, into the cache."""
+    lib = PromptLibrary(settings.prompts.dir, settings.prompt_cache, settings.workers.clock_rate,
+                        settings.prompts.voices)
+    specs = [(PromptSpec(file=p.file, text=p.text), lp.plan.language) for lp in plans.plans
+             for p in lp.plan.prompts()]
+    lib.build_all(specs)
+    music_on_hold(settings.prompt_cache, settings.workers.clock_rate, settings.prompts.moh)
+    return len(specs)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.children: list[ManagedProcess] = []
+        self.restartable: list[ManagedProcess] = []
+        self.redis_proc: ManagedProcess | None = None
+        self.edge: Edge | None = None
+        self.tasks = TaskGroup("supervisor")
+        self.stopping = False
+
+    def _role(self, name: str, *args: str) -> ManagedProcess:
+        return ManagedProcess(name, [sys.executable, "-m", "ivr.cli", *args, "--settings",
+                                     str(self.settings_file)])
+
+    async def run(self, stop: asyncio.Event) -> int:
+        s = self.settings
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+        self.settings_file = s.run_dir / "settings.json"
+        fd = os.open(self.settings_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(s.dump_for_children())
+        plans = PlanRegistry.from_dir(s.dialplans_dir)
+        try:
+            await self._start_all(plans)
+        except BaseException:
+            await self._stop_all()
+            raise
+        self._banner()
+        await stop.wait()
+        await self._stop_all()
+        return 0
+
+    async def _start_all(self, plans: PlanRegistry) -> None:
+        s = self.settings
+        if s.redis.url is None:
+            data = (s.var_dir / "redis").resolve()
+            data.mkdir(parents=True, exist_ok=True)
+            self.redis_proc = ManagedProcess("redis", [
+                "redis-server", "--bind", s.redis.host, "--port", str(s.redis.port), "--dir", str(data),
+                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+                "--logfile", ""], stdout=asyncio.subprocess.DEVNULL)
+            await self.redis_proc.start()
+            await wait_tcp(s.redis.host, s.redis.port, 10)
+        await self._seed_redis()
+        t0 = time.monotonic()
+        count = await asyncio.to_thread(build_prompts, s, plans)
+        log.info("prompts.built", prompts=count, seconds=round(time.monotonic() - t0, 2))
+        if s.speech.enabled:
+            speech = self._role("speech", "speech")
+            await self._start(speech)
+        workers = [self._role(f"worker-{i}", "worker", "--index", str(i)) for i in range(s.workers.count)]
+        for w in workers:
+            await self._start(w)
+        await self._wait_workers_alive()
+        self.edge = Edge(s)
+        await asyncio.to_thread(self.edge.render)
+        await self.edge.start()
+        self.children.append(self.edge.process)
+        api = self._role("api", "api")
+        await self._start(api)
+        await wait_tcp(s.api.host, s.api.port, 20)
+        if s.speech.enabled:
+            await wait_tcp(s.speech.host, s.speech.port, 120)
+
+    async def _start(self, proc: ManagedProcess) -> None:
+        await proc.start()
+        self.children.append(proc)
+        self.restartable.append(proc)
+        self.tasks.spawn(f"watch.{proc.name}", self._watch(proc))
+
+    async def _watch(self, proc: ManagedProcess) -> None:
+        while True:
+            code = await proc.wait()
+            if self.stopping:
+                return
+            delay = RESTART_BACKOFF_S[min(proc.restarts, len(RESTART_BACKOFF_S) - 1)]
+            log.warning("process.died", process=proc.name, code=code, restart_in_s=delay)
+            await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            proc.restarts += 1
+            await proc.start()
+
+    async def _seed_redis(self) -> None:
+        s = self.settings
+        redis = Redis.from_url(s.redis.dsn)
+        try:
+            store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
+            for u in s.users:
+                if u.role == "agent":
+                    await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
+                                               languages=u.languages)
+        finally:
+            await redis.aclose()
+
+    async def _wait_workers_alive(self, timeout: float = 30.0) -> None:
+        s = self.settings
+        redis = Redis.from_url(s.redis.dsn)
+        keys = QueueStore(redis, s.redis.prefix).keys
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                alive = sum([bool(await redis.exists(keys.worker_alive(f"w{i}"))) for i in range(s.workers.count)])
+                if alive == s.workers.count:
+                    return
+                await asyncio.sleep(0.1)
+            raise TimeoutError(f"only {alive}/{s.workers.count} workers came up")
+        finally:
+            await redis.aclose()
+
+    async def _stop_all(self) -> None:
+        self.stopping = True
+        await self.tasks.cancel_all()
+        for proc in reversed(self.children):
+            await proc.stop(timeout=10)
+        if self.redis_proc is not None:
+            await self.redis_proc.stop(timeout=10)
+        log.info("supervisor.stopped")
+
+    def _banner(self) -> None:
+        """Where to point a phone and a browser. Only the embedded demo tokens are ever printed."""
+        s = self.settings
+        demo = {u["token"] for u in DEMO_USERS}
+
+        def token(u: AgentSeed) -> str:
+            value = u.token.get_secret_value()
+            return value if value in demo else "(configured)"
+
+        agents = [u for u in s.users if u.role == "agent"]
+        lines = [
+            "",
+            "Hotline is up.",
+            f"  Call it:        point a SIP phone at sip:1000@{s.edge.host}:{s.edge.port} (UDP or TCP)",
+            f"  Agent desktop:  http://{s.api.host}:{s.api.port}/",
+            "  Demo credentials (agent id / token / agent phone that will ring):",
+            *[f"    {u.id:8} {token(u):20} {u.sip_uri}" for u in agents],
+            *[f"    {u.id:8} {token(u):20} ({u.role})" for u in s.users if u.role != "agent"],
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+
+
+def main(settings: Settings) -> int:
+    async def _main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await Supervisor(settings).run(stop)
+
+    return asyncio.run(_main())
+

@@ -1,0 +1,294 @@
+"""Every pjsua2 object lives here and is touched only from the SIP thread (see ``bridge.py``).
+
+The library is built with 4 call legs per process. A caller is admitted only if a slot stays free
+for the agent leg it will need later; otherwise the INVITE is answered ``503`` with ``Retry-After``
+so the edge fails over to another worker (the library itself would say ``486``).
+"""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pjsua2 as pj
+
+from ivr.core.logging import get_logger
+from ivr.sip.events import (
+    Answered,
+    Disconnected,
+    Dtmf,
+    IncomingCall,
+    MediaReady,
+    PlaybackDone,
+    Rejected,
+    Ringing,
+    SipEvent,
+)
+
+log = get_logger(__name__)
+_USER = re.compile(r"sips?:([^@;>]+)@")
+_REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    host: str
+    sip_port: int
+    rtp_port: int
+    rtp_port_range: int
+    max_legs: int = 4
+    clock_rate: int = 8000
+    user_agent: str = "ivr-hotline"
+    retry_after_s: int = 5
+
+
+def _user_of(uri: str) -> str:
+    m = _USER.search(uri)
+    return m.group(1) if m else uri
+
+
+class _Call(pj.Call):
+    def __init__(self, engine: SipEngine, acc: pj.Account, leg_id: str, call_id: int = pj.PJSUA_INVALID_ID,
+                 inbound: bool = True) -> None:
+        super().__init__(acc, call_id)
+        self.engine = engine
+        self.leg_id = leg_id
+        self.inbound = inbound
+        self.rtp: dict[str, int] = {}
+
+    def onCallState(self, prm: pj.OnCallStateParam) -> None:
+        ci = self.getInfo()
+        if ci.state == pj.PJSIP_INV_STATE_EARLY and not self.inbound:
+            self.engine.emit(Ringing(self.leg_id, ci.lastStatusCode))
+        elif ci.state == pj.PJSIP_INV_STATE_CONFIRMED:
+            self.engine.emit(Answered(self.leg_id))
+        elif ci.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.engine.on_disconnected(self, ci.lastStatusCode, ci.lastReason)
+
+    def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
+        if self.hasMedia():
+            self.engine.emit(MediaReady(self.leg_id))
+
+    def onStreamDestroyed(self, prm: pj.OnStreamDestroyedParam) -> None:
+        try:
+            st = self.getStreamStat(prm.streamIdx)
+            self.rtp = {"rx_packets": st.rtcp.rxStat.pkt, "tx_packets": st.rtcp.txStat.pkt}
+        except pj.Error:
+            pass
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        method = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc2833", pj.PJSUA_DTMF_METHOD_SIP_INFO: "info"}.get(
+            prm.method, str(prm.method))
+        self.engine.emit(Dtmf(self.leg_id, prm.digit, method))
+
+
+class _Player(pj.AudioMediaPlayer):
+    def __init__(self, engine: SipEngine, leg_id: str, player_id: int) -> None:
+        super().__init__()
+        self.engine = engine
+        self.leg_id = leg_id
+        self.player_id = player_id
+
+    def onEof2(self) -> None:  # media clock thread: only post, never touch pjsua2 here
+        self.engine.emit(PlaybackDone(self.leg_id, self.player_id))
+
+
+class _Account(pj.Account):
+    def __init__(self, engine: SipEngine) -> None:
+        super().__init__()
+        self.engine = engine
+
+    def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
+        self.engine.on_incoming(self, prm)
+
+
+class SipEngine:
+    """pjsua2 endpoint, transports, account, calls and players. Not thread-safe by design."""
+
+    def __init__(self, cfg: EngineConfig, emit: Callable[[SipEvent], None], new_leg_id: Callable[[], str]):
+        self.cfg = cfg
+        self.emit = emit
+        self.new_leg_id = new_leg_id
+        self.ep: pj.Endpoint | None = None
+        self.acc: _Account | None = None
+        self.legs: dict[str, _Call] = {}
+        self.callers: set[str] = set()
+        self.players: dict[int, tuple[_Player, str]] = {}
+        self._player_ids = itertools.count(1)
+        self._dead: list[_Call] = []
+        self._rejecting: list[_Call] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        ep = pj.Endpoint()
+        ep.libCreate()
+        ep_cfg = pj.EpConfig()
+        ep_cfg.uaConfig.threadCnt = 0
+        ep_cfg.uaConfig.mainThreadOnly = False
+        ep_cfg.uaConfig.maxCalls = self.cfg.max_legs
+        ep_cfg.uaConfig.userAgent = self.cfg.user_agent
+        ep_cfg.logConfig.level = 1
+        ep_cfg.logConfig.consoleLevel = 1
+        med = ep_cfg.medConfig
+        med.clockRate = self.cfg.clock_rate
+        med.sndClockRate = self.cfg.clock_rate
+        med.noVad = True
+        med.ecTailLen = 0
+        med.threadCnt = 1
+        ep.libInit(ep_cfg)
+        tcfg = pj.TransportConfig()
+        tcfg.port = self.cfg.sip_port
+        tcfg.boundAddress = self.cfg.host
+        ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
+        ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
+        ep.libStart()
+        ep.audDevManager().setNullDev()
+        acfg = pj.AccountConfig()
+        acfg.idUri = f"sip:ivr@{self.cfg.host}:{self.cfg.sip_port}"
+        mtc = acfg.mediaConfig.transportConfig
+        mtc.port = self.cfg.rtp_port
+        mtc.portRange = self.cfg.rtp_port_range
+        mtc.boundAddress = self.cfg.host
+        acc = _Account(self)
+        acc.create(acfg, True)
+        self.ep, self.acc = ep, acc
+        log.info("sip.started", host=self.cfg.host, port=self.cfg.sip_port, max_legs=self.cfg.max_legs)
+
+    def poll(self, timeout_ms: int) -> None:
+        assert self.ep is not None
+        self.ep.libHandleEvents(timeout_ms)
+        if self._dead:
+            self._dead.clear()  # deleted here, outside any pjsua2 callback
+
+    def shutdown(self, max_polls: int = 200) -> None:
+        """Hang up every leg, wait for them to end, free all objects, then destroy the library."""
+        if self.ep is None:
+            return
+        for leg_id in list(self.legs):
+            self.hangup(leg_id)
+        for _ in range(max_polls):
+            if not self.legs:
+                break
+            self.poll(10)
+        for pid in list(self.players):
+            self.stop_player(pid)
+        self.legs.clear()
+        self._dead.clear()
+        self._rejecting.clear()
+        self.acc = None
+        gc.collect()
+        self.ep.libDestroy()
+        self.ep = None
+        log.info("sip.stopped")
+
+    # --- inbound -----------------------------------------------------------------------------------
+    @property
+    def free_caller_slots(self) -> int:
+        # each admitted caller keeps one slot for its future agent leg
+        return self.cfg.max_legs // 2 - len(self.callers)
+
+    def on_incoming(self, acc: pj.Account, prm: pj.OnIncomingCallParam) -> None:
+        leg_id = self.new_leg_id()
+        call = _Call(self, acc, leg_id, prm.callId, inbound=True)
+        msg = prm.rdata.wholeMsg
+        if self.free_caller_slots <= 0:
+            op = pj.CallOpParam()
+            op.statusCode = 503
+            op.reason = "Worker Full"
+            hdr = pj.SipHeader()
+            hdr.hName = "Retry-After"
+            hdr.hValue = str(self.cfg.retry_after_s)
+            op.txOption.headers.append(hdr)
+            call.hangup(op)
+            self._rejecting.append(call)
+            self.emit(Rejected(leg_id, 503, "worker full"))
+            return
+        ci = call.getInfo()
+        req = _REQ_LINE.search(msg)
+        dnis = _user_of(req.group(1)) if req else _user_of(ci.localUri)
+        self.legs[leg_id] = call
+        self.callers.add(leg_id)
+        self.emit(IncomingCall(leg_id, ani=_user_of(ci.remoteUri), dnis=dnis, sip_call_id=ci.callIdString,
+                               source=prm.rdata.srcAddress))
+
+    def on_disconnected(self, call: _Call, code: int, reason: str) -> None:
+        if call in self._rejecting:
+            self._rejecting.remove(call)
+            self._dead.append(call)
+            return
+        for pid, (_, leg) in list(self.players.items()):
+            if leg == call.leg_id:
+                self.stop_player(pid)
+        self.legs.pop(call.leg_id, None)
+        self.callers.discard(call.leg_id)
+        self._dead.append(call)
+        self.emit(Disconnected(call.leg_id, code, reason, dict(call.rtp)))
+
+    # --- commands (called on the SIP thread by bridge.SipThread) -----------------------------------
+    def answer(self, leg_id: str, code: int = 200) -> None:
+        op = pj.CallOpParam()
+        op.statusCode = code
+        self.legs[leg_id].answer(op)
+
+    def hangup(self, leg_id: str, code: int = 0) -> None:
+        call = self.legs.get(leg_id)
+        if call is None:
+            return
+        op = pj.CallOpParam()
+        if code:
+            op.statusCode = code
+        try:
+            call.hangup(op)
+        except pj.Error as exc:
+            log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
+
+    def make_call(self, uri: str, leg_id: str) -> str:
+        """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow."""
+        assert self.acc is not None
+        call = _Call(self, self.acc, leg_id, inbound=False)
+        self.legs[leg_id] = call
+        try:
+            call.makeCall(uri, pj.CallOpParam(True))
+        except pj.Error:
+            self.legs.pop(leg_id, None)
+            raise
+        return leg_id
+
+    def _media(self, leg_id: str) -> pj.AudioMedia:
+        return self.legs[leg_id].getAudioMedia(-1)
+
+    def play(self, leg_id: str, path: str, loop: bool = False) -> int:
+        player_id = next(self._player_ids)
+        player = _Player(self, leg_id, player_id)
+        player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        player.startTransmit(self._media(leg_id))
+        self.players[player_id] = (player, leg_id)
+        return player_id
+
+    def stop_player(self, player_id: int) -> None:
+        entry = self.players.pop(player_id, None)
+        if entry is None:
+            return
+        player, leg_id = entry
+        call = self.legs.get(leg_id)
+        if call is not None and call.hasMedia():
+            try:
+                player.stopTransmit(call.getAudioMedia(-1))
+            except pj.Error:
+                pass
+        del player
+
+    def bridge(self, a: str, b: str) -> None:
+        ma, mb = self._media(a), self._media(b)
+        ma.startTransmit(mb)
+        mb.startTransmit(ma)
+
+    def stream_stats(self, leg_id: str) -> dict[str, int]:
+        call = self.legs.get(leg_id)
+        if call is None or not call.hasMedia():
+            return {}
+        st = call.getStreamStat(0)
+        return {"rx_packets": st.rtcp.rxStat.pkt, "tx_packets": st.rtcp.txStat.pkt}

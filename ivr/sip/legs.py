@@ -1,0 +1,131 @@
+"""Call legs as the asyncio side sees them: awaitable answer/play/dial/bridge/hang-up.
+
+A ``Leg`` is fed the SIP events for its id by the worker's router and turns them into futures,
+events and a digit queue. It never touches pjsua2: every action is a command to ``SipThread``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ivr.sip.bridge import SipThread
+from ivr.sip.engine import SipEngine
+from ivr.sip.events import Answered, Disconnected, Dtmf, MediaReady, PlaybackDone, Ringing, SipEvent
+
+
+class LegEnded(Exception):
+    """The leg hung up while something was waiting on it."""
+
+
+class Leg:
+    def __init__(self, sip: SipThread, leg_id: str) -> None:
+        self.sip = sip
+        self.leg_id = leg_id
+        self.media_ready = asyncio.Event()
+        self.answered = asyncio.Event()
+        self.ringing = asyncio.Event()
+        self.ended: asyncio.Future[Disconnected] = asyncio.get_running_loop().create_future()
+        self.digits: asyncio.Queue[Dtmf] = asyncio.Queue()
+        self._playbacks: dict[int, asyncio.Future[None]] = {}
+
+    def feed(self, event: SipEvent) -> None:
+        if isinstance(event, MediaReady):
+            self.media_ready.set()
+        elif isinstance(event, Answered):
+            self.answered.set()
+        elif isinstance(event, Ringing):
+            self.ringing.set()
+        elif isinstance(event, Dtmf):
+            self.digits.put_nowait(event)
+        elif isinstance(event, PlaybackDone):
+            fut = self._playbacks.pop(event.player_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+        elif isinstance(event, Disconnected):
+            if not self.ended.done():
+                self.ended.set_result(event)
+            for fut in self._playbacks.values():
+                if not fut.done():
+                    fut.set_exception(LegEnded(self.leg_id))
+                    fut.exception()  # retrieved: nobody may be awaiting it
+            self._playbacks.clear()
+
+    @property
+    def is_ended(self) -> bool:
+        return self.ended.done()
+
+    async def until(self, aw: asyncio.Future[Any], timeout: float | None) -> bool:
+        """Wait for ``aw`` unless the leg ends first (LegEnded) or the timeout passes (False)."""
+        waits: set[asyncio.Future[Any]] = {aw, self.ended}
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if aw in done:
+            return True
+        if self.ended in done:
+            raise LegEnded(self.leg_id)
+        return False
+
+    async def answer(self, timeout: float = 5.0) -> None:
+        await self.sip.call(SipEngine.answer, self.leg_id, 200)
+        waiter = asyncio.ensure_future(self.media_ready.wait())
+        try:
+            if not await self.until(waiter, timeout):
+                raise LegEnded(f"{self.leg_id}: no media after answer")
+        finally:
+            waiter.cancel()
+
+    async def start_playback(self, path: str, loop: bool = False) -> tuple[int, asyncio.Future[None]]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        player_id: int = await self.sip.call(SipEngine.play, self.leg_id, path, loop)
+        self._playbacks[player_id] = fut
+        return player_id, fut
+
+    async def stop_playback(self, player_id: int) -> None:
+        fut = self._playbacks.pop(player_id, None)
+        if fut is not None and not fut.done():
+            fut.cancel()
+        await self.sip.call(SipEngine.stop_player, player_id)
+
+    async def play(self, path: str, *, barge_in: bool = False) -> Dtmf | None:
+        """Play a file to the end; with ``barge_in`` a key press stops it and is returned."""
+        player_id, done = await self.start_playback(path)
+        digit_wait = asyncio.ensure_future(self.digits.get()) if barge_in else None
+        try:
+            waits: set[asyncio.Future[Any]] = {done, self.ended}
+            if digit_wait is not None:
+                waits.add(digit_wait)
+            finished, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            if self.ended in finished:
+                raise LegEnded(self.leg_id)
+            if digit_wait is not None and digit_wait in finished:
+                return digit_wait.result()
+            return None
+        finally:
+            if digit_wait is not None and not digit_wait.done():
+                digit_wait.cancel()
+            if not self.is_ended:
+                await self.stop_playback(player_id)
+
+    async def next_digit(self, timeout: float) -> Dtmf | None:
+        getter = asyncio.ensure_future(self.digits.get())
+        try:
+            if await self.until(getter, timeout):
+                return getter.result()
+            return None
+        finally:
+            if not getter.done():
+                getter.cancel()
+
+    async def hangup(self) -> None:
+        if not self.is_ended:
+            await self.sip.call(SipEngine.hangup, self.leg_id, 0)
+
+    async def wait_ended(self, timeout: float) -> Disconnected | None:
+        with contextlib.suppress(TimeoutError):
+            return await asyncio.wait_for(asyncio.shield(self.ended), timeout)
+        return None
+
+    async def rtp_stats(self) -> dict[str, int]:
+        stats: dict[str, int] = await self.sip.call(SipEngine.stream_stats, self.leg_id)
+        return stats

@@ -1,0 +1,92 @@
+"""A loopback packet capture for tests (AF_PACKET, needs root as `make test` runs here).
+
+Records every UDP datagram on ``lo`` with the kernel's arrival order and a wall-clock stamp, so a
+test can check what really went over the wire (SIP requests, RTP payloads) independently of the
+code under test.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+
+
+@dataclass(frozen=True)
+class Datagram:
+    ts: float
+    src: int
+    dst: int
+    payload: bytes
+
+    @property
+    def is_rtp(self) -> bool:
+        return len(self.payload) >= 12 and self.payload[0] >> 6 == 2 and not self.payload[:3].isalpha()
+
+    @property
+    def rtp_payload_type(self) -> int:
+        return self.payload[1] & 0x7F
+
+    @property
+    def rtp_payload(self) -> bytes:
+        cc = self.payload[0] & 0x0F
+        return self.payload[12 + 4 * cc:]
+
+
+class LoopbackSniffer:
+    def __init__(self, ports: set[int] | None = None, max_seconds: float = 120.0) -> None:
+        self.ports = ports
+        self.max_seconds = max_seconds
+        self.packets: list[Datagram] = []
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        self._sock.bind(("lo", 0))
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name="sniffer", daemon=True)
+
+    def __enter__(self) -> LoopbackSniffer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                frame, addr = self._sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if addr[2] == PACKET_OUTGOING:  # loopback shows every packet twice: keep the delivery
+                continue
+            ts = time.time()
+            if len(frame) < 14 + 20 + 8 or frame[12:14] != b"\x08\x00":
+                continue
+            ip = frame[14:]
+            ihl = (ip[0] & 0x0F) * 4
+            if ip[9] != 17:  # UDP only
+                continue
+            src, dst, length = struct.unpack("!HHH", ip[ihl:ihl + 6])
+            if self.ports is not None and src not in self.ports and dst not in self.ports:
+                continue
+            self.packets.append(Datagram(ts, src, dst, bytes(ip[ihl + 8:ihl + length])))
+
+    def sip_requests(self, method: str, dst: int) -> list[Datagram]:
+        return [p for p in self.packets if p.dst == dst and p.payload.startswith(method.encode() + b" ")]
+
+    def rtp(self, *, src: int | None = None, dst: int | None = None, after: float = 0.0) -> list[Datagram]:
+        return [p for p in self.packets if p.is_rtp and p.ts >= after
+                and (src is None or p.src == src) and (dst is None or p.dst == dst)]
