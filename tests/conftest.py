@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -66,6 +69,25 @@ class RedisServer:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Whatever a test started under the session's temp dir is gone when the session ends,
+    even if the test failed before its own clean-up."""
+    base = str(tmp_path_factory.getbasetemp())
+    yield
+    kill_matching(base)
+
+
+def kill_matching(marker: str) -> list[int]:
+    """SIGKILL every process whose command line contains ``marker``, except this test process."""
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
+    pids = [int(p) for p in out.split() if int(p) not in (os.getpid(), os.getppid())]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
 
 
 @pytest.fixture(scope="session")

@@ -54,14 +54,16 @@ class PlanRunner:
 
     async def _menu(self, name: str, node: MenuNode) -> str | None:
         by_digit = {o.digit: o.goto for o in node.options if o.digit is not None}
+        pending: str | None = None  # a key pressed during a no-input/no-match prompt answers the menu
         for attempt in range(node.retries + 1):
-            digit = await self.call.play(node.prompt, barge_in=node.barge_in)
+            digit = pending or await self.call.play(node.prompt, barge_in=node.barge_in)
+            pending = None
             if digit is None:
                 digit = await self.call.get_digit(node.timeout_s)
             if digit is None:
                 self.journey.step(name, "menu", outcome="no_input")
                 if node.no_input is not None and attempt < node.retries:
-                    await self.call.play(node.no_input, barge_in=node.barge_in)
+                    pending = await self.call.play(node.no_input, barge_in=node.barge_in)
                 continue
             target = by_digit.get(digit)
             if target is not None:
@@ -69,5 +71,5 @@ class PlanRunner:
                 return target
             self.journey.step(name, "menu", digit=digit, outcome="no_match")
             if node.no_match is not None and attempt < node.retries:
-                await self.call.play(node.no_match, barge_in=node.barge_in)
+                pending = await self.call.play(node.no_match, barge_in=node.barge_in)
         return node.on_failure

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 
+import aiohttp
 from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
@@ -95,14 +96,29 @@ class Supervisor:
             await self._start(w)
         await self._wait_workers_alive()
         self.edge = Edge(s)
-        await asyncio.to_thread(self.edge.render)
         await self.edge.start()
         self.children.append(self.edge.process)
+        self.tasks.spawn("watch.edge", self._watch(self.edge.process))
         api = self._role("api", "api")
         await self._start(api)
         await wait_tcp(s.api.host, s.api.port, 20)
         if s.speech.enabled:
-            await wait_tcp(s.speech.host, s.speech.port, 120)
+            await self._wait_speech_loaded(180)
+
+    async def _wait_speech_loaded(self, timeout: float) -> None:
+        """The speech service answers /healthz 200 once its model is loaded."""
+        s = self.settings.speech
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                try:
+                    async with http.get(f"http://{s.host}:{s.port}/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"speech service not ready after {timeout}s")
 
     async def _start(self, proc: ManagedProcess) -> None:
         await proc.start()

@@ -23,6 +23,7 @@ import yaml
 from redis.asyncio import Redis
 
 from ivr.queues.store import QueueStore
+from tests.conftest import kill_matching
 from tests.sipp_helpers import free_udp_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +122,7 @@ class Hotline:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         # Safety net: nothing started for this hotline may outlive the test.
-        subprocess.run(["pkill", "-9", "-f", str(self.workdir)], check=False)
+        kill_matching(str(self.workdir))
         self._log.close()
         return code
 

@@ -1,0 +1,85 @@
+"""`ivr run` on its embedded defaults (only ports and directories moved with IVR_ variables so tests
+can run beside anything else): every role comes up, the banner says where to point a phone and a
+browser, and SIGTERM stops everything with exit code 0 and no process left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.e2e.conftest import ROOT, free_range
+from tests.sipp_helpers import free_udp_tcp_port
+
+pytestmark = pytest.mark.e2e
+
+
+def leftovers(marker: str) -> list[str]:
+    out = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+@pytest.mark.timeout(300)
+async def test_ivr_run_starts_every_role_and_stops_cleanly(tmp_path: Path) -> None:
+    var = tmp_path / "var"
+    ports = {name: free_udp_tcp_port() for name in ("REDIS", "EDGE", "API", "SPEECH")}
+    env = {
+        **os.environ,
+        "IVR_VAR_DIR": str(var),
+        "IVR_REDIS__PORT": str(ports["REDIS"]),
+        "IVR_EDGE__PORT": str(ports["EDGE"]),
+        "IVR_API__PORT": str(ports["API"]),
+        "IVR_SPEECH__PORT": str(ports["SPEECH"]),
+        "IVR_WORKERS__SIP_PORT_BASE": str(free_range(2)),
+        "IVR_WORKERS__RTP_PORT_BASE": str(free_range(80)),
+        "IVR_PROMPTS__CACHE_DIR": str(tmp_path.parent / "prompt-cache"),
+    }
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "run"], cwd=ROOT, env=env,  # noqa: ASYNC220
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while "Hotline is up." not in log_path.read_text(errors="replace"):
+                assert proc.poll() is None, log_path.read_text(errors="replace")[-4000:]
+                assert time.monotonic() < deadline, "no banner after 240 s"
+                await asyncio.sleep(0.2)
+            banner = log_path.read_text(errors="replace")
+            assert f"sip:1000@127.0.0.1:{ports['EDGE']}" in banner
+            assert f"http://127.0.0.1:{ports['API']}/" in banner
+            assert "agent1-demo-token" in banner  # the embedded demo credentials are shown
+
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{ports['API']}/readyz") as r:
+                    assert r.status == 200, await r.text()
+                    assert (await r.json())["workers_alive"] == 2
+                async with http.get(f"http://127.0.0.1:{ports['SPEECH']}/healthz") as r:
+                    assert r.status == 200 and (await r.json())["loaded"] is True
+                async with http.get(f"http://127.0.0.1:{ports['API']}/") as r:
+                    assert r.status == 200 and "Agent desktop" in await r.text()
+                async with http.get(f"http://127.0.0.1:{ports['API']}/api/v1/agents",
+                                    headers={"Authorization": "Bearer super1-demo-token"}) as r:
+                    assert r.status == 200
+                    assert {a["agent_id"] for a in (await r.json())["agents"]} == {"agent1", "agent2"}
+            assert list((var / "redis").glob("appendonly*")), "private Redis must run with AOF on"
+            assert leftovers(str(var)), "the roles run with this var dir"
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                code = None
+            os.killpg(proc.pid, signal.SIGKILL) if code is None else None
+    assert code == 0, log_path.read_text(errors="replace")[-4000:]
+    await asyncio.sleep(0.5)
+    assert leftovers(str(var)) == []
+    assert "Traceback" not in log_path.read_text(errors="replace")

@@ -1,0 +1,55 @@
+"""Config layering and log hygiene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import structlog
+
+from ivr.core.config import load_settings
+from ivr.core.errors import ConfigError
+from ivr.core.logging import configure, get_logger
+
+
+def test_file_then_environment_then_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("api: {port: 9001}\nworkers: {count: 3}\nredis: {port: 7000}\n")
+    monkeypatch.setenv("IVR_API__PORT", "9002")
+    s = load_settings(cfg, redis={"port": 7001})
+    assert s.workers.count == 3        # file over default
+    assert s.api.port == 9002          # environment over file
+    assert s.redis.port == 7001        # argument over file
+    child = load_settings_from_dump(tmp_path, s.dump_for_children())
+    assert child.api.port == 9002 and child.users[0].token.get_secret_value() == s.users[0].token.get_secret_value()
+
+
+def load_settings_from_dump(tmp_path: Path, dump: str):  # type: ignore[no-untyped-def]
+    f = tmp_path / "settings.json"
+    f.write_text(dump)
+    return load_settings(f)
+
+
+def test_bad_values_are_config_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("workers: {max_legs: 9}\n")
+    with pytest.raises(ConfigError, match="max_legs"):
+        load_settings(cfg)
+    cfg.write_text("no_such_setting: 1\n")
+    with pytest.raises(ConfigError):
+        load_settings(cfg)
+    with pytest.raises(ConfigError):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_secrets_are_masked_and_call_id_is_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    configure("info", "json")
+    structlog.contextvars.bind_contextvars(call_id="c-1")
+    try:
+        get_logger("t").info("call.thing", token="s3cret", authorization="Bearer s3cret", digit="2")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["call_id"] == "c-1" and line["digit"] == "2"
+    assert line["token"] == "***" and line["authorization"] == "***"
