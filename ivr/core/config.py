@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -152,6 +152,19 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        """Resolve relative paths once, against the directory `ivr` was started in: children and
+        Kamailio run with other working directories."""
+        self.var_dir = self.var_dir.resolve()
+        self.dialplans_dir = self.dialplans_dir.resolve()
+        self.prompts.dir = self.prompts.dir.resolve()
+        if self.prompts.cache_dir is not None:
+            self.prompts.cache_dir = self.prompts.cache_dir.resolve()
+        if self.prompts.moh is not None:
+            self.prompts.moh = self.prompts.moh.resolve()
+        return self
 
     @property
     def run_dir(self) -> Path:

@@ -115,7 +115,7 @@ class Edge:
             "-Y", str(self.dir),          # runtime dir
             "-w", str(self.dir),          # working dir: the relative ctl socket lands here too
             "-P", str(self.pid_path),
-        ])
+        ], guard=True)
 
     # ----- paths -----------------------------------------------------------------------------
 

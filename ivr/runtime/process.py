@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,9 +31,11 @@ class ManagedProcess:
     """One child process: start, wait, stop (TERM then KILL of its whole process group)."""
 
     def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 cwd: str | None = None, stdout: Any = None) -> None:
+                 cwd: str | None = None, stdout: Any = None, guard: bool = False) -> None:
+        """``guard``: the program forks children of its own (Kamailio); run it under
+        :mod:`ivr.runtime.guard` so they die with the supervisor too."""
         self.name = name
-        self.argv = list(argv)
+        self.argv = [sys.executable, "-m", "ivr.runtime.guard", "--", *argv] if guard else list(argv)
         self.env = env
         self.cwd = cwd
         self.stdout = stdout

@@ -7,10 +7,13 @@ so the edge fails over to another worker (the library itself would say ``486``).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
+import os
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pjsua2 as pj
@@ -43,6 +46,20 @@ class EngineConfig:
     clock_rate: int = 8000
     user_agent: str = "ivr-hotline"
     retry_after_s: int = 5
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _user_of(uri: str) -> str:
@@ -124,7 +141,8 @@ class SipEngine:
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
         ep = pj.Endpoint()
-        ep.libCreate()
+        with _quiet_stdout():  # pjlib prints banner lines before libInit applies our log level
+            ep.libCreate()
         ep_cfg = pj.EpConfig()
         ep_cfg.uaConfig.threadCnt = 0
         ep_cfg.uaConfig.mainThreadOnly = False

@@ -83,3 +83,38 @@ async def test_ivr_run_starts_every_role_and_stops_cleanly(tmp_path: Path) -> No
     await asyncio.sleep(0.5)
     assert leftovers(str(var)) == []
     assert "Traceback" not in log_path.read_text(errors="replace")
+
+
+@pytest.mark.timeout(120)
+async def test_killing_the_supervisor_takes_every_role_with_it(tmp_path: Path) -> None:
+    """Even a SIGKILLed supervisor leaves nothing behind: Kamailio's forked children included."""
+    var = tmp_path / "var"
+    env = {
+        **os.environ,
+        "IVR_VAR_DIR": str(var),
+        "IVR_REDIS__PORT": str(free_udp_tcp_port()),
+        "IVR_EDGE__PORT": str(free_udp_tcp_port()),
+        "IVR_API__PORT": str(free_udp_tcp_port()),
+        "IVR_SPEECH__ENABLED": "false",
+        "IVR_WORKERS__SIP_PORT_BASE": str(free_range(2)),
+        "IVR_WORKERS__RTP_PORT_BASE": str(free_range(80)),
+        "IVR_PROMPTS__CACHE_DIR": str(tmp_path.parent / "prompt-cache"),
+    }
+    log_path = tmp_path / "run.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "ivr.cli", "run"], cwd=ROOT, env=env,  # noqa: ASYNC220
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        deadline = time.monotonic() + 90
+        while "Hotline is up." not in log_path.read_text(errors="replace"):
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            await asyncio.sleep(0.2)
+        running = leftovers(str(var))
+        assert sum("kamailio" in line for line in running) > 2, "Kamailio forks its children"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for _ in range(50):  # up to 10 s
+        if not leftovers(str(var)):
+            break
+        await asyncio.sleep(0.2)
+    assert leftovers(str(var)) == []

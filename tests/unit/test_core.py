@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,8 +44,15 @@ def test_bad_values_are_config_errors(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
 
 
-def test_secrets_are_masked_and_call_id_is_bound(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def configured_logging() -> Iterator[None]:
     configure("info", "json")
+    yield
+    structlog.reset_defaults()
+
+
+def test_secrets_are_masked_and_call_id_is_bound(capsys: pytest.CaptureFixture[str],
+                                                 configured_logging: None) -> None:
     structlog.contextvars.bind_contextvars(call_id="c-1")
     try:
         get_logger("t").info("call.thing", token="s3cret", authorization="Bearer s3cret", digit="2")
