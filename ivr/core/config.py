@@ -50,8 +50,9 @@ class WorkerSettings(BaseModel):
     rtp_ports_per_worker: int = 40
     max_legs: int = Field(4, ge=2, le=4, description="pjsua2 wheel limit is 4 legs per process")
     clock_rate: int = 8000
-    poll_ms: int = Field(10, ge=1, le=100)
+    poll_ms: int = Field(500, ge=1, le=2000, description="SIP thread poll; commands wake it at once")
     agent_ring_timeout_s: float = 20.0
+    drain_s: float = Field(30.0, ge=0, description="how long calls in progress may go on after SIGTERM")
 
     def sip_port(self, index: int) -> int:
         return self.sip_port_base + index
@@ -71,7 +72,7 @@ class SpeechSettings(BaseModel):
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
-    pop_wait_ms: int = Field(1500, ge=0, le=10000, description="how long a worker waits for the pop ack")
+    pop_wait_ms: int = Field(1500, ge=0, le=5000, description="how long a worker waits for the pop ack")
     cors_origins: list[str] = []
     max_body_bytes: int = 64 * 1024
 

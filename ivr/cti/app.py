@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from pydantic import BaseModel, ConfigDict, ValidationError
-from redis.asyncio import Redis
 
 from ivr.core.config import Settings
 from ivr.core.errors import BadRequest, NotFound
@@ -19,6 +18,7 @@ from ivr.core.logging import get_logger
 from ivr.cti.auth import TokenAuth, User, require_role, require_self_or
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
+from ivr.queues.connection import connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.tasks import TaskGroup
 
@@ -153,7 +153,7 @@ def init_app(settings: Settings) -> web.Application:
     app[AUTH] = TokenAuth(settings)
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis.dsn)
+        redis = connect(settings.redis.dsn)
         store = QueueStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
         app[STORE] = store
         app[HUB] = hub = PopHub(store)

@@ -15,8 +15,10 @@ from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from ivr.core.logging import get_logger
+from ivr.queues.connection import BLOCK_S
 from ivr.queues.store import QueueStore, StreamEvent
 
 log = get_logger(__name__)
@@ -40,14 +42,22 @@ class PopHub:
     async def presence(self) -> None:
         """Keep the 'desktop open' marks of connected agents fresh."""
         while True:
-            for agent_id in list(self.sockets):
-                await self.store.mark_desktop(agent_id, self.instance)
+            try:
+                for agent_id in list(self.sockets):
+                    await self.store.mark_desktop(agent_id, self.instance)
+            except RedisError as exc:
+                log.warning("api.redis_unavailable", loop="presence", error=str(exc))
             await asyncio.sleep(5)
 
     async def pump(self) -> None:
         last = await self.store.last_event_id()
         while True:
-            events = await self.store.read_events(last, block_ms=1000)
+            try:
+                events = await self.store.read_events(last, block_ms=int(BLOCK_S * 1000))
+            except RedisError as exc:
+                log.warning("api.redis_unavailable", loop="pump", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
             for ev in events:
                 last = ev.id
                 if ev.type in AGENT_EVENTS:

@@ -56,6 +56,14 @@ class Keys:
         return self._k("wrapup")
 
     # workers
+    @property
+    def workers(self) -> str:
+        """SET of every worker name that ever registered (for the reaper)."""
+        return self._k("workers")
+
+    def lease(self, name: str) -> str:
+        return self._k("lease", name)
+
     def worker_inbox(self, worker: str) -> str:
         return self._k("worker", worker, "inbox")
 

@@ -21,6 +21,8 @@ NAMES = (
     "offer_failed",
     "end_call",
     "release_wrapups",
+    "reap_worker",
+    "housekeeping",
 )
 
 

@@ -135,6 +135,31 @@ class QueueStore:
     async def queue_names(self) -> dict[str, str]:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
 
+    # --- workers: registration, leases, the reaper -------------------------------------------
+    async def register_worker(self, worker: str, pid: int, ttl_s: int = 5) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(self.keys.workers, worker)
+            pipe.set(self.keys.worker_alive(worker), str(pid), ex=ttl_s)
+            await pipe.execute()
+
+    async def worker_names(self) -> list[str]:
+        return sorted(_s(w) for w in await self.redis.smembers(self.keys.workers))
+
+    async def reap_worker(self, worker: str, *, wrapup_s: float, ttl_s: int) -> int:
+        """Record every call of a dead worker as lost and release what it held."""
+        return int(await self._run("reap_worker", worker, wrapup_s, ttl_s))
+
+    async def housekeeping(self, owner: str, *, lease_ms: int, wrapup_s: float, ttl_s: int) -> dict[str, int] | None:
+        """If ``owner`` holds (or takes) the housekeeper lease: release ended wrap-ups and reap the
+        calls of workers whose heartbeat expired. Returns the reaped workers, or None if not leader."""
+        res = await self._run("housekeeping", owner, lease_ms, wrapup_s, ttl_s)
+        if not int(res[0]):
+            return None
+        return {name: int(n) for name, _, n in (_s(x).partition("=") for x in res[1:])}
+
+    async def worker_load(self, worker: str) -> int:
+        return int(await self.redis.scard(self.keys.worker_calls(worker)))
+
     # --- worker inbox and screen-pop acknowledgement ---------------------------------------
     async def next_offer(self, worker: str, timeout_s: float) -> Offer | None:
         item = await self.redis.blpop([self.keys.worker_inbox(worker)], timeout=timeout_s)

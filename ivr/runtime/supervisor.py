@@ -14,13 +14,13 @@ import sys
 import time
 
 import aiohttp
-from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import music_on_hold
+from ivr.queues.connection import connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import Edge
 from ivr.runtime.process import ManagedProcess, wait_tcp
@@ -141,7 +141,7 @@ class Supervisor:
 
     async def _seed_redis(self) -> None:
         s = self.settings
-        redis = Redis.from_url(s.redis.dsn)
+        redis = connect(s.redis.dsn)
         try:
             store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
             for u in s.users:
@@ -153,7 +153,7 @@ class Supervisor:
 
     async def _wait_workers_alive(self, timeout: float = 30.0) -> None:
         s = self.settings
-        redis = Redis.from_url(s.redis.dsn)
+        redis = connect(s.redis.dsn)
         keys = QueueStore(redis, s.redis.prefix).keys
         try:
             deadline = time.monotonic() + timeout
@@ -167,9 +167,15 @@ class Supervisor:
             await redis.aclose()
 
     async def _stop_all(self) -> None:
+        """Drain: workers refuse new calls and finish theirs (up to workers.drain_s) while the
+        edge, API and speech service keep serving them; then everything else stops."""
         self.stopping = True
         await self.tasks.cancel_all()
-        for proc in reversed(self.children):
+        workers = [p for p in self.children if p.name.startswith("worker-")]
+        others = [p for p in self.children if p not in workers]
+        drain_s = self.settings.workers.drain_s
+        await asyncio.gather(*(w.stop(timeout=drain_s + 10) for w in workers))
+        for proc in reversed(others):
             await proc.stop(timeout=10)
         if self.redis_proc is not None:
             await self.redis_proc.stop(timeout=10)

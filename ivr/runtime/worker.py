@@ -10,22 +10,25 @@ import signal
 import uuid
 
 import structlog
-from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
+from ivr.queues.connection import BLOCK_S, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.session import CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
 from ivr.sip.bridge import SipThread
-from ivr.sip.engine import EngineConfig
+from ivr.sip.engine import EngineConfig, SipEngine
 from ivr.sip.events import Disconnected, IncomingCall, Rejected, SipEvent
 from ivr.sip.legs import Leg
 
 log = get_logger(__name__)
+HEARTBEAT_S = 2.0
+HEARTBEAT_TTL_S = 6  # a dead worker's calls are reaped at most this + one housekeeping tick later
 
 
 def new_call_id() -> str:
@@ -33,19 +36,22 @@ def new_call_id() -> str:
 
 
 class Worker:
-    def __init__(self, settings: Settings, index: int) -> None:
+    def __init__(self, settings: Settings, index: int, name: str | None = None) -> None:
+        """``name``: the worker's id in Redis (inbox, alive key, call records); default ``w<index>``.
+        Workers on several hosts need distinct names (``ivr worker --name``)."""
         self.settings = settings
         self.index = index
-        self.name = f"w{index}"
+        self.name = name or f"w{index}"
         self.legs: dict[str, Leg] = {}
         self.sessions: dict[str, CallSession] = {}
         self.tasks = TaskGroup(f"worker.{self.name}")
         self.ctx: WorkerContext | None = None
+        self.idle = asyncio.Event()  # set whenever no call is in progress
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         structlog.contextvars.bind_contextvars(worker=self.name)
-        redis = Redis.from_url(s.redis.dsn)
+        redis = connect(s.redis.dsn)
         store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
         plans = PlanRegistry.from_dir(s.dialplans_dir)
         prompts = PromptLibrary(s.prompts.dir, s.prompt_cache, s.workers.clock_rate, s.prompts.voices)
@@ -56,13 +62,19 @@ class Worker:
                          rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg)
+        # Calls still recorded under this name belong to a previous process that died: lost.
+        reaped = await store.reap_worker(self.name, wrapup_s=s.routing.wrapup_s, ttl_s=s.routing.call_ttl_s)
+        if reaped:
+            log.warning("worker.reaped_predecessor", calls=reaped)
         await sip.start()
+        await store.register_worker(self.name, os.getpid())
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
-        self.tasks.spawn("wrapups", self._wrapups(store))
+        self.tasks.spawn("housekeeping", self._housekeeping(store))
         log.info("worker.ready", sip_port=w.sip_port(self.index), pid=os.getpid())
         try:
             await stop.wait()
+            await self._drain(sip)
         finally:
             log.info("worker.stopping", calls=len(self.sessions))
             await self.tasks.cancel_all()
@@ -99,10 +111,17 @@ class Worker:
 
     def _session_done(self, call_id: str, _task: object) -> None:
         self.sessions.pop(call_id, None)
+        if not self.sessions:
+            self.idle.set()
 
     async def _inbox(self, store: QueueStore) -> None:
         while True:
-            offer = await store.next_offer(self.name, timeout_s=1.0)
+            try:
+                offer = await store.next_offer(self.name, timeout_s=BLOCK_S)
+            except RedisError as exc:
+                log.warning("worker.redis_unavailable", loop="inbox", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
             if offer is None:
                 continue
             session = self.sessions.get(offer.call_id)
@@ -113,23 +132,49 @@ class Worker:
                 continue
             session.deliver(offer)
 
+    async def _drain(self, sip: SipThread) -> None:
+        """Refuse new calls (503) and let the calls in progress finish, up to ``workers.drain_s``."""
+        await sip.call(SipEngine.set_draining, True)
+        drain_s = self.settings.workers.drain_s
+        log.info("worker.draining", calls=len(self.sessions), drain_s=drain_s)
+        if self.sessions:
+            self.idle.clear()
+            try:
+                await asyncio.wait_for(self.idle.wait(), drain_s)
+            except TimeoutError:
+                log.warning("worker.drain_timeout", calls=len(self.sessions))
+
     async def _heartbeat(self, store: QueueStore) -> None:
         while True:
-            await store.redis.set(store.keys.worker_alive(self.name), str(os.getpid()), ex=5)
-            await asyncio.sleep(1.0)
+            try:
+                await store.register_worker(self.name, os.getpid(), ttl_s=HEARTBEAT_TTL_S)
+            except RedisError as exc:
+                log.warning("worker.redis_unavailable", loop="heartbeat", error=str(exc))
+            await asyncio.sleep(HEARTBEAT_S)
 
-    async def _wrapups(self, store: QueueStore) -> None:
+    async def _housekeeping(self, store: QueueStore) -> None:
+        """Whichever worker holds the lease releases finished wrap-ups and reaps dead workers'
+        calls, so the cost does not grow with the number of workers."""
+        owner = f"{self.name}:{os.getpid()}"
+        r = self.settings.routing
         while True:
-            await store.release_wrapups()
-            await asyncio.sleep(0.5)
+            try:
+                reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
+                leader = reaped is not None
+                for dead, calls in (reaped or {}).items():
+                    log.warning("worker.reaped", dead_worker=dead, calls=calls)
+            except RedisError as exc:
+                leader = False
+                log.warning("worker.redis_unavailable", loop="housekeeping", error=str(exc))
+            await asyncio.sleep(0.5 if leader else 2.5)
 
 
-def main(settings: Settings, index: int) -> None:
+def main(settings: Settings, index: int, name: str | None = None) -> None:
     async def _main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Worker(settings, index).run(stop)
+        await Worker(settings, index, name).run(stop)
 
     asyncio.run(_main())

@@ -8,12 +8,16 @@ commands posted to it. Everything the library reports goes back to the event loo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import gc
 import queue
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from ivr.core.errors import Unavailable
 from ivr.core.logging import get_logger
 from ivr.sip.engine import EngineConfig, SipEngine
 from ivr.sip.events import SipEvent
@@ -34,6 +38,10 @@ class SipThread:
         self._thread: threading.Thread | None = None
         self._ready: asyncio.Future[None] | None = None
         self._context: contextvars.Context | None = None
+        # A CRLF keep-alive to our own SIP port ends the SIP thread's poll at once (pjsip ignores it),
+        # so the poll can be long (no idle wake-ups) and commands still run without delay.
+        self._waker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._waker.setblocking(False)
         self.engine: SipEngine | None = None
 
     def _emit(self, event: SipEvent) -> None:  # any thread
@@ -68,7 +76,14 @@ class SipThread:
         try:
             engine.start()
         except Exception as exc:
-            self._resolve(self._ready, exc=exc)
+            # Destroy the library here: a pjsua2 object collected on another thread aborts the process.
+            reason = exc.info() if hasattr(exc, "info") else repr(exc)
+            del exc
+            engine.shutdown()
+            del engine
+            gc.collect()
+            self._resolve(self._ready, exc=Unavailable(f"SIP endpoint failed to start: {reason}",
+                                                       code="sip.start_failed"))
             return
         self.engine = engine
         self._resolve(self._ready)
@@ -96,11 +111,18 @@ class SipThread:
         assert self._loop is not None
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._commands.put((fn, args, fut))
+        self._wake()
         return await fut
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._waker.sendto(b"\r\n\r\n", (self._cfg.host, self._cfg.sip_port))
 
     async def stop(self) -> None:
         if self._thread is None:
             return
         self._commands.put(None)
+        self._wake()
         await asyncio.to_thread(self._thread.join, 15)
         self._thread = None
+        self._waker.close()

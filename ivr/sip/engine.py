@@ -13,6 +13,7 @@ import itertools
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from ivr.sip.events import (
 )
 
 log = get_logger(__name__)
+CLOCK_IDLE_S = 2.0
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
 
@@ -137,10 +139,13 @@ class SipEngine:
         self._player_ids = itertools.count(1)
         self._dead: list[_Call] = []
         self._rejecting: list[_Call] = []
+        self.draining = False
+        self._clock_on = False
+        self._idle_since = time.monotonic()
 
     # --- lifecycle ----------------------------------------------------------------------------------
     def start(self) -> None:
-        ep = pj.Endpoint()
+        self.ep = ep = pj.Endpoint()
         with _quiet_stdout():  # pjlib prints banner lines before libInit applies our log level
             ep.libCreate()
         ep_cfg = pj.EpConfig()
@@ -155,15 +160,25 @@ class SipEngine:
         med.sndClockRate = self.cfg.clock_rate
         med.noVad = True
         med.ecTailLen = 0
-        med.threadCnt = 1
+        # RTP is read by the SIP thread's ioqueue poll (no media thread polling 100x/s while idle)
+        med.threadCnt = 0
+        med.hasIoqueue = False
         ep.libInit(ep_cfg)
+        # Codecs: exactly the tested set. The wheel enables speex (8/16/32 kHz, ranked first), iLBC
+        # and GSM too; an agent phone could then pick speex from our offer (costly transcoding on a
+        # narrowband bridge). Our offers list G.711 first, then G.722; an inbound call gets the
+        # caller's first choice among these three (pjmedia prefers the offerer's order); a caller
+        # offering none of them gets 488.
+        priorities = {"PCMU/8000/1": 250, "PCMA/8000/1": 249, "G722/16000/1": 248}
+        for codec in ep.codecEnum2():
+            ep.codecSetPriority(codec.codecId, priorities.get(codec.codecId, 0))
         tcfg = pj.TransportConfig()
         tcfg.port = self.cfg.sip_port
         tcfg.boundAddress = self.cfg.host
         ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcfg)
         ep.libStart()
-        ep.audDevManager().setNullDev()
+        ep.audDevManager().setNoDev()  # no conference clock while idle: see _clock()
         acfg = pj.AccountConfig()
         acfg.idUri = f"sip:ivr@{self.cfg.host}:{self.cfg.sip_port}"
         mtc = acfg.mediaConfig.transportConfig
@@ -172,7 +187,7 @@ class SipEngine:
         mtc.boundAddress = self.cfg.host
         acc = _Account(self)
         acc.create(acfg, True)
-        self.ep, self.acc = ep, acc
+        self.acc = acc
         log.info("sip.started", host=self.cfg.host, port=self.cfg.sip_port, max_legs=self.cfg.max_legs)
 
     def poll(self, timeout_ms: int) -> None:
@@ -180,6 +195,24 @@ class SipEngine:
         self.ep.libHandleEvents(timeout_ms)
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
+        if self._clock_on and not self.legs and not self.players:
+            if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
+                self._clock(False)
+        elif self.legs:
+            self._idle_since = time.monotonic()
+
+    def _clock(self, on: bool) -> None:
+        """The conference bridge is clocked by the null sound device. An idle worker stops it (its
+        50 Hz tick was most of an idle worker's CPU) and starts it again for the next call."""
+        if on == self._clock_on or self.ep is None:
+            return
+        adm = self.ep.audDevManager()
+        if on:
+            adm.setNullDev()
+        else:
+            adm.setNoDev()
+        self._clock_on = on
+        log.debug("sip.clock", on=on)
 
     def shutdown(self, max_polls: int = 200) -> None:
         """Hang up every leg, wait for them to end, free all objects, then destroy the library."""
@@ -212,18 +245,19 @@ class SipEngine:
         leg_id = self.new_leg_id()
         call = _Call(self, acc, leg_id, prm.callId, inbound=True)
         msg = prm.rdata.wholeMsg
-        if self.free_caller_slots <= 0:
+        if self.draining or self.free_caller_slots <= 0:
             op = pj.CallOpParam()
             op.statusCode = 503
-            op.reason = "Worker Full"
+            op.reason = "Draining" if self.draining else "Worker Full"
             hdr = pj.SipHeader()
             hdr.hName = "Retry-After"
             hdr.hValue = str(self.cfg.retry_after_s)
             op.txOption.headers.append(hdr)
             call.hangup(op)
             self._rejecting.append(call)
-            self.emit(Rejected(leg_id, 503, "worker full"))
+            self.emit(Rejected(leg_id, 503, "draining" if self.draining else "worker full"))
             return
+        self._clock(True)
         ci = call.getInfo()
         req = _REQ_LINE.search(msg)
         dnis = _user_of(req.group(1)) if req else _user_of(ci.localUri)
@@ -246,6 +280,10 @@ class SipEngine:
         self.emit(Disconnected(call.leg_id, code, reason, dict(call.rtp)))
 
     # --- commands (called on the SIP thread by bridge.SipThread) -----------------------------------
+    def set_draining(self, on: bool) -> None:
+        """While draining, every new INVITE is answered 503 + Retry-After; calls in progress go on."""
+        self.draining = on
+
     def answer(self, leg_id: str, code: int = 200) -> None:
         op = pj.CallOpParam()
         op.statusCode = code
@@ -266,6 +304,7 @@ class SipEngine:
     def make_call(self, uri: str, leg_id: str) -> str:
         """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow."""
         assert self.acc is not None
+        self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
         try:
@@ -279,6 +318,7 @@ class SipEngine:
         return self.legs[leg_id].getAudioMedia(-1)
 
     def play(self, leg_id: str, path: str, loop: bool = False) -> int:
+        self._clock(True)
         player_id = next(self._player_ids)
         player = _Player(self, leg_id, player_id)
         player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)

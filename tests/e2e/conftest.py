@@ -49,6 +49,13 @@ def free_range(count: int, lo: int = 20000, hi: int = 60000) -> int:
     raise RuntimeError("no free port range")
 
 
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 @dataclass
 class Hotline:
     workdir: Path
@@ -58,6 +65,7 @@ class Hotline:
     edge_port: int = field(default_factory=free_udp_tcp_port)
     api_port: int = field(default_factory=free_udp_tcp_port)
     redis_port: int = field(default_factory=free_udp_tcp_port)
+    overrides: dict[str, Any] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +80,9 @@ class Hotline:
         return f"http://127.0.0.1:{self.api_port}"
 
     def config(self) -> dict[str, Any]:
+        return merge(self.base_config(), self.overrides)
+
+    def base_config(self) -> dict[str, Any]:
         return {
             "var_dir": str(self.var),
             "dialplans_dir": str(ROOT / "dialplans"),
@@ -145,8 +156,10 @@ class Hotline:
 
 
 @pytest.fixture
-async def hotline(tmp_path: Path) -> AsyncIterator[Hotline]:
-    h = Hotline(tmp_path / "hotline")
+async def hotline(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Hotline]:
+    """The running hotline; a test may pass settings with @pytest.mark.hotline(workers=..., overrides=...)."""
+    marker = request.node.get_closest_marker("hotline")
+    h = Hotline(tmp_path / "hotline", **(marker.kwargs if marker else {}))
     try:
         await h.start()
         yield h

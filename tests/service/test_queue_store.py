@@ -125,3 +125,48 @@ async def test_busy_agent_cannot_change_state_and_unknown_agent_is_not_found(sto
         await store.set_agent_state("a2", AgentState.ONCALL)
     with pytest.raises(NotFound):
         await store.enqueue("never-started", queue="billing", skill="billing", priority=0, journey={})
+
+
+async def test_dead_workers_calls_are_lost_and_their_agents_released(store: QueueStore) -> None:
+    await store.register_worker("w9", pid=1, ttl_s=1)
+    await store.register_agent("a3", name="A3", skills={"billing": 1}, sip_uri="sip:a3@x", languages=["en"])
+    for cid in ("talking", "ringing", "waiting", "menu"):
+        await start(store, cid, worker="w9")
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    offer = await store.enqueue("talking", queue="billing", skill="billing", priority=0, journey={})
+    assert offer is not None
+    await store.offer_answered("talking", offer.offer_id)
+    await store.set_agent_state("a2", AgentState.AVAILABLE)
+    assert await store.enqueue("ringing", queue="billing", skill="billing", priority=0, journey={})
+    assert await store.enqueue("waiting", queue="billing", skill="billing", priority=0, journey={}) is None
+    await start(store, "elsewhere", worker="w1")  # another worker's call is not touched
+
+    assert await store.housekeeping("me", lease_ms=5000, wrapup_s=0, ttl_s=60) == {}  # w9 still alive
+    await asyncio.sleep(1.1)
+    assert await store.housekeeping("other", lease_ms=5000, wrapup_s=0, ttl_s=60) is None  # not leader
+    assert await store.housekeeping("me", lease_ms=5000, wrapup_s=0, ttl_s=60) == {"w9": 4}
+    for cid in ("talking", "ringing", "waiting", "menu"):
+        call = await store.get_call(cid)
+        assert call is not None and call["outcome"] == "lost" and call["end_reason"] == "worker_lost", call
+    assert await store.waiting("billing") == []
+    assert await store.active_calls() == {"elsewhere"}
+    for aid in ("a1", "a2"):
+        agent = await store.get_agent(aid)
+        assert agent is not None and agent["state"] == "available" and "call_id" not in agent
+    assert await store.redis.llen(store.keys.worker_inbox("w9")) == 0
+    assert [e.data["calls"] for e in await store.read_events("0-0") if e.type == "worker.lost"] == [4]
+
+
+async def test_housekeeping_releases_wrapups_when_due(store: QueueStore) -> None:
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1")
+    await store.register_worker("w0", pid=1)
+    offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    assert offer is not None
+    await store.offer_answered("c1", offer.offer_id)
+    await store.end_call("c1", reason="caller_hangup", wrapup_s=0.3, ttl_s=60)
+    await store.housekeeping("me", lease_ms=5000, wrapup_s=0, ttl_s=60)
+    assert (await store.get_agent("a1"))["state"] == "wrapup"
+    await asyncio.sleep(0.35)
+    await store.housekeeping("me", lease_ms=5000, wrapup_s=0, ttl_s=60)
+    assert (await store.get_agent("a1"))["state"] == "available"

@@ -104,3 +104,54 @@ local function match_agent(aid)
   if best_q == nil then return false end
   return offer(best_c, aid, best_q)
 end
+
+-- End a call whatever state it is in; `lost` marks calls whose worker died. Returns the outcome.
+local function finish_call(cid, reason, wrapup, ttl, lost)
+  local ckey = k('call', cid)
+  local c = hgetall(ckey)
+  if not c.state or c.state == 'ended' then return false end
+  local outcome = 'completed'
+  if c.state == 'queued' then
+    redis.call('ZREM', k('queue', c.queue, 'waiting'), cid)
+    outcome = 'abandoned'
+  elseif c.state == 'offered' then
+    outcome = 'abandoned'
+    if redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
+      set_agent_state(c.agent_id, 'available', lost and 'call_lost' or 'caller_abandoned')
+      match_agent(c.agent_id)
+    end
+  elseif c.state == 'connected' then
+    if redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
+      if wrapup > 0 then
+        set_agent_state(c.agent_id, 'wrapup', lost and 'call_lost' or '')
+        redis.call('ZADD', k('wrapup'), NOW + wrapup * 1000, c.agent_id)
+      else
+        set_agent_state(c.agent_id, 'available', lost and 'call_lost' or '')
+        match_agent(c.agent_id)
+      end
+    end
+  elseif c.state == 'ivr' then
+    outcome = 'ivr'
+  end
+  if lost then outcome = 'lost' end
+  redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
+  redis.call('SREM', k('calls', 'active'), cid)
+  redis.call('SREM', k('worker', c.worker, 'calls'), cid)
+  redis.call('EXPIRE', ckey, ttl)
+  emit('call.ended', {call_id = cid, outcome = outcome, reason = reason, agent_id = c.agent_id or '',
+                      queue = c.queue or '', duration_s = (NOW - tonumber(c.started_at or NOW)) / 1000.0})
+  return outcome
+end
+
+-- Every call of a dead worker is lost; its undelivered offers are dropped. Returns the count.
+local function reap(worker, wrapup, ttl)
+  local calls = redis.call('SMEMBERS', k('worker', worker, 'calls'))
+  for _, cid in ipairs(calls) do
+    if not finish_call(cid, 'worker_lost', wrapup, ttl, true) then
+      redis.call('SREM', k('worker', worker, 'calls'), cid)
+    end
+  end
+  redis.call('DEL', k('worker', worker, 'inbox'))
+  if #calls > 0 then emit('worker.lost', {worker = worker, calls = #calls}) end
+  return #calls
+end
