@@ -35,15 +35,76 @@ class RedisSettings(BaseModel):
         return self.url or f"redis://{self.host}:{self.port}/0"
 
 
+class FloodSettings(BaseModel):
+    """Per-source flood limits at the edge (Kamailio ``pike`` + an ``htable`` ban list). Workers, trunks
+    and ``exempt_networks`` are never limited; every other source address is counted on its own."""
+    enabled: bool = True
+    sampling_s: int = Field(2, description="pike sampling period in seconds (1..300)")
+    max_requests: int = Field(
+        64, description="requests one source address may send per sampling period (every method, "
+        "retransmissions included); above that the source is blocked")
+    block_s: int = Field(60, description="how long a flooding source stays blocked (its requests are dropped "
+                                         "silently); 0 = only while pike still sees it flooding")
+    exempt_networks: list[str] = Field([], description="CIDRs never limited (e.g. a carrier's SBC "
+                                                       "that sends every caller from one address)")
+
+
+class TrunkSettings(BaseModel):
+    """A SIP trunk the edge registers to (Kamailio ``uac`` module, digest auth). Calls coming from the
+    trunk's address are accepted like calls from ``edge.trusted_networks``."""
+    name: str = Field(description="unique id [A-Za-z0-9_.-]; the user part of the Contact the edge "
+                                  "registers (sip:<name>@<contact>), i.e. where the trunk sends calls")
+    host: str = Field(description="registrar (and outbound proxy) host")
+    port: int = 5060
+    transport: Literal["udp", "tcp", "tls"] = "udp"
+    username: str
+    password: SecretStr
+    auth_username: str | None = Field(None, description="digest user when it differs from username")
+    domain: str | None = Field(None, description="registrar domain (Request-URI, To); default host[:port]")
+    realm: str | None = Field(None, description="expected digest realm; when set only the HA1 hash is "
+                                                "written to disk, never the password")
+    expires: int = Field(600, description="registration lifetime asked for (the registrar may shorten it)")
+    contact: str | None = Field(None, description="host:port in the registered Contact; default edge host:port")
+    source_networks: list[str] = Field([], description="more CIDRs the trunk sends calls from (its "
+                                                       "registrar host's addresses are always included)")
+
+
 class EdgeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 5060
     trusted_networks: list[str] = ["127.0.0.0/8"]
     probe_interval_s: int = 2
+    extra_listen: list[str] = Field(
+        [], description="more addresses Kamailio listens on (same port, UDP+TCP), e.g. the edge host's "
+        "private address toward worker hosts; used by `ivr deploy render` (multi-host), not by `ivr run`")
+    tls_port: int | None = Field(None, description="SIP over TLS (TCP) on edge.host; needs tls_cert and tls_key")
+    tls_cert: Path | None = Field(None, description="PEM certificate (chain) the edge presents")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert")
+    domains: list[str] = Field([], description="host names/addresses the edge accepts in Request-URIs besides "
+                                               "edge.host and its listen sockets; anything else gets 403")
+    retry_after_s: int = Field(5, description="Retry-After of the edge's own 503 replies")
+    flood: FloodSettings = FloodSettings()
+    trunks: list[TrunkSettings] = []
+    trunk_refresh_s: int = Field(
+        10, description="how often registrations are checked; each is refreshed about trunk_refresh_s + 3 "
+        "seconds before it expires (keep it well below the shortest registration lifetime)")
+    trunk_retry_s: int = Field(30, description="a failed registration is retried after trunk_retry_s .. "
+                                               "trunk_retry_s + trunk_refresh_s seconds")
+
+    @model_validator(mode="after")
+    def _absolute_tls_paths(self) -> EdgeSettings:
+        if self.tls_cert is not None:
+            self.tls_cert = self.tls_cert.resolve()
+        if self.tls_key is not None:
+            self.tls_key = self.tls_key.resolve()
+        return self
 
 
 class WorkerSettings(BaseModel):
-    count: int = Field(2, ge=1, le=500)
+    count: int = Field(2, ge=1, le=500, description="workers started (and the minimum kept)")
+    max_count: int | None = Field(None, ge=1, le=500, description="grow up to this many by load; None = count")
+    scale_up_at: float = Field(0.75, gt=0, le=1, description="grow when this share of caller slots is busy")
+    scale_down_idle_s: float = Field(60.0, ge=1, description="retire a worker above the minimum idle this long")
     host: str = "127.0.0.1"
     sip_port_base: int = 5070
     rtp_port_base: int = 20000
@@ -53,6 +114,18 @@ class WorkerSettings(BaseModel):
     poll_ms: int = Field(500, ge=1, le=2000, description="SIP thread poll; commands wake it at once")
     agent_ring_timeout_s: float = 20.0
     drain_s: float = Field(30.0, ge=0, description="how long calls in progress may go on after SIGTERM")
+    remote: list[str] = Field(
+        [], description='multi-host: every worker the edge dispatches over, as "host:port" (IPv6 as '
+        '"[addr]:port"); empty = the local workers.count workers on workers.host. Read by `ivr deploy render`')
+
+    @property
+    def maximum(self) -> int:
+        return max(self.count, self.max_count or self.count)
+
+    @property
+    def callers_per_worker(self) -> int:
+        """Each admitted caller keeps a leg free for its agent."""
+        return self.max_legs // 2
 
     def sip_port(self, index: int) -> int:
         return self.sip_port_base + index

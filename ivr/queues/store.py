@@ -136,11 +136,16 @@ class QueueStore:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
 
     # --- workers: registration, leases, the reaper -------------------------------------------
-    async def register_worker(self, worker: str, pid: int, ttl_s: int = 5) -> None:
+    async def register_worker(self, worker: str, identity: str, ttl_s: int = 5) -> None:
+        """Heartbeat: ``identity`` is "host:pid" of the process running ``worker``."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self.keys.workers, worker)
-            pipe.set(self.keys.worker_alive(worker), str(pid), ex=ttl_s)
+            pipe.set(self.keys.worker_alive(worker), identity, ex=ttl_s)
             await pipe.execute()
+
+    async def worker_holder(self, worker: str) -> str | None:
+        value = await self.redis.get(self.keys.worker_alive(worker))
+        return _s(value) if value is not None else None
 
     async def worker_names(self) -> list[str]:
         return sorted(_s(w) for w in await self.redis.smembers(self.keys.workers))

@@ -45,7 +45,8 @@ class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.children: list[ManagedProcess] = []
-        self.restartable: list[ManagedProcess] = []
+        self.workers: dict[int, ManagedProcess] = {}
+        self.retiring: dict[int, ManagedProcess] = {}
         self.redis_proc: ManagedProcess | None = None
         self.edge: Edge | None = None
         self.tasks = TaskGroup("supervisor")
@@ -91,11 +92,12 @@ class Supervisor:
         if s.speech.enabled:
             speech = self._role("speech", "speech")
             await self._start(speech)
-        workers = [self._role(f"worker-{i}", "worker", "--index", str(i)) for i in range(s.workers.count)]
-        for w in workers:
-            await self._start(w)
+        for i in range(s.workers.count):
+            await self._start_worker(i)
         await self._wait_workers_alive()
-        self.edge = Edge(s)
+        # The edge knows the whole possible pool; probing marks workers that are not running as down.
+        self.edge = Edge(s, workers=[(s.workers.host, s.workers.sip_port(i)) for i in range(s.workers.maximum)],
+                         numbers=list(plans.by_number))
         await self.edge.start()
         self.children.append(self.edge.process)
         self.tasks.spawn("watch.edge", self._watch(self.edge.process))
@@ -104,6 +106,56 @@ class Supervisor:
         await wait_tcp(s.api.host, s.api.port, 20)
         if s.speech.enabled:
             await self._wait_speech_loaded(180)
+        if s.workers.maximum > s.workers.count:
+            self.tasks.spawn("autoscale", self._autoscale())
+
+    async def _start_worker(self, index: int) -> None:
+        proc = self._role(f"worker-{index}", "worker", "--index", str(index))
+        self.workers[index] = proc
+        await self._start(proc)
+
+    async def _retire_worker(self, index: int) -> None:
+        """Stop a worker above the minimum: it drains (refuses new calls) and exits when idle."""
+        proc = self.workers.pop(index)
+        self.retiring[index] = proc
+        self.children.remove(proc)
+        log.info("pool.shrink", worker=index, workers=len(self.workers))
+        try:
+            await proc.stop(timeout=self.settings.workers.drain_s + 10)
+        finally:
+            del self.retiring[index]
+
+    async def _autoscale(self, interval_s: float = 1.0) -> None:
+        """Grow the pool when most caller slots are busy; retire workers idle for a while."""
+        w = self.settings.workers
+        redis = connect(self.settings.redis.dsn)
+        store = QueueStore(redis, self.settings.redis.prefix)
+        busy_since: dict[int, float] = {}
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                now = time.monotonic()
+                load = {i: await store.worker_load(f"w{i}") for i in self.workers}
+                for i, calls in load.items():
+                    if calls or i not in busy_since:
+                        busy_since[i] = now
+                slots = len(self.workers) * w.callers_per_worker
+                if sum(load.values()) >= w.scale_up_at * slots and len(self.workers) < w.maximum:
+                    free = set(range(w.maximum)) - set(self.workers) - set(self.retiring)
+                    if not free:
+                        continue
+                    index = min(free)
+                    log.info("pool.grow", worker=index, busy=sum(load.values()), slots=slots)
+                    await self._start_worker(index)
+                    busy_since[index] = now
+                    continue
+                idle = [i for i in sorted(self.workers, reverse=True)
+                        if not load.get(i) and now - busy_since.get(i, now) >= w.scale_down_idle_s]
+                if idle and len(self.workers) > w.count:
+                    busy_since.pop(idle[0], None)
+                    self.tasks.spawn(f"retire.{idle[0]}", self._retire_worker(idle[0]))
+        finally:
+            await redis.aclose()
 
     async def _wait_speech_loaded(self, timeout: float) -> None:
         """The speech service answers /healthz 200 once its model is loaded."""
@@ -123,18 +175,19 @@ class Supervisor:
     async def _start(self, proc: ManagedProcess) -> None:
         await proc.start()
         self.children.append(proc)
-        self.restartable.append(proc)
         self.tasks.spawn(f"watch.{proc.name}", self._watch(proc))
 
     async def _watch(self, proc: ManagedProcess) -> None:
         while True:
             code = await proc.wait()
-            if self.stopping:
+            if self.stopping or proc in self.retiring.values():
                 return
             delay = RESTART_BACKOFF_S[min(proc.restarts, len(RESTART_BACKOFF_S) - 1)]
             log.warning("process.died", process=proc.name, code=code, restart_in_s=delay)
             await asyncio.sleep(delay)
             if self.stopping:
+                return
+            if proc in self.retiring.values():
                 return
             proc.restarts += 1
             await proc.start()
@@ -171,7 +224,12 @@ class Supervisor:
         edge, API and speech service keep serving them; then everything else stops."""
         self.stopping = True
         await self.tasks.cancel_all()
-        workers = [p for p in self.children if p.name.startswith("worker-")]
+        if self.edge is not None and self.edge.process.running:
+            try:
+                await self.edge.set_draining(True)  # new calls get 503 at the edge at once
+            except Exception as exc:
+                log.warning("edge.drain_failed", error=str(exc))
+        workers = list(self.workers.values())
         others = [p for p in self.children if p not in workers]
         drain_s = self.settings.workers.drain_s
         await asyncio.gather(*(w.stop(timeout=drain_s + 10) for w in workers))

@@ -7,12 +7,14 @@ import contextlib
 import functools
 import os
 import signal
+import socket
 import uuid
 
 import structlog
 from redis.exceptions import RedisError
 
 from ivr.core.config import Settings
+from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary
@@ -47,6 +49,7 @@ class Worker:
         self.tasks = TaskGroup(f"worker.{self.name}")
         self.ctx: WorkerContext | None = None
         self.idle = asyncio.Event()  # set whenever no call is in progress
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -62,12 +65,13 @@ class Worker:
                          rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg)
+        await self._claim_name(store)
         # Calls still recorded under this name belong to a previous process that died: lost.
         reaped = await store.reap_worker(self.name, wrapup_s=s.routing.wrapup_s, ttl_s=s.routing.call_ttl_s)
         if reaped:
             log.warning("worker.reaped_predecessor", calls=reaped)
         await sip.start()
-        await store.register_worker(self.name, os.getpid())
+        await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S)
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
         self.tasks.spawn("housekeeping", self._housekeeping(store))
@@ -82,6 +86,17 @@ class Worker:
             await redis.delete(store.keys.worker_alive(self.name))
             await redis.aclose()
             log.info("worker.stopped")
+
+    async def _claim_name(self, store: QueueStore) -> None:
+        """Refuse to run under a name a live process holds (here or on another host): reaping its
+        calls would cut them off. A holder on this host whose pid is gone is a dead predecessor."""
+        holder = await store.worker_holder(self.name)
+        if holder is None or holder == self.identity:
+            return
+        host, _, pid = holder.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+            return
+        raise Conflict(f"worker name {self.name} is held by {holder}", code="worker.name_in_use")
 
     def _new_leg(self) -> Leg:
         assert self.ctx is not None
@@ -147,7 +162,7 @@ class Worker:
     async def _heartbeat(self, store: QueueStore) -> None:
         while True:
             try:
-                await store.register_worker(self.name, os.getpid(), ttl_s=HEARTBEAT_TTL_S)
+                await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S)
             except RedisError as exc:
                 log.warning("worker.redis_unavailable", loop="heartbeat", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)
@@ -167,6 +182,16 @@ class Worker:
                 leader = False
                 log.warning("worker.redis_unavailable", loop="housekeeping", error=str(exc))
             await asyncio.sleep(0.5 if leader else 2.5)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def main(settings: Settings, index: int, name: str | None = None) -> None:

@@ -104,13 +104,14 @@ async def test_killed_worker_is_restarted_and_its_calls_and_reservations_release
         redis = hotline.redis()
         try:
             store = hotline.store(redis)
-            old_pid = int(await redis.get(store.keys.worker_alive(victim)))
+            old_pid = int((await redis.get(store.keys.worker_alive(victim))).decode().rpartition(":")[2])
             killed_at = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
 
             async def restarted() -> int | None:
-                pid = await redis.get(store.keys.worker_alive(victim))
-                return int(pid) if pid and int(pid) != old_pid else None
+                holder = await store.worker_holder(victim)
+                pid = int(holder.rpartition(":")[2]) if holder else None
+                return pid if pid and pid != old_pid else None
             new_pid = await until(restarted, 10, 0.05)
             restart_s = time.monotonic() - killed_at
             assert new_pid, "the supervisor did not restart the killed worker"
@@ -190,3 +191,36 @@ async def test_every_call_on_a_worker_hears_its_greeting(hotline: Hotline, tmp_p
     for port in media:
         heard = [p for p in sniff.rtp(dst=port) if sum(b not in silent for b in p.rtp_payload) > 80]
         assert len(heard) > 40, f"call to media port {port}: {len(heard)} voiced packets"
+
+
+@pytest.mark.hotline(workers=1, overrides={"workers": {"max_count": 3, "scale_down_idle_s": 5}})
+async def test_pool_grows_with_load_and_shrinks_back_to_its_minimum(hotline: Hotline, tmp_path: Path) -> None:
+    redis = hotline.redis()
+    store = hotline.store(redis)
+
+    async def alive() -> set[str]:
+        return {w for w in ("w0", "w1", "w2") if await redis.exists(store.keys.worker_alive(w))}
+
+    try:
+        assert await alive() == {"w0"}
+        first = asyncio.ensure_future(run_sipp(
+            queued_caller(tmp_path, talk_ms=9000, name="first"), ("127.0.0.1", hotline.edge_port),
+            workdir=tmp_path, tag="first", calls=2, limit_s=40, extra=["-s", "1000"]))
+        assert await until(lambda: _alive_is(alive, {"w0", "w1"}), 15), await alive()
+        await asyncio.sleep(2.5)  # the edge's OPTIONS probe brings the new worker into rotation
+        second = await run_sipp(queued_caller(tmp_path, talk_ms=3000, name="second"),
+                                ("127.0.0.1", hotline.edge_port), workdir=tmp_path, tag="second", calls=2,
+                                limit_s=40, extra=["-s", "1000"])
+        assert second.ok, second.describe()
+        assert "w2" in await alive(), "a third worker starts once the second is busy too"
+        assert (await first).ok
+        calls = await call_states(hotline)
+        assert {c["worker"] for c in calls.values()} >= {"w0", "w1"}
+        assert all(c["state"] == "ended" and c["outcome"] != "lost" for c in calls.values())
+        assert await until(lambda: _alive_is(alive, {"w0"}), 20), await alive()
+    finally:
+        await redis.aclose()
+
+
+async def _alive_is(alive, expected: set[str]) -> bool:  # type: ignore[no-untyped-def]
+    return await alive() == expected

@@ -44,8 +44,8 @@ async def start_edge() -> AsyncIterator[EdgeFactory]:
     """Start edges for a test; every one is stopped at the end, whatever happened."""
     edges: list[Edge] = []
 
-    async def _start(settings: Settings, workers: list[tuple[str, int]] | None = None) -> Edge:
-        edge = Edge(settings, workers)
+    async def _start(settings: Settings, workers: list[tuple[str, int]] | None = None, **kwargs: Any) -> Edge:
+        edge = Edge(settings, workers, **kwargs)
         edges.append(edge)
         await edge.start()
         return edge

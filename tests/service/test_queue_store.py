@@ -128,7 +128,7 @@ async def test_busy_agent_cannot_change_state_and_unknown_agent_is_not_found(sto
 
 
 async def test_dead_workers_calls_are_lost_and_their_agents_released(store: QueueStore) -> None:
-    await store.register_worker("w9", pid=1, ttl_s=1)
+    await store.register_worker("w9", "h:1", ttl_s=1)
     await store.register_agent("a3", name="A3", skills={"billing": 1}, sip_uri="sip:a3@x", languages=["en"])
     for cid in ("talking", "ringing", "waiting", "menu"):
         await start(store, cid, worker="w9")
@@ -160,7 +160,7 @@ async def test_dead_workers_calls_are_lost_and_their_agents_released(store: Queu
 async def test_housekeeping_releases_wrapups_when_due(store: QueueStore) -> None:
     await store.set_agent_state("a1", AgentState.AVAILABLE)
     await start(store, "c1")
-    await store.register_worker("w0", pid=1)
+    await store.register_worker("w0", "h:1")
     offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
     assert offer is not None
     await store.offer_answered("c1", offer.offer_id)
