@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
         rp.add_argument("--config", help="YAML settings file")
         if role == "worker":
             rp.add_argument("--index", type=int, default=0)
+            rp.add_argument("--name", type=_worker_name, default=None,
+                            help="worker id in Redis (default w<index>); unique across hosts, e.g. hostA-w0")
+    dep = sub.add_parser("deploy", help="deployment tools")
+    depsub = dep.add_subparsers(dest="depcmd", required=True)
+    from ivr.runtime.render import add_render_arguments
+
+    add_render_arguments(depsub.add_parser(
+        "render", help="write the Kamailio, Redis and Sentinel configs for a (multi-host) deployment"))
     dp = sub.add_parser("dialplan", help="dial-plan tools")
     dsub = dp.add_subparsers(dest="dcmd", required=True)
     chk = dsub.add_parser("check", help="validate dial-plan files")
@@ -41,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "dialplan":
             return _dialplan(args)
+        if args.cmd == "deploy":
+            from ivr.runtime.render import main as render_main
+
+            return render_main(args)
         settings = _settings(args)
         configure(settings.log_level, settings.log_format, role=args.cmd)
         if args.cmd == "run":
@@ -50,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "worker":
             from ivr.runtime.worker import main as worker_main
 
-            worker_main(settings, args.index)
+            worker_main(settings, args.index, args.name)
         elif args.cmd == "api":
             from ivr.cti.app import main as api_main
 
@@ -65,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _worker_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return value
 
 
 def _dialplan(args: argparse.Namespace) -> int:

@@ -59,11 +59,9 @@ async def readyz(request: web.Request) -> web.Response:
         await store.redis.ping()
     except Exception:
         return web.json_response({"ready": False, "redis": False}, status=503)
-    alive = 0
-    for i in range(settings.workers.count):
-        alive += int(bool(await store.redis.exists(store.keys.worker_alive(f"w{i}"))))
-    ready = alive == settings.workers.count
-    return web.json_response({"ready": ready, "redis": True, "workers_alive": alive,
+    alive = [w for w in await store.worker_names() if await store.worker_holder(w)]
+    ready = len(alive) >= settings.workers.count
+    return web.json_response({"ready": ready, "redis": True, "workers_alive": len(alive),
                               "workers": settings.workers.count}, status=200 if ready else 503)
 
 
@@ -156,6 +154,10 @@ def init_app(settings: Settings) -> web.Application:
         redis = connect(settings.redis.dsn)
         store = QueueStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
         app[STORE] = store
+        for u in settings.users:  # idempotent: every API instance makes sure the agents exist
+            if u.role == "agent":
+                await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
+                                           languages=u.languages)
         app[HUB] = hub = PopHub(store)
         tasks = TaskGroup("api")
         tasks.spawn("pump", hub.pump())

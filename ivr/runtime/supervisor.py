@@ -85,7 +85,6 @@ class Supervisor:
                 "--logfile", ""], stdout=asyncio.subprocess.DEVNULL)
             await self.redis_proc.start()
             await wait_tcp(s.redis.host, s.redis.port, 10)
-        await self._seed_redis()
         t0 = time.monotonic()
         count = await asyncio.to_thread(build_prompts, s, plans)
         log.info("prompts.built", prompts=count, seconds=round(time.monotonic() - t0, 2))
@@ -191,18 +190,6 @@ class Supervisor:
                 return
             proc.restarts += 1
             await proc.start()
-
-    async def _seed_redis(self) -> None:
-        s = self.settings
-        redis = connect(s.redis.dsn)
-        try:
-            store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
-            for u in s.users:
-                if u.role == "agent":
-                    await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
-                                               languages=u.languages)
-        finally:
-            await redis.aclose()
 
     async def _wait_workers_alive(self, timeout: float = 30.0) -> None:
         s = self.settings
