@@ -31,7 +31,7 @@ lint: install
 	$(BIN)/mypy ivr
 
 bench: install
-	$(BIN)/python -m ivr.bench
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

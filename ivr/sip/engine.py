@@ -34,6 +34,7 @@ from ivr.sip.events import (
 
 log = get_logger(__name__)
 CLOCK_IDLE_S = 2.0
+MOH_LOOP_COPIES = 10
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
 
@@ -321,7 +322,12 @@ class SipEngine:
         self._clock(True)
         player_id = next(self._player_ids)
         player = _Player(self, leg_id, player_id)
-        player.createPlayer(path, 0 if loop else pj.PJMEDIA_FILE_NO_LOOP)
+        if loop:
+            # pjmedia's looping wav player inserts a silent frame at each wrap (it posts EOF); a
+            # playlist of copies switches sample-exactly, so that frame comes once per MOH_LOOP_COPIES.
+            player.createPlaylist(pj.StringVector([path] * MOH_LOOP_COPIES), "loop", 0)
+        else:
+            player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
         player.startTransmit(self._media(leg_id))
         self.players[player_id] = (player, leg_id)
         return player_id
