@@ -8,7 +8,7 @@ file (pid file, binrpc control socket) stays in that directory, so several edges
 (one per test) as long as their ports differ.
 
 Routing, in short (details in the template): INVITEs from ``edge.trusted_networks`` are
-record-routed and dispatched round-robin (dispatcher algorithm 4) over the workers; a worker that
+record-routed and dispatched to the least-loaded worker (dispatcher algorithm 10); a worker that
 answers 486/503 or 408/nothing at all is replaced by the next one (``ds_next_dst`` in a
 failure_route); when none is left the caller gets ``503`` with ``Retry-After: 5``. Workers are probed
 with OPTIONS every ``edge.probe_interval_s`` seconds. OPTIONS addressed to the edge get 200 OK,

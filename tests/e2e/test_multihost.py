@@ -21,8 +21,9 @@ call, so the caller's media (and the agent phone) are on a root-side veth addres
 route to. Audio is checked on the wire with an AF_PACKET capture on the root-side veths.
 
 What it proves:
-- round-robin: consecutive calls land on both hosts (the ``worker`` field of ``ivr:call:<id>``, the
-  source address of the agent INVITE, the edge's own "dispatched to" log line all agree);
+- load-based dispatch: with a call in progress on one host the next call lands on the other (the
+  ``worker`` field of ``ivr:call:<id>``, the source address of the agent INVITE, the edge's own
+  "dispatched to" log line all agree);
 - the whole flow (IVR, DTMF 2, queue, screen-pop on agent1's WebSocket before the agent phone rings,
   bridged audio both ways, agent hangs up, call record closed) completes through each namespace worker;
 - a killed worker is taken out by the edge's OPTIONS probes and the next calls all go to the other
@@ -520,15 +521,17 @@ def caller_scenario(out: Path, **values: Any) -> str:
 
 
 async def run_caller(mh: Multihost, scenario_file: str, workdir: Path, tag: str, *, calls: int = 1,
-                     media_port: int | None = None, limit_s: float = 45) -> tuple[int | None, str]:
-    """sipp caller: signalling 127.0.0.1 -> edge, media on hostA's root-side address; ``calls`` in a row."""
+                     concurrent: int = 1, media_port: int | None = None,
+                     limit_s: float = 45) -> tuple[int | None, str]:
+    """sipp caller: signalling 127.0.0.1 -> edge, media on hostA's root-side address; ``calls`` calls,
+    at most ``concurrent`` at a time."""
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port, media = free_udp_tcp_port(), media_port or free_udp_tcp_port()
     argv = ["sipp", f"127.0.0.1:{mh.edge_port}", "-sf", scenario_file, "-s", "1000",
             "-i", "127.0.0.1", "-p", str(port), "-mi", mh.a.root_ip, "-mp", str(media), "-ci", "127.0.0.1",
             "-nostdin", "-trace_msg", "-message_file", str(workdir / f"{tag}.messages.log"),
             "-trace_err", "-error_file", str(workdir / f"{tag}.errors.log"),
-            "-m", str(calls), "-l", "1", "-r", "10", "-timeout", f"{int(limit_s)}s", "-timeout_error"]
+            "-m", str(calls), "-l", str(concurrent), "-r", "10", "-timeout", f"{int(limit_s)}s", "-timeout_error"]
     proc = Proc(f"sipp-{tag}", argv, workdir / f"{tag}.screen.txt")
     await proc.start()
     assert proc.proc is not None
@@ -624,8 +627,17 @@ async def test_calls_alternate_between_hosts_and_complete_through_each(
         desktop = Desktop(mh)
         await desktop.start(http)
         await set_state(http, mh, "available")
+        filler: asyncio.Future[tuple[int | None, str]] | None = None
         for n in range(2):
             work = tmp_path / f"call{n}"
+            if n == 1:
+                # A caller lingering in the menu keeps the first call's host loaded (ties go to the
+                # first worker in the list), so the edge sends the second full call to the other host.
+                filler_sf = caller_scenario(work / "filler", keep="caller-hangs-up", drop="remote-hangs-up",
+                                            digit=9, dtmf_at_ms=25000, talk_ms=100)
+                fmarker = await last_event(mh)
+                filler = asyncio.ensure_future(run_caller(mh, filler_sf, work / "filler", "filler", limit_s=60))
+                await wait_until("the filler call to start", _started_since(mh, fmarker), 15)
             caller_media, agent_media = free_udp_tcp_port(), free_udp_tcp_port()
             caller_sf = caller_scenario(work, keep="remote-hangs-up", drop="caller-hangs-up", digit=2,
                                         dtmf_at_ms=1000, talk_ms=30000)
@@ -686,8 +698,11 @@ async def test_calls_alternate_between_hosts_and_complete_through_each(
             finally:
                 await redis.aclose()
         await desktop.stop()
+    assert filler is not None
+    code, why = await filler
+    assert code == 0, why
 
-    assert set(seen) == {"hostA-w0", "hostB-w0"}, f"round-robin should use both hosts: {seen}"
+    assert set(seen) == {"hostA-w0", "hostB-w0"}, f"the second call should go to the idle host: {seen}"
     edge_log = (mh.workdir / "edge.log").read_text(errors="replace")
     for h in mh.net.hosts:
         assert f"dispatched to {mh.uri(h)}" in edge_log
@@ -713,14 +728,20 @@ async def test_killed_host_is_probed_out_and_back_in(multihost: Multihost, tmp_p
     started = await calls_started_since(mh, marker)
     assert [w for _, w in started] == ["hostB-w0"] * 3, f"{started}\n{mh.logs()}"
 
-    # back: restarted, probed in again, and round-robin reaches it
+    # back: restarted, probed in again, and calls in progress side by side spread over both hosts
     await mh.start_worker(mh.a)
     await wait_until("the edge to mark hostA active", _async_flags(mh, mh.a, "A"), 15)
     marker = await last_event(mh)
-    code, why = await run_caller(mh, short, tmp_path / "up", "caller", calls=4)
+    code, why = await run_caller(mh, short, tmp_path / "up", "caller", calls=4, concurrent=2)
     assert code == 0, why + "\n" + mh.logs()
     started = await calls_started_since(mh, marker)
     assert len(started) == 4 and {w for _, w in started} == {"hostA-w0", "hostB-w0"}, f"{started}\n{mh.logs()}"
+
+
+def _started_since(mh: Multihost, marker: str) -> Any:
+    async def check() -> bool:
+        return bool(await calls_started_since(mh, marker))
+    return check
 
 
 def _ended_count(desktop: Desktop, n: int) -> Any:

@@ -224,3 +224,28 @@ async def test_pool_grows_with_load_and_shrinks_back_to_its_minimum(hotline: Hot
 
 async def _alive_is(alive, expected: set[str]) -> bool:  # type: ignore[no-untyped-def]
     return await alive() == expected
+
+
+@pytest.mark.hotline(workers=2)
+async def test_edge_sends_each_new_call_to_the_least_loaded_worker(hotline: Hotline, tmp_path: Path) -> None:
+    """Round-robin would send the third call to the busy worker; load-based dispatch does not."""
+    held = asyncio.ensure_future(run_sipp(
+        queued_caller(tmp_path, talk_ms=12000, name="held"), ("127.0.0.1", hotline.edge_port),
+        workdir=tmp_path, tag="held", limit_s=40, extra=["-s", "1000"]))
+
+    async def one_queued() -> dict[str, dict[str, str]] | None:
+        calls = await call_states(hotline)
+        return calls if any(c["state"] == "queued" for c in calls.values()) else None
+    first = await until(one_queued, 15)
+    assert first
+    busy = next(iter(first.values()))["worker"]
+    workers = []
+    for i in range(3):
+        short = await run_sipp(queued_caller(tmp_path, talk_ms=200, name=f"short{i}"),
+                               ("127.0.0.1", hotline.edge_port), workdir=tmp_path, tag=f"short{i}",
+                               limit_s=30, extra=["-s", "1000"])
+        assert short.ok, short.describe()
+        newest = max((c for c in (await call_states(hotline)).values()), key=lambda c: int(c["started_at"]))
+        workers.append(newest["worker"])
+    assert busy not in workers, f"the busy worker {busy} got new calls: {workers}"
+    assert (await held).ok
