@@ -29,6 +29,25 @@ class RedisSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 6399
     prefix: str = "ivr"
+    sentinels: list[str] = Field([], description="Sentinel addresses host:port; when set, the primary of "
+                                                 "sentinel_master is found (and followed on failover) through them")
+    sentinel_master: str = "hotline"
+    password: SecretStr | None = Field(None, description="password of the Redis servers (with sentinels)")
+    sentinel_password: SecretStr | None = None
+
+    @property
+    def external(self) -> bool:
+        """True when the hotline uses a Redis it does not start itself."""
+        return self.url is not None or bool(self.sentinels)
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        out = []
+        for entry in self.sentinels:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"sentinel address must be host:port, not {entry!r}")
+            out.append((host, int(port)))
+        return out
 
     @property
     def dsn(self) -> str:
@@ -254,6 +273,9 @@ class Settings(BaseSettings):
         data["users"] = [
             {**u, "token": s.token.get_secret_value()} for u, s in zip(data["users"], self.users, strict=True)
         ]
+        for name in ("password", "sentinel_password"):
+            secret = getattr(self.redis, name)
+            data["redis"][name] = secret.get_secret_value() if secret is not None else None
         return json.dumps(data)
 
 

@@ -18,7 +18,7 @@ from ivr.core.logging import get_logger
 from ivr.cti.auth import TokenAuth, User, require_role, require_self_or
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
-from ivr.queues.connection import connect
+from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.tasks import TaskGroup
 
@@ -151,7 +151,7 @@ def init_app(settings: Settings) -> web.Application:
     app[AUTH] = TokenAuth(settings)
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
-        redis = connect(settings.redis.dsn)
+        redis = connect(settings.redis)
         store = QueueStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
         app[STORE] = store
         for u in settings.users:  # idempotent: every API instance makes sure the agents exist
@@ -164,7 +164,7 @@ def init_app(settings: Settings) -> web.Application:
         tasks.spawn("presence", hub.presence())
         yield
         await tasks.cancel_all()
-        await redis.aclose()
+        await close(redis)
 
     app.cleanup_ctx.append(resources_ctx)
     r = app.router

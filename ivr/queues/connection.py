@@ -1,4 +1,5 @@
-"""The one way every role connects to Redis: explicit timeouts, retries with backoff.
+"""The one way every role connects to Redis: explicit timeouts, retries with backoff, and Sentinel
+when configured (the primary is looked up through the sentinels and followed after a failover).
 
 Blocking reads (BLPOP, XREAD BLOCK) must stay shorter than ``socket_timeout``; ``BLOCK_S`` is the
 longest block any caller should ask for.
@@ -6,22 +7,47 @@ longest block any caller should ask for.
 
 from __future__ import annotations
 
+from typing import Any
+
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+
+from ivr.core.config import RedisSettings
 
 SOCKET_TIMEOUT_S = 10.0
 BLOCK_S = 5.0
 
 
-def connect(dsn: str) -> Redis:
-    return Redis.from_url(
-        dsn,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=5.0,
-        socket_keepalive=True,
-        health_check_interval=15,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
-        retry_on_error=[ConnectionError, TimeoutError],
-    )
+def _options() -> dict[str, Any]:
+    return {
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": 5.0,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=5),
+        "retry_on_error": [ConnectionError, TimeoutError, ReadOnlyError],
+    }
+
+
+def connect(settings: RedisSettings) -> Redis:
+    if settings.sentinels:
+        password = settings.password.get_secret_value() if settings.password else None
+        sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        if settings.sentinel_password:
+            sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
+        sentinel = Sentinel(settings.sentinel_addresses(), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        client: Redis = sentinel.master_for(settings.sentinel_master, redis_class=Redis, password=password,
+                                            **_options())
+        return client
+    return Redis.from_url(settings.dsn, **_options())
+
+
+async def close(client: Redis) -> None:
+    """Close a client from :func:`connect`, including its connections to the sentinels."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    await client.aclose()
+    if manager is not None:
+        await manager.aclose()

@@ -20,7 +20,7 @@ from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import music_on_hold
-from ivr.queues.connection import connect
+from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import Edge
 from ivr.runtime.process import ManagedProcess, wait_tcp
@@ -76,7 +76,7 @@ class Supervisor:
 
     async def _start_all(self, plans: PlanRegistry) -> None:
         s = self.settings
-        if s.redis.url is None:
+        if not s.redis.external:
             data = (s.var_dir / "redis").resolve()
             data.mkdir(parents=True, exist_ok=True)
             self.redis_proc = ManagedProcess("redis", [
@@ -127,7 +127,7 @@ class Supervisor:
     async def _autoscale(self, interval_s: float = 1.0) -> None:
         """Grow the pool when most caller slots are busy; retire workers idle for a while."""
         w = self.settings.workers
-        redis = connect(self.settings.redis.dsn)
+        redis = connect(self.settings.redis)
         store = QueueStore(redis, self.settings.redis.prefix)
         busy_since: dict[int, float] = {}
         try:
@@ -154,7 +154,7 @@ class Supervisor:
                     busy_since.pop(idle[0], None)
                     self.tasks.spawn(f"retire.{idle[0]}", self._retire_worker(idle[0]))
         finally:
-            await redis.aclose()
+            await close(redis)
 
     async def _wait_speech_loaded(self, timeout: float) -> None:
         """The speech service answers /healthz 200 once its model is loaded."""
@@ -193,7 +193,7 @@ class Supervisor:
 
     async def _wait_workers_alive(self, timeout: float = 30.0) -> None:
         s = self.settings
-        redis = connect(s.redis.dsn)
+        redis = connect(s.redis)
         keys = QueueStore(redis, s.redis.prefix).keys
         try:
             deadline = time.monotonic() + timeout
@@ -204,7 +204,7 @@ class Supervisor:
                 await asyncio.sleep(0.1)
             raise TimeoutError(f"only {alive}/{s.workers.count} workers came up")
         finally:
-            await redis.aclose()
+            await close(redis)
 
     async def _stop_all(self) -> None:
         """Drain: workers refuse new calls and finish theirs (up to workers.drain_s) while the

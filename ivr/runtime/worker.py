@@ -19,7 +19,7 @@ from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
-from ivr.queues.connection import BLOCK_S, connect
+from ivr.queues.connection import BLOCK_S, close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.session import CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
@@ -54,7 +54,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         structlog.contextvars.bind_contextvars(worker=self.name)
-        redis = connect(s.redis.dsn)
+        redis = connect(s.redis)
         store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
         plans = PlanRegistry.from_dir(s.dialplans_dir)
         prompts = PromptLibrary(s.prompts.dir, s.prompt_cache, s.workers.clock_rate, s.prompts.voices)
@@ -84,7 +84,7 @@ class Worker:
             await self.tasks.cancel_all()
             await sip.stop()
             await redis.delete(store.keys.worker_alive(self.name))
-            await redis.aclose()
+            await close(redis)
             log.info("worker.stopped")
 
     async def _claim_name(self, store: QueueStore) -> None:
