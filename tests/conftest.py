@@ -35,6 +35,23 @@ def free_udp_tcp_port() -> int:
     raise RuntimeError("no free port")
 
 
+def wait_port(port: int, within_s: float = 10.0, proc: subprocess.Popen[bytes] | None = None,
+              log: Path | None = None) -> None:
+    """Wait until something accepts TCP on 127.0.0.1:port; fail at once if ``proc`` exits."""
+    def why() -> str:
+        return log.read_text(errors="replace") if log is not None and log.exists() else ""
+
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert proc is None or proc.poll() is None, f"the server exited before listening on {port}\n{why()}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listening on {port} after {within_s} s\n{why()}")
+
+
 class RedisServer:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -48,14 +65,7 @@ class RedisServer:
              "--appendonly", "yes", "--save", "", "--protected-mode", "yes"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_port(self.port, 10, self.proc)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -17,11 +17,9 @@ ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 
 
-@dataclass(frozen=True)
-class Datagram:
-    ts: float
-    src: int
-    dst: int
+class RtpView:
+    """RTP fields of a captured UDP payload."""
+
     payload: bytes
 
     @property
@@ -36,6 +34,14 @@ class Datagram:
     def rtp_payload(self) -> bytes:
         cc = self.payload[0] & 0x0F
         return self.payload[12 + 4 * cc:]
+
+
+@dataclass(frozen=True)
+class Datagram(RtpView):
+    ts: float
+    src: int
+    dst: int
+    payload: bytes
 
 
 class LoopbackSniffer:

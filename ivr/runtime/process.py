@@ -86,6 +86,17 @@ class ManagedProcess:
         return self.proc.returncode
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 async def wait_tcp(host: str, port: int, timeout: float = 10.0) -> None:
     """Wait until something accepts TCP connections on host:port (bounded)."""
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect
 from ivr.queues.store import QueueStore
+from ivr.runtime.process import pid_alive
 from ivr.runtime.session import CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
 from ivr.sip.bridge import SipThread
@@ -94,7 +95,7 @@ class Worker:
         if holder is None or holder == self.identity:
             return
         host, _, pid = holder.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+        if host == socket.gethostname() and pid.isdigit() and not pid_alive(int(pid)):
             return
         raise Conflict(f"worker name {self.name} is held by {holder}", code="worker.name_in_use")
 
@@ -182,16 +183,6 @@ class Worker:
                 leader = False
                 log.warning("worker.redis_unavailable", loop="housekeeping", error=str(exc))
             await asyncio.sleep(0.5 if leader else 2.5)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(settings: Settings, index: int, name: str | None = None) -> None:

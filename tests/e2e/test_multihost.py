@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import secrets
@@ -65,11 +64,13 @@ from ivr.core.config import load_settings
 from ivr.dialplan.loader import PlanRegistry
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import sip_options_ping
-from ivr.runtime.process import _die_with_parent, wait_tcp
+from ivr.runtime.process import _die_with_parent, pid_alive, wait_tcp
 from ivr.runtime.supervisor import build_prompts
 from tests.conftest import kill_matching
+from tests.desktop import AgentDesktop
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import free_udp_tcp_port
+from tests.sniffer import RtpView
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
 
@@ -92,16 +93,6 @@ def ip_cmd(*args: str, ns: str | None = None, check: bool = True) -> str:
     return res.stdout
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_namespaces(owner: int | None = None) -> None:
     """Delete our namespaces and veths: those of ``owner`` (a pid), or of test runs that are gone.
     Processes still inside a namespace (ours, from a crashed run) are killed by pid first: a
@@ -112,7 +103,7 @@ def remove_namespaces(owner: int | None = None) -> None:
         if not m:
             continue
         pid = int(m.group(1))
-        if (owner is not None and pid != owner) or (owner is None and _pid_alive(pid)):
+        if (owner is not None and pid != owner) or (owner is None and pid_alive(pid)):
             continue
         for p in subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True,
                                 timeout=15, check=False).stdout.split():
@@ -124,7 +115,7 @@ def remove_namespaces(owner: int | None = None) -> None:
         if not m:
             continue
         pid = int(m.group(2))
-        if (owner is not None and pid != owner) or (owner is None and _pid_alive(pid)):
+        if (owner is not None and pid != owner) or (owner is None and pid_alive(pid)):
             continue
         ip_cmd("link", "del", m.group(1), check=False)
 
@@ -254,7 +245,7 @@ async def wait_until(what: str, check: Any, timeout: float, every: float = 0.2) 
 # ----- wire capture on the root-side veths -------------------------------------------------------
 
 @dataclass(frozen=True)
-class Packet:
+class Packet(RtpView):
     ts: float
     src_ip: str
     dst_ip: str
@@ -262,17 +253,6 @@ class Packet:
     dst: int
     payload: bytes
 
-    @property
-    def is_rtp(self) -> bool:
-        return len(self.payload) >= 12 and self.payload[0] >> 6 == 2 and not self.payload[:3].isalpha()
-
-    @property
-    def rtp_payload_type(self) -> int:
-        return self.payload[1] & 0x7F
-
-    @property
-    def rtp_payload(self) -> bytes:
-        return self.payload[12 + 4 * (self.payload[0] & 0x0F):]
 
 
 class VethSniffer:
@@ -555,36 +535,6 @@ def agent_phone(mh: Multihost, scenario_file: str, workdir: Path, tag: str, medi
         "-trace_err", "-error_file", str(workdir / f"{tag}.errors.log")], workdir / f"{tag}.screen.txt")
 
 
-class Desktop:
-    """agent1's desktop: a real WebSocket client recording each event with its arrival time."""
-
-    def __init__(self, mh: Multihost) -> None:
-        self.url = f"{mh.api}/api/v1/agents/agent1/events"
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.hello = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self, http: aiohttp.ClientSession) -> None:
-        async with http.ws_connect(self.url, headers={"Authorization": f"Bearer {TOKENS['agent1']}"}) as ws:
-            async for msg in ws:
-                ev = json.loads(msg.data)
-                self.events.append((time.time(), ev))
-                if ev["type"] == "hello":
-                    self.hello.set()
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        self._task = asyncio.create_task(self._run(http), name="desktop")
-        await asyncio.wait_for(self.hello.wait(), 10)
-
-    def of(self, call_id: str) -> list[tuple[float, dict[str, Any]]]:
-        return [(t, e) for t, e in self.events if e.get("call_id") == call_id]
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-
 async def set_state(http: aiohttp.ClientSession, mh: Multihost, state: str) -> None:
     async with http.post(f"{mh.api}/api/v1/agents/agent1/state", json={"state": state},
                          headers={"Authorization": f"Bearer {TOKENS['agent1']}"}) as r:
@@ -624,7 +574,7 @@ async def test_calls_alternate_between_hosts_and_complete_through_each(
     by_ip = {h.ip: h for h in mh.net.hosts}
     seen: dict[str, str] = {}  # worker name -> call id
     async with aiohttp.ClientSession() as http:
-        desktop = Desktop(mh)
+        desktop = AgentDesktop(mh.api, "agent1", TOKENS["agent1"])
         await desktop.start(http)
         await set_state(http, mh, "available")
         filler: asyncio.Future[tuple[int | None, str]] | None = None
@@ -744,7 +694,7 @@ def _started_since(mh: Multihost, marker: str) -> Any:
     return check
 
 
-def _ended_count(desktop: Desktop, n: int) -> Any:
+def _ended_count(desktop: AgentDesktop, n: int) -> Any:
     async def check() -> bool:
         return sum(e["type"] == "call.ended" for _, e in desktop.events) >= n
     return check

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.desktop import AgentDesktop
 from tests.e2e.conftest import Hotline
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, free_udp_tcp_port, run_sipp
@@ -30,43 +31,6 @@ ALAW_SILENCE = {0xD5, 0x55, 0xD4, 0x54}
 def voiced(payload: bytes) -> bool:
     """An A-law frame with speech in it, not silence or comfort noise."""
     return sum(b not in ALAW_SILENCE for b in payload) > len(payload) // 2
-
-
-class Desktop:
-    """The agent's desktop: a real WebSocket client recording each event with its arrival time."""
-
-    def __init__(self, hotline: Hotline, agent: str) -> None:
-        self.url = f"{hotline.api}/api/v1/agents/{agent}/events"
-        self.token = hotline.tokens[agent]
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.hello = asyncio.Event()
-
-    async def _run(self, http: aiohttp.ClientSession) -> None:
-        async with http.ws_connect(self.url, headers={"Authorization": f"Bearer {self.token}"}) as ws:
-            async for msg in ws:
-                ev = json.loads(msg.data)
-                self.events.append((time.time(), ev))
-                if ev["type"] == "hello":
-                    self.hello.set()
-
-    async def start(self, http: aiohttp.ClientSession) -> None:
-        self._task = asyncio.create_task(self._run(http), name="desktop")
-        await asyncio.wait_for(self.hello.wait(), 10)
-
-    async def wait_for(self, type_: str, timeout: float = 30) -> tuple[float, dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for item in self.events:
-                if item[1]["type"] == type_:
-                    return item
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"no {type_} event; got {[e['type'] for _, e in self.events]}")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def login(http: aiohttp.ClientSession, hotline: Hotline, agent: str, state: str = "available") -> None:
@@ -109,7 +73,7 @@ async def test_call_is_answered_queued_popped_bridged_and_closed(
     ports |= set(range(hotline.sip_base, hotline.sip_base + hotline.workers))
 
     async with aiohttp.ClientSession() as http:
-        desktop = Desktop(hotline, "agent1")
+        desktop = AgentDesktop(hotline.api, "agent1", hotline.tokens["agent1"])
         await desktop.start(http)
         await login(http, hotline, "agent1")
         phone = SippServer(agent_sf, workdir=tmp_path, tag="agent", port=hotline.agent_sip_port,

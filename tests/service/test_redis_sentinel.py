@@ -11,21 +11,7 @@ import pytest
 from ivr.core.config import RedisSettings, load_settings
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
-from tests.conftest import free_port
-
-
-def _wait_port(port: int) -> None:
-    import socket
-    import time
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing on {port}")
+from tests.conftest import free_port, wait_port
 
 
 @pytest.fixture
@@ -43,8 +29,8 @@ def sentinel_pair(tmp_path: Path) -> Iterator[tuple[int, int]]:
     sentinel = subprocess.Popen(["redis-server", str(conf), "--sentinel"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_port(rport)
-        _wait_port(sport)
+        wait_port(rport, 10, primary)
+        wait_port(sport, 10, sentinel)
         yield rport, sport
     finally:
         for proc in (sentinel, primary):

@@ -11,9 +11,7 @@ import configparser
 import re
 import shlex
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from ivr.cli import main as cli_main
 from ivr.core.config import load_settings
 from ivr.core.errors import ConfigError
 from ivr.runtime.render import MultiHomedEdge, RedisLayout, parse_hostport, render_all, worker_targets
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -194,18 +192,6 @@ class _Server:
         self._log.close()
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, within_s: float = 10) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text(errors="replace")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing on port {port}:\n{log.read_text(errors='replace')}")
-
-
 @pytest.fixture
 def servers() -> Iterator[list[_Server]]:
     started: list[_Server] = []
@@ -234,10 +220,10 @@ def test_rendered_redis_and_sentinel_start_and_require_the_password(tmp_path: Pa
     shutil.copy(s1, state / "sentinel" / "sentinel.conf")
 
     servers.append(_Server(["redis-server", str(state / "redis" / "redis.conf")], tmp_path / "redis.log"))
-    _wait_port(redis_port, servers[-1].proc, tmp_path / "redis.log")
+    wait_port(redis_port, 10, servers[-1].proc, tmp_path / "redis.log")
     servers.append(_Server(["redis-server", str(state / "sentinel" / "sentinel.conf"), "--sentinel"],
                            tmp_path / "sentinel.log"))
-    _wait_port(s_ports[0], servers[-1].proc, tmp_path / "sentinel.log")
+    wait_port(s_ports[0], 10, servers[-1].proc, tmp_path / "sentinel.log")
 
     anonymous = Redis(port=redis_port, socket_timeout=2)
     with pytest.raises((AuthenticationError, ResponseError)):
