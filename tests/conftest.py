@@ -15,24 +15,12 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_udp_tcp_port
 
 
-def free_udp_tcp_port() -> int:
-    """A port free for both UDP and TCP (SIP listens on both)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no free port")
+def free_port() -> int:
+    """A session-unique loopback TCP (and UDP) port for a test server."""
+    return free_udp_tcp_port()
 
 
 def wait_port(port: int, within_s: float = 10.0, proc: subprocess.Popen[bytes] | None = None,

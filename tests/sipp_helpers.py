@@ -1,6 +1,6 @@
 """Helpers for tests that drive real sipp processes (sip-tester package), loopback only.
 
-- :func:`free_udp_tcp_port`: a 127.0.0.1 port free for UDP and TCP at the time of the call.
+- :func:`free_udp_tcp_port` (from :mod:`tests.ports`): a session-unique 127.0.0.1 port free for UDP and TCP.
 - :func:`run_sipp`: run a sipp client to completion, bounded by a timeout (killed otherwise).
 - :class:`SippServer`: a sipp UAS in the background (its own process group, dies with the test
   process), stopped by the test; its message log tells which requests reached it.
@@ -19,25 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from ivr.runtime.process import ManagedProcess
+from tests.ports import free_udp_tcp_port
 
 SIPP = "sipp"
 SIPP_DIR = Path(__file__).parent / "sipp"
 LOOPBACK = "127.0.0.1"
-
-
-def free_udp_tcp_port(host: str = LOOPBACK) -> int:
-    """A port on ``host`` that is free for both TCP and UDP (SIP listens on both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-            t.bind((host, 0))
-            port = int(t.getsockname()[1])
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                    u.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free UDP+TCP port")
 
 
 def scenario(name: str) -> str:

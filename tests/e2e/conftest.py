@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from ivr.queues.store import QueueStore
 from tests.conftest import kill_matching
-from tests.sipp_helpers import free_udp_tcp_port
+from tests.ports import free_udp_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

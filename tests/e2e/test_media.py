@@ -50,8 +50,9 @@ from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import generate_tune, music_on_hold
 from tests import rtp_pcap
 from tests.e2e.conftest import ROOT, Hotline
+from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
-from tests.sipp_helpers import SippResult, SippServer, free_udp_tcp_port, run_sipp
+from tests.sipp_helpers import SippResult, SippServer, run_sipp
 from tests.sniffer import PACKET_OUTGOING, Datagram, LoopbackSniffer
 
 pytestmark = pytest.mark.e2e

@@ -68,8 +68,8 @@ from ivr.runtime.process import _die_with_parent, pid_alive, wait_tcp
 from ivr.runtime.supervisor import build_prompts
 from tests.conftest import kill_matching
 from tests.desktop import AgentDesktop
+from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
-from tests.sipp_helpers import free_udp_tcp_port
 from tests.sniffer import RtpView
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]

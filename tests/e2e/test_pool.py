@@ -175,7 +175,7 @@ async def test_sigterm_drains_calls_in_progress_then_exits_zero(hotline: Hotline
 @pytest.mark.hotline(workers=1)
 async def test_every_call_on_a_worker_hears_its_greeting(hotline: Hotline, tmp_path: Path) -> None:
     """The media clock must keep running for later calls (pjsua may close an idle sound device)."""
-    from tests.sipp_helpers import free_udp_tcp_port
+    from tests.ports import free_udp_tcp_port
     from tests.sniffer import LoopbackSniffer
 
     media = [free_udp_tcp_port() for _ in range(3)]

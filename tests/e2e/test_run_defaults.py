@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import ROOT, free_range
-from tests.sipp_helpers import free_udp_tcp_port
+from tests.ports import free_udp_tcp_port
 
 pytestmark = pytest.mark.e2e
 

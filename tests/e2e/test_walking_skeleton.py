@@ -20,8 +20,9 @@ import pytest
 
 from tests.desktop import AgentDesktop
 from tests.e2e.conftest import Hotline
+from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
-from tests.sipp_helpers import SippServer, free_udp_tcp_port, run_sipp
+from tests.sipp_helpers import SippServer, run_sipp
 from tests.sniffer import LoopbackSniffer
 
 pytestmark = pytest.mark.e2e

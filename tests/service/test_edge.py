@@ -21,7 +21,8 @@ import pytest
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, Unavailable
 from ivr.runtime.edge import Edge
-from tests.sipp_helpers import LOOPBACK, SippServer, free_udp_tcp_port, run_sipp, scenario
+from tests.ports import free_udp_tcp_port
+from tests.sipp_helpers import LOOPBACK, SippServer, run_sipp, scenario
 
 PROBE_S = 1
 

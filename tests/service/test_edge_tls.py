@@ -20,9 +20,10 @@ import pytest
 
 from ivr.core.errors import ConfigError
 from ivr.runtime.edge import Edge
+from tests.ports import free_udp_tcp_port
 from tests.service import test_edge as edge_tests
 from tests.service.test_edge import EdgeFactory, dead_address, make_settings
-from tests.sipp_helpers import LOOPBACK, SippServer, free_udp_tcp_port
+from tests.sipp_helpers import LOOPBACK, SippServer
 
 # the fixtures of test_edge.py (real Kamailio edges and sipp workers, all stopped at the end)
 start_edge = edge_tests.start_edge

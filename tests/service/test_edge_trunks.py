@@ -18,10 +18,11 @@ import pytest
 
 from ivr.core.errors import ConfigError
 from ivr.runtime.edge import Edge
+from tests.ports import free_udp_tcp_port
 from tests.service import test_edge as edge_tests
 from tests.service.test_edge import EdgeFactory, dead_address, make_settings
 from tests.service.test_edge_limits import sip_exchange, sip_request, sipp_from, status_of
-from tests.sipp_helpers import LOOPBACK, SippServer, free_udp_tcp_port, run_sipp, scenario
+from tests.sipp_helpers import LOOPBACK, SippServer, run_sipp, scenario
 
 # the fixtures of test_edge.py (real Kamailio edges and sipp workers, all stopped at the end)
 start_edge = edge_tests.start_edge
