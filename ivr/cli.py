@@ -41,15 +41,19 @@ def main(argv: list[str] | None = None) -> int:
 
     add_render_arguments(depsub.add_parser(
         "render", help="write the Kamailio, Redis and Sentinel configs for a (multi-host) deployment"))
-    dp = sub.add_parser("dialplan", help="dial-plan tools")
-    dsub = dp.add_subparsers(dest="dcmd", required=True)
-    chk = dsub.add_parser("check", help="validate dial-plan files")
-    chk.add_argument("files", nargs="*")
+    # Tool commands live next to what they work on; each adds its parser and sets ``func``.
+    from ivr.dialplan import cli as dialplan_cli
+    from ivr.dialplan import simulator
+    from ivr.prompts import cli as prompts_cli
+
+    dialplan_cli.add_parser(sub)
+    simulator.add_parser(sub)
+    prompts_cli.add_parser(sub)
     args = p.parse_args(argv)
 
     try:
-        if args.cmd == "dialplan":
-            return _dialplan(args)
+        if getattr(args, "func", None) is not None:
+            return int(args.func(args))
         if args.cmd == "deploy":
             from ivr.runtime.render import main as render_main
 
@@ -84,21 +88,6 @@ def _worker_name(value: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
         raise argparse.ArgumentTypeError(f"{value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
     return value
-
-
-def _dialplan(args: argparse.Namespace) -> int:
-    from ivr.dialplan.loader import load_plan
-
-    files = [Path(f) for f in args.files] or sorted(Path("dialplans").glob("*.y*ml"))
-    bad = 0
-    for f in files:
-        try:
-            load_plan(f)
-            print(f"{f}: ok")
-        except (IvrError, OSError) as exc:
-            bad += 1
-            print(f"{getattr(exc, 'message', exc)}", file=sys.stderr)
-    return 1 if bad else 0
 
 
 if __name__ == "__main__":

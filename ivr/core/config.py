@@ -161,6 +161,15 @@ class SpeechSettings(BaseModel):
     threads: int = Field(2, ge=1, le=64)
 
 
+class DialplanSettings(BaseModel):
+    lookup_hosts: list[str] = Field(
+        [], description="hosts (host or host:port) a lookup node may call; nothing else is reachable")
+    transfer_allow: list[str] = Field(
+        [], description="globs of destinations a transfer node may dial (sip:*@pbx.example, +8210*)")
+    reload_poll_s: float = Field(1.0, gt=0, le=60, description="how often workers look for edited plans")
+    keep_versions: int = Field(20, ge=1, le=1000, description="versions kept per plan for rollback")
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -230,6 +239,7 @@ class Settings(BaseSettings):
     edge: EdgeSettings = EdgeSettings()
     workers: WorkerSettings = WorkerSettings()
     speech: SpeechSettings = SpeechSettings()
+    dialplan: DialplanSettings = DialplanSettings()
     api: ApiSettings = ApiSettings()
     prompts: PromptSettings = PromptSettings()
     routing: RoutingSettings = RoutingSettings()

@@ -1,14 +1,30 @@
 """The dial-plan language: what an admin writes in ``dialplans/*.yaml``.
 
-Validated with pydantic (unknown fields are errors); the JSON Schema for editors comes from these
-models. Node types are a discriminated union on ``type``.
+Validated with pydantic (unknown fields are errors, every field has a description); the JSON Schema
+that ``ivr dialplan schema`` exports for editors comes from these models. Node types are a
+discriminated union on ``type``. Structural checks that need the whole graph (dangling references,
+unreachable nodes, loops with no exit) live in :mod:`ivr.dialplan.checks`, so that they can report
+every problem with its line and column instead of stopping at the first.
+
+Text fields marked *template* may use ``{name}`` placeholders: ``{caller}``, ``{dnis}``,
+``{language}``, any variable set by ``set``/``collect``/``lookup`` (``{account}``, ``{crm.tier}``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+DIGITS = "0123456789*#"
+NodeRef = Annotated[str, Field(pattern=NODE_NAME, description="name of another node in this plan")]
+VarName = Annotated[str, Field(pattern=VAR_NAME, description="variable name, dotted for namespaces")]
 
 
 class _Strict(BaseModel):
@@ -16,22 +32,58 @@ class _Strict(BaseModel):
 
 
 class Prompt(_Strict):
-    """A prompt is a file under ``prompts/<language>/`` or text spoken by the TTS engine."""
+    """A recording under ``prompts/<language>/`` or a text spoken by espeak-ng.
 
-    file: str | None = None
-    text: str | None = None
+    Written as a plain string it is a text. ``text`` may be one string (used for every language) or
+    one per language (``{en: "Hello", ko: "안녕하세요"}``); the call's current language picks it.
+    """
+
+    file: str | None = Field(None, description="file name under prompts/<language>/, extension optional")
+    text: str | dict[str, str] | None = Field(None, description="template; spoken when there is no file")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: Any) -> Any:
+        return {"text": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
     def _one_source(self) -> Prompt:
-        if not self.file and not self.text:
+        text = self.text
+        if isinstance(text, dict):
+            text = {k: v for k, v in text.items() if v.strip()}
+            for lang in text:
+                if not re.fullmatch(LANGUAGE, lang):
+                    raise ValueError(f"text language {lang!r} is not a language code like en or ko")
+        if not self.file and not text:
             raise ValueError("a prompt needs a file or a text")
+        return self
+
+    def text_for(self, language: str, default_language: str) -> str | None:
+        if self.text is None or isinstance(self.text, str):
+            return self.text
+        return self.text.get(language) or self.text.get(default_language) or next(iter(self.text.values()))
+
+
+class Listen(_Strict):
+    """Speech recognition settings of a node that listens (``menu``, ``collect``, ``survey``)."""
+
+    enabled: bool = Field(True, description="recognise speech as well as digits")
+    accept: float = Field(0.75, ge=0, le=1, description="confidence at or above which an answer is taken")
+    confirm: float = Field(0.45, ge=0, le=1,
+                           description="confidence at or above which the caller is asked to confirm")
+    max_speech_s: float = Field(8.0, gt=0, le=60, description="longest utterance before it is cut")
+
+    @model_validator(mode="after")
+    def _order(self) -> Listen:
+        if self.confirm > self.accept:
+            raise ValueError("confirm must not be above accept")
         return self
 
 
 class MenuOption(_Strict):
-    digit: str | None = Field(None, pattern=r"^[0-9*#]$")
-    say: list[str] = []
-    goto: str
+    digit: str | None = Field(None, pattern=r"^[0-9*#]$", description="key that picks this option")
+    say: list[str] = Field([], description="phrases that pick this option (recognition grammar)")
+    goto: NodeRef
 
     @model_validator(mode="after")
     def _has_trigger(self) -> MenuOption:
@@ -40,30 +92,271 @@ class MenuOption(_Strict):
         return self
 
 
-class MenuNode(_Strict):
-    type: Literal["menu"]
+class _Asks(_Strict):
+    """What every node that waits for the caller shares."""
+
     prompt: Prompt
+    timeout_s: float = Field(5.0, gt=0, le=60, description="no-input timeout after the prompt")
+    retries: int = Field(2, ge=0, le=10, description="further attempts after no input / no match")
+    no_input: Prompt | None = Field(None, description="played before a retry when nothing came")
+    no_match: Prompt | None = Field(None, description="played before a retry when the answer was wrong")
+    on_failure: NodeRef | None = Field(None, description="where to go when retries run out (default: hang up)")
+    barge_in: bool = Field(True, description="a key or speech stops the prompt")
+    listen: Listen = Listen()
+
+
+class MenuNode(_Asks):
+    type: Literal["menu"]
     options: list[MenuOption] = Field(min_length=1)
-    timeout_s: float = Field(5.0, gt=0, le=60)
-    retries: int = Field(2, ge=0, le=10)
-    no_input: Prompt | None = None
-    no_match: Prompt | None = None
-    on_failure: str | None = None
-    barge_in: bool = True
+
+    @model_validator(mode="after")
+    def _unique(self) -> MenuNode:
+        digits = [o.digit for o in self.options if o.digit is not None]
+        dup = {d for d in digits if digits.count(d) > 1}
+        if dup:
+            raise ValueError(f"digit(s) {sorted(dup)} used by more than one option")
+        phrases = [p.strip().lower() for o in self.options for p in o.say]
+        dup = {p for p in phrases if phrases.count(p) > 1}
+        if dup:
+            raise ValueError(f"phrase(s) {sorted(dup)} used by more than one option")
+        return self
+
+
+class CollectNode(_Asks):
+    type: Literal["collect"]
+    variable: VarName = Field(description="where the digits are stored")
+    min_digits: int = Field(1, ge=1, le=64)
+    max_digits: int = Field(16, ge=1, le=64)
+    terminator: str | None = Field("#", pattern=r"^[*#]$", description="key that ends the entry early")
+    inter_digit_s: float = Field(3.0, gt=0, le=30, description="timeout between two keys")
+    pattern: str | None = Field(None, description="regular expression the whole entry must match")
+    next: NodeRef | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a regular expression: {exc}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _range(self) -> CollectNode:
+        if self.min_digits > self.max_digits:
+            raise ValueError("min_digits is above max_digits")
+        return self
 
 
 class PlayNode(_Strict):
     type: Literal["play"]
     prompt: Prompt
-    next: str | None = None
+    next: NodeRef | None = None
+
+
+# --- branch --------------------------------------------------------------------------------------
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class TimeWindow(_Strict):
+    """Days of the week and a time of day range, in the plan's (or the window's) time zone."""
+
+    days: list[str] = Field(list(DAY_NAMES), description="mon..sun, or ranges like mon-fri")
+    start: time = Field(time(0, 0), alias="from", description="HH:MM, inclusive")
+    end: time = Field(time(23, 59, 59), alias="to", description="HH:MM, exclusive; before from = overnight")
+    timezone: str | None = Field(None, description="IANA zone, default: the plan's")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in v:
+            lo, _, hi = item.lower().partition("-")
+            if lo not in DAY_NAMES or (hi and hi not in DAY_NAMES):
+                raise ValueError(f"{item!r}: days are mon..sun or ranges like mon-fri")
+            i, j = DAY_NAMES.index(lo), DAY_NAMES.index(hi or lo)
+            span = range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)]
+            out.extend(DAY_NAMES[k] for k in span)
+        return sorted(set(out), key=DAY_NAMES.index)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        return _check_zone(v) if v is not None else v
+
+
+class Condition(_Strict):
+    """All the fields given must hold (AND). Order rules from specific to general."""
+
+    time: TimeWindow | list[TimeWindow] | None = Field(None, description="inside any of these windows")
+    holiday: str | None = Field(None, description="today is in this calendar of the plan")
+    caller: str | list[str] | None = Field(
+        None, description="caller number glob(s): +8210*, 1555???0100; * any digits, ? one")
+    var: VarName | None = Field(None, description="variable tested by the operators below (crm.* from lookups)")
+    equals: str | int | float | bool | None = None
+    not_equals: str | int | float | bool | None = None
+    one_of: list[str | int | float] | None = Field(None, alias="in")
+    matches: str | None = Field(None, description="regular expression the variable must match")
+    exists: bool | None = None
+    gt: float | None = None
+    lt: float | None = None
+    negate: bool = Field(False, alias="not", description="invert the whole condition")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> Condition:
+        ops = [self.equals, self.not_equals, self.one_of, self.matches, self.exists, self.gt, self.lt]
+        has_op = any(o is not None for o in ops)
+        if has_op and self.var is None:
+            raise ValueError("equals/not_equals/in/matches/exists/gt/lt need var")
+        if self.var is not None and not has_op:
+            raise ValueError(f"var {self.var!r} needs an operator (equals, in, matches, exists, gt, lt)")
+        if self.time is None and self.holiday is None and self.caller is None and self.var is None:
+            raise ValueError("a condition needs time, holiday, caller or var")
+        if self.matches is not None:
+            try:
+                re.compile(self.matches)
+            except re.error as exc:
+                raise ValueError(f"matches is not a regular expression: {exc}") from exc
+        return self
+
+
+class BranchRule(_Strict):
+    when: Condition = Field(alias="if")
+    goto: NodeRef
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class BranchNode(_Strict):
+    type: Literal["branch"]
+    rules: list[BranchRule] = Field(min_length=1, description="first rule that holds wins")
+    default: NodeRef = Field(description="where to go when no rule holds")
+
+
+# --- data ----------------------------------------------------------------------------------------
+class LookupNode(_Strict):
+    """An HTTP data dip. The host must be in the settings' ``dialplan.lookup_hosts``."""
+
+    type: Literal["lookup"]
+    url: str = Field(description="template; http(s) only, e.g. https://crm.example/api/customers?phone={caller}")
+    method: Literal["GET", "POST"] = "GET"
+    body: dict[str, str] | None = Field(None, description="JSON body for POST; values are templates")
+    timeout_s: float = Field(2.0, gt=0, le=10)
+    store: dict[VarName, str] = Field(
+        {}, description="variable -> dotted path in the JSON reply (customer.tier); missing -> unset")
+    prefix: VarName | None = Field(None, description="store every top-level field of the reply as <prefix>.<field>")
+    next: NodeRef | None = None
+    on_error: NodeRef | None = Field(None, description="timeout, HTTP error, bad JSON (default: next)")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/{}]+", v):
+            raise ValueError("url must start with http:// or https:// and a literal host")
+        return v
+
+
+class SetNode(_Strict):
+    type: Literal["set"]
+    variables: dict[VarName, str | int | float | bool] = Field(min_length=1, description="values are templates")
+    next: NodeRef | None = None
+
+
+class LanguageNode(_Strict):
+    type: Literal["language"]
+    language: str = Field(pattern=LANGUAGE, description="prompt set and queue language from here on")
+    next: NodeRef | None = None
+
+
+# --- queue and after -----------------------------------------------------------------------------
+class Announcements(_Strict):
+    every_s: float = Field(30.0, ge=10, le=600)
+    position: bool = True
+    wait_time: bool = True
 
 
 class QueueNode(_Strict):
     type: Literal["queue"]
     queue: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    skill: str | None = None
-    priority: int = Field(0, ge=0, le=9)
+    skills: list[str] = Field([], description="required skills; default: the queue name")
+    language: str | None = Field(None, pattern=LANGUAGE, description="required agent language; default: the call's")
+    priority: int | str = Field(0, description="0-9, higher first; or a template like {crm.priority}")
     prompt: Prompt | None = None
+    announce: Announcements | None = None
+    max_wait_s: float | None = Field(None, gt=0, description="after this, go to on_timeout")
+    on_timeout: NodeRef | None = None
+    after: NodeRef | None = Field(None, description="where the caller goes when the agent hangs up (e.g. a survey)")
+
+    @field_validator("priority")
+    @classmethod
+    def _priority(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 0 <= v <= 9:
+            raise ValueError("priority is 0..9")
+        if isinstance(v, str) and "{" not in v:
+            raise ValueError("a text priority must be a template like {crm.priority}")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout(self) -> QueueNode:
+        if (self.max_wait_s is None) != (self.on_timeout is None):
+            raise ValueError("max_wait_s and on_timeout go together")
+        return self
+
+
+class CallbackNode(_Strict):
+    """Offer a call back instead of waiting; the caller keeps their place in ``queue``."""
+
+    type: Literal["callback"]
+    queue: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    prompt: Prompt = Field(description="the offer: 'press 1 to be called back at {caller}'")
+    accept_digit: str = Field("1", pattern=r"^[0-9*#]$")
+    accept_say: list[str] = Field([], description="phrases that accept the offer")
+    number: str = Field("{caller}", description="template: the number to call back")
+    confirmed: Prompt | None = Field(None, description="played when the callback is booked")
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    next: NodeRef | None = Field(None, description="after booking (default: hang up)")
+    declined: NodeRef | None = Field(None, description="when the caller does not accept")
+
+
+class SurveyNode(_Strict):
+    """Post-call satisfaction: one key (or word) 1..5, stored with the call record as ``csat``."""
+
+    type: Literal["survey"]
+    prompt: Prompt
+    thanks: Prompt | None = None
+    timeout_s: float = Field(6.0, gt=0, le=60)
+    retries: int = Field(1, ge=0, le=5)
+    no_match: Prompt | None = None
+    scale: dict[str, list[str]] = Field(
+        {}, description="spoken words per score, e.g. {'5': [매우 만족]}; digits always work")
+    listen: Listen = Listen()
+    next: NodeRef | None = None
+
+
+class VoicemailNode(_Strict):
+    type: Literal["voicemail"]
+    prompt: Prompt
+    max_s: float = Field(120.0, gt=1, le=600)
+    beep: bool = True
+    terminator: str = Field("#", pattern=r"^[0-9*#]$")
+    mailbox: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    saved: Prompt | None = None
+    next: NodeRef | None = None
+
+
+class TransferNode(_Strict):
+    """Connect the caller to a SIP URI or number in the settings' ``dialplan.transfer_allow``."""
+
+    type: Literal["transfer"]
+    to: str = Field(description="template: sip:desk@host or a number")
+    prompt: Prompt | None = None
+    ring_s: float = Field(30.0, gt=1, le=120)
+    on_failure: NodeRef | None = None
 
 
 class HangupNode(_Strict):
@@ -71,42 +364,89 @@ class HangupNode(_Strict):
     prompt: Prompt | None = None
 
 
-Node = Annotated[MenuNode | PlayNode | QueueNode | HangupNode, Field(discriminator="type")]
+AnyNode = (MenuNode | CollectNode | PlayNode | BranchNode | LookupNode | SetNode | LanguageNode | QueueNode
+           | CallbackNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
+Node = Annotated[AnyNode, Field(discriminator="type")]
+NODE_TYPES: dict[str, type[BaseModel]] = {
+    t.model_fields["type"].annotation.__args__[0]: t  # type: ignore[union-attr]
+    for t in AnyNode.__args__  # type: ignore[attr-defined]
+}
+
+
+class Confirm(_Strict):
+    """How a plan asks the caller to confirm an answer recognised with middling confidence."""
+
+    prompt: Prompt = Prompt(text={
+        "en": "Did you say {phrase}? Press 1 or say yes. Otherwise press 2 or say no.",
+        "ko": "{phrase}, 맞습니까? 맞으면 1번 또는 네, 아니면 2번 또는 아니요 라고 말씀하세요."})
+    yes: dict[str, list[str]] = {"en": ["yes"], "ko": ["네", "예"]}
+    no: dict[str, list[str]] = {"en": ["no"], "ko": ["아니요"]}
+    yes_digit: str = Field("1", pattern=r"^[0-9*#]$")
+    no_digit: str = Field("2", pattern=r"^[0-9*#]$")
+    timeout_s: float = Field(4.0, gt=0, le=30)
 
 
 class Plan(_Strict):
-    name: str
-    numbers: list[str] = Field(min_length=1, description="dialed numbers (DNIS) this plan answers")
-    language: str = "en"
-    start: str
-    nodes: dict[str, Node]
+    """One dial plan: the numbers it answers and its nodes."""
 
-    @model_validator(mode="after")
-    def _references(self) -> Plan:
-        missing: list[str] = []
-        if self.start not in self.nodes:
-            missing.append(f"start -> {self.start}")
+    name: str = Field(min_length=1, max_length=120)
+    numbers: list[str] = Field(min_length=1, description="dialed numbers (DNIS) this plan answers; * = any")
+    language: str = Field("en", pattern=LANGUAGE, description="language at the start of a call")
+    timezone: str = Field("UTC", description="IANA time zone for time windows and holidays")
+    calendars: dict[str, list[date]] = Field({}, description="holiday calendars: name -> dates")
+    variables: dict[VarName, str | int | float | bool] = Field({}, description="initial variables")
+    confirm: Confirm = Field(Confirm(), description="confirmation of half-sure speech answers")
+    start: NodeRef
+    nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node] = Field(min_length=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        return _check_zone(v)
+
+    def prompts(self) -> list[tuple[str, str, Prompt]]:
+        """Every prompt of the plan as (node, field, prompt)."""
+        out: list[tuple[str, str, Prompt]] = []
         for name, node in self.nodes.items():
-            for target in node_targets(node):
-                if target not in self.nodes:
-                    missing.append(f"{name} -> {target}")
-        if missing:
-            raise ValueError("unknown node(s): " + ", ".join(missing))
-        return self
-
-    def prompts(self) -> list[Prompt]:
-        out: list[Prompt] = []
-        for node in self.nodes.values():
-            for attr in ("prompt", "no_input", "no_match"):
-                p = getattr(node, attr, None)
-                if p is not None:
-                    out.append(p)
+            for field, value in node:
+                if isinstance(value, Prompt):
+                    out.append((name, field, value))
         return out
 
+    def languages(self) -> list[str]:
+        """Every language a call on this plan can be in."""
+        langs = {self.language} | {n.language for n in self.nodes.values() if isinstance(n, LanguageNode)}
+        return sorted(langs)
 
-def node_targets(node: MenuNode | PlayNode | QueueNode | HangupNode) -> list[str]:
+
+def node_targets(node: AnyNode) -> list[tuple[str, str]]:
+    """The nodes a node can lead to, as (field, target)."""
+    out: list[tuple[str, str]] = []
     if isinstance(node, MenuNode):
-        return [o.goto for o in node.options] + ([node.on_failure] if node.on_failure else [])
-    if isinstance(node, PlayNode):
-        return [node.next] if node.next else []
-    return []
+        out += [(f"options.{i}.goto", o.goto) for i, o in enumerate(node.options)]
+    if isinstance(node, BranchNode):
+        out += [(f"rules.{i}.goto", r.goto) for i, r in enumerate(node.rules)]
+    for field in ("next", "on_failure", "on_error", "on_timeout", "after", "declined", "default"):
+        target = getattr(node, field, None)
+        if isinstance(target, str):
+            out.append((field, target))
+    return out
+
+
+def is_terminal(node: AnyNode) -> bool:
+    """The call can end at this node (no further node is needed)."""
+    if isinstance(node, HangupNode | QueueNode | TransferNode):
+        return True
+    if isinstance(node, BranchNode):
+        return False
+    if isinstance(node, MenuNode):
+        return node.on_failure is None            # running out of retries hangs up
+    return getattr(node, "next", "x") is None     # no next: hang up after this node
+
+
+def _check_zone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {v!r}") from exc
+    return v
