@@ -104,7 +104,7 @@ class CallSession:
 
     # --- CallPort ---------------------------------------------------------------------------------
     async def _prompt_path(self, prompt: Prompt) -> str:
-        spec = PromptSpec(file=prompt.file, text=prompt.text)
+        spec = PromptSpec(file=prompt.file, text=prompt.text_for(self.language, self.language))
         path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, self.language)
         return str(path)
 

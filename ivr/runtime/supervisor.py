@@ -34,8 +34,9 @@ def build_prompts(settings: Settings, plans: PlanRegistry) -> int:
     """Synthesise/normalise every prompt of every plan, and the music on hold, into the cache."""
     lib = PromptLibrary(settings.prompts.dir, settings.prompt_cache, settings.workers.clock_rate,
                         settings.prompts.voices)
-    specs = [(PromptSpec(file=p.file, text=p.text), lp.plan.language) for lp in plans.plans
-             for p in lp.plan.prompts()]
+    specs = [(PromptSpec(file=p.file, text=p.text_for(lang, lp.plan.language)), lang)
+             for lp in plans.plans for lang in lp.plan.languages() for _, _, p in lp.plan.prompts()
+             if "{" not in (p.text_for(lang, lp.plan.language) or "")]
     lib.build_all(specs)
     music_on_hold(settings.prompt_cache, settings.workers.clock_rate, settings.prompts.moh)
     return len(specs)
