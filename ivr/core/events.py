@@ -32,6 +32,10 @@ class EventType(StrEnum):
     CALL_ANSWERED = "call.answered"
     CALL_ENDED = "call.ended"
     AGENT_STATE = "agent.state"
+    CALL_CSAT = "call.csat"                    # survey score stored on the call record
+    VOICEMAIL_NEW = "voicemail.new"            # a voicemail was attached to the call record
+    CALLBACK_REQUESTED = "callback.requested"  # a caller booked a callback (keeps their place)
+    CALLBACK_CANCELLED = "callback.cancelled"
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -16,6 +16,7 @@ from ivr.core.errors import BadRequest, NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.cti.auth import TokenAuth, User, require_role, require_self_or
+from ivr.cti.calls import CallsApi
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
 from ivr.queues.connection import close, connect
@@ -88,15 +89,6 @@ async def set_state(request: web.Request) -> web.Response:
     store = request.app[STORE]
     await store.set_agent_state(agent_id, change.state, change.reason)
     return web.json_response(await store.get_agent(agent_id))
-
-
-async def get_call(request: web.Request) -> web.Response:
-    user = _user(request)
-    call = await request.app[STORE].get_call(request.match_info["call_id"])
-    if call is None:
-        raise NotFound("no such call", code="call.not_found")
-    require_self_or(user, call.get("agent_id", ""), "supervisor", "admin")
-    return web.json_response(call)
 
 
 async def list_queues(request: web.Request) -> web.Response:
@@ -175,7 +167,7 @@ def init_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/agents/{agent_id}", get_agent)
     r.add_post("/api/v1/agents/{agent_id}/state", set_state)
     r.add_get("/api/v1/agents/{agent_id}/events", agent_events)
-    r.add_get("/api/v1/calls/{call_id}", get_call)
+    r.add_routes(CallsApi(STORE, SETTINGS, AUTH).routes())  # /api/v1/calls, /voicemail, /callbacks
     r.add_get("/api/v1/queues", list_queues)
     return app
 

@@ -24,6 +24,19 @@ class Keys:
     def active_calls(self) -> str:
         return self._k("calls", "active")
 
+    def mailbox(self, mailbox: str) -> str:
+        """LIST of voicemail entries (JSON, newest first, capped) left in ``mailbox``."""
+        return self._k("mailbox", mailbox, "voicemail")
+
+    # callbacks
+    def callback(self, callback_id: str) -> str:
+        """HASH of one callback request (id, call_id, queue, number, journey, state, place...)."""
+        return self._k("callback", callback_id)
+
+    def callbacks(self, queue: str) -> str:
+        """ZSET of pending callback ids of ``queue``, by the place the caller keeps (the waiting score)."""
+        return self._k("queue", queue, "callbacks")
+
     # queues
     @property
     def queues(self) -> str:

@@ -23,6 +23,12 @@ NAMES = (
     "release_wrapups",
     "reap_worker",
     "housekeeping",
+    "record_csat",
+    "record_voicemail",
+    "record_variables",
+    "record_field",
+    "callback_request",
+    "callback_cancel",
 )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ivr.core.errors import Conflict, IvrError, NotFound
+from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound
 from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.queues.keys import Keys
 from ivr.queues.scripts import Scripts
@@ -20,6 +20,9 @@ _ERRORS: dict[str, type[IvrError]] = {
     "agent.not_found": NotFound,
     "agent.busy": Conflict,
     "offer.stale": Conflict,
+    "callback.not_found": NotFound,
+    "callback.not_pending": Conflict,
+    "record.too_large": BadRequest,
 }
 
 
@@ -97,10 +100,67 @@ class QueueStore:
             return None
         call: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
         call["journey"] = json.loads(call.get("journey") or "{}")
+        for name in ("voicemail", "variables"):  # JSON written by the record_* scripts
+            if name in call:
+                call[name] = json.loads(call[name])
+        if "csat" in call:
+            call["csat"] = int(call["csat"])
         return call
 
     async def active_calls(self) -> set[str]:
         return {_s(c) for c in await self.redis.smembers(self.keys.active_calls)}
+
+    # --- the call record: survey, voicemail, variables (values are checked by the caller) ----------
+    async def record_csat(self, call_id: str, csat: int) -> None:
+        """Store the survey score on the call and emit ``call.csat``."""
+        await self._run("record_csat", call_id, csat)
+
+    async def record_voicemail(self, call_id: str, meta: Mapping[str, Any], *, keep: int) -> dict[str, Any]:
+        """Store voicemail metadata ``{mailbox, path, seconds, ended_by}`` on the call, put it at the
+        head of the mailbox's list (``keep`` newest are kept) and emit ``voicemail.new``."""
+        entry: dict[str, Any] = json.loads(_s(await self._run("record_voicemail", call_id, json.dumps(dict(meta)),
+                                                                keep)))
+        return entry
+
+    async def record_variables(self, call_id: str, variables: Mapping[str, str], *, max_bytes: int) -> dict[str, str]:
+        """Merge ``variables`` into the call's; ``record.too_large`` if the result exceeds ``max_bytes``."""
+        merged: dict[str, str] = json.loads(_s(await self._run("record_variables", call_id,
+                                                               json.dumps(dict(variables)), max_bytes)))
+        return merged
+
+    async def record_field(self, call_id: str, field: str, value: str) -> None:
+        """Set a plain field on an existing call (``call.not_found`` otherwise)."""
+        await self._run("record_field", call_id, field, value)
+
+    async def voicemails(self, mailbox: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The mailbox's voicemail entries, newest first."""
+        return [json.loads(e) for e in await self.redis.lrange(self.keys.mailbox(mailbox), 0, max(limit, 1) - 1)]
+
+    # --- callbacks -------------------------------------------------------------------------
+    async def request_callback(self, call_id: str, *, callback_id: str, queue: str, number: str,
+                               journey: Mapping[str, Any], priority: int | None = None) -> tuple[str, int, bool]:
+        """Book a callback keeping the caller's place in ``queue``; returns (id, place, created). A call
+        has at most one pending callback: asking again returns that one with ``created`` False."""
+        res = await self._run("callback_request", call_id, callback_id, queue, number, json.dumps(dict(journey)),
+                              "" if priority is None else priority)
+        return _s(res[0]), int(res[1]), bool(int(res[2]))
+
+    async def get_callback(self, callback_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self.keys.callback(callback_id))
+        return _callback(raw) if raw else None
+
+    async def list_callbacks(self, queue: str) -> list[dict[str, Any]]:
+        """The queue's pending callbacks, best place first."""
+        ids = await self.redis.zrange(self.keys.callbacks(queue), 0, -1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cb_id in ids:
+                pipe.hgetall(self.keys.callback(_s(cb_id)))
+            rows = await pipe.execute()
+        return [_callback(r) for r in rows if r]
+
+    async def cancel_callback(self, callback_id: str, *, by: str = "", ttl_s: int = 7 * 24 * 3600) -> None:
+        """Cancel a pending callback (``callback.not_found`` / ``callback.not_pending`` otherwise)."""
+        await self._run("callback_cancel", callback_id, by, ttl_s)
 
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
@@ -207,6 +267,15 @@ class QueueStore:
         info = await self.redis.xinfo_stream(self.keys.events) if await self.redis.exists(
             self.keys.events) else None
         return _s(info["last-generated-id"]) if info else "0-0"
+
+
+def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    cb: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+    cb["journey"] = json.loads(cb.get("journey") or "{}")
+    for name in ("place", "priority", "created_at", "ended_at"):
+        if name in cb:
+            cb[name] = int(float(cb[name]))
+    return cb
 
 
 def _s(v: Any) -> str:

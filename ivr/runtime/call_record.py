@@ -1,0 +1,188 @@
+"""The dial plan's ``RecordPort`` for one call: survey score, voicemail, variables, callback requests.
+
+Every value is checked here before anything is written (a bad field writes nothing and raises
+``BadRequest`` with a stable code); the writes themselves are Lua scripts of the queue store. Values
+may be personal (numbers, what the caller typed): logs carry field names only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ivr.core.config import Settings
+from ivr.core.errors import BadRequest
+from ivr.core.logging import get_logger
+from ivr.dialplan.journey import Journey
+from ivr.queues.store import QueueStore
+
+log = get_logger(__name__)
+
+FIELDS = frozenset({"csat", "voicemail", "variables", "disposition"})
+NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+VOICEMAIL_KEEP = 1000          # entries a mailbox's list keeps (newest)
+VARIABLES_MAX = 64             # variables per save
+VARIABLE_VALUE_MAX = 1024      # characters per value
+VARIABLES_MAX_BYTES = 8 * 1024  # the call's merged variables, as JSON
+_NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+_NUMBER_SEPARATORS = str.maketrans("", "", " -.()")
+
+
+class VoicemailMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    mailbox: str = Field(pattern=NAME.pattern)
+    path: str = Field(min_length=1, max_length=4096)
+    seconds: float = Field(ge=0, le=3600)
+    ended_by: Literal["terminator", "max_length", "hangup", "silence"]
+
+
+def voicemail_dir(settings: Settings) -> Path:
+    return (settings.var_dir / "voicemail").resolve()
+
+
+def voicemail_file(path: str | Path, settings: Settings) -> Path | None:
+    """The resolved WAV file if ``path`` is a ``.wav`` inside ``<var_dir>/voicemail`` (symlinks
+    resolved), else None."""
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if resolved.suffix.lower() != ".wav" or not resolved.is_relative_to(voicemail_dir(settings)):
+        return None
+    return resolved
+
+
+def check_csat(value: Any) -> int:
+    """A score 1..5: an int, or the key the caller pressed ("1".."5")."""
+    if isinstance(value, str) and len(value) == 1 and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 5:
+        raise BadRequest("csat must be an integer 1..5", code="record.csat_invalid")
+    return value
+
+
+def check_voicemail(value: Any, settings: Settings) -> dict[str, Any]:
+    """``{mailbox, path, seconds, ended_by}`` whose path is an existing WAV under ``<var_dir>/voicemail``."""
+    if not isinstance(value, Mapping):
+        raise BadRequest("voicemail must be an object {mailbox, path, seconds, ended_by}",
+                         code="record.voicemail_invalid")
+    data = dict(value)
+    if isinstance(data.get("seconds"), int) and not isinstance(data.get("seconds"), bool):
+        data["seconds"] = float(data["seconds"])
+    try:
+        meta = VoicemailMeta.model_validate(data)
+    except ValidationError as exc:
+        names = ", ".join(".".join(map(str, e["loc"])) or "voicemail" for e in exc.errors())
+        raise BadRequest(f"voicemail fields invalid: {names}", code="record.voicemail_invalid") from exc
+    file = voicemail_file(meta.path, settings)
+    if file is None:
+        raise BadRequest("the voicemail path must be a .wav file under the voicemail directory",
+                         code="record.voicemail_path")
+    if not file.is_file():
+        raise BadRequest("the voicemail file does not exist", code="record.voicemail_path")
+    return {**meta.model_dump(), "path": str(file)}
+
+
+def check_variables(value: Any) -> dict[str, str]:
+    """Names like ``order_id`` (letters, digits, ``_.-``), string values, bounded in number and size."""
+    if not isinstance(value, Mapping):
+        raise BadRequest("variables must be an object of strings", code="record.variables_invalid")
+    if len(value) > VARIABLES_MAX:
+        raise BadRequest(f"at most {VARIABLES_MAX} variables at a time", code="record.variables_invalid")
+    out: dict[str, str] = {}
+    for name, val in value.items():
+        if not isinstance(name, str) or not NAME.match(name):
+            raise BadRequest("variable names are 1-64 of A-Z a-z 0-9 _ . -", code="record.variables_invalid")
+        if not isinstance(val, str) or len(val) > VARIABLE_VALUE_MAX:
+            raise BadRequest(f"variable {name} must be a string of at most {VARIABLE_VALUE_MAX} characters",
+                             code="record.variables_invalid")
+        out[name] = val
+    if len(json.dumps(out)) > VARIABLES_MAX_BYTES:
+        raise BadRequest(f"variables exceed {VARIABLES_MAX_BYTES} bytes", code="record.too_large")
+    return out
+
+
+def check_disposition(value: Any) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise BadRequest("disposition is 1-64 of A-Z a-z 0-9 _ . -", code="record.disposition_invalid")
+    return value
+
+
+def check_number(number: Any) -> str:
+    """A number to call back: optional ``+`` and 3..20 digits; spaces, dots, dashes and parentheses are
+    dropped. Anything else (letters, ``@ ; < > :``, quotes, line breaks...) is refused, so the number
+    can never carry SIP URI parameters or headers."""
+    if not isinstance(number, str) or len(number) > 32:
+        raise BadRequest("the callback number must be digits (optionally +), 3-20 long",
+                         code="callback.number_invalid")
+    clean = number.strip().translate(_NUMBER_SEPARATORS)
+    if not _NUMBER.fullmatch(clean):
+        raise BadRequest("the callback number must be digits (optionally +), 3-20 long",
+                         code="callback.number_invalid")
+    return clean
+
+
+def check_queue(queue: Any) -> str:
+    if not isinstance(queue, str) or not NAME.match(queue):
+        raise BadRequest("queue names are 1-64 of A-Z a-z 0-9 _ . -", code="callback.queue_invalid")
+    return queue
+
+
+class CallRecord:
+    """``RecordPort`` of one call, backed by the queue store."""
+
+    def __init__(self, store: QueueStore, call_id: str, *, settings: Settings) -> None:
+        self.store = store
+        self.call_id = call_id
+        self.settings = settings
+        self.log = log.bind(call_id=call_id)
+
+    def _checked(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(str(f) for f in fields if f not in FIELDS)
+        if unknown:
+            raise BadRequest(f"unknown call record fields: {', '.join(unknown)} (allowed: {', '.join(sorted(FIELDS))})",
+                             code="record.field_unknown")
+        out: dict[str, Any] = {}
+        if "csat" in fields:
+            out["csat"] = check_csat(fields["csat"])
+        if "voicemail" in fields:
+            out["voicemail"] = check_voicemail(fields["voicemail"], self.settings)
+        if "variables" in fields:
+            out["variables"] = check_variables(fields["variables"])
+        if "disposition" in fields:
+            out["disposition"] = check_disposition(fields["disposition"])
+        return out
+
+    async def save(self, fields: Mapping[str, Any]) -> None:
+        """Store ``csat`` / ``voicemail`` / ``variables`` / ``disposition`` on the call record. Every
+        field is checked before any is written."""
+        checked = self._checked(fields)
+        try:
+            if "variables" in checked:
+                await self.store.record_variables(self.call_id, checked["variables"],
+                                                  max_bytes=VARIABLES_MAX_BYTES)
+            if "disposition" in checked:
+                await self.store.record_field(self.call_id, "disposition", checked["disposition"])
+            if "voicemail" in checked:
+                await self.store.record_voicemail(self.call_id, checked["voicemail"], keep=VOICEMAIL_KEEP)
+            if "csat" in checked:
+                await self.store.record_csat(self.call_id, checked["csat"])
+        except Exception as exc:
+            self.log.warning("record.save_failed", fields=sorted(checked), error=type(exc).__name__)
+            raise
+        self.log.info("record.saved", fields=sorted(checked))
+
+    async def request_callback(self, *, queue: str, number: str, journey: Journey) -> str:
+        """Book a callback that keeps the caller's place in ``queue``; returns its id."""
+        queue = check_queue(queue)
+        clean = check_number(number)
+        cb_id, place, created = await self.store.request_callback(
+            self.call_id, callback_id=uuid.uuid4().hex, queue=queue, number=clean, journey=journey.to_dict())
+        self.log.info("callback.booked", callback_id=cb_id, queue=queue, place=place, created=created)
+        return cb_id
