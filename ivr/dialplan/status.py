@@ -28,37 +28,38 @@ class DialplanStatus:
     async def report(self, registry: LiveRegistry) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         known = {_s(p) for p in await self.redis.smembers(self.keys.dialplans)}
-        reported = set()
-        pipe = self.redis.pipeline(transaction=True)
-        for state in registry.states.values():
-            reported.add(state.plan)
-            pipe.sadd(self.keys.dialplans, state.plan)
-            if state.loaded is not None:
-                lp = state.loaded
-                pipe.hset(self.keys.dialplan_active(state.plan), self.worker, json.dumps(
-                    {"version": lp.version, "name": lp.plan.name, "file": state.path.name,
-                     "numbers": list(lp.plan.numbers), "at": now}))
-            else:
-                pipe.hdel(self.keys.dialplan_active(state.plan), self.worker)
-            if state.error is not None:
-                pipe.hset(self.keys.dialplan_errors(state.plan), self.worker, json.dumps(
-                    {"code": state.error.code, "message": state.error.message, "file": state.path.name,
-                     "version": state.seen, "running": state.loaded.version if state.loaded else None,
-                     "at": state.error_at}))
-            else:
-                pipe.hdel(self.keys.dialplan_errors(state.plan), self.worker)
-        for plan in known - reported:  # deleted plan files
-            pipe.hdel(self.keys.dialplan_active(plan), self.worker)
-            pipe.hdel(self.keys.dialplan_errors(plan), self.worker)
-        await pipe.execute()
+        reported: set[str] = set()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for state in registry.states.values():
+                reported.add(state.plan)
+                pipe.sadd(self.keys.dialplans, state.plan)
+                if state.loaded is not None:
+                    lp = state.loaded
+                    pipe.hset(self.keys.dialplan_active(state.plan), self.worker, json.dumps(
+                        {"version": lp.version, "name": lp.plan.name, "file": state.path.name,
+                         "numbers": list(lp.plan.numbers), "at": now}))
+                else:
+                    pipe.hdel(self.keys.dialplan_active(state.plan), self.worker)
+                if state.error is not None:
+                    pipe.hset(self.keys.dialplan_errors(state.plan), self.worker, json.dumps(
+                        {"code": state.error.code, "message": state.error.message, "file": state.path.name,
+                         "version": state.seen, "running": state.loaded.version if state.loaded else None,
+                         "at": state.error_at}))
+                else:
+                    pipe.hdel(self.keys.dialplan_errors(state.plan), self.worker)
+            for plan in known - reported:  # deleted plan files
+                pipe.hdel(self.keys.dialplan_active(plan), self.worker)
+                pipe.hdel(self.keys.dialplan_errors(plan), self.worker)
+            await pipe.execute()
 
     async def clear(self) -> None:
         """A stopping worker runs no plan any more."""
-        pipe = self.redis.pipeline(transaction=True)
-        for plan in {_s(p) for p in await self.redis.smembers(self.keys.dialplans)}:
-            pipe.hdel(self.keys.dialplan_active(plan), self.worker)
-            pipe.hdel(self.keys.dialplan_errors(plan), self.worker)
-        await pipe.execute()
+        plans = {_s(p) for p in await self.redis.smembers(self.keys.dialplans)}
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for plan in plans:
+                pipe.hdel(self.keys.dialplan_active(plan), self.worker)
+                pipe.hdel(self.keys.dialplan_errors(plan), self.worker)
+            await pipe.execute()
 
 
 @dataclass

@@ -87,7 +87,7 @@ def test_a_bad_file_keeps_the_running_version_and_reports_where(
 
     write(plans_dir / "hotline.yaml", plan_yaml().replace("type: hangup", "type: nonsense"))
     assert reg.reload() is True
-    assert reg.states[plans_dir / "hotline.yaml"].error.code == "dialplan.invalid"  # type: ignore[union-attr]
+    assert reg.states[plans_dir / "hotline.yaml"].error.code.startswith("dialplan.")  # type: ignore[union-attr]
     assert reg.for_number("1000").version == v1  # type: ignore[union-attr]
     assert [e.version for e in archive.history("hotline")] == [v1]  # only valid versions are archived
 
