@@ -35,7 +35,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ivr.core.errors import DialplanError, NotFound
+from ivr.core.errors import DialplanError, IvrError, NotFound
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import LoadedPlan, PlanRegistry, load_plan
 
@@ -49,8 +49,10 @@ def plan_id(path: Path) -> str:
 
 
 def plan_files(directory: Path) -> list[Path]:
-    """The plan files of ``directory``, in the order :meth:`PlanRegistry.from_dir` uses."""
-    return sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    """The plan files of ``directory``, in the order :meth:`PlanRegistry.from_dir` uses; hidden
+    files (editors' lock and backup files) are not plans."""
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    return [f for f in files if not f.name.startswith(".")]
 
 
 def content_version(raw: bytes) -> str:
@@ -283,7 +285,7 @@ class LiveRegistry(PlanRegistry):
             if self.archive is not None:
                 try:
                     self.archive.record(path, raw, by=self.by)
-                except OSError as exc:
+                except (OSError, IvrError) as exc:
                     log.warning("dialplan.archive_failed", plan=state.plan, error=str(exc))
             if old != version:
                 log.info("dialplan.loaded" if initial else "dialplan.reloaded", plan=state.plan,
