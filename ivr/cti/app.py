@@ -169,6 +169,9 @@ def init_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/agents/{agent_id}/events", agent_events)
     r.add_routes(CallsApi(STORE, SETTINGS, AUTH).routes())  # /api/v1/calls, /voicemail, /callbacks
     r.add_get("/api/v1/queues", list_queues)
+    from ivr.cti.dialplans import add_routes as add_dialplan_routes  # imports this module
+
+    add_dialplan_routes(app)
     return app
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ivr.core.errors import IvrError
+from ivr.dialplan.versions import add_versions_parsers
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -15,6 +16,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     chk = dsub.add_parser("check", help="validate dial-plan files")
     chk.add_argument("files", nargs="*")
     chk.set_defaults(func=check)
+    add_versions_parsers(dsub)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -99,3 +99,18 @@ class Keys:
     def tokens(self) -> str:
         """HASH sha256(token) -> JSON {user id, role}."""
         return self._k("tokens")
+
+    # dial plans (status reported by the workers' watchers; the version archive is on disk)
+    @property
+    def dialplans(self) -> str:
+        """SET of the plan ids (file stems) any worker ever reported."""
+        return self._k("dialplans")
+
+    def dialplan_active(self, plan: str) -> str:
+        """HASH worker -> JSON {version, name, file, numbers, at}: the version each worker runs."""
+        return self._k("dialplan", plan, "active")
+
+    def dialplan_errors(self, plan: str) -> str:
+        """HASH worker -> JSON {code, message, file, version, running, at}: why a worker's last look
+        at the plan file did not load it (absent when it loaded)."""
+        return self._k("dialplan", plan, "errors")

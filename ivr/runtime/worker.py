@@ -16,7 +16,8 @@ from redis.exceptions import RedisError
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
-from ivr.dialplan.loader import PlanRegistry
+from ivr.dialplan.registry import LiveRegistry, VersionArchive
+from ivr.dialplan.status import DialplanStatus
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect
@@ -57,7 +58,11 @@ class Worker:
         structlog.contextvars.bind_contextvars(worker=self.name)
         redis = connect(s.redis)
         store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
-        plans = PlanRegistry.from_dir(s.dialplans_dir)
+        # The plans follow their files; a call keeps the version it started with.
+        plans = await asyncio.to_thread(
+            LiveRegistry, s.dialplans_dir, VersionArchive(s.var_dir / "dialplans", s.dialplan.keep_versions),
+            by=f"{self.name}@{socket.gethostname()}")
+        plan_status = DialplanStatus(redis, store.keys, self.name)
         prompts = PromptLibrary(s.prompts.dir, s.prompt_cache, s.workers.clock_rate, s.prompts.voices)
         moh = await asyncio.to_thread(music_on_hold, s.prompt_cache, s.workers.clock_rate, s.prompts.moh)
         w = s.workers
@@ -76,6 +81,7 @@ class Worker:
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
         self.tasks.spawn("housekeeping", self._housekeeping(store))
+        self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s, plan_status.report))
         log.info("worker.ready", sip_port=w.sip_port(self.index), pid=os.getpid())
         try:
             await stop.wait()
@@ -84,6 +90,8 @@ class Worker:
             log.info("worker.stopping", calls=len(self.sessions))
             await self.tasks.cancel_all()
             await sip.stop()
+            with contextlib.suppress(RedisError):
+                await plan_status.clear()
             await redis.delete(store.keys.worker_alive(self.name))
             await close(redis)
             log.info("worker.stopped")
