@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ivr.core.errors import DialplanError
 from ivr.dialplan.model import (
     AnyNode,
     BranchNode,
     CallbackNode,
+    CollectNode,
     Condition,
+    LanguageNode,
+    LookupNode,
     MenuNode,
     Plan,
     Prompt,
+    SetNode,
     TimeWindow,
+    TransferNode,
     is_terminal,
     node_targets,
 )
@@ -69,11 +75,30 @@ def condition_label(cond: Condition) -> str:
     if cond.var is not None:
         ops = [("==", cond.equals), ("!=", cond.not_equals), ("in", cond.one_of), ("~", cond.matches),
                (">", cond.gt), ("<", cond.lt)]
-        parts += [f"{cond.var} {op} {value}" for op, value in ops if value is not None]
+        parts += [f"{cond.var} {op} {_value(value)}" for op, value in ops if value is not None]
         if cond.exists is not None:
             parts.append(f"{cond.var} {'exists' if cond.exists else 'unset'}")
     text = " and ".join(parts)
     return f"not ({text})" if cond.negate else text
+
+
+def _value(value: object) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, list) else str(value)
+
+
+def node_summary(node: AnyNode, language: str) -> str:
+    """The third line of a node's box: its prompt, or what it calls, dials or sets."""
+    if isinstance(node, LookupNode):
+        return f"{node.method} {urlsplit(node.url).netloc}"
+    if isinstance(node, TransferNode):
+        return f"to {node.to}"
+    if isinstance(node, SetNode):
+        return _short(", ".join(node.variables))
+    if isinstance(node, LanguageNode):
+        return node.language
+    if isinstance(node, CollectNode):
+        return _short(f"{{{node.variable}}} " + prompt_summary(node.prompt, language))
+    return prompt_summary(getattr(node, "prompt", None), language)
 
 
 def _window(w: TimeWindow) -> str:
@@ -114,7 +139,7 @@ def to_dot(plan: Plan) -> str:
     missing: set[str] = set()
     for name, node in plan.nodes.items():
         label = f"{name}\n<{node.type}>"
-        summary = prompt_summary(getattr(node, "prompt", None), plan.language)
+        summary = node_summary(node, plan.language)
         if summary:
             label += f"\n{summary}"
         attrs = [f"label={_q(label)}", f"shape={SHAPES.get(node.type, 'box')}",
