@@ -1,0 +1,233 @@
+"""Checks of whole dial plans beyond the schema, each problem with its file, line and column.
+
+* :func:`graph_problems` - needs only the plan: dangling references, nodes not reachable from
+  ``start``, loops with no way out, holiday calendars that do not exist. :func:`~ivr.dialplan.loader.load_plan`
+  runs these too, so a worker never runs a plan that fails them.
+* :func:`settings_problems` - lookup hosts and literal transfer destinations against the settings.
+* :func:`prompt_problems` - prompt files exist and decode in every language of the plan; texts
+  given per language have one for the plan's language.
+* :func:`check_files` - all of the above over a set of files, plus numbers answered by two files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from ivr.core.config import DialplanSettings, Settings
+from ivr.core.errors import PromptError
+from ivr.dialplan.loader import LoadedPlan, Positions, Problem, read_plan
+from ivr.dialplan.model import (
+    BranchNode,
+    LookupNode,
+    Plan,
+    Prompt,
+    TransferNode,
+    is_terminal,
+    node_targets,
+)
+
+if TYPE_CHECKING:
+    from ivr.prompts.library import PromptLibrary
+
+
+def _path(field: str) -> tuple[str | int, ...]:
+    return tuple(int(p) if p.isdigit() else p for p in field.split("."))
+
+
+def graph_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Dangling references, unreachable nodes, loops with no exit, unknown holiday calendars."""
+    out: list[Problem] = []
+    nodes = plan.nodes
+    if plan.start not in nodes:
+        out.append(Problem(file, *pos.at(("start",)), f"start -> {plan.start}: no node named "
+                           f"{plan.start!r}", "dialplan.dangling"))
+    edges: dict[str, list[str]] = {}
+    for name, node in nodes.items():
+        edges[name] = []
+        for field, target in node_targets(node):
+            if target in nodes:
+                edges[name].append(target)
+            else:
+                out.append(Problem(file, *pos.at(("nodes", name, *_path(field))),
+                                   f"{name} -> {target}: {field} names no node {target!r}", "dialplan.dangling"))
+        if isinstance(node, BranchNode):
+            for i, rule in enumerate(node.rules):
+                cal = rule.when.holiday
+                if cal is not None and cal not in plan.calendars:
+                    known = ", ".join(sorted(plan.calendars)) or "none"
+                    out.append(Problem(file, *pos.at(("nodes", name, "rules", i, "if", "holiday")),
+                                       f"{name}: unknown holiday calendar {cal!r} (calendars: {known})",
+                                       "dialplan.calendar"))
+    if plan.start in nodes:
+        reached = _reach([plan.start], edges)
+        for name in nodes:
+            if name not in reached:
+                out.append(Problem(file, *pos.at(("nodes", name), key=True),
+                                   f"node {name!r} cannot be reached from start {plan.start!r}",
+                                   "dialplan.unreachable"))
+        out += _stuck_loops(plan, pos, file, edges, reached)
+    return out
+
+
+def _reach(starts: Iterable[str], edges: dict[str, list[str]]) -> set[str]:
+    seen = set(starts)
+    todo = list(seen)
+    while todo:
+        for nxt in edges.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def _stuck_loops(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]],
+                 reached: set[str]) -> list[Problem]:
+    """Cycles of nodes from which no terminal node can be reached: a call there goes round forever."""
+    reverse: dict[str, list[str]] = {n: [] for n in edges}
+    for src, targets in edges.items():
+        for dst in targets:
+            reverse[dst].append(src)
+    can_end = _reach([n for n, node in plan.nodes.items() if is_terminal(node)], reverse)
+    stuck = {n for n in reached if n not in can_end}
+    inner = {n: [t for t in edges[n] if t in stuck] for n in stuck}
+    reach = {n: _reach(inner[n], inner) for n in stuck}
+    out: list[Problem] = []
+    done: set[str] = set()
+    for name in plan.nodes:  # file order: the loop is reported at its first node
+        if name not in stuck or name in done or name not in reach[name]:
+            continue
+        cycle = [m for m in plan.nodes if m in reach[name] and name in reach[m]]
+        done.update(cycle)
+        out.append(Problem(file, *pos.at(("nodes", name), key=True),
+                           f"loop with no exit: {' -> '.join(cycle)} never reach a node where the call "
+                           f"ends (hangup, queue, transfer, or a node without next)", "dialplan.loop"))
+    return out
+
+
+def settings_problems(plan: Plan, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
+    """Lookup URLs to hosts not in ``lookup_hosts``; literal transfer targets outside ``transfer_allow``."""
+    out: list[Problem] = []
+    for name, node in plan.nodes.items():
+        if isinstance(node, LookupNode) and not lookup_host_allowed(node.url, settings.lookup_hosts):
+            host = urlsplit(node.url).netloc
+            allowed = ", ".join(settings.lookup_hosts) or "none"
+            out.append(Problem(file, *pos.at(("nodes", name, "url")),
+                               f"{name}: lookup host {host!r} is not in dialplan.lookup_hosts ({allowed})",
+                               "dialplan.lookup_host"))
+        if isinstance(node, TransferNode) and "{" not in node.to and not transfer_allowed(
+                node.to, settings.transfer_allow):
+            allowed = ", ".join(settings.transfer_allow) or "none"
+            out.append(Problem(file, *pos.at(("nodes", name, "to")),
+                               f"{name}: transfer destination {node.to!r} matches no glob of "
+                               f"dialplan.transfer_allow ({allowed})", "dialplan.transfer"))
+    return out
+
+
+def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
+    """``host`` in the list allows that host on any port, ``host:port`` only that port."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return False
+    shown = f"[{host}]" if ":" in host else host
+    return any(a.lower() in (host, shown, f"{shown}:{port}") for a in allowed)
+
+
+def transfer_allowed(destination: str, allowed: Sequence[str]) -> bool:
+    return any(fnmatchcase(destination, glob) for glob in allowed)
+
+
+def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], Prompt]]:
+    """Every prompt of the plan with its data path; the confirm prompt only if the file sets it."""
+    out: list[tuple[tuple[str | int, ...], Prompt]] = [
+        (("nodes", node, field), prompt) for node, field, prompt in plan.prompts()]
+    if ("confirm", "prompt") in pos:
+        out.append((("confirm", "prompt"), plan.confirm.prompt))
+    return out
+
+
+def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrary | None) -> list[Problem]:
+    """File prompts exist and decode in every language of the plan (``library``: None skips
+    that); texts per language have one for the plan's language (others fall back: a warning)."""
+    from ivr.prompts.library import PromptSpec
+
+    out: list[Problem] = []
+    languages = plan.languages()
+    for path, prompt in plan_prompts(plan, pos):
+        label = ".".join(map(str, path))
+        if prompt.file:
+            if library is None:
+                continue
+            for lang in languages:
+                try:
+                    library.resolve(PromptSpec(file=prompt.file), lang)
+                except PromptError as exc:
+                    out.append(Problem(file, *pos.at((*path, "file")), f"{label}: {exc.message}", exc.code))
+        elif isinstance(prompt.text, dict):
+            have = sorted(k for k, v in prompt.text.items() if v.strip())
+            if plan.language not in have:
+                out.append(Problem(file, *pos.at((*path, "text")),
+                                   f"{label}: no text for the plan's language {plan.language!r} "
+                                   f"(has: {', '.join(have)})", "dialplan.prompt_language"))
+            for lang in languages:
+                if lang != plan.language and lang not in have:
+                    fallback = plan.language if plan.language in have else have[0]
+                    out.append(Problem(file, *pos.at((*path, "text")),
+                                       f"{label}: no text for {lang!r}, callers in {lang!r} hear the "
+                                       f"{fallback!r} text", "dialplan.prompt_language", "warning"))
+    return out
+
+
+def prompt_library(settings: Settings) -> PromptLibrary:
+    from ivr.prompts.library import PromptLibrary
+
+    return PromptLibrary(settings.prompts.dir, settings.prompt_cache, settings.workers.clock_rate,
+                         settings.prompts.voices)
+
+
+def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
+               library: PromptLibrary | None = None) -> list[Problem]:
+    """Every check of one validated plan (not the numbers shared with other files)."""
+    plan, pos, file = loaded.plan, loaded.positions, str(loaded.path)
+    lib = (library or prompt_library(settings)) if prompts else None
+    return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
+                  + prompt_problems(plan, pos, file, lib))
+
+
+def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = True) -> list[Problem]:
+    """Check files as ``ivr dialplan check`` does: every problem of every file, sorted.
+
+    A number (DNIS) answered by two files, or listed twice in one, is an error.
+    """
+    out: list[Problem] = []
+    library = prompt_library(settings) if prompts else None
+    owners: dict[str, str] = {}
+    for path in paths:
+        try:
+            loaded, problems = read_plan(path)
+        except OSError as exc:
+            out.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror or exc}", "dialplan.io"))
+            continue
+        out += problems
+        if loaded is None:
+            continue
+        out += check_plan(loaded, settings, prompts=prompts, library=library)
+        here: set[str] = set()
+        for i, number in enumerate(loaded.plan.numbers):
+            where = loaded.positions.at(("numbers", i))
+            if number in here:
+                out.append(Problem(str(path), *where, f"number {number!r} is listed twice",
+                                   "dialplan.duplicate_number"))
+            elif number in owners:
+                out.append(Problem(str(path), *where, f"number {number!r} is also answered by {owners[number]}",
+                                   "dialplan.duplicate_number"))
+            else:
+                owners[number] = str(path)
+            here.add(number)
+    return sorted(out)
