@@ -18,6 +18,7 @@ import aiohttp
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
+from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import close, connect
@@ -50,6 +51,7 @@ class Supervisor:
         self.retiring: dict[int, ManagedProcess] = {}
         self.redis_proc: ManagedProcess | None = None
         self.edge: Edge | None = None
+        self._served: tuple[list[str], set[str]] = ([], set())  # numbers and plan versions in service
         self.tasks = TaskGroup("supervisor")
         self.stopping = False
 
@@ -64,7 +66,9 @@ class Supervisor:
         fd = os.open(self.settings_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(s.dump_for_children())
-        plans = PlanRegistry.from_dir(s.dialplans_dir)
+        plans = await asyncio.to_thread(
+            LiveRegistry, s.dialplans_dir, VersionArchive(s.var_dir / "dialplans", s.dialplan.keep_versions),
+            by="supervisor")
         try:
             await self._start_all(plans)
         except BaseException:
@@ -108,6 +112,22 @@ class Supervisor:
             await self._wait_speech_loaded(180)
         if s.workers.maximum > s.workers.count:
             self.tasks.spawn("autoscale", self._autoscale())
+        if isinstance(plans, LiveRegistry):
+            self._served = (sorted(plans.by_number), {lp.version for lp in plans.plans})
+            self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s, self._plans_changed))
+
+    async def _plans_changed(self, plans: LiveRegistry) -> None:
+        """A plan file changed (the workers reload it themselves): the edge must accept the numbers
+        the plans now answer, and new prompts are rendered before the first call needs them."""
+        numbers, versions = sorted(plans.by_number), {lp.version for lp in plans.plans}
+        if (numbers, versions) == self._served:
+            return
+        if versions != self._served[1]:
+            count = await asyncio.to_thread(build_prompts, self.settings, plans.snapshot)
+            log.info("prompts.built", prompts=count, reason="dialplan_reload")
+        if numbers != self._served[0] and self.edge is not None:
+            await self.edge.set_numbers(numbers)
+        self._served = (numbers, versions)
 
     async def _start_worker(self, index: int) -> None:
         proc = self._role(f"worker-{index}", "worker", "--index", str(index))
