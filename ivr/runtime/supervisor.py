@@ -16,10 +16,10 @@ import time
 import aiohttp
 
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
+from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
-from ivr.prompts.library import PromptLibrary, PromptSpec
-from ivr.prompts.moh import music_on_hold
+from ivr.prompts.build import build_prompts as build_plan_and_moh_prompts
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import Edge
@@ -31,14 +31,19 @@ RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def build_prompts(settings: Settings, plans: PlanRegistry) -> int:
-    """Synthesise/normalise every prompt of every plan, and the music on hold, into the cache."""
-    lib = PromptLibrary(settings.prompts.dir, settings.prompt_cache, settings.workers.clock_rate,
-                        settings.prompts.voices)
-    specs = [(PromptSpec(file=p.file, text=p.text), lp.plan.language) for lp in plans.plans
-             for p in lp.plan.prompts()]
-    lib.build_all(specs)
-    music_on_hold(settings.prompt_cache, settings.workers.clock_rate, settings.prompts.moh)
-    return len(specs)
+    """Render every prompt of every plan (all its languages) and the music on hold into the cache.
+
+    Any prompt that cannot be played stops the start: a broken prompt must never reach a call.
+    """
+    report = build_plan_and_moh_prompts(settings, [(str(lp.path), lp.plan) for lp in plans.plans])
+    for issue in report.issues:
+        (log.error if issue.severity == "error" else log.warning)(
+            "prompt.build_" + issue.severity, plan=issue.plan, node=issue.node, field=issue.field,
+            language=issue.language, code=issue.code, error=issue.message)
+    if report.errors:
+        raise PromptError(f"{len(report.errors)} prompt(s) cannot be played; first: {report.errors[0]}",
+                          code=report.errors[0].code)
+    return report.rendered + report.cached + report.templates
 
 
 class Supervisor:
