@@ -8,6 +8,9 @@ callers through the edge, and writes bench/results/<date>.json.
   calls seen in Redis, failed calls (sipp), CPU and RSS.
 - setup rate: short calls (answer, greeting, DTMF, queue, hang up) at increasing rates; reported:
   the highest rate sustained with zero failed calls.
+- speech (bench/speech.py, about 1-2 minutes, run first and on its own): concurrent real-time
+  recognitions against the speech service; end-of-speech -> result latency p50/p95 per level,
+  CPU, and the model's RSS counted once. ``--no-speech`` skips it, ``--speech-only`` runs only it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.speech import speech_bench  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
 from tests.scenarios import render_scenario  # noqa: E402
 from tests.sipp_helpers import run_sipp  # noqa: E402
@@ -109,16 +113,32 @@ async def main() -> None:
     ap.add_argument("--hold-ms", type=int, default=20000)
     ap.add_argument("--rates", default="10,20,30,40")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    speech = ap.add_mutually_exclusive_group()
+    speech.add_argument("--no-speech", action="store_true", help="skip the speech service benchmark")
+    speech.add_argument("--speech-only", action="store_true", help="run only the speech service benchmark")
+    ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
+    result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                                 "machine": {"cores": os.cpu_count()}}
+    if not args.no_speech:
+        print("speech: concurrent real-time recognitions", flush=True)
+        result["speech"] = await speech_bench(threads=args.speech_threads)
+    if not args.speech_only:
+        await hotline_sections(args, result)
+    out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    print(f"written {out}")
+
+
+async def hotline_sections(args: argparse.Namespace, result: dict[str, object]) -> None:
     work = Path("/tmp") / f"ivr-bench-{os.getpid()}"
     # All load comes from one sipp on 127.0.0.1, as from a carrier's SBC: exempt it from the edge's
     # per-source flood limit (which would otherwise ban it, as it should ban a single flooding source).
     h = Hotline(work / "hotline", workers=args.workers,
                 overrides={"log_level": "warning", "workers": {"drain_s": 5},
                            "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
-    result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
-                                 "machine": {"cores": os.cpu_count()}, "workers": args.workers,
-                                 "caller_capacity": args.workers * 2}
+    result.update({"workers": args.workers, "caller_capacity": args.workers * 2})
     t0 = time.monotonic()
     await h.start(timeout=600)
     result["startup_s"] = round(time.monotonic() - t0, 1)
@@ -136,10 +156,6 @@ async def main() -> None:
         result["setup_rate"] = await setup_rate(h, work, [int(r) for r in args.rates.split(",")], seconds=20)
     finally:
         h.stop(timeout=60)
-    out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
-    out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"written {out}")
 
 
 if __name__ == "__main__":

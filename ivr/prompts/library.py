@@ -66,10 +66,15 @@ class PromptSpec:
     first of ``.wav/.mp3/.ogg/.flac`` that exists) or absolute. ``text`` is spoken by the speech
     engine when there is no ``file``. When ``file`` is given it wins, and a missing file is an error
     (``text`` is not a fallback: a typo in a file name must not silently turn into robot speech).
+
+    ``fallback_language``: when ``file`` is not under ``<source_dir>/<language>/``, look under
+    ``<source_dir>/<fallback_language>/`` (the plan's default language) before giving up. Build it
+    from a dial-plan prompt with :func:`ivr.prompts.build.spec_for`.
     """
 
     file: str | None = None
     text: str | None = None
+    fallback_language: str | None = None
 
     def __post_init__(self) -> None:
         if not self.file and not (self.text and self.text.strip()):
@@ -121,13 +126,24 @@ class PromptLibrary:
     def resolve(self, spec: PromptSpec, language: str = "en") -> Path:
         """Return the cached, normalised WAV for ``spec`` in ``language``, rendering it if needed.
 
-        Raises :class:`PromptError` with code ``prompt.missing``, ``prompt.corrupt`` or
-        ``prompt.tts_failed`` (``prompt.invalid`` for a bad language tag).
+        Never returns silence for a prompt that cannot be played: raises :class:`PromptError` with
+        code ``prompt.missing``, ``prompt.corrupt``, ``prompt.tts_failed`` or ``prompt.no_voice``
+        (``prompt.invalid`` for a bad language tag).
+        """
+        return self.ensure(spec, language)[0]
+
+    def ensure(self, spec: PromptSpec, language: str = "en") -> tuple[Path, bool]:
+        """Like :meth:`resolve`, and say whether the entry had to be rendered (False: cache hit).
+
+        A cache entry that is not a complete WAV (a disk that filled up, a hand-edited cache) is
+        rendered again rather than played.
         """
         source = self._locate(spec, language)
         path = self._cache_path(source.key)
         if path.is_file():
-            return path
+            if wav_is_complete(path):
+                return path, False
+            self._log.warning("prompt.cache_entry_damaged", path=str(path), source=source.label)
         started = time.monotonic()
         segment = self._render(source)
         write_wav_atomic(segment, path)
@@ -135,7 +151,17 @@ class PromptLibrary:
             "prompt.rendered", kind=source.kind, source=source.label, key=source.key[:16],
             duration_ms=len(segment), took_ms=round((time.monotonic() - started) * 1000),
         )
-        return path
+        return path, True
+
+    def source_file(self, spec: PromptSpec, language: str = "en") -> Path | None:
+        """The recording ``spec`` plays in ``language`` (after any language fallback); None for a text.
+
+        Raises ``prompt.missing`` like :meth:`resolve`.
+        """
+        if not spec.file:
+            return None
+        _check_language(language)
+        return self._find_file(spec.file, language, spec.fallback_language)
 
     def check(self, spec: PromptSpec, language: str = "en") -> None:
         """Raise :class:`PromptError` if ``spec`` cannot be rendered; never writes the cache.
@@ -169,7 +195,16 @@ class PromptLibrary:
             ) from exc
 
     def voice_for(self, language: str) -> str:
-        return self.voices.get(language, language)
+        """The espeak-ng voice of ``language``; ``prompt.no_voice`` when none is configured."""
+        try:
+            return self.voices[language]
+        except KeyError:
+            configured = ", ".join(f"{lang}={voice}" for lang, voice in sorted(self.voices.items()))
+            raise PromptError(
+                f"no speech voice configured for language {language!r} "
+                f"(prompts.voices has: {configured or 'nothing'})",
+                code="prompt.no_voice", language=language, voices=sorted(self.voices),
+            ) from None
 
     # locating and keying ----------------------------------------------------------------------
 
@@ -181,10 +216,9 @@ class PromptLibrary:
         }
 
     def _locate(self, spec: PromptSpec, language: str) -> _Source:
-        if not _LANGUAGE.match(language):
-            raise PromptError(f"invalid language tag {language!r}", language=language)
+        _check_language(language)
         if spec.file:
-            path = self._find_file(spec.file, language)
+            path = self._find_file(spec.file, language, spec.fallback_language)
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -201,13 +235,19 @@ class PromptLibrary:
         meta = {"kind": "tts", "text": text, "voice": voice, "engine": self._engine(), **self._target()}
         return _Source("tts", content_key(meta), repr(text[:60]), text=text, voice=voice)
 
-    def _find_file(self, name: str, language: str) -> Path:
+    def _find_file(self, name: str, language: str, fallback_language: str | None = None) -> Path:
         given = Path(name)
-        base = given if given.is_absolute() else self.source_dir / language / given
-        if base.suffix.lower() in AUDIO_EXTENSIONS:
-            candidates = [base]
-        else:
-            candidates = [base.with_name(base.name + ext) for ext in AUDIO_EXTENSIONS]
+        languages = [language]
+        if fallback_language and fallback_language != language and not given.is_absolute():
+            _check_language(fallback_language)
+            languages.append(fallback_language)
+        candidates: list[Path] = []
+        for lang in languages:
+            base = given if given.is_absolute() else self.source_dir / lang / given
+            if base.suffix.lower() in AUDIO_EXTENSIONS:
+                candidates.append(base)
+            else:
+                candidates.extend(base.with_name(base.name + ext) for ext in AUDIO_EXTENSIONS)
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
@@ -295,6 +335,22 @@ class PromptLibrary:
 # helpers shared with moh.py -------------------------------------------------------------------
 
 
+def _check_language(language: str) -> None:
+    if not _LANGUAGE.match(language):
+        raise PromptError(f"invalid language tag {language!r}", language=language)
+
+
+def wav_is_complete(path: Path) -> bool:
+    """True when ``path`` is a PCM WAV whose header matches its size and that holds some audio."""
+    try:
+        with wave.open(str(path), "rb") as wav:
+            frames = wav.getnframes()
+            data = wav.readframes(frames)
+            return frames > 0 and len(data) == frames * wav.getsampwidth() * wav.getnchannels()
+    except (wave.Error, EOFError, OSError):
+        return False
+
+
 def content_key(meta: dict[str, Any], data: bytes = b"") -> str:
     """SHA-256 over a canonical JSON line of ``meta`` (JSON escapes newlines) followed by ``data``."""
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True, ensure_ascii=False).encode())
@@ -316,7 +372,46 @@ def decode_audio(data: bytes, label: str) -> Any:
         ) from exc
     if segment.frame_count() == 0:
         raise PromptError(f"prompt file {label} contains no audio", code="prompt.corrupt", file=label)
+    verify_integrity(data, label, len(segment))
     return segment
+
+
+def verify_integrity(data: bytes, label: str, decoded_ms: int) -> None:
+    """Refuse a recording that only decodes in part: a truncated or damaged file plays cut short.
+
+    Decoders are lenient and return whatever they could read, so two more checks run on the bytes:
+    ffmpeg decoding with ``-xerror`` (stops with an error on the first damaged packet: a cut WAV,
+    FLAC or Ogg file), and the duration the container declares (an MP3's Xing/Info header, a WAV
+    header) against the audio that actually decoded (a cut MP3).
+    """
+    suffix = Path(label).suffix.lower() if Path(label).suffix.lower() in AUDIO_EXTENSIONS else ""
+    with tempfile.NamedTemporaryFile(prefix="ivr-prompt-", suffix=suffix) as tmp:
+        tmp.write(data)
+        tmp.flush()
+        decode = _run_tool(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", tmp.name, "-f", "null", "-"])
+        if decode.returncode != 0 or decode.stderr.strip():
+            reason = decode.stderr.decode(errors="replace").strip().splitlines()
+            detail = reason[-1].replace(tmp.name, "file") if reason else f"ffmpeg exit {decode.returncode}"
+            raise PromptError(f"prompt file {label} is damaged or truncated: {detail}",
+                              code="prompt.corrupt", file=label)
+        probe = _run_tool(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                           tmp.name])
+    try:
+        declared_ms = float(probe.stdout.decode().strip()) * 1000
+    except ValueError:  # N/A: the container does not say
+        return
+    if declared_ms > decoded_ms * 1.05 + 100:
+        raise PromptError(
+            f"prompt file {label} is truncated: it declares {declared_ms / 1000:.2f} s of audio "
+            f"but holds {decoded_ms / 1000:.2f} s", code="prompt.corrupt", file=label)
+
+
+def _run_tool(argv: list[str]) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=TTS_TIMEOUT_S, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PromptError(f"{argv[0]} could not check the prompt: {exc}", code="prompt.corrupt") from exc
 
 
 def normalise(

@@ -16,11 +16,11 @@ import time
 import aiohttp
 
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
+from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
 from ivr.dialplan.loader import PlanRegistry
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
-from ivr.prompts.library import PromptLibrary, PromptSpec
-from ivr.prompts.moh import music_on_hold
+from ivr.prompts.build import build_prompts as build_plan_and_moh_prompts
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import Edge
@@ -32,15 +32,19 @@ RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 def build_prompts(settings: Settings, plans: PlanRegistry) -> int:
-    """Synthesise/normalise every prompt of every plan, and the music on hold, into the cache."""
-    lib = PromptLibrary(settings.prompts.dir, settings.prompt_cache, settings.workers.clock_rate,
-                        settings.prompts.voices)
-    specs = [(PromptSpec(file=p.file, text=p.text_for(lang, lp.plan.language)), lang)
-             for lp in plans.plans for lang in lp.plan.languages() for _, _, p in lp.plan.prompts()
-             if "{" not in (p.text_for(lang, lp.plan.language) or "")]
-    lib.build_all(specs)
-    music_on_hold(settings.prompt_cache, settings.workers.clock_rate, settings.prompts.moh)
-    return len(specs)
+    """Render every prompt of every plan (all its languages) and the music on hold into the cache.
+
+    Any prompt that cannot be played stops the start: a broken prompt must never reach a call.
+    """
+    report = build_plan_and_moh_prompts(settings, [(str(lp.path), lp.plan) for lp in plans.plans])
+    for issue in report.issues:
+        (log.error if issue.severity == "error" else log.warning)(
+            "prompt.build_" + issue.severity, plan=issue.plan, node=issue.node, field=issue.field,
+            language=issue.language, code=issue.code, error=issue.message)
+    if report.errors:
+        raise PromptError(f"{len(report.errors)} prompt(s) cannot be played; first: {report.errors[0]}",
+                          code=report.errors[0].code)
+    return report.rendered + report.cached + report.templates
 
 
 class Supervisor:
@@ -123,8 +127,11 @@ class Supervisor:
         if (numbers, versions) == self._served:
             return
         if versions != self._served[1]:
-            count = await asyncio.to_thread(build_prompts, self.settings, plans.snapshot)
-            log.info("prompts.built", prompts=count, reason="dialplan_reload")
+            try:
+                count = await asyncio.to_thread(build_prompts, self.settings, plans.snapshot)
+                log.info("prompts.built", prompts=count, reason="dialplan_reload")
+            except PromptError as exc:  # each prompt's problem is logged; calls fail loudly on it
+                log.error("dialplan.prompts_broken", error=exc.message)
         if numbers != self._served[0] and self.edge is not None:
             await self.edge.set_numbers(numbers)
         self._served = (numbers, versions)
