@@ -368,8 +368,8 @@ AnyNode = (MenuNode | CollectNode | PlayNode | BranchNode | LookupNode | SetNode
            | CallbackNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
 Node = Annotated[AnyNode, Field(discriminator="type")]
 NODE_TYPES: dict[str, type[BaseModel]] = {
-    t.model_fields["type"].annotation.__args__[0]: t  # type: ignore[union-attr]
-    for t in AnyNode.__args__  # type: ignore[attr-defined]
+    t.model_fields["type"].annotation.__args__[0]: t
+    for t in AnyNode.__args__
 }
 
 
