@@ -16,7 +16,11 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
+import operator
+import sys
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +41,14 @@ T = TypeVar("T")
 
 START_TIMEOUT_S = 10.0  # the start message must come this soon after the upgrade
 SLICE_MS = 100  # audio handed to Vosk per AcceptWaveform call (timer resolution)
+#: Early end of utterance. Vosk's own endpointer waits for ~0.9 s of trailing silence before it
+#: finalises, which callers hear as a sluggish menu. When the running (partial) hypothesis is
+#: already a whole grammar phrase and the audio has been quiet for END_QUIET_MS, the utterance is
+#: over: finalise then. Free recognition (no grammar) waits FREE_END_QUIET_MS with a stable partial.
+#: "Quiet" is a slice whose RMS is below QUIET_RMS (16-bit PCM; about -44 dBFS).
+END_QUIET_MS = 300
+FREE_END_QUIET_MS = 600
+QUIET_RMS = 200.0
 BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
 WALL_GRACE_MS = 3000  # wall-clock guard beyond the audio-time limits
 
@@ -168,9 +180,12 @@ class _Decoder:
     sample_rate: int
     no_input_ms: int
     max_speech_ms: int
+    phrases: list[str] | None = None
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
+    quiet_ms: float = 0.0       # trailing audio below QUIET_RMS
+    stable_ms: float = 0.0      # audio since the partial hypothesis last changed
     _odd: bytes = field(default=b"", repr=False)
 
     def feed(self, pcm: bytes) -> _Step:
@@ -181,7 +196,9 @@ class _Decoder:
         changed: str | None = None
         for off in range(0, len(data), step):
             piece = data[off:off + step]
-            self.audio_ms += len(piece) * 1000 / (2 * self.sample_rate)
+            piece_ms = len(piece) * 1000 / (2 * self.sample_rate)
+            self.audio_ms += piece_ms
+            self.quiet_ms = self.quiet_ms + piece_ms if rms(piece) < QUIET_RMS else 0.0
             if self.rec.AcceptWaveform(piece):
                 result = json.loads(self.rec.Result())
                 if result.get("text"):
@@ -193,6 +210,11 @@ class _Decoder:
                 self.speech_at_ms = self.audio_ms
             if text != self.partial:
                 self.partial = changed = text
+                self.stable_ms = 0.0
+            else:
+                self.stable_ms += piece_ms
+            if self._utterance_over():
+                return _Step(final=("speech", json.loads(self.rec.FinalResult())))
             if self.speech_at_ms is None and self.audio_ms >= self.no_input_ms:
                 return _Step(final=("no_input", {"text": ""}))
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
@@ -201,6 +223,22 @@ class _Decoder:
 
     def finish(self, reason: Reason) -> tuple[Reason, dict[str, Any]]:
         return reason, json.loads(self.rec.FinalResult())
+
+    def _utterance_over(self) -> bool:
+        text = strip_unknown(self.partial)
+        if self.speech_at_ms is None or not text:
+            return False
+        if self.phrases:
+            return self.quiet_ms >= END_QUIET_MS and match_phrase(text, self.phrases) is not None
+        return self.quiet_ms >= FREE_END_QUIET_MS and self.stable_ms >= FREE_END_QUIET_MS
+
+
+def rms(pcm: bytes) -> float:
+    """Root mean square of 16-bit little-endian mono PCM."""
+    samples = array("h", pcm[: len(pcm) - len(pcm) % 2])
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return math.sqrt(sum(map(operator.mul, samples, samples)) / len(samples)) if samples else 0.0
 
 
 def to_result(reason: Reason, vosk_result: dict[str, Any], phrases: list[str] | None) -> RecognitionResult:
@@ -246,7 +284,7 @@ class _Session:
             return
         if missing:
             self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
-        decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms)
+        decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases)
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
         try:
             outcome = await self._decode(decoder, req)

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
+from array import array
 from collections.abc import AsyncIterator
 from functools import cache
 from pathlib import Path
@@ -35,6 +35,7 @@ from ivr.core.errors import BadRequest, Unavailable
 from ivr.speech.client import RecognitionResult, SpeechClient
 from ivr.speech.grammar import digit_words, spoken_digits
 from ivr.speech.server import init_app
+from tests.ports import free_udp_tcp_port as free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -54,6 +55,15 @@ def synth(text: str, rate: int = RATE) -> bytes:
          "-acodec", "pcm_s16le", "pipe:1"],
         input=wav, check=True, capture_output=True, timeout=30,
     ).stdout
+
+
+def trimmed(text: str) -> bytes:
+    """``synth`` without espeak-ng's own trailing quiet (samples below the service's quiet level)."""
+    pcm = array("h", synth(text))
+    end = len(pcm)
+    while end and abs(pcm[end - 1]) < 300:
+        end -= 1
+    return pcm[:end].tobytes()
 
 
 def silence(ms: int, rate: int = RATE) -> bytes:
@@ -98,12 +108,6 @@ class Stream:
 
 def utterance(text: str, *, lead_ms: int = 300, tail_ms: int = 1500) -> bytes:
     return silence(lead_ms) + synth(text) + silence(tail_ms)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def start_server(settings: SpeechSettings) -> tuple[web.AppRunner, int]:
@@ -176,11 +180,23 @@ async def test_final_comes_soon_after_speech_ends(client: SpeechClient) -> None:
 
 
 async def test_end_of_audio_gives_final_for_what_was_said(client: SpeechClient) -> None:
-    stream = Stream(silence(300) + synth("해지") + silence(100))
+    stream = Stream(silence(300) + trimmed("해지") + silence(100))
     result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU)
     assert stream.ended_at is not None
     assert result == RecognitionResult(text="해지", confidence=result.confidence, phrase="해지", reason="eof")
     assert result.confidence > MIN_CONFIDENCE
+
+
+async def test_a_whole_phrase_then_quiet_ends_the_utterance_without_waiting_for_vosk(
+        client: SpeechClient) -> None:
+    """Vosk alone finalises after ~0.9 s of silence; the service ends at END_QUIET_MS of quiet once
+    the hypothesis is a whole phrase, while most of the 2 s tail is still to be sent."""
+    tail_ms = 2000
+    stream = Stream(silence(300) + trimmed("상담원 연결") + silence(tail_ms))
+    result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU)
+    assert result.phrase == "상담원 연결" and result.reason == "speech"
+    speech_ms = len(stream.pcm) / (2 * RATE) * 1000 - tail_ms
+    assert stream.sent_ms < speech_ms + tail_ms / 2, (stream.sent_ms, speech_ms)
 
 
 async def test_speech_outside_the_menu_is_no_confident_match(client: SpeechClient) -> None:
