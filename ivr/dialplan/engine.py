@@ -368,10 +368,13 @@ class PlanRunner:
                 verdict = await self._judge(answer, " ".join(digits), listen)
                 outcome = {"take": "ok", "confirmed": "confirmed", "rejected": "rejected"}.get(verdict, "no_match")
             log.info("dialplan.collect", node=name, length=len(digits), outcome=outcome)
-            self._step(name, "collect", digit=mask_digits(digits) if digits else None, confidence=conf,
+            shown = ("****" if node.sensitive else mask_digits(digits)) if digits else None
+            self._step(name, "collect", digit=shown, confidence=conf,
                        outcome=outcome, attempt=attempt)
             if outcome in ("ok", "confirmed"):
                 self.variables[node.variable] = digits
+                if node.sensitive:
+                    self.journey.sensitive.add(node.variable)
                 return node.next
             lead = node.no_match
         return node.on_failure

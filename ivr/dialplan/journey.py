@@ -11,7 +11,8 @@ keys), keys are never renamed. A step lists only the fields that are set:
 * ``goto``: the node chosen when ``outcome`` is not itself a node name (a confirmed speech answer).
 * ``detail``: a non-sensitive detail (queue name, lookup host, survey score, mailbox, ...).
 
-``data`` is the call's variable dict (the engine keeps it up to date).
+``data`` is the call's variable dict (the engine keeps it up to date); variables named in
+``sensitive`` (a ``collect`` with ``sensitive: true``) are shown as ``****``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Journey:
     language: str
     steps: list[Step] = field(default_factory=list)
     data: dict[str, str] = field(default_factory=dict)
+    sensitive: set[str] = field(default_factory=set)
 
     def step(self, node: str, type_: str, **kw: Any) -> Step:
         s = Step(node=node, type=type_, at=round(time.time(), 3), **kw)
@@ -62,5 +64,5 @@ class Journey:
             "plan_version": self.plan_version,
             "language": self.language,
             "steps": [{k: v for k, v in asdict(s).items() if v is not None} for s in self.steps],
-            "data": dict(self.data),
+            "data": {k: "****" if k in self.sensitive else v for k, v in self.data.items()},
         }

@@ -130,6 +130,8 @@ class CollectNode(_Asks):
     terminator: str | None = Field("#", pattern=r"^[*#]$", description="key that ends the entry early")
     inter_digit_s: float = Field(3.0, gt=0, le=30, description="timeout between two keys")
     pattern: str | None = Field(None, description="regular expression the whole entry must match")
+    sensitive: bool = Field(False, description="a secret (PIN, card): usable in lookups and branches, "
+                            "never shown to agents, the CRM or the call record (shown as ****)")
     next: NodeRef | None = None
 
     @field_validator("pattern")

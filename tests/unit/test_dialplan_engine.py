@@ -357,6 +357,15 @@ async def test_collect_valid_entry_is_stored_masked_in_the_journey_and_not_logge
     assert any(e["event"] == "dialplan.collect" and e.get("length") == 8 for e in logs)
 
 
+async def test_collect_sensitive_entry_is_usable_but_shown_to_nobody() -> None:
+    plan = COLLECT.replace("    next: done\n", "    sensitive: true\n    next: done\n")
+    env = await run(plan, FakeCall("12345634"))
+    assert env.result.variables["account"] == "12345634"          # usable by templates and lookups
+    assert env.result.journey.steps[0].digit == "****"
+    pop = env.result.journey.to_dict()                             # what agents and the CRM get
+    assert pop["data"]["account"] == "****" and "12345634" not in repr(pop)
+
+
 @pytest.mark.parametrize("bad", ["123", "", "0123", "123456789"])
 async def test_collect_invalid_entry_retries_with_no_match(bad: str) -> None:
     env = await run(COLLECT, FakeCall(bad, "4321"))
