@@ -313,10 +313,11 @@ class Turn:
                 await self._stop_listening()
                 continue
             if listener is not None and listener.heard.is_set() and not self.entry.keys:
-                assert listener.heard_at is not None
-                heard_deadline = loop.time() + (listener.heard_at + ask.max_speech_s + SPEECH_TAIL_S
-                                                - time.monotonic())
-                deadline = max(deadline, heard_deadline)
+                # the caller is speaking: hold the no-input timer while partials keep coming, up to
+                # max_speech_s (the service cuts the utterance there and sends what it heard)
+                assert listener.heard_at is not None and listener.last_partial_at is not None
+                until = min(listener.last_partial_at, listener.heard_at + ask.max_speech_s) + SPEECH_TAIL_S
+                deadline = max(deadline, loop.time() + until - time.monotonic())
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return self.entry.answer()

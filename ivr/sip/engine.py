@@ -123,16 +123,25 @@ class _Tap(pj.AudioMediaPort):
 
     ``onFrameReceived`` runs on the media clock thread: copy the bytes, hand them to ``sink`` (a
     thread-safe, non-blocking hand-off; see ``bridge.FrameSink``) and return. Nothing else here.
+    A tick without audio (no RTP came in) is handed on as silence, so the recogniser's clock keeps
+    running with the call's (its end-of-speech detection needs the silence after the words).
     """
 
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, tap_id: int, sink: Callable[[bytes], None], silence: bytes) -> None:
         super().__init__()
+        self.tap_id = tap_id
         self.sink: Callable[[bytes], None] | None = sink
+        self.silence = silence
+        self.after_stop = 0  # frames the bridge still delivered after stop_listen (should stay ~0)
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         sink = self.sink
-        if sink is not None and frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+        if sink is None:
+            self.after_stop += 1
+        elif frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             sink(bytes(frame.buf))
+        else:
+            sink(self.silence)
 
 
 class _Account(pj.Account):
@@ -220,6 +229,10 @@ class SipEngine:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
         if self._retired and self._retired[0][0] <= time.monotonic():
             now = time.monotonic()
+            for t, tap in self._retired:
+                if t <= now:
+                    log.info("sip.tap_freed", tap=tap.tap_id, frames_after_stop=tap.after_stop,
+                             taps_open=len(self.taps))
             self._retired = [(t, tap) for t, tap in self._retired if t > now]
         if self._clock_on and not self.legs and not self.players:
             if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
@@ -400,7 +413,7 @@ class SipEngine:
         tap_id = next(self._player_ids)
         fmt = pj.MediaFormatAudio()
         fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
-        tap = _Tap(sink)
+        tap = _Tap(tap_id, sink, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
         tap.createPort(f"tap{tap_id}", fmt)
         self._media(leg_id).startTransmit(tap)
         self.taps[tap_id] = (tap, leg_id)
