@@ -132,12 +132,15 @@ class _Tap(pj.AudioMediaPort):
         self.tap_id = tap_id
         self.sink: Callable[[bytes], None] | None = sink
         self.silence = silence
-        self.after_stop = 0  # frames the bridge still delivered after stop_listen (should stay ~0)
+        self.after_stop = 0        # ticks the bridge still called us after stop_listen (no transmitter)
+        self.audio_after_stop = 0  # ... of which carried audio (must stay ~0: the caller is disconnected)
 
     def onFrameReceived(self, frame: pj.MediaFrame) -> None:
         sink = self.sink
         if sink is None:
             self.after_stop += 1
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+                self.audio_after_stop += 1
         elif frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
             sink(bytes(frame.buf))
         else:
@@ -231,7 +234,8 @@ class SipEngine:
             now = time.monotonic()
             for t, tap in self._retired:
                 if t <= now:
-                    log.info("sip.tap_freed", tap=tap.tap_id, frames_after_stop=tap.after_stop,
+                    log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                             audio_after_stop=tap.audio_after_stop,
                              taps_open=len(self.taps))
             self._retired = [(t, tap) for t, tap in self._retired if t > now]
         if self._clock_on and not self.legs and not self.players:

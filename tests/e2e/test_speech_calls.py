@@ -16,6 +16,10 @@ journey steps with phrase and confidence) and from the worker's log.
   while the single words 삼, 오 and 이 came back right 8 times out of 8 at 8 frame offsets through A-law.
 - ``test_garbage_speech_then_key``: out-of-grammar speech is no answer (``no_match`` or, when the
   recogniser hears only garbage words, ``no_input``), the menu asks again and a key then works.
+  The sentence is one the model maps to a jumble of grammar words that is no whole phrase (8 of 8
+  frame offsets measured). The garbage word of this model rarely fires: other sentences were forced
+  onto a phrase (바나나 우유 주세요 -> 상담원 연결 at confidence 0.81-1.0 in 4 of 8 offsets), which
+  no confidence threshold can catch.
 """
 
 from __future__ import annotations
@@ -165,7 +169,9 @@ async def test_spoken_menu_choice_barges_in_and_routes(speech_hotline: Hotline, 
              and r.get("tap") == ended[0]["tap"]]
     assert freed, "the tap port was not freed"
     # a frame already in the bridge's current tick may still arrive after the disconnect, no more
-    assert freed[0]["frames_after_stop"] <= 1, freed
+    print(f"speech[menu]: tap freed; after the stop: {freed[0]['ticks_after_stop']} bridge ticks, "
+          f"{freed[0]['audio_after_stop']} with audio")
+    assert freed[0]["audio_after_stop"] <= 1, freed
 
 
 async def test_spoken_digit_after_no_input(speech_hotline: Hotline, tmp_path: Path) -> None:
@@ -183,7 +189,7 @@ async def test_spoken_digit_after_no_input(speech_hotline: Hotline, tmp_path: Pa
 
 
 async def test_garbage_speech_then_key(speech_hotline: Hotline, tmp_path: Path) -> None:
-    pcap, _ = await asyncio.to_thread(korean_pcap, "바나나 우유 주세요", tmp_path, "garbage")
+    pcap, _ = await asyncio.to_thread(korean_pcap, "안녕하세요 날씨가 좋네요", tmp_path, "garbage")
     # attempt 1 ends between ~2.5 s (a final with no menu phrase) and ~5 s (only garbage heard);
     # attempt 2 (3.2-3.4 s apology + 2.9 s prompt + 2 s) is surely on at 7.5 s: the key answers it
     call_id, record, lines = await call(
