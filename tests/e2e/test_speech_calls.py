@@ -17,6 +17,9 @@ journey steps with phrase and confidence) and from the worker's log.
   Spoken digit *strings* are not used: with espeak-ng's Korean voice, 4-digit strings came back right
   0 times out of 7 in every form measured (spaced, commas, pauses, speeds 110-150, native numerals),
   while the single words 삼, 오 and 이 came back right 8 times out of 8 at 8 frame offsets through A-law.
+- ``test_queue_timeout_then_voicemail_complete_on_hangup``: nobody takes the call within the queue's
+  ``max_wait_s``: it leaves the queue (atomically, ``call.left_queue``), goes to voicemail, the
+  caller speaks after the beep and hangs up mid-message: the WAV is complete (header matches data).
 - ``test_garbage_speech_then_key``: out-of-grammar speech is no answer (``no_match`` or, when the
   recogniser hears only garbage words, ``no_input``), the menu asks again and a key then works.
   The sentence is one the model maps to a jumble of grammar words that is no whole phrase (8 of 8
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import array
 import asyncio
+import json
 import time
+import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +57,7 @@ SHORT_MENU = "원하시는 서비스를 말씀해 주세요."  # 2.9 s
 NO_MATCH = "죄송합니다. 다시 말씀해 주세요."  # 3.2 s
 NO_INPUT = "죄송합니다. 잘 듣지 못했습니다."  # 3.4 s
 ACCOUNT = "계좌 번호를 말씀해 주세요."  # 2.5 s
+VOICEMAIL = "메시지를 남겨 주세요."
 OPTIONS = [{"digit": "1", "say": ["요금 문의"], "goto": "billing"},
            {"digit": "2", "say": ["상담원 연결"], "goto": "support"}]
 QUEUES = {"billing": {"type": "queue", "queue": "billing"}, "support": {"type": "queue", "queue": "support"}}
@@ -70,6 +76,9 @@ def plans() -> dict[str, dict[str, Any]]:
                         "min_digits": 1, "max_digits": 4, "timeout_s": 2, "retries": 2,
                         "no_input": {"text": NO_INPUT}, "no_match": {"text": NO_MATCH}, "next": "done"},
             "done": {"type": "queue", "queue": "collected"}}},
+        "voicemail": {"name": "Voicemail", "numbers": ["2004"], "language": "ko", "start": "wait", "nodes": {
+            "wait": {"type": "queue", "queue": "nobody", "max_wait_s": 2, "on_timeout": "vm"},
+            "vm": {"type": "voicemail", "prompt": {"text": VOICEMAIL}, "mailbox": "general", "max_s": 30}}},
     }
 
 
@@ -204,3 +213,35 @@ async def test_garbage_speech_then_key(speech_hotline: Hotline, tmp_path: Path) 
     assert steps[1].get("digit") == "1", steps
     assert record["queue"] == "billing"
     assert [d["digit"] for d in events(lines, "call.dtmf")] == ["1"]
+
+
+async def test_queue_timeout_then_voicemail_complete_on_hangup(speech_hotline: Hotline, tmp_path: Path) -> None:
+    pcap, _ = await asyncio.to_thread(korean_pcap, "안녕하세요 날씨가 좋네요", tmp_path, "message")
+    # 2 s in the queue, then the voicemail prompt and the beep; the caller speaks and hangs up mid-message
+    call_id, record, lines = await call(speech_hotline, tmp_path, ani="+15550204", number="2004",
+                                        actions=[(pcap, 5000)], hangup_ms=9000)
+    redis = speech_hotline.redis()
+    try:
+        store = speech_hotline.store(redis)
+        left = [e.data for e in await store.read_events("0-0")
+                if e.type == "call.left_queue" and e.data.get("call_id") == call_id]
+        assert [e["reason"] for e in left] == ["timeout"], left
+        assert await store.waiting("nobody") == []
+    finally:
+        await redis.aclose()
+    assert events(lines, "call.queue_timeout"), lines
+    recorded = events(lines, "call.recorded")
+    assert [r["ended_by"] for r in recorded] == ["hangup"], recorded
+    path = speech_hotline.var / "voicemail" / f"{call_id}-general.wav"
+    assert json.loads(record["voicemail"])["path"] == str(path), record.get("voicemail")
+    size = path.stat().st_size
+    with wave.open(str(path)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
+        frames = w.getnframes()
+    # a recorder closed properly wrote the data length into the header: header + data = the file
+    assert 44 + 2 * frames == size, (frames, size)
+    seconds = frames / 8000
+    print(f"voicemail: {seconds:.2f} s recorded, call.recorded says {recorded[0]['seconds']} s")
+    assert 1.0 < seconds < 9.0, seconds
+    samples = array.array("h", path.read_bytes()[44:])
+    assert max(abs(x) for x in samples) > 1000, "the caller's speech is in the message"
