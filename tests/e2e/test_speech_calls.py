@@ -154,7 +154,7 @@ def events(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 async def test_spoken_menu_choice_barges_in_and_routes(speech_hotline: Hotline, tmp_path: Path) -> None:
     pcap, _ = await asyncio.to_thread(korean_pcap, "상담원 연결", tmp_path, "support")
-    call_id, record, lines = await call(speech_hotline, tmp_path, ani="+15550201", number="2001",
+    _, record, lines = await call(speech_hotline, tmp_path, ani="+15550201", number="2001",
                                         actions=[(pcap, 1500)], hangup_ms=9000)
     # the branch: the phrase picked support, with its confidence, on the first attempt
     assert record["queue"] == "support", record
@@ -189,7 +189,7 @@ async def test_spoken_menu_choice_barges_in_and_routes(speech_hotline: Hotline, 
 async def test_spoken_digit_after_no_input(speech_hotline: Hotline, tmp_path: Path) -> None:
     pcap, _ = await asyncio.to_thread(korean_pcap, "삼", tmp_path, "three")
     # attempt 1: 2.5 s prompt + 2 s of silence -> no_input; attempt 2 (3.4 s + 2.5 s + 2 s) from 4.5 s
-    call_id, record, lines = await call(speech_hotline, tmp_path, ani="+15550202", number="2002",
+    _, record, lines = await call(speech_hotline, tmp_path, ani="+15550202", number="2002",
                                         actions=[(pcap, 7000)], hangup_ms=12000)
     steps = [s for s in record["journey"]["steps"] if s["node"] == "account"]
     assert [s["outcome"] for s in steps] == ["no_input", "ok"], steps
@@ -204,7 +204,7 @@ async def test_garbage_speech_then_key(speech_hotline: Hotline, tmp_path: Path) 
     pcap, _ = await asyncio.to_thread(korean_pcap, "안녕하세요 날씨가 좋네요", tmp_path, "garbage")
     # attempt 1 ends between ~2.5 s (a final with no menu phrase) and ~5 s (only garbage heard);
     # attempt 2 (3.2-3.4 s apology + 2.9 s prompt + 2 s) is surely on at 7.5 s: the key answers it
-    call_id, record, lines = await call(
+    _, record, lines = await call(
         speech_hotline, tmp_path, ani="+15550203", number="2003",
         actions=[(pcap, 500), ("/usr/share/sip-tester/dtmf_2833_1.pcap", 7500)], hangup_ms=11000)
     steps = [s for s in record["journey"]["steps"] if s["node"] == "main"]
