@@ -1,75 +1,560 @@
-"""Walks one call through its plan: prompts, digits, menus, queue. SIP-agnostic (see ``ports``)."""
+"""Walks one call through its plan. SIP-agnostic: everything outside goes through :mod:`ports`.
+
+Usage::
+
+    runner = PlanRunner(loaded, call=..., queue=..., record=..., data=..., settings=settings.dialplan)
+    result = await runner.run()          # RunResult(result, node, queue_outcome, variables, journey, ...)
+
+``run()`` returns when the call leaves the plan: ``hangup`` (the plan hung up: a ``hangup`` node, a
+node without ``next``, retries run out without ``on_failure``), ``queued`` (the caller was queued and
+the queue returned ``caller_hangup``, or ``agent_hangup`` with no ``after`` node), ``transferred``,
+``max_steps`` (:data:`MAX_STEPS` node visits: a plan that loops forever still ends; the call is hung
+up). :class:`~ivr.dialplan.ports.CallerGone` raised by a port propagates out of ``run()`` untouched.
+A node name that does not exist (the loader's checks should make that impossible) hangs up.
+
+Semantics
+---------
+Variables are strings: the built-ins ``caller``, ``dnis``, ``language``, ``plan``, ``plan_version``,
+then the plan's ``variables``, then the ``variables`` argument (later ones win). Booleans are
+``true``/``false``. ``journey.data`` *is* this dict. Templates (``{name}``, ``{{``/``}}``) are
+rendered by :mod:`ivr.dialplan.templates`. If ``language`` ends up a valid language code it is the
+language the call starts in, else the plan's.
+
+Every prompt plays in the call's *current* language (``language`` nodes change it); every
+``play``/``ask`` gets the language and a snapshot of the variables (for the prompt's placeholders).
+Every node visit logs ``dialplan.node`` (node, type) and adds at least one journey step.
+
+Speech answers (menu, collect, survey): the recognised phrase is matched against the node's phrases
+ignoring case, spacing and punctuation (:func:`ivr.speech.grammar.match_phrase`). Confidence at or
+above ``listen.accept`` is taken; at or above ``listen.confirm`` the caller is asked to confirm with
+the plan's ``confirm`` (prompt with ``{phrase}``; yes/no words of the current language, else its base
+language, else ``en``; ``yes_digit``/``no_digit``; a yes word needs ``listen.confirm`` confidence):
+yes takes the answer (outcome ``confirmed``), anything else is ``rejected`` and counts as a wrong
+answer; below ``listen.confirm`` it is ``no_match``.
+
+Nodes that ask (attempts = ``retries`` + 1): the first attempt plays the prompt; a retry plays the
+``no_input`` or ``no_match`` prompt (when set) *and* the prompt in one ``Ask``, so a key pressed
+during the apology answers. One journey step per attempt, with ``attempt``.
+
+* ``menu``: ``max_digits=1``; phrases are every option's ``say`` when ``listen.enabled``. A key picks
+  the option with that digit; outcome is the target node, ``no_input``, ``no_match``, ``confirmed``
+  (``goto`` = target) or ``rejected``. Out of attempts: ``on_failure``, else hang up.
+* ``collect``: ``max_digits``, ``terminator``, ``inter_digit_s``, spoken digits when
+  ``listen.enabled``. Valid when ``min_digits <= len <= max_digits`` and ``pattern`` (if any) matches
+  the whole entry; stored in ``variable``; then ``next``. Wrong or empty: ``no_match``; out of
+  attempts: ``on_failure``/hang up. Logs carry the length only; the journey has the digits masked
+  but the last two (``****34``). Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
+  ``rejected``.
+* ``play``: plays, then ``next``.
+* ``branch``: :mod:`ivr.dialplan.conditions`; the first rule that holds wins, else ``default``
+  (outcome: the target; ``detail``: ``rule <i>`` or ``default``).
+* ``lookup``: the URL is rendered with percent-encoded values, ``body`` values rendered; the host is
+  checked against ``dialplan.lookup_hosts`` here *and* by the data port. On success every ``store``
+  mapping is set from its dotted path in the reply (numbers index lists; a missing path or JSON null
+  *unsets* the variable; objects and lists are stored as compact JSON) and, with ``prefix``, every
+  top-level scalar field of an object reply whose name is an identifier as ``<prefix>.<field>``;
+  then ``next``. On failure ``on_error`` (else ``next``). Outcome ``ok`` or ``error:<reason>``.
+* ``set``: each value rendered in order (a value sees the ones set before it); then ``next``.
+* ``language``: the current language, ``journey.language`` and the variable ``language`` change.
+* ``queue``: plays ``prompt`` if any; priority is the number or the rendered template as an integer
+  clamped to 0..9 (not a number: 0 and a warning); skills default to ``[queue]``; language defaults to
+  the current one. ``agent_hangup`` goes to ``after`` if set, else the run ends ``queued``;
+  ``timeout`` goes to ``on_timeout`` (else hang up); ``caller_hangup`` ends ``queued``. The queue step
+  is in the journey (``detail`` = queue) before waiting; its outcome is filled in afterwards.
+* ``callback``: one ask (``accept_digit`` or an ``accept_say`` phrase at the default accept confidence
+  0.75). Accepted: ``record.request_callback`` with the rendered ``number``, ``confirmed`` is played,
+  then ``next`` (else hang up). Otherwise ``declined`` (else hang up). Outcome ``accepted``/``declined``.
+* ``survey``: keys 1-5 or a word of ``scale``; stored with ``record.save({"csat": n})`` and as the
+  variable ``csat``; ``thanks`` played; ``next``. No input retries with the prompt, a wrong answer with
+  ``no_match`` + prompt; out of attempts: ``next`` without a score (outcome ``no_score``).
+* ``voicemail``: prompt, ``call.record``, ``record.save({"voicemail": {mailbox, path, seconds,
+  ended_by}})``, ``saved``, ``next``. A recording ended by hang-up raises ``CallerGone`` after saving.
+* ``transfer``: the rendered ``to`` must match a glob of ``dialplan.transfer_allow``
+  (``fnmatchcase``), else outcome ``denied`` (logged as an error with the node and the template, not
+  the number) and ``on_failure``/hang up. Prompt, ``call.transfer``; ``completed`` ends the run
+  ``transferred``; ``failed`` goes to ``on_failure``/hang up.
+* ``hangup``: prompt, ``call.hangup()``. A node whose ``next`` is unset hangs up the same way.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from ivr.core.config import DialplanSettings
 from ivr.core.logging import get_logger
-from ivr.dialplan.journey import Journey
+from ivr.dialplan import conditions
+from ivr.dialplan.journey import Journey, Step
 from ivr.dialplan.loader import LoadedPlan
-from ivr.dialplan.model import HangupNode, MenuNode, PlayNode, QueueNode
-from ivr.dialplan.ports import CallPort, QueuePort
+from ivr.dialplan.lookup import host_allowed
+from ivr.dialplan.model import (
+    LANGUAGE,
+    AnyNode,
+    BranchNode,
+    CallbackNode,
+    CollectNode,
+    HangupNode,
+    LanguageNode,
+    Listen,
+    LookupNode,
+    MenuNode,
+    PlayNode,
+    Prompt,
+    QueueNode,
+    SetNode,
+    SurveyNode,
+    TransferNode,
+    VoicemailNode,
+)
+from ivr.dialplan.ports import (
+    Answer,
+    Ask,
+    CallerGone,
+    CallPort,
+    DataPort,
+    LookupFailed,
+    QueueOutcome,
+    QueuePort,
+    QueueTarget,
+    RecordPort,
+)
+from ivr.dialplan.templates import render, render_url, to_str
+from ivr.speech.grammar import match_phrase
 
 log = get_logger(__name__)
 MAX_STEPS = 200  # a plan that loops forever still ends the call
 
+Result = Literal["hangup", "queued", "transferred", "max_steps"]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(kw_only=True)
+class RunResult:
+    result: Result
+    node: str | None                                  # the last node visited
+    queue_outcome: QueueOutcome | None = None         # when the call was queued
+    variables: dict[str, str] = field(default_factory=dict)
+    journey: Journey
+    queue_target: QueueTarget | None = None           # the last queue the call waited in
+
+
+@dataclass(frozen=True)
+class _End:
+    result: Result
+    queue_outcome: QueueOutcome | None = None
+
+
+Next = str | None | _End
+
+
+def mask_digits(digits: str) -> str:
+    """All but the last two digits as ``*`` (``123434`` -> ``****34``); two or fewer: all masked."""
+    if len(digits) <= 2:
+        return "*" * len(digits)
+    return "*" * (len(digits) - 2) + digits[-2:]
+
+
+def lookup_path(data: Any, path: str) -> Any:
+    """The value at a dotted path of decoded JSON (``customer.tier``, ``items.0.id``), or None."""
+    cur = data
+    for part in path.split("."):
+        if isinstance(cur, dict):
+            if part not in cur:
+                return None
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return None
+    return cur
+
+
+def _json_value(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return to_str(value)
+
+
+def parse_priority(value: int | str, variables: Mapping[str, str]) -> tuple[int, bool]:
+    """The queue priority 0..9 and whether the value was usable."""
+    if isinstance(value, int):
+        return max(0, min(9, value)), True
+    n = conditions.as_number(render(value, variables))
+    if n is None:
+        return 0, False
+    return max(0, min(9, int(n))), True
+
 
 class PlanRunner:
-    def __init__(self, loaded: LoadedPlan, call: CallPort, queue: QueuePort) -> None:
+    def __init__(self, loaded: LoadedPlan, *, call: CallPort, queue: QueuePort, record: RecordPort,
+                 data: DataPort, settings: DialplanSettings, now: Callable[[], datetime] = _utcnow,
+                 variables: Mapping[str, str] | None = None) -> None:
         self.loaded = loaded
         self.plan = loaded.plan
         self.call = call
         self.queue = queue
-        self.journey = Journey(plan=self.plan.name, plan_version=loaded.version, language=self.plan.language)
+        self.record = record
+        self.data = data
+        self.settings = settings
+        self.now = now
+        plan = self.plan
+        vars_: dict[str, str] = {"caller": call.caller, "dnis": call.dnis, "language": plan.language,
+                                 "plan": plan.name, "plan_version": loaded.version}
+        vars_.update({k: to_str(v) for k, v in plan.variables.items()})
+        vars_.update({k: to_str(v) for k, v in (variables or {}).items()})
+        if not re.fullmatch(LANGUAGE, vars_["language"]):
+            vars_["language"] = plan.language
+        self.variables = vars_
+        self.language = vars_["language"]
+        self.journey = Journey(plan=plan.name, plan_version=loaded.version, language=self.language,
+                               data=vars_)
+        self.queue_target: QueueTarget | None = None
+        self._handlers: dict[type[Any], Callable[[str, Any], Awaitable[Next]]] = {
+            MenuNode: self._menu, CollectNode: self._collect, PlayNode: self._play_node,
+            BranchNode: self._branch, LookupNode: self._lookup, SetNode: self._set,
+            LanguageNode: self._language, QueueNode: self._queue, CallbackNode: self._callback,
+            SurveyNode: self._survey, VoicemailNode: self._voicemail, TransferNode: self._transfer,
+            HangupNode: self._hangup,
+        }
 
-    async def run(self) -> str:
-        """Run to the end; returns the outcome (``hangup``, ``queued:<outcome>``, ``max_steps``)."""
-        current: str | None = self.plan.start
+    # --- the walk ----------------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        current = self.plan.start
+        last: str | None = None
         for _ in range(MAX_STEPS):
-            if current is None:
+            node = self.plan.nodes.get(current)
+            if node is None:
+                log.error("dialplan.missing_node", node=current, after=last)
+                self.journey.step(current, "missing", outcome="hangup")
                 await self.call.hangup()
-                return "hangup"
-            node = self.plan.nodes[current]
+                return self._result("hangup", last)
+            last = current
             log.info("dialplan.node", node=current, type=node.type)
-            if isinstance(node, MenuNode):
-                current = await self._menu(current, node)
-            elif isinstance(node, PlayNode):
-                self.journey.step(current, "play")
-                await self.call.play(node.prompt, barge_in=False)
-                current = node.next
-            elif isinstance(node, QueueNode):
-                self.journey.step(current, "queue", outcome=node.queue)
-                if node.prompt is not None:
-                    await self.call.play(node.prompt, barge_in=False)
-                outcome = await self.queue.wait_for_agent(
-                    queue=node.queue, skill=node.skill or node.queue, priority=node.priority,
-                    journey=self.journey)
-                return f"queued:{outcome}"
-            elif isinstance(node, HangupNode):
-                self.journey.step(current, "hangup")
-                if node.prompt is not None:
-                    await self.call.play(node.prompt, barge_in=False)
+            self.on_node(current, node)
+            nxt = await self._handlers[type(node)](current, node)
+            if isinstance(nxt, _End):
+                return self._result(nxt.result, current, nxt.queue_outcome)
+            if nxt is None:
                 await self.call.hangup()
-                return "hangup"
+                return self._result("hangup", current)
+            current = nxt
+        log.warning("dialplan.max_steps", node=last, next=current, steps=MAX_STEPS)
+        self.journey.step(last or current, "max_steps", outcome="hangup")
         await self.call.hangup()
-        return "max_steps"
+        return self._result("max_steps", last)
 
-    async def _menu(self, name: str, node: MenuNode) -> str | None:
+    def on_node(self, name: str, node: AnyNode) -> None:
+        """Called on every node visit before the node runs (the simulator prints the path)."""
+
+    def _result(self, result: Result, node: str | None, queue_outcome: QueueOutcome | None = None) -> RunResult:
+        return RunResult(result=result, node=node, queue_outcome=queue_outcome, variables=dict(self.variables),
+                         journey=self.journey, queue_target=self.queue_target)
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _render(self, template: str) -> str:
+        return render(template, self.variables)
+
+    async def _play(self, prompt: Prompt | None) -> None:
+        if prompt is not None:
+            await self.call.play(prompt, language=self.language, variables=dict(self.variables))
+
+    async def _ask(self, prompts: tuple[Prompt | None, ...], *, extra: Mapping[str, str] | None = None,
+                   **kw: Any) -> Answer:
+        variables = dict(self.variables)
+        if extra:
+            variables.update(extra)
+        return await self.call.ask(Ask(prompts=tuple(p for p in prompts if p is not None),
+                                       language=self.language, variables=variables, **kw))
+
+    def _step(self, name: str, type_: str, **kw: Any) -> Step:
+        return self.journey.step(name, type_, **kw)
+
+    async def _judge(self, answer: Answer, phrase: str, listen: Listen) -> Literal["take", "confirmed",
+                                                                                     "rejected", "low"]:
+        if answer.confidence >= listen.accept:
+            return "take"
+        if answer.confidence >= listen.confirm:
+            return "confirmed" if await self._confirm(phrase, listen) else "rejected"
+        return "low"
+
+    def _words(self, table: Mapping[str, list[str]]) -> list[str]:
+        base = self.language.split("-")[0]
+        return list(table.get(self.language) or table.get(base) or table.get("en") or [])
+
+    async def _confirm(self, phrase: str, listen: Listen) -> bool:
+        c = self.plan.confirm
+        yes, no = self._words(c.yes), self._words(c.no)
+        answer = await self._ask((c.prompt,), extra={"phrase": phrase}, barge_in=True, timeout_s=c.timeout_s,
+                                 max_digits=1, phrases=tuple(yes + no), max_speech_s=listen.max_speech_s)
+        if answer.kind == "digits":
+            return answer.digits[:1] == c.yes_digit
+        if answer.kind == "speech":
+            said = answer.phrase or answer.text
+            return match_phrase(said, yes) is not None and answer.confidence >= listen.confirm
+        return False
+
+    # --- nodes -------------------------------------------------------------------------------------
+    async def _menu(self, name: str, node: MenuNode) -> Next:
+        listen = node.listen
         by_digit = {o.digit: o.goto for o in node.options if o.digit is not None}
-        pending: str | None = None  # a key pressed during a no-input/no-match prompt answers the menu
-        for attempt in range(node.retries + 1):
-            digit = pending or await self.call.play(node.prompt, barge_in=node.barge_in)
-            pending = None
-            if digit is None:
-                digit = await self.call.get_digit(node.timeout_s)
-            if digit is None:
-                self.journey.step(name, "menu", outcome="no_input")
-                if node.no_input is not None and attempt < node.retries:
-                    pending = await self.call.play(node.no_input, barge_in=node.barge_in)
-                continue
-            target = by_digit.get(digit)
-            if target is not None:
-                self.journey.step(name, "menu", digit=digit, outcome=target)
-                return target
-            self.journey.step(name, "menu", digit=digit, outcome="no_match")
-            if node.no_match is not None and attempt < node.retries:
-                pending = await self.call.play(node.no_match, barge_in=node.barge_in)
+        by_phrase = {p: o.goto for o in node.options for p in o.say}
+        phrases = tuple(by_phrase) if listen.enabled else ()
+        lead: Prompt | None = None
+        attempts = node.retries + 1
+        for attempt in range(1, attempts + 1):
+            answer = await self._ask((lead, node.prompt), barge_in=node.barge_in, timeout_s=node.timeout_s,
+                                     max_digits=1, phrases=phrases, max_speech_s=listen.max_speech_s)
+            if answer.kind == "digits" and answer.digits:
+                key = answer.digits[0]
+                target = by_digit.get(key)
+                self._step(name, "menu", digit=key, outcome=target or "no_match", attempt=attempt)
+                if target is not None:
+                    return target
+                lead = node.no_match
+            elif answer.kind == "speech":
+                said = answer.phrase or answer.text
+                phrase = match_phrase(said, phrases) if phrases else None
+                conf = round(answer.confidence, 3)
+                if phrase is None:
+                    self._step(name, "menu", phrase=said, confidence=conf, outcome="no_match", attempt=attempt)
+                    lead = node.no_match
+                    continue
+                target = by_phrase[phrase]
+                verdict = await self._judge(answer, phrase, listen)
+                if verdict == "take":
+                    self._step(name, "menu", phrase=phrase, confidence=conf, outcome=target, attempt=attempt)
+                    return target
+                if verdict == "confirmed":
+                    self._step(name, "menu", phrase=phrase, confidence=conf, outcome="confirmed", goto=target,
+                               attempt=attempt)
+                    return target
+                self._step(name, "menu", phrase=phrase, confidence=conf,
+                           outcome="rejected" if verdict == "rejected" else "no_match", attempt=attempt)
+                lead = node.no_match
+            else:
+                self._step(name, "menu", outcome="no_input", attempt=attempt)
+                lead = node.no_input
         return node.on_failure
+
+    async def _collect(self, name: str, node: CollectNode) -> Next:
+        listen = node.listen
+        lead: Prompt | None = None
+        for attempt in range(1, node.retries + 2):
+            answer = await self._ask((lead, node.prompt), barge_in=node.barge_in, timeout_s=node.timeout_s,
+                                     max_digits=node.max_digits, terminator=node.terminator,
+                                     inter_digit_s=node.inter_digit_s, spoken_digits=listen.enabled,
+                                     phrases=(), max_speech_s=listen.max_speech_s)
+            if answer.kind == "no_input":
+                self._step(name, "collect", outcome="no_input", attempt=attempt)
+                log.info("dialplan.collect", node=name, outcome="no_input")
+                lead = node.no_input
+                continue
+            digits = answer.digits
+            conf = round(answer.confidence, 3) if answer.kind == "speech" else None
+            valid = (node.min_digits <= len(digits) <= node.max_digits
+                     and (node.pattern is None or re.fullmatch(node.pattern, digits) is not None))
+            outcome = "ok" if valid else "no_match"
+            if valid and answer.kind == "speech":
+                verdict = await self._judge(answer, " ".join(digits), listen)
+                outcome = {"take": "ok", "confirmed": "confirmed", "rejected": "rejected"}.get(verdict, "no_match")
+            log.info("dialplan.collect", node=name, length=len(digits), outcome=outcome)
+            self._step(name, "collect", digit=mask_digits(digits) if digits else None, confidence=conf,
+                       outcome=outcome, attempt=attempt)
+            if outcome in ("ok", "confirmed"):
+                self.variables[node.variable] = digits
+                return node.next
+            lead = node.no_match
+        return node.on_failure
+
+    async def _play_node(self, name: str, node: PlayNode) -> Next:
+        self._step(name, "play")
+        await self._play(node.prompt)
+        return node.next
+
+    async def _branch(self, name: str, node: BranchNode) -> Next:
+        ctx = conditions.Context(now=self.now(), timezone=self.plan.timezone, caller=self.variables["caller"],
+                                 variables=self.variables, calendars=self.plan.calendars)
+        target, index = conditions.choose(node, ctx)
+        self._step(name, "branch", outcome=target, detail="default" if index is None else f"rule {index}")
+        return target
+
+    async def _lookup(self, name: str, node: LookupNode) -> Next:
+        url = render_url(node.url, self.variables)
+        body = {k: self._render(v) for k, v in node.body.items()} if node.body is not None else None
+        host = _host(url)
+        try:
+            if not host_allowed(url, self.settings.lookup_hosts):
+                raise LookupFailed("not_allowed")
+            reply = await self.data.fetch(node.method, url, body, node.timeout_s)
+        except LookupFailed as exc:
+            reason = str(exc) or "failed"
+            log.warning("dialplan.lookup", node=name, host=host, outcome="error", reason=reason)
+            self._step(name, "lookup", outcome=f"error:{reason}", detail=host)
+            return node.on_error if node.on_error is not None else node.next
+        for var, path in node.store.items():
+            value = lookup_path(reply, path)
+            if value is None:
+                self.variables.pop(var, None)
+            else:
+                self.variables[var] = _json_value(value)
+        if node.prefix is not None and isinstance(reply, dict):
+            for key, value in reply.items():
+                if _IDENT.match(str(key)) and isinstance(value, str | int | float | bool):
+                    self.variables[f"{node.prefix}.{key}"] = to_str(value)
+        log.info("dialplan.lookup", node=name, host=host, outcome="ok")
+        self._step(name, "lookup", outcome="ok", detail=host)
+        return node.next
+
+    async def _set(self, name: str, node: SetNode) -> Next:
+        for var, value in node.variables.items():
+            self.variables[var] = self._render(value) if isinstance(value, str) else to_str(value)
+        self._step(name, "set", detail=",".join(node.variables))
+        return node.next
+
+    async def _language(self, name: str, node: LanguageNode) -> Next:
+        self.language = node.language
+        self.journey.language = node.language
+        self.variables["language"] = node.language
+        self._step(name, "language", outcome=node.language)
+        return node.next
+
+    async def _queue(self, name: str, node: QueueNode) -> Next:
+        await self._play(node.prompt)
+        priority, ok = parse_priority(node.priority, self.variables)
+        if not ok:
+            log.warning("dialplan.bad_priority", node=name, template=node.priority)
+        ann = node.announce
+        target = QueueTarget(
+            queue=node.queue, skills=tuple(node.skills) or (node.queue,), language=node.language or self.language,
+            priority=priority, max_wait_s=node.max_wait_s,
+            announce_every_s=ann.every_s if ann else None,
+            announce_position=ann.position if ann else False,
+            announce_wait=ann.wait_time if ann else False)
+        self.queue_target = target
+        step = self._step(name, "queue", detail=node.queue)
+        outcome = await self.queue.wait_for_agent(target, self.journey)
+        step.outcome = outcome
+        log.info("dialplan.queue", node=name, queue=node.queue, outcome=outcome)
+        if outcome == "agent_hangup" and node.after is not None:
+            return node.after
+        if outcome == "timeout":
+            return node.on_timeout
+        return _End("queued", outcome)
+
+    async def _callback(self, name: str, node: CallbackNode) -> Next:
+        listen = Listen()
+        answer = await self._ask((node.prompt,), barge_in=True, timeout_s=node.timeout_s, max_digits=1,
+                                 phrases=tuple(node.accept_say), max_speech_s=listen.max_speech_s)
+        accepted = (answer.kind == "digits" and answer.digits[:1] == node.accept_digit) or (
+            answer.kind == "speech" and bool(node.accept_say)
+            and match_phrase(answer.phrase or answer.text, node.accept_say) is not None
+            and answer.confidence >= listen.accept)
+        digit = answer.digits[:1] if answer.kind == "digits" and answer.digits else None
+        phrase = (answer.phrase or answer.text) if answer.kind == "speech" else None
+        if not accepted:
+            self._step(name, "callback", digit=digit, phrase=phrase, outcome="declined")
+            return node.declined
+        callback_id = await self.record.request_callback(queue=node.queue, number=self._render(node.number),
+                                                         journey=self.journey)
+        self._step(name, "callback", digit=digit, phrase=phrase, outcome="accepted", detail=callback_id)
+        log.info("dialplan.callback", node=name, queue=node.queue, callback_id=callback_id)
+        await self._play(node.confirmed)
+        return node.next
+
+    async def _survey(self, name: str, node: SurveyNode) -> Next:
+        listen = node.listen
+        words: dict[str, int] = {}
+        for key, scale_words in node.scale.items():
+            if key.strip() in ("1", "2", "3", "4", "5"):
+                for w in scale_words:
+                    words.setdefault(w, int(key))
+        phrases = tuple(words) if listen.enabled else ()
+        lead: Prompt | None = None
+        for attempt in range(1, node.retries + 2):
+            answer = await self._ask((lead, node.prompt), barge_in=True, timeout_s=node.timeout_s, max_digits=1,
+                                     phrases=phrases, max_speech_s=listen.max_speech_s)
+            if answer.kind == "no_input":
+                self._step(name, "survey", outcome="no_input", attempt=attempt)
+                lead = None
+                continue
+            score: int | None = None
+            kw: dict[str, Any] = {}
+            if answer.kind == "digits":
+                kw["digit"] = answer.digits[:1] or None
+                if answer.digits[:1] in ("1", "2", "3", "4", "5"):
+                    score = int(answer.digits[:1])
+                outcome = "scored" if score else "no_match"
+            else:
+                said = answer.phrase or answer.text
+                word = match_phrase(said, phrases) if phrases else None
+                kw.update(phrase=word or said, confidence=round(answer.confidence, 3))
+                outcome = "no_match"
+                if word is not None:
+                    verdict = await self._judge(answer, word, listen)
+                    outcome = {"take": "scored", "confirmed": "confirmed", "rejected": "rejected"}.get(
+                        verdict, "no_match")
+                    if outcome in ("scored", "confirmed"):
+                        score = words[word]
+            if score is not None:
+                self._step(name, "survey", outcome=outcome, detail=str(score), attempt=attempt, **kw)
+                self.variables["csat"] = str(score)
+                await self.record.save({"csat": score})
+                log.info("dialplan.survey", node=name, csat=score)
+                await self._play(node.thanks)
+                return node.next
+            self._step(name, "survey", outcome=outcome, attempt=attempt, **kw)
+            lead = node.no_match
+        self._step(name, "survey", outcome="no_score")
+        return node.next
+
+    async def _voicemail(self, name: str, node: VoicemailNode) -> Next:
+        await self._play(node.prompt)
+        rec = await self.call.record(max_s=node.max_s, beep=node.beep, terminator=node.terminator,
+                                     name=node.mailbox)
+        await self.record.save({"voicemail": {"mailbox": node.mailbox, "path": rec.path,
+                                              "seconds": rec.seconds, "ended_by": rec.ended_by}})
+        self._step(name, "voicemail", outcome=rec.ended_by, detail=node.mailbox)
+        log.info("dialplan.voicemail", node=name, mailbox=node.mailbox, seconds=rec.seconds,
+                 ended_by=rec.ended_by)
+        if rec.ended_by == "hangup":
+            raise CallerGone("caller hung up while leaving a voicemail")
+        await self._play(node.saved)
+        return node.next
+
+    async def _transfer(self, name: str, node: TransferNode) -> Next:
+        dest = self._render(node.to).strip()
+        if not dest or not any(fnmatch.fnmatchcase(dest, glob) for glob in self.settings.transfer_allow):
+            log.error("dialplan.transfer_denied", node=name, template=node.to)
+            self._step(name, "transfer", outcome="denied")
+            return node.on_failure
+        await self._play(node.prompt)
+        step = self._step(name, "transfer")
+        outcome = await self.call.transfer(dest, ring_s=node.ring_s)
+        step.outcome = outcome
+        log.info("dialplan.transfer", node=name, outcome=outcome)
+        if outcome == "completed":
+            return _End("transferred")
+        return node.on_failure
+
+    async def _hangup(self, name: str, node: HangupNode) -> Next:
+        self._step(name, "hangup")
+        await self._play(node.prompt)
+        await self.call.hangup()
+        return _End("hangup")
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"

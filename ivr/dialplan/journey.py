@@ -1,4 +1,18 @@
-"""The call journey: what the caller did, as the agent and the CRM will see it."""
+"""The call journey: what the caller did, as the agent and the CRM will see it.
+
+``to_dict()`` goes into the screen-pop and the call record; its shape only ever grows (new optional
+keys), keys are never renamed. A step lists only the fields that are set:
+
+* ``node``, ``type``, ``at`` (epoch seconds): always.
+* ``digit``: keys pressed (``collect`` stores them masked but the last two, e.g. ``****34``).
+* ``phrase``, ``confidence``: a speech answer.
+* ``outcome``: what came of the node; per type see :mod:`ivr.dialplan.engine`.
+* ``attempt``: 1-based attempt of a node that asks (menu, collect, survey).
+* ``goto``: the node chosen when ``outcome`` is not itself a node name (a confirmed speech answer).
+* ``detail``: a non-sensitive detail (queue name, lookup host, survey score, mailbox, ...).
+
+``data`` is the call's variable dict (the engine keeps it up to date).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +30,9 @@ class Step:
     phrase: str | None = None
     confidence: float | None = None
     outcome: str | None = None
+    attempt: int | None = None
+    goto: str | None = None
+    detail: str | None = None
 
 
 @dataclass
@@ -30,6 +47,14 @@ class Journey:
         s = Step(node=node, type=type_, at=round(time.time(), 3), **kw)
         self.steps.append(s)
         return s
+
+    def path(self) -> list[str]:
+        """The nodes visited, in order, each once per visit (consecutive attempts count once)."""
+        out: list[str] = []
+        for s in self.steps:
+            if not out or out[-1] != s.node or s.attempt in (None, 1):
+                out.append(s.node)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
