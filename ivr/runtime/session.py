@@ -28,17 +28,18 @@ from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
 from ivr.dialplan.journey import Journey
-from ivr.dialplan.loader import LoadedPlan, PlanRegistry
+from ivr.dialplan.loader import PlanRegistry
+from ivr.dialplan.lookup import HttpDataPort
 from ivr.dialplan.model import Prompt
 from ivr.dialplan.ports import (
     Answer,
     Ask,
     CallerGone,
-    LookupFailed,
     QueueOutcome,
     QueueTarget,
     Recording,
 )
+from ivr.dialplan.templates import render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.queues.store import Offer, QueueStore
 from ivr.runtime.ask import run_ask
@@ -67,8 +68,7 @@ class WorkerContext:
     speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
 
 
-# --- placeholders until the record and data ports land (replace with ivr.runtime.call_record.CallRecord
-# and ivr.dialplan.lookup.HttpDataPort) -----------------------------------------------------------------
+# --- placeholder until the record port lands (replace with ivr.runtime.call_record.CallRecord) -----------
 class _PlaceholderRecord:  # REPLACE: ivr.runtime.call_record.CallRecord(store, call_id, settings=...)
     def __init__(self, store: QueueStore, call_id: str) -> None:
         self.store = store
@@ -80,18 +80,6 @@ class _PlaceholderRecord:  # REPLACE: ivr.runtime.call_record.CallRecord(store, 
 
     async def request_callback(self, *, queue: str, number: str, journey: Journey) -> str:
         raise NotImplementedError("callbacks arrive with the call record port")
-
-
-class _PlaceholderData:  # REPLACE: ivr.dialplan.lookup.HttpDataPort(settings.dialplan)
-    async def fetch(self, method: str, url: str, body: Mapping[str, Any] | None, timeout_s: float) -> Any:
-        raise LookupFailed("not_allowed")
-
-
-_TOKEN = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\}")
-
-
-def render_text(text: str, variables: Mapping[str, str]) -> str:  # REPLACE: ivr.dialplan.templates.render
-    return _TOKEN.sub(lambda m: str(variables.get(m.group(1), "")), text)
 
 
 def beep_wav(cache_dir: Path, clock_rate: int) -> Path:
@@ -153,9 +141,12 @@ class CallSession:
                                             hotline=loaded.plan.name, language=self.language,
                                             plan_version=loaded.version)
             started = True
-            result = await self._runner(loaded).run()
-            outcome = getattr(result, "result", result)
-            log.info("call.plan_done", outcome=outcome)
+            async with HttpDataPort(self.ctx.settings.dialplan) as data:
+                result = await PlanRunner(loaded, call=self, queue=self, data=data,
+                                          record=_PlaceholderRecord(self.ctx.store, self.call_id),
+                                          settings=self.ctx.settings.dialplan).run()
+            outcome = result.result
+            log.info("call.plan_done", outcome=outcome, node=result.node)
             if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
                 self.end_reason = "ivr_hangup"
         except (LegEnded, CallerGone):
@@ -165,11 +156,6 @@ class CallSession:
             raise
         finally:
             await self._finish(started)
-
-    def _runner(self, loaded: LoadedPlan) -> PlanRunner:
-        return PlanRunner(loaded, call=self, queue=self,  # type: ignore[call-arg]
-                          record=_PlaceholderRecord(self.ctx.store, self.call_id), data=_PlaceholderData(),
-                          settings=self.ctx.settings.dialplan)
 
     async def _finish(self, started: bool) -> None:
         with contextlib.suppress(Exception):
@@ -194,7 +180,7 @@ class CallSession:
 
     async def _prompt_path(self, prompt: Prompt, language: str, variables: Mapping[str, str]) -> str:
         text = prompt.text_for(language, self.default_language)
-        spec = PromptSpec(file=prompt.file, text=None if text is None else render_text(text, variables))
+        spec = PromptSpec(file=prompt.file, text=None if text is None else render(text, variables))
         path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, language)
         return str(path)
 
