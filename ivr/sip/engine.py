@@ -319,15 +319,13 @@ class SipEngine:
             self._rejecting.remove(call)
             self._dead.append(call)
             return
-        for pid, (_, leg) in list(self.players.items()):
-            if leg == call.leg_id:
-                self.stop_player(pid)
-        for tid, (_, leg) in list(self.taps.items()):
-            if leg == call.leg_id:
-                self.stop_listen(tid)
-        for rid, (_, leg) in list(self.recorders.items()):
-            if leg == call.leg_id:
-                self.stop_record(rid)  # the WAV is complete before Disconnected is reported
+        # ids only: a loop variable holding a player/recorder would keep it alive past this point
+        for pid in [pid for pid, entry in self.players.items() if entry[1] == call.leg_id]:
+            self.stop_player(pid)
+        for tid in [tid for tid, entry in self.taps.items() if entry[1] == call.leg_id]:
+            self.stop_listen(tid)
+        for rid in [rid for rid, entry in self.recorders.items() if entry[1] == call.leg_id]:
+            self.stop_record(rid)  # destroyed here: the WAV is complete before Disconnected is reported
         self.legs.pop(call.leg_id, None)
         self.callers.discard(call.leg_id)
         self._dead.append(call)

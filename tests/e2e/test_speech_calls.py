@@ -148,6 +148,11 @@ async def call(hotline: Hotline, tmp_path: Path, *, ani: str, number: str, actio
     return call_id, record, lines
 
 
+def hotline_lines(hotline: Hotline, call_id: str) -> list[str]:
+    return [f"{r.get('event')} {r.get('ended_by', '')}" for r in hotline.log_records()
+            if r.get("call_id") == call_id]
+
+
 def events(lines: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [r for r in lines if r.get("event") == name]
 
@@ -235,6 +240,7 @@ async def test_queue_timeout_then_voicemail_complete_on_hangup(speech_hotline: H
     path = speech_hotline.var / "voicemail" / f"{call_id}-general.wav"
     assert json.loads(record["voicemail"])["path"] == str(path), record.get("voicemail")
     size = path.stat().st_size
+    assert path.read_bytes()[:4] == b"RIFF", (size, path.read_bytes()[:64], hotline_lines(speech_hotline, call_id))
     with wave.open(str(path)) as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
         frames = w.getnframes()
