@@ -88,6 +88,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from ivr.core.config import DialplanSettings
+from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan import conditions
 from ivr.dialplan.journey import Journey, Step
@@ -467,8 +468,13 @@ class PlanRunner:
         if not accepted:
             self._step(name, "callback", digit=digit, phrase=phrase, outcome="declined")
             return node.declined
-        callback_id = await self.record.request_callback(queue=node.queue, number=self._render(node.number),
-                                                         journey=self.journey)
+        try:
+            callback_id = await self.record.request_callback(
+                queue=node.queue, number=self._render(node.number), journey=self.journey)
+        except IvrError as exc:  # e.g. an anonymous caller: no number to call back
+            self._step(name, "callback", digit=digit, phrase=phrase, outcome="failed", detail=exc.code)
+            log.warning("dialplan.callback_failed", node=name, code=exc.code, error=exc.message)
+            return node.declined
         self._step(name, "callback", digit=digit, phrase=phrase, outcome="accepted", detail=callback_id)
         log.info("dialplan.callback", node=name, queue=node.queue, callback_id=callback_id)
         await self._play(node.confirmed)
@@ -511,7 +517,7 @@ class PlanRunner:
             if score is not None:
                 self._step(name, "survey", outcome=outcome, detail=str(score), attempt=attempt, **kw)
                 self.variables["csat"] = str(score)
-                await self.record.save({"csat": score})
+                await self._save(name, {"csat": score})
                 log.info("dialplan.survey", node=name, csat=score)
                 await self._play(node.thanks)
                 return node.next
@@ -520,11 +526,19 @@ class PlanRunner:
         self._step(name, "survey", outcome="no_score")
         return node.next
 
+    async def _save(self, name: str, fields: dict[str, Any]) -> None:
+        """Write to the call record; a refused value is logged and the call goes on."""
+        try:
+            await self.record.save(fields)
+        except IvrError as exc:
+            log.error("dialplan.record_refused", node=name, fields=sorted(fields), code=exc.code,
+                      error=exc.message)
+
     async def _voicemail(self, name: str, node: VoicemailNode) -> Next:
         await self._play(node.prompt)
         rec = await self.call.record(max_s=node.max_s, beep=node.beep, terminator=node.terminator,
                                      name=node.mailbox)
-        await self.record.save({"voicemail": {"mailbox": node.mailbox, "path": rec.path,
+        await self._save(name, {"voicemail": {"mailbox": node.mailbox, "path": rec.path,
                                               "seconds": rec.seconds, "ended_by": rec.ended_by}})
         self._step(name, "voicemail", outcome=rec.ended_by, detail=node.mailbox)
         log.info("dialplan.voicemail", node=name, mailbox=node.mailbox, seconds=rec.seconds,

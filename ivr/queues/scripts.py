@@ -15,6 +15,7 @@ from redis.commands.core import AsyncScript
 NAMES = (
     "call_start",
     "enqueue",
+    "leave_queue",
     "agent_register",
     "agent_set_state",
     "offer_answered",

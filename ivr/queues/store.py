@@ -81,6 +81,11 @@ class QueueStore:
                       journey: Mapping[str, Any]) -> Offer | None:
         return _offer(await self._run("enqueue", call_id, queue, skill, priority, json.dumps(journey)))
 
+    async def leave_queue(self, call_id: str, reason: str) -> bool:
+        """Take a waiting call out of its queue (back in the IVR). False when it is not waiting:
+        an offer is in flight (let it play out), or the call is connected or over."""
+        return bool(int(await self._run("leave_queue", call_id, reason)))
+
     async def offer_answered(self, call_id: str, offer_id: str) -> str:
         return _s(await self._run("offer_answered", call_id, offer_id))
 

@@ -1,8 +1,10 @@
 """One inbound call on a worker: answer, run the plan, queue, offer to agents, bridge, close.
 
-Implements the dial-plan engine's ports (``CallPort``, ``QueuePort``) with SIP legs and the queue
-store. The pop-before-ring rule lives here: when the agent has a desktop open, the agent's phone is
-called only after the API confirmed that ``call.offered`` reached it (bounded by ``api.pop_wait_ms``).
+Implements the dial-plan engine's ports (``CallPort``, ``QueuePort``) with SIP legs, the speech
+service and the queue store. ``LegEnded`` of the caller's leg becomes ``CallerGone`` where it
+crosses into the engine. The pop-before-ring rule lives here: when the agent has a desktop open, the
+agent's phone is called only after the API confirmed that ``call.offered`` reached it (bounded by
+``api.pop_wait_ms``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import re
+import struct
 import time
-from collections.abc import Callable
+import wave
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import structlog
 
@@ -22,15 +29,29 @@ from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import PlanRegistry
+from ivr.dialplan.lookup import HttpDataPort
 from ivr.dialplan.model import Prompt
+from ivr.dialplan.ports import (
+    Answer,
+    Ask,
+    CallerGone,
+    QueueOutcome,
+    QueueTarget,
+    Recording,
+)
+from ivr.dialplan.templates import render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.queues.store import Offer, QueueStore
+from ivr.runtime.ask import run_ask
+from ivr.runtime.call_record import CallRecord
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import SipEngine
 from ivr.sip.events import IncomingCall
 from ivr.sip.legs import Leg, LegEnded
+from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
+BEEP_HZ, BEEP_S = 1000, 0.4
 
 
 @dataclass
@@ -45,6 +66,27 @@ class WorkerContext:
     prompts: PromptLibrary
     moh_path: str
     new_leg: Callable[[], Leg]
+    speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
+
+
+def beep_wav(cache_dir: Path, clock_rate: int) -> Path:
+    """A short tone (the voicemail beep), generated once into the prompt cache."""
+    path = cache_dir / f"beep-{BEEP_HZ}hz-{clock_rate}.wav"
+    if path.is_file():
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    n = int(clock_rate * BEEP_S)
+    ramp = clock_rate // 100  # 10 ms fade in/out: no click
+    samples = [int(12000 * min(1.0, i / ramp, (n - i) / ramp) * math.sin(2 * math.pi * BEEP_HZ * i / clock_rate))
+               for i in range(n)]
+    tmp = path.with_suffix(".tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(clock_rate)
+        w.writeframes(struct.pack(f"<{n}h", *samples))
+    tmp.replace(path)
+    return path
 
 
 class CallSession:
@@ -56,9 +98,18 @@ class CallSession:
         self.offers: asyncio.Queue[Offer] = asyncio.Queue()
         self.agent_leg: Leg | None = None
         self.language = "en"
+        self.default_language = "en"
         self.started = time.monotonic()
         self.end_reason = "caller_hangup"
         self.rtp: dict[str, dict[str, int]] = {}
+
+    @property
+    def caller(self) -> str:
+        return self.incoming.ani
+
+    @property
+    def dnis(self) -> str:
+        return self.incoming.dnis
 
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(call_id=self.call_id, sip_call_id=self.incoming.sip_call_id)
@@ -68,7 +119,7 @@ class CallSession:
             log.warning("call.unknown_number", dnis=inc.dnis)
             await self.ctx.sip.call(SipEngine.hangup, self.call_id, 404)
             return
-        self.language = loaded.plan.language
+        self.language = self.default_language = loaded.plan.language
         log.info("call.incoming", ani=inc.ani, dnis=inc.dnis, plan=loaded.plan.name, version=loaded.version)
         started = False
         try:
@@ -77,11 +128,15 @@ class CallSession:
                                             hotline=loaded.plan.name, language=self.language,
                                             plan_version=loaded.version)
             started = True
-            outcome = await PlanRunner(loaded, self, self).run()
-            log.info("call.plan_done", outcome=outcome)
-            if outcome == "hangup" or outcome.startswith("queued:"):
-                self.end_reason = self.end_reason if outcome.startswith("queued:") else "ivr_hangup"
-        except LegEnded:
+            async with HttpDataPort(self.ctx.settings.dialplan) as data:
+                result = await PlanRunner(loaded, call=self, queue=self, data=data,
+                                          record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings),
+                                          settings=self.ctx.settings.dialplan).run()
+            outcome = result.result
+            log.info("call.plan_done", outcome=outcome, node=result.node)
+            if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
+                self.end_reason = "ivr_hangup"
+        except (LegEnded, CallerGone):
             log.info("call.caller_left")
         except asyncio.CancelledError:
             self.end_reason = "worker_shutdown"
@@ -94,6 +149,10 @@ class CallSession:
             if self.agent_leg is not None:
                 await self.agent_leg.hangup()
             await self.leg.hangup()
+        if "agent" in self.rtp and "caller" not in self.rtp:  # the caller stayed on after the agent
+            ended = await self.leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp["caller"] = ended.rtp
         if started:
             await self.ctx.store.end_call(self.call_id, reason=self.end_reason,
                                           wrapup_s=self.ctx.settings.routing.wrapup_s,
@@ -103,39 +162,158 @@ class CallSession:
         log.info("call.ended", reason=self.end_reason, seconds=round(time.monotonic() - self.started, 2))
 
     # --- CallPort ---------------------------------------------------------------------------------
-    async def _prompt_path(self, prompt: Prompt) -> str:
-        spec = PromptSpec(file=prompt.file, text=prompt.text_for(self.language, self.language))
-        path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, self.language)
+    def _gone(self) -> CallerGone:
+        return CallerGone(self.call_id)
+
+    async def _prompt_path(self, prompt: Prompt, language: str, variables: Mapping[str, str]) -> str:
+        text = prompt.text_for(language, self.default_language)
+        spec = PromptSpec(file=prompt.file, text=None if text is None else render(text, variables))
+        path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, language)
         return str(path)
 
-    async def play(self, prompt: Prompt, *, barge_in: bool) -> str | None:
-        dtmf = await self.leg.play(await self._prompt_path(prompt), barge_in=barge_in)
-        if dtmf is not None:
-            log.info("call.dtmf", digit=dtmf.digit, method=dtmf.method, barge_in=True)
-        return dtmf.digit if dtmf else None
+    async def play(self, prompt: Prompt, *, language: str, variables: Mapping[str, str]) -> None:
+        self.language = language
+        try:
+            _, done = await self.leg.start_playback(await self._prompt_path(prompt, language, variables))
+            if not await self.leg.until(done, None):
+                raise self._gone()
+        except LegEnded:
+            raise self._gone() from None
 
-    async def get_digit(self, timeout_s: float) -> str | None:
-        dtmf = await self.leg.next_digit(timeout_s)
-        if dtmf is not None:
-            log.info("call.dtmf", digit=dtmf.digit, method=dtmf.method)
-        return dtmf.digit if dtmf else None
+    async def ask(self, ask: Ask) -> Answer:
+        self.language = ask.language
+        try:
+            paths = [await self._prompt_path(p, ask.language, ask.variables) for p in ask.prompts]
+            return await run_ask(self.leg, ask, paths, self.ctx.speech,
+                                 sample_rate=self.ctx.settings.workers.clock_rate)
+        except LegEnded:
+            raise self._gone() from None
 
     async def hangup(self) -> None:
         await self.leg.hangup()
 
+    async def record(self, *, max_s: float, beep: bool, terminator: str, name: str) -> Recording:
+        """Voicemail into ``<var_dir>/voicemail/<call_id>-<name>.wav``. The file is closed (complete)
+        when this returns, whether the caller pressed the terminator, reached ``max_s`` or hung up."""
+        s = self.ctx.settings
+        folder = s.var_dir / "voicemail"
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        path = folder / f"{self.call_id}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.wav"
+        try:
+            if beep:
+                tone = await asyncio.to_thread(beep_wav, s.prompt_cache, s.workers.clock_rate)
+                _, done = await self.leg.start_playback(str(tone))
+                await self.leg.until(done, None)
+            while not self.leg.digits.empty():  # keys pressed before the beep do not end the message
+                self.leg.digits.get_nowait()
+        except LegEnded:
+            raise self._gone() from None
+        if self.leg.is_ended:
+            raise self._gone()
+        try:
+            rec_id = await self.leg.start_record(str(path))
+        except (KeyError, LegEnded):
+            raise self._gone() from None
+        started = time.monotonic()
+        ended_by: Literal["terminator", "max_length", "hangup"] = "max_length"
+        deadline = started + max_s
+        try:
+            while True:
+                dtmf = await self.leg.next_digit(max(0.0, deadline - time.monotonic()))
+                if dtmf is None:
+                    break
+                if dtmf.digit == terminator:
+                    ended_by = "terminator"
+                    break
+        except LegEnded:
+            ended_by = "hangup"  # the engine closed the file before it reported the hang-up
+        finally:
+            seconds = round(time.monotonic() - started, 2)
+            await self.leg.stop_record(rec_id)
+        log.info("call.recorded", seconds=seconds, ended_by=ended_by, name=name)
+        return Recording(str(path), seconds, ended_by)
+
+    async def transfer(self, destination: str, *, ring_s: float) -> Literal["completed", "failed"]:
+        uri = destination if destination.startswith(("sip:", "sips:")) else (
+            f"sip:{destination}@{self.ctx.settings.edge.host}:{self.ctx.settings.edge.port}")
+        other = self.ctx.new_leg()
+        self.agent_leg = other
+        log.info("call.transfer", leg=other.leg_id)
+        try:
+            await self.ctx.sip.call(SipEngine.make_call, uri, other.leg_id)
+        except Exception as exc:
+            log.warning("call.transfer_failed", error=str(exc))
+            self.agent_leg = None
+            return "failed"
+        if not await self._answered(other, ring_s):
+            await other.hangup()
+            self.agent_leg = None
+            log.info("call.transfer_failed", reason="no_answer")
+            return "failed"
+        await self.ctx.sip.call(SipEngine.bridge, self.call_id, other.leg_id)
+        done, _ = await asyncio.wait({self.leg.ended, other.ended}, return_when=asyncio.FIRST_COMPLETED)
+        self.end_reason = "caller_hangup" if self.leg.ended in done else "transfer_ended"
+        await other.hangup()
+        await other.wait_ended(5.0)
+        self.agent_leg = None
+        log.info("call.transfer_ended", by="caller" if self.leg.ended in done else "destination")
+        return "completed"
+
+    async def _answered(self, other: Leg, ring_s: float) -> bool:
+        """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
+        answered = asyncio.ensure_future(other.answered.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {answered, other.ended, self.leg.ended}
+            done, _ = await asyncio.wait(waits, timeout=ring_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+        if self.leg.ended in done:
+            await other.hangup()
+            raise LegEnded(self.call_id)
+        if not other.answered.is_set() or other.is_ended:
+            return False
+        media = asyncio.ensure_future(other.media_ready.wait())
+        try:
+            await other.until(media, 5.0)
+        finally:
+            media.cancel()
+        return True
+
     # --- QueuePort --------------------------------------------------------------------------------
-    async def wait_for_agent(self, *, queue: str, skill: str, priority: int, journey: Journey) -> str:
+    async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
+        try:
+            return await self._wait_for_agent(target, journey)
+        except LegEnded:
+            self.end_reason = "caller_hangup"
+            return "caller_hangup"
+
+    async def _wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
+        store = self.ctx.store
         moh_id, _ = await self.leg.start_playback(self.ctx.moh_path, loop=True)
+        skill = target.skills[0] if target.skills else target.queue
         # Every offer, including one made at once by enqueue, reaches us through the worker inbox.
-        await self.ctx.store.enqueue(self.call_id, queue=queue, skill=skill, priority=priority,
-                                     journey=journey.to_dict())
-        log.info("call.queued", queue=queue, skill=skill, priority=priority)
+        await store.enqueue(self.call_id, queue=target.queue, skill=skill, priority=target.priority,
+                            journey={**journey.to_dict(), "language": target.language})
+        log.info("call.queued", queue=target.queue, skill=skill, priority=target.priority,
+                 max_wait_s=target.max_wait_s)
+        loop = asyncio.get_running_loop()
+        deadline = None if target.max_wait_s is None else loop.time() + target.max_wait_s
         while True:
+            remaining = None if deadline is None else max(0.0, deadline - loop.time())
             getter = asyncio.ensure_future(self.offers.get())
             try:
-                await self.leg.until(getter, None)
+                got = await self.leg.until(getter, remaining)
             finally:
                 getter.cancel()
+            if not got:
+                # max_wait_s passed: leave the queue atomically, unless an offer is already in
+                # flight: then that offer plays out (answered: talk; failed: back here, leave then).
+                if await store.leave_queue(self.call_id, "timeout"):
+                    await self.leg.stop_playback(moh_id)
+                    log.info("call.queue_timeout", queue=target.queue)
+                    return "timeout"
+                deadline = loop.time() + 1.0
+                continue
             if await self._connect(getter.result(), moh_id):
                 return await self._talk()
 
@@ -159,22 +337,7 @@ class CallSession:
             await store.offer_failed(self.call_id, offer.offer_id, "unreachable")
             self.agent_leg = None
             return False
-        answered = asyncio.ensure_future(agent.answered.wait())
-        try:
-            waits: set[asyncio.Future[Any]] = {answered, agent.ended, self.leg.ended}
-            done, _ = await asyncio.wait(waits,
-                                         timeout=settings.workers.agent_ring_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            answered.cancel()
-        if self.leg.ended in done:
-            raise LegEnded(self.call_id)
-        if agent.answered.is_set() and not agent.is_ended:
-            media = asyncio.ensure_future(agent.media_ready.wait())
-            try:
-                await agent.until(media, 5.0)
-            finally:
-                media.cancel()
+        if await self._answered(agent, settings.workers.agent_ring_timeout_s):
             await self.leg.stop_playback(moh_id)
             await self.ctx.sip.call(SipEngine.bridge, self.call_id, agent.leg_id)
             await store.offer_answered(self.call_id, offer.offer_id)
@@ -187,19 +350,23 @@ class CallSession:
         await store.offer_failed(self.call_id, offer.offer_id, reason)
         return False
 
-    async def _talk(self) -> str:
+    async def _talk(self) -> QueueOutcome:
+        """Until one side hangs up. The agent hanging up first leaves the caller's leg up: the plan
+        may go on (a survey). The caller hanging up ends the agent's leg."""
         agent = self.agent_leg
         assert agent is not None
         ends: set[asyncio.Future[Any]] = {self.leg.ended, agent.ended}
         done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-        self.end_reason = "caller_hangup" if self.leg.ended in done else "agent_hangup"
+        caller_left = self.leg.ended in done
+        self.end_reason = "caller_hangup" if caller_left else "agent_hangup"
+        if caller_left:
+            await agent.hangup()
         for name, leg in (("caller", self.leg), ("agent", agent)):
-            if leg.is_ended:
-                self.rtp[name] = leg.ended.result().rtp
-        await (agent.hangup() if self.leg.ended in done else self.leg.hangup())
-        for name, leg in (("caller", self.leg), ("agent", agent)):
+            if name == "caller" and not caller_left:
+                continue
             ended = await leg.wait_ended(5.0)
             if ended is not None:
                 self.rtp[name] = ended.rtp
-        return "completed"
-
+        self.agent_leg = None
+        log.info("call.talk_ended", by="caller" if caller_left else "agent")
+        return "caller_hangup" if caller_left else "agent_hangup"

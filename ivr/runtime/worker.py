@@ -29,6 +29,7 @@ from ivr.sip.bridge import SipThread
 from ivr.sip.engine import EngineConfig, SipEngine
 from ivr.sip.events import Disconnected, IncomingCall, Rejected, SipEvent
 from ivr.sip.legs import Leg
+from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
 HEARTBEAT_S = 2.0
@@ -70,7 +71,8 @@ class Worker:
             EngineConfig(host=w.host, sip_port=w.sip_port(self.index), rtp_port=w.rtp_port(self.index),
                          rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
-        self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg)
+        speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
+        self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech)
         await self._claim_name(store)
         # Calls still recorded under this name belong to a previous process that died: lost.
         reaped = await store.reap_worker(self.name, wrapup_s=s.routing.wrapup_s, ttl_s=s.routing.call_ttl_s)
@@ -92,6 +94,8 @@ class Worker:
             await sip.stop()
             with contextlib.suppress(RedisError):
                 await plan_status.clear()
+            if speech is not None:
+                await speech.close()
             await redis.delete(store.keys.worker_alive(self.name))
             await close(redis)
             log.info("worker.stopped")

@@ -2,7 +2,9 @@
 
 pjsua2 is only ever touched from one dedicated thread: it pumps ``libHandleEvents`` and runs the
 commands posted to it. Everything the library reports goes back to the event loop with
-``call_soon_threadsafe``. Nothing else in the product crosses threads.
+``call_soon_threadsafe``. The one other crossing is audio: :class:`FrameSink` takes the caller's
+frames from the media clock thread (bounded, never blocking it) while a dial-plan node listens.
+Nothing else in the product crosses threads.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import gc
 import queue
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ivr.core.errors import Unavailable
@@ -24,6 +26,64 @@ from ivr.sip.events import SipEvent
 
 log = get_logger(__name__)
 _Command = tuple[Callable[..., Any], tuple[Any, ...], asyncio.Future[Any]]
+FRAMES_MAX = 100  # 2 s of 20 ms frames waiting for the event loop; beyond that frames are dropped
+
+
+class FrameSink:
+    """Audio frames from the media clock thread to asyncio: bounded, drop-and-count, never blocking.
+
+    ``push`` (clock thread) appends a copy under a short lock and wakes the event loop only when the
+    buffer goes from empty to non-empty (one ``call_soon_threadsafe`` per batch, not per frame). When
+    the loop falls more than ``max_frames`` behind, new frames are dropped and counted (``dropped``).
+    The asyncio side iterates over ``chunks()``; ``close()`` ends the iteration.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_frames: int = FRAMES_MAX) -> None:
+        self._loop = loop
+        self._max = max_frames
+        self._lock = threading.Lock()
+        self._frames: list[bytes] = []
+        self._wake_pending = False
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.frames = 0          # frames accepted
+        self.dropped = 0         # frames dropped because the loop fell behind
+        self.frame_bytes = 0     # size of the first frame (the format the bridge really delivers)
+
+    def push(self, pcm: bytes) -> None:  # media clock thread
+        if self.closed or not pcm:
+            return
+        with self._lock:
+            if len(self._frames) >= self._max:
+                self.dropped += 1
+                return
+            self._frames.append(pcm)
+            self.frames += 1
+            if not self.frame_bytes:
+                self.frame_bytes = len(pcm)
+            wake, self._wake_pending = not self._wake_pending, True
+        if wake and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # loop closing
+                self._loop.call_soon_threadsafe(self._ready.set)
+
+    def _take(self) -> list[bytes]:
+        with self._lock:
+            frames, self._frames = self._frames, []
+            self._wake_pending = False
+        return frames
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Every frame batch as one bytes chunk, until ``close()``."""
+        while not self.closed:
+            await self._ready.wait()
+            self._ready.clear()
+            frames = self._take()
+            if frames and not self.closed:
+                yield b"".join(frames)
 
 
 class SipThread:

@@ -35,6 +35,8 @@ from ivr.sip.events import (
 log = get_logger(__name__)
 CLOCK_IDLE_S = 2.0
 MOH_LOOP_COPIES = 10
+RETIRE_S = 0.5  # a stopped tap stays alive this long: conference changes apply on a later clock tick
+FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
 
@@ -116,6 +118,35 @@ class _Player(pj.AudioMediaPlayer):
         self.engine.emit(PlaybackDone(self.leg_id, self.player_id))
 
 
+class _Tap(pj.AudioMediaPort):
+    """Receives the caller's audio from the conference bridge while a dial-plan node listens.
+
+    ``onFrameReceived`` runs on the media clock thread: copy the bytes, hand them to ``sink`` (a
+    thread-safe, non-blocking hand-off; see ``bridge.FrameSink``) and return. Nothing else here.
+    A tick without audio (no RTP came in) is handed on as silence, so the recogniser's clock keeps
+    running with the call's (its end-of-speech detection needs the silence after the words).
+    """
+
+    def __init__(self, tap_id: int, sink: Callable[[bytes], None], silence: bytes) -> None:
+        super().__init__()
+        self.tap_id = tap_id
+        self.sink: Callable[[bytes], None] | None = sink
+        self.silence = silence
+        self.after_stop = 0        # ticks the bridge still called us after stop_listen (no transmitter)
+        self.audio_after_stop = 0  # ... of which carried audio (must stay ~0: the caller is disconnected)
+
+    def onFrameReceived(self, frame: pj.MediaFrame) -> None:
+        sink = self.sink
+        if sink is None:
+            self.after_stop += 1
+            if frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+                self.audio_after_stop += 1
+        elif frame.type == pj.PJMEDIA_FRAME_TYPE_AUDIO:
+            sink(bytes(frame.buf))
+        else:
+            sink(self.silence)
+
+
 class _Account(pj.Account):
     def __init__(self, engine: SipEngine) -> None:
         super().__init__()
@@ -138,6 +169,9 @@ class SipEngine:
         self.callers: set[str] = set()
         self.players: dict[int, tuple[_Player, str]] = {}
         self._player_ids = itertools.count(1)
+        self.taps: dict[int, tuple[_Tap, str]] = {}
+        self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
+        self._retired: list[tuple[float, _Tap]] = []
         self._dead: list[_Call] = []
         self._rejecting: list[_Call] = []
         self.draining = False
@@ -196,6 +230,14 @@ class SipEngine:
         self.ep.libHandleEvents(timeout_ms)
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
+        if self._retired and self._retired[0][0] <= time.monotonic():
+            now = time.monotonic()
+            for t, tap in self._retired:
+                if t <= now:
+                    log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                             audio_after_stop=tap.audio_after_stop,
+                             taps_open=len(self.taps))
+            self._retired = [(t, tap) for t, tap in self._retired if t > now]
         if self._clock_on and not self.legs and not self.players:
             if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
                 self._clock(False)
@@ -227,6 +269,11 @@ class SipEngine:
             self.poll(10)
         for pid in list(self.players):
             self.stop_player(pid)
+        for tid in list(self.taps):
+            self.stop_listen(tid)
+        for rid in list(self.recorders):
+            self.stop_record(rid)
+        self._retired.clear()
         self.legs.clear()
         self._dead.clear()
         self._rejecting.clear()
@@ -272,9 +319,13 @@ class SipEngine:
             self._rejecting.remove(call)
             self._dead.append(call)
             return
-        for pid, (_, leg) in list(self.players.items()):
-            if leg == call.leg_id:
-                self.stop_player(pid)
+        # ids only: a loop variable holding a player/recorder would keep it alive past this point
+        for pid in [pid for pid, entry in self.players.items() if entry[1] == call.leg_id]:
+            self.stop_player(pid)
+        for tid in [tid for tid, entry in self.taps.items() if entry[1] == call.leg_id]:
+            self.stop_listen(tid)
+        for rid in [rid for rid, entry in self.recorders.items() if entry[1] == call.leg_id]:
+            self.stop_record(rid)  # destroyed here: the WAV is complete before Disconnected is reported
         self.legs.pop(call.leg_id, None)
         self.callers.discard(call.leg_id)
         self._dead.append(call)
@@ -356,3 +407,60 @@ class SipEngine:
             return {}
         st = call.getStreamStat(0)
         return {"rx_packets": st.rtcp.rxStat.pkt, "tx_packets": st.rtcp.txStat.pkt}
+
+    # --- listening (speech recognition) and recording ---------------------------------------------
+    def start_listen(self, leg_id: str, sink: Callable[[bytes], None]) -> int:
+        """Connect the leg's incoming audio to a new tap that feeds ``sink`` 20 ms PCM frames
+        (mono, 16-bit little-endian, ``clock_rate``). Returns the tap id for ``stop_listen``."""
+        tap_id = next(self._player_ids)
+        fmt = pj.MediaFormatAudio()
+        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
+        tap = _Tap(tap_id, sink, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
+        tap.createPort(f"tap{tap_id}", fmt)
+        self._media(leg_id).startTransmit(tap)
+        self.taps[tap_id] = (tap, leg_id)
+        return tap_id
+
+    def stop_listen(self, tap_id: int) -> None:
+        entry = self.taps.pop(tap_id, None)
+        if entry is None:
+            return
+        tap, leg_id = entry
+        tap.sink = None  # no frame is handed on from now, whatever the clock thread does
+        call = self.legs.get(leg_id)
+        if call is not None and call.hasMedia():
+            with contextlib.suppress(pj.Error):
+                call.getAudioMedia(-1).stopTransmit(tap)
+        # deleting the port frees its buffers: only once the disconnect has surely been applied
+        self._retired.append((time.monotonic() + RETIRE_S, tap))
+
+    def start_record(self, leg_id: str, path: str) -> int:
+        """Record what the leg sends into a WAV file (8/16 kHz as the bridge clock, 16-bit mono)."""
+        rec_id = next(self._player_ids)
+        rec = pj.AudioMediaRecorder()
+        rec.createRecorder(path)
+        self._media(leg_id).startTransmit(rec)
+        self.recorders[rec_id] = (rec, leg_id)
+        return rec_id
+
+    def stop_record(self, rec_id: int) -> None:
+        """Stop and close the file (the WAV header is written when the recorder is destroyed)."""
+        entry = self.recorders.pop(rec_id, None)
+        if entry is None:
+            return
+        rec, leg_id = entry
+        call = self.legs.get(leg_id)
+        if call is not None and call.hasMedia():
+            with contextlib.suppress(pj.Error):
+                call.getAudioMedia(-1).stopTransmit(rec)
+        del rec, entry
+
+    def unbridge(self, a: str, b: str) -> None:
+        """Undo ``bridge`` for whichever of the two legs still has media."""
+        ma = self.legs.get(a)
+        mb = self.legs.get(b)
+        if ma is None or mb is None or not ma.hasMedia() or not mb.hasMedia():
+            return
+        with contextlib.suppress(pj.Error):
+            ma.getAudioMedia(-1).stopTransmit(mb.getAudioMedia(-1))
+            mb.getAudioMedia(-1).stopTransmit(ma.getAudioMedia(-1))

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ivr.sip.bridge import SipThread
+from ivr.sip.bridge import FrameSink, SipThread
 from ivr.sip.engine import SipEngine
 from ivr.sip.events import Answered, Disconnected, Dtmf, MediaReady, PlaybackDone, Ringing, SipEvent
 
@@ -129,3 +129,21 @@ class Leg:
     async def rtp_stats(self) -> dict[str, int]:
         stats: dict[str, int] = await self.sip.call(SipEngine.stream_stats, self.leg_id)
         return stats
+
+    # --- listening and recording -------------------------------------------------------------------
+    async def start_listen(self) -> tuple[int, FrameSink]:
+        """Tap the caller's audio (20 ms PCM frames) until ``stop_listen``."""
+        sink = FrameSink(asyncio.get_running_loop())
+        tap_id: int = await self.sip.call(SipEngine.start_listen, self.leg_id, sink.push)
+        return tap_id, sink
+
+    async def stop_listen(self, tap_id: int, sink: FrameSink) -> None:
+        sink.close()
+        await self.sip.call(SipEngine.stop_listen, tap_id)
+
+    async def start_record(self, path: str) -> int:
+        rec_id: int = await self.sip.call(SipEngine.start_record, self.leg_id, path)
+        return rec_id
+
+    async def stop_record(self, rec_id: int) -> None:
+        await self.sip.call(SipEngine.stop_record, rec_id)

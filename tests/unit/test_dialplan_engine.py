@@ -13,7 +13,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from ivr.core.config import DialplanSettings
-from ivr.core.errors import DialplanError
+from ivr.core.errors import BadRequest, DialplanError
 from ivr.dialplan.engine import MAX_STEPS, PlanRunner, RunResult, lookup_path, mask_digits, parse_priority
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan, PlanRegistry, load_plan
@@ -120,6 +120,8 @@ class FakeRecord:
         self.saved.append(dict(fields))
 
     async def request_callback(self, *, queue: str, number: str, journey: Journey) -> str:
+        if number == "anonymous":
+            raise BadRequest("not a number", code="callback.number_invalid")
         self.callbacks.append({"queue": queue, "number": number, "steps": len(journey.steps)})
         return f"cb-{len(self.callbacks)}"
 
@@ -523,6 +525,13 @@ async def test_callback_accepted_books_with_the_rendered_number(reply: str) -> N
 async def test_callback_not_accepted_goes_to_declined(reply: str | None) -> None:
     env = await run(CALLBACK, FakeCall(reply))
     assert not env.record.callbacks and env.steps[0] == ("cb", "declined")
+    assert env.call.texts[-1] == "Declined."
+
+
+async def test_callback_refused_by_the_record_goes_to_declined_and_the_call_goes_on() -> None:
+    env = await run(CALLBACK, FakeCall("1"), variables={"callback_to": "anonymous"})
+    assert not env.record.callbacks and env.steps[0] == ("cb", "failed")
+    assert env.result.journey.steps[0].detail == "callback.number_invalid"
     assert env.call.texts[-1] == "Declined."
 
 
