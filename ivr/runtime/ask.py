@@ -81,6 +81,10 @@ def speech_answer(result: RecognitionResult, ask: Ask) -> Answer | None:
     return Answer("speech", text=result.text, confidence=result.confidence)  # heard, but no match
 
 
+#: A spoken number is a run of one-word phrases ("일 이 삼 사"); callers pause between digits, so
+#: the speech service waits longer after a digit than after a menu phrase before ending the turn.
+DIGITS_END_QUIET_MS = 800
+
 class DigitEntry:
     """Keys of one turn: complete at ``max_digits`` or at the terminator (not kept)."""
 
@@ -129,6 +133,7 @@ class Listener:
             sink.chunks(), sample_rate=self.sample_rate, phrases=grammar,
             no_input_ms=max(100, min(no_input_ms, 120_000)),
             max_speech_ms=max(500, min(int(self.ask.max_speech_s * 1000), 120_000)),
+            end_quiet_ms=DIGITS_END_QUIET_MS if self.ask.spoken_digits else None,
             on_partial=self._partial), name="speech.recognize")
         self.task.add_done_callback(lambda _t: self.changed.set())
         log.info("speech.listen", tap=tap_id, phrases=len(self.ask.phrases), digits=self.ask.spoken_digits)

@@ -91,6 +91,7 @@ class SpeechClient:
         phrases: Sequence[str] | None = None,
         no_input_ms: int = 5000,
         max_speech_ms: int = 8000,
+        end_quiet_ms: int | None = None,
         on_partial: Callable[[str], None] | None = None,
     ) -> RecognitionResult:
         """Stream ``audio_chunks`` until the service returns its final result.
@@ -99,13 +100,17 @@ class SpeechClient:
         if it is an async generator.
         When the iterator ends first, tells the service so and gets the result for the audio sent.
         ``on_partial`` gets partial text as the caller speaks (barge-in; the text may be "" while
-        the words are not menu words yet). Raises ``BadRequest(code="speech.bad_request")`` when the
+        the words are not menu words yet). ``end_quiet_ms``: quiet after a whole phrase that ends
+        the utterance (the service's default, 300 ms, suits menu phrases; digit strings need more).
+        Raises ``BadRequest(code="speech.bad_request")`` when the
         service refuses the request, ``Unavailable`` (transient; code ``speech.unavailable``, or
         ``speech.internal`` for a service fault) when it cannot be reached, is not ready, or drops
         the session.
         """
-        start = {"sample_rate": sample_rate, "phrases": None if phrases is None else list(phrases),
+        start: dict[str, Any] = {"sample_rate": sample_rate, "phrases": None if phrases is None else list(phrases),
                  "max_speech_ms": max_speech_ms, "no_input_ms": no_input_ms}
+        if end_quiet_ms is not None:
+            start["end_quiet_ms"] = end_quiet_ms
         # Audio time bounds the session on the server; this only guards against a stalled service.
         overall_s = (no_input_ms + max_speech_ms) / 1000 + 10.0
         try:

@@ -68,6 +68,8 @@ class StartRequest(BaseModel):
     phrases: list[str] | None = Field(None, max_length=1000)
     max_speech_ms: int = Field(8000, ge=500, le=120_000)
     no_input_ms: int = Field(5000, ge=100, le=120_000)
+    end_quiet_ms: int = Field(END_QUIET_MS, ge=100, le=5000,
+                              description="quiet after a whole phrase that ends the utterance")
 
     @field_validator("phrases")
     @classmethod
@@ -181,11 +183,13 @@ class _Decoder:
     no_input_ms: int
     max_speech_ms: int
     phrases: list[str] | None = None
+    end_quiet_ms: int = END_QUIET_MS
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
     quiet_ms: float = 0.0       # trailing audio below QUIET_RMS
     stable_ms: float = 0.0      # audio since the partial hypothesis last changed
+    held: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals kept for a longer pause
     _odd: bytes = field(default=b"", repr=False)
 
     def feed(self, pcm: bytes) -> _Step:
@@ -201,8 +205,14 @@ class _Decoder:
             self.quiet_ms = self.quiet_ms + piece_ms if rms(piece) < QUIET_RMS else 0.0
             if self.rec.AcceptWaveform(piece):
                 result = json.loads(self.rec.Result())
+                if result.get("text") and self.end_quiet_ms > END_QUIET_MS and self.quiet_ms < self.end_quiet_ms:
+                    # Vosk ends a segment after ~0.5 s of silence; a caller saying digits one by
+                    # one pauses longer than that: keep the segment and listen on.
+                    self.held.append(result)
+                    self.partial, self.stable_ms = "", 0.0
+                    continue
                 if result.get("text"):
-                    return _Step(final=("speech", result))
+                    return _Step(final=("speech", self._merged(result)))
                 self.speech_at_ms, self.partial = None, ""  # an endpoint on noise: keep listening
                 continue
             text = json.loads(self.rec.PartialResult()).get("partial", "")
@@ -214,22 +224,33 @@ class _Decoder:
             else:
                 self.stable_ms += piece_ms
             if self._utterance_over():
-                return _Step(final=("speech", json.loads(self.rec.FinalResult())))
+                return _Step(final=("speech", self._merged(json.loads(self.rec.FinalResult()))))
             if self.speech_at_ms is None and self.audio_ms >= self.no_input_ms:
                 return _Step(final=("no_input", {"text": ""}))
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
-                return _Step(final=("max_speech", json.loads(self.rec.FinalResult())))
+                return _Step(final=("max_speech", self._merged(json.loads(self.rec.FinalResult()))))
         return _Step(partial=changed)
 
     def finish(self, reason: Reason) -> tuple[Reason, dict[str, Any]]:
-        return reason, json.loads(self.rec.FinalResult())
+        return reason, self._merged(json.loads(self.rec.FinalResult()))
+
+    def _merged(self, last: dict[str, Any]) -> dict[str, Any]:
+        """The held segments and ``last`` as one Vosk result."""
+        if not self.held:
+            return last
+        parts = [*self.held, last]
+        self.held = []
+        return {"text": " ".join(t for r in parts if (t := str(r.get("text", ""))).strip()),
+                "result": [w for r in parts for w in r.get("result", [])]}
 
     def _utterance_over(self) -> bool:
-        text = strip_unknown(self.partial)
+        text = strip_unknown(" ".join([*(str(r.get("text", "")) for r in self.held), self.partial]))
         if self.speech_at_ms is None or not text:
             return False
         if self.phrases:
-            return self.quiet_ms >= END_QUIET_MS and match_phrase(text, self.phrases) is not None
+            whole = match_phrase(text, self.phrases) is not None or all(
+                match_phrase(word, self.phrases) is not None for word in text.split())
+            return self.quiet_ms >= self.end_quiet_ms and whole
         return self.quiet_ms >= FREE_END_QUIET_MS and self.stable_ms >= FREE_END_QUIET_MS
 
 
@@ -284,7 +305,8 @@ class _Session:
             return
         if missing:
             self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
-        decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases)
+        decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
+                           end_quiet_ms=req.end_quiet_ms)
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
         try:
             outcome = await self._decode(decoder, req)

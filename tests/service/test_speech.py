@@ -397,3 +397,16 @@ async def test_model_missing_health_503_and_sessions_unavailable(tmp_path: Path)
         assert err.value.code == "speech.unavailable"
     finally:
         await runner.cleanup()
+
+
+async def test_a_pause_between_spoken_digits_ends_the_turn_only_when_the_caller_asked_for_it(
+        client: SpeechClient) -> None:
+    """Digits said one by one with 500 ms between them: the menu setting (300 ms of quiet after a
+    whole phrase) ends after the first digit; the digits setting (800 ms) hears them all."""
+    digits = digit_words("ko")
+    audio = silence(300) + trimmed("삼") + silence(500) + trimmed("오") + silence(1500)
+    menu_like = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits)
+    assert spoken_digits(menu_like.text, "ko") == "3", menu_like
+    number = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits, end_quiet_ms=800)
+    assert spoken_digits(number.text, "ko") == "35", number
+    assert number.reason == "speech"
