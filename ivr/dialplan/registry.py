@@ -175,7 +175,7 @@ class VersionArchive:
             raw = source.read_bytes()
             entry = self._append(d, plan, current.file, raw, "rollback", by)
             write_atomic(dialplans_dir / current.file, raw)
-        log.info("dialplan.rollback", plan=plan, version=version, previous=current.version, by=by)
+        log.info("dialplans.rollback", plan=plan, version=version, previous=current.version, by=by)
         return entry
 
     def _last(self, d: Path) -> VersionEntry | None:
@@ -275,7 +275,7 @@ class LiveRegistry(PlanRegistry):
                     state.loaded = self._fallback(state, running)
                     if state.loaded is not None:
                         running[path], swap = state.loaded, True
-                log.warning("dialplan.reload_failed", plan=state.plan, file=str(path), code=exc.code,
+                log.warning("dialplans.reload_failed", plan=state.plan, file=str(path), code=exc.code,
                             error=exc.message, version=version,
                             running=state.loaded.version if state.loaded else None)
                 continue
@@ -286,9 +286,9 @@ class LiveRegistry(PlanRegistry):
                 try:
                     self.archive.record(path, raw, by=self.by)
                 except (OSError, IvrError) as exc:
-                    log.warning("dialplan.archive_failed", plan=state.plan, error=str(exc))
+                    log.warning("dialplans.archive_failed", plan=state.plan, error=str(exc))
             if old != version:
-                log.info("dialplan.loaded" if initial else "dialplan.reloaded", plan=state.plan,
+                log.info("dialplans.loaded" if initial else "dialplans.reloaded", plan=state.plan,
                          name=loaded.plan.name, file=str(path), old_version=old, version=version)
         before = len(running)
         changed |= self._forget_deleted(set(files), running)
@@ -306,13 +306,13 @@ class LiveRegistry(PlanRegistry):
                     state.error = DialplanError(f"{path}: deleted, but it is the last dial plan: "
                                                 "it keeps running", code="dialplan.none")
                     state.error_at, state.seen = _now(), None
-                    log.warning("dialplan.reload_failed", plan=state.plan, file=str(path), code=state.error.code,
+                    log.warning("dialplans.reload_failed", plan=state.plan, file=str(path), code=state.error.code,
                                 error=state.error.message, running=state.loaded.version)
                     changed = True
                 continue
             running.pop(path, None)
             del self.states[path]
-            log.warning("dialplan.removed", plan=state.plan, file=str(path),
+            log.warning("dialplans.removed", plan=state.plan, file=str(path),
                         version=state.loaded.version if state.loaded else None)
             changed = True
         return changed
@@ -327,9 +327,9 @@ class LiveRegistry(PlanRegistry):
             archived = load_plan(self.archive.path_of(state.plan, entry.version))
             PlanRegistry([*running.values(), archived])
         except (DialplanError, NotFound) as exc:
-            log.warning("dialplan.fallback_failed", plan=state.plan, version=entry.version, error=exc.message)
+            log.warning("dialplans.fallback_failed", plan=state.plan, version=entry.version, error=exc.message)
             return None
-        log.warning("dialplan.fallback", plan=state.plan, version=entry.version)
+        log.warning("dialplans.fallback", plan=state.plan, version=entry.version)
         return LoadedPlan(archived.plan, state.path, archived.version)
 
     async def watch(self, interval_s: float,
@@ -343,11 +343,11 @@ class LiveRegistry(PlanRegistry):
                 if await asyncio.to_thread(self.reload):
                     pending = True
             except Exception:  # a bug or an I/O error must not stop reloading
-                log.exception("dialplan.watch_failed")
+                log.exception("dialplans.watch_failed")
             if on_change is not None and (pending or time.monotonic() - reported_at >= refresh_s):
                 try:
                     await on_change(self)
                     pending, reported_at = False, time.monotonic()
                 except Exception as exc:
-                    log.warning("dialplan.report_failed", error=str(exc))
+                    log.warning("dialplans.report_failed", error=str(exc))
             await asyncio.sleep(interval_s)

@@ -131,7 +131,7 @@ class Supervisor:
                 count = await asyncio.to_thread(build_prompts, self.settings, plans.snapshot)
                 log.info("prompts.built", prompts=count, reason="dialplan_reload")
             except PromptError as exc:  # each prompt's problem is logged; calls fail loudly on it
-                log.error("dialplan.prompts_broken", error=exc.message)
+                log.error("dialplans.prompts_broken", error=exc.message)
         if numbers != self._served[0] and self.edge is not None:
             await self.edge.set_numbers(numbers)
         self._served = (numbers, versions)

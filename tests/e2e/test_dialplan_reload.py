@@ -28,6 +28,9 @@ from tests.sipp_helpers import SippResult, run_sipp
 pytestmark = pytest.mark.e2e
 OLD_OPTION = '{digit: "2", say: [billing, invoice], goto: billing}'
 NEW_OPTION = '{digit: "2", say: [billing, invoice], goto: support}'
+# Digits 2 and 3 swap targets: a new version must keep every node reachable (unreachable = error).
+OLD_OPTION_3 = '{digit: "3", say: [support], goto: support}'
+NEW_OPTION_3 = '{digit: "3", say: [support], goto: billing}'
 
 
 @pytest.fixture
@@ -86,13 +89,14 @@ async def wait_call(hotline: Hotline, ok: Callable[[dict[str, Any]], bool], skip
         await redis.aclose()
 
 
-def caller(hotline: Hotline, workdir: Path, tag: str, dtmf_at_ms: int) -> asyncio.Task[SippResult]:
+def caller(hotline: Hotline, workdir: Path, tag: str, dtmf_at_ms: int, number: str = "1000",
+           ) -> asyncio.Task[SippResult]:
     """A caller who presses 2 ``dtmf_at_ms`` after the answer, waits in the queue, then hangs up."""
     sf = render_scenario("caller.xml", workdir, keep="caller-hangs-up", drop="remote-hangs-up",
                          digit=2, dtmf_at_ms=dtmf_at_ms, talk_ms=3000)
     return asyncio.create_task(run_sipp(
         sf, ("127.0.0.1", hotline.edge_port), workdir=workdir, tag=tag, port=free_udp_tcp_port(),
-        limit_s=45, extra=["-s", "1000", "-mp", str(free_udp_tcp_port())]))
+        limit_s=45, extra=["-s", number, "-mp", str(free_udp_tcp_port())]))
 
 
 async def ivr_cli(hotline: Hotline, *args: str) -> tuple[int, str]:
@@ -109,7 +113,7 @@ async def test_edit_break_and_roll_back_a_plan_while_calls_run(hotline: Hotline,
     old_text = plan_file.read_text()
     assert OLD_OPTION in old_text
     v1 = content_version(old_text.encode())
-    new_text = old_text.replace(OLD_OPTION, NEW_OPTION)
+    new_text = old_text.replace(OLD_OPTION, NEW_OPTION).replace(OLD_OPTION_3, NEW_OPTION_3)
     v2 = content_version(new_text.encode())
 
     async with aiohttp.ClientSession() as http:
@@ -163,8 +167,32 @@ async def test_edit_break_and_roll_back_a_plan_while_calls_run(hotline: Hotline,
         assert [(r[0], r[2]) for r in rows[1:]] == [(v2, "file"), (v1, "file")], out
 
     records = hotline.log_records()
-    reloaded = [r for r in records if r.get("event") == "dialplan.reloaded"]
+    reloaded = [r for r in records if r.get("event") == "dialplans.reloaded" and r.get("role") == "worker"]
     assert {(r["worker"], r["old_version"], r["version"]) for r in reloaded} >= {
         ("w0", v1, v2), ("w1", v1, v2), ("w0", v2, v1), ("w1", v2, v1)}
-    failed = [r for r in records if r.get("event") == "dialplan.reload_failed"]
+    failed = [r for r in records if r.get("event") == "dialplans.reload_failed" and r.get("role") == "worker"]
     assert {r["worker"] for r in failed} == {"w0", "w1"} and all(r["running"] == v2 for r in failed)
+
+
+async def test_a_new_plan_file_brings_its_number_to_the_edge(hotline: Hotline, tmp_path: Path) -> None:
+    """The edge refuses numbers no plan answers (no open relay); a plan saved for a new number makes
+    the edge accept it without a restart, and its calls run on the new plan."""
+    refused = await caller(hotline, tmp_path / "before", "before", dtmf_at_ms=500, number="7777")
+    assert refused.returncode != 0 and "SIP/2.0 404" in refused.messages, refused.output
+    src = (ROOT / "dialplans" / "hotline.yaml").read_text()
+    new = src.replace('name: Demo hotline', 'name: Second line').replace(
+        'numbers: ["1000", "+15550100"]', 'numbers: ["7777"]')
+    assert new != src and "7777" in new
+    def updates() -> int:
+        return len([r for r in hotline.log_records() if r.get("event") == "edge.numbers"])
+
+    seen = updates()
+    (hotline.workdir.parent / "dialplans" / "second.yaml").write_text(new)
+    deadline = time.monotonic() + 20
+    while updates() == seen:
+        assert time.monotonic() < deadline, hotline.log_tail()
+        await asyncio.sleep(0.1)
+    answered = await caller(hotline, tmp_path / "after", "after", dtmf_at_ms=500, number="7777")
+    assert answered.ok, answered.output
+    call = await wait_call(hotline, lambda c: c.get("dnis") == "7777", set())
+    assert call["hotline"] == "Second line" and call["queue"] == "billing", call

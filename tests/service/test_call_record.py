@@ -3,6 +3,7 @@ callbacks that keep the caller's place, and who may read them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import wave
@@ -184,6 +185,7 @@ async def test_an_unqueued_caller_gets_the_place_it_would_have_had(store: QueueS
     await start(store, "c1")
     await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
     await start(store, "c2")
+    await asyncio.sleep(0.01)  # places are in milliseconds: c2's "now" must be later than c1's enqueue
     before = int(time.time() * 1000)
     late = await CallRecord(store, "c2", settings=settings).request_callback(
         queue="billing", number="5550100", journey=journey())
