@@ -3,6 +3,7 @@ callbacks that keep the caller's place, and who may read them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import wave
@@ -183,6 +184,7 @@ async def test_a_queued_caller_books_a_callback_that_keeps_its_place(store: Queu
 async def test_an_unqueued_caller_gets_the_place_it_would_have_had(store: QueueStore, settings: Settings) -> None:
     await start(store, "c1")
     await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    await asyncio.sleep(0.002)  # a later millisecond: the same one would tie the two places
     await start(store, "c2")
     before = int(time.time() * 1000)
     late = await CallRecord(store, "c2", settings=settings).request_callback(
