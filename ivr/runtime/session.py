@@ -137,9 +137,7 @@ class CallSession:
                 result = await runner.run()
             outcome = result.result
             log.info("call.plan_done", outcome=outcome, node=result.node)
-            # the plan hung up, also after the agent left (a survey after the talk)
-            if (outcome != "queued" and self.end_reason in ("caller_hangup", "agent_hangup")
-                    and not self.leg.is_ended):
+            if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
                 self.end_reason = "ivr_hangup"
         except (LegEnded, CallerGone):
             self.end_reason = "caller_hangup"  # also when it was in the plan after the agent left
@@ -201,6 +199,8 @@ class CallSession:
             raise self._gone() from None
 
     async def hangup(self) -> None:
+        if not self.leg.is_ended:
+            self.end_reason = "ivr_hangup"  # the plan hung up (also after the agent left: a survey)
         await self.leg.hangup()
 
     async def record(self, *, max_s: float, beep: bool, terminator: str, name: str) -> Recording:
@@ -296,10 +296,19 @@ class CallSession:
     # --- QueuePort --------------------------------------------------------------------------------
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         try:
-            return await self._wait_for_agent(target, journey)
+            outcome = await self._wait_for_agent(target, journey)
         except LegEnded:
             self.end_reason = "caller_hangup"
             return "caller_hangup"
+        # back in the plan (after the agent, or on timeout): keys pressed on hold or while talking
+        # to the agent must not answer the next question (a survey, a callback offer)
+        dropped = 0
+        while not self.leg.digits.empty():
+            self.leg.digits.get_nowait()
+            dropped += 1
+        if dropped:
+            log.info("call.keys_dropped", count=dropped, outcome=outcome)
+        return outcome
 
     async def _wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         store = self.ctx.store
