@@ -12,7 +12,8 @@ One hotline serves five small plans (one number each); what each call did is rea
   to wrap-up at once (before the survey is answered), the caller hears the survey and presses 4 (a
   key pressed during the talk does not answer it): csat 4 on the record, ``call.csat`` on the stream.
 - ``test_callback_offer_books_a_callback_and_ends_the_call``: 1 books a callback with the caller's
-  number in queue ``callbacks``; the confirmation plays and the hotline hangs up.
+  number in queue ``callbacks``; the confirmation and the goodbye reach the caller (found in the
+  RTP sent to it) and the hotline hangs up.
 - ``test_transfer_denied_then_bridged_to_an_allowed_desk``: a destination outside
   ``dialplan.transfer_allow`` is refused (``denied``, ``on_failure``), the allowed desk (a sipp UAS) is
   called and bridged: its audio reaches the caller and the caller's reaches it; the desk hangs up
@@ -23,9 +24,11 @@ One hotline serves five small plans (one number each); what each call did is rea
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import time
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +41,9 @@ import yaml
 from aiohttp import web
 
 from ivr.core.events import AgentState
-from tests.e2e.conftest import Hotline
+from ivr.prompts.library import PromptLibrary, PromptSpec
+from tests import rtp_pcap
+from tests.e2e.conftest import ROOT, Hotline
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippResult, SippServer, run_sipp
@@ -49,6 +54,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 SIPP_PCAPS = Path("/usr/share/sip-tester")
 AUDIO = SIPP_PCAPS / "g711a.pcap"  # 7 s of speech, A-law
 ALAW_SILENCE = {0xD5, 0x55, 0xD4, 0x54}
+CONFIRMED = "We will call you back soon."
 VIP, DOWN, SURVEY, CALLBACK, TRANSFER, COLLECT = (
     "+15550301", "+15550302", "+15550303", "+15550304", "+15550306", "+15550307")
 
@@ -95,7 +101,7 @@ def plans(crm_port: int, desk: str) -> dict[str, dict[str, Any]]:
         "callback": plan("Callback", "3003", "offer", {
             "offer": {"type": "callback", "queue": "callbacks", "timeout_s": 8,
                       "prompt": {"text": "To be called back, press one."},
-                      "confirmed": {"text": "We will call you back soon."}, "next": "bye"},
+                      "confirmed": {"text": CONFIRMED}, "next": "bye"},
             "bye": bye}),
         "transfer": {**plan("Transfer", "3004", "elsewhere", {
             "elsewhere": {"type": "transfer", "to": "{outside}", "on_failure": "desk"},
@@ -330,10 +336,31 @@ async def test_survey_after_the_agent_hangs_up_first(flow: Flow, tmp_path: Path)
         await redis.aclose()
 
 
+def heard_at(stream: bytes, text: str, hotline: Hotline) -> int | None:
+    """Where in ``stream`` (A-law sent to a caller) the prompt synthesised from ``text`` starts: the
+    first 20 ms boundary from which its first second (or all of it) follows within one quantisation
+    step (``rtp_pcap.g711_agreement``; the worker plays the same cached WAV)."""
+    library = PromptLibrary(ROOT / "prompts", hotline.workdir.parent / "prompt-cache", 8000, {"en": "en-us"})
+    with wave.open(str(library.resolve(PromptSpec(text=text), "en"))) as w:
+        reference = rtp_pcap.alaw_encode(array.array("h", w.readframes(w.getnframes())))
+    want = min(len(reference), 8000)
+    for pos in range(0, len(stream) - want, 160):
+        if rtp_pcap.g711_agreement("pcma", stream[pos:pos + want], reference[:want]) == want:
+            return pos
+    return None
+
+
 async def test_callback_offer_books_a_callback_and_ends_the_call(flow: Flow, tmp_path: Path) -> None:
     h = flow.hotline
-    await place_call(h, tmp_path, ani=CALLBACK, number="3003", steps=[(key("1"), 1000)])
+    caller_media = new_media_port()
+    with LoopbackSniffer({caller_media}) as sniff:
+        await place_call(h, tmp_path, ani=CALLBACK, number="3003", steps=[(key("1"), 1000)],
+                         media_port=caller_media)
     record = await ended_record(h, CALLBACK)
+    # the caller heard the confirmation, then the goodbye, then the hotline hung up
+    heard = b"".join(p.rtp_payload for p in sniff.rtp(dst=caller_media) if p.rtp_payload_type == 8)
+    confirmed, goodbye = heard_at(heard, CONFIRMED, h), heard_at(heard, "Goodbye.", h)
+    assert confirmed is not None and goodbye is not None and confirmed < goodbye, (confirmed, goodbye)
     redis = h.redis()
     try:
         callbacks = await h.store(redis).list_callbacks("callbacks")
