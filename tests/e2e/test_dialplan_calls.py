@@ -197,7 +197,7 @@ async def call_id_of(hotline: Hotline, ani: str, timeout: float = 15) -> str:
         store = hotline.store(redis)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            started = [e.data["call_id"] for e in await store.read_events("0-0")
+            started = [str(e.data["call_id"]) for e in await store.read_events("0-0")
                        if e.type == "call.started" and e.data.get("ani") == ani]
             if started:
                 return started[-1]

@@ -223,7 +223,8 @@ async def test_agent_left_does_nothing_unless_connected(store: QueueStore) -> No
     assert await store.agent_left("c1", wrapup_s=1) is None  # in the IVR
     await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
     assert await store.agent_left("c1", wrapup_s=1) is None  # waiting
-    assert (await store.get_call("c1"))["state"] == "queued"
+    call = await store.get_call("c1")
+    assert call is not None and call["state"] == "queued"
     assert await store.end_call("c1", reason="caller_hangup", wrapup_s=1, ttl_s=60) == "abandoned"
     assert await store.agent_left("c1", wrapup_s=1) is None  # ended
     assert await store.agent_left("never", wrapup_s=1) is None
