@@ -30,6 +30,7 @@ class EventType(StrEnum):
     CALL_OFFERED = "call.offered"
     CALL_OFFER_FAILED = "call.offer_failed"
     CALL_ANSWERED = "call.answered"
+    CALL_AGENT_LEFT = "call.agent_left"        # the agent hung up first; the caller stays in the plan
     CALL_ENDED = "call.ended"
     AGENT_STATE = "agent.state"
     CALL_CSAT = "call.csat"                    # survey score stored on the call record

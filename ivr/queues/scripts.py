@@ -20,6 +20,7 @@ NAMES = (
     "agent_set_state",
     "offer_answered",
     "offer_failed",
+    "agent_left",
     "end_call",
     "release_wrapups",
     "reap_worker",

@@ -92,6 +92,14 @@ class QueueStore:
     async def offer_failed(self, call_id: str, offer_id: str, reason: str) -> Offer | None:
         return _offer(await self._run("offer_failed", call_id, offer_id, reason))
 
+    async def agent_left(self, call_id: str, *, wrapup_s: float) -> str | None:
+        """The agent's leg of a connected call ended and the caller stays in the plan (e.g. a survey):
+        the agent goes to wrap-up (available at once with ``wrapup_s`` 0) and ``call.agent_left`` is
+        emitted; the call is back in the IVR. Returns the agent id, or None when the call was not
+        connected (nothing changes: calling it twice, or after ``end_call``, is harmless)."""
+        res = await self._run("agent_left", call_id, wrapup_s)
+        return _s(res) if res else None
+
     async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int) -> str | None:
         res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s)
         return _s(res) if res else None

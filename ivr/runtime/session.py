@@ -102,6 +102,7 @@ class CallSession:
         self.started = time.monotonic()
         self.end_reason = "caller_hangup"
         self.rtp: dict[str, dict[str, int]] = {}
+        self.journey: Journey | None = None  # the plan's, saved on the call record when the call ends
 
     @property
     def caller(self) -> str:
@@ -129,14 +130,17 @@ class CallSession:
                                             plan_version=loaded.version)
             started = True
             async with HttpDataPort(self.ctx.settings.dialplan) as data:
-                result = await PlanRunner(loaded, call=self, queue=self, data=data,
-                                          record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings),
-                                          settings=self.ctx.settings.dialplan).run()
+                runner = PlanRunner(loaded, call=self, queue=self, data=data,
+                                    record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings),
+                                    settings=self.ctx.settings.dialplan)
+                self.journey = runner.journey
+                result = await runner.run()
             outcome = result.result
             log.info("call.plan_done", outcome=outcome, node=result.node)
             if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
                 self.end_reason = "ivr_hangup"
         except (LegEnded, CallerGone):
+            self.end_reason = "caller_hangup"  # also when it was in the plan after the agent left
             log.info("call.caller_left")
         except asyncio.CancelledError:
             self.end_reason = "worker_shutdown"
@@ -149,10 +153,15 @@ class CallSession:
             if self.agent_leg is not None:
                 await self.agent_leg.hangup()
             await self.leg.hangup()
-        if "agent" in self.rtp and "caller" not in self.rtp:  # the caller stayed on after the agent
+        if self.rtp and "caller" not in self.rtp:  # the caller stayed on after the agent / transfer
             ended = await self.leg.wait_ended(5.0)
             if ended is not None:
                 self.rtp["caller"] = ended.rtp
+        if started and self.journey is not None:
+            try:  # the whole journey (after the queue too: a survey), also for calls never queued
+                await self.ctx.store.record_field(self.call_id, "journey", json.dumps(self.journey.to_dict()))
+            except Exception as exc:
+                log.warning("call.journey_not_saved", error=type(exc).__name__)
         if started:
             await self.ctx.store.end_call(self.call_id, reason=self.end_reason,
                                           wrapup_s=self.ctx.settings.routing.wrapup_s,
@@ -190,6 +199,8 @@ class CallSession:
             raise self._gone() from None
 
     async def hangup(self) -> None:
+        if not self.leg.is_ended:
+            self.end_reason = "ivr_hangup"  # the plan hung up (also after the agent left: a survey)
         await self.leg.hangup()
 
     async def record(self, *, max_s: float, beep: bool, terminator: str, name: str) -> Recording:
@@ -254,7 +265,10 @@ class CallSession:
         done, _ = await asyncio.wait({self.leg.ended, other.ended}, return_when=asyncio.FIRST_COMPLETED)
         self.end_reason = "caller_hangup" if self.leg.ended in done else "transfer_ended"
         await other.hangup()
-        await other.wait_ended(5.0)
+        for name, leg in (("transfer", other), ("caller", self.leg)):
+            ended = await leg.wait_ended(5.0) if name == "transfer" or self.leg.ended in done else None
+            if ended is not None:
+                self.rtp[name] = ended.rtp
         self.agent_leg = None
         log.info("call.transfer_ended", by="caller" if self.leg.ended in done else "destination")
         return "completed"
@@ -282,10 +296,19 @@ class CallSession:
     # --- QueuePort --------------------------------------------------------------------------------
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         try:
-            return await self._wait_for_agent(target, journey)
+            outcome = await self._wait_for_agent(target, journey)
         except LegEnded:
             self.end_reason = "caller_hangup"
             return "caller_hangup"
+        # back in the plan (after the agent, or on timeout): keys pressed on hold or while talking
+        # to the agent must not answer the next question (a survey, a callback offer)
+        dropped = 0
+        while not self.leg.digits.empty():
+            self.leg.digits.get_nowait()
+            dropped += 1
+        if dropped:
+            log.info("call.keys_dropped", count=dropped, outcome=outcome)
+        return outcome
 
     async def _wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         store = self.ctx.store
@@ -350,6 +373,16 @@ class CallSession:
         await store.offer_failed(self.call_id, offer.offer_id, reason)
         return False
 
+    async def _agent_left(self) -> None:
+        """The agent hung up first and the caller stays (the plan may go on): the agent goes to
+        wrap-up now, not when the call ends. If Redis refuses, end_call releases the agent later."""
+        try:
+            agent_id = await self.ctx.store.agent_left(self.call_id, wrapup_s=self.ctx.settings.routing.wrapup_s)
+        except Exception as exc:
+            log.warning("call.agent_left_failed", error=type(exc).__name__)
+            return
+        log.info("call.agent_left", agent_id=agent_id)
+
     async def _talk(self) -> QueueOutcome:
         """Until one side hangs up. The agent hanging up first leaves the caller's leg up: the plan
         may go on (a survey). The caller hanging up ends the agent's leg."""
@@ -361,6 +394,8 @@ class CallSession:
         self.end_reason = "caller_hangup" if caller_left else "agent_hangup"
         if caller_left:
             await agent.hangup()
+        else:
+            await self._agent_left()
         for name, leg in (("caller", self.leg), ("agent", agent)):
             if name == "caller" and not caller_left:
                 continue

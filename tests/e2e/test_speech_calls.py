@@ -237,7 +237,7 @@ async def test_queue_timeout_then_voicemail_complete_on_hangup(speech_hotline: H
     recorded = events(lines, "call.recorded")
     assert [r["ended_by"] for r in recorded] == ["hangup"], recorded
     path = speech_hotline.var / "voicemail" / f"{call_id}-general.wav"
-    assert record["voicemail"]["path"] == str(path), record.get("voicemail")
+    assert record["voicemail"]["path"] == str(path), record.get("voicemail")  # decoded by get_call
     size = path.stat().st_size
     assert path.read_bytes()[:4] == b"RIFF", (size, path.read_bytes()[:64], hotline_lines(speech_hotline, call_id))
     with wave.open(str(path)) as w:

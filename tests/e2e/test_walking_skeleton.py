@@ -152,6 +152,7 @@ async def test_call_is_answered_queued_popped_bridged_and_closed(
 
     # --- logs: JSON lines, the call id on every line about the call, no secrets ------------------
     records = hotline.log_records()
+    # dialplan.* is the engine walking a call; the plan registry logs dialplans.* (about no call)
     call_lines = [r for r in records if str(r.get("event", "")).startswith(("call.", "offer.", "dialplan."))]
     assert call_lines, "no call log lines"
     assert all(r.get("call_id") for r in call_lines), [r for r in call_lines if not r.get("call_id")][:3]

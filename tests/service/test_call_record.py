@@ -184,6 +184,7 @@ async def test_a_queued_caller_books_a_callback_that_keeps_its_place(store: Queu
 async def test_an_unqueued_caller_gets_the_place_it_would_have_had(store: QueueStore, settings: Settings) -> None:
     await start(store, "c1")
     await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    await asyncio.sleep(0.002)  # a later millisecond: the same one would tie the two places
     await start(store, "c2")
     await asyncio.sleep(0.01)  # places are in milliseconds: c2's "now" must be later than c1's enqueue
     before = int(time.time() * 1000)

@@ -170,3 +170,62 @@ async def test_housekeeping_releases_wrapups_when_due(store: QueueStore) -> None
     await asyncio.sleep(0.35)
     await store.housekeeping("me", lease_ms=5000, wrapup_s=0, ttl_s=60)
     assert (await store.get_agent("a1"))["state"] == "available"
+
+
+async def test_agent_leaving_first_goes_to_wrapup_and_end_call_leaves_the_agent_alone(store: QueueStore) -> None:
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1")
+    offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    assert offer is not None
+    await store.offer_answered("c1", offer.offer_id)
+    # the agent hangs up; the caller stays for a survey
+    assert await store.agent_left("c1", wrapup_s=0.3) == "a1"
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "wrapup"
+    call = await store.get_call("c1")
+    assert call is not None and call["state"] == "ivr" and call["agent_id"] == "a1" and call["agent_left_at"]
+    assert await store.agent_left("c1", wrapup_s=0.3) is None  # twice: nothing more
+    left = [e.data for e in await store.read_events("0-0") if e.type == "call.agent_left"]
+    assert len(left) == 1 and left[0]["agent_id"] == "a1" and left[0]["queue"] == "billing", left
+    # wrap-up ends while the caller is still in the survey: the agent takes the next caller
+    await asyncio.sleep(0.35)
+    await store.release_wrapups()
+    await start(store, "c2")
+    offer2 = await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey={})
+    assert offer2 is not None and offer2.agent_id == "a1"
+    await store.offer_answered("c2", offer2.offer_id)
+    # the first call ends later: answered (completed), and the agent (now on c2) is not touched
+    assert await store.end_call("c1", reason="ivr_hangup", wrapup_s=5, ttl_s=60) == "completed"
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "oncall" and agent["call_id"] == "c2"
+    states = [e.data["state"] for e in await store.read_events("0-0") if e.type == "agent.state"]
+    assert states == ["available", "reserved", "oncall", "wrapup", "available", "reserved", "oncall"]
+
+
+async def test_agent_left_with_no_wrapup_makes_the_agent_available_and_matched(store: QueueStore) -> None:
+    await store.set_agent_state("a1", AgentState.AVAILABLE)
+    await start(store, "c1")
+    offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    assert offer is not None
+    await store.offer_answered("c1", offer.offer_id)
+    await start(store, "c2")
+    assert await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey={}) is None
+    assert await store.agent_left("c1", wrapup_s=0) == "a1"
+    agent = await store.get_agent("a1")
+    assert agent is not None and agent["state"] == "reserved" and agent["call_id"] == "c2"
+    assert await store.next_offer("w0", timeout_s=0.1) == offer  # c1's own offer, then c2's
+    nxt = await store.next_offer("w0", timeout_s=0.1)
+    assert nxt is not None and nxt.call_id == "c2"
+
+
+async def test_agent_left_does_nothing_unless_connected(store: QueueStore) -> None:
+    await start(store, "c1")
+    assert await store.agent_left("c1", wrapup_s=1) is None  # in the IVR
+    await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey={})
+    assert await store.agent_left("c1", wrapup_s=1) is None  # waiting
+    call = await store.get_call("c1")
+    assert call is not None and call["state"] == "queued"
+    assert await store.end_call("c1", reason="caller_hangup", wrapup_s=1, ttl_s=60) == "abandoned"
+    assert await store.agent_left("c1", wrapup_s=1) is None  # ended
+    assert await store.agent_left("never", wrapup_s=1) is None
+    assert not [e for e in await store.read_events("0-0") if e.type == "call.agent_left"]

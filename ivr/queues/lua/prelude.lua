@@ -105,6 +105,20 @@ local function match_agent(aid)
   return offer(best_c, aid, best_q)
 end
 
+-- The agent's part of call `cid` is over: wrap-up (`wrapup` seconds), or available and matched at
+-- once. Only while the agent still holds that call (never twice, never someone else's call).
+local function release_agent(cid, aid, wrapup, reason)
+  if not aid or redis.call('HGET', k('agent', aid), 'call_id') ~= cid then return false end
+  if wrapup > 0 then
+    set_agent_state(aid, 'wrapup', reason)
+    redis.call('ZADD', k('wrapup'), NOW + wrapup * 1000, aid)
+  else
+    set_agent_state(aid, 'available', reason)
+    match_agent(aid)
+  end
+  return true
+end
+
 -- End a call whatever state it is in; `lost` marks calls whose worker died. Returns the outcome.
 local function finish_call(cid, reason, wrapup, ttl, lost)
   local ckey = k('call', cid)
@@ -121,17 +135,10 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
       match_agent(c.agent_id)
     end
   elseif c.state == 'connected' then
-    if redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
-      if wrapup > 0 then
-        set_agent_state(c.agent_id, 'wrapup', lost and 'call_lost' or '')
-        redis.call('ZADD', k('wrapup'), NOW + wrapup * 1000, c.agent_id)
-      else
-        set_agent_state(c.agent_id, 'available', lost and 'call_lost' or '')
-        match_agent(c.agent_id)
-      end
-    end
+    release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
   elseif c.state == 'ivr' then
-    outcome = 'ivr'
+    -- back in the plan: after its agent left (a survey: the call was answered), or never answered
+    outcome = c.answered_at and 'completed' or 'ivr'
   end
   if lost then outcome = 'lost' end
   redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
