@@ -47,6 +47,12 @@ class Keys:
         """ZSET of waiting call ids, ordered by priority then enqueue time."""
         return self._k("queue", queue, "waiting")
 
+    def queue_stats(self, queue: str) -> str:
+        """HASH of the queue's recent history for wait estimates (see :mod:`ivr.queues.estimate`):
+        ``gap_ms`` (average time a caller spent at the head before an agent took it), ``last_departure``
+        (ms), ``departures``, ``aht_ms`` (average handle time: talk + wrap-up), ``handled``."""
+        return self._k("queue", queue, "stats")
+
     # agents
     @property
     def agents(self) -> str:
@@ -62,6 +68,10 @@ class Keys:
     def idle(self, skill: str) -> str:
         """ZSET of available agents with ``skill``, by time they became available (longest idle first)."""
         return self._k("skill", skill, "idle")
+
+    def staffed(self, skill: str) -> str:
+        """SET of the agents with ``skill`` that are logged in (any state but offline)."""
+        return self._k("skill", skill, "staffed")
 
     @property
     def wrapup(self) -> str:

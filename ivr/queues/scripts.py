@@ -31,6 +31,7 @@ NAMES = (
     "record_field",
     "callback_request",
     "callback_cancel",
+    "queue_status",
 )
 
 

@@ -12,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound
 from ivr.core.events import AGENT_SETTABLE, AgentState
+from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
 from ivr.queues.scripts import Scripts
 
@@ -204,6 +205,38 @@ class QueueStore:
     # --- queues ----------------------------------------------------------------------------
     async def waiting(self, queue: str) -> list[str]:
         return [_s(c) for c in await self.redis.zrange(self.keys.waiting(queue), 0, -1)]
+
+    async def queue_position(self, call_id: str) -> tuple[int, int] | None:
+        """(position, callers waiting) of a waiting call, position 1 being the next to be offered;
+        None when the call is not waiting (in the IVR, offered to an agent, connected or over)."""
+        status = await self._run("queue_status", call_id)
+        return (int(status[0]), int(status[1])) if status else None
+
+    async def wait_estimate(self, call_id: str) -> WaitEstimate | None:
+        """The caller's position and estimated wait (see :mod:`ivr.queues.estimate`); None when the
+        call is not waiting."""
+        status = await self._run("queue_status", call_id)
+        if not status:
+            return None
+        position, waiting = int(status[0]), int(status[1])
+        gap, last, departures, aht, handled = (_s(v) for v in status[2:7])
+        staffed, now = int(status[7]), int(status[8])
+        history = QueueHistory(
+            gap_s=float(gap) / 1000 if gap else None,
+            last_departure_age_s=max(0.0, (now - float(last)) / 1000) if last else None,
+            departures=int(departures or 0),
+            aht_s=float(aht) / 1000 if aht else None,
+            handled=int(handled or 0))
+        seconds, basis = estimate_wait(position, history, staffed)
+        return WaitEstimate(position, waiting, seconds, basis)
+
+    async def queue_history(self, queue: str) -> dict[str, float]:
+        """The queue's recorded history (the stats hash; see :mod:`ivr.queues.estimate`)."""
+        return {_s(k): float(v) for k, v in (await self.redis.hgetall(self.keys.queue_stats(queue))).items()}
+
+    async def staffed(self, skill: str) -> set[str]:
+        """The agents with ``skill`` that are logged in (not offline)."""
+        return {_s(a) for a in await self.redis.smembers(self.keys.staffed(skill))}
 
     async def queue_names(self) -> dict[str, str]:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}

@@ -42,6 +42,7 @@ from ivr.dialplan.ports import (
 from ivr.dialplan.templates import render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.queues.store import Offer, QueueStore
+from ivr.runtime.announce import QueueAnnouncer
 from ivr.runtime.ask import run_ask
 from ivr.runtime.call_record import CallRecord
 from ivr.sip.bridge import SipThread
@@ -103,6 +104,7 @@ class CallSession:
         self.end_reason = "caller_hangup"
         self.rtp: dict[str, dict[str, int]] = {}
         self.journey: Journey | None = None  # the plan's, saved on the call record when the call ends
+        self.announcer: QueueAnnouncer | None = None  # while waiting in a queue
 
     @property
     def caller(self) -> str:
@@ -295,11 +297,16 @@ class CallSession:
 
     # --- QueuePort --------------------------------------------------------------------------------
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
+        self.announcer = QueueAnnouncer(leg=self.leg, store=self.ctx.store, prompts=self.ctx.prompts,
+                                        call_id=self.call_id, target=target, language=self.language,
+                                        default_language=self.default_language).start()
         try:
             outcome = await self._wait_for_agent(target, journey)
         except LegEnded:
             self.end_reason = "caller_hangup"
             return "caller_hangup"
+        finally:
+            await self.announcer.close()
         # back in the plan (after the agent, or on timeout): keys pressed on hold or while talking
         # to the agent must not answer the next question (a survey, a callback offer)
         dropped = 0
@@ -341,6 +348,8 @@ class CallSession:
                 return await self._talk()
 
     def deliver(self, offer: Offer) -> None:
+        if self.announcer is not None:
+            self.announcer.interrupt()  # connecting to the agent starts now, not after an announcement
         self.offers.put_nowait(offer)
 
     async def _connect(self, offer: Offer, moh_id: int) -> bool:

@@ -168,6 +168,7 @@ class SipEngine:
         self.legs: dict[str, _Call] = {}
         self.callers: set[str] = set()
         self.players: dict[int, tuple[_Player, str]] = {}
+        self._paused: dict[int, list[int]] = {}  # solo player -> the players of its leg it paused
         self._player_ids = itertools.count(1)
         self.taps: dict[int, tuple[_Tap, str]] = {}
         self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
@@ -369,7 +370,9 @@ class SipEngine:
     def _media(self, leg_id: str) -> pj.AudioMedia:
         return self.legs[leg_id].getAudioMedia(-1)
 
-    def play(self, leg_id: str, path: str, loop: bool = False) -> int:
+    def play(self, leg_id: str, path: str, loop: bool = False, solo: bool = False) -> int:
+        """Play ``path`` to the leg. ``solo``: the leg's other players (the hold music) are paused -
+        disconnected, so they keep their place - until this one is stopped."""
         self._clock(True)
         player_id = next(self._player_ids)
         player = _Player(self, leg_id, player_id)
@@ -379,11 +382,19 @@ class SipEngine:
             player.createPlaylist(pj.StringVector([path] * MOH_LOOP_COPIES), "loop", 0)
         else:
             player.createPlayer(path, pj.PJMEDIA_FILE_NO_LOOP)
-        player.startTransmit(self._media(leg_id))
+        media = self._media(leg_id)
+        if solo:
+            paused = [pid for pid, entry in self.players.items() if entry[1] == leg_id]
+            for pid in paused:
+                with contextlib.suppress(pj.Error):
+                    self.players[pid][0].stopTransmit(media)
+            self._paused[player_id] = paused
+        player.startTransmit(media)
         self.players[player_id] = (player, leg_id)
         return player_id
 
     def stop_player(self, player_id: int) -> None:
+        paused = self._paused.pop(player_id, [])
         entry = self.players.pop(player_id, None)
         if entry is None:
             return
@@ -394,6 +405,10 @@ class SipEngine:
                 player.stopTransmit(call.getAudioMedia(-1))
             except pj.Error:
                 pass
+            for pid in paused:  # resume what a solo player paused, if it is still there
+                if pid in self.players:
+                    with contextlib.suppress(pj.Error):
+                        self.players[pid][0].startTransmit(call.getAudioMedia(-1))
         del player
 
     def bridge(self, a: str, b: str) -> None:

@@ -75,9 +75,11 @@ class Leg:
         finally:
             waiter.cancel()
 
-    async def start_playback(self, path: str, loop: bool = False) -> tuple[int, asyncio.Future[None]]:
+    async def start_playback(self, path: str, loop: bool = False,
+                             solo: bool = False) -> tuple[int, asyncio.Future[None]]:
+        """Start playing ``path``; ``solo`` pauses the leg's other players until this one is stopped."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        player_id: int = await self.sip.call(SipEngine.play, self.leg_id, path, loop)
+        player_id: int = await self.sip.call(SipEngine.play, self.leg_id, path, loop, solo)
         self._playbacks[player_id] = fut
         return player_id, fut
 

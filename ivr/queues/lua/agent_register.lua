@@ -2,7 +2,12 @@
 local aid = A[1]
 local key = k('agent', aid)
 local existed = redis.call('EXISTS', key)
+local old_skills = agent_skills(aid)  -- staffed sets follow skill changes
 redis.call('HSET', key, 'agent_id', aid, 'name', A[2], 'skills', A[3], 'sip_uri', A[4], 'languages', A[5])
+for s, _ in pairs(old_skills) do redis.call('SREM', k('skill', s, 'staffed'), aid) end
+if existed == 1 and redis.call('HGET', key, 'state') ~= 'offline' then
+  for s, _ in pairs(agent_skills(aid)) do redis.call('SADD', k('skill', s, 'staffed'), aid) end
+end
 redis.call('SADD', k('agents'), aid)
 if existed == 0 then
   redis.call('HSET', key, 'state', 'offline', 'state_since', NOW, 'reason', '')

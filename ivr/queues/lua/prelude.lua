@@ -33,6 +33,38 @@ local function agent_skills(aid)
   return cjson.decode(redis.call('HGET', k('agent', aid), 'skills') or '{}')
 end
 
+-- Queue history for wait estimates (ivr/queues/estimate.py): exponentially weighted averages in
+-- the queue's stats hash, updated as calls are answered and end.
+local EWMA_ALPHA = 0.25
+local function ewma(key, field, sample)
+  local prev = tonumber(redis.call('HGET', key, field) or '')
+  local v = sample
+  if prev then v = prev + EWMA_ALPHA * (sample - prev) end
+  redis.call('HSET', key, field, math.floor(v + 0.5))
+end
+
+-- A waiting call was answered: it left the head of its queue when it was offered. The time it spent
+-- at the head (from the later of its queueing and the previous departure) is sampled only when the
+-- caller had to wait (not offered the moment it was queued): that is the queue's departure interval.
+local function record_departure(ckey)
+  local c = redis.call('HMGET', ckey, 'queue', 'queued_at', 'offered_at')
+  if not c[1] then return end
+  local skey = k('queue', c[1], 'stats')
+  local queued, off = tonumber(c[2] or NOW), tonumber(c[3] or NOW)
+  local last = tonumber(redis.call('HGET', skey, 'last_departure') or 0)
+  if off > queued then ewma(skey, 'gap_ms', math.max(0, off - math.max(queued, last))) end
+  redis.call('HSET', skey, 'last_departure', math.max(off, last))
+  redis.call('HINCRBY', skey, 'departures', 1)
+end
+
+-- An answered call of `queue` ended: its handle time (talk + wrap-up) in ms.
+local function record_handled(queue, ms)
+  if not queue then return end
+  local skey = k('queue', queue, 'stats')
+  ewma(skey, 'aht_ms', math.max(0, ms))
+  redis.call('HINCRBY', skey, 'handled', 1)
+end
+
 -- The single place agent state changes; keeps the idle indexes in step with it.
 local function set_agent_state(aid, state, reason)
   local key = k('agent', aid)
@@ -44,6 +76,13 @@ local function set_agent_state(aid, state, reason)
       redis.call('ZADD', k('skill', s, 'idle'), NOW, aid)
     else
       redis.call('ZREM', k('skill', s, 'idle'), aid)
+    end
+  end
+  for s, _ in pairs(skills) do  -- logged-in agents per skill, for wait estimates
+    if state == 'offline' then
+      redis.call('SREM', k('skill', s, 'staffed'), aid)
+    else
+      redis.call('SADD', k('skill', s, 'staffed'), aid)
     end
   end
   if state ~= 'wrapup' then redis.call('ZREM', k('wrapup'), aid) end
@@ -135,6 +174,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
       match_agent(c.agent_id)
     end
   elseif c.state == 'connected' then
+    if not lost then record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000) end
     release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
   elseif c.state == 'ivr' then
     -- back in the plan: after its agent left (a survey: the call was answered), or never answered
