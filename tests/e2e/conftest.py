@@ -6,9 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,29 +22,9 @@ from redis.asyncio import Redis
 
 from ivr.queues.store import QueueStore
 from tests.conftest import kill_matching
-from tests.ports import free_udp_tcp_port
+from tests.ports import free_port_range, free_udp_tcp_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_range(count: int, lo: int = 20000, hi: int = 60000) -> int:
-    """A base port such that base..base+count-1 are free for UDP and TCP on 127.0.0.1."""
-    for _ in range(200):
-        base = random.randrange(lo, hi - count)
-        ok = True
-        for port in range(base, base + count):
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    try:
-                        s.bind(("127.0.0.1", port))
-                    except OSError:
-                        ok = False
-                        break
-            if not ok:
-                break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +47,9 @@ class Hotline:
     proc: subprocess.Popen[bytes] | None = None
 
     def __post_init__(self) -> None:
-        self.sip_base = free_range(self.workers)
-        self.rtp_base = free_range(self.workers * 40)
+        pool = max(self.workers, int(self.overrides.get("workers", {}).get("max_count") or 0))
+        self.sip_base = free_port_range(pool)
+        self.rtp_base = free_port_range(pool * 40)
         self.var = self.workdir / "var"
         self.log_path = self.workdir / "hotline.log"
         self.tokens = {"agent1": "agent1-test-token", "super1": "super1-test-token"}
