@@ -162,7 +162,12 @@ class SipThread:
                 try:
                     self._resolve(fut, fn(engine, *args))
                 except Exception as exc:
-                    self._resolve(fut, exc=exc)
+                    # The traceback's frames (and any pjsua2 object in them) must die here, on the
+                    # SIP thread: freed on the asyncio side, a pjsua2 destructor asserts (seen: a
+                    # worker aborted with "Calling pjlib from unknown/external thread").
+                    log.info("sip.command_failed", command=getattr(fn, "__name__", "?"), error=repr(exc))
+                    self._resolve(fut, exc=exc.with_traceback(None))
+                    del exc
         engine.shutdown()
         self.engine = None
 

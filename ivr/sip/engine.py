@@ -41,6 +41,10 @@ _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
 
 
+class LegGone(KeyError):
+    """The leg is no longer there (hung up and forgotten) when a command for it runs."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     host: str
@@ -340,7 +344,7 @@ class SipEngine:
     def answer(self, leg_id: str, code: int = 200) -> None:
         op = pj.CallOpParam()
         op.statusCode = code
-        self.legs[leg_id].answer(op)
+        self._leg(leg_id).answer(op)
 
     def hangup(self, leg_id: str, code: int = 0) -> None:
         call = self.legs.get(leg_id)
@@ -367,8 +371,14 @@ class SipEngine:
             raise
         return leg_id
 
+    def _leg(self, leg_id: str) -> _Call:
+        call = self.legs.get(leg_id)
+        if call is None:
+            raise LegGone(leg_id)
+        return call
+
     def _media(self, leg_id: str) -> pj.AudioMedia:
-        return self.legs[leg_id].getAudioMedia(-1)
+        return self._leg(leg_id).getAudioMedia(-1)
 
     def play(self, leg_id: str, path: str, loop: bool = False, solo: bool = False) -> int:
         """Play ``path`` to the leg. ``solo``: the leg's other players (the hold music) are paused -

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ivr.sip.bridge import FrameSink, SipThread
-from ivr.sip.engine import SipEngine
+from ivr.sip.engine import LegGone, SipEngine
 from ivr.sip.events import Answered, Disconnected, Dtmf, MediaReady, PlaybackDone, Ringing, SipEvent
+
+T = TypeVar("T")
 
 
 class LegEnded(Exception):
@@ -66,8 +69,16 @@ class Leg:
             raise LegEnded(self.leg_id)
         return False
 
+    async def _command(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a command for this leg on the SIP thread; a leg that is already gone is LegEnded."""
+        try:
+            result: T = await self.sip.call(fn, self.leg_id, *args)
+        except LegGone:
+            raise LegEnded(self.leg_id) from None
+        return result
+
     async def answer(self, timeout: float = 5.0) -> None:
-        await self.sip.call(SipEngine.answer, self.leg_id, 200)
+        await self._command(SipEngine.answer, 200)
         waiter = asyncio.ensure_future(self.media_ready.wait())
         try:
             if not await self.until(waiter, timeout):
@@ -79,7 +90,7 @@ class Leg:
                              solo: bool = False) -> tuple[int, asyncio.Future[None]]:
         """Start playing ``path``; ``solo`` pauses the leg's other players until this one is stopped."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        player_id: int = await self.sip.call(SipEngine.play, self.leg_id, path, loop, solo)
+        player_id: int = await self._command(SipEngine.play, path, loop, solo)
         self._playbacks[player_id] = fut
         return player_id, fut
 
@@ -136,7 +147,7 @@ class Leg:
     async def start_listen(self) -> tuple[int, FrameSink]:
         """Tap the caller's audio (20 ms PCM frames) until ``stop_listen``."""
         sink = FrameSink(asyncio.get_running_loop())
-        tap_id: int = await self.sip.call(SipEngine.start_listen, self.leg_id, sink.push)
+        tap_id: int = await self._command(SipEngine.start_listen, sink.push)
         return tap_id, sink
 
     async def stop_listen(self, tap_id: int, sink: FrameSink) -> None:
@@ -144,7 +155,7 @@ class Leg:
         await self.sip.call(SipEngine.stop_listen, tap_id)
 
     async def start_record(self, path: str) -> int:
-        rec_id: int = await self.sip.call(SipEngine.start_record, self.leg_id, path)
+        rec_id: int = await self._command(SipEngine.start_record, path)
         return rec_id
 
     async def stop_record(self, rec_id: int) -> None:
