@@ -443,7 +443,8 @@ class PlanRunner:
             priority=priority, max_wait_s=node.max_wait_s,
             announce_every_s=ann.every_s if ann else None,
             announce_position=ann.position if ann else False,
-            announce_wait=ann.wait_time if ann else False)
+            announce_wait=ann.wait_time if ann else False,
+            keys=tuple(k.digit for k in node.keys))
         self.queue_target = target
         step = self._step(name, "queue", detail=node.queue)
         outcome = await self.queue.wait_for_agent(target, self.journey)
@@ -453,6 +454,12 @@ class PlanRunner:
             return node.after
         if outcome == "timeout":
             return node.on_timeout
+        if outcome.startswith("key:"):
+            pressed = outcome.removeprefix("key:")
+            step.digit = pressed
+            goto = {k.digit: k.goto for k in node.keys}.get(pressed)
+            if goto is not None:
+                return goto
         return _End("queued", outcome)
 
     async def _callback(self, name: str, node: CallbackNode) -> Next:

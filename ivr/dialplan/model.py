@@ -282,6 +282,13 @@ class Announcements(_Strict):
     wait_time: bool = True
 
 
+class QueueKey(_Strict):
+    """A key the caller may press while waiting: leaves the queue for another node (e.g. a callback)."""
+
+    digit: str = Field(pattern=r"^[0-9*#]$")
+    goto: NodeRef
+
+
 class QueueNode(_Strict):
     type: Literal["queue"]
     queue: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -293,6 +300,7 @@ class QueueNode(_Strict):
     max_wait_s: float | None = Field(None, gt=0, description="after this, go to on_timeout")
     on_timeout: NodeRef | None = None
     after: NodeRef | None = Field(None, description="where the caller goes when the agent hangs up (e.g. a survey)")
+    keys: list[QueueKey] = Field([], description="keys that leave the queue while waiting, e.g. 1 = call me back")
 
     @field_validator("priority")
     @classmethod
@@ -307,6 +315,9 @@ class QueueNode(_Strict):
     def _timeout(self) -> QueueNode:
         if (self.max_wait_s is None) != (self.on_timeout is None):
             raise ValueError("max_wait_s and on_timeout go together")
+        digits = [k.digit for k in self.keys]
+        if len(set(digits)) != len(digits):
+            raise ValueError("a key is listed twice in keys")
         return self
 
 
@@ -428,6 +439,8 @@ def node_targets(node: AnyNode) -> list[tuple[str, str]]:
         out += [(f"options.{i}.goto", o.goto) for i, o in enumerate(node.options)]
     if isinstance(node, BranchNode):
         out += [(f"rules.{i}.goto", r.goto) for i, r in enumerate(node.rules)]
+    if isinstance(node, QueueNode):
+        out += [(f"keys.{i}.goto", k.goto) for i, k in enumerate(node.keys)]
     for field in ("next", "on_failure", "on_error", "on_timeout", "after", "declined", "default"):
         target = getattr(node, field, None)
         if isinstance(target, str):

@@ -97,14 +97,18 @@ class QueueTarget:
     announce_every_s: float | None = None
     announce_position: bool = False
     announce_wait: bool = False
+    keys: tuple[str, ...] = ()   # keys that leave the queue while waiting
 
 
-QueueOutcome = Literal["agent_hangup", "caller_hangup", "timeout"]
+#: "agent_hangup", "caller_hangup", "timeout", or "key:<digit>" (the caller pressed one of
+#: QueueTarget.keys and has left the queue).
+QueueOutcome = str
 
 
 class QueuePort(Protocol):
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
-        """Queue the caller until an agent took the call and it ended, or ``max_wait_s`` passed."""
+        """Queue the caller until an agent took the call and it ended, ``max_wait_s`` passed, or the
+        caller pressed one of ``target.keys`` while still waiting (``"key:<digit>"``)."""
         ...
 
 

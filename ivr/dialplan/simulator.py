@@ -293,21 +293,42 @@ class SimCall:
 
 
 class SimQueue:
-    def __init__(self, pr: Printer, agent_hangup: bool) -> None:
+    """Waiting in a queue: a key token that is one of the node's ``keys`` leaves the queue with it;
+    otherwise an agent takes the call and hangs up (``--agent-hangup``) or the caller hangs up."""
+
+    def __init__(self, pr: Printer, agent_hangup: bool, call: SimCall | None = None) -> None:
+        self.call = call
         self.pr = pr
         self.agent_hangup = agent_hangup
 
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         outcome: QueueOutcome = "agent_hangup" if self.agent_hangup else "caller_hangup"
+        pressed = self._key(target.keys)
+        if pressed is not None:
+            outcome = f"key:{pressed}"
         ann = (f"every {target.announce_every_s:g}s position={target.announce_position} "
                f"wait={target.announce_wait}" if target.announce_every_s else "none")
         wait = f"{target.max_wait_s:g}s" if target.max_wait_s else "-"
         self.pr.event("queue", f"   queue: {target.queue} skills={','.join(target.skills)} priority={target.priority}"
                       f" language={target.language} max_wait={wait} announce={ann}", **asdict(target))
-        self.pr.event("queue_outcome", "   queue outcome: " + (
-            "an agent took the call and hung up" if self.agent_hangup else "the caller hung up while waiting"),
-            outcome=outcome)
+        said = (f"the caller pressed {pressed} while waiting" if pressed is not None
+                else "an agent took the call and hung up" if self.agent_hangup
+                else "the caller hung up while waiting")
+        self.pr.event("queue_outcome", "   queue outcome: " + said, outcome=outcome)
         return outcome
+
+    def _key(self, keys: tuple[str, ...]) -> str | None:
+        call = self.call
+        if call is None or not keys:
+            return None
+        if call.keys and call.keys[0] in keys:
+            pressed, call.keys = call.keys[0], call.keys[1:]
+            return pressed
+        if call.tokens and call.tokens[0].kind == "keys" and call.tokens[0].keys[:1] in keys:
+            token = call.tokens.pop(0)
+            pressed, call.keys = token.keys[0], token.keys[1:]
+            return pressed
+        return None
 
 
 class SimRecord:
@@ -464,7 +485,7 @@ async def _walk(loaded: LoadedPlan, settings: Any, pr: Printer, *, caller: str, 
                 pr.event("step", f"   => {' '.join(bits)}" if bits else None, **fields)
 
     async with HttpDataPort(settings.dialplan) as http:
-        runner = _Runner(loaded, call=call, queue=SimQueue(pr, agent_hangup), record=SimRecord(pr),
+        runner = _Runner(loaded, call=call, queue=SimQueue(pr, agent_hangup, call), record=SimRecord(pr),
                          data=SimData(pr, http), settings=settings.dialplan, now=now, variables=variables)
         pr.before = runner.flush_steps
         try:

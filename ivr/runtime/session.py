@@ -332,9 +332,16 @@ class CallSession:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             getter = asyncio.ensure_future(self.offers.get())
             try:
-                got = await self.leg.until(getter, remaining)
+                got = await self._offer_or_key(getter, remaining, target.keys)
             finally:
                 getter.cancel()
+            if isinstance(got, str):
+                # a key of the queue node (e.g. 1 = call me back): leave, unless an offer is in flight
+                if await store.leave_queue(self.call_id, "key"):
+                    await self.leg.stop_playback(moh_id)
+                    log.info("call.queue_key", queue=target.queue, digit=got)
+                    return f"key:{got}"
+                continue
             if not got:
                 # max_wait_s passed: leave the queue atomically, unless an offer is already in
                 # flight: then that offer plays out (answered: talk; failed: back here, leave then).
@@ -346,6 +353,36 @@ class CallSession:
                 continue
             if await self._connect(getter.result(), moh_id):
                 return await self._talk()
+
+    async def _offer_or_key(self, getter: asyncio.Future[Offer], timeout: float | None,
+                            keys: tuple[str, ...]) -> bool | str:
+        """Wait for an offer (True), the timeout (False) or, while waiting, a key of ``keys`` (the
+        key). Other keys are dropped: nothing else listens while the caller is on hold."""
+        if not keys:
+            return await self.leg.until(getter, timeout)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            key = asyncio.ensure_future(self.leg.digits.get())
+            try:
+                waits: set[asyncio.Future[Any]] = {getter, key, self.leg.ended}
+                left = None if deadline is None else max(0.0, deadline - loop.time())
+                done, _ = await asyncio.wait(waits, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not key.done():
+                    key.cancel()
+            if getter in done:
+                if key in done:  # both at once: the offer wins; the key is not lost for later
+                    self.leg.digits.put_nowait(key.result())
+                return True
+            if self.leg.ended in done:
+                raise LegEnded(self.call_id)
+            if key in done:
+                digit = key.result().digit
+                if digit in keys:
+                    return digit
+                continue
+            return False
 
     def deliver(self, offer: Offer) -> None:
         if self.announcer is not None:

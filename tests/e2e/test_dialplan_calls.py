@@ -57,6 +57,7 @@ ALAW_SILENCE = {0xD5, 0x55, 0xD4, 0x54}
 CONFIRMED = "We will call you back soon."
 VIP, DOWN, SURVEY, CALLBACK, TRANSFER, COLLECT = (
     "+15550301", "+15550302", "+15550303", "+15550304", "+15550306", "+15550307")
+ON_HOLD = "+15550308"
 
 
 def key(k: str) -> Path:
@@ -108,6 +109,14 @@ def plans(crm_port: int, desk: str) -> dict[str, dict[str, Any]]:
             "desk": {"type": "transfer", "to": desk, "prompt": {"text": "Connecting you."}, "ring_s": 10,
                      "on_failure": "bye"},
             "bye": bye}), "variables": {"outside": "sip:someone@192.0.2.1"}},
+        "hold": plan("Keys on hold", "3006", "hold", {
+            "hold": {"type": "queue", "queue": "nobody", "prompt": {"text": "Press one to be called back."},
+                     "keys": [{"digit": "1", "goto": "offer"}]},
+            # sipp replays one RFC 2833 event per pcap: the same key twice looks like a retransmission
+            "offer": {"type": "callback", "queue": "nobody", "timeout_s": 8, "accept_digit": "2",
+                      "prompt": {"text": "To confirm, press two."},
+                      "confirmed": {"text": CONFIRMED}, "next": "bye"},
+            "bye": bye}),
         "collect": plan("Account", "3005", "account", {
             "account": {"type": "collect", "variable": "account", "min_digits": 4, "max_digits": 8,
                         "terminator": "#", "timeout_s": 8, "listen": {"enabled": False},
@@ -154,11 +163,8 @@ async def flow(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Flow]:
 
 def new_media_port() -> int:
     """A port for sipp's ``-mp``: sipp binds it and the three after it (RTP and RTCP, audio and video),
-    so two sipps started together must not get neighbouring ports."""
-    while True:
-        base = free_udp_tcp_port()
-        if [free_udp_tcp_port() for _ in range(3)] == [base + 1, base + 2, base + 3]:
-            return base
+    so two sipps started together must not get neighbouring ports: tests/ports.py hands out blocks of 4."""
+    return free_udp_tcp_port()
 
 
 def actions(*steps: tuple[Path, int]) -> str:
@@ -373,6 +379,30 @@ async def test_callback_offer_books_a_callback_and_ends_the_call(flow: Flow, tmp
     assert (record["outcome"], record["end_reason"]) == ("ivr", "ivr_hangup"), record
     requested = [d for t, d in await stream(h) if t == "callback.requested" and d["call_id"] == record["call_id"]]
     assert [d["queue"] for d in requested] == ["callbacks"]
+
+
+async def test_a_key_on_hold_leaves_the_queue_and_books_a_callback_in_place(flow: Flow, tmp_path: Path) -> None:
+    """Waiting with nobody to take the call, the caller presses 1 (a key of the queue node): the call
+    leaves the queue at once, the callback offer plays, 2 books it, keeping the caller's place."""
+    h = flow.hotline
+    await place_call(h, tmp_path, ani=ON_HOLD, number="3006", steps=[(key("1"), 4000), (key("2"), 6500)])
+    record = await ended_record(h, ON_HOLD)
+    hold = [s for s in record["journey"]["steps"] if s["node"] == "hold"]
+    assert [(s.get("digit"), s.get("outcome")) for s in hold] == [("1", "key:1")], record["journey"]
+    assert steps_of(record)[1:] == [("offer", "accepted"), ("bye", None)], record["journey"]
+    events = [(t, d) for t, d in await stream(h) if d.get("call_id") == record["call_id"]]
+    left = [d for t, d in events if t == "call.left_queue"]
+    assert [d["reason"] for d in left] == ["key"], events
+    redis = h.redis()
+    try:
+        store = h.store(redis)
+        assert await store.waiting("nobody") == []
+        callbacks = await store.list_callbacks("nobody")
+    finally:
+        await redis.aclose()
+    assert [(c["number"], c["call_id"]) for c in callbacks] == [(ON_HOLD, record["call_id"])]
+    # the place kept is the one the caller had in the queue: priority 0, the time they joined it
+    assert int(float(callbacks[0]["place"])) == 9 * 10**13 + int(record["queued_at"]), (callbacks[0], record)
 
 
 def voiced(payload: bytes) -> bool:

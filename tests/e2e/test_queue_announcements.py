@@ -21,9 +21,9 @@ import pytest
 
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from tests import rtp_pcap
-from tests.e2e.conftest import ROOT, Hotline, free_range
+from tests.e2e.conftest import ROOT, Hotline
 from tests.e2e.test_media import FRAME, locate, moh_wav, wav_pcm
-from tests.ports import free_udp_tcp_port
+from tests.ports import free_port_range, free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import run_sipp
 from tests.sniffer import LoopbackSniffer
@@ -66,8 +66,7 @@ def at(record: dict[str, Any]) -> float:
 
 async def test_waiting_callers_hear_their_position_and_wait(hotline: Hotline, tmp_path: Path) -> None:
     # (SIP, media) per caller; sipp's media takes 4 ports (audio and video, RTP and RTCP)
-    media0 = free_range(4)
-    media1 = next(b for b in iter(lambda: free_range(4), None) if abs(b - media0) >= 4)
+    media0, media1 = free_port_range(4), free_port_range(4)  # blocks of 4: RTP, RTCP and sipp's video
     ports = [(free_udp_tcp_port(), media0), (free_udp_tcp_port(), media1)]
     sniffed = {hotline.edge_port, *[m for _, m in ports]}
     sniffed |= set(range(hotline.rtp_base, hotline.rtp_base + hotline.workers * 40))

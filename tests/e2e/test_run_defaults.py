@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import ROOT, free_range
-from tests.ports import free_udp_tcp_port
+from tests.e2e.conftest import ROOT
+from tests.ports import free_port_range, free_udp_tcp_port
 
 pytestmark = pytest.mark.e2e
 
@@ -33,8 +33,8 @@ def start_ivr_run(tmp_path: Path, ports: dict[str, int], **extra: str) -> tuple[
         **os.environ,
         "IVR_VAR_DIR": str(tmp_path / "var"),
         **{f"IVR_{name}__PORT": str(port) for name, port in ports.items()},
-        "IVR_WORKERS__SIP_PORT_BASE": str(free_range(2)),
-        "IVR_WORKERS__RTP_PORT_BASE": str(free_range(80)),
+        "IVR_WORKERS__SIP_PORT_BASE": str(free_port_range(2)),
+        "IVR_WORKERS__RTP_PORT_BASE": str(free_port_range(80)),
         "IVR_PROMPTS__CACHE_DIR": str(tmp_path.parent / "prompt-cache"),
         **extra,
     }

@@ -482,6 +482,15 @@ async def test_queue_agent_hangup_goes_to_after_and_timeout_to_on_timeout() -> N
     assert env.result.node == "late" and env.call.texts == ["Too busy."] and env.result.result == "hangup"
 
 
+async def test_a_key_pressed_on_hold_goes_to_its_node() -> None:
+    plan = QUEUE.replace("    after: survey\n", "    after: survey\n    keys: [{digit: '1', goto: late}]\n")
+    env = await run(plan, queue=FakeQueue("key:1"), variables={"prio": "1"})
+    assert env.queue.targets[0].keys == ("1",)
+    assert env.result.node == "late" and env.call.texts == ["Too busy."]
+    step = env.result.journey.steps[0]
+    assert (step.node, step.digit, step.outcome) == ("q", "1", "key:1")
+
+
 async def test_queue_defaults_and_agent_hangup_without_after_ends_queued() -> None:
     env = await run("start: q\nnodes:\n  q: {type: queue, queue: support, priority: 3}\n",
                     queue=FakeQueue("agent_hangup"))

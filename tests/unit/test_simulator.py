@@ -328,3 +328,33 @@ def test_callback_and_transfer(tmp_path: Path) -> None:
     assert doc["path"] == ["m", "desk", "m", "cb"]
     assert not [e for e in doc["events"] if e["event"] == "transfer"]
     assert doc["journey"]["steps"][1]["outcome"] == "denied"
+
+
+KEYS_ON_HOLD = """
+name: Keys on hold
+numbers: ["5000"]
+start: q
+nodes:
+  q:
+    type: queue
+    queue: billing
+    prompt: "Please hold. Press 1 at any time to be called back."
+    keys: [{digit: "1", goto: cb}]
+  cb:
+    type: callback
+    queue: billing
+    prompt: "Press 1 to confirm a call back to {caller}."
+    confirmed: "Booked."
+"""
+
+
+def test_a_key_on_hold_leaves_the_queue_for_its_node(tmp_path: Path) -> None:
+    plan = tmp_path / "hold.yaml"
+    plan.write_text(KEYS_ON_HOLD)
+    p = simulate(str(plan), "--input", "1,1", "--json")
+    doc = json.loads(p.stdout)
+    assert doc["path"] == ["q", "cb"] and doc["outcome"]["node"] == "cb"
+    assert [e["outcome"] for e in doc["events"] if e["event"] == "queue_outcome"] == ["key:1"]
+    p = simulate(str(plan), "--input", "2", "--json")  # not a key of the queue: the caller waits
+    doc = json.loads(p.stdout)
+    assert doc["path"] == ["q"] and doc["outcome"]["queue_outcome"] == "caller_hangup"
