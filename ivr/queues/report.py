@@ -80,7 +80,7 @@ def _run(args: argparse.Namespace, write: Any) -> int:
         except RedisError as exc:
             print(f"ivr report: Redis at {settings.redis.dsn}: {exc}", file=sys.stderr)
             return 1
-    print(f"ivr report: {rows} {args.report} rows written to {args.output or 'standard output'}", file=sys.stderr)
+    print(f"ivr report {args.report}: {rows} rows written to {args.output or 'standard output'}", file=sys.stderr)
     return 0
 
 

@@ -2,16 +2,31 @@
 -- A = queue, since (epoch seconds: intervals starting at or after it are returned).
 -- Returns false for a queue never used, else {now ms, skill, callers waiting, enqueue time (ms) of the
 -- longest-waiting caller or '', {state, agents with the queue's skill in it...}, {interval hash as a
--- flat field/value list...}}. The enqueue time comes from each waiting call's queued_at (the waiting
--- score also holds the priority).
+-- flat field/value list...}}.
 local queue, since = A[1], A[2]
 local skill = redis.call('HGET', k('queues'), queue)
 if not skill then return false end
 local wkey = k('queue', queue, 'waiting')
+-- The longest wait is the earliest queued_at of the waiting calls. The waiting score is
+-- (9 - priority) * 1e13 + queued_at (enqueue.lua), so the oldest caller is the head of one of the ten
+-- priority bands: only those heads are read. Should the scores ever not fall in the bands, every
+-- waiting call is read instead.
 local oldest = nil
-for _, cid in ipairs(redis.call('ZRANGE', wkey, 0, -1)) do
+local function consider(cid)
   local q = tonumber(redis.call('HGET', k('call', cid), 'queued_at') or '')
   if q and (oldest == nil or q < oldest) then oldest = q end
+end
+local banded, heads = 0, {}
+for band = 0, 9 do
+  local lo, hi = string.format('%d', band * 1e13), string.format('(%d', (band + 1) * 1e13)
+  banded = banded + redis.call('ZCOUNT', wkey, lo, hi)
+  local head = redis.call('ZRANGEBYSCORE', wkey, lo, hi, 'LIMIT', 0, 1)
+  if head[1] then heads[#heads + 1] = head[1] end
+end
+if banded == redis.call('ZCARD', wkey) then
+  for _, cid in ipairs(heads) do consider(cid) end
+else
+  for _, cid in ipairs(redis.call('ZRANGE', wkey, 0, -1)) do consider(cid) end
 end
 local counts = {}
 for _, aid in ipairs(redis.call('SMEMBERS', k('agents'))) do
