@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     dialplan_cli.add_parser(sub)
     simulator.add_parser(sub)
     prompts_cli.add_parser(sub)
+    from ivr.queues import report
+
+    report.add_parser(sub)
     args = p.parse_args(argv)
 
     try:

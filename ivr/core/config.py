@@ -189,7 +189,28 @@ class RoutingSettings(BaseModel):
     wrapup_s: float = Field(10.0, ge=0)
     call_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long an ended call record is kept")
     events_maxlen: int = Field(100_000, ge=1000)
-    service_level_s: list[int] = [10, 20]
+    service_level_s: list[int] = Field([10, 20], description="service-level thresholds in seconds: a call "
+                                                              "answered within T counts toward SL(T)")
+    short_abandon_s: float = Field(5.0, ge=0, description="callers hanging up sooner than this after "
+                                                          "entering a queue are short abandons: counted "
+                                                          "apart, left out of the abandonment rate and SL2")
+    stats_interval_s: int = Field(900, ge=60, le=86400, description="length of a statistics interval; must "
+                                                                    "divide a day (900 = quarter hours)")
+    stats_keep_days: int = Field(35, ge=1, le=3660, description="how long interval statistics are kept")
+
+    @field_validator("service_level_s")
+    @classmethod
+    def _thresholds(cls, v: list[int]) -> list[int]:
+        if any(t <= 0 for t in v):
+            raise ValueError("service-level thresholds must be positive seconds")
+        return sorted(set(v))
+
+    @field_validator("stats_interval_s")
+    @classmethod
+    def _divides_a_day(cls, v: int) -> int:
+        if 86400 % v:
+            raise ValueError("stats_interval_s must divide 86400 (e.g. 300, 900, 1800, 3600)")
+        return v
 
 
 class AgentSeed(BaseModel):

@@ -31,6 +31,8 @@ class EventType(StrEnum):
     CALL_OFFER_FAILED = "call.offer_failed"
     CALL_ANSWERED = "call.answered"
     CALL_AGENT_LEFT = "call.agent_left"        # the agent hung up first; the caller stays in the plan
+    CALL_LEFT_QUEUE = "call.left_queue"        # taken out of its queue, back in the plan (e.g. max wait)
+    CALL_ABANDONED = "call.abandoned"          # hung up while queued or offered (waited_s, short); then call.ended
     CALL_ENDED = "call.ended"
     AGENT_STATE = "agent.state"
     CALL_CSAT = "call.csat"                    # survey score stored on the call record

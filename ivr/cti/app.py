@@ -20,6 +20,7 @@ from ivr.cti.calls import CallsApi
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
 from ivr.queues.connection import close, connect
+from ivr.queues.stats import StatsConfig, parse_time
 from ivr.queues.store import QueueStore
 from ivr.runtime.tasks import TaskGroup
 
@@ -91,13 +92,33 @@ async def set_state(request: web.Request) -> web.Response:
     return web.json_response(await store.get_agent(agent_id))
 
 
+def _since(request: web.Request) -> int | None:
+    """``?since=`` (ISO 8601; without an offset: the server's local time) as epoch seconds."""
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    try:
+        return int(parse_time(raw))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="request.invalid") from exc
+
+
 async def list_queues(request: web.Request) -> web.Response:
+    """Every queue with its real-time ``stats`` (see :meth:`QueueStore.queue_stats`; ``?since=``
+    sets the start of the period, local midnight by default)."""
     require_role(_user(request), "supervisor", "admin")
-    store = request.app[STORE]
+    store, since = request.app[STORE], _since(request)
     out = []
     for queue, skill in sorted((await store.queue_names()).items()):
-        out.append({"queue": queue, "skill": skill, "waiting": len(await store.waiting(queue))})
+        stats = (await store.queue_stats(queue, since_s=since)).to_dict()
+        out.append({"queue": queue, "skill": skill, "waiting": stats["waiting"], "stats": stats})
     return web.json_response({"queues": out})
+
+
+async def queue_stats(request: web.Request) -> web.Response:
+    require_role(_user(request), "supervisor", "admin")
+    stats = await request.app[STORE].queue_stats(request.match_info["queue"], since_s=_since(request))
+    return web.json_response(stats.to_dict())
 
 
 async def agent_events(request: web.Request) -> web.WebSocketResponse:
@@ -144,7 +165,8 @@ def init_app(settings: Settings) -> web.Application:
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = connect(settings.redis)
-        store = QueueStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
+        store = QueueStore(redis, settings.redis.prefix, settings.routing.events_maxlen,
+                           StatsConfig.from_routing(settings.routing))
         app[STORE] = store
         for u in settings.users:  # idempotent: every API instance makes sure the agents exist
             if u.role == "agent":
@@ -169,6 +191,7 @@ def init_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/agents/{agent_id}/events", agent_events)
     r.add_routes(CallsApi(STORE, SETTINGS, AUTH).routes())  # /api/v1/calls, /voicemail, /callbacks
     r.add_get("/api/v1/queues", list_queues)
+    r.add_get("/api/v1/queues/{queue}/stats", queue_stats)
     from ivr.cti.dialplans import add_routes as add_dialplan_routes  # imports this module
 
     add_dialplan_routes(app)

@@ -53,6 +53,16 @@ class Keys:
         (ms), ``departures``, ``aht_ms`` (average handle time: talk + wrap-up), ``handled``."""
         return self._k("queue", queue, "stats")
 
+    def queue_interval(self, queue: str, start_s: int) -> str:
+        """HASH of the queue's counters for the statistics interval starting at ``start_s`` (epoch
+        seconds): offered, answered, waits, abandons, handle time... (see :mod:`ivr.queues.stats`);
+        expires ``routing.stats_keep_days`` after the interval began."""
+        return self._k("queue", queue, "interval", str(start_s))
+
+    def queue_intervals(self, queue: str) -> str:
+        """ZSET of the start (epoch seconds, also the score) of every interval the queue has counters for."""
+        return self._k("queue", queue, "intervals")
+
     # agents
     @property
     def agents(self) -> str:

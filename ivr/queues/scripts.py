@@ -32,6 +32,7 @@ NAMES = (
     "callback_request",
     "callback_cancel",
     "queue_status",
+    "queue_snapshot",
 )
 
 
@@ -42,9 +43,9 @@ def _source(name: str) -> str:
 class Scripts:
     """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
 
-    def __init__(self, redis: Redis, prefix: str, events_maxlen: int) -> None:
+    def __init__(self, redis: Redis, prefix: str, events_maxlen: int, stats_json: str) -> None:
         prelude = _source("prelude")
-        self._fixed = [prefix, str(events_maxlen)]
+        self._fixed = [prefix, str(events_maxlen), stats_json]
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(prelude + "\n" + _source(name)) for name in NAMES
         }

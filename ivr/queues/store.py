@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
 from ivr.queues.scripts import Scripts
+from ivr.queues.stats import Interval, QueueStats, StatsConfig, start_of_today
 
 _ERRORS: dict[str, type[IvrError]] = {
     "call.not_found": NotFound,
@@ -55,10 +57,12 @@ def _offer(result: Any) -> Offer | None:
 
 
 class QueueStore:
-    def __init__(self, redis: Redis, prefix: str = "ivr", events_maxlen: int = 100_000) -> None:
+    def __init__(self, redis: Redis, prefix: str = "ivr", events_maxlen: int = 100_000,
+                 stats: StatsConfig | None = None) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
-        self._scripts = Scripts(redis, prefix, events_maxlen)
+        self.stats_config = stats or StatsConfig()
+        self._scripts = Scripts(redis, prefix, events_maxlen, self.stats_config.to_json())
 
     async def _run(self, name: str, *args: Any) -> Any:
         try:
@@ -241,6 +245,58 @@ class QueueStore:
     async def queue_names(self) -> dict[str, str]:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
 
+    # --- statistics (see ivr.queues.stats) ---------------------------------------------------
+    async def queue_stats(self, queue: str, *, since_s: int | None = None) -> QueueStats:
+        """The queue's real-time statistics in one consistent read: callers waiting, the longest
+        wait, agents with its skill by state, and the figures of the current interval and of the
+        intervals starting at or after ``since_s`` (default: local midnight). ``queue.not_found``
+        for a queue no call ever entered."""
+        since = start_of_today(time.time()) if since_s is None else since_s
+        res = await self._run("queue_snapshot", queue, since)
+        if not res:
+            raise NotFound(f"no queue {queue}", code="queue.not_found")
+        return QueueStats.from_script(queue, res, self.stats_config, since)
+
+    async def iter_intervals(self, queue: str, from_s: int, to_s: int, *, batch: int = 500) -> AsyncIterator[Interval]:
+        """The queue's intervals starting in [from_s, to_s), oldest first, read ``batch`` at a time."""
+        index, offset = self.keys.queue_intervals(queue), 0
+        while True:
+            starts = await self.redis.zrangebyscore(index, from_s, f"({to_s}", start=offset, num=batch)
+            if not starts:
+                return
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for start in starts:
+                    pipe.hgetall(self.keys.queue_interval(queue, int(_s(start))))
+                rows = await pipe.execute()
+            for raw in rows:
+                if raw:
+                    yield Interval.from_hash(raw)
+            offset += len(starts)
+
+    async def iter_ended_calls(self, from_ms: int, to_ms: int, *,
+                               batch: int = 500) -> AsyncIterator[tuple[StreamEvent, dict[str, Any] | None]]:
+        """Every call that ended in [from_ms, to_ms), in the order they ended, as its ``call.ended``
+        event and its record (None once the record expired, see ``routing.call_ttl_s``). Reads the
+        event stream ``batch`` entries at a time: only calls whose end is still in the stream."""
+        start: str = str(from_ms)
+        end = str(to_ms - 1)  # an id of milliseconds only stands for every entry of that millisecond
+        if to_ms <= from_ms:
+            return
+        while True:
+            entries = await self.redis.xrange(self.keys.events, start, end, count=batch)
+            if not entries:
+                return
+            ended = [ev for ev in map(_stream_event, entries) if ev.type == "call.ended"]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for ev in ended:
+                    pipe.hgetall(self.keys.call(str(ev.data.get("call_id", ""))))
+                rows = await pipe.execute()
+            for ev, raw in zip(ended, rows, strict=True):
+                yield ev, ({_s(k): _s(v) for k, v in raw.items()} if raw else None)
+            if len(entries) < batch:
+                return
+            start = f"({_s(entries[-1][0])}"
+
     # --- workers: registration, leases, the reaper -------------------------------------------
     async def register_worker(self, worker: str, identity: str, ttl_s: int = 5) -> None:
         """Heartbeat: ``identity`` is "host:pid" of the process running ``worker``."""
@@ -301,18 +357,22 @@ class QueueStore:
         res: Any = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
         out: list[StreamEvent] = []
         for _stream, entries in res or []:
-            for eid, fields in entries:
-                f = {_s(k): _s(v) for k, v in fields.items()}
-                data = json.loads(f.get("data", "{}"))
-                if "journey" in f:
-                    data["journey"] = json.loads(f["journey"])
-                out.append(StreamEvent(_s(eid), f.get("type", ""), data))
+            out.extend(_stream_event(e) for e in entries)
         return out
 
     async def last_event_id(self) -> str:
         info = await self.redis.xinfo_stream(self.keys.events) if await self.redis.exists(
             self.keys.events) else None
         return _s(info["last-generated-id"]) if info else "0-0"
+
+
+def _stream_event(entry: Any) -> StreamEvent:
+    eid, fields = entry
+    f = {_s(k): _s(v) for k, v in fields.items()}
+    data = json.loads(f.get("data", "{}"))
+    if "journey" in f:
+        data["journey"] = json.loads(f["journey"])
+    return StreamEvent(_s(eid), f.get("type", ""), data)
 
 
 def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from ivr.dialplan.status import DialplanStatus
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect
+from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
 from ivr.runtime.process import pid_alive
 from ivr.runtime.session import CallSession, WorkerContext
@@ -58,7 +59,7 @@ class Worker:
         s = self.settings
         structlog.contextvars.bind_contextvars(worker=self.name)
         redis = connect(s.redis)
-        store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen)
+        store = QueueStore(redis, s.redis.prefix, s.routing.events_maxlen, StatsConfig.from_routing(s.routing))
         # The plans follow their files; a call keeps the version it started with.
         plans = await asyncio.to_thread(
             LiveRegistry, s.dialplans_dir, VersionArchive(s.var_dir / "dialplans", s.dialplan.keep_versions),

@@ -44,6 +44,19 @@ def test_bad_values_are_config_errors(tmp_path: Path) -> None:
         load_settings(tmp_path / "missing.yaml")
 
 
+def test_statistics_settings_are_checked(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("routing: {stats_interval_s: 700}\n")
+    with pytest.raises(ConfigError, match="divide 86400"):
+        load_settings(cfg)
+    cfg.write_text("routing: {service_level_s: [0, 20]}\n")
+    with pytest.raises(ConfigError, match="positive"):
+        load_settings(cfg)
+    cfg.write_text("routing: {service_level_s: [30, 10, 30], stats_interval_s: 1800}\n")
+    routing = load_settings(cfg).routing
+    assert routing.service_level_s == [10, 30] and routing.stats_interval_s == 1800
+
+
 @pytest.fixture
 def configured_logging() -> Iterator[None]:
     configure("info", "json")

@@ -18,6 +18,7 @@ local place
 if score then
   place = tonumber(score)
   redis.call('ZREM', wkey, cid)
+  stats_callback(queue)
   redis.call('HSET', ckey, 'state', 'ivr')
 elseif c.queue == queue and c.queued_at then
   prio = tonumber(c.priority) or prio

@@ -10,5 +10,6 @@ redis.call('HSET', ckey, 'state', 'queued', 'queue', queue, 'skill', skill, 'pri
 redis.call('HSET', k('queues'), queue, skill)
 -- Higher priority first, then first come first served.
 redis.call('ZADD', k('queue', queue, 'waiting'), (9 - prio) * 1e13 + NOW, cid)
+stats_offered(queue)
 emit('call.queued', {call_id = cid, queue = queue, skill = skill, priority = prio})
 return match_queue(queue)

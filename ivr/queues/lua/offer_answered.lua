@@ -7,5 +7,6 @@ redis.call('HSET', ckey, 'state', 'connected', 'answered_at', NOW)
 set_agent_state(aid, 'oncall', '')
 local q = tonumber(redis.call('HGET', ckey, 'queued_at') or NOW)
 record_departure(ckey)
+stats_answered(ckey)
 emit('call.answered', {call_id = cid, offer_id = offer_id, agent_id = aid, waited_s = (NOW - q) / 1000.0})
 return aid

@@ -1,10 +1,12 @@
 -- Shared helpers, prepended to every script (see ivr/queues/scripts.py).
--- ARGV[1] = key prefix, ARGV[2] = event stream max length; script arguments start at ARGV[3].
+-- ARGV[1] = key prefix, ARGV[2] = event stream max length, ARGV[3] = statistics settings (JSON, see
+-- stats_key); script arguments start at ARGV[4].
 -- Key names are built here from the prefix, mirroring ivr/queues/keys.py (single Redis, not Cluster).
 local P = ARGV[1]
 local MAXLEN = tonumber(ARGV[2])
+local STATS = cjson.decode(ARGV[3])
 local A = {}
-for i = 3, #ARGV do A[#A + 1] = ARGV[i] end
+for i = 4, #ARGV do A[#A + 1] = ARGV[i] end
 
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
@@ -31,6 +33,89 @@ end
 
 local function agent_skills(aid)
   return cjson.decode(redis.call('HGET', k('agent', aid), 'skills') or '{}')
+end
+
+-- Interval statistics (ivr/queues/stats.py): counters of each queue in one hash per interval
+-- (STATS.interval_s long, aligned on the epoch), kept STATS.keep_s, indexed by a ZSET of interval
+-- starts. A counter goes to the interval in which its event happens. Only the stats_* helpers write them.
+local function stats_key(queue)
+  local now_s = math.floor(NOW / 1000)
+  local start = string.format('%d', now_s - now_s % STATS.interval_s)
+  local key = k('queue', queue, 'interval', start)
+  if redis.call('HSETNX', key, 'start', start) == 1 then
+    redis.call('HSET', key, 'length_s', STATS.interval_s)
+    redis.call('EXPIRE', key, STATS.keep_s)
+    local ikey = k('queue', queue, 'intervals')
+    redis.call('ZADD', ikey, start, start)
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', string.format('%d', tonumber(start) - STATS.keep_s))
+    redis.call('EXPIRE', ikey, STATS.keep_s)
+  end
+  return key
+end
+
+local function stats_max(key, field, v)
+  if v > tonumber(redis.call('HGET', key, field) or '-1') then redis.call('HSET', key, field, v) end
+end
+
+-- A call entered `queue`.
+local function stats_offered(queue)
+  redis.call('HINCRBY', stats_key(queue), 'offered', 1)
+end
+
+-- The agent answered a queued call: its wait (entering the queue to the answer), against every
+-- service-level threshold.
+local function stats_answered(ckey)
+  local c = redis.call('HMGET', ckey, 'queue', 'queued_at')
+  if not c[1] then return end
+  local wait = math.max(0, NOW - tonumber(c[2] or NOW))
+  local key = stats_key(c[1])
+  redis.call('HINCRBY', key, 'answered', 1)
+  redis.call('HINCRBY', key, 'answer_wait_ms', wait)
+  stats_max(key, 'max_answer_wait_ms', wait)
+  for _, t in ipairs(STATS.sl) do
+    if wait <= t * 1000 then redis.call('HINCRBY', key, 'answered_within_' .. string.format('%d', t), 1) end
+  end
+end
+
+-- Call `c` (its hash as it was) ends while waiting in its queue or being offered to an agent: lost
+-- when its worker died, else abandoned (short when sooner than STATS.short_ms after it was queued;
+-- call.abandoned tells which). Nothing for calls in any other state.
+local function stats_call_ended(c, lost)
+  if (c.state ~= 'queued' and c.state ~= 'offered') or not c.queue then return end
+  local key = stats_key(c.queue)
+  local wait = math.max(0, NOW - tonumber(c.queued_at or NOW))
+  if lost then
+    redis.call('HINCRBY', key, 'lost', 1)
+    return
+  end
+  local short = wait < STATS.short_ms
+  if short then
+    redis.call('HINCRBY', key, 'short_abandoned', 1)
+  else
+    redis.call('HINCRBY', key, 'abandoned', 1)
+    redis.call('HINCRBY', key, 'abandon_wait_ms', wait)
+    stats_max(key, 'max_abandon_wait_ms', wait)
+  end
+  emit('call.abandoned', {call_id = c.call_id or '', queue = c.queue, waited_s = wait / 1000.0, short = short,
+                          state = c.state, agent_id = c.agent_id or ''})
+end
+
+-- A waiting call left `queue` for the IVR: `timeout` (max wait) or another reason.
+local function stats_left_queue(queue, reason)
+  if not queue then return end
+  redis.call('HINCRBY', stats_key(queue), reason == 'timeout' and 'timeouts' or 'left', 1)
+end
+
+-- A waiting caller of `queue` booked a callback (and stopped waiting).
+local function stats_callback(queue)
+  redis.call('HINCRBY', stats_key(queue), 'callbacks', 1)
+end
+
+-- An answered call of `queue` was handled: talk + wrap-up `ms` (from record_handled).
+local function stats_handled(queue, ms)
+  local key = stats_key(queue)
+  redis.call('HINCRBY', key, 'handled', 1)
+  redis.call('HINCRBY', key, 'handle_ms', math.max(0, math.floor(ms + 0.5)))
 end
 
 -- Queue history for wait estimates (ivr/queues/estimate.py): exponentially weighted averages in
@@ -60,6 +145,7 @@ end
 -- An answered call of `queue` ended: its handle time (talk + wrap-up) in ms.
 local function record_handled(queue, ms)
   if not queue then return end
+  stats_handled(queue, ms)
   local skey = k('queue', queue, 'stats')
   ewma(skey, 'aht_ms', math.max(0, ms))
   redis.call('HINCRBY', skey, 'handled', 1)
@@ -180,6 +266,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
     -- back in the plan: after its agent left (a survey: the call was answered), or never answered
     outcome = c.answered_at and 'completed' or 'ivr'
   end
+  stats_call_ended(c, lost)
   if lost then outcome = 'lost' end
   redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
   redis.call('SREM', k('calls', 'active'), cid)

@@ -1,0 +1,181 @@
+"""``ivr report calls`` and ``ivr report intervals``: CSV exports for supervisors and spreadsheets.
+
+``calls``: one row per call that **ended** in [--from, --to) (as a CDR is written when a call ends),
+found through the ``call.ended`` events of the event stream, with the fields of the call's record
+(blank but for the event's own fields once the record expired, see ``routing.call_ttl_s``).
+
+``intervals``: one row per queue and statistics interval starting in [--from, --to), with the
+counters and figures defined in :mod:`ivr.queues.stats`.
+
+Both read the Redis of the settings (``--config`` YAML or ``--settings`` JSON, ``IVR_...``), write
+as they read (any size), and take ISO 8601 dates or date-times (without an offset: this host's
+local time). Times in the output are ISO 8601 UTC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+from redis.exceptions import RedisError
+
+from ivr.core.config import Settings, load_settings
+from ivr.queues.connection import close, connect
+from ivr.queues.stats import Interval, StatsConfig, figures, iso, parse_time
+from ivr.queues.store import QueueStore, StreamEvent
+
+CALL_COLUMNS = ("call_id", "started_at", "ended_at", "ani", "dnis", "hotline", "language", "plan_version",
+                "queue", "priority", "queued_at", "answered_at", "agent_id", "offers", "waited_s", "talk_s",
+                "duration_s", "outcome", "end_reason", "csat", "disposition", "callback_id")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rp = sub.add_parser("report", help="export call records and queue interval statistics as CSV")
+    rsub = rp.add_subparsers(dest="report", required=True)
+    calls = rsub.add_parser("calls", help="one row per call that ended in the period")
+    intervals = rsub.add_parser("intervals", help="one row per queue and statistics interval of the period")
+    intervals.add_argument("--queue", action="append", help="only this queue (repeatable; default: every queue)")
+    for p, func in ((calls, report_calls), (intervals, report_intervals)):
+        p.add_argument("--from", dest="start", required=True, type=_time,
+                       help="start, ISO 8601 (2024-05-01, 2024-05-01T08:00:00+09:00); no offset = local time")
+        p.add_argument("--to", dest="end", type=_time, help="end (excluded), ISO 8601; default: now")
+        p.add_argument("-o", "--output", help="CSV file to write (default: standard output)")
+        p.add_argument("--config", help="YAML settings file (as given to ivr run)")
+        p.add_argument("--settings", help="settings JSON written by ivr run (<var>/run/settings.json)")
+        p.set_defaults(func=func)
+
+
+def _time(text: str) -> float:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def report_calls(args: argparse.Namespace) -> int:
+    return _run(args, _write_calls)
+
+
+def report_intervals(args: argparse.Namespace) -> int:
+    return _run(args, _write_intervals)
+
+
+def _run(args: argparse.Namespace, write: Any) -> int:
+    start, end = args.start, args.end if args.end is not None else time.time()
+    if end <= start:
+        print(f"ivr report: --to ({iso(end)}) must be after --from ({iso(start)})", file=sys.stderr)
+        return 2
+    path = args.settings or args.config
+    settings = load_settings(Path(path) if path else None)
+    with _output(args.output) as out:
+        try:
+            rows = asyncio.run(write(settings, args, start, end, csv.writer(out)))
+        except RedisError as exc:
+            print(f"ivr report: Redis at {settings.redis.dsn}: {exc}", file=sys.stderr)
+            return 1
+    print(f"ivr report {args.report}: {rows} rows written to {args.output or 'standard output'}", file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[IO[str]]:
+    if path is None:
+        yield sys.stdout
+        return
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        yield f
+
+
+def _store(settings: Settings) -> QueueStore:
+    return QueueStore(connect(settings.redis), settings.redis.prefix, settings.routing.events_maxlen,
+                      StatsConfig.from_routing(settings.routing))
+
+
+async def _write_calls(settings: Settings, args: argparse.Namespace, start: float, end: float, w: Any) -> int:
+    store = _store(settings)
+    n = 0
+    try:
+        w.writerow(CALL_COLUMNS)
+        async for ev, call in store.iter_ended_calls(int(start * 1000), int(end * 1000)):
+            w.writerow(call_row(ev, call))
+            n += 1
+    finally:
+        await close(store.redis)
+    return n
+
+
+def call_row(ev: StreamEvent, call: Mapping[str, str] | None) -> list[str]:
+    """The CSV row of one ended call: from its record, or from its ``call.ended`` event alone."""
+    d = ev.data
+    if call is None:
+        row = {"call_id": d.get("call_id", ""), "ended_at": iso(float(d.get("ts", 0)) / 1000),
+               "queue": d.get("queue", ""), "agent_id": d.get("agent_id", ""), "outcome": d.get("outcome", ""),
+               "end_reason": d.get("reason", ""), "duration_s": _num(d.get("duration_s"))}
+        return [str(row.get(c, "")) for c in CALL_COLUMNS]
+
+    def ms(name: str) -> float | None:
+        v = call.get(name)
+        return float(v) if v not in (None, "") else None
+
+    queued, answered, ended = ms("queued_at"), ms("answered_at"), ms("ended_at")
+    wait_end = answered or ms("left_queue_at") or (ended if call.get("outcome") in ("abandoned", "lost") else None)
+    talk_end = ms("agent_left_at") or ended
+    row = {**call, "end_reason": call.get("end_reason", d.get("reason", ""))}
+    for name in ("started_at", "ended_at", "queued_at", "answered_at"):
+        t = ms(name)
+        row[name] = iso(t / 1000) if t is not None else ""
+    row["waited_s"] = _num((wait_end - queued) / 1000) if queued is not None and wait_end is not None else ""
+    row["talk_s"] = _num((talk_end - answered) / 1000) if answered is not None and talk_end is not None else ""
+    started = ms("started_at")
+    row["duration_s"] = _num((ended - started) / 1000) if ended is not None and started is not None else ""
+    return [str(row.get(c, "")) for c in CALL_COLUMNS]
+
+
+def interval_columns(thresholds: tuple[int, ...]) -> list[str]:
+    return ["queue", "interval_start", "length_s", "offered", "answered",
+            *(f"answered_within_{t}s" for t in thresholds), *(f"sl1_{t}s" for t in thresholds),
+            *(f"sl2_{t}s" for t in thresholds), "asa_s", "max_answer_wait_s", "abandoned", "short_abandoned",
+            "abandon_rate", "avg_abandon_wait_s", "max_abandon_wait_s", "timeouts", "left", "callbacks", "lost",
+            "handled", "aht_s"]
+
+
+def interval_row(queue: str, iv: Interval, thresholds: tuple[int, ...]) -> list[str]:
+    f = figures(iv.counts, thresholds)
+    sl = f["service_level"]
+    return [queue, iso(iv.start_s), str(iv.length_s), *(str(f[c]) for c in ("offered", "answered")),
+            *(str(sl[str(t)]["answered_within"]) for t in thresholds),
+            *(_num(sl[str(t)]["sl1"]) for t in thresholds), *(_num(sl[str(t)]["sl2"]) for t in thresholds),
+            _num(f["asa_s"]), _num(f["max_answer_wait_ms"] / 1000), str(f["abandoned"]), str(f["short_abandoned"]),
+            _num(f["abandon_rate"]), _num(f["avg_abandon_wait_s"]), _num(f["max_abandon_wait_ms"] / 1000),
+            *(str(f[c]) for c in ("timeouts", "left", "callbacks", "lost", "handled")), _num(f["aht_s"])]
+
+
+async def _write_intervals(settings: Settings, args: argparse.Namespace, start: float, end: float, w: Any) -> int:
+    store = _store(settings)
+    thresholds = store.stats_config.service_level_s
+    n = 0
+    try:
+        queues = args.queue or sorted(await store.queue_names())
+        w.writerow(interval_columns(thresholds))
+        for queue in queues:
+            async for iv in store.iter_intervals(queue, int(start), int(end)):
+                w.writerow(interval_row(queue, iv, thresholds))
+                n += 1
+    finally:
+        await close(store.redis)
+    return n
+
+
+def _num(v: Any) -> str:
+    """A figure for the CSV: blank when undefined, else up to 3 decimals (4 for ratios)."""
+    if v is None or v == "":
+        return ""
+    x = float(v)
+    return str(round(x, 4)).removesuffix(".0") if abs(x) < 1 else f"{x:.3f}".rstrip("0").rstrip(".")
