@@ -97,6 +97,9 @@ class QueueTarget:
     announce_every_s: float | None = None
     announce_position: bool = False
     announce_wait: bool = False
+    min_proficiency: int | None = None  # None: the queue's (routing.queues), else 1
+    skills_from_plan: bool = True       # False: the plan named none (``skills`` is the queue name)
+    language_from_plan: bool = True     # False: the call's language, required only if the queue says so
 
 
 QueueOutcome = Literal["agent_hangup", "caller_hangup", "timeout"]
