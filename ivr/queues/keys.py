@@ -54,7 +54,8 @@ class Keys:
         return self._k("route", route, "waiting")
 
     def skill_routes(self, skill: str) -> str:
-        """SET of the routes that have waiting callers and whose first (sorted) skill is ``skill``."""
+        """ZSET of the routes that have waiting callers and whose first (sorted) skill is ``skill``,
+        scored by their head caller (the best waiting score in the route)."""
         return self._k("skill", skill, "routes")
 
     def round_robin(self, queue: str) -> str:

@@ -17,7 +17,7 @@ what it names wins over the queue's settings (:func:`resolve_route`).
   *route* ZSET per alternative (``Keys.route_waiting``: callers needing exactly those skills, that
   proficiency and that language), all scored ``(9 - priority) * 1e13 + queued_at ms``: higher
   priority first, then first come first served. Each route that has callers is listed under its
-  first skill (``Keys.skill_routes``);
+  first skill, scored by its head caller (``Keys.skill_routes``);
 * available agents per skill: by the time they became available (``Keys.idle``), per proficiency
   level too (``Keys.idle_level``), and by id (``Keys.ready``, for round robin).
 
@@ -25,8 +25,9 @@ what it names wins over the queue's settings (:func:`resolve_route`).
 two callers to one agent; only ``available`` agents are in the indexes (never wrap-up, break,
 reserved, on a call or offline).
 
-* When an agent becomes available it takes the best waiting caller it qualifies for: the routes
-  listed under its skills whose requirement it meets, comparing their heads (priority, then wait).
+* When an agent becomes available it takes the best waiting caller it qualifies for (priority, then
+  wait): per skill of the agent, the routes listed under it are walked best head first, stopping at
+  the first route whose requirement the agent meets (or once heads are worse than the best found).
 * When a caller is queued (or escalated, or its offer failed) it goes to an available agent meeting
   one of its alternatives, chosen by the strategy:
 

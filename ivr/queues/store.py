@@ -207,7 +207,7 @@ class QueueStore:
     async def agent_ids(self) -> list[str]:
         return sorted(_s(a) for a in await self.redis.smembers(self.keys.agents))
 
-    async def escalate(self, limit: int = 1000) -> int:
+    async def escalate(self, limit: int = 20) -> int:
         """Apply the escalation steps that are due (housekeeping does it too); returns how many
         calls were escalated."""
         return int(await self._run("escalate", limit))

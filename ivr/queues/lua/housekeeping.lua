@@ -12,7 +12,7 @@ for _, aid in ipairs(redis.call('ZRANGEBYSCORE', k('wrapup'), '-inf', NOW)) do
   set_agent_state(aid, 'available', 'wrapup_done')
   match_agent(aid)
 end
-R.escalate_due(1000)
+R.escalate_due(ESCALATE_BATCH)
 for _, w in ipairs(redis.call('SMEMBERS', k('workers'))) do
   if redis.call('EXISTS', k('worker', w, 'alive')) == 0 and redis.call('SCARD', k('worker', w, 'calls')) > 0 then
     out[#out + 1] = w .. '=' .. reap(w, wrapup, ttl)

@@ -4,6 +4,9 @@
 
 local MAX_LEVEL = 5
 local SCAN = 32  -- agents read per round trip when scanning an index
+-- Callers housekeeping escalates per run: scripts stay short (Redis runs one at a time); the
+-- housekeeper calls the escalate script again while a batch comes back full.
+local ESCALATE_BATCH = 20
 
 local function level_of(v)
   return math.max(1, math.min(MAX_LEVEL, math.floor(tonumber(v) or 1)))
@@ -69,6 +72,16 @@ local function parse_route(id)
   return r
 end
 
+-- Keep route `id`'s entry in its first skill's index scored by its head caller (gone when empty).
+local function refresh_route(id, first)
+  local head = redis.call('ZRANGE', k('route', id, 'waiting'), 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    redis.call('ZREM', k('skill', first, 'routes'), id)
+  else
+    redis.call('ZADD', k('skill', first, 'routes'), head[2], id)
+  end
+end
+
 local function wait_score(prio, queued_at)
   return (9 - tonumber(prio or 0)) * 1e13 + tonumber(queued_at)
 end
@@ -83,7 +96,7 @@ function R.queue_call(cid)
   for _, alt in ipairs(route.alts) do
     local id, first = route_id(alt.skills, alt.m, route.lang)
     redis.call('ZADD', k('route', id, 'waiting'), score, cid)
-    redis.call('SADD', k('skill', first, 'routes'), id)
+    redis.call('ZADD', k('skill', first, 'routes'), 'LT', score, id)  -- a new head scores lower
   end
   if c[5] then redis.call('ZADD', k('escalations'), tonumber(c[5]), cid) end
 end
@@ -97,10 +110,7 @@ function R.unqueue(cid)
   local route = cjson.decode(c[2])
   for _, alt in ipairs(route.alts) do
     local id, first = route_id(alt.skills, alt.m, route.lang)
-    local key = k('route', id, 'waiting')
-    if redis.call('ZREM', key, cid) == 1 and redis.call('ZCARD', key) == 0 then
-      redis.call('SREM', k('skill', first, 'routes'), id)
-    end
+    if redis.call('ZREM', k('route', id, 'waiting'), cid) == 1 then refresh_route(id, first) end
   end
 end
 
@@ -188,25 +198,29 @@ function R.match_call(cid)
 end
 
 -- Offer agent `aid` (available) the best waiting caller it qualifies for: highest priority, then
--- longest waiting, among the routes listed under its skills whose requirement it meets.
+-- longest waiting. Per skill of the agent, the routes listed under it are walked in the order of
+-- their head callers; the walk stops at the first route the agent meets, or once heads come after
+-- the best caller found so far.
 function R.match_agent(aid)
   local p = profile(aid)
-  local best, best_score, seen = nil, nil, {}
+  local best, best_score = nil, nil
   for s, _ in pairs(p.skills) do
-    for _, id in ipairs(redis.call('SMEMBERS', k('skill', s, 'routes'))) do
-      if not seen[id] then
-        seen[id] = true
-        local r = parse_route(id)
+    local off, done = 0, false
+    while not done do
+      local ids = redis.call('ZRANGE', k('skill', s, 'routes'), off, off + SCAN - 1, 'WITHSCORES')
+      if #ids == 0 then break end
+      for i = 1, #ids, 2 do
+        local score = tonumber(ids[i + 1])
+        if best_score ~= nil and score > best_score then done = true; break end
+        local r = parse_route(ids[i])
         if fits(aid, r.skills, r.m, r.lang) then
-          local head = redis.call('ZRANGE', k('route', id, 'waiting'), 0, 0, 'WITHSCORES')
-          if #head > 0 then
-            local score = tonumber(head[2])
-            if best_score == nil or score < best_score or (score == best_score and head[1] < best) then
-              best, best_score = head[1], score
-            end
-          end
+          local head = redis.call('ZRANGE', k('route', ids[i], 'waiting'), 0, 0)[1]
+          if best_score == nil or score < best_score or head < best then best, best_score = head, score end
+          done = true
+          break
         end
       end
+      off = off + SCAN
     end
   end
   if best == nil then return false end
@@ -238,7 +252,8 @@ end
 -- tries to match the caller. Returns the number of stages applied.
 local function escalate(cid)
   local ckey = k('call', cid)
-  local c = hgetall(ckey)
+  local f = redis.call('HMGET', ckey, 'state', 'stages', 'queued_at', 'stage', 'route', 'queue')
+  local c = {state = f[1], stages = f[2], queued_at = f[3], stage = f[4], route = f[5], queue = f[6]}
   if c.state ~= 'queued' or not c.stages then return 0 end
   local stages = cjson.decode(c.stages)
   local queued_at = tonumber(c.queued_at)
