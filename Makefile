@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install system venv lint bench clean prompts
+.PHONY: run test install system venv lint bench bench-routing clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -32,6 +32,9 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
+	$(BIN)/python bench/routing.py
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -7,11 +7,12 @@ every child process loads exactly that file, so all roles see the same configura
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -185,6 +186,53 @@ class PromptSettings(BaseModel):
     moh: Path | None = None
 
 
+#: Skill and queue names: they become parts of Redis keys (see ivr/queues/keys.py).
+ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+SkillName = Annotated[str, Field(pattern=ROUTING_NAME)]
+Strategy = Literal["longest_idle", "best_proficiency", "round_robin"]
+
+
+class EscalationStep(BaseModel):
+    """After ``after_s`` seconds in the queue, widen who may take the caller (see ivr/queues/routing.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_s: float = Field(gt=0, description="seconds after the caller was queued")
+    min_proficiency: int | None = Field(None, ge=1, le=5, description="lower the minimum proficiency to this")
+    add_skills: list[SkillName] = Field([], description="agents with any of these skills are accepted too")
+    move_to: Annotated[str, Field(pattern=ROUTING_NAME)] | None = Field(
+        None, description="move the caller to this queue (its skills, proficiency, strategy), keeping its place")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> EscalationStep:
+        if self.min_proficiency is None and not self.add_skills and self.move_to is None:
+            raise ValueError("an escalation step needs min_proficiency, add_skills or move_to")
+        return self
+
+
+class QueueSettings(BaseModel):
+    """A queue as a routing target. A queue with no settings routes to agents with the skill named
+    like the queue, any proficiency, any language, longest idle first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    skills: list[SkillName] = Field([], description="required skills (all of them); default: the queue name")
+    min_proficiency: int = Field(1, ge=1, le=5)
+    language_required: bool = Field(False, description="agents must speak the call's language")
+    strategy: Strategy = "longest_idle"
+    no_agents: Literal["queue", "fallback"] = Field(
+        "queue", description="no agent able to take the caller is logged in: wait anyway, or go to the plan's "
+        "on_timeout at once (when the queue node has one)")
+    escalation: list[EscalationStep] = []
+
+    @field_validator("escalation")
+    @classmethod
+    def _in_order(cls, v: list[EscalationStep]) -> list[EscalationStep]:
+        if any(b.after_s <= a.after_s for a, b in itertools.pairwise(v)):
+            raise ValueError("escalation steps must come in increasing after_s")
+        return v
+
+
 class RoutingSettings(BaseModel):
     wrapup_s: float = Field(10.0, ge=0)
     call_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long an ended call record is kept")
@@ -197,6 +245,8 @@ class RoutingSettings(BaseModel):
     stats_interval_s: int = Field(900, ge=60, le=86400, description="length of a statistics interval; must "
                                                                     "divide a day (900 = quarter hours)")
     stats_keep_days: int = Field(35, ge=1, le=3660, description="how long interval statistics are kept")
+    queues: dict[Annotated[str, Field(pattern=ROUTING_NAME)], QueueSettings] = Field(
+        {}, description="routing targets by queue name; queues not listed use their name as the skill")
 
     @field_validator("service_level_s")
     @classmethod

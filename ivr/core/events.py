@@ -27,6 +27,7 @@ class EventType(StrEnum):
 
     CALL_STARTED = "call.started"
     CALL_QUEUED = "call.queued"
+    CALL_ESCALATED = "call.escalated"          # a waiting caller's escalation step applied (ivr.queues.routing)
     CALL_OFFERED = "call.offered"
     CALL_OFFER_FAILED = "call.offer_failed"
     CALL_ANSWERED = "call.answered"

@@ -96,6 +96,7 @@ from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     LANGUAGE,
+    TIER_PRIORITY,
     AnyNode,
     BranchNode,
     CallbackNode,
@@ -437,6 +438,12 @@ class PlanRunner:
         priority, ok = parse_priority(node.priority, self.variables)
         if not ok:
             log.warning("dialplan.bad_priority", node=name, template=node.priority)
+        if node.tier is not None:
+            tier = render(node.tier, self.variables).strip().lower()
+            if tier in TIER_PRIORITY:
+                priority = max(priority, TIER_PRIORITY[tier])
+            else:
+                log.warning("dialplan.bad_tier", node=name, template=node.tier)
         ann = node.announce
         target = QueueTarget(
             queue=node.queue, skills=tuple(node.skills) or (node.queue,), language=node.language or self.language,
@@ -444,7 +451,9 @@ class PlanRunner:
             announce_every_s=ann.every_s if ann else None,
             announce_position=ann.position if ann else False,
             announce_wait=ann.wait_time if ann else False,
-            keys=tuple(k.digit for k in node.keys))
+            keys=tuple(k.digit for k in node.keys),
+            min_proficiency=node.min_proficiency, skills_from_plan=bool(node.skills),
+            language_from_plan=node.language is not None)
         self.queue_target = target
         step = self._step(name, "queue", detail=node.queue)
         outcome = await self.queue.wait_for_agent(target, self.journey)

@@ -22,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
+#: Complaint tiers of a queue node and the caller priority each gives.
+TIER_PRIORITY = {"urgent": 9, "important": 5, "normal": 0}
 DIGITS = "0123456789*#"
 NodeRef = Annotated[str, Field(pattern=NODE_NAME, description="name of another node in this plan")]
 VarName = Annotated[str, Field(pattern=VAR_NAME, description="variable name, dotted for namespaces")]
@@ -295,6 +297,10 @@ class QueueNode(_Strict):
     skills: list[str] = Field([], description="required skills; default: the queue name")
     language: str | None = Field(None, pattern=LANGUAGE, description="required agent language; default: the call's")
     priority: int | str = Field(0, description="0-9, higher first; or a template like {crm.priority}")
+    tier: str | None = Field(None, description="complaint tier urgent|important|normal (priority 9/5/0; the "
+                             "higher of it and priority counts), or a template like {complaint.tier}")
+    min_proficiency: int | None = Field(None, ge=1, le=5, description="lowest agent proficiency in the skills; "
+                                        "default: the queue's (routing.queues), else 1")
     prompt: Prompt | None = None
     announce: Announcements | None = None
     max_wait_s: float | None = Field(None, gt=0, description="after this, go to on_timeout")
@@ -309,6 +315,13 @@ class QueueNode(_Strict):
             raise ValueError("priority is 0..9")
         if isinstance(v, str) and "{" not in v:
             raise ValueError("a text priority must be a template like {crm.priority}")
+        return v
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str | None) -> str | None:
+        if v is not None and v not in TIER_PRIORITY and "{" not in v:
+            raise ValueError(f"tier is one of {', '.join(TIER_PRIORITY)} or a template like {{complaint.tier}}")
         return v
 
     @model_validator(mode="after")

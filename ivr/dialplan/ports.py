@@ -98,6 +98,9 @@ class QueueTarget:
     announce_position: bool = False
     announce_wait: bool = False
     keys: tuple[str, ...] = ()   # keys that leave the queue while waiting
+    min_proficiency: int | None = None  # None: the queue's (routing.queues), else 1
+    skills_from_plan: bool = True       # False: the plan named none (``skills`` is the queue name)
+    language_from_plan: bool = True     # False: the call's language, required only if the queue says so
 
 
 #: "agent_hangup", "caller_hangup", "timeout", or "key:<digit>" (the caller pressed one of

@@ -40,12 +40,32 @@ class Keys:
     # queues
     @property
     def queues(self) -> str:
-        """HASH queue name -> required skill."""
+        """HASH queue name -> the required skills ("+"-joined) of the last caller queued there."""
         return self._k("queues")
 
     def waiting(self, queue: str) -> str:
         """ZSET of waiting call ids, ordered by priority then enqueue time."""
         return self._k("queue", queue, "waiting")
+
+    def route_waiting(self, route: str) -> str:
+        """ZSET of the call ids waiting for agents that meet ``route`` (``"<min proficiency>/<language
+        or *>/<skill>+<skill>..."``, skills sorted), scored like :meth:`waiting`; see
+        :mod:`ivr.queues.routing`."""
+        return self._k("route", route, "waiting")
+
+    def skill_routes(self, skill: str) -> str:
+        """ZSET of the routes that have waiting callers and whose first (sorted) skill is ``skill``,
+        scored by their head caller (the best waiting score in the route)."""
+        return self._k("skill", skill, "routes")
+
+    def round_robin(self, queue: str) -> str:
+        """The id of the agent the queue's round robin gave the last caller to."""
+        return self._k("queue", queue, "rr")
+
+    @property
+    def escalations(self) -> str:
+        """ZSET of waiting call ids by when their next escalation step is due (ms)."""
+        return self._k("escalations")
 
     def queue_stats(self, queue: str) -> str:
         """HASH of the queue's recent history for wait estimates (see :mod:`ivr.queues.estimate`):
@@ -78,6 +98,15 @@ class Keys:
     def idle(self, skill: str) -> str:
         """ZSET of available agents with ``skill``, by time they became available (longest idle first)."""
         return self._k("skill", skill, "idle")
+
+    def idle_level(self, skill: str, level: int) -> str:
+        """ZSET of available agents with ``skill`` at proficiency ``level`` (1-5), by time they became
+        available."""
+        return self._k("skill", skill, "idle", str(level))
+
+    def ready(self, skill: str) -> str:
+        """ZSET (all scores 0) of available agents with ``skill``, in id order (round robin)."""
+        return self._k("skill", skill, "ready")
 
     def staffed(self, skill: str) -> str:
         """SET of the agents with ``skill`` that are logged in (any state but offline)."""

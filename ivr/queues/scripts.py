@@ -1,7 +1,8 @@
 """The Lua scripts: each multi-key change is one script, run atomically by Redis.
 
-Each script is ``prelude.lua`` + its body; the prelude holds the shared helpers (agent state
-changes, matching, offers, events), so the rules live in one place.
+Each script is ``prelude.lua`` + ``routing.lua`` + its body; the prelude holds the shared helpers
+(agent state changes, offers, call ends, events) and ``routing.lua`` the skill routing (indexes,
+matching, escalation; see :mod:`ivr.queues.routing`), so the rules live in one place.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ NAMES = (
     "callback_cancel",
     "queue_status",
     "queue_snapshot",
+    "escalate",
 )
 
 
@@ -44,7 +46,7 @@ class Scripts:
     """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
 
     def __init__(self, redis: Redis, prefix: str, events_maxlen: int, stats_json: str) -> None:
-        prelude = _source("prelude")
+        prelude = _source("prelude") + "\n" + _source("routing")
         self._fixed = [prefix, str(events_maxlen), stats_json]
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(prelude + "\n" + _source(name)) for name in NAMES

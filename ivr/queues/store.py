@@ -15,6 +15,7 @@ from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound
 from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
+from ivr.queues.routing import Route
 from ivr.queues.scripts import Scripts
 from ivr.queues.stats import Interval, QueueStats, StatsConfig, start_of_today
 
@@ -26,6 +27,7 @@ _ERRORS: dict[str, type[IvrError]] = {
     "callback.not_found": NotFound,
     "callback.not_pending": Conflict,
     "record.too_large": BadRequest,
+    "queue.no_agents": Conflict,
 }
 
 
@@ -83,8 +85,14 @@ class QueueStore:
         await self.redis.hset(self.keys.call(call_id), "journey", json.dumps(journey))
 
     async def enqueue(self, call_id: str, *, queue: str, skill: str, priority: int,
-                      journey: Mapping[str, Any]) -> Offer | None:
-        return _offer(await self._run("enqueue", call_id, queue, skill, priority, json.dumps(journey)))
+                      journey: Mapping[str, Any], route: Route | None = None) -> Offer | None:
+        """Queue the call and offer it at once when an agent can take it (the offer also goes to the
+        worker's inbox). ``route`` says who may take it and how the agent is chosen (see
+        :mod:`ivr.queues.routing`); without it: agents with ``skill``, longest idle first.
+        ``queue.no_agents`` (Conflict) when the route falls back with nobody logged in to take it."""
+        route = route or Route.skill(skill)
+        return _offer(await self._run("enqueue", call_id, queue, skill, priority, json.dumps(journey),
+                                      route.to_json(), route.stages_json()))
 
     async def leave_queue(self, call_id: str, reason: str) -> bool:
         """Take a waiting call out of its queue (back in the IVR). False when it is not waiting:
@@ -203,6 +211,11 @@ class QueueStore:
     async def agent_ids(self) -> list[str]:
         return sorted(_s(a) for a in await self.redis.smembers(self.keys.agents))
 
+    async def escalate(self, limit: int = 20) -> int:
+        """Apply the escalation steps that are due (housekeeping does it too); returns how many
+        calls were escalated."""
+        return int(await self._run("escalate", limit))
+
     async def release_wrapups(self) -> list[Offer]:
         return [Offer.from_json(o) for o in await self._run("release_wrapups")]
 
@@ -317,8 +330,9 @@ class QueueStore:
         return int(await self._run("reap_worker", worker, wrapup_s, ttl_s))
 
     async def housekeeping(self, owner: str, *, lease_ms: int, wrapup_s: float, ttl_s: int) -> dict[str, int] | None:
-        """If ``owner`` holds (or takes) the housekeeper lease: release ended wrap-ups and reap the
-        calls of workers whose heartbeat expired. Returns the reaped workers, or None if not leader."""
+        """If ``owner`` holds (or takes) the housekeeper lease: release ended wrap-ups, apply due
+        escalation steps and reap the calls of workers whose heartbeat expired. Returns the reaped
+        workers, or None if not leader."""
         res = await self._run("housekeeping", owner, lease_ms, wrapup_s, ttl_s)
         if not int(res[0]):
             return None

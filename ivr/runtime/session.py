@@ -25,6 +25,7 @@ from typing import Any, Literal
 import structlog
 
 from ivr.core.config import Settings
+from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
 from ivr.dialplan.journey import Journey
@@ -41,6 +42,7 @@ from ivr.dialplan.ports import (
 )
 from ivr.dialplan.templates import render
 from ivr.prompts.library import PromptLibrary, PromptSpec
+from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer, QueueStore
 from ivr.runtime.announce import QueueAnnouncer
 from ivr.runtime.ask import run_ask
@@ -320,10 +322,22 @@ class CallSession:
     async def _wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         store = self.ctx.store
         moh_id, _ = await self.leg.start_playback(self.ctx.moh_path, loop=True)
-        skill = target.skills[0] if target.skills else target.queue
+        route = resolve_route(
+            self.ctx.settings.routing.queues, target.queue,
+            skills=target.skills if target.skills_from_plan else (), language=target.language,
+            language_required=True if target.language_from_plan else None,
+            min_proficiency=target.min_proficiency, can_fall_back=target.max_wait_s is not None)
+        skill = route.primary_skill
         # Every offer, including one made at once by enqueue, reaches us through the worker inbox.
-        await store.enqueue(self.call_id, queue=target.queue, skill=skill, priority=target.priority,
-                            journey={**journey.to_dict(), "language": target.language})
+        try:
+            await store.enqueue(self.call_id, queue=target.queue, skill=skill, priority=target.priority,
+                                journey={**journey.to_dict(), "language": target.language}, route=route)
+        except Conflict as exc:
+            if exc.code != "queue.no_agents":
+                raise
+            await self.leg.stop_playback(moh_id)
+            log.info("call.queue_no_agents", queue=target.queue)
+            return "timeout"
         log.info("call.queued", queue=target.queue, skill=skill, priority=target.priority,
                  max_wait_s=target.max_wait_s)
         loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ from ivr.speech.client import SpeechClient
 log = get_logger(__name__)
 HEARTBEAT_S = 2.0
 HEARTBEAT_TTL_S = 6  # a dead worker's calls are reaped at most this + one housekeeping tick later
+ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
 
 
 def new_call_id() -> str:
@@ -182,14 +183,17 @@ class Worker:
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _housekeeping(self, store: QueueStore) -> None:
-        """Whichever worker holds the lease releases finished wrap-ups and reaps dead workers'
-        calls, so the cost does not grow with the number of workers."""
+        """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps
+        and reaps dead workers' calls, so the cost does not grow with the number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r = self.settings.routing
         while True:
             try:
                 reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
                 leader = reaped is not None
+                for _ in range(50 if leader else 0):  # more escalations due: short batches
+                    if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
+                        break
                 for dead, calls in (reaped or {}).items():
                     log.warning("worker.reaped", dead_worker=dead, calls=calls)
             except RedisError as exc:

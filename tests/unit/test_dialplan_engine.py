@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from structlog.testing import capture_logs
 
 from ivr.core.config import DialplanSettings
@@ -17,7 +18,7 @@ from ivr.core.errors import BadRequest, DialplanError
 from ivr.dialplan.engine import MAX_STEPS, PlanRunner, RunResult, lookup_path, mask_digits, parse_priority
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan, PlanRegistry, load_plan
-from ivr.dialplan.model import Plan, Prompt
+from ivr.dialplan.model import Plan, Prompt, QueueNode
 from ivr.dialplan.ports import (
     Answer,
     Ask,
@@ -499,6 +500,24 @@ async def test_queue_defaults_and_agent_hangup_without_after_ends_queued() -> No
                                                                                      None)
     assert env.result.result == "queued" and env.result.queue_outcome == "agent_hangup"
     assert env.call.hangups == 0
+
+
+@pytest.mark.parametrize(("tier", "prio", "expected"), [
+    ("urgent", "0", 9), ("important", "2", 5), ("important", "7", 7), ("normal", "3", 3),
+    ("{complaint}", "1", 5), ("{missing}", "4", 4)])
+async def test_queue_complaint_tier_gives_at_least_its_priority(tier: str, prio: str, expected: int) -> None:
+    plan = ("start: q\nnodes:\n  q: {type: queue, queue: support, min_proficiency: 3, "
+            f"tier: '{tier}', priority: '{{p}}'}}\n")
+    env = await run(plan, queue=FakeQueue("caller_hangup"), variables={"p": prio, "complaint": "Important"})
+    t = env.queue.targets[0]
+    assert (t.priority, t.min_proficiency, t.skills_from_plan, t.language_from_plan) == (expected, 3, False, False)
+
+
+def test_queue_tier_must_be_known_or_a_template() -> None:
+    with pytest.raises(ValidationError):
+        QueueNode.model_validate({"type": "queue", "queue": "q", "tier": "critical"})
+    with pytest.raises(ValidationError):
+        QueueNode.model_validate({"type": "queue", "queue": "q", "min_proficiency": 0})
 
 
 # --- callback -------------------------------------------------------------------------------------

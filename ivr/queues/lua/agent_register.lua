@@ -2,7 +2,8 @@
 local aid = A[1]
 local key = k('agent', aid)
 local existed = redis.call('EXISTS', key)
-local old_skills = agent_skills(aid)  -- staffed sets follow skill changes
+local old_skills = agent_skills(aid)  -- staffed sets and idle indexes follow skill changes
+if redis.call('HGET', key, 'state') == 'available' then R.index_agent(aid, old_skills, false) end
 redis.call('HSET', key, 'agent_id', aid, 'name', A[2], 'skills', A[3], 'sip_uri', A[4], 'languages', A[5])
 for s, _ in pairs(old_skills) do redis.call('SREM', k('skill', s, 'staffed'), aid) end
 if existed == 1 and redis.call('HGET', key, 'state') ~= 'offline' then
@@ -13,5 +14,6 @@ if existed == 0 then
   redis.call('HSET', key, 'state', 'offline', 'state_since', NOW, 'reason', '')
 elseif redis.call('HGET', key, 'state') == 'available' then
   set_agent_state(aid, 'available', 'profile')  -- skills may have changed: rebuild the idle indexes
+  match_agent(aid)                                -- and callers it now qualifies for are offered
 end
 return existed

@@ -17,7 +17,7 @@ local score = redis.call('ZSCORE', wkey, cid)
 local place
 if score then
   place = tonumber(score)
-  redis.call('ZREM', wkey, cid)
+  R.unqueue(cid)
   stats_callback(queue)
   redis.call('HSET', ckey, 'state', 'ivr')
 elseif c.queue == queue and c.queued_at then

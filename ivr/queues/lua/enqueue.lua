@@ -1,15 +1,37 @@
--- Put a call in a skill queue and try to match it at once.
--- A = call_id, queue, skill, priority (0..9, higher first), journey JSON
+-- Put a call in a queue and try to match it at once (see ivr/queues/routing.py).
+-- A = call_id, queue, skill, priority (0..9, higher first), journey JSON,
+--     route JSON {lang, strategy, no_agents, alts: [{skills, m}]} ('' = agents with `skill`),
+--     stages JSON [{after_s, alts, queue?, strategy?}] ('' = none).
+-- Returns the offer (JSON) or false; error queue.no_agents when the route says `fallback` and no agent
+-- able to take the caller is logged in (the call stays in the IVR).
 local cid, queue, skill, prio = A[1], A[2], A[3], tonumber(A[4])
 local ckey = k('call', cid)
 if redis.call('SISMEMBER', k('calls', 'active'), cid) == 0 then
   return redis.error_reply('call.not_found ' .. cid)
 end
+local route_json = A[6]
+if not route_json or route_json == '' then
+  route_json = cjson.encode({lang = '', strategy = 'longest_idle', no_agents = 'queue',
+                             alts = {{skills = {skill}, m = 1}}})
+end
+local route = cjson.decode(route_json)
+if redis.call('HGET', ckey, 'state') == 'queued' then R.unqueue(cid) end  -- queued again: move
+if route.no_agents == 'fallback' and not R.staffed(route) then
+  redis.call('HSET', ckey, 'state', 'ivr', 'left_queue_at', NOW, 'left_reason', 'no_agents')
+  emit('call.left_queue', {call_id = cid, queue = queue, reason = 'no_agents', waited_s = 0})
+  return redis.error_reply('queue.no_agents no agent for queue ' .. queue .. ' is logged in')
+end
+local stages = A[7]
+if not stages or stages == '' then stages = '[]' end
 redis.call('HSET', ckey, 'state', 'queued', 'queue', queue, 'skill', skill, 'priority', prio,
-           'queued_at', NOW, 'journey', A[5])
-redis.call('HSET', k('queues'), queue, skill)
--- Higher priority first, then first come first served.
-redis.call('ZADD', k('queue', queue, 'waiting'), (9 - prio) * 1e13 + NOW, cid)
+           'queued_at', NOW, 'journey', A[5], 'route', route_json, 'stages', stages, 'stage', 0)
+redis.call('HDEL', ckey, 'escalate_at')
+local first = cjson.decode(stages)[1]
+if first then redis.call('HSET', ckey, 'escalate_at', NOW + math.floor(first.after_s * 1000)) end
+redis.call('HSET', k('queues'), queue, table.concat(route.alts[1].skills, '+'))
+R.queue_call(cid)
 stats_offered(queue)
-emit('call.queued', {call_id = cid, queue = queue, skill = skill, priority = prio})
-return match_queue(queue)
+emit('call.queued', {call_id = cid, queue = queue, skill = skill, priority = prio,
+                     skills = route.alts[1].skills, min_proficiency = route.alts[1].m,
+                     language = route.lang, strategy = route.strategy})
+return match_call(cid)

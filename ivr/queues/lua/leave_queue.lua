@@ -5,7 +5,7 @@ local cid, reason = A[1], A[2]
 local ckey = k('call', cid)
 local c = hgetall(ckey)
 if c.state ~= 'queued' then return 0 end
-redis.call('ZREM', k('queue', c.queue, 'waiting'), cid)
+R.unqueue(cid)
 stats_left_queue(c.queue, reason)
 redis.call('HSET', ckey, 'state', 'ivr', 'left_queue_at', NOW, 'left_reason', reason)
 emit('call.left_queue', {call_id = cid, queue = c.queue, reason = reason,

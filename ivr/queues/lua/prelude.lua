@@ -10,6 +10,9 @@ for i = 4, #ARGV do A[#A + 1] = ARGV[i] end
 
 local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
+-- Skill routing helpers (indexes, matching, escalation), defined in routing.lua which follows.
+local R = {}
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -157,13 +160,7 @@ local function set_agent_state(aid, state, reason)
   local prev = redis.call('HGET', key, 'state')
   redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
   local skills = agent_skills(aid)
-  for s, _ in pairs(skills) do
-    if state == 'available' then
-      redis.call('ZADD', k('skill', s, 'idle'), NOW, aid)
-    else
-      redis.call('ZREM', k('skill', s, 'idle'), aid)
-    end
-  end
+  R.index_agent(aid, skills, state == 'available')
   for s, _ in pairs(skills) do  -- logged-in agents per skill, for wait estimates
     if state == 'offline' then
       redis.call('SREM', k('skill', s, 'staffed'), aid)
@@ -184,7 +181,7 @@ end
 local function offer(cid, aid, queue)
   local ckey = k('call', cid)
   local c = hgetall(ckey)
-  redis.call('ZREM', k('queue', queue, 'waiting'), cid)
+  R.unqueue(cid)
   local n = redis.call('HINCRBY', ckey, 'offers', 1)
   local offer_id = cid .. '.' .. n
   set_agent_state(aid, 'reserved', 'offer')
@@ -203,31 +200,14 @@ local function offer(cid, aid, queue)
   return cjson.encode(msg)
 end
 
--- Offer the head caller of `queue` to the longest-idle available agent with the queue's skill.
-local function match_queue(queue)
-  local head = redis.call('ZRANGE', k('queue', queue, 'waiting'), 0, 0)
-  if #head == 0 then return false end
-  local skill = redis.call('HGET', k('call', head[1]), 'skill') or queue
-  local idle = redis.call('ZRANGE', k('skill', skill, 'idle'), 0, 0)
-  if #idle == 0 then return false end
-  return offer(head[1], idle[1], queue)
+-- Offer waiting call `cid` to an available agent chosen by its route (routing.lua).
+local function match_call(cid)
+  return R.match_call(cid)
 end
 
--- Offer the best waiting caller (priority, then time) among the agent's queues to agent `aid`.
+-- Offer the best waiting caller (priority, then time) agent `aid` qualifies for (routing.lua).
 local function match_agent(aid)
-  local skills = agent_skills(aid)
-  local queues = hgetall(k('queues'))
-  local best_q, best_c, best_score = nil, nil, nil
-  for q, s in pairs(queues) do
-    if skills[s] then
-      local head = redis.call('ZRANGE', k('queue', q, 'waiting'), 0, 0, 'WITHSCORES')
-      if #head > 0 and (best_score == nil or tonumber(head[2]) < best_score) then
-        best_q, best_c, best_score = q, head[1], tonumber(head[2])
-      end
-    end
-  end
-  if best_q == nil then return false end
-  return offer(best_c, aid, best_q)
+  return R.match_agent(aid)
 end
 
 -- The agent's part of call `cid` is over: wrap-up (`wrapup` seconds), or available and matched at
@@ -251,7 +231,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
   if not c.state or c.state == 'ended' then return false end
   local outcome = 'completed'
   if c.state == 'queued' then
-    redis.call('ZREM', k('queue', c.queue, 'waiting'), cid)
+    R.unqueue(cid)
     outcome = 'abandoned'
   elseif c.state == 'offered' then
     outcome = 'abandoned'
