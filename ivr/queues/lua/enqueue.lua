@@ -2,20 +2,25 @@
 -- A = call_id, queue, skill, priority (0..9, higher first), journey JSON,
 --     route JSON {lang, strategy, no_agents, alts: [{skills, m}]} ('' = agents with `skill`),
 --     stages JSON [{after_s, alts, queue?, strategy?}] ('' = none).
--- Returns the offer (JSON) or false; error queue.no_agents when the route says `fallback` and no agent
--- able to take the caller is logged in (the call stays in the IVR).
+-- Returns the offer (JSON) or false (also when the call is already offered or connected: unchanged);
+-- error queue.no_agents when the route says `fallback` and no agent able to take the caller is logged
+-- in (the call stays in the IVR).
 local cid, queue, skill, prio = A[1], A[2], A[3], tonumber(A[4])
 local ckey = k('call', cid)
 if redis.call('SISMEMBER', k('calls', 'active'), cid) == 0 then
   return redis.error_reply('call.not_found ' .. cid)
 end
+local state = redis.call('HGET', ckey, 'state')
+-- An offer is in flight or the agent talks to the caller (e.g. a retry whose first reply was lost,
+-- when the first run matched the caller at once): nothing changes; the offer is in the worker inbox.
+if state == 'offered' or state == 'connected' then return false end
 local route_json = A[6]
 if not route_json or route_json == '' then
   route_json = cjson.encode({lang = '', strategy = 'longest_idle', no_agents = 'queue',
                              alts = {{skills = {skill}, m = 1}}})
 end
 local route = cjson.decode(route_json)
-if redis.call('HGET', ckey, 'state') == 'queued' then R.unqueue(cid) end  -- queued again: move
+if state == 'queued' then R.unqueue(cid) end  -- queued again: move
 if route.no_agents == 'fallback' and not R.staffed(route) then
   redis.call('HSET', ckey, 'state', 'ivr', 'left_queue_at', NOW, 'left_reason', 'no_agents')
   emit('call.left_queue', {call_id = cid, queue = queue, reason = 'no_agents', waited_s = 0})

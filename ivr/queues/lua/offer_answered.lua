@@ -1,8 +1,13 @@
 -- The agent answered the offer. A = call_id, offer_id
+-- Only an offer still in flight can be answered (offer.stale otherwise: failed, superseded, or the
+-- caller hung up meanwhile). Answering it again (a retry whose first reply was lost) changes nothing.
 local cid, offer_id = A[1], A[2]
 local ckey = k('call', cid)
-if redis.call('HGET', ckey, 'offer_id') ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) end
-local aid = redis.call('HGET', ckey, 'agent_id')
+local cur = redis.call('HMGET', ckey, 'offer_id', 'state', 'agent_id')
+if cur[1] ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) end
+if cur[2] == 'connected' then return cur[3] end
+if cur[2] ~= 'offered' then return redis.error_reply('offer.stale ' .. offer_id .. ' call is ' .. tostring(cur[2])) end
+local aid = cur[3]
 redis.call('HSET', ckey, 'state', 'connected', 'answered_at', NOW)
 set_agent_state(aid, 'oncall', '')
 local q = tonumber(redis.call('HGET', ckey, 'queued_at') or NOW)

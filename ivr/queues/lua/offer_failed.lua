@@ -1,9 +1,11 @@
 -- The offer was not answered (ring-no-answer, busy, unreachable): the caller goes back to the head of
 -- its queue (keeps its place) and the agent to `break` with the reason. A = call_id, offer_id, reason
+-- Only an offer still in flight can fail (offer.stale otherwise: answered, failed already, or the
+-- caller hung up meanwhile, when the agent was already released).
 local cid, offer_id, reason = A[1], A[2], A[3]
 local ckey = k('call', cid)
-if redis.call('HGET', ckey, 'offer_id') ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) end
 local c = hgetall(ckey)
+if c.offer_id ~= offer_id or c.state ~= 'offered' then return redis.error_reply('offer.stale ' .. offer_id) end
 set_agent_state(c.agent_id, 'break', reason)
 redis.call('HSET', ckey, 'state', 'queued')
 redis.call('HDEL', ckey, 'agent_id', 'offer_id')
