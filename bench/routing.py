@@ -10,7 +10,11 @@ script: the decision and its writes, plus the loopback round trip):
   one it qualifies for (answer + hang-up with no wrap-up: the next decision is timed as well);
 - ``enqueue_idle``: a caller is queued while ~1,000 agents are available (longest idle, best
   proficiency, round robin);
-- ``escalate_20``: one escalation pass over 20 due callers (the batch housekeeping uses), not per caller.
+- ``escalate_20``: one escalation pass over 20 due callers (the batch housekeeping uses), not per caller;
+- ``throughput``: 8 concurrent clients run callers' lifecycles (call_start, enqueue offered at once,
+  offer_answered, end_call) against ~1,000 available agents for 5 s: operations/s and calls/s.
+
+Each latency figure also gives ``ops_per_s``: one client issuing that operation back to back.
 
 Writes bench/results/routing-<time>.json and prints it.
 """
@@ -18,6 +22,7 @@ Writes bench/results/routing-<time>.json and prints it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import statistics
@@ -25,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -48,9 +53,47 @@ T = TypeVar("T")
 
 
 def summary(samples: list[float]) -> dict[str, float]:
+    """Latency percentiles, and ``ops_per_s``: operations per second of one client issuing them one
+    after the other (1 / mean latency)."""
     ms = sorted(s * 1000 for s in samples)
     return {"n": len(ms), "p50_ms": round(statistics.median(ms), 3),
-            "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3), "max_ms": round(ms[-1], 3)}
+            "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3), "max_ms": round(ms[-1], 3),
+            "ops_per_s": round(len(ms) / (sum(ms) / 1000), 1)}
+
+
+async def throughput(store: QueueStore, rnd: random.Random, skills: list[str], *, clients: int = 8,
+                     seconds: float = 5.0) -> dict[str, object]:
+    """``clients`` concurrent callers' lifecycles against ~1,000 available agents for ``seconds``:
+    call_start, enqueue (offered at once), offer_answered, end_call; every QueueStore call counts
+    as one operation."""
+    enq: list[float] = []
+    ops = calls = 0
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        nonlocal ops, calls
+        i = 0
+        while time.perf_counter() < deadline:
+            cid = f"t{n}-{i}"
+            i += 1
+            await store.call_start(cid, "w0", ani="1", dnis="2", hotline="h", language="ko", plan_version="v")
+            r = Route((Requirement((rnd.choice(skills),), 1),), "", STRATEGIES[i % 3])
+            offer = await timed(enq, store.enqueue(cid, queue=f"q{r.primary_skill}", skill=r.primary_skill,
+                                                   priority=0, journey={}, route=r))
+            ops += 2
+            if offer is not None:
+                await store.offer_answered(cid, offer.offer_id)
+                ops += 1
+            await store.end_call(cid, reason="x", wrapup_s=0, ttl_s=60)
+            ops += 1
+            calls += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "seconds": round(wall, 2), "ops_per_s": round(ops / wall, 1),
+            "calls_per_s": round(calls / wall, 1),
+            "enqueue": {k: v for k, v in summary(enq).items() if k != "ops_per_s"}}
 
 
 class ServerTimes:
@@ -180,11 +223,14 @@ async def bench(url: str) -> dict[str, object]:
     for s in STRATEGIES:
         out[f"enqueue_idle_{s}"] = summary(idle[s])
     out["enqueue_idle_server_slow"] = await server.collect("enqueue")
+    out["throughput"] = await throughput(store, rnd, skills)
     await redis.aclose()
     return out
 
 
-def main() -> None:
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A private redis-server (no persistence) on a free loopback port; yields its URL."""
     port = free_udp_tcp_port()
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
@@ -192,11 +238,22 @@ def main() -> None:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_port(port, 10, proc)
-            result = asyncio.run(bench(f"redis://127.0.0.1:{port}/0"))
+            yield f"redis://127.0.0.1:{port}/0"
         finally:
             proc.terminate()
             proc.wait(5)
+
+
+async def routing_bench() -> dict[str, object]:
+    """Every figure above against a private redis-server."""
+    with private_redis() as url:
+        result = await bench(url)
     result["at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return result
+
+
+def main() -> None:
+    result = asyncio.run(routing_bench())
     out = ROOT / "bench" / "results" / f"routing-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

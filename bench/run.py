@@ -11,6 +11,12 @@ callers through the edge, and writes bench/results/<date>.json.
 - speech (bench/speech.py, about 1-2 minutes, run first and on its own): concurrent real-time
   recognitions against the speech service; end-of-speech -> result latency p50/p95 per level,
   CPU, and the model's RSS counted once. ``--no-speech`` skips it, ``--speech-only`` runs only it.
+- routing (bench/routing.py, about 25 s, on a private redis-server): enqueue / agent-available
+  decision latency p50/p99 and operations/s with 1,000 agents, 50 skills and 5,000 waiting callers,
+  and concurrent callers' lifecycles per second. ``--no-routing`` skips it.
+- estimate (bench/estimate.py, about 100 s, on a private redis-server): the error of the callers'
+  wait estimates against their real waits in a simulated queue day. ``--no-estimate`` skips it.
+``--queues-only`` runs only the routing and estimate sections.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.estimate import estimate_bench  # noqa: E402
+from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
 from tests.scenarios import render_scenario  # noqa: E402
@@ -116,14 +124,23 @@ async def main() -> None:
     speech = ap.add_mutually_exclusive_group()
     speech.add_argument("--no-speech", action="store_true", help="skip the speech service benchmark")
     speech.add_argument("--speech-only", action="store_true", help="run only the speech service benchmark")
+    speech.add_argument("--queues-only", action="store_true", help="run only the routing and estimate benchmarks")
+    ap.add_argument("--no-routing", action="store_true", help="skip the routing benchmark")
+    ap.add_argument("--no-estimate", action="store_true", help="skip the wait-estimate benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                                  "machine": {"cores": os.cpu_count()}}
-    if not args.no_speech:
+    if not args.no_speech and not args.queues_only:
         print("speech: concurrent real-time recognitions", flush=True)
         result["speech"] = await speech_bench(threads=args.speech_threads)
-    if not args.speech_only:
+    if not args.no_routing and not args.speech_only:
+        print("routing: decision latency, 1,000 agents, 50 skills, 5,000 waiting callers", flush=True)
+        result["routing"] = await routing_bench()
+    if not args.no_estimate and not args.speech_only:
+        print("estimate: wait-estimate error in a simulated queue day (about 100 s)", flush=True)
+        result["estimate"] = await estimate_bench()
+    if not args.speech_only and not args.queues_only:
         await hotline_sections(args, result)
     out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
