@@ -24,7 +24,8 @@ The estimate for the caller at ``position`` (1 = next) is, in this order:
 
 It is recomputed at each announcement (one read-only script: ``ZRANK``, ``ZCARD``, ``HMGET``,
 ``SCARD``), so it moves as the caller moves up and as the history changes. It is deterministic: the
-same inputs always give the same estimate.
+same inputs always give the same estimate. Its error against real waits is measured by
+``bench/estimate.py`` (figures in docs/queue-stats.md, "Wait estimate and its error").
 """
 
 from __future__ import annotations
