@@ -17,7 +17,7 @@ import re
 import struct
 import time
 import wave
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -417,21 +417,32 @@ class CallSession:
             await self.ctx.sip.call(SipEngine.make_call, offer.sip_uri, agent.leg_id)
         except Exception as exc:
             log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
-            await store.offer_failed(self.call_id, offer.offer_id, "unreachable")
             self.agent_leg = None
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "unreachable"))
             return False
         if await self._answered(agent, settings.workers.agent_ring_timeout_s):
             await self.leg.stop_playback(moh_id)
             await self.ctx.sip.call(SipEngine.bridge, self.call_id, agent.leg_id)
-            await store.offer_answered(self.call_id, offer.offer_id)
+            await self._settle(store.offer_answered(self.call_id, offer.offer_id))
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
         reason = "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}"
         await agent.hangup()
         self.agent_leg = None
         log.info("offer.failed", reason=reason)
-        await store.offer_failed(self.call_id, offer.offer_id, reason)
+        await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
         return False
+
+    async def _settle(self, outcome: Awaitable[Any]) -> None:
+        """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as
+        lost) means this call is no longer ours to connect: end it here too."""
+        try:
+            await outcome
+        except Conflict as exc:
+            if exc.code != "offer.stale":
+                raise
+            log.warning("offer.stale", error=exc.message)
+            raise LegEnded(self.call_id) from None
 
     async def _agent_left(self) -> None:
         """The agent hung up first and the caller stays (the plan may go on): the agent goes to
