@@ -147,6 +147,10 @@ class CallbackSession(AgentCall):
             if self.agent_leg is not None:
                 await self.agent_leg.hangup()
             await self.leg.hangup()
+        if self.rtp and "caller" not in self.rtp:  # the agent hung up first: the customer's leg ends now
+            ended = await self.leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp["caller"] = ended.rtp
         try:
             if retry is not None:
                 reason, after = retry

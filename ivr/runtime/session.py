@@ -148,7 +148,7 @@ class AgentCall:
             return False
         if await self._answered(agent, settings.workers.agent_ring_timeout_s):
             await self.leg.stop_playback(moh_id)
-            await self.ctx.sip.call(SipEngine.bridge, self.call_id, agent.leg_id)
+            await self.ctx.sip.call(SipEngine.bridge, self.leg.leg_id, agent.leg_id)
             await store.offer_answered(self.call_id, offer.offer_id)
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
