@@ -44,6 +44,7 @@ class Offer:
     sip_uri: str
     queue: str
     kind: str = "call"
+    dial: bool = False  # a callback's first offer on a worker: dial the customer
     number: str = ""
     hotline: str = ""
     language: str = ""
@@ -56,7 +57,7 @@ class Offer:
     def from_json(cls, raw: str | bytes) -> Offer:
         d = json.loads(raw)
         return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"], d.get("kind", "call"),
-                   d.get("number", ""), d.get("hotline", ""), d.get("language", ""))
+                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""))
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,7 @@ class Worker:
                 continue
             if offer is None:
                 continue
-            if offer.is_callback and offer.call_id not in self.sessions and self.ctx is not None:
+            if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
                 self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
                 continue
             session = self.sessions.get(offer.call_id)

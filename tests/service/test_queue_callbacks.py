@@ -80,6 +80,7 @@ async def test_a_callback_waits_at_its_place_and_goes_to_a_live_worker_with_a_fr
     assert first is not None and first.call_id == "early" and not first.is_callback
     offer = await store.set_agent_state("a2", AgentState.AVAILABLE)
     assert offer is not None and offer.is_callback and offer.call_id == "cb1" and offer.agent_id == "a2"
+    assert offer.dial
     assert (offer.number, offer.hotline, offer.language) == ("5550100", "Demo", "en")
     # w0 is full (2 calls), w2 drains: w1 (one call, 2 slots) dials it
     assert await drain_inbox(store, "w1") == [offer]
@@ -261,3 +262,28 @@ async def test_cancelling_a_queued_callback_takes_it_out_of_routing(store: Queue
     call = await store.get_call("cb1")
     assert call is not None and (call["state"], call["outcome"]) == ("ended", "cancelled")
     assert await store.set_agent_state("a1", AgentState.AVAILABLE) is None
+
+
+async def test_an_agent_not_answering_a_confirmed_callback_keeps_the_customer_on_that_worker(
+        store: QueueStore) -> None:
+    await store.register_worker("w0", "h:1", ttl_s=30, slots=2)
+    await store.register_worker("w1", "h:2", ttl_s=30, slots=2)
+    await queue(store, "booker", ani="+15550002")
+    place = await book(store, "booker", "cb1")
+    await hang_up(store, "booker")
+    offer = await store.set_agent_state("a1", AgentState.AVAILABLE)
+    assert offer is not None and offer.dial
+    worker = (await store.get_call("cb1"))["worker"]  # type: ignore[index]
+    await store.callback_dialing("cb1", offer.offer_id)
+    await store.callback_confirmed("cb1", offer.offer_id)
+    await queue(store, "late", ani="+15550003")
+    # agent a1 does not answer: the customer waits at their place, on the worker holding their leg
+    assert await store.offer_failed("cb1", offer.offer_id, "ring_no_answer") is None
+    assert await store.waiting("billing") == ["cb1", "late"]
+    assert await store.redis.zscore(store.keys.waiting("billing"), "cb1") == place
+    again = await store.set_agent_state("a2", AgentState.AVAILABLE)
+    assert again is not None and again.call_id == "cb1" and again.is_callback and not again.dial
+    assert [o.offer_id for o in await drain_inbox(store, worker)] == [offer.offer_id, again.offer_id]
+    with pytest.raises(Conflict):  # a re-offer never dials the customer again
+        await store.callback_dialing("cb1", again.offer_id)
+    assert await store.offer_answered("cb1", again.offer_id) == "a2"

@@ -2,7 +2,8 @@
 -- A = call_id (= the callback id), offer_id. Returns the attempt number (1 = the first).
 local cid, offer_id = A[1], A[2]
 local ckey = k('call', cid)
-if redis.call('HGET', ckey, 'offer_id') ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) end
+local cur = redis.call('HMGET', ckey, 'offer_id', 'state', 'confirmed_at')
+if cur[1] ~= offer_id or cur[2] ~= 'offered' or cur[3] then return redis.error_reply('offer.stale ' .. offer_id) end
 local n = redis.call('HINCRBY', ckey, 'attempts', 1)
 redis.call('HSET', ckey, 'dialed_at', NOW)
 redis.call('HSET', k('callback', cid), 'state', 'dialing', 'attempts', n)

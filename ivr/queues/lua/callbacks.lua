@@ -45,15 +45,18 @@ function CB.assign_worker(cid, c)
     return false
   end
   c.worker = w
+  c.dial = true
   redis.call('HSET', k('call', cid), 'worker', w)
   redis.call('SADD', k('worker', w, 'calls'), cid)
   redis.call('SADD', k('calls', 'active'), cid)
   return true
 end
 
--- The offer message fields of a callback (what the worker needs to dial).
+-- The offer message fields of a callback (what the worker needs to dial); `dial` is true when the
+-- worker is to call the customer (false: a re-offer while the customer waits on that worker).
 function CB.offer_fields(msg, c)
   msg.kind = 'callback'
+  msg.dial = c.dial == true
   msg.callback_id = c.callback_id or c.call_id
   msg.number = c.number or ''
   msg.hotline = c.hotline or ''
