@@ -263,6 +263,41 @@ class RoutingSettings(BaseModel):
         return v
 
 
+class CallbackSettings(BaseModel):
+    """Calling booked callbacks (virtual hold) and giving redialling callers their place back."""
+
+    dial_uri: str | None = Field(
+        None, description='SIP URI a worker dials to call a customer back; "{number}" becomes the number '
+                          '(digits, optional +). Default: through the edge, sip:{number}@<edge.host>:<edge.port> '
+                          '(the edge routes it to a trunk)')
+    ring_timeout_s: float = Field(30.0, gt=0, le=120, description="how long the customer's phone may ring")
+    retries: int = Field(2, ge=0, le=10, description="attempts after the first before the callback fails")
+    retry_after_s: float = Field(120.0, ge=1, description="wait before the next attempt (no answer, busy, no key)")
+    busy_retry_s: float = Field(5.0, ge=0.5, description="wait when the chosen worker had no free slot "
+                                                         "(not counted as an attempt)")
+    confirm_digit: str = Field("1", pattern=r"^[0-9*#]$")
+    confirm_timeout_s: float = Field(6.0, gt=0, le=60, description="wait for the key after the prompt")
+    confirm_tries: int = Field(2, ge=1, le=5, description="times the prompt is played before giving up")
+    prompt: dict[str, str] = Field(
+        {"en": "This is your call back from {hotline}. Press 1 to be connected.",
+         "ko": "{hotline}에서 요청하신 콜백 전화입니다. 연결하시려면 1번을 눌러 주세요."},
+        description="what the customer hears, per language ({hotline} = the plan's name); 'en' is the fallback")
+    resume_window_s: int = Field(600, ge=0, le=86400, description="a caller who hangs up while waiting and "
+                                 "calls the same queue again within this many seconds gets their place back "
+                                 "(0: never)")
+
+    @field_validator("dial_uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith(("sip:", "sips:")) or "{number}" not in v):
+            raise ValueError('dial_uri must be a sip: or sips: URI containing "{number}"')
+        return v
+
+    def uri_for(self, number: str, edge_host: str, edge_port: int) -> str:
+        template = self.dial_uri or f"sip:{{number}}@{edge_host}:{edge_port}"
+        return template.replace("{number}", number)
+
+
 class AgentSeed(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -314,6 +349,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     prompts: PromptSettings = PromptSettings()
     routing: RoutingSettings = RoutingSettings()
+    callbacks: CallbackSettings = CallbackSettings()
     users: list[AgentSeed] = [AgentSeed(**u) for u in DEMO_USERS]
 
     @classmethod

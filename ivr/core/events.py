@@ -40,6 +40,12 @@ class EventType(StrEnum):
     VOICEMAIL_NEW = "voicemail.new"            # a voicemail was attached to the call record
     CALLBACK_REQUESTED = "callback.requested"  # a caller booked a callback (keeps their place)
     CALLBACK_CANCELLED = "callback.cancelled"
+    CALLBACK_QUEUED = "callback.queued"        # the caller hung up: the callback now waits for an agent at its place
+    CALLBACK_DIALING = "callback.dialing"      # a worker dials the customer (an agent is reserved)
+    CALLBACK_CONNECTED = "callback.connected"  # the customer answered and confirmed; the agent is called next
+    CALLBACK_RETRY = "callback.retry"          # not reached (no answer, busy, no key...): tried again later
+    CALLBACK_FAILED = "callback.failed"        # given up after the last retry
+    CALL_RESUMED = "call.resumed"              # a redial took back the caller's earlier place (abandon or callback)
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

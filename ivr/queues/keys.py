@@ -37,6 +37,21 @@ class Keys:
         """ZSET of pending callback ids of ``queue``, by the place the caller keeps (the waiting score)."""
         return self._k("queue", queue, "callbacks")
 
+    @property
+    def callbacks_due(self) -> str:
+        """ZSET of callback ids (their call records) waiting for a retry, by when it is due (ms);
+        housekeeping puts them back in their queue at their place (see ``lua/callbacks.lua``)."""
+        return self._k("callbacks", "due")
+
+    def callback_by_ani(self, queue: str, ani: str) -> str:
+        """The open callback id of the caller ``ani`` in ``queue``: a redial takes its place."""
+        return self._k("queue", queue, "callback_ani", ani)
+
+    def resume(self, queue: str, ani: str) -> str:
+        """HASH {priority, queued_at, call_id} of the place caller ``ani`` had in ``queue`` when it
+        hung up while waiting; expires after ``callbacks.resume_window_s`` (redial resume)."""
+        return self._k("queue", queue, "resume", ani)
+
     # queues
     @property
     def queues(self) -> str:
@@ -134,6 +149,11 @@ class Keys:
 
     def worker_alive(self, worker: str) -> str:
         return self._k("worker", worker, "alive")
+
+    def worker_slots(self, worker: str) -> str:
+        """Calls (caller + agent leg pairs) the worker can hold, 0 while draining; refreshed with its
+        heartbeat. Callbacks go to a live worker with a free slot."""
+        return self._k("worker", worker, "slots")
 
     # screen-pop acknowledgements and events
     def offer_ack(self, offer_id: str) -> str:

@@ -2,7 +2,8 @@
 
 Each script is ``prelude.lua`` + ``routing.lua`` + its body; the prelude holds the shared helpers
 (agent state changes, offers, call ends, events) and ``routing.lua`` the skill routing (indexes,
-matching, escalation; see :mod:`ivr.queues.routing`), so the rules live in one place.
+matching, escalation; see :mod:`ivr.queues.routing`) and ``callbacks.lua`` the callbacks and redial
+resume, so the rules live in one place.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ NAMES = (
     "record_field",
     "callback_request",
     "callback_cancel",
+    "callback_dialing",
+    "callback_confirmed",
+    "callback_retry",
+    "callbacks_due",
     "queue_status",
     "queue_snapshot",
     "escalate",
@@ -46,7 +51,7 @@ class Scripts:
     """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
 
     def __init__(self, redis: Redis, prefix: str, events_maxlen: int, stats_json: str) -> None:
-        prelude = _source("prelude") + "\n" + _source("routing")
+        prelude = _source("prelude") + "\n" + _source("routing") + "\n" + _source("callbacks")
         self._fixed = [prefix, str(events_maxlen), stats_json]
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(prelude + "\n" + _source(name)) for name in NAMES

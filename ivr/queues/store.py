@@ -33,18 +33,31 @@ _ERRORS: dict[str, type[IvrError]] = {
 
 @dataclass(frozen=True)
 class Offer:
-    """A reservation of an agent for a waiting call, handed to the worker that holds the call."""
+    """A reservation of an agent for a waiting call, handed to the worker that holds the call.
+
+    A callback's offer (``kind`` "callback") goes to a worker chosen for it, which dials ``number``
+    first (see :mod:`ivr.runtime.callback`); ``call_id`` is then the callback's id."""
 
     offer_id: str
     call_id: str
     agent_id: str
     sip_uri: str
     queue: str
+    kind: str = "call"
+    dial: bool = False  # a callback's first offer on a worker: dial the customer
+    number: str = ""
+    hotline: str = ""
+    language: str = ""
+
+    @property
+    def is_callback(self) -> bool:
+        return self.kind == "callback"
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Offer:
         d = json.loads(raw)
-        return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"])
+        return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"], d.get("kind", "call"),
+                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""))
 
 
 @dataclass(frozen=True)
@@ -113,8 +126,11 @@ class QueueStore:
         res = await self._run("agent_left", call_id, wrapup_s)
         return _s(res) if res else None
 
-    async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int) -> str | None:
-        res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s)
+    async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int,
+                       resume_s: int = 0) -> str | None:
+        """End the call; a caller hanging up while waiting keeps its place ``resume_s`` seconds for a
+        redial from the same number to the same queue (``call.resumed`` when it comes)."""
+        res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s, resume_s)
         return _s(res) if res else None
 
     async def set_call_field(self, call_id: str, field: str, value: str) -> None:
@@ -164,11 +180,16 @@ class QueueStore:
 
     # --- callbacks -------------------------------------------------------------------------
     async def request_callback(self, call_id: str, *, callback_id: str, queue: str, number: str,
-                               journey: Mapping[str, Any], priority: int | None = None) -> tuple[str, int, bool]:
+                               journey: Mapping[str, Any], priority: int | None = None,
+                               route: Route | None = None, ttl_s: int = 7 * 24 * 3600) -> tuple[str, int, bool]:
         """Book a callback keeping the caller's place in ``queue``; returns (id, place, created). A call
-        has at most one pending callback: asking again returns that one with ``created`` False."""
+        has at most one pending callback: asking again returns that one with ``created`` False.
+
+        When the call ends the callback competes for agents at that place (``callback.queued``);
+        ``route`` says who may take it (default: the call's route when it waited in ``queue``, else
+        agents with the skill named like the queue)."""
         res = await self._run("callback_request", call_id, callback_id, queue, number, json.dumps(dict(journey)),
-                              "" if priority is None else priority)
+                              "" if priority is None else priority, route.to_json() if route else "", ttl_s)
         return _s(res[0]), int(res[1]), bool(int(res[2]))
 
     async def get_callback(self, callback_id: str) -> dict[str, Any] | None:
@@ -185,8 +206,28 @@ class QueueStore:
         return [_callback(r) for r in rows if r]
 
     async def cancel_callback(self, callback_id: str, *, by: str = "", ttl_s: int = 7 * 24 * 3600) -> None:
-        """Cancel a pending callback (``callback.not_found`` / ``callback.not_pending`` otherwise)."""
+        """Cancel a pending callback (``callback.not_found`` / ``callback.not_pending`` otherwise,
+        also while a worker is calling it)."""
         await self._run("callback_cancel", callback_id, by, ttl_s)
+
+    async def callback_dialing(self, call_id: str, offer_id: str) -> int:
+        """The worker dials the callback's customer; returns the attempt number (``callback.dialing``)."""
+        return int(await self._run("callback_dialing", call_id, offer_id))
+
+    async def callback_confirmed(self, call_id: str, offer_id: str) -> None:
+        """The customer answered and confirmed (``callback.connected``); the agent is rung next."""
+        await self._run("callback_confirmed", call_id, offer_id)
+
+    async def callback_retry(self, call_id: str, offer_id: str, reason: str, *, retry_after_s: float,
+                             max_attempts: int) -> str:
+        """The customer was not reached: the agent is available again and the callback competes at
+        its place after ``retry_after_s``; ``failed`` once ``max_attempts`` dialled attempts were made
+        (``superseded`` when the caller called again meanwhile). Returns retry, failed or superseded."""
+        return _s(await self._run("callback_retry", call_id, offer_id, reason, retry_after_s, max_attempts))
+
+    async def release_due_callbacks(self, limit: int = 20) -> int:
+        """Put callbacks whose retry is due back at their place (housekeeping does it too)."""
+        return int(await self._run("callbacks_due", limit))
 
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
@@ -311,11 +352,14 @@ class QueueStore:
             start = f"({_s(entries[-1][0])}"
 
     # --- workers: registration, leases, the reaper -------------------------------------------
-    async def register_worker(self, worker: str, identity: str, ttl_s: int = 5) -> None:
-        """Heartbeat: ``identity`` is "host:pid" of the process running ``worker``."""
+    async def register_worker(self, worker: str, identity: str, ttl_s: int = 5, slots: int | None = None) -> None:
+        """Heartbeat: ``identity`` is "host:pid" of the process running ``worker``; ``slots``: how many
+        calls it can hold (0 while draining), for choosing who dials a callback (None: unchanged)."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(self.keys.workers, worker)
             pipe.set(self.keys.worker_alive(worker), identity, ex=ttl_s)
+            if slots is not None:
+                pipe.set(self.keys.worker_slots(worker), slots, ex=ttl_s)
             await pipe.execute()
 
     async def worker_holder(self, worker: str) -> str | None:

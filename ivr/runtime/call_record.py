@@ -20,6 +20,7 @@ from ivr.core.config import Settings
 from ivr.core.errors import BadRequest
 from ivr.core.logging import get_logger
 from ivr.dialplan.journey import Journey
+from ivr.queues.routing import resolve_route
 from ivr.queues.store import QueueStore
 
 log = get_logger(__name__)
@@ -182,7 +183,9 @@ class CallRecord:
         """Book a callback that keeps the caller's place in ``queue``; returns its id."""
         queue = check_queue(queue)
         clean = check_number(number)
+        route = resolve_route(self.settings.routing.queues, queue)
         cb_id, place, created = await self.store.request_callback(
-            self.call_id, callback_id=uuid.uuid4().hex, queue=queue, number=clean, journey=journey.to_dict())
+            self.call_id, callback_id=uuid.uuid4().hex, queue=queue, number=clean, journey=journey.to_dict(),
+            route=route, ttl_s=self.settings.routing.call_ttl_s)
         self.log.info("callback.booked", callback_id=cb_id, queue=queue, place=place, created=created)
         return cb_id

@@ -92,19 +92,125 @@ def beep_wav(cache_dir: Path, clock_rate: int) -> Path:
     return path
 
 
-class CallSession:
-    def __init__(self, ctx: WorkerContext, leg: Leg, incoming: IncomingCall) -> None:
+class AgentCall:
+    """A customer's leg that is connected to an agent: the agent is rung when an offer is delivered
+    (pop-before-ring), bridged, and the talk runs until one side hangs up. Shared by inbound calls
+    (:class:`CallSession`) and callbacks (:class:`ivr.runtime.callback.CallbackSession`)."""
+
+    def __init__(self, ctx: WorkerContext, leg: Leg, call_id: str) -> None:
         self.ctx = ctx
         self.leg = leg
-        self.incoming = incoming
-        self.call_id = leg.leg_id
+        self.call_id = call_id
         self.offers: asyncio.Queue[Offer] = asyncio.Queue()
         self.agent_leg: Leg | None = None
+        self.end_reason = "caller_hangup"
+        self.rtp: dict[str, dict[str, int]] = {}
+
+    def deliver(self, offer: Offer) -> None:
+        self.offers.put_nowait(offer)
+
+    async def _answered(self, other: Leg, ring_s: float) -> bool:
+        """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
+        answered = asyncio.ensure_future(other.answered.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {answered, other.ended, self.leg.ended}
+            done, _ = await asyncio.wait(waits, timeout=ring_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+        if self.leg.ended in done:
+            await other.hangup()
+            raise LegEnded(self.call_id)
+        if not other.answered.is_set() or other.is_ended:
+            return False
+        media = asyncio.ensure_future(other.media_ready.wait())
+        try:
+            await other.until(media, 5.0)
+        finally:
+            media.cancel()
+        return True
+
+    async def _connect(self, offer: Offer, moh_id: int) -> bool:
+        store, settings = self.ctx.store, self.ctx.settings
+        log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
+        if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
+            acked = await store.wait_pop_ack(offer.offer_id, settings.api.pop_wait_ms / 1000)
+            log.info("offer.pop", acked=acked)
+        if self.leg.is_ended:
+            raise LegEnded(self.call_id)
+        agent = self.ctx.new_leg()
+        self.agent_leg = agent
+        try:
+            await self.ctx.sip.call(SipEngine.make_call, offer.sip_uri, agent.leg_id)
+        except Exception as exc:
+            log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
+            self.agent_leg = None
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "unreachable"))
+            return False
+        if await self._answered(agent, settings.workers.agent_ring_timeout_s):
+            await self.leg.stop_playback(moh_id)
+            await self.ctx.sip.call(SipEngine.bridge, self.leg.leg_id, agent.leg_id)
+            await self._settle(store.offer_answered(self.call_id, offer.offer_id))
+            log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
+            return True
+        reason = "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}"
+        await agent.hangup()
+        self.agent_leg = None
+        log.info("offer.failed", reason=reason)
+        await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
+        return False
+
+    async def _settle(self, outcome: Awaitable[Any]) -> None:
+        """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as
+        lost) means this call is no longer ours to connect: end it here too."""
+        try:
+            await outcome
+        except Conflict as exc:
+            if exc.code != "offer.stale":
+                raise
+            log.warning("offer.stale", error=exc.message)
+            raise LegEnded(self.call_id) from None
+
+    async def _agent_left(self) -> None:
+        """The agent hung up first and the caller stays (the plan may go on): the agent goes to
+        wrap-up now, not when the call ends. If Redis refuses, end_call releases the agent later."""
+        try:
+            agent_id = await self.ctx.store.agent_left(self.call_id, wrapup_s=self.ctx.settings.routing.wrapup_s)
+        except Exception as exc:
+            log.warning("call.agent_left_failed", error=type(exc).__name__)
+            return
+        log.info("call.agent_left", agent_id=agent_id)
+
+    async def _talk(self) -> QueueOutcome:
+        """Until one side hangs up. The agent hanging up first leaves the caller's leg up: the plan
+        may go on (a survey). The caller hanging up ends the agent's leg."""
+        agent = self.agent_leg
+        assert agent is not None
+        ends: set[asyncio.Future[Any]] = {self.leg.ended, agent.ended}
+        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        caller_left = self.leg.ended in done
+        self.end_reason = "caller_hangup" if caller_left else "agent_hangup"
+        if caller_left:
+            await agent.hangup()
+        else:
+            await self._agent_left()
+        for name, leg in (("caller", self.leg), ("agent", agent)):
+            if name == "caller" and not caller_left:
+                continue
+            ended = await leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp[name] = ended.rtp
+        self.agent_leg = None
+        log.info("call.talk_ended", by="caller" if caller_left else "agent")
+        return "caller_hangup" if caller_left else "agent_hangup"
+
+
+class CallSession(AgentCall):
+    def __init__(self, ctx: WorkerContext, leg: Leg, incoming: IncomingCall) -> None:
+        super().__init__(ctx, leg, leg.leg_id)
+        self.incoming = incoming
         self.language = "en"
         self.default_language = "en"
         self.started = time.monotonic()
-        self.end_reason = "caller_hangup"
-        self.rtp: dict[str, dict[str, int]] = {}
         self.journey: Journey | None = None  # the plan's, saved on the call record when the call ends
         self.announcer: QueueAnnouncer | None = None  # while waiting in a queue
 
@@ -169,7 +275,8 @@ class CallSession:
         if started:
             await self.ctx.store.end_call(self.call_id, reason=self.end_reason,
                                           wrapup_s=self.ctx.settings.routing.wrapup_s,
-                                          ttl_s=self.ctx.settings.routing.call_ttl_s)
+                                          ttl_s=self.ctx.settings.routing.call_ttl_s,
+                                          resume_s=self.ctx.settings.callbacks.resume_window_s)
             if self.rtp:
                 await self.ctx.store.set_call_field(self.call_id, "rtp", json.dumps(self.rtp))
         log.info("call.ended", reason=self.end_reason, seconds=round(time.monotonic() - self.started, 2))
@@ -277,26 +384,6 @@ class CallSession:
         log.info("call.transfer_ended", by="caller" if self.leg.ended in done else "destination")
         return "completed"
 
-    async def _answered(self, other: Leg, ring_s: float) -> bool:
-        """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
-        answered = asyncio.ensure_future(other.answered.wait())
-        try:
-            waits: set[asyncio.Future[Any]] = {answered, other.ended, self.leg.ended}
-            done, _ = await asyncio.wait(waits, timeout=ring_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            answered.cancel()
-        if self.leg.ended in done:
-            await other.hangup()
-            raise LegEnded(self.call_id)
-        if not other.answered.is_set() or other.is_ended:
-            return False
-        media = asyncio.ensure_future(other.media_ready.wait())
-        try:
-            await other.until(media, 5.0)
-        finally:
-            media.cancel()
-        return True
-
     # --- QueuePort --------------------------------------------------------------------------------
     async def wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         self.announcer = QueueAnnouncer(leg=self.leg, store=self.ctx.store, prompts=self.ctx.prompts,
@@ -401,78 +488,4 @@ class CallSession:
     def deliver(self, offer: Offer) -> None:
         if self.announcer is not None:
             self.announcer.interrupt()  # connecting to the agent starts now, not after an announcement
-        self.offers.put_nowait(offer)
-
-    async def _connect(self, offer: Offer, moh_id: int) -> bool:
-        store, settings = self.ctx.store, self.ctx.settings
-        log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
-        if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
-            acked = await store.wait_pop_ack(offer.offer_id, settings.api.pop_wait_ms / 1000)
-            log.info("offer.pop", acked=acked)
-        if self.leg.is_ended:
-            raise LegEnded(self.call_id)
-        agent = self.ctx.new_leg()
-        self.agent_leg = agent
-        try:
-            await self.ctx.sip.call(SipEngine.make_call, offer.sip_uri, agent.leg_id)
-        except Exception as exc:
-            log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
-            self.agent_leg = None
-            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "unreachable"))
-            return False
-        if await self._answered(agent, settings.workers.agent_ring_timeout_s):
-            await self.leg.stop_playback(moh_id)
-            await self.ctx.sip.call(SipEngine.bridge, self.call_id, agent.leg_id)
-            await self._settle(store.offer_answered(self.call_id, offer.offer_id))
-            log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
-            return True
-        reason = "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}"
-        await agent.hangup()
-        self.agent_leg = None
-        log.info("offer.failed", reason=reason)
-        await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
-        return False
-
-    async def _settle(self, outcome: Awaitable[Any]) -> None:
-        """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as
-        lost) means this call is no longer ours to connect: end it here too."""
-        try:
-            await outcome
-        except Conflict as exc:
-            if exc.code != "offer.stale":
-                raise
-            log.warning("offer.stale", error=exc.message)
-            raise LegEnded(self.call_id) from None
-
-    async def _agent_left(self) -> None:
-        """The agent hung up first and the caller stays (the plan may go on): the agent goes to
-        wrap-up now, not when the call ends. If Redis refuses, end_call releases the agent later."""
-        try:
-            agent_id = await self.ctx.store.agent_left(self.call_id, wrapup_s=self.ctx.settings.routing.wrapup_s)
-        except Exception as exc:
-            log.warning("call.agent_left_failed", error=type(exc).__name__)
-            return
-        log.info("call.agent_left", agent_id=agent_id)
-
-    async def _talk(self) -> QueueOutcome:
-        """Until one side hangs up. The agent hanging up first leaves the caller's leg up: the plan
-        may go on (a survey). The caller hanging up ends the agent's leg."""
-        agent = self.agent_leg
-        assert agent is not None
-        ends: set[asyncio.Future[Any]] = {self.leg.ended, agent.ended}
-        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-        caller_left = self.leg.ended in done
-        self.end_reason = "caller_hangup" if caller_left else "agent_hangup"
-        if caller_left:
-            await agent.hangup()
-        else:
-            await self._agent_left()
-        for name, leg in (("caller", self.leg), ("agent", agent)):
-            if name == "caller" and not caller_left:
-                continue
-            ended = await leg.wait_ended(5.0)
-            if ended is not None:
-                self.rtp[name] = ended.rtp
-        self.agent_leg = None
-        log.info("call.talk_ended", by="caller" if caller_left else "agent")
-        return "caller_hangup" if caller_left else "agent_hangup"
+        super().deliver(offer)

@@ -23,8 +23,9 @@ from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
+from ivr.runtime.callback import CallbackSession
 from ivr.runtime.process import pid_alive
-from ivr.runtime.session import CallSession, WorkerContext
+from ivr.runtime.session import AgentCall, CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import EngineConfig, SipEngine
@@ -50,11 +51,12 @@ class Worker:
         self.index = index
         self.name = name or f"w{index}"
         self.legs: dict[str, Leg] = {}
-        self.sessions: dict[str, CallSession] = {}
+        self.sessions: dict[str, AgentCall] = {}  # inbound calls and callbacks, by call id
         self.tasks = TaskGroup(f"worker.{self.name}")
         self.ctx: WorkerContext | None = None
         self.idle = asyncio.Event()  # set whenever no call is in progress
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.draining = False
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -81,7 +83,7 @@ class Worker:
         if reaped:
             log.warning("worker.reaped_predecessor", calls=reaped)
         await sip.start()
-        await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S)
+        await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S, slots=self._slots())
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
         self.tasks.spawn("housekeeping", self._housekeeping(store))
@@ -124,10 +126,7 @@ class Worker:
         if isinstance(event, IncomingCall):
             leg = Leg(self.ctx.sip, event.leg_id)
             self.legs[event.leg_id] = leg
-            session = CallSession(self.ctx, leg, event)
-            self.sessions[event.leg_id] = session
-            task = self.tasks.spawn(f"call.{event.leg_id}", session.run())
-            task.add_done_callback(functools.partial(self._session_done, event.leg_id))
+            self._start_session(event.leg_id, CallSession(self.ctx, leg, event))
             return
         if isinstance(event, Rejected):
             log.info("call.rejected", code=event.code, reason=event.reason)
@@ -138,6 +137,15 @@ class Worker:
         known.feed(event)
         if isinstance(event, Disconnected):
             self.legs.pop(event.leg_id, None)
+
+    def _start_session(self, call_id: str, session: CallSession | CallbackSession) -> None:
+        self.sessions[call_id] = session
+        task = self.tasks.spawn(f"call.{call_id}", session.run())
+        task.add_done_callback(functools.partial(self._session_done, call_id))
+
+    def _slots(self) -> int:
+        """Calls this worker can hold (each a caller leg + its agent leg); 0 while draining."""
+        return 0 if self.draining else self.settings.workers.max_legs // 2
 
     def _session_done(self, call_id: str, _task: object) -> None:
         self.sessions.pop(call_id, None)
@@ -154,6 +162,9 @@ class Worker:
                 continue
             if offer is None:
                 continue
+            if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
+                self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
+                continue
             session = self.sessions.get(offer.call_id)
             if session is None:
                 log.warning("offer.orphan", call_id=offer.call_id, offer_id=offer.offer_id)
@@ -164,6 +175,7 @@ class Worker:
 
     async def _drain(self, sip: SipThread) -> None:
         """Refuse new calls (503) and let the calls in progress finish, up to ``workers.drain_s``."""
+        self.draining = True
         await sip.call(SipEngine.set_draining, True)
         drain_s = self.settings.workers.drain_s
         log.info("worker.draining", calls=len(self.sessions), drain_s=drain_s)
@@ -177,7 +189,7 @@ class Worker:
     async def _heartbeat(self, store: QueueStore) -> None:
         while True:
             try:
-                await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S)
+                await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S, slots=self._slots())
             except RedisError as exc:
                 log.warning("worker.redis_unavailable", loop="heartbeat", error=str(exc))
             await asyncio.sleep(HEARTBEAT_S)

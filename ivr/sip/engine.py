@@ -45,6 +45,10 @@ class LegGone(KeyError):
     """The leg is no longer there (hung up and forgotten) when a command for it runs."""
 
 
+class WorkerFull(RuntimeError):
+    """A call to a customer (a callback) was refused: no caller slot is free, or the worker drains."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     host: str
@@ -358,16 +362,23 @@ class SipEngine:
         except pj.Error as exc:
             log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
 
-    def make_call(self, uri: str, leg_id: str) -> str:
-        """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow."""
+    def make_call(self, uri: str, leg_id: str, caller: bool = False) -> str:
+        """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow.
+        ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
+        keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains."""
         assert self.acc is not None
+        if caller and (self.draining or self.free_caller_slots <= 0):
+            raise WorkerFull("draining" if self.draining else "worker full")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
+        if caller:
+            self.callers.add(leg_id)
         try:
             call.makeCall(uri, pj.CallOpParam(True))
         except pj.Error:
             self.legs.pop(leg_id, None)
+            self.callers.discard(leg_id)
             raise
         return leg_id
 

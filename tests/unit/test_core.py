@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ivr.core.config import load_settings
+from ivr.core.config import CallbackSettings, load_settings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import configure, get_logger
 
@@ -74,3 +74,12 @@ def test_secrets_are_masked_and_call_id_is_bound(capsys: pytest.CaptureFixture[s
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["call_id"] == "c-1" and line["digit"] == "2"
     assert line["token"] == "***" and line["authorization"] == "***"
+
+
+def test_callback_dial_uri_defaults_to_the_edge_and_must_carry_the_number() -> None:
+    assert CallbackSettings().uri_for("+15550100", "10.0.0.5", 5060) == "sip:+15550100@10.0.0.5:5060"
+    trunk = CallbackSettings(dial_uri="sip:{number}@trunk.example;transport=tcp")
+    assert trunk.uri_for("0101234", "127.0.0.1", 5060) == "sip:0101234@trunk.example;transport=tcp"
+    for bad in ("tel:{number}", "sip:fixed@host"):
+        with pytest.raises(ValueError):
+            CallbackSettings(dial_uri=bad)

@@ -2,9 +2,10 @@
 -- A = call_id, queue, skill, priority (0..9, higher first), journey JSON,
 --     route JSON {lang, strategy, no_agents, alts: [{skills, m}]} ('' = agents with `skill`),
 --     stages JSON [{after_s, alts, queue?, strategy?}] ('' = none).
--- Returns the offer (JSON) or false (also when the call is already offered or connected: unchanged);
--- error queue.no_agents when the route says `fallback` and no agent able to take the caller is logged
--- in (the call stays in the IVR).
+-- A caller (by ANI) who hung up while waiting in this queue within the resume window, or who has an
+-- open callback here, gets that place back when it is better (callbacks.lua: call.resumed).
+-- Returns the offer (JSON) or false (also when the call is already offered or connected: unchanged); error queue.no_agents when the route says `fallback` and no agent
+-- able to take the caller is logged in (the call stays in the IVR).
 local cid, queue, skill, prio = A[1], A[2], A[3], tonumber(A[4])
 local ckey = k('call', cid)
 if redis.call('SISMEMBER', k('calls', 'active'), cid) == 0 then
@@ -28,15 +29,24 @@ if route.no_agents == 'fallback' and not R.staffed(route) then
 end
 local stages = A[7]
 if not stages or stages == '' then stages = '[]' end
+local queued_at, resumed = NOW, nil
+local rprio, rat, rinfo = CB.resume(cid, queue, prio, redis.call('HGET', ckey, 'ani'))
+if rprio then prio, queued_at, resumed = rprio, rat, rinfo end
 redis.call('HSET', ckey, 'state', 'queued', 'queue', queue, 'skill', skill, 'priority', prio,
-           'queued_at', NOW, 'journey', A[5], 'route', route_json, 'stages', stages, 'stage', 0)
+           'queued_at', queued_at, 'journey', A[5], 'route', route_json, 'stages', stages, 'stage', 0)
 redis.call('HDEL', ckey, 'escalate_at')
 local first = cjson.decode(stages)[1]
-if first then redis.call('HSET', ckey, 'escalate_at', NOW + math.floor(first.after_s * 1000)) end
+if first then redis.call('HSET', ckey, 'escalate_at', queued_at + math.floor(first.after_s * 1000)) end
 redis.call('HSET', k('queues'), queue, table.concat(route.alts[1].skills, '+'))
 R.queue_call(cid)
 stats_offered(queue)
 emit('call.queued', {call_id = cid, queue = queue, skill = skill, priority = prio,
                      skills = route.alts[1].skills, min_proficiency = route.alts[1].m,
                      language = route.lang, strategy = route.strategy})
+if resumed then
+  redis.call('HSET', ckey, 'resumed_from', resumed.from, 'resumed_previous', resumed.previous)
+  emit('call.resumed', {call_id = cid, queue = queue, from = resumed.from, previous = resumed.previous,
+                        priority = prio, place = wait_score(prio, queued_at),
+                        waited_before_s = (NOW - queued_at) / 1000.0})
+end
 return match_call(cid)

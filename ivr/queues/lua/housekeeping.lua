@@ -1,7 +1,8 @@
 -- One round trip of housekeeping, done by whichever process holds the lease.
 -- A = owner, lease ms, wrapup seconds, ttl seconds.
 -- Returns {leader (0/1), reaped workers as "name=count"...}; wrap-ups that ended are released and
--- waiting callers' due escalation steps applied (offers go to the workers' inboxes as usual).
+-- waiting callers' due escalation steps applied, callbacks whose retry is due put back at their place
+-- (offers go to the workers' inboxes as usual).
 local owner, lease_ms, wrapup, ttl = A[1], tonumber(A[2]), tonumber(A[3]), tonumber(A[4])
 local lkey = k('lease', 'housekeeper')
 local cur = redis.call('GET', lkey)
@@ -13,6 +14,7 @@ for _, aid in ipairs(redis.call('ZRANGEBYSCORE', k('wrapup'), '-inf', NOW)) do
   match_agent(aid)
 end
 R.escalate_due(ESCALATE_BATCH)
+CB.release_due(CB_DUE_BATCH)
 for _, w in ipairs(redis.call('SMEMBERS', k('workers'))) do
   if redis.call('EXISTS', k('worker', w, 'alive')) == 0 and redis.call('SCARD', k('worker', w, 'calls')) > 0 then
     out[#out + 1] = w .. '=' .. reap(w, wrapup, ttl)

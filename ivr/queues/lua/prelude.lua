@@ -12,6 +12,8 @@ local function k(...) return P .. ':' .. table.concat({...}, ':') end
 
 -- Skill routing helpers (indexes, matching, escalation), defined in routing.lua which follows.
 local R = {}
+-- Callbacks and redial resume (callbacks.lua, appended after routing.lua).
+local CB = {}
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -178,9 +180,12 @@ local function set_agent_state(aid, state, reason)
 end
 
 -- Reserve agent `aid` for call `cid` waiting in `queue`; hand the offer to the call's worker.
+-- A callback goes to a live worker with a free slot (which dials the customer); with none, false
+-- (the callback waits a moment out of the routing indexes; the agent stays available).
 local function offer(cid, aid, queue)
   local ckey = k('call', cid)
   local c = hgetall(ckey)
+  if c.kind == 'callback' and not CB.assign_worker(cid, c) then return false end
   R.unqueue(cid)
   local n = redis.call('HINCRBY', ckey, 'offers', 1)
   local offer_id = cid .. '.' .. n
@@ -191,6 +196,7 @@ local function offer(cid, aid, queue)
   local waited = (NOW - tonumber(c.queued_at or NOW)) / 1000.0
   local msg = {type = 'offer', offer_id = offer_id, call_id = cid, agent_id = aid,
                sip_uri = agent.sip_uri or '', queue = queue}
+  if c.kind == 'callback' then CB.offer_fields(msg, c) end
   redis.call('RPUSH', k('worker', c.worker, 'inbox'), cjson.encode(msg))
   emit('call.offered', {call_id = cid, offer_id = offer_id, agent_id = aid, queue = queue,
                         priority = tonumber(c.priority or 0), waited_s = waited,
@@ -225,10 +231,16 @@ local function release_agent(cid, aid, wrapup, reason)
 end
 
 -- End a call whatever state it is in; `lost` marks calls whose worker died. Returns the outcome.
-local function finish_call(cid, reason, wrapup, ttl, lost)
+-- A caller hanging up while waiting keeps its place `resume_s` seconds for a redial (callbacks.lua);
+-- a callback not yet talking to an agent whose worker died is tried again instead.
+local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
   local ckey = k('call', cid)
   local c = hgetall(ckey)
   if not c.state or c.state == 'ended' then return false end
+  if lost then
+    local requeued = CB.on_lost(cid, c)
+    if requeued then return requeued end
+  end
   local outcome = 'completed'
   if c.state == 'queued' then
     R.unqueue(cid)
@@ -247,6 +259,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
     outcome = c.answered_at and 'completed' or 'ivr'
   end
   stats_call_ended(c, lost)
+  if outcome == 'abandoned' and not lost then CB.remember_abandon(c, resume_s) end
   if lost then outcome = 'lost' end
   redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
   redis.call('SREM', k('calls', 'active'), cid)
@@ -254,6 +267,8 @@ local function finish_call(cid, reason, wrapup, ttl, lost)
   redis.call('EXPIRE', ckey, ttl)
   emit('call.ended', {call_id = cid, outcome = outcome, reason = reason, agent_id = c.agent_id or '',
                       queue = c.queue or '', duration_s = (NOW - tonumber(c.started_at or NOW)) / 1000.0})
+  if c.kind == 'callback' then CB.close(cid, outcome == 'completed' and 'done' or outcome, ttl) end
+  CB.activate(c)  -- the caller who booked a callback is gone: it competes for agents now
   return outcome
 end
 

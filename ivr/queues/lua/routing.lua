@@ -197,11 +197,10 @@ function R.match_call(cid)
   return offer(cid, best, c[2])
 end
 
--- Offer agent `aid` (available) the best waiting caller it qualifies for: highest priority, then
--- longest waiting. Per skill of the agent, the routes listed under it are walked in the order of
--- their head callers; the walk stops at the first route the agent meets, or once heads come after
--- the best caller found so far.
-function R.match_agent(aid)
+-- The best waiting caller agent `aid` qualifies for: highest priority, then longest waiting. Per
+-- skill of the agent, the routes listed under it are walked in the order of their head callers; the
+-- walk stops at the first route the agent meets, or once heads come after the best caller found so far.
+local function best_for(aid)
   local p = profile(aid)
   local best, best_score = nil, nil
   for s, _ in pairs(p.skills) do
@@ -223,8 +222,19 @@ function R.match_agent(aid)
       off = off + SCAN
     end
   end
-  if best == nil then return false end
-  return offer(best, aid, redis.call('HGET', k('call', best), 'queue'))
+  return best
+end
+
+-- Offer agent `aid` (available) the best waiting caller it qualifies for. A callback no worker can
+-- dial now steps out of the indexes (offer returns false): the next best caller gets the agent.
+function R.match_agent(aid)
+  for _ = 1, 16 do
+    local best = best_for(aid)
+    if best == nil then return false end
+    local o = offer(best, aid, redis.call('HGET', k('call', best), 'queue'))
+    if o then return o end
+  end
+  return false
 end
 
 -- Is an agent meeting one of `route`'s alternatives logged in (any state but offline)?
