@@ -68,7 +68,9 @@ class Hotline:
             "prompts": {"dir": str(ROOT / "prompts"), "cache_dir": str(self.workdir.parent / "prompt-cache")},
             "redis": {"port": self.redis_port},
             "edge": {"port": self.edge_port},
-            "workers": {"count": self.workers, "sip_port_base": self.sip_base, "rtp_port_base": self.rtp_base},
+            # drain_s: a stop with a call still up (a test that failed half way) must not take 30 s
+            "workers": {"count": self.workers, "sip_port_base": self.sip_base, "rtp_port_base": self.rtp_base,
+                        "drain_s": 3},
             "api": {"port": self.api_port},
             "speech": {"enabled": False},
             "routing": {"wrapup_s": self.wrapup_s},
