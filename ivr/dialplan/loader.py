@@ -118,7 +118,12 @@ class ParsedFile:
 
     @property
     def version(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()[:12]
+        return content_version(self.raw)
+
+
+def content_version(raw: bytes) -> str:
+    """A plan's version: the hash of its file's content (every call records the one it ran on)."""
+    return hashlib.sha256(raw).hexdigest()[:12]
 
 
 def _mark(m: yaml.Mark) -> tuple[int, int]:
@@ -387,8 +392,10 @@ def load_plan(path: Path) -> LoadedPlan:
 
 
 def plan_files(directory: Path) -> list[Path]:
-    """The plan files of a directory: top-level ``*.yaml`` and ``*.yml`` (sub-directories are not read)."""
-    return sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    """The plan files of a directory: top-level ``*.yaml`` and ``*.yml`` (sub-directories are not
+    read); hidden files (editors' lock and backup files) are not plans."""
+    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    return [f for f in files if not f.name.startswith(".")]
 
 
 class PlanRegistry:

@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from ivr.core.errors import DialplanError, IvrError, NotFound
 from ivr.core.logging import get_logger
-from ivr.dialplan.loader import LoadedPlan, PlanRegistry, load_plan
+from ivr.dialplan.loader import LoadedPlan, PlanRegistry, content_version, load_plan, plan_files
 
 log = get_logger(__name__)
 Source = Literal["file", "rollback"]
@@ -46,18 +46,6 @@ Source = Literal["file", "rollback"]
 def plan_id(path: Path) -> str:
     """A plan's id is its file name without the extension (``dialplans/hotline.yaml`` -> ``hotline``)."""
     return path.stem
-
-
-def plan_files(directory: Path) -> list[Path]:
-    """The plan files of ``directory``, in the order :meth:`PlanRegistry.from_dir` uses; hidden
-    files (editors' lock and backup files) are not plans."""
-    files = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
-    return [f for f in files if not f.name.startswith(".")]
-
-
-def content_version(raw: bytes) -> str:
-    """The version of a plan file's content (the same hash :func:`load_plan` gives)."""
-    return hashlib.sha256(raw).hexdigest()[:12]
 
 
 def _now() -> str:

@@ -25,13 +25,12 @@ def main(args: argparse.Namespace) -> int:
     from ivr.core.config import load_settings
     from ivr.core.errors import IvrError
     from ivr.core.logging import configure
-    from ivr.dialplan.loader import load_plan
+    from ivr.dialplan.loader import load_plan, plan_files
     from ivr.prompts.build import BuildReport, build_prompts
 
     settings = load_settings(Path(args.config) if args.config else None)
     configure("warning", "console", role="prompts")  # the report below is the output; logs only on trouble
-    files = list(args.files) or sorted(
-        [*settings.dialplans_dir.glob("*.yaml"), *settings.dialplans_dir.glob("*.yml")])
+    files = list(args.files) or plan_files(settings.dialplans_dir)
     if not files:
         print(f"ivr prompts build: no dial plans in {settings.dialplans_dir}", file=sys.stderr)
         return 1

@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from ivr.core.config import Settings
 from ivr.cti.app import init_app
-from ivr.dialplan.registry import LiveRegistry, VersionArchive, content_version
+from ivr.dialplan.loader import content_version
+from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.dialplan.status import DialplanStatus
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer

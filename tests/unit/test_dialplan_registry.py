@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ivr.core.errors import DialplanError, NotFound
-from ivr.dialplan.registry import LiveRegistry, VersionArchive, content_version
+from ivr.dialplan.loader import content_version
+from ivr.dialplan.registry import LiveRegistry, VersionArchive
 
 
 def plan_yaml(number: str = "1000", queue: str = "billing", name: str = "Demo") -> str:
