@@ -1,4 +1,5 @@
-"""Music on hold: a configured recording, or a short loopable melody generated once and cached.
+"""Generated audio: music on hold (a configured recording, or a short loopable melody generated
+once and cached) and the voicemail beep.
 
 The generated tune is a 24 s arpeggio over C - Am - F - G (80 bpm, 32 beats) with a soft lead and a
 bass line, built from pydub's sine generators with a little second harmonic so it carries through
@@ -68,6 +69,18 @@ def music_on_hold(cache_dir: Path, sample_rate: int, source: Path | None = None)
         "moh.generated", path=str(path), duration_ms=len(tune),
         took_ms=round((time.monotonic() - started) * 1000),
     )
+    return path
+
+
+BEEP_HZ, BEEP_MS, BEEP_DBFS = 1000, 400, -9.0
+
+
+def voicemail_beep(cache_dir: Path, sample_rate: int) -> Path:
+    """The voicemail beep: a 1 kHz tone with 10 ms fades (no click), generated once per rate."""
+    path = Path(cache_dir) / f"beep-{BEEP_HZ}hz-{sample_rate}.wav"
+    if not path.is_file():
+        tone = Sine(BEEP_HZ, sample_rate=sample_rate).to_audio_segment(duration=BEEP_MS, volume=BEEP_DBFS)
+        write_wav_atomic(tone.set_sample_width(SAMPLE_WIDTH).fade_in(10).fade_out(10), path)
     return path
 
 

@@ -12,14 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
 import re
-import struct
 import time
-import wave
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -42,6 +38,7 @@ from ivr.dialplan.ports import (
 )
 from ivr.dialplan.templates import render
 from ivr.prompts.library import PromptLibrary, PromptSpec
+from ivr.prompts.moh import voicemail_beep
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer, QueueStore
 from ivr.runtime.announce import QueueAnnouncer
@@ -54,7 +51,6 @@ from ivr.sip.legs import Leg, LegEnded
 from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
-BEEP_HZ, BEEP_S = 1000, 0.4
 
 
 @dataclass
@@ -70,26 +66,6 @@ class WorkerContext:
     moh_path: str
     new_leg: Callable[[], Leg]
     speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
-
-
-def beep_wav(cache_dir: Path, clock_rate: int) -> Path:
-    """A short tone (the voicemail beep), generated once into the prompt cache."""
-    path = cache_dir / f"beep-{BEEP_HZ}hz-{clock_rate}.wav"
-    if path.is_file():
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    n = int(clock_rate * BEEP_S)
-    ramp = clock_rate // 100  # 10 ms fade in/out: no click
-    samples = [int(12000 * min(1.0, i / ramp, (n - i) / ramp) * math.sin(2 * math.pi * BEEP_HZ * i / clock_rate))
-               for i in range(n)]
-    tmp = path.with_suffix(".tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(clock_rate)
-        w.writeframes(struct.pack(f"<{n}h", *samples))
-    tmp.replace(path)
-    return path
 
 
 class AgentCall:
@@ -323,7 +299,7 @@ class CallSession(AgentCall):
         path = folder / f"{self.call_id}-{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.wav"
         try:
             if beep:
-                tone = await asyncio.to_thread(beep_wav, s.prompt_cache, s.workers.clock_rate)
+                tone = await asyncio.to_thread(voicemail_beep, s.prompt_cache, s.workers.clock_rate)
                 _, done = await self.leg.start_playback(str(tone))
                 await self.leg.until(done, None)
             while not self.leg.digits.empty():  # keys pressed before the beep do not end the message
@@ -334,7 +310,7 @@ class CallSession(AgentCall):
             raise self._gone()
         try:
             rec_id = await self.leg.start_record(str(path))
-        except (KeyError, LegEnded):
+        except LegEnded:
             raise self._gone() from None
         started = time.monotonic()
         ended_by: Literal["terminator", "max_length", "hangup"] = "max_length"
@@ -372,7 +348,7 @@ class CallSession(AgentCall):
             self.agent_leg = None
             log.info("call.transfer_failed", reason="no_answer")
             return "failed"
-        await self.ctx.sip.call(SipEngine.bridge, self.call_id, other.leg_id)
+        await self.ctx.sip.call(SipEngine.bridge, self.leg.leg_id, other.leg_id)
         done, _ = await asyncio.wait({self.leg.ended, other.ended}, return_when=asyncio.FIRST_COMPLETED)
         self.end_reason = "caller_hangup" if self.leg.ended in done else "transfer_ended"
         await other.hangup()
