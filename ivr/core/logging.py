@@ -26,10 +26,13 @@ def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mutab
 
 
 class _StderrLogger:
-    """Writes each rendered line to whatever ``sys.stderr`` is at that moment."""
+    """Writes each rendered line to whatever ``sys.stderr`` is at that moment, as ONE write: the
+    roles of ``ivr run`` share one log, and ``print`` writes the line and its newline separately, so
+    another process's line could land between them (two JSON documents on one line)."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
     log = debug = info = warning = warn = error = critical = exception = fatal = msg
 

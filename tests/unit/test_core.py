@@ -76,6 +76,31 @@ def test_secrets_are_masked_and_call_id_is_bound(capsys: pytest.CaptureFixture[s
     assert line["token"] == "***" and line["authorization"] == "***"
 
 
+class CountingStderr:
+    """A stderr that records every write: the roles of ``ivr run`` share one log file, so a line and
+    its newline must leave in one write or another process's line can land between them."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_each_log_line_is_one_write(monkeypatch: pytest.MonkeyPatch, configured_logging: None) -> None:
+    err = CountingStderr()
+    monkeypatch.setattr("sys.stderr", err)
+    log = get_logger("t")
+    log.info("call.one", n=1)
+    log.warning("call.two", n=2)
+    assert len(err.writes) == 2 and all(w.endswith("}\n") and w.count("\n") == 1 for w in err.writes)
+    assert [json.loads(w)["event"] for w in err.writes] == ["call.one", "call.two"]
+
+
 def test_callback_dial_uri_defaults_to_the_edge_and_must_carry_the_number() -> None:
     assert CallbackSettings().uri_for("+15550100", "10.0.0.5", 5060) == "sip:+15550100@10.0.0.5:5060"
     trunk = CallbackSettings(dial_uri="sip:{number}@trunk.example;transport=tcp")
