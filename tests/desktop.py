@@ -20,7 +20,9 @@ class AgentDesktop:
         self._task: asyncio.Task[None] | None = None
 
     async def _run(self, http: aiohttp.ClientSession) -> None:
-        async with http.ws_connect(self.url, headers={"Authorization": f"Bearer {self.token}"}) as ws:
+        # compress=0: frames stay readable on the wire, for tests that check their order there
+        async with http.ws_connect(self.url, headers={"Authorization": f"Bearer {self.token}"},
+                                   compress=0) as ws:
             async for msg in ws:
                 ev = json.loads(msg.data)
                 self.events.append((time.time(), ev))

@@ -1,8 +1,8 @@
 """A loopback packet capture for tests (AF_PACKET, needs root as `make test` runs here).
 
-Records every UDP datagram on ``lo`` with the kernel's arrival order and a wall-clock stamp, so a
-test can check what really went over the wire (SIP requests, RTP payloads) independently of the
-code under test.
+Records every UDP datagram (and, for ordering checks, every TCP segment's payload) on ``lo`` in the
+kernel's delivery order with a wall-clock stamp, so a test can check what really went over the wire
+(SIP requests, RTP payloads, a WebSocket frame) independently of the code under test.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class Datagram(RtpView):
     src: int
     dst: int
     payload: bytes
+    proto: int = 17  # 17 UDP, 6 TCP
 
 
 class LoopbackSniffer:
@@ -83,16 +84,27 @@ class LoopbackSniffer:
                 continue
             ip = frame[14:]
             ihl = (ip[0] & 0x0F) * 4
-            if ip[9] != 17:  # UDP only
+            if ip[9] not in (6, 17):
                 continue
-            src, dst, length = struct.unpack("!HHH", ip[ihl:ihl + 6])
+            src, dst = struct.unpack("!HH", ip[ihl:ihl + 4])
             if self.ports is not None and src not in self.ports and dst not in self.ports:
                 continue
-            self.packets.append(Datagram(ts, src, dst, bytes(ip[ihl + 8:ihl + length])))
+            if ip[9] == 17:
+                length = struct.unpack("!H", ip[ihl + 4:ihl + 6])[0]
+                self.packets.append(Datagram(ts, src, dst, bytes(ip[ihl + 8:ihl + length])))
+            else:
+                total, data_at = struct.unpack("!H", ip[2:4])[0], ihl + (ip[ihl + 12] >> 4) * 4
+                if total > data_at:
+                    self.packets.append(Datagram(ts, src, dst, bytes(ip[data_at:total]), proto=6))
 
     def sip_requests(self, method: str, dst: int) -> list[Datagram]:
-        return [p for p in self.packets if p.dst == dst and p.payload.startswith(method.encode() + b" ")]
+        return [p for p in self.packets
+                if p.proto == 17 and p.dst == dst and p.payload.startswith(method.encode() + b" ")]
+
+    def tcp_containing(self, data: bytes, src: int) -> list[tuple[int, Datagram]]:
+        """TCP segments from port ``src`` whose payload contains ``data``, with their capture index."""
+        return [(i, p) for i, p in enumerate(self.packets) if p.proto == 6 and p.src == src and data in p.payload]
 
     def rtp(self, *, src: int | None = None, dst: int | None = None, after: float = 0.0) -> list[Datagram]:
-        return [p for p in self.packets if p.is_rtp and p.ts >= after
+        return [p for p in self.packets if p.proto == 17 and p.is_rtp and p.ts >= after
                 and (src is None or p.src == src) and (dst is None or p.dst == dst)]

@@ -72,6 +72,7 @@ async def test_call_is_answered_queued_popped_bridged_and_closed(
     ports = {hotline.edge_port, hotline.agent_sip_port, caller_port, caller_media, agent_media}
     ports |= set(range(hotline.rtp_base, hotline.rtp_base + hotline.workers * 40))
     ports |= set(range(hotline.sip_base, hotline.sip_base + hotline.workers))
+    ports.add(hotline.api_port)  # the pop's WebSocket frame, ordered against the agent's INVITE
 
     async with aiohttp.ClientSession() as http:
         desktop = AgentDesktop(hotline.api, "agent1", hotline.tokens["agent1"])
@@ -90,7 +91,7 @@ async def test_call_is_answered_queued_popped_bridged_and_closed(
         await desktop.stop()
 
     # --- the screen-pop: contents, and before the agent's phone rang -----------------------------
-    pop_at, pop = await desktop.wait_for("call.offered")
+    _, pop = await desktop.wait_for("call.offered")
     assert pop["ani"] == "+15550001"
     assert pop["dnis"] == "1000"
     assert pop["hotline"] == "Demo hotline"
@@ -103,7 +104,13 @@ async def test_call_is_answered_queued_popped_bridged_and_closed(
     assert pop["id"], "every event carries its stream id"
     invites = sniff.sip_requests("INVITE", dst=hotline.agent_sip_port)
     assert invites, "the agent's phone never got an INVITE"
-    assert pop_at < invites[0].ts, f"pop at {pop_at:.3f} came after the INVITE at {invites[0].ts:.3f}"
+    # On the wire, in the kernel's order: the frame carrying the pop left the API before the worker's
+    # INVITE reached the agent's phone (the desktop's own receive time depends on its event loop).
+    frames = sniff.tcp_containing(b'"call.offered"', src=hotline.api_port)
+    assert frames, "no call.offered frame on the wire (an uncompressed WebSocket is expected)"
+    invite_at = next(i for i, p in enumerate(sniff.packets) if p is invites[0])
+    assert frames[0][0] < invite_at, (f"pop frame at {frames[0][1].ts:.6f} came after the INVITE at "
+                                      f"{invites[0].ts:.6f}")
     order = [e["type"] for _, e in desktop.events if e["type"].startswith("call.")]
     assert order == ["call.offered", "call.answered", "call.ended"]
 
