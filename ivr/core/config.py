@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -171,12 +172,28 @@ class DialplanSettings(BaseModel):
     keep_versions: int = Field(20, ge=1, le=1000, description="versions kept per plan for rollback")
 
 
+#: Skill and queue names: they become parts of Redis keys (see ivr/queues/keys.py).
+ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     pop_wait_ms: int = Field(1500, ge=0, le=5000, description="how long a worker waits for the pop ack")
-    cors_origins: list[str] = []
-    max_body_bytes: int = 64 * 1024
+    cors_origins: list[str] = Field([], description='origins (e.g. "https://crm.example.com") whose pages '
+                                    'may call the API from a browser; "*" is refused')
+    max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    dispositions: list[Annotated[str, Field(pattern=ROUTING_NAME)]] = Field(
+        ["resolved", "follow_up", "escalated", "no_action", "wrong_number"],
+        description="disposition codes an agent may set on a call (the desktop's wrap-up form)")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if not re.match(r"^https?://[A-Za-z0-9.\-\[\]:]+$", origin):
+                raise ValueError(f"CORS origin {origin!r} must be scheme://host[:port] (no path, no *)")
+        return v
 
 
 class PromptSettings(BaseModel):
@@ -186,8 +203,6 @@ class PromptSettings(BaseModel):
     moh: Path | None = None
 
 
-#: Skill and queue names: they become parts of Redis keys (see ivr/queues/keys.py).
-ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 SkillName = Annotated[str, Field(pattern=ROUTING_NAME)]
 Strategy = Literal["longest_idle", "best_proficiency", "round_robin"]
 

@@ -36,6 +36,8 @@ class EventType(StrEnum):
     CALL_ABANDONED = "call.abandoned"          # hung up while queued or offered (waited_s, short); then call.ended
     CALL_ENDED = "call.ended"
     AGENT_STATE = "agent.state"
+    CALL_DISPOSITION = "call.disposition"      # the agent's disposition code and notes (CTI API)
+    AGENT_DELETED = "agent.deleted"            # an admin deleted the agent (CTI API)
     CALL_CSAT = "call.csat"                    # survey score stored on the call record
     VOICEMAIL_NEW = "voicemail.new"            # a voicemail was attached to the call record
     CALLBACK_REQUESTED = "callback.requested"  # a caller booked a callback (keeps their place)

@@ -1,14 +1,22 @@
-"""Bearer-token authentication. Tokens are kept only as SHA-256 hashes."""
+"""Bearer-token authentication. Tokens are kept only as SHA-256 hashes.
+
+Two sources: the users of the configuration (``users:``; their hashes are held in memory) and the
+agents an admin created over the API (``Keys.tokens``: sha256 -> {id, role}, shared by every API
+instance). A token is compared by its hash only; the clear token is shown once, when it is made.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
+import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from ivr.core.config import Role, Settings, hash_token
 from ivr.core.errors import Forbidden, Unauthorized
+from ivr.queues.store import QueueStore
 
 
 @dataclass(frozen=True)
@@ -17,20 +25,32 @@ class User:
     role: Role
 
 
-class TokenAuth:
-    def __init__(self, settings: Settings) -> None:
-        self._by_hash = {u.token_hash: User(u.id, u.role) for u in settings.users}
+def new_token() -> str:
+    """A fresh random token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
 
-    def user_for(self, token: str | None) -> User:
+
+class TokenAuth:
+    def __init__(self, settings: Settings, store: QueueStore | None = None) -> None:
+        self._by_hash = {u.token_hash: User(u.id, u.role) for u in settings.users}
+        self.configured = {u.id for u in settings.users}
+        self.store = store
+
+    async def user_for(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("missing bearer token", code="auth.missing_token")
         digest = hash_token(token)
         for known, user in self._by_hash.items():
             if hmac.compare_digest(known, digest):
                 return user
+        if self.store is not None:  # a Redis hash lookup by the digest: no timing signal on the token
+            raw = await self.store.redis.hget(self.store.keys.tokens, digest)
+            if raw:
+                data = json.loads(raw)
+                return User(data["id"], data["role"])
         raise Unauthorized("invalid token", code="auth.invalid_token")
 
-    def authenticate(self, request: web.Request) -> User:
+    async def authenticate(self, request: web.Request) -> User:
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
         # Browsers cannot set headers on WebSockets: the token may come as a sub-protocol "bearer.<token>".
@@ -39,7 +59,7 @@ class TokenAuth:
                 proto = proto.strip()
                 if proto.startswith("bearer."):
                     token = proto[7:]
-        return self.user_for(token)
+        return await self.user_for(token)
 
 
 def require_self_or(user: User, agent_id: str, *roles: Role) -> None:

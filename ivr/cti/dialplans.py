@@ -16,8 +16,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ivr.core.errors import NotFound
-from ivr.cti.app import SETTINGS, STORE, _body, _user
 from ivr.cti.auth import require_role
+from ivr.cti.context import SETTINGS, STORE, body, user
 from ivr.dialplan.registry import VersionArchive
 from ivr.dialplan.status import PlanStatus, read_status
 
@@ -61,7 +61,7 @@ def _summary(plan: str, status: PlanStatus, archive: VersionArchive) -> dict[str
 
 
 async def list_dialplans(request: web.Request) -> web.Response:
-    require_role(_user(request), "supervisor", "admin")
+    require_role(await user(request), "supervisor", "admin")
     archive = _archive(request)
     store = request.app[STORE]
     statuses = await read_status(store.redis, store.keys)
@@ -81,7 +81,7 @@ async def _known(request: web.Request, plan: str) -> VersionArchive:
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    require_role(_user(request), "supervisor", "admin")
+    require_role(await user(request), "supervisor", "admin")
     plan = request.match_info["plan"]
     archive = await _known(request, plan)
     entries = archive.history(plan)
@@ -91,20 +91,21 @@ async def list_versions(request: web.Request) -> web.Response:
 
 
 async def rollback(request: web.Request) -> web.Response:
-    user = _user(request)
-    require_role(user, "admin")
+    who = await user(request)
+    require_role(who, "admin")
     plan = request.match_info["plan"]
-    body: Rollback = await _body(request, Rollback)
+    req = await body(request, Rollback)
     archive = await _known(request, plan)
     previous = archive.current(plan)
     entry = await asyncio.to_thread(archive.rollback, plan, request.app[SETTINGS].dialplans_dir,
-                                    body.version, by=user.id)
+                                    req.version, by=who.id)
     return web.json_response({"plan": plan, "previous": previous.version if previous else None,
                               **entry.model_dump()})
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/api/v1/dialplans", list_dialplans)
-    r.add_get("/api/v1/dialplans/{plan}/versions", list_versions)
-    r.add_post("/api/v1/dialplans/{plan}/rollback", rollback)
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/dialplans", list_dialplans),
+        web.get("/api/v1/dialplans/{plan}/versions", list_versions),
+        web.post("/api/v1/dialplans/{plan}/rollback", rollback),
+    ]

@@ -1,8 +1,15 @@
 """Screen-pop delivery: reads the event stream and pushes each agent's events to its WebSockets.
 
-After ``call.offered`` has been written to at least one of the agent's sockets, the hub
-acknowledges the offer so the worker may ring the agent's phone: the pop always comes first.
-Any number of API instances can run: each reads the whole stream and serves its own sockets.
+* After ``call.offered`` has been written to at least one of the agent's sockets, the hub
+  acknowledges the offer so the worker may ring the agent's phone: the pop always comes first.
+* Every event carries its stream id. A desktop that reconnects with the last id it saw gets the
+  events it missed, then the live ones, each once and in order (:meth:`PopHub.serve`). When the
+  id is older than the capped stream keeps, it gets ``replay.gap`` first (refresh the state).
+* Any number of API instances can run: each reads the whole stream and serves its own sockets.
+* Supervisors may subscribe to every agent's events (``"*"``), for the wallboard.
+* Each socket has its own queue and writer, so a slow socket or a slow CRM never holds the others.
+* ``enrich`` (the CRM connector) adds to a pop before it is sent; ``observe_pop`` gets the latency
+  from the offer (its time in Redis) to the write on the socket (the ``/metrics`` histogram).
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -22,29 +31,108 @@ from ivr.queues.connection import BLOCK_S
 from ivr.queues.store import QueueStore, StreamEvent
 
 log = get_logger(__name__)
-AGENT_EVENTS = {"call.offered", "call.offer_failed", "call.answered", "call.ended", "agent.state"}
+AGENT_EVENTS = {"call.offered", "call.offer_failed", "call.answered", "call.ended", "call.disposition",
+                "agent.state", "agent.deleted"}
+#: supervisors' feed ("*"): the agents' events and the queues'
+FLOOR_EVENTS = AGENT_EVENTS | {"call.queued", "call.abandoned", "call.started", "call.csat"}
+ALL = "*"
+REPLAY_MAX = 10_000  # events scanned for one reconnect at most
+QUEUE_MAX = 1000  # events waiting for one socket at most
+
+
+def id_key(event_id: str) -> tuple[int, int]:
+    """A stream id as a sortable pair (``"1700000000000-3"`` -> (1700000000000, 3))."""
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def valid_id(event_id: str) -> bool:
+    ms, sep, seq = event_id.partition("-")
+    return ms.isdigit() and len(ms) <= 15 and (not sep or (seq.isdigit() and len(seq) <= 15))
+
+
+class Enricher(Protocol):
+    """Adds to a pop before it is sent (the CRM connector, :mod:`ivr.cti.crm`)."""
+
+    async def for_pop(self, ev: StreamEvent) -> dict[str, Any]: ...
+
+    async def warm(self, ev: StreamEvent) -> None:
+        """A call was queued: look its CRM record up now, so the pop finds it ready."""
+
+
+class Desktop:
+    """One WebSocket of one agent (or of a supervisor, ``agent_id == "*"``). Events wait in a bounded
+    queue written by :meth:`PopHub.serve`; a desktop too slow to keep up is closed (it reconnects
+    with its last id and misses nothing)."""
+
+    def __init__(self, agent_id: str, ws: web.WebSocketResponse) -> None:
+        self.agent_id = agent_id
+        self.ws = ws
+        self.last: tuple[int, int] = (0, 0)
+        self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue(QUEUE_MAX)
+
+    def wants(self, ev: StreamEvent) -> bool:
+        if self.agent_id == ALL:
+            return ev.type in FLOOR_EVENTS
+        return ev.type in AGENT_EVENTS and ev.data.get("agent_id") == self.agent_id
 
 
 class PopHub:
-    def __init__(self, store: QueueStore) -> None:
+    def __init__(self, store: QueueStore, *, enrich: Enricher | None = None,
+                 observe_pop: Callable[[float], None] | None = None) -> None:
         self.store = store
         self.instance = uuid.uuid4().hex[:8]
-        self.sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self.sockets: dict[str, set[Desktop]] = defaultdict(set)
+        self.enrich = enrich
+        self.observe_pop = observe_pop
+        self._warming: set[asyncio.Task[None]] = set()
 
-    def add(self, agent_id: str, ws: web.WebSocketResponse) -> None:
-        self.sockets[agent_id].add(ws)
+    def add(self, agent_id: str, ws: web.WebSocketResponse) -> Desktop:
+        """Register a socket: live events queue up for it from now on (see :meth:`serve`)."""
+        desk = Desktop(agent_id, ws)
+        self.sockets[agent_id].add(desk)
+        return desk
 
-    def remove(self, agent_id: str, ws: web.WebSocketResponse) -> None:
-        self.sockets[agent_id].discard(ws)
-        if not self.sockets[agent_id]:
-            del self.sockets[agent_id]
+    def remove(self, desk: Desktop) -> None:
+        self.sockets[desk.agent_id].discard(desk)
+        if not self.sockets[desk.agent_id]:
+            del self.sockets[desk.agent_id]
+
+    def connected(self, agent_id: str) -> bool:
+        return bool(self.sockets.get(agent_id))
+
+    async def serve(self, desk: Desktop, last_id: str | None) -> None:
+        """Send ``desk`` what it missed after ``last_id`` (None: nothing to replay), then the live
+        events, until the socket closes or falls too far behind."""
+        if last_id is not None:
+            await self._replay(desk, last_id)
+        while not desk.ws.closed:
+            ev = await desk.queue.get()
+            await self._send(desk, ev)
+
+    async def _replay(self, desk: Desktop, last_id: str) -> None:
+        desk.last = id_key(last_id)
+        first = await self.store.first_event_id()
+        if first is not None and id_key(first) > desk.last and desk.last != (0, 0):
+            await self._write(desk, {"type": "replay.gap", "oldest": first})
+        cursor, scanned, sent = last_id, 0, 0
+        while scanned < REPLAY_MAX:
+            batch = await self.store.events_after(cursor, count=500)
+            if not batch:
+                break
+            for ev in batch:
+                if desk.wants(ev) and await self._send(desk, ev):
+                    sent += 1
+            cursor, scanned = batch[-1].id, scanned + len(batch)
+        log.info("desktop.replayed", agent_id=desk.agent_id, events=sent)
 
     async def presence(self) -> None:
         """Keep the 'desktop open' marks of connected agents fresh."""
         while True:
             try:
                 for agent_id in list(self.sockets):
-                    await self.store.mark_desktop(agent_id, self.instance)
+                    if agent_id != ALL:
+                        await self.store.mark_desktop(agent_id, self.instance)
             except RedisError as exc:
                 log.warning("api.redis_unavailable", loop="presence", error=str(exc))
             await asyncio.sleep(5)
@@ -60,21 +148,51 @@ class PopHub:
                 continue
             for ev in events:
                 last = ev.id
-                if ev.type in AGENT_EVENTS:
-                    await self._dispatch(ev)
+                await self.dispatch(ev)
 
-    async def _dispatch(self, ev: StreamEvent) -> None:
-        agent_id = ev.data.get("agent_id") or ""
-        if not agent_id:
+    async def dispatch(self, ev: StreamEvent) -> None:
+        """Queue ``ev`` for the sockets that want it (never waits on a socket)."""
+        if ev.type == "call.queued" and self.enrich is not None:
+            task = asyncio.create_task(self.enrich.warm(ev))
+            self._warming.add(task)
+            task.add_done_callback(self._warming.discard)
+        if ev.type not in FLOOR_EVENTS:
             return
-        sockets = list(self.sockets.get(agent_id, ()))
+        desks = [*self.sockets.get(str(ev.data.get("agent_id") or ""), ()), *self.sockets.get(ALL, ())]
+        for desk in desks:
+            if not desk.wants(ev):
+                continue
+            try:
+                desk.queue.put_nowait(ev)
+            except asyncio.QueueFull:
+                log.warning("desktop.too_slow", agent_id=desk.agent_id)
+                self.remove(desk)
+                await desk.ws.close(code=1013, message=b"too slow: reconnect with your last event id")
+
+    async def _write(self, desk: Desktop, message: dict[str, Any]) -> bool:
+        try:
+            await desk.ws.send_str(json.dumps(message))
+            return True
+        except (ConnectionResetError, RuntimeError):
+            return False
+
+    async def _send(self, desk: Desktop, ev: StreamEvent) -> bool:
+        """Write ``ev`` once (never an id at or before the last one written); a pop acks its offer."""
+        key = id_key(ev.id)
+        if key <= desk.last:
+            return False
+        desk.last = key
         message: dict[str, Any] = {"id": ev.id, "type": ev.type, **ev.data}
-        sent = 0
-        for ws in sockets:
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await ws.send_str(json.dumps(message))
-                sent += 1
-        if ev.type == "call.offered":
-            log.info("pop.sent", call_id=ev.data.get("call_id"), agent_id=agent_id, sockets=sent)
-            if sent:
+        if ev.type == "call.offered" and self.enrich is not None:
+            message.update(await self.enrich.for_pop(ev))
+        if not await self._write(desk, message):
+            return False
+        if ev.type == "call.offered" and desk.agent_id != ALL:
+            latency = time.time() - float(ev.data.get("ts") or id_key(ev.id)[0]) / 1000.0
+            if self.observe_pop is not None:
+                self.observe_pop(max(latency, 0.0))
+            log.info("pop.sent", call_id=ev.data.get("call_id"), agent_id=desk.agent_id,
+                     ms=round(latency * 1000, 1))
+            with contextlib.suppress(RedisError):
                 await self.store.ack_pop(ev.data["offer_id"])
+        return True

@@ -106,6 +106,10 @@ class Keys:
     def agent(self, agent_id: str) -> str:
         return self._k("agent", agent_id)
 
+    def agent_token(self, agent_id: str) -> str:
+        """The SHA-256 of the token of an agent made over the API (its entry in :attr:`tokens`)."""
+        return self._k("agent", agent_id, "token")
+
     def agent_desktop(self, agent_id: str) -> str:
         """Present while the agent has a desktop WebSocket open (TTL refreshed by the API)."""
         return self._k("agent", agent_id, "desktop")

@@ -174,6 +174,10 @@ class QueueStore:
         """Set a plain field on an existing call (``call.not_found`` otherwise)."""
         await self._run("record_field", call_id, field, value)
 
+    async def record_disposition(self, call_id: str, disposition: str, notes: str, by: str) -> None:
+        """The agent's wrap-up on the call record, and ``call.disposition`` on the event stream."""
+        await self._run("record_disposition", call_id, disposition, notes, by)
+
     async def voicemails(self, mailbox: str, limit: int = 100) -> list[dict[str, Any]]:
         """The mailbox's voicemail entries, newest first."""
         return [json.loads(e) for e in await self.redis.lrange(self.keys.mailbox(mailbox), 0, max(limit, 1) - 1)]
@@ -234,6 +238,15 @@ class QueueStore:
                              sip_uri: str | None, languages: list[str]) -> None:
         await self._run("agent_register", agent_id, name, json.dumps(dict(skills)), sip_uri or "",
                         json.dumps(languages))
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Delete the agent (``agent.busy`` while it holds a call): it leaves every index, and its
+        API token stops working."""
+        await self._run("agent_remove", agent_id)
+
+    async def set_agent_token(self, agent_id: str, digest: str, role: str) -> None:
+        """Store the SHA-256 ``digest`` of the agent's new token; the previous one is revoked."""
+        await self._run("agent_token", agent_id, digest, json.dumps({"id": agent_id, "role": role}))
 
     async def set_agent_state(self, agent_id: str, state: AgentState, reason: str = "") -> Offer | None:
         if state not in AGENT_SETTABLE:
@@ -417,6 +430,16 @@ class QueueStore:
         for _stream, entries in res or []:
             out.extend(_stream_event(e) for e in entries)
         return out
+
+    async def events_after(self, last_id: str, count: int = 500) -> list[StreamEvent]:
+        """Events after ``last_id`` (exclusive), oldest first, at most ``count``."""
+        res: Any = await self.redis.xrange(self.keys.events, min=f"({last_id}", count=count)
+        return [_stream_event(e) for e in res or []]
+
+    async def first_event_id(self) -> str | None:
+        """The oldest event still kept (the stream is capped), None when there is none."""
+        res: Any = await self.redis.xrange(self.keys.events, count=1)
+        return _s(res[0][0]) if res else None
 
     async def last_event_id(self) -> str:
         info = await self.redis.xinfo_stream(self.keys.events) if await self.redis.exists(

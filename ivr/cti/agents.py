@@ -1,0 +1,255 @@
+"""Agent routes: profiles (admin), state changes (the agent, a supervisor), and the live event feeds.
+
+Agents of the configuration file (``users:``) are created at start by every API instance and edited
+in that file; agents made over the API live in Redis with a token shown once at creation (or at
+rotation), stored only as its SHA-256.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ivr.core.config import ROUTING_NAME, hash_token
+from ivr.core.errors import BadRequest, Conflict, NotFound
+from ivr.core.events import AgentState
+from ivr.core.logging import get_logger
+from ivr.cti.auth import new_token, require_role, require_self_or
+from ivr.cti.context import AUTH, HUB, STORE, body, user
+from ivr.cti.hub import ALL, valid_id
+
+log = get_logger(__name__)
+
+AGENT_ID = r"^[A-Za-z0-9_.-]{1,64}$"
+LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+
+
+class StateChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: AgentState = Field(description="available, break or offline (the others are set by routing)")
+    reason: str = Field("", max_length=64, description="e.g. lunch, training, meeting")
+
+
+class AgentProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    skills: dict[str, int] = Field({}, description="skill -> proficiency 1..5")
+    languages: list[str] = Field(["en"], max_length=16)
+    sip_uri: str | None = Field(None, max_length=256, pattern=r"^sips?:[^\s]+$",
+                                description="the agent's phone; calls are bridged there")
+
+    @field_validator("skills")
+    @classmethod
+    def _skills(cls, v: dict[str, int]) -> dict[str, int]:
+        if len(v) > 64:
+            raise ValueError("at most 64 skills")
+        for skill, level in v.items():
+            if not re.match(ROUTING_NAME, skill):
+                raise ValueError(f"skill {skill!r}: 1-64 of A-Z a-z 0-9 _ . -")
+            if not 1 <= level <= 5:
+                raise ValueError(f"proficiency of {skill!r} must be 1..5")
+        return v
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str]) -> list[str]:
+        for lang in v:
+            if not re.match(LANGUAGE, lang):
+                raise ValueError(f"language {lang!r} is not a language tag like en or ko")
+        return v
+
+
+class AgentCreate(AgentProfile):
+    id: str = Field(pattern=AGENT_ID)
+
+
+class AgentUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=128)
+    skills: dict[str, int] | None = None
+    languages: list[str] | None = Field(None, max_length=16)
+    sip_uri: str | None = Field(None, max_length=256, pattern=r"^sips?:[^\s]+$")
+
+    @field_validator("skills")
+    @classmethod
+    def _skills(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        return None if v is None else AgentProfile._skills(v)
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else AgentProfile._languages(v)
+
+
+def _agent_id(request: web.Request) -> str:
+    agent_id = request.match_info["agent_id"]
+    if not agent_id or len(agent_id) > 64:
+        raise NotFound(f"no agent {agent_id[:64]}", code="agent.not_found")
+    return agent_id
+
+
+async def _existing(request: web.Request, agent_id: str) -> dict[str, Any]:
+    agent = await request.app[STORE].get_agent(agent_id)
+    if agent is None:
+        raise NotFound(f"no agent {agent_id}", code="agent.not_found")
+    return agent
+
+
+def _not_configured(request: web.Request, agent_id: str) -> None:
+    if agent_id in request.app[AUTH].configured:
+        raise Conflict(f"agent {agent_id} is defined in the configuration file: edit it there",
+                       code="agent.configured")
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    require_role(await user(request), "supervisor", "admin")
+    store = request.app[STORE]
+    agents = [await store.get_agent(a) for a in await store.agent_ids()]
+    return web.json_response({"agents": [a for a in agents if a]})
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    """Create an agent (admin). The reply carries its token, shown this once."""
+    who = await user(request)
+    require_role(who, "admin")
+    req = await body(request, AgentCreate)
+    store = request.app[STORE]
+    if req.id in request.app[AUTH].configured or await store.get_agent(req.id) is not None:
+        raise Conflict(f"agent {req.id} exists", code="agent.exists")
+    await store.register_agent(req.id, name=req.name, skills=req.skills, sip_uri=req.sip_uri,
+                               languages=req.languages)
+    token = new_token()
+    await store.set_agent_token(req.id, hash_token(token), "agent")
+    log.info("agent.created", agent_id=req.id, by=who.id)
+    return web.json_response({**(await _existing(request, req.id)), "token": token}, status=201)
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
+    require_self_or(await user(request), agent_id, "supervisor", "admin")
+    return web.json_response(await _existing(request, agent_id))
+
+
+async def update_agent(request: web.Request) -> web.Response:
+    """Change an agent's profile (admin); a change of skills applies to the next routing decision."""
+    who = await user(request)
+    require_role(who, "admin")
+    agent_id = _agent_id(request)
+    req = await body(request, AgentUpdate)
+    current = await _existing(request, agent_id)
+    _not_configured(request, agent_id)
+    await request.app[STORE].register_agent(
+        agent_id, name=req.name if req.name is not None else current["name"],
+        skills=req.skills if req.skills is not None else current["skills"],
+        sip_uri=req.sip_uri if "sip_uri" in req.model_fields_set else (current.get("sip_uri") or None),
+        languages=req.languages if req.languages is not None else current["languages"])
+    log.info("agent.updated", agent_id=agent_id, by=who.id, fields=sorted(req.model_fields_set))
+    return web.json_response(await _existing(request, agent_id))
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    """Delete an agent (admin): 409 ``agent.busy`` while it holds a call."""
+    who = await user(request)
+    require_role(who, "admin")
+    agent_id = _agent_id(request)
+    await _existing(request, agent_id)
+    _not_configured(request, agent_id)
+    await request.app[STORE].remove_agent(agent_id)
+    log.info("agent.deleted", agent_id=agent_id, by=who.id)
+    return web.Response(status=204)
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    """A new token for an agent made over the API (admin); the old one stops working at once."""
+    who = await user(request)
+    require_role(who, "admin")
+    agent_id = _agent_id(request)
+    await _existing(request, agent_id)
+    _not_configured(request, agent_id)
+    token = new_token()
+    await request.app[STORE].set_agent_token(agent_id, hash_token(token), "agent")
+    log.info("agent.token_rotated", agent_id=agent_id, by=who.id)
+    return web.json_response({"agent_id": agent_id, "token": token})
+
+
+async def set_state(request: web.Request) -> web.Response:
+    agent_id = _agent_id(request)
+    require_self_or(await user(request), agent_id, "supervisor")
+    change = await body(request, StateChange)
+    store = request.app[STORE]
+    await store.set_agent_state(agent_id, change.state, change.reason)
+    return web.json_response(await store.get_agent(agent_id))
+
+
+def _last_event_id(request: web.Request) -> str | None:
+    raw = request.query.get("last_event_id") or request.headers.get("Last-Event-ID")
+    if raw is None:
+        return None
+    if not valid_id(raw):
+        raise BadRequest("last_event_id must be an event id like 1700000000000-0", code="request.invalid")
+    return raw
+
+
+async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> web.WebSocketResponse:
+    last_id = _last_event_id(request)
+    protos = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+    ws = web.WebSocketResponse(heartbeat=20, protocols=protos[:1])
+    await ws.prepare(request)
+    hub, store = request.app[HUB], request.app[STORE]
+    desk = hub.add(agent_id, ws)
+    if agent_id != ALL:
+        await store.mark_desktop(agent_id, hub.instance)
+    log.info("desktop.connected", agent_id=agent_id, replay=last_id is not None)
+    writer = None
+    try:
+        await ws.send_json({"type": "hello", "last_event_id": await store.last_event_id(), **hello})
+        writer = asyncio.create_task(hub.serve(desk, last_id))
+        async for _msg in ws:
+            pass  # the desktop acts over REST; the socket only carries events
+    finally:
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(BaseException):
+                await writer
+        hub.remove(desk)
+        if agent_id != ALL and not hub.connected(agent_id):
+            await store.clear_desktop(agent_id)
+        log.info("desktop.disconnected", agent_id=agent_id)
+    return ws
+
+
+async def agent_events(request: web.Request) -> web.WebSocketResponse:
+    """The agent desktop's live feed: call.offered (the screen-pop) before the phone rings, then
+    call.answered, call.ended, agent.state. ``?last_event_id=`` replays what was missed."""
+    agent_id = _agent_id(request)
+    require_self_or(await user(request), agent_id, "supervisor")
+    agent = await _existing(request, agent_id)
+    call = None
+    if agent.get("call_id"):
+        call = await request.app[STORE].get_call(agent["call_id"])
+    return await _feed(request, agent_id, {"agent": agent, "call": call})
+
+
+async def floor_events(request: web.Request) -> web.WebSocketResponse:
+    """Every agent's and queue's events, for the supervisors' wallboard."""
+    require_role(await user(request), "supervisor", "admin")
+    return await _feed(request, ALL, {})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/agents", list_agents),
+        web.post("/api/v1/agents", create_agent),
+        web.get("/api/v1/agents/{agent_id}", get_agent),
+        web.patch("/api/v1/agents/{agent_id}", update_agent),
+        web.delete("/api/v1/agents/{agent_id}", delete_agent),
+        web.post("/api/v1/agents/{agent_id}/token", rotate_token),
+        web.post("/api/v1/agents/{agent_id}/state", set_state),
+        web.get("/api/v1/agents/{agent_id}/events", agent_events),
+        web.get("/api/v1/events", floor_events),
+    ]

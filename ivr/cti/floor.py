@@ -1,0 +1,51 @@
+"""Queue routes for supervisors: every queue with its live statistics (see
+:meth:`ivr.queues.store.QueueStore.queue_stats` and docs/queue-stats.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ivr.core.errors import BadRequest, NotFound
+from ivr.cti.auth import require_role
+from ivr.cti.context import STORE, user
+from ivr.queues.stats import parse_time
+
+
+def _since(request: web.Request) -> int | None:
+    """``?since=`` (ISO 8601; without an offset: the server's local time) as epoch seconds."""
+    raw = request.query.get("since")
+    if raw is None:
+        return None
+    try:
+        return int(parse_time(raw))
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="request.invalid") from exc
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    """Every queue with its real-time ``stats`` (``?since=`` sets the start of the period, local
+    midnight by default)."""
+    require_role(await user(request), "supervisor", "admin")
+    store, since = request.app[STORE], _since(request)
+    out = []
+    for queue, skill in sorted((await store.queue_names()).items()):
+        stats = (await store.queue_stats(queue, since_s=since)).to_dict()
+        out.append({"queue": queue, "skill": skill, "waiting": stats["waiting"], "stats": stats})
+    return web.json_response({"queues": out})
+
+
+async def queue_stats(request: web.Request) -> web.Response:
+    require_role(await user(request), "supervisor", "admin")
+    queue = request.match_info["queue"]
+    store = request.app[STORE]
+    if queue not in await store.queue_names():
+        raise NotFound(f"no queue {queue[:64]}", code="queue.not_found")
+    stats = await store.queue_stats(queue, since_s=_since(request))
+    return web.json_response(stats.to_dict())
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/queues", list_queues),
+        web.get("/api/v1/queues/{queue}/stats", queue_stats),
+    ]
