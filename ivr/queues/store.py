@@ -301,6 +301,10 @@ class QueueStore:
         seconds, basis = estimate_wait(position, history, staffed)
         return WaitEstimate(position, waiting, seconds, basis)
 
+    async def remember_estimate(self, call_id: str, estimate: WaitEstimate) -> None:
+        """Keep the latest estimate told to the caller on the call (``ewt_s``): the pop shows it."""
+        await self.redis.hset(self.keys.call(call_id), "ewt_s", str(round(estimate.seconds)))
+
     async def queue_history(self, queue: str) -> dict[str, float]:
         """The queue's recorded history (the stats hash; see :mod:`ivr.queues.estimate`)."""
         return {_s(k): float(v) for k, v in (await self.redis.hgetall(self.keys.queue_stats(queue))).items()}

@@ -144,6 +144,7 @@ class QueueAnnouncer:
         status = await self.store.wait_estimate(self.call_id)
         if status is None:
             return  # not waiting: an offer is in flight
+        await self.store.remember_estimate(self.call_id, status)
         text = announcement_text(self.language, position=status.position if self.say_position else None,
                                  wait_s=status.seconds if self.say_wait else None)
         path = await asyncio.to_thread(self.prompts.resolve, PromptSpec(text=text), self.language)

@@ -401,8 +401,11 @@ class CallSession(AgentCall):
             await self.leg.stop_playback(moh_id)
             log.info("call.queue_no_agents", queue=target.queue)
             return "timeout"
+        estimate = await store.wait_estimate(self.call_id)  # None: already offered
+        if estimate is not None:
+            await store.remember_estimate(self.call_id, estimate)
         log.info("call.queued", queue=target.queue, skill=skill, priority=target.priority,
-                 max_wait_s=target.max_wait_s)
+                 max_wait_s=target.max_wait_s, ewt_s=round(estimate.seconds) if estimate else None)
         loop = asyncio.get_running_loop()
         deadline = None if target.max_wait_s is None else loop.time() + target.max_wait_s
         while True:

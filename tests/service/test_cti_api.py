@@ -372,9 +372,25 @@ async def test_cors_allows_only_the_configured_origins(api: Api, http: aiohttp.C
 
 
 def test_a_wildcard_or_path_is_not_a_cors_origin() -> None:
-    from ivr.core.errors import ConfigError
     from ivr.core.config import load_settings
+    from ivr.core.errors import ConfigError
 
     for bad in ("*", "https://crm.example.com/path", "crm.example.com"):
         with pytest.raises(ConfigError):
             load_settings(None, api={"cors_origins": [bad]})
+
+
+async def test_the_pop_carries_the_wait_estimate_the_caller_was_given(
+        api: Api, http: aiohttp.ClientSession, store: QueueStore) -> None:
+    feed = Feed(http, f"{api.url}/api/v1/agents/agent1/events", "agent1-demo-token")
+    await feed.open()
+    await store.call_start("c1", "w0", ani="+15550001", dnis="1000", hotline="demo", language="en",
+                           plan_version="v1")
+    assert await store.enqueue("c1", queue="billing", skill="billing", priority=5, journey={}) is None
+    estimate = await store.wait_estimate("c1")
+    assert estimate is not None
+    await store.remember_estimate("c1", estimate)
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    pop = await feed.wait(lambda m: m.get("type") == "call.offered")
+    await feed.close()
+    assert pop["ewt_s"] == round(estimate.seconds) and pop["priority"] == 5 and pop["waited_s"] >= 0

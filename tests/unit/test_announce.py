@@ -37,10 +37,14 @@ class FakeStore:
     def __init__(self) -> None:
         self.status: WaitEstimate | None = WaitEstimate(2, 3, 200.0, "departures")
         self.asked = 0
+        self.remembered: WaitEstimate | None = None
 
     async def wait_estimate(self, call_id: str) -> WaitEstimate | None:
         self.asked += 1
         return self.status
+
+    async def remember_estimate(self, call_id: str, estimate: WaitEstimate) -> None:
+        self.remembered = estimate
 
     async def asked_more(self, n: int) -> None:
         """Until ``n`` more turns of the loop asked for the estimate (bounded)."""
@@ -75,6 +79,7 @@ async def test_announcement_is_said_solo_in_the_call_language() -> None:
     await asyncio.wait_for(leg.begun.wait(), 5)
     assert prompts.texts == [("대기 순번은 2번입니다. 예상 대기 시간은 약 3분입니다.", "ko")]
     assert leg.started == [("/cache/1.wav", True)]
+    assert store.remembered == store.status  # kept on the call for the pop (ewt_s)
     await a.close()
     assert leg.stopped == [1]  # closing stops it (and so resumes the music)
 

@@ -201,7 +201,7 @@ local function offer(cid, aid, queue)
   emit('call.offered', {call_id = cid, offer_id = offer_id, agent_id = aid, queue = queue,
                         priority = tonumber(c.priority or 0), waited_s = waited,
                         ani = c.ani or '', dnis = c.dnis or '', hotline = c.hotline or '',
-                        language = c.language or ''},
+                        language = c.language or '', ewt_s = tonumber(c.ewt_s)},
        {journey = c.journey or '{}'})
   return cjson.encode(msg)
 end
