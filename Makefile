@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install system venv lint bench bench-routing bench-estimate clean prompts
+.PHONY: run test install system venv lint bench bench-routing bench-estimate bench-pops clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -35,6 +35,9 @@ bench: install
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py
+
+bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
+	$(BIN)/python bench/pops.py
 
 bench-estimate: install  # wait-estimate error against real waits in a simulated queue day (about 100 s)
 	$(BIN)/python bench/estimate.py

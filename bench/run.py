@@ -16,6 +16,9 @@ callers through the edge, and writes bench/results/<date>.json.
   and concurrent callers' lifecycles per second. ``--no-routing`` skips it.
 - estimate (bench/estimate.py, about 100 s, on a private redis-server): the error of the callers'
   wait estimates against their real waits in a simulated queue day. ``--no-estimate`` skips it.
+- pops (bench/pops.py, about 30 s, private redis-server + a real ``ivr api`` process): offer ->
+  desktop WebSocket latency p50/p95/p99 with 500 agents connected, pops lost, API CPU and RSS.
+  ``--no-pops`` skips it.
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.estimate import estimate_bench  # noqa: E402
+from bench.pops import pops_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
@@ -127,6 +131,7 @@ async def main() -> None:
     speech.add_argument("--queues-only", action="store_true", help="run only the routing and estimate benchmarks")
     ap.add_argument("--no-routing", action="store_true", help="skip the routing benchmark")
     ap.add_argument("--no-estimate", action="store_true", help="skip the wait-estimate benchmark")
+    ap.add_argument("--no-pops", action="store_true", help="skip the screen-pop latency benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -140,6 +145,9 @@ async def main() -> None:
     if not args.no_estimate and not args.speech_only:
         print("estimate: wait-estimate error in a simulated queue day (about 100 s)", flush=True)
         result["estimate"] = await estimate_bench()
+    if not args.no_pops and not args.speech_only and not args.queues_only:
+        print("pops: offer -> desktop WebSocket latency, 500 agents connected, 100 calls/s", flush=True)
+        result["pops"] = await pops_bench()
     if not args.speech_only and not args.queues_only:
         await hotline_sections(args, result)
     out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"

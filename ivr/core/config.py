@@ -36,6 +36,9 @@ class RedisSettings(BaseModel):
     sentinel_master: str = "hotline"
     password: SecretStr | None = Field(None, description="password of the Redis servers (with sentinels)")
     sentinel_password: SecretStr | None = None
+    max_connections: int = Field(64, ge=4, le=10_000, description="connections per process at most; when "
+                                 "all are busy a command waits for one (up to pool_timeout_s) instead of failing")
+    pool_timeout_s: float = Field(10.0, gt=0, le=60)
 
     @property
     def external(self) -> bool:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from ivr.core.errors import (
     BadRequest,
@@ -55,6 +56,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, "request.malformed_json", f"body is not valid JSON: {exc.msg}")
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request.too_large", "request body too large")
+    except RedisError as exc:
+        log.warning("api.redis_unavailable", path=request.path, error=str(exc))
+        response = error_response(503, "redis.unavailable", "the queue store is unavailable; try again")
+        response.headers["Retry-After"] = "2"
+        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, f"http.{exc.status}", exc.reason)

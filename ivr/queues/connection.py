@@ -3,13 +3,17 @@ when configured (the primary is looked up through the sentinels and followed aft
 
 Blocking reads (BLPOP, XREAD BLOCK) must stay shorter than ``socket_timeout``; ``BLOCK_S`` is the
 longest block any caller should ask for.
+
+Each process keeps at most ``max_connections`` connections; a burst (500 desktops connecting at
+once) waits for a free one instead of failing with "Too many connections" (redis-py's default pool
+refuses the 101st). With Sentinel, redis-py has no waiting pool: the limit is then a hard one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
@@ -40,9 +44,11 @@ def connect(settings: RedisSettings) -> Redis:
             sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
         sentinel = Sentinel(settings.sentinel_addresses(), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
         client: Redis = sentinel.master_for(settings.sentinel_master, redis_class=Redis, password=password,
-                                            **_options())
+                                            max_connections=settings.max_connections, **_options())
         return client
-    return Redis.from_url(settings.dsn, **_options())
+    pool = BlockingConnectionPool.from_url(settings.dsn, max_connections=settings.max_connections,
+                                           timeout=settings.pool_timeout_s, **_options())
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 async def close(client: Redis) -> None:

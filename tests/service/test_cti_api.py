@@ -394,3 +394,20 @@ async def test_the_pop_carries_the_wait_estimate_the_caller_was_given(
     pop = await feed.wait(lambda m: m.get("type") == "call.offered")
     await feed.close()
     assert pop["ewt_s"] == round(estimate.seconds) and pop["priority"] == 5 and pop["waited_s"] >= 0
+
+
+async def test_a_burst_of_desktops_connecting_at_once_all_get_in(
+        tmp_path: Path, redis_server: RedisServer, redis: Redis) -> None:
+    """150 desktops at once wait for a Redis connection instead of failing (redis-py's default pool
+    refused the 101st command, a 500: found by bench/pops.py)."""
+    await redis.flushdb()
+    a = Api(make_settings(tmp_path, redis_server))
+    await a.start()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        feeds = [Feed(http, f"{a.url}/api/v1/agents/agent1/events", "agent1-demo-token") for _ in range(150)]
+        try:
+            hellos = await asyncio.gather(*(f.open() for f in feeds))
+            assert all(h["agent"]["agent_id"] == "agent1" for h in hellos)
+        finally:
+            await asyncio.gather(*(f.close() for f in feeds))
+            await a.stop()

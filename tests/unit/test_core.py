@@ -108,3 +108,19 @@ def test_callback_dial_uri_defaults_to_the_edge_and_must_carry_the_number() -> N
     for bad in ("tel:{number}", "sip:fixed@host"):
         with pytest.raises(ValueError):
             CallbackSettings(dial_uri=bad)
+
+
+async def test_a_redis_failure_in_a_handler_is_a_503_with_retry_after() -> None:
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from ivr.cti.errors import error_middleware
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise RedisConnectionError("Connection refused")
+
+    resp = await error_middleware(make_mocked_request("GET", "/api/v1/agents"), handler)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+    assert isinstance(resp, web.Response) and resp.text is not None
+    assert json.loads(resp.text)["error"]["code"] == "redis.unavailable"
