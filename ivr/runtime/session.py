@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
@@ -66,6 +67,29 @@ class WorkerContext:
     moh_path: str
     new_leg: Callable[[], Leg]
     speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
+
+
+async def wav_finished(path: Path, within_s: float = 3.0) -> bool:
+    """Wait (bounded) until the recorder has closed ``path``: its RIFF size is the file's.
+
+    pjmedia removes a conference port asynchronously (in the clock thread), and the WAV writer
+    writes the final sizes into the header only when the port is destroyed; on a loaded machine
+    that can come after the recorder was dropped, so a reader could see a header with size 0.
+    """
+    for _ in range(int(within_s / 0.02)):
+        try:
+            head, size = await asyncio.to_thread(_riff_head, path)
+        except OSError:
+            return False
+        if len(head) >= 8 and head[:4] == b"RIFF" and int.from_bytes(head[4:8], "little") == size - 8:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+def _riff_head(path: Path) -> tuple[bytes, int]:
+    with path.open("rb") as f:
+        return f.read(8), path.stat().st_size
 
 
 class AgentCall:
@@ -328,6 +352,8 @@ class CallSession(AgentCall):
         finally:
             seconds = round(time.monotonic() - started, 2)
             await self.leg.stop_record(rec_id)
+        if not await wav_finished(path):
+            log.warning("call.recording_unfinished", name=name)
         log.info("call.recorded", seconds=seconds, ended_by=ended_by, name=name)
         return Recording(str(path), seconds, ended_by)
 
