@@ -16,6 +16,10 @@ callers through the edge, and writes bench/results/<date>.json.
   and concurrent callers' lifecycles per second. ``--no-routing`` skips it.
 - estimate (bench/estimate.py, about 100 s, on a private redis-server): the error of the callers'
   wait estimates against their real waits in a simulated queue day. ``--no-estimate`` skips it.
+- webhooks (bench/webhooks.py, about 15-30 s, on a private redis-server with an append-only file):
+  events through the webhook outbox to a receiver on loopback; deliveries/s in strict order and with
+  8 in flight, end-to-end latency p50/p95/p99 at a steady rate. ``--no-webhooks`` skips it
+  (``python bench/webhooks.py`` runs only it).
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from bench.estimate import estimate_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
+from bench.webhooks import webhooks_bench  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
 from tests.scenarios import render_scenario  # noqa: E402
 from tests.sipp_helpers import run_sipp  # noqa: E402
@@ -127,6 +132,7 @@ async def main() -> None:
     speech.add_argument("--queues-only", action="store_true", help="run only the routing and estimate benchmarks")
     ap.add_argument("--no-routing", action="store_true", help="skip the routing benchmark")
     ap.add_argument("--no-estimate", action="store_true", help="skip the wait-estimate benchmark")
+    ap.add_argument("--no-webhooks", action="store_true", help="skip the webhook outbox benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -140,6 +146,9 @@ async def main() -> None:
     if not args.no_estimate and not args.speech_only:
         print("estimate: wait-estimate error in a simulated queue day (about 100 s)", flush=True)
         result["estimate"] = await estimate_bench()
+    if not args.no_webhooks and not args.speech_only and not args.queues_only:
+        print("webhooks: events through the outbox to a receiver on loopback (about 20 s)", flush=True)
+        result["webhooks"] = await webhooks_bench()
     if not args.speech_only and not args.queues_only:
         await hotline_sections(args, result)
     out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"
