@@ -3,7 +3,8 @@
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
 feeds), ``calls`` (records, disposition, voicemail, callbacks), ``floor`` (queues and their stats),
 ``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here).
-The CRM connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and helpers are in :mod:`ivr.cti.context`.
+The CRM connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and
+helpers are in :mod:`ivr.cti.context`.
 """
 
 from __future__ import annotations

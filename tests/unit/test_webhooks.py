@@ -9,6 +9,7 @@ import json
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +121,12 @@ def test_webhook_settings() -> None:
     with pytest.raises(ValueError):
         WebhookEndpoint(name="crm", url="ftp://crm.example.com/h", secret=SECRET)
     assert "abc" not in repr(endpoint().secret) and SECRET not in repr(endpoint())
+
+
+def test_the_test_vector_of_the_docs_holds() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "webhooks.md").read_text()
+    lines = doc.splitlines()
+    header = next(line for line in lines if line.startswith("X-Ivr-Signature: "))
+    timestamp = next(line for line in lines if line.startswith("X-Ivr-Timestamp: ")).split(": ")[1]
+    body = next(line for line in lines if line.startswith('{"id":"1700000000123-0"')).encode()
+    assert verify("whsec-example-0123456789", header.split(": ")[1], timestamp, body, now=int(timestamp))
