@@ -519,6 +519,15 @@ class Settings(BaseSettings):
             self.prompts.moh = self.prompts.moh.resolve()
         return self
 
+    @model_validator(mode="after")
+    def _crm_before_the_phone_rings(self) -> Settings:
+        """The pop waits for the CRM before it is acknowledged; the worker rings the agent's phone
+        after ``api.pop_wait_ms`` without the acknowledgement."""
+        if self.crm.lookups and self.api.pop_wait_ms and self.crm.timeout_ms >= self.api.pop_wait_ms:
+            raise ValueError(f"crm.timeout_ms ({self.crm.timeout_ms}) must be below api.pop_wait_ms "
+                             f"({self.api.pop_wait_ms}): the pop would reach the agent after the phone rang")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return self.var_dir / "run"

@@ -124,3 +124,11 @@ def test_crm_header_secrets_reach_the_child_processes_and_nothing_else() -> None
     assert data["webhooks"]["endpoints"][0]["previous_secret"] == "p" * 20
     again = Settings.model_validate(data)
     assert again.crm.lookups[0].headers["Authorization"].get_secret_value() == "Bearer k-123"
+
+
+def test_the_crm_budget_must_fit_in_the_pop_wait() -> None:
+    lookups = [lookup().model_dump(mode="python")]
+    with pytest.raises(ValueError, match="pop_wait_ms"):
+        Settings(crm={"lookups": lookups, "timeout_ms": 1500}, api={"pop_wait_ms": 1500})
+    assert Settings(crm={"lookups": lookups, "timeout_ms": 1200}, api={"pop_wait_ms": 1500}).crm.timeout_ms == 1200
+    assert Settings(crm={"timeout_ms": 3000}).crm.lookups == []  # no CRM: nothing to check
