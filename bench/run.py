@@ -19,6 +19,10 @@ callers through the edge, and writes bench/results/<date>.json.
 - pops (bench/pops.py, about 30 s, private redis-server + a real ``ivr api`` process): offer ->
   desktop WebSocket latency p50/p95/p99 with 500 agents connected, pops lost, API CPU and RSS.
   ``--no-pops`` skips it.
+- webhooks (bench/webhooks.py, about 15-30 s, on a private redis-server with an append-only file):
+  events through the webhook outbox to a receiver on loopback; deliveries/s in strict order and with
+  8 in flight, end-to-end latency p50/p95/p99 at a steady rate. ``--no-webhooks`` skips it
+  (``python bench/webhooks.py`` runs only it).
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -42,6 +46,7 @@ from bench.estimate import estimate_bench  # noqa: E402
 from bench.pops import pops_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
+from bench.webhooks import webhooks_bench  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
 from tests.scenarios import render_scenario  # noqa: E402
 from tests.sipp_helpers import run_sipp  # noqa: E402
@@ -132,6 +137,7 @@ async def main() -> None:
     ap.add_argument("--no-routing", action="store_true", help="skip the routing benchmark")
     ap.add_argument("--no-estimate", action="store_true", help="skip the wait-estimate benchmark")
     ap.add_argument("--no-pops", action="store_true", help="skip the screen-pop latency benchmark")
+    ap.add_argument("--no-webhooks", action="store_true", help="skip the webhook outbox benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     result: dict[str, object] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,6 +154,9 @@ async def main() -> None:
     if not args.no_pops and not args.speech_only and not args.queues_only:
         print("pops: offer -> desktop WebSocket latency, 500 agents connected, 100 calls/s", flush=True)
         result["pops"] = await pops_bench()
+    if not args.no_webhooks and not args.speech_only and not args.queues_only:
+        print("webhooks: events through the outbox to a receiver on loopback (about 20 s)", flush=True)
+        result["webhooks"] = await webhooks_bench()
     if not args.speech_only and not args.queues_only:
         await hotline_sections(args, result)
     out = Path(args.out) / f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}.json"

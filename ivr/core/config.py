@@ -316,6 +316,132 @@ class CallbackSettings(BaseModel):
         return template.replace("{number}", number)
 
 
+#: Names of CRM lookups and webhook endpoints (they appear in Redis keys and API paths).
+INTEGRATION_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+_LITERAL_HOST_URL = r"^https?://[^/{}?#]+"
+
+
+class CrmLookup(BaseModel):
+    """One way of finding the caller's CRM record: an HTTP request built from templates.
+
+    Templates (``url``, ``body`` values, ``link``, ``search_link``) use ``{name}`` placeholders: the
+    caller number ``{ani}`` (and ``{ani_e164}``, ``{ani_national}``, ``{ani_digits}``), ``{dnis}``,
+    ``{hotline}``, ``{queue}``, ``{language}``, ``{call_id}``, and every variable collected in the IVR
+    (``{account}``); values are percent-encoded in URLs. Masked variables (``****``) are never used."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=INTEGRATION_NAME, description="shown in the pop as crm.lookup")
+    needs: str = Field("ani", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$",
+                       description="the variable this lookup is keyed by: ani (the caller number) or a "
+                                   "variable collected in the IVR such as account; skipped when unset or masked")
+    method: Literal["GET", "POST"] = "GET"
+    url: str = Field(description="URL template with a literal host, e.g. "
+                                 "https://crm.example.com/api/contacts?phone={ani_e164}; that host is the "
+                                 "only one this lookup may reach")
+    body: dict[str, Any] | None = Field(None, description="JSON body of a POST; string values are templates")
+    headers: dict[str, SecretStr] = Field({}, description="request headers, e.g. Authorization (kept secret)")
+    records: str = Field("", description="dotted path to the records in the JSON reply (a list, or one "
+                                         "object); empty = the reply itself")
+    id_field: str = Field("id", description="dotted path of the record id inside a record")
+    name_field: str = Field("name", description="dotted path of the display name inside a record")
+    fields: dict[str, str] = Field({}, description="more fields shown in the pop: label -> dotted path")
+    link: str | None = Field(None, description="the record's page for the agent, e.g. "
+                                               "https://crm.example.com/contacts/{id} ({id}, {name} and the "
+                                               "fields' labels are available)")
+    search_link: str | None = Field(None, description="a CRM search page for the agent when there is no "
+                                                      "single match, e.g. https://crm.example.com/search?q={ani}")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(_LITERAL_HOST_URL, v):
+            raise ValueError("url must start with http:// or https:// and a literal host")
+        return v
+
+    @field_validator("link", "search_link")
+    @classmethod
+    def _links(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(_LITERAL_HOST_URL, v):
+            raise ValueError("links must start with http:// or https:// and a literal host")
+        return v
+
+
+class CrmSettings(BaseModel):
+    """The CRM connector of the screen-pop (see docs/crm.md). No lookups: pops carry no ``crm`` field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookups: list[CrmLookup] = Field(
+        [], description="tried in order, those keyed by an IVR variable (an account number: one customer) "
+                        "before those keyed by the caller number (a number may be shared); the first that "
+                        "finds a record wins")
+    timeout_ms: int = Field(800, ge=50, le=10_000, description="how long a pop may wait for the CRM in all; "
+                            "then it goes out with crm.status = timeout")
+    request_timeout_s: float = Field(5.0, gt=0, le=30, description="one CRM request at most; a request still "
+                                     "running when the pop left fills the cache for the next offer")
+    cache_ttl_s: int = Field(60, ge=0, le=3600, description="how long a CRM reply is kept (0: not cached)")
+    max_records: int = Field(10, ge=1, le=100, description="records listed in a pop when several match")
+    region: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="country of national caller numbers "
+                               "(e.g. KR) for {ani_e164} and {ani_national}")
+
+    @field_validator("lookups")
+    @classmethod
+    def _unique(cls, v: list[CrmLookup]) -> list[CrmLookup]:
+        names = [lk.name for lk in v]
+        if len(names) != len(set(names)):
+            raise ValueError("CRM lookup names must be unique")
+        return v
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of call events (see docs/webhooks.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=INTEGRATION_NAME, description="unique; names its outbox and dead letters")
+    url: str = Field(pattern=_LITERAL_HOST_URL, description="where events are POSTed (http or https)")
+    secret: SecretStr = Field(description="HMAC-SHA256 key of the X-Ivr-Signature header (16+ characters)")
+    previous_secret: SecretStr | None = Field(None, description="while rotating: events are signed with both")
+    events: list[str] = Field(["*"], min_length=1, description='event types to send, or globs ("call.*", "*")')
+    max_in_flight: int = Field(1, ge=1, le=64, description="deliveries under way at once; 1 keeps the "
+                                                           "endpoint's events strictly in order")
+
+    @field_validator("secret", "previous_secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 16:
+            raise ValueError("a webhook secret needs at least 16 characters")
+        return v
+
+
+class WebhookSettings(BaseModel):
+    """Call events POSTed to the CRM (or anything else) from a persistent outbox in Redis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[WebhookEndpoint] = []
+    max_attempts: int = Field(8, ge=1, le=100, description="attempts before a delivery becomes a dead letter")
+    backoff_base_s: float = Field(1.0, gt=0, le=3600, description="wait after the first failure; doubled after "
+                                  "each failure in a row of the endpoint")
+    backoff_cap_s: float = Field(300.0, gt=0, le=86_400, description="longest wait between attempts")
+    jitter: float = Field(0.5, ge=0, le=1, description="share of a wait taken off at random (spreads retries)")
+    timeout_s: float = Field(10.0, gt=0, le=120, description="one delivery (connect, send, reply) at most")
+    claim_idle_s: float = Field(30.0, gt=0, le=3600, description="events an API instance took from the "
+                                "stream but did not put in the outbox this long ago are taken over (it died)")
+    poll_s: float = Field(1.0, gt=0, le=60, description="how often an idle delivery loop looks for work that "
+                          "another instance queued")
+    dead_max: int = Field(10_000, ge=10, le=1_000_000, description="dead letters kept per endpoint (oldest dropped)")
+
+    @field_validator("endpoints")
+    @classmethod
+    def _unique(cls, v: list[WebhookEndpoint]) -> list[WebhookEndpoint]:
+        names = [e.name for e in v]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook endpoint names must be unique")
+        return v
+
+
 class AgentSeed(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -368,6 +494,8 @@ class Settings(BaseSettings):
     prompts: PromptSettings = PromptSettings()
     routing: RoutingSettings = RoutingSettings()
     callbacks: CallbackSettings = CallbackSettings()
+    crm: CrmSettings = CrmSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     users: list[AgentSeed] = [AgentSeed(**u) for u in DEMO_USERS]
 
     @classmethod
@@ -394,6 +522,15 @@ class Settings(BaseSettings):
             self.prompts.moh = self.prompts.moh.resolve()
         return self
 
+    @model_validator(mode="after")
+    def _crm_before_the_phone_rings(self) -> Settings:
+        """The pop waits for the CRM before it is acknowledged; the worker rings the agent's phone
+        after ``api.pop_wait_ms`` without the acknowledgement."""
+        if self.crm.lookups and self.api.pop_wait_ms and self.crm.timeout_ms >= self.api.pop_wait_ms:
+            raise ValueError(f"crm.timeout_ms ({self.crm.timeout_ms}) must be below api.pop_wait_ms "
+                             f"({self.api.pop_wait_ms}): the pop would reach the agent after the phone rang")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return self.var_dir / "run"
@@ -411,6 +548,11 @@ class Settings(BaseSettings):
         for name in ("password", "sentinel_password"):
             secret = getattr(self.redis, name)
             data["redis"][name] = secret.get_secret_value() if secret is not None else None
+        for out, lookup in zip(data["crm"]["lookups"], self.crm.lookups, strict=True):
+            out["headers"] = {k: v.get_secret_value() for k, v in lookup.headers.items()}
+        for out, ep in zip(data["webhooks"]["endpoints"], self.webhooks.endpoints, strict=True):
+            out["secret"] = ep.secret.get_secret_value()
+            out["previous_secret"] = ep.previous_secret.get_secret_value() if ep.previous_secret else None
         return json.dumps(data)
 
 

@@ -2,7 +2,9 @@
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
 feeds), ``calls`` (records, disposition, voicemail, callbacks), ``floor`` (queues and their stats),
-``dialplans``. Shared keys and helpers are in :mod:`ivr.cti.context`.
+``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here).
+The CRM connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and
+helpers are in :mod:`ivr.cti.context`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor
+from ivr.cti import agents, calls, dialplans, floor, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
+from ivr.cti.crm import CrmConnector
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
 from ivr.queues.connection import close, connect
@@ -73,12 +76,19 @@ def init_app(settings: Settings) -> web.Application:
             if u.role == "agent":
                 await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
                                            languages=u.languages)
-        app[HUB] = hub = PopHub(store)
+        crm = CrmConnector(settings.crm, store) if settings.crm.lookups else None
+        app[HUB] = hub = PopHub(store, enrich=crm)
+        app[webhooks.WEBHOOKS] = hooks = webhooks.Webhooks(settings.webhooks, redis, settings.redis.prefix)
         tasks = TaskGroup("api")
         tasks.spawn("pump", hub.pump())
         tasks.spawn("presence", hub.presence())
+        tasks.spawn("webhooks-fill", hooks.fill())
+        tasks.spawn("webhooks-deliver", hooks.deliver())
         yield
         await tasks.cancel_all()
+        await hooks.close()
+        if crm is not None:
+            await crm.close()
         await close(redis)
 
     app.cleanup_ctx.append(resources_ctx)
@@ -86,7 +96,7 @@ def init_app(settings: Settings) -> web.Application:
     r.add_get("/", desktop_page)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
-    for module in (agents, calls, floor, dialplans):
+    for module in (agents, calls, floor, dialplans, webhooks):
         r.add_routes(module.routes())
     return app
 

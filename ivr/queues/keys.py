@@ -187,3 +187,38 @@ class Keys:
         """HASH worker -> JSON {code, message, file, version, running, at}: why a worker's last look
         at the plan file did not load it (absent when it loaded)."""
         return self._k("dialplan", plan, "errors")
+
+    # CRM connector (ivr/cti/crm.py): never a phone or account number in a key name
+    def crm_cache(self, digest: str) -> str:
+        """STRING (JSON) of the records one CRM request found, ``digest`` being the SHA-256 of the
+        resolved request (lookup, method, URL, body); expires after ``crm.cache_ttl_s``."""
+        return self._k("crm", "cache", digest)
+
+    def crm_warming(self, digest: str) -> str:
+        """Present while one API instance fetches the request ``digest`` ahead of the pop (the others
+        leave it to that one)."""
+        return self._k("crm", "warming", digest)
+
+    # webhooks (ivr/queues/outbox.py, lua/outbox_*.lua)
+    def webhook_delivery(self, delivery_id: str) -> str:
+        """HASH of one delivery of one event to one endpoint (``<endpoint>.<event id>``): body, attempts,
+        state (pending, dead), last error and status, times."""
+        return self._k("webhook", delivery_id)
+
+    def webhook_queue(self, endpoint: str) -> str:
+        """ZSET of the endpoint's pending delivery ids, in event order (the score comes from the event id)."""
+        return self._k("webhooks", endpoint, "queue")
+
+    def webhook_inflight(self, endpoint: str) -> str:
+        """ZSET of the endpoint's deliveries under way, by when their lease expires (ms): past that,
+        the instance delivering it is taken for dead and the delivery is claimable again."""
+        return self._k("webhooks", endpoint, "inflight")
+
+    def webhook_dead(self, endpoint: str) -> str:
+        """ZSET of the endpoint's dead letters, by when they died (ms)."""
+        return self._k("webhooks", endpoint, "dead")
+
+    def webhook_endpoint(self, endpoint: str) -> str:
+        """HASH of the endpoint's state: failures in a row, paused_until (ms, the backoff), delivered
+        and dead counters, last success / failure times and last error."""
+        return self._k("webhooks", endpoint, "state")
