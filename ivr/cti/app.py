@@ -86,6 +86,7 @@ def init_app(settings: Settings) -> web.Application:
         tasks.spawn("webhooks-deliver", hooks.deliver())
         yield
         await tasks.cancel_all()
+        await hub.close()
         await hooks.close()
         if crm is not None:
             await crm.close()

@@ -113,6 +113,8 @@ class Disposition(BaseModel):
     model_config = ConfigDict(extra="forbid")
     disposition: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="one of api.dispositions")
     notes: str = Field("", max_length=4000)
+    crm_record_id: str | None = Field(None, max_length=128, pattern=r"^[^\x00-\x1f]+$",
+                                      description="the CRM record the agent confirmed (when the pop listed several)")
 
 
 async def set_disposition(request: web.Request) -> web.Response:
@@ -129,7 +131,7 @@ async def set_disposition(request: web.Request) -> web.Response:
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:
         raise BadRequest(f"disposition must be one of {', '.join(allowed)}", code="call.disposition_invalid")
-    await store.record_disposition(call_id, req.disposition, req.notes, who.id)
+    await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id)
     log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id)
     return web.json_response(await store.get_call(call_id))
 

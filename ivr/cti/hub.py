@@ -98,6 +98,12 @@ class PopHub:
         if not self.sockets[desk.agent_id]:
             del self.sockets[desk.agent_id]
 
+    async def close(self) -> None:
+        """Cancel the CRM look-ups still warming (at shutdown)."""
+        for task in list(self._warming):
+            task.cancel()
+        await asyncio.gather(*self._warming, return_exceptions=True)
+
     def connected(self, agent_id: str) -> bool:
         return bool(self.sockets.get(agent_id))
 

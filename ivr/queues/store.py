@@ -174,9 +174,11 @@ class QueueStore:
         """Set a plain field on an existing call (``call.not_found`` otherwise)."""
         await self._run("record_field", call_id, field, value)
 
-    async def record_disposition(self, call_id: str, disposition: str, notes: str, by: str) -> None:
-        """The agent's wrap-up on the call record, and ``call.disposition`` on the event stream."""
-        await self._run("record_disposition", call_id, disposition, notes, by)
+    async def record_disposition(self, call_id: str, disposition: str, notes: str, by: str, *,
+                                 crm_record_id: str | None = None) -> None:
+        """The agent's wrap-up on the call record, and ``call.disposition`` on the event stream
+        (with the CRM record the agent confirmed, when given)."""
+        await self._run("record_disposition", call_id, disposition, notes, by, crm_record_id or "")
 
     async def voicemails(self, mailbox: str, limit: int = 100) -> list[dict[str, Any]]:
         """The mailbox's voicemail entries, newest first."""

@@ -254,7 +254,7 @@ async def test_the_calls_agent_writes_disposition_and_notes_back(
     async with http.get(f"{api.url}/api/v1/dispositions", headers=AGENT1) as r:
         codes = (await r.json())["dispositions"]
     assert "resolved" in codes
-    body = {"disposition": "follow_up", "notes": "가입 해지 문의; call back Friday"}
+    body = {"disposition": "follow_up", "notes": "가입 해지 문의; call back Friday", "crm_record_id": "C-1002"}
     async with http.post(f"{api.url}/api/v1/calls/c1/disposition", json=body, headers=AGENT2) as r:
         assert r.status == 403
     async with http.post(f"{api.url}/api/v1/calls/c1/disposition", json={"disposition": "made_up"},
@@ -269,9 +269,10 @@ async def test_the_calls_agent_writes_disposition_and_notes_back(
         assert r.status == 200
         call = await r.json()
     assert call["disposition"] == "follow_up" and call["notes"] == body["notes"]
-    assert call["disposition_by"] == "agent1"
+    assert call["disposition_by"] == "agent1" and call["crm_record_id"] == "C-1002"
     [ev] = [e for e in await store.read_events("0-0") if e.type == "call.disposition"]
     assert ev.data["call_id"] == "c1" and ev.data["agent_id"] == "agent1" and ev.data["notes"] == body["notes"]
+    assert ev.data["crm_record_id"] == "C-1002"
 
 
 # --- event feeds ---------------------------------------------------------------------------------
