@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bench.results_file import save  # noqa: E402
 from bench.routing import private_redis  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
@@ -171,7 +172,7 @@ async def pops_bench(agents: int = AGENTS, calls: int = CALLS, rate: float = RAT
 
 
 def main() -> None:
-    print(json.dumps(asyncio.run(pops_bench()), indent=2))
+    save("pops", asyncio.run(pops_bench()))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bench.results_file import save  # noqa: E402
 from ivr.core.config import EscalationStep, QueueSettings  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.routing import Requirement, Route, resolve_route  # noqa: E402
@@ -253,10 +253,7 @@ async def routing_bench() -> dict[str, object]:
 
 
 def main() -> None:
-    result = asyncio.run(routing_bench())
-    out = ROOT / "bench" / "results" / f"routing-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save("routing", asyncio.run(routing_bench()))
 
 
 if __name__ == "__main__":

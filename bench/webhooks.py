@@ -39,6 +39,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
+from bench.results_file import save  # noqa: E402
 from ivr.core.config import WebhookSettings  # noqa: E402
 from ivr.core.logging import configure  # noqa: E402
 from ivr.cti.webhooks import Webhooks, verify  # noqa: E402
@@ -213,10 +214,7 @@ async def webhooks_bench(events: int = 3000) -> dict[str, Any]:
 
 
 def main() -> None:
-    result = asyncio.run(webhooks_bench())
-    out = ROOT / "bench" / "results" / f"webhooks-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save("webhooks", asyncio.run(webhooks_bench()))
 
 
 if __name__ == "__main__":
