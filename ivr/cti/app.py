@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor, webhooks
+from ivr.cti import agents, calls, dialplans, floor, system, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -30,22 +30,6 @@ from ivr.queues.store import QueueStore
 from ivr.runtime.tasks import TaskGroup
 
 log = get_logger(__name__)
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    store, settings = request.app[STORE], request.app[SETTINGS]
-    try:
-        await store.redis.ping()
-    except Exception:
-        return web.json_response({"ready": False, "redis": False}, status=503)
-    alive = [w for w in await store.worker_names() if await store.worker_holder(w)]
-    ready = len(alive) >= settings.workers.count
-    return web.json_response({"ready": ready, "redis": True, "workers_alive": len(alive),
-                              "workers": settings.workers.count}, status=200 if ready else 503)
 
 
 async def desktop_page(request: web.Request) -> web.Response:
@@ -95,9 +79,7 @@ def init_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(resources_ctx)
     r = app.router
     r.add_get("/", desktop_page)
-    r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz)
-    for module in (agents, calls, floor, dialplans, webhooks):
+    for module in (system, agents, calls, floor, dialplans, webhooks):
         r.add_routes(module.routes())
     return app
 
