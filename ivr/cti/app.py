@@ -2,20 +2,19 @@
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
 feeds), ``calls`` (records, disposition, voicemail, callbacks), ``floor`` (queues and their stats),
-``dialplans``. Shared keys and helpers are in :mod:`ivr.cti.context`.
+``dialplans``, ``pages`` (the agent desktop and the wallboard). Shared keys and helpers are in :mod:`ivr.cti.context`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from importlib import resources
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor
+from ivr.cti import agents, calls, dialplans, floor, pages
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -43,11 +42,6 @@ async def readyz(request: web.Request) -> web.Response:
     ready = len(alive) >= settings.workers.count
     return web.json_response({"ready": ready, "redis": True, "workers_alive": len(alive),
                               "workers": settings.workers.count}, status=200 if ready else 503)
-
-
-async def desktop_page(request: web.Request) -> web.Response:
-    html = resources.files("ivr.cti").joinpath("static", "desktop.html").read_text()
-    return web.Response(text=html, content_type="text/html")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -83,10 +77,9 @@ def init_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(resources_ctx)
     r = app.router
-    r.add_get("/", desktop_page)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
-    for module in (agents, calls, floor, dialplans):
+    for module in (agents, calls, floor, dialplans, pages):
         r.add_routes(module.routes())
     return app
 
