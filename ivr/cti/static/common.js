@@ -139,17 +139,19 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
  *
  * ``status`` gets "connecting", "connected", "retrying" (with the delay), "offline" or "stopped";
  * ``check`` is called after a failed attempt: it throws when the login is no longer valid.
+ * ``resume: false`` reconnects without a replay, for a page that fetches the whole picture again
+ * at each hello (the wallboard).
  */
 export class EventFeed {
-  constructor({path, token, storageKey, onHello, onEvent, onStatus, check}) {
-    Object.assign(this, {path, token, storageKey, onHello, onEvent, onStatus, check});
+  constructor({path, token, storageKey = null, resume = true, onHello, onEvent, onStatus, check}) {
+    Object.assign(this, {path, token, storageKey, resume, onHello, onEvent, onStatus, check});
     this.lastId = storageKey ? sessionStorage.getItem(storageKey) : null; // the last event handled
     this.helloId = null; // the stream's last id when the first socket opened (before any event came)
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
     this.stopped = false;
-    this.onOffline = () => this.drop("offline");
+    this.onOffline = () => this.drop();
     this.onOnline = () => { if (!this.ws) this.open(); };
     window.addEventListener("offline", this.onOffline);
     window.addEventListener("online", this.onOnline);
@@ -157,7 +159,7 @@ export class EventFeed {
 
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const cursor = this.lastId || this.helloId;
+    const cursor = this.resume ? this.lastId || this.helloId : null;
     const query = cursor ? `?last_event_id=${encodeURIComponent(cursor)}` : "";
     return `${scheme}//${location.host}${this.path}${query}`;
   }
@@ -234,15 +236,14 @@ export class EventFeed {
     this.timer = setTimeout(() => this.open(), delay);
   }
 
-  /** Close the socket now and come back as usual (the network went away, or the user asked). */
-  drop(why) {
+  /** The network went away: close the socket now (it would hang), reopen on the online event. */
+  drop() {
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1000, why);
+    if (ws) ws.close(1000, "offline");
     clearTimeout(this.timer);
     this.timer = null;
-    if (why === "offline") this.onStatus("offline");
-    else this.open();
+    if (!this.stopped) this.onStatus("offline");
   }
 
   stop() {

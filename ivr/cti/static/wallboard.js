@@ -19,7 +19,7 @@ let token = null;
 let feed = null;
 let timers = [];
 let agents = new Map(); // agent_id -> {agent_id, name, state, since, reason, call_id}
-const calls = new Map(); // call_id -> {ani, queue}, from the pops
+const calls = new Map(); // call_id -> {ani, queue}, from the pops, while an agent holds the call
 let queues = [];
 let queuesAt = 0; // when the figures were fetched (this browser's clock)
 let queueRefresh = null;
@@ -38,7 +38,7 @@ async function signIn(tok) {
   await refreshAgents();
   if (feed) feed.stop();
   feed = new EventFeed({
-    path: "/api/v1/events", token, storageKey: null, onHello, onEvent,
+    path: "/api/v1/events", token, resume: false, onHello, onEvent,
     onStatus: (status, detail) => showStatus($("conn"), status, detail),
     check: () => api(token, "GET", "/api/v1/queues"),
   });
@@ -169,14 +169,29 @@ async function refreshAgents() {
     const {agents: list} = await api(token, "GET", "/api/v1/agents");
     const next = new Map();
     for (const a of list) {
-      next.set(a.agent_id, {agent_id: a.agent_id, name: a.name, state: a.state || "offline",
-                            since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || ""});
+      const fetched = {agent_id: a.agent_id, name: a.name, state: a.state || "offline",
+                       since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || ""};
+      const known = agents.get(a.agent_id);
+      // an event that came while the list was on its way is newer than the list
+      next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
+        ? {...known, name: fetched.name} : fetched);
     }
     agents = next;
     renderAgents();
   } catch (err) {
     showError($("error"), err);
   }
+}
+
+let renderPending = null;
+
+/** Draw the table and the chart once for a burst of events. */
+function scheduleAgents() {
+  if (renderPending) return;
+  renderPending = setTimeout(() => {
+    renderPending = null;
+    renderAgents();
+  }, 50);
 }
 
 function renderAgents() {
@@ -201,7 +216,10 @@ function onAgentState(ev) {
   const ts = Number(ev.ts) || serverNow();
   if (a.since && ts < a.since) return; // older than what the last fetch showed
   Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || ""});
-  if (!ON_CALL.has(ev.state)) a.call_id = "";
+  if (!ON_CALL.has(ev.state) && a.call_id) {
+    calls.delete(a.call_id);
+    a.call_id = "";
+  }
   agents.set(ev.agent_id, a);
 }
 
@@ -215,19 +233,15 @@ function onHello() {
 function onEvent(ev) {
   if (ev.type === "agent.state") {
     onAgentState(ev);
-    renderAgents();
+    scheduleAgents();
   } else if (ev.type === "agent.deleted") {
     agents.delete(ev.agent_id);
-    renderAgents();
+    scheduleAgents();
   } else if (ev.type === "call.offered") {
     calls.set(ev.call_id, {ani: ev.ani, queue: ev.queue});
     const a = agents.get(ev.agent_id);
     if (a) a.call_id = ev.call_id;
-    renderAgents();
-  } else if (ev.type === "call.ended") {
-    calls.delete(ev.call_id);
-  } else if (ev.type === "replay.gap") {
-    onHello();
+    scheduleAgents();
   }
   if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
 }
