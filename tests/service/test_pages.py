@@ -5,6 +5,7 @@ has the real calls). Also the pages' HTTP side: the security headers and the sta
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,8 @@ async def test_the_desktop_follows_a_call_from_pop_to_disposition(
     await page.reload()
     await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
     await expect(page.locator("#pop")).to_have_attribute("data-call-id", "c1")
+    await expect(pop.locator("[data-field=queue]")).to_have_text("billing")
+    await expect(pop.locator(".journey .step")).to_have_count(3)
     await expect(page.locator("#disposition-result")).to_have_text("Saved: resolved")
     await page.click("#go-available")
     await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
@@ -204,6 +207,39 @@ async def test_the_desktop_follows_a_call_from_pop_to_disposition(
     assert agent is not None and agent["state"] == "offline" and agent["reason"] == "signed_out"
     assert await page.evaluate("sessionStorage.length") == 0
     tab.expect_no_errors(r"status of 400")
+
+
+async def test_the_desktop_comes_back_after_an_api_restart_with_what_it_missed(
+        settings: Settings, redis: Redis, browser: Browser, store: QueueStore) -> None:
+    async def serve() -> web.AppRunner:
+        # shutdown_timeout: the API does not close its WebSockets when it stops; don't wait 60 s for them
+        runner = web.AppRunner(init_app(settings), shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
+        return runner
+
+    runner = await serve()
+    try:
+        tab = await desktop(browser, f"http://127.0.0.1:{settings.api.port}")
+        page = tab.page
+        await page.click("#go-available")
+        await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+        await runner.cleanup()  # the API goes away: the socket closes, the page keeps trying
+        await expect(page.locator("#conn")).to_have_attribute("data-status", re.compile("retrying|connecting"),
+                                                               timeout=TIMEOUT_MS)
+        offer_id = await offer_call(store, "c9")  # offered and answered while no API runs
+        await store.offer_answered("c9", offer_id)
+        runner = await serve()
+        await expect(page.locator("#pop")).to_have_attribute("data-call-id", "c9", timeout=TIMEOUT_MS * 2)
+        await expect(page.locator("#call-status")).to_have_text("Connected")
+        await expect(page.locator("#state")).to_have_text("oncall")
+        await expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+        ids = await page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.eventId)")
+        types = await page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.type)")
+        assert len(ids) == len(set(ids)) and types.count("call.offered") == 1 and types.count("call.answered") == 1
+        tab.expect_no_errors(r"WebSocket connection to .* failed", r"ERR_CONNECTION_REFUSED")
+    finally:
+        await runner.cleanup()
 
 
 async def test_the_pop_shows_crm_records_and_never_follows_a_script_link(api: str, browser: Browser) -> None:

@@ -19,6 +19,10 @@ let call = null; // the current or last call offered to me
 async function signIn(agent, token) {
   const profile = await api(token, "GET", `/api/v1/agents/${encodeURIComponent(agent)}`);
   if (feed) feed.stop();
+  if (sessionStorage.getItem(KEY.agent) !== agent) {  // another agent's last call and position are not mine
+    sessionStorage.removeItem(KEY.call);
+    sessionStorage.removeItem(KEY.last);
+  }
   login = {agent, token};
   sessionStorage.setItem(KEY.agent, agent);
   sessionStorage.setItem(KEY.token, token);
@@ -107,7 +111,7 @@ function restoreCall() {
   } catch {
     call = null;
   }
-  renderCall();
+  renderCall({fill: true});
 }
 
 /** The call record (the hello of a reconnect, after a reload) as the desktop's call. */
@@ -128,7 +132,7 @@ function onCallEvent(ev) {
     call = {...ev, status: "ringing", offered_at: ev.ts};
     delete call.type;
     delete call.id;
-    renderCall(true);
+    renderCall({fill: true, announce: true});
     saveCall();
     return;
   }
@@ -148,7 +152,9 @@ function onCallEvent(ev) {
   saveCall();
 }
 
-function renderCall(fresh = false) {
+/** Show the call: ``fill`` draws the card's contents and resets the form (a new call),
+ * ``announce`` also highlights it (a pop); otherwise only the status changes. */
+function renderCall({fill: fillCard = false, announce = false} = {}) {
   const card = $("pop");
   $("no-call").hidden = Boolean(call);
   card.hidden = !call;
@@ -162,17 +168,19 @@ function renderCall(fresh = false) {
   const pill = $("call-status");
   pill.textContent = statusText(call);
   pill.dataset.state = call.status;
-  if (fresh) {
+  if (fillCard) {
     fill($("pop-facts"), callFacts(call));
     fill($("pop-crm"), crmView(call.crm));
     fill($("pop-journey"), journeyView(call.journey));
+  }
+  if (announce) {
     // when the pop was put on screen (ms, wall clock), for tests to compare with the phone's ringing
     card.dataset.shownAt = String(Date.now());
     card.classList.remove("flash");
     void card.offsetWidth; // restart the highlight
     card.classList.add("flash");
   }
-  renderWrapup(fresh);
+  renderWrapup(fillCard);
   tick();
   setTitle();
 }
@@ -237,7 +245,7 @@ function onHello(hello) {
   if (hello.call && hello.call.agent_id === login.agent) {
     if (!call || call.call_id !== hello.call.call_id) {
       call = fromRecord(hello.call);
-      renderCall(true);
+      renderCall({fill: true, announce: call.status === "ringing"});
     } else {
       const rec = fromRecord(hello.call);
       for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes"]) {
