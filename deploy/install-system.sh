@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the hotline needs, only those missing. Idempotent; needs root or sudo.
 # graphviz draws dial plans (ivr dialplan graph); fonts-nanum gives its PNGs Korean glyphs.
+# chromium runs the page tests headless (tests/browser.py drives it through Playwright).
 set -euo pipefail
-PKGS=(redis-server kamailio kamailio-extra-modules kamailio-tls-modules openssl ca-certificates sip-tester espeak-ng ffmpeg python3-venv iproute2 systemd graphviz fonts-nanum)
+PKGS=(redis-server kamailio kamailio-extra-modules kamailio-tls-modules openssl ca-certificates sip-tester espeak-ng ffmpeg python3-venv iproute2 systemd graphviz fonts-nanum chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

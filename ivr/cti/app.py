@@ -2,22 +2,22 @@
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
 feeds), ``calls`` (records, disposition, voicemail, callbacks), ``floor`` (queues and their stats),
-``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here).
-The CRM connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and
-helpers are in :mod:`ivr.cti.context`.
+``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here),
+``pages`` (the agent desktop and the wallboard), ``system`` (health, readiness, config). The CRM
+connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and helpers are in
+:mod:`ivr.cti.context`.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from importlib import resources
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor, system, webhooks
+from ivr.cti import agents, calls, dialplans, floor, pages, system, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -32,9 +32,6 @@ from ivr.runtime.tasks import TaskGroup
 log = get_logger(__name__)
 
 
-async def desktop_page(request: web.Request) -> web.Response:
-    html = resources.files("ivr.cti").joinpath("static", "desktop.html").read_text()
-    return web.Response(text=html, content_type="text/html")
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -78,8 +75,7 @@ def init_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(resources_ctx)
     r = app.router
-    r.add_get("/", desktop_page)
-    for module in (system, agents, calls, floor, dialplans, webhooks):
+    for module in (system, agents, calls, floor, dialplans, webhooks, pages):
         r.add_routes(module.routes())
     return app
 

@@ -1,0 +1,345 @@
+// The agent desktop: sign in, set my state, see the screen-pop of each call offered to me (before
+// my phone rings), follow the call, and save its disposition. The login and the last call are kept
+// in this tab's sessionStorage only.
+
+import {$, ApiError, EventFeed, api, clockTime, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
+import {callFacts, crmView, journeyView, statusText} from "./pop.js";
+
+const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id"};
+const BUSY = new Set(["reserved", "oncall"]);
+const ACTIVITY_MAX = 50;
+
+let login = null; // {agent, token}
+let feed = null;
+let me = {state: "offline", since: null, reason: ""};
+let call = null; // the current or last call offered to me
+
+// --- sign in / out -----------------------------------------------------------------------------------
+
+async function signIn(agent, token) {
+  const profile = await api(token, "GET", `/api/v1/agents/${encodeURIComponent(agent)}`);
+  if (feed) feed.stop();
+  if (sessionStorage.getItem(KEY.agent) !== agent) {  // another agent's last call and position are not mine
+    sessionStorage.removeItem(KEY.call);
+    sessionStorage.removeItem(KEY.last);
+  }
+  login = {agent, token};
+  sessionStorage.setItem(KEY.agent, agent);
+  sessionStorage.setItem(KEY.token, token);
+  $("login").hidden = true;
+  $("desk").hidden = false;
+  $("signout").hidden = false;
+  $("who").textContent = profile.name ? `${profile.name} (${agent})` : agent;
+  applyAgent(profile);
+  restoreCall();
+  loadDispositions();
+  feed = new EventFeed({
+    path: `/api/v1/agents/${encodeURIComponent(agent)}/events`, token, storageKey: KEY.last,
+    onHello, onEvent, onStatus: (status, detail) => showStatus($("conn"), status, detail),
+    check: () => api(token, "GET", `/api/v1/agents/${encodeURIComponent(agent)}`),
+  });
+  feed.open();
+}
+
+async function signOut() {
+  if (login && !BUSY.has(me.state) && me.state !== "offline") {
+    try {
+      await api(login.token, "POST", `/api/v1/agents/${encodeURIComponent(login.agent)}/state`, {state: "offline", reason: "signed_out"});
+    } catch {
+      // signing out of the page still works when the server is gone
+    }
+  }
+  if (feed) feed.stop();
+  feed = null;
+  login = null;
+  call = null;
+  for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
+  $("desk").hidden = true;
+  $("signout").hidden = true;
+  $("login").hidden = false;
+  $("who").textContent = "";
+  $("token").value = "";
+  showStatus($("conn"), "idle");
+  $("conn").textContent = "Not signed in";
+  fill($("activity"));
+  renderCall();
+  document.title = "Agent desktop";
+}
+
+// --- my state ----------------------------------------------------------------------------------------
+
+function applyAgent(agent) {
+  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || ""};
+  renderState();
+}
+
+function renderState() {
+  const pill = $("state");
+  pill.textContent = me.state;
+  pill.dataset.state = me.state;
+  $("reason").textContent = stateReason(me.state, me.reason);
+  for (const id of ["go-available", "go-break", "go-offline"]) {
+    const button = $(id);
+    button.setAttribute("aria-pressed", String(button.dataset.state === me.state));
+    button.disabled = BUSY.has(me.state);
+  }
+  $("state-hint").textContent = BUSY.has(me.state) ? "On a call: your state changes when it ends."
+    : me.state === "wrapup" ? "Wrap-up: choose Available when you are ready for the next call." : "";
+  tick();
+  setTitle();
+}
+
+async function setState(state) {
+  showError($("error"), null);
+  const reason = state === "break" ? $("break-reason").value : "";
+  try {
+    applyAgent(await api(login.token, "POST", `/api/v1/agents/${encodeURIComponent(login.agent)}/state`, {state, reason}));
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+// --- the call ---------------------------------------------------------------------------------------------
+
+function saveCall() {
+  if (call) sessionStorage.setItem(KEY.call, JSON.stringify(call));
+}
+
+function restoreCall() {
+  try {
+    call = JSON.parse(sessionStorage.getItem(KEY.call) || "null");
+  } catch {
+    call = null;
+  }
+  renderCall({fill: true});
+}
+
+/** The call record (the hello of a reconnect, after a reload) as the desktop's call. */
+function fromRecord(rec) {
+  const status = {offered: "ringing", connected: "connected", ended: "ended"}[rec.state];
+  const queued = Number(rec.queued_at), offered = Number(rec.offered_at);
+  return {
+    call_id: rec.call_id, offer_id: rec.offer_id, ani: rec.ani, dnis: rec.dnis, hotline: rec.hotline,
+    language: rec.language, queue: rec.queue, priority: rec.priority, journey: rec.journey, crm: rec.crm,
+    waited_s: queued && offered ? (offered - queued) / 1000 : undefined, status: status || rec.state,
+    offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
+    ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
+  };
+}
+
+function onCallEvent(ev) {
+  if (ev.type === "call.offered") {
+    call = {...ev, status: "ringing", offered_at: ev.ts};
+    delete call.type;
+    delete call.id;
+    renderCall({fill: true, announce: true});
+    saveCall();
+    return;
+  }
+  if (!call || call.call_id !== ev.call_id) return;
+  if (ev.type === "call.offer_failed") {
+    if (ev.offer_id && ev.offer_id !== call.offer_id) return;
+    Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
+  } else if (ev.type === "call.answered") {
+    Object.assign(call, {status: "connected", answered_at: ev.ts});
+  } else if (ev.type === "call.ended") {
+    if (call.status === "missed") return;
+    Object.assign(call, {status: "ended", ended_at: ev.ts, outcome: ev.outcome, reason: ev.reason});
+  } else if (ev.type === "call.disposition") {
+    Object.assign(call, {disposition: ev.disposition, notes: ev.notes});
+  }
+  renderCall();
+  saveCall();
+}
+
+/** Show the call: ``fill`` draws the card's contents and resets the form (a new call),
+ * ``announce`` also highlights it (a pop); otherwise only the status changes. */
+function renderCall({fill: fillCard = false, announce = false} = {}) {
+  const card = $("pop");
+  $("no-call").hidden = Boolean(call);
+  card.hidden = !call;
+  if (!call) {
+    renderWrapup(true);
+    return;
+  }
+  card.dataset.callId = call.call_id;
+  card.dataset.status = call.status;
+  $("pop-title").textContent = call.status === "ringing" ? `Incoming call from ${call.ani || "unknown"}` : `Call with ${call.ani || "unknown"}`;
+  const pill = $("call-status");
+  pill.textContent = statusText(call);
+  pill.dataset.state = call.status;
+  if (fillCard) {
+    fill($("pop-facts"), callFacts(call));
+    fill($("pop-crm"), crmView(call.crm));
+    fill($("pop-journey"), journeyView(call.journey));
+  }
+  if (announce) {
+    // when the pop was put on screen (ms, wall clock), for tests to compare with the phone's ringing
+    card.dataset.shownAt = String(Date.now());
+    card.classList.remove("flash");
+    void card.offsetWidth; // restart the highlight
+    card.classList.add("flash");
+  }
+  renderWrapup(fillCard);
+  tick();
+  setTitle();
+}
+
+/** The disposition form is for the current or last call once it was answered. */
+function renderWrapup(reset) {
+  const answered = Boolean(call) && (call.status === "connected" || Boolean(call.answered_at));
+  const usable = answered || Boolean(call && call.disposition);
+  for (const id of ["disposition", "notes", "disposition-save"]) $(id).disabled = !usable;
+  if (reset) {
+    $("disposition").value = call && call.disposition ? call.disposition : "";
+    $("notes").value = call && call.notes ? call.notes : "";
+    $("disposition-result").textContent = "";
+  }
+  $("wrapup-call").textContent = !call ? "No call to dispose of yet."
+    : usable ? `For the call with ${call.ani || "unknown"} (${call.call_id})`
+    : call.status === "ringing" ? "Available once the call is answered." : "This call was not answered.";
+  if (call && call.disposition) {
+    $("disposition-result").textContent = `Saved: ${call.disposition}`;
+    $("disposition-result").dataset.saved = call.disposition;
+  } else {
+    delete $("disposition-result").dataset.saved;
+  }
+}
+
+async function loadDispositions() {
+  try {
+    const {dispositions} = await api(login.token, "GET", "/api/v1/dispositions");
+    const select = $("disposition");
+    fill(select, el("option", {value: ""}, "choose…"), dispositions.map((code) => el("option", {value: code}, code.replace(/_/g, " "))));
+    if (call && call.disposition) select.value = call.disposition;
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+async function saveDisposition(event) {
+  event.preventDefault();
+  if (!call) return;
+  showError($("error"), null);
+  const button = $("disposition-save");
+  button.disabled = true;
+  $("disposition-result").textContent = "Saving…";
+  try {
+    const rec = await api(login.token, "POST", `/api/v1/calls/${encodeURIComponent(call.call_id)}/disposition`,
+                          {disposition: $("disposition").value, notes: $("notes").value});
+    Object.assign(call, {disposition: rec.disposition, notes: rec.notes});
+    saveCall();
+    renderWrapup(false);
+  } catch (err) {
+    $("disposition-result").textContent = "";
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- the feed ---------------------------------------------------------------------------------------------
+
+function onHello(hello) {
+  if (hello.agent) applyAgent(hello.agent);
+  if (hello.call && hello.call.agent_id === login.agent) {
+    if (!call || call.call_id !== hello.call.call_id) {
+      call = fromRecord(hello.call);
+      renderCall({fill: true, announce: call.status === "ringing"});
+    } else {
+      const rec = fromRecord(hello.call);
+      for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes"]) {
+        if (rec[key] !== undefined && (key !== "status" || call.status !== "missed")) call[key] = rec[key];
+      }
+      renderCall();
+    }
+    saveCall();
+  }
+}
+
+const DESCRIBE = {
+  "call.offered": (ev) => `Call offered: ${ev.ani || "unknown"} · ${ev.queue || ""}`,
+  "call.offer_failed": (ev) => `Offer missed (${(ev.reason || "").replace(/_/g, " ")})`,
+  "call.answered": () => "Call answered",
+  "call.ended": (ev) => `Call ended (${ev.outcome || ev.reason || ""})`,
+  "call.disposition": (ev) => `Disposition saved: ${ev.disposition}`,
+  "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
+  "agent.deleted": () => "Agent profile deleted",
+  "replay.gap": () => "Some events were too old to replay: state refreshed",
+};
+
+function addActivity(ev) {
+  const describe = DESCRIBE[ev.type];
+  if (!describe) return;
+  const list = $("activity");
+  const when = Number(ev.ts) || serverNow();
+  list.prepend(el("li", {dataset: {eventId: ev.id || "", type: ev.type}},
+                  el("time", {}, clockTime(when)), " ", describe(ev)));
+  while (list.children.length > ACTIVITY_MAX) list.lastElementChild.remove();
+}
+
+async function onEvent(ev) {
+  addActivity(ev);
+  if (ev.type.startsWith("call.")) {
+    onCallEvent(ev);
+  } else if (ev.type === "agent.state") {
+    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || ""};
+    renderState();
+  } else if (ev.type === "agent.deleted") {
+    feed.stop();
+    showError($("error"), new ApiError(404, "agent.not_found", "your agent profile was deleted"));
+  } else if (ev.type === "replay.gap") {
+    try {
+      applyAgent(await api(login.token, "GET", `/api/v1/agents/${encodeURIComponent(login.agent)}`));
+    } catch (err) {
+      showError($("error"), err);
+    }
+  }
+}
+
+// --- clocks -------------------------------------------------------------------------------------------------
+
+function tick() {
+  $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
+  if (!call) return;
+  const now = serverNow();
+  const span = call.status === "ringing" ? now - (call.offered_at || now)
+    : call.status === "connected" ? now - (call.answered_at || now)
+    : call.answered_at && call.ended_at ? call.ended_at - call.answered_at : null;
+  $("call-timer").textContent = span === null ? "" : duration(span / 1000);
+}
+
+function setTitle() {
+  document.title = call && call.status === "ringing" ? `☎ Call from ${call.ani || "unknown"}`
+    : login ? `${me.state} · Agent desktop` : "Agent desktop";
+}
+
+// --- start --------------------------------------------------------------------------------------------------
+
+function start() {
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError($("error"), null);
+    try {
+      await signIn($("agent").value.trim(), $("token").value);
+    } catch (err) {
+      showError($("error"), err);
+    }
+  });
+  $("signout").addEventListener("click", signOut);
+  for (const id of ["go-available", "go-break", "go-offline"]) {
+    $(id).addEventListener("click", () => setState($(id).dataset.state));
+  }
+  $("disposition-form").addEventListener("submit", saveDisposition);
+  setInterval(tick, 1000);
+  const agent = sessionStorage.getItem(KEY.agent), token = sessionStorage.getItem(KEY.token);
+  if (agent && token) {
+    $("agent").value = agent;
+    signIn(agent, token).catch((err) => {
+      showError($("error"), err);
+      if (err instanceof ApiError && err.status === 401) sessionStorage.removeItem(KEY.token);
+    });
+  }
+}
+
+start();

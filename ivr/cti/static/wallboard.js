@@ -1,0 +1,296 @@
+// The supervisors' wallboard: one tile per queue (waiting callers, longest wait, service level
+// against its target, ASA, abandons), the agents with their states, and a chart of the states.
+// Agents change live from the floor's event feed; queue figures are fetched every few seconds and
+// at once after a queue event. The token is kept in this tab's sessionStorage only.
+
+import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
+import {drawStateChart} from "./chart.js";
+
+const TOKEN_KEY = "ivr.wallboard.token";
+const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
+const STATES = ["available", "reserved", "oncall", "wrapup", "break", "offline"];
+const ON_CALL = new Set(["reserved", "oncall", "wrapup"]);
+const QUEUE_EVENTS = new Set(["call.queued", "call.offered", "call.offer_failed", "call.answered", "call.abandoned",
+                              "call.ended"]);
+const QUEUES_EVERY_MS = 5000;
+const AGENTS_EVERY_MS = 30000;
+
+let token = null;
+let feed = null;
+let timers = [];
+let agents = new Map(); // agent_id -> {agent_id, name, state, since, reason, call_id}
+const calls = new Map(); // call_id -> {ani, queue}, from the pops, while an agent holds the call
+let queues = [];
+let queuesAt = 0; // when the figures were fetched (this browser's clock)
+let queueRefresh = null;
+let settings = {threshold: null, target: 80, waitAlert: 60};
+
+// --- sign in / out -----------------------------------------------------------------------------------------
+
+async function signIn(tok) {
+  const data = await api(tok, "GET", "/api/v1/queues");
+  token = tok;
+  sessionStorage.setItem(TOKEN_KEY, tok);
+  $("login").hidden = true;
+  $("board").hidden = false;
+  $("signout").hidden = false;
+  setQueues(data.queues);
+  await refreshAgents();
+  if (feed) feed.stop();
+  feed = new EventFeed({
+    path: "/api/v1/events", token, resume: false, onHello, onEvent,
+    onStatus: (status, detail) => showStatus($("conn"), status, detail),
+    check: () => api(token, "GET", "/api/v1/queues"),
+  });
+  feed.open();
+  timers.forEach(clearInterval);
+  timers = [setInterval(refreshQueues, QUEUES_EVERY_MS), setInterval(refreshAgents, AGENTS_EVERY_MS),
+            setInterval(tick, 1000)];
+}
+
+function signOut() {
+  if (feed) feed.stop();
+  feed = null;
+  timers.forEach(clearInterval);
+  timers = [];
+  token = null;
+  sessionStorage.removeItem(TOKEN_KEY);
+  agents = new Map();
+  $("board").hidden = true;
+  $("signout").hidden = true;
+  $("login").hidden = false;
+  $("conn").dataset.status = "idle";
+  $("conn").textContent = "Not signed in";
+}
+
+// --- queues ----------------------------------------------------------------------------------------------------
+
+async function refreshQueues() {
+  if (!token) return;
+  try {
+    setQueues((await api(token, "GET", "/api/v1/queues")).queues);
+    showError($("error"), null);
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+function scheduleQueues() {
+  if (queueRefresh) return;
+  queueRefresh = setTimeout(() => {
+    queueRefresh = null;
+    refreshQueues();
+  }, 250);
+}
+
+function setQueues(list) {
+  queues = list;
+  queuesAt = Date.now();
+  fillThresholds();
+  renderQueues();
+  $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
+}
+
+function fillThresholds() {
+  const keys = new Set();
+  for (const q of queues) for (const t of Object.keys(q.stats.period.service_level || {})) keys.add(t);
+  const sorted = [...keys].sort((a, b) => Number(a) - Number(b));
+  const select = $("sl-threshold");
+  const current = [...select.options].map((o) => o.value).join(",");
+  if (current !== sorted.join(",")) {
+    fill(select, sorted.map((t) => el("option", {value: t}, `${t} s`)));
+  }
+  if (!sorted.includes(settings.threshold)) settings.threshold = sorted.includes("20") ? "20" : sorted[sorted.length - 1] || null;
+  select.value = settings.threshold || "";
+}
+
+/** Traffic light for a service level against its target: green at or above, amber within 10 points. */
+function slLevel(sl) {
+  if (sl === null || sl === undefined) return "none";
+  const pct = sl * 100;
+  return pct >= settings.target ? "green" : pct >= settings.target - 10 ? "amber" : "red";
+}
+
+function waitLevel(seconds) {
+  return seconds > settings.waitAlert ? "red" : seconds > settings.waitAlert / 2 ? "amber" : "green";
+}
+
+function figure(label, value, attrs = {}) {
+  return el("div", {class: attrs.big ? "figure big" : "figure", dataset: {figure: attrs.key, level: attrs.level}},
+            el("span", {class: "value"}, value), el("span", {class: "label"}, label));
+}
+
+function longestWait(q) {
+  return q.stats.waiting > 0 ? q.stats.longest_wait_s + (Date.now() - queuesAt) / 1000 : 0;
+}
+
+function pct(x) {
+  return x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`;
+}
+
+function renderQueues() {
+  const alerts = [];
+  const tiles = queues.map((q) => {
+    const period = q.stats.period;
+    const sl = (period.service_level || {})[settings.threshold];
+    const slValue = sl ? sl.sl2 : null;
+    const level = slLevel(slValue);
+    const wait = longestWait(q);
+    const wLevel = q.stats.waiting > 0 ? waitLevel(wait) : "green";
+    const alert = level === "red" || wLevel === "red";
+    if (level === "red") alerts.push(`${q.queue}: service level ${pct(slValue)} below ${settings.target}%`);
+    if (wLevel === "red") alerts.push(`${q.queue}: a caller has waited ${duration(wait)}`);
+    const staff = q.stats.agents || {};
+    const staffed = STATES.filter((s) => s !== "offline").reduce((sum, s) => sum + (staff[s] || 0), 0);
+    return el("section", {class: alert ? "tile alert" : "tile", dataset: {queue: q.queue, sl: level}},
+      el("h2", {}, q.queue, el("span", {class: "muted small"}, `skill ${q.skill}`)),
+      el("div", {class: "figures"},
+        figure("waiting", String(q.stats.waiting), {big: true, key: "waiting", level: q.stats.waiting ? wLevel : undefined}),
+        figure("longest wait", duration(wait), {key: "longest-wait", level: q.stats.waiting ? wLevel : undefined}),
+        figure(`SL ${settings.threshold || "?"} s`, pct(slValue), {key: "service-level", level: level === "none" ? undefined : level}),
+        figure("ASA", period.asa_s === null ? "—" : duration(period.asa_s), {key: "asa"}),
+        figure(period.abandon_rate === null ? "abandoned" : `abandoned · ${pct(period.abandon_rate)}`, String(period.abandoned),
+               {key: "abandoned"}),
+        figure("answered", `${period.answered} / ${period.offered}`, {key: "answered"})),
+      el("p", {class: "staffing"},
+         `${staff.available || 0} available · ${(staff.reserved || 0) + (staff.oncall || 0)} on calls · ` +
+         `${staff.wrapup || 0} wrap-up · ${staffed} signed in`));
+  });
+  fill($("tiles"), tiles.length ? tiles : el("p", {class: "muted"}, "No queues yet: they appear with their first call."));
+  $("alerts").hidden = !alerts.length;
+  $("alerts").textContent = alerts.join(" · ");
+}
+
+// --- agents --------------------------------------------------------------------------------------------------
+
+async function refreshAgents() {
+  if (!token) return;
+  try {
+    const {agents: list} = await api(token, "GET", "/api/v1/agents");
+    const next = new Map();
+    for (const a of list) {
+      const fetched = {agent_id: a.agent_id, name: a.name, state: a.state || "offline",
+                       since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || ""};
+      const known = agents.get(a.agent_id);
+      // an event that came while the list was on its way is newer than the list
+      next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
+        ? {...known, name: fetched.name} : fetched);
+    }
+    agents = next;
+    renderAgents();
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+let renderPending = null;
+
+/** Draw the table and the chart once for a burst of events. */
+function scheduleAgents() {
+  if (renderPending) return;
+  renderPending = setTimeout(() => {
+    renderPending = null;
+    renderAgents();
+  }, 50);
+}
+
+function renderAgents() {
+  const rows = [...agents.values()].sort((a, b) =>
+    STATES.indexOf(a.state) - STATES.indexOf(b.state) || a.agent_id.localeCompare(b.agent_id));
+  fill($("agent-rows"), rows.map((a) => {
+    const c = a.call_id ? calls.get(a.call_id) : null;
+    return el("tr", {dataset: {agentId: a.agent_id, state: a.state}},
+      el("td", {}, a.name || a.agent_id, a.name ? el("span", {class: "muted small"}, ` ${a.agent_id}`) : null),
+      el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state)),
+      el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
+      el("td", {}, stateReason(a.state, a.reason)),
+      el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
+  }));
+  const counts = {};
+  for (const a of agents.values()) counts[a.state] = (counts[a.state] || 0) + 1;
+  drawStateChart($("state-chart"), counts, STATES);
+}
+
+function onAgentState(ev) {
+  const a = agents.get(ev.agent_id) || {agent_id: ev.agent_id, name: "", since: null, call_id: ""};
+  const ts = Number(ev.ts) || serverNow();
+  if (a.since && ts < a.since) return; // older than what the last fetch showed
+  Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || ""});
+  if (!ON_CALL.has(ev.state) && a.call_id) {
+    calls.delete(a.call_id);
+    a.call_id = "";
+  }
+  agents.set(ev.agent_id, a);
+}
+
+// --- the feed -----------------------------------------------------------------------------------------------
+
+function onHello() {
+  refreshAgents();
+  refreshQueues();
+}
+
+function onEvent(ev) {
+  if (ev.type === "agent.state") {
+    onAgentState(ev);
+    scheduleAgents();
+  } else if (ev.type === "agent.deleted") {
+    agents.delete(ev.agent_id);
+    scheduleAgents();
+  } else if (ev.type === "call.offered") {
+    calls.set(ev.call_id, {ani: ev.ani, queue: ev.queue});
+    const a = agents.get(ev.agent_id);
+    if (a) a.call_id = ev.call_id;
+    scheduleAgents();
+  }
+  if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
+}
+
+// --- clocks and settings ---------------------------------------------------------------------------------------
+
+function tick() {
+  for (const cell of document.querySelectorAll("#agent-rows td.since")) {
+    const since = Number(cell.dataset.since);
+    if (since) cell.textContent = duration((serverNow() - since) / 1000);
+  }
+  if (queues.some((q) => q.stats.waiting > 0)) renderQueues();
+}
+
+function loadSettings() {
+  try {
+    Object.assign(settings, JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}"));
+  } catch {
+    // keep the defaults
+  }
+  $("sl-target").value = settings.target;
+  $("wait-alert").value = settings.waitAlert;
+}
+
+function saveSettings() {
+  const target = Number($("sl-target").value), waitAlert = Number($("wait-alert").value);
+  if (target >= 1 && target <= 100) settings.target = target;
+  if (waitAlert >= 1) settings.waitAlert = waitAlert;
+  settings.threshold = $("sl-threshold").value || settings.threshold;
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
+  renderQueues();
+}
+
+function start() {
+  loadSettings();
+  $("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    showError($("error"), null);
+    try {
+      await signIn($("token").value);
+    } catch (err) {
+      showError($("error"), err);
+    }
+  });
+  $("signout").addEventListener("click", signOut);
+  $("settings").addEventListener("change", saveSettings);
+  $("settings").addEventListener("submit", (event) => event.preventDefault());
+  const saved = sessionStorage.getItem(TOKEN_KEY);
+  if (saved) signIn(saved).catch((err) => showError($("error"), err));
+}
+
+start();

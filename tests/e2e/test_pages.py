@@ -1,0 +1,269 @@
+"""The agent desktop and the wallboard in headless Chromium against the whole running hotline, with
+real calls: a sipp caller through the edge and the IVR (presses 2 for billing), agent1's phone a sipp
+UAS. Screenshots of the pages are kept in test-artifacts/ (or $IVR_TEST_ARTIFACTS).
+
+One hotline and one browser serve the module's tests (each test gets its own browser context)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, expect
+
+from tests.browser import Tab, artifacts_dir, chromium, open_tab
+from tests.e2e.conftest import Hotline
+from tests.ports import free_udp_tcp_port
+from tests.scenarios import render_scenario
+from tests.sipp_helpers import SippServer, run_sipp
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+CALLER = "+15550001"
+UI_MS = 10_000
+CALL_MS = 30_000
+
+
+@dataclass
+class Floor:
+    hotline: Hotline
+    browser: Browser
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def floor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Floor]:
+    h = Hotline(tmp_path_factory.mktemp("pages") / "hotline", workers=1)
+    try:
+        await h.start()
+        async with chromium() as browser:
+            yield Floor(h, browser)
+    finally:
+        h.stop()
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+async def rest(h: Hotline, method: str, path: str, who: str, body: dict[str, Any] | None = None) -> Any:
+    async with aiohttp.ClientSession() as http, http.request(
+            method, f"{h.api}{path}", json=body, headers={"Authorization": f"Bearer {h.tokens[who]}"}) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def settle(h: Hotline, state: str = "available", timeout: float = 15) -> None:
+    """Wait for the last call's wrap-up to pass, then put agent1 in ``state``."""
+    deadline = time.monotonic() + timeout
+    while (await rest(h, "GET", "/api/v1/agents/agent1", "agent1"))["state"] not in ("available", "break", "offline"):
+        assert time.monotonic() < deadline, "agent1 is still busy with an earlier call"
+        await asyncio.sleep(0.2)
+    await rest(h, "POST", "/api/v1/agents/agent1/state", "agent1", {"state": state})
+
+
+async def answered_calls(h: Hotline) -> int:
+    """Calls answered in queue billing today (earlier tests of the module count too)."""
+    queues = (await rest(h, "GET", "/api/v1/queues", "super1"))["queues"]
+    return sum(q["stats"]["period"]["answered"] for q in queues if q["queue"] == "billing")
+
+
+async def desktop(f: Floor) -> Tab:
+    tab = await open_tab(f.browser, f"{f.hotline.api}/")
+    await tab.page.fill("#agent", "agent1")
+    await tab.page.fill("#token", f.hotline.tokens["agent1"])
+    await tab.page.click("#login-form button[type=submit]")
+    await expect(tab.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
+    return tab
+
+
+def scenarios(tmp_path: Path, *, ring_ms: int = 1200, talk_ms: int = 1500) -> tuple[str, str]:
+    """A caller who presses 2 and stays until the hotline hangs up; agent1's phone rings ``ring_ms``,
+    answers and hangs up ``talk_ms`` later."""
+    caller = render_scenario("caller.xml", tmp_path, keep="remote-hangs-up", drop="caller-hangs-up",
+                             digit=2, dtmf_at_ms=800, talk_ms=60000)
+    phone = render_scenario("agent_phone.xml", tmp_path, keep="agent-hangs-up", drop="remote-hangs-up",
+                            ring_ms=ring_ms, talk_ms=talk_ms)
+    return caller, phone
+
+
+def phone(h: Hotline, sf: str, tmp_path: Path) -> SippServer:
+    return SippServer(sf, workdir=tmp_path, tag="agent", port=h.agent_sip_port,
+                      extra=["-m", "1", "-mp", str(free_udp_tcp_port())])
+
+
+def call(h: Hotline, sf: str, tmp_path: Path) -> asyncio.Task[Any]:
+    return asyncio.create_task(run_sipp(sf, ("127.0.0.1", h.edge_port), workdir=tmp_path, tag="caller",
+                                        limit_s=45, extra=["-s", "1000", "-mp", str(free_udp_tcp_port())]))
+
+
+def sip_log(messages: str) -> list[tuple[float, str, str]]:
+    """sipp's message log as (time, "sent" or "received", first line): each message follows a dashed
+    line with the local date and time at which sipp handled it."""
+    out = []
+    for m in re.finditer(r"-{10,} (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)\s*\n[^\n]*(sent|received)[^\n]*\n"
+                         r"\s*\n([^\n]+)", messages):
+        out.append((datetime.fromisoformat(f"{m.group(1)} {m.group(2)}").timestamp(), m.group(3), m.group(4).strip()))
+    return out
+
+
+# --- the tests -------------------------------------------------------------------------------------
+
+async def test_the_pop_is_on_screen_while_the_phone_rings_and_the_disposition_reaches_the_record(
+        floor: Floor, tmp_path: Path) -> None:
+    h = floor.hotline
+    await settle(h, "offline")
+    tab = await desktop(floor)
+    page = tab.page
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=UI_MS)
+
+    caller_sf, phone_sf = scenarios(tmp_path)
+    async with phone(h, phone_sf, tmp_path) as agent_phone:
+        caller = call(h, caller_sf, tmp_path)
+        pop = page.locator("#pop")
+        await expect(pop).to_be_visible(timeout=CALL_MS)
+        shown_at = float(await pop.get_attribute("data-shown-at") or 0) / 1000
+        await expect(pop.locator("[data-field=ani]")).to_have_text(CALLER)
+        await expect(pop.locator("[data-field=dnis]")).to_have_text("1000")
+        await expect(pop.locator("[data-field=hotline]")).to_have_text("Demo hotline")
+        await expect(pop.locator("[data-field=queue]")).to_have_text("billing")
+        steps = pop.locator(".journey .step")
+        await expect(steps.first).to_contain_text("welcome")
+        await expect(steps.first.locator("kbd")).to_have_text("2")
+        await expect(steps.first.locator(".outcome")).to_have_text("→ billing")
+        await expect(steps.last).to_contain_text("billing")
+        await expect(pop.locator(".crm")).to_be_visible()
+        await tab.screenshot("desktop-pop.png")
+        await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+        await expect(page.locator("#activity li[data-type='call.answered']")).to_have_count(1)
+        result = await caller
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+        log = sip_log(agent_phone.messages())
+    rang = [t for t, way, line in log if way == "received" and line.startswith("INVITE ")]
+    answered = [t for t, way, line in log if way == "sent" and line.startswith("SIP/2.0 200 OK")]
+    assert rang and answered, f"the phone was not called:\n{agent_phone.messages()[-2000:]}"
+    # The API writes the pop to the socket before the worker rings the phone (test_walking_skeleton
+    # checks that order on the wire); in the browser the card lands within milliseconds of the INVITE,
+    # and always while the phone is still ringing: the agent knows the caller before picking up.
+    assert rang[0] < answered[0]
+    assert shown_at < answered[0], f"the pop was on screen at {shown_at:.3f}, the phone answered at {answered[0]:.3f}"
+    (artifacts_dir() / "pop-timing.json").write_text(json.dumps({
+        "pop_on_screen_after_invite_ms": round((shown_at - rang[0]) * 1000, 1),
+        "pop_on_screen_before_answer_ms": round((answered[0] - shown_at) * 1000, 1)}))
+
+    call_id = await pop.get_attribute("data-call-id")
+    assert call_id
+    await page.select_option("#disposition", "follow_up")
+    await page.fill("#notes", "Wants the invoice again by mail")
+    await page.click("#disposition-save")
+    await expect(page.locator("#disposition-result")).to_have_text("Saved: follow_up", timeout=UI_MS)
+    record = await rest(h, "GET", f"/api/v1/calls/{call_id}", "agent1")
+    assert record["disposition"] == "follow_up" and record["notes"] == "Wants the invoice again by mail"
+    assert record["disposition_by"] == "agent1" and record["ani"] == CALLER
+    await expect(page.locator("#activity li[data-type='call.disposition']")).to_have_count(1, timeout=UI_MS)
+    await tab.screenshot("desktop-disposition.png")
+    tab.expect_no_errors()
+    await page.context.close()
+
+
+async def test_the_wallboard_shows_a_waiting_caller_and_agent_states_live(floor: Floor, tmp_path: Path) -> None:
+    h = floor.hotline
+    await settle(h, "break")
+    answered = await answered_calls(h)
+    tab = await open_tab(floor.browser, f"{h.api}/wallboard")
+    page = tab.page
+    await page.fill("#token", h.tokens["super1"])
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
+    await page.fill("#wait-alert", "2")
+    await page.dispatch_event("#settings", "change")
+    chart = page.locator("#state-chart")
+    row = page.locator("#agent-rows tr[data-agent-id=agent1]")
+    await expect(row).to_have_attribute("data-state", "break", timeout=UI_MS)
+    await expect(chart.locator("g[data-state=break]")).to_have_attribute("data-count", "1")
+    await page.evaluate("window.notReloaded = true")
+
+    caller_sf, phone_sf = scenarios(tmp_path, ring_ms=500, talk_ms=4000)
+    async with phone(h, phone_sf, tmp_path):
+        caller = call(h, caller_sf, tmp_path)
+        tile = page.locator(".tile[data-queue=billing]")
+        await expect(tile.locator("[data-figure=waiting] .value")).to_have_text("1", timeout=CALL_MS)
+        await expect(tile).to_have_class("tile alert", timeout=UI_MS)  # the caller has waited over 2 s
+        await expect(page.locator("#alerts")).to_contain_text("billing: a caller has waited")
+        await tab.screenshot("wallboard.png")
+
+        await rest(h, "POST", "/api/v1/agents/agent1/state", "super1", {"state": "available"})
+        await expect(chart.locator("g[data-state=break]")).to_have_attribute("data-count", "0", timeout=UI_MS)
+        await expect(row).not_to_have_attribute("data-state", "break")
+        await expect(row).to_have_attribute("data-state", "oncall", timeout=CALL_MS)
+        await expect(chart.locator("g[data-state=oncall]")).to_have_attribute("data-count", "1")
+        await expect(row).to_contain_text(CALLER)
+        await expect(tile.locator("[data-figure=waiting] .value")).to_have_text("0", timeout=UI_MS)
+        await tab.screenshot("wallboard-oncall.png")
+        result = await caller
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+    await expect(row).to_have_attribute("data-state", re.compile("wrapup|available"), timeout=UI_MS)
+    await expect(tile.locator("[data-figure=answered] .value")).to_contain_text(f"{answered + 1} /", timeout=UI_MS)
+    assert await page.evaluate("window.notReloaded") is True, "the page was reloaded"
+    tab.expect_no_errors()
+    await page.context.close()
+
+
+async def test_a_desktop_that_lost_the_network_gets_every_missed_event_once(floor: Floor, tmp_path: Path) -> None:
+    h = floor.hotline
+    await settle(h, "available")
+    tab = await desktop(floor)
+    page = tab.page
+    await expect(page.locator("#state")).to_have_text("available", timeout=UI_MS)
+    redis = h.redis()
+    try:
+        store = h.store(redis)
+        mark = await store.last_event_id()
+        await page.context.set_offline(True)
+        await expect(page.locator("#conn")).to_have_attribute("data-status", "offline", timeout=UI_MS)
+
+        # the whole call happens while the desktop is away
+        caller_sf, phone_sf = scenarios(tmp_path, ring_ms=300, talk_ms=1000)
+        async with phone(h, phone_sf, tmp_path):
+            result = await call(h, caller_sf, tmp_path)
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+        deadline = time.monotonic() + 15
+        while (await store.get_agent("agent1") or {}).get("state") != "available":
+            assert time.monotonic() < deadline, "agent1 did not come back from wrap-up"
+            await asyncio.sleep(0.2)
+        missed = [e for e in await store.events_after(mark or "0-0", count=1000)
+                  if e.data.get("agent_id") == "agent1" and e.type in ("call.offered", "call.answered", "call.ended",
+                                                                      "agent.state")]
+        [offered] = [e for e in missed if e.type == "call.offered"]
+        assert not await page.locator("#pop").is_visible(), "the page got the pop while offline?"
+
+        await page.context.set_offline(False)
+        await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
+        pop = page.locator("#pop")
+        await expect(pop).to_have_attribute("data-call-id", offered.data["call_id"], timeout=UI_MS)
+        await expect(pop).to_have_attribute("data-status", "ended")
+        await expect(pop.locator("[data-field=ani]")).to_have_text(CALLER)
+        await expect(page.locator("#state")).to_have_text("available")
+        await expect(page.locator("#disposition-save")).to_be_enabled()
+        ids = [e.id for e in missed]
+        activity = page.locator("#activity li")
+        await expect(page.locator(f"#activity li[data-event-id='{ids[-1]}']")).to_have_count(1, timeout=UI_MS)
+        shown = [i for i in await activity.evaluate_all("els => els.map(e => e.dataset.eventId)") if i]
+        assert len(shown) == len(set(shown)), f"an event was shown twice: {shown}"
+        assert sorted(set(shown) & set(ids)) == sorted(ids), f"missed events not shown: {set(ids) - set(shown)}"
+        assert [t for t in await activity.evaluate_all("els => els.map(e => e.dataset.type)")
+                ].count("call.offered") == 1
+        # ... through the replay: the page came back with the last id it had seen
+        assert any(r.get("event") == "desktop.connected" and r.get("agent_id") == "agent1" and r.get("replay")
+                   for r in h.log_records())
+    finally:
+        await redis.aclose()
+    tab.expect_no_errors()
+    await page.context.close()

@@ -1,0 +1,342 @@
+"""The agent desktop and the wallboard in headless Chromium, against the real CTI API on a real Redis
+(calls are driven through the queue store, as the workers would: no SIP here; tests/e2e/test_pages.py
+has the real calls). Also the pages' HTTP side: the security headers and the static files."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.async_api import Browser, expect
+from redis.asyncio import Redis
+
+from ivr.core.config import Settings
+from ivr.core.events import AgentState
+from ivr.cti.app import init_app
+from ivr.queues.stats import StatsConfig
+from ivr.queues.store import QueueStore
+from tests.browser import Tab, chromium, open_tab
+from tests.conftest import RedisServer, free_port
+
+PREFIX = "pages"
+AGENT1 = {"Authorization": "Bearer agent1-demo-token"}
+SUPER = {"Authorization": "Bearer super1-demo-token"}
+TIMEOUT_MS = 10_000
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
+    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+                    api={"host": "127.0.0.1", "port": free_port()})
+
+
+@pytest.fixture
+async def api(settings: Settings, redis: Redis) -> AsyncIterator[str]:
+    runner = web.AppRunner(init_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
+    yield f"http://127.0.0.1:{settings.api.port}"
+    await runner.cleanup()
+
+
+@pytest.fixture
+def store(redis: Redis) -> QueueStore:
+    return QueueStore(redis, prefix=PREFIX, stats=StatsConfig(short_abandon_s=0))
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with chromium() as b:
+        yield b
+
+
+def journey() -> dict[str, Any]:
+    return {"plan": "Demo hotline", "plan_version": "v1", "language": "en",
+            "steps": [{"node": "welcome", "type": "menu", "at": 1.0, "digit": "2", "outcome": "billing"},
+                      {"node": "ask", "type": "menu", "at": 2.0, "phrase": "my invoice", "confidence": 0.91,
+                       "outcome": "billing"},
+                      {"node": "billing", "type": "queue", "at": 3.0, "detail": "billing"}],
+            "data": {"account": "****34"}}
+
+
+async def offer_call(store: QueueStore, cid: str, ani: str = "+15550001") -> str:
+    """A call from ``ani`` through the IVR into queue billing, offered to agent1: the offer id."""
+    await store.call_start(cid, "w0", ani=ani, dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    offer = await store.enqueue(cid, queue="billing", skill="billing", priority=0, journey=journey())
+    assert offer is not None, "agent1 should have been available"
+    return offer.offer_id
+
+
+async def desktop(browser: Browser, api: str, agent: str = "agent1", token: str = "agent1-demo-token") -> Tab:
+    tab = await open_tab(browser, f"{api}/")
+    await tab.page.fill("#agent", agent)
+    await tab.page.fill("#token", token)
+    await tab.page.click("#login-form button[type=submit]")
+    await expect(tab.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    return tab
+
+
+# --- HTTP ------------------------------------------------------------------------------------------
+
+async def test_pages_and_their_files_are_served_with_a_strict_policy(api: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path, kind in (("/", "text/html"), ("/wallboard", "text/html"), ("/static/desktop.js", "text/javascript"),
+                           ("/static/pages.css", "text/css")):
+            async with http.get(f"{api}{path}") as r:
+                assert r.status == 200, path
+                assert r.content_type == kind
+                csp = r.headers["Content-Security-Policy"]
+                assert "default-src 'none'" in csp and "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+                assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+                assert r.headers["X-Content-Type-Options"] == "nosniff"
+                etag = r.headers["ETag"]
+            async with http.get(f"{api}{path}", headers={"If-None-Match": etag}) as r:
+                assert r.status == 304
+        # no inline script or style in the pages: everything is a file the policy allows
+        for path in ("/", "/wallboard"):
+            async with http.get(f"{api}{path}") as r:
+                html = await r.text()
+            assert "<script>" not in html and "<style" not in html and " style=" not in html and "onclick" not in html
+        for path in ("/static/nope.js", "/static/..%2Fpages.py", "/static/desktop.html", "/static/.hidden.js"):
+            async with http.get(f"{api}{path}") as r:
+                assert r.status == 404, path
+                assert (await r.json())["error"]["code"] in ("page.not_found", "http.404")
+
+
+def test_no_script_writes_markup() -> None:
+    static = Path(__file__).resolve().parents[2] / "ivr" / "cti" / "static"
+    scripts = sorted(static.glob("*.js"))
+    assert {p.name for p in scripts} >= {"common.js", "desktop.js", "pop.js", "wallboard.js", "chart.js"}
+    for script in scripts:
+        text = script.read_text()
+        for risky in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+            assert risky not in text, f"{script.name} uses {risky}"
+
+
+# --- the agent desktop ---------------------------------------------------------------------------
+
+async def test_a_bad_login_is_shown_in_the_page(api: str, browser: Browser) -> None:
+    tab = await open_tab(browser, f"{api}/")
+    await tab.page.fill("#agent", "agent1")
+    await tab.page.fill("#token", "wrong")
+    await tab.page.click("#login-form button[type=submit]")
+    await expect(tab.page.locator("#error")).to_contain_text("auth.invalid_token", timeout=TIMEOUT_MS)
+    assert await tab.page.locator("#desk").is_hidden()
+    assert await tab.page.evaluate("sessionStorage.getItem('ivr.desktop.token')") is None
+    tab.expect_no_errors(r"status of 401")
+
+
+async def test_the_desktop_follows_a_call_from_pop_to_disposition(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    tab = await desktop(browser, api)
+    page = tab.page
+    await page.select_option("#break-reason", "training")
+    await page.click("#go-break")
+    await expect(page.locator("#state")).to_have_text("break", timeout=TIMEOUT_MS)
+    await expect(page.locator("#reason")).to_have_text("training")
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    assert await page.evaluate("sessionStorage.getItem('ivr.desktop.token')") == "agent1-demo-token"
+    assert await page.evaluate("localStorage.length") == 0
+
+    offer_id = await offer_call(store, "c1", ani="+15550001<img src=x onerror=alert(1)>")
+    pop = page.locator("#pop")
+    await expect(pop).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(page.locator("#call-status")).to_have_text("Ringing")
+    await expect(pop.locator("[data-field=ani]")).to_have_text("+15550001<img src=x onerror=alert(1)>")
+    assert await pop.locator("img").count() == 0, "a caller number must never become markup"
+    await expect(pop.locator("[data-field=dnis]")).to_have_text("1000")
+    await expect(pop.locator("[data-field=hotline]")).to_have_text("Demo hotline")
+    await expect(pop.locator("[data-field=queue]")).to_have_text("billing")
+    steps = pop.locator(".journey .step")
+    await expect(steps).to_have_count(3)
+    await expect(steps.nth(0)).to_contain_text("welcome")
+    await expect(steps.nth(0).locator("kbd")).to_have_text("2")
+    await expect(steps.nth(1)).to_contain_text("“my invoice” 91%")
+    await expect(steps.nth(2)).to_contain_text("billing")
+    await expect(pop.locator("[data-field='data.account']")).to_have_text("****34")
+    await expect(pop.locator(".crm")).to_contain_text("No CRM data")
+    await expect(page.locator("#state")).to_have_text("reserved")
+    assert await page.locator("#disposition-save").is_disabled(), "nothing to dispose of before the answer"
+    assert await page.locator("#go-break").is_disabled()
+
+    await store.offer_answered("c1", offer_id)
+    await expect(page.locator("#call-status")).to_have_text("Connected", timeout=TIMEOUT_MS)
+    await expect(page.locator("#state")).to_have_text("oncall")
+    await store.end_call("c1", reason="caller_hangup", wrapup_s=30, ttl_s=3600)
+    await expect(page.locator("#call-status")).to_have_text("Ended", timeout=TIMEOUT_MS)
+    await expect(page.locator("#state")).to_have_text("wrapup")
+
+    # the API's refusal is shown in the page, not in an alert
+    await page.select_option("#disposition", "resolved")
+    await page.fill("#notes", "x" * 4000)
+    await page.evaluate("document.getElementById('notes').removeAttribute('maxlength')")
+    await page.fill("#notes", "x" * 4001)
+    await page.click("#disposition-save")
+    await expect(page.locator("#error")).to_contain_text("request.invalid", timeout=TIMEOUT_MS)
+    await page.fill("#notes", "Paid the invoice <b>today</b>")
+    await page.click("#disposition-save")
+    await expect(page.locator("#disposition-result")).to_have_text("Saved: resolved", timeout=TIMEOUT_MS)
+    await expect(page.locator("#error")).to_be_hidden()
+    call = await store.get_call("c1")
+    assert call is not None
+    assert call["disposition"] == "resolved" and call["notes"] == "Paid the invoice <b>today</b>"
+    await expect(page.locator("#activity li[data-type='call.disposition']")).to_have_count(1, timeout=TIMEOUT_MS)
+
+    # a reload keeps the login and the last call (this tab's sessionStorage)
+    await page.reload()
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    await expect(page.locator("#pop")).to_have_attribute("data-call-id", "c1")
+    await expect(pop.locator("[data-field=queue]")).to_have_text("billing")
+    await expect(pop.locator(".journey .step")).to_have_count(3)
+    await expect(page.locator("#disposition-result")).to_have_text("Saved: resolved")
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+
+    # signing out takes the agent out of the queues and forgets the login
+    await page.click("#signout")
+    await expect(page.locator("#login")).to_be_visible(timeout=TIMEOUT_MS)
+    agent = await store.get_agent("agent1")
+    assert agent is not None and agent["state"] == "offline" and agent["reason"] == "signed_out"
+    assert await page.evaluate("sessionStorage.length") == 0
+    tab.expect_no_errors(r"status of 400")
+
+
+async def test_the_desktop_comes_back_after_an_api_restart_with_what_it_missed(
+        settings: Settings, redis: Redis, browser: Browser, store: QueueStore) -> None:
+    async def serve() -> web.AppRunner:
+        # shutdown_timeout: the API does not close its WebSockets when it stops; don't wait 60 s for them
+        runner = web.AppRunner(init_app(settings), shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
+        return runner
+
+    runner = await serve()
+    try:
+        tab = await desktop(browser, f"http://127.0.0.1:{settings.api.port}")
+        page = tab.page
+        await page.click("#go-available")
+        await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+        await runner.cleanup()  # the API goes away: the socket closes, the page keeps trying
+        await expect(page.locator("#conn")).to_have_attribute("data-status", re.compile("retrying|connecting"),
+                                                               timeout=TIMEOUT_MS)
+        offer_id = await offer_call(store, "c9")  # offered and answered while no API runs
+        await store.offer_answered("c9", offer_id)
+        runner = await serve()
+        await expect(page.locator("#pop")).to_have_attribute("data-call-id", "c9", timeout=TIMEOUT_MS * 2)
+        await expect(page.locator("#call-status")).to_have_text("Connected")
+        await expect(page.locator("#state")).to_have_text("oncall")
+        await expect(page.locator("#conn")).to_have_attribute("data-status", "connected")
+        ids = await page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.eventId)")
+        types = await page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.type)")
+        assert len(ids) == len(set(ids)) and types.count("call.offered") == 1 and types.count("call.answered") == 1
+        tab.expect_no_errors(r"WebSocket connection to .* failed", r"ERR_CONNECTION_REFUSED")
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_pop_shows_crm_records_and_never_follows_a_script_link(api: str, browser: Browser) -> None:
+    """The CRM part of the card (the CRM connector adds ``crm`` to the pop), rendered by pop.js."""
+    tab = await open_tab(browser, f"{api}/")
+    cases = {
+        "matched": {"status": "matched", "record": {"id": "C-17", "name": "Ada <Lovelace>", "link":
+                                                     "https://crm.example.com/c/17", "tier": "gold"}},
+        "multiple": {"status": "multiple", "records": [
+            {"id": "1", "name": "Kim", "link": "https://crm.example.com/c/1"},
+            {"id": "2", "name": "Lee", "link": "javascript:alert(1)"}]},
+        "none": {"status": "none"},
+        "timeout": {"status": "timeout"},
+        "error": {"status": "error"},
+    }
+    out = await tab.page.evaluate("""async (cases) => {
+        const {crmView} = await import('/static/pop.js');
+        const out = {};
+        for (const [name, crm] of Object.entries(cases)) {
+            const box = crmView(crm);
+            document.body.append(box);
+            out[name] = {text: box.textContent, links: [...box.querySelectorAll('a')].map(a => a.getAttribute('href')),
+                         elements: box.querySelectorAll('*').length};
+        }
+        return out;
+    }""", cases)
+    assert "Ada <Lovelace>" in out["matched"]["text"] and "#C-17" in out["matched"]["text"]
+    assert "gold" in out["matched"]["text"]
+    assert out["matched"]["links"] == ["https://crm.example.com/c/17"]
+    assert "2 records match" in out["multiple"]["text"]
+    assert out["multiple"]["links"] == ["https://crm.example.com/c/1"], "a javascript: link must not be a link"
+    assert "Lee" in out["multiple"]["text"]
+    assert "No CRM data" in out["none"]["text"]
+    assert "CRM unavailable" in out["timeout"]["text"] and "CRM unavailable" in out["error"]["text"]
+    tab.expect_no_errors()
+
+
+async def test_an_agent_token_cannot_open_the_wallboard(api: str, browser: Browser) -> None:
+    tab = await open_tab(browser, f"{api}/wallboard")
+    await tab.page.fill("#token", "agent1-demo-token")
+    await tab.page.click("#login-form button[type=submit]")
+    await expect(tab.page.locator("#error")).to_contain_text("auth.forbidden", timeout=TIMEOUT_MS)
+    assert await tab.page.locator("#board").is_hidden()
+    tab.expect_no_errors(r"status of 403")
+
+
+async def test_the_wallboard_shows_queues_and_agents_live(api: str, browser: Browser, store: QueueStore) -> None:
+    await store.set_agent_state("agent1", AgentState.BREAK, "lunch")
+    tab = await open_tab(browser, f"{api}/wallboard")
+    page = tab.page
+    await page.fill("#token", "super1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    chart = page.locator("#state-chart")
+    await expect(chart.locator("g[data-state=break]")).to_have_attribute("data-count", "1")
+    await expect(chart.locator("g[data-state=offline]")).to_have_attribute("data-count", "1")  # agent2
+    row = page.locator("#agent-rows tr[data-agent-id=agent1]")
+    await expect(row).to_have_attribute("data-state", "break")
+    await expect(row).to_contain_text("lunch")
+    await page.evaluate("window.notReloaded = true")
+
+    # a caller waits (agent1 is on break): the tile shows it at the next queue event
+    await store.call_start("c1", "w0", ani="+15550001", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    assert await store.enqueue("c1", queue="billing", skill="billing", priority=0, journey=journey()) is None
+    tile = page.locator(".tile[data-queue=billing]")
+    await expect(tile.locator("[data-figure=waiting] .value")).to_have_text("1", timeout=TIMEOUT_MS)
+
+    # agent1 comes back: the offer, then the answer, change the table and the chart without a reload
+    offer = await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    assert offer is not None
+    await expect(row).to_have_attribute("data-state", "reserved", timeout=TIMEOUT_MS)
+    await expect(row).to_contain_text("+15550001")
+    await expect(chart.locator("g[data-state=break]")).to_have_attribute("data-count", "0")
+    await expect(chart.locator("g[data-state=reserved]")).to_have_attribute("data-count", "1")
+    await store.offer_answered("c1", offer.offer_id)
+    await expect(row).to_have_attribute("data-state", "oncall", timeout=TIMEOUT_MS)
+    await expect(tile.locator("[data-figure=waiting] .value")).to_have_text("0", timeout=TIMEOUT_MS)
+    await expect(tile.locator("[data-figure=answered] .value")).to_have_text("1 / 1", timeout=TIMEOUT_MS)
+    await expect(tile.locator("[data-figure=service-level] .value")).to_have_text("100%")
+    assert await tile.get_attribute("data-sl") == "green"
+    assert await page.evaluate("window.notReloaded") is True
+
+    # a caller who gives up brings the service level (abandons count) under the target: red, alert line
+    await store.call_start("c2", "w0", ani="+15550002", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    assert await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey=journey()) is None
+    await store.end_call("c2", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+    await expect(tile.locator("[data-figure=service-level] .value")).to_have_text("50%", timeout=TIMEOUT_MS)
+    await expect(tile).to_have_attribute("data-sl", "red")
+    await expect(tile).to_have_class("tile alert")
+    await expect(page.locator("#alerts")).to_have_text("billing: service level 50% below 80%")
+    # a lower target, set in the page and kept for the next visit: amber within 10 points, green above
+    await page.fill("#sl-target", "55")
+    await page.dispatch_event("#settings", "change")
+    await expect(tile).to_have_attribute("data-sl", "amber")
+    await expect(page.locator("#alerts")).to_be_hidden()
+    assert json.loads(await page.evaluate("localStorage.getItem('ivr.wallboard.settings')"))["target"] == 55
+    await tab.screenshot("wallboard-service.png")
+    tab.expect_no_errors()
