@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 from typing import Any
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ivr.core.config import ROUTING_NAME, hash_token
@@ -21,7 +22,7 @@ from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.cti.auth import new_token, require_role, require_self_or
 from ivr.cti.context import AUTH, HUB, STORE, body, user
-from ivr.cti.hub import ALL, valid_id
+from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
 
 log = get_logger(__name__)
 
@@ -201,7 +202,7 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
     ws = web.WebSocketResponse(heartbeat=20, protocols=protos[:1])
     await ws.prepare(request)
     hub, store = request.app[HUB], request.app[STORE]
-    desk = hub.add(agent_id, ws)
+    desk = hub.add(agent_id, ws, client_ack=request.query.get("ack") == "client")
     if agent_id != ALL:
         await store.mark_desktop(agent_id, hub.instance)
     log.info("desktop.connected", agent_id=agent_id, replay=last_id is not None)
@@ -209,8 +210,9 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
     try:
         await ws.send_json({"type": "hello", "last_event_id": await store.last_event_id(), **hello})
         writer = asyncio.create_task(hub.serve(desk, last_id))
-        async for _msg in ws:
-            pass  # the desktop acts over REST; the socket only carries events
+        async for msg in ws:  # the desktop acts over REST; it only acks pops here
+            if msg.type == WSMsgType.TEXT:
+                await _from_desktop(hub, desk, msg.data)
     finally:
         if writer is not None:
             writer.cancel()
@@ -223,9 +225,20 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
     return ws
 
 
+async def _from_desktop(hub: PopHub, desk: Desktop, text: str) -> None:
+    """``{"type": "ack", "offer_id": ...}``: the pop is on screen. Anything else is ignored."""
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        return
+    if isinstance(msg, dict) and msg.get("type") == "ack" and isinstance(msg.get("offer_id"), str):
+        await hub.client_acked(desk, msg["offer_id"])
+
+
 async def agent_events(request: web.Request) -> web.WebSocketResponse:
     """The agent desktop's live feed: call.offered (the screen-pop) before the phone rings, then
-    call.answered, call.ended, agent.state. ``?last_event_id=`` replays what was missed."""
+    call.answered, call.ended, agent.state. ``?last_event_id=`` replays what was missed;
+    ``?ack=client``: the page acks each pop (``{"type": "ack", "offer_id"}``) once it shows it."""
     agent_id = _agent_id(request)
     require_self_or(await user(request), agent_id, "supervisor")
     agent = await _existing(request, agent_id)

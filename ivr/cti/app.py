@@ -74,6 +74,11 @@ def init_app(settings: Settings) -> web.Application:
         await close(redis)
 
     app.cleanup_ctx.append(resources_ctx)
+
+    async def close_sockets(app: web.Application) -> None:
+        await app[HUB].close_sockets()
+
+    app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, floor, dialplans, webhooks, pages):
         r.add_routes(module.routes())

@@ -6,6 +6,10 @@
   events it missed, then the live ones, each once and in order (:meth:`PopHub.serve`). When the
   id is older than the capped stream keeps, it gets ``replay.gap`` first (refresh the state).
 * Any number of API instances can run: each reads the whole stream and serves its own sockets.
+* A page that asks for it (``?ack=client``) acks each pop itself once it is on screen; the worker
+  rings only then (or after ``api.pop_wait_ms``). Other clients are acked when the pop is written.
+* An idle socket gets ``{"type": "ping"}`` every 15 s: a page that hears nothing for longer knows
+  its socket is half-open and reconnects.
 * Supervisors may subscribe to every agent's events (``"*"``), for the wallboard.
 * Each socket has its own queue and writer, so a slow socket or a slow CRM never holds the others.
 * ``enrich`` (the CRM connector) adds to a pop before it is sent; ``observe_pop`` gets the latency
@@ -38,6 +42,7 @@ FLOOR_EVENTS = AGENT_EVENTS | {"call.queued", "call.abandoned", "call.started", 
 ALL = "*"
 REPLAY_MAX = 10_000  # events scanned for one reconnect at most
 QUEUE_MAX = 1000  # events waiting for one socket at most
+PING_S = 15.0  # an idle socket gets {"type": "ping"} this often
 
 
 def id_key(event_id: str) -> tuple[int, int]:
@@ -65,9 +70,11 @@ class Desktop:
     queue written by :meth:`PopHub.serve`; a desktop too slow to keep up is closed (it reconnects
     with its last id and misses nothing)."""
 
-    def __init__(self, agent_id: str, ws: web.WebSocketResponse) -> None:
+    def __init__(self, agent_id: str, ws: web.WebSocketResponse, *, client_ack: bool = False) -> None:
         self.agent_id = agent_id
         self.ws = ws
+        self.client_ack = client_ack  # the page acks each pop once it is on screen
+        self.offers: set[str] = set()  # pops sent and not yet acked by the page
         self.last: tuple[int, int] = (0, 0)
         self.queue: asyncio.Queue[StreamEvent] = asyncio.Queue(QUEUE_MAX)
 
@@ -87,9 +94,9 @@ class PopHub:
         self.observe_pop = observe_pop
         self._warming: set[asyncio.Task[None]] = set()
 
-    def add(self, agent_id: str, ws: web.WebSocketResponse) -> Desktop:
+    def add(self, agent_id: str, ws: web.WebSocketResponse, *, client_ack: bool = False) -> Desktop:
         """Register a socket: live events queue up for it from now on (see :meth:`serve`)."""
-        desk = Desktop(agent_id, ws)
+        desk = Desktop(agent_id, ws, client_ack=client_ack)
         self.sockets[agent_id].add(desk)
         return desk
 
@@ -113,8 +120,27 @@ class PopHub:
         if last_id is not None:
             await self._replay(desk, last_id)
         while not desk.ws.closed:
-            ev = await desk.queue.get()
+            try:
+                ev = await asyncio.wait_for(desk.queue.get(), PING_S)
+            except TimeoutError:  # idle: a ping lets the page see a half-open socket
+                await self._write(desk, {"type": "ping", "ts": int(time.time() * 1000)})
+                continue
             await self._send(desk, ev)
+
+    async def client_acked(self, desk: Desktop, offer_id: str) -> bool:
+        """The page says the pop of ``offer_id`` is on screen: now the agent's phone may ring."""
+        if offer_id not in desk.offers:
+            return False
+        desk.offers.discard(offer_id)
+        await self.store.ack_pop(offer_id)
+        log.info("pop.acked", agent_id=desk.agent_id, offer_id=offer_id)
+        return True
+
+    async def close_sockets(self) -> None:
+        """At shutdown: close every socket (1001), so desktops reconnect to another instance at once."""
+        for desk in [d for desks in self.sockets.values() for d in desks]:
+            with contextlib.suppress(Exception):
+                await desk.ws.close(code=1001, message=b"server shutting down")
 
     async def _replay(self, desk: Desktop, last_id: str) -> None:
         desk.last = id_key(last_id)
@@ -199,6 +225,11 @@ class PopHub:
                 self.observe_pop(max(latency, 0.0))
             log.info("pop.sent", call_id=ev.data.get("call_id"), agent_id=desk.agent_id,
                      ms=round(latency * 1000, 1))
-            with contextlib.suppress(RedisError):
-                await self.store.ack_pop(ev.data["offer_id"])
+            if desk.client_ack:
+                desk.offers.add(ev.data["offer_id"])  # acked by the page (or pop_wait_ms passes)
+                if len(desk.offers) > 100:
+                    desk.offers.pop()
+            else:
+                with contextlib.suppress(RedisError):
+                    await self.store.ack_pop(ev.data["offer_id"])
         return True

@@ -269,6 +269,7 @@ class Supervisor:
             "Hotline is up.",
             f"  Call it:        point a SIP phone at sip:1000@{s.edge.host}:{s.edge.port} (UDP or TCP)",
             f"  Agent desktop:  http://{s.api.host}:{s.api.port}/",
+            f"  Wallboard:      http://{s.api.host}:{s.api.port}/wallboard (a supervisor's token)",
             "  Demo credentials (agent id / token / agent phone that will ring):",
             *[f"    {u.id:8} {token(u):20} {u.sip_uri}" for u in agents],
             *[f"    {u.id:8} {token(u):20} ({u.role})" for u in s.users if u.role != "agent"],

@@ -412,3 +412,38 @@ async def test_a_burst_of_desktops_connecting_at_once_all_get_in(
         finally:
             await asyncio.gather(*(f.close() for f in feeds))
             await a.stop()
+
+
+async def test_a_page_that_acks_its_pops_lets_the_phone_ring_only_then(
+        api: Api, http: aiohttp.ClientSession, store: QueueStore) -> None:
+    feed = Feed(http, f"{api.url}/api/v1/agents/agent1/events?ack=client", "agent1-demo-token")
+    await feed.open()
+    offer_id = await offered(store, "c1")
+    await feed.wait(lambda m: m.get("type") == "call.offered")
+    assert not await store.wait_pop_ack(offer_id, timeout_s=0.3), "acked before the page said so"
+    assert feed.ws is not None
+    await feed.ws.send_json({"type": "ack", "offer_id": "someone-elses.1"})  # never sent to this page
+    await feed.ws.send_str("not json")
+    await feed.ws.send_json({"type": "ack", "offer_id": offer_id})
+    assert await store.wait_pop_ack(offer_id, timeout_s=3)
+    assert not await store.wait_pop_ack("someone-elses.1", timeout_s=0.1)
+    await feed.close()
+
+
+async def test_an_idle_socket_is_pinged_and_shutdown_closes_sockets_at_once(
+        tmp_path: Path, redis_server: RedisServer, redis: Redis, http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import ivr.cti.hub
+
+    monkeypatch.setattr(ivr.cti.hub, "PING_S", 0.2)
+    a = Api(make_settings(tmp_path, redis_server))
+    a.runner = web.AppRunner(init_app(a.settings), shutdown_timeout=30.0)
+    await a.start()
+    feed = Feed(http, f"{a.url}/api/v1/agents/agent1/events", "agent1-demo-token")
+    await feed.open()
+    await feed.wait(lambda m: m.get("type") == "ping")
+    stopping = asyncio.create_task(a.stop())
+    assert feed._task is not None
+    await asyncio.wait_for(feed._task, 10)  # the server closed it (a 30 s shutdown timeout would fail this)
+    assert feed.ws is not None and feed.ws.close_code == 1001
+    await asyncio.wait_for(stopping, 10)

@@ -127,6 +127,8 @@ export function compareIds(a, b) {
 // --- the live feed --------------------------------------------------------------------------------------
 
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
+const WATCHDOG_MS = 5000;
+const SILENCE_MS = 40000; // two server pings (15 s) missed, and some slack
 
 /**
  * A WebSocket on the API's event feed that comes back by itself.
@@ -143,14 +145,16 @@ const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 10000];
  * at each hello (the wallboard).
  */
 export class EventFeed {
-  constructor({path, token, storageKey = null, resume = true, onHello, onEvent, onStatus, check}) {
-    Object.assign(this, {path, token, storageKey, resume, onHello, onEvent, onStatus, check});
+  constructor({path, token, storageKey = null, resume = true, params = {}, onHello, onEvent, onStatus, check}) {
+    Object.assign(this, {path, token, storageKey, resume, params, onHello, onEvent, onStatus, check});
     this.lastId = storageKey ? sessionStorage.getItem(storageKey) : null; // the last event handled
     this.helloId = null; // the stream's last id when the first socket opened (before any event came)
     this.ws = null;
     this.attempt = 0;
     this.timer = null;
     this.stopped = false;
+    this.heardAt = 0; // when the socket last brought anything (the server pings an idle one every 15 s)
+    this.watchdog = setInterval(() => this.checkAlive(), WATCHDOG_MS);
     this.onOffline = () => this.drop();
     this.onOnline = () => { if (!this.ws) this.open(); };
     window.addEventListener("offline", this.onOffline);
@@ -160,8 +164,27 @@ export class EventFeed {
   url() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const cursor = this.resume ? this.lastId || this.helloId : null;
-    const query = cursor ? `?last_event_id=${encodeURIComponent(cursor)}` : "";
-    return `${scheme}//${location.host}${this.path}${query}`;
+    const query = new URLSearchParams(this.params);
+    if (cursor) query.set("last_event_id", cursor);
+    const qs = query.toString();
+    return `${scheme}//${location.host}${this.path}${qs ? "?" + qs : ""}`;
+  }
+
+  /** Send ``message`` (JSON) on the open socket; false when there is none. */
+  send(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** A socket that brought nothing (not even a ping) for too long is half-open: reconnect. */
+  checkAlive() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && Date.now() - this.heardAt > SILENCE_MS) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.close(4000, "no ping");
+      this.retry();
+    }
   }
 
   open() {
@@ -176,14 +199,17 @@ export class EventFeed {
     const ws = new WebSocket(this.url(), [`bearer.${this.token}`]);
     this.ws = ws;
     let greeted = false;
+    this.heardAt = Date.now();
     ws.onmessage = (msg) => {
       if (ws !== this.ws) return;
+      this.heardAt = Date.now();
       let ev;
       try {
         ev = JSON.parse(msg.data);
       } catch {
         return;
       }
+      if (ev.type === "ping") return;
       if (ev.type === "hello") {
         greeted = true;
         this.attempt = 0;
@@ -249,6 +275,7 @@ export class EventFeed {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.watchdog);
     window.removeEventListener("offline", this.onOffline);
     window.removeEventListener("online", this.onOnline);
     const ws = this.ws;

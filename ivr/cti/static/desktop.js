@@ -35,6 +35,7 @@ async function signIn(agent, token) {
   loadDispositions();
   feed = new EventFeed({
     path: `/api/v1/agents/${encodeURIComponent(agent)}/events`, token, storageKey: KEY.last,
+    params: {ack: "client"}, // the phone rings once the pop is on screen (we ack it below)
     onHello, onEvent, onStatus: (status, detail) => showStatus($("conn"), status, detail),
     check: () => api(token, "GET", `/api/v1/agents/${encodeURIComponent(agent)}`),
   });
@@ -134,6 +135,9 @@ function onCallEvent(ev) {
     delete call.id;
     renderCall({fill: true, announce: true});
     saveCall();
+    // ack once the card is painted (after the next frame): then the server lets the phone ring
+    const offer = ev.offer_id;
+    requestAnimationFrame(() => setTimeout(() => { if (feed) feed.send({type: "ack", offer_id: offer}); }, 0));
     return;
   }
   if (!call || call.call_id !== ev.call_id) return;
