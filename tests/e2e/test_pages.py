@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from playwright.async_api import Browser, expect
 
 from tests.browser import Tab, artifacts_dir, chromium, open_tab
@@ -39,15 +40,35 @@ class Floor:
     browser: Browser
 
 
+CRM_CONTACT = {"contact": {"id": "C-77", "full_name": "Kim Minji", "tier": "gold"}}
+
+
+async def crm_contacts(request: web.Request) -> web.Response:
+    """A real HTTP server standing in for the CRM: one contact for the test caller's number."""
+    items = [CRM_CONTACT] if request.query.get("phone") == CALLER else []
+    return web.json_response({"data": {"items": items}})
+
+
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def floor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Floor]:
-    h = Hotline(tmp_path_factory.mktemp("pages") / "hotline", workers=1)
+    crm_app = web.Application()
+    crm_app.router.add_get("/api/contacts", crm_contacts)
+    crm = web.AppRunner(crm_app)
+    await crm.setup()
+    crm_port = free_udp_tcp_port()
+    await web.TCPSite(crm, "127.0.0.1", crm_port).start()
+    crm_url = f"http://127.0.0.1:{crm_port}"
+    h = Hotline(tmp_path_factory.mktemp("pages") / "hotline", workers=1, overrides={"crm": {"lookups": [{
+        "name": "by_phone", "needs": "ani", "url": crm_url + "/api/contacts?phone={ani}",
+        "records": "data.items", "id_field": "contact.id", "name_field": "contact.full_name",
+        "fields": {"tier": "contact.tier"}, "link": crm_url + "/contacts/{id}"}]}})
     try:
         await h.start()
         async with chromium() as browser:
             yield Floor(h, browser)
     finally:
         h.stop()
+        await crm.cleanup()
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -139,7 +160,10 @@ async def test_the_pop_is_on_screen_while_the_phone_rings_and_the_disposition_re
         await expect(steps.first.locator("kbd")).to_have_text("2")
         await expect(steps.first.locator(".outcome")).to_have_text("→ billing")
         await expect(steps.last).to_contain_text("billing")
-        await expect(pop.locator(".crm")).to_be_visible()
+        crm_link = pop.locator(".crm a.crm-link")  # the caller's record from the (real) CRM server
+        await expect(crm_link).to_have_text("Kim Minji")
+        assert (await crm_link.get_attribute("href") or "").endswith("/contacts/C-77")
+        await expect(pop.locator("[data-field='crm.tier']")).to_have_text("gold")
         await tab.screenshot("desktop-pop.png")
         await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
         await expect(page.locator("#activity li[data-type='call.answered']")).to_have_count(1)

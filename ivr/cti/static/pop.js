@@ -75,14 +75,15 @@ export function journeyView(journey) {
   return out;
 }
 
-const SKIP = new Set(["id", "name", "link", "url"]);
+const SKIP = new Set(["id", "name", "link", "url", "fields"]);
 
 function crmRecord(record) {
   const href = safeHref(record.link || record.url);
   const name = record.name || record.id || "record";
   const title = href ? el("a", {href, target: "_blank", rel: "noopener noreferrer", class: "crm-link"}, name)
                      : el("strong", {}, name);
-  const extra = Object.entries(record)
+  // the connector puts the configured fields under "fields"; other flat values are shown too
+  const extra = [...Object.entries(record.fields || {}), ...Object.entries(record)]
     .filter(([k, v]) => !SKIP.has(k) && (typeof v === "string" || typeof v === "number" || typeof v === "boolean"))
     .slice(0, 8);
   return [title, record.id && record.name ? el("span", {class: "muted"}, ` #${record.id}`) : null,
