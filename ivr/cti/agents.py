@@ -130,8 +130,9 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 async def get_agent(request: web.Request) -> web.Response:
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor", "admin")
+    require_self_or(who, agent_id, "supervisor", "admin")
     return web.json_response(await _existing(request, agent_id))
 
 
@@ -178,8 +179,9 @@ async def rotate_token(request: web.Request) -> web.Response:
 
 
 async def set_state(request: web.Request) -> web.Response:
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor")
+    require_self_or(who, agent_id, "supervisor")
     change = await body(request, StateChange)
     store = request.app[STORE]
     await store.set_agent_state(agent_id, change.state, change.reason)
@@ -199,6 +201,9 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
     last_id = _last_event_id(request)
     protos = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     ws = web.WebSocketResponse(heartbeat=20, protocols=protos[:1])
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("this is a WebSocket endpoint: open it with a WebSocket handshake",
+                         code="request.websocket_required")
     await ws.prepare(request)
     hub, store = request.app[HUB], request.app[STORE]
     desk = hub.add(agent_id, ws)
@@ -226,8 +231,9 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
 async def agent_events(request: web.Request) -> web.WebSocketResponse:
     """The agent desktop's live feed: call.offered (the screen-pop) before the phone rings, then
     call.answered, call.ended, agent.state. ``?last_event_id=`` replays what was missed."""
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor")
+    require_self_or(who, agent_id, "supervisor")
     agent = await _existing(request, agent_id)
     call = None
     if agent.get("call_id"):

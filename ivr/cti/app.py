@@ -15,7 +15,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor
+from ivr.cti import agents, calls, dialplans, floor, metrics, openapi
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -59,9 +59,12 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware(settings.api.cors_origins), error_middleware],
+    api_metrics = metrics.ApiMetrics()
+    app = web.Application(middlewares=[metrics.metrics_middleware(api_metrics),
+                                       cors_middleware(settings.api.cors_origins), error_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
+    app[metrics.METRICS] = api_metrics
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = connect(settings.redis)
@@ -73,7 +76,7 @@ def init_app(settings: Settings) -> web.Application:
             if u.role == "agent":
                 await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
                                            languages=u.languages)
-        app[HUB] = hub = PopHub(store)
+        app[HUB] = hub = PopHub(store, observe_pop=api_metrics.observe_pop)
         tasks = TaskGroup("api")
         tasks.spawn("pump", hub.pump())
         tasks.spawn("presence", hub.presence())
@@ -86,8 +89,9 @@ def init_app(settings: Settings) -> web.Application:
     r.add_get("/", desktop_page)
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
-    for module in (agents, calls, floor, dialplans):
+    for module in (agents, calls, floor, dialplans, metrics):
         r.add_routes(module.routes())
+    openapi.setup(app)
     return app
 
 

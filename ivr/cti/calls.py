@@ -7,6 +7,7 @@ Voicemail files are served only from the path stored on the call record, re-chec
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -38,7 +39,7 @@ def _name_param(request: web.Request, name: str) -> str:
 
 def _limit(request: web.Request, default: int = 100) -> int:
     raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= LIST_MAX:  # not isdigit(): "²" is a digit
         raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
     return int(raw)
 
