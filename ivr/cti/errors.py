@@ -57,7 +57,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(413, "request.too_large", "request body too large")
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return error_response(exc.status, f"http.{exc.status}", exc.reason)
+            response = error_response(exc.status, f"http.{exc.status}", exc.reason)
+            if "Allow" in exc.headers:  # a 405 names the methods the resource has
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except Exception:
         log.exception("api.unhandled", path=request.path)
