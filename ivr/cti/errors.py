@@ -1,4 +1,7 @@
-"""Domain errors -> HTTP, in one place. Every error body is ``{"error": {"code", "message"}}``."""
+"""Domain errors -> HTTP, in one place. Every error body is ``{"error": {"code", "message"}}``.
+
+Redis out of reach (down, failing over) is a 503 ``redis.unavailable`` with ``Retry-After``, not a 500.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ivr.core.errors import (
     BadRequest,
@@ -51,6 +56,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except IvrError as exc:
         return error_response(status_of(exc), exc.code, exc.message)
+    except (RedisConnectionError, RedisTimeoutError):
+        log.warning("api.redis_unavailable", path=request.path)
+        response = error_response(503, "redis.unavailable", "the data store does not answer: retry shortly")
+        response.headers["Retry-After"] = "2"
+        return response
     except json.JSONDecodeError as exc:
         return error_response(400, "request.malformed_json", f"body is not valid JSON: {exc.msg}")
     except web.HTTPRequestEntityTooLarge:

@@ -36,7 +36,7 @@ REASONS = {
     404: "Not found (the code names what: `agent.not_found`, `call.not_found`...)",
     409: "Conflict with the current state (see the operation's description)",
     413: "Request body larger than `api.max_body_bytes`: `request.too_large`",
-    503: "Not ready",
+    503: "Redis does not answer (`redis.unavailable`, with Retry-After); for /readyz: not ready",
 }
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 
@@ -75,8 +75,8 @@ def _roles_text(op: Operation) -> str:
 def statuses(op: Operation) -> list[int]:
     """Every status the operation may answer."""
     out = {101 if op.websocket else op.ok, *op.errors}
-    if op.roles is not None:
-        out.add(401)
+    if op.roles is not None:  # the token may be looked up in Redis
+        out |= {401, 503}
         if set(op.roles) != {"agent", "supervisor", "admin"} or op.own:
             out.add(403)
     if op.body is not None:
@@ -118,10 +118,8 @@ def operation(method: str, path: str, op: Operation, bodies: dict[str, Schema]) 
             reply["content"] = ({"application/json": {"schema": op.response or {}}}
                                 if op.content == ("application/json",)
                                 else {c: {"schema": {"type": "string"}} for c in op.content})
-        elif status == 503 and op.response is not None:
-            reply["content"] = {"application/json": {"schema": op.response}}
         elif status >= 400:
-            reply["content"] = {"application/json": {"schema": ref("Error")}}
+            reply["content"] = {"application/json": {"schema": dict(op.replies).get(status, ref("Error"))}}
         responses[str(status)] = reply
     out["responses"] = responses
     return out

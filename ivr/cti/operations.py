@@ -5,9 +5,9 @@ One :class:`Operation` per ``(method, path)`` of the router, in :data:`OPERATION
 entry is left out of it, and the test that compares the document with the router fails, so a new
 route cannot go undocumented unnoticed.
 
-The statuses each operation may answer follow from its entry: 401 for every route that needs a
-token, 403 unless every role may use it without condition, 400 and 413 for a request body, 400 for
-checked query parameters, plus the ones listed in ``errors``.
+The statuses each operation may answer follow from its entry: 401 and 503 (Redis out of reach) for
+every route that needs a token, 403 unless every role may use it without condition, 400 and 413 for
+a request body, 400 for checked query parameters, plus the ones listed in ``errors``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
     """Statuses beyond the derived ones (404, 409, 503...)."""
+    replies: tuple[tuple[int, Schema], ...] = ()
+    """The JSON of an error status that is not the error object (status, schema)."""
     websocket: bool = False
 
 
@@ -166,7 +168,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("GET", "/readyz"): Operation(
         "Readiness: Redis answers and enough workers are alive", "health", None, response=ref("Ready"),
         description="503 (same body) while Redis is down or fewer workers than `workers.count` hold "
-                    "their lease.", errors=(503,)),
+                    "their lease.", errors=(503,), replies=((503, ref("Ready")),)),
     ("GET", "/api/openapi.json"): Operation("This document (OpenAPI 3.1)", "health", None, response=OBJ),
     ("GET", "/metrics"): Operation(
         "Prometheus metrics", "health", STAFF, content=("text/plain", "application/openmetrics-text"),

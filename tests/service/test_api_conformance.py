@@ -143,9 +143,8 @@ def test_every_operation_conforms_to_the_document(api_schema: Any, role: str) ->
     problems: list[str | None] = []
     seen: set[tuple[str, int]] = set()
     for operation in operations(api_schema):
-        # a documented 503 (readiness) is an answer, not a server error
-        unready = "503" in operation.definition.raw["responses"]
-        checks = [c for c in CHECKS if c is not not_a_server_error or not unready]
+        # readiness answers 503 while no worker runs (none does here): an answer, not a server error
+        checks = [c for c in CHECKS if c is not not_a_server_error or operation.path != "/readyz"]
         validate = conforms(headers, checks)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             problems.append(fuzz(operation, mode, validate, seen))

@@ -135,3 +135,28 @@ async def test_the_token_is_checked_before_anything_else(api: Api) -> None:
         async with http.request(method, url + path, data=b"{bad") as resp:
             assert (await error(resp, 401))["code"] == "auth.missing_token"
             assert resp.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_redis_out_of_reach_is_503_not_500(tmp_path: Path) -> None:
+    private = RedisServer(tmp_path / "redis")
+    private.start()
+    try:
+        settings = Settings(var_dir=tmp_path / "var", redis={"url": private.url, "prefix": PREFIX},
+                            api={"host": "127.0.0.1", "port": free_port()})
+        runner = web.AppRunner(init_app(settings))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
+    finally:
+        private.stop()
+    url = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{url}/api/v1/agents", headers=SUPER) as resp:
+                assert (await error(resp, 503))["code"] == "redis.unavailable"
+                assert resp.headers["Retry-After"] == "2"
+            async with http.get(f"{url}/readyz") as resp:
+                assert resp.status == 503 and (await resp.json())["redis"] is False
+            async with http.get(f"{url}/healthz") as resp:
+                assert resp.status == 200
+    finally:
+        await runner.cleanup()
