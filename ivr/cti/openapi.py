@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from ivr.core.logging import get_logger
+from ivr.cti.context import SETTINGS
 from ivr.cti.operations import MODELS, OPERATIONS, PATH_PARAMS, SCHEMAS, Operation, Param, Schema, ref
 
 log = get_logger(__name__)
@@ -133,9 +134,16 @@ def _model_schemas() -> tuple[dict[str, Schema], dict[str, Schema]]:
     return dict(top.get("$defs", {})), bodies
 
 
+def _configured(components: dict[str, Schema], app: web.Application) -> None:
+    """What the configuration decides: the disposition codes an agent may set."""
+    if SETTINGS in app:
+        components["Disposition"]["properties"]["disposition"]["enum"] = list(app[SETTINGS].api.dispositions)
+
+
 def build(app: web.Application) -> dict[str, Any]:
     """The document for ``app``'s router; routes without an entry in OPERATIONS are logged and left out."""
     components, bodies = _model_schemas()
+    _configured(components, app)
     paths: dict[str, dict[str, Schema]] = {}
     for method, path in sorted(api_routes(app), key=lambda mp: (mp[1], mp[0])):
         op = OPERATIONS.get((method, path))

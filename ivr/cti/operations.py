@@ -77,7 +77,8 @@ PATH_PARAMS: dict[str, Schema] = {
     "plan": {"type": "string", "minLength": 1},
     "id": {"type": "string", "minLength": 1},
 }
-SINCE = Param("since", {"type": "string", "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00"]},
+SINCE = Param("since", {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
+                       "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00"]},
               "start of the statistics period (ISO 8601; without an offset: the server's local time); "
               "default: local midnight")
 LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 100},

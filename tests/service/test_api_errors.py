@@ -71,7 +71,11 @@ async def test_malformed_json_is_400(api: Api, raw: bytes) -> None:
 async def test_unknown_body_fields_and_bad_values_are_400(api: Api) -> None:
     url, http = api
     for body, field in (({"state": "available", "mood": "ok"}, "mood"), ({"state": "asleep"}, "state"),
-                        ({"id": "bad id", "name": "X"}, "id")):
+                        ({"id": "bad id", "name": "X"}, "id"),
+                        ({"id": "a9", "name": "X", "skills": {"b": "3"}}, "skills.b"),
+                        ({"id": "a9", "name": "X", "skills": {"b": 6}}, "skills.b"),
+                        ({"id": "a9", "name": "X", "skills": {"b c": 3}}, "skills"),
+                        ({"id": "a9", "name": "X", "languages": ["english"]}, "languages.0")):
         path = "/api/v1/agents" if "id" in body else "/api/v1/agents/agent1/state"
         async with http.post(url + path, json=body, headers=ADMIN if "id" in body else AGENT1) as resp:
             err = await error(resp, 400)

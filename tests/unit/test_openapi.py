@@ -106,3 +106,17 @@ def test_query_parameters_are_documented(doc: dict[str, Any]) -> None:
     assert "since" in params("/api/v1/queues") and "since" in params("/api/v1/queues/{queue}/stats")
     assert params("/api/v1/callbacks")["queue"]["required"] is True
     assert params("/api/v1/agents/{agent_id}")["agent_id"]["in"] == "path"
+
+
+def test_the_disposition_codes_are_the_configured_ones() -> None:
+    app = init_app(Settings(api={"dispositions": ["sold", "lost"]}))
+    schema = build(app)["components"]["schemas"]["Disposition"]
+    assert schema["properties"]["disposition"]["enum"] == ["sold", "lost"]
+
+
+def test_skills_and_languages_carry_their_constraints(doc: dict[str, Any]) -> None:
+    create = doc["components"]["schemas"]["AgentCreate"]["properties"]
+    assert create["skills"]["additionalProperties"] is False and create["skills"]["maxProperties"] == 64
+    [(pattern, level)] = create["skills"]["patternProperties"].items()
+    assert pattern == r"^[A-Za-z0-9_.-]{1,64}$" and (level["minimum"], level["maximum"]) == (1, 5)
+    assert create["languages"]["items"]["pattern"].startswith("^[a-z]{2,3}")
