@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import WSMsgType, web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ivr.core.config import ROUTING_NAME, hash_token
 from ivr.core.errors import BadRequest, Conflict, NotFound
@@ -36,33 +35,30 @@ class StateChange(BaseModel):
     reason: str = Field("", max_length=64, description="e.g. lunch, training, meeting")
 
 
+Skill = Annotated[str, Field(pattern=ROUTING_NAME)]
+def _whole(v: Any) -> Any:
+    """3.0 is the integer 3 in JSON (and its schema); "3" and true are not integers."""
+    return int(v) if isinstance(v, float) and v.is_integer() else v
+
+
+Proficiency = Annotated[int, Field(ge=1, le=5, strict=True), BeforeValidator(_whole)]
+Language = Annotated[str, Field(pattern=LANGUAGE, description="a language tag like en or ko")]
+#: skill -> proficiency; every key must be a skill name (patternProperties alone lets others through)
+Skills = Annotated[dict[Skill, Proficiency], Field(max_length=64, json_schema_extra={"additionalProperties": False},
+                                                   description="skill -> proficiency 1..5")]
+SIP_URI = r"^sips?:[^\s]+$"
+
+
 class AgentProfile(BaseModel):
+    """The profile an admin sets. The constraints are in the types, so the JSON schema (and the
+    OpenAPI document built from it) says exactly what is accepted."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
-    skills: dict[str, int] = Field({}, description="skill -> proficiency 1..5")
-    languages: list[str] = Field(["en"], max_length=16)
-    sip_uri: str | None = Field(None, max_length=256, pattern=r"^sips?:[^\s]+$",
+    skills: Skills = {}
+    languages: list[Language] = Field(["en"], max_length=16)
+    sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI,
                                 description="the agent's phone; calls are bridged there")
-
-    @field_validator("skills")
-    @classmethod
-    def _skills(cls, v: dict[str, int]) -> dict[str, int]:
-        if len(v) > 64:
-            raise ValueError("at most 64 skills")
-        for skill, level in v.items():
-            if not re.match(ROUTING_NAME, skill):
-                raise ValueError(f"skill {skill!r}: 1-64 of A-Z a-z 0-9 _ . -")
-            if not 1 <= level <= 5:
-                raise ValueError(f"proficiency of {skill!r} must be 1..5")
-        return v
-
-    @field_validator("languages")
-    @classmethod
-    def _languages(cls, v: list[str]) -> list[str]:
-        for lang in v:
-            if not re.match(LANGUAGE, lang):
-                raise ValueError(f"language {lang!r} is not a language tag like en or ko")
-        return v
 
 
 class AgentCreate(AgentProfile):
@@ -72,19 +68,9 @@ class AgentCreate(AgentProfile):
 class AgentUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=128)
-    skills: dict[str, int] | None = None
-    languages: list[str] | None = Field(None, max_length=16)
-    sip_uri: str | None = Field(None, max_length=256, pattern=r"^sips?:[^\s]+$")
-
-    @field_validator("skills")
-    @classmethod
-    def _skills(cls, v: dict[str, int] | None) -> dict[str, int] | None:
-        return None if v is None else AgentProfile._skills(v)
-
-    @field_validator("languages")
-    @classmethod
-    def _languages(cls, v: list[str] | None) -> list[str] | None:
-        return None if v is None else AgentProfile._languages(v)
+    skills: Skills | None = None
+    languages: list[Language] | None = Field(None, max_length=16)
+    sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI)
 
 
 def _agent_id(request: web.Request) -> str:
@@ -131,8 +117,9 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 async def get_agent(request: web.Request) -> web.Response:
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor", "admin")
+    require_self_or(who, agent_id, "supervisor", "admin")
     return web.json_response(await _existing(request, agent_id))
 
 
@@ -179,8 +166,9 @@ async def rotate_token(request: web.Request) -> web.Response:
 
 
 async def set_state(request: web.Request) -> web.Response:
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor")
+    require_self_or(who, agent_id, "supervisor")
     change = await body(request, StateChange)
     store = request.app[STORE]
     await store.set_agent_state(agent_id, change.state, change.reason)
@@ -200,6 +188,9 @@ async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> w
     last_id = _last_event_id(request)
     protos = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     ws = web.WebSocketResponse(heartbeat=20, protocols=protos[:1])
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("this is a WebSocket endpoint: open it with a WebSocket handshake",
+                         code="request.websocket_required")
     await ws.prepare(request)
     hub, store = request.app[HUB], request.app[STORE]
     desk = hub.add(agent_id, ws, client_ack=request.query.get("ack") == "client")
@@ -239,8 +230,9 @@ async def agent_events(request: web.Request) -> web.WebSocketResponse:
     """The agent desktop's live feed: call.offered (the screen-pop) before the phone rings, then
     call.answered, call.ended, agent.state. ``?last_event_id=`` replays what was missed;
     ``?ack=client``: the page acks each pop (``{"type": "ack", "offer_id"}``) once it shows it."""
+    who = await user(request)
     agent_id = _agent_id(request)
-    require_self_or(await user(request), agent_id, "supervisor")
+    require_self_or(who, agent_id, "supervisor")
     agent = await _existing(request, agent_id)
     call = None
     if agent.get("call_id"):

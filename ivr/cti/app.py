@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
-from ivr.cti import agents, calls, dialplans, floor, pages, system, webhooks
+from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, system, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -43,9 +43,12 @@ class AccessLogger(AbstractAccessLogger):
 
 
 def init_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware(settings.api.cors_origins), error_middleware],
+    api_metrics = metrics.ApiMetrics()
+    app = web.Application(middlewares=[metrics.metrics_middleware(api_metrics),
+                                       cors_middleware(settings.api.cors_origins), error_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
+    app[metrics.METRICS] = api_metrics
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = connect(settings.redis)
@@ -58,8 +61,9 @@ def init_app(settings: Settings) -> web.Application:
                 await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
                                            languages=u.languages)
         crm = CrmConnector(settings.crm, store) if settings.crm.lookups else None
-        app[HUB] = hub = PopHub(store, enrich=crm)
+        app[HUB] = hub = PopHub(store, enrich=crm, observe_pop=api_metrics.observe_pop)
         app[webhooks.WEBHOOKS] = hooks = webhooks.Webhooks(settings.webhooks, redis, settings.redis.prefix)
+        app[metrics.WEBHOOK_BACKLOG] = hooks
         tasks = TaskGroup("api")
         tasks.spawn("pump", hub.pump())
         tasks.spawn("presence", hub.presence())
@@ -80,8 +84,9 @@ def init_app(settings: Settings) -> web.Application:
 
     app.on_shutdown.append(close_sockets)
     r = app.router
-    for module in (system, agents, calls, floor, dialplans, webhooks, pages):
+    for module in (system, agents, calls, floor, dialplans, webhooks, pages, metrics):
         r.add_routes(module.routes())
+    openapi.setup(app)
     return app
 
 

@@ -15,13 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ivr.core.errors import BadRequest, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.auth import require_role, require_self_or
-from ivr.cti.context import SETTINGS, STORE, body, user
+from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.runtime.call_record import NAME, voicemail_file
 
 log = get_logger(__name__)
-
-LIST_MAX = 500
-
 
 def _voicemail_view(entry: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in entry.items() if k != "path"}
@@ -34,13 +31,6 @@ def _name_param(request: web.Request, name: str) -> str:
     if not NAME.match(value):
         raise BadRequest(f"query parameter {name} is required: 1-64 of A-Z a-z 0-9 _ . -", code="request.invalid")
     return value
-
-
-def _limit(request: web.Request, default: int = 100) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
-        raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
-    return int(raw)
 
 
 async def get_call(request: web.Request) -> web.Response:
@@ -85,7 +75,7 @@ async def get_voicemail(request: web.Request) -> web.StreamResponse:
 async def list_voicemail(request: web.Request) -> web.Response:
     require_role(await user(request), "supervisor", "admin")
     mailbox = _name_param(request, "mailbox")
-    entries = await request.app[STORE].voicemails(mailbox, _limit(request))
+    entries = await request.app[STORE].voicemails(mailbox, limit_param(request))
     return web.json_response({"mailbox": mailbox, "voicemail": [_voicemail_view(e) for e in entries]})
 
 

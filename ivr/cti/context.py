@@ -6,6 +6,7 @@ never from :mod:`ivr.cti.app`, which imports them all to wire the application.
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -38,6 +39,17 @@ async def body(request: web.Request, model: type[M]) -> M:
 async def user(request: web.Request) -> User:
     """The caller of the request (bearer token; 401 ``auth.*`` when missing or unknown)."""
     return await request.app[AUTH].authenticate(request)
+
+
+LIST_MAX = 500  # items one list request returns at most
+
+
+def limit_param(request: web.Request, default: int = 100) -> int:
+    """``?limit=`` as 1..:data:`LIST_MAX` (ASCII digits only: ``"²".isdigit()`` is true)."""
+    raw = request.query.get("limit", str(default))
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= LIST_MAX:
+        raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
+    return int(raw)
 
 
 def json(data: Any, status: int = 200) -> web.Response:

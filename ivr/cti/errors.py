@@ -1,4 +1,7 @@
-"""Domain errors -> HTTP, in one place. Every error body is ``{"error": {"code", "message"}}``."""
+"""Domain errors -> HTTP, in one place. Every error body is ``{"error": {"code", "message"}}``.
+
+Redis out of reach (down, failing over) is a 503 ``redis.unavailable`` with ``Retry-After``, not a 500.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ivr.core.errors import (
     BadRequest,
@@ -52,18 +56,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except IvrError as exc:
         return error_response(status_of(exc), exc.code, exc.message)
+    except (RedisConnectionError, RedisTimeoutError) as exc:  # also a full connection pool
+        log.warning("api.redis_unavailable", path=request.path, error=str(exc))
+        response = error_response(503, "redis.unavailable", "the data store does not answer: retry shortly")
+        response.headers["Retry-After"] = "2"
+        return response
     except json.JSONDecodeError as exc:
         return error_response(400, "request.malformed_json", f"body is not valid JSON: {exc.msg}")
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "request.too_large", "request body too large")
-    except RedisError as exc:
-        log.warning("api.redis_unavailable", path=request.path, error=str(exc))
-        response = error_response(503, "redis.unavailable", "the queue store is unavailable; try again")
-        response.headers["Retry-After"] = "2"
-        return response
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return error_response(exc.status, f"http.{exc.status}", exc.reason)
+            response = error_response(exc.status, f"http.{exc.status}", exc.reason)
+            if "Allow" in exc.headers:  # a 405 names the methods the resource has
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except Exception:
         log.exception("api.unhandled", path=request.path)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -52,8 +53,8 @@ def id_key(event_id: str) -> tuple[int, int]:
 
 
 def valid_id(event_id: str) -> bool:
-    ms, sep, seq = event_id.partition("-")
-    return ms.isdigit() and len(ms) <= 15 and (not sep or (seq.isdigit() and len(seq) <= 15))
+    """A stream id as ``1700000000000-3`` or ``1700000000000`` (ASCII digits only: ``"²".isdigit()``)."""
+    return re.fullmatch(r"[0-9]{1,15}(-[0-9]{1,15})?", event_id) is not None
 
 
 class Enricher(Protocol):

@@ -43,7 +43,7 @@ from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.auth import require_role
 from ivr.cti.context import json as json_response
-from ivr.cti.context import user
+from ivr.cti.context import limit_param, user
 from ivr.queues.connection import BLOCK_S
 from ivr.queues.outbox import Claimed, Entry, Idle, Outbox
 
@@ -52,7 +52,6 @@ log = get_logger(__name__)
 USER_AGENT = "ivr-hotline-webhooks/1"
 SIGNATURE_VERSION = "v1"
 BATCH = 200  # stream entries read (and put in the outbox) at once
-LIST_MAX = 500
 FORGET_CONSUMERS_MS = 24 * 3600 * 1000  # a stopped instance's consumer is dropped from the group after a day
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\.\d{1,15}-\d{1,15}$")
 
@@ -393,18 +392,13 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 
 def _endpoint_param(request: web.Request) -> str | None:
     name = request.query.get("endpoint")
-    if name is None or name == "":
+    if name is None:
         return None
+    if not name:
+        raise BadRequest("endpoint must name a webhook endpoint (leave it out for all)", code="request.invalid")
     if name not in request.app[WEBHOOKS].endpoints:
         raise NotFound(f"no webhook endpoint {name!r}", code="webhook.endpoint_not_found")
     return name
-
-
-def _limit(request: web.Request, default: int = 100) -> int:
-    raw = request.query.get("limit", str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_MAX:
-        raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
-    return int(raw)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
@@ -415,7 +409,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     require_role(await user(request), "supervisor", "admin")
-    endpoint, limit = _endpoint_param(request), _limit(request)
+    endpoint, limit = _endpoint_param(request), limit_param(request)
     return json_response({"dead_letters": await request.app[WEBHOOKS].dead_letters(endpoint, limit)})
 
 

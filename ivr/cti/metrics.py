@@ -1,0 +1,205 @@
+"""Prometheus metrics of the CTI API, served at ``GET /metrics`` to a supervisor's or admin's token.
+
+Each application has a registry of its own (:class:`ApiMetrics`), so several apps in one process
+(tests, benchmarks) never share or collide. Two kinds of figures:
+
+* read from Redis at each scrape (:class:`Snapshot`): active calls, callers waiting and the longest
+  wait per queue, agents per state, and, when the app has a webhook outbox
+  (:data:`WEBHOOK_BACKLOG`), the undelivered events per endpoint and the dead letters;
+* counted in this process: the screen-pop latency (offer in Redis -> written on the agent's socket,
+  fed by ``PopHub(observe_pop=...)``), the desktop sockets open here, and HTTP requests by route
+  template (never the raw path: bounded label values) and status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ivr.core.errors import NotFound
+from ivr.core.events import AgentState
+from ivr.cti.auth import require_role
+from ivr.cti.context import HUB, STORE, user
+from ivr.cti.hub import PopHub
+from ivr.queues.store import QueueStore
+
+#: screen-pop latency buckets, 1 ms .. 2 s (the worker waits ``api.pop_wait_ms`` at most, 1.5 s by default)
+POP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+class WebhookBacklog(Protocol):
+    """What the metrics read of the webhook outbox (:mod:`ivr.cti.webhooks` sets it on the app)."""
+
+    async def backlog(self) -> dict[str, int]:
+        """Events waiting for delivery, per endpoint."""
+        ...
+
+    async def dead_count(self) -> int:
+        """Deliveries given up after the last retry."""
+        ...
+
+
+WEBHOOK_BACKLOG = web.AppKey("webhook_backlog", WebhookBacklog)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The figures read from Redis for one scrape."""
+
+    active_calls: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
+    longest_wait_s: dict[str, float] = field(default_factory=dict)
+    agents: dict[str, int] = field(default_factory=dict)
+    desktops: int = 0
+    webhook_backlog: dict[str, int] | None = None
+    dead_letters: int | None = None
+
+
+async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
+                        outbox: WebhookBacklog | None = None) -> Snapshot:
+    """Read the figures: one script call per queue (its current interval only) and one pipeline
+    for the agents' states."""
+    waiting: dict[str, int] = {}
+    longest: dict[str, float] = {}
+    now = int(time.time())
+    for queue in sorted(await store.queue_names()):
+        try:
+            stats = await store.queue_stats(queue, since_s=now)
+        except NotFound:  # gone since it was listed
+            continue
+        waiting[queue], longest[queue] = stats.waiting, stats.longest_wait_s
+    agents = {s.value: 0 for s in AgentState}
+    ids = await store.agent_ids()
+    if ids:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for agent_id in ids:
+                pipe.hget(store.keys.agent(agent_id), "state")
+            states = await pipe.execute()
+        for raw in states:
+            if raw is not None:
+                state = raw.decode() if isinstance(raw, bytes) else str(raw)
+                agents[state] = agents.get(state, 0) + 1
+    desktops = sum(len(s) for s in hub.sockets.values()) if hub is not None else 0
+    backlog = await outbox.backlog() if outbox is not None else None
+    dead = await outbox.dead_count() if outbox is not None else None
+    return Snapshot(len(await store.active_calls()), waiting, longest, agents, desktops, backlog, dead)
+
+
+class SnapshotCollector(Collector):
+    """Exposes the last :class:`Snapshot` (set just before each scrape is rendered)."""
+
+    def __init__(self) -> None:
+        self.snapshot = Snapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot
+        yield GaugeMetricFamily("ivr_active_calls", "Calls in progress (IVR, queued, offered or connected)",
+                                value=s.active_calls)
+        waiting = GaugeMetricFamily("ivr_queue_waiting_calls", "Callers waiting in the queue", labels=["queue"])
+        longest = GaugeMetricFamily("ivr_queue_longest_wait_seconds", "Wait of the queue's longest-waiting caller",
+                                    labels=["queue"])
+        for queue, n in s.waiting.items():
+            waiting.add_metric([queue], n)
+            longest.add_metric([queue], s.longest_wait_s.get(queue, 0.0))
+        yield waiting
+        yield longest
+        agents = GaugeMetricFamily("ivr_agents", "Agents per state", labels=["state"])
+        for state, n in sorted(s.agents.items()):
+            agents.add_metric([state], n)
+        yield agents
+        yield GaugeMetricFamily("ivr_desktop_sockets", "Desktop and wallboard WebSockets open on this API instance",
+                                value=s.desktops)
+        if s.webhook_backlog is not None:
+            backlog = GaugeMetricFamily("ivr_webhook_backlog", "Events waiting for delivery to the endpoint",
+                                        labels=["endpoint"])
+            for endpoint, n in sorted(s.webhook_backlog.items()):
+                backlog.add_metric([endpoint], n)
+            yield backlog
+        if s.dead_letters is not None:
+            yield GaugeMetricFamily("ivr_webhook_dead_letters", "Webhook deliveries given up after the last retry",
+                                    value=s.dead_letters)
+
+
+class ApiMetrics:
+    """The registry of one application and its metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.snapshot = SnapshotCollector()
+        self.registry.register(self.snapshot)
+        self.pop_latency = Histogram(
+            "ivr_pop_latency_seconds", "Screen-pop latency: from the offer in Redis to its write on the agent's socket",
+            buckets=POP_BUCKETS, registry=self.registry)
+        self.http_requests = Counter("ivr_http_requests", "HTTP requests by method, route template and status",
+                                     ["method", "route", "status"], registry=self.registry)
+        self.http_duration = Histogram(
+            "ivr_http_request_duration_seconds", "HTTP request handling time (WebSockets excluded)",
+            ["method", "route"], buckets=HTTP_BUCKETS, registry=self.registry)
+        self._render = make_aiohttp_handler(self.registry, disable_compression=True)
+
+    def observe_pop(self, seconds: float) -> None:
+        self.pop_latency.observe(seconds)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        method = method if method in METHODS else "other"
+        self.http_requests.labels(method, route, str(status)).inc()
+        if status != 101:
+            self.http_duration.labels(method, route).observe(seconds)
+
+    async def serve(self, request: web.Request, snapshot: Snapshot) -> web.StreamResponse:
+        """The exposition (text or OpenMetrics, as the scraper asks) with ``snapshot``'s figures."""
+        self.snapshot.snapshot = snapshot  # no await between this and the rendering
+        return await self._render(request)
+
+
+METRICS = web.AppKey("metrics", ApiMetrics)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def route_of(request: web.Request) -> str:
+    """The route template that matched (``/api/v1/agents/{agent_id}``), ``unmatched`` for 404/405."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def metrics_middleware(metrics: ApiMetrics) -> Middleware:
+    """Counts every request by route and final status; put it first so it sees the error middleware's replies."""
+
+    @web.middleware
+    async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start, status = time.perf_counter(), 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe_request(request.method, route_of(request), status, time.perf_counter() - start)
+
+    return count
+
+
+async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
+    """``GET /metrics`` (supervisor or admin)."""
+    require_role(await user(request), "supervisor", "admin")
+    app = request.app
+    snapshot = await read_snapshot(app[STORE], app.get(HUB), app.get(WEBHOOK_BACKLOG))
+    return await app[METRICS].serve(request, snapshot)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/metrics", metrics_endpoint)]

@@ -1,0 +1,274 @@
+"""What the OpenAPI document says about each route: summary, roles, parameters, bodies, replies.
+
+One :class:`Operation` per ``(method, path)`` of the router, in :data:`OPERATIONS`. The document
+(:mod:`ivr.cti.openapi`) is built from the router's routes and these entries: a route without an
+entry is left out of it, and the test that compares the document with the router fails, so a new
+route cannot go undocumented unnoticed.
+
+The statuses each operation may answer follow from its entry: 401 and 503 (Redis out of reach) for
+every route that needs a token, 403 unless every role may use it without condition, 400 and 413 for
+a request body, 400 for checked query parameters, plus the ones listed in ``errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from ivr.core.config import ROUTING_NAME, Role
+from ivr.core.events import AgentState
+from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange
+from ivr.cti.calls import Disposition
+from ivr.cti.context import LIST_MAX
+from ivr.cti.dialplans import Rollback
+from ivr.dialplan.registry import VersionEntry
+
+Schema = dict[str, Any]
+ALL_ROLES: tuple[Role, ...] = ("agent", "supervisor", "admin")
+STAFF: tuple[Role, ...] = ("supervisor", "admin")
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter or request header."""
+
+    name: str
+    schema: Schema
+    description: str
+    required: bool = False
+    where: Literal["query", "header"] = "query"
+
+
+@dataclass(frozen=True)
+class Operation:
+    summary: str
+    tag: str
+    roles: tuple[Role, ...] | None
+    """Who may call it; None: public (no token)."""
+    own: str = ""
+    """What an agent may reach of its own when ``agent`` is not in ``roles`` (e.g. "its own profile")."""
+    description: str = ""
+    ok: int = 200
+    response: Schema | None = None
+    """Schema of the ``ok`` reply's JSON (None: no body, or not JSON: see ``content``)."""
+    content: tuple[str, ...] = ("application/json",)
+    body: type[BaseModel] | None = None
+    params: tuple[Param, ...] = ()
+    errors: tuple[int, ...] = ()
+    """Statuses beyond the derived ones (404, 409, 503...)."""
+    replies: tuple[tuple[int, Schema], ...] = ()
+    """The JSON of an error status that is not the error object (status, schema)."""
+    websocket: bool = False
+
+
+# --- parameters ------------------------------------------------------------------------------
+
+NAME_SCHEMA: Schema = {"type": "string", "pattern": ROUTING_NAME}
+PATH_PARAMS: dict[str, Schema] = {
+    "agent_id": {"type": "string", "pattern": AGENT_ID},
+    "call_id": {"type": "string", "minLength": 1},
+    "callback_id": {"type": "string", "minLength": 1},
+    "queue": {"type": "string", "minLength": 1},
+    "plan": {"type": "string", "minLength": 1},
+    "id": {"type": "string", "minLength": 1},
+}
+SINCE = Param("since", {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
+                       "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00"]},
+              "start of the statistics period (ISO 8601; without an offset: the server's local time); "
+              "default: local midnight")
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 100},
+              "most entries to return")
+LAST_EVENT_ID = Param("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,15}(-[0-9]{1,15})?$"},
+                      "replay the events after this stream id (as the Last-Event-ID header does)")
+ENDPOINT = Param("endpoint", NAME_SCHEMA, "only this webhook endpoint")
+
+# --- reply schemas (hand-written: the replies are Redis hashes and figures, not models) ----------
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+OBJ: Schema = {"type": "object"}
+NULLABLE_STR: Schema = {"type": ["string", "null"]}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                 "properties": {"code": {**STR, "description": "stable, e.g. auth.forbidden"},
+                                                "message": STR}}}},
+    "Agent": {
+        "type": "object", "required": ["agent_id", "name", "state"],
+        "properties": {
+            "agent_id": STR, "name": STR,
+            "skills": {"type": "object", "additionalProperties": INT},
+            "languages": {"type": "array", "items": STR},
+            "sip_uri": {**STR, "description": "empty when the agent has no phone"},
+            "state": {"enum": [s.value for s in AgentState]},
+            "state_since": {**STR, "description": "epoch milliseconds"},
+            "reason": STR,
+            "call_id": STR, "offer_id": STR}},
+    "AgentList": {"type": "object", "required": ["agents"],
+                  "properties": {"agents": {"type": "array", "items": ref("Agent")}}},
+    "NewAgent": {"allOf": [ref("Agent"), {"type": "object", "required": ["token"], "properties": {
+        "token": {**STR, "description": "the agent's bearer token, shown this once"}}}]},
+    "NewToken": {"type": "object", "required": ["agent_id", "token"],
+                 "properties": {"agent_id": STR, "token": STR}},
+    "Call": {
+        "type": "object",
+        "properties": {
+            "call_id": STR, "state": STR, "worker": STR, "ani": STR, "dnis": STR, "hotline": STR,
+            "language": STR, "agent_id": STR, "queue": STR, "journey": OBJ,
+            "csat": {"type": "integer", "minimum": 1, "maximum": 5},
+            "voicemail": {"type": "object", "properties": {"url": STR}},
+            "variables": {"type": "object", "additionalProperties": STR},
+            "disposition": STR, "notes": STR, "callback": OBJ}},
+    "Dispositions": {"type": "object", "required": ["dispositions"],
+                     "properties": {"dispositions": {"type": "array", "items": STR}}},
+    "VoicemailList": {
+        "type": "object", "required": ["mailbox", "voicemail"],
+        "properties": {"mailbox": STR, "voicemail": {"type": "array", "items": {
+            "type": "object", "required": ["url"],
+            "properties": {"call_id": STR, "url": STR, "seconds": {"type": "number"}}}}}},
+    "Callback": {"type": "object", "properties": {"id": STR, "queue": STR, "state": STR}},
+    "CallbackList": {"type": "object", "required": ["queue", "callbacks"],
+                     "properties": {"queue": STR, "callbacks": {"type": "array", "items": ref("Callback")}}},
+    "QueueStats": {
+        "type": "object", "required": ["queue", "waiting", "longest_wait_s", "agents", "interval", "period"],
+        "properties": {
+            "queue": STR, "skill": STR, "at": STR, "waiting": INT,
+            "longest_wait_s": {"type": "number"},
+            "agents": {"type": "object", "additionalProperties": INT},
+            "interval": OBJ, "period": OBJ}},
+    "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
+        "type": "object", "required": ["queue", "waiting", "stats"],
+        "properties": {"queue": STR, "skill": STR, "waiting": INT, "stats": ref("QueueStats")}}}}},
+    "DialplanList": {"type": "object", "required": ["dialplans"], "properties": {"dialplans": {
+        "type": "array", "items": {"type": "object", "required": ["plan"], "properties": {
+            "plan": STR, "name": NULLABLE_STR, "file": NULLABLE_STR, "active": NULLABLE_STR,
+            "archived": NULLABLE_STR, "numbers": {"type": "array"}, "workers": OBJ, "errors": OBJ}}}}},
+    "DialplanVersions": {"type": "object", "required": ["plan", "current", "versions"], "properties": {
+        "plan": STR, "current": NULLABLE_STR, "versions": {"type": "array", "items": ref("VersionEntry")}}},
+    "RollbackDone": {"allOf": [ref("VersionEntry"), {"type": "object", "required": ["plan", "previous"],
+                                                     "properties": {"plan": STR, "previous": NULLABLE_STR}}]},
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"const": "ok"}}},
+    "Ready": {"type": "object", "required": ["ready", "redis"], "properties": {
+        "ready": {"type": "boolean"}, "redis": {"type": "boolean"}, "workers_alive": INT, "workers": INT}},
+}
+#: pydantic models whose JSON schema goes to the components (request bodies, some replies)
+MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, Disposition, Rollback, VersionEntry)
+
+# --- the operations ----------------------------------------------------------------------------
+
+OPERATIONS: dict[tuple[str, str], Operation] = {
+    # operations
+    ("GET", "/healthz"): Operation("Liveness: the API process answers", "health", None, response=ref("Health")),
+    ("GET", "/readyz"): Operation(
+        "Readiness: Redis answers and enough workers are alive", "health", None, response=ref("Ready"),
+        description="503 (same body) while Redis is down or fewer workers than `workers.count` hold "
+                    "their lease.", errors=(503,), replies=((503, ref("Ready")),)),
+    ("GET", "/api/v1/config"): Operation(
+        "The configuration this API instance runs with, every secret masked", "health", ("admin",),
+        response=OBJ),
+    ("GET", "/api/openapi.json"): Operation("This document (OpenAPI 3.1)", "health", None, response=OBJ),
+    ("GET", "/metrics"): Operation(
+        "Prometheus metrics", "health", STAFF, content=("text/plain", "application/openmetrics-text"),
+        description="Active calls, callers waiting and the longest wait per queue, agents per state, "
+                    "desktop sockets, webhook backlog and dead letters, the screen-pop latency "
+                    "histogram and HTTP requests by route and status. Prometheus sends the token as "
+                    "`authorization: {type: Bearer, credentials: ...}`."),
+    # agents
+    ("GET", "/api/v1/agents"): Operation("Every agent with its state", "agents", STAFF, response=ref("AgentList")),
+    ("POST", "/api/v1/agents"): Operation(
+        "Create an agent", "agents", ("admin",), ok=201, body=AgentCreate, response=ref("NewAgent"),
+        description="The reply carries the agent's token, shown this once (only its SHA-256 is kept). "
+                    "409 `agent.exists` when the id is taken.", errors=(409,)),
+    ("GET", "/api/v1/agents/{agent_id}"): Operation(
+        "An agent's profile and state", "agents", STAFF, own="its own profile", response=ref("Agent"),
+        errors=(404,)),
+    ("PATCH", "/api/v1/agents/{agent_id}"): Operation(
+        "Change an agent's profile", "agents", ("admin",), body=AgentUpdate, response=ref("Agent"),
+        description="A change of skills applies to the next routing decision. 409 `agent.configured` for "
+                    "an agent of the configuration file (edit it there).", errors=(404, 409)),
+    ("DELETE", "/api/v1/agents/{agent_id}"): Operation(
+        "Delete an agent", "agents", ("admin",), ok=204,
+        description="409 `agent.busy` while it holds a call, `agent.configured` for an agent of the "
+                    "configuration file.", errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/token"): Operation(
+        "Give an agent a new token", "agents", ("admin",), response=ref("NewToken"),
+        description="The old token stops working at once. Only for agents made over the API.",
+        errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/state"): Operation(
+        "Set an agent's state", "agents", ("supervisor",), own="its own state", body=StateChange,
+        response=ref("Agent"),
+        description="available, break or offline; 409 `agent.state_invalid` for the states routing sets.",
+        errors=(404, 409)),
+    ("GET", "/api/v1/agents/{agent_id}/events"): Operation(
+        "The agent desktop's live feed (WebSocket)", "agents", ("supervisor",), own="its own events",
+        websocket=True, params=(LAST_EVENT_ID,
+                                Param("Last-Event-ID", LAST_EVENT_ID.schema, LAST_EVENT_ID.description,
+                                      where="header")),
+        description="JSON messages: `hello` (agent, current call), then `call.offered` (the screen-pop, "
+                    "before the phone rings), `call.answered`, `call.ended`, `agent.state`... each with "
+                    "its stream `id`. A browser may send the token as the sub-protocol `bearer.<token>`.",
+        errors=(404,)),
+    ("GET", "/api/v1/events"): Operation(
+        "Every agent's and queue's events (WebSocket), for the wallboard", "agents", STAFF, websocket=True,
+        params=(LAST_EVENT_ID,)),
+    # calls
+    ("GET", "/api/v1/calls/{call_id}"): Operation(
+        "A call record", "calls", STAFF, own="the calls it took", response=ref("Call"),
+        description="Journey, survey score, voicemail (its download URL), variables, callback.",
+        errors=(404,)),
+    ("GET", "/api/v1/calls/{call_id}/voicemail"): Operation(
+        "A call's voicemail", "calls", STAFF, content=("audio/wav",), errors=(404,)),
+    ("POST", "/api/v1/calls/{call_id}/disposition"): Operation(
+        "Wrap-up: disposition code and notes", "calls", STAFF, own="the calls it took", body=Disposition,
+        response=ref("Call"),
+        description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
+                    "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
+    ("GET", "/api/v1/dispositions"): Operation(
+        "The disposition codes an agent may set", "calls", ALL_ROLES, response=ref("Dispositions")),
+    ("GET", "/api/v1/voicemail"): Operation(
+        "A mailbox's voicemail, newest first", "calls", STAFF, response=ref("VoicemailList"),
+        params=(Param("mailbox", NAME_SCHEMA, "the mailbox", required=True), LIMIT)),
+    ("GET", "/api/v1/callbacks"): Operation(
+        "A queue's pending callbacks, best place first", "calls", STAFF, response=ref("CallbackList"),
+        params=(Param("queue", NAME_SCHEMA, "the queue", required=True),)),
+    ("DELETE", "/api/v1/callbacks/{callback_id}"): Operation(
+        "Cancel a pending callback", "calls", STAFF, response=ref("Callback"),
+        description="409 `callback.not_pending` once it is being dialled or over.", errors=(404, 409)),
+    # queues
+    ("GET", "/api/v1/queues"): Operation(
+        "Every queue with its live statistics", "queues", STAFF, response=ref("QueueList"), params=(SINCE,)),
+    ("GET", "/api/v1/queues/{queue}/stats"): Operation(
+        "A queue's live statistics", "queues", STAFF, response=ref("QueueStats"), params=(SINCE,),
+        errors=(404,)),
+    # dial plans
+    ("GET", "/api/v1/dialplans"): Operation(
+        "Every dial plan: the version each live worker runs, the last load errors", "dialplans", STAFF,
+        response=ref("DialplanList")),
+    ("GET", "/api/v1/dialplans/{plan}/versions"): Operation(
+        "A dial plan's archived versions, newest first", "dialplans", STAFF, response=ref("DialplanVersions"),
+        errors=(404,)),
+    ("POST", "/api/v1/dialplans/{plan}/rollback"): Operation(
+        "Put an archived version back", "dialplans", ("admin",), body=Rollback, response=ref("RollbackDone"),
+        description="Writes the version back to the plan file; the workers' watchers load it. 404 "
+                    "`dialplan.version_not_found` when there is no such (or no previous) version.",
+        errors=(404,)),
+    # webhooks (ivr.cti.webhooks)
+    ("GET", "/api/v1/webhooks"): Operation(
+        "The webhook endpoints with their backlog", "webhooks", STAFF, response=OBJ),
+    ("GET", "/api/v1/webhooks/dead-letters"): Operation(
+        "Deliveries given up after the last retry", "webhooks", STAFF, response=OBJ, params=(ENDPOINT, LIMIT),
+        errors=(404,)),
+    ("POST", "/api/v1/webhooks/dead-letters/{delivery_id}/replay"): Operation(
+        "Deliver a dead letter again", "webhooks", ("admin",), response=OBJ, errors=(404,)),
+    ("POST", "/api/v1/webhooks/dead-letters/replay"): Operation(
+        "Deliver every dead letter again", "webhooks", ("admin",), response=OBJ, params=(ENDPOINT,),
+        errors=(404,)),
+}
