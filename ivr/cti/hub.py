@@ -25,7 +25,7 @@ import re
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -93,7 +93,7 @@ class PopHub:
         self.sockets: dict[str, set[Desktop]] = defaultdict(set)
         self.enrich = enrich
         self.observe_pop = observe_pop
-        self._warming: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     def add(self, agent_id: str, ws: web.WebSocketResponse, *, client_ack: bool = False) -> Desktop:
         """Register a socket: live events queue up for it from now on (see :meth:`serve`)."""
@@ -106,11 +106,17 @@ class PopHub:
         if not self.sockets[desk.agent_id]:
             del self.sockets[desk.agent_id]
 
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background (CRM warm-ups, closing a slow socket); :meth:`close` ends it."""
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
-        """Cancel the CRM look-ups still warming (at shutdown)."""
-        for task in list(self._warming):
+        """Cancel the background work still running (at shutdown)."""
+        for task in list(self._background):
             task.cancel()
-        await asyncio.gather(*self._warming, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def connected(self, agent_id: str) -> bool:
         return bool(self.sockets.get(agent_id))
@@ -186,9 +192,7 @@ class PopHub:
     async def dispatch(self, ev: StreamEvent) -> None:
         """Queue ``ev`` for the sockets that want it (never waits on a socket)."""
         if ev.type == "call.queued" and self.enrich is not None:
-            task = asyncio.create_task(self.enrich.warm(ev))
-            self._warming.add(task)
-            task.add_done_callback(self._warming.discard)
+            self._spawn(self.enrich.warm(ev))
         if ev.type not in FLOOR_EVENTS:
             return
         desks = [*self.sockets.get(str(ev.data.get("agent_id") or ""), ()), *self.sockets.get(ALL, ())]
@@ -199,8 +203,8 @@ class PopHub:
                 desk.queue.put_nowait(ev)
             except asyncio.QueueFull:
                 log.warning("desktop.too_slow", agent_id=desk.agent_id)
-                self.remove(desk)
-                await desk.ws.close(code=1013, message=b"too slow: reconnect with your last event id")
+                self.remove(desk)  # closed in the background: the pump never waits on a slow peer
+                self._spawn(desk.ws.close(code=1013, message=b"too slow: reconnect with your last event id"))
 
     async def _write(self, desk: Desktop, message: dict[str, Any]) -> bool:
         try:
