@@ -7,7 +7,7 @@ never from :mod:`ivr.cti.app`, which imports them all to wire the application.
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -50,7 +50,3 @@ def limit_param(request: web.Request, default: int = 100) -> int:
     if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= LIST_MAX:
         raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
     return int(raw)
-
-
-def json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status)

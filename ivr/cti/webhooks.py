@@ -42,10 +42,10 @@ from ivr.core.config import WebhookEndpoint, WebhookSettings
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.auth import require_role
-from ivr.cti.context import json as json_response
 from ivr.cti.context import limit_param, user
 from ivr.queues.connection import BLOCK_S
 from ivr.queues.outbox import Claimed, Entry, Idle, Outbox
+from ivr.queues.store import StreamEvent
 
 log = get_logger(__name__)
 
@@ -131,24 +131,15 @@ def iso_ms(ms: float) -> str:
     return datetime.fromtimestamp(ms / 1000.0, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def event_entry(event_id: str, fields: Mapping[str, str], endpoints: Sequence[WebhookEndpoint]) -> Entry:
+def event_entry(ev: StreamEvent, endpoints: Sequence[WebhookEndpoint]) -> Entry:
     """The outbox entry of one stream event: its body ``{id, type, occurred_at, data}`` (the call
     journey, when the event has one, is ``data.journey``) and the endpoints that want it."""
-    etype = fields.get("type", "")
-    try:
-        data = json.loads(fields.get("data") or "{}")
-        if "journey" in fields:
-            data["journey"] = json.loads(fields["journey"])
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        data = {}
-    ms_part = event_id.partition("-")[0]
-    ts = data.get("ts")
+    ms_part = ev.id.partition("-")[0]
+    ts = ev.data.get("ts")
     at = iso_ms(float(ts) if isinstance(ts, int | float) else float(ms_part or 0))
-    body = json.dumps({"id": event_id, "type": etype, "occurred_at": at, "data": data},
+    body = json.dumps({"id": ev.id, "type": ev.type, "occurred_at": at, "data": ev.data},
                       ensure_ascii=False, separators=(",", ":"))
-    return Entry(event_id, etype, at, body, tuple(ep.name for ep in endpoints if wants(ep.events, etype)))
+    return Entry(ev.id, ev.type, at, body, tuple(ep.name for ep in endpoints if wants(ep.events, ev.type)))
 
 
 def redact(url: str) -> str:
@@ -210,11 +201,11 @@ class Webhooks:
             await self.outbox.forget_consumers(self.consumer, idle_ms=FORGET_CONSUMERS_MS)
         return len(raw)
 
-    async def put(self, raw: Sequence[tuple[str, Mapping[str, str]]]) -> int:
-        """Queue stream entries for their endpoints (and acknowledge them) in one step."""
-        if not raw:
+    async def put(self, events: Sequence[StreamEvent]) -> int:
+        """Queue stream events for their endpoints (and acknowledge them) in one step."""
+        if not events:
             return 0
-        entries = [event_entry(eid, fields, list(self.endpoints.values())) for eid, fields in raw]
+        entries = [event_entry(ev, list(self.endpoints.values())) for ev in events]
         made = await self.outbox.put(entries)
         for name in {name for e in entries for name in e.endpoints}:
             self._wake[name].set()
@@ -404,13 +395,13 @@ def _endpoint_param(request: web.Request) -> str | None:
 async def list_webhooks(request: web.Request) -> web.Response:
     """The endpoints (no secrets, URLs without query), their backlog, dead letters and health."""
     require_role(await user(request), "supervisor", "admin")
-    return json_response(await request.app[WEBHOOKS].overview())
+    return web.json_response(await request.app[WEBHOOKS].overview())
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     require_role(await user(request), "supervisor", "admin")
     endpoint, limit = _endpoint_param(request), limit_param(request)
-    return json_response({"dead_letters": await request.app[WEBHOOKS].dead_letters(endpoint, limit)})
+    return web.json_response({"dead_letters": await request.app[WEBHOOKS].dead_letters(endpoint, limit)})
 
 
 async def replay_dead_letter(request: web.Request) -> web.Response:
@@ -421,7 +412,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         raise NotFound("no such dead letter", code="webhook.dead_letter_not_found")
     view = await request.app[WEBHOOKS].replay(delivery_id)
     log.info("webhook.replay_requested", by=who.id, deliveries=1)
-    return json_response(view)
+    return web.json_response(view)
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
@@ -430,7 +421,7 @@ async def replay_dead_letters(request: web.Request) -> web.Response:
     require_role(who, "admin")
     n = await request.app[WEBHOOKS].replay_all(_endpoint_param(request))
     log.info("webhook.replay_requested", by=who.id, deliveries=n)
-    return json_response({"replayed": n})
+    return web.json_response({"replayed": n})
 
 
 def routes() -> list[web.RouteDef]:

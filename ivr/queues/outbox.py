@@ -28,6 +28,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from ivr.queues.keys import Keys
+from ivr.queues.store import StreamEvent, stream_event
 
 #: The consumer group of the event stream that feeds the outbox.
 GROUP = "webhooks"
@@ -96,26 +97,26 @@ class Outbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, consumer: str, *, count: int, block_ms: int | None) -> list[tuple[str, dict[str, str]]]:
+    async def read(self, consumer: str, *, count: int, block_ms: int | None) -> list[StreamEvent]:
         """New stream entries for ``consumer`` (they stay pending in the group until :meth:`put`)."""
         res: Any = await self.redis.xreadgroup(GROUP, consumer, {self.keys.events: ">"}, count=count,
                                                block=block_ms)
-        out: list[tuple[str, dict[str, str]]] = []
+        out: list[StreamEvent] = []
         for _stream, entries in res or []:
-            out.extend(_entry(e) for e in entries)
+            out.extend(stream_event(e) for e in entries)
         return out
 
     async def reclaim(self, consumer: str, *, idle_ms: int, count: int = 100,
-                      rounds: int = 50) -> list[tuple[str, dict[str, str]]]:
+                      rounds: int = 50) -> list[StreamEvent]:
         """Entries another consumer read ``idle_ms`` or more ago and never put: now ``consumer``'s.
         Entries trimmed from the stream meanwhile are dropped from the group by Redis."""
-        out: list[tuple[str, dict[str, str]]] = []
+        out: list[StreamEvent] = []
         cursor = "0-0"
         for _ in range(rounds):
             res: Any = await self.redis.xautoclaim(self.keys.events, GROUP, consumer, idle_ms,
                                                    start_id=cursor, count=count)
             cursor = _s(res[0])
-            out.extend(_entry(e) for e in res[1] if e and e[1] is not None)
+            out.extend(stream_event(e) for e in res[1] if e and e[1] is not None)
             if cursor == "0-0":
                 break
         return out
@@ -214,11 +215,6 @@ class Outbox:
         out: dict[str, str | int] = {_s(k): _s(v) for k, v in raw.items()}
         out["in_flight"] = int(await self.redis.zcard(self.keys.webhook_inflight(endpoint)))
         return out
-
-
-def _entry(entry: Any) -> tuple[str, dict[str, str]]:
-    eid, fields = entry
-    return _s(eid), {_s(k): _s(v) for k, v in (fields or {}).items()}
 
 
 def _lua_json(payload: list[dict[str, Any]]) -> str:

@@ -359,7 +359,7 @@ class QueueStore:
             entries = await self.redis.xrange(self.keys.events, start, end, count=batch)
             if not entries:
                 return
-            ended = [ev for ev in map(_stream_event, entries) if ev.type == "call.ended"]
+            ended = [ev for ev in map(stream_event, entries) if ev.type == "call.ended"]
             async with self.redis.pipeline(transaction=False) as pipe:
                 for ev in ended:
                     pipe.hgetall(self.keys.call(str(ev.data.get("call_id", ""))))
@@ -434,13 +434,13 @@ class QueueStore:
         res: Any = await self.redis.xread({self.keys.events: last_id}, count=count, block=block_ms)
         out: list[StreamEvent] = []
         for _stream, entries in res or []:
-            out.extend(_stream_event(e) for e in entries)
+            out.extend(stream_event(e) for e in entries)
         return out
 
     async def events_after(self, last_id: str, count: int = 500) -> list[StreamEvent]:
         """Events after ``last_id`` (exclusive), oldest first, at most ``count``."""
         res: Any = await self.redis.xrange(self.keys.events, min=f"({last_id}", count=count)
-        return [_stream_event(e) for e in res or []]
+        return [stream_event(e) for e in res or []]
 
     async def first_event_id(self) -> str | None:
         """The oldest event still kept (the stream is capped), None when there is none."""
@@ -453,13 +453,24 @@ class QueueStore:
         return _s(info["last-generated-id"]) if info else "0-0"
 
 
-def _stream_event(entry: Any) -> StreamEvent:
+def stream_event(entry: Any) -> StreamEvent:
+    """One entry of the event stream (``(id, {type, data, journey?})`` as redis-py returns it); the
+    call journey, when the entry has one, becomes ``data["journey"]``. Fields that are not JSON
+    objects are read as empty: one bad entry never stops a reader of the stream."""
     eid, fields = entry
-    f = {_s(k): _s(v) for k, v in fields.items()}
-    data = json.loads(f.get("data", "{}"))
+    f = {_s(k): _s(v) for k, v in (fields or {}).items()}
+    data = _json_object(f.get("data"))
     if "journey" in f:
-        data["journey"] = json.loads(f["journey"])
+        data["journey"] = _json_object(f["journey"])
     return StreamEvent(_s(eid), f.get("type", ""), data)
+
+
+def _json_object(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:

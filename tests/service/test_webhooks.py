@@ -243,7 +243,7 @@ async def test_a_filler_that_dies_mid_batch_loses_nothing(
     await dying.outbox.ensure_group()
     ids = await calls(store, 10)
     batch = await dying.outbox.read(dying.consumer, count=10, block_ms=None)
-    assert [eid for eid, _ in batch] == ids
+    assert [ev.id for ev in batch] == ids
     await dying.put(batch[:4])  # then the instance dies: 6 events read, never put in the outbox
     await running(settings, deliver=False)  # another instance takes them over (claim_idle_s 0.2)
     await running(settings, fill=False)

@@ -25,6 +25,7 @@ from ivr.cti.webhooks import (
     verify,
     wants,
 )
+from ivr.queues.store import stream_event
 
 SECRET = "whsec-0123456789abcdef"
 
@@ -93,14 +94,14 @@ def test_subscriptions_take_types_and_globs() -> None:
 def test_the_body_of_an_event_and_who_gets_it() -> None:
     fields = {"type": "call.offered", "data": json.dumps({"call_id": "c1", "ani": "+1555", "ts": 1700000000123}),
               "journey": json.dumps({"plan": "main", "data": {"pin": "****"}})}
-    e = event_entry("1700000000123-0", fields, [endpoint("a"), endpoint("b", ["call.ended"]),
+    e = event_entry(stream_event(("1700000000123-0", fields)), [endpoint("a"), endpoint("b", ["call.ended"]),
                                                 endpoint("c", ["call.*"])])
     assert e.id == "1700000000123-0" and e.type == "call.offered" and e.endpoints == ("a", "c")
     assert e.at == "2023-11-14T22:13:20.123Z"
     assert json.loads(e.body) == {"id": "1700000000123-0", "type": "call.offered", "occurred_at": e.at,
                                   "data": {"call_id": "c1", "ani": "+1555", "ts": 1700000000123,
                                            "journey": {"plan": "main", "data": {"pin": "****"}}}}
-    broken = event_entry("1700000000000-5", {"data": "{not json"}, [endpoint()])
+    broken = event_entry(stream_event(("1700000000000-5", {"data": "{not json"})), [endpoint()])
     assert broken.endpoints == () and json.loads(broken.body)["data"] == {}
     assert broken.at == "2023-11-14T22:13:20.000Z"  # no ts: the time of the event id
 
