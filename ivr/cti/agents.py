@@ -19,7 +19,7 @@ from ivr.core.config import ROUTING_NAME, hash_token
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
-from ivr.cti.auth import new_token, require_role, require_self_or
+from ivr.cti.auth import User, new_token, require_role, require_self_or
 from ivr.cti.context import AUTH, HUB, STORE, body, user
 from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
 
@@ -140,13 +140,19 @@ async def update_agent(request: web.Request) -> web.Response:
     return web.json_response(await _existing(request, agent_id))
 
 
-async def delete_agent(request: web.Request) -> web.Response:
-    """Delete an agent (admin): 409 ``agent.busy`` while it holds a call."""
+async def _admin_on_api_agent(request: web.Request) -> tuple[User, str]:
+    """The admin calling, and the agent of the path: one that exists and was made over the API."""
     who = await user(request)
     require_role(who, "admin")
     agent_id = _agent_id(request)
     await _existing(request, agent_id)
     _not_configured(request, agent_id)
+    return who, agent_id
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    """Delete an agent (admin): 409 ``agent.busy`` while it holds a call."""
+    who, agent_id = await _admin_on_api_agent(request)
     await request.app[STORE].remove_agent(agent_id)
     log.info("agent.deleted", agent_id=agent_id, by=who.id)
     return web.Response(status=204)
@@ -154,11 +160,7 @@ async def delete_agent(request: web.Request) -> web.Response:
 
 async def rotate_token(request: web.Request) -> web.Response:
     """A new token for an agent made over the API (admin); the old one stops working at once."""
-    who = await user(request)
-    require_role(who, "admin")
-    agent_id = _agent_id(request)
-    await _existing(request, agent_id)
-    _not_configured(request, agent_id)
+    who, agent_id = await _admin_on_api_agent(request)
     token = new_token()
     await request.app[STORE].set_agent_token(agent_id, hash_token(token), "agent")
     log.info("agent.token_rotated", agent_id=agent_id, by=who.id)

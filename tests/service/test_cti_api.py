@@ -447,3 +447,15 @@ async def test_an_idle_socket_is_pinged_and_shutdown_closes_sockets_at_once(
     await asyncio.wait_for(feed._task, 10)  # the server closed it (a 30 s shutdown timeout would fail this)
     assert feed.ws is not None and feed.ws.close_code == 1001
     await asyncio.wait_for(stopping, 10)
+
+
+async def test_admins_read_the_running_config_with_every_secret_masked(api: Api, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{api.url}/api/v1/config", headers=SUPER) as r:
+        assert r.status == 403
+    async with http.get(f"{api.url}/api/v1/config", headers=ADMIN) as r:
+        assert r.status == 200
+        text = await r.text()
+    config = json.loads(text)
+    assert config["api"]["cors_origins"] == [CRM_ORIGIN]
+    assert {u["token"] for u in config["users"]} == {"**********"}
+    assert "demo-token" not in text
