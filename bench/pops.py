@@ -31,8 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from bench.results_file import save  # noqa: E402
-from bench.routing import private_redis  # noqa: E402
+from bench.harness import private_redis, save  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
 from tests.conftest import wait_port  # noqa: E402

@@ -17,9 +17,7 @@ import asyncio
 import csv
 import io
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
+from bench.harness import private_redis  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.report import CALL_COLUMNS, call_row  # noqa: E402
 from ivr.queues.stats import StatsConfig  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
-from tests.conftest import wait_port  # noqa: E402
-from tests.ports import free_udp_tcp_port  # noqa: E402
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -104,8 +101,8 @@ async def export(store: QueueStore) -> dict[str, float]:
     return {"rows": n, "rows_per_s": round(n / dt, 1), "bytes": len(buf.getvalue())}
 
 
-async def run(port: int, calls: int) -> dict[str, object]:
-    redis = Redis(port=port)
+async def run(url: str, calls: int) -> dict[str, object]:
+    redis = Redis.from_url(url)
     store = QueueStore(redis, "bench", 1_000_000, StatsConfig())
     try:
         return {"lifecycle": await lifecycle(store, calls), "snapshot": await snapshot(store, redis),
@@ -115,17 +112,8 @@ async def run(port: int, calls: int) -> dict[str, object]:
 
 
 def main(calls: int) -> dict[str, object]:
-    port = free_udp_tcp_port()
-    with tempfile.TemporaryDirectory() as d:
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d,
-                                 "--save", "", "--appendonly", "no"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port, 10, proc)
-            return asyncio.run(run(port, calls))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    with private_redis() as url:
+        return asyncio.run(run(url, calls))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,11 @@ Writes bench/results/routing-<time>.json and prints it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
@@ -39,13 +36,11 @@ sys.path.insert(0, str(ROOT))
 
 from redis.asyncio import Redis  # noqa: E402
 
-from bench.results_file import save  # noqa: E402
+from bench.harness import private_redis, save  # noqa: E402
 from ivr.core.config import EscalationStep, QueueSettings  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.routing import Requirement, Route, resolve_route  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
-from tests.conftest import wait_port  # noqa: E402
-from tests.ports import free_udp_tcp_port  # noqa: E402
 
 AGENTS, SKILLS, WAITING = 1000, 50, 5000
 STRATEGIES = ("longest_idle", "best_proficiency", "round_robin")
@@ -226,22 +221,6 @@ async def bench(url: str) -> dict[str, object]:
     out["throughput"] = await throughput(store, rnd, skills)
     await redis.aclose()
     return out
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    """A private redis-server (no persistence) on a free loopback port; yields its URL."""
-    port = free_udp_tcp_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
-                                 "--save", "", "--appendonly", "no"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port, 10, proc)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(5)
 
 
 async def routing_bench() -> dict[str, object]:

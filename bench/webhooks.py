@@ -23,9 +23,7 @@ import contextlib
 import json
 import multiprocessing
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -39,7 +37,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 from redis.asyncio import Redis  # noqa: E402
 
-from bench.results_file import save  # noqa: E402
+from bench.harness import private_redis, save  # noqa: E402
 from ivr.core.config import WebhookSettings  # noqa: E402
 from ivr.core.logging import configure  # noqa: E402
 from ivr.cti.webhooks import Webhooks, verify  # noqa: E402
@@ -95,22 +93,6 @@ def receiver_process() -> Iterator[int]:
     finally:
         proc.terminate()
         proc.join(5)
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    """A private redis-server with an append-only file, on a free loopback port; yields its URL."""
-    port = free_udp_tcp_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
-                                 "--save", "", "--appendonly", "yes", "--appendfsync", "everysec"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(port, 10, proc)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            proc.terminate()
-            proc.wait(5)
 
 
 # --- driving it ------------------------------------------------------------------------------------
@@ -202,7 +184,7 @@ async def run(url: str, port: int, *, events: int, instances: int, in_flight: in
 async def webhooks_bench(events: int = 3000) -> dict[str, Any]:
     """Every figure above; about 20-40 s."""
     configure("warning", "console")  # one line per delivery would be measured too
-    with private_redis() as url, receiver_process() as port:
+    with private_redis(appendonly=True) as url, receiver_process() as port:
         result: dict[str, Any] = {
             "burst_ordered": await run(url, port, events=events, instances=1, in_flight=1),
             "burst_8_in_flight": await run(url, port, events=events, instances=1, in_flight=8),
