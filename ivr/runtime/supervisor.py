@@ -94,6 +94,9 @@ class Supervisor:
                 "--logfile", ""], stdout=asyncio.subprocess.DEVNULL)
             await self.redis_proc.start()
             await wait_tcp(s.redis.host, s.redis.port, 10)
+            # a Redis that dies (or is restarted by an operator) comes back with its append-only file;
+            # every client reconnects (ivr/queues/connection.py)
+            self.tasks.spawn("watch.redis", self._watch(self.redis_proc))
         t0 = time.monotonic()
         count = await asyncio.to_thread(build_prompts, s, plans)
         log.info("prompts.built", prompts=count, seconds=round(time.monotonic() - t0, 2))
