@@ -242,6 +242,11 @@ class Webhooks:
                 continue
             try:
                 await self.attempt(ep, got)
+            except asyncio.CancelledError:  # the API stops mid-delivery: the next holder takes it at once
+                with contextlib.suppress(RedisError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self.outbox.release(got)
+                raise
             except Exception:  # a bug must not stop the endpoint's deliveries: the lease brings it back
                 log.exception("webhook.attempt_failed", endpoint=ep.name)
                 await asyncio.sleep(1.0)

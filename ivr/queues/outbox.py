@@ -8,7 +8,8 @@
   enters each endpoint's outbox exactly once.
 * A delivery is claimed with a lease (:meth:`Outbox.claim`). Success removes it
   (:meth:`Outbox.done`); a failure backs the endpoint off or makes a dead letter
-  (:meth:`Outbox.fail`). A holder that dies mid-delivery releases it when the lease expires:
+  (:meth:`Outbox.fail`). A holder that stops mid-delivery gives it back at once
+  (:meth:`Outbox.release`); one that dies releases it when the lease expires:
   deliveries are at least once, receivers dedupe by event id.
 * Per endpoint, deliveries go in event order, at most ``max_in_flight`` at once.
 
@@ -82,7 +83,7 @@ class Outbox:
         head = _source("outbox")
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(head + "\n" + _source(f"outbox_{name}"))
-            for name in ("fill", "claim", "done", "fail", "replay")
+            for name in ("fill", "claim", "done", "fail", "release", "replay")
         }
 
     async def _run(self, name: str, *args: Any) -> Any:
@@ -152,6 +153,10 @@ class Outbox:
 
     async def done(self, delivery_id: str, status: int) -> bool:
         return bool(int(await self._run("done", delivery_id, status)))
+
+    async def release(self, claimed: Claimed) -> bool:
+        """Give a claimed delivery back unfinished (its holder stops): the next claim retries it."""
+        return bool(int(await self._run("release", claimed.id, claimed.token)))
 
     async def fail(self, claimed: Claimed, *, status: int | None, error: str, dead: bool, delay_s: float,
                    max_attempts: int, dead_max: int) -> str:

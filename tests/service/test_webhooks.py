@@ -42,6 +42,8 @@ class Receiver:
         self.attempts: list[dict[str, Any]] = []  # every request
         self.accepted: list[str] = []  # event ids answered 2xx, in arrival order
         self.status: Callable[[dict[str, Any]], int] = lambda _event: 200
+        self.gate: asyncio.Event | None = None  # when set: requests wait for it before any answer
+        self.arrived = 0  # requests received (answered or not yet)
         self.runner: web.AppRunner | None = None
 
     @property
@@ -51,6 +53,9 @@ class Receiver:
     async def start(self) -> None:
         async def hook(request: web.Request) -> web.Response:
             raw = await request.read()
+            self.arrived += 1
+            if self.gate is not None:
+                await self.gate.wait()
             event = json.loads(raw)
             h = request.headers
             verified = verify(self.secret, h["X-Ivr-Signature"], h["X-Ivr-Timestamp"], raw)
@@ -268,6 +273,29 @@ async def test_a_delivery_whose_holder_died_is_delivered_when_its_lease_expires(
     # the dead holder's late report changes nothing
     assert await dying.outbox.fail(got, status=None, error="timeout", dead=False, delay_s=1, max_attempts=3,
                                    dead_max=10) == "stale"
+
+
+async def test_a_delivery_whose_holder_stops_is_given_back_at_once(
+        running: Running, receiver: Receiver, store: QueueStore, redis: Redis) -> None:
+    """An API instance that stops (SIGTERM, a deploy) while a POST is under way gives the delivery
+    back: the next instance retries it at once instead of after the lease (90 s here)."""
+    settings = hook_settings(receiver.url, timeout_s=30.0)
+    receiver.gate = asyncio.Event()
+    stopping = Webhooks(settings, redis, PREFIX, instance="stopping")
+    await stopping.outbox.ensure_group()
+    tasks = TaskGroup("stopping")
+    tasks.spawn("fill", stopping.fill())
+    tasks.spawn("deliver", stopping.deliver())
+    [eid] = await calls(store, 1)
+    await until(lambda: receiver.arrived == 1, what="the first attempt under way")
+    await tasks.cancel_all()
+    await stopping.close()
+    assert (await stopping.outbox.endpoint_state("crm"))["in_flight"] == 0
+    receiver.gate.set()
+    await running(settings, fill=False)
+    await until(lambda: any(a["attempt"] == 2 and a["status"] == 200 for a in receiver.attempts), within_s=5,
+                what="delivered again at once")
+    assert all(a["id_header"] == eid for a in receiver.attempts)
 
 
 # --- the dead-letter API of the real CTI app ---------------------------------------------------
