@@ -421,7 +421,9 @@ class WebhookSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     endpoints: list[WebhookEndpoint] = []
-    max_attempts: int = Field(8, ge=1, le=100, description="attempts before a delivery becomes a dead letter")
+    # 24 attempts with the default backoff span about 40-80 minutes: a CRM down for a deploy or an
+    # incident (the fault bench takes it down for 2 minutes) loses nothing to the dead letters
+    max_attempts: int = Field(24, ge=1, le=100, description="attempts before a delivery becomes a dead letter")
     backoff_base_s: float = Field(1.0, gt=0, le=3600, description="wait after the first failure; doubled after "
                                   "each failure in a row of the endpoint")
     backoff_cap_s: float = Field(300.0, gt=0, le=86_400, description="longest wait between attempts")

@@ -112,7 +112,7 @@ def test_urls_are_shown_without_credentials_or_query() -> None:
 
 def test_webhook_settings() -> None:
     s = WebhookSettings()
-    assert (s.max_attempts, s.backoff_base_s, s.backoff_cap_s, s.endpoints) == (8, 1.0, 300.0, [])
+    assert (s.max_attempts, s.backoff_base_s, s.backoff_cap_s, s.endpoints) == (24, 1.0, 300.0, [])
     with pytest.raises(ValueError, match="16 characters"):
         WebhookEndpoint(name="crm", url="https://crm.example.com/h", secret="short")
     with pytest.raises(ValueError, match="unique"):
