@@ -32,7 +32,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,38 +94,38 @@ def stack_processes(workdir: str, redis_port: int) -> list[tuple[int, str]]:
     return out
 
 
-def status_kb(pid: int, field_name: str = "VmRSS") -> int:
-    """A kB figure of ``/proc/<pid>/status`` (0 once the process is gone)."""
+MEASURES = {"rss": "VmRSS", "anon": "RssAnon", "shmem": "RssShmem"}
+
+
+def proc_memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS of ``pid`` in kB and two of its parts: RssAnon (heap and stacks: where a leak shows)
+    and RssShmem (shared memory: Kamailio's pool, whose pages count in the VmRSS of every child
+    that touched them, so the edge's VmRSS climbs as its children touch more of the pool).
+    Zeros once the process is gone."""
+    out = dict.fromkeys(MEASURES, 0)
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field_name}:"):
-                return int(line.split()[1])
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     except OSError:
-        pass
-    return 0
+        return out
+    for line in lines:
+        name, _, rest = line.partition(":")
+        for measure, field_name in MEASURES.items():
+            if name == field_name:
+                out[measure] = int(rest.split()[0])
+    return out
 
 
-def pss_kb(pid: int) -> int:
-    """Proportional set size of ``pid`` in kB: shared pages divided among the processes that map
-    them. Kamailio's forked children all map one shared-memory pool, so their VmRSS sum counts a
-    page once per child that touched it; their PSS sum counts it once."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def memory_by_role(procs: list[tuple[int, str]], measure: Callable[[int], int] = status_kb) -> dict[str, float]:
-    """Sum of ``measure`` (VmRSS by default) in MB per role; processes of no role (sipp) are left out."""
-    kb: dict[str, int] = {}
+def memory_by_role(procs: list[tuple[int, str]]) -> dict[str, dict[str, float]]:
+    """Per measure (rss, anon, shmem): the sum over each role's processes in MB; processes of no
+    role (sipp) are left out."""
+    kb: dict[str, dict[str, int]] = {m: {} for m in MEASURES}
     for pid, cmd in procs:
         role = classify(cmd)
-        if role is not None:
-            kb[role] = kb.get(role, 0) + measure(pid)
-    return {role: round(v / 1024, 1) for role, v in sorted(kb.items())}
+        if role is None:
+            continue
+        for measure, v in proc_memory_kb(pid).items():
+            kb[measure][role] = kb[measure].get(role, 0) + v
+    return {m: {role: round(v / 1024, 1) for role, v in sorted(by.items())} for m, by in kb.items()}
 
 
 def cpu_jiffies() -> tuple[int, int]:
@@ -220,16 +219,18 @@ class Sampler:
 
     async def sample(self) -> dict[str, Any]:
         procs = await asyncio.to_thread(stack_processes, str(self.h.workdir), self.h.redis_port)
-        rss = memory_by_role(procs)
-        pss = memory_by_role(procs, pss_kb)
+        mem = memory_by_role(procs)
+        rss = mem["rss"]
         busy, total = cpu_jiffies()
         cpu = 100 * (busy - self._cpu[0]) / max(1, total - self._cpu[1])
         self._cpu = (busy, total)
         c = await census(self.redis, self.keys.prefix)
         info = await self.redis.info("memory")
         s = {"t_s": round(time.monotonic() - self.t0, 1), "rss_mb": rss,
-             "rss_mb_total": round(sum(rss.values()), 1), "pss_mb": pss,
-             "pss_mb_total": round(sum(pss.values()), 1), "cpu_busy_pct_of_machine": round(cpu, 1),
+             "rss_mb_total": round(sum(rss.values()), 1),
+             **{f"{m}_mb": mem[m] for m in ("anon", "shmem")},
+             **{f"{m}_mb_total": round(sum(mem[m].values()), 1) for m in ("anon", "shmem")},
+             "cpu_busy_pct_of_machine": round(cpu, 1),
              "active_calls": int(await self.redis.scard(self.keys.active_calls)),
              "dbsize": int(await self.redis.dbsize()), "used_memory_mb": round(info["used_memory"] / 2**20, 2),
              "keys": len(c.ttls), "keys_no_ttl": len(c.persistent), "keys_by_kind": c.by_kind(),
@@ -286,7 +287,7 @@ def growth(ts: list[float], vs: list[float], start_s: float, end_s: float) -> di
 def rss_growth(samples: list[dict[str, Any]], start_s: float, end_s: float,
                measure: str = "rss") -> dict[str, dict[str, float]]:
     """Memory growth per role and in total (key ``total``) over the steady period; ``measure`` is
-    ``rss`` (VmRSS) or ``pss``."""
+    ``rss`` (VmRSS), ``anon`` (RssAnon) or ``shmem`` (RssShmem)."""
     ts = [s["t_s"] for s in samples]
     roles = sorted({r for s in samples for r in s[f"{measure}_mb"]})
     out: dict[str, dict[str, float]] = {}
@@ -361,8 +362,10 @@ async def soak(h: Hotline, work: Path, *, concurrent: int, minutes: float, hold_
                          digit=2, dtmf_at_ms=300, talk_ms=hold_ms)
     redis = h.redis()
     try:
-        before = await census(redis, keys.prefix)
         sampler = Sampler(h, redis, keys, sample_s)
+        before = await census(redis, keys.prefix)
+        await asyncio.sleep(1)  # the first CPU figure spans at least a second
+        sampler.t0 = time.monotonic()
         task = asyncio.ensure_future(sampler.run())
         res = await run_sipp(sf, ("127.0.0.1", h.edge_port), workdir=work, tag="soak", calls=p["calls"],
                              limit_s=minutes * 60 + hold_ms / 1000 + 120, extra=p["sipp_args"],
@@ -391,7 +394,8 @@ async def soak(h: Hotline, work: Path, *, concurrent: int, minutes: float, hold_
         **p, "sipp": {**counts, "exit_code": res.returncode},
         "traffic_s": round(traffic_end, 1), "warmup_s": round(start_s, 1), "drain_s": drain_s,
         "steady": steady_summary(steady),
-        "rss_growth": rss, "pss_growth": rss_growth(during, start_s, traffic_end, "pss"),
+        "rss_growth": rss, "anon_growth": rss_growth(during, start_s, traffic_end, "anon"),
+        "shmem_growth": rss_growth(during, start_s, traffic_end, "shmem"),
         "redis": {"keys_before": len(before.ttls), "keys_after": len(after.ttls),
                   "persistent_before": len(before.persistent), "persistent_after": len(after.persistent),
                   "new_persistent_by_pattern": new_keys, "new_persistent_per_call": per_call_keys(new_keys),
