@@ -29,8 +29,9 @@ def line_chart(path: Path, title: str, xlabel: str, ylabel: str, series: Series,
     handles, labels = ax.get_legend_handles_labels()
     if series_right:
         right = ax.twinx()
-        for name, (xs, ys) in series_right.items():
-            right.plot(xs, ys, linestyle="--", label=name)
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (name, (xs, ys)) in enumerate(series_right.items(), start=len(series)):
+            right.plot(xs, ys, linestyle="--", label=name, color=colours[i % len(colours)])
         right.set_ylabel(ylabel_right or "")
         more_handles, more_labels = right.get_legend_handles_labels()
         handles, labels = handles + more_handles, labels + more_labels

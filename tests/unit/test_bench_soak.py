@@ -72,7 +72,15 @@ def test_rss_growth_per_role_and_total() -> None:
     out = rss_growth(samples, 0.0, 100.0)
     assert out["api"]["growth_pct"] == 0.0
     assert out["workers"]["growth_pct"] == pytest.approx(85.71, abs=0.01)  # mean(100, 110) -> mean(190, 200)
-    assert set(out) == {"api", "workers", "total"}
+    assert set(out) == {"api", "workers", "total", "total_without_redis"}
+
+
+def test_rss_growth_without_redis() -> None:
+    samples = [{"t_s": float(t), "rss_mb": {"workers": 100.0, "redis": 10.0 + t}, "rss_mb_total": 110.0 + t}
+               for t in range(0, 101, 10)]
+    out = rss_growth(samples, 0.0, 100.0)
+    assert out["total_without_redis"]["growth_pct"] == 0.0
+    assert out["redis"]["growth_pct"] > 100
 
 
 def test_warmup_is_three_minutes_or_a_fifth_of_a_short_run() -> None:
@@ -116,6 +124,17 @@ def ok_args(**over: Any) -> dict[str, Any]:
 
 def test_verdict_ok() -> None:
     assert verdict(**ok_args()) == {"ok": True, "failed": []}
+
+
+def test_verdict_leaves_redis_and_the_grand_total_to_the_key_checks() -> None:
+    big = {"first_mb": 10.0, "last_mb": 40.0, "growth_pct": 300.0}
+    assert verdict(**ok_args(rss={"redis": big, "total": big, "workers": {**big, "growth_pct": 1.0}}))["ok"]
+
+
+def test_verdict_names_the_anon_growth_of_a_role_that_grew() -> None:
+    out = verdict(**ok_args(rss={"edge": {"first_mb": 100.0, "last_mb": 106.0, "growth_pct": 6.0}},
+                            anon={"edge": {"first_mb": 25.0, "last_mb": 25.0, "growth_pct": 0.0}}))
+    assert out["failed"] == ["rss edge: +6.0% (100.0 -> 106.0 MB, RssAnon +0.0%)"]
 
 
 @pytest.mark.parametrize(("over", "reason"), [
