@@ -451,7 +451,7 @@ def steady_summary(steady: list[dict[str, Any]]) -> dict[str, Any]:
     if not steady:
         return {}
     def mean(name: str) -> float:
-        return round(sum(s[name] for s in steady) / len(steady), 1)
+        return round(float(sum(s[name] for s in steady)) / len(steady), 1)
     return {"samples": len(steady), "active_calls_mean": mean("active_calls"),
             "active_calls_min": min(s["active_calls"] for s in steady),
             "active_calls_max": max(s["active_calls"] for s in steady),
