@@ -32,12 +32,15 @@ def scenario(name: str) -> str:
     return str(path)
 
 
-def _common(port: int, workdir: Path, tag: str) -> list[str]:
+def _common(port: int, workdir: Path, tag: str, trace_messages: bool = True) -> list[str]:
+    """Loopback sockets, no stdin, errors logged; every message logged too unless ``trace_messages``
+    is False (a long benchmark's message log would grow by gigabytes)."""
+    messages = ["-trace_msg", "-message_file", str(workdir / f"{tag}.messages.log")] if trace_messages else []
     return [
         "-i", LOOPBACK, "-p", str(port),
         "-mi", LOOPBACK, "-ci", LOOPBACK,      # media and remote-control sockets on loopback too
         "-nostdin",
-        "-trace_msg", "-message_file", str(workdir / f"{tag}.messages.log"),
+        *messages,
         "-trace_err", "-error_file", str(workdir / f"{tag}.errors.log"),
     ]
 
@@ -60,16 +63,17 @@ class SippResult:
 
 async def run_sipp(scenario_file: str, target: tuple[str, int], *, workdir: Path, tag: str = "uac",
                    port: int | None = None, calls: int = 1, limit_s: float = 30.0,
-                   extra: list[str] | None = None) -> SippResult:
+                   extra: list[str] | None = None, trace_messages: bool = True) -> SippResult:
     """Run a sipp client scenario against ``target`` until ``calls`` calls are done (or it fails).
 
     sipp itself gives up after ``limit_s`` seconds (``-timeout ... -timeout_error``); the process
-    is killed if it is still there a few seconds later.
+    is killed if it is still there a few seconds later. With ``trace_messages=False`` no message
+    log is written (``SippResult.messages`` is then empty).
     """
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     port = port or free_udp_tcp_port()
     argv = [
-        SIPP, f"{target[0]}:{target[1]}", "-sf", scenario_file, *_common(port, workdir, tag),
+        SIPP, f"{target[0]}:{target[1]}", "-sf", scenario_file, *_common(port, workdir, tag, trace_messages),
         "-m", str(calls), "-r", "10", "-l", str(calls),
         "-timeout", f"{int(limit_s)}s", "-timeout_error",
         *(extra or []),
