@@ -18,9 +18,36 @@ from tests.ports import free_udp_tcp_port
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def latency_plots(result: Any, stem: str, where: str = "") -> list[str]:
+    """Draw every ``_samples_ms`` found in ``result`` (a list, or a dict of named lists, of
+    latencies in ms that a section kept for this) as a histogram ``bench/results/<stem>-<where>.png``,
+    and take the samples out of ``result``: the JSON keeps percentiles, the PNG the distribution.
+    Returns the PNG files written (relative to the repository)."""
+    from bench.plots import histogram  # matplotlib is only needed when there is something to draw
+
+    written: list[str] = []
+    items = result.items() if isinstance(result, dict) else enumerate(result) if isinstance(result, list) else []
+    for key, value in list(items):
+        if key == "_samples_ms" and isinstance(result, dict):
+            samples = result.pop(key)
+            named = samples if isinstance(samples, dict) else {where or stem: samples}
+            if any(named.values()):
+                png = RESULTS / f"{stem}-{(where or 'latency').replace('.', '-')}.png"
+                histogram(png, f"{where or stem}: latency", "ms", named, log_y=True)
+                written.append(str(png.relative_to(RESULTS.parent.parent)))
+        elif isinstance(value, dict | list):
+            written += latency_plots(value, stem, f"{where}.{key}" if where else str(key))
+    return written
+
+
 def save(name: str, result: dict[str, Any]) -> Path:
-    """Write ``result`` as JSON, print it, and return the file."""
-    out = RESULTS / f"{name}-{datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')}.json"
+    """Write ``result`` as JSON (its latency samples drawn as histograms, see :func:`latency_plots`),
+    print it, and return the file."""
+    stamp = datetime.now(UTC).strftime('%Y-%m-%dT%H%M%S')
+    plots = latency_plots(result, f"{name}-{stamp}")
+    if plots:
+        result.setdefault("plots", []).extend(plots)
+    out = RESULTS / f"{name}-{stamp}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     print(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"written {out}")

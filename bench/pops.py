@@ -135,6 +135,7 @@ async def drive(url: str, redis_url: str, api_pid: int, agents: int, calls: int,
     return {"agents": agents, "calls": calls, "rate_per_s": rate, "offered": len(offered),
             "pops_received": len(offered) - len(lost), "pops_lost": len(lost),
             "offer_to_ws_ms": percentiles([got[o] for o in offered if o in got]),
+            "_samples_ms": {"offer -> desktop": [got[o] for o in offered if o in got]},
             "api_cpu_pct_of_one_core": round(100 * (cpu1 - cpu0) / elapsed, 1), "api_rss_mb": round(rss, 1)}
 
 

@@ -52,6 +52,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     after the other (1 / mean latency)."""
     ms = sorted(s * 1000 for s in samples)
     return {"n": len(ms), "p50_ms": round(statistics.median(ms), 3),
+            "p95_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.95))], 3),
             "p99_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3), "max_ms": round(ms[-1], 3),
             "ops_per_s": round(len(ms) / (sum(ms) / 1000), 1)}
 
@@ -217,6 +218,7 @@ async def bench(url: str) -> dict[str, object]:
         await store.end_call(cid, reason="x", wrapup_s=0, ttl_s=60)
     for s in STRATEGIES:
         out[f"enqueue_idle_{s}"] = summary(idle[s])
+    out["_samples_ms"] = {f"enqueue, agent idle ({s})": [x * 1000 for x in idle[s]] for s in STRATEGIES}
     out["enqueue_idle_server_slow"] = await server.collect("enqueue")
     out["throughput"] = await throughput(store, rnd, skills)
     await redis.aclose()
