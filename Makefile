@@ -4,6 +4,7 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: run test install system venv lint bench bench-routing bench-estimate bench-pops bench-soak clean prompts
 
@@ -30,8 +31,12 @@ lint: install
 	$(BIN)/ruff check ivr tests
 	$(BIN)/mypy ivr
 
-bench: install
+bench: install $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+$(BENCH_STAMP): pyproject.toml $(STAMP)  # the bench extra (matplotlib, for the PNG charts)
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py

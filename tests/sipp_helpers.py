@@ -107,12 +107,13 @@ class SippServer:
     """
 
     def __init__(self, scenario_file: str, *, workdir: Path, tag: str, port: int | None = None,
-                 max_runtime: float = 120.0, extra: list[str] | None = None) -> None:
+                 max_runtime: float = 120.0, extra: list[str] | None = None,
+                 trace_messages: bool = True) -> None:
         self.port = port or free_udp_tcp_port()
         self.workdir = workdir
         self.tag = tag
         self.argv = [
-            SIPP, "-sf", scenario_file, *_common(self.port, workdir, tag),
+            SIPP, "-sf", scenario_file, *_common(self.port, workdir, tag, trace_messages),
             "-timeout", f"{int(max_runtime)}s",  # safety net: never outlives a hung test by much
             *(extra or []),
         ]
