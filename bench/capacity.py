@@ -214,6 +214,7 @@ class Target:
     address: tuple[str, int]
     server_pids: Callable[[], list[int]]
     redis: Redis | None = None
+    worker_pids: Callable[[], list[int]] = list  # ours: the pjsua2 workers (idle figures per worker)
     samples: dict[str, list[float]] = field(default_factory=dict)  # latency samples per section
 
 
@@ -373,11 +374,20 @@ def _brief(level: dict[str, Any]) -> str:
     return f"{figures}, invite->200 p50/p99={lat['p50']}/{lat['p99']} ms"
 
 
-async def measure_idle(pids: list[int], seconds: float) -> dict[str, float]:
-    a = Snapshot.take(pids)
+async def measure_idle(target: Target, seconds: float) -> dict[str, Any]:
+    """The server's CPU and RSS with no call; for ours also one pjsua2 worker's share (the workers'
+    total / their number)."""
+    pids, workers = target.server_pids(), target.worker_pids()
+    a, wa = Snapshot.take(pids), Snapshot.take(workers)
     await asyncio.sleep(seconds)
-    b = Snapshot.take(pids)
-    return {**cpu_between(a, b), "server_rss_mb": rss_mb(pids)}
+    b, wb = Snapshot.take(pids), Snapshot.take(workers)
+    out: dict[str, Any] = {**cpu_between(a, b), "server_rss_mb": rss_mb(pids)}
+    if workers:
+        n = len(workers)
+        out.update({"worker_processes": n, "rss_mb_per_worker": round(rss_mb(workers) / n, 1),
+                    "cpu_pct_of_machine_per_worker":
+                        round(cpu_between(wa, wb)["server_cpu_pct_of_machine"] / n, 3)})
+    return out
 
 
 def per_call(idle: dict[str, Any], levels: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -394,7 +404,7 @@ def per_call(idle: dict[str, Any], levels: list[dict[str, Any]]) -> list[dict[st
 
 async def run_target(target: Target, work: Path, plan: Plan, pool: int | None, idle_s: float) -> dict[str, Any]:
     """Idle figures, the capacity ramp, per-call costs and the setup rates of one system."""
-    idle = await measure_idle(target.server_pids(), idle_s)
+    idle = await measure_idle(target, idle_s)
     print(f"  {target.name} idle: {idle}", flush=True)
     cap = await capacity_ramp(target, work, plan, pool)
     rates = await setup_rates(target, work, plan)
@@ -418,21 +428,17 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
                 overrides={"log_level": "warning", "workers": {"drain_s": 5},
                            "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
     t0 = time.monotonic()
-    await h.start(timeout=900)
-    result["startup_s"] = round(time.monotonic() - t0, 1)
     redis = h.redis()
     try:
+        await h.start(timeout=900)
+        result["startup_s"] = round(time.monotonic() - t0, 1)
         assert h.proc is not None
         root = h.proc.pid
         target = Target("ours", ("127.0.0.1", h.edge_port),
-                        lambda: sorted(set(descendants(root)) | set(pids_matching(str(h.workdir)))), redis)
+                        lambda: sorted(set(descendants(root)) | set(pids_matching(str(h.workdir)))), redis,
+                        worker_pids=lambda: pids_matching(str(h.workdir), also="worker"))
         await asyncio.sleep(5)  # let the workers' start-up work end before idle is measured
-        workers = pids_matching(str(h.workdir), also="worker")
-        worker_rss = rss_mb(workers)
-        out = await run_target(target, work / "sipp", plan, args.workers * 2, args.idle_s)
-        out["idle"]["worker_processes"] = len(workers)
-        out["idle"]["rss_mb_per_worker"] = round(worker_rss / max(1, len(workers)), 1)
-        return out, target
+        return await run_target(target, work / "sipp", plan, args.workers * 2, args.idle_s), target
     finally:
         await redis.aclose()
         h.stop(timeout=60)
