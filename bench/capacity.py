@@ -39,9 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from redis.asyncio import Redis
 
+from ivr.core.config import WorkerSettings
+from tests import ports
+from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Hotline
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, run_sipp, scenario
@@ -413,6 +417,49 @@ async def run_target(target: Target, work: Path, plan: Plan, pool: int | None, i
 
 # --- ours and the reference ---------------------------------------------------------------------
 
+_RESERVED: list[tuple[int, int]] = []  # port ranges this process handed out with sliding_port_range
+
+
+def sliding_port_range(count: int, band: tuple[int, int] = (20000, 32767)) -> int:
+    """A base port with ``count`` free loopback ports from it, by sliding over ``band``.
+
+    tests.ports.free_port_range tries bases one range-size apart only, so with 200 workers (8,000
+    RTP ports) it finds nothing as soon as another job on this machine holds a few ports in the
+    wrong places; this search skips past each busy port instead."""
+    size = -(-count // ports.STRIDE) * ports.STRIDE
+    base = band[0]
+    while base + size - 1 <= band[1]:
+        clash = next((hi for lo, hi in _RESERVED if lo < base + size and base < hi), None)
+        if clash is not None:
+            base = clash
+            continue
+        busy = next((p for p in range(base, base + size, ports.STRIDE) if not ports._free(p, ports.LOOPBACK)), None)
+        if busy is None:
+            _RESERVED.append((base, base + size))
+            return base
+        base = busy + ports.STRIDE
+    raise RuntimeError(f"no free range of {count} loopback ports in {band}")
+
+
+def make_hotline(workdir: Path, workers: int, overrides: dict[str, Any]) -> Hotline:
+    """The e2e Hotline, its SIP and RTP port ranges found by :func:`sliding_port_range`.
+
+    With 200 workers at the configured 40 RTP ports each, 8,000 contiguous free ports are needed
+    below the ephemeral range; when other jobs' ports leave no such gap, each worker gets 20 (a
+    worker holds at most 4 legs, RTP + RTCP each) and the result says so (``rtp_ports_per_worker``)."""
+    with mock.patch.object(e2e, "free_port_range", lambda count: 0):  # the ranges are chosen below
+        h = Hotline(workdir, workers=workers, overrides=overrides)
+    h.sip_base = sliding_port_range(workers)
+    per_worker = WorkerSettings().rtp_ports_per_worker
+    try:
+        h.rtp_base = sliding_port_range(workers * per_worker)
+    except RuntimeError:
+        per_worker = 20
+        h.rtp_base = sliding_port_range(workers * per_worker)
+        h.overrides = e2e.merge(h.overrides, {"workers": {"rtp_ports_per_worker": per_worker}})
+    return h
+
+
 def raise_open_files() -> None:
     """sipp (and pjsua2) inherit our open-file limit: take the hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -424,14 +471,16 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
                    result: dict[str, Any]) -> tuple[dict[str, Any], Target]:
     # All load comes from one sipp on 127.0.0.1, as from a carrier's SBC: exempt it from the edge's
     # per-source flood limit (which would otherwise ban it, as it should ban a single flooding source).
-    h = Hotline(work / "hotline", workers=args.workers,
-                overrides={"log_level": "warning", "workers": {"drain_s": 5},
-                           "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
+    h = make_hotline(work / "hotline", args.workers,
+                     {"log_level": "warning", "workers": {"drain_s": 5},
+                      "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
     t0 = time.monotonic()
     redis = h.redis()
     try:
         await h.start(timeout=900)
         result["startup_s"] = round(time.monotonic() - t0, 1)
+        result["rtp_ports_per_worker"] = h.config()["workers"].get("rtp_ports_per_worker",
+                                                                   WorkerSettings().rtp_ports_per_worker)
         assert h.proc is not None
         root = h.proc.pid
         target = Target("ours", ("127.0.0.1", h.edge_port),
