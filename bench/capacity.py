@@ -35,6 +35,7 @@ import re
 import resource
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,12 +180,23 @@ def cpu_ticks(pids: list[int]) -> int:
 
 
 def rss_mb(pids: list[int]) -> float:
+    """Sum of the processes' RSS (shared pages, e.g. pjsua2's libraries, counted in each)."""
+    return _memory_mb(pids, "status", "VmRSS:")
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Sum of the processes' PSS (shared pages split between their users): what they really take."""
+    return _memory_mb(pids, "smaps_rollup", "Pss:")
+
+
+def _memory_mb(pids: list[int], file: str, key: str) -> float:
     total_kb = 0
     for pid in pids:
         with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+                if line.startswith(key):
                     total_kb += int(line.split()[1])
+                    break
     return round(total_kb / 1024, 1)
 
 
@@ -280,7 +292,7 @@ async def hold_level(target: Target, work: Path, calls: int, plan: Plan) -> dict
     a = Snapshot.take(pids)
     await asyncio.sleep(plan.plateau_s)
     b = Snapshot.take(pids)
-    rss = rss_mb(pids)
+    rss, pss = rss_mb(pids), pss_mb(pids)
     res = await sipp
     stop.set()
     await sampler
@@ -292,7 +304,8 @@ async def hold_level(target: Target, work: Path, calls: int, plan: Plan) -> dict
     return {"calls": calls, "fill_rate_cps": plan.fill_rate, "talk_ms": talk_ms,
             **({"peak_concurrent_redis": peak[0]} if target.redis is not None else {}),
             **counts, "unfinished": unfinished, "seconds": round(time.monotonic() - t0, 1),
-            **cpu_between(a, b), "server_rss_mb": rss, "invite_to_200_ms": latency_summary(latencies)}
+            **cpu_between(a, b), "server_rss_mb": rss, "server_pss_mb": pss,
+            "invite_to_200_ms": latency_summary(latencies)}
 
 
 def failed(level: dict[str, Any]) -> bool:
@@ -372,7 +385,7 @@ async def setup_rates(target: Target, work: Path, plan: Plan) -> dict[str, Any]:
 
 def _brief(level: dict[str, Any]) -> str:
     keys = ("successful", "failed", "unfinished", "peak_concurrent_redis", "sipp_peak_calls", "achieved_cps",
-            "server_cpu_pct_of_machine", "cpu_busy_pct_of_machine", "server_rss_mb")
+            "server_cpu_pct_of_machine", "cpu_busy_pct_of_machine", "server_rss_mb", "server_pss_mb")
     lat = level["invite_to_200_ms"]
     figures = ", ".join(f"{k}={level[k]}" for k in keys if k in level)
     return f"{figures}, invite->200 p50/p99={lat['p50']}/{lat['p99']} ms"
@@ -385,10 +398,11 @@ async def measure_idle(target: Target, seconds: float) -> dict[str, Any]:
     a, wa = Snapshot.take(pids), Snapshot.take(workers)
     await asyncio.sleep(seconds)
     b, wb = Snapshot.take(pids), Snapshot.take(workers)
-    out: dict[str, Any] = {**cpu_between(a, b), "server_rss_mb": rss_mb(pids)}
+    out: dict[str, Any] = {**cpu_between(a, b), "server_rss_mb": rss_mb(pids), "server_pss_mb": pss_mb(pids)}
     if workers:
         n = len(workers)
         out.update({"worker_processes": n, "rss_mb_per_worker": round(rss_mb(workers) / n, 1),
+                    "pss_mb_per_worker": round(pss_mb(workers) / n, 1),
                     "cpu_pct_of_machine_per_worker":
                         round(cpu_between(wa, wb)["server_cpu_pct_of_machine"] / n, 3)})
     return out
@@ -402,7 +416,8 @@ def per_call(idle: dict[str, Any], levels: list[dict[str, Any]]) -> list[dict[st
         out.append({"calls": lv["calls"],
                     "server_cpu_pct_per_call": round((lv["server_cpu_pct_of_machine"]
                                                       - idle["server_cpu_pct_of_machine"]) / calls, 4),
-                    "server_rss_mb_per_call": round((lv["server_rss_mb"] - idle["server_rss_mb"]) / calls, 3)})
+                    "server_rss_mb_per_call": round((lv["server_rss_mb"] - idle["server_rss_mb"]) / calls, 3),
+                    "server_pss_mb_per_call": round((lv["server_pss_mb"] - idle["server_pss_mb"]) / calls, 3)})
     return out
 
 
@@ -441,23 +456,39 @@ def sliding_port_range(count: int, band: tuple[int, int] = (20000, 32767)) -> in
     raise RuntimeError(f"no free range of {count} loopback ports in {band}")
 
 
-def make_hotline(workdir: Path, workers: int, overrides: dict[str, Any]) -> Hotline:
+def make_hotline(workdir: Path, workers: int, overrides: dict[str, Any], rtp_ports_per_worker: int = 0) -> Hotline:
     """The e2e Hotline, its SIP and RTP port ranges found by :func:`sliding_port_range`.
 
-    With 200 workers at the configured 40 RTP ports each, 8,000 contiguous free ports are needed
-    below the ephemeral range; when other jobs' ports leave no such gap, each worker gets 20 (a
-    worker holds at most 4 legs, RTP + RTCP each) and the result says so (``rtp_ports_per_worker``)."""
+    ``rtp_ports_per_worker`` 0 keeps the configured 40; with 200 workers that needs 8,000 contiguous
+    free ports below the ephemeral range, and when other jobs' ports leave no such gap each worker
+    gets 20 instead. The result records what was used (``rtp_ports_per_worker``): fewer ports per
+    worker is not the production set-up (see the report of the 2026-11-22 run)."""
     with mock.patch.object(e2e, "free_port_range", lambda count: 0):  # the ranges are chosen below
         h = Hotline(workdir, workers=workers, overrides=overrides)
     h.sip_base = sliding_port_range(workers)
-    per_worker = WorkerSettings().rtp_ports_per_worker
+    per_worker = rtp_ports_per_worker or WorkerSettings().rtp_ports_per_worker
     try:
         h.rtp_base = sliding_port_range(workers * per_worker)
     except RuntimeError:
+        if rtp_ports_per_worker:
+            raise
         per_worker = 20
         h.rtp_base = sliding_port_range(workers * per_worker)
-        h.overrides = e2e.merge(h.overrides, {"workers": {"rtp_ports_per_worker": per_worker}})
+    h.overrides = e2e.merge(h.overrides, {"workers": {"rtp_ports_per_worker": per_worker}})
     return h
+
+
+def log_problems(h: Hotline) -> dict[str, int]:
+    """Warnings and errors the hotline logged while loaded (before it is stopped), by event, and
+    the roles' own stderr lines that look like crashes: a failed level's first explanation."""
+    counts: Counter[str] = Counter()
+    for record in h.log_records():
+        if record.get("level") in ("warning", "error", "critical"):
+            counts[str(record.get("event"))] += 1
+    for line in h.log_path.read_text(errors="replace").splitlines():
+        if not line.startswith("{") and re.search(r"Assertion|Segmentation|Traceback|CRITICAL|ERROR", line):
+            counts[f"stderr: {line.strip()[:160]}"] += 1
+    return dict(counts.most_common(20))
 
 
 def raise_open_files() -> None:
@@ -473,21 +504,22 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
     # per-source flood limit (which would otherwise ban it, as it should ban a single flooding source).
     h = make_hotline(work / "hotline", args.workers,
                      {"log_level": "warning", "workers": {"drain_s": 5},
-                      "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
+                      "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}}, args.rtp_ports_per_worker)
     t0 = time.monotonic()
     redis = h.redis()
     try:
         await h.start(timeout=900)
         result["startup_s"] = round(time.monotonic() - t0, 1)
-        result["rtp_ports_per_worker"] = h.config()["workers"].get("rtp_ports_per_worker",
-                                                                   WorkerSettings().rtp_ports_per_worker)
+        result["rtp_ports_per_worker"] = h.config()["workers"]["rtp_ports_per_worker"]
         assert h.proc is not None
         root = h.proc.pid
         target = Target("ours", ("127.0.0.1", h.edge_port),
                         lambda: sorted(set(descendants(root)) | set(pids_matching(str(h.workdir)))), redis,
                         worker_pids=lambda: pids_matching(str(h.workdir), also="worker"))
         await asyncio.sleep(5)  # let the workers' start-up work end before idle is measured
-        return await run_target(target, work / "sipp", plan, args.workers * 2, args.idle_s), target
+        out = await run_target(target, work / "sipp", plan, args.workers * 2, args.idle_s)
+        out["log_problems"] = log_problems(h)
+        return out, target
     finally:
         await redis.aclose()
         h.stop(timeout=60)
@@ -603,6 +635,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--rates", default="25,50,75,100,150,200", help="setup rates tried, calls/s")
     ap.add_argument("--rate-seconds", type=int, default=15, help="seconds each setup rate lasts")
     ap.add_argument("--idle-s", type=float, default=10.0, help="seconds idle CPU is measured")
+    ap.add_argument("--rtp-ports-per-worker", type=int, default=0,
+                    help="RTP ports per worker (default: the configured 40, or 20 when no gap that big is free)")
     ap.add_argument("--no-reference", action="store_true", help="skip the sipp-UAS reference runs")
 
 
