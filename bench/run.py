@@ -4,7 +4,7 @@ Starts `ivr run` (Redis, Kamailio edge, N pjsua2 workers, API) on loopback, driv
 callers through the edge, does the same against sipp's own UAS as the C reference, and writes
 bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed under "plots").
 
-- capacity (bench/capacity.py, about 9-11 minutes with the defaults, 200 workers): callers press 2
+- capacity (bench/capacity.py, about 11 minutes with the defaults, 200 workers): callers press 2
   and wait in the billing queue (music on hold) with no agent logged in. A ramp of levels (100, 200,
   ... up to the pool's caller capacity = 2 x workers) on one started hotline: each level's calls
   are placed and held until all are up at once; reported per level: peak concurrent calls (Redis and
@@ -19,7 +19,9 @@ bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed und
   gets the same levels and rates from the same callers; ``ours_vs_reference`` has the ratios.
   Flags: ``--workers`` (200), ``--levels`` (e.g. ``100,200``; default 100s up to 2 x workers),
   ``--fill-rate`` (calls/s while a level fills, 25), ``--plateau-s`` (6), ``--rates``
-  (``25,50,75,100,150,200``), ``--rate-seconds`` (15), ``--idle-s`` (10), ``--no-reference``.
+  (``25,50,75,100,150,200``), ``--rate-seconds`` (15), ``--idle-s`` (10), ``--rtp-ports-per-worker``
+  (default: the configured 40, or 20 when no gap that big is free), ``--no-reference``.
+  ``ours.log_problems`` lists what the hotline logged as warnings, errors or crashes while loaded.
   A quick run: ``--no-speech --no-routing --no-estimate --no-pops --no-webhooks --workers 10``.
 - speech (bench/speech.py, about 1-2 minutes, run first and on its own): concurrent real-time
   recognitions against the speech service; end-of-speech -> result latency p50/p95 per level,

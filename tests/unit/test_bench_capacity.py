@@ -4,6 +4,7 @@ screens of a run against the hotline, against the reference UAS and against a cl
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from bench.capacity import (
     percentile,
     ratio,
     sipp_counts,
+    sliding_port_range,
 )
+from tests import ports
 
 DATA = Path(__file__).parent / "data" / "bench_capacity"
 
@@ -77,3 +80,18 @@ def test_default_levels_end_at_the_pool() -> None:
     assert default_levels(250) == [100, 200, 250]
     assert default_levels(20) == [5, 10, 15, 20]
     assert default_levels(2) == [1, 2]
+
+
+def test_sliding_port_range_steps_past_a_busy_port() -> None:
+    """A port held inside the band pushes the range past it (tests.ports.free_port_range would only
+    try bases one range-size apart)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as held:
+        held.bind(("127.0.0.1", 0))
+        busy = held.getsockname()[1]
+        band = (busy - busy % ports.STRIDE - 4 * ports.STRIDE, busy + 12 * ports.STRIDE)
+        try:
+            base = sliding_port_range(8, band)
+        except RuntimeError:
+            pytest.skip("other ports in the band are busy too")
+        assert not base <= busy < base + 8
+        assert band[0] <= base and base + 8 - 1 <= band[1]
