@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
 from bench.capacity import capacity_sections  # noqa: E402
 from bench.estimate import estimate_bench  # noqa: E402
+from bench.harness import latency_plots  # noqa: E402
 from bench.pops import pops_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
@@ -97,6 +98,10 @@ async def main() -> None:
         result["webhooks"] = await webhooks_bench()
     if not args.speech_only and not args.queues_only:
         await capacity_sections(args, result, Path(args.out) / stamp)
+    # the other sections' raw latency samples become histograms (bench/results/<stamp>-<section>.png)
+    drawn = latency_plots(result, stamp)
+    if drawn:
+        result.setdefault("plots", []).extend(drawn)  # type: ignore[attr-defined]
     out = Path(args.out) / f"{stamp}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(json.dumps(result, indent=2, ensure_ascii=False))
