@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test install system venv lint bench bench-routing bench-estimate bench-pops bench-soak clean prompts
+.PHONY: run test install system venv lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -31,8 +31,10 @@ lint: install
 	$(BIN)/ruff check ivr tests
 	$(BIN)/mypy ivr
 
-bench: install $(BENCH_STAMP)
+bench: install $(BENCH_STAMP)  # every section, then the faults, then the 30-minute soak (about 60 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/soak.py
 
 $(BENCH_STAMP): pyproject.toml $(STAMP)  # the bench extra (matplotlib, for the PNG charts)
 	$(BIN)/pip install -q -e '.[test,bench]'
@@ -40,6 +42,9 @@ $(BENCH_STAMP): pyproject.toml $(STAMP)  # the bench extra (matplotlib, for the 
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py
+
+bench-faults: install  # the seven faults under traffic at bench scale, each with what was lost (about 10 min)
+	$(BIN)/python bench/faults.py
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
 	$(BIN)/python bench/pops.py

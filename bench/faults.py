@@ -686,6 +686,17 @@ async def faults_bench(scale: Scale = BENCH, names: tuple[str, ...] = SCENARIOS,
     return out
 
 
+def measured_setup_rate() -> float | None:
+    """The highest call rate with zero failures of the newest ``make bench`` run (bench/capacity.py)."""
+    for path in sorted((ROOT / "bench" / "results").glob("20*.json"), reverse=True):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            rate = json.loads(path.read_text())["ours"]["setup_rate"]["max_rate_zero_failures_cps"]
+            if rate:
+                print(f"rated call rate {rate} calls/s from {path.name}", flush=True)
+                return float(rate)
+    return None
+
+
 async def main() -> None:
     from bench.harness import save
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -695,8 +706,9 @@ async def main() -> None:
     ap.add_argument("--no-save", action="store_true", help="print the reports, write no results file")
     args = ap.parse_args()
     scale = SMOKE if args.smoke else BENCH
-    if args.rated_cps:
-        scale = Scale(**{**asdict(scale), "rated_cps": args.rated_cps})
+    rated = args.rated_cps or (None if args.smoke else measured_setup_rate())
+    if rated:
+        scale = Scale(**{**asdict(scale), "rated_cps": rated})
     names = tuple(n for n in args.only.split(",") if n) or SCENARIOS
     result = await faults_bench(scale, names)
     if args.no_save:
