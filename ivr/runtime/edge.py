@@ -226,13 +226,19 @@ class Edge:
         self.kamailio = kamailio
         self.dir = settings.run_dir / "kamailio"
         self._draining = False
-        self._process = ManagedProcess("edge", [
-            kamailio, "-DD", "-E",
+        self._process = ManagedProcess("edge", self.argv(), guard=True)
+
+    def argv(self, kamailio: str | None = None) -> list[str]:
+        """The command line that runs this edge in the foreground (what ivr-edge.service runs)."""
+        edge = self.settings.edge
+        return [
+            kamailio or self.kamailio, "-DD", "-E",
+            "-m", str(edge.shm_mb), "-M", str(edge.pkg_mb),
             "-f", str(self.cfg_path),
             "-Y", str(self.dir),          # runtime dir
             "-w", str(self.dir),          # working dir: the relative ctl socket lands here too
             "-P", str(self.pid_path),
-        ], guard=True)
+        ]
 
     # ----- paths -----------------------------------------------------------------------------
 
@@ -312,6 +318,7 @@ class Edge:
             "DS_PING_INTERVAL": str(edge.probe_interval_s),
             "CTL_SOCKET": '"unix:kamailio_ctl"',  # relative to the working dir (-w): no 108-byte limit
             "WORKERS_SET": str(WORKERS_SET),
+            "DS_FAILOVER_LIMIT": f'"{edge.failover_limit}"',
             "RETRY_AFTER_HDR": f'"Retry-After: {retry_after}\\r\\n"',
             "DB_URL": f'"text://{self.db_dir}"',
             "DRAINING_SHV": f'"draining=i:{int(self._draining)}"',

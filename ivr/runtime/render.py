@@ -136,11 +136,6 @@ class MultiHomedEdge(Edge):
             raise ConfigError(f"--edge-dir {self.runtime_dir} must be an absolute path", field="--edge-dir")
         return text.replace(f"{self.dir}/", f"{self.runtime_dir}/").replace(f'"{self.dir}"', f'"{self.runtime_dir}"')
 
-    def argv(self, kamailio: str | None = None) -> list[str]:
-        """The command line that runs this edge in the foreground (what ivr-edge.service runs)."""
-        return [kamailio or self.kamailio, "-DD", "-E", "-f", str(self.cfg_path), "-Y", str(self.dir),
-                "-w", str(self.dir), "-P", str(self.pid_path)]
-
     def listen_lines(self) -> list[str]:
         edge = self.settings.edge
         seen = {edge.host.strip("[]")}

@@ -228,6 +228,28 @@ async def test_all_workers_busy_caller_gets_503_with_retry_after(
     assert re.search(r"^Retry-After: 5\s*$", result.messages, re.M)
 
 
+async def test_a_call_tries_at_most_failover_limit_workers(
+        tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
+    """Each worker tried is a branch in Kamailio's shared memory: a call stops after
+    edge.failover_limit workers (503 + Retry-After) instead of walking the whole pool."""
+    busy = [await sipp_servers("edge_uas_busy.xml", f"busy{i}") for i in range(3)]
+    edge = await start_edge(make_settings(tmp_path, failover_limit=2), [b.address for b in busy])
+
+    result = await run_sipp(scenario("edge_uac_503.xml"), edge.address, workdir=tmp_path / "sipp", calls=1)
+    for b in busy:
+        await b.stop()
+
+    assert result.ok, result.describe()
+    assert sorted(b.received("INVITE") for b in busy) == [0, 1, 1], "exactly two workers must be tried"
+
+
+async def test_kamailio_gets_the_configured_memory(tmp_path: Path, start_edge: EdgeFactory) -> None:
+    edge = await start_edge(make_settings(tmp_path, shm_mb=96, pkg_mb=12))
+    shm = await edge.rpc("core.shmmem")
+    assert re.search(rf"total:\s*{96 * 1024 * 1024}\b", shm), shm
+    assert edge.argv()[edge.argv().index("-M") + 1] == "12"
+
+
 async def test_no_active_worker_caller_gets_503_with_retry_after(tmp_path: Path,
                                                                  start_edge: EdgeFactory) -> None:
     dead1, dead2 = dead_address(), dead_address()

@@ -23,7 +23,7 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.sentinel import Sentinel
 
 from ivr.cli import main as cli_main
-from ivr.core.config import load_settings
+from ivr.core.config import EdgeSettings, load_settings
 from ivr.core.errors import ConfigError
 from ivr.runtime.render import MultiHomedEdge, RedisLayout, parse_hostport, render_all, worker_targets
 from tests.conftest import free_port, wait_port
@@ -291,6 +291,9 @@ def test_edge_unit_runs_what_it_renders(tmp_path: Path) -> None:
     out = Path(pre[pre.index("--out") + 1])
     assert pre[1:3] == ["deploy", "render"] and pre[pre.index("--only") + 1] == "kamailio"
     assert start[0] == "/usr/sbin/kamailio" and "-DD" in start and "-E" in start
+    # the unit gives Kamailio the memory the defaults give it under `ivr run` (Edge.argv)
+    assert start[start.index("-m") + 1] == str(EdgeSettings().shm_mb)
+    assert start[start.index("-M") + 1] == str(EdgeSettings().pkg_mb)
     kam = out / "kamailio"
     assert start[start.index("-f") + 1] == str(kam / "kamailio.cfg")
     assert start[start.index("-w") + 1] == str(kam) == start[start.index("-Y") + 1]
