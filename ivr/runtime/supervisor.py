@@ -222,18 +222,25 @@ class Supervisor:
             proc.restarts += 1
             await proc.start()
 
-    async def _wait_workers_alive(self, timeout: float = 30.0) -> None:
+    async def _wait_workers_alive(self, stall_s: float = 30.0) -> None:
+        """Wait until every worker has announced itself in Redis. A big pool on a busy host takes
+        minutes (each worker loads pjsua2 and its plans), so what fails the start is no progress:
+        ``stall_s`` seconds in which not one more worker came up."""
         s = self.settings
         redis = connect(s.redis)
         keys = QueueStore(redis, s.redis.prefix).keys
         try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
+            best, progress_at = -1, time.monotonic()
+            while True:
                 alive = sum([bool(await redis.exists(keys.worker_alive(f"w{i}"))) for i in range(s.workers.count)])
                 if alive == s.workers.count:
                     return
+                if alive > best:
+                    best, progress_at = alive, time.monotonic()
+                elif time.monotonic() - progress_at > stall_s:
+                    raise TimeoutError(f"only {alive}/{s.workers.count} workers came up "
+                                       f"(none more in the last {stall_s:.0f} s)")
                 await asyncio.sleep(0.1)
-            raise TimeoutError(f"only {alive}/{s.workers.count} workers came up")
         finally:
             await close(redis)
 
