@@ -476,25 +476,36 @@ async def kill_worker(rig: Rig) -> dict[str, Any]:
     return {"fault": info, **report}
 
 
+async def _terminate_and_time_return(rig: Rig, pattern: str, up: Callable[[], Awaitable[bool]],
+                                     within_s: float = 30.0) -> dict[str, Any]:
+    """SIGTERM every process matching ``pattern``; seconds until ``up()`` holds again with none of
+    them left (the supervisor restarted the role), or None if that took longer than ``within_s``."""
+    pids = rig.pids(pattern)
+    assert pids, f"no process matches {pattern!r}"
+    t0 = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGTERM)
+    while time.monotonic() - t0 < within_s:
+        await asyncio.sleep(0.05)
+        if not set(rig.pids(pattern)) & set(pids) and await up():
+            return {"pids": pids, "back_in_s": round(time.monotonic() - t0, 2)}
+    return {"pids": pids, "back_in_s": None}
+
+
 async def redis_restart(rig: Rig) -> dict[str, Any]:
     """The private redis-server stopped (it writes its append-only file) and started again by the
     supervisor while calls are in the IVR, in queue and with agents."""
     b = await before(rig)
 
+    async def accepts() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", rig.h.redis_port), 0.2).close()
+        except OSError:
+            return False
+        return True
+
     async def fault() -> dict[str, Any]:
-        pids = [p for p in rig.pids(f"redis-server.*{rig.h.redis_port}")]
-        assert pids, "no redis-server"
-        t0 = time.monotonic()
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
-        down_s = None
-        for _ in range(400):
-            await asyncio.sleep(0.05)
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", rig.h.redis_port), 0.2):
-                if not set(rig.pids(f"redis-server.*{rig.h.redis_port}")) & set(pids):
-                    down_s = round(time.monotonic() - t0, 2)
-                    break
-        return {"redis_pids": pids, "back_in_s": down_s}
+        return await _terminate_and_time_return(rig, f"redis-server.*{rig.h.redis_port}", accepts, 20)
 
     traffic, info = await _during(rig, "redis", fault)
     return {"fault": info, **await account(rig, b, traffic)}
@@ -505,21 +516,14 @@ async def api_restart(rig: Rig) -> dict[str, Any]:
     the desktops reconnect and get what they missed; the workers ring agents without the pop ack."""
     b = await before(rig)
 
+    async def ready() -> bool:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with rig.http.get(f"{rig.h.api}/readyz") as r:
+                return r.status == 200
+        return False
+
     async def fault() -> dict[str, Any]:
-        pids = rig.pids(f"ivr.cli api.*{rig.h.workdir}") or rig.pids(f"ivr.*api.*{rig.h.workdir}")
-        assert pids, "no API process"
-        t0 = time.monotonic()
-        for pid in pids:
-            os.kill(pid, signal.SIGTERM)
-        back = None
-        for _ in range(300):
-            await asyncio.sleep(0.1)
-            with contextlib.suppress(aiohttp.ClientError):
-                async with rig.http.get(f"{rig.h.api}/readyz") as r:
-                    if r.status == 200 and not set(rig.pids(f"ivr.*api.*{rig.h.workdir}")) & set(pids):
-                        back = round(time.monotonic() - t0, 2)
-                        break
-        return {"api_pids": pids, "back_in_s": back}
+        return await _terminate_and_time_return(rig, f"ivr.cli api.*{rig.h.workdir}", ready)
 
     traffic, info = await _during(rig, "api", fault)
     return {"fault": info, **await account(rig, b, traffic)}
