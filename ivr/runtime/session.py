@@ -46,12 +46,14 @@ from ivr.runtime.announce import QueueAnnouncer
 from ivr.runtime.ask import run_ask
 from ivr.runtime.call_record import CallRecord
 from ivr.sip.bridge import SipThread
-from ivr.sip.engine import SipEngine
+from ivr.sip.engine import NoLineFree, SipEngine
 from ivr.sip.events import IncomingCall
 from ivr.sip.legs import Leg, LegEnded
 from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
+LINE_WAIT_S = 5.0    # how long an offer waits for the library to free a call slot for the agent leg
+LINE_RETRY_S = 0.05
 
 
 @dataclass
@@ -140,7 +142,10 @@ class AgentCall:
         agent = self.ctx.new_leg()
         self.agent_leg = agent
         try:
-            await self.ctx.sip.call(SipEngine.make_call, offer.sip_uri, agent.leg_id)
+            await self._dial(offer.sip_uri, agent.leg_id)
+        except LegEnded:
+            self.agent_leg = None
+            raise
         except Exception as exc:
             log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
             self.agent_leg = None
@@ -158,6 +163,29 @@ class AgentCall:
         log.info("offer.failed", reason=reason)
         await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
         return False
+
+    async def _dial(self, uri: str, leg_id: str) -> None:
+        """Call the agent. The library may still hold a call slot for a leg that just ended or a
+        caller being refused (NoLineFree) although this caller's agent line is reserved: wait for it
+        (bounded by LINE_WAIT_S) instead of failing the offer and sending the agent on a break."""
+        loop = asyncio.get_running_loop()
+        started, tries = loop.time(), 0
+        while True:
+            tries += 1
+            try:
+                await self.ctx.sip.call(SipEngine.make_call, uri, leg_id)
+            except NoLineFree as exc:
+                if self.leg.is_ended:
+                    raise LegEnded(self.call_id) from None
+                if loop.time() - started >= LINE_WAIT_S:
+                    raise
+                if tries == 1:
+                    log.info("offer.no_line_yet", error=str(exc))
+                await asyncio.sleep(LINE_RETRY_S)
+                continue
+            if tries > 1:
+                log.info("offer.line_waited", ms=round((loop.time() - started) * 1000), tries=tries)
+            return
 
     async def _settle(self, outcome: Awaitable[Any]) -> None:
         """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as

@@ -21,7 +21,7 @@ from typing import Any
 
 from ivr.core.errors import Unavailable
 from ivr.core.logging import get_logger
-from ivr.sip.engine import EngineConfig, SipEngine
+from ivr.sip.engine import EngineConfig, SipEngine, SipFailed
 from ivr.sip.events import SipEvent
 
 log = get_logger(__name__)
@@ -165,8 +165,10 @@ class SipThread:
                     # The traceback's frames (and any pjsua2 object in them) must die here, on the
                     # SIP thread: freed on the asyncio side, a pjsua2 destructor asserts (seen: a
                     # worker aborted with "Calling pjlib from unknown/external thread").
-                    log.info("sip.command_failed", command=getattr(fn, "__name__", "?"), error=repr(exc))
-                    self._resolve(fut, exc=exc.with_traceback(None))
+                    pj_error = exc.info() if hasattr(exc, "info") else None  # pj.Error: str() is empty
+                    log.info("sip.command_failed", command=getattr(fn, "__name__", "?"),
+                             error=pj_error or repr(exc))
+                    self._resolve(fut, exc=SipFailed(pj_error) if pj_error else exc.with_traceback(None))
                     del exc
         engine.shutdown()
         self.engine = None

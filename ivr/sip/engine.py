@@ -49,6 +49,20 @@ class WorkerFull(RuntimeError):
     """A call to a customer (a callback) was refused: no caller slot is free, or the worker drains."""
 
 
+class NoLineFree(RuntimeError):
+    """pjsua2 has no call slot left for a new leg (PJ_ETOOMANY): a leg that ended or a call being
+    refused still holds one for a moment. Says what held the slots."""
+
+
+PJ_ETOOMANY = 70010  # pj/errno.h: PJ_ERRNO_START_STATUS (70000) + 10
+
+
+class SipFailed(RuntimeError):
+    """pjsua2 refused a command (``pj.Error``), carried to the asyncio side as plain text: its message
+    is pjsip's own (``Error.info()``: the call, the status and its title), and no pjsua2 object
+    crosses the thread boundary."""
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     host: str
@@ -237,6 +251,8 @@ class SipEngine:
     def poll(self, timeout_ms: int) -> None:
         assert self.ep is not None
         self.ep.libHandleEvents(timeout_ms)
+        if self._rejecting:
+            self._forget_refused()
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
         if self._retired and self._retired[0][0] <= time.monotonic():
@@ -374,13 +390,44 @@ class SipEngine:
         self.legs[leg_id] = call
         if caller:
             self.callers.add(leg_id)
+        full = False
         try:
             call.makeCall(uri, pj.CallOpParam(True))
-        except pj.Error:
+        except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
-            raise
+            if exc.status != PJ_ETOOMANY:
+                raise
+            full = True
+        if full:  # raised outside the except block: the pj.Error must not ride along as __context__
+            self._dead.append(call)
+            raise NoLineFree(f"no call slot free for {uri}: {len(self.legs)} legs up, "
+                             f"{len(self._rejecting)} calls being refused; slots: {self._slots()}")
         return leg_id
+
+    def _forget_refused(self) -> None:
+        """A call refused from onIncomingCall (503) is not always reported DISCONNECTED: once the
+        library no longer has it in its slot (free, or reused by another call) it is dropped, so a
+        flood of refused INVITEs does not pile up objects in a long-running worker."""
+        keep: list[_Call] = []
+        for call in self._rejecting:
+            (keep if pj.Call.lookup(call.getId()) is call else self._dead).append(call)
+        self._rejecting = keep
+
+    def _slots(self) -> str:
+        """What holds each pjsua call slot (diagnostics): leg id and state, or "free"."""
+        out = []
+        for i in range(self.cfg.max_legs):
+            c = pj.Call.lookup(i)
+            if c is None:
+                out.append("free")
+                continue
+            try:
+                state = c.getInfo().stateText
+            except pj.Error:
+                state = "?"
+            out.append(f"{getattr(c, 'leg_id', '?')}:{state}:{'ours' if c in self.legs.values() else 'gone'}")
+        return ", ".join(out)
 
     def _leg(self, leg_id: str) -> _Call:
         call = self.legs.get(leg_id)
