@@ -326,8 +326,11 @@ class SipEngine:
             hdr.hName = "Retry-After"
             hdr.hValue = str(self.cfg.retry_after_s)
             op.txOption.headers.append(hdr)
-            call.hangup(op)
+            # A final answer, not hangup(): from inside onIncomingCall hangup() drops the headers (no
+            # Retry-After went out) and its DISCONNECTED was not always seen (18 refused calls piled
+            # up in one worker). Listed first, in case the library reports DISCONNECTED at once.
             self._rejecting.append(call)
+            call.answer(op)
             self.emit(Rejected(leg_id, 503, "draining" if self.draining else "worker full"))
             return
         self._clock(True)
@@ -406,12 +409,12 @@ class SipEngine:
         return leg_id
 
     def _forget_refused(self) -> None:
-        """A call refused from onIncomingCall (503) is not always reported DISCONNECTED: once the
-        library no longer has it in its slot (free, or reused by another call) it is dropped, so a
-        flood of refused INVITEs does not pile up objects in a long-running worker."""
+        """Safety net for a refused call (503) that is never reported DISCONNECTED: it is dropped once
+        its library slot is free. Not while another call holds the slot: pjsua2's Call destructor
+        clears the user data of, and hangs up, whatever call has the id it remembers."""
         keep: list[_Call] = []
         for call in self._rejecting:
-            (keep if pj.Call.lookup(call.getId()) is call else self._dead).append(call)
+            (self._dead if pj.Call.lookup(call.getId()) is None else keep).append(call)
         self._rejecting = keep
 
     def _slots(self) -> str:
