@@ -35,7 +35,10 @@ from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
 HEARTBEAT_S = 2.0
-HEARTBEAT_TTL_S = 6  # a dead worker's calls are reaped at most this + one housekeeping tick later
+# A dead worker's calls are reaped at most this + one housekeeping tick later (a worker restarted on
+# its host reaps its predecessor at once). Not shorter: at 150 calls/s on 2 cores (beyond the 100
+# sustained) 200 busy workers missed a 6 s TTL, and live calls were reaped as lost.
+HEARTBEAT_TTL_S = 15
 ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
 
 
