@@ -507,9 +507,12 @@ DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{6})")
 
 
 def capacity_of(data: dict[str, Any]) -> int | None:
-    """The measured concurrent-call capacity in one results file: ``capacity.max_concurrent_zero_failures``
-    (or at the top level), else ``capacity.peak_concurrent`` of a run without failed calls."""
-    for section in (data.get("capacity"), data):
+    """The measured concurrent-call capacity in one results file: ``max_concurrent_zero_failures`` of
+    the hotline's capacity section as bench/run.py writes it (``ours.capacity``), of an older
+    ``capacity`` section or at the top level; else ``capacity.peak_concurrent`` of a run without
+    failed calls."""
+    ours = data.get("ours")
+    for section in ((ours or {}).get("capacity") if isinstance(ours, dict) else None, data.get("capacity"), data):
         if isinstance(section, dict) and isinstance(section.get("max_concurrent_zero_failures"), int):
             return int(section["max_concurrent_zero_failures"])
     cap = data.get("capacity")

@@ -165,3 +165,8 @@ def test_capacity_from_results(tmp_path: Path) -> None:
     assert found == (200, tmp_path / "2026-11-22T095335.json", 100)
     (tmp_path / "capacity-2026-11-23T080000.json").write_text(json.dumps({"max_concurrent_zero_failures": 150}))
     assert latest_capacity(tmp_path) == (150, tmp_path / "capacity-2026-11-23T080000.json", None)
+    # what bench/run.py writes now: the hotline's figures under "ours", the sipp reference beside them
+    (tmp_path / "2026-11-24T180250.json").write_text(json.dumps(
+        {"workers": 200, "ours": {"capacity": {"max_concurrent_zero_failures": 400}},
+         "reference": {"capacity": {"max_concurrent_zero_failures": 400}}}))
+    assert latest_capacity(tmp_path) == (400, tmp_path / "2026-11-24T180250.json", 200)
