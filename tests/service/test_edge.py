@@ -228,6 +228,27 @@ async def test_all_workers_busy_caller_gets_503_with_retry_after(
     assert re.search(r"^Retry-After: 5\s*$", result.messages, re.M)
 
 
+async def test_a_full_worker_gets_no_new_call_until_its_next_probe(
+        tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
+    """Flood protection: each INVITE a worker refuses costs it sockets pjsip frees only 500 ms later
+    (a flood aborted workers). A worker that answered 503 is rested until its next probe, so further
+    callers are refused by the edge itself; no probe falls inside this test (interval 30 s)."""
+    busy = [await sipp_servers("edge_uas_busy.xml", f"busy{i}") for i in range(2)]
+    edge = await start_edge(make_settings(tmp_path, probe_interval_s=30), [b.address for b in busy])
+
+    first = await run_sipp(scenario("edge_uac_503.xml"), edge.address, workdir=tmp_path / "sipp", tag="first")
+    flood = await run_sipp(scenario("edge_uac_503.xml"), edge.address, workdir=tmp_path / "sipp", tag="flood",
+                           calls=6)
+    flags = await dispatcher_flags(edge)
+    for b in busy:
+        await b.stop()
+
+    assert first.ok, first.describe()
+    assert flood.ok, flood.describe()  # refused with 503 + Retry-After by the edge
+    assert [b.received("INVITE") for b in busy] == [1, 1], "a rested worker was sent an INVITE"
+    assert all(flags[f"sip:{LOOPBACK}:{b.port}"].startswith("I") for b in busy), flags
+
+
 async def test_a_call_tries_at_most_failover_limit_workers(
         tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
     """Each worker tried is a branch in Kamailio's shared memory: a call stops after
