@@ -108,7 +108,7 @@ class EdgeSettings(BaseModel):
                                                "edge.host and its listen sockets; anything else gets 403")
     retry_after_s: int = Field(5, description="Retry-After of the edge's own 503 replies")
     failover_limit: int = Field(
-        8, ge=1, le=64, description="workers one new call may try (the least-loaded one, then the next "
+        16, ge=1, le=64, description="workers one new call may try (the least-loaded one, then the next "
         "ones on 486/503/timeout); every try is a branch of the call's transaction in Kamailio's shared "
         "memory, so keeping the whole pool as branches runs the edge out of memory at high call rates")
     shm_mb: int = Field(256, ge=64, le=65536, description="Kamailio shared memory (-m), in MiB: "
