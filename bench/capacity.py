@@ -44,6 +44,7 @@ from unittest import mock
 
 from redis.asyncio import Redis
 
+from bench.harness import machine_jiffies, sipp_counts
 from ivr.core.config import WorkerSettings
 from tests import ports
 from tests.e2e import conftest as e2e
@@ -55,20 +56,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 CORES = os.cpu_count() or 1
 RECV_TIMEOUT_MS = 10_000  # a caller not answered (or not given its BYE's 200) within 10 s is a failed call
 DTMF_AT_MS = 300
+SCREEN_COUNTS = ("successful", "failed", "sipp_peak_calls")  # what a level reports of sipp's screen
 
 
 # --- parsing sipp's output (pure; tests/unit/test_bench_capacity.py) ------------------------------
-
-def sipp_counts(screen: str) -> dict[str, int]:
-    """Cumulative successful / failed calls and the peak of concurrent calls from sipp's screen
-    (the last screen printed wins; -1 when sipp printed none, e.g. killed at start)."""
-    def last(pattern: str) -> int:
-        found = re.findall(pattern, screen)
-        return int(found[-1]) if found else -1
-    return {"successful": last(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)"),
-            "failed": last(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)"),
-            "sipp_peak_calls": last(r"Peak was (\d+) calls")}
-
 
 def parse_rtt_csv(text: str) -> list[tuple[float, float]]:
     """sipp's ``-trace_rtt`` file (``Date_ms;response_time_ms;rtd_no``, one row per call with
@@ -123,12 +114,6 @@ def default_levels(capacity: int, step: int = 100) -> list[int]:
 
 
 # --- measuring processes ------------------------------------------------------------------------
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine since boot (idle and iowait are not busy)."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(parts) - parts[3] - parts[4], sum(parts)
-
 
 def _cmdline(pid: int) -> str:
     try:
@@ -299,7 +284,7 @@ async def hold_level(target: Target, work: Path, calls: int, plan: Plan) -> dict
     rows = read_rtt(work, tag)
     latencies = [rtt for _, rtt in rows]
     target.samples.setdefault("capacity", []).extend(latencies)
-    counts = sipp_counts(res.output)
+    counts = sipp_counts(res.output, SCREEN_COUNTS)
     unfinished = max(0, calls - max(0, counts["successful"]) - max(0, counts["failed"]))
     return {"calls": calls, "fill_rate_cps": plan.fill_rate, "talk_ms": talk_ms,
             **({"peak_concurrent_redis": peak[0]} if target.redis is not None else {}),
@@ -355,7 +340,7 @@ async def rate_level(target: Target, work: Path, rate: int, seconds: int) -> dic
     rows = read_rtt(work, tag)
     latencies = [rtt for _, rtt in rows]
     target.samples.setdefault("setup", []).extend(latencies)
-    counts = sipp_counts(res.output)
+    counts = sipp_counts(res.output, SCREEN_COUNTS)
     unfinished = max(0, calls - max(0, counts["successful"]) - max(0, counts["failed"]))
     return {"rate_cps": rate, "calls": calls, **counts, "unfinished": unfinished,
             "achieved_cps": achieved_rate(rows), "seconds": round(time.monotonic() - t0, 1),

@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -52,6 +51,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import newest_result, sipp_counts  # noqa: E402
 from ivr.queues.outbox import Outbox  # noqa: E402
 from ivr.queues.store import stream_event  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
@@ -335,17 +335,6 @@ async def before(rig: Rig) -> Before:
     return Before(await rig.call_ids(), await rig.last_event_id(), await rig.redis_call(dead))
 
 
-def sipp_counts(res: SippResult) -> dict[str, int]:
-    """Placed, successful and failed calls from sipp's last screen, and the 503s it received."""
-    def last(pattern: str) -> int:
-        found = re.findall(pattern, res.output, re.M)
-        return int(found[-1]) if found else 0
-    return {"placed": last(r"Outgoing calls created\s*\|\s*\d+\s*\|\s*(\d+)"),
-            "successful": last(r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)"),
-            "failed": last(r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)"),
-            "refused_503": last(r"^\s*503 <-+\s+(\d+)")}
-
-
 async def settle(rig: Rig, b: Before, timeout: float) -> dict[str, Any]:
     """Wait until every call since ``b`` has ended and the webhook backlog is empty (bounded)."""
     deadline = time.monotonic() + timeout
@@ -390,7 +379,7 @@ async def account(rig: Rig, b: Before, traffic: list[SippResult], *, expected_lo
     evs = await rig.redis_call(events)
     dead_now = await rig.redis_call(dead)
 
-    sipp = [sipp_counts(r) for r in traffic]
+    sipp = [sipp_counts(r.output, ("placed", "successful", "failed", "refused_503"), missing=0) for r in traffic]
     placed = sum(s["placed"] for s in sipp)
     failed = sum(s["failed"] for s in sipp)
     refused = sum(s["refused_503"] for s in sipp)
@@ -700,13 +689,15 @@ async def faults_bench(scale: Scale = BENCH, names: tuple[str, ...] = SCENARIOS,
 
 def measured_setup_rate() -> float | None:
     """The highest call rate with zero failures of the newest ``make bench`` run (bench/capacity.py)."""
-    for path in sorted((ROOT / "bench" / "results").glob("20*.json"), reverse=True):
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            rate = json.loads(path.read_text())["ours"]["setup_rate"]["max_rate_zero_failures_cps"]
-            if rate:
-                print(f"rated call rate {rate} calls/s from {path.name}", flush=True)
-                return float(rate)
-    return None
+    def rate(data: dict[str, Any]) -> float | None:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            return float(data["ours"]["setup_rate"]["max_rate_zero_failures_cps"])
+        return None
+    found = newest_result(rate)
+    if found is None:
+        return None
+    print(f"rated call rate {found[0]} calls/s from {found[1].name}", flush=True)
+    return found[0]
 
 
 async def main() -> None:

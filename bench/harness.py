@@ -1,21 +1,67 @@
-"""What every benchmark shares: a private redis-server, and where a run on its own writes its
-figures (``bench/results/<name>-<date>.json``)."""
+"""What every benchmark shares: a private redis-server, where a run on its own writes its figures
+(``bench/results/<name>-<date>.json``) and how a later one finds them, sipp's screen counters and
+the machine's CPU jiffies."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.conftest import wait_port
 from tests.ports import free_udp_tcp_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{6})")
+T = TypeVar("T")
+
+#: sipp's screen counters: the cumulative column of its statistics, the peak of calls up at once,
+#: and how many 503 replies a scenario that expects them received (its message table)
+SIPP_SCREEN = {
+    "placed": r"Outgoing calls created\s*\|\s*\d+\s*\|\s*(\d+)",
+    "successful": r"Successful call\s*\|\s*\d+\s*\|\s*(\d+)",
+    "failed": r"Failed call\s*\|\s*\d+\s*\|\s*(\d+)",
+    "sipp_peak_calls": r"Peak was (\d+) calls",
+    "refused_503": r"^\s*503 <-+\s+(\d+)",
+}
+
+
+def sipp_counts(screen: str, names: Sequence[str] = ("successful", "failed"), *, missing: int = -1) -> dict[str, int]:
+    """The ``names`` counters (keys of :data:`SIPP_SCREEN`) from sipp's output: the last screen
+    printed wins; ``missing`` when sipp printed none (e.g. killed at start)."""
+    def last(pattern: str) -> int:
+        found = re.findall(pattern, screen, re.M)
+        return int(found[-1]) if found else missing
+    return {name: last(SIPP_SCREEN[name]) for name in names}
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot (idle and iowait are not busy)."""
+    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return sum(parts) - parts[3] - parts[4], sum(parts)
+
+
+def newest_result(extract: Callable[[dict[str, Any]], T | None],
+                  results: Path = RESULTS) -> tuple[T, Path, dict[str, Any]] | None:
+    """``(value, file, data)`` of the newest results file (by the date in its name) for which
+    ``extract(data)`` gives a value; files that are not a JSON object are skipped."""
+    files = sorted(results.glob("*.json"), key=lambda f: (m.group(1) if (m := DATE_IN_NAME.search(f.name))
+                                                          else "", f.name), reverse=True)
+    for f in files:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue
+        value = extract(data) if isinstance(data, dict) else None
+        if value:
+            return value, f, data
+    return None
 
 
 def latency_plots(result: Any, stem: str, where: str = "") -> list[str]:

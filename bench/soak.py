@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import os
 import re
@@ -45,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from bench import plots  # noqa: E402
-from bench.harness import RESULTS, save  # noqa: E402
+from bench.harness import RESULTS, machine_jiffies, newest_result, save, sipp_counts  # noqa: E402
 from ivr.core.config import RoutingSettings  # noqa: E402
 from ivr.queues.keys import Keys  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
@@ -130,12 +129,6 @@ def memory_by_role(procs: list[tuple[int, str]]) -> dict[str, dict[str, float]]:
     return {m: {role: round(v / 1024, 1) for role, v in sorted(by.items())} for m, by in kb.items()}
 
 
-def cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine from /proc/stat."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(parts) - parts[3] - parts[4], sum(parts)
-
-
 # ---------------------------------------------------------------------------------------- redis keys
 
 ID_LIKE = re.compile(r"\d|^[0-9a-f-]{16,}$")
@@ -217,13 +210,13 @@ class Sampler:
     t0: float = field(default_factory=time.monotonic)
     samples: list[dict[str, Any]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
-    _cpu: tuple[int, int] = field(default_factory=cpu_jiffies)
+    _cpu: tuple[int, int] = field(default_factory=machine_jiffies)
 
     async def sample(self) -> dict[str, Any]:
         procs = await asyncio.to_thread(stack_processes, str(self.h.workdir), self.h.redis_port)
         mem = memory_by_role(procs)
         rss = mem["rss"]
-        busy, total = cpu_jiffies()
+        busy, total = machine_jiffies()
         cpu = 100 * (busy - self._cpu[0]) / max(1, total - self._cpu[1])
         self._cpu = (busy, total)
         c = await census(self.redis, self.keys.prefix)
@@ -344,14 +337,6 @@ def per_call_keys(new_keys: dict[str, int]) -> dict[str, int]:
     multiply with calls. A fixed name (``ivr:queues``, ``ivr:events``, made by the first call that
     queues or logs an event) exists once whatever the number of calls, so it is no leak."""
     return {p: n for p, n in new_keys.items() if "*" in p}
-
-
-def sipp_counts(screen: str) -> dict[str, int]:
-    """Successful and failed calls from sipp's final screen (-1 when absent)."""
-    def last(name: str) -> int:
-        found = re.findall(rf"{name}\s*\|\s*\d+\s*\|\s*(\d+)", screen)
-        return int(found[-1]) if found else -1
-    return {"successful": last("Successful call"), "failed": last("Failed call")}
 
 
 def plan(concurrent: int, minutes: float, hold_ms: int) -> dict[str, Any]:
@@ -503,9 +488,6 @@ def draw(samples: list[dict[str, Any]], out_dir: Path, traffic_end: float) -> li
 
 # ---------------------------------------------------------------------------------------- standalone
 
-DATE_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{6})")
-
-
 def capacity_of(data: dict[str, Any]) -> int | None:
     """The measured concurrent-call capacity in one results file: ``max_concurrent_zero_failures`` of
     the hotline's capacity section as bench/run.py writes it (``ours.capacity``), of an older
@@ -523,18 +505,12 @@ def capacity_of(data: dict[str, Any]) -> int | None:
 
 def latest_capacity(results: Path = RESULTS) -> tuple[int, Path, int | None] | None:
     """(capacity, file, workers) from the newest results file (by the date in its name) that has one."""
-    files = sorted(results.glob("*.json"), key=lambda f: (m.group(1) if (m := DATE_IN_NAME.search(f.name))
-                                                          else "", f.name), reverse=True)
-    for f in files:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue
-        cap = capacity_of(data) if isinstance(data, dict) else None
-        if cap:
-            workers = data.get("workers")
-            return cap, f, workers if isinstance(workers, int) else None
-    return None
+    found = newest_result(capacity_of, results)
+    if found is None:
+        return None
+    cap, path, data = found
+    workers = data.get("workers")
+    return cap, path, workers if isinstance(workers, int) else None
 
 
 async def main() -> None:

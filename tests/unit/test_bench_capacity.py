@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from bench.capacity import (
+    SCREEN_COUNTS,
     achieved_rate,
     default_levels,
     latency_summary,
     parse_rtt_csv,
     percentile,
     ratio,
-    sipp_counts,
     sliding_port_range,
 )
+from bench.harness import sipp_counts
 from tests import ports
 
 DATA = Path(__file__).parent / "data" / "bench_capacity"
@@ -27,17 +28,21 @@ def text(name: str) -> str:
     return (DATA / name).read_text()
 
 
+def screen_counts(name: str) -> dict[str, int]:
+    return sipp_counts(text(name), SCREEN_COUNTS)
+
+
 def test_screen_counts_of_a_clean_run() -> None:
-    assert sipp_counts(text("sipp_ours_screen.txt")) == {"successful": 10, "failed": 0, "sipp_peak_calls": 10}
-    assert sipp_counts(text("sipp_reference_screen.txt")) == {"successful": 6, "failed": 0, "sipp_peak_calls": 6}
+    assert screen_counts("sipp_ours_screen.txt") == {"successful": 10, "failed": 0, "sipp_peak_calls": 10}
+    assert screen_counts("sipp_reference_screen.txt") == {"successful": 6, "failed": 0, "sipp_peak_calls": 6}
 
 
 def test_screen_counts_of_calls_nobody_answered() -> None:
-    assert sipp_counts(text("sipp_failed_screen.txt")) == {"successful": 0, "failed": 3, "sipp_peak_calls": 3}
+    assert screen_counts("sipp_failed_screen.txt") == {"successful": 0, "failed": 3, "sipp_peak_calls": 3}
 
 
 def test_screen_counts_without_a_screen() -> None:
-    assert sipp_counts("") == {"successful": -1, "failed": -1, "sipp_peak_calls": -1}
+    assert sipp_counts("", SCREEN_COUNTS) == {"successful": -1, "failed": -1, "sipp_peak_calls": -1}
 
 
 def test_rtt_csv_rows() -> None:
