@@ -12,8 +12,8 @@ run: install
 	$(BIN)/ivr run
 
 test: install
-	$(BIN)/ruff check ivr tests
-	$(BIN)/mypy ivr
+	$(BIN)/ruff check ivr tests bench
+	$(BIN)/mypy ivr bench
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 install: system $(STAMP)
@@ -28,8 +28,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: install
-	$(BIN)/ruff check ivr tests
-	$(BIN)/mypy ivr
+	$(BIN)/ruff check ivr tests bench
+	$(BIN)/mypy ivr bench
 
 bench: install $(BENCH_STAMP)  # every section, then the faults, then the 30-minute soak (about 60 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

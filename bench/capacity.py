@@ -44,7 +44,8 @@ from unittest import mock
 
 from redis.asyncio import Redis
 
-from bench.harness import machine_jiffies, sipp_counts
+from bench.harness import sipp_counts
+from bench.procfs import cpu_ticks, descendants, machine_jiffies, pids_matching, pss_mb, rss_mb
 from ivr.core.config import WorkerSettings
 from tests import ports
 from tests.e2e import conftest as e2e
@@ -114,76 +115,6 @@ def default_levels(capacity: int, step: int = 100) -> list[int]:
 
 
 # --- measuring processes ------------------------------------------------------------------------
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _all_pids() -> list[int]:
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _parent(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
-def pids_matching(needle: str, *, also: str | None = None) -> list[int]:
-    """Processes (not this one) whose command line contains ``needle`` (and ``also`` if given)."""
-    me = os.getpid()
-    return [p for p in _all_pids() if p != me and needle in (cmd := _cmdline(p)) and (also is None or also in cmd)]
-
-
-def descendants(root: int) -> list[int]:
-    """``root`` and every process below it (redis-server renames its command line, so the hotline's
-    processes are found by ancestry as well as by the workdir in their command line)."""
-    children: dict[int, list[int]] = {}
-    for pid in _all_pids():
-        children.setdefault(_parent(pid), []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime (clock ticks) of these processes."""
-    total = 0
-    for pid in pids:
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total
-
-
-def rss_mb(pids: list[int]) -> float:
-    """Sum of the processes' RSS (shared pages, e.g. pjsua2's libraries, counted in each)."""
-    return _memory_mb(pids, "status", "VmRSS:")
-
-
-def pss_mb(pids: list[int]) -> float:
-    """Sum of the processes' PSS (shared pages split between their users): what they really take."""
-    return _memory_mb(pids, "smaps_rollup", "Pss:")
-
-
-def _memory_mb(pids: list[int], file: str, key: str) -> float:
-    total_kb = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
-                if line.startswith(key):
-                    total_kb += int(line.split()[1])
-                    break
-    return round(total_kb / 1024, 1)
-
 
 @dataclass
 class Snapshot:

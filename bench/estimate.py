@@ -211,12 +211,12 @@ async def simulate(url: str, seed: int = 1) -> dict[str, object]:
             for (lo, hi), name in zip(BUCKETS, by_pos, strict=True):
                 if lo <= pos <= hi:
                     by_pos[name].append(pair)
-    callers = list(day.callers.values())
+    everyone = list(day.callers.values())
     return {
         "scale": SCALE, "agents": AGENTS, "talk_s": TALK_S, "wrapup_s": WRAPUP_S, "patience_s": PATIENCE_S,
         "profile": [{"seconds": s, "load": load} for s, load in PROFILE], "away": {"at_s": AWAY[0], "for_s": AWAY[1]},
-        "callers": len(callers), "answered": sum(c.offered_at is not None for c in callers),
-        "abandoned": sum(c.abandoned for c in callers),
+        "callers": len(everyone), "answered": sum(c.offered_at is not None for c in everyone),
+        "abandoned": sum(c.abandoned for c in everyone),
         "waited": len(waits), "mean_wait_s": round(statistics.fmean(waits), 2) if waits else 0,
         "max_wait_s": round(max(waits), 2) if waits else 0,
         **{k: figures(v) for k, v in samples.items()},

@@ -1,6 +1,5 @@
 """What every benchmark shares: a private redis-server, where a run on its own writes its figures
-(``bench/results/<name>-<date>.json``) and how a later one finds them, sipp's screen counters and
-the machine's CPU jiffies."""
+(``bench/results/<name>-<date>.json``) and how a later one finds them, and sipp's screen counters."""
 
 from __future__ import annotations
 
@@ -39,12 +38,6 @@ def sipp_counts(screen: str, names: Sequence[str] = ("successful", "failed"), *,
         found = re.findall(pattern, screen, re.M)
         return int(found[-1]) if found else missing
     return {name: last(SIPP_SCREEN[name]) for name in names}
-
-
-def machine_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of the whole machine since boot (idle and iowait are not busy)."""
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(parts) - parts[3] - parts[4], sum(parts)
 
 
 def newest_result(extract: Callable[[dict[str, Any]], T | None],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from bench.harness import private_redis, save  # noqa: E402
+from bench.procfs import cpu_seconds, rss_mb  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
 from tests.conftest import wait_port  # noqa: E402
@@ -53,17 +53,6 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
     return {"n": len(s), "p50": pct(0.50), "p95": pct(0.95), "p99": pct(0.99), "max": round(s[-1], 2),
             "mean": round(statistics.fmean(s), 2)}
-
-
-def proc_stats(pid: int) -> tuple[float, float]:
-    """(CPU seconds, RSS MB) of a process."""
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
-    rss = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-    return cpu, rss
 
 
 class Desk:
@@ -105,7 +94,7 @@ async def drive(url: str, redis_url: str, api_pid: int, agents: int, calls: int,
                 await store.end_call(cid, reason="bench", wrapup_s=0, ttl_s=60)
 
         fin = asyncio.create_task(finisher())
-        cpu0, _ = proc_stats(api_pid)
+        cpu0 = cpu_seconds(api_pid)
         t0 = time.monotonic()
         offered: list[str] = []
         for i in range(calls):
@@ -125,7 +114,7 @@ async def drive(url: str, redis_url: str, api_pid: int, agents: int, calls: int,
                 break
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - t0
-        cpu1, rss = proc_stats(api_pid)
+        cpu1, rss = cpu_seconds(api_pid), rss_mb([api_pid])
         fin.cancel()
         for t in tasks:
             t.cancel()

@@ -37,13 +37,13 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from bench.harness import private_redis, save  # noqa: E402
-from ivr.core.config import EscalationStep, QueueSettings  # noqa: E402
+from ivr.core.config import EscalationStep, QueueSettings, Strategy  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.routing import Requirement, Route, resolve_route  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
 
 AGENTS, SKILLS, WAITING = 1000, 50, 5000
-STRATEGIES = ("longest_idle", "best_proficiency", "round_robin")
+STRATEGIES: tuple[Strategy, ...] = ("longest_idle", "best_proficiency", "round_robin")
 T = TypeVar("T")
 
 
@@ -210,7 +210,7 @@ async def bench(url: str) -> dict[str, object]:
         await store.call_start(cid, "w0", ani="1", dnis="2", hotline="h", language="ko", plan_version="v")
         strategy = STRATEGIES[i % 3]
         r = Route((Requirement(tuple(rnd.sample(skills, rnd.choice((1, 2)))), rnd.randint(1, 3)),),
-                  rnd.choice(("", "ko", "en")), strategy)  # type: ignore[arg-type]
+                  rnd.choice(("", "ko", "en")), strategy)
         offer = await timed(idle[strategy], store.enqueue(cid, queue=f"q{r.primary_skill}", skill=r.primary_skill,
                                                           priority=0, journey={}, route=r))
         if offer is not None:

@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from redis.asyncio import Redis  # noqa: E402
 
 from bench import plots  # noqa: E402
-from bench.harness import RESULTS, machine_jiffies, newest_result, save, sipp_counts  # noqa: E402
+from bench.harness import RESULTS, newest_result, save, sipp_counts  # noqa: E402
+from bench.procfs import all_pids, cmdline, machine_jiffies, status_kb  # noqa: E402
 from ivr.core.config import RoutingSettings  # noqa: E402
 from ivr.queues.keys import Keys  # noqa: E402
 from tests.e2e.conftest import Hotline  # noqa: E402
@@ -82,38 +83,18 @@ def stack_processes(workdir: str, redis_port: int) -> list[tuple[int, str]]:
     """(pid, command line) of every process of the hotline: its command line names the hotline's
     work directory, or it is the redis-server on the hotline's port (whose title does not)."""
     out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            continue
+    for pid in all_pids():
+        cmd = cmdline(pid)
         is_redis = cmd.startswith("redis-server") and cmd.endswith(f":{redis_port}")
         if workdir in cmd or is_redis:
-            out.append((int(entry.name), cmd))
+            out.append((pid, cmd))
     return out
 
 
+#: the memory measures of a role: VmRSS and two of its parts, RssAnon (heap and stacks: where a
+#: leak shows) and RssShmem (shared memory: Kamailio's pool, whose pages count in the VmRSS of
+#: every child that touched them, so the edge's VmRSS climbs as its children touch more of the pool)
 MEASURES = {"rss": "VmRSS", "anon": "RssAnon", "shmem": "RssShmem"}
-
-
-def proc_memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS of ``pid`` in kB and two of its parts: RssAnon (heap and stacks: where a leak shows)
-    and RssShmem (shared memory: Kamailio's pool, whose pages count in the VmRSS of every child
-    that touched them, so the edge's VmRSS climbs as its children touch more of the pool).
-    Zeros once the process is gone."""
-    out = dict.fromkeys(MEASURES, 0)
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        name, _, rest = line.partition(":")
-        for measure, field_name in MEASURES.items():
-            if name == field_name:
-                out[measure] = int(rest.split()[0])
-    return out
 
 
 def memory_by_role(procs: list[tuple[int, str]]) -> dict[str, dict[str, float]]:
@@ -124,8 +105,9 @@ def memory_by_role(procs: list[tuple[int, str]]) -> dict[str, dict[str, float]]:
         role = classify(cmd)
         if role is None:
             continue
-        for measure, v in proc_memory_kb(pid).items():
-            kb[measure][role] = kb[measure].get(role, 0) + v
+        found = status_kb(pid, list(MEASURES.values()))
+        for measure, name in MEASURES.items():
+            kb[measure][role] = kb[measure].get(role, 0) + found[name]
     return {m: {role: round(v / 1024, 1) for role, v in sorted(by.items())} for m, by in kb.items()}
 
 

@@ -44,6 +44,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.procfs import cpu_seconds, machine_jiffies, rss_mb  # noqa: E402
 from ivr.speech.client import SpeechClient  # noqa: E402
 
 RATE = 8000
@@ -59,7 +60,6 @@ SLICE_MS = 100  # what the service hands Vosk per call (ivr.speech.server.SLICE_
 #: Phrases the model recognises reliably from espeak-ng's Korean voice (see tests/service/test_speech.py).
 PHRASES = ["요금 문의", "상담원 연결", "해지", "환불", "안내"]
 GRAMMAR = PHRASES
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def synth(text: str) -> bytes:
@@ -133,23 +133,6 @@ async def recognise_one(client: SpeechClient, utt: Utterance) -> Outcome:
     return Outcome(utt.phrase, latency, result.phrase, result.confidence, result.reason)
 
 
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def machine_busy() -> tuple[int, int]:
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    return sum(parts) - parts[3] - parts[4], sum(parts)
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
@@ -221,7 +204,7 @@ async def run_level(client: SpeechClient, pid: int, port: int, utterances: list[
     async def watch_rss() -> None:
         async with aiohttp.ClientSession() as http:
             while not stop_rss.is_set():
-                level.rss_mb_max = max(level.rss_mb_max, proc_rss_mb(pid))
+                level.rss_mb_max = max(level.rss_mb_max, rss_mb([pid]))
                 async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
                     level.sessions.append(int((await resp.json())["sessions"]))
                 try:
@@ -230,13 +213,13 @@ async def run_level(client: SpeechClient, pid: int, port: int, utterances: list[
                     pass
 
     watcher = asyncio.create_task(watch_rss())
-    cpu0, (busy0, total0), t0 = proc_cpu_s(pid), machine_busy(), time.monotonic()
-    own0 = proc_cpu_s(os.getpid())
+    cpu0, (busy0, total0), t0 = cpu_seconds(pid), machine_jiffies(), time.monotonic()
+    own0 = cpu_seconds(os.getpid())
     await asyncio.gather(*(caller(i) for i in range(streams)))
     level.seconds = time.monotonic() - t0
-    level.cpu_cores = (proc_cpu_s(pid) - cpu0) / level.seconds
-    level.client_cpu_cores = (proc_cpu_s(os.getpid()) - own0) / level.seconds
-    busy1, total1 = machine_busy()
+    level.cpu_cores = (cpu_seconds(pid) - cpu0) / level.seconds
+    level.client_cpu_cores = (cpu_seconds(os.getpid()) - own0) / level.seconds
+    busy1, total1 = machine_jiffies()
     level.machine_busy_pct = 100 * (busy1 - busy0) / max(1, total1 - total0)
     stop_rss.set()
     await watcher
@@ -314,7 +297,7 @@ async def speech_bench(threads: int = 2, max_streams: int = 128, samples: int = 
     levels: list[dict[str, Any]] = []
     try:
         result["model_load_s"] = round(await wait_healthy(port, proc), 1)
-        result["speech_rss_mb_idle_model_loaded"] = proc_rss_mb(proc.pid)
+        result["speech_rss_mb_idle_model_loaded"] = rss_mb([proc.pid])
         async with SpeechClient("127.0.0.1", port) as client:
             await recognise_one(client, utterances[0])  # warm-up, not counted
             streams = 1
