@@ -108,9 +108,10 @@ class EdgeSettings(BaseModel):
                                                "edge.host and its listen sockets; anything else gets 403")
     retry_after_s: int = Field(5, description="Retry-After of the edge's own 503 replies")
     failover_limit: int = Field(
-        16, ge=1, le=64, description="workers one new call may try (the least-loaded one, then the next "
-        "ones on 486/503/timeout); every try is a branch of the call's transaction in Kamailio's shared "
-        "memory, so keeping the whole pool as branches runs the edge out of memory at high call rates")
+        16, ge=1, le=31, description="workers one new call may try (the least-loaded active one, then "
+        "again the least-loaded active one on 486/503/timeout, a full or dead worker being rested until "
+        "its next probe); every try is a branch of the call's transaction in Kamailio's shared memory, "
+        "31 at most")
     shm_mb: int = Field(256, ge=64, le=65536, description="Kamailio shared memory (-m), in MiB: "
                         "transactions, dialog load, dispatcher and htables of every process")
     pkg_mb: int = Field(16, ge=8, le=1024, description="Kamailio private memory per process (-M), in MiB")

@@ -318,7 +318,7 @@ class Edge:
             "DS_PING_INTERVAL": str(edge.probe_interval_s),
             "CTL_SOCKET": '"unix:kamailio_ctl"',  # relative to the working dir (-w): no 108-byte limit
             "WORKERS_SET": str(WORKERS_SET),
-            "DS_FAILOVER_LIMIT": f'"{edge.failover_limit}"',
+            "DS_FAILOVER_LIMIT": str(edge.failover_limit),
             "RETRY_AFTER_HDR": f'"Retry-After: {retry_after}\\r\\n"',
             "DB_URL": f'"text://{self.db_dir}"',
             "DRAINING_SHV": f'"draining=i:{int(self._draining)}"',

@@ -264,6 +264,60 @@ async def test_a_call_tries_at_most_failover_limit_workers(
     assert sorted(b.received("INVITE") for b in busy) == [0, 1, 1], "exactly two workers must be tried"
 
 
+async def test_a_call_may_try_more_workers_than_kamailios_default_branch_limit(
+        tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
+    """Kamailio allows 12 branches per transaction unless told otherwise, and every worker tried is
+    one: with the default failover_limit (16), 14 full workers are all tried before the 503. No probe
+    falls inside the test (interval 30 s), so a worker once marked full is not tried again."""
+    busy = [await sipp_servers("edge_uas_busy.xml", f"busy{i}") for i in range(14)]
+    edge = await start_edge(make_settings(tmp_path, probe_interval_s=30), [b.address for b in busy])
+
+    result = await run_sipp(scenario("edge_uac_503.xml"), edge.address, workdir=tmp_path / "sipp", calls=1)
+    for b in busy:
+        await b.stop()
+
+    assert result.ok, result.describe()
+    assert [b.received("INVITE") for b in busy] == [1] * 14
+
+
+async def test_failover_picks_the_least_loaded_worker_not_the_next_in_the_list(
+        tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
+    """Neighbours in the dispatcher list took their calls one after the other, so they are full
+    together: a call refused by a full worker goes to the least-loaded active worker instead.
+    Kamailio keeps the list in the reverse of the file's order and breaks ties of load in that order,
+    so with [idle, loaded, busy] the busy worker is picked first and `loaded` is its next."""
+    idle = await sipp_servers("edge_uas.xml", "idle")
+    loaded = await sipp_servers("edge_uas.xml", "loaded")
+    busy = await sipp_servers("edge_uas_busy.xml", "busy")
+    edge = await start_edge(make_settings(tmp_path), [idle.address, loaded.address, busy.address])
+    sipp_dir = tmp_path / "sipp"
+    busy_uri = f"sip:{LOOPBACK}:{busy.port}"
+
+    # a held call: the busy worker refuses it (and rests), the next pick is `loaded`
+    held = asyncio.create_task(run_sipp(scenario("edge_uac_hold.xml"), edge.address, workdir=sipp_dir,
+                                        tag="held", extra=["-d", "8000"]))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while loaded.received("ACK") < 1:
+        assert loop.time() < deadline and not held.done(), "the held call was not answered by `loaded`"
+        await asyncio.sleep(0.1)
+    # the busy worker's next probe makes it active again: it is again the first pick (load 0)
+    while not (await dispatcher_flags(edge)).get(busy_uri, "").startswith("A"):
+        assert loop.time() < deadline, await dispatcher_flags(edge)
+        await asyncio.sleep(0.1)
+
+    result = await run_sipp(scenario("edge_uac.xml"), edge.address, workdir=sipp_dir, tag="second")
+    first = await held
+    for server in (idle, loaded, busy):
+        await server.stop()
+
+    assert first.ok, first.describe()
+    assert result.ok, result.describe()
+    assert busy.received("INVITE") == 2, "the busy worker was not the first pick of both calls"
+    assert loaded.received("INVITE") == 1, "the refused call went to the next worker in the list"
+    assert idle.received("INVITE") == 1
+
+
 async def test_kamailio_gets_the_configured_memory(tmp_path: Path, start_edge: EdgeFactory) -> None:
     edge = await start_edge(make_settings(tmp_path, shm_mb=96, pkg_mb=12))
     shm = await edge.rpc("core.shmmem")
