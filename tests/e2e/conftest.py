@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import pytest
@@ -53,6 +53,7 @@ class Hotline:
         self.var = self.workdir / "var"
         self.log_path = self.workdir / "hotline.log"
         self.tokens = {"agent1": "agent1-test-token", "super1": "super1-test-token"}
+        self._log: BinaryIO | None = None  # opened by start(): a stop() before it (a rig whose start failed) is fine
 
     @property
     def api(self) -> str:
@@ -115,7 +116,8 @@ class Hotline:
             self.proc.wait()
         # Safety net: nothing started for this hotline may outlive the test.
         kill_matching(str(self.workdir))
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
         return code
 
     def log_tail(self, n: int = 60) -> str:
