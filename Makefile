@@ -1,44 +1,71 @@
 # One-command set-up: `make run` starts the hotline, `make test` runs the whole suite.
-# Both install what is missing first (Debian packages, then a virtualenv with the package).
+# Both install what is missing first: Debian packages (deploy/install-system.sh), then a virtualenv
+# with exactly the packages of the hash-pinned lock (requirements.lock), installed by a pinned uv.
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+TOOLS  := .venv-tools
+UV     := $(TOOLS)/bin/uv
 STAMP  := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
+LOCK   := requirements.lock
+# Bytecode is compiled at install, as pip does: pydub 0.25.1 has escape sequences that Python 3.11
+# warns about when it compiles them, and pytest treats warnings as errors.
+# uv: never fetch a Python of its own, copy files (the cache may sit on another file system).
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
+export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system venv lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults clean prompts
 
 run: install
 	$(BIN)/ivr run
 
 test: install
-	$(BIN)/ruff check ivr tests bench
-	$(BIN)/mypy ivr bench
+	$(BIN)/ruff check ivr tests bench deploy/python
+	$(BIN)/mypy ivr bench deploy/python
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
-install: system $(STAMP)
+install: system lockcheck $(STAMP)
 
 system:
 	@bash deploy/install-system.sh
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+# pyproject.toml and requirements.lock must agree before anything is installed from the lock.
+lockcheck:
+	@$(PYTHON) deploy/python/lock.py --check
+
+# uv itself, pinned with hashes and installed by pip, in a virtualenv of its own.
+$(UV): deploy/python/uv.txt
+	rm -rf $(TOOLS)
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --require-hashes --no-deps -r deploy/python/uv.txt
+	@$(UV) --version
+
+# The hotline's virtualenv holds exactly the lock (sync removes anything else), then the project
+# itself, editable, built with the locked setuptools (no build isolation, so nothing unpinned).
+$(STAMP): $(LOCK) pyproject.toml $(UV)
+	test -x $(BIN)/python || $(UV) venv -q --python $(PYTHON) $(VENV)
+	$(UV) pip sync -q --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
+	$(UV) pip install -q --compile-bytecode --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-lint: install
-	$(BIN)/ruff check ivr tests bench
-	$(BIN)/mypy ivr bench
+# A deliberate refresh: re-resolve every lock to the newest versions within pyproject.toml's ranges.
+# Then run `make test` on it and commit pyproject.toml and the locks together.
+lock: $(UV)
+	$(PYTHON) deploy/python/lock.py --uv $(UV)
 
-bench: install $(BENCH_STAMP)  # every section, then the faults, then the 30-minute soak (about 60 min)
+# Known vulnerabilities of the locked packages (the index's advisory data); not part of `make test`.
+audit: lockcheck $(UV)
+	$(TOOLS)/bin/python deploy/python/audit.py $(AUDIT_ARGS)
+
+lint: install
+	$(BIN)/ruff check ivr tests bench deploy/python
+	$(BIN)/mypy ivr bench deploy/python
+
+bench: install  # every section, then the faults, then the 30-minute soak (about 60 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/soak.py
-
-$(BENCH_STAMP): pyproject.toml $(STAMP)  # the bench extra (matplotlib, for the PNG charts)
-	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $(BENCH_STAMP)
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py

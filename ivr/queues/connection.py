@@ -42,7 +42,7 @@ def connect(settings: RedisSettings) -> Redis:
         sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         if settings.sentinel_password:
             sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
-        sentinel = Sentinel(settings.sentinel_addresses(), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(settings.sentinel_addresses(), sentinel_kwargs=sentinel_kwargs)
         client: Redis = sentinel.master_for(settings.sentinel_master, redis_class=Redis, password=password,
                                             max_connections=settings.max_connections, **_options())
         return client
