@@ -14,14 +14,6 @@ class AgentState(StrEnum):
     BREAK = "break"
 
 
-class CallState(StrEnum):
-    IVR = "ivr"
-    QUEUED = "queued"
-    OFFERED = "offered"
-    CONNECTED = "connected"
-    ENDED = "ended"
-
-
 class EventType(StrEnum):
     """Types on the deployment's event stream (``Keys.events``)."""
 
@@ -48,6 +40,7 @@ class EventType(StrEnum):
     CALLBACK_RETRY = "callback.retry"          # not reached (no answer, busy, no key...): tried again later
     CALLBACK_FAILED = "callback.failed"        # given up after the last retry
     CALL_RESUMED = "call.resumed"              # a redial took back the caller's earlier place (abandon or callback)
+    WORKER_LOST = "worker.lost"                # a worker died: its calls were recorded lost (calls = how many)
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -1,7 +1,7 @@
 """Every Redis key the product uses, named in one place.
 
-The Lua scripts in ``lua/`` build the same names from the prefix (see ``prelude.lua``); a unit test
-checks the two agree.
+The Lua scripts build the same names from the prefix with ``k(...)`` (``lua/lib/prelude.lua``);
+``tests/unit/test_keys_lua.py`` checks that every key a script builds has the shape of one named here.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Keys:
     @property
     def callbacks_due(self) -> str:
         """ZSET of callback ids (their call records) waiting for a retry, by when it is due (ms);
-        housekeeping puts them back in their queue at their place (see ``lua/callbacks.lua``)."""
+        housekeeping puts them back in their queue at their place (see ``lua/lib/callbacks.lua``)."""
         return self._k("callbacks", "due")
 
     def callback_by_ani(self, queue: str, ani: str) -> str:
@@ -199,7 +199,7 @@ class Keys:
         leave it to that one)."""
         return self._k("crm", "warming", digest)
 
-    # webhooks (ivr/queues/outbox.py, lua/outbox_*.lua)
+    # webhooks (ivr/queues/outbox.py, lua/scripts/outbox_*.lua)
     def webhook_delivery(self, delivery_id: str) -> str:
         """HASH of one delivery of one event to one endpoint (``<endpoint>.<event id>``): body, attempts,
         state (pending, dead), last error and status, times."""

@@ -13,7 +13,7 @@
   deliveries are at least once, receivers dedupe by event id.
 * Per endpoint, deliveries go in event order, at most ``max_in_flight`` at once.
 
-Everything that changes more than one key is one Lua script (``lua/outbox_*.lua``).
+Everything that changes more than one key is one Lua script (``lua/lib/outbox.lua`` + ``lua/scripts/outbox_*.lua``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
@@ -29,6 +28,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from ivr.queues.keys import Keys
+from ivr.queues.scripts import lua_source
 from ivr.queues.store import StreamEvent, stream_event
 
 #: The consumer group of the event stream that feeds the outbox.
@@ -68,10 +68,6 @@ class Idle:
     wait_s: float | None
 
 
-def _source(name: str) -> str:
-    return resources.files("ivr.queues").joinpath("lua", f"{name}.lua").read_text()
-
-
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -80,9 +76,9 @@ class Outbox:
     def __init__(self, redis: Redis, prefix: str = "ivr") -> None:
         self.redis = redis
         self.keys = Keys(prefix)
-        head = _source("outbox")
+        head = lua_source("lib", "outbox")
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(head + "\n" + _source(f"outbox_{name}"))
+            name: redis.register_script(head + "\n" + lua_source("scripts", f"outbox_{name}"))
             for name in ("fill", "claim", "done", "fail", "release", "replay")
         }
 

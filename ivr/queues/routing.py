@@ -8,7 +8,7 @@ queue, any proficiency, any language, longest idle first (so plans that name a q
 working). The dial plan's queue node may name the skills, the language and a minimum proficiency;
 what it names wins over the queue's settings (:func:`resolve_route`).
 
-**What Redis holds** (the scripts in ``lua/routing.lua``; key names in :mod:`ivr.queues.keys`):
+**What Redis holds** (the scripts in ``lua/lib/routing.lua``; key names in :mod:`ivr.queues.keys`):
 
 * a waiting caller's current requirement, on its call hash (``route``): the language ('' = any), the
   strategy, and one or more *alternatives*, each a set of skills and a minimum proficiency; an

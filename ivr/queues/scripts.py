@@ -1,9 +1,10 @@
 """The Lua scripts: each multi-key change is one script, run atomically by Redis.
 
-Each script is ``prelude.lua`` + ``routing.lua`` + its body; the prelude holds the shared helpers
-(agent state changes, offers, call ends, events) and ``routing.lua`` the skill routing (indexes,
-matching, escalation; see :mod:`ivr.queues.routing`) and ``callbacks.lua`` the callbacks and redial
-resume, so the rules live in one place.
+Each entry script (``lua/scripts/<name>.lua``) runs after the shared libraries of ``lua/lib/``, so
+the rules live in one place: ``call_state.lua`` the call state machine (the one setter of a call's
+state, see :mod:`ivr.core.call_states`), ``prelude.lua`` the shared helpers (agent state changes,
+offers, call ends, events), ``routing.lua`` the skill routing (indexes, matching, escalation; see
+:mod:`ivr.queues.routing`) and ``callbacks.lua`` the callbacks and redial resume.
 """
 
 from __future__ import annotations
@@ -46,19 +47,26 @@ NAMES = (
 )
 
 
-def _source(name: str) -> str:
-    return resources.files("ivr.queues").joinpath("lua", f"{name}.lua").read_text()
+#: The shared libraries every queue script runs after, in this order.
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks")
+
+
+def lua_source(folder: str, name: str) -> str:
+    """The text of ``lua/<folder>/<name>.lua`` (folder ``lib`` or ``scripts``)."""
+    return resources.files("ivr.queues").joinpath("lua", folder, f"{name}.lua").read_text()
+
+
+def script_source(name: str) -> str:
+    """The whole text Redis runs for queue script ``name``: the libraries, then its body."""
+    return "\n".join([*(lua_source("lib", lib) for lib in LIBRARIES), lua_source("scripts", name)])
 
 
 class Scripts:
     """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
 
     def __init__(self, redis: Redis, prefix: str, events_maxlen: int, stats_json: str) -> None:
-        prelude = _source("prelude") + "\n" + _source("routing") + "\n" + _source("callbacks")
         self._fixed = [prefix, str(events_maxlen), stats_json]
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(prelude + "\n" + _source(name)) for name in NAMES
-        }
+        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(script_source(name)) for name in NAMES}
 
     async def run(self, name: str, *args: Any) -> Any:
         return await self._scripts[name](keys=[], args=[*self._fixed, *(str(a) for a in args)])

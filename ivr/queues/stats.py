@@ -3,7 +3,7 @@
 **Counters.** Each queue has one Redis hash per interval (``Keys.queue_interval``; ``routing.stats_interval_s``
 long, aligned on the epoch, so quarter hours by default; kept ``routing.stats_keep_days``) and a ZSET
 index of its intervals. The scripts update them in the same atomic step as the change they count
-(``stats_*`` helpers in ``lua/prelude.lua``). **A counter goes to the interval in which its event
+(``stats_*`` helpers in ``lua/lib/prelude.lua``). **A counter goes to the interval in which its event
 happens**: a call queued at 10:14 and answered at 10:16 is offered in the 10:00 interval and answered
 in the 10:15 one (as in most ACD interval reports); a call's wait is measured from the moment it
 entered the queue.

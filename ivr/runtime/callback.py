@@ -1,6 +1,6 @@
 """Calling a booked callback back (virtual hold), on the worker Redis chose for it.
 
-A callback competes for agents at the caller's place like a waiting caller (``lua/callbacks.lua``);
+A callback competes for agents at the caller's place like a waiting caller (``lua/lib/callbacks.lua``);
 when an agent is reserved for it the offer (``Offer.is_callback``) reaches a live worker with a free
 caller slot, which runs a :class:`CallbackSession`:
 

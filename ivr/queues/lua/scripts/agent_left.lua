@@ -7,7 +7,7 @@ local cid, wrapup = A[1], tonumber(A[2])
 local ckey = k('call', cid)
 local c = hgetall(ckey)
 if c.state ~= 'connected' then return false end
-redis.call('HSET', ckey, 'state', 'ivr', 'agent_left_at', NOW)
+set_call_state(ckey, 'ivr', 'agent_left_at', NOW)
 record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000)
 release_agent(cid, c.agent_id, wrapup, '')
 emit('call.agent_left', {call_id = cid, agent_id = c.agent_id or '', queue = c.queue or '',

@@ -192,7 +192,7 @@ local function offer(cid, aid, queue)
   set_agent_state(aid, 'reserved', 'offer')
   local agent = hgetall(k('agent', aid))
   redis.call('HSET', k('agent', aid), 'call_id', cid, 'offer_id', offer_id)
-  redis.call('HSET', ckey, 'state', 'offered', 'agent_id', aid, 'offer_id', offer_id, 'offered_at', NOW)
+  set_call_state(ckey, 'offered', 'agent_id', aid, 'offer_id', offer_id, 'offered_at', NOW)
   local waited = (NOW - tonumber(c.queued_at or NOW)) / 1000.0
   local msg = {type = 'offer', offer_id = offer_id, call_id = cid, agent_id = aid,
                sip_uri = agent.sip_uri or '', queue = queue}
@@ -261,7 +261,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
   stats_call_ended(c, lost)
   if outcome == 'abandoned' and not lost then CB.remember_abandon(c, resume_s) end
   if lost then outcome = 'lost' end
-  redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
+  set_call_state(ckey, 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
   redis.call('SREM', k('calls', 'active'), cid)
   redis.call('SREM', k('worker', c.worker, 'calls'), cid)
   redis.call('EXPIRE', ckey, ttl)

@@ -23,7 +23,7 @@ end
 local route = cjson.decode(route_json)
 if state == 'queued' then R.unqueue(cid) end  -- queued again: move
 if route.no_agents == 'fallback' and not R.staffed(route) then
-  redis.call('HSET', ckey, 'state', 'ivr', 'left_queue_at', NOW, 'left_reason', 'no_agents')
+  set_call_state(ckey, 'ivr', 'left_queue_at', NOW, 'left_reason', 'no_agents')
   emit('call.left_queue', {call_id = cid, queue = queue, reason = 'no_agents', waited_s = 0})
   return redis.error_reply('queue.no_agents no agent for queue ' .. queue .. ' is logged in')
 end
@@ -32,7 +32,7 @@ if not stages or stages == '' then stages = '[]' end
 local queued_at, resumed = NOW, nil
 local rprio, rat, rinfo = CB.resume(cid, queue, prio, redis.call('HGET', ckey, 'ani'))
 if rprio then prio, queued_at, resumed = rprio, rat, rinfo end
-redis.call('HSET', ckey, 'state', 'queued', 'queue', queue, 'skill', skill, 'priority', prio,
+set_call_state(ckey, 'queued', 'queue', queue, 'skill', skill, 'priority', prio,
            'queued_at', queued_at, 'journey', A[5], 'route', route_json, 'stages', stages, 'stage', 0)
 redis.call('HDEL', ckey, 'escalate_at')
 local first = cjson.decode(stages)[1]

@@ -8,7 +8,7 @@ if cur[1] ~= offer_id then return redis.error_reply('offer.stale ' .. offer_id) 
 if cur[2] == 'connected' then return cur[3] end
 if cur[2] ~= 'offered' then return redis.error_reply('offer.stale ' .. offer_id .. ' call is ' .. tostring(cur[2])) end
 local aid = cur[3]
-redis.call('HSET', ckey, 'state', 'connected', 'answered_at', NOW)
+set_call_state(ckey, 'connected', 'answered_at', NOW)
 set_agent_state(aid, 'oncall', '')
 local q = tonumber(redis.call('HGET', ckey, 'queued_at') or NOW)
 record_departure(ckey)

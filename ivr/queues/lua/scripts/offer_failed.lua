@@ -7,7 +7,7 @@ local ckey = k('call', cid)
 local c = hgetall(ckey)
 if c.offer_id ~= offer_id or c.state ~= 'offered' then return redis.error_reply('offer.stale ' .. offer_id) end
 set_agent_state(c.agent_id, 'break', reason)
-redis.call('HSET', ckey, 'state', 'queued')
+set_call_state(ckey, 'queued')
 redis.call('HDEL', ckey, 'agent_id', 'offer_id')
 R.queue_call(cid)
 emit('call.offer_failed', {call_id = cid, offer_id = offer_id, agent_id = c.agent_id, reason = reason})

@@ -7,7 +7,7 @@ local c = hgetall(ckey)
 if c.state ~= 'queued' then return 0 end
 R.unqueue(cid)
 stats_left_queue(c.queue, reason)
-redis.call('HSET', ckey, 'state', 'ivr', 'left_queue_at', NOW, 'left_reason', reason)
+set_call_state(ckey, 'ivr', 'left_queue_at', NOW, 'left_reason', reason)
 emit('call.left_queue', {call_id = cid, queue = c.queue, reason = reason,
                          waited_s = (NOW - tonumber(c.queued_at or NOW)) / 1000.0})
 return 1

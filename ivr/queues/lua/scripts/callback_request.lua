@@ -23,7 +23,7 @@ if score then
   place = tonumber(score)
   R.unqueue(cid)
   stats_callback(queue)
-  redis.call('HSET', ckey, 'state', 'ivr')
+  set_call_state(ckey, 'ivr')
 elseif c.queue == queue and c.queued_at then
   prio = tonumber(c.priority) or prio
   place = (9 - prio) * 1e13 + tonumber(c.queued_at)
@@ -38,8 +38,8 @@ if not route or route == '' then
   route = cjson.encode({lang = '', strategy = 'longest_idle', no_agents = 'queue', alts = {{skills = {queue}, m = 1}}})
 end
 local band = math.floor(place / 1e13)
-redis.call('HSET', k('call', id), 'call_id', id, 'kind', 'callback', 'callback_id', id, 'origin_call_id', cid,
-           'state', 'booked', 'queue', queue, 'skill', cjson.decode(route).alts[1].skills[1],
+create_call(k('call', id), 'booked', 'call_id', id, 'kind', 'callback', 'callback_id', id, 'origin_call_id', cid,
+           'queue', queue, 'skill', cjson.decode(route).alts[1].skills[1],
            'priority', 9 - band, 'queued_at', place - band * 1e13, 'route', route, 'stages', '[]', 'stage', 0,
            'ani', c.ani or '', 'dnis', c.dnis or '', 'hotline', c.hotline or '', 'language', c.language or '',
            'number', number, 'journey', A[5], 'started_at', NOW, 'attempts', 0,

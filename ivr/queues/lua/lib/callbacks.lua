@@ -74,7 +74,7 @@ function CB.schedule(cid, ms)
   local ckey = k('call', cid)
   R.unqueue(cid)
   cb_detach(cid, hgetall(ckey))
-  redis.call('HSET', ckey, 'state', 'scheduled', 'due_at', NOW + ms)
+  set_call_state(ckey, 'scheduled', 'due_at', NOW + ms)
   redis.call('ZADD', k('callbacks', 'due'), NOW + ms, cid)
   redis.call('HSET', k('callback', cid), 'state', 'pending')
 end
@@ -83,7 +83,7 @@ end
 function CB.queue(cid)
   local ckey = k('call', cid)
   redis.call('ZREM', k('callbacks', 'due'), cid)
-  redis.call('HSET', ckey, 'state', 'queued')
+  set_call_state(ckey, 'queued')
   redis.call('HDEL', ckey, 'due_at')
   R.queue_call(cid)
   return R.match_call(cid)
@@ -92,11 +92,11 @@ end
 -- End the record of a callback that is not on any worker's line (cancelled, failed, superseded).
 function CB.end_record(cid, outcome, reason)
   local ckey = k('call', cid)
-  if redis.call('EXISTS', ckey) == 0 then return end
-  R.unqueue(cid)
   local c = hgetall(ckey)
+  if not c.state or c.state == 'ended' then return end  -- gone, or ended already (a late report)
+  R.unqueue(cid)
   cb_detach(cid, c)
-  redis.call('HSET', ckey, 'state', 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
+  set_call_state(ckey, 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
   redis.call('EXPIRE', ckey, tonumber(c.ttl or CB_TTL))
 end
 
