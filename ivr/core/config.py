@@ -191,6 +191,9 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     pop_wait_ms: int = Field(1500, ge=0, le=5000, description="how long a worker waits for the pop ack")
+    command_timeout_s: float = Field(
+        5.0, gt=0, le=8.0, description="how long a call-control request waits for the worker's reply (then 503 "
+        "`command.timeout`; the worker drops a command it sees after that); below the Redis socket timeout")
     cors_origins: list[str] = Field([], description='origins (e.g. "https://crm.example.com") whose pages '
                                     'may call the API from a browser; "*" is refused')
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)

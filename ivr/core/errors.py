@@ -63,3 +63,9 @@ class BadRequest(IvrError):
 class Unavailable(IvrError):
     code = "service.unavailable"
     transient = True
+
+
+class TimedOut(Unavailable):
+    """A part of the system (a worker, a peer) did not answer in time; retrying may succeed."""
+
+    code = "timeout"

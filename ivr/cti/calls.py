@@ -12,7 +12,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ivr.core.errors import BadRequest, NotFound
+from ivr.core import commands
+from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.auth import require_role, require_self_or
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
@@ -126,6 +127,28 @@ async def set_disposition(request: web.Request) -> web.Response:
     return web.json_response(await store.get_call(call_id))
 
 
+async def hangup_call(request: web.Request) -> web.Response:
+    """End a live call for every party: supervisors and admins any call, an agent its own. The
+    command goes to the worker that holds the call, whichever API instance receives it."""
+    who = await user(request)
+    store = request.app[STORE]
+    call_id = request.match_info["call_id"]
+    call = await store.get_call(call_id)
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
+    if call.get("state") == "ended":
+        raise Conflict("the call has already ended", code="call.ended")
+    command = commands.Hangup(call_id=call_id, by=who.id, role=who.role)
+    reply = await store.send_command(command, request.app[SETTINGS].api.command_timeout_s)
+    log.info("call.command", call_id=call_id, command="hangup", by=who.id, status=reply.status, code=reply.code)
+    if reply.status is not commands.Status.ACCEPTED:
+        raise Conflict(reply.message or f"the call refused the command ({reply.code})",
+                       code=reply.code or "command.refused")
+    return web.json_response({"call_id": call_id, "command": "hangup", "status": "accepted",
+                              "command_id": command.command_id}, status=202)
+
+
 async def list_dispositions(request: web.Request) -> web.Response:
     await user(request)
     return web.json_response({"dispositions": request.app[SETTINGS].api.dispositions})
@@ -136,6 +159,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/api/v1/calls/{call_id}", get_call),
         web.get("/api/v1/calls/{call_id}/voicemail", get_voicemail),
         web.post("/api/v1/calls/{call_id}/disposition", set_disposition),
+        web.post("/api/v1/calls/{call_id}/hangup", hangup_call),
         web.get("/api/v1/dispositions", list_dispositions),
         web.get("/api/v1/voicemail", list_voicemail),
         web.get("/api/v1/callbacks", list_callbacks),

@@ -18,6 +18,7 @@ from ivr.core.errors import (
     Forbidden,
     IvrError,
     NotFound,
+    TimedOut,
     Unauthorized,
     Unavailable,
 )
@@ -31,6 +32,7 @@ STATUS: list[tuple[type[IvrError], int]] = [
     (Forbidden, 403),
     (NotFound, 404),
     (Conflict, 409),
+    (TimedOut, 504),
     (Unavailable, 503),
 ]
 

@@ -30,7 +30,8 @@ DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
 PAGES = frozenset({"/", "/wallboard", "/static/{name}"})  # HTML pages and their scripts and styles
 REASONS = {
     101: "Switching Protocols: the WebSocket is open",
-    200: "OK", 201: "Created", 204: "No Content",
+    200: "OK", 201: "Created", 202: "Accepted: the worker holding the call carried the command out",
+    204: "No Content",
     400: "Bad request: `request.invalid`, `request.malformed_json` or a code of the operation",
     401: "No token or an unknown one: `auth.missing_token`, `auth.invalid_token`",
     403: "The token's role may not do this: `auth.forbidden`",
@@ -38,6 +39,7 @@ REASONS = {
     409: "Conflict with the current state (see the operation's description)",
     413: "Request body larger than `api.max_body_bytes`: `request.too_large`",
     503: "Redis does not answer (`redis.unavailable`, with Retry-After); for /readyz: not ready",
+    504: "The worker holding the call did not answer in time: `command.timeout` (nothing was done)",
 }
 _PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 

@@ -134,6 +134,9 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {"mailbox": STR, "voicemail": {"type": "array", "items": {
             "type": "object", "required": ["url"],
             "properties": {"call_id": STR, "url": STR, "seconds": {"type": "number"}}}}}},
+    "CommandAccepted": {
+        "type": "object", "required": ["call_id", "command", "status", "command_id"],
+        "properties": {"call_id": STR, "command": STR, "status": {"enum": ["accepted"]}, "command_id": STR}},
     "Callback": {"type": "object", "properties": {"id": STR, "queue": STR, "state": STR}},
     "CallbackList": {"type": "object", "required": ["queue", "callbacks"],
                      "properties": {"queue": STR, "callbacks": {"type": "array", "items": ref("Callback")}}},
@@ -231,6 +234,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ref("Call"),
         description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
                     "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
+    ("POST", "/api/v1/calls/{call_id}/hangup"): Operation(
+        "End a live call", "calls", STAFF, own="the call it is on", ok=202, response=ref("CommandAccepted"),
+        description="Ends the call for every party through the worker that holds it (any API instance). "
+                    "202 once the worker hung up; 404 `call.not_found`; 409 `call.ended` when it is over, "
+                    "`call.gone` when it ended meanwhile or its worker is gone; 504 `command.timeout` when "
+                    "the worker did not answer within `api.command_timeout_s` (the command is then dropped).",
+        errors=(404, 409, 504)),
     ("GET", "/api/v1/dispositions"): Operation(
         "The disposition codes an agent may set", "calls", ALL_ROLES, response=ref("Dispositions")),
     ("GET", "/api/v1/voicemail"): Operation(

@@ -160,6 +160,10 @@ class Keys:
         return self._k("worker", worker, "slots")
 
     # screen-pop acknowledgements and events
+    def command_reply(self, command_id: str) -> str:
+        """LIST holding the worker's reply (JSON) to command ``command_id``; expires after a minute."""
+        return self._k("command", command_id, "reply")
+
     def offer_ack(self, offer_id: str) -> str:
         return self._k("offer", offer_id, "ack")
 

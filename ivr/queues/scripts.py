@@ -44,6 +44,7 @@ NAMES = (
     "queue_status",
     "queue_snapshot",
     "escalate",
+    "command_send",
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -11,7 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound
+from ivr.core import commands
+from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut
 from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
@@ -28,6 +30,9 @@ _ERRORS: dict[str, type[IvrError]] = {
     "callback.not_pending": Conflict,
     "record.too_large": BadRequest,
     "queue.no_agents": Conflict,
+    "call.ended": Conflict,
+    "call.gone": Conflict,
+    "call.bad_transition": Conflict,
 }
 
 
@@ -405,9 +410,45 @@ class QueueStore:
         return int(await self.redis.scard(self.keys.worker_calls(worker)))
 
     # --- worker inbox and screen-pop acknowledgement ---------------------------------------
-    async def next_offer(self, worker: str, timeout_s: float) -> Offer | None:
+    async def next_offer(self, worker: str, timeout_s: float) -> Offer | commands.Command | None:
+        """The next message of the worker's inbox: an offer or a command to one of its calls. A
+        message that is neither (malformed, an unknown command) is logged by the caller as a
+        ValueError and skipped."""
         item = await self.redis.blpop([self.keys.worker_inbox(worker)], timeout=timeout_s)
-        return Offer.from_json(item[1]) if item else None
+        if not item:
+            return None
+        data = json.loads(item[1])
+        if isinstance(data, dict) and data.get("type") == "command":
+            return commands.decode(data)
+        try:
+            return Offer.from_json(item[1])
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"malformed inbox message: {type(exc).__name__} {exc}") from None
+
+    # --- commands to live calls (ivr.core.commands) -----------------------------------------
+    async def send_command(self, command: commands.Command, timeout_s: float) -> commands.Reply:
+        """Deliver ``command`` to the worker that owns its call and wait for the reply.
+
+        NotFound ``call.not_found``; Conflict ``call.ended`` / ``call.gone`` when it cannot be
+        delivered; TimedOut ``command.timeout`` when no reply came within ``timeout_s`` (the
+        worker drops the command once its deadline passed, so it is never carried out later)."""
+        deadline = int((time.time() + timeout_s) * 1000)
+        command = dataclasses.replace(command, deadline_ms=deadline)
+        await self._run("command_send", command.call_id, commands.encode(command))
+        # The reply list outlives the wait by its own TTL; a little grace over the deadline for the
+        # round trip, so a command the worker carried out at its deadline is still answered.
+        item = await self.redis.blpop([self.keys.command_reply(command.command_id)], timeout=timeout_s + 0.5)
+        if not item:
+            raise TimedOut(f"the worker did not answer the {command.kind} command within {timeout_s} s",
+                           code="command.timeout")
+        return commands.Reply.decode(item[1])
+
+    async def reply_command(self, reply: commands.Reply) -> None:
+        key = self.keys.command_reply(reply.command_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, reply.encode())
+            pipe.expire(key, 60)
+            await pipe.execute()
 
     async def ack_pop(self, offer_id: str) -> None:
         key = self.keys.offer_ack(offer_id)

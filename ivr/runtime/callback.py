@@ -143,6 +143,8 @@ class CallbackSession(AgentCall):
 
     async def _finish(self, retry: tuple[str, float] | None) -> None:
         store, s = self.ctx.store, self.ctx.settings
+        if self.forced_end:
+            self.end_reason = self.forced_end
         with contextlib.suppress(Exception):
             if self.agent_leg is not None:
                 await self.agent_leg.hangup()

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import structlog
 
+from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
@@ -106,10 +107,26 @@ class AgentCall:
         self.offers: asyncio.Queue[Offer] = asyncio.Queue()
         self.agent_leg: Leg | None = None
         self.end_reason = "caller_hangup"
+        self.forced_end: str | None = None  # set by a hangup command: wins over how the legs ended
         self.rtp: dict[str, dict[str, int]] = {}
 
     def deliver(self, offer: Offer) -> None:
         self.offers.put_nowait(offer)
+
+    async def command(self, command: commands.Command) -> commands.Reply:
+        """Carry out a command to this call (from the API, through the worker's inbox)."""
+        if isinstance(command, commands.Hangup):
+            if self.leg.is_ended:
+                return commands.Reply(command.command_id, commands.Status.GONE, "call.gone", "the caller already left")
+            self.forced_end = "hangup_by_api"
+            log.info("call.hangup_requested", by=command.by, role=command.role)
+            agent = self.agent_leg
+            if agent is not None:
+                await agent.hangup()
+            await self.leg.hangup()
+            return commands.Reply(command.command_id, commands.Status.ACCEPTED)
+        return commands.Reply(command.command_id, commands.Status.REFUSED, "command.unsupported",
+                              f"{command.kind} is not supported on this call")
 
     async def _answered(self, other: Leg, ring_s: float) -> bool:
         """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
@@ -287,6 +304,8 @@ class CallSession(AgentCall):
             await self._finish(started)
 
     async def _finish(self, started: bool) -> None:
+        if self.forced_end:
+            self.end_reason = self.forced_end
         with contextlib.suppress(Exception):
             if self.agent_leg is not None:
                 await self.agent_leg.hangup()

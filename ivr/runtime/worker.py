@@ -13,6 +13,7 @@ import uuid
 import structlog
 from redis.exceptions import RedisError
 
+from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
@@ -163,7 +164,13 @@ class Worker:
                 log.warning("worker.redis_unavailable", loop="inbox", error=str(exc))
                 await asyncio.sleep(0.5)
                 continue
+            except ValueError as exc:  # a malformed message or an unknown command: never stops the inbox
+                log.warning("worker.inbox_message_refused", error=str(exc))
+                continue
             if offer is None:
+                continue
+            if isinstance(offer, commands.Command):
+                self._command(store, offer)
                 continue
             if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
                 self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
@@ -175,6 +182,28 @@ class Worker:
                     await store.offer_failed(offer.call_id, offer.offer_id, "call_gone")
                 continue
             session.deliver(offer)
+
+    def _command(self, store: QueueStore, command: commands.Command) -> None:
+        """Hand a command to the session of its call and send the reply; never blocks the inbox."""
+        if command.expired():
+            log.warning("command.expired", kind=command.kind, call_id=command.call_id, command_id=command.command_id)
+            return
+        session = self.sessions.get(command.call_id)
+
+        async def carry_out() -> None:
+            if session is None:
+                reply = commands.Reply(command.command_id, commands.Status.GONE, "call.gone",
+                                       "the call is no longer on this worker")
+            else:
+                reply = await session.command(command)
+            log.info("command.done", kind=command.kind, call_id=command.call_id, by=command.by,
+                     status=reply.status, code=reply.code)
+            try:
+                await store.reply_command(reply)
+            except RedisError as exc:
+                log.warning("command.reply_lost", command_id=command.command_id, error=str(exc))
+
+        self.tasks.spawn(f"command.{command.command_id}", carry_out())
 
     async def _drain(self, sip: SipThread) -> None:
         """Refuse new calls (503) and let the calls in progress finish, up to ``workers.drain_s``."""

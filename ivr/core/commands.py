@@ -1,0 +1,92 @@
+"""Commands to a live call: typed, frozen, addressed by call id, answered once.
+
+The API sends a command through the state layer (:meth:`ivr.queues.store.QueueStore.send_command`)
+to the inbox of the worker that owns the call (the call record names it); the worker hands it to the
+call's session, which carries it out and answers with a :class:`Reply`. Delivery is at most once: the
+inbox is a list the worker pops, and a command whose deadline passed before the worker saw it is
+dropped unanswered (the sender has already reported a timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"  # carried out (or started, for commands that take time)
+    REFUSED = "refused"    # not possible in the call's present state; ``code`` says why
+    GONE = "gone"          # the call is no longer on that worker
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    """Base of every command. ``kind`` names the concrete class on the wire."""
+
+    kind: ClassVar[str] = ""
+    call_id: str
+    by: str                      # the user who asked (id), for the record and the audit
+    role: str = ""               # that user's role
+    command_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    deadline_ms: int = 0         # epoch ms after which the worker must not carry it out
+
+    def expired(self, now_ms: int | None = None) -> bool:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        return bool(self.deadline_ms) and now > self.deadline_ms
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hangup(Command):
+    """End the call for every party."""
+
+    kind: ClassVar[str] = "hangup"
+
+
+COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (Hangup,)}
+
+
+def encode(command: Command) -> str:
+    """The command as the inbox message (``type`` = ``command``, beside offers)."""
+    return json.dumps({"type": "command", "kind": command.kind, **asdict(command)})
+
+
+def decode(raw: str | bytes | dict[str, Any]) -> Command:
+    """The command of an inbox message; ValueError for an unknown kind or malformed fields."""
+    data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
+    cls = COMMANDS.get(str(data.get("kind", "")))
+    if cls is None:
+        raise ValueError(f"unknown command kind {data.get('kind')!r}")
+    names = {f.name for f in fields(cls)}
+    try:
+        command = cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as exc:
+        raise ValueError(f"malformed {cls.kind} command: {exc}") from None
+    for f in fields(command):
+        value = getattr(command, f.name)
+        expected = int if f.name == "deadline_ms" else str
+        if type(value) is not expected:
+            raise ValueError(f"malformed {cls.kind} command: {f.name} must be {expected.__name__}")
+    if not command.call_id or not command.command_id:
+        raise ValueError(f"malformed {cls.kind} command: call_id and command_id are required")
+    return command
+
+
+@dataclass(frozen=True)
+class Reply:
+    command_id: str
+    status: Status
+    code: str = ""      # stable error code when refused or gone (e.g. ``call.gone``)
+    message: str = ""
+
+    def encode(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Reply:
+        data = json.loads(raw)
+        return cls(str(data["command_id"]), Status(data["status"]), str(data.get("code", "")),
+                   str(data.get("message", "")))
