@@ -40,6 +40,7 @@ class EventType(StrEnum):
     CALLBACK_RETRY = "callback.retry"          # not reached (no answer, busy, no key...): tried again later
     CALLBACK_FAILED = "callback.failed"        # given up after the last retry
     CALL_RESUMED = "call.resumed"              # a redial took back the caller's earlier place (abandon or callback)
+    CALL_CRM_MATCHED = "call.crm_matched"      # the pop's CRM lookup settled; stored on the call record (crm)
     WORKER_LOST = "worker.lost"                # a worker died: its calls were recorded lost (calls = how many)
 
 

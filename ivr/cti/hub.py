@@ -31,15 +31,17 @@ from typing import Any, Protocol
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from ivr.core.event_catalogue import AGENT, FLOOR, with_audience
 from ivr.core.logging import get_logger
 from ivr.queues.connection import BLOCK_S
 from ivr.queues.store import QueueStore, StreamEvent
 
 log = get_logger(__name__)
-AGENT_EVENTS = {"call.offered", "call.offer_failed", "call.answered", "call.ended", "call.disposition",
-                "agent.state", "agent.deleted"}
-#: supervisors' feed ("*"): the agents' events and the queues'
-FLOOR_EVENTS = AGENT_EVENTS | {"call.queued", "call.abandoned", "call.started", "call.csat"}
+#: an agent's desktop and the supervisors' feed ("*"): their audiences in the event catalogue
+AGENT_EVENTS = with_audience(AGENT)
+FLOOR_EVENTS = with_audience(FLOOR)
+#: CRM matches that are settled (stored on the call, never looked up again); timeout/error may be retried
+SETTLED_CRM = frozenset({"matched", "multiple", "none"})
 ALL = "*"
 REPLAY_MAX = 10_000  # events scanned for one reconnect at most
 QUEUE_MAX = 1000  # events waiting for one socket at most
@@ -206,6 +208,21 @@ class PopHub:
                 self.remove(desk)  # closed in the background: the pump never waits on a slow peer
                 self._spawn(desk.ws.close(code=1013, message=b"too slow: reconnect with your last event id"))
 
+    async def _crm(self, ev: StreamEvent) -> dict[str, Any]:
+        """The pop's CRM match: the one stored on the call (a replay, another desktop or instance)
+        or a lookup now, stored once it is settled so it is never looked up again."""
+        assert self.enrich is not None
+        call_id = str(ev.data.get("call_id") or "")
+        with contextlib.suppress(RedisError):
+            stored = await self.store.stored_crm(call_id)
+            if stored is not None:
+                return stored
+        crm: dict[str, Any] = (await self.enrich.for_pop(ev)).get("crm") or {}
+        if crm.get("status") in SETTLED_CRM:
+            with contextlib.suppress(RedisError):
+                await self.store.record_crm(call_id, crm, agent_id=str(ev.data.get("agent_id") or ""))
+        return crm
+
     async def _write(self, desk: Desktop, message: dict[str, Any]) -> bool:
         try:
             await desk.ws.send_str(json.dumps(message))
@@ -220,8 +237,8 @@ class PopHub:
             return False
         desk.last = key
         message: dict[str, Any] = {"id": ev.id, "type": ev.type, **ev.data}
-        if ev.type == "call.offered" and self.enrich is not None:
-            message.update(await self.enrich.for_pop(ev))
+        if ev.type == "call.offered" and desk.agent_id != ALL and self.enrich is not None:
+            message["crm"] = await self._crm(ev)  # the floor feed carries no customer data
         if not await self._write(desk, message):
             return False
         if ev.type == "call.offered" and desk.agent_id != ALL:

@@ -45,6 +45,7 @@ NAMES = (
     "queue_snapshot",
     "escalate",
     "command_send",
+    "record_crm",
 )
 
 

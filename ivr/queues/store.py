@@ -147,12 +147,24 @@ class QueueStore:
             return None
         call: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
         call["journey"] = json.loads(call.get("journey") or "{}")
-        for name in ("voicemail", "variables"):  # JSON written by the record_* scripts
+        for name in ("voicemail", "variables", "crm"):  # JSON written by the record_* scripts
             if name in call:
                 call[name] = json.loads(call[name])
         if "csat" in call:
             call["csat"] = int(call["csat"])
         return call
+
+    async def stored_crm(self, call_id: str) -> dict[str, Any] | None:
+        """The CRM match stored on the call record (see :meth:`record_crm`), if any."""
+        raw = await self.redis.hget(self.keys.call(call_id), "crm")
+        return _json_object(_s(raw)) if raw else None
+
+    async def record_crm(self, call_id: str, crm: Mapping[str, Any], *, agent_id: str) -> bool:
+        """Store the settled CRM match of the call once (emits ``call.crm_matched``); False when it
+        already had one or the call has no record."""
+        record = crm.get("record") if isinstance(crm.get("record"), dict) else {}
+        return bool(await self._run("record_crm", call_id, json.dumps(crm), str(crm.get("status", "")),
+                                    str(crm.get("lookup") or ""), str(record.get("id", "")), agent_id))
 
     async def active_calls(self) -> set[str]:
         return {_s(c) for c in await self.redis.smembers(self.keys.active_calls)}

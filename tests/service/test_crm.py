@@ -278,3 +278,56 @@ async def test_the_pop_on_the_agents_desktop_carries_the_crm_record(
             assert await store.wait_pop_ack(offer.offer_id, 5)  # the pop was acknowledged after it was written
     finally:
         await runner.cleanup()
+
+
+async def _pop(ws: aiohttp.ClientWebSocketResponse, call_id: str) -> dict[str, Any]:
+    for _ in range(30):
+        msg = json.loads((await ws.receive(timeout=5)).data)
+        if msg["type"] == "call.offered" and msg["call_id"] == call_id:
+            return dict(msg)
+    raise AssertionError(f"no pop of {call_id}")
+
+
+async def test_the_match_is_stored_once_replayed_without_a_lookup_and_kept_off_the_floor(
+        settings: Settings, store: QueueStore, crm: FakeCrm, redis: Redis) -> None:
+    """The CRM is asked once per call: the settled match goes on the call record (and the stream as
+    call.crm_matched), a desktop that reconnects gets the stored one, and the supervisors' floor feed
+    neither carries customer data nor causes a lookup."""
+    runner = web.AppRunner(init_app(settings))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
+    base = f"http://127.0.0.1:{settings.api.port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(f"{base}/api/v1/events",
+                                       headers={"Authorization": "Bearer super1-demo-token"}) as floor:
+                assert (await floor.receive_json(timeout=5))["type"] == "hello"
+                await store.call_start("c7", "w0", ani=ANI, dnis="1000", hotline="demo", language="en",
+                                       plan_version="v1")
+                await store.set_agent_state("agent1", AgentState.AVAILABLE)
+                await store.enqueue("c7", queue="billing", skill="billing", priority=0,
+                                    journey={"plan": "main", "steps": [], "data": {}})
+                on_floor = await _pop(floor, "c7")
+                assert "crm" not in on_floor
+            await asyncio.sleep(0.3)  # a warm-up of the queued call may run (one request at most)
+            before = len(crm.requests)
+            assert before <= 1
+            async with http.ws_connect(f"{base}/api/v1/agents/agent1/events?last_event_id=0-0",
+                                       headers={"Authorization": "Bearer agent1-demo-token"}) as ws:
+                pop = await _pop(ws, "c7")
+            assert pop["crm"]["status"] == "matched" and pop["crm"]["record"]["name"] == "Ada Kim"
+            record = await store.get_call("c7")
+            assert record is not None and record["crm"]["record"]["id"] == pop["crm"]["record"]["id"]
+            asked = len(crm.requests)
+            # a reconnect replays the pop with the stored match: no new request, no second event
+            async with http.ws_connect(f"{base}/api/v1/agents/agent1/events?last_event_id=0-0",
+                                       headers={"Authorization": "Bearer agent1-demo-token"}) as ws:
+                again = await _pop(ws, "c7")
+            assert again["crm"] == pop["crm"]
+            assert len(crm.requests) == asked
+            matched = [e for e in await store.read_events("0-0") if e.type == "call.crm_matched"]
+            assert len(matched) == 1
+            assert matched[0].data["call_id"] == "c7" and matched[0].data["status"] == "matched"
+            assert matched[0].data["record_id"] == pop["crm"]["record"]["id"] and matched[0].data["v"] == 1
+    finally:
+        await runner.cleanup()

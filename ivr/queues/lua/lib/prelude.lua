@@ -28,9 +28,13 @@ local function hgetall(key)
   return t
 end
 
--- Append one event; `raw` holds fields that are already JSON (e.g. the call journey).
+-- Append one event; `raw` holds fields that are already JSON (e.g. the call journey). Its fields are
+-- those of its class in ivr/core/event_catalogue.py (a unit test checks every emit); `v` is the
+-- catalogue's version.
+local EVENT_VERSION = 1
 local function emit(etype, data, raw)
   data.ts = NOW
+  data.v = EVENT_VERSION
   local args = {'XADD', k('events'), 'MAXLEN', '~', MAXLEN, '*', 'type', etype, 'data', cjson.encode(data)}
   if raw then for f, v in pairs(raw) do args[#args + 1] = f; args[#args + 1] = v end end
   return redis.call(unpack(args))

@@ -1,0 +1,405 @@
+"""The event catalogue: one frozen dataclass per event type on the deployment's event stream.
+
+Every event is emitted by a Lua script (``ivr/queues/lua``, ``emit(type, {fields})``) or by the
+state layer, read by the screen-pop hub (:mod:`ivr.cti.hub`: who sees it), the webhooks (the CRM
+gets them as they are) and the reports. This module is the one list of what each carries;
+``tests/unit/test_event_catalogue.py`` checks that every Lua emitter sends exactly these fields and
+that ``docs/events.md`` (made by :func:`markdown`) is up to date.
+
+Every event carries ``ts`` (epoch ms, set by the emitter) and ``v`` (:data:`VERSION`): a consumer
+that sees a newer ``v`` than it knows may find fields it does not know; fields are only ever added
+within a version, never renamed or removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar, get_type_hints
+
+from ivr.core.events import EventType
+
+VERSION = 1
+
+AGENT = "agent"  # the agent named by ``agent_id`` sees it on its desktop
+FLOOR = "floor"  # supervisors see it on the wallboard's floor feed
+
+E = EventType
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    type: ClassVar[EventType]
+    audience: ClassVar[frozenset[str]] = frozenset()
+    ts: int = 0   # when it happened, epoch ms
+    v: int = VERSION
+
+
+def _wire(name: str) -> str:
+    return name.rstrip("_")  # ``from_`` is ``from`` on the wire
+
+
+# --- calls --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class CallStarted(Event):
+    """A call entered a worker and its dial plan started."""
+    type: ClassVar[EventType] = E.CALL_STARTED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    call_id: str
+    worker: str
+    ani: str
+    dnis: str
+    hotline: str
+    language: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallQueued(Event):
+    """The call entered a skill queue (its route: skills, minimum proficiency, language, strategy)."""
+    type: ClassVar[EventType] = E.CALL_QUEUED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    call_id: str
+    queue: str
+    skill: str
+    priority: int
+    skills: list[str]
+    min_proficiency: int
+    language: str
+    strategy: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEscalated(Event):
+    """A waiting caller's escalation step was applied (wider skills, another queue)."""
+    type: ClassVar[EventType] = E.CALL_ESCALATED
+    call_id: str
+    stage: int
+    queue: str
+    from_queue: str
+    alternatives: list[dict[str, Any]]
+    strategy: str
+    waited_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOffered(Event):
+    """An agent was reserved for the call: the screen-pop. The stream entry also holds the journey
+    (``journey``, JSON); the hub adds the CRM match (``crm``) for the agent's desktop."""
+    type: ClassVar[EventType] = E.CALL_OFFERED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    offer_id: str
+    agent_id: str
+    queue: str
+    priority: int
+    waited_s: float
+    ani: str
+    dnis: str
+    hotline: str
+    language: str
+    ewt_s: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallOfferFailed(Event):
+    """The agent did not take the offer (ring-no-answer, busy, unreachable); the caller keeps its place."""
+    type: ClassVar[EventType] = E.CALL_OFFER_FAILED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    offer_id: str
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallAnswered(Event):
+    """The agent answered: caller and agent are bridged."""
+    type: ClassVar[EventType] = E.CALL_ANSWERED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    offer_id: str
+    agent_id: str
+    waited_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallAgentLeft(Event):
+    """The agent hung up first; the caller stays in the plan (e.g. a survey)."""
+    type: ClassVar[EventType] = E.CALL_AGENT_LEFT
+    call_id: str
+    agent_id: str
+    queue: str
+    talk_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallLeftQueue(Event):
+    """Taken out of its queue back into the plan (max wait, no agents logged in...)."""
+    type: ClassVar[EventType] = E.CALL_LEFT_QUEUE
+    call_id: str
+    queue: str
+    reason: str
+    waited_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallAbandoned(Event):
+    """The caller hung up while queued or offered (``short``: sooner than the short-abandon limit)."""
+    type: ClassVar[EventType] = E.CALL_ABANDONED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    call_id: str
+    queue: str
+    waited_s: float
+    short: bool
+    state: str
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallEnded(Event):
+    """The call is over (``outcome``: completed, abandoned, ivr, lost; ``reason``: who ended it)."""
+    type: ClassVar[EventType] = E.CALL_ENDED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    outcome: str
+    reason: str
+    agent_id: str
+    queue: str
+    duration_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallResumed(Event):
+    """A redial took back the caller's earlier place (``from``: abandon or callback)."""
+    type: ClassVar[EventType] = E.CALL_RESUMED
+    call_id: str
+    queue: str
+    from_: str
+    previous: str
+    priority: int
+    place: float
+    waited_before_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallDisposition(Event):
+    """The agent's wrap-up: disposition code and notes (CTI API)."""
+    type: ClassVar[EventType] = E.CALL_DISPOSITION
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    agent_id: str
+    disposition: str
+    notes: str
+    by: str
+    crm_record_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallCsat(Event):
+    """The caller's survey score (1-5) stored on the call record."""
+    type: ClassVar[EventType] = E.CALL_CSAT
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    call_id: str
+    csat: int
+    queue: str
+    agent_id: str
+    hotline: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallCrmMatched(Event):
+    """The CRM lookup of the screen-pop settled; its result is stored on the call record (``crm``).
+    ``status``: matched, multiple, none."""
+    type: ClassVar[EventType] = E.CALL_CRM_MATCHED
+    call_id: str
+    agent_id: str
+    status: str
+    lookup: str
+    record_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoicemailNew(Event):
+    """A voicemail was attached to the call record."""
+    type: ClassVar[EventType] = E.VOICEMAIL_NEW
+    call_id: str
+    mailbox: str
+    seconds: float
+    ended_by: str
+    queue: str
+    agent_id: str
+    hotline: str
+
+
+# --- agents and workers -------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class AgentStateChanged(Event):
+    """An agent's state changed (``previous`` -> ``state``, with the reason)."""
+    type: ClassVar[EventType] = E.AGENT_STATE
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+    state: str
+    previous: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentDeleted(Event):
+    """An admin deleted the agent (CTI API)."""
+    type: ClassVar[EventType] = E.AGENT_DELETED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLost(Event):
+    """A worker died: its ``calls`` live calls were recorded lost."""
+    type: ClassVar[EventType] = E.WORKER_LOST
+    worker: str
+    calls: int
+
+
+# --- callbacks ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackRequested(Event):
+    """A caller booked a callback that keeps its place."""
+    type: ClassVar[EventType] = E.CALLBACK_REQUESTED
+    callback_id: str
+    call_id: str
+    queue: str
+    place: float
+    priority: int
+    hotline: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackCancelled(Event):
+    """A pending callback was cancelled (``by`` a user, or ``redial`` when the caller called again)."""
+    type: ClassVar[EventType] = E.CALLBACK_CANCELLED
+    callback_id: str
+    call_id: str
+    queue: str
+    by: str
+    superseded_by: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackQueued(Event):
+    """The caller hung up: the callback now waits for an agent at its place."""
+    type: ClassVar[EventType] = E.CALLBACK_QUEUED
+    callback_id: str
+    call_id: str
+    origin_call_id: str
+    queue: str
+    place: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackDialing(Event):
+    """A worker dials the customer (an agent is reserved)."""
+    type: ClassVar[EventType] = E.CALLBACK_DIALING
+    callback_id: str
+    call_id: str
+    origin_call_id: str
+    queue: str
+    agent_id: str
+    worker: str
+    attempt: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackConnected(Event):
+    """The customer answered and confirmed; the agent is rung next."""
+    type: ClassVar[EventType] = E.CALLBACK_CONNECTED
+    callback_id: str
+    call_id: str
+    origin_call_id: str
+    queue: str
+    agent_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackRetry(Event):
+    """Not reached (no answer, busy, no key...): tried again in ``retry_in_s``."""
+    type: ClassVar[EventType] = E.CALLBACK_RETRY
+    callback_id: str
+    call_id: str
+    queue: str
+    reason: str
+    attempt: int
+    retry_in_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackFailed(Event):
+    """Given up after the last retry."""
+    type: ClassVar[EventType] = E.CALLBACK_FAILED
+    callback_id: str
+    call_id: str
+    origin_call_id: str
+    queue: str
+    reason: str
+    attempts: int
+
+
+CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
+
+
+def wire_fields(cls: type[Event]) -> dict[str, bool]:
+    """The fields of ``cls`` as they appear in an event's data -> whether each is required."""
+    return {_wire(f.name): f.default is MISSING and f.default_factory is MISSING
+            for f in fields(cls) if f.name not in ("ts", "v")}
+
+
+def with_audience(audience: str) -> frozenset[str]:
+    """The event types ``audience`` (AGENT or FLOOR) receives."""
+    return frozenset(t.value for t, cls in CATALOGUE.items() if audience in cls.audience)
+
+
+_JSON = {str: "string", int: "integer", float: "number", bool: "boolean"}
+
+
+def _json_type(hint: Any) -> str:
+    text = str(hint)
+    for py, name in _JSON.items():
+        if hint is py:
+            return name
+    if text.startswith("list"):
+        return "array"
+    if text.startswith("dict"):
+        return "object"
+    if "None" in text:
+        return _json_type(float) + " or null"
+    return text
+
+
+def markdown() -> str:
+    """docs/events.md: every event type with its fields, who sees it and what it means."""
+    out = ["# Events", "",
+           "Every event on the stream (`ivr:events`), as the desktops, the wallboard, the webhooks and the "
+           "reports get it. Generated from `ivr/core/event_catalogue.py` (a test keeps this file up to date).",
+           "",
+           f"Each event carries `ts` (epoch ms) and `v` (the catalogue version, now {VERSION}); within a "
+           "version fields are only added, never renamed or removed. Desktop: the agent named by `agent_id` "
+           "gets it on its WebSocket; floor: the supervisors' feed (`GET /api/v1/events`). Webhooks get "
+           "every type their endpoint's `events` globs match.", ""]
+    for etype, cls in sorted(CATALOGUE.items(), key=lambda kv: kv[0].value):
+        hints = get_type_hints(cls)
+        seen = ", ".join(sorted(a if a != AGENT else "desktop" for a in cls.audience)) or "webhooks and reports only"
+        out += [f"## `{etype.value}`", "", " ".join((cls.__doc__ or "").split()), "", f"Seen by: {seen}.", "",
+                "| field | type | required |", "| --- | --- | --- |"]
+        required = wire_fields(cls)
+        for f in fields(cls):
+            if f.name in ("ts", "v"):
+                continue
+            out.append(f"| `{_wire(f.name)}` | {_json_type(hints[f.name])} | "
+                       f"{'yes' if required[_wire(f.name)] else 'no'} |")
+        out.append("")
+    return "\n".join(out)
+
+
+__all__ = ["AGENT", "CATALOGUE", "FLOOR", "VERSION", "Event", "markdown", "wire_fields", "with_audience",
+           *(cls.__name__ for cls in CATALOGUE.values())]
