@@ -162,7 +162,8 @@ class QueueStore:
     async def record_crm(self, call_id: str, crm: Mapping[str, Any], *, agent_id: str) -> bool:
         """Store the settled CRM match of the call once (emits ``call.crm_matched``); False when it
         already had one or the call has no record."""
-        record = crm.get("record") if isinstance(crm.get("record"), dict) else {}
+        found = crm.get("record")
+        record: Mapping[str, Any] = found if isinstance(found, dict) else {}
         return bool(await self._run("record_crm", call_id, json.dumps(crm), str(crm.get("status", "")),
                                     str(crm.get("lookup") or ""), str(record.get("id", "")), agent_id))
 
