@@ -42,7 +42,7 @@ from redis.asyncio import Redis  # noqa: E402
 from bench.harness import private_redis  # noqa: E402
 from ivr.core.errors import Conflict  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
-from ivr.queues.store import QueueStore  # noqa: E402
+from ivr.queues.store import Offer, QueueStore  # noqa: E402
 
 SCALE = 100
 AGENTS = 6
@@ -80,8 +80,8 @@ class Day:
     async def inbox(self) -> None:
         """The worker: every offer is answered at once; the talk ends after an exponential time."""
         while not self.stop:
-            offer = await self.store.next_offer("sim", timeout_s=0.2)
-            if offer is None:
+            offer = await self.store.next_message("sim", timeout_s=0.2)
+            if not isinstance(offer, Offer):  # nothing yet (no commands are sent here)
                 continue
             caller = self.callers[offer.call_id]
             try:

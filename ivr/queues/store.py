@@ -423,7 +423,7 @@ class QueueStore:
         return int(await self.redis.scard(self.keys.worker_calls(worker)))
 
     # --- worker inbox and screen-pop acknowledgement ---------------------------------------
-    async def next_offer(self, worker: str, timeout_s: float) -> Offer | commands.Command | None:
+    async def next_message(self, worker: str, timeout_s: float) -> Offer | commands.Command | None:
         """The next message of the worker's inbox: an offer or a command to one of its calls. A
         message that is neither (malformed, an unknown command) is logged by the caller as a
         ValueError and skipped."""

@@ -159,7 +159,7 @@ class Worker:
     async def _inbox(self, store: QueueStore) -> None:
         while True:
             try:
-                offer = await store.next_offer(self.name, timeout_s=BLOCK_S)
+                offer = await store.next_message(self.name, timeout_s=BLOCK_S)
             except RedisError as exc:
                 log.warning("worker.redis_unavailable", loop="inbox", error=str(exc))
                 await asyncio.sleep(0.5)

@@ -7,7 +7,7 @@ holding calls (``WORKER``) and the desktops of some agents, against the real sto
   while offered (end_call), hang up after talking (end_call with a random wrap-up) or stay after
   the agent left (agent_left, end_call later);
 - its agents go available, on break or offline; wrap-ups are released;
-- like a worker it pops its inbox (QueueStore.next_offer) and answers or fails (ring-no-answer) the
+- like a worker it pops its inbox (QueueStore.next_message) and answers or fails (ring-no-answer) the
   offers, or the caller hangs up while it rings.
 
 Expected refusals (an agent busy, an offer made stale by a concurrent change) are counted, anything
@@ -120,11 +120,12 @@ class Driver:
     async def inbox(self) -> None:
         idle = 0
         while not self.stop or idle < 2:
-            offer = await self.store.next_offer(self.worker, timeout_s=0.1)
+            offer = await self.store.next_message(self.worker, timeout_s=0.1)
             if offer is None:
                 idle += 1
                 continue
             idle = 0
+            assert isinstance(offer, Offer), offer  # the hammer sends no commands
             await self.on_offer(offer)
 
 

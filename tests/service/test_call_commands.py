@@ -1,7 +1,7 @@
 """Commands to live calls through the state layer and the API, on a real Redis and real HTTP.
 
 The worker's side of the channel is played by the test with the same state-layer calls a worker
-makes (``next_offer`` pops its inbox, ``reply_command`` answers); the real worker and SIP are in
+makes (``next_message`` pops its inbox, ``reply_command`` answers); the real worker and SIP are in
 ``tests/e2e/test_call_commands.py``.
 """
 
@@ -35,9 +35,9 @@ async def live_call(store: QueueStore, cid: str, worker: str = "w0") -> None:
 
 async def serve_one(store: QueueStore, worker: str, status: commands.Status, code: str = "") -> commands.Command:
     """Pop the worker's inbox up to the first command (offers go to sessions), answer it as a worker would."""
-    msg = await store.next_offer(worker, timeout_s=5)
+    msg = await store.next_message(worker, timeout_s=5)
     while msg is not None and not isinstance(msg, commands.Command):
-        msg = await store.next_offer(worker, timeout_s=5)
+        msg = await store.next_message(worker, timeout_s=5)
     assert isinstance(msg, commands.Command), msg
     assert not msg.expired()
     await store.reply_command(commands.Reply(msg.command_id, status, code))
@@ -77,7 +77,7 @@ async def test_no_reply_is_a_timeout_and_the_late_command_is_expired(store: Queu
     with pytest.raises(TimedOut) as to:
         await store.send_command(commands.Hangup(call_id="c4", by="x"), 0.3)
     assert to.value.code == "command.timeout"
-    late = await store.next_offer("w0", timeout_s=1)
+    late = await store.next_message("w0", timeout_s=1)
     assert isinstance(late, commands.Hangup) and late.expired()  # a worker drops it unanswered
 
 
@@ -88,8 +88,8 @@ async def test_malformed_inbox_messages_are_errors_not_commands(store: QueueStor
                 '{"offer_id": "o"}', '[1, 2]', '"text"', 'not json', '{"type": "command", "kind": ["hangup"]}'):
         await redis.rpush(store.keys.worker_inbox("w5"), raw)
         with pytest.raises(ValueError):
-            await store.next_offer("w5", timeout_s=1)
-    assert await store.next_offer("w5", timeout_s=0.1) is None  # each bad message was consumed, once
+            await store.next_message("w5", timeout_s=1)
+    assert await store.next_message("w5", timeout_s=0.1) is None  # each bad message was consumed, once
 
 
 # --- the API route ------------------------------------------------------------------------------

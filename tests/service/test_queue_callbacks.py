@@ -53,7 +53,8 @@ async def events(store: QueueStore, *types: str) -> list[tuple[str, dict[str, An
 
 async def drain_inbox(store: QueueStore, worker: str) -> list[Offer]:
     out = []
-    while (o := await store.next_offer(worker, timeout_s=0.05)) is not None:
+    while (o := await store.next_message(worker, timeout_s=0.05)) is not None:
+        assert isinstance(o, Offer), o
         out.append(o)
     return out
 

@@ -42,7 +42,7 @@ async def test_longest_idle_agent_gets_the_call_and_worker_inbox_holds_the_offer
     offer = await store.enqueue("c1", queue="billing", skill="billing", priority=0,
                                 journey={"steps": [{"node": "main", "digit": "2"}]})
     assert offer is not None and offer.agent_id == "a2" and offer.call_id == "c1"
-    assert await store.next_offer("w7", timeout_s=0.1) == offer
+    assert await store.next_message("w7", timeout_s=0.1) == offer
     call = await store.get_call("c1")
     assert call is not None and call["state"] == "offered" and call["agent_id"] == "a2"
     assert (await store.get_agent("a2"))["state"] == "reserved"
@@ -213,8 +213,8 @@ async def test_agent_left_with_no_wrapup_makes_the_agent_available_and_matched(s
     assert await store.agent_left("c1", wrapup_s=0) == "a1"
     agent = await store.get_agent("a1")
     assert agent is not None and agent["state"] == "reserved" and agent["call_id"] == "c2"
-    assert await store.next_offer("w0", timeout_s=0.1) == offer  # c1's own offer, then c2's
-    nxt = await store.next_offer("w0", timeout_s=0.1)
+    assert await store.next_message("w0", timeout_s=0.1) == offer  # c1's own offer, then c2's
+    nxt = await store.next_message("w0", timeout_s=0.1)
     assert nxt is not None and nxt.call_id == "c2"
 
 
