@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 from ivr.core.errors import ConfigError
+from ivr.core.leg_budget import WHEEL_MAX_LEGS, LegBudget
 
 Role = Literal["agent", "supervisor", "admin"]
 
@@ -141,7 +142,8 @@ class WorkerSettings(BaseModel):
     sip_port_base: int = 5070
     rtp_port_base: int = 20000
     rtp_ports_per_worker: int = 40
-    max_legs: int = Field(4, ge=2, le=4, description="pjsua2 wheel limit is 4 legs per process")
+    max_legs: int = Field(WHEEL_MAX_LEGS, ge=2, le=WHEEL_MAX_LEGS,
+                          description="pjsua2 wheel limit is 4 legs per process (see ivr/core/leg_budget.py)")
     clock_rate: int = 8000
     poll_ms: int = Field(500, ge=1, le=2000, description="SIP thread poll; commands wake it at once")
     agent_ring_timeout_s: float = 20.0
@@ -155,9 +157,14 @@ class WorkerSettings(BaseModel):
         return max(self.count, self.max_count or self.count)
 
     @property
+    def leg_budget(self) -> LegBudget:
+        """How a worker spends its legs (:mod:`ivr.core.leg_budget`)."""
+        return LegBudget(max_legs=self.max_legs)
+
+    @property
     def callers_per_worker(self) -> int:
-        """Each admitted caller keeps a leg free for its agent."""
-        return self.max_legs // 2
+        """Callers one worker admits (each keeps a leg free for its agent)."""
+        return self.leg_budget.caller_slots
 
     def sip_port(self, index: int) -> int:
         return self.sip_port_base + index

@@ -31,7 +31,7 @@ from ivr.core.logging import get_logger
 from ivr.prompts.library import PromptSpec
 from ivr.queues.store import Offer
 from ivr.runtime.session import AgentCall, WorkerContext
-from ivr.sip.engine import SipEngine, WorkerFull
+from ivr.sip.engine import WorkerFull
 from ivr.sip.legs import LegEnded
 
 log = get_logger(__name__)
@@ -91,7 +91,7 @@ class CallbackSession(AgentCall):
         store, offer = self.ctx.store, self.offer
         uri = cfg.uri_for(offer.number, s.edge.host, s.edge.port)
         try:
-            await self.ctx.sip.call(SipEngine.make_call, uri, self.leg.leg_id, True)
+            await self.leg.dial(uri, customer=True)
         except WorkerFull as exc:
             log.info("callback.worker_full", why=str(exc))
             return "worker_full"

@@ -47,7 +47,7 @@ from ivr.runtime.announce import QueueAnnouncer
 from ivr.runtime.ask import run_ask
 from ivr.runtime.call_record import CallRecord
 from ivr.sip.bridge import SipThread
-from ivr.sip.engine import NoLineFree, SipEngine
+from ivr.sip.engine import NoLineFree
 from ivr.sip.events import IncomingCall
 from ivr.sip.legs import Leg, LegEnded
 from ivr.speech.client import SpeechClient
@@ -159,7 +159,7 @@ class AgentCall:
         agent = self.ctx.new_leg()
         self.agent_leg = agent
         try:
-            await self._dial(offer.sip_uri, agent.leg_id)
+            await self._dial(offer.sip_uri, agent)
         except LegEnded:
             self.agent_leg = None
             raise
@@ -170,7 +170,7 @@ class AgentCall:
             return False
         if await self._answered(agent, settings.workers.agent_ring_timeout_s):
             await self.leg.stop_playback(moh_id)
-            await self.ctx.sip.call(SipEngine.bridge, self.leg.leg_id, agent.leg_id)
+            await self.leg.bridge(agent)
             await self._settle(store.offer_answered(self.call_id, offer.offer_id))
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
@@ -181,7 +181,7 @@ class AgentCall:
         await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
         return False
 
-    async def _dial(self, uri: str, leg_id: str) -> None:
+    async def _dial(self, uri: str, leg: Leg) -> None:
         """Call the agent. The library may still hold a call slot for a leg that just ended or a
         caller being refused (NoLineFree) although this caller's agent line is reserved: wait for it
         (bounded by LINE_WAIT_S) instead of failing the offer and sending the agent on a break."""
@@ -190,7 +190,7 @@ class AgentCall:
         while True:
             tries += 1
             try:
-                await self.ctx.sip.call(SipEngine.make_call, uri, leg_id)
+                await leg.dial(uri)
             except NoLineFree as exc:
                 if self.leg.is_ended:
                     raise LegEnded(self.call_id) from None
@@ -273,7 +273,7 @@ class CallSession(AgentCall):
         loaded = self.ctx.plans.for_number(inc.dnis)
         if loaded is None:
             log.warning("call.unknown_number", dnis=inc.dnis)
-            await self.ctx.sip.call(SipEngine.hangup, self.call_id, 404)
+            await self.leg.hangup(404)
             return
         self.language = self.default_language = loaded.plan.language
         log.info("call.incoming", ani=inc.ani, dnis=inc.dnis, plan=loaded.plan.name, version=loaded.version)
@@ -411,7 +411,7 @@ class CallSession(AgentCall):
         self.agent_leg = other
         log.info("call.transfer", leg=other.leg_id)
         try:
-            await self.ctx.sip.call(SipEngine.make_call, uri, other.leg_id)
+            await other.dial(uri)
         except Exception as exc:
             log.warning("call.transfer_failed", error=str(exc))
             self.agent_leg = None
@@ -421,7 +421,7 @@ class CallSession(AgentCall):
             self.agent_leg = None
             log.info("call.transfer_failed", reason="no_answer")
             return "failed"
-        await self.ctx.sip.call(SipEngine.bridge, self.leg.leg_id, other.leg_id)
+        await self.leg.bridge(other)
         done, _ = await asyncio.wait({self.leg.ended, other.ended}, return_when=asyncio.FIRST_COMPLETED)
         self.end_reason = "caller_hangup" if self.leg.ended in done else "transfer_ended"
         await other.hangup()

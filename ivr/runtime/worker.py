@@ -29,7 +29,7 @@ from ivr.runtime.process import pid_alive
 from ivr.runtime.session import AgentCall, CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
 from ivr.sip.bridge import SipThread
-from ivr.sip.engine import EngineConfig, SipEngine
+from ivr.sip.engine import EngineConfig
 from ivr.sip.events import Disconnected, IncomingCall, Rejected, SipEvent
 from ivr.sip.legs import Leg
 from ivr.speech.client import SpeechClient
@@ -77,7 +77,7 @@ class Worker:
         w = s.workers
         sip = SipThread(
             EngineConfig(host=w.host, sip_port=w.sip_port(self.index), rtp_port=w.rtp_port(self.index),
-                         rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate),
+                         rtp_port_range=w.rtp_ports_per_worker, budget=w.leg_budget, clock_rate=w.clock_rate),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech)
@@ -149,7 +149,7 @@ class Worker:
 
     def _slots(self) -> int:
         """Calls this worker can hold (each a caller leg + its agent leg); 0 while draining."""
-        return 0 if self.draining else self.settings.workers.max_legs // 2
+        return 0 if self.draining else self.settings.workers.leg_budget.caller_slots
 
     def _session_done(self, call_id: str, _task: object) -> None:
         self.sessions.pop(call_id, None)
@@ -208,7 +208,7 @@ class Worker:
     async def _drain(self, sip: SipThread) -> None:
         """Refuse new calls (503) and let the calls in progress finish, up to ``workers.drain_s``."""
         self.draining = True
-        await sip.call(SipEngine.set_draining, True)
+        await sip.set_draining(True)
         drain_s = self.settings.workers.drain_s
         log.info("worker.draining", calls=len(self.sessions), drain_s=drain_s)
         if self.sessions:

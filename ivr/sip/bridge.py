@@ -173,6 +173,10 @@ class SipThread:
         engine.shutdown()
         self.engine = None
 
+    async def set_draining(self, on: bool) -> None:
+        """Answer every new INVITE 503 + Retry-After (calls in progress go on), or stop doing so."""
+        await self.call(SipEngine.set_draining, on)
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(engine, *args)`` on the SIP thread and return its result."""
         assert self._loop is not None

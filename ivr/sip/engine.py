@@ -15,10 +15,11 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pjsua2 as pj
 
+from ivr.core.leg_budget import LegBudget
 from ivr.core.logging import get_logger
 from ivr.sip.events import (
     Answered,
@@ -69,7 +70,7 @@ class EngineConfig:
     sip_port: int
     rtp_port: int
     rtp_port_range: int
-    max_legs: int = 4
+    budget: LegBudget = field(default_factory=LegBudget)
     clock_rate: int = 8000
     user_agent: str = "ivr-hotline"
     retry_after_s: int = 5
@@ -209,7 +210,7 @@ class SipEngine:
         ep_cfg = pj.EpConfig()
         ep_cfg.uaConfig.threadCnt = 0
         ep_cfg.uaConfig.mainThreadOnly = False
-        ep_cfg.uaConfig.maxCalls = self.cfg.max_legs
+        ep_cfg.uaConfig.maxCalls = self.cfg.budget.max_legs
         ep_cfg.uaConfig.userAgent = self.cfg.user_agent
         ep_cfg.logConfig.level = 1
         ep_cfg.logConfig.consoleLevel = 1
@@ -246,7 +247,7 @@ class SipEngine:
         acc = _Account(self)
         acc.create(acfg, True)
         self.acc = acc
-        log.info("sip.started", host=self.cfg.host, port=self.cfg.sip_port, max_legs=self.cfg.max_legs)
+        log.info("sip.started", host=self.cfg.host, port=self.cfg.sip_port, max_legs=self.cfg.budget.max_legs)
 
     def poll(self, timeout_ms: int) -> None:
         assert self.ep is not None
@@ -311,14 +312,13 @@ class SipEngine:
     # --- inbound -----------------------------------------------------------------------------------
     @property
     def free_caller_slots(self) -> int:
-        # each admitted caller keeps one slot for its future agent leg
-        return self.cfg.max_legs // 2 - len(self.callers)
+        return self.cfg.budget.free_caller_slots(len(self.callers))
 
     def on_incoming(self, acc: pj.Account, prm: pj.OnIncomingCallParam) -> None:
         leg_id = self.new_leg_id()
         call = _Call(self, acc, leg_id, prm.callId, inbound=True)
         msg = prm.rdata.wholeMsg
-        if self.draining or self.free_caller_slots <= 0:
+        if not self.cfg.budget.admits(len(self.callers), draining=self.draining):
             op = pj.CallOpParam()
             op.statusCode = 503
             op.reason = "Draining" if self.draining else "Worker Full"
@@ -386,7 +386,7 @@ class SipEngine:
         ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
         keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains."""
         assert self.acc is not None
-        if caller and (self.draining or self.free_caller_slots <= 0):
+        if caller and not self.cfg.budget.admits(len(self.callers), draining=self.draining):
             raise WorkerFull("draining" if self.draining else "worker full")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
@@ -420,7 +420,7 @@ class SipEngine:
     def _slots(self) -> str:
         """What holds each pjsua call slot (diagnostics): leg id and state, or "free"."""
         out = []
-        for i in range(self.cfg.max_legs):
+        for i in range(self.cfg.budget.max_legs):
             c = pj.Call.lookup(i)
             if c is None:
                 out.append("free")

@@ -130,9 +130,20 @@ class Leg:
             if not getter.done():
                 getter.cancel()
 
-    async def hangup(self) -> None:
+    async def hangup(self, code: int = 0) -> None:
+        """End the leg (``code``: the final answer of a leg not yet answered, e.g. 404)."""
         if not self.is_ended:
-            await self.sip.call(SipEngine.hangup, self.leg_id, 0)
+            await self.sip.call(SipEngine.hangup, self.leg_id, code)
+
+    async def dial(self, uri: str, *, customer: bool = False) -> None:
+        """Call ``uri`` on this leg (an agent, or with ``customer`` a customer the worker calls back,
+        who takes a caller slot of the leg budget). NoLineFree when the library has no leg free;
+        WorkerFull when the budget admits no customer now."""
+        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer)
+
+    async def bridge(self, other: Leg) -> None:
+        """Connect this leg's audio and ``other``'s both ways (music or prompts on either stop first)."""
+        await self.sip.call(SipEngine.bridge, self.leg_id, other.leg_id)
 
     async def wait_ended(self, timeout: float) -> Disconnected | None:
         with contextlib.suppress(TimeoutError):

@@ -24,12 +24,16 @@ class SlotsBusySip:
         self.busy_for = busy_for
         self.calls: list[tuple[str, str]] = []
 
-    async def call(self, fn: Any, uri: str, leg_id: str) -> str:
+    async def call(self, fn: Any, uri: str, leg_id: str, customer: bool = False) -> str:
         assert fn.__name__ == "make_call"
         self.calls.append((uri, leg_id))
         if len(self.calls) <= self.busy_for:
             raise NoLineFree("no call slot free")
         return leg_id
+
+
+def agent_leg(sip: SlotsBusySip) -> Leg:
+    return Leg(sip, "agent-leg")  # type: ignore[arg-type]
 
 
 def agent_call(sip: SlotsBusySip) -> AgentCall:
@@ -39,7 +43,7 @@ def agent_call(sip: SlotsBusySip) -> AgentCall:
 
 async def test_the_dial_waits_for_a_slot_and_then_rings_the_agent() -> None:
     sip = SlotsBusySip(busy_for=3)
-    await agent_call(sip)._dial("sip:agent@127.0.0.1", "agent-leg")
+    await agent_call(sip)._dial("sip:agent@127.0.0.1", agent_leg(sip))
     assert sip.calls == [("sip:agent@127.0.0.1", "agent-leg")] * 4
 
 
@@ -47,7 +51,7 @@ async def test_a_slot_that_never_frees_fails_the_dial_after_the_bound(monkeypatc
     monkeypatch.setattr(session, "LINE_WAIT_S", 0.2)
     sip = SlotsBusySip(busy_for=10_000)
     with pytest.raises(NoLineFree):
-        await asyncio.wait_for(agent_call(sip)._dial("sip:agent@127.0.0.1", "agent-leg"), 5)
+        await asyncio.wait_for(agent_call(sip)._dial("sip:agent@127.0.0.1", agent_leg(sip)), 5)
     assert 2 <= len(sip.calls) <= 0.2 / session.LINE_RETRY_S + 2
 
 
@@ -56,5 +60,5 @@ async def test_a_caller_who_hangs_up_while_waiting_ends_the_wait() -> None:
     call = agent_call(sip)
     call.leg.feed(Disconnected("caller-1", 200, "BYE"))
     with pytest.raises(LegEnded):
-        await asyncio.wait_for(call._dial("sip:agent@127.0.0.1", "agent-leg"), 5)
+        await asyncio.wait_for(call._dial("sip:agent@127.0.0.1", agent_leg(sip)), 5)
     assert len(sip.calls) == 1
