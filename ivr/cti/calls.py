@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ivr.core import commands
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.logging import get_logger
-from ivr.cti.auth import require_role, require_self_or
+from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.runtime.call_record import NAME, voicemail_file
 
@@ -34,15 +34,23 @@ def _name_param(request: web.Request, name: str) -> str:
     return value
 
 
-async def get_call(request: web.Request) -> web.Response:
-    """The call record (journey, csat, voicemail, variables, callback); supervisors, admins and the
-    call's own agent."""
+async def _own_call(request: web.Request) -> tuple[User, str, dict[str, Any]]:
+    """The user, the call id and the record of the path's call, which the user may act on: its own
+    agent, a supervisor, an admin (404 ``call.not_found``, 403 ``auth.forbidden`` otherwise)."""
     who = await user(request)
-    store = request.app[STORE]
-    call = await store.get_call(request.match_info["call_id"])
+    call_id = request.match_info["call_id"]
+    call = await request.app[STORE].get_call(call_id)
     if call is None:
         raise NotFound("no such call", code="call.not_found")
     require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
+    return who, call_id, call
+
+
+async def get_call(request: web.Request) -> web.Response:
+    """The call record (journey, csat, voicemail, variables, callback); supervisors, admins and the
+    call's own agent."""
+    _, _, call = await _own_call(request)
+    store = request.app[STORE]
     if isinstance(call.get("voicemail"), dict):
         call["voicemail"] = _voicemail_view(call["voicemail"])
     if call.get("callback_id"):
@@ -111,13 +119,8 @@ class Disposition(BaseModel):
 async def set_disposition(request: web.Request) -> web.Response:
     """The agent's wrap-up: a disposition code and notes on the call record (the call's agent, a
     supervisor or an admin); ``call.disposition`` carries them to the CRM's webhook."""
-    who = await user(request)
+    who, call_id, _ = await _own_call(request)
     store = request.app[STORE]
-    call_id = request.match_info["call_id"]
-    call = await store.get_call(call_id)
-    if call is None:
-        raise NotFound("no such call", code="call.not_found")
-    require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
     req = await body(request, Disposition)
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:
@@ -130,13 +133,8 @@ async def set_disposition(request: web.Request) -> web.Response:
 async def hangup_call(request: web.Request) -> web.Response:
     """End a live call for every party: supervisors and admins any call, an agent its own. The
     command goes to the worker that holds the call, whichever API instance receives it."""
-    who = await user(request)
+    who, call_id, call = await _own_call(request)
     store = request.app[STORE]
-    call_id = request.match_info["call_id"]
-    call = await store.get_call(call_id)
-    if call is None:
-        raise NotFound("no such call", code="call.not_found")
-    require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
     if call.get("state") == "ended":
         raise Conflict("the call has already ended", code="call.ended")
     command = commands.Hangup(call_id=call_id, by=who.id, role=who.role)
