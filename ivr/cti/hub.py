@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 
 from ivr.core.event_catalogue import AGENT, FLOOR, with_audience
 from ivr.core.logging import get_logger
-from ivr.queues.connection import BLOCK_S
+from ivr.queues.connection import BLOCK_S, keep_running
 from ivr.queues.store import QueueStore, StreamEvent
 
 log = get_logger(__name__)
@@ -169,27 +169,25 @@ class PopHub:
 
     async def presence(self) -> None:
         """Keep the 'desktop open' marks of connected agents fresh."""
-        while True:
-            try:
-                for agent_id in list(self.sockets):
-                    if agent_id != ALL:
-                        await self.store.mark_desktop(agent_id, self.instance)
-            except RedisError as exc:
-                log.warning("api.redis_unavailable", loop="presence", error=str(exc))
-            await asyncio.sleep(5)
+        async def mark() -> float:
+            for agent_id in list(self.sockets):
+                if agent_id != ALL:
+                    await self.store.mark_desktop(agent_id, self.instance)
+            return 5.0
+
+        await keep_running("presence", mark, event="api.redis_unavailable", pause_on_error_s=5.0)
 
     async def pump(self) -> None:
         last = await self.store.last_event_id()
-        while True:
-            try:
-                events = await self.store.read_events(last, block_ms=int(BLOCK_S * 1000))
-            except RedisError as exc:
-                log.warning("api.redis_unavailable", loop="pump", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            for ev in events:
+
+        async def read() -> float:
+            nonlocal last
+            for ev in await self.store.read_events(last, block_ms=int(BLOCK_S * 1000)):
                 last = ev.id
                 await self.dispatch(ev)
+            return 0
+
+        await keep_running("pump", read, event="api.redis_unavailable")
 
     async def dispatch(self, ev: StreamEvent) -> None:
         """Queue ``ev`` for the sockets that want it (never waits on a socket)."""

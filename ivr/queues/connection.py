@@ -11,15 +11,20 @@ refuses the 101st). With Sentinel, redis-py has no waiting pool: the limit is th
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError
+from redis.exceptions import ConnectionError, ReadOnlyError, RedisError, TimeoutError
 
 from ivr.core.config import RedisSettings
+from ivr.core.logging import get_logger
+
+log = get_logger(__name__)
 
 SOCKET_TIMEOUT_S = 10.0
 BLOCK_S = 5.0
@@ -57,3 +62,20 @@ async def close(client: Redis) -> None:
     await client.aclose()
     if manager is not None:
         await manager.aclose()
+
+
+async def keep_running(loop: str, step: Callable[[], Awaitable[float]], *, event: str,
+                       pause_on_error_s: float = 0.5) -> NoReturn:
+    """Run ``step`` until cancelled; it returns the seconds to wait before it runs again.
+
+    While Redis is out of reach (down, failing over: any RedisError) the error is logged as
+    ``event`` with the loop's name and the step is retried after ``pause_on_error_s``, so no
+    background loop of a role dies or spins because Redis went away for a while."""
+    while True:
+        try:
+            pause = await step()
+        except RedisError as exc:
+            log.warning(event, loop=loop, error=str(exc))
+            pause = pause_on_error_s
+        if pause > 0:
+            await asyncio.sleep(pause)

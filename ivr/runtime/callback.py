@@ -20,10 +20,8 @@ The customer's number never reaches the logs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from typing import Any
 
 import structlog
 
@@ -101,24 +99,16 @@ class CallbackSession(AgentCall):
             return "unreachable"
         attempt = await store.callback_dialing(self.call_id, offer.offer_id)
         log.info("callback.dialing", attempt=attempt, agent_id=offer.agent_id)
-        answered = asyncio.ensure_future(self.leg.answered.wait())
-        try:
-            waits: set[asyncio.Future[Any]] = {answered, self.leg.ended}
-            await asyncio.wait(waits, timeout=cfg.ring_timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            answered.cancel()
-        if self.leg.is_ended:
+        outcome = await self.leg.wait_answered(cfg.ring_timeout_s)
+        if outcome == "ended":
             code = self.leg.ended.result().code
             return "busy" if code in BUSY_CODES else f"rejected_{code}"
-        if not self.leg.answered.is_set():
+        if outcome == "timeout":
             await self.leg.hangup()
             return "no_answer"
+        if outcome == "hung_up":
+            return "customer_hangup"
         try:
-            media = asyncio.ensure_future(self.leg.media_ready.wait())
-            try:
-                await self.leg.until(media, 5.0)
-            finally:
-                media.cancel()
             path = str(await asyncio.to_thread(self.ctx.prompts.resolve, self._prompt(), self._language()))
             for _ in range(cfg.confirm_tries):
                 dtmf = await self.leg.play(path, barge_in=True)
@@ -143,16 +133,7 @@ class CallbackSession(AgentCall):
 
     async def _finish(self, retry: tuple[str, float] | None) -> None:
         store, s = self.ctx.store, self.ctx.settings
-        if self.forced_end:
-            self.end_reason = self.forced_end
-        with contextlib.suppress(Exception):
-            if self.agent_leg is not None:
-                await self.agent_leg.hangup()
-            await self.leg.hangup()
-        if self.rtp and "caller" not in self.rtp:  # the agent hung up first: the customer's leg ends now
-            ended = await self.leg.wait_ended(5.0)
-            if ended is not None:
-                self.rtp["caller"] = ended.rtp
+        await self._end_legs()
         try:
             if retry is not None:
                 reason, after = retry

@@ -130,23 +130,11 @@ class AgentCall:
 
     async def _answered(self, other: Leg, ring_s: float) -> bool:
         """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
-        answered = asyncio.ensure_future(other.answered.wait())
-        try:
-            waits: set[asyncio.Future[Any]] = {answered, other.ended, self.leg.ended}
-            done, _ = await asyncio.wait(waits, timeout=ring_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            answered.cancel()
-        if self.leg.ended in done:
+        outcome = await other.wait_answered(ring_s, unless=self.leg.ended)
+        if outcome == "aborted":
             await other.hangup()
             raise LegEnded(self.call_id)
-        if not other.answered.is_set() or other.is_ended:
-            return False
-        media = asyncio.ensure_future(other.media_ready.wait())
-        try:
-            await other.until(media, 5.0)
-        finally:
-            media.cancel()
-        return True
+        return outcome == "answered"
 
     async def _connect(self, offer: Offer, moh_id: int) -> bool:
         store, settings = self.ctx.store, self.ctx.settings
@@ -214,6 +202,20 @@ class AgentCall:
                 raise
             log.warning("offer.stale", error=exc.message)
             raise LegEnded(self.call_id) from None
+
+    async def _end_legs(self) -> None:
+        """The call is over here: both legs are hung up, and the caller's RTP figures kept when the
+        caller stayed on after the agent (a survey, a transfer) and its leg ends only now."""
+        if self.forced_end:
+            self.end_reason = self.forced_end
+        with contextlib.suppress(Exception):
+            if self.agent_leg is not None:
+                await self.agent_leg.hangup()
+            await self.leg.hangup()
+        if self.rtp and "caller" not in self.rtp:
+            ended = await self.leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp["caller"] = ended.rtp
 
     async def _agent_left(self) -> None:
         """The agent hung up first and the caller stays (the plan may go on): the agent goes to
@@ -304,16 +306,7 @@ class CallSession(AgentCall):
             await self._finish(started)
 
     async def _finish(self, started: bool) -> None:
-        if self.forced_end:
-            self.end_reason = self.forced_end
-        with contextlib.suppress(Exception):
-            if self.agent_leg is not None:
-                await self.agent_leg.hangup()
-            await self.leg.hangup()
-        if self.rtp and "caller" not in self.rtp:  # the caller stayed on after the agent / transfer
-            ended = await self.leg.wait_ended(5.0)
-            if ended is not None:
-                self.rtp["caller"] = ended.rtp
+        await self._end_legs()
         if started and self.journey is not None:
             try:  # the whole journey (after the queue too: a survey), also for calls never queued
                 await self.ctx.store.record_field(self.call_id, "journey", json.dumps(self.journey.to_dict()))

@@ -21,7 +21,7 @@ from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.dialplan.status import DialplanStatus
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
-from ivr.queues.connection import BLOCK_S, close, connect
+from ivr.queues.connection import BLOCK_S, close, connect, keep_running
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
 from ivr.runtime.callback import CallbackSession
@@ -157,31 +157,31 @@ class Worker:
             self.idle.set()
 
     async def _inbox(self, store: QueueStore) -> None:
-        while True:
-            try:
-                offer = await store.next_message(self.name, timeout_s=BLOCK_S)
-            except RedisError as exc:
-                log.warning("worker.redis_unavailable", loop="inbox", error=str(exc))
-                await asyncio.sleep(0.5)
-                continue
-            except ValueError as exc:  # a malformed message or an unknown command: never stops the inbox
-                log.warning("worker.inbox_message_refused", error=str(exc))
-                continue
-            if offer is None:
-                continue
-            if isinstance(offer, commands.Command):
-                self._command(store, offer)
-                continue
-            if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
-                self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
-                continue
-            session = self.sessions.get(offer.call_id)
-            if session is None:
-                log.warning("offer.orphan", call_id=offer.call_id, offer_id=offer.offer_id)
-                with contextlib.suppress(Exception):
-                    await store.offer_failed(offer.call_id, offer.offer_id, "call_gone")
-                continue
-            session.deliver(offer)
+        await keep_running("inbox", functools.partial(self._next_message, store), event="worker.redis_unavailable")
+
+    async def _next_message(self, store: QueueStore) -> float:
+        """Take one message of the inbox (an offer or a command) to where it belongs."""
+        try:
+            offer = await store.next_message(self.name, timeout_s=BLOCK_S)
+        except ValueError as exc:  # a malformed message or an unknown command: never stops the inbox
+            log.warning("worker.inbox_message_refused", error=str(exc))
+            return 0
+        if offer is None:
+            return 0
+        if isinstance(offer, commands.Command):
+            self._command(store, offer)
+            return 0
+        if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
+            self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
+            return 0
+        session = self.sessions.get(offer.call_id)
+        if session is None:
+            log.warning("offer.orphan", call_id=offer.call_id, offer_id=offer.offer_id)
+            with contextlib.suppress(Exception):
+                await store.offer_failed(offer.call_id, offer.offer_id, "call_gone")
+            return 0
+        session.deliver(offer)
+        return 0
 
     def _command(self, store: QueueStore, command: commands.Command) -> None:
         """Hand a command to the session of its call and send the reply; never blocks the inbox."""
@@ -219,31 +219,29 @@ class Worker:
                 log.warning("worker.drain_timeout", calls=len(self.sessions))
 
     async def _heartbeat(self, store: QueueStore) -> None:
-        while True:
-            try:
-                await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S, slots=self._slots())
-            except RedisError as exc:
-                log.warning("worker.redis_unavailable", loop="heartbeat", error=str(exc))
-            await asyncio.sleep(HEARTBEAT_S)
+        async def beat() -> float:
+            await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S, slots=self._slots())
+            return HEARTBEAT_S
+
+        await keep_running("heartbeat", beat, event="worker.redis_unavailable", pause_on_error_s=HEARTBEAT_S)
 
     async def _housekeeping(self, store: QueueStore) -> None:
         """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps
         and reaps dead workers' calls, so the cost does not grow with the number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r = self.settings.routing
-        while True:
-            try:
-                reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
-                leader = reaped is not None
-                for _ in range(50 if leader else 0):  # more escalations due: short batches
-                    if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
-                        break
-                for dead, calls in (reaped or {}).items():
-                    log.warning("worker.reaped", dead_worker=dead, calls=calls)
-            except RedisError as exc:
-                leader = False
-                log.warning("worker.redis_unavailable", loop="housekeeping", error=str(exc))
-            await asyncio.sleep(0.5 if leader else 2.5)
+
+        async def tick() -> float:
+            reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
+            leader = reaped is not None
+            for _ in range(50 if leader else 0):  # more escalations due: short batches
+                if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
+                    break
+            for dead, calls in (reaped or {}).items():
+                log.warning("worker.reaped", dead_worker=dead, calls=calls)
+            return 0.5 if leader else 2.5
+
+        await keep_running("housekeeping", tick, event="worker.redis_unavailable", pause_on_error_s=2.5)
 
 
 def main(settings: Settings, index: int, name: str | None = None) -> None:

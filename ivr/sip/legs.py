@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from ivr.sip.bridge import FrameSink, SipThread
 from ivr.sip.engine import LegGone, SipEngine
 from ivr.sip.events import Answered, Disconnected, Dtmf, MediaReady, PlaybackDone, Ringing, SipEvent
 
 T = TypeVar("T")
+AnswerOutcome = Literal["answered", "ended", "timeout", "hung_up", "aborted"]
 
 
 class LegEnded(Exception):
@@ -79,12 +80,44 @@ class Leg:
 
     async def answer(self, timeout: float = 5.0) -> None:
         await self._command(SipEngine.answer, 200)
+        if not await self._media(timeout):
+            raise LegEnded(f"{self.leg_id}: no media after answer")
+
+    async def _media(self, timeout: float) -> bool:
+        """Wait (bounded) for the leg's media; False on timeout, LegEnded if it ends meanwhile."""
         waiter = asyncio.ensure_future(self.media_ready.wait())
         try:
-            if not await self.until(waiter, timeout):
-                raise LegEnded(f"{self.leg_id}: no media after answer")
+            return await self.until(waiter, timeout)
         finally:
             waiter.cancel()
+
+    async def wait_answered(self, ring_s: float, *, unless: asyncio.Future[Any] | None = None,
+                            media_s: float = 5.0) -> AnswerOutcome:
+        """Wait for a dialled leg to answer (``ring_s``) and its media to start (``media_s``, bounded).
+
+        ``answered``; ``ended`` (refused or gone before answering: see ``ended`` for the code);
+        ``timeout`` (still ringing: the caller decides whether to hang it up); ``hung_up`` (answered,
+        then gone before its media); ``aborted`` when ``unless`` (e.g. the caller's leg ending) came
+        first."""
+        answered = asyncio.ensure_future(self.answered.wait())
+        try:
+            waits: set[asyncio.Future[Any]] = {answered, self.ended}
+            if unless is not None:
+                waits.add(unless)
+            done, _ = await asyncio.wait(waits, timeout=ring_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+        if unless is not None and unless in done:
+            return "aborted"
+        if self.is_ended:
+            return "ended"
+        if not self.answered.is_set():
+            return "timeout"
+        try:
+            await self._media(media_s)
+        except LegEnded:
+            return "hung_up"
+        return "answered"
 
     async def start_playback(self, path: str, loop: bool = False,
                              solo: bool = False) -> tuple[int, asyncio.Future[None]]:
