@@ -186,7 +186,8 @@ async def test_no_agents_fallback_leaves_at_once_only_when_nobody_could_take_the
     assert c is not None and c["state"] == "ivr" and c["left_reason"] == "no_agents"
     assert await store.waiting("billing") == []
     left = [e.data for e in await store.read_events("0-0") if e.type == "call.left_queue"]
-    assert left == [{"call_id": "ko", "queue": "billing", "reason": "no_agents", "waited_s": 0, "ts": left[0]["ts"]}]
+    assert left == [{"call_id": "ko", "queue": "billing", "reason": "no_agents", "waited_s": 0, "ts": left[0]["ts"],
+                     "v": 1}]
     # someone able to take it is logged in (on break): the caller waits
     assert await call(store, "en", need("billing", lang="en", no_agents="fallback")) is None
     assert await store.waiting("billing") == ["en"]
