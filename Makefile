@@ -20,10 +20,11 @@ export UV_NO_PROGRESS := 1
 run: install
 	$(BIN)/ivr run
 
-test: install
-	$(BIN)/ruff check ivr tests bench deploy/python
-	$(BIN)/mypy ivr bench deploy/python
-	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+# The unit and service tiers run on both cores (pytest-xdist: each worker has its own Redis and
+# ports); the end-to-end tier runs alone, one hotline at a time, so its calls get the CPU they need.
+test: install lint
+	$(BIN)/pytest -p no:cacheprovider -n 2 tests/unit tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
 
 install: system lockcheck $(STAMP)
 
@@ -61,6 +62,7 @@ audit: lockcheck $(UV)
 lint: install
 	$(BIN)/ruff check ivr tests bench deploy/python
 	$(BIN)/mypy ivr bench deploy/python
+	$(BIN)/lint-imports
 
 bench: install  # every section, then the faults, then the 30-minute soak (about 60 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -40,9 +40,9 @@ from redis.asyncio import Redis  # noqa: E402
 from bench.harness import private_redis, save  # noqa: E402
 from ivr.core.config import WebhookSettings  # noqa: E402
 from ivr.core.logging import configure  # noqa: E402
+from ivr.core.tasks import TaskGroup  # noqa: E402
 from ivr.cti.webhooks import Webhooks, verify  # noqa: E402
 from ivr.queues.keys import Keys  # noqa: E402
-from ivr.runtime.tasks import TaskGroup  # noqa: E402
 from tests.conftest import wait_port  # noqa: E402
 from tests.ports import free_udp_tcp_port  # noqa: E402
 

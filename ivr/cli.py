@@ -43,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         "render", help="write the Kamailio, Redis and Sentinel configs for a (multi-host) deployment"))
     # Tool commands live next to what they work on; each adds its parser and sets ``func``.
     from ivr.dialplan import cli as dialplan_cli
-    from ivr.dialplan import simulator
-    from ivr.prompts import cli as prompts_cli
+    from ivr.dialplan import prompts_cli, simulator
 
     dialplan_cli.add_parser(sub)
     simulator.add_parser(sub)

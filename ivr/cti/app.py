@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
+from ivr.core.tasks import TaskGroup
 from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, system, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
@@ -27,7 +28,6 @@ from ivr.cti.hub import PopHub
 from ivr.queues.connection import close, connect
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
-from ivr.runtime.tasks import TaskGroup
 
 log = get_logger(__name__)
 

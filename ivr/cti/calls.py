@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from ivr.core import commands
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.logging import get_logger
+from ivr.core.media_store import NAME, voicemail_file
 from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
-from ivr.runtime.call_record import NAME, voicemail_file
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from ivr.core.errors import NotFound
 from ivr.cti.auth import require_role
 from ivr.cti.context import SETTINGS, STORE, body, user
 from ivr.dialplan.registry import VersionArchive
-from ivr.dialplan.status import PlanStatus, read_status
+from ivr.queues.dialplan_status import PlanStatus, read_status
 
 
 class Rollback(BaseModel):

@@ -1,6 +1,6 @@
 """What the dial-plan engine needs from the outside, as interfaces (it never imports ``sip``).
 
-Three implementations exist: the SIP call session on a worker (:mod:`ivr.runtime.session`), the
+Three implementations exist: the SIP call session on a worker (:mod:`ivr.calls.session`), the
 simulator (:mod:`ivr.dialplan.simulator`) and the fakes of the engine's unit tests.
 """
 

@@ -6,7 +6,7 @@ its plan in a new :class:`PlanRegistry` snapshot that is swapped in with one ref
 a call keeps the :class:`LoadedPlan` it picked at its start, so it finishes on that version. A file
 that does not validate (YAML, schema, or a number another plan already answers) leaves the running
 version of that plan in place and is reported (log ``dialplan.reload_failed``, and in Redis through
-the ``on_change`` callback, see :mod:`ivr.dialplan.status`).
+the ``on_change`` callback, see :mod:`ivr.dialplan.reports`).
 
 A deleted file removes its plan (calls to its numbers are refused) unless it is the last plan, which
 keeps running and is reported as an error. A worker that starts while a file is broken runs the

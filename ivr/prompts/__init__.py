@@ -1,8 +1,9 @@
-"""Prompts: recordings and synthesised speech normalised for the phone, and music on hold."""
+"""Prompts: recordings and synthesised speech normalised for the phone, and music on hold.
 
-from ivr.prompts.build import BuildReport, PromptIssue, build_plan_prompts, check_prompt, spec_for
+What is built from dial plans (every prompt of every plan, ``ivr prompts build``) lives with the
+plans: :mod:`ivr.dialplan.prompt_build`."""
+
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import music_on_hold
 
-__all__ = ["BuildReport", "PromptIssue", "PromptLibrary", "PromptSpec", "build_plan_prompts", "check_prompt",
-           "music_on_hold", "spec_for"]
+__all__ = ["PromptLibrary", "PromptSpec", "music_on_hold"]

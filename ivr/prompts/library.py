@@ -69,7 +69,7 @@ class PromptSpec:
 
     ``fallback_language``: when ``file`` is not under ``<source_dir>/<language>/``, look under
     ``<source_dir>/<fallback_language>/`` (the plan's default language) before giving up. Build it
-    from a dial-plan prompt with :func:`ivr.prompts.build.spec_for`.
+    from a dial-plan prompt with :func:`ivr.dialplan.prompt_build.spec_for`.
     """
 
     file: str | None = None

@@ -41,7 +41,7 @@ class Offer:
     """A reservation of an agent for a waiting call, handed to the worker that holds the call.
 
     A callback's offer (``kind`` "callback") goes to a worker chosen for it, which dials ``number``
-    first (see :mod:`ivr.runtime.callback`); ``call_id`` is then the callback's id."""
+    first (see :mod:`ivr.calls.callback`); ``call_id`` is then the callback's id."""
 
     offer_id: str
     call_id: str

@@ -18,14 +18,14 @@ import aiohttp
 from ivr.core.config import DEMO_USERS, AgentSeed, Settings
 from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
+from ivr.core.tasks import TaskGroup
 from ivr.dialplan.loader import PlanRegistry
+from ivr.dialplan.prompt_build import build_prompts as build_plan_and_moh_prompts
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
-from ivr.prompts.build import build_prompts as build_plan_and_moh_prompts
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.edge import Edge
 from ivr.runtime.process import ManagedProcess, wait_tcp
-from ivr.runtime.tasks import TaskGroup
 
 log = get_logger(__name__)
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)

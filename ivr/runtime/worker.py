@@ -13,21 +13,22 @@ import uuid
 import structlog
 from redis.exceptions import RedisError
 
+from ivr.calls.callback import CallbackSession
+from ivr.calls.session import AgentCall, CallSession, WorkerContext
 from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
+from ivr.core.tasks import TaskGroup
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
-from ivr.dialplan.status import DialplanStatus
+from ivr.dialplan.reports import plan_reports
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect, keep_running
+from ivr.queues.dialplan_status import DialplanStatus
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
-from ivr.runtime.callback import CallbackSession
 from ivr.runtime.process import pid_alive
-from ivr.runtime.session import AgentCall, CallSession, WorkerContext
-from ivr.runtime.tasks import TaskGroup
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import EngineConfig
 from ivr.sip.events import Disconnected, IncomingCall, Rejected, SipEvent
@@ -91,7 +92,8 @@ class Worker:
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
         self.tasks.spawn("housekeeping", self._housekeeping(store))
-        self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s, plan_status.report))
+        self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s,
+                                                  lambda reg: plan_status.report(plan_reports(reg))))
         log.info("worker.ready", sip_port=w.sip_port(self.index), pid=os.getpid())
         try:
             await stop.wait()

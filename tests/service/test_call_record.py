@@ -16,13 +16,13 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
+from ivr.calls.call_record import CallRecord
 from ivr.core.config import Settings
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState, EventType
 from ivr.cti.app import init_app
 from ivr.dialplan.journey import Journey
 from ivr.queues.store import QueueStore
-from ivr.runtime.call_record import CallRecord
 from tests.conftest import RedisServer, free_port
 
 PREFIX = "rec"

@@ -18,7 +18,8 @@ from ivr.core.config import Settings
 from ivr.cti.app import init_app
 from ivr.dialplan.loader import content_version
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
-from ivr.dialplan.status import DialplanStatus
+from ivr.dialplan.reports import plan_reports
+from ivr.queues.dialplan_status import DialplanStatus
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer
 from tests.unit.test_dialplan_registry import plan_yaml
@@ -55,7 +56,7 @@ class Worker:
     async def look(self) -> None:
         """One round of the watcher: reload, report."""
         await asyncio.to_thread(self.plans.reload)
-        await self.status.report(self.plans)
+        await self.status.report(plan_reports(self.plans))
 
 
 @pytest.fixture

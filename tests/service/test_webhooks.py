@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 
 from ivr.core.config import Settings, WebhookSettings
 from ivr.core.events import AgentState
+from ivr.core.tasks import TaskGroup
 from ivr.cti.app import init_app
 from ivr.cti.webhooks import Webhooks, verify
 from ivr.queues.outbox import Claimed
 from ivr.queues.store import QueueStore
-from ivr.runtime.tasks import TaskGroup
 from tests.conftest import RedisServer
 from tests.ports import free_udp_tcp_port
 

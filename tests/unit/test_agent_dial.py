@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ivr.runtime import session
-from ivr.runtime.session import AgentCall
+from ivr.calls import session
+from ivr.calls.session import AgentCall
 from ivr.sip.engine import NoLineFree
 from ivr.sip.events import Disconnected
 from ivr.sip.legs import Leg, LegEnded

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from ivr.calls.announce import QueueAnnouncer
 from ivr.dialplan.ports import QueueTarget
 from ivr.queues.estimate import WaitEstimate
-from ivr.runtime.announce import QueueAnnouncer
 
 
 class FakeLeg:

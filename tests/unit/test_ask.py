@@ -1,12 +1,12 @@
-"""Pure parts of a listening turn (``ivr.runtime.ask``) and the audio hand-off (``ivr.sip.bridge.FrameSink``)."""
+"""Pure parts of a listening turn (``ivr.calls.ask``) and the audio hand-off (``ivr.sip.bridge.FrameSink``)."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
+from ivr.calls.ask import DigitEntry, grammar_of, mask_digits, speech_answer
 from ivr.dialplan.ports import Answer, Ask
-from ivr.runtime.ask import DigitEntry, grammar_of, mask_digits, speech_answer
 from ivr.sip.bridge import FrameSink
 from ivr.speech.client import RecognitionResult
 

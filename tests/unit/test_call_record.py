@@ -9,11 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from ivr.core.config import Settings
-from ivr.core.errors import BadRequest
-from ivr.dialplan.journey import Journey
-from ivr.queues.store import QueueStore
-from ivr.runtime.call_record import (
+from ivr.calls.call_record import (
     VARIABLES_MAX,
     CallRecord,
     check_csat,
@@ -21,8 +17,12 @@ from ivr.runtime.call_record import (
     check_number,
     check_variables,
     check_voicemail,
-    voicemail_file,
 )
+from ivr.core.config import Settings
+from ivr.core.errors import BadRequest
+from ivr.core.media_store import voicemail_file
+from ivr.dialplan.journey import Journey
+from ivr.queues.store import QueueStore
 
 
 def wav(path: Path) -> Path:

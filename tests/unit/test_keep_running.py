@@ -45,4 +45,4 @@ async def test_the_step_sets_the_pause_and_cancel_stops_it() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert runs >= 2 and not task.done() or task.cancelled()
+    assert (runs >= 2 and not task.done()) or task.cancelled()

@@ -17,7 +17,7 @@ from ivr.core.config import Settings
 from ivr.core.errors import PromptError
 from ivr.dialplan.loader import LoadedPlan, PlanRegistry
 from ivr.dialplan.model import Plan, Prompt
-from ivr.prompts.build import (
+from ivr.dialplan.prompt_build import (
     build_plan_prompts,
     build_prompts,
     check_prompt,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ivr.calls.announce import announcement_text, text_language
 from ivr.queues.estimate import DEFAULT_AHT_S, FRESH_S, QueueHistory, estimate_wait, wait_minutes
-from ivr.runtime.announce import announcement_text, text_language
 
 
 def test_recent_departures_give_position_times_departure_interval() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import wave
 from pathlib import Path
 
-from ivr.runtime.session import wav_finished
+from ivr.calls.session import wav_finished
 
 
 def write_wav(path: Path, frames: int = 800) -> None:

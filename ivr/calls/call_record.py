@@ -11,7 +11,6 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ivr.core.config import Settings
 from ivr.core.errors import BadRequest
 from ivr.core.logging import get_logger
+from ivr.core.media_store import NAME, voicemail_file
 from ivr.dialplan.journey import Journey
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import QueueStore
@@ -26,7 +26,6 @@ from ivr.queues.store import QueueStore
 log = get_logger(__name__)
 
 FIELDS = frozenset({"csat", "voicemail", "variables", "disposition"})
-NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 VOICEMAIL_KEEP = 1000          # entries a mailbox's list keeps (newest)
 VARIABLES_MAX = 64             # variables per save
 VARIABLE_VALUE_MAX = 1024      # characters per value
@@ -41,22 +40,6 @@ class VoicemailMeta(BaseModel):
     path: str = Field(min_length=1, max_length=4096)
     seconds: float = Field(ge=0, le=3600)
     ended_by: Literal["terminator", "max_length", "hangup", "silence"]
-
-
-def voicemail_dir(settings: Settings) -> Path:
-    return (settings.var_dir / "voicemail").resolve()
-
-
-def voicemail_file(path: str | Path, settings: Settings) -> Path | None:
-    """The resolved WAV file if ``path`` is a ``.wav`` inside ``<var_dir>/voicemail`` (symlinks
-    resolved), else None."""
-    try:
-        resolved = Path(path).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if resolved.suffix.lower() != ".wav" or not resolved.is_relative_to(voicemail_dir(settings)):
-        return None
-    return resolved
 
 
 def check_csat(value: Any) -> int:

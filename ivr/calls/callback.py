@@ -8,7 +8,7 @@ caller slot, which runs a :class:`CallbackSession`:
 2. when they answer, play "This is your call back from <hotline>. Press 1 to be connected." in the
    call's language (TTS through the prompt library), up to ``confirm_tries`` times;
 3. on the key: ``callback.connected``, hold music, and the agent is rung and bridged exactly as for an
-   inbound call (:class:`ivr.runtime.session.AgentCall`: pop-before-ring, bridge, talk, wrap-up). An
+   inbound call (:class:`ivr.calls.session.AgentCall`: pop-before-ring, bridge, talk, wrap-up). An
    agent who does not answer puts the customer back at their place (on hold, here) like any caller;
 4. not reached (no answer, busy, no key, hung up before the key): ``callback_retry`` releases the agent
    and the callback competes again after ``retry_after_s``, until ``retries`` more attempts failed
@@ -25,10 +25,10 @@ import time
 
 import structlog
 
+from ivr.calls.session import AgentCall, WorkerContext
 from ivr.core.logging import get_logger
 from ivr.prompts.library import PromptSpec
 from ivr.queues.store import Offer
-from ivr.runtime.session import AgentCall, WorkerContext
 from ivr.sip.engine import WorkerFull
 from ivr.sip.legs import LegEnded
 

@@ -26,7 +26,7 @@ def main(args: argparse.Namespace) -> int:
     from ivr.core.errors import IvrError
     from ivr.core.logging import configure
     from ivr.dialplan.loader import load_plan, plan_files
-    from ivr.prompts.build import BuildReport, build_prompts
+    from ivr.dialplan.prompt_build import BuildReport, build_prompts
 
     settings = load_settings(Path(args.config) if args.config else None)
     configure("warning", "console", role="prompts")  # the report below is the output; logs only on trouble

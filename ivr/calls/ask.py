@@ -1,6 +1,6 @@
 """One turn of waiting for the caller on a SIP leg: prompts, keys, speech, barge-in, timeouts.
 
-``run_ask`` implements ``CallPort.ask`` for :mod:`ivr.runtime.session`:
+``run_ask`` implements ``CallPort.ask`` for :mod:`ivr.calls.session`:
 
 - the prompts play in order; with ``barge_in`` a key or the start of speech stops them at once;
 - keys (RFC 2833 or SIP INFO, already ``Dtmf`` events on the leg) end the turn at ``max_digits``,

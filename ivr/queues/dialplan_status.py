@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
-from ivr.dialplan.registry import LiveRegistry
 from ivr.queues.keys import Keys
 
 
@@ -17,36 +17,41 @@ def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
+@dataclass(frozen=True)
+class PlanReport:
+    """What one worker says of one plan: the version it runs (``active``: version, name, file,
+    numbers) and the last load error (``error``: code, message, file, version, running, at), if
+    any. Made from the worker's registry by :func:`ivr.dialplan.registry.plan_reports`."""
+
+    plan: str
+    active: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
 class DialplanStatus:
-    """A worker's reporter: ``report`` is the ``on_change`` callback of :meth:`LiveRegistry.watch`."""
+    """A worker's reporter: ``report`` runs whenever its plans change (:meth:`LiveRegistry.watch`)."""
 
     def __init__(self, redis: Redis, keys: Keys, worker: str) -> None:
         self.redis = redis
         self.keys = keys
         self.worker = worker
 
-    async def report(self, registry: LiveRegistry) -> None:
+    async def report(self, reports: Iterable[PlanReport]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         known = {_s(p) for p in await self.redis.smembers(self.keys.dialplans)}
         reported: set[str] = set()
         async with self.redis.pipeline(transaction=True) as pipe:
-            for state in registry.states.values():
-                reported.add(state.plan)
-                pipe.sadd(self.keys.dialplans, state.plan)
-                if state.loaded is not None:
-                    lp = state.loaded
-                    pipe.hset(self.keys.dialplan_active(state.plan), self.worker, json.dumps(
-                        {"version": lp.version, "name": lp.plan.name, "file": state.path.name,
-                         "numbers": list(lp.plan.numbers), "at": now}))
+            for r in reports:
+                reported.add(r.plan)
+                pipe.sadd(self.keys.dialplans, r.plan)
+                if r.active is not None:
+                    pipe.hset(self.keys.dialplan_active(r.plan), self.worker, json.dumps({**r.active, "at": now}))
                 else:
-                    pipe.hdel(self.keys.dialplan_active(state.plan), self.worker)
-                if state.error is not None:
-                    pipe.hset(self.keys.dialplan_errors(state.plan), self.worker, json.dumps(
-                        {"code": state.error.code, "message": state.error.message, "file": state.path.name,
-                         "version": state.seen, "running": state.loaded.version if state.loaded else None,
-                         "at": state.error_at}))
+                    pipe.hdel(self.keys.dialplan_active(r.plan), self.worker)
+                if r.error is not None:
+                    pipe.hset(self.keys.dialplan_errors(r.plan), self.worker, json.dumps(r.error))
                 else:
-                    pipe.hdel(self.keys.dialplan_errors(state.plan), self.worker)
+                    pipe.hdel(self.keys.dialplan_errors(r.plan), self.worker)
             for plan in known - reported:  # deleted plan files
                 pipe.hdel(self.keys.dialplan_active(plan), self.worker)
                 pipe.hdel(self.keys.dialplan_errors(plan), self.worker)

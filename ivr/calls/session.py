@@ -21,6 +21,9 @@ from typing import Any, Literal
 
 import structlog
 
+from ivr.calls.announce import QueueAnnouncer
+from ivr.calls.ask import run_ask
+from ivr.calls.call_record import CallRecord
 from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
@@ -43,9 +46,6 @@ from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import voicemail_beep
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer, QueueStore
-from ivr.runtime.announce import QueueAnnouncer
-from ivr.runtime.ask import run_ask
-from ivr.runtime.call_record import CallRecord
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import NoLineFree
 from ivr.sip.events import IncomingCall
@@ -98,7 +98,7 @@ def _riff_head(path: Path) -> tuple[bytes, int]:
 class AgentCall:
     """A customer's leg that is connected to an agent: the agent is rung when an offer is delivered
     (pop-before-ring), bridged, and the talk runs until one side hangs up. Shared by inbound calls
-    (:class:`CallSession`) and callbacks (:class:`ivr.runtime.callback.CallbackSession`)."""
+    (:class:`CallSession`) and callbacks (:class:`ivr.calls.callback.CallbackSession`)."""
 
     def __init__(self, ctx: WorkerContext, leg: Leg, call_id: str) -> None:
         self.ctx = ctx
