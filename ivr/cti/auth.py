@@ -8,7 +8,6 @@ instance). A token is compared by its hash only; the clear token is shown once, 
 from __future__ import annotations
 
 import hmac
-import json
 import secrets
 from dataclasses import dataclass
 
@@ -44,10 +43,9 @@ class TokenAuth:
             if hmac.compare_digest(known, digest):
                 return user
         if self.store is not None:  # a Redis hash lookup by the digest: no timing signal on the token
-            raw = await self.store.redis.hget(self.store.keys.tokens, digest)
-            if raw:
-                data = json.loads(raw)
-                return User(data["id"], data["role"])
+            found = await self.store.token_owner(digest)
+            if found is not None:
+                return User(found[0], found[1])
         raise Unauthorized("invalid token", code="auth.invalid_token")
 
     async def authenticate(self, request: web.Request) -> User:

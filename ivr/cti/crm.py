@@ -291,16 +291,15 @@ class CrmConnector:
                  ms=int((time.monotonic() - started) * 1000))
         if self.settings.cache_ttl_s:
             with contextlib.suppress(RedisError):
-                await self.store.redis.set(self.store.keys.crm_cache(req.digest),
-                                           json.dumps({"records": found.records, "total": found.total}),
-                                           ex=self.settings.cache_ttl_s)
+                await self.store.cache_crm(req.digest, json.dumps({"records": found.records, "total": found.total}),
+                                           self.settings.cache_ttl_s)
         return found
 
     async def _cache_get(self, digest: str) -> Found | None:
         if not self.settings.cache_ttl_s:
             return None
         try:
-            raw = await self.store.redis.get(self.store.keys.crm_cache(digest))
+            raw = await self.store.crm_cached(digest)
         except RedisError:
             return None
         if raw is None:
@@ -310,8 +309,7 @@ class CrmConnector:
 
     async def _mark_warming(self, digest: str) -> bool:
         try:
-            return bool(await self.store.redis.set(self.store.keys.crm_warming(digest), "1", nx=True,
-                                                   px=int(self.settings.request_timeout_s * 1000)))
+            return await self.store.claim_crm_warming(digest, int(self.settings.request_timeout_s * 1000))
         except RedisError:
             return True
 

@@ -19,7 +19,7 @@ from ivr.core.errors import NotFound
 from ivr.cti.auth import require_role
 from ivr.cti.context import SETTINGS, STORE, body, user
 from ivr.dialplan.registry import VersionArchive
-from ivr.queues.dialplan_status import PlanStatus, read_status
+from ivr.queues.dialplan_status import PlanStatus
 
 
 class Rollback(BaseModel):
@@ -64,7 +64,7 @@ async def list_dialplans(request: web.Request) -> web.Response:
     require_role(await user(request), "supervisor", "admin")
     archive = _archive(request)
     store = request.app[STORE]
-    statuses = await read_status(store.redis, store.keys)
+    statuses = await store.plan_statuses()
     out = []
     for plan in sorted({*statuses, *archive.plans()}):
         status = await _live(request, statuses.get(plan, PlanStatus(plan)))
@@ -75,7 +75,7 @@ async def list_dialplans(request: web.Request) -> web.Response:
 async def _known(request: web.Request, plan: str) -> VersionArchive:
     archive = _archive(request)
     store = request.app[STORE]
-    if plan not in archive.plans() and not await store.redis.sismember(store.keys.dialplans, plan):
+    if plan not in archive.plans() and not await store.plan_known(plan):
         raise NotFound(f"no dial plan {plan}", code="dialplan.not_found")
     return archive
 

@@ -81,15 +81,9 @@ async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
         waiting[queue], longest[queue] = stats.waiting, stats.longest_wait_s
     agents = {s.value: 0 for s in AgentState}
     ids = await store.agent_ids()
-    if ids:
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for agent_id in ids:
-                pipe.hget(store.keys.agent(agent_id), "state")
-            states = await pipe.execute()
-        for raw in states:
-            if raw is not None:
-                state = raw.decode() if isinstance(raw, bytes) else str(raw)
-                agents[state] = agents.get(state, 0) + 1
+    for state in await store.agent_states(ids) if ids else []:
+        if state is not None:
+            agents[state] = agents.get(state, 0) + 1
     desktops = sum(len(s) for s in hub.sockets.values()) if hub is not None else 0
     backlog = await outbox.backlog() if outbox is not None else None
     dead = await outbox.dead_count() if outbox is not None else None

@@ -16,7 +16,7 @@ async def readyz(request: web.Request) -> web.Response:
     """Ready when Redis answers and at least ``workers.count`` workers hold their leases."""
     store, settings = request.app[STORE], request.app[SETTINGS]
     try:
-        await store.redis.ping()
+        await store.ping()
     except Exception:
         return web.json_response({"ready": False, "redis": False}, status=503)
     alive = [w for w in await store.worker_names() if await store.worker_holder(w)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +13,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ivr.core import commands
+from ivr.core.config import Role
 from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut
 from ivr.core.events import AGENT_SETTABLE, AgentState
+from ivr.queues.dialplan_status import PlanStatus, read_status
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
 from ivr.queues.routing import Route
@@ -166,6 +168,46 @@ class QueueStore:
         record: Mapping[str, Any] = found if isinstance(found, dict) else {}
         return bool(await self._run("record_crm", call_id, json.dumps(crm), str(crm.get("status", "")),
                                     str(crm.get("lookup") or ""), str(record.get("id", "")), agent_id))
+
+    # --- small reads and writes the API needs (so only this layer talks to Redis) ---------------
+    async def token_owner(self, digest: str) -> tuple[str, Role] | None:
+        """(agent id, role) of the API-made token whose sha256 is ``digest``, if any."""
+        raw = await self.redis.hget(self.keys.tokens, digest)
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return str(data["id"]), data["role"]
+
+    async def ping(self) -> bool:
+        """Whether Redis answers (readiness)."""
+        return bool(await self.redis.ping())
+
+    async def agent_states(self, agent_ids: Sequence[str]) -> list[str | None]:
+        """The state of each agent (None for one deleted meanwhile), in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for agent_id in agent_ids:
+                pipe.hget(self.keys.agent(agent_id), "state")
+            states = await pipe.execute()
+        return [None if raw is None else _s(raw) for raw in states]
+
+    async def plan_statuses(self) -> dict[str, PlanStatus]:
+        """What the workers reported about each dial plan (:mod:`ivr.queues.dialplan_status`)."""
+        return await read_status(self.redis, self.keys)
+
+    async def plan_known(self, plan: str) -> bool:
+        return bool(await self.redis.sismember(self.keys.dialplans, plan))
+
+    async def crm_cached(self, digest: str) -> str | None:
+        """The CRM reply cached under a request's digest (JSON), if any."""
+        raw = await self.redis.get(self.keys.crm_cache(digest))
+        return None if raw is None else _s(raw)
+
+    async def cache_crm(self, digest: str, reply_json: str, ttl_s: int) -> None:
+        await self.redis.set(self.keys.crm_cache(digest), reply_json, ex=ttl_s)
+
+    async def claim_crm_warming(self, digest: str, ttl_ms: int) -> bool:
+        """True for the one API instance that may warm this request now."""
+        return bool(await self.redis.set(self.keys.crm_warming(digest), "1", nx=True, px=ttl_ms))
 
     async def active_calls(self) -> set[str]:
         return {_s(c) for c in await self.redis.smembers(self.keys.active_calls)}
@@ -398,6 +440,17 @@ class QueueStore:
             if slots is not None:
                 pipe.set(self.keys.worker_slots(worker), slots, ex=ttl_s)
             await pipe.execute()
+
+    async def unregister_worker(self, worker: str) -> None:
+        """A worker that stops cleanly is no longer alive (its name is free at once)."""
+        await self.redis.delete(self.keys.worker_alive(worker))
+
+    async def workers_alive(self, workers: Sequence[str]) -> int:
+        """How many of ``workers`` hold their alive lease now."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for w in workers:
+                pipe.exists(self.keys.worker_alive(w))
+            return sum(bool(x) for x in await pipe.execute())
 
     async def worker_holder(self, worker: str) -> str | None:
         value = await self.redis.get(self.keys.worker_alive(worker))

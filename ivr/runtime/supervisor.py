@@ -228,11 +228,12 @@ class Supervisor:
         ``stall_s`` seconds in which not one more worker came up."""
         s = self.settings
         redis = connect(s.redis)
-        keys = QueueStore(redis, s.redis.prefix).keys
+        store = QueueStore(redis, s.redis.prefix)
+        names = [f"w{i}" for i in range(s.workers.count)]
         try:
             best, progress_at = -1, time.monotonic()
             while True:
-                alive = sum([bool(await redis.exists(keys.worker_alive(f"w{i}"))) for i in range(s.workers.count)])
+                alive = await store.workers_alive(names)
                 if alive == s.workers.count:
                     return
                 if alive > best:

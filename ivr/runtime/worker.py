@@ -106,7 +106,7 @@ class Worker:
                 await plan_status.clear()
             if speech is not None:
                 await speech.close()
-            await redis.delete(store.keys.worker_alive(self.name))
+            await store.unregister_worker(self.name)
             await close(redis)
             log.info("worker.stopped")
 

@@ -155,7 +155,8 @@ async def test_the_watcher_reports_reloads_and_errors_in_redis(settings: Setting
     plan_file.write_text(plan_yaml())
     worker = Worker("w0", settings, redis)
     keys = worker.store.keys
-    task = asyncio.create_task(worker.plans.watch(settings.dialplan.reload_poll_s, worker.status.report))
+    task = asyncio.create_task(worker.plans.watch(settings.dialplan.reload_poll_s,
+                                                  lambda reg: worker.status.report(plan_reports(reg))))
 
     async def field(key: str, want: Any) -> dict[str, Any]:
         deadline = time.monotonic() + 10

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ivr.queues.connection import keep_running
 
 
-async def test_redis_errors_are_logged_and_retried_other_errors_stop_the_loop(
-        capsys: pytest.CaptureFixture[str]) -> None:
+async def test_redis_errors_are_logged_and_retried_other_errors_stop_the_loop() -> None:
     runs: list[str] = []
 
     async def step() -> float:
@@ -22,11 +22,11 @@ async def test_redis_errors_are_logged_and_retried_other_errors_stop_the_loop(
             raise KeyError("a bug")
         return 0.0
 
-    with pytest.raises(KeyError):
+    with capture_logs() as logs, pytest.raises(KeyError):
         await asyncio.wait_for(keep_running("test", step, event="test.redis_unavailable", pause_on_error_s=0.01), 5)
     assert len(runs) == 4
-    out = capsys.readouterr().out
-    assert out.count("test.redis_unavailable") == 2 and "loop=test" in out
+    warned = [e for e in logs if e["event"] == "test.redis_unavailable"]
+    assert len(warned) == 2 and all(e["loop"] == "test" for e in warned)
 
 
 async def test_the_step_sets_the_pause_and_cancel_stops_it() -> None:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from ivr.core.config import Settings
 from ivr.core.leg_budget import WHEEL_MAX_LEGS, LegBudget
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_four_legs_carry_two_callers_each_with_a_leg_for_its_agent() -> None:
@@ -38,16 +33,3 @@ def test_settings_take_the_budget_from_the_one_policy() -> None:
     w = Settings().workers
     assert w.leg_budget == LegBudget(max_legs=w.max_legs)
     assert w.callers_per_worker == w.leg_budget.caller_slots
-
-
-def test_only_legs_command_the_sip_engine() -> None:
-    """Outside ivr/sip nothing names the engine or sends raw commands to the SIP thread: calls are
-    controlled through Leg (and the endpoint's own few methods on SipThread)."""
-    offenders = []
-    for path in sorted((ROOT / "ivr").rglob("*.py")):
-        if path.parent.name == "sip":
-            continue
-        text = path.read_text()
-        for pattern in (r"\bSipEngine\b", r"\bsip\.call\(", r"\.max_legs\s*//"):
-            offenders += [f"{path.relative_to(ROOT)}: {m.group(0)}" for m in re.finditer(pattern, text)]
-    assert not offenders, offenders
