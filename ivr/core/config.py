@@ -202,6 +202,16 @@ class DialplanSettings(BaseModel):
 ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
+class AuthLimitSettings(BaseModel):
+    """Failed authentications per client address (IPv6: per /64), counted by each API instance."""
+    max_failures: int = Field(10, ge=1, le=10_000, description="unknown tokens an address may send per window")
+    window_s: float = Field(60.0, gt=0, le=86_400)
+    block_s: float = Field(60.0, gt=0, le=86_400, description="then every request of the address that carries "
+                           "a token gets 429 + Retry-After this long")
+    max_clients: int = Field(65_536, ge=16, le=10_000_000, description="addresses remembered at most (least "
+                             "recently seen forgotten first)")
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -209,6 +219,9 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field([], description='origins (e.g. "https://crm.example.com") whose pages '
                                     'may call the API from a browser; "*" is refused')
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_header_bytes: int = Field(8190, ge=1024, le=65_536, description="longest request line or header "
+                                  "field; a longer one gets 431 (nothing of it echoed or logged)")
+    auth_limit: AuthLimitSettings = AuthLimitSettings()
     dispositions: list[Annotated[str, Field(pattern=ROUTING_NAME)]] = Field(
         ["resolved", "follow_up", "escalated", "no_action", "wrong_number"],
         description="disposition codes an agent may set on a call (the desktop's wrap-up form)")
@@ -490,7 +503,8 @@ class AgentSeed(BaseModel):
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """SHA-256 of the token; any string hashes (header bytes that are not UTF-8 arrive as surrogates)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 #: The demo identities. Their tokens are public (they are in this file): they serve tests and

@@ -63,3 +63,10 @@ class BadRequest(IvrError):
 class Unavailable(IvrError):
     code = "service.unavailable"
     transient = True
+
+
+class TooManyRequests(IvrError):
+    """The client must wait ``retry_after_s`` seconds (``details``) before trying again."""
+
+    code = "request.rate_limited"
+    transient = True
