@@ -222,9 +222,19 @@ class ApiSettings(BaseModel):
     max_header_bytes: int = Field(8190, ge=1024, le=65_536, description="longest request line or header "
                                   "field; a longer one gets 431 (nothing of it echoed or logged)")
     auth_limit: AuthLimitSettings = AuthLimitSettings()
+    trusted_proxies: list[str] = Field([], description="CIDRs of the load balancers in front of the API: from "
+                                       "them, the client is taken from X-Forwarded-For (rate limits, access "
+                                       "log); from anywhere else that header is ignored")
     dispositions: list[Annotated[str, Field(pattern=ROUTING_NAME)]] = Field(
         ["resolved", "follow_up", "escalated", "no_action", "wrong_number"],
         description="disposition codes an agent may set on a call (the desktop's wrap-up form)")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return v
 
     @field_validator("cors_origins")
     @classmethod

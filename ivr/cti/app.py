@@ -18,6 +18,7 @@ from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, server, system, webhooks
 from ivr.cti.auth import TokenAuth
+from ivr.cti.client_address import client_middleware
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
 from ivr.cti.crm import CrmConnector
@@ -34,7 +35,8 @@ log = get_logger(__name__)
 
 def init_app(settings: Settings) -> web.Application:
     api_metrics = metrics.ApiMetrics()
-    app = web.Application(middlewares=[metrics.metrics_middleware(api_metrics),
+    app = web.Application(middlewares=[client_middleware(settings.api.trusted_proxies),
+                                       metrics.metrics_middleware(api_metrics),
                                        cors_middleware(settings.api.cors_origins), error_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings

@@ -20,6 +20,7 @@ from aiohttp import web
 from ivr.core.config import Role, Settings, hash_token
 from ivr.core.errors import Forbidden, TooManyRequests, Unauthorized
 from ivr.cti.auth_limit import FailedAuthLimiter, client_key
+from ivr.cti.client_address import client_of
 from ivr.queues.store import QueueStore
 
 
@@ -65,7 +66,7 @@ class TokenAuth:
                 proto = proto.strip()
                 if proto.startswith("bearer."):
                     token = proto[7:]
-        client = client_key(request.remote)
+        client = client_key(client_of(request))
         wait = self.limiter.retry_after(client)
         if wait is not None:
             raise TooManyRequests(f"too many failed authentications from this address: retry in {wait} s",

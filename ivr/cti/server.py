@@ -23,6 +23,7 @@ from aiohttp.web_request import BaseRequest
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
+from ivr.cti.client_address import client_of
 from ivr.cti.errors import SECURITY_HEADERS, protocol_error_response
 
 log = get_logger(__name__)
@@ -32,7 +33,7 @@ class AccessLogger(AbstractAccessLogger):
     """JSON access log with the client address, without query strings (they may carry secrets)."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
-        log.info("http.access", client=request.remote, method=request.method, path=request.path,
+        log.info("http.access", client=client_of(request), method=request.method, path=request.path,
                  status=response.status, ms=round(time * 1000, 1))
 
 

@@ -155,3 +155,32 @@ async def test_missing_tokens_do_not_count_as_guesses(api: Api) -> None:
                 assert r.status == 401
         async with http.get(f"{api.url}/api/v1/agents", headers=SUPER) as r:
             assert r.status == 200
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_on_its_own(
+        tmp_path: Path, redis_server: RedisServer, redis: Redis) -> None:
+    s = Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+                 api={"host": "127.0.0.1", "port": free_port(), "trusted_proxies": ["127.0.0.5/32"],
+                      "auth_limit": {"max_failures": MAX_FAILURES, "window_s": 600, "block_s": 600}})
+    a = Api(s)
+    await a.runner.setup()
+    await web.TCPSite(a.runner, "127.0.0.1", a.port).start()
+    try:
+        async with from_address("127.0.0.5") as proxy, from_address("127.0.0.6") as spoofer:
+            for i in range(MAX_FAILURES):
+                async with proxy.get(f"{a.url}/api/v1/agents", headers={
+                        "Authorization": f"Bearer guess{i}", "X-Forwarded-For": "1.2.3.4, 203.0.113.7"}) as r:
+                    assert r.status == 401
+            async with proxy.get(f"{a.url}/api/v1/agents", headers={**SUPER, "X-Forwarded-For": "203.0.113.7"}) as r:
+                assert r.status == 429
+            async with proxy.get(f"{a.url}/api/v1/agents", headers={**SUPER, "X-Forwarded-For": "203.0.113.8"}) as r:
+                assert r.status == 200  # another client behind the same balancer
+            for i in range(MAX_FAILURES):  # an untrusted peer cannot dodge the limit by inventing hops
+                async with spoofer.get(f"{a.url}/api/v1/agents", headers={
+                        "Authorization": f"Bearer guess{i}", "X-Forwarded-For": f"198.51.100.{i}"}) as r:
+                    assert r.status == 401
+            spoofed = {**SUPER, "X-Forwarded-For": "198.51.100.99"}
+            async with spoofer.get(f"{a.url}/api/v1/agents", headers=spoofed) as r:
+                assert r.status == 429
+    finally:
+        await a.runner.cleanup()

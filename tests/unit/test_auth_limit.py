@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ivr.cti.auth_limit import FailedAuthLimiter, client_key
+from ivr.cti.client_address import resolve
 
 
 class Clock:
@@ -66,3 +67,33 @@ def test_ipv6_counts_per_64(address: ipaddress.IPv6Address) -> None:
 @given(st.one_of(st.none(), st.text(max_size=40)))
 def test_any_remote_has_a_key(remote: str | None) -> None:
     assert client_key(remote)
+
+
+PROXIES = [ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("fd00::/64")]
+addresses = st.ip_addresses().map(str)
+
+
+@given(st.lists(st.one_of(addresses, st.text(max_size=20)), max_size=30), addresses)
+def test_forwarded_for_from_an_untrusted_peer_is_ignored(hops: list[str], peer: str) -> None:
+    if any(ipaddress.ip_address(peer) in net for net in PROXIES):
+        return
+    assert resolve(peer, ", ".join(hops), PROXIES) == peer
+
+
+@given(st.lists(addresses, min_size=1, max_size=10), st.lists(st.sampled_from(["10.0.0.7", "fd00::9"]), max_size=4))
+def test_through_trusted_proxies_the_client_is_the_rightmost_untrusted_hop(
+        chosen_by_client: list[str], proxies: list[str]) -> None:
+    chain = [*chosen_by_client, *proxies]
+    expected = next((h for h in reversed(chain) if not any(ipaddress.ip_address(h) in n for n in PROXIES)),
+                    None)
+    got = resolve("10.0.0.1", ", ".join(chain), PROXIES)
+    if expected is None:
+        assert got in chain
+    elif chain.index(expected) >= len(chain) - 16:
+        assert got == expected
+
+
+def test_garbage_forwarded_for_falls_back_to_the_last_vouched_address() -> None:
+    assert resolve("10.0.0.1", "203.0.113.9, not-an-ip", PROXIES) == "10.0.0.1"
+    assert resolve("10.0.0.1", "", PROXIES) == "10.0.0.1"
+    assert resolve("10.0.0.1", None, []) == "10.0.0.1"
