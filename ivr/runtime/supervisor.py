@@ -90,6 +90,7 @@ class Supervisor:
         if not s.redis.external:
             data = (s.var_dir / "redis").resolve()
             data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data.chmod(0o700)  # the AOF holds every call record
             self.redis_proc = ManagedProcess("redis", [
                 "redis-server", str(self._redis_conf()), "--bind", s.redis.host, "--port", str(s.redis.port),
                 "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
