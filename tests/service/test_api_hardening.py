@@ -184,3 +184,11 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_on_its_ow
                 assert r.status == 429
     finally:
         await a.runner.cleanup()
+
+
+@pytest.mark.parametrize("offered", [["bearer.agent1-demo-token", "hotline"], ["hotline", "bearer.agent1-demo-token"]])
+async def test_a_websocket_token_sent_as_sub_protocol_is_not_sent_back(api: Api, offered: list[str]) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(f"{api.url}/api/v1/agents/agent1/events", protocols=offered) as ws:
+            assert ws.protocol == "hotline"
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
