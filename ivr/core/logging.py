@@ -42,12 +42,18 @@ def mask_number(value: str) -> str:
     return "".join(out)
 
 
+#: a password in a URL (redis://:pw@host, https://user:pw@host)
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
 def _mask_uris(text: str) -> str:
+    text = _URL_PASSWORD.sub(r"\1***@", text)
     return _URI_NUMBER.sub(lambda m: m.group(1) + mask_number(m.group(2)), text)
 
 
 def mask_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask caller numbers: values under number keys, and numeric user parts of URIs in any string."""
+    """Mask caller numbers (values under number keys, numeric user parts of URIs in any string) and
+    passwords written in URLs."""
     for key, value in list(event_dict.items()):
         if isinstance(value, str):
             event_dict[key] = mask_number(value) if _NUMBER_KEY.match(key) else _mask_uris(value)

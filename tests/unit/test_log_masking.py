@@ -80,3 +80,12 @@ def test_a_traceback_shows_no_full_number(json_log: pytest.CaptureFixture[str]) 
     except RuntimeError:
         get_logger("t").exception("callback.failed")
     assert "821012345678" not in json_log.readouterr().err
+
+
+@given(st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~!$&'()*+,;=%", min_size=0,
+               max_size=40), st.sampled_from(["redis://:{}@10.0.0.5:6379/0", "https://crm:{}@crm.example/api",
+                                              "error connecting to rediss://default:{}@h:6380"]))
+def test_a_password_in_a_url_is_masked(tail: str, template: str) -> None:
+    password = "Pw7" + tail  # a prefix the templates do not contain
+    out = mask_numbers(None, "info", {"url": template.format(password)})["url"]
+    assert password not in out and "***@" in out
