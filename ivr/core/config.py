@@ -208,6 +208,8 @@ class AuthLimitSettings(BaseModel):
     window_s: float = Field(60.0, gt=0, le=86_400)
     block_s: float = Field(60.0, gt=0, le=86_400, description="then every request of the address that carries "
                            "a token gets 429 + Retry-After this long")
+    block_max_s: float = Field(3600.0, gt=0, le=86_400 * 7, description="each further block of the same "
+                               "address lasts twice as long, up to this")
     max_clients: int = Field(65_536, ge=16, le=10_000_000, description="addresses remembered at most (least "
                              "recently seen forgotten first)")
 

@@ -41,7 +41,8 @@ class TokenAuth:
         self.configured = {u.id for u in settings.users}
         self.store = store
         lim = settings.api.auth_limit
-        self.limiter = FailedAuthLimiter(lim.max_failures, lim.window_s, lim.block_s, lim.max_clients)
+        self.limiter = FailedAuthLimiter(lim.max_failures, lim.window_s, lim.block_s, lim.max_clients,
+                                         block_max_s=lim.block_max_s)
 
     async def user_for(self, token: str | None) -> User:
         if not token:

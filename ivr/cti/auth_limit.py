@@ -1,7 +1,8 @@
 """Failed authentications limited per client address, in bounded memory.
 
 After ``max_failures`` unknown tokens within ``window_s`` seconds, the address gets ``429`` with
-``Retry-After`` for ``block_s`` seconds, whatever token it sends (a correct guess must not show
+``Retry-After`` for ``block_s`` seconds (doubled for each further block of the same address, up to
+``block_max_s``), whatever token it sends (a correct guess must not show
 while blocked). Other addresses are not affected: an attacker cannot lock out agents elsewhere.
 IPv6 clients count per /64 (one host usually owns a whole /64 and could rotate through it). At most
 ``max_clients`` addresses are remembered (least recently seen forgotten first), so a flood of
@@ -42,14 +43,17 @@ class _Client:
     window_start: float
     failures: int = 0
     blocked_until: float = 0.0
+    blocks: int = 0
 
 
 class FailedAuthLimiter:
     def __init__(self, max_failures: int = 10, window_s: float = 60.0, block_s: float = 60.0,
-                 max_clients: int = 65_536, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_clients: int = 65_536, clock: Callable[[], float] = time.monotonic,
+                 block_max_s: float = 3600.0) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self.block_s = block_s
+        self.block_max_s = max(block_s, block_max_s)
         self.max_clients = max_clients
         self._clock = clock
         self._clients: OrderedDict[str, _Client] = OrderedDict()
@@ -69,14 +73,16 @@ class FailedAuthLimiter:
         now = self._clock()
         entry = self._clients.get(client)
         if entry is None or now - entry.window_start >= self.window_s:
-            entry = _Client(window_start=now, blocked_until=entry.blocked_until if entry else 0.0)
+            entry = _Client(window_start=now, blocked_until=entry.blocked_until if entry else 0.0,
+                            blocks=entry.blocks if entry else 0)
         self._clients[client] = entry
         self._clients.move_to_end(client)
         entry.failures += 1
         if entry.failures >= self.max_failures and entry.blocked_until <= now:
-            entry.blocked_until = now + self.block_s
-            entry.failures, entry.window_start = 0, now
+            block_s = min(self.block_s * 2 ** min(entry.blocks, 32), self.block_max_s)
+            entry.blocked_until = now + block_s
+            entry.failures, entry.window_start, entry.blocks = 0, now, entry.blocks + 1
             log.warning("auth.client_blocked", client=client, failures=self.max_failures,
-                        window_s=self.window_s, block_s=self.block_s)
+                        window_s=self.window_s, block_s=block_s)
         while len(self._clients) > self.max_clients:
             self._clients.popitem(last=False)

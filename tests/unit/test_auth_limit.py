@@ -97,3 +97,18 @@ def test_garbage_forwarded_for_falls_back_to_the_last_vouched_address() -> None:
     assert resolve("10.0.0.1", "203.0.113.9, not-an-ip", PROXIES) == "10.0.0.1"
     assert resolve("10.0.0.1", "", PROXIES) == "10.0.0.1"
     assert resolve("10.0.0.1", None, []) == "10.0.0.1"
+
+
+def test_each_further_block_of_an_address_lasts_twice_as_long_up_to_the_cap() -> None:
+    clock = Clock()
+    lim = FailedAuthLimiter(max_failures=2, window_s=60, block_s=30, block_max_s=100, clock=clock)
+    seen = []
+    for _ in range(4):
+        lim.failed("10.0.0.9")
+        lim.failed("10.0.0.9")
+        wait = lim.retry_after("10.0.0.9")
+        assert wait is not None
+        seen.append(wait)
+        clock.now += wait
+        assert lim.retry_after("10.0.0.9") is None
+    assert seen == [30, 60, 100, 100]
