@@ -68,16 +68,19 @@ class TokenAuth:
                 if proto.startswith("bearer."):
                     token = proto[7:]
         client = client_key(client_of(request))
+        digest = hash_token(token) if token else ""
         wait = self.limiter.retry_after(client)
-        if wait is not None:
+        if wait is not None and not (digest and self.limiter.proven(client, digest)):
             raise TooManyRequests(f"too many failed authentications from this address: retry in {wait} s",
                                   code="auth.rate_limited", retry_after_s=wait)
         try:
-            return await self.user_for(token)
+            user = await self.user_for(token)
         except Unauthorized as exc:
             if exc.code == "auth.invalid_token":  # a guess; a missing token guesses nothing
                 self.limiter.failed(client)
             raise
+        self.limiter.succeeded(client, digest)
+        return user
 
 
 def require_self_or(user: User, agent_id: str, *roles: Role) -> None:

@@ -4,6 +4,8 @@ After ``max_failures`` unknown tokens within ``window_s`` seconds, the address g
 ``Retry-After`` for ``block_s`` seconds (doubled for each further block of the same address, up to
 ``block_max_s``), whatever token it sends (a correct guess must not show
 while blocked). Other addresses are not affected: an attacker cannot lock out agents elsewhere.
+Tokens that already signed in from a blocked address keep working there (agents behind the
+attacker's NAT): a block slows guesses, and a guess is never a token proven from that address.
 IPv6 clients count per /64 (one host usually owns a whole /64 and could rotate through it). At most
 ``max_clients`` addresses are remembered (least recently seen forgotten first), so a flood of
 addresses costs bounded memory. Each API instance counts on its own.
@@ -57,6 +59,7 @@ class FailedAuthLimiter:
         self.max_clients = max_clients
         self._clock = clock
         self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self._proven: OrderedDict[tuple[str, str], None] = OrderedDict()  # (client, token digest), LRU
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -68,6 +71,17 @@ class FailedAuthLimiter:
             return None
         left = entry.blocked_until - self._clock()
         return math.ceil(left) if left > 0 else None
+
+    def succeeded(self, client: str, digest: str) -> None:
+        """A token (its digest) signed in from ``client``: it stays welcome there during a block."""
+        key = (client, digest[:32])
+        self._proven[key] = None
+        self._proven.move_to_end(key)
+        while len(self._proven) > self.max_clients:
+            self._proven.popitem(last=False)
+
+    def proven(self, client: str, digest: str) -> bool:
+        return (client, digest[:32]) in self._proven
 
     def failed(self, client: str) -> None:
         now = self._clock()

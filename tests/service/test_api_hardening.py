@@ -192,3 +192,21 @@ async def test_a_websocket_token_sent_as_sub_protocol_is_not_sent_back(api: Api,
         async with http.ws_connect(f"{api.url}/api/v1/agents/agent1/events", protocols=offered) as ws:
             assert ws.protocol == "hotline"
             assert (await ws.receive_json(timeout=5))["type"] == "hello"
+
+
+async def test_agents_who_signed_in_from_a_blocked_address_keep_working_there(api: Api) -> None:
+    """One office NAT: a guesser blocks its address, the agents already signed in from it go on."""
+    agent1 = {"Authorization": "Bearer agent1-demo-token"}
+    async with from_address("127.0.0.8") as office:
+        for headers in (SUPER, agent1):
+            async with office.get(f"{api.url}/api/v1/agents/agent1", headers=headers) as r:
+                assert r.status == 200
+        for i in range(MAX_FAILURES):
+            async with office.get(f"{api.url}/api/v1/agents", headers={"Authorization": f"Bearer guess{i}"}) as r:
+                assert r.status == 401
+        for headers in (SUPER, agent1):
+            async with office.get(f"{api.url}/api/v1/agents/agent1", headers=headers) as r:
+                assert r.status == 200
+        for headers in ({"Authorization": "Bearer guess-again"}, {"Authorization": "Bearer admin-demo-token"}):
+            async with office.get(f"{api.url}/api/v1/agents/agent1", headers=headers) as r:
+                assert r.status == 429  # guesses, and tokens never seen from here, wait

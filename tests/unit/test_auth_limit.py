@@ -112,3 +112,13 @@ def test_each_further_block_of_an_address_lasts_twice_as_long_up_to_the_cap() ->
         clock.now += wait
         assert lim.retry_after("10.0.0.9") is None
     assert seen == [30, 60, 100, 100]
+
+
+@given(st.lists(st.tuples(st.integers(0, 300), st.text("0123456789abcdef", min_size=64, max_size=64)),
+                max_size=300), st.integers(16, 64))
+def test_proven_tokens_are_remembered_in_bounded_memory(events: list[tuple[int, str]], cap: int) -> None:
+    lim = FailedAuthLimiter(max_clients=cap)
+    for n, digest in events:
+        lim.succeeded(f"10.0.{n // 256}.{n % 256}", digest)
+        assert lim.proven(f"10.0.{n // 256}.{n % 256}", digest)
+        assert len(lim._proven) <= cap
