@@ -210,3 +210,18 @@ async def test_agents_who_signed_in_from_a_blocked_address_keep_working_there(ap
         for headers in ({"Authorization": "Bearer guess-again"}, {"Authorization": "Bearer admin-demo-token"}):
             async with office.get(f"{api.url}/api/v1/agents/agent1", headers=headers) as r:
                 assert r.status == 429  # guesses, and tokens never seen from here, wait
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["Authorization", "Sec-WebSocket-Protocol", "Cookie", "X-Forwarded-For", "Origin",
+                             "X-Anything"]),
+       size=st.integers(8191, 40_000), prefix=st.sampled_from(["Bearer ", "bearer.", ""]))
+async def test_any_header_over_the_limit_gets_431_and_no_echo(
+        api: Api, name: str, size: int, prefix: str, caplog: pytest.LogCaptureFixture,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    value = (prefix + TOKEN * (size // len(TOKEN) + 1))[:size]
+    reply = await asyncio.to_thread(
+        api.raw, f"GET /api/v1/agents HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{name}: {value}\r\n\r\n".encode())
+    assert reply.split(b"\r\n")[0].split(b" ")[1] == b"431", reply[:200]
+    assert TOKEN.encode() not in reply
+    no_secret_logged(caplog, capsys)
