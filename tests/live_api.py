@@ -11,13 +11,14 @@ from aiohttp import web
 
 from ivr.core.config import Settings
 from ivr.cti.app import init_app
+from ivr.cti.server import ApiRunner
 
 
 @contextmanager
 def live_api(settings: Settings) -> Iterator[str]:
     """Serve ``init_app(settings)`` on 127.0.0.1:``settings.api.port`` until the block ends; yields its URL."""
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(init_app(settings))
+    runner = ApiRunner(init_app(settings), settings)
 
     async def start() -> None:
         await runner.setup()

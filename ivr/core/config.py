@@ -7,6 +7,7 @@ every child process loads exactly that file, so all roles see the same configura
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import itertools
 import json
 import re
@@ -36,6 +37,9 @@ class RedisSettings(BaseModel):
                                                  "sentinel_master is found (and followed on failover) through them")
     sentinel_master: str = "hotline"
     password: SecretStr | None = Field(None, description="password of the Redis servers (with sentinels)")
+    password_file: Path | None = Field(None, description="file holding the password when `password` is unset; "
+                                       "default for the private Redis of `ivr run`: <var_dir>/secrets/redis.password "
+                                       "(generated on first start)")
     sentinel_password: SecretStr | None = None
     max_connections: int = Field(64, ge=4, le=10_000, description="connections per process at most; when "
                                  "all are busy a command waits for one (up to pool_timeout_s) instead of failing")
@@ -58,6 +62,17 @@ class RedisSettings(BaseModel):
     @property
     def dsn(self) -> str:
         return self.url or f"redis://{self.host}:{self.port}/0"
+
+    def secret(self) -> str | None:
+        """The password to send: ``password``, else the first line of ``password_file`` if it exists."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip() or None
+            except FileNotFoundError:
+                return None
+        return None
 
 
 class FloodSettings(BaseModel):
@@ -194,6 +209,18 @@ class DialplanSettings(BaseModel):
 ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
+class AuthLimitSettings(BaseModel):
+    """Failed authentications per client address (IPv6: per /64), counted by each API instance."""
+    max_failures: int = Field(10, ge=1, le=10_000, description="unknown tokens an address may send per window")
+    window_s: float = Field(60.0, gt=0, le=86_400)
+    block_s: float = Field(60.0, gt=0, le=86_400, description="then every request of the address that carries "
+                           "a token gets 429 + Retry-After this long")
+    block_max_s: float = Field(3600.0, gt=0, le=86_400 * 7, description="each further block of the same "
+                               "address lasts twice as long, up to this")
+    max_clients: int = Field(65_536, ge=16, le=10_000_000, description="addresses remembered at most (least "
+                             "recently seen forgotten first)")
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
@@ -204,9 +231,22 @@ class ApiSettings(BaseModel):
     cors_origins: list[str] = Field([], description='origins (e.g. "https://crm.example.com") whose pages '
                                     'may call the API from a browser; "*" is refused')
     max_body_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_header_bytes: int = Field(8190, ge=1024, le=65_536, description="longest request line or header "
+                                  "field; a longer one gets 431 (nothing of it echoed or logged)")
+    auth_limit: AuthLimitSettings = AuthLimitSettings()
+    trusted_proxies: list[str] = Field([], description="CIDRs of the load balancers in front of the API: from "
+                                       "them, the client is taken from X-Forwarded-For (rate limits, access "
+                                       "log); from anywhere else that header is ignored")
     dispositions: list[Annotated[str, Field(pattern=ROUTING_NAME)]] = Field(
         ["resolved", "follow_up", "escalated", "no_action", "wrong_number"],
         description="disposition codes an agent may set on a call (the desktop's wrap-up form)")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return v
 
     @field_validator("cors_origins")
     @classmethod
@@ -485,9 +525,13 @@ class AgentSeed(BaseModel):
 
 
 def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """SHA-256 of the token; any string hashes (header bytes that are not UTF-8 arrive as surrogates)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
+#: The demo identities. Their tokens are public (they are in this file): they serve tests and
+#: demonstrations only. ``ivr run`` without ``users:`` generates fresh tokens for these identities
+#: (ivr/runtime/credentials.py); an API listening beyond loopback refuses every demo token.
 DEMO_USERS: list[dict[str, Any]] = [
     {"id": "agent1", "name": "Ada (billing, sales)", "skills": {"billing": 4, "sales": 3},
      "sip_uri": "sip:agent1@127.0.0.1:5090", "token": "agent1-demo-token"},
@@ -496,6 +540,20 @@ DEMO_USERS: list[dict[str, Any]] = [
     {"id": "super1", "name": "Sam (supervisor)", "role": "supervisor", "token": "super1-demo-token"},
     {"id": "admin", "name": "Admin", "role": "admin", "token": "admin-demo-token"},
 ]
+
+
+DEMO_TOKEN_HASHES = frozenset(hash_token(u["token"]) for u in DEMO_USERS)
+MIN_PUBLIC_TOKEN_CHARS = 20
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses; every other name or address may be reachable."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -516,7 +574,8 @@ class Settings(BaseSettings):
     callbacks: CallbackSettings = CallbackSettings()
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
-    users: list[AgentSeed] = [AgentSeed(**u) for u in DEMO_USERS]
+    users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
+                                   "`ivr run` generates tokens on first start (see docs/security.md)")
 
     @classmethod
     def settings_customise_sources(
@@ -540,6 +599,10 @@ class Settings(BaseSettings):
             self.prompts.cache_dir = self.prompts.cache_dir.resolve()
         if self.prompts.moh is not None:
             self.prompts.moh = self.prompts.moh.resolve()
+        if self.redis.password_file is not None:
+            self.redis.password_file = self.redis.password_file.resolve()
+        elif not self.redis.external:
+            self.redis.password_file = self.var_dir / "secrets" / "redis.password"
         return self
 
     @model_validator(mode="after")
@@ -549,6 +612,21 @@ class Settings(BaseSettings):
         if self.crm.lookups and self.api.pop_wait_ms and self.crm.timeout_ms >= self.api.pop_wait_ms:
             raise ValueError(f"crm.timeout_ms ({self.crm.timeout_ms}) must be below api.pop_wait_ms "
                              f"({self.api.pop_wait_ms}): the pop would reach the agent after the phone rang")
+        return self
+
+    @model_validator(mode="after")
+    def _no_public_demo_tokens(self) -> Settings:
+        """Tokens everybody knows (the demo ones, short ones) are refused when the API is reachable
+        from other hosts: on loopback they only serve tests and demonstrations."""
+        if is_loopback(self.api.host):
+            return self
+        for u in self.users:
+            if u.token_hash in DEMO_TOKEN_HASHES:
+                raise ValueError(f"user {u.id!r} has a demo token and api.host {self.api.host!r} is not a "
+                                 "loopback address: set a secret token (or leave users: out to generate them)")
+            if len(u.token.get_secret_value()) < MIN_PUBLIC_TOKEN_CHARS:
+                raise ValueError(f"user {u.id!r}: a token needs {MIN_PUBLIC_TOKEN_CHARS}+ characters when "
+                                 f"api.host {self.api.host!r} is not a loopback address")
         return self
 
     @property
@@ -591,4 +669,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
             return Settings.model_validate(data)
         return _FromFile(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {exc}", path=str(path)) from exc
+        raise ConfigError(f"invalid configuration: {describe(exc)}", path=str(path)) from exc
+
+
+def describe(exc: ValidationError) -> str:
+    """Each problem with where it is, never the value given: a value may be a token or a password."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                     for e in exc.errors(include_input=False, include_url=False))

@@ -69,3 +69,10 @@ class TimedOut(Unavailable):
     """A part of the system (a worker, a peer) did not answer in time; retrying may succeed."""
 
     code = "timeout"
+
+
+class TooManyRequests(IvrError):
+    """The client must wait ``retry_after_s`` seconds (``details``) before trying again."""
+
+    code = "request.rate_limited"
+    transient = True

@@ -2,6 +2,11 @@
 
 Secrets never reach a log line: any key that looks like a credential is masked by a processor,
 whatever the call site passed.
+
+Caller numbers are personal data: at every level, a value under a key that names a person's number
+(``ani``, ``caller``, ``callback_number``...) and the user part of any ``sip:``/``sips:``/``tel:``
+URI made of digits show only their last two digits (``+*******01``). The full number stays where a
+role needs it: the call record, the agent's screen-pop and the reports (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -14,7 +19,47 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|authorization|api[_-]?key|credential)", re.I)
+_SECRET_KEY = re.compile(r"(pass(word)?|secret|token|authorization|api[_-]?key|credential|cookie|"
+                         r"(^|_)(pin|otp|cvv|cvc)(_|$))", re.I)
+#: keys whose values are a person's phone number
+_NUMBER_KEY = re.compile(r"^(ani|caller|callers?_?(id|number)|calling(_number)?|callback_number|customer(_number)?|"
+                         r"msisdn|phone(_number)?|(from|to)_number|number_called_back)$", re.I)
+#: the user part of a SIP/tel URI that is a phone number (digits with optional + and separators)
+_URI_NUMBER = re.compile(r"(?i)\b(sips?:|tel:)(\+?[0-9][0-9().\- ]*[0-9])(?=[@;>\s\"',]|$)")
+
+
+def mask_number(value: str) -> str:
+    """All digits but the last two masked (fewer than 6 digits: all masked); other characters kept."""
+    digits = sum(c.isdigit() for c in value)
+    keep = 2 if digits >= 6 else 0
+    out, seen = [], 0
+    for c in value:
+        if c.isdigit():
+            seen += 1
+            out.append(c if seen > digits - keep else "*")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+#: a password in a URL (redis://:pw@host, https://user:pw@host)
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@")
+
+
+def _mask_uris(text: str) -> str:
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _URI_NUMBER.sub(lambda m: m.group(1) + mask_number(m.group(2)), text)
+
+
+def mask_numbers(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Mask caller numbers (values under number keys, numeric user parts of URIs in any string) and
+    passwords written in URLs."""
+    for key, value in list(event_dict.items()):
+        if isinstance(value, str):
+            event_dict[key] = mask_number(value) if _NUMBER_KEY.match(key) else _mask_uris(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and _NUMBER_KEY.match(key):
+            event_dict[key] = mask_number(str(value))
+    return event_dict
 
 
 def mask_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
@@ -51,6 +96,7 @@ def configure(level: str = "info", fmt: str = "json", role: str | None = None) -
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         mask_secrets,
         structlog.processors.format_exc_info,
+        mask_numbers,  # after format_exc_info: a traceback's text is masked too
         renderer,
     ]
     structlog.configure(

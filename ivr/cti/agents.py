@@ -186,10 +186,15 @@ def _last_event_id(request: web.Request) -> str | None:
     return raw
 
 
+WS_PROTOCOL = "hotline"
+
+
 async def _feed(request: web.Request, agent_id: str, hello: dict[str, Any]) -> web.WebSocketResponse:
     last_id = _last_event_id(request)
     protos = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    ws = web.WebSocketResponse(heartbeat=20, protocols=protos[:1])
+    # Browsers want one offered sub-protocol selected: "hotline" when offered, so the token the
+    # client sent as "bearer.<token>" does not travel back in the response (older clients: the first)
+    ws = web.WebSocketResponse(heartbeat=20, protocols=[WS_PROTOCOL] if WS_PROTOCOL in protos else protos[:1])
     if not ws.can_prepare(request).ok:
         raise BadRequest("this is a WebSocket endpoint: open it with a WebSocket handshake",
                          code="request.websocket_required")

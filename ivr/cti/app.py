@@ -13,18 +13,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.core.tasks import TaskGroup
-from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, system, webhooks
+from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, server, system, webhooks
 from ivr.cti.auth import TokenAuth
+from ivr.cti.client_address import client_middleware
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
 from ivr.cti.crm import CrmConnector
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
+from ivr.cti.server import security_headers
 from ivr.queues.connection import close, connect
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
@@ -32,23 +33,15 @@ from ivr.queues.store import QueueStore
 log = get_logger(__name__)
 
 
-
-
-class AccessLogger(AbstractAccessLogger):
-    """JSON access log without query strings (they may carry secrets)."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        log.info("http.access", method=request.method, path=request.path, status=response.status,
-                 ms=round(time * 1000, 1))
-
-
 def init_app(settings: Settings) -> web.Application:
     api_metrics = metrics.ApiMetrics()
-    app = web.Application(middlewares=[metrics.metrics_middleware(api_metrics),
+    app = web.Application(middlewares=[client_middleware(settings.api.trusted_proxies),
+                                       metrics.metrics_middleware(api_metrics),
                                        cors_middleware(settings.api.cors_origins), error_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[metrics.METRICS] = api_metrics
+    app.on_response_prepare.append(security_headers)
 
     async def resources_ctx(app: web.Application) -> AsyncIterator[None]:
         redis = connect(settings.redis)
@@ -91,5 +84,6 @@ def init_app(settings: Settings) -> web.Application:
 
 
 def main(settings: Settings) -> None:
-    web.run_app(init_app(settings), host=settings.api.host, port=settings.api.port,
-                access_log_class=AccessLogger, print=None, handle_signals=True)
+    if not settings.users:
+        log.warning("api.no_users", hint="no users: configured; only agents an admin created can sign in")
+    server.run(init_app(settings), settings)

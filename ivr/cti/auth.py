@@ -3,6 +3,9 @@
 Two sources: the users of the configuration (``users:``; their hashes are held in memory) and the
 agents an admin created over the API (``Keys.tokens``: sha256 -> {id, role}, shared by every API
 instance). A token is compared by its hash only; the clear token is shown once, when it is made.
+
+Unknown tokens are counted per client address (:mod:`ivr.cti.auth_limit`): too many and the address
+gets 429 with Retry-After for a while.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ivr.core.config import Role, Settings, hash_token
-from ivr.core.errors import Forbidden, Unauthorized
+from ivr.core.errors import Forbidden, TooManyRequests, Unauthorized
+from ivr.cti.auth_limit import FailedAuthLimiter, client_key
+from ivr.cti.client_address import client_of
 from ivr.queues.store import QueueStore
 
 
@@ -34,6 +39,9 @@ class TokenAuth:
         self._by_hash = {u.token_hash: User(u.id, u.role) for u in settings.users}
         self.configured = {u.id for u in settings.users}
         self.store = store
+        lim = settings.api.auth_limit
+        self.limiter = FailedAuthLimiter(lim.max_failures, lim.window_s, lim.block_s, lim.max_clients,
+                                         block_max_s=lim.block_max_s)
 
     async def user_for(self, token: str | None) -> User:
         if not token:
@@ -57,7 +65,20 @@ class TokenAuth:
                 proto = proto.strip()
                 if proto.startswith("bearer."):
                     token = proto[7:]
-        return await self.user_for(token)
+        client = client_key(client_of(request))
+        digest = hash_token(token) if token else ""
+        wait = self.limiter.retry_after(client)
+        if wait is not None and not (digest and self.limiter.proven(client, digest)):
+            raise TooManyRequests(f"too many failed authentications from this address: retry in {wait} s",
+                                  code="auth.rate_limited", retry_after_s=wait)
+        try:
+            user = await self.user_for(token)
+        except Unauthorized as exc:
+            if exc.code == "auth.invalid_token":  # a guess; a missing token guesses nothing
+                self.limiter.failed(client)
+            raise
+        self.limiter.succeeded(client, digest)
+        return user
 
 
 def require_self_or(user: User, agent_id: str, *roles: Role) -> None:

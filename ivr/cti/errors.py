@@ -9,6 +9,7 @@ import json
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -19,6 +20,7 @@ from ivr.core.errors import (
     IvrError,
     NotFound,
     TimedOut,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
 )
@@ -33,8 +35,32 @@ STATUS: list[tuple[type[IvrError], int]] = [
     (NotFound, 404),
     (Conflict, 409),
     (TimedOut, 504),
+    (TooManyRequests, 429),
     (Unavailable, 503),
 ]
+
+
+#: Every response carries these (:mod:`ivr.cti.server`); a route may choose its own Cache-Control.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Server": "hotline",
+}
+
+
+def protocol_error_response(status: int, exc: BaseException | None) -> web.Response:
+    """The answer to a request the HTTP parser refused. Nothing of the request is echoed: the text
+    of aiohttp's exception holds the offending bytes (a header's first bytes may be a token)."""
+    if isinstance(exc, LineTooLong) or (exc is not None and "Too many headers" in str(exc)):
+        response = error_response(431, "request.header_too_large",
+                                  "a request line or header field is too large, or there are too many headers")
+    elif status >= 500:
+        response = error_response(500, "internal", "internal error")
+    else:
+        response = error_response(status if 400 <= status < 500 else 400, "request.malformed",
+                                  "malformed HTTP request")
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -57,7 +83,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except IvrError as exc:
-        return error_response(status_of(exc), exc.code, exc.message)
+        response = error_response(status_of(exc), exc.code, exc.message)
+        if "retry_after_s" in exc.details:
+            response.headers["Retry-After"] = str(int(exc.details["retry_after_s"]))
+        return response
     except (RedisConnectionError, RedisTimeoutError) as exc:  # also a full connection pool
         log.warning("api.redis_unavailable", path=request.path, error=str(exc))
         response = error_response(503, "redis.unavailable", "the data store does not answer: retry shortly")

@@ -38,6 +38,7 @@ REASONS = {
     404: "Not found (the code names what: `agent.not_found`, `call.not_found`...)",
     409: "Conflict with the current state (see the operation's description)",
     413: "Request body larger than `api.max_body_bytes`: `request.too_large`",
+    429: "Too many unknown tokens from this address: `auth.rate_limited`, with Retry-After",
     503: "Redis does not answer (`redis.unavailable`, with Retry-After); for /readyz: not ready",
     504: "The worker holding the call did not answer in time: `command.timeout` (nothing was done)",
 }
@@ -79,7 +80,7 @@ def statuses(op: Operation) -> list[int]:
     """Every status the operation may answer."""
     out = {101 if op.websocket else op.ok, *op.errors}
     if op.roles is not None:  # the token may be looked up in Redis
-        out |= {401, 503}
+        out |= {401, 429, 503}
         if set(op.roles) != {"agent", "supervisor", "admin"} or op.own:
             out.add(403)
     if op.body is not None:

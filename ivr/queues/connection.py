@@ -43,7 +43,7 @@ def _options() -> dict[str, Any]:
 
 def connect(settings: RedisSettings) -> Redis:
     if settings.sentinels:
-        password = settings.password.get_secret_value() if settings.password else None
+        password = settings.secret()
         sentinel_kwargs: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         if settings.sentinel_password:
             sentinel_kwargs["password"] = settings.sentinel_password.get_secret_value()
@@ -51,8 +51,12 @@ def connect(settings: RedisSettings) -> Redis:
         client: Redis = sentinel.master_for(settings.sentinel_master, redis_class=Redis, password=password,
                                             max_connections=settings.max_connections, **_options())
         return client
+    options = _options()
+    password = settings.secret()
+    if password is not None:  # a password in redis.url itself is used as it is
+        options["password"] = password
     pool = BlockingConnectionPool.from_url(settings.dsn, max_connections=settings.max_connections,
-                                           timeout=settings.pool_timeout_s, **_options())
+                                           timeout=settings.pool_timeout_s, **options)
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 

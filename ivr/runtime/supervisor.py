@@ -8,15 +8,15 @@ children that die. On SIGTERM/SIGINT stops them in reverse order and exits 0.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 
-from ivr.core.config import DEMO_USERS, AgentSeed, Settings
-from ivr.core.errors import PromptError
+from ivr.core.config import Settings
+from ivr.core.errors import ConfigError, PromptError
 from ivr.core.logging import get_logger
 from ivr.core.tasks import TaskGroup
 from ivr.dialplan.loader import PlanRegistry
@@ -24,6 +24,7 @@ from ivr.dialplan.prompt_build import build_prompts as build_plan_and_moh_prompt
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
+from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
 from ivr.runtime.edge import Edge
 from ivr.runtime.process import ManagedProcess, wait_tcp
 
@@ -58,6 +59,7 @@ class Supervisor:
         self._served: tuple[list[str], set[str]] = ([], set())  # numbers and plan versions in service
         self.tasks = TaskGroup("supervisor")
         self.stopping = False
+        self.generated: GeneratedUsers | None = None
 
     def _role(self, name: str, *args: str) -> ManagedProcess:
         return ManagedProcess(name, [sys.executable, "-m", "ivr.cli", *args, "--settings",
@@ -65,11 +67,11 @@ class Supervisor:
 
     async def run(self, stop: asyncio.Event) -> int:
         s = self.settings
-        s.run_dir.mkdir(parents=True, exist_ok=True)
+        s.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        s.run_dir.chmod(0o700)
+        self.generated = await asyncio.to_thread(apply_first_start, s)
         self.settings_file = s.run_dir / "settings.json"
-        fd = os.open(self.settings_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(s.dump_for_children())
+        write_private(self.settings_file, s.dump_for_children())
         plans = await asyncio.to_thread(
             LiveRegistry, s.dialplans_dir, VersionArchive(s.var_dir / "dialplans", s.dialplan.keep_versions),
             by="supervisor")
@@ -87,11 +89,12 @@ class Supervisor:
         s = self.settings
         if not s.redis.external:
             data = (s.var_dir / "redis").resolve()
-            data.mkdir(parents=True, exist_ok=True)
+            data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            data.chmod(0o700)  # the AOF holds every call record
             self.redis_proc = ManagedProcess("redis", [
-                "redis-server", "--bind", s.redis.host, "--port", str(s.redis.port), "--dir", str(data),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
-                "--logfile", ""], stdout=asyncio.subprocess.DEVNULL)
+                "redis-server", str(self._redis_conf()), "--bind", s.redis.host, "--port", str(s.redis.port),
+                "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                "--protected-mode", "yes", "--logfile", ""], stdout=asyncio.subprocess.DEVNULL)
             await self.redis_proc.start()
             await wait_tcp(s.redis.host, s.redis.port, 10)
             # a Redis that dies (or is restarted by an operator) comes back with its append-only file;
@@ -122,6 +125,18 @@ class Supervisor:
         if isinstance(plans, LiveRegistry):
             self._served = (sorted(plans.by_number), {lp.version for lp in plans.plans})
             self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s, self._plans_changed))
+
+    def _redis_conf(self) -> Path:
+        """The private Redis's password goes in a 0600 file, never on its command line (``ps`` shows
+        that to every local user)."""
+        password = self.settings.redis.secret()
+        if password is None:
+            raise ConfigError("the private Redis needs a password (redis.password or redis.password_file)")
+        if any(c.isspace() or c in "\"'" for c in password):
+            raise ConfigError("the Redis password may not contain spaces or quotes")
+        conf = self.settings.run_dir / "redis.conf"
+        write_private(conf, f"requirepass {password}\n")
+        return conf
 
     async def _plans_changed(self, plans: LiveRegistry) -> None:
         """A plan file changed (the workers reload it themselves): the edge must accept the numbers
@@ -266,28 +281,31 @@ class Supervisor:
         log.info("supervisor.stopped")
 
     def _banner(self) -> None:
-        """Where to point a phone and a browser. Only the embedded demo tokens are ever printed."""
+        """Where to point a phone and a browser, and where the credentials are. Tokens are shown only
+        on the start that generated them (never configured ones, never twice)."""
         s = self.settings
-        demo = {u["token"] for u in DEMO_USERS}
-
-        def token(u: AgentSeed) -> str:
-            value = u.token.get_secret_value()
-            return value if value in demo else "(configured)"
-
-        agents = [u for u in s.users if u.role == "agent"]
         lines = [
             "",
             "Hotline is up.",
             f"  Call it:        point a SIP phone at sip:1000@{s.edge.host}:{s.edge.port} (UDP or TCP)",
             f"  Agent desktop:  http://{s.api.host}:{s.api.port}/",
             f"  Wallboard:      http://{s.api.host}:{s.api.port}/wallboard (a supervisor's token)",
-            "  Demo credentials (agent id / token / agent phone that will ring):",
-            *[f"    {u.id:8} {token(u):20} {u.sip_uri}" for u in agents],
-            *[f"    {u.id:8} {token(u):20} ({u.role})" for u in s.users if u.role != "agent"],
+            *self._credential_lines(),
             "  Ctrl-C stops everything.",
             "",
         ]
         print("\n".join(lines), flush=True)
+
+    def _credential_lines(self) -> list[str]:
+        g = self.generated
+        if g is None:
+            return ["  Credentials:    the users: of your configuration"]
+        if not g.created:
+            return [f"  Credentials:    generated on first start, kept in {g.path} (mode 0600)"]
+        return [
+            f"  Credentials generated on this first start (shown once; kept in {g.path}, mode 0600):",
+            *[f"    {u.id:8} {u.token.get_secret_value()}  {u.sip_uri or '(' + u.role + ')'}" for u in g.users],
+        ]
 
 
 def main(settings: Settings) -> int:

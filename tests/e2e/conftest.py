@@ -135,7 +135,9 @@ class Hotline:
         return QueueStore(redis, "ivr")
 
     def redis(self) -> Redis:
-        return Redis.from_url(f"redis://127.0.0.1:{self.redis_port}/0")
+        """A client of the hotline's private Redis, with the password ``ivr run`` generated for it."""
+        password = (self.var / "secrets" / "redis.password").read_text().strip()
+        return Redis.from_url(f"redis://127.0.0.1:{self.redis_port}/0", password=password)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ browser, and SIGTERM stops everything with exit code 0 and no process left behin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
+from redis.exceptions import AuthenticationError
 
 from tests.e2e.conftest import ROOT
 from tests.ports import free_port_range, free_udp_tcp_port
@@ -60,7 +63,10 @@ async def test_ivr_run_starts_every_role_and_stops_cleanly(tmp_path: Path) -> No
         banner = log_path.read_text(errors="replace")
         assert f"sip:1000@127.0.0.1:{ports['EDGE']}" in banner
         assert f"http://127.0.0.1:{ports['API']}/" in banner
-        assert "agent1-demo-token" in banner  # the embedded demo credentials are shown
+        users = {u["id"]: u["token"] for u in json.loads((var / "secrets" / "users.json").read_text())}
+        assert set(users) == {"agent1", "agent2", "super1", "admin"}
+        assert all(f" {token} " in banner for token in users.values()), "first start shows the tokens"
+        assert "demo-token" not in banner
 
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{ports['API']}/readyz") as r:
@@ -71,7 +77,7 @@ async def test_ivr_run_starts_every_role_and_stops_cleanly(tmp_path: Path) -> No
             async with http.get(f"http://127.0.0.1:{ports['API']}/") as r:
                 assert r.status == 200 and "Agent desktop" in await r.text()
             async with http.get(f"http://127.0.0.1:{ports['API']}/api/v1/agents",
-                                headers={"Authorization": "Bearer super1-demo-token"}) as r:
+                                headers={"Authorization": f"Bearer {users['super1']}"}) as r:
                 assert r.status == 200
                 assert {a["agent_id"] for a in (await r.json())["agents"]} == {"agent1", "agent2"}
         assert list((var / "redis").glob("appendonly*")), "private Redis must run with AOF on"
@@ -109,3 +115,75 @@ async def test_killing_the_supervisor_takes_every_role_with_it(tmp_path: Path) -
             break
         await asyncio.sleep(0.2)
     assert leftovers(str(var)) == []
+
+
+def wait_banner(proc: subprocess.Popen[bytes], log_path: Path, within_s: float = 90) -> str:
+    deadline = time.monotonic() + within_s
+    while "Hotline is up." not in log_path.read_text(errors="replace"):
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")[-3000:]
+        time.sleep(0.2)
+    return log_path.read_text(errors="replace")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int | None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+
+@pytest.mark.timeout(240)
+async def test_first_start_generates_secrets_shown_once_and_no_known_credential_works(tmp_path: Path) -> None:
+    """No install ships a known credential: the demo tokens are refused, the generated tokens are shown
+    on the first start only (later starts say where they are), and the private Redis wants a password
+    that is in no command line."""
+    var = tmp_path / "var"
+    ports = {name: free_udp_tcp_port() for name in ("REDIS", "EDGE", "API")}
+    proc, log_path = start_ivr_run(tmp_path, ports, IVR_SPEECH__ENABLED="false")
+    try:
+        banner = await asyncio.to_thread(wait_banner, proc, log_path)
+        secrets_dir = var / "secrets"
+        assert secrets_dir.stat().st_mode & 0o777 == 0o700
+        for name in ("users.json", "redis.password"):
+            assert (secrets_dir / name).stat().st_mode & 0o777 == 0o600, name
+        assert (var / "run" / "settings.json").stat().st_mode & 0o777 == 0o600
+        users = {u["id"]: u["token"] for u in json.loads((secrets_dir / "users.json").read_text())}
+        assert all(token in banner for token in users.values())
+        password = (secrets_dir / "redis.password").read_text().strip()
+        assert len(password) >= 32 and password not in banner
+
+        api = f"http://127.0.0.1:{ports['API']}"
+        async with aiohttp.ClientSession() as http:
+            for demo in ("admin-demo-token", "super1-demo-token", "agent1-demo-token"):
+                async with http.get(f"{api}/api/v1/agents", headers={"Authorization": f"Bearer {demo}"}) as r:
+                    assert r.status == 401, demo
+            async with http.get(f"{api}/api/v1/agents", headers={"Authorization": f"Bearer {users['admin']}"}) as r:
+                assert r.status == 200
+
+        anonymous = Redis(host="127.0.0.1", port=ports["REDIS"])
+        try:
+            with pytest.raises(AuthenticationError):
+                await anonymous.ping()
+        finally:
+            await anonymous.aclose()
+        client = Redis(host="127.0.0.1", port=ports["REDIS"], password=password)
+        try:
+            assert await client.ping()
+        finally:
+            await client.aclose()
+        assert not [line for line in leftovers(str(var)) if password in line], "password on a command line"
+    finally:
+        code = stop(proc)
+    assert code == 0, log_path.read_text(errors="replace")[-3000:]
+
+    proc, log_path = start_ivr_run(tmp_path, {name: free_udp_tcp_port() for name in ports}, IVR_SPEECH__ENABLED="false")
+    try:
+        again = await asyncio.to_thread(wait_banner, proc, log_path)
+        assert str(secrets_dir / "users.json") in again
+        assert not [token for token in users.values() if token in again], "tokens are shown once"
+    finally:
+        assert stop(proc) == 0

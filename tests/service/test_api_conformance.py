@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer, free_port
@@ -67,7 +67,7 @@ async def seed(url: str) -> None:
 def api_url(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     asyncio.run(seed(redis_server.url))
     var: Path = tmp_path_factory.mktemp("conformance")
-    s = Settings(var_dir=var / "var", dialplans_dir=var / "dialplans",
+    s = Settings(users=DEMO_USERS, var_dir=var / "var", dialplans_dir=var / "dialplans",
                  redis={"url": redis_server.url, "prefix": PREFIX}, api={"host": "127.0.0.1", "port": free_port()})
     with live_api(s) as url:
         yield url

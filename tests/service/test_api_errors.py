@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.cti.app import init_app
 from tests.conftest import RedisServer, free_port
 
@@ -26,7 +26,7 @@ Api = tuple[str, aiohttp.ClientSession]
 
 @pytest.fixture
 async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncIterator[Api]:
-    settings = Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                         api={"host": "127.0.0.1", "port": free_port(), "max_body_bytes": MAX_BODY})
     runner = web.AppRunner(init_app(settings))
     await runner.setup()
@@ -145,7 +145,7 @@ async def test_redis_out_of_reach_is_503_not_500(tmp_path: Path) -> None:
     private = RedisServer(tmp_path / "redis")
     private.start()
     try:
-        settings = Settings(var_dir=tmp_path / "var", redis={"url": private.url, "prefix": PREFIX},
+        settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": private.url, "prefix": PREFIX},
                             api={"host": "127.0.0.1", "port": free_port()})
         runner = web.AppRunner(init_app(settings))
         await runner.setup()

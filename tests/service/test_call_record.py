@@ -17,7 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from ivr.calls.call_record import CallRecord
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState, EventType
 from ivr.cti.app import init_app
@@ -45,7 +45,7 @@ def write_wav(path: Path, frames: int = 1600) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     port = free_port()
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": port})
 
 

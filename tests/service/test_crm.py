@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import CrmSettings, Settings
+from ivr.core.config import DEMO_USERS, CrmSettings, Settings
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.cti.crm import CrmConnector
@@ -245,7 +245,7 @@ async def test_a_queued_call_is_looked_up_before_its_offer_by_one_instance(
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer, crm: FakeCrm) -> Settings:
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_udp_tcp_port()},
                     crm={"lookups": [by_account(crm.base), by_phone(crm.base)]})
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.queues.store import QueueStore
@@ -30,7 +30,7 @@ CRM_ORIGIN = "https://crm.example.com"
 
 
 def make_settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_udp_tcp_port(), "cors_origins": [CRM_ORIGIN]})
 
 

@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.cti.app import init_app
 from ivr.dialplan.loader import content_version
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
@@ -62,7 +62,7 @@ class Worker:
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     (tmp_path / "dialplans").mkdir()
-    return Settings(var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
                     redis={"port": redis_server.port}, dialplan={"reload_poll_s": 0.05})
 
 

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.queues.store import QueueStore
@@ -29,7 +29,7 @@ Api = tuple[str, aiohttp.ClientSession]
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_port()})
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.queues.stats import StatsConfig
@@ -32,7 +32,7 @@ TIMEOUT_MS = 10_000
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_port()})
 
 

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings
+from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.errors import NotFound
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
@@ -220,7 +220,7 @@ async def test_snapshot_figures_cover_today_by_default(store: QueueStore) -> Non
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_port()})
 
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from redis.asyncio import Redis
 
-from ivr.core.config import Settings, WebhookSettings
+from ivr.core.config import DEMO_USERS, Settings, WebhookSettings
 from ivr.core.events import AgentState
 from ivr.core.tasks import TaskGroup
 from ivr.cti.app import init_app
@@ -304,7 +304,7 @@ async def test_a_delivery_whose_holder_stops_is_given_back_at_once(
 def settings(tmp_path: Path, redis_server: RedisServer, receiver: Receiver) -> Settings:
     hooks = hook_settings(receiver.url, max_attempts=2).model_dump(mode="python")
     hooks["endpoints"][0]["events"] = ["call.disposition", "call.ended"]
-    return Settings(var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_udp_tcp_port()}, webhooks=hooks)
 
 

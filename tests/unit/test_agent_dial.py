@@ -1,4 +1,4 @@
-"""Dialling the agent (ivr/runtime/session.py AgentCall._dial) when the library has no call slot free
+"""Dialling the agent (ivr/calls/session.py AgentCall._dial) when the library has no call slot free
 for a moment: pjsua2 keeps a slot about 0.5 s after its leg ended (measured in the fault harness),
 so the dial waits for it instead of failing the offer and sending the agent on a break."""
 

@@ -16,7 +16,8 @@ from ivr.core.logging import configure, get_logger
 
 def test_file_then_environment_then_arguments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("api: {port: 9001}\nworkers: {count: 3}\nredis: {port: 7000}\n")
+    cfg.write_text("api: {port: 9001}\nworkers: {count: 3}\nredis: {port: 7000}\n"
+                   "users: [{id: a1, name: A, token: a1-token-for-this-test}]\n")
     monkeypatch.setenv("IVR_API__PORT", "9002")
     s = load_settings(cfg, redis={"port": 7001})
     assert s.workers.count == 3        # file over default

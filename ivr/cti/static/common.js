@@ -196,7 +196,7 @@ export class EventFeed {
       return;
     }
     this.onStatus("connecting");
-    const ws = new WebSocket(this.url(), [`bearer.${this.token}`]);
+    const ws = new WebSocket(this.url(), ["hotline", `bearer.${this.token}`]);
     this.ws = ws;
     let greeted = false;
     this.heardAt = Date.now();
