@@ -21,10 +21,11 @@ run: install
 	$(BIN)/ivr run
 
 # The unit and service tiers run on both cores (pytest-xdist: each worker has its own Redis and
-# ports); the end-to-end tier runs alone, one hotline at a time, so its calls get the CPU they need.
+# ports); then the end-to-end tier and the timing-sensitive service tests (marker `serial`) run
+# alone, one hotline at a time, so their calls and speech get the CPU they need.
 test: install lint
-	$(BIN)/pytest -p no:cacheprovider -n 2 tests/unit tests/service $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" tests/unit tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -m "serial or e2e" tests/service tests/e2e $(PYTEST_ARGS)
 
 install: system lockcheck $(STAMP)
 

@@ -151,3 +151,11 @@ async def hotline(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     finally:
         code = h.stop()
         h.exit_code = code  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is an end-to-end test (make test runs them in its serial phase)."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.e2e)

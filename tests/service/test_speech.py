@@ -37,7 +37,9 @@ from ivr.speech.grammar import digit_words, spoken_digits
 from ivr.speech.server import init_app
 from tests.ports import free_udp_tcp_port as free_port
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+# Recognition is fed in real time and its end-of-speech timing is what some tests check: the
+# suite runs this file alone (make test's serial phase), never beside other tests on the 2 cores.
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.serial]
 
 RATE = 8000
 CHUNK = RATE * 2 * 20 // 1000  # 20 ms of 16-bit mono = 320 bytes
