@@ -24,6 +24,7 @@ from ivr.queues.connection import BLOCK_S, close, connect
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
 from ivr.runtime.callback import CallbackSession
+from ivr.runtime.edge import edge_sources
 from ivr.runtime.process import pid_alive
 from ivr.runtime.session import AgentCall, CallSession, WorkerContext
 from ivr.runtime.tasks import TaskGroup
@@ -76,7 +77,8 @@ class Worker:
         w = s.workers
         sip = SipThread(
             EngineConfig(host=w.host, sip_port=w.sip_port(self.index), rtp_port=w.rtp_port(self.index),
-                         rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate),
+                         rtp_port_range=w.rtp_ports_per_worker, max_legs=w.max_legs, clock_rate=w.clock_rate,
+                         edge_sources=edge_sources(s)),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech)

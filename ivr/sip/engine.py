@@ -73,6 +73,9 @@ class EngineConfig:
     clock_rate: int = 8000
     user_agent: str = "ivr-hotline"
     retry_after_s: int = 5
+    edge_sources: frozenset[str] = frozenset()
+    """``ip:port`` (IPv6 ``[ip]:port``) a new call may come from: the edge's SIP sockets. Empty:
+    from anywhere (a worker tested on its own). Any other source gets 403."""
 
 
 @contextlib.contextmanager
@@ -322,6 +325,18 @@ class SipEngine:
         leg_id = self.new_leg_id()
         call = _Call(self, acc, leg_id, prm.callId, inbound=True)
         msg = prm.rdata.wholeMsg
+        source = prm.rdata.srcAddress
+        if self.cfg.edge_sources and source not in self.cfg.edge_sources:
+            # Only the edge hands out calls: its checks (trusted sources, numbers, malformed SIP,
+            # flood limits) are bypassed by anyone else who can reach the worker's port.
+            log.warning("sip.not_from_edge", source=source)
+            op = pj.CallOpParam()
+            op.statusCode = 403
+            op.reason = "Not From Edge"
+            self._rejecting.append(call)
+            self._to_refuse.append((call, op))
+            self.emit(Rejected(leg_id, 403, "not from the edge"))
+            return
         if self.draining or self.free_caller_slots <= 0:
             op = pj.CallOpParam()
             op.statusCode = 503
@@ -348,7 +363,7 @@ class SipEngine:
         self.legs[leg_id] = call
         self.callers.add(leg_id)
         self.emit(IncomingCall(leg_id, ani=_user_of(ci.remoteUri), dnis=dnis, sip_call_id=ci.callIdString,
-                               source=prm.rdata.srcAddress))
+                               source=source))
 
     def on_disconnected(self, call: _Call, code: int, reason: str) -> None:
         if call in self._rejecting:
