@@ -54,9 +54,9 @@ def fill(template: str, *, target: tuple[str, int], local: tuple[str, int], tran
     for key, value in values.items():
         text = text.replace("{" + key + "}", value)
     head, sep, body = text.partition("\n\n")
-    data_body = body.replace("\n", "\r\n").encode("latin-1") if sep else b""
+    data_body = body.replace("\n", "\r\n").encode() if sep else b""
     head = head.replace("{cl}", str(len(data_body)))
-    return head.replace("\n", "\r\n").encode("latin-1") + (b"\r\n\r\n" if sep else b"") + data_body
+    return head.replace("\n", "\r\n").encode() + (b"\r\n\r\n" if sep else b"") + data_body
 
 
 def _split(buffer: bytes) -> tuple[list[str], bytes]:
