@@ -2,7 +2,7 @@
 and variants of them) against the whole hotline: real Kamailio, real pjsua2 workers.
 
 Every message goes over UDP and over TCP, through the edge and straight to a worker. After each one
-a normal sipp call must still complete through the edge, and in the end every worker must be the
+(each transport) a normal sipp call must still complete through the edge, and in the end every worker must be the
 same process it was at the start (none aborted, none restarted).
 
 - ``valid-*``: the edge answers (a call that a worker answers 200 is acknowledged and hung up
@@ -92,6 +92,7 @@ async def service_check(h: Hotline, workdir: Path, what: str) -> None:
     assert result.ok, f"a normal call failed after {what}:\n{result.describe()}"
 
 
+@pytest.mark.timeout(600)
 @pytest.mark.hotline(workers=2)
 async def test_the_torture_corpus_neither_aborts_a_worker_nor_stops_service(hotline: Hotline,
                                                                             tmp_path: Path) -> None:
@@ -105,7 +106,7 @@ async def test_the_torture_corpus_neither_aborts_a_worker_nor_stops_service(hotl
         template = path.read_text()
         for transport in ("udp", "tcp"):
             what = f"{path.name} over {transport}"
-            replies: Replies = await exchange(edge, template, transport=transport, within_s=5.0)
+            replies: Replies = await exchange(edge, template, transport=transport, within_s=3.0)
             ok = next((m for m in replies.messages if re.match(r"SIP/2\.0 2\d\d", m)), None)
             if ok is not None and method_of(template) == "INVITE":
                 await end_call(edge, ok)
@@ -115,7 +116,7 @@ async def test_the_torture_corpus_neither_aborts_a_worker_nor_stops_service(hotl
             elif ok is not None:
                 wrong.append(f"{what} (invalid) through the edge: answered {replies.codes}")
 
-            direct = await exchange(worker, template, transport=transport, within_s=2.0)
+            direct = await exchange(worker, template, transport=transport, within_s=1.5)
             if method_of(template) == "INVITE" and any(200 <= c < 300 for c in direct.codes):
                 wrong.append(f"{what} straight to a worker: answered {direct.codes}")
             await service_check(h, tmp_path / "sipp", what)
