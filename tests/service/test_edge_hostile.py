@@ -191,11 +191,13 @@ async def test_in_dialog_requests_are_relayed_to_workers_only(
         assert worker.requests("BYE") == 0, worker.received
 
 
+@pytest.mark.parametrize("trusted", [False, True])
 async def test_stray_responses_are_relayed_nowhere(tmp_path: Path, start_edge: EdgeFactory,
-                                                   listeners: Callable[..., Listener]) -> None:
+                                                   listeners: Callable[..., Listener], trusted: bool) -> None:
     victim = listeners()
     worker = listeners(answer_options=True)
-    edge = await start_edge(make_settings(tmp_path), [worker.address])
+    nets = ["127.0.0.0/8"] if trusted else ["192.0.2.0/24"]
+    edge = await start_edge(make_settings(tmp_path, trusted_networks=nets), [worker.address])
     edge_hp = f"{edge.address[0]}:{edge.address[1]}"
     for transport in ("udp", "tcp"):
         for second_via in (f"{victim.address[0]}:{victim.address[1]}", "255.255.255.255:5060",
@@ -231,3 +233,16 @@ async def test_a_worker_that_ignores_a_call_is_not_marked_down(
     flags = await dispatcher_flags(edge)
     assert flags[f"sip:{silent.address[0]}:{silent.address[1]}"].startswith("A"), flags
     await good.stop()
+
+
+async def test_a_call_that_finds_three_silent_workers_gets_503_and_tries_no_more(
+        tmp_path: Path, start_edge: EdgeFactory, listeners: Callable[..., Listener]) -> None:
+    silent = [listeners(answer_options=True) for _ in range(5)]
+    edge = await start_edge(make_settings(tmp_path, probe_interval_s=300), [w.address for w in silent])
+    replies = await exchange(edge.address, INVITE, within_s=15.0)
+    assert replies.final == 503, replies.codes
+    assert "Retry-After:" in replies.messages[-1], replies.messages[-1]
+    tried = [w for w in silent if w.requests("INVITE")]
+    assert len(tried) == 3, [w.requests("INVITE") for w in silent]
+    flags = await dispatcher_flags(edge)
+    assert all(f.startswith("A") for f in flags.values()), flags  # none marked down for it
