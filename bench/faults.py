@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -591,20 +592,58 @@ async def sip_flood(rig: Rig) -> dict[str, Any]:
     return {"fault": {"rate_cps": cps, "rated_cps": rig.scale.rated_cps}, **report}
 
 
+FUZZ_BODY = "v=0\r\nm=audio 9 RTP/AVP 0 8 101\r\n"
+FUZZ_INVITE = ("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:9;branch=z9hG4bK{b}\r\n"
+               "From: <sip:fuzz@127.0.0.1>;tag={b}\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: fuzz-{b}\r\n"
+               "CSeq: 1 INVITE\r\nContact: <sip:fuzz@127.0.0.1:9>\r\nMax-Forwards: 70\r\n"
+               "Content-Type: application/sdp\r\nContent-Length: {cl}\r\n\r\n{body}")
+
+
+def framed(headers: str, body: str = FUZZ_BODY) -> bytes:
+    """A message whose Content-Length is its body's real length (what decides, over UDP and TCP
+    alike, that the edge parses it whole and may forward it)."""
+    data = body.encode()
+    return headers.replace("{cl}", str(len(data))).encode() + data
+
+
+def dangerous_packets(tag: str, transport: str = "UDP") -> list[bytes]:
+    """Well-framed INVITEs of each class pjsua2 workers die of or ignore: a body without a
+    Content-Type (aborted a full worker), an empty or non-MIME Content-Type, two Content-Types,
+    many Vias in headers and in one header, and an oversized request. The edge must answer them
+    itself; sent straight to a worker, the worker must refuse them (it admits calls from the edge
+    only) and live on."""
+    base = FUZZ_INVITE.replace("{transport}", transport).replace("{body}", "")
+
+    def one(i: int) -> str:
+        return base.replace("{b}", f"{tag}d{i}")
+
+    vias = "".join(f"Via: SIP/2.0/UDP 192.0.2.{k % 250 + 1}:5060;branch=z9hG4bKv{k}\r\n" for k in range(1000))
+    via_list = "Via: " + ", ".join(f"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKl{k}" for k in range(40)) + "\r\n"
+    variants = [
+        one(0).replace("Content-Type: application/sdp\r\n", ""),
+        one(1).replace("Content-Type: application/sdp", "Content-Type: "),
+        one(2).replace("Content-Type: application/sdp", "Content-Type: sdp"),
+        one(3).replace("Content-Type: application/sdp", "Content-Type: application/sdp/x"),
+        one(4).replace("Content-Type: application/sdp\r\n", "Content-Type: application/sdp\r\nc: text/plain\r\n"),
+        one(5).replace("Max-Forwards: 70\r\n", vias + "Max-Forwards: 70\r\n"),
+        one(6).replace("Max-Forwards: 70\r\n", via_list + "Max-Forwards: 70\r\n"),
+        one(7).replace("Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nX-Pad: " + "a" * 5000 + "\r\n"),
+    ]
+    return [framed(v) for v in variants]
+
+
 def fuzz_packets(n: int, seed: int = 7) -> list[bytes]:
-    """``n`` malformed SIP datagrams, the same for a given seed: a valid INVITE cut, with bytes
-    flipped, headers dropped, doubled or blown up, bad numbers, and plain garbage."""
+    """``n`` malformed SIP datagrams, the same for a given seed: first the dangerous ones, well framed
+    (:func:`dangerous_packets`); then a valid INVITE cut, with bytes flipped, headers dropped,
+    doubled or blown up, bad numbers, the dangerous classes again with random bodies (correct
+    Content-Length), and plain garbage."""
     rnd = random.Random(seed)
-    base = ("INVITE sip:1000@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK{b}\r\n"
-            "From: <sip:fuzz@127.0.0.1>;tag={b}\r\nTo: <sip:1000@127.0.0.1>\r\nCall-ID: fuzz-{b}\r\n"
-            "CSeq: 1 INVITE\r\nContact: <sip:fuzz@127.0.0.1:9>\r\nMax-Forwards: 70\r\n"
-            "Content-Type: application/sdp\r\nContent-Length: 31\r\n\r\nv=0\r\nm=audio 9 RTP/AVP 0 8 101\r\n")
-    # first, the one that aborts a pjsua2 worker reached directly (a pjsip assertion in the wheel):
-    # an INVITE with a body and no Content-Type; the edge must never let it through
-    out = [base.format(b=f"{seed}ct").replace("Content-Type: application/sdp\r\n", "").encode()]
-    for i in range(n - 1):
-        msg = base.format(b=f"{seed}x{i}").encode()
-        kind = i % 8
+    out = dangerous_packets(f"{seed}ct")[:n]
+    i = 0
+    while len(out) < n:
+        msg = framed(FUZZ_INVITE.replace("{transport}", "UDP").replace("{body}", "").replace("{b}", f"{seed}x{i}"))
+        kind = i % 9
+        i += 1
         if kind == 0:
             msg = msg[:rnd.randrange(1, len(msg))]
         elif kind == 1:
@@ -619,23 +658,46 @@ def fuzz_packets(n: int, seed: int = 7) -> list[bytes]:
         elif kind == 3:
             msg = msg.replace(b"Via:", b"Via: SIP/2.0/UDP " + b"9" * rnd.randrange(100, 4000) + b"\r\nVia:", 1)
         elif kind == 4:
-            msg = msg.replace(b"Content-Length: 31", rnd.choice(
-                [b"Content-Length: -1", b"Content-Length: 99999999999", b"Content-Length: x"]))
+            msg = re.sub(rb"Content-Length: \d+", rnd.choice(
+                [b"Content-Length: -1", b"Content-Length: 99999999999", b"Content-Length: x"]), msg)
         elif kind == 5:
             msg = msg.replace(b"CSeq: 1 INVITE", rnd.choice([b"CSeq: 4294967296 INVITE", b"CSeq: INVITE",
                                                              b"CSeq: 1 BYE", b"CSeq: 1 \xff\xfe"]))
         elif kind == 6:
             msg = msg.replace(b"sip:1000@127.0.0.1 SIP/2.0", rnd.choice(
                 [b"sip:@ SIP/2.0", b"<> SIP/9.9", b"sip:1000@127.0.0.1", b"sip:" + b"%" * 300 + b" SIP/2.0"]))
+        elif kind == 7:  # a dangerous class with a random body, still correctly framed
+            body = rnd.randbytes(rnd.randrange(1, 600)).decode("latin-1")
+            ctype = rnd.choice(["", "Content-Type: \r\n", "Content-Type: ;;\r\n", "Content-Type: a/b/c\r\n"])
+            head = FUZZ_INVITE.replace("{transport}", "UDP").replace("{body}", "").replace("{b}", f"{seed}y{i}")
+            msg = head.replace("Content-Type: application/sdp\r\n", ctype).replace(
+                "{cl}", str(len(body.encode("latin-1")))).encode() + body.encode("latin-1")
         else:
             msg = rnd.randbytes(rnd.randrange(1, 1400))
         out.append(msg)
     return out
 
 
+async def send_tcp(target: tuple[str, int], packets: list[bytes], within_s: float = 2.0) -> None:
+    """Each packet on its own TCP connection (a broken one must not hide the next), bounded."""
+    for pkt in packets:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(*target), within_s)
+        except (OSError, TimeoutError):
+            continue
+        try:
+            writer.write(pkt)
+            await asyncio.wait_for(writer.drain(), within_s)
+        except (OSError, TimeoutError):
+            pass
+        finally:
+            writer.close()
+
+
 async def sip_fuzz(rig: Rig) -> dict[str, Any]:
-    """Malformed SIP to the edge (the hotline's only SIP surface: workers listen on loopback or a
-    private address) while calls run: no call fails, no process dies."""
+    """Malformed SIP while calls run: the fuzz to the edge over UDP, the dangerous (well-framed)
+    packets over UDP and TCP to the edge and straight to every worker: no call fails (a malformed
+    request that took workers out would fail calls with 503) and no process dies."""
     b = await before(rig)
     n = rig.scale.fuzz_packets
 
@@ -643,14 +705,22 @@ async def sip_fuzz(rig: Rig) -> dict[str, Any]:
         workers = [f"w{i}" for i in range(rig.scale.workers)]
         pids0 = {w: await rig.worker_pid(w) for w in workers}
         edge0 = rig.pids(f"kamailio.*{rig.h.workdir}")
+        edge = ("127.0.0.1", rig.h.edge_port)
+        targets = [edge] + [("127.0.0.1", rig.h.sip_base + i) for i in range(rig.scale.workers)]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for i, pkt in enumerate(fuzz_packets(n)):
-                s.sendto(pkt, ("127.0.0.1", rig.h.edge_port))
+                s.sendto(pkt, edge)
                 if i % 50 == 49:
                     await asyncio.sleep(0.02)
+            for target in targets:
+                for pkt in dangerous_packets(f"u{target[1]}"):
+                    s.sendto(pkt, target)
+        for target in targets:
+            await send_tcp(target, dangerous_packets(f"t{target[1]}", "TCP"))
         await asyncio.sleep(1)
         pids1 = {w: await rig.worker_pid(w) for w in workers}
-        return {"packets": n, "workers_restarted": sorted(w for w in workers if pids0[w] != pids1[w]),
+        return {"packets": n, "dangerous": len(dangerous_packets("x")) * 2 * len(targets),
+                "workers_restarted": sorted(w for w in workers if pids0[w] != pids1[w]),
                 "edge_restarted": set(rig.pids(f"kamailio.*{rig.h.workdir}")) != set(edge0)}
 
     traffic, info = await _during(rig, "fuzz", fault, at_s=rig.scale.traffic_s / 4)

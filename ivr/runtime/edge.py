@@ -201,6 +201,19 @@ def _resolve(host: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+def edge_sources(settings: Settings) -> frozenset[str]:
+    """Where the edge's requests to the workers come from, as pjsip writes a source (``ip:port``,
+    ``[ip6]:port``): every address the edge listens on, at its SIP port (it relays over UDP from its
+    listen socket). A worker admits new calls from these only. On loopback any process may send
+    from 127.0.0.1, but not from the port Kamailio holds: so the port is part of the check."""
+    edge = settings.edge
+    out: set[str] = set()
+    for host in [edge.host, *edge.extra_listen]:
+        for addr in _resolve(host):
+            out.add(f"[{addr}]:{edge.port}" if ":" in addr else f"{addr}:{edge.port}")
+    return frozenset(out)
+
+
 def _tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 

@@ -28,6 +28,7 @@ from ivr.queues.connection import BLOCK_S, close, connect, keep_running
 from ivr.queues.dialplan_status import DialplanStatus
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
+from ivr.runtime.edge import edge_sources
 from ivr.runtime.process import pid_alive
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import EngineConfig
@@ -78,7 +79,8 @@ class Worker:
         w = s.workers
         sip = SipThread(
             EngineConfig(host=w.host, sip_port=w.sip_port(self.index), rtp_port=w.rtp_port(self.index),
-                         rtp_port_range=w.rtp_ports_per_worker, budget=w.leg_budget, clock_rate=w.clock_rate),
+                         rtp_port_range=w.rtp_ports_per_worker, budget=w.leg_budget, clock_rate=w.clock_rate,
+                         edge_sources=edge_sources(s)),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech)

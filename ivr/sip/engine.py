@@ -74,6 +74,9 @@ class EngineConfig:
     clock_rate: int = 8000
     user_agent: str = "ivr-hotline"
     retry_after_s: int = 5
+    edge_sources: frozenset[str] = frozenset()
+    """``ip:port`` (IPv6 ``[ip]:port``) a new call may come from: the edge's SIP sockets. Empty:
+    from anywhere (a worker tested on its own). Any other source gets 403."""
 
 
 @contextlib.contextmanager
@@ -198,6 +201,7 @@ class SipEngine:
         self._retired: list[tuple[float, _Tap]] = []
         self._dead: list[_Call] = []
         self._rejecting: list[_Call] = []
+        self._to_refuse: list[tuple[_Call, pj.CallOpParam]] = []  # refused in onIncomingCall, answered by poll()
         self.draining = False
         self._clock_on = False
         self._idle_since = time.monotonic()
@@ -252,6 +256,8 @@ class SipEngine:
     def poll(self, timeout_ms: int) -> None:
         assert self.ep is not None
         self.ep.libHandleEvents(timeout_ms)
+        if self._to_refuse:
+            self._answer_refused()
         if self._rejecting:
             self._forget_refused()
         if self._dead:
@@ -303,6 +309,7 @@ class SipEngine:
         self.legs.clear()
         self._dead.clear()
         self._rejecting.clear()
+        self._to_refuse.clear()
         self.acc = None
         gc.collect()
         self.ep.libDestroy()
@@ -318,6 +325,18 @@ class SipEngine:
         leg_id = self.new_leg_id()
         call = _Call(self, acc, leg_id, prm.callId, inbound=True)
         msg = prm.rdata.wholeMsg
+        source = prm.rdata.srcAddress
+        if self.cfg.edge_sources and source not in self.cfg.edge_sources:
+            # Only the edge hands out calls: its checks (trusted sources, numbers, malformed SIP,
+            # flood limits) are bypassed by anyone else who can reach the worker's port.
+            log.warning("sip.not_from_edge", source=source)
+            op = pj.CallOpParam()
+            op.statusCode = 403
+            op.reason = "Not From Edge"
+            self._rejecting.append(call)
+            self._to_refuse.append((call, op))
+            self.emit(Rejected(leg_id, 403, "not from the edge"))
+            return
         if not self.cfg.budget.admits(len(self.callers), draining=self.draining):
             op = pj.CallOpParam()
             op.statusCode = 503
@@ -329,8 +348,12 @@ class SipEngine:
             # A final answer, not hangup(): from inside onIncomingCall hangup() drops the headers (no
             # Retry-After went out) and its DISCONNECTED was not always seen (18 refused calls piled
             # up in one worker). Listed first, in case the library reports DISCONNECTED at once.
+            # Answered from poll(), after this callback has returned, never from inside it: for an
+            # INVITE with a body and no Content-Type the wheel could not clone the request, and an
+            # answer from inside the callback aborted the whole process (pjsip_rx_data_free_cloned:
+            # Assertion 'rdata' failed) with every live call of the worker.
             self._rejecting.append(call)
-            call.answer(op)
+            self._to_refuse.append((call, op))
             self.emit(Rejected(leg_id, 503, "draining" if self.draining else "worker full"))
             return
         self._clock(True)
@@ -340,7 +363,7 @@ class SipEngine:
         self.legs[leg_id] = call
         self.callers.add(leg_id)
         self.emit(IncomingCall(leg_id, ani=_user_of(ci.remoteUri), dnis=dnis, sip_call_id=ci.callIdString,
-                               source=prm.rdata.srcAddress))
+                               source=source))
 
     def on_disconnected(self, call: _Call, code: int, reason: str) -> None:
         if call in self._rejecting:
@@ -407,6 +430,15 @@ class SipEngine:
             raise NoLineFree(f"no call slot free for {uri}: {len(self.legs)} legs up, "
                              f"{len(self._rejecting)} calls being refused; slots: {self._slots()}")
         return leg_id
+
+    def _answer_refused(self) -> None:
+        """Send the final answer (503 + Retry-After) of the calls refused in onIncomingCall."""
+        refused, self._to_refuse = self._to_refuse, []
+        for call, op in refused:
+            try:
+                call.answer(op)
+            except pj.Error as exc:  # the caller cancelled meanwhile: the call is already over
+                log.info("sip.refuse_failed", error=exc.info())
 
     def _forget_refused(self) -> None:
         """Safety net for a refused call (503) that is never reported DISCONNECTED: it is dropped once

@@ -6,6 +6,7 @@ One rig serves the module's tests, in order; each test accounts only for its own
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from bench.faults import (
     api_restart,
     broken_plan,
     crm_down,
+    dangerous_packets,
     fuzz_packets,
     kill_worker,
     redis_restart,
@@ -100,3 +102,13 @@ async def test_the_fuzz_is_malformed_and_reproducible() -> None:
     packets = fuzz_packets(64)
     assert packets == fuzz_packets(64) and len(set(packets)) == 64
     assert b"Content-Type" not in packets[0] and b"v=0" in packets[0]  # the one that aborts a bare worker
+    # the dangerous ones are well framed, so they test what the edge really forwards (a wrong
+    # Content-Length made the edge drop them for that reason alone, over UDP)
+    for transport in ("UDP", "TCP"):
+        dangerous = dangerous_packets("t", transport)
+        assert len(dangerous) >= 8
+        for pkt in dangerous:
+            head, _, body = pkt.partition(b"\r\n\r\n")
+            length = re.search(rb"^Content-Length: (\d+)$", head, re.M)
+            assert length is not None and int(length.group(1)) == len(body), head[-200:]
+    assert packets[:len(dangerous)] == dangerous_packets("7ct")

@@ -408,9 +408,12 @@ class Multihost:
         await wait_tcp("127.0.0.1", self.redis_port, 10)
 
     async def start_worker(self, h: Host) -> None:
+        # the edge's part of the shared config too: a worker admits calls from the edge's sockets only
         cfg = self.config(f"worker-{h.label}", redis={"url": self.redis_url(h.root_ip)},
                           workers={"host": h.ip, "count": 1, "sip_port_base": WORKER_SIP_PORT,
-                                   "rtp_port_base": WORKER_RTP_PORT})
+                                   "rtp_port_base": WORKER_RTP_PORT},
+                          edge={"host": "127.0.0.1", "port": self.edge_port,
+                                "extra_listen": [self.a.root_ip, self.b.root_ip]})
         proc = Proc(h.worker_name, ["ip", "netns", "exec", h.ns, sys.executable, "-m", "ivr.cli", "worker",
                                     "--config", str(cfg), "--index", "0", "--name", h.worker_name],
                     self.workdir / f"{h.worker_name}.log")
