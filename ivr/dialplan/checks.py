@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 
 from ivr.core.config import DialplanSettings, Settings
 from ivr.core.errors import PromptError
+from ivr.core.logging import get_logger
+from ivr.dialplan.limits import MAX_STEPS
 from ivr.dialplan.loader import LoadedPlan, Positions, Problem, read_plan
 from ivr.dialplan.model import (
     BranchNode,
@@ -32,6 +35,8 @@ from ivr.dialplan.model import (
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
+
+log = get_logger(__name__)
 
 
 def _path(field: str) -> tuple[str | int, ...]:
@@ -70,6 +75,7 @@ def graph_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
                                    f"node {name!r} cannot be reached from start {plan.start!r}",
                                    "dialplan.unreachable"))
         out += _stuck_loops(plan, pos, file, edges, reached)
+        out += _too_far(plan, pos, file, edges)
     return out
 
 
@@ -86,7 +92,10 @@ def _reach(starts: Iterable[str], edges: dict[str, list[str]]) -> set[str]:
 
 def _stuck_loops(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]],
                  reached: set[str]) -> list[Problem]:
-    """Cycles of nodes from which no terminal node can be reached: a call there goes round forever."""
+    """Cycles of nodes from which no terminal node can be reached: a call there goes round forever.
+
+    Linear in nodes + edges (strongly connected components), so a plan of many nodes costs no more
+    memory than its graph."""
     reverse: dict[str, list[str]] = {n: [] for n in edges}
     for src, targets in edges.items():
         for dst in targets:
@@ -94,18 +103,72 @@ def _stuck_loops(plan: Plan, pos: Positions, file: str, edges: dict[str, list[st
     can_end = _reach([n for n, node in plan.nodes.items() if is_terminal(node)], reverse)
     stuck = {n for n in reached if n not in can_end}
     inner = {n: [t for t in edges[n] if t in stuck] for n in stuck}
-    reach = {n: _reach(inner[n], inner) for n in stuck}
+    order = {name: i for i, name in enumerate(plan.nodes)}
     out: list[Problem] = []
-    done: set[str] = set()
-    for name in plan.nodes:  # file order: the loop is reported at its first node
-        if name not in stuck or name in done or name not in reach[name]:
-            continue
-        cycle = [m for m in plan.nodes if m in reach[name] and name in reach[m]]
-        done.update(cycle)
+    loops = [c for c in strongly_connected(inner) if len(c) > 1 or c[0] in inner[c[0]]]
+    for cycle in sorted((sorted(c, key=order.__getitem__) for c in loops), key=lambda c: order[c[0]]):
+        name = cycle[0]  # file order: the loop is reported at its first node
         out.append(Problem(file, *pos.at(("nodes", name), key=True),
                            f"loop with no exit: {' -> '.join(cycle)} never reach a node where the call "
                            f"ends (hangup, queue, transfer, or a node without next)", "dialplan.loop"))
     return out
+
+
+def strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` (Tarjan's algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            targets = graph.get(node, [])
+            if i < len(targets):
+                work.append((node, i + 1))
+                nxt = targets[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                out.append(component)
+    return out
+
+
+def _too_far(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]]) -> list[Problem]:
+    """Nodes a call cannot reach within the engine's step limit (it hangs up after MAX_STEPS visits)."""
+    depth = {plan.start: 1}
+    todo = deque([plan.start])
+    while todo:
+        cur = todo.popleft()
+        for nxt in edges.get(cur, ()):
+            if nxt not in depth:
+                depth[nxt] = depth[cur] + 1
+                todo.append(nxt)
+    return [Problem(file, *pos.at(("nodes", name), key=True),
+                    f"node {name!r} is {d} steps from start: a call ends after {MAX_STEPS} steps",
+                    "dialplan.too_many_steps")
+            for name, d in depth.items() if d > MAX_STEPS]
 
 
 def settings_problems(plan: Plan, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
@@ -169,6 +232,9 @@ def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrar
                     library.resolve(PromptSpec(file=prompt.file), lang)
                 except PromptError as exc:
                     out.append(Problem(file, *pos.at((*path, "file")), f"{label}: {exc.message}", exc.code))
+                except Exception as exc:  # a decoder's own bug on odd audio: this prompt fails, not the check
+                    out.append(Problem(file, *pos.at((*path, "file")), f"{label}: the prompt file cannot be "
+                                       f"decoded ({type(exc).__name__})", "prompt.corrupt"))
         elif isinstance(prompt.text, dict):
             have = sorted(k for k, v in prompt.text.items() if v.strip())
             if plan.language not in have:
@@ -211,13 +277,18 @@ def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = Tr
     for path in paths:
         try:
             loaded, problems = read_plan(path)
+            out += problems
+            if loaded is None:
+                continue
+            out += check_plan(loaded, settings, prompts=prompts, library=library)
         except OSError as exc:
             out.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror or exc}", "dialplan.io"))
             continue
-        out += problems
-        if loaded is None:
+        except Exception as exc:  # never raise: a bug met by odd content is this file's error
+            log.exception("dialplan.check_failed", file=str(path))
+            out.append(Problem(str(path), 1, 1, f"cannot check this file ({type(exc).__name__})",
+                               "dialplan.internal"))
             continue
-        out += check_plan(loaded, settings, prompts=prompts, library=library)
         here: set[str] = set()
         for i, number in enumerate(loaded.plan.numbers):
             where = loaded.positions.at(("numbers", i))

@@ -75,10 +75,31 @@ def schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(plan_schema(), ensure_ascii=False, indent=2) + "\n"
     if args.output and args.output != "-":
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+        return write_output("schema", Path(args.output), text)
+    sys.stdout.write(text)
     return 0
+
+
+def output_problem(out: Path) -> str | None:
+    """Why ``out`` cannot be written (a missing directory, a directory in its place), or None."""
+    if not out.parent.is_dir():
+        return f"cannot write {out}: the directory {out.parent} does not exist"
+    if out.is_dir():
+        return f"cannot write {out}: it is a directory"
+    return None
+
+
+def write_output(command: str, out: Path, text: str) -> int:
+    """Write ``text`` to ``out``; a clear message and exit status 2 instead of a traceback."""
+    problem = output_problem(out)
+    if problem is None:
+        try:
+            out.write_text(text, encoding="utf-8")
+            return 0
+        except OSError as exc:
+            problem = f"cannot write {out}: {exc.strerror or exc}"
+    print(f"ivr dialplan {command}: {problem}", file=sys.stderr)
+    return 2
 
 
 # --- graph ---------------------------------------------------------------------------------------
@@ -94,7 +115,11 @@ def graph(args: argparse.Namespace) -> int:
     from ivr.dialplan.graph import format_for, render, to_dot
     from ivr.dialplan.loader import read_plan
 
-    loaded, problems = read_plan(Path(args.file))
+    try:
+        loaded, problems = read_plan(Path(args.file))
+    except OSError as exc:
+        print(f"{args.file}:1:1: error: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for p in problems:
         print(p, file=sys.stderr)
     if loaded is None:
@@ -105,11 +130,14 @@ def graph(args: argparse.Namespace) -> int:
     if fmt == "dot":
         if out is None:
             sys.stdout.write(dot_text)
-        else:
-            out.write_text(dot_text, encoding="utf-8")
-        return 0
+            return 0
+        return write_output("graph", out, dot_text)
     if out is None:
         print("ivr dialplan graph: -o FILE is needed for " + fmt, file=sys.stderr)
+        return 2
+    problem = output_problem(out)
+    if problem is not None:
+        print(f"ivr dialplan graph: {problem}", file=sys.stderr)
         return 2
     render(dot_text, out, fmt)
     print(f"{out}: written")

@@ -92,6 +92,7 @@ from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan import conditions
 from ivr.dialplan.journey import Journey, Step
+from ivr.dialplan.limits import MAX_STEPS
 from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
@@ -130,7 +131,6 @@ from ivr.dialplan.templates import render, render_url, to_str
 from ivr.speech.grammar import match_phrase
 
 log = get_logger(__name__)
-MAX_STEPS = 200  # a plan that loops forever still ends the call
 
 Result = Literal["hangup", "queued", "transferred", "max_steps"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -12,12 +12,15 @@ Text fields marked *template* may use ``{name}`` placeholders: ``{caller}``, ``{
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from datetime import date, time
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ivr.dialplan.limits import MAX_PLAN_NODES
 
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -423,7 +426,7 @@ class Plan(_Strict):
     variables: dict[VarName, str | int | float | bool] = Field({}, description="initial variables")
     confirm: Confirm = Field(Confirm(), description="confirmation of half-sure speech answers")
     start: NodeRef
-    nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node] = Field(min_length=1)
+    nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node] = Field(min_length=1, max_length=MAX_PLAN_NODES)
 
     @field_validator("timezone")
     @classmethod
@@ -472,9 +475,19 @@ def is_terminal(node: AnyNode) -> bool:
     return getattr(node, "next", "x") is None     # no next: hang up after this node
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
 def _check_zone(v: str) -> str:
+    """Only a zone of the tz database (``Asia/Seoul``): not a directory of it (``America``), not a
+    path (``../x``), not a file that is not a zone."""
+    shown = v if len(v) <= 60 else v[:60] + "..."
+    if v not in _zone_names():
+        raise ValueError(f"unknown time zone {shown!r} (an IANA name such as Asia/Seoul or UTC)")
     try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {v!r}") from exc
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown time zone {shown!r}") from exc
     return v

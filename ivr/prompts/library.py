@@ -370,6 +370,10 @@ def decode_audio(data: bytes, label: str) -> Any:
         raise PromptError(
             f"prompt file {label} is not decodable audio: {reason}", code="prompt.corrupt", file=label
         ) from exc
+    if not (1 <= segment.channels <= 8 and segment.sample_width in (1, 2, 3, 4) and segment.frame_rate >= 1):
+        raise PromptError(f"prompt file {label} declares an impossible format ({segment.channels} channels, "
+                          f"{segment.sample_width * 8}-bit, {segment.frame_rate} Hz)", code="prompt.corrupt",
+                          file=label)
     if segment.frame_count() == 0:
         raise PromptError(f"prompt file {label} contains no audio", code="prompt.corrupt", file=label)
     verify_integrity(data, label, len(segment))
