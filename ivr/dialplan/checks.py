@@ -12,26 +12,27 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ivr.core.config import DialplanSettings, Settings
 from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
+from ivr.dialplan.destinations import destination_problem, transfer_allowed
 from ivr.dialplan.limits import MAX_STEPS
-from ivr.dialplan.loader import LoadedPlan, Positions, Problem, read_plan
+from ivr.dialplan.loader import LoadedPlan, Positions, Problem, parse_file, validate
+from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     BranchNode,
-    LookupNode,
     Plan,
     Prompt,
-    TransferNode,
     is_terminal,
     node_targets,
 )
+from ivr.dialplan.templates import names
+from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
@@ -173,37 +174,56 @@ def _too_far(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]])
 
 def settings_problems(plan: Plan, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
     """Lookup URLs to hosts not in ``lookup_hosts``; literal transfer targets outside ``transfer_allow``."""
+    nodes = {name: node.model_dump() for name, node in plan.nodes.items()}
+    return raw_settings_problems({"nodes": nodes}, pos, file, settings)
+
+
+def raw_settings_problems(data: Any, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
+    """The checks of :func:`settings_problems` on a file's data as it is, so they run also when the file
+    has schema errors elsewhere (a security boundary is never skipped because of a typo)."""
     out: list[Problem] = []
-    for name, node in plan.nodes.items():
-        if isinstance(node, LookupNode) and not lookup_host_allowed(node.url, settings.lookup_hosts):
-            host = urlsplit(node.url).netloc
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, dict):
+        return out
+    for name, node in nodes.items():
+        if not isinstance(node, dict):
+            continue
+        url, to = node.get("url"), node.get("to")
+        authority = url.partition("://")[2].split("/")[0].split("?")[0] if isinstance(url, str) else ""
+        if "@" in authority or "{" in authority:
+            pass  # credentials or a templated host: the schema refuses the URL itself
+        elif node.get("type") == "lookup" and isinstance(url, str) and not lookup_host_allowed(
+                url, settings.lookup_hosts):
+            host = _shown_host(url)
             allowed = ", ".join(settings.lookup_hosts) or "none"
             out.append(Problem(file, *pos.at(("nodes", name, "url")),
                                f"{name}: lookup host {host!r} is not in dialplan.lookup_hosts ({allowed})",
                                "dialplan.lookup_host"))
-        if isinstance(node, TransferNode) and "{" not in node.to and not transfer_allowed(
-                node.to, settings.transfer_allow):
+        if node.get("type") == "transfer" and isinstance(to, str) and "{" not in to and not transfer_allowed(
+                to, settings.transfer_allow):
             allowed = ", ".join(settings.transfer_allow) or "none"
-            out.append(Problem(file, *pos.at(("nodes", name, "to")),
-                               f"{name}: transfer destination {node.to!r} matches no glob of "
-                               f"dialplan.transfer_allow ({allowed})", "dialplan.transfer"))
+            why = destination_problem(to)
+            shown = to if len(to) <= 80 else to[:80] + "..."
+            message = (f"{name}: transfer destination {shown!r}: {why}" if why else
+                       f"{name}: transfer destination {shown!r} matches no glob of dialplan.transfer_allow "
+                       f"({allowed})")
+            out.append(Problem(file, *pos.at(("nodes", name, "to")), message, "dialplan.transfer"))
     return out
 
 
-def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
-    """``host`` in the list allows that host on any port, ``host:port`` only that port."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+def _shown_host(url: str) -> str:
+    """The host of a URL as a message may show it: never the credentials before an ``@``."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = urlsplit(url).hostname or "?"
     except ValueError:
-        return False
-    shown = f"[{host}]" if ":" in host else host
-    return any(a.lower() in (host, shown, f"{shown}:{port}") for a in allowed)
+        return "?"
+    return host if len(host) <= 80 else host[:80] + "..."
 
 
-def transfer_allowed(destination: str, allowed: Sequence[str]) -> bool:
-    return any(fnmatchcase(destination, glob) for glob in allowed)
+def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
+    """``host`` in the list allows that host on any port, ``host:port`` only that port (the rule of
+    :func:`ivr.dialplan.lookup.host_allowed`, which the engine applies at call time)."""
+    return host_allowed(url, allowed)
 
 
 def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], Prompt]]:
@@ -250,6 +270,53 @@ def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrar
     return out
 
 
+def template_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Secrets where they would leak (spoken, dialled, a priority) and variables no node ever sets
+    (they render as an empty text: a warning)."""
+    out: list[Problem] = []
+    secret = sensitive_names(plan)
+    known, spaces = set_names(plan)
+    warned: set[tuple[str, str]] = set()
+    for use in template_uses(plan):
+        label = ".".join(map(str, use.path))
+        used = names(use.template)
+        leaked = [n for n in used if n in secret]
+        if leaked and use.use in SECRET_FREE:
+            what = {"spoken": "spoken to the caller", "callback": "dialled as a callback number",
+                    "transfer": "dialled as a transfer destination", "queue": "used as a queue priority"}[use.use]
+            out.append(Problem(file, *pos.at(use.path), f"{label}: {{{leaked[0]}}} is sensitive (a PIN or card "
+                               f"number) and would be {what}; it is usable in lookups and branches only",
+                               "dialplan.sensitive"))
+        for n in used:
+            if n == "phrase" and use.path[:1] != ("confirm",):
+                out.append(Problem(file, *pos.at(use.path), f"{label}: {{phrase}} is set only in the confirm "
+                                   "prompt (renders empty here)", "dialplan.template_variable", "warning"))
+            elif not is_set(n, known, spaces) and (label, n) not in warned:
+                warned.add((label, n))
+                out.append(Problem(file, *pos.at(use.path), f"{label}: {{{n}}} is never set by this plan (renders "
+                                   "as an empty text)", "dialplan.template_variable", "warning"))
+    return out
+
+
+def voice_problems(plan: Plan, pos: Positions, file: str, voices: Mapping[str, str]) -> list[Problem]:
+    """Text prompts in a language with no speech voice (``prompts.voices``): ``ivr run`` could not render
+    them, so they are errors here."""
+    out: list[Problem] = []
+    missing = [lang for lang in plan.languages() if lang not in voices]
+    if not missing:
+        return out
+    configured = ", ".join(sorted(voices)) or "none"
+    for path, prompt in plan_prompts(plan, pos):
+        if prompt.file or prompt.text is None:
+            continue
+        for lang in missing:
+            out.append(Problem(file, *pos.at((*path, "text")),
+                               f"{'.'.join(map(str, path))}: no speech voice for language {lang!r} "
+                               f"(prompts.voices has: {configured}); callers in {lang!r} would hear nothing",
+                               "prompt.no_voice"))
+    return out
+
+
 def prompt_library(settings: Settings) -> PromptLibrary:
     from ivr.prompts.library import PromptLibrary
 
@@ -263,6 +330,7 @@ def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
     plan, pos, file = loaded.plan, loaded.positions, str(loaded.path)
     lib = (library or prompt_library(settings)) if prompts else None
     return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
+                  + template_problems(plan, pos, file) + voice_problems(plan, pos, file, settings.prompts.voices)
                   + prompt_problems(plan, pos, file, lib))
 
 
@@ -276,10 +344,13 @@ def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = Tr
     owners: dict[str, str] = {}
     for path in paths:
         try:
-            loaded, problems = read_plan(path)
-            out += problems
-            if loaded is None:
+            parsed = parse_file(path)
+            plan = validate(parsed)
+            out += parsed.problems
+            if plan is None:
+                out += raw_settings_problems(parsed.data, parsed.positions, str(path), settings.dialplan)
                 continue
+            loaded = LoadedPlan(plan, path, parsed.version, parsed.positions)
             out += check_plan(loaded, settings, prompts=prompts, library=library)
         except OSError as exc:
             out.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror or exc}", "dialplan.io"))

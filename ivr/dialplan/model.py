@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ivr.dialplan.limits import MAX_PLAN_NODES
+from ivr.prompts.paths import prompt_name_problem
 
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -30,6 +31,16 @@ TIER_PRIORITY = {"urgent": 9, "important": 5, "normal": 0}
 DIGITS = "0123456789*#"
 NodeRef = Annotated[str, Field(pattern=NODE_NAME, description="name of another node in this plan")]
 VarName = Annotated[str, Field(pattern=VAR_NAME, description="variable name, dotted for namespaces")]
+#: Set by the engine for every call: plans read them, never write them (see ivr/dialplan/variables.py).
+BUILTIN_VARIABLES = frozenset({"caller", "dnis", "language", "plan", "plan_version", "phrase"})
+
+
+def _writable(names: Any) -> Any:
+    bad = sorted(n for n in names if n in BUILTIN_VARIABLES)
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))}: built-in variable(s), read-only for plans "
+                         f"({', '.join(sorted(BUILTIN_VARIABLES))})")
+    return names
 
 
 class _Strict(BaseModel):
@@ -50,6 +61,14 @@ class Prompt(_Strict):
     @classmethod
     def _from_string(cls, data: Any) -> Any:
         return {"text": data} if isinstance(data, str) else data
+
+    @field_validator("file")
+    @classmethod
+    def _confined(cls, v: str | None) -> str | None:
+        problem = prompt_name_problem(v) if v is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> Prompt:
@@ -138,6 +157,12 @@ class CollectNode(_Asks):
     sensitive: bool = Field(False, description="a secret (PIN, card): usable in lookups and branches, "
                             "never shown to agents, the CRM or the call record (shown as ****)")
     next: NodeRef | None = None
+
+    @field_validator("variable")
+    @classmethod
+    def _not_builtin(cls, v: str) -> str:
+        _writable([v])
+        return v
 
     @field_validator("pattern")
     @classmethod
@@ -263,15 +288,31 @@ class LookupNode(_Strict):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/{}]+", v):
+        m = re.match(r"^https?://([^/?#]*)", v)
+        if not m or not m.group(1) or "{" in m.group(1) or "}" in m.group(1):
             raise ValueError("url must start with http:// or https:// and a literal host")
+        if "@" in m.group(1):
+            raise ValueError("url must not hold credentials (user:password@): a lookup sends none, and the "
+                             "plan file, check, graph and simulate would show them")
+        if any(c.isspace() or ord(c) < 32 for c in v):
+            raise ValueError("url must not contain spaces or control characters")
         return v
+
+    @field_validator("store")
+    @classmethod
+    def _store_writable(cls, v: dict[str, str]) -> dict[str, str]:
+        return _writable(v)  # type: ignore[no-any-return]
 
 
 class SetNode(_Strict):
     type: Literal["set"]
     variables: dict[VarName, str | int | float | bool] = Field(min_length=1, description="values are templates")
     next: NodeRef | None = None
+
+    @field_validator("variables")
+    @classmethod
+    def _writable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _writable(v)  # type: ignore[no-any-return]
 
 
 class LanguageNode(_Strict):
@@ -432,6 +473,11 @@ class Plan(_Strict):
     @classmethod
     def _zone(cls, v: str) -> str:
         return _check_zone(v)
+
+    @field_validator("variables")
+    @classmethod
+    def _writable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _writable(v)  # type: ignore[no-any-return]
 
     def prompts(self) -> list[tuple[str, str, Prompt]]:
         """Every prompt of the plan as (node, field, prompt)."""

@@ -310,7 +310,9 @@ def test_transfer_destinations(tmp_path: Path) -> None:
       b: {type: transfer, to: "{crm.desk}", on_failure: c}
       c: {type: transfer, to: "sip:desk@elsewhere.example"}
     """, transfer_allow=allow)
-    assert out == ["8:27: error: dialplan.transfer: c: transfer destination 'sip:desk@elsewhere.example' "
+    assert out == ["7:27: warning: dialplan.template_variable: nodes.b.to: {crm.desk} is never set by this plan "
+                   "(renders as an empty text)",
+                   "8:27: error: dialplan.transfer: c: transfer destination 'sip:desk@elsewhere.example' "
                    "matches no glob of dialplan.transfer_allow (sip:*@pbx.example.com, +8210*)"]
 
 

@@ -665,10 +665,10 @@ async def test_transfer_glob_is_case_sensitive_and_nothing_is_allowed_by_default
 
 
 async def test_transfer_failed_goes_to_on_failure_or_hangs_up() -> None:
-    allow = DialplanSettings(transfer_allow=["sip:*"])
+    allow = DialplanSettings(transfer_allow=["sip:*@pbx.example"])
     env = await run(TRANSFER, FakeCall(transfer="failed"), settings=allow)
     assert env.steps[0] == ("t", "failed") and env.result.node == "fallback" and env.result.result == "hangup"
-    env = await run("start: t\nnodes:\n  t: {type: transfer, to: 'sip:x'}\n", FakeCall(transfer="failed"),
+    env = await run("start: t\nnodes:\n  t: {type: transfer, to: 'sip:x@pbx.example'}\n", FakeCall(transfer="failed"),
                     settings=allow)
     assert env.result.result == "hangup" and env.result.node == "t" and env.call.hangups == 1
 
