@@ -22,16 +22,18 @@ from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
 from ivr.dialplan.destinations import destination_problem, transfer_allowed
 from ivr.dialplan.limits import MAX_STEPS
-from ivr.dialplan.loader import LoadedPlan, Positions, Problem, parse_file, validate
+from ivr.dialplan.loader import LoadedPlan, Positions, Problem, parse_file, plan_files, read_plan, validate
 from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     BranchNode,
+    CallbackNode,
     Plan,
     Prompt,
+    QueueNode,
     is_terminal,
     node_targets,
 )
-from ivr.dialplan.templates import names
+from ivr.dialplan.templates import literal_text, names
 from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
 
 if TYPE_CHECKING:
@@ -236,26 +238,34 @@ def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...]
 
 
 def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrary | None) -> list[Problem]:
-    """File prompts exist and decode in every language of the plan (``library``: None skips
-    that); texts per language have one for the plan's language (others fall back: a warning)."""
+    """Every prompt renders in every language of the plan exactly as ``ivr run`` renders it before it
+    starts (:func:`ivr.prompts.build.check_prompt`: recordings decoded, texts spoken by espeak-ng,
+    templates with sample values; ``library``: None skips that); texts per language have one for the
+    plan's language (others fall back: a warning)."""
+    from ivr.prompts.build import check_prompt
     from ivr.prompts.library import PromptSpec
 
     out: list[Problem] = []
     languages = plan.languages()
     for path, prompt in plan_prompts(plan, pos):
         label = ".".join(map(str, path))
-        if prompt.file:
-            if library is None:
-                continue
+        if library is not None:
+            where = pos.at((*path, "file" if prompt.file else "text"))
             for lang in languages:
                 try:
-                    library.resolve(PromptSpec(file=prompt.file), lang)
+                    if prompt.file:  # as a call plays it: prompts/<language>/, no other language's file
+                        library.resolve(PromptSpec(file=prompt.file), lang)
+                    else:
+                        check_prompt(library, prompt, lang, plan.language)
                 except PromptError as exc:
-                    out.append(Problem(file, *pos.at((*path, "file")), f"{label}: {exc.message}", exc.code))
+                    if exc.code != "prompt.no_voice":  # voice_problems reports those, with --no-prompts too
+                        out.append(Problem(file, *where, f"{label}: {exc.message}", exc.code))
                 except Exception as exc:  # a decoder's own bug on odd audio: this prompt fails, not the check
-                    out.append(Problem(file, *pos.at((*path, "file")), f"{label}: the prompt file cannot be "
-                                       f"decoded ({type(exc).__name__})", "prompt.corrupt"))
-        elif isinstance(prompt.text, dict):
+                    out.append(Problem(file, *where, f"{label}: the prompt cannot be rendered "
+                                       f"({type(exc).__name__})", "prompt.corrupt"))
+        if prompt.file:
+            continue
+        if isinstance(prompt.text, dict):
             have = sorted(k for k, v in prompt.text.items() if v.strip())
             if plan.language not in have:
                 out.append(Problem(file, *pos.at((*path, "text")),
@@ -317,6 +327,41 @@ def voice_problems(plan: Plan, pos: Positions, file: str, voices: Mapping[str, s
     return out
 
 
+def queue_problems(plan: Plan, pos: Positions, file: str, settings: Settings) -> list[Problem]:
+    """Queues that routing does not know (not in ``routing.queues``) and that no agent's skill serves:
+    callers there would wait for nobody (a warning: agents may be added later)."""
+    out: list[Problem] = []
+    routed = set(settings.routing.queues)
+    skills = {skill for user in settings.users for skill in user.skills}
+    for name, node in plan.nodes.items():
+        queue = getattr(node, "queue", None)
+        if not isinstance(node, QueueNode | CallbackNode) or not isinstance(queue, str):
+            continue
+        if queue in routed:
+            continue
+        needed = list(node.skills) if isinstance(node, QueueNode) and node.skills else [queue]
+        if not all(s in skills for s in needed):
+            out.append(Problem(file, *pos.at(("nodes", name, "queue")),
+                               f"{name}: queue {queue!r} is not in routing.queues and no agent has the skill "
+                               f"{', '.join(repr(s) for s in needed if s not in skills)}: callers would wait for "
+                               "nobody", "dialplan.queue_unknown", "warning"))
+    return out
+
+
+def speakable_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Texts with nothing to say (only punctuation, symbols or placeholders): speech synthesis makes
+    no audio of them and the call could not play the prompt."""
+    out: list[Problem] = []
+    for use in template_uses(plan):
+        if use.use != "spoken":
+            continue
+        literal = literal_text(use.template)
+        if not names(use.template) and not any(ch.isalnum() for ch in literal):
+            out.append(Problem(file, *pos.at(use.path), f"{'.'.join(map(str, use.path))}: the text has "
+                                   "nothing to speak (no letter or digit)", "prompt.tts_failed"))
+    return out
+
+
 def prompt_library(settings: Settings) -> PromptLibrary:
     from ivr.prompts.library import PromptLibrary
 
@@ -331,17 +376,40 @@ def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
     lib = (library or prompt_library(settings)) if prompts else None
     return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
                   + template_problems(plan, pos, file) + voice_problems(plan, pos, file, settings.prompts.voices)
+                  + speakable_problems(plan, pos, file) + queue_problems(plan, pos, file, settings)
                   + prompt_problems(plan, pos, file, lib))
+
+
+def live_numbers(directory: Path, checked: Sequence[Path]) -> dict[str, str]:
+    """The numbers the plans of ``directory`` that are not being checked answer (a new file is checked
+    against the numbers already in service). Files that do not validate answer nothing."""
+    try:
+        mine = {p.resolve() for p in checked}
+        files = [f for f in plan_files(directory) if f.resolve() not in mine] if directory.is_dir() else []
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for f in files:
+        try:
+            loaded, _ = read_plan(f)
+        except Exception:  # unreadable or odd: it answers nothing, and its own check reports it
+            continue
+        if loaded is not None:
+            for number in loaded.plan.numbers:
+                out.setdefault(number, str(f))
+    return out
 
 
 def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = True) -> list[Problem]:
     """Check files as ``ivr dialplan check`` does: every problem of every file, sorted.
 
-    A number (DNIS) answered by two files, or listed twice in one, is an error.
+    A number (DNIS) answered by two files, listed twice in one, or already answered by another plan of
+    ``settings.dialplans_dir`` that is not among ``paths``, is an error.
     """
     out: list[Problem] = []
     library = prompt_library(settings) if prompts else None
     owners: dict[str, str] = {}
+    live = live_numbers(settings.dialplans_dir, paths)
     for path in paths:
         try:
             parsed = parse_file(path)
@@ -369,6 +437,9 @@ def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = Tr
             elif number in owners:
                 out.append(Problem(str(path), *where, f"number {number!r} is also answered by {owners[number]}",
                                    "dialplan.duplicate_number"))
+            elif number in live:
+                out.append(Problem(str(path), *where, f"number {number!r} is already answered by {live[number]} "
+                                   "(in service)", "dialplan.duplicate_number"))
             else:
                 owners[number] = str(path)
             here.add(number)

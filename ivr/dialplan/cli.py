@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ivr.core.config import Settings, load_settings
+from ivr.core.logging import configure
 from ivr.dialplan.versions import add_versions_parsers
 
 
@@ -45,6 +46,7 @@ def check(args: argparse.Namespace) -> int:
     from ivr.dialplan.loader import plan_files
 
     settings = settings_from(args)
+    configure("warning", "console", role="dialplan-check")  # logs on stderr: stdout is the report (JSON too)
     files = [Path(f) for f in args.files] or plan_files(settings.dialplans_dir)
     problems = check_files(files, settings, prompts=not args.no_prompts)
     failed = {p.file for p in problems if p.severity == "error"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 import zoneinfo
 from datetime import date, time
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ivr.dialplan.limits import MAX_PLAN_NODES
 from ivr.prompts.paths import prompt_name_problem
+from ivr.speech.grammar import phrase_key
 
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -29,6 +31,8 @@ LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
 #: Complaint tiers of a queue node and the caller priority each gives.
 TIER_PRIORITY = {"urgent": 9, "important": 5, "normal": 0}
 DIGITS = "0123456789*#"
+#: A dialled number (DNIS) as the edge and the registry compare it: ASCII digits, an optional leading +.
+NUMBER = r"^\+?[0-9]{1,32}$"
 NodeRef = Annotated[str, Field(pattern=NODE_NAME, description="name of another node in this plan")]
 VarName = Annotated[str, Field(pattern=VAR_NAME, description="variable name, dotted for namespaces")]
 #: Set by the engine for every call: plans read them, never write them (see ivr/dialplan/variables.py).
@@ -104,6 +108,21 @@ class Listen(_Strict):
         return self
 
 
+def _distinct_phrases(groups: list[list[str]], what: str) -> None:
+    """Phrases as calls match them (:func:`ivr.speech.grammar.phrase_key`: case, spaces, punctuation,
+    Unicode width and composition do not count): none may be empty, and no two groups may share one."""
+    owner: dict[str, tuple[int, str]] = {}
+    for i, group in enumerate(groups):
+        for phrase in group:
+            key = phrase_key(phrase)
+            if not key:
+                raise ValueError(f"phrase {phrase[:40]!r} has no word a recogniser could match")
+            if key in owner and owner[key][0] != i:
+                raise ValueError(f"phrases {owner[key][1][:40]!r} and {phrase[:40]!r} are the same answer to a "
+                                 f"recogniser; each {what} needs its own")
+            owner.setdefault(key, (i, phrase))
+
+
 class MenuOption(_Strict):
     digit: str | None = Field(None, pattern=r"^[0-9*#]$", description="key that picks this option")
     say: list[str] = Field([], description="phrases that pick this option (recognition grammar)")
@@ -139,10 +158,7 @@ class MenuNode(_Asks):
         dup = {d for d in digits if digits.count(d) > 1}
         if dup:
             raise ValueError(f"digit(s) {sorted(dup)} used by more than one option")
-        phrases = [p.strip().lower() for o in self.options for p in o.say]
-        dup = {p for p in phrases if phrases.count(p) > 1}
-        if dup:
-            raise ValueError(f"phrase(s) {sorted(dup)} used by more than one option")
+        _distinct_phrases([o.say for o in self.options], "option")
         return self
 
 
@@ -392,6 +408,12 @@ class CallbackNode(_Strict):
     next: NodeRef | None = Field(None, description="after booking (default: hang up)")
     declined: NodeRef | None = Field(None, description="when the caller does not accept")
 
+    @field_validator("accept_say")
+    @classmethod
+    def _phrases(cls, v: list[str]) -> list[str]:
+        _distinct_phrases([v], "phrase")
+        return v
+
 
 class SurveyNode(_Strict):
     """Post-call satisfaction: one key (or word) 1..5, stored with the call record as ``csat``."""
@@ -406,6 +428,15 @@ class SurveyNode(_Strict):
         {}, description="spoken words per score, e.g. {'5': [매우 만족]}; digits always work")
     listen: Listen = Listen()
     next: NodeRef | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _scores(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in v if k.strip() not in ("1", "2", "3", "4", "5")]
+        if bad:
+            raise ValueError(f"scale keys are the scores 1..5 (not {bad[0][:20]!r})")
+        _distinct_phrases(list(v.values()), "score")
+        return v
 
 
 class VoicemailNode(_Strict):
@@ -455,12 +486,22 @@ class Confirm(_Strict):
     no_digit: str = Field("2", pattern=r"^[0-9*#]$")
     timeout_s: float = Field(4.0, gt=0, le=30)
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Confirm:
+        if self.yes_digit == self.no_digit:
+            raise ValueError("yes_digit and no_digit must differ")
+        for lang in sorted(set(self.yes) | set(self.no)):
+            _distinct_phrases([self.yes.get(lang, []), self.no.get(lang, [])], "of yes and no")
+        return self
+
 
 class Plan(_Strict):
     """One dial plan: the numbers it answers and its nodes."""
 
     name: str = Field(min_length=1, max_length=120)
-    numbers: list[str] = Field(min_length=1, description="dialed numbers (DNIS) this plan answers; * = any")
+    numbers: list[str] = Field(min_length=1, max_length=200,
+                               description="dialed numbers (DNIS) this plan answers: digits with an optional "
+                               "leading + (\"+15550100\", \"1000\"); * = any other number")
     language: str = Field("en", pattern=LANGUAGE, description="language at the start of a call")
     timezone: str = Field("UTC", description="IANA time zone for time windows and holidays")
     calendars: dict[str, list[date]] = Field({}, description="holiday calendars: name -> dates")
@@ -473,6 +514,17 @@ class Plan(_Strict):
     @classmethod
     def _zone(cls, v: str) -> str:
         return _check_zone(v)
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        for number in v:
+            if number != "*" and not re.fullmatch(NUMBER, number):
+                plain = re.sub(r"[\s().-]", "", unicodedata.normalize("NFKC", number))
+                hint = f" (write {plain!r})" if re.fullmatch(NUMBER, plain) else ""
+                raise ValueError(f"number {number[:40]!r} is not a dialled number: digits with an optional leading "
+                                 f"+, or * for any other number{hint}")
+        return v
 
     @field_validator("variables")
     @classmethod

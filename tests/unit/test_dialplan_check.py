@@ -413,7 +413,9 @@ def test_shipped_plans_and_examples_pass(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var", _env_file=None,  # type: ignore[call-arg]
                         dialplan={"lookup_hosts": ["crm.example.com", "accounts.bank.example:8443"],
                                   "transfer_allow": ["sip:*@pbx.example.com", "+8210*", "+1555???????"]})
-    assert check_files(files, settings) == []
+    found = check_files(files, settings)
+    assert [p for p in found if p.severity == "error"] == []
+    assert {p.code for p in found} <= {"dialplan.queue_unknown"}  # example queues no demo agent serves
     used = {type(n).__name__ for f in files for n in load_plan(f).plan.nodes.values()}
     assert used == {t.__name__ for t in NODE_TYPES.values()}  # the examples show every node type
     hotline = load_plan(ROOT / "dialplans" / "hotline.yaml").plan
