@@ -46,7 +46,8 @@ during the apology answers. One journey step per attempt, with ``attempt``.
   ``listen.enabled``. Valid when ``min_digits <= len <= max_digits`` and ``pattern`` (if any) matches
   the whole entry; stored in ``variable``; then ``next``. Wrong or empty: ``no_match``; out of
   attempts: ``on_failure``/hang up. Logs carry the length only; the journey has the digits masked
-  but the last two (``****34``). Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
+  (:func:`~ivr.dialplan.journey.mask_digits`: entries of 8 or more keep the last two, ``******34``).
+  Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
   ``rejected``.
 * ``play``: plays, then ``next``.
 * ``branch``: :mod:`ivr.dialplan.conditions`; the first rule that holds wins, else ``default``
@@ -95,7 +96,7 @@ from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan import conditions
 from ivr.dialplan.destinations import transfer_allowed
-from ivr.dialplan.journey import Journey, Step
+from ivr.dialplan.journey import Journey, Step, mask_digits
 from ivr.dialplan.limits import MAX_STEPS
 from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.lookup import host_allowed
@@ -162,13 +163,6 @@ class _End:
 
 
 Next = str | None | _End
-
-
-def mask_digits(digits: str) -> str:
-    """All but the last two digits as ``*`` (``123434`` -> ``****34``); two or fewer: all masked."""
-    if len(digits) <= 2:
-        return "*" * len(digits)
-    return "*" * (len(digits) - 2) + digits[-2:]
 
 
 def lookup_path(data: Any, path: str) -> Any:

@@ -396,9 +396,12 @@ async def test_collect_spoken_digits_accepted_or_confirmed() -> None:
     assert env.steps[0] == ("c", "no_match") and env.result.node == "fail"
 
 
-def test_mask_digits() -> None:
-    assert mask_digits("123434") == "****34"
-    assert mask_digits("12") == "**" and mask_digits("1") == "*" and mask_digits("") == ""
+def test_mask_digits_is_one_rule_the_stricter_one() -> None:
+    from ivr.runtime import ask
+
+    assert ask.mask_digits is mask_digits  # the journey and the logs mask alike
+    assert mask_digits("123434") == "******" and mask_digits("1234567") == "*******"
+    assert mask_digits("12345678") == "******78" and mask_digits("") == "" and mask_digits("12") == "**"
 
 
 # --- play, set, language ------------------------------------------------------------------------------
