@@ -232,3 +232,18 @@ def test_host_checks_run_even_when_the_file_has_other_schema_errors(tmp_path: Pa
     codes = sorted(o.split(": ")[2] for o in out)
     assert codes == ["dialplan.lookup_host", "dialplan.transfer", "dialplan.unknown_field",
                      "dialplan.unknown_field"]
+
+
+def test_simulate_never_prints_a_secret(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "p.yaml"
+    path.write_text('name: t\nnumbers: ["1"]\nstart: pin\nnodes:\n'
+                    '  pin: {type: collect, prompt: PIN, variable: pin, sensitive: true, next: copy}\n'
+                    '  copy: {type: set, variables: {x: "{pin}"}, next: h}\n  h: {type: hangup, prompt: "Bye {x}."}\n')
+    for fmt in ([], ["--json"]):
+        done = subprocess.run([sys.executable, "-m", "ivr.cli", "simulate", str(path), "--input", "98765432", *fmt],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "98765432" not in done.stdout + done.stderr and "****" in done.stdout
