@@ -27,14 +27,17 @@ from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     BranchNode,
     CallbackNode,
+    MenuNode,
     Plan,
     Prompt,
     QueueNode,
+    SurveyNode,
     is_terminal,
     node_targets,
 )
 from ivr.dialplan.templates import literal_text, names
 from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
+from ivr.speech.grammar import normalise
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
@@ -362,6 +365,59 @@ def speakable_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
     return out
 
 
+def listened_phrases(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every phrase a call gives the recogniser as grammar, with its data path (the confirm words
+    only when the file sets them)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for name, node in plan.nodes.items():
+        base: tuple[str | int, ...] = ("nodes", name)
+        if isinstance(node, MenuNode) and node.listen.enabled:
+            out += [((*base, "options", i, "say", j), p) for i, o in enumerate(node.options)
+                    for j, p in enumerate(o.say)]
+        elif isinstance(node, CallbackNode):
+            out += [((*base, "accept_say", j), p) for j, p in enumerate(node.accept_say)]
+        elif isinstance(node, SurveyNode) and node.listen.enabled:
+            out += [((*base, "scale", k, j), p) for k, words in node.scale.items() for j, p in enumerate(words)]
+    for field in ("yes", "no"):
+        if ("confirm", field) in pos:
+            table = getattr(plan.confirm, field)
+            out += [(("confirm", field, lang, j), p) for lang, words in table.items() for j, p in enumerate(words)]
+    return out
+
+
+def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[str]) -> list[Problem]:
+    """Phrases with words the speech model does not know: Vosk drops such a phrase from the grammar
+    without a word, so it can never be recognised (a warning: keys still work)."""
+    out: list[Problem] = []
+    for path, phrase in listened_phrases(plan, pos):
+        unknown = [w for w in normalise(phrase).split() if w.casefold() not in words]
+        if unknown:
+            shown = ", ".join(repr(w[:40]) for w in unknown[:5])
+            out.append(Problem(file, *pos.at(path), f"{'.'.join(map(str, path))}: {shown} not in the speech model's "
+                               "vocabulary: the phrase is left out of the grammar and never recognised (is the "
+                               "model for this language?)", "speech.unknown_word", "warning"))
+    return out
+
+
+def model_vocabulary(settings: Settings) -> frozenset[str] | None:
+    """The words of the configured speech model, or None (speech off, no model, no word list)."""
+    if not settings.speech.enabled:
+        return None
+    from ivr.speech.vocabulary import VocabularyError, model_words
+
+    try:
+        if settings.speech.model_dir is not None:
+            model_dir = settings.speech.model_dir
+        else:
+            from ivr.speech.server import default_model_dir
+
+            model_dir = default_model_dir()
+        return model_words(model_dir)
+    except (ImportError, OSError, VocabularyError) as exc:
+        log.warning("dialplan.check_vocabulary_unavailable", error=str(exc))
+        return None
+
+
 def prompt_library(settings: Settings) -> PromptLibrary:
     from ivr.prompts.library import PromptLibrary
 
@@ -371,12 +427,15 @@ def prompt_library(settings: Settings) -> PromptLibrary:
 
 def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
                library: PromptLibrary | None = None) -> list[Problem]:
-    """Every check of one validated plan (not the numbers shared with other files)."""
+    """Every check of one validated plan (not the numbers shared with other files). ``prompts=False``
+    leaves out what reads the host's resources: prompt files, speech synthesis, the speech model."""
     plan, pos, file = loaded.plan, loaded.positions, str(loaded.path)
     lib = (library or prompt_library(settings)) if prompts else None
+    words = model_vocabulary(settings) if prompts else None
+    speech = vocabulary_problems(plan, pos, file, words) if words is not None else []
     return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
                   + template_problems(plan, pos, file) + voice_problems(plan, pos, file, settings.prompts.voices)
-                  + speakable_problems(plan, pos, file) + queue_problems(plan, pos, file, settings)
+                  + speakable_problems(plan, pos, file) + queue_problems(plan, pos, file, settings) + speech
                   + prompt_problems(plan, pos, file, lib))
 
 

@@ -415,7 +415,8 @@ def test_shipped_plans_and_examples_pass(tmp_path: Path) -> None:
                                   "transfer_allow": ["sip:*@pbx.example.com", "+8210*", "+1555???????"]})
     found = check_files(files, settings)
     assert [p for p in found if p.severity == "error"] == []
-    assert {p.code for p in found} <= {"dialplan.queue_unknown"}  # example queues no demo agent serves
+    # example queues no demo agent serves; English phrases the default (Korean) speech model does not know
+    assert {p.code for p in found} <= {"dialplan.queue_unknown", "speech.unknown_word"}
     used = {type(n).__name__ for f in files for n in load_plan(f).plan.nodes.values()}
     assert used == {t.__name__ for t in NODE_TYPES.values()}  # the examples show every node type
     hotline = load_plan(ROOT / "dialplans" / "hotline.yaml").plan

@@ -3,6 +3,7 @@ as the edge compares them, prompts as ``ivr run`` renders them, variables and qu
 
 from __future__ import annotations
 
+import struct
 import unicodedata
 from pathlib import Path
 
@@ -148,3 +149,53 @@ def test_queues_routing_does_not_know_and_no_agent_serves_are_warnings(tmp_path:
     out = check(tmp_path, text, routing={"queues": {"routed": {"skills": ["billing"]}}})
     assert out == ["6:27: warning: dialplan.queue_unknown: b: queue 'biling' is not in routing.queues and no agent "
                    "has the skill 'biling': callers would wait for nobody"]
+
+
+# --- speech: words the model knows ----------------------------------------------------------------------
+def fst_with_words(words: list[str], *, both_tables: bool = True) -> bytes:
+    def string(b: bytes) -> bytes:
+        return struct.pack("<i", len(b)) + b
+
+    def table() -> bytes:
+        body = b"".join(string(w.encode()) + struct.pack("<q", i) for i, w in enumerate(words))
+        return struct.pack("<i", 2125658996) + string(b"words.txt") + struct.pack("<qq", len(words), len(words)) + body
+
+    flags = 3 if both_tables else 2
+    head = (struct.pack("<i", 2125659606) + string(b"vector") + string(b"standard") + struct.pack("<ii", 2, flags)
+            + struct.pack("<Qqqq", 0, 0, 1, 0))
+    return head + (table() if both_tables else b"") + table() + b"\x00" * 64
+
+
+@pytest.mark.parametrize("layout", ["words.txt", "Gr.fst", "Gr.fst-output-only"])
+def test_phrases_with_words_outside_the_models_vocabulary_are_warnings(tmp_path: Path, layout: str) -> None:
+    model = tmp_path / f"model-{layout}"
+    (model / "graph").mkdir(parents=True)
+    words = ["<eps>", "billing", "agent", "yes", "상담원", "연결"]
+    if layout == "words.txt":
+        (model / "graph" / "words.txt").write_text("".join(f"{w} {i}\n" for i, w in enumerate(words)))
+    else:
+        (model / "graph" / "Gr.fst").write_bytes(fst_with_words(words, both_tables=layout == "Gr.fst"))
+    out = check(tmp_path, menu(["Billing", "billing info"], ["상담원 연결"], ["agent", "fraud"]), prompts=True,
+                speech={"model_dir": model})
+    assert out == ["9:39: warning: speech.unknown_word: nodes.m.options.0.say.1: 'info' not in the speech model's "
+                   "vocabulary: the phrase is left out of the grammar and never recognised (is the model for this "
+                   "language?)",
+                   "11:37: warning: speech.unknown_word: nodes.m.options.2.say.1: 'fraud' not in the speech model's "
+                   "vocabulary: the phrase is left out of the grammar and never recognised (is the model for this "
+                   "language?)"]
+
+
+def test_the_installed_korean_model_knows_korean_menu_words_and_not_english_ones(tmp_path: Path) -> None:
+    out = check(tmp_path, menu(["상담원 연결", "요금"], ["billing"]), prompts=True)
+    assert len(out) == 1 and "'billing' not in the speech model's vocabulary" in out[0]
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00" * 10, struct.pack("<i", 2125659606) + struct.pack("<i", 10**6),
+                                 fst_with_words(["a"])[:60]])
+def test_a_damaged_word_list_is_an_error_not_a_crash(tmp_path: Path, raw: bytes) -> None:
+    from ivr.speech.vocabulary import VocabularyError, fst_output_words
+
+    path = tmp_path / "Gr.fst"
+    path.write_bytes(raw)
+    with pytest.raises(VocabularyError):
+        fst_output_words(path)
