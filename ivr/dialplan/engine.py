@@ -94,7 +94,7 @@ from urllib.parse import urlsplit
 from ivr.core.config import DialplanSettings
 from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
-from ivr.dialplan import conditions
+from ivr.dialplan import conditions, safe_regex
 from ivr.dialplan.destinations import transfer_allowed
 from ivr.dialplan.journey import Journey, Step, mask_digits
 from ivr.dialplan.limits import MAX_STEPS
@@ -382,7 +382,7 @@ class PlanRunner:
             digits = answer.digits
             conf = round(answer.confidence, 3) if answer.kind == "speech" else None
             valid = (node.min_digits <= len(digits) <= node.max_digits
-                     and (node.pattern is None or re.fullmatch(node.pattern, digits) is not None))
+                     and (node.pattern is None or safe_regex.fullmatch(node.pattern, digits)))
             outcome = "ok" if valid else "no_match"
             if valid and answer.kind == "speech":
                 verdict = await self._judge(answer, " ".join(digits), listen)

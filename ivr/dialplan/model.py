@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ivr.dialplan.limits import MAX_PLAN_NODES
+from ivr.dialplan.safe_regex import regex_problem
 from ivr.prompts.paths import prompt_name_problem
 from ivr.speech.grammar import phrase_key
 
@@ -183,11 +184,9 @@ class CollectNode(_Asks):
     @field_validator("pattern")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a regular expression: {exc}") from exc
+        problem = regex_problem(v) if v is not None else None
+        if problem is not None:
+            raise ValueError(f"pattern: {problem}")
         return v
 
     @model_validator(mode="after")
@@ -265,11 +264,9 @@ class Condition(_Strict):
             raise ValueError(f"var {self.var!r} needs an operator (equals, in, matches, exists, gt, lt)")
         if self.time is None and self.holiday is None and self.caller is None and self.var is None:
             raise ValueError("a condition needs time, holiday, caller or var")
-        if self.matches is not None:
-            try:
-                re.compile(self.matches)
-            except re.error as exc:
-                raise ValueError(f"matches is not a regular expression: {exc}") from exc
+        problem = regex_problem(self.matches) if self.matches is not None else None
+        if problem is not None:
+            raise ValueError(f"matches: {problem}")
         return self
 
 

@@ -21,10 +21,11 @@ from hypothesis import strategies as st
 
 from ivr.core.config import Settings
 from ivr.core.errors import DialplanError
-from ivr.dialplan import limits
+from ivr.dialplan import limits, safe_regex
 from ivr.dialplan.checks import check_files, strongly_connected
 from ivr.dialplan.loader import Problem, load_plan
 from ivr.dialplan.registry import LiveRegistry
+from ivr.dialplan.safe_regex import regex_problem
 
 GOOD = 'name: ok\nnumbers: ["1"]\nstart: h\nnodes:\n  h: {type: hangup, prompt: "Bye."}\n'
 
@@ -312,3 +313,34 @@ def test_generated_hostile_files_give_errors_or_ok_and_never_raise(tmp_path: Pat
         load_plan(tmp_path / "gen.yaml")
     except DialplanError:
         pass
+
+
+# --- regular expressions that could run away -----------------------------------------------------------
+EVIL_PATTERNS = ["^(0+)+1$", "^([0-9]+)*#$", r"^(\d{2,})*$", "^(a|ab)*$", "^(a?)*$", "^(.*)*$", r"^(a)\1$",
+                 "^(?=1)1$", "^.*.*.*1$", "^(x+x+)+y$", "(" * 150 + ")" * 150, "[0-9" + "]" * 300]
+SAFE_PATTERNS = ["^[0-9]{8,12}$", "^4[0-9]{15}$", "^(vip|gold)$", "^(?:[0-9]{3}-)?[0-9]{4}$", "^(0|1)+$",
+                 r"^\+?[0-9]+$", "^.*x$"]
+
+
+@pytest.mark.parametrize("pattern", EVIL_PATTERNS)
+def test_patterns_that_could_backtrack_forever_are_refused_in_collect_and_branch(tmp_path: Path,
+                                                                                  pattern: str) -> None:
+    quoted = pattern.replace("\\", "\\\\")
+    collect = (f'name: x\nnumbers: ["1"]\nstart: c\nnodes:\n  c: {{type: collect, prompt: x, variable: a, '
+               f'pattern: "{quoted}"}}\n')
+    out = errors(check_bytes(tmp_path, collect.encode()))
+    assert len(out) == 1 and "pattern: " in out[0] and out[0].startswith("5:")
+    branch = (f'name: x\nnumbers: ["1"]\nstart: b\nnodes:\n  b: {{type: branch, default: h, rules: [{{if: '
+              f'{{var: crm.tier, matches: "{quoted}"}}, goto: h}}]}}\n  h: {{type: hangup}}\n')
+    out = errors(check_bytes(tmp_path, branch.encode()))
+    assert len(out) == 1 and "matches: " in out[0]
+
+
+@pytest.mark.parametrize("pattern", SAFE_PATTERNS)
+def test_ordinary_patterns_pass(pattern: str) -> None:
+    assert regex_problem(pattern) is None
+
+
+def test_a_value_longer_than_the_subject_bound_does_not_match() -> None:
+    assert safe_regex.fullmatch("^x*$", "x" * safe_regex.MAX_SUBJECT)
+    assert not safe_regex.fullmatch("^x*$", "x" * (safe_regex.MAX_SUBJECT + 1))
