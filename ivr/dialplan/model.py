@@ -18,6 +18,7 @@ import unicodedata
 import zoneinfo
 from datetime import date, time
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -309,6 +310,13 @@ class LookupNode(_Strict):
                              "plan file, check, graph and simulate would show them")
         if any(c.isspace() or ord(c) < 32 for c in v):
             raise ValueError("url must not contain spaces or control characters")
+        try:
+            parts = urlsplit(v)
+            if not parts.hostname:
+                raise ValueError("no host")
+            _ = parts.port  # a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"url is not a valid http(s) URL ({exc})") from None
         return v
 
     @field_validator("store")

@@ -344,3 +344,24 @@ def test_ordinary_patterns_pass(pattern: str) -> None:
 def test_a_value_longer_than_the_subject_bound_does_not_match() -> None:
     assert safe_regex.fullmatch("^x*$", "x" * safe_regex.MAX_SUBJECT)
     assert not safe_regex.fullmatch("^x*$", "x" * (safe_regex.MAX_SUBJECT + 1))
+
+
+ODD_PLANS = {
+    "bad-ipv6.yaml": "name: x\nnumbers: ['1']\nstart: l\nnodes: {l: {type: lookup, url: 'http://[::1/x', next: h}, "
+                     "h: {type: hangup}}\n",
+    "bad-port.yaml": "name: x\nnumbers: ['1']\nstart: l\nnodes: {l: {type: lookup, url: 'http://a:99999999/', "
+                     "next: h}, h: {type: hangup}}\n",
+    "date.yaml": HOSTILE_FILES["a-date.yaml"].decode(),
+    "zone.yaml": HOSTILE_FILES["c-zone.yaml"].decode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_PLANS))
+@pytest.mark.parametrize("command", [["dialplan", "check", "--no-prompts"], ["dialplan", "graph"], ["simulate"]])
+def test_graph_and_simulate_answer_odd_files_with_errors_not_tracebacks(tmp_path: Path, name: str,
+                                                                        command: list[str]) -> None:
+    path = tmp_path / name
+    path.write_text(ODD_PLANS[name])
+    done = run_ivr(*command, str(path))
+    assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
+    assert f"{path}:" in done.stderr + done.stdout
