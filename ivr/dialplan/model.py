@@ -28,6 +28,8 @@ from ivr.prompts.paths import prompt_name_problem
 from ivr.speech.grammar import phrase_key
 
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_TEXT = 4000    # characters of one prompt text (speech synthesis has a time limit)
+MAX_PHRASE = 200   # characters of one phrase of a recognition grammar
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
 #: Complaint tiers of a queue node and the caller priority each gives.
@@ -50,7 +52,7 @@ def _writable(names: Any) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Prompt(_Strict):
@@ -78,6 +80,9 @@ class Prompt(_Strict):
 
     @model_validator(mode="after")
     def _one_source(self) -> Prompt:
+        texts = [self.text] if isinstance(self.text, str) else list((self.text or {}).values())
+        if any(len(t) > MAX_TEXT for t in texts):
+            raise ValueError(f"a prompt text has at most {MAX_TEXT} characters")
         text = self.text
         if isinstance(text, dict):
             text = {k: v for k, v in text.items() if v.strip()}
@@ -119,6 +124,8 @@ def _distinct_phrases(groups: list[list[str]], what: str) -> None:
             key = phrase_key(phrase)
             if not key:
                 raise ValueError(f"phrase {phrase[:40]!r} has no word a recogniser could match")
+            if len(phrase) > MAX_PHRASE:
+                raise ValueError(f"phrase {phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
             if key in owner and owner[key][0] != i:
                 raise ValueError(f"phrases {owner[key][1][:40]!r} and {phrase[:40]!r} are the same answer to a "
                                  f"recogniser; each {what} needs its own")
@@ -215,7 +222,7 @@ class TimeWindow(_Strict):
     end: time = Field(time(23, 59, 59), alias="to", description="HH:MM, exclusive; before from = overnight")
     timezone: str | None = Field(None, description="IANA zone, default: the plan's")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("days")
     @classmethod
@@ -253,7 +260,7 @@ class Condition(_Strict):
     lt: float | None = None
     negate: bool = Field(False, alias="not", description="invert the whole condition")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _meaningful(self) -> Condition:
@@ -275,7 +282,7 @@ class BranchRule(_Strict):
     when: Condition = Field(alias="if")
     goto: NodeRef
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class BranchNode(_Strict):
@@ -359,7 +366,8 @@ class QueueKey(_Strict):
 class QueueNode(_Strict):
     type: Literal["queue"]
     queue: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    skills: list[str] = Field([], description="required skills; default: the queue name")
+    skills: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        [], description="required skills; default: the queue name")
     language: str | None = Field(None, pattern=LANGUAGE, description="required agent language; default: the call's")
     priority: int | str = Field(0, description="0-9, higher first; or a template like {crm.priority}")
     tier: str | None = Field(None, description="complaint tier urgent|important|normal (priority 9/5/0; the "
@@ -368,7 +376,7 @@ class QueueNode(_Strict):
                                         "default: the queue's (routing.queues), else 1")
     prompt: Prompt | None = None
     announce: Announcements | None = None
-    max_wait_s: float | None = Field(None, gt=0, description="after this, go to on_timeout")
+    max_wait_s: float | None = Field(None, gt=0, le=86400, description="after this, go to on_timeout (at most a day)")
     on_timeout: NodeRef | None = None
     after: NodeRef | None = Field(None, description="where the caller goes when the agent hangs up (e.g. a survey)")
     keys: list[QueueKey] = Field([], description="keys that leave the queue while waiting, e.g. 1 = call me back")

@@ -365,3 +365,17 @@ def test_graph_and_simulate_answer_odd_files_with_errors_not_tracebacks(tmp_path
     done = run_ivr(*command, str(path))
     assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
     assert f"{path}:" in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("node,what", [
+    ("{type: queue, queue: q, max_wait_s: .inf, on_timeout: h}", "max_wait_s"),
+    ("{type: queue, queue: q, max_wait_s: 1e300, on_timeout: h}", "max_wait_s"),
+    ("{type: queue, queue: q, skills: ['a:b*']}", "skills.0"),
+    ("{type: branch, default: h, rules: [{if: {var: a, gt: .nan}, goto: h}]}", "gt"),
+    ("{type: play, prompt: '" + "x" * 4001 + "', next: h}", "prompt"),
+    ("{type: menu, prompt: x, options: [{say: ['" + "y" * 201 + "'], goto: h}]}", "nodes.a"),
+])
+def test_unbounded_values_are_refused(tmp_path: Path, node: str, what: str) -> None:
+    text = f'name: x\nnumbers: ["1"]\nstart: a\nnodes:\n  a: {node}\n  h: {{type: hangup}}\n'
+    out = errors(check_bytes(tmp_path, text.encode()))
+    assert len(out) == 1 and what in out[0], out
