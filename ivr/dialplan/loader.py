@@ -297,7 +297,7 @@ def _walk(node: yaml.Node, path: DataPath, spans: dict[DataPath, Span], dups: di
                 if key in seen:
                     first = _mark(seen[key].start_mark)
                     where = _mark(key_node.start_mark)
-                    dups[where] = Problem(file, *where, f"duplicate key {key!r} (first at line {first[0]}, "
+                    dups[where] = Problem(file, *where, f"duplicate key {_short(repr(key))} (first at line {first[0]}, "
                                           f"column {first[1]}); YAML keeps only this last one",
                                           "dialplan.duplicate_key")
                     stale = (*path, key)
@@ -406,13 +406,15 @@ def _describe(err: _Err, pos: Positions) -> tuple[tuple[int, int], str, str]:
         model = _model_at(err.loc[:-1])
         valid = f" (valid: {', '.join(_field_names(model))})" if model is not None else ""
         err.path = err.path[:-1]
-        return pos.at((*err.path, name), key=True), f"unknown field {name!r}{valid}", "dialplan.unknown_field"
+        text = f"unknown field {_short(repr(name))}{valid}"
+        return pos.at((*err.path, name), key=True), text, "dialplan.unknown_field"
     if err.type in ("union_tag_invalid", "union_tag_not_found"):
         valid = ", ".join(sorted(NODE_TYPES))
         if err.type == "union_tag_not_found":
             return pos.at(err.path), f"a node needs a type (valid: {valid})", "dialplan.unknown_type"
         tag = err.input.get("type") if isinstance(err.input, dict) else None
-        return pos.at((*err.path, "type")), f"unknown node type {tag!r} (valid: {valid})", "dialplan.unknown_type"
+        text = f"unknown node type {_short(repr(tag))} (valid: {valid})"
+        return pos.at((*err.path, "type")), text, "dialplan.unknown_type"
     if err.type == "missing":
         return pos.at(err.path), f"missing field {err.missing!r}", "dialplan.missing_field"
     msg = err.msg.removeprefix("Value error, ")

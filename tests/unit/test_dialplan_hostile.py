@@ -379,3 +379,13 @@ def test_unbounded_values_are_refused(tmp_path: Path, node: str, what: str) -> N
     text = f'name: x\nnumbers: ["1"]\nstart: a\nnodes:\n  a: {node}\n  h: {{type: hangup}}\n'
     out = errors(check_bytes(tmp_path, text.encode()))
     assert len(out) == 1 and what in out[0], out
+
+
+@pytest.mark.parametrize("text", [
+    'name: x\nnumbers: ["1"]\nstart: h\nnodes: {h: {type: "' + "t" * 5000 + '"}}\n',
+    'name: x\nnumbers: ["1"]\nstart: h\nnodes: {h: {type: hangup, ' + "f" * 5000 + ': 1}}\n',
+    'name: x\n' + "k" * 5000 + ': 1\n' + "k" * 5000 + ': 2\nnumbers: ["1"]\nstart: h\nnodes: {h: {type: hangup}}\n',
+])
+def test_messages_quote_a_long_value_cut(tmp_path: Path, text: str) -> None:
+    out = check_bytes(tmp_path, text.encode())
+    assert out and all(len(p.message) < 600 for p in out)
