@@ -31,6 +31,7 @@ from typing import Any
 
 from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
+from ivr.dialplan.journey import mask_digits
 from ivr.dialplan.ports import Answer, Ask
 from ivr.sip.legs import Leg, LegEnded
 from ivr.speech.client import RecognitionResult, SpeechClient
@@ -39,13 +40,6 @@ from ivr.speech.grammar import DIGIT_LANGUAGES, digit_words, spoken_digits
 log = get_logger(__name__)
 SPEECH_TAIL_S = 3.0      # after max_speech_s: the service's endpointing and decoding lag
 SPEECH_NO_INPUT_PAD_MS = 2000  # the service's own no-input comes after the worker's (the worker decides)
-
-
-def mask_digits(digits: str) -> str:
-    """Digits as logs may show them: all masked, the last two kept only for long entries."""
-    if len(digits) >= 8:
-        return "*" * (len(digits) - 2) + digits[-2:]
-    return "*" * len(digits)
 
 
 def wav_seconds(path: str) -> float:

@@ -41,7 +41,7 @@ from ivr.dialplan.ports import (
     QueueTarget,
     Recording,
 )
-from ivr.dialplan.templates import render
+from ivr.dialplan.templates import names, render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 from ivr.prompts.moh import voicemail_beep
 from ivr.queues.routing import resolve_route
@@ -325,16 +325,25 @@ class CallSession(AgentCall):
     def _gone(self) -> CallerGone:
         return CallerGone(self.call_id)
 
-    async def _prompt_path(self, prompt: Prompt, language: str, variables: Mapping[str, str]) -> str:
+    async def _prompt_path(self, prompt: Prompt, language: str, variables: Mapping[str, str]) -> str | None:
+        """The WAV to play; None when a templated text renders to nothing to say (its variables are
+        unset: ``check`` warns about those), which is skipped instead of failing the call."""
         text = prompt.text_for(language, self.default_language)
-        spec = PromptSpec(file=prompt.file, text=None if text is None else render(text, variables))
+        rendered = None if text is None else render(text, variables)
+        if prompt.file is None and not any(ch.isalnum() for ch in rendered or ""):
+            log.warning("call.prompt_empty", template_names=len(names(text or "")))
+            return None
+        spec = PromptSpec(file=prompt.file, text=rendered)
         path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, language)
         return str(path)
 
     async def play(self, prompt: Prompt, *, language: str, variables: Mapping[str, str]) -> None:
         self.language = language
+        path = await self._prompt_path(prompt, language, variables)
+        if path is None:
+            return
         try:
-            _, done = await self.leg.start_playback(await self._prompt_path(prompt, language, variables))
+            _, done = await self.leg.start_playback(path)
             if not await self.leg.until(done, None):
                 raise self._gone()
         except LegEnded:
@@ -343,7 +352,8 @@ class CallSession(AgentCall):
     async def ask(self, ask: Ask) -> Answer:
         self.language = ask.language
         try:
-            paths = [await self._prompt_path(p, ask.language, ask.variables) for p in ask.prompts]
+            found = [await self._prompt_path(p, ask.language, ask.variables) for p in ask.prompts]
+            paths = [p for p in found if p is not None]
             return await run_ask(self.leg, ask, paths, self.ctx.speech,
                                  sample_rate=self.ctx.settings.workers.clock_rate)
         except LegEnded:

@@ -11,27 +11,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from fnmatch import fnmatchcase
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ivr.core.config import DialplanSettings, Settings
 from ivr.core.errors import PromptError
-from ivr.dialplan.loader import LoadedPlan, Positions, Problem, read_plan
+from ivr.core.logging import get_logger
+from ivr.dialplan.destinations import destination_problem, transfer_allowed
+from ivr.dialplan.limits import MAX_STEPS
+from ivr.dialplan.loader import LoadedPlan, Positions, Problem, parse_file, plan_files, read_plan, validate
+from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     BranchNode,
-    LookupNode,
+    CallbackNode,
+    MenuNode,
     Plan,
     Prompt,
-    TransferNode,
+    QueueNode,
+    SurveyNode,
     is_terminal,
     node_targets,
 )
+from ivr.dialplan.templates import literal_text, names
+from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
+from ivr.speech.grammar import normalise
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
+
+log = get_logger(__name__)
 
 
 def _path(field: str) -> tuple[str | int, ...]:
@@ -70,6 +81,7 @@ def graph_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
                                    f"node {name!r} cannot be reached from start {plan.start!r}",
                                    "dialplan.unreachable"))
         out += _stuck_loops(plan, pos, file, edges, reached)
+        out += _too_far(plan, pos, file, edges)
     return out
 
 
@@ -86,7 +98,10 @@ def _reach(starts: Iterable[str], edges: dict[str, list[str]]) -> set[str]:
 
 def _stuck_loops(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]],
                  reached: set[str]) -> list[Problem]:
-    """Cycles of nodes from which no terminal node can be reached: a call there goes round forever."""
+    """Cycles of nodes from which no terminal node can be reached: a call there goes round forever.
+
+    Linear in nodes + edges (strongly connected components), so a plan of many nodes costs no more
+    memory than its graph."""
     reverse: dict[str, list[str]] = {n: [] for n in edges}
     for src, targets in edges.items():
         for dst in targets:
@@ -94,53 +109,126 @@ def _stuck_loops(plan: Plan, pos: Positions, file: str, edges: dict[str, list[st
     can_end = _reach([n for n, node in plan.nodes.items() if is_terminal(node)], reverse)
     stuck = {n for n in reached if n not in can_end}
     inner = {n: [t for t in edges[n] if t in stuck] for n in stuck}
-    reach = {n: _reach(inner[n], inner) for n in stuck}
+    order = {name: i for i, name in enumerate(plan.nodes)}
     out: list[Problem] = []
-    done: set[str] = set()
-    for name in plan.nodes:  # file order: the loop is reported at its first node
-        if name not in stuck or name in done or name not in reach[name]:
-            continue
-        cycle = [m for m in plan.nodes if m in reach[name] and name in reach[m]]
-        done.update(cycle)
+    loops = [c for c in strongly_connected(inner) if len(c) > 1 or c[0] in inner[c[0]]]
+    for cycle in sorted((sorted(c, key=order.__getitem__) for c in loops), key=lambda c: order[c[0]]):
+        name = cycle[0]  # file order: the loop is reported at its first node
         out.append(Problem(file, *pos.at(("nodes", name), key=True),
                            f"loop with no exit: {' -> '.join(cycle)} never reach a node where the call "
                            f"ends (hangup, queue, transfer, or a node without next)", "dialplan.loop"))
     return out
 
 
+def strongly_connected(graph: dict[str, list[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` (Tarjan's algorithm, without recursion)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[list[str]] = []
+    for root in graph:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = len(index)
+                stack.append(node)
+                on_stack.add(node)
+            targets = graph.get(node, [])
+            if i < len(targets):
+                work.append((node, i + 1))
+                nxt = targets[i]
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component: list[str] = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                out.append(component)
+    return out
+
+
+def _too_far(plan: Plan, pos: Positions, file: str, edges: dict[str, list[str]]) -> list[Problem]:
+    """Nodes a call cannot reach within the engine's step limit (it hangs up after MAX_STEPS visits)."""
+    depth = {plan.start: 1}
+    todo = deque([plan.start])
+    while todo:
+        cur = todo.popleft()
+        for nxt in edges.get(cur, ()):
+            if nxt not in depth:
+                depth[nxt] = depth[cur] + 1
+                todo.append(nxt)
+    return [Problem(file, *pos.at(("nodes", name), key=True),
+                    f"node {name!r} is {d} steps from start: a call ends after {MAX_STEPS} steps",
+                    "dialplan.too_many_steps")
+            for name, d in depth.items() if d > MAX_STEPS]
+
+
 def settings_problems(plan: Plan, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
     """Lookup URLs to hosts not in ``lookup_hosts``; literal transfer targets outside ``transfer_allow``."""
+    nodes = {name: node.model_dump() for name, node in plan.nodes.items()}
+    return raw_settings_problems({"nodes": nodes}, pos, file, settings)
+
+
+def raw_settings_problems(data: Any, pos: Positions, file: str, settings: DialplanSettings) -> list[Problem]:
+    """The checks of :func:`settings_problems` on a file's data as it is, so they run also when the file
+    has schema errors elsewhere (a security boundary is never skipped because of a typo)."""
     out: list[Problem] = []
-    for name, node in plan.nodes.items():
-        if isinstance(node, LookupNode) and not lookup_host_allowed(node.url, settings.lookup_hosts):
-            host = urlsplit(node.url).netloc
+    nodes = data.get("nodes") if isinstance(data, dict) else None
+    if not isinstance(nodes, dict):
+        return out
+    for name, node in nodes.items():
+        if not isinstance(node, dict):
+            continue
+        url, to = node.get("url"), node.get("to")
+        authority = url.partition("://")[2].split("/")[0].split("?")[0] if isinstance(url, str) else ""
+        if "@" in authority or "{" in authority:
+            pass  # credentials or a templated host: the schema refuses the URL itself
+        elif node.get("type") == "lookup" and isinstance(url, str) and not lookup_host_allowed(
+                url, settings.lookup_hosts):
+            host = _shown_host(url)
             allowed = ", ".join(settings.lookup_hosts) or "none"
             out.append(Problem(file, *pos.at(("nodes", name, "url")),
                                f"{name}: lookup host {host!r} is not in dialplan.lookup_hosts ({allowed})",
                                "dialplan.lookup_host"))
-        if isinstance(node, TransferNode) and "{" not in node.to and not transfer_allowed(
-                node.to, settings.transfer_allow):
+        if node.get("type") == "transfer" and isinstance(to, str) and "{" not in to and not transfer_allowed(
+                to, settings.transfer_allow):
             allowed = ", ".join(settings.transfer_allow) or "none"
-            out.append(Problem(file, *pos.at(("nodes", name, "to")),
-                               f"{name}: transfer destination {node.to!r} matches no glob of "
-                               f"dialplan.transfer_allow ({allowed})", "dialplan.transfer"))
+            why = destination_problem(to)
+            shown = to if len(to) <= 80 else to[:80] + "..."
+            message = (f"{name}: transfer destination {shown!r}: {why}" if why else
+                       f"{name}: transfer destination {shown!r} matches no glob of dialplan.transfer_allow "
+                       f"({allowed})")
+            out.append(Problem(file, *pos.at(("nodes", name, "to")), message, "dialplan.transfer"))
     return out
 
 
-def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
-    """``host`` in the list allows that host on any port, ``host:port`` only that port."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
+def _shown_host(url: str) -> str:
+    """The host of a URL as a message may show it: never the credentials before an ``@``."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = urlsplit(url).hostname or "?"
     except ValueError:
-        return False
-    shown = f"[{host}]" if ":" in host else host
-    return any(a.lower() in (host, shown, f"{shown}:{port}") for a in allowed)
+        return "?"
+    return host if len(host) <= 80 else host[:80] + "..."
 
 
-def transfer_allowed(destination: str, allowed: Sequence[str]) -> bool:
-    return any(fnmatchcase(destination, glob) for glob in allowed)
+def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
+    """``host`` in the list allows that host on any port, ``host:port`` only that port (the rule of
+    :func:`ivr.dialplan.lookup.host_allowed`, which the engine applies at call time)."""
+    return host_allowed(url, allowed)
 
 
 def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], Prompt]]:
@@ -153,23 +241,34 @@ def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...]
 
 
 def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrary | None) -> list[Problem]:
-    """File prompts exist and decode in every language of the plan (``library``: None skips
-    that); texts per language have one for the plan's language (others fall back: a warning)."""
+    """Every prompt renders in every language of the plan exactly as ``ivr run`` renders it before it
+    starts (:func:`ivr.prompts.build.check_prompt`: recordings decoded, texts spoken by espeak-ng,
+    templates with sample values; ``library``: None skips that); texts per language have one for the
+    plan's language (others fall back: a warning)."""
+    from ivr.prompts.build import check_prompt
     from ivr.prompts.library import PromptSpec
 
     out: list[Problem] = []
     languages = plan.languages()
     for path, prompt in plan_prompts(plan, pos):
         label = ".".join(map(str, path))
-        if prompt.file:
-            if library is None:
-                continue
+        if library is not None:
+            where = pos.at((*path, "file" if prompt.file else "text"))
             for lang in languages:
                 try:
-                    library.resolve(PromptSpec(file=prompt.file), lang)
+                    if prompt.file:  # as a call plays it: prompts/<language>/, no other language's file
+                        library.resolve(PromptSpec(file=prompt.file), lang)
+                    else:
+                        check_prompt(library, prompt, lang, plan.language)
                 except PromptError as exc:
-                    out.append(Problem(file, *pos.at((*path, "file")), f"{label}: {exc.message}", exc.code))
-        elif isinstance(prompt.text, dict):
+                    if exc.code != "prompt.no_voice":  # voice_problems reports those, with --no-prompts too
+                        out.append(Problem(file, *where, f"{label}: {exc.message}", exc.code))
+                except Exception as exc:  # a decoder's own bug on odd audio: this prompt fails, not the check
+                    out.append(Problem(file, *where, f"{label}: the prompt cannot be rendered "
+                                       f"({type(exc).__name__})", "prompt.corrupt"))
+        if prompt.file:
+            continue
+        if isinstance(prompt.text, dict):
             have = sorted(k for k, v in prompt.text.items() if v.strip())
             if plan.language not in have:
                 out.append(Problem(file, *pos.at((*path, "text")),
@@ -184,6 +283,141 @@ def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrar
     return out
 
 
+def template_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Secrets where they would leak (spoken, dialled, a priority) and variables no node ever sets
+    (they render as an empty text: a warning)."""
+    out: list[Problem] = []
+    secret = sensitive_names(plan)
+    known, spaces = set_names(plan)
+    warned: set[tuple[str, str]] = set()
+    for use in template_uses(plan):
+        label = ".".join(map(str, use.path))
+        used = names(use.template)
+        leaked = [n for n in used if n in secret]
+        if leaked and use.use in SECRET_FREE:
+            what = {"spoken": "spoken to the caller", "callback": "dialled as a callback number",
+                    "transfer": "dialled as a transfer destination", "queue": "used as a queue priority"}[use.use]
+            out.append(Problem(file, *pos.at(use.path), f"{label}: {{{leaked[0]}}} is sensitive (a PIN or card "
+                               f"number) and would be {what}; it is usable in lookups and branches only",
+                               "dialplan.sensitive"))
+        for n in used:
+            if n == "phrase" and use.path[:1] != ("confirm",):
+                out.append(Problem(file, *pos.at(use.path), f"{label}: {{phrase}} is set only in the confirm "
+                                   "prompt (renders empty here)", "dialplan.template_variable", "warning"))
+            elif not is_set(n, known, spaces) and (label, n) not in warned:
+                warned.add((label, n))
+                out.append(Problem(file, *pos.at(use.path), f"{label}: {{{n}}} is never set by this plan (renders "
+                                   "as an empty text)", "dialplan.template_variable", "warning"))
+    return out
+
+
+def voice_problems(plan: Plan, pos: Positions, file: str, voices: Mapping[str, str]) -> list[Problem]:
+    """Text prompts in a language with no speech voice (``prompts.voices``): ``ivr run`` could not render
+    them, so they are errors here."""
+    out: list[Problem] = []
+    missing = [lang for lang in plan.languages() if lang not in voices]
+    if not missing:
+        return out
+    configured = ", ".join(sorted(voices)) or "none"
+    for path, prompt in plan_prompts(plan, pos):
+        if prompt.file or prompt.text is None:
+            continue
+        for lang in missing:
+            out.append(Problem(file, *pos.at((*path, "text")),
+                               f"{'.'.join(map(str, path))}: no speech voice for language {lang!r} "
+                               f"(prompts.voices has: {configured}); callers in {lang!r} would hear nothing",
+                               "prompt.no_voice"))
+    return out
+
+
+def queue_problems(plan: Plan, pos: Positions, file: str, settings: Settings) -> list[Problem]:
+    """Queues that routing does not know (not in ``routing.queues``) and that no agent's skill serves:
+    callers there would wait for nobody (a warning: agents may be added later)."""
+    out: list[Problem] = []
+    routed = set(settings.routing.queues)
+    skills = {skill for user in settings.users for skill in user.skills}
+    for name, node in plan.nodes.items():
+        queue = getattr(node, "queue", None)
+        if not isinstance(node, QueueNode | CallbackNode) or not isinstance(queue, str):
+            continue
+        if queue in routed:
+            continue
+        needed = list(node.skills) if isinstance(node, QueueNode) and node.skills else [queue]
+        if not all(s in skills for s in needed):
+            out.append(Problem(file, *pos.at(("nodes", name, "queue")),
+                               f"{name}: queue {queue!r} is not in routing.queues and no agent has the skill "
+                               f"{', '.join(repr(s) for s in needed if s not in skills)}: callers would wait for "
+                               "nobody", "dialplan.queue_unknown", "warning"))
+    return out
+
+
+def speakable_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Texts with nothing to say (only punctuation, symbols or placeholders): speech synthesis makes
+    no audio of them and the call could not play the prompt."""
+    out: list[Problem] = []
+    for use in template_uses(plan):
+        if use.use != "spoken":
+            continue
+        literal = literal_text(use.template)
+        if not names(use.template) and not any(ch.isalnum() for ch in literal):
+            out.append(Problem(file, *pos.at(use.path), f"{'.'.join(map(str, use.path))}: the text has "
+                                   "nothing to speak (no letter or digit)", "prompt.tts_failed"))
+    return out
+
+
+def listened_phrases(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every phrase a call gives the recogniser as grammar, with its data path (the confirm words
+    only when the file sets them)."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    for name, node in plan.nodes.items():
+        base: tuple[str | int, ...] = ("nodes", name)
+        if isinstance(node, MenuNode) and node.listen.enabled:
+            out += [((*base, "options", i, "say", j), p) for i, o in enumerate(node.options)
+                    for j, p in enumerate(o.say)]
+        elif isinstance(node, CallbackNode):
+            out += [((*base, "accept_say", j), p) for j, p in enumerate(node.accept_say)]
+        elif isinstance(node, SurveyNode) and node.listen.enabled:
+            out += [((*base, "scale", k, j), p) for k, words in node.scale.items() for j, p in enumerate(words)]
+    for field in ("yes", "no"):
+        if ("confirm", field) in pos:
+            table = getattr(plan.confirm, field)
+            out += [(("confirm", field, lang, j), p) for lang, words in table.items() for j, p in enumerate(words)]
+    return out
+
+
+def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[str]) -> list[Problem]:
+    """Phrases with words the speech model does not know: Vosk drops such a phrase from the grammar
+    without a word, so it can never be recognised (a warning: keys still work)."""
+    out: list[Problem] = []
+    for path, phrase in listened_phrases(plan, pos):
+        unknown = [w for w in normalise(phrase).split() if w.casefold() not in words]
+        if unknown:
+            shown = ", ".join(repr(w[:40]) for w in unknown[:5])
+            out.append(Problem(file, *pos.at(path), f"{'.'.join(map(str, path))}: {shown} not in the speech model's "
+                               "vocabulary: the phrase is left out of the grammar and never recognised (is the "
+                               "model for this language?)", "speech.unknown_word", "warning"))
+    return out
+
+
+def model_vocabulary(settings: Settings) -> frozenset[str] | None:
+    """The words of the configured speech model, or None (speech off, no model, no word list)."""
+    if not settings.speech.enabled:
+        return None
+    from ivr.speech.vocabulary import VocabularyError, model_words
+
+    try:
+        if settings.speech.model_dir is not None:
+            model_dir = settings.speech.model_dir
+        else:
+            from ivr.speech.server import default_model_dir
+
+            model_dir = default_model_dir()
+        return model_words(model_dir)
+    except (ImportError, OSError, VocabularyError) as exc:
+        log.warning("dialplan.check_vocabulary_unavailable", error=str(exc))
+        return None
+
+
 def prompt_library(settings: Settings) -> PromptLibrary:
     from ivr.prompts.library import PromptLibrary
 
@@ -193,31 +427,66 @@ def prompt_library(settings: Settings) -> PromptLibrary:
 
 def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
                library: PromptLibrary | None = None) -> list[Problem]:
-    """Every check of one validated plan (not the numbers shared with other files)."""
+    """Every check of one validated plan (not the numbers shared with other files). ``prompts=False``
+    leaves out what reads the host's resources: prompt files, speech synthesis, the speech model."""
     plan, pos, file = loaded.plan, loaded.positions, str(loaded.path)
     lib = (library or prompt_library(settings)) if prompts else None
+    words = model_vocabulary(settings) if prompts else None
+    speech = vocabulary_problems(plan, pos, file, words) if words is not None else []
     return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
+                  + template_problems(plan, pos, file) + voice_problems(plan, pos, file, settings.prompts.voices)
+                  + speakable_problems(plan, pos, file) + queue_problems(plan, pos, file, settings) + speech
                   + prompt_problems(plan, pos, file, lib))
+
+
+def live_numbers(directory: Path, checked: Sequence[Path]) -> dict[str, str]:
+    """The numbers the plans of ``directory`` that are not being checked answer (a new file is checked
+    against the numbers already in service). Files that do not validate answer nothing."""
+    try:
+        mine = {p.resolve() for p in checked}
+        files = [f for f in plan_files(directory) if f.resolve() not in mine] if directory.is_dir() else []
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for f in files:
+        try:
+            loaded, _ = read_plan(f)
+        except Exception:  # unreadable or odd: it answers nothing, and its own check reports it
+            continue
+        if loaded is not None:
+            for number in loaded.plan.numbers:
+                out.setdefault(number, str(f))
+    return out
 
 
 def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = True) -> list[Problem]:
     """Check files as ``ivr dialplan check`` does: every problem of every file, sorted.
 
-    A number (DNIS) answered by two files, or listed twice in one, is an error.
+    A number (DNIS) answered by two files, listed twice in one, or already answered by another plan of
+    ``settings.dialplans_dir`` that is not among ``paths``, is an error.
     """
     out: list[Problem] = []
     library = prompt_library(settings) if prompts else None
     owners: dict[str, str] = {}
+    live = live_numbers(settings.dialplans_dir, paths)
     for path in paths:
         try:
-            loaded, problems = read_plan(path)
+            parsed = parse_file(path)
+            plan = validate(parsed)
+            out += parsed.problems
+            if plan is None:
+                out += raw_settings_problems(parsed.data, parsed.positions, str(path), settings.dialplan)
+                continue
+            loaded = LoadedPlan(plan, path, parsed.version, parsed.positions)
+            out += check_plan(loaded, settings, prompts=prompts, library=library)
         except OSError as exc:
             out.append(Problem(str(path), 1, 1, f"cannot read: {exc.strerror or exc}", "dialplan.io"))
             continue
-        out += problems
-        if loaded is None:
+        except Exception as exc:  # never raise: a bug met by odd content is this file's error
+            log.exception("dialplan.check_failed", file=str(path))
+            out.append(Problem(str(path), 1, 1, f"cannot check this file ({type(exc).__name__})",
+                               "dialplan.internal"))
             continue
-        out += check_plan(loaded, settings, prompts=prompts, library=library)
         here: set[str] = set()
         for i, number in enumerate(loaded.plan.numbers):
             where = loaded.positions.at(("numbers", i))
@@ -227,6 +496,9 @@ def check_files(paths: Sequence[Path], settings: Settings, *, prompts: bool = Tr
             elif number in owners:
                 out.append(Problem(str(path), *where, f"number {number!r} is also answered by {owners[number]}",
                                    "dialplan.duplicate_number"))
+            elif number in live:
+                out.append(Problem(str(path), *where, f"number {number!r} is already answered by {live[number]} "
+                                   "(in service)", "dialplan.duplicate_number"))
             else:
                 owners[number] = str(path)
             here.add(number)

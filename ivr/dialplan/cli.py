@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ivr.core.config import Settings, load_settings
+from ivr.core.logging import configure
 from ivr.dialplan.versions import add_versions_parsers
 
 
@@ -45,6 +46,7 @@ def check(args: argparse.Namespace) -> int:
     from ivr.dialplan.loader import plan_files
 
     settings = settings_from(args)
+    configure("warning", "console", role="dialplan-check")  # logs on stderr: stdout is the report (JSON too)
     files = [Path(f) for f in args.files] or plan_files(settings.dialplans_dir)
     problems = check_files(files, settings, prompts=not args.no_prompts)
     failed = {p.file for p in problems if p.severity == "error"}
@@ -75,10 +77,31 @@ def schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(plan_schema(), ensure_ascii=False, indent=2) + "\n"
     if args.output and args.output != "-":
-        Path(args.output).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+        return write_output("schema", Path(args.output), text)
+    sys.stdout.write(text)
     return 0
+
+
+def output_problem(out: Path) -> str | None:
+    """Why ``out`` cannot be written (a missing directory, a directory in its place), or None."""
+    if not out.parent.is_dir():
+        return f"cannot write {out}: the directory {out.parent} does not exist"
+    if out.is_dir():
+        return f"cannot write {out}: it is a directory"
+    return None
+
+
+def write_output(command: str, out: Path, text: str) -> int:
+    """Write ``text`` to ``out``; a clear message and exit status 2 instead of a traceback."""
+    problem = output_problem(out)
+    if problem is None:
+        try:
+            out.write_text(text, encoding="utf-8")
+            return 0
+        except OSError as exc:
+            problem = f"cannot write {out}: {exc.strerror or exc}"
+    print(f"ivr dialplan {command}: {problem}", file=sys.stderr)
+    return 2
 
 
 # --- graph ---------------------------------------------------------------------------------------
@@ -94,7 +117,11 @@ def graph(args: argparse.Namespace) -> int:
     from ivr.dialplan.graph import format_for, render, to_dot
     from ivr.dialplan.loader import read_plan
 
-    loaded, problems = read_plan(Path(args.file))
+    try:
+        loaded, problems = read_plan(Path(args.file))
+    except OSError as exc:
+        print(f"{args.file}:1:1: error: cannot read: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     for p in problems:
         print(p, file=sys.stderr)
     if loaded is None:
@@ -105,11 +132,14 @@ def graph(args: argparse.Namespace) -> int:
     if fmt == "dot":
         if out is None:
             sys.stdout.write(dot_text)
-        else:
-            out.write_text(dot_text, encoding="utf-8")
-        return 0
+            return 0
+        return write_output("graph", out, dot_text)
     if out is None:
         print("ivr dialplan graph: -o FILE is needed for " + fmt, file=sys.stderr)
+        return 2
+    problem = output_problem(out)
+    if problem is not None:
+        print(f"ivr dialplan graph: {problem}", file=sys.stderr)
         return 2
     render(dot_text, out, fmt)
     print(f"{out}: written")

@@ -18,7 +18,8 @@ A condition holds when every field it gives holds (AND); ``not: true`` inverts t
     (finite) number, compared as numbers (``"5.0"`` equals ``5``); a boolean expected value is
     ``true``/``false`` (case-insensitive); otherwise compared as strings.
   - ``in``: equals one of the values (same comparison as ``equals``).
-  - ``matches``: the whole value matches the regular expression (``re.fullmatch``).
+  - ``matches``: the whole value matches the regular expression (``re.fullmatch``; a value longer than
+    :data:`~ivr.dialplan.safe_regex.MAX_SUBJECT` characters does not match).
   - ``exists: true``: the variable is set and not empty; ``exists: false``: the opposite.
   - ``gt`` / ``lt``: numeric; a value that is not a number makes them false.
 """
@@ -33,6 +34,7 @@ from datetime import UTC, date, datetime
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
+from ivr.dialplan import safe_regex
 from ivr.dialplan.model import DAY_NAMES, BranchNode, Condition, TimeWindow
 from ivr.dialplan.templates import to_str
 
@@ -159,7 +161,7 @@ def var_holds(cond: Condition, raw: str | None) -> bool:
         return False
     if cond.one_of is not None and not any(equals(value, v) for v in cond.one_of):
         return False
-    if cond.matches is not None and re.fullmatch(cond.matches, value) is None:
+    if cond.matches is not None and not safe_regex.fullmatch(cond.matches, value):
         return False
     if cond.exists is not None and (value != "") != cond.exists:
         return False

@@ -14,8 +14,11 @@ A node name that does not exist (the loader's checks should make that impossible
 
 Semantics
 ---------
-Variables are strings: the built-ins ``caller``, ``dnis``, ``language``, ``plan``, ``plan_version``,
-then the plan's ``variables``, then the ``variables`` argument (later ones win). Booleans are
+Variables are strings: the plan's ``variables``, then the ``variables`` argument (later ones win),
+then the built-ins ``caller``, ``dnis``, ``plan``, ``plan_version`` (:mod:`ivr.dialplan.variables`:
+nothing overwrites them, at the start or later; ``language`` changes by ``language`` nodes only).
+A secret (a ``sensitive`` collect, and whatever ``set`` computes from it) reaches prompts, queue
+priorities and the journey as ``****``; a callback number or transfer destination using one is refused. Booleans are
 ``true``/``false``. ``journey.data`` *is* this dict. Templates (``{name}``, ``{{``/``}}``) are
 rendered by :mod:`ivr.dialplan.templates`. If ``language`` ends up a valid language code it is the
 language the call starts in, else the plan's.
@@ -43,7 +46,8 @@ during the apology answers. One journey step per attempt, with ``attempt``.
   ``listen.enabled``. Valid when ``min_digits <= len <= max_digits`` and ``pattern`` (if any) matches
   the whole entry; stored in ``variable``; then ``next``. Wrong or empty: ``no_match``; out of
   attempts: ``on_failure``/hang up. Logs carry the length only; the journey has the digits masked
-  but the last two (``****34``). Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
+  (:func:`~ivr.dialplan.journey.mask_digits`: entries of 8 or more keep the last two, ``******34``).
+  Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
   ``rejected``.
 * ``play``: plays, then ``next``.
 * ``branch``: :mod:`ivr.dialplan.conditions`; the first rule that holds wins, else ``default``
@@ -69,8 +73,9 @@ during the apology answers. One journey step per attempt, with ``attempt``.
   ``no_match`` + prompt; out of attempts: ``next`` without a score (outcome ``no_score``).
 * ``voicemail``: prompt, ``call.record``, ``record.save({"voicemail": {mailbox, path, seconds,
   ended_by}})``, ``saved``, ``next``. A recording ended by hang-up raises ``CallerGone`` after saving.
-* ``transfer``: the rendered ``to`` must match a glob of ``dialplan.transfer_allow``
-  (``fnmatchcase``), else outcome ``denied`` (logged as an error with the node and the template, not
+* ``transfer``: the rendered ``to`` must be a destination that matches a glob of
+  ``dialplan.transfer_allow`` (:mod:`ivr.dialplan.destinations`: ``*`` never spans ``@``, ``;``, ``.``
+  or a space) and use no secret, else outcome ``denied`` (logged as an error with the node and the template, not
   the number) and ``on_failure``/hang up. Prompt, ``call.transfer``; ``completed`` ends the run
   ``transferred``; ``failed`` goes to ``on_failure``/hang up.
 * ``hangup``: prompt, ``call.hangup()``. A node whose ``next`` is unset hangs up the same way.
@@ -78,7 +83,6 @@ during the apology answers. One journey step per attempt, with ``attempt``.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -90,8 +94,10 @@ from urllib.parse import urlsplit
 from ivr.core.config import DialplanSettings
 from ivr.core.errors import IvrError
 from ivr.core.logging import get_logger
-from ivr.dialplan import conditions
-from ivr.dialplan.journey import Journey, Step
+from ivr.dialplan import conditions, safe_regex
+from ivr.dialplan.destinations import transfer_allowed
+from ivr.dialplan.journey import Journey, Step, mask_digits
+from ivr.dialplan.limits import MAX_STEPS
 from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
@@ -126,11 +132,11 @@ from ivr.dialplan.ports import (
     QueueTarget,
     RecordPort,
 )
-from ivr.dialplan.templates import render, render_url, to_str
+from ivr.dialplan.templates import names, render, render_url, to_str
+from ivr.dialplan.variables import BUILTINS, MASK
 from ivr.speech.grammar import match_phrase
 
 log = get_logger(__name__)
-MAX_STEPS = 200  # a plan that loops forever still ends the call
 
 Result = Literal["hangup", "queued", "transferred", "max_steps"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -157,13 +163,6 @@ class _End:
 
 
 Next = str | None | _End
-
-
-def mask_digits(digits: str) -> str:
-    """All but the last two digits as ``*`` (``123434`` -> ``****34``); two or fewer: all masked."""
-    if len(digits) <= 2:
-        return "*" * len(digits)
-    return "*" * (len(digits) - 2) + digits[-2:]
 
 
 def lookup_path(data: Any, path: str) -> Any:
@@ -210,10 +209,12 @@ class PlanRunner:
         self.settings = settings
         self.now = now
         plan = self.plan
-        vars_: dict[str, str] = {"caller": call.caller, "dnis": call.dnis, "language": plan.language,
-                                 "plan": plan.name, "plan_version": loaded.version}
-        vars_.update({k: to_str(v) for k, v in plan.variables.items()})
+        vars_: dict[str, str] = {"language": plan.language}
+        vars_.update({k: to_str(v) for k, v in plan.variables.items() if k not in BUILTINS})
         vars_.update({k: to_str(v) for k, v in (variables or {}).items()})
+        # the built-ins win over anything given (only the starting language may come from outside)
+        vars_.update({"caller": call.caller, "dnis": call.dnis, "plan": plan.name, "plan_version": loaded.version})
+        vars_.pop("phrase", None)
         if not re.fullmatch(LANGUAGE, vars_["language"]):
             vars_["language"] = plan.language
         self.variables = vars_
@@ -266,13 +267,30 @@ class PlanRunner:
     def _render(self, template: str) -> str:
         return render(template, self.variables)
 
+    def _public(self) -> dict[str, str]:
+        """The variables as prompts may use them: a secret is ``****``, never its value."""
+        hidden = self.journey.sensitive
+        return {k: MASK if k in hidden else v for k, v in self.variables.items()}
+
+    def _secrets_in(self, template: str) -> list[str]:
+        return [n for n in names(template) if n in self.journey.sensitive]
+
+    def _write(self, node: str, name: str, value: str, *, secret: bool = False) -> None:
+        """Set a variable of the plan: never a built-in; a secret stays one wherever it is copied."""
+        if name in BUILTINS:
+            log.error("dialplan.builtin_write_refused", node=node, variable=name)
+            return
+        self.variables[name] = value
+        if secret:
+            self.journey.sensitive.add(name)
+
     async def _play(self, prompt: Prompt | None) -> None:
         if prompt is not None:
-            await self.call.play(prompt, language=self.language, variables=dict(self.variables))
+            await self.call.play(prompt, language=self.language, variables=self._public())
 
     async def _ask(self, prompts: tuple[Prompt | None, ...], *, extra: Mapping[str, str] | None = None,
                    **kw: Any) -> Answer:
-        variables = dict(self.variables)
+        variables = self._public()
         if extra:
             variables.update(extra)
         return await self.call.ask(Ask(prompts=tuple(p for p in prompts if p is not None),
@@ -364,7 +382,7 @@ class PlanRunner:
             digits = answer.digits
             conf = round(answer.confidence, 3) if answer.kind == "speech" else None
             valid = (node.min_digits <= len(digits) <= node.max_digits
-                     and (node.pattern is None or re.fullmatch(node.pattern, digits) is not None))
+                     and (node.pattern is None or safe_regex.fullmatch(node.pattern, digits)))
             outcome = "ok" if valid else "no_match"
             if valid and answer.kind == "speech":
                 verdict = await self._judge(answer, " ".join(digits), listen)
@@ -374,9 +392,7 @@ class PlanRunner:
             self._step(name, "collect", digit=shown, confidence=conf,
                        outcome=outcome, attempt=attempt)
             if outcome in ("ok", "confirmed"):
-                self.variables[node.variable] = digits
-                if node.sensitive:
-                    self.journey.sensitive.add(node.variable)
+                self._write(name, node.variable, digits, secret=node.sensitive)
                 return node.next
             lead = node.no_match
         return node.on_failure
@@ -408,21 +424,26 @@ class PlanRunner:
             return node.on_error if node.on_error is not None else node.next
         for var, path in node.store.items():
             value = lookup_path(reply, path)
-            if value is None:
+            if var in BUILTINS:
+                log.error("dialplan.builtin_write_refused", node=name, variable=var)
+            elif value is None:
                 self.variables.pop(var, None)
             else:
-                self.variables[var] = _json_value(value)
+                self._write(name, var, _json_value(value))
         if node.prefix is not None and isinstance(reply, dict):
             for key, value in reply.items():
                 if _IDENT.match(str(key)) and isinstance(value, str | int | float | bool):
-                    self.variables[f"{node.prefix}.{key}"] = to_str(value)
+                    self._write(name, f"{node.prefix}.{key}", to_str(value))
         log.info("dialplan.lookup", node=name, host=host, outcome="ok")
         self._step(name, "lookup", outcome="ok", detail=host)
         return node.next
 
     async def _set(self, name: str, node: SetNode) -> Next:
         for var, value in node.variables.items():
-            self.variables[var] = self._render(value) if isinstance(value, str) else to_str(value)
+            if isinstance(value, str):
+                self._write(name, var, self._render(value), secret=bool(self._secrets_in(value)))
+            else:
+                self._write(name, var, to_str(value))
         self._step(name, "set", detail=",".join(node.variables))
         return node.next
 
@@ -435,11 +456,11 @@ class PlanRunner:
 
     async def _queue(self, name: str, node: QueueNode) -> Next:
         await self._play(node.prompt)
-        priority, ok = parse_priority(node.priority, self.variables)
+        priority, ok = parse_priority(node.priority, self._public())
         if not ok:
             log.warning("dialplan.bad_priority", node=name, template=node.priority)
         if node.tier is not None:
-            tier = render(node.tier, self.variables).strip().lower()
+            tier = render(node.tier, self._public()).strip().lower()
             if tier in TIER_PRIORITY:
                 priority = max(priority, TIER_PRIORITY[tier])
             else:
@@ -483,6 +504,10 @@ class PlanRunner:
         phrase = (answer.phrase or answer.text) if answer.kind == "speech" else None
         if not accepted:
             self._step(name, "callback", digit=digit, phrase=phrase, outcome="declined")
+            return node.declined
+        if self._secrets_in(node.number):  # a secret is never dialled (check refuses this plan too)
+            log.error("dialplan.secret_refused", node=name, field="number")
+            self._step(name, "callback", digit=digit, phrase=phrase, outcome="failed", detail="dialplan.sensitive")
             return node.declined
         try:
             callback_id = await self.record.request_callback(
@@ -566,7 +591,7 @@ class PlanRunner:
 
     async def _transfer(self, name: str, node: TransferNode) -> Next:
         dest = self._render(node.to).strip()
-        if not dest or not any(fnmatch.fnmatchcase(dest, glob) for glob in self.settings.transfer_allow):
+        if self._secrets_in(node.to) or not transfer_allowed(dest, self.settings.transfer_allow):
             log.error("dialplan.transfer_denied", node=name, template=node.to)
             self._step(name, "transfer", outcome="denied")
             return node.on_failure

@@ -89,7 +89,11 @@ def _value(value: object) -> str:
 def node_summary(node: AnyNode, language: str) -> str:
     """The third line of a node's box: its prompt, or what it calls, dials or sets."""
     if isinstance(node, LookupNode):
-        return f"{node.method} {urlsplit(node.url).netloc}"
+        try:
+            host = urlsplit(node.url).hostname or "?"
+        except ValueError:
+            host = "?"
+        return f"{node.method} {host}"
     if isinstance(node, TransferNode):
         return f"to {node.to}"
     if isinstance(node, SetNode):

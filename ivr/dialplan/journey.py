@@ -66,3 +66,16 @@ class Journey:
             "steps": [{k: v for k, v in asdict(s).items() if v is not None} for s in self.steps],
             "data": {k: "****" if k in self.sensitive else v for k, v in self.data.items()},
         }
+
+
+#: Entries shorter than this are masked whole; longer ones keep their last two digits.
+SHOW_TAIL_FROM = 8
+
+
+def mask_digits(digits: str) -> str:
+    """Digits as journeys and logs may show them: all masked, entries of :data:`SHOW_TAIL_FROM` or more
+    digits keep the last two (``12345678`` -> ``******78``; ``1234`` -> ``****``). The one rule of the
+    engine (journey) and the call runtime (logs)."""
+    if len(digits) >= SHOW_TAIL_FROM:
+        return "*" * (len(digits) - 2) + digits[-2:]
+    return "*" * len(digits)

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ivr.core.errors import DialplanError
+from ivr.dialplan import limits
 from ivr.dialplan.model import NODE_TYPES, Plan
 
 DataPath = tuple[str | int, ...]
@@ -94,7 +95,42 @@ _MERGE = "tag:yaml.org,2002:merge"
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema booleans and numbers (see the module docstring)."""
+    """SafeLoader with YAML 1.2 core-schema booleans and numbers (see the module docstring), and the
+    bounds of :mod:`ivr.dialplan.limits`: aliases, nesting depth, and values a constructor rejects
+    (``2026-02-30``, ``!!int abc``) become YAML errors at their place instead of exceptions."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > limits.MAX_ALIASES:
+                self._refuse(f"more than {limits.MAX_ALIASES} aliases (*name)")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > limits.MAX_DEPTH:
+                self._refuse(f"nested deeper than {limits.MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _refuse(self, why: str) -> None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        raise yaml.composer.ComposerError(None, None, why, event.start_mark)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # PyYAML's constructors fail in many ways on odd values (a bad date, a
+            # tagged scalar its regular expression does not match, a number too large to read)
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value: {_short(exc)}",
+                                                    node.start_mark) from None
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -130,22 +166,104 @@ def _mark(m: yaml.Mark) -> tuple[int, int]:
     return (m.line + 1, m.column + 1)
 
 
+def read_bounded(path: Path) -> bytes:
+    """A file's bytes, reading at most one byte more than :data:`~ivr.dialplan.limits.MAX_FILE_BYTES`
+    (so a huge file is never read whole; :func:`parse_file` refuses it)."""
+    with path.open("rb") as f:
+        return f.read(limits.MAX_FILE_BYTES + 1)
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= limits.MAX_QUOTED else text[:limits.MAX_QUOTED] + "..."
+
+
+def _not_utf8(file: str, raw: bytes, exc: UnicodeDecodeError) -> Problem:
+    at = exc.start
+    line, col = raw.count(b"\n", 0, at) + 1, at - (raw.rfind(b"\n", 0, at) + 1) + 1
+    return Problem(file, line, col, f"not UTF-8 text: byte 0x{raw[at]:02x} (a plan file is UTF-8)",
+                   "dialplan.encoding")
+
+
+def _yaml_problem(file: str, raw: bytes, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line, col = _mark(mark) if mark is not None else (1, 1)
+    if isinstance(exc, yaml.reader.ReaderError):  # control characters: a position in characters
+        text = raw.decode("utf-8", "replace")
+        at = max(0, min(int(exc.position), len(text)))
+        line, col = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        return Problem(file, line, col, f"YAML: character #x{exc.character:04x} is not allowed", "dialplan.yaml")
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Problem(file, line, col, f"YAML: {_short(problem)}", "dialplan.yaml")
+
+
+def _expanded_size(root: yaml.Node) -> int | None:
+    """How many YAML nodes the document has once its aliases are expanded (capped just above
+    :data:`~ivr.dialplan.limits.MAX_EXPANDED_NODES`); None for an alias that contains itself."""
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+    cap = limits.MAX_EXPANDED_NODES + 1
+
+    def size(node: yaml.Node) -> int | None:  # depth is bounded by MAX_DEPTH
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if key in active:
+            return None
+        active.add(key)
+        total = 1
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        for child in children:
+            n = size(child)
+            if n is None:
+                return None
+            total = min(cap, total + n)
+        active.discard(key)
+        memo[key] = total
+        return total
+
+    return size(root)
+
+
 def parse_file(path: Path, raw: bytes | None = None) -> ParsedFile:
-    """Read and parse one file: data, positions, and YAML problems (syntax, duplicate keys)."""
-    raw = path.read_bytes() if raw is None else raw
+    """Read and parse one file: data, positions, and YAML problems (syntax, duplicate keys, the
+    bounds of :mod:`ivr.dialplan.limits`). Never raises for any content; ``OSError`` on reading."""
+    raw = read_bounded(path) if raw is None else raw
     parsed = ParsedFile(path, raw)
-    loader = _Loader(raw)
+    file = str(path)
+    if len(raw) > limits.MAX_FILE_BYTES:
+        parsed.problems.append(Problem(file, 1, 1, f"the file is larger than {limits.MAX_FILE_BYTES} bytes: "
+                                       "refused", "dialplan.too_large"))
+        return parsed
+    try:  # UTF-8 only (a BOM allowed): other encodings YAML allows would be read differently elsewhere
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        parsed.problems.append(_not_utf8(file, raw, exc))
+        return parsed
+    loader: _Loader | None = None
     try:
+        loader = _Loader(text.removeprefix("\ufeff"))
         node = loader.get_single_node()
+        if node is not None:
+            size = _expanded_size(node)
+            if size is None:
+                raise yaml.composer.ComposerError(None, None, "an alias refers to the block that contains it",
+                                                  node.start_mark)
+            if size > limits.MAX_EXPANDED_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {limits.MAX_EXPANDED_NODES} values once aliases are expanded",
+                    node.start_mark)
         parsed.data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line, col = _mark(mark) if mark is not None else (1, 1)
-        problem = getattr(exc, "problem", None) or str(exc)
-        parsed.problems.append(Problem(str(path), line, col, f"YAML: {problem}", "dialplan.yaml"))
+        parsed.problems.append(_yaml_problem(file, raw, exc))
         return parsed
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if node is None:
         parsed.problems.append(Problem(str(path), 1, 1, "the file is empty: a dial plan needs name, "
                                                         "numbers, start and nodes", "dialplan.yaml"))
@@ -179,7 +297,7 @@ def _walk(node: yaml.Node, path: DataPath, spans: dict[DataPath, Span], dups: di
                 if key in seen:
                     first = _mark(seen[key].start_mark)
                     where = _mark(key_node.start_mark)
-                    dups[where] = Problem(file, *where, f"duplicate key {key!r} (first at line {first[0]}, "
+                    dups[where] = Problem(file, *where, f"duplicate key {_short(repr(key))} (first at line {first[0]}, "
                                           f"column {first[1]}); YAML keeps only this last one",
                                           "dialplan.duplicate_key")
                     stale = (*path, key)
@@ -268,6 +386,9 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> tuple[DataPath, str | i
     for seg in loc:
         if seg == "[key]":
             continue
+        if len(path) == 2 and path[0] == "nodes" and isinstance(cur, dict) and seg == cur.get("type") \
+                and seg in NODE_TYPES and len(loc) > 2:
+            continue  # the node type is the union's tag: a `queue` node's fields are not under `queue:`
         if isinstance(cur, dict) and seg in cur:
             cur = cur[seg]
             path.append(seg)
@@ -285,13 +406,15 @@ def _describe(err: _Err, pos: Positions) -> tuple[tuple[int, int], str, str]:
         model = _model_at(err.loc[:-1])
         valid = f" (valid: {', '.join(_field_names(model))})" if model is not None else ""
         err.path = err.path[:-1]
-        return pos.at((*err.path, name), key=True), f"unknown field {name!r}{valid}", "dialplan.unknown_field"
+        text = f"unknown field {_short(repr(name))}{valid}"
+        return pos.at((*err.path, name), key=True), text, "dialplan.unknown_field"
     if err.type in ("union_tag_invalid", "union_tag_not_found"):
         valid = ", ".join(sorted(NODE_TYPES))
         if err.type == "union_tag_not_found":
             return pos.at(err.path), f"a node needs a type (valid: {valid})", "dialplan.unknown_type"
         tag = err.input.get("type") if isinstance(err.input, dict) else None
-        return pos.at((*err.path, "type")), f"unknown node type {tag!r} (valid: {valid})", "dialplan.unknown_type"
+        text = f"unknown node type {_short(repr(tag))} (valid: {valid})"
+        return pos.at((*err.path, "type")), text, "dialplan.unknown_type"
     if err.type == "missing":
         return pos.at(err.path), f"missing field {err.missing!r}", "dialplan.missing_field"
     msg = err.msg.removeprefix("Value error, ")
@@ -372,17 +495,25 @@ def read_plan(path: Path, raw: bytes | None = None) -> tuple[LoadedPlan | None, 
     return LoadedPlan(plan, path, parsed.version, parsed.positions), sorted(parsed.problems)
 
 
-def load_plan(path: Path) -> LoadedPlan:
-    """Load one plan for running calls: YAML, schema and graph errors raise :class:`DialplanError`.
+def load_plan(path: Path, raw: bytes | None = None) -> LoadedPlan:
+    """Load one plan for running calls: YAML, schema and graph errors raise :class:`DialplanError`,
+    and so does anything else that goes wrong with this file (an unreadable file, a bug met by odd
+    content: code ``dialplan.internal``), so a caller that loads many files never stops at one.
 
     The checks that need settings (lookup hosts, transfer destinations) and the prompt files are
     :func:`ivr.dialplan.checks.check_files`'s job.
     """
     from ivr.dialplan.checks import graph_problems
 
-    loaded, problems = read_plan(path)
-    if loaded is not None:
-        problems += graph_problems(loaded.plan, loaded.positions, str(path))
+    try:
+        loaded, problems = read_plan(path, raw)
+        if loaded is not None:
+            problems += graph_problems(loaded.plan, loaded.positions, str(path))
+    except OSError as exc:
+        raise DialplanError(f"{path}:1:1: error: cannot read: {exc.strerror or exc}", code="dialplan.io") from None
+    except Exception as exc:  # never let one file's content stop a reload or a check of the others
+        raise DialplanError(f"{path}:1:1: error: cannot check this file ({type(exc).__name__})",
+                            code="dialplan.internal") from None
     errors = sorted(p for p in problems if p.severity == "error")
     if errors:
         raise DialplanError("\n".join(map(str, errors)), code=errors[0].code,

@@ -1,9 +1,10 @@
 """The HTTP ``DataPort`` of ``lookup`` nodes (aiohttp), with its safety rails.
 
-* Only hosts in ``dialplan.lookup_hosts`` are reachable. An entry ``host`` allows that host on any
-  port; ``host:port`` (``[v6addr]:port``) only that port (a URL without a port has the scheme's
-  default, 80 or 443). Host names compare case-insensitively. Only ``http``/``https``. This is the
-  rule ``ivr dialplan check`` applies to literal URLs as well.
+* Only hosts in ``dialplan.lookup_hosts`` are reachable, and never a URL with credentials
+  (``user:password@host``): the plan would carry a secret that ``graph`` and ``simulate`` print.
+  An entry ``host`` allows that host on any port; ``host:port`` (``[v6addr]:port``) only that port
+  (a URL without a port has the scheme's default, 80 or 443). Host names compare case-insensitively.
+  Only ``http``/``https``. This is the rule ``ivr dialplan check`` applies to literal URLs as well.
 * Redirects are followed (at most :data:`MAX_REDIRECTS`) only to the same host and port, and only when
   that is still allowed; anything else fails with ``redirect``.
 * The whole exchange (connect, redirects, reading the body) is bounded by the node's ``timeout_s``.
@@ -70,6 +71,8 @@ def host_allowed(url: str | URL, allowed: Iterable[str]) -> bool:
         u = url if isinstance(url, URL) else URL(url)
     except (ValueError, TypeError):
         return False
+    if u.user is not None or u.password is not None or "@" in (u.raw_authority or ""):
+        return False  # credentials in a URL: never sent, never shown
     target = _target(u)
     if target is None:
         return False

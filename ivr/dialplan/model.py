@@ -12,25 +12,47 @@ Text fields marked *template* may use ``{name}`` placeholders: ``{caller}``, ``{
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
+import zoneinfo
 from datetime import date, time
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ivr.dialplan.limits import MAX_PLAN_NODES
+from ivr.dialplan.safe_regex import regex_problem
+from ivr.prompts.paths import prompt_name_problem
+from ivr.speech.grammar import phrase_key
+
 NODE_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
+MAX_TEXT = 4000    # characters of one prompt text (speech synthesis has a time limit)
+MAX_PHRASE = 200   # characters of one phrase of a recognition grammar
 VAR_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 LANGUAGE = r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})*$"
 #: Complaint tiers of a queue node and the caller priority each gives.
 TIER_PRIORITY = {"urgent": 9, "important": 5, "normal": 0}
 DIGITS = "0123456789*#"
+#: A dialled number (DNIS) as the edge and the registry compare it: ASCII digits, an optional leading +.
+NUMBER = r"^\+?[0-9]{1,32}$"
 NodeRef = Annotated[str, Field(pattern=NODE_NAME, description="name of another node in this plan")]
 VarName = Annotated[str, Field(pattern=VAR_NAME, description="variable name, dotted for namespaces")]
+#: Set by the engine for every call: plans read them, never write them (see ivr/dialplan/variables.py).
+BUILTIN_VARIABLES = frozenset({"caller", "dnis", "language", "plan", "plan_version", "phrase"})
+
+
+def _writable(names: Any) -> Any:
+    bad = sorted(n for n in names if n in BUILTIN_VARIABLES)
+    if bad:
+        raise ValueError(f"{', '.join(map(repr, bad))}: built-in variable(s), read-only for plans "
+                         f"({', '.join(sorted(BUILTIN_VARIABLES))})")
+    return names
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Prompt(_Strict):
@@ -48,8 +70,19 @@ class Prompt(_Strict):
     def _from_string(cls, data: Any) -> Any:
         return {"text": data} if isinstance(data, str) else data
 
+    @field_validator("file")
+    @classmethod
+    def _confined(cls, v: str | None) -> str | None:
+        problem = prompt_name_problem(v) if v is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return v
+
     @model_validator(mode="after")
     def _one_source(self) -> Prompt:
+        texts = [self.text] if isinstance(self.text, str) else list((self.text or {}).values())
+        if any(len(t) > MAX_TEXT for t in texts):
+            raise ValueError(f"a prompt text has at most {MAX_TEXT} characters")
         text = self.text
         if isinstance(text, dict):
             text = {k: v for k, v in text.items() if v.strip()}
@@ -80,6 +113,23 @@ class Listen(_Strict):
         if self.confirm > self.accept:
             raise ValueError("confirm must not be above accept")
         return self
+
+
+def _distinct_phrases(groups: list[list[str]], what: str) -> None:
+    """Phrases as calls match them (:func:`ivr.speech.grammar.phrase_key`: case, spaces, punctuation,
+    Unicode width and composition do not count): none may be empty, and no two groups may share one."""
+    owner: dict[str, tuple[int, str]] = {}
+    for i, group in enumerate(groups):
+        for phrase in group:
+            key = phrase_key(phrase)
+            if not key:
+                raise ValueError(f"phrase {phrase[:40]!r} has no word a recogniser could match")
+            if len(phrase) > MAX_PHRASE:
+                raise ValueError(f"phrase {phrase[:40]!r}... is longer than {MAX_PHRASE} characters")
+            if key in owner and owner[key][0] != i:
+                raise ValueError(f"phrases {owner[key][1][:40]!r} and {phrase[:40]!r} are the same answer to a "
+                                 f"recogniser; each {what} needs its own")
+            owner.setdefault(key, (i, phrase))
 
 
 class MenuOption(_Strict):
@@ -117,10 +167,7 @@ class MenuNode(_Asks):
         dup = {d for d in digits if digits.count(d) > 1}
         if dup:
             raise ValueError(f"digit(s) {sorted(dup)} used by more than one option")
-        phrases = [p.strip().lower() for o in self.options for p in o.say]
-        dup = {p for p in phrases if phrases.count(p) > 1}
-        if dup:
-            raise ValueError(f"phrase(s) {sorted(dup)} used by more than one option")
+        _distinct_phrases([o.say for o in self.options], "option")
         return self
 
 
@@ -136,14 +183,18 @@ class CollectNode(_Asks):
                             "never shown to agents, the CRM or the call record (shown as ****)")
     next: NodeRef | None = None
 
+    @field_validator("variable")
+    @classmethod
+    def _not_builtin(cls, v: str) -> str:
+        _writable([v])
+        return v
+
     @field_validator("pattern")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a regular expression: {exc}") from exc
+        problem = regex_problem(v) if v is not None else None
+        if problem is not None:
+            raise ValueError(f"pattern: {problem}")
         return v
 
     @model_validator(mode="after")
@@ -171,7 +222,7 @@ class TimeWindow(_Strict):
     end: time = Field(time(23, 59, 59), alias="to", description="HH:MM, exclusive; before from = overnight")
     timezone: str | None = Field(None, description="IANA zone, default: the plan's")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("days")
     @classmethod
@@ -209,7 +260,7 @@ class Condition(_Strict):
     lt: float | None = None
     negate: bool = Field(False, alias="not", description="invert the whole condition")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _meaningful(self) -> Condition:
@@ -221,11 +272,9 @@ class Condition(_Strict):
             raise ValueError(f"var {self.var!r} needs an operator (equals, in, matches, exists, gt, lt)")
         if self.time is None and self.holiday is None and self.caller is None and self.var is None:
             raise ValueError("a condition needs time, holiday, caller or var")
-        if self.matches is not None:
-            try:
-                re.compile(self.matches)
-            except re.error as exc:
-                raise ValueError(f"matches is not a regular expression: {exc}") from exc
+        problem = regex_problem(self.matches) if self.matches is not None else None
+        if problem is not None:
+            raise ValueError(f"matches: {problem}")
         return self
 
 
@@ -233,7 +282,7 @@ class BranchRule(_Strict):
     when: Condition = Field(alias="if")
     goto: NodeRef
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class BranchNode(_Strict):
@@ -260,15 +309,38 @@ class LookupNode(_Strict):
     @field_validator("url")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/{}]+", v):
+        m = re.match(r"^https?://([^/?#]*)", v)
+        if not m or not m.group(1) or "{" in m.group(1) or "}" in m.group(1):
             raise ValueError("url must start with http:// or https:// and a literal host")
+        if "@" in m.group(1):
+            raise ValueError("url must not hold credentials (user:password@): a lookup sends none, and the "
+                             "plan file, check, graph and simulate would show them")
+        if any(c.isspace() or ord(c) < 32 for c in v):
+            raise ValueError("url must not contain spaces or control characters")
+        try:
+            parts = urlsplit(v)
+            if not parts.hostname:
+                raise ValueError("no host")
+            _ = parts.port  # a port out of range or not a number
+        except ValueError as exc:
+            raise ValueError(f"url is not a valid http(s) URL ({exc})") from None
         return v
+
+    @field_validator("store")
+    @classmethod
+    def _store_writable(cls, v: dict[str, str]) -> dict[str, str]:
+        return _writable(v)  # type: ignore[no-any-return]
 
 
 class SetNode(_Strict):
     type: Literal["set"]
     variables: dict[VarName, str | int | float | bool] = Field(min_length=1, description="values are templates")
     next: NodeRef | None = None
+
+    @field_validator("variables")
+    @classmethod
+    def _writable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _writable(v)  # type: ignore[no-any-return]
 
 
 class LanguageNode(_Strict):
@@ -294,7 +366,8 @@ class QueueKey(_Strict):
 class QueueNode(_Strict):
     type: Literal["queue"]
     queue: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    skills: list[str] = Field([], description="required skills; default: the queue name")
+    skills: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]] = Field(
+        [], description="required skills; default: the queue name")
     language: str | None = Field(None, pattern=LANGUAGE, description="required agent language; default: the call's")
     priority: int | str = Field(0, description="0-9, higher first; or a template like {crm.priority}")
     tier: str | None = Field(None, description="complaint tier urgent|important|normal (priority 9/5/0; the "
@@ -303,7 +376,7 @@ class QueueNode(_Strict):
                                         "default: the queue's (routing.queues), else 1")
     prompt: Prompt | None = None
     announce: Announcements | None = None
-    max_wait_s: float | None = Field(None, gt=0, description="after this, go to on_timeout")
+    max_wait_s: float | None = Field(None, gt=0, le=86400, description="after this, go to on_timeout (at most a day)")
     on_timeout: NodeRef | None = None
     after: NodeRef | None = Field(None, description="where the caller goes when the agent hangs up (e.g. a survey)")
     keys: list[QueueKey] = Field([], description="keys that leave the queue while waiting, e.g. 1 = call me back")
@@ -348,6 +421,12 @@ class CallbackNode(_Strict):
     next: NodeRef | None = Field(None, description="after booking (default: hang up)")
     declined: NodeRef | None = Field(None, description="when the caller does not accept")
 
+    @field_validator("accept_say")
+    @classmethod
+    def _phrases(cls, v: list[str]) -> list[str]:
+        _distinct_phrases([v], "phrase")
+        return v
+
 
 class SurveyNode(_Strict):
     """Post-call satisfaction: one key (or word) 1..5, stored with the call record as ``csat``."""
@@ -362,6 +441,15 @@ class SurveyNode(_Strict):
         {}, description="spoken words per score, e.g. {'5': [매우 만족]}; digits always work")
     listen: Listen = Listen()
     next: NodeRef | None = None
+
+    @field_validator("scale")
+    @classmethod
+    def _scores(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        bad = [k for k in v if k.strip() not in ("1", "2", "3", "4", "5")]
+        if bad:
+            raise ValueError(f"scale keys are the scores 1..5 (not {bad[0][:20]!r})")
+        _distinct_phrases(list(v.values()), "score")
+        return v
 
 
 class VoicemailNode(_Strict):
@@ -411,24 +499,50 @@ class Confirm(_Strict):
     no_digit: str = Field("2", pattern=r"^[0-9*#]$")
     timeout_s: float = Field(4.0, gt=0, le=30)
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Confirm:
+        if self.yes_digit == self.no_digit:
+            raise ValueError("yes_digit and no_digit must differ")
+        for lang in sorted(set(self.yes) | set(self.no)):
+            _distinct_phrases([self.yes.get(lang, []), self.no.get(lang, [])], "of yes and no")
+        return self
+
 
 class Plan(_Strict):
     """One dial plan: the numbers it answers and its nodes."""
 
     name: str = Field(min_length=1, max_length=120)
-    numbers: list[str] = Field(min_length=1, description="dialed numbers (DNIS) this plan answers; * = any")
+    numbers: list[str] = Field(min_length=1, max_length=200,
+                               description="dialed numbers (DNIS) this plan answers: digits with an optional "
+                               "leading + (\"+15550100\", \"1000\"); * = any other number")
     language: str = Field("en", pattern=LANGUAGE, description="language at the start of a call")
     timezone: str = Field("UTC", description="IANA time zone for time windows and holidays")
     calendars: dict[str, list[date]] = Field({}, description="holiday calendars: name -> dates")
     variables: dict[VarName, str | int | float | bool] = Field({}, description="initial variables")
     confirm: Confirm = Field(Confirm(), description="confirmation of half-sure speech answers")
     start: NodeRef
-    nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node] = Field(min_length=1)
+    nodes: dict[Annotated[str, Field(pattern=NODE_NAME)], Node] = Field(min_length=1, max_length=MAX_PLAN_NODES)
 
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
         return _check_zone(v)
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        for number in v:
+            if number != "*" and not re.fullmatch(NUMBER, number):
+                plain = re.sub(r"[\s().-]", "", unicodedata.normalize("NFKC", number))
+                hint = f" (write {plain!r})" if re.fullmatch(NUMBER, plain) else ""
+                raise ValueError(f"number {number[:40]!r} is not a dialled number: digits with an optional leading "
+                                 f"+, or * for any other number{hint}")
+        return v
+
+    @field_validator("variables")
+    @classmethod
+    def _writable(cls, v: dict[str, Any]) -> dict[str, Any]:
+        return _writable(v)  # type: ignore[no-any-return]
 
     def prompts(self) -> list[tuple[str, str, Prompt]]:
         """Every prompt of the plan as (node, field, prompt)."""
@@ -472,9 +586,19 @@ def is_terminal(node: AnyNode) -> bool:
     return getattr(node, "next", "x") is None     # no next: hang up after this node
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones()) | {"UTC"}
+
+
 def _check_zone(v: str) -> str:
+    """Only a zone of the tz database (``Asia/Seoul``): not a directory of it (``America``), not a
+    path (``../x``), not a file that is not a zone."""
+    shown = v if len(v) <= 60 else v[:60] + "..."
+    if v not in _zone_names():
+        raise ValueError(f"unknown time zone {shown!r} (an IANA name such as Asia/Seoul or UTC)")
     try:
-        ZoneInfo(v)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"unknown time zone {v!r}") from exc
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"unknown time zone {shown!r}") from exc
     return v

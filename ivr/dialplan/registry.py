@@ -37,7 +37,7 @@ from pydantic import BaseModel
 
 from ivr.core.errors import DialplanError, IvrError, NotFound
 from ivr.core.logging import get_logger
-from ivr.dialplan.loader import LoadedPlan, PlanRegistry, content_version, load_plan, plan_files
+from ivr.dialplan.loader import LoadedPlan, PlanRegistry, content_version, load_plan, plan_files, read_bounded
 
 log = get_logger(__name__)
 Source = Literal["file", "rollback"]
@@ -242,7 +242,7 @@ class LiveRegistry(PlanRegistry):
         changed = swap = False
         for path in files:
             try:
-                raw = path.read_bytes()
+                raw = read_bounded(path)
             except OSError:
                 continue  # renamed or deleted between the listing and the read: next round
             version = content_version(raw)
@@ -251,9 +251,7 @@ class LiveRegistry(PlanRegistry):
                 continue
             old = state.loaded.version if state.loaded else None
             try:
-                loaded = load_plan(path)
-                if loaded.version != version:
-                    continue  # the file is being written: look again next round
+                loaded = self._load(path, raw)
                 candidate = {**running, path: loaded}
                 PlanRegistry([candidate[p] for p in sorted(candidate)])  # a number used twice?
             except DialplanError as exc:
@@ -284,6 +282,17 @@ class LiveRegistry(PlanRegistry):
             ordered = [running[p] for p in sorted(running)]
             self._snapshot = PlanRegistry(ordered)  # the swap: one reference assignment
         return changed
+
+    @staticmethod
+    def _load(path: Path, raw: bytes) -> LoadedPlan:
+        """The plan of exactly these bytes (read once: a file being written is looked at again next
+        round). Whatever goes wrong is a :class:`DialplanError`, so the files after it still load."""
+        try:
+            return load_plan(path, raw)
+        except DialplanError:
+            raise
+        except Exception as exc:  # load_plan converts its own; this guards the ones of the future
+            raise DialplanError(f"{path}: cannot load ({type(exc).__name__})", code="dialplan.internal") from None
 
     def _forget_deleted(self, present: set[Path], running: dict[Path, LoadedPlan]) -> bool:
         changed = False

@@ -52,9 +52,10 @@ from zoneinfo import ZoneInfo
 from ivr.core.errors import ConfigError, DialplanError, IvrError
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan
-from ivr.dialplan.model import VAR_NAME, AnyNode, MenuNode, Prompt
+from ivr.dialplan.model import VAR_NAME, AnyNode, CollectNode, MenuNode, Prompt
 from ivr.dialplan.ports import Answer, Ask, CallerGone, QueueOutcome, QueueTarget, Recording
 from ivr.dialplan.templates import prompt_text
+from ivr.dialplan.variables import MASK
 
 KEYS = set("0123456789*#")
 
@@ -264,16 +265,18 @@ class SimCall:
 
     def _report(self, answer: Answer, source: str) -> None:
         node = self._node_name()
+        secret = self.node is not None and isinstance(self.node[1], CollectNode) and self.node[1].sensitive
+        digits = MASK if secret and answer.digits else answer.digits  # a PIN is not printed, even here
         if answer.kind == "no_input":
             self.pr.event("input", "   input: (none)", node=node, kind="no_input")
         elif answer.kind == "digits":
-            self.pr.event("input", f"   input: keys {answer.digits or '(terminator only)'}", node=node,
-                          kind="digits", digits=answer.digits)
+            self.pr.event("input", f"   input: keys {digits or '(terminator only)'}", node=node,
+                          kind="digits", digits=digits)
         else:
-            what = repr(answer.phrase) if answer.phrase else (f"digits {answer.digits}" if answer.digits
+            what = repr(answer.phrase) if answer.phrase else (f"digits {digits}" if answer.digits
                                                               else f"{answer.text!r} (not a phrase here)")
             self.pr.event("input", f"   input: said {what} @{answer.confidence:.2f}", node=node, kind="speech",
-                          phrase=answer.phrase, digits=answer.digits, text=answer.text,
+                          phrase=answer.phrase, digits=digits, text=MASK if secret else answer.text,
                           confidence=answer.confidence)
 
     async def record(self, *, max_s: float, beep: bool, terminator: str, name: str) -> Recording:
@@ -498,6 +501,7 @@ async def _walk(loaded: LoadedPlan, settings: Any, pr: Printer, *, caller: str, 
             runner.flush_steps()
             result, node, queue_outcome, target = res.result, res.node, res.queue_outcome, res.queue_target
             variables_out, journey = res.variables, res.journey
+    variables_out = {k: MASK if k in journey.sensitive else v for k, v in variables_out.items()}  # secrets
     out: dict[str, Any] = {
         "outcome": {"result": result, "node": node, "queue_outcome": queue_outcome,
                     "queue": target.queue if target else None,

@@ -66,6 +66,11 @@ def render(template: str, variables: Mapping[str, str], *,
     return _TOKEN.sub(sub, template)
 
 
+def literal_text(template: str) -> str:
+    """The template without its placeholders (``{{``/``}}`` as braces): what is said whatever the values."""
+    return _TOKEN.sub(lambda m: "" if m.group(1) else m.group(0)[0], template)
+
+
 def render_url(template: str, variables: Mapping[str, str]) -> str:
     """Like :func:`render`, with every substituted value percent-encoded (``safe=""``)."""
     return render(template, variables, quote_value=lambda v: quote(v, safe=""))

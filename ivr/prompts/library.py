@@ -39,6 +39,7 @@ from pydub import AudioSegment
 
 from ivr.core.errors import PromptError
 from ivr.core.logging import get_logger
+from ivr.prompts.paths import inside, prompt_name_problem
 
 #: Bump when the rendering below changes, so existing cache entries are not reused.
 PIPELINE_VERSION = 1
@@ -63,7 +64,9 @@ class PromptSpec:
     """What a dial plan says about a prompt.
 
     ``file`` is relative to ``<source_dir>/<language>/`` (``"welcome.wav"``, or ``"welcome"`` for the
-    first of ``.wav/.mp3/.ogg/.flac`` that exists) or absolute. ``text`` is spoken by the speech
+    first of ``.wav/.mp3/.ogg/.flac`` that exists) and never leaves it (:mod:`ivr.prompts.paths`:
+    ``prompt.outside`` otherwise). ``path`` is a file the operator configured (music on hold), read
+    as it is. ``text`` is spoken by the speech
     engine when there is no ``file``. When ``file`` is given it wins, and a missing file is an error
     (``text`` is not a fallback: a typo in a file name must not silently turn into robot speech).
 
@@ -75,9 +78,10 @@ class PromptSpec:
     file: str | None = None
     text: str | None = None
     fallback_language: str | None = None
+    path: Path | None = None  # an operator's file anywhere (music on hold); never from a dial plan
 
     def __post_init__(self) -> None:
-        if not self.file and not (self.text and self.text.strip()):
+        if not self.file and not self.path and not (self.text and self.text.strip()):
             raise PromptError("a prompt needs a file or a non-empty text", file=self.file, text=self.text)
 
 
@@ -158,6 +162,8 @@ class PromptLibrary:
 
         Raises ``prompt.missing`` like :meth:`resolve`.
         """
+        if spec.path is not None:
+            return Path(spec.path)
         if not spec.file:
             return None
         _check_language(language)
@@ -217,8 +223,9 @@ class PromptLibrary:
 
     def _locate(self, spec: PromptSpec, language: str) -> _Source:
         _check_language(language)
-        if spec.file:
-            path = self._find_file(spec.file, language, spec.fallback_language)
+        if spec.file or spec.path is not None:
+            path = Path(spec.path) if spec.path is not None else self._find_file(
+                spec.file or "", language, spec.fallback_language)
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -236,22 +243,30 @@ class PromptLibrary:
         return _Source("tts", content_key(meta), repr(text[:60]), text=text, voice=voice)
 
     def _find_file(self, name: str, language: str, fallback_language: str | None = None) -> Path:
+        problem = prompt_name_problem(name)
+        if problem is not None:
+            raise PromptError(f"prompt file {name[:80]!r}: {problem}", code="prompt.outside", file=name[:80])
         given = Path(name)
         languages = [language]
-        if fallback_language and fallback_language != language and not given.is_absolute():
+        if fallback_language and fallback_language != language:
             _check_language(fallback_language)
             languages.append(fallback_language)
-        candidates: list[Path] = []
+        candidates: list[tuple[Path, Path]] = []
         for lang in languages:
-            base = given if given.is_absolute() else self.source_dir / lang / given
+            folder = self.source_dir / lang
+            base = folder / given
             if base.suffix.lower() in AUDIO_EXTENSIONS:
-                candidates.append(base)
+                candidates.append((folder, base))
             else:
-                candidates.extend(base.with_name(base.name + ext) for ext in AUDIO_EXTENSIONS)
-        for candidate in candidates:
+                candidates.extend((folder, base.with_name(base.name + ext)) for ext in AUDIO_EXTENSIONS)
+        for folder, candidate in candidates:
             if candidate.is_file():
+                if not inside(folder, candidate):  # a symbolic link out of prompts/<language>/
+                    raise PromptError(f"prompt file {name!r} leads outside {folder}", code="prompt.outside",
+                                      file=name)
                 return candidate
-        tried = ", ".join(str(c) for c in candidates)
+        candidates_shown = [c for _, c in candidates]
+        tried = ", ".join(str(c) for c in candidates_shown)
         raise PromptError(
             f"prompt file {name!r} not found for language {language!r} (tried {tried})",
             code="prompt.missing", file=name, language=language,
@@ -370,6 +385,10 @@ def decode_audio(data: bytes, label: str) -> Any:
         raise PromptError(
             f"prompt file {label} is not decodable audio: {reason}", code="prompt.corrupt", file=label
         ) from exc
+    if not (1 <= segment.channels <= 8 and segment.sample_width in (1, 2, 3, 4) and segment.frame_rate >= 1):
+        raise PromptError(f"prompt file {label} declares an impossible format ({segment.channels} channels, "
+                          f"{segment.sample_width * 8}-bit, {segment.frame_rate} Hz)", code="prompt.corrupt",
+                          file=label)
     if segment.frame_count() == 0:
         raise PromptError(f"prompt file {label} contains no audio", code="prompt.corrupt", file=label)
     verify_integrity(data, label, len(segment))

@@ -54,7 +54,7 @@ def music_on_hold(cache_dir: Path, sample_rate: int, source: Path | None = None)
     if source is not None:
         source = Path(source).absolute()
         library = PromptLibrary(source.parent, cache_dir, sample_rate)
-        return library.resolve(PromptSpec(file=str(source)))
+        return library.resolve(PromptSpec(path=source))
     key = content_key({
         "kind": "moh", "version": MOH_VERSION, "rate": sample_rate, "width": SAMPLE_WIDTH,
         "target_dbfs": MOH_TARGET_DBFS, "peak_dbfs": PEAK_CEILING_DBFS, "fade_ms": LOOP_FADE_MS,

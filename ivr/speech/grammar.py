@@ -66,8 +66,14 @@ def build_grammar(phrases: Iterable[str], *, unk: str | None = UNK) -> str:
     return json.dumps(words, ensure_ascii=False)
 
 
-def _key(text: str) -> str:
+def phrase_key(text: str) -> str:
+    """What two phrases must share to be the same answer: :func:`normalise` (NFKC, case folded,
+    punctuation dropped) without garbage tokens and without spaces. ``check`` refuses two options
+    with one key, and a phrase whose key is empty (it can never be matched)."""
     return normalise(strip_unknown(text)).replace(" ", "")
+
+
+_key = phrase_key
 
 
 def match_phrase(text: str, phrases: Iterable[str]) -> str | None:

@@ -452,6 +452,6 @@ async def test_collected_account_picks_the_branch(flow: Flow, tmp_path: Path) ->
     record = await ended_record(h, COLLECT)
     assert record["queue"] == "gold", record
     assert steps_of(record) == [("account", "ok"), ("route", "gold"), ("gold", "caller_hangup")], record["journey"]
-    assert record["journey"]["steps"][0]["digit"] == "**34"
+    assert record["journey"]["steps"][0]["digit"] == "****"  # short entries are masked whole
     assert record["journey"]["steps"][1]["detail"] == "rule 0"
     assert record["journey"]["data"]["account"] == "1234"

@@ -310,7 +310,9 @@ def test_transfer_destinations(tmp_path: Path) -> None:
       b: {type: transfer, to: "{crm.desk}", on_failure: c}
       c: {type: transfer, to: "sip:desk@elsewhere.example"}
     """, transfer_allow=allow)
-    assert out == ["8:27: error: dialplan.transfer: c: transfer destination 'sip:desk@elsewhere.example' "
+    assert out == ["7:27: warning: dialplan.template_variable: nodes.b.to: {crm.desk} is never set by this plan "
+                   "(renders as an empty text)",
+                   "8:27: error: dialplan.transfer: c: transfer destination 'sip:desk@elsewhere.example' "
                    "matches no glob of dialplan.transfer_allow (sip:*@pbx.example.com, +8210*)"]
 
 
@@ -411,7 +413,10 @@ def test_shipped_plans_and_examples_pass(tmp_path: Path) -> None:
     settings = Settings(var_dir=tmp_path / "var", _env_file=None,  # type: ignore[call-arg]
                         dialplan={"lookup_hosts": ["crm.example.com", "accounts.bank.example:8443"],
                                   "transfer_allow": ["sip:*@pbx.example.com", "+8210*", "+1555???????"]})
-    assert check_files(files, settings) == []
+    found = check_files(files, settings)
+    assert [p for p in found if p.severity == "error"] == []
+    # example queues no demo agent serves; English phrases the default (Korean) speech model does not know
+    assert {p.code for p in found} <= {"dialplan.queue_unknown", "speech.unknown_word"}
     used = {type(n).__name__ for f in files for n in load_plan(f).plan.nodes.values()}
     assert used == {t.__name__ for t in NODE_TYPES.values()}  # the examples show every node type
     hotline = load_plan(ROOT / "dialplans" / "hotline.yaml").plan

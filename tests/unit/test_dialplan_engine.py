@@ -396,9 +396,12 @@ async def test_collect_spoken_digits_accepted_or_confirmed() -> None:
     assert env.steps[0] == ("c", "no_match") and env.result.node == "fail"
 
 
-def test_mask_digits() -> None:
-    assert mask_digits("123434") == "****34"
-    assert mask_digits("12") == "**" and mask_digits("1") == "*" and mask_digits("") == ""
+def test_mask_digits_is_one_rule_the_stricter_one() -> None:
+    from ivr.runtime import ask
+
+    assert ask.mask_digits is mask_digits  # the journey and the logs mask alike
+    assert mask_digits("123434") == "******" and mask_digits("1234567") == "*******"
+    assert mask_digits("12345678") == "******78" and mask_digits("") == "" and mask_digits("12") == "**"
 
 
 # --- play, set, language ------------------------------------------------------------------------------
@@ -665,10 +668,10 @@ async def test_transfer_glob_is_case_sensitive_and_nothing_is_allowed_by_default
 
 
 async def test_transfer_failed_goes_to_on_failure_or_hangs_up() -> None:
-    allow = DialplanSettings(transfer_allow=["sip:*"])
+    allow = DialplanSettings(transfer_allow=["sip:*@pbx.example"])
     env = await run(TRANSFER, FakeCall(transfer="failed"), settings=allow)
     assert env.steps[0] == ("t", "failed") and env.result.node == "fallback" and env.result.result == "hangup"
-    env = await run("start: t\nnodes:\n  t: {type: transfer, to: 'sip:x'}\n", FakeCall(transfer="failed"),
+    env = await run("start: t\nnodes:\n  t: {type: transfer, to: 'sip:x@pbx.example'}\n", FakeCall(transfer="failed"),
                     settings=allow)
     assert env.result.result == "hangup" and env.result.node == "t" and env.call.hangups == 1
 

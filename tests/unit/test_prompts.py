@@ -226,10 +226,10 @@ def test_name_without_extension_finds_any_supported_format(
     assert_telephone_wav(path)
 
 
-def test_absolute_file_path(library: CountingLibrary, tmp_path: Path) -> None:
+def test_an_operator_path_is_read_where_it_is(library: CountingLibrary, tmp_path: Path) -> None:
     source = write_audio(tone(ms=500, rate=16000), tmp_path / "elsewhere" / "beep.wav", "wav")
 
-    path = library.resolve(PromptSpec(file=str(source)), "ko")
+    path = library.resolve(PromptSpec(path=source), "ko")
 
     assert abs(library.duration_ms(path) - 500) <= 1
 
