@@ -242,10 +242,10 @@ def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...]
 
 def prompt_problems(plan: Plan, pos: Positions, file: str, library: PromptLibrary | None) -> list[Problem]:
     """Every prompt renders in every language of the plan exactly as ``ivr run`` renders it before it
-    starts (:func:`ivr.prompts.build.check_prompt`: recordings decoded, texts spoken by espeak-ng,
+    starts (:func:`ivr.dialplan.prompt_build.check_prompt`: recordings decoded, texts spoken by espeak-ng,
     templates with sample values; ``library``: None skips that); texts per language have one for the
     plan's language (others fall back: a warning)."""
-    from ivr.prompts.build import check_prompt
+    from ivr.dialplan.prompt_build import check_prompt
     from ivr.prompts.library import PromptSpec
 
     out: list[Problem] = []

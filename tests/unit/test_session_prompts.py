@@ -1,5 +1,5 @@
 """A prompt whose template renders to nothing (its variables unset at call time) is skipped, not a
-failed call (ivr/runtime/session.py CallSession._prompt_path); a real prompt library (espeak-ng)."""
+failed call (ivr/calls/session.py CallSession._prompt_path); a real prompt library (espeak-ng)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from ivr.calls.session import CallSession
 from ivr.dialplan.model import Prompt
 from ivr.prompts.library import PromptLibrary
-from ivr.runtime.session import CallSession
 from ivr.sip.events import IncomingCall
 from ivr.sip.legs import Leg
 
