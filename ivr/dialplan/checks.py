@@ -197,7 +197,7 @@ def raw_settings_problems(data: Any, pos: Positions, file: str, settings: Dialpl
         authority = url.partition("://")[2].split("/")[0].split("?")[0] if isinstance(url, str) else ""
         if "@" in authority or "{" in authority:
             pass  # credentials or a templated host: the schema refuses the URL itself
-        elif node.get("type") == "lookup" and isinstance(url, str) and not lookup_host_allowed(
+        elif node.get("type") == "lookup" and isinstance(url, str) and not host_allowed(
                 url, settings.lookup_hosts):
             host = _shown_host(url)
             allowed = ", ".join(settings.lookup_hosts) or "none"
@@ -223,12 +223,6 @@ def _shown_host(url: str) -> str:
     except ValueError:
         return "?"
     return host if len(host) <= 80 else host[:80] + "..."
-
-
-def lookup_host_allowed(url: str, allowed: Sequence[str]) -> bool:
-    """``host`` in the list allows that host on any port, ``host:port`` only that port (the rule of
-    :func:`ivr.dialplan.lookup.host_allowed`, which the engine applies at call time)."""
-    return host_allowed(url, allowed)
 
 
 def plan_prompts(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, ...], Prompt]]:
@@ -332,8 +326,12 @@ def voice_problems(plan: Plan, pos: Positions, file: str, voices: Mapping[str, s
 
 def queue_problems(plan: Plan, pos: Positions, file: str, settings: Settings) -> list[Problem]:
     """Queues that routing does not know (not in ``routing.queues``) and that no agent's skill serves:
-    callers there would wait for nobody (a warning: agents may be added later)."""
+    callers there would wait for nobody (a warning: agents may be added later). Only when the
+    configuration names its agents (``users:``): without them (a default install generates its
+    agents on first start; admins add more over the API) nothing here can know who serves a queue."""
     out: list[Problem] = []
+    if not settings.users:
+        return out
     routed = set(settings.routing.queues)
     skills = {skill for user in settings.users for skill in user.skills}
     for name, node in plan.nodes.items():

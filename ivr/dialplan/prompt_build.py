@@ -17,23 +17,28 @@ an error stops them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ivr.core.errors import PromptError
+from ivr.dialplan.templates import names, render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 
 if TYPE_CHECKING:
     from ivr.core.config import Settings
     from ivr.dialplan.model import Plan
 
-#: ``{name}`` / ``{crm.tier}`` in a template (``{{`` is a literal brace, as in str.format).
-PLACEHOLDER = re.compile(r"(?<!\{)\{[^{}]*\}(?!\})")
 #: What a placeholder becomes when a template is spoken at build time.
 SAMPLE_VALUE = "1234"
+
+
+class _Samples(dict[str, str]):
+    """Every variable a template names, as the sample value."""
+
+    def get(self, key: str, default: str | None = None) -> str:  # type: ignore[override]
+        return SAMPLE_VALUE
 
 
 class PlanPrompt(Protocol):
@@ -46,13 +51,14 @@ class PlanPrompt(Protocol):
 
 
 def is_template(text: str | None) -> bool:
-    """True when ``text`` has ``{placeholders}`` filled in per call."""
-    return bool(text and PLACEHOLDER.search(text))
+    """True when ``text`` has ``{placeholders}`` filled in per call (the grammar calls use:
+    :mod:`ivr.dialplan.templates`)."""
+    return bool(text and names(text))
 
 
 def sample_text(text: str) -> str:
     """``text`` with every placeholder replaced by a sample value (what the build speaks)."""
-    return PLACEHOLDER.sub(SAMPLE_VALUE, text)
+    return render(text, _Samples())
 
 
 def spec_for(prompt: PlanPrompt, language: str, default_language: str) -> PromptSpec:

@@ -15,8 +15,9 @@ import pytest
 
 from ivr.core.config import Settings
 from ivr.core.errors import DialplanError
-from ivr.dialplan.checks import check_files, lookup_host_allowed, transfer_allowed
+from ivr.dialplan.checks import check_files, transfer_allowed
 from ivr.dialplan.loader import Problem, load_plan, plan_files, read_plan
+from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import NODE_TYPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -292,7 +293,7 @@ LOOKUP = HEAD + """
     ("https://crm.example.com/c", [], False),
 ])
 def test_lookup_hosts(tmp_path: Path, url: str, allowed: list[str], ok: bool) -> None:
-    assert lookup_host_allowed(url, allowed) is ok
+    assert host_allowed(url, allowed) is ok
     out = problems(tmp_path, LOOKUP.format(url=url), lookup_hosts=allowed)
     if ok:
         assert out == []

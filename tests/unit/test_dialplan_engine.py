@@ -397,7 +397,7 @@ async def test_collect_spoken_digits_accepted_or_confirmed() -> None:
 
 
 def test_mask_digits_is_one_rule_the_stricter_one() -> None:
-    from ivr.runtime import ask
+    from ivr.calls import ask
 
     assert ask.mask_digits is mask_digits  # the journey and the logs mask alike
     assert mask_digits("123434") == "******" and mask_digits("1234567") == "*******"

@@ -120,6 +120,8 @@ def test_templates_are_recognised() -> None:
     assert not is_template("Hello.")
     assert not is_template("braces {{like this}} are literal")
     assert sample_text("Account {account}, tier {crm.tier}.") == "Account 1234, tier 1234."
+    # the grammar of calls (ivr.dialplan.templates): what a call leaves as it is, the build speaks as it is
+    assert not is_template("{not a name}") and sample_text("{not a name} {{x}}") == "{not a name} {x}"
 
 
 # building plans --------------------------------------------------------------------------------
