@@ -13,9 +13,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 from redis.asyncio import Redis
 
 from tests.ports import free_udp_tcp_port
+
+# Generated inputs (hypothesis): no per-example deadline (on 2 shared cores a slow example is not a
+# bug), the same examples on every run (a CI failure reproduces), and their number set per test.
+settings.register_profile("suite", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 
 def free_port() -> int:

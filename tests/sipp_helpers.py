@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ivr.runtime.process import ManagedProcess
+from ivr.core.process import ManagedProcess
 from tests.ports import free_udp_tcp_port
 
 SIPP = "sipp"

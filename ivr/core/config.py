@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from ivr.core.errors import ConfigError
+from ivr.core.event_catalogue import matches_any
 from ivr.core.leg_budget import WHEEL_MAX_LEGS, LegBudget
 
 Role = Literal["agent", "supervisor", "admin"]
@@ -464,6 +465,15 @@ class WebhookEndpoint(BaseModel):
     events: list[str] = Field(["*"], min_length=1, description='event types to send, or globs ("call.*", "*")')
     max_in_flight: int = Field(1, ge=1, le=64, description="deliveries under way at once; 1 keeps the "
                                                            "endpoint's events strictly in order")
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, v: list[str]) -> list[str]:
+        unknown = [p for p in v if not matches_any(p)]
+        if unknown:
+            raise ValueError(f"no event type matches {', '.join(repr(p) for p in unknown[:5])} "
+                             "(the types are listed in docs/events.md)")
+        return v
 
     @field_validator("secret", "previous_secret")
     @classmethod

@@ -13,6 +13,8 @@ within a version, never renamed or removed.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, get_type_hints
 
@@ -354,6 +356,25 @@ def wire_fields(cls: type[Event]) -> dict[str, bool]:
             for f in fields(cls) if f.name not in ("ts", "v")}
 
 
+def parse(etype: str, data: Mapping[str, Any]) -> Event:
+    """The event of type ``etype`` from its stream data (fields it does not know are ignored: a newer
+    ``v`` may add some). ValueError for an unknown type or a missing required field."""
+    try:
+        cls = CATALOGUE[EventType(etype)]
+    except ValueError:
+        raise ValueError(f"unknown event type {etype!r}") from None
+    kwargs = {f.name: data[_wire(f.name)] for f in fields(cls) if _wire(f.name) in data}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"{etype}: {exc}") from None
+
+
+def matches_any(pattern: str) -> bool:
+    """Whether a subscription pattern (``*``, ``call.*``, an exact type) names at least one event type."""
+    return any(fnmatch.fnmatchcase(t.value, pattern) for t in CATALOGUE)
+
+
 def with_audience(audience: str) -> frozenset[str]:
     """The event types ``audience`` (AGENT or FLOOR) receives."""
     return frozenset(t.value for t, cls in CATALOGUE.items() if audience in cls.audience)
@@ -401,5 +422,6 @@ def markdown() -> str:
     return "\n".join(out)
 
 
-__all__ = ["AGENT", "CATALOGUE", "FLOOR", "VERSION", "Event", "markdown", "wire_fields", "with_audience",
+__all__ = ["AGENT", "CATALOGUE", "FLOOR", "VERSION", "Event", "markdown", "matches_any", "parse", "wire_fields",
+           "with_audience",
            *(cls.__name__ for cls in CATALOGUE.values())]

@@ -2,7 +2,7 @@
 
 Writes under ``--out DIR``::
 
-    kamailio/kamailio.cfg      the edge (the template of ivr/runtime/kamailio.cfg, checked with kamailio -c)
+    kamailio/kamailio.cfg      the edge (the template of ivr/edge/kamailio.cfg, checked with kamailio -c)
     kamailio/dispatcher.list   every worker of every host: ``workers.remote`` ("host:port" list), or
                                the ``workers.count`` local workers on ``workers.host`` when that is empty
     redis/redis.conf           the Redis primary: AOF on, bound to loopback + the primary's address,
@@ -18,7 +18,7 @@ The password of ``redis.url`` is never copied anywhere.
 The edge listens on ``edge.host`` plus ``edge.extra_listen`` (e.g. the public address for trunks and a
 private one toward the worker hosts); with more than one address ``mhomed=1`` makes Kamailio pick, per
 destination, the socket the kernel routes from (a datagram to a worker host must not leave from
-127.0.0.1). :class:`MultiHomedEdge` is the :class:`~ivr.runtime.edge.Edge` that does this; the
+127.0.0.1). :class:`MultiHomedEdge` is the :class:`~ivr.edge.Edge` that does this; the
 multi-host test runs it.
 """
 
@@ -34,8 +34,9 @@ from urllib.parse import urlsplit
 from ivr.core.config import Settings, load_settings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import configure
-from ivr.runtime.edge import KAMAILIO, Edge, _host_kind, _hostport, _listen
-from ivr.runtime.process import ManagedProcess
+from ivr.core.process import ManagedProcess
+from ivr.edge import KAMAILIO, Edge
+from ivr.edge.validate import host_kind, hostport, listen
 
 DEFAULT_ETC = Path("/etc/ivr")
 DEFAULT_STATE = Path("/var/lib/ivr")
@@ -71,7 +72,7 @@ def parse_hostport(text: str, what: str, default_port: int | None = None) -> tup
             port = int(port_s)
         except ValueError:
             raise ConfigError(f"{what}: {text!r}: port {port_s!r} is not a number", field=what) from None
-    _hostport(host, port, what)  # validates host and port range
+    hostport(host, port, what)  # validates host and port range
     return host, port
 
 
@@ -144,11 +145,11 @@ class MultiHomedEdge(Edge):
             if host.strip("[]") in seen:
                 continue
             seen.add(host.strip("[]"))
-            _host_kind(host, "edge.extra_listen")
+            host_kind(host, "edge.extra_listen")
             if any(h.strip("[]") == host.strip("[]") and p == edge.port for h, p in self.workers):
                 raise ConfigError(f"edge.extra_listen {host}:{edge.port} is also a worker's address",
                                   field="edge.extra_listen")
-            lines += [f"listen={_listen('udp', host, edge.port)}", f"listen={_listen('tcp', host, edge.port)}"]
+            lines += [f"listen={listen('udp', host, edge.port)}", f"listen={listen('tcp', host, edge.port)}"]
         return lines
 
     def render_config(self) -> str:

@@ -18,15 +18,15 @@ import aiohttp
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, PromptError
 from ivr.core.logging import get_logger
+from ivr.core.process import ManagedProcess, wait_tcp
 from ivr.core.tasks import TaskGroup
 from ivr.dialplan.loader import PlanRegistry
 from ivr.dialplan.prompt_build import build_prompts as build_plan_and_moh_prompts
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
+from ivr.edge import Edge
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
-from ivr.runtime.edge import Edge
-from ivr.runtime.process import ManagedProcess, wait_tcp
 
 log = get_logger(__name__)
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)

@@ -19,17 +19,17 @@ from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
+from ivr.core.process import pid_alive
 from ivr.core.tasks import TaskGroup
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.dialplan.reports import plan_reports
+from ivr.edge import edge_sources
 from ivr.prompts.library import PromptLibrary
 from ivr.prompts.moh import music_on_hold
 from ivr.queues.connection import BLOCK_S, close, connect, keep_running
 from ivr.queues.dialplan_status import DialplanStatus
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
-from ivr.runtime.edge import edge_sources
-from ivr.runtime.process import pid_alive
 from ivr.sip.bridge import SipThread
 from ivr.sip.engine import EngineConfig
 from ivr.sip.events import Disconnected, IncomingCall, Rejected, SipEvent

@@ -61,10 +61,10 @@ import yaml
 from redis.asyncio import Redis
 
 from ivr.core.config import load_settings
+from ivr.core.process import _die_with_parent, pid_alive, wait_tcp
 from ivr.dialplan.loader import PlanRegistry
+from ivr.edge import sip_options_ping
 from ivr.queues.store import QueueStore
-from ivr.runtime.edge import sip_options_ping
-from ivr.runtime.process import _die_with_parent, pid_alive, wait_tcp
 from ivr.runtime.supervisor import build_prompts
 from tests.conftest import kill_matching
 from tests.desktop import AgentDesktop

@@ -20,7 +20,7 @@ import pytest
 
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, Unavailable
-from ivr.runtime.edge import Edge
+from ivr.edge import Edge
 from tests.ports import free_udp_tcp_port
 from tests.sipp_helpers import LOOPBACK, SippServer, run_sipp, scenario
 

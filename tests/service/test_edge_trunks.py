@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from ivr.core.errors import ConfigError
-from ivr.runtime.edge import Edge
+from ivr.edge import Edge
 from tests.ports import free_udp_tcp_port
 from tests.service import test_edge as edge_tests
 from tests.service.test_edge import EdgeFactory, dead_address, make_settings

@@ -99,7 +99,7 @@ def test_kamailio_config_listens_on_every_address_and_passes_kamailio_check(tmp_
     assert targets == ["sip:127.0.0.3:5070", "sip:127.0.0.3:5071", "sip:127.0.0.4:5070"]
     # the check really ran: a broken template is refused with Kamailio's own message
     broken = tmp_path / "broken.cfg"
-    broken.write_text((ROOT / "ivr" / "runtime" / "kamailio.cfg").read_text() + "\nroute[BROKEN] { nonsense( }\n")
+    broken.write_text((ROOT / "ivr" / "edge" / "kamailio.cfg").read_text() + "\nroute[BROKEN] { nonsense( }\n")
     edge = MultiHomedEdge(settings, directory=tmp_path / "broken", template=broken)
     with pytest.raises(ConfigError, match="kamailio rejected"):
         edge.render()
@@ -336,7 +336,7 @@ def test_committed_examples_are_what_the_renderer_writes(tmp_path: Path) -> None
         committed = DEPLOY / rel
         assert committed.is_file(), f"deploy/{rel} is missing: re-run the command in {EXAMPLE.name}"
         if rel.name == "kamailio.cfg":
-            # the body is ivr/runtime/kamailio.cfg at render time; what the layout decides must match
+            # the body is ivr/edge/kamailio.cfg at render time; what the layout decides must match
             def decided(text: str) -> list[str]:
                 return [ln for ln in text.splitlines() if ln.startswith(("#!define", "listen=", "mhomed"))]
             assert decided(committed.read_text()) == decided((tmp_path / rel).read_text()), rel

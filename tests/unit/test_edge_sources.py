@@ -1,11 +1,11 @@
-"""Where a worker accepts new calls from: the edge's SIP sockets (ivr.runtime.edge.edge_sources)."""
+"""Where a worker accepts new calls from: the edge's SIP sockets (ivr.edge.edge_sources)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from ivr.core.config import Settings
-from ivr.runtime.edge import edge_sources
+from ivr.edge import edge_sources
 
 
 def test_edge_sources_are_every_edge_address_at_the_edge_port(tmp_path: Path) -> None:

@@ -7,7 +7,11 @@ import re
 from importlib import resources
 from pathlib import Path
 
+import pytest
+
 from ivr.core import event_catalogue as cat
+from ivr.core.config import Settings, load_settings
+from ivr.core.errors import ConfigError
 from ivr.core.events import EventType
 from ivr.cti import hub
 
@@ -94,3 +98,24 @@ def test_the_hub_routes_by_the_catalogue_audiences() -> None:
 def test_the_events_document_is_up_to_date() -> None:
     doc = (ROOT / "docs" / "events.md").read_text()
     assert doc == cat.markdown() + "\n", "docs/events.md is stale: write ivr.core.event_catalogue.markdown() to it"
+
+
+def test_consumers_parse_events_through_the_catalogue() -> None:
+    ended = cat.parse("call.ended", {"call_id": "c", "outcome": "completed", "reason": "caller_hangup",
+                                     "agent_id": "a", "queue": "q", "duration_s": 3.5, "ts": 1, "v": 1, "later": "x"})
+    assert isinstance(ended, cat.CallEnded) and ended.duration_s == 3.5 and ended.ts == 1
+    resumed = cat.parse("call.resumed", {"call_id": "c", "queue": "q", "from": "abandon", "previous": "p",
+                                         "priority": 1, "place": 2.0, "waited_before_s": 1.0})
+    assert isinstance(resumed, cat.CallResumed) and resumed.from_ == "abandon"
+    for etype, data in [("no.such", {}), ("call.ended", {"call_id": "c"})]:
+        with pytest.raises(ValueError):
+            cat.parse(etype, data)
+
+
+def test_webhook_subscriptions_must_name_catalogued_events() -> None:
+    assert cat.matches_any("*") and cat.matches_any("call.*") and cat.matches_any("callback.failed")
+    assert not cat.matches_any("call.endd") and not cat.matches_any("calls.*")
+    endpoint = {"name": "crm", "url": "http://127.0.0.1:9/hook", "secret": "0123456789abcdef"}
+    Settings(webhooks={"endpoints": [{**endpoint, "events": ["call.ended", "callback.*"]}]})
+    with pytest.raises(ConfigError, match=r"no event type matches 'call\.endd'"):
+        load_settings(webhooks={"endpoints": [{**endpoint, "events": ["call.endd"]}]})
