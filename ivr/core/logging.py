@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -113,3 +115,29 @@ def configure(level: str = "info", fmt: str = "json", role: str | None = None) -
 def get_logger(name: str | None = None, **bound: Any) -> Any:
     log = structlog.get_logger(name)
     return log.bind(**bound) if bound else log
+
+
+class LogThrottle:
+    """At most one log line per key (e.g. a source address) every ``every_s`` seconds, with the
+    count of the lines held back since; at most ``max_keys`` keys remembered (oldest forgotten). For
+    lines a hostile peer can trigger at will (a flood of refused requests), so it cannot fill the log."""
+
+    def __init__(self, every_s: float = 10.0, max_keys: int = 1024,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.max_keys = max_keys
+        self._clock = clock
+        self._seen: OrderedDict[str, tuple[float, int]] = OrderedDict()  # key -> (last logged, held back)
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """Whether to log now, and how many lines of ``key`` were held back before this one."""
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self.every_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False, 0
+        self._seen[key] = (now, 0)
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+        return True, last[1] if last is not None else 0

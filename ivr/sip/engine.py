@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pjsua2 as pj
 
 from ivr.core.leg_budget import LegBudget
-from ivr.core.logging import get_logger
+from ivr.core.logging import LogThrottle, get_logger
 from ivr.sip.events import (
     Answered,
     Disconnected,
@@ -203,6 +203,7 @@ class SipEngine:
         self._rejecting: list[_Call] = []
         self._to_refuse: list[tuple[_Call, pj.CallOpParam]] = []  # refused in onIncomingCall, answered by poll()
         self.draining = False
+        self._not_from_edge_log = LogThrottle(every_s=10.0)
         self._clock_on = False
         self._idle_since = time.monotonic()
 
@@ -329,7 +330,9 @@ class SipEngine:
         if self.cfg.edge_sources and source not in self.cfg.edge_sources:
             # Only the edge hands out calls: its checks (trusted sources, numbers, malformed SIP,
             # flood limits) are bypassed by anyone else who can reach the worker's port.
-            log.warning("sip.not_from_edge", source=source)
+            log_now, held_back = self._not_from_edge_log.allow(source.rpartition(":")[0])
+            if log_now:  # anyone who reaches the port can trigger this line: throttled per host
+                log.warning("sip.not_from_edge", source=source, held_back=held_back)
             op = pj.CallOpParam()
             op.statusCode = 403
             op.reason = "Not From Edge"

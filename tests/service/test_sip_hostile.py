@@ -48,6 +48,7 @@ class Child:
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc = proc
         self.port = port
+        self.lines: list[str] = []  # everything else the process printed (its log)
 
     @property
     def address(self) -> tuple[str, int]:
@@ -64,6 +65,7 @@ class Child:
             assert line, "the worker process ended (pjsip aborted it?)"
             if line.startswith("EVENTS"):
                 return line.split()[1:]
+            self.lines.append(line)
 
 
 @pytest.fixture
@@ -129,3 +131,16 @@ async def test_a_worker_admits_calls_from_the_edge_only(start_child: object) -> 
     events = await child.events()
     assert "IncomingCall:" not in events, events
     assert events.count("Rejected:403") == 2, events
+
+
+async def test_a_flood_of_refused_calls_cannot_fill_the_log(start_child: object) -> None:
+    """Anyone who reaches a worker's port can make it refuse calls: the refusal is logged once per
+    sending host every 10 s, with the count held back, never once per packet."""
+    child = await start_child(f"127.0.0.1:{free_udp_tcp_port()}")  # type: ignore[operator]
+    for _ in range(20):  # each from a new source port of the same host
+        replies = await exchange(child.address, INVITE, transport="udp", within_s=5.0)
+        assert replies.final == 403, replies.messages
+    events = await child.events()
+    assert events.count("Rejected:403") == 20, events
+    logged = [ln for ln in child.lines if "sip.not_from_edge" in ln]
+    assert len(logged) == 1, logged

@@ -89,3 +89,17 @@ def test_a_password_in_a_url_is_masked(tail: str, template: str) -> None:
     password = "Pw7" + tail  # a prefix the templates do not contain
     out = mask_numbers(None, "info", {"url": template.format(password)})["url"]
     assert password not in out and "***@" in out
+
+
+def test_the_log_throttle_lets_one_line_per_key_and_period_through_and_counts_the_rest() -> None:
+    from ivr.core.logging import LogThrottle
+
+    now = [0.0]
+    t = LogThrottle(every_s=10.0, max_keys=2, clock=lambda: now[0])
+    assert t.allow("a") == (True, 0)
+    assert [t.allow("a") for _ in range(3)] == [(False, 0)] * 3
+    assert t.allow("b") == (True, 0)
+    now[0] = 10.5
+    assert t.allow("a") == (True, 3)  # the lines held back are counted on the next one
+    t.allow("c")  # a third key: the oldest one remembered goes (bounded memory)
+    assert len(t._seen) == 2
