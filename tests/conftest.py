@@ -46,6 +46,18 @@ def wait_port(port: int, within_s: float = 10.0, proc: subprocess.Popen[bytes] |
     raise AssertionError(f"nothing listening on {port} after {within_s} s\n{why()}")
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 5 s: a test server that will not stop is not left behind."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class RedisServer:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -62,13 +74,8 @@ class RedisServer:
         wait_port(self.port, 10, self.proc)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc)
 
     @property
     def url(self) -> str:

@@ -21,13 +21,14 @@ import csv
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
 from redis.exceptions import RedisError
 
 from ivr.core.config import Settings, load_settings
-from ivr.core.event_catalogue import CallEnded, parse
+from ivr.core.event_catalogue import parse
 from ivr.queues.connection import close, connect
 from ivr.queues.stats import Interval, StatsConfig, figures, iso, parse_time
 from ivr.queues.store import QueueStore, StreamEvent
@@ -116,17 +117,13 @@ def call_row(ev: StreamEvent, call: Mapping[str, str] | None) -> list[str]:
     """The CSV row of one ended call: from its record, or from its ``call.ended`` event alone."""
     d = ev.data
     if call is None:
-        try:
-            e = parse(ev.type, d)
-        except ValueError:  # an event older than the catalogue's fields: what it has
-            e = None
-        if isinstance(e, CallEnded):
-            row = {"call_id": e.call_id, "ended_at": iso(e.ts / 1000), "queue": e.queue, "agent_id": e.agent_id,
-                   "outcome": e.outcome, "end_reason": e.reason, "duration_s": _num(e.duration_s)}
-        else:
-            row = {"call_id": d.get("call_id", ""), "ended_at": iso(float(d.get("ts", 0)) / 1000),
-                   "queue": d.get("queue", ""), "agent_id": d.get("agent_id", ""), "outcome": d.get("outcome", ""),
-                   "end_reason": d.get("reason", ""), "duration_s": _num(d.get("duration_s"))}
+        try:  # the catalogue's call.ended; an entry missing its fields gives what it has
+            src: Mapping[str, Any] = asdict(parse(ev.type, d))
+        except ValueError:
+            src = d
+        row = {"call_id": src.get("call_id", ""), "ended_at": iso(float(src.get("ts") or 0) / 1000),
+               "queue": src.get("queue", ""), "agent_id": src.get("agent_id", ""), "outcome": src.get("outcome", ""),
+               "end_reason": src.get("reason", ""), "duration_s": _num(src.get("duration_s"))}
         return [str(row.get(c, "")) for c in CALL_COLUMNS]
 
     def ms(name: str) -> float | None:

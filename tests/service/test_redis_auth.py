@@ -15,7 +15,7 @@ from ivr.core.config import Settings, load_settings
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import apply_first_start, write_private
-from tests.conftest import free_port, wait_port
+from tests.conftest import free_port, stop_process, wait_port
 
 
 @pytest.fixture
@@ -32,12 +32,7 @@ def private_redis(tmp_path: Path) -> Iterator[tuple[Settings, int]]:
         wait_port(port, 10, proc)
         yield settings, port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 async def test_every_role_connects_with_the_generated_password(private_redis: tuple[Settings, int],

@@ -11,7 +11,7 @@ import pytest
 from ivr.core.config import RedisSettings, load_settings
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
-from tests.conftest import free_port, wait_port
+from tests.conftest import free_port, stop_process, wait_port
 
 
 @pytest.fixture
@@ -34,12 +34,7 @@ def sentinel_pair(tmp_path: Path) -> Iterator[tuple[int, int]]:
         yield rport, sport
     finally:
         for proc in (sentinel, primary):
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 async def test_queue_store_works_through_sentinel(sentinel_pair: tuple[int, int]) -> None:
