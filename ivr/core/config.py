@@ -206,6 +206,27 @@ class DialplanSettings(BaseModel):
     keep_versions: int = Field(20, ge=1, le=1000, description="versions kept per plan for rollback")
 
 
+class DirectoryNumber(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(min_length=1, max_length=64, description="what the desktop's target picker shows")
+    number: str = Field(pattern=r"^\+?[0-9*#]{1,32}$", description="digits, * and #, optional leading +")
+
+
+class CallControlSettings(BaseModel):
+    """What agents may do to a call from the desktop or the CRM (``docs/call-control.md``)."""
+    model_config = ConfigDict(extra="forbid")
+    outbound_allow: list[str] = Field(
+        [], description="globs (as dialplan.transfer_allow) of the numbers an agent may transfer to, "
+        "consult or dial (click-to-dial); empty: no external number at all")
+    caller_id: str = Field("", pattern=r"^(\+?[0-9]{1,32})?$",
+                           description="the hotline's number shown to customers the hotline dials; empty: "
+                           "the number of the first hotline (dial plan)")
+    directory: list[DirectoryNumber] = Field(
+        [], description="external numbers offered by name in the desktop's transfer and dial picker "
+        "(each must match outbound_allow)")
+    consult_ring_s: float = Field(30.0, gt=0, le=300, description="how long a consult target rings")
+
+
 #: Skill and queue names: they become parts of Redis keys (see ivr/queues/keys.py).
 ROUTING_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -584,6 +605,7 @@ class Settings(BaseSettings):
     callbacks: CallbackSettings = CallbackSettings()
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    calls: CallControlSettings = CallControlSettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
 
