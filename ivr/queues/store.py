@@ -74,6 +74,47 @@ class StreamEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CallQuery:
+    """The filters of the call list (:meth:`QueueStore.list_calls`). Times are epoch ms, ``to_ms``
+    excluded; ``number`` matches the caller (``ani``), the dialled number (``dnis``) or the number
+    a callback or an outbound call dials (``number``), exactly or, with ``number_prefix``, as a prefix.
+    Empty strings match everything."""
+
+    from_ms: int = 0
+    to_ms: int = 2**53
+    agent_id: str = ""
+    queue: str = ""
+    number: str = ""
+    number_prefix: bool = False
+    outcome: str = ""
+    direction: str = ""
+
+    def matches(self, call: Mapping[str, str]) -> bool:
+        """Whether a record (its hash as strings) passes the filters the index did not apply."""
+        if self.queue and call.get("queue") != self.queue:
+            return False
+        if self.outcome and call.get("outcome") != self.outcome:
+            return False
+        if self.direction and (call.get("direction") or "inbound") != self.direction:
+            return False
+        if self.number:
+            values = [call.get(f) or "" for f in ("ani", "dnis", "number")]
+            if self.number_prefix:
+                return any(v.startswith(self.number) for v in values)
+            return self.number in values
+        return True
+
+
+@dataclass(frozen=True)
+class CallPage:
+    """One page of the call list, newest first: the records (hashes as strings) and where the next
+    page starts (``(started_ms, call_id)`` of the last call looked at), None when there is no more."""
+
+    calls: list[dict[str, str]]
+    next: tuple[int, str] | None
+
+
 def _offer(result: Any) -> Offer | None:
     return Offer.from_json(result) if result else None
 
@@ -155,6 +196,69 @@ class QueueStore:
         if "csat" in call:
             call["csat"] = int(call["csat"])
         return call
+
+    async def list_calls(self, query: CallQuery, *, limit: int, after: tuple[int, str] | None = None,
+                         budget: int = 1000) -> CallPage:
+        """Calls that started in [query.from_ms, query.to_ms), newest first (ties: by id, descending),
+        passing ``query``, after the position ``after`` (a page's ``next``), at most ``limit``.
+
+        Reads one index (``Keys.agent_calls`` with an agent, else ``Keys.queue_calls`` with a
+        queue, else ``Keys.calls_index``) a batch at a time from the position on, so a page costs
+        O(log n + calls looked at) whatever the number of calls kept, and calls that start meanwhile
+        (newer than the position) never shift the pages. At most ``budget`` index entries are looked
+        at: with a filter few calls pass, a page may come back short with a ``next`` to go on from.
+        Entries whose record expired are skipped."""
+        if limit < 1:
+            return CallPage([], None)
+        key = (self.keys.agent_calls(query.agent_id) if query.agent_id
+               else self.keys.queue_calls(query.queue) if query.queue else self.keys.calls_index)
+        top = query.to_ms - 1  # scores are whole milliseconds: the end is excluded
+        pos = after if after is not None and after[0] <= top else None  # past the end: from the end
+        if pos is not None:
+            top = pos[0]
+        skip, looked = 0, 0
+        out: list[dict[str, str]] = []
+        batch = max(20, min(limit + 10, 200))
+        while looked < budget:
+            if top < query.from_ms:
+                return CallPage(out, None)
+            entries: Any = await self.redis.zrevrangebyscore(
+                key, top, query.from_ms, start=skip, num=min(batch, budget - looked), withscores=True)
+            if not entries:
+                return CallPage(out, None)
+            fresh = [(int(score), _s(member)) for member, score in entries]
+            if pos is not None:
+                fresh = [e for e in fresh if (e[0], e[1]) < pos]
+            if not fresh:  # ties with the position, all seen: the next ones of that millisecond
+                skip += len(entries)
+                looked += len(entries)
+                continue
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, cid in fresh:
+                    pipe.hgetall(self.keys.call(cid))
+                rows = await pipe.execute()
+            for (score, cid), raw in zip(fresh, rows, strict=True):
+                looked += 1
+                pos = (score, cid)
+                if not raw:
+                    continue  # expired
+                call = {_s(k): _s(v) for k, v in raw.items()}
+                if query.matches(call):
+                    out.append(call)
+                    if len(out) == limit:
+                        return CallPage(out, pos if await self._calls_after(key, query, pos) else None)
+                if looked >= budget:
+                    break
+            assert pos is not None  # fresh was not empty
+            top, skip = pos[0], 0
+        return CallPage(out, pos)
+
+    async def _calls_after(self, key: str, query: CallQuery, pos: tuple[int, str]) -> bool:
+        """Whether the index has an entry after ``pos`` in the period (older, or as old with a smaller id)."""
+        if pos[0] > query.from_ms and await self.redis.zcount(key, query.from_ms, f"({pos[0]}"):
+            return True
+        ties = await self.redis.zrangebyscore(key, pos[0], pos[0], start=0, num=1000)
+        return any(_s(m) < pos[1] for m in ties)
 
     async def stored_crm(self, call_id: str) -> dict[str, Any] | None:
         """The CRM match stored on the call record (see :meth:`record_crm`), if any."""

@@ -8,7 +8,7 @@ local ckey = k('call', cid)
 local c = hgetall(ckey)
 if c.state ~= 'connected' then return false end
 set_call_state(ckey, 'ivr', 'agent_left_at', NOW)
-record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000)
+record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000, hold_ms(c))
 release_agent(cid, c.agent_id, wrapup, '')
 emit('call.agent_left', {call_id = cid, agent_id = c.agent_id or '', queue = c.queue or '',
                          talk_s = (NOW - tonumber(c.answered_at or NOW)) / 1000.0})
