@@ -206,6 +206,12 @@ CALLS_LIMIT_DEFAULT = 50
 CURSOR_MAX = 400  # characters
 _NUMBER = re.compile(r"[+]?[0-9A-Za-z#._-]{1,64}[*]?")
 _EPOCH = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+#: the local date-time (no offset) the documents allow besides RFC 3339 dates and date-times
+LOCAL_TIME = (r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+              r"(:[0-5][0-9](\.[0-9]{1,6})?)?")
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                  r"([Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+                  r"|[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?))?")
 _CALL_ID = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
 _MAX_MS = 253402300799000  # 9999-12-31T23:59:59Z
 OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled", "failed", "superseded")
@@ -214,10 +220,15 @@ OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled",
 def _time_param(request: web.Request, name: str) -> int | None:
     """``?from=`` / ``?to=`` as epoch ms: ISO 8601 (no offset: the server's local time) or epoch seconds."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:  # RFC 3339 allows a lower-case t and z; times before 1970 or after 9999 are clamped
-        seconds = float(raw) if _EPOCH.fullmatch(raw) else parse_time(raw.upper())
+        if _EPOCH.fullmatch(raw):
+            seconds = float(raw)
+        elif _ISO.fullmatch(raw):
+            seconds = parse_time(raw.upper())
+        else:
+            raise ValueError(raw)
         ms = round(seconds * 1000)
     except (ValueError, OverflowError, OSError):
         raise BadRequest(f"{name} must be an ISO 8601 date or date-time, or epoch seconds "
@@ -226,8 +237,10 @@ def _time_param(request: web.Request, name: str) -> int | None:
 
 
 def _choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
-    raw = request.query.get(name, "")
-    if raw and not re.fullmatch(pattern, raw):
+    raw = request.query.get(name)
+    if raw is None:
+        return ""
+    if not re.fullmatch(pattern, raw):
         raise BadRequest(f"{name} must be {what}", code="request.invalid")
     return raw
 
@@ -295,8 +308,8 @@ async def list_calls(request: web.Request) -> web.Response:
     who = await user(request)
     query = calls_query(request, who)
     limit = _calls_limit(request)
-    raw_cursor = request.query.get("cursor", "")
-    after = decode_cursor(query, raw_cursor) if raw_cursor else None
+    raw_cursor = request.query.get("cursor")
+    after = decode_cursor(query, raw_cursor) if raw_cursor is not None else None
     page = await request.app[STORE].list_calls(query, limit=limit, after=after)
     return web.json_response({"calls": [call_view(c) for c in page.calls],
                               "next_cursor": encode_cursor(query, page.next) if page.next else None})

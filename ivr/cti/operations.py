@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange
-from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, OUTCOMES, CallRecord, Disposition
+from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
 from ivr.dialplan.registry import VersionEntry
@@ -89,6 +89,7 @@ LAST_EVENT_ID = Param("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,
 ENDPOINT = Param("endpoint", NAME_SCHEMA, "only this webhook endpoint")
 
 TIME_SCHEMA: Schema = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"},
+                                                   {"pattern": f"^{LOCAL_TIME}$"},
                                                    {"pattern": r"^[0-9]{1,11}(\.[0-9]{1,6})?$"}],
                        "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00", "1714550400"]}
 CALL_LIST_PARAMS: tuple[Param, ...] = (
