@@ -187,11 +187,35 @@ async def _own_call(request: web.Request) -> tuple[User, str, dict[str, Any]]:
     return who, call_id, call
 
 
+def handled_by(call: Mapping[str, Any]) -> set[str]:
+    """The agents who took part in a call: its agent, the senders of its transfers, the agents of its
+    conference (what the call list's agent index holds, ``call_agents`` in ``lua/lib/prelude.lua``)."""
+    out = {str(call.get("agent_id") or ""), str(call.get("transferred_from") or "")}
+    for name, key in (("transfers", "from_agent"), ("conference", None)):
+        value = call.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        for item in value if isinstance(value, list) else []:
+            agent = item.get(key) if key and isinstance(item, dict) else item
+            if isinstance(agent, str):
+                out.add(agent)
+    out.discard("")
+    return out
+
+
 async def get_call(request: web.Request) -> web.Response:
     """The call record (journey, csat, voicemail, variables, callback); supervisors, admins and the
-    call's own agent."""
-    _, _, call = await _own_call(request)
+    agents who took part in it (also the one who transferred it on: it is in their call list)."""
+    who = await user(request)
     store = request.app[STORE]
+    call = await store.get_call(request.match_info["call_id"])
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    if who.role == "agent" and who.id not in handled_by(call):
+        require_self_or(who, str(call.get("agent_id") or ""), "supervisor", "admin")
     if call.get("callback_id"):
         cb = await store.get_callback(call["callback_id"])
         if cb is not None:

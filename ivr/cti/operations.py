@@ -253,7 +253,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "(`routing.call_ttl_s` after they end). 400 `request.invalid` for a bad parameter or a "
                     "cursor not made for these filters."),
     ("GET", "/api/v1/calls/{call_id}"): Operation(
-        "A call record", "calls", STAFF, own="the calls it took", response=ref("CallRecord"),
+        "A call record", "calls", STAFF, own="the calls it took part in (answered, transferred on, conferenced)",
+        response=ref("CallRecord"),
         description="Journey, survey score, voicemail (its download URL), variables, callback.",
         errors=(404,)),
     ("GET", "/api/v1/calls/{call_id}/voicemail"): Operation(

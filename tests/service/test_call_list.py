@@ -239,6 +239,19 @@ async def test_the_agent_who_transferred_a_call_still_finds_it(
     await store.end_call("x1", reason="hangup", wrapup_s=0, ttl_s=3600)
     assert await ids(http, api, AGENT1) == ["x1"]
     assert await ids(http, api, AGENT2) == ["x1"]
+    for headers in (AGENT1, AGENT2):  # and both may open the record the list shows them
+        async with http.get(f"{api.url}/api/v1/calls/x1", headers=headers) as r:
+            assert r.status == 200 and (await r.json())["transferred_from"] == "agent1"
+
+
+async def test_the_agents_of_a_conference_find_the_call(
+        api: Api, http: aiohttp.ClientSession, store: QueueStore) -> None:
+    await answered(store, "f1", "agent1", end=False)
+    await store.record_field("f1", "conference", json.dumps(["agent1", "agent2"]))
+    await store.end_call("f1", reason="hangup", wrapup_s=0, ttl_s=3600)
+    assert await ids(http, api, AGENT2) == ["f1"]
+    async with http.get(f"{api.url}/api/v1/calls/f1", headers=AGENT2) as r:
+        assert r.status == 200
 
 
 # --- hostile parameters ------------------------------------------------------------------------------

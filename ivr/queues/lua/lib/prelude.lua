@@ -213,16 +213,18 @@ local function index_call(cid, c, aids)
 end
 
 -- The agents a call record names as having handled it: its agent (when it answered), the agent of
--- the last transfer and the sender of every transfer.
+-- the last transfer, the sender of every transfer and the agents of its conference (the same set
+-- as handled_by in ivr/cti/calls.py, who may read the record).
 local function call_agents(c)
   local out = {}
   if c.agent_id and c.answered_at then out[#out + 1] = c.agent_id end
   if c.transferred_from and c.transferred_from ~= '' then out[#out + 1] = c.transferred_from end
-  if c.transfers and c.transfers ~= '' then
-    local ok, list = pcall(cjson.decode, c.transfers)
+  for _, f in ipairs({'transfers', 'conference'}) do
+    local ok, list = pcall(cjson.decode, c[f] or '')
     if ok and type(list) == 'table' then
       for _, t in ipairs(list) do
         if type(t) == 'table' and type(t.from_agent) == 'string' then out[#out + 1] = t.from_agent end
+        if type(t) == 'string' then out[#out + 1] = t end
       end
     end
   end
