@@ -46,6 +46,7 @@ NAMES = (
     "escalate",
     "command_send",
     "record_crm",
+    "calls_page",
 )
 
 

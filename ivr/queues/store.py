@@ -76,10 +76,11 @@ class StreamEvent:
 
 @dataclass(frozen=True)
 class CallQuery:
-    """The filters of the call list (:meth:`QueueStore.list_calls`). Times are epoch ms, ``to_ms``
-    excluded; ``number`` matches the caller (``ani``), the dialled number (``dnis``) or the number
-    a callback or an outbound call dials (``number``), exactly or, with ``number_prefix``, as a prefix.
-    Empty strings match everything."""
+    """The filters of the call list (:meth:`QueueStore.list_calls`, applied by ``calls_page.lua``).
+    Times are epoch ms, ``to_ms`` excluded; ``queue`` is the record's (last) queue; ``number``
+    matches the caller (``ani``), the dialled number (``dnis``) or the number a callback or an
+    outbound call dials (``number``), exactly or, with ``number_prefix``, as a prefix; ``direction``
+    inbound matches records without one. Empty strings match everything."""
 
     from_ms: int = 0
     to_ms: int = 2**53
@@ -89,21 +90,6 @@ class CallQuery:
     number_prefix: bool = False
     outcome: str = ""
     direction: str = ""
-
-    def matches(self, call: Mapping[str, str]) -> bool:
-        """Whether a record (its hash as strings) passes the filters the index did not apply."""
-        if self.queue and call.get("queue") != self.queue:
-            return False
-        if self.outcome and call.get("outcome") != self.outcome:
-            return False
-        if self.direction and (call.get("direction") or "inbound") != self.direction:
-            return False
-        if self.number:
-            values = [call.get(f) or "" for f in ("ani", "dnis", "number")]
-            if self.number_prefix:
-                return any(v.startswith(self.number) for v in values)
-            return self.number in values
-        return True
 
 
 @dataclass(frozen=True)
@@ -202,63 +188,30 @@ class QueueStore:
         """Calls that started in [query.from_ms, query.to_ms), newest first (ties: by id, descending),
         passing ``query``, after the position ``after`` (a page's ``next``), at most ``limit``.
 
-        Reads one index (``Keys.agent_calls`` with an agent, else ``Keys.queue_calls`` with a
-        queue, else ``Keys.calls_index``) a batch at a time from the position on, so a page costs
-        O(log n + calls looked at) whatever the number of calls kept, and calls that start meanwhile
-        (newer than the position) never shift the pages. At most ``budget`` index entries are looked
-        at: with a filter few calls pass, a page may come back short with a ``next`` to go on from.
-        Entries whose record expired are skipped."""
+        One read-only script (``calls_page.lua``) walks one index (``Keys.agent_calls`` with an
+        agent, else ``Keys.queue_calls`` with a queue, else ``Keys.calls_index``) by rank from just
+        after the position, checking the filters on a few fields of each record inside Redis; then
+        the whole records of the calls that passed are read. A page costs O(log n + entries looked
+        at) whatever the number of calls kept, and calls that start meanwhile (newer than the
+        position) never shift the pages. At most ``budget`` entries are looked at: with a filter few
+        calls pass, a page may come back short with a ``next`` to go on from. Entries whose record
+        expired are skipped."""
         if limit < 1:
             return CallPage([], None)
-        key = (self.keys.agent_calls(query.agent_id) if query.agent_id
-               else self.keys.queue_calls(query.queue) if query.queue else self.keys.calls_index)
-        top = query.to_ms - 1  # scores are whole milliseconds: the end is excluded
-        pos = after if after is not None and after[0] <= top else None  # past the end: from the end
-        if pos is not None:
-            top = pos[0]
-        skip, looked = 0, 0
-        out: list[dict[str, str]] = []
-        batch = max(20, min(limit + 10, 200))
-        while looked < budget:
-            if top < query.from_ms:
-                return CallPage(out, None)
-            entries: Any = await self.redis.zrevrangebyscore(
-                key, top, query.from_ms, start=skip, num=min(batch, budget - looked), withscores=True)
-            if not entries:
-                return CallPage(out, None)
-            fresh = [(int(score), _s(member)) for member, score in entries]
-            if pos is not None:
-                fresh = [e for e in fresh if (e[0], e[1]) < pos]
-            if not fresh:  # ties with the position, all seen: the next ones of that millisecond
-                skip += len(entries)
-                looked += len(entries)
-                continue
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for _, cid in fresh:
-                    pipe.hgetall(self.keys.call(cid))
-                rows = await pipe.execute()
-            for (score, cid), raw in zip(fresh, rows, strict=True):
-                looked += 1
-                pos = (score, cid)
-                if not raw:
-                    continue  # expired
-                call = {_s(k): _s(v) for k, v in raw.items()}
-                if query.matches(call):
-                    out.append(call)
-                    if len(out) == limit:
-                        return CallPage(out, pos if await self._calls_after(key, query, pos) else None)
-                if looked >= budget:
-                    break
-            assert pos is not None  # fresh was not empty
-            top, skip = pos[0], 0
-        return CallPage(out, pos)
-
-    async def _calls_after(self, key: str, query: CallQuery, pos: tuple[int, str]) -> bool:
-        """Whether the index has an entry after ``pos`` in the period (older, or as old with a smaller id)."""
-        if pos[0] > query.from_ms and await self.redis.zcount(key, query.from_ms, f"({pos[0]}"):
-            return True
-        ties = await self.redis.zrangebyscore(key, pos[0], pos[0], start=0, num=1000)
-        return any(_s(m) < pos[1] for m in ties)
+        index, name = (("agent", query.agent_id) if query.agent_id
+                       else ("queue", query.queue) if query.queue else ("all", ""))
+        res = await self._run("calls_page", index, name, query.from_ms, query.to_ms - 1,
+                              "" if after is None else after[0], "" if after is None else after[1],
+                              limit, budget, json.dumps({
+                                  "queue": query.queue, "outcome": query.outcome, "direction": query.direction,
+                                  "number": query.number, "prefix": query.number_prefix}))
+        more, last_s, last_id, ids = int(res[0]), _s(res[1]), _s(res[2]), [_s(c) for c in res[3:]]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hgetall(self.keys.call(cid))
+            rows = await pipe.execute()
+        calls = [{_s(k): _s(v) for k, v in raw.items()} for raw in rows if raw]
+        return CallPage(calls, (int(last_s), last_id) if more and last_s else None)
 
     async def stored_crm(self, call_id: str) -> dict[str, Any] | None:
         """The CRM match stored on the call record (see :meth:`record_crm`), if any."""

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
 from ivr.queues.report import CALL_COLUMNS, call_row
-from ivr.queues.store import QueueStore
+from ivr.queues.store import CallQuery, QueueStore
 from tests.conftest import RedisServer
 from tests.ports import free_udp_tcp_port
 from tests.service.test_cti_api import Api, Feed, code_of
@@ -425,3 +425,38 @@ async def test_a_transferred_caller_who_hangs_up_in_the_new_queue_is_not_an_aban
     assert iv["transfer_abandoned"] == 1 and iv["abandoned"] + iv["short_abandoned"] == 1
     abandons = [e.data["call_id"] for e in await store.read_events("0-0") if e.type == "call.abandoned"]
     assert abandons == ["t2"]
+
+
+# --- the store's walk: budget and a cursor whose call left the index ---------------------------------
+
+async def test_a_rare_match_comes_in_short_pages_that_go_on_to_the_end(store: QueueStore) -> None:
+    for i in range(12):
+        await start(store, f"s{i:02d}", ani="+17770000" if i in (1, 2) else "+15550001")
+    query = CallQuery(number="+1777", number_prefix=True)
+    got, pages, after = [], 0, None
+    for _ in range(10):
+        page_ = await store.list_calls(query, limit=50, after=after, budget=5)
+        got += [c["call_id"] for c in page_.calls]
+        pages += 1
+        after = page_.next
+        if after is None:
+            break
+    assert got == ["s02", "s01"] and pages == 3  # 5 + 5 + 2 entries looked at
+
+
+async def test_a_cursor_whose_call_left_the_index_goes_on_below_its_start(
+        store: QueueStore, redis: Redis) -> None:
+    for i in range(6):
+        await start(store, f"g{i}")
+    first = await store.list_calls(CallQuery(), limit=2)
+    assert [c["call_id"] for c in first.calls] == ["g5", "g4"] and first.next is not None
+    await redis.zrem(store.keys.calls_index, "g4")  # trimmed meanwhile
+    rest = await store.list_calls(CallQuery(), limit=10, after=first.next)
+    assert [c["call_id"] for c in rest.calls] == ["g3", "g2", "g1", "g0"] and rest.next is None
+    # the same when its neighbours started in the same millisecond (ordered by id there)
+    await redis.zadd(store.keys.calls_index, {f"g{i}": 1_700_000_000_000 for i in range(6)})
+    first = await store.list_calls(CallQuery(), limit=3)
+    assert [c["call_id"] for c in first.calls] == ["g5", "g4", "g3"] and first.next is not None
+    await redis.zrem(store.keys.calls_index, "g3")
+    rest = await store.list_calls(CallQuery(), limit=10, after=first.next)
+    assert [c["call_id"] for c in rest.calls] == ["g2", "g1", "g0"] and rest.next is None

@@ -68,14 +68,6 @@ def test_a_cursor_goes_back_to_its_position_only_with_its_filters() -> None:
             decode_cursor(q, junk)
 
 
-def test_filters_on_the_record() -> None:
-    rec = {"ani": "+15550001", "dnis": "1000", "queue": "billing", "outcome": "completed"}
-    assert CallQuery(number="+15550001").matches(rec) and CallQuery(number="1000").matches(rec)
-    assert not CallQuery(number="+1555").matches(rec) and CallQuery(number="+1555", number_prefix=True).matches(rec)
-    assert CallQuery(direction="inbound").matches(rec) and not CallQuery(direction="outbound").matches(rec)
-    assert not CallQuery(queue="sales").matches(rec) and not CallQuery(outcome="abandoned").matches(rec)
-
-
 def test_the_report_row_splits_talk_and_hold_and_counts_a_hold_under_way() -> None:
     ev = StreamEvent("1700000064000-0", "call.ended", {"call_id": "c1", "reason": "hangup"})
     row = dict(zip(CALL_COLUMNS, call_row(ev, CONTROLLED), strict=True))
