@@ -44,7 +44,8 @@ def _wire(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class CallStarted(Event):
-    """A call entered a worker and its dial plan started."""
+    """A call entered a worker and its dial plan started; or (``direction`` outbound) a click-to-dial
+    call was placed: ``ani`` is then the customer's number and ``dnis`` the caller ID shown to them."""
     type: ClassVar[EventType] = E.CALL_STARTED
     audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
     call_id: str
@@ -53,6 +54,7 @@ class CallStarted(Event):
     dnis: str
     hotline: str
     language: str
+    direction: str = "inbound"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,7 +88,8 @@ class CallEscalated(Event):
 @dataclass(frozen=True, kw_only=True)
 class CallOffered(Event):
     """An agent was reserved for the call: the screen-pop. The stream entry also holds the journey
-    (``journey``, JSON); the hub adds the CRM match (``crm``) for the agent's desktop."""
+    (``journey``, JSON); the hub adds the CRM match (``crm``) for the agent's desktop. A click-to-dial
+    call (``direction`` outbound) pops too, before the agent's phone rings: ``ani`` is the customer."""
     type: ClassVar[EventType] = E.CALL_OFFERED
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str
@@ -100,6 +103,20 @@ class CallOffered(Event):
     hotline: str
     language: str
     ewt_s: float | None = None
+    direction: str = "inbound"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallDialing(Event):
+    """Click-to-dial: the agent answered its phone and the customer is being dialled (with the hotline's
+    caller ID); ``call.answered`` follows when the customer answers, else ``call.ended`` with outcome
+    no_answer, busy, failed or cancelled."""
+    type: ClassVar[EventType] = E.CALL_DIALING
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    offer_id: str
+    agent_id: str
+    queue: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,7 +176,8 @@ class CallAbandoned(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Event):
-    """The call is over (``outcome``: completed, abandoned, ivr, lost; ``reason``: who ended it)."""
+    """The call is over (``outcome``: completed, abandoned, ivr, lost; for a click-to-dial call that never
+    connected: agent_no_answer, agent_rejected, no_answer, busy, failed, cancelled; ``reason``: who ended it)."""
     type: ClassVar[EventType] = E.CALL_ENDED
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str

@@ -46,6 +46,10 @@ NAMES = (
     "escalate",
     "command_send",
     "record_crm",
+    "originate",
+    "originate_agent_answered",
+    "originate_connected",
+    "originate_failed",
 )
 
 

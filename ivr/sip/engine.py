@@ -407,24 +407,35 @@ class SipEngine:
         except pj.Error as exc:
             log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
 
-    def make_call(self, uri: str, leg_id: str, caller: bool = False) -> str:
+    def make_call(self, uri: str, leg_id: str, caller: bool = False, from_uri: str = "",
+                  slot_of: str = "") -> str:
         """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow.
         ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
-        keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains."""
+        keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains.
+        ``from_uri``: the From of the INVITE (a caller ID) instead of the account's.
+        ``slot_of``: the leg takes over the caller slot of that leg of the same call (click-to-dial:
+        the agent's leg took it before anything rang, the customer's holds it once dialled)."""
         assert self.acc is not None
         if caller and not self.cfg.budget.admits(len(self.callers), draining=self.draining):
             raise WorkerFull("draining" if self.draining else "worker full")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
-        if caller:
+        moved = slot_of in self.callers
+        if caller or moved:
+            self.callers.discard(slot_of)
             self.callers.add(leg_id)
+        prm = pj.CallOpParam(True)
+        if from_uri:
+            prm.txOption.localUri = from_uri
         full = False
         try:
-            call.makeCall(uri, pj.CallOpParam(True))
+            call.makeCall(uri, prm)
         except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
+            if moved and slot_of in self.legs:
+                self.callers.add(slot_of)
             if exc.status != PJ_ETOOMANY:
                 raise
             full = True

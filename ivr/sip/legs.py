@@ -168,11 +168,16 @@ class Leg:
         if not self.is_ended:
             await self.sip.call(SipEngine.hangup, self.leg_id, code)
 
-    async def dial(self, uri: str, *, customer: bool = False) -> None:
+    async def dial(self, uri: str, *, customer: bool = False, from_uri: str = "", slot_of: Leg | None = None) -> None:
         """Call ``uri`` on this leg (an agent, or with ``customer`` a customer the worker calls back,
         who takes a caller slot of the leg budget). NoLineFree when the library has no leg free;
-        WorkerFull when the budget admits no customer now."""
-        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer)
+        WorkerFull when the budget admits no customer now. ``from_uri``: the From (a caller ID);
+        ``slot_of``: this leg takes over the caller slot ``slot_of`` holds (see SipEngine.make_call)."""
+        if from_uri or slot_of is not None:
+            await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer, from_uri,
+                                slot_of.leg_id if slot_of is not None else "")
+        else:
+            await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer)
 
     async def bridge(self, other: Leg) -> None:
         """Connect this leg's audio and ``other``'s both ways (music or prompts on either stop first)."""

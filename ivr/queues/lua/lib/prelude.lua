@@ -258,6 +258,13 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
   elseif c.state == 'connected' then
     if not lost then record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000) end
     release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
+  elseif c.state == 'dialing' then
+    -- a click-to-dial call that never connected (its worker died, or it was ended before the answer)
+    outcome = 'failed'
+    if c.agent_id and redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
+      set_agent_state(c.agent_id, 'available', lost and 'call_lost' or 'outbound_ended')
+      match_agent(c.agent_id)
+    end
   elseif c.state == 'ivr' then
     -- back in the plan: after its agent left (a survey: the call was answered), or never answered
     outcome = c.answered_at and 'completed' or 'ivr'
