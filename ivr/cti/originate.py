@@ -60,6 +60,15 @@ async def _caller_id(settings: Settings, store: QueueStore) -> tuple[str, str]:
     return settings.calls.caller_id, ""
 
 
+async def _queue_known(queue: str, agent_id: str, settings: Settings, store: QueueStore) -> bool:
+    """A configured queue, one calls have entered, or one the agent takes calls of (a skill of its:
+    queues not configured are served by the skill of their name)."""
+    if queue in settings.routing.queues or queue in await store.queue_names():
+        return True
+    agent = await store.get_agent(agent_id)
+    return agent is not None and queue in agent.get("skills", {})
+
+
 def _idempotency(request: web.Request, user_id: str, req: Originate, agent_id: str) -> tuple[str, str]:
     """(digest of user + key, digest of the request) or ('', '') without the header."""
     key = request.headers.get("Idempotency-Key")
@@ -85,7 +94,7 @@ async def originate(request: web.Request) -> web.Response:
     if not transfer_allowed(req.number, settings.calls.outbound_allow):
         raise BadRequest("the number is not allowed for outbound calls (calls.outbound_allow)",
                          code="number.not_allowed")
-    if req.queue and req.queue not in settings.routing.queues and req.queue not in await store.queue_names():
+    if req.queue and not await _queue_known(req.queue, agent_id, settings, store):
         raise NotFound(f"no queue {req.queue}", code="queue.not_found")
     idem, request_digest = _idempotency(request, who.id, req, agent_id)
     caller_id, hotline = await _caller_id(settings, store)

@@ -39,6 +39,7 @@ create_call(ckey, 'dialing', 'call_id', cid, 'kind', 'outbound', 'direction', 'o
             'started_at', NOW, 'originated_by', by, 'journey', '{"steps":[]}')
 if queue ~= '' then
   redis.call('HSET', ckey, 'queue', queue)
+  redis.call('HSETNX', k('queues'), queue, queue)  -- listed for its statistics (the first enqueue sets its skill)
   redis.call('HINCRBY', stats_key(queue), 'outbound', 1)
 end
 set_agent_state(aid, 'reserved', 'outbound')
