@@ -100,6 +100,7 @@ class OriginateSession(AgentCall):
     def __init__(self, ctx: WorkerContext, offer: Offer) -> None:
         super().__init__(ctx, ctx.new_leg(), offer.call_id)  # the customer's leg, dialled once the agent answered
         self.offer = offer
+        self.made = [self.leg]  # every leg made for this call (the worker forgets those never dialled)
         self.started = time.monotonic()
         self.connected = False
         self.end_reason = "customer_hangup"
@@ -144,6 +145,7 @@ class OriginateSession(AgentCall):
             log.info("offer.pop", acked=acked)
         agent = self.ctx.new_leg()
         self.agent_leg = agent
+        self.made.append(agent)
         try:
             await agent.dial(offer.sip_uri, customer=True)
         except WorkerFull as exc:

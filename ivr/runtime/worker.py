@@ -158,9 +158,12 @@ class Worker:
 
     def _session_done(self, call_id: str, _task: object) -> None:
         session = self.sessions.pop(call_id, None)
-        if isinstance(session, OriginateSession) and not session.leg.is_ended:
-            # its customer's leg was never dialled (not reached): no SIP event will ever drop it
-            self.legs.pop(session.leg.leg_id, None)
+        if isinstance(session, OriginateSession):
+            # a leg never dialled (the customer's, when the agent did not answer) gets no SIP event that
+            # would drop it; a late event of a leg dropped here is ignored
+            for leg in session.made:
+                if not leg.is_ended:
+                    self.legs.pop(leg.leg_id, None)
         if not self.sessions:
             self.idle.set()
 
