@@ -22,6 +22,7 @@ from tests.ports import free_udp_tcp_port
 from tests.service.test_cti_api import ADMIN, AGENT1, AGENT2, SUPER, Api, code_of
 
 PREFIX = "orig"
+CRM_ORIGIN = "https://crm.example.com"
 ALLOWED = "+8210*"
 NUMBER = "+821055501234"
 
@@ -31,7 +32,7 @@ async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncI
     await redis.flushdb()
     settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var",
                         redis={"url": redis_server.url, "prefix": PREFIX},
-                        api={"host": "127.0.0.1", "port": free_udp_tcp_port()},
+                        api={"host": "127.0.0.1", "port": free_udp_tcp_port(), "cors_origins": [CRM_ORIGIN]},
                         calls={"outbound_allow": [ALLOWED], "caller_id": "+8215880000"})
     a = Api(settings)
     await a.start()
@@ -144,10 +145,16 @@ async def test_a_crm_retry_with_the_same_idempotency_key_rings_once(api: Api, ht
                                                                      store: QueueStore, redis: Redis) -> None:
     await store.register_worker("w0", "host:1", ttl_s=30, slots=2)
     await store.set_agent_state("agent1", AgentState.AVAILABLE)
-    crm = {**SUPER, "Idempotency-Key": "crm-7f3a-0001"}
+    # the CRM's page (another origin) may send the key and read whether its retry was replayed
+    async with http.options(f"{api.url}/api/v1/calls", headers={
+            "Origin": CRM_ORIGIN, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}) as r:
+        assert r.status == 204 and "Idempotency-Key" in r.headers["Access-Control-Allow-Headers"]
+    crm = {**SUPER, "Idempotency-Key": "crm-7f3a-0001", "Origin": CRM_ORIGIN}
     body = {"number": NUMBER, "agent_id": "agent1"}
     async with http.post(f"{api.url}/api/v1/calls", json=body, headers=crm) as r:
         assert r.status == 202 and "Idempotent-Replayed" not in r.headers
+        assert "Idempotent-Replayed" in r.headers["Access-Control-Expose-Headers"]
         first = await r.json()
     async with http.post(f"{api.url}/api/v1/calls", json=body, headers=crm) as r:
         assert r.status == 202 and r.headers["Idempotent-Replayed"] == "true"
