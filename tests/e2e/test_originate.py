@@ -2,8 +2,9 @@
 ``POST /api/v1/calls`` from agent1's desktop, a sipp UAS as agent1's phone and a sipp UAS as the
 customer's phone, with a loopback capture (tests/sniffer.py) of what really went over the wire.
 
-- ``test_click_to_dial_rings_the_agent_then_the_customer_with_the_caller_id``: agent1's phone gets
-  the INVITE and answers before the customer's phone gets one; the customer's INVITE carries the
+- ``test_click_to_dial_rings_the_agent_then_the_customer_with_the_caller_id``: agent1's desktop pops
+  the customer (``call.offered``, direction outbound) before its phone rings; the phone gets the
+  INVITE and answers before the customer's phone gets one; the customer's INVITE carries the
   hotline's caller ID in From; once the customer answers, audio flows both ways through the bridge
   (the customer hears the agent's recording, the agent the customer's); the customer hangs up, agent1's
   phone gets BYE; the record is a normal outbound call of agent1 (direction, caller ID, RTP counters)
@@ -25,6 +26,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from tests.desktop import AgentDesktop
 from tests.e2e.conftest import Hotline
 from tests.e2e.test_callbacks import wait_for
 from tests.e2e.test_dialplan_calls import new_media_port
@@ -112,11 +114,17 @@ async def test_click_to_dial_rings_the_agent_then_the_customer_with_the_caller_i
     phone = SippServer(phone_sf, workdir=tmp_path / "agent", tag="agent", port=h.agent_sip_port,
                        extra=["-m", "1", "-mp", str(agent_media)])
     ports = {desk.customer_port, h.agent_sip_port, customer_media, agent_media}
+    desktop = AgentDesktop(h.api, "agent1", h.tokens["agent1"])
     with LoopbackSniffer(ports, max_seconds=60) as sniffer:
-        async with customer, phone:
-            cid = await dial(h, NUMBER)
-            events = await wait_for(h, "the outbound call did not end", lambda ev: any(
-                t == "call.ended" and d_["call_id"] == cid for t, d_ in ev))
+        async with aiohttp.ClientSession() as http, customer, phone:
+            await desktop.start(http)
+            try:
+                cid = await dial(h, NUMBER)
+                events = await wait_for(h, "the outbound call did not end", lambda ev: any(
+                    t == "call.ended" and d_["call_id"] == cid for t, d_ in ev))
+                await desktop.wait_for("call.ended")
+            finally:
+                await desktop.stop()
             assert customer.received("INVITE") == 1 and phone.received("INVITE") == 1
     # the agent's phone rang and answered before the customer's phone got anything
     agent_invite = first(sniffer.sip_requests("INVITE", h.agent_sip_port), "INVITE to the agent")
@@ -124,6 +132,12 @@ async def test_click_to_dial_rings_the_agent_then_the_customer_with_the_caller_i
     customer_invite = first(sniffer.sip_requests("INVITE", desk.customer_port), "INVITE to the customer")
     customer_ok = first(replies(sniffer, desk.customer_port, b"200"), "200 OK from the customer")
     assert agent_invite.ts < agent_ok.ts < customer_invite.ts < customer_ok.ts
+    # the desktop popped the customer before the agent's phone rang (pop-before-ring, as for offers)
+    seen = desktop.of(cid)
+    assert [e["type"] for _, e in seen] == ["call.offered", "call.dialing", "call.answered", "call.ended"], seen
+    popped_at, pop = seen[0]
+    assert (pop["direction"], pop["ani"], pop["dnis"]) == ("outbound", NUMBER, CALLER_ID), pop
+    assert popped_at < agent_invite.ts
     head = customer_invite.payload.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
     [from_line] = [line for line in head.split("\r\n") if line.lower().startswith(("from:", "f:"))]
     assert f"sip:{CALLER_ID}@" in from_line, head
