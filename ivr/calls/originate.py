@@ -37,13 +37,13 @@ import structlog
 from pydub import AudioSegment
 from pydub.generators import Sine
 
-from ivr.calls.session import AgentCall, WorkerContext
+from ivr.calls.session import LINE_RETRY_S, LINE_WAIT_S, AgentCall, WorkerContext
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.prompts.library import SAMPLE_WIDTH, write_wav_atomic
 from ivr.queues.store import Offer
-from ivr.sip.engine import WorkerFull
-from ivr.sip.legs import LegEnded
+from ivr.sip.engine import NoLineFree, WorkerFull
+from ivr.sip.legs import Leg, LegEnded
 
 log = get_logger(__name__)
 BUSY_CODES = frozenset({486, 600})
@@ -147,8 +147,8 @@ class OriginateSession(AgentCall):
         self.agent_leg = agent
         self.made.append(agent)
         try:
-            await agent.dial(offer.sip_uri, customer=True)
-        except WorkerFull as exc:
+            await self._dial_leg(agent, offer.sip_uri, customer=True)
+        except (WorkerFull, NoLineFree) as exc:  # not the agent's fault: it stays available
             log.info("originate.worker_full", why=str(exc))
             self.agent_leg = None
             return NotConnected("failed", "worker_full")
@@ -175,6 +175,21 @@ class OriginateSession(AgentCall):
         log.info("originate.agent_answered", agent_leg=agent.leg_id)
         return None
 
+    async def _dial_leg(self, leg: Leg, uri: str, *, customer: bool = False, from_uri: str = "",
+                        slot_of: Leg | None = None) -> None:
+        """Dial; the library may still hold a call slot of a leg that just ended (NoLineFree) for a
+        moment: wait for it, bounded by LINE_WAIT_S (as AgentCall._dial does for offers)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            try:
+                await leg.dial(uri, customer=customer, from_uri=from_uri, slot_of=slot_of)
+                return
+            except NoLineFree:
+                if loop.time() - started >= LINE_WAIT_S or (slot_of is not None and slot_of.is_ended):
+                    raise
+                await asyncio.sleep(LINE_RETRY_S)
+
     async def _dial_customer(self) -> NotConnected | None:
         """Dial the customer while the agent hears ringback. None when both are bridged."""
         store, s, offer = self.ctx.store, self.ctx.settings, self.offer
@@ -185,7 +200,7 @@ class OriginateSession(AgentCall):
         uri = s.callbacks.uri_for(offer.number, s.edge.host, s.edge.port)
         from_uri = f"sip:{self.caller_id}@{s.edge.host}" if self.caller_id else ""
         try:
-            await self.leg.dial(uri, from_uri=from_uri, slot_of=agent)
+            await self._dial_leg(self.leg, uri, from_uri=from_uri, slot_of=agent)
         except Exception as exc:
             log.warning("originate.customer_dial_failed", error=type(exc).__name__)
             return await self._tell_agent(NotConnected("failed", "customer_unreachable"))

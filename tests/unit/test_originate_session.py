@@ -15,7 +15,7 @@ import pytest
 from ivr.calls.originate import OriginateSession
 from ivr.core.config import Settings
 from ivr.queues.store import Offer
-from ivr.sip.engine import WorkerFull
+from ivr.sip.engine import NoLineFree, WorkerFull
 from ivr.sip.events import Answered, Disconnected, MediaReady, PlaybackDone
 from ivr.sip.legs import Leg
 
@@ -27,8 +27,9 @@ class ScriptedSip:
     """What each dialled URI does: "answer", "ring" (never answers), "busy", "full" (WorkerFull), or
     "answer-then-hangup:<s>" (answers, hangs up ``s`` seconds later)."""
 
-    def __init__(self, script: dict[str, str]) -> None:
+    def __init__(self, script: dict[str, str], no_line_for: int = 0) -> None:
         self.script = script
+        self.no_line_for = no_line_for  # the first make_calls find no library slot free (NoLineFree)
         self.legs: dict[str, Leg] = {}
         self.dials: list[tuple[str, str, bool, str, str]] = []
         self.hangups: list[str] = []
@@ -50,6 +51,9 @@ class ScriptedSip:
         name = fn.__name__
         if name == "make_call":
             uri, leg_id, customer, from_uri, slot_of = (*args, "", "")[:5]
+            if self.no_line_for > 0:
+                self.no_line_for -= 1
+                raise NoLineFree("no call slot free")
             self.dials.append((uri, leg_id, customer, from_uri, slot_of))
             what = self.script[uri.split("@")[0]]
             if what == "full":
@@ -101,10 +105,11 @@ class RecordingStore:
         return kw
 
 
-def session(tmp_path: Path, script: dict[str, str]) -> tuple[OriginateSession, ScriptedSip, RecordingStore]:
+def session(tmp_path: Path, script: dict[str, str],
+            no_line_for: int = 0) -> tuple[OriginateSession, ScriptedSip, RecordingStore]:
     settings = Settings(var_dir=tmp_path, workers={"agent_ring_timeout_s": 0.3},
                         callbacks={"dial_uri": "sip:{number}@127.0.0.1:5099", "ring_timeout_s": 0.3})
-    sip, store = ScriptedSip(script), RecordingStore()
+    sip, store = ScriptedSip(script, no_line_for), RecordingStore()
     n = 0
 
     def new_leg() -> Leg:
@@ -166,3 +171,11 @@ async def test_not_connected(tmp_path: Path, script: dict[str, str], outcome: st
     agent = sip.dials[0][1]
     assert agent in sip.hangups or sip.legs[agent].is_ended or reason == "worker_full"  # no leg is left up
     assert {leg.leg_id for leg in s.made} == {d[1] for d in sip.dials} | {s.leg.leg_id}
+
+
+async def test_a_library_slot_still_held_for_a_moment_is_waited_for(tmp_path: Path) -> None:
+    """pjsua2 keeps a slot ~0.5 s after a leg ended: the agent is rung once it is free, not sent on a break."""
+    s, sip, store = session(tmp_path, {"sip:agent1": "answer", f"sip:{NUMBER}": "answer-then-hangup:0.1"},
+                            no_line_for=3)
+    await run(s)
+    assert len(sip.dials) == 2 and "originate_connected" in store.names() and "originate_failed" not in store.names()
