@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
+from ivr.queues.dialplan_status import DialplanStatus, PlanReport
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer
 from tests.ports import free_udp_tcp_port
@@ -27,14 +28,26 @@ ALLOWED = "+8210*"
 NUMBER = "+821055501234"
 
 
+def api_settings(tmp_path: Path, redis_server: RedisServer, caller_id: str) -> Settings:
+    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
+                    api={"host": "127.0.0.1", "port": free_udp_tcp_port(), "cors_origins": [CRM_ORIGIN]},
+                    calls={"outbound_allow": [ALLOWED], "caller_id": caller_id})
+
+
 @pytest.fixture
 async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncIterator[Api]:
     await redis.flushdb()
-    settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var",
-                        redis={"url": redis_server.url, "prefix": PREFIX},
-                        api={"host": "127.0.0.1", "port": free_udp_tcp_port(), "cors_origins": [CRM_ORIGIN]},
-                        calls={"outbound_allow": [ALLOWED], "caller_id": "+8215880000"})
-    a = Api(settings)
+    a = Api(api_settings(tmp_path, redis_server, "+8215880000"))
+    await a.start()
+    yield a
+    await a.stop()
+
+
+@pytest.fixture
+async def api_first_hotline(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncIterator[Api]:
+    """The API with calls.caller_id empty: customers see the first hotline's number."""
+    await redis.flushdb()
+    a = Api(api_settings(tmp_path, redis_server, ""))
     await a.start()
     yield a
     await a.stop()
@@ -168,6 +181,22 @@ async def test_a_crm_retry_with_the_same_idempotency_key_rings_once(api: Api, ht
     async with http.post(f"{api.url}/api/v1/calls", json=body, headers=admin) as r:
         assert r.status == 409 and await code_of(r) == "agent.not_available"
     assert not [k for k in await redis.keys(f"{PREFIX}:originate:*") if b"crm-7f3a" in k]  # only a digest
+
+
+async def test_without_a_configured_caller_id_the_first_hotlines_number_is_shown(
+        api_first_hotline: Api, http: aiohttp.ClientSession, store: QueueStore, redis: Redis) -> None:
+    for plan, name, numbers in (("b-plan", "Bravo", ["2000"]), ("a-plan", "Alpha", ["1000", "1001"])):
+        await DialplanStatus(redis, store.keys, "w0").report([PlanReport(plan, active={
+            "version": "v1", "name": name, "file": f"{plan}.yaml", "numbers": numbers})])
+    await store.register_worker("w0", "host:1", ttl_s=30, slots=2)
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    async with http.post(f"{api_first_hotline.url}/api/v1/calls", json={"number": NUMBER}, headers=AGENT1) as r:
+        assert r.status == 202, await r.text()
+        cid = (await r.json())["call_id"]
+    call = await store.get_call(cid) or {}
+    assert (call["dnis"], call["caller_id"], call["hotline"]) == ("1000", "1000", "Alpha"), call
+    [msg] = await inbox(redis)
+    assert msg["caller_id"] == "1000" and msg["hotline"] == "Alpha"
 
 
 async def originated(store: QueueStore, cid: str = "o1", queue: str = "sales") -> str:
