@@ -24,6 +24,7 @@ from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
+from ivr.cti.originate import Originate
 from ivr.dialplan.registry import VersionEntry
 
 Schema = dict[str, Any]
@@ -157,6 +158,11 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object", "required": ["call_id", "command", "status", "command_id"],
         "properties": {"call_id": STR, "command": STR, "status": {"enum": ["accepted"]}, "command_id": STR}},
     "Callback": {"type": "object", "properties": {"id": STR, "queue": STR, "state": STR}},
+    "Originated": {
+        "type": "object", "required": ["call_id", "status", "agent_id", "direction"],
+        "properties": {"call_id": STR, "agent_id": STR, "direction": {"const": "outbound"},
+                       "status": {**STR, "description": "dialing; for a replayed Idempotency-Key the call's "
+                                                        "state now (connected, ended...)"}}},
     "CallbackList": {"type": "object", "required": ["queue", "callbacks"],
                      "properties": {"queue": STR, "callbacks": {"type": "array", "items": ref("Callback")}}},
     "QueueStats": {
@@ -183,7 +189,7 @@ SCHEMAS: dict[str, Schema] = {
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
 MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, Disposition, Rollback, VersionEntry,
-                                        CallRecord)
+                                        CallRecord, Originate)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -272,6 +278,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "`call.gone` when it ended meanwhile or its worker is gone; 504 `command.timeout` when "
                     "the worker did not answer within `api.command_timeout_s` (the command is then dropped).",
         errors=(404, 409, 504)),
+    ("POST", "/api/v1/calls"): Operation(
+        "Click-to-dial: ring the agent's phone, then the customer's", "calls", STAFF,
+        own="calls for itself, while available", ok=202, body=Originate, response=ref("Originated"),
+        params=(Param("Idempotency-Key", {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
+                      "a retry with the same key (same user, same request, within 24 h) gets the first call "
+                      "back (`Idempotent-Replayed: true`) instead of ringing twice", where="header"),),
+        description="The agent's desktop pops (`call.offered`, direction outbound) and its phone rings; when "
+                    "the agent answers (`call.dialing`) the customer is dialled with `calls.caller_id` (empty: "
+                    "the first hotline's number) and both are bridged (`call.answered`). A normal call record "
+                    "with `direction` outbound; not connected, it ends with outcome agent_no_answer, "
+                    "agent_rejected, no_answer, busy, failed or cancelled. 403 `number.not_allowed` (not in "
+                    "`calls.outbound_allow`), `request.invalid` (no agent_id from a supervisor or admin); "
+                    "403 an agent naming another agent; 404 `agent.not_found`, `queue.not_found`; 409 "
+                    "`agent.not_available` (not available), `agent.no_phone`, `idempotency.mismatch` (the key "
+                    "was used for another request); 503 `worker.unavailable` (no worker has a free call slot).",
+        errors=(404, 409)),
     ("GET", "/api/v1/dispositions"): Operation(
         "The disposition codes an agent may set", "calls", ALL_ROLES, response=ref("Dispositions")),
     ("GET", "/api/v1/voicemail"): Operation(

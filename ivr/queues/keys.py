@@ -183,6 +183,11 @@ class Keys:
     def offer_ack(self, offer_id: str) -> str:
         return self._k("offer", offer_id, "ack")
 
+    def originate_request(self, digest: str) -> str:
+        """STRING "<call id> <sha256 of the request>" of a click-to-dial request, by a SHA-256 of the
+        user and its ``Idempotency-Key`` (a retry gets the same call; expires with the key's window)."""
+        return self._k("originate", digest)
+
     @property
     def events(self) -> str:
         return self._k("events")

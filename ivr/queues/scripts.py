@@ -48,6 +48,10 @@ NAMES = (
     "record_crm",
     "call_control",
     "calls_page",
+    "originate",
+    "originate_agent_answered",
+    "originate_connected",
+    "originate_failed",
 )
 
 

@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from ivr.core import commands
 from ivr.core.config import Role
-from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut
+from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut, Unavailable
 from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.queues.dialplan_status import PlanStatus, read_status
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
@@ -39,6 +39,10 @@ _ERRORS: dict[str, type[IvrError]] = {
     "agent.not_available": Conflict,
     "queue.no_agent_available": Conflict,
     "request.invalid": BadRequest,
+    "call.exists": Conflict,
+    "agent.no_phone": Conflict,
+    "worker.unavailable": Unavailable,
+    "idempotency.mismatch": Conflict,
 }
 
 
@@ -47,7 +51,9 @@ class Offer:
     """A reservation of an agent for a waiting call, handed to the worker that holds the call.
 
     A callback's offer (``kind`` "callback") goes to a worker chosen for it, which dials ``number``
-    first (see :mod:`ivr.calls.callback`); ``call_id`` is then the callback's id."""
+    first (see :mod:`ivr.calls.callback`); ``call_id`` is then the callback's id. A click-to-dial
+    call's (``kind`` "outbound", :mod:`ivr.calls.originate`) rings the agent first, then ``number``
+    with ``caller_id``."""
 
     offer_id: str
     call_id: str
@@ -59,16 +65,22 @@ class Offer:
     number: str = ""
     hotline: str = ""
     language: str = ""
+    caller_id: str = ""
 
     @property
     def is_callback(self) -> bool:
         return self.kind == "callback"
 
+    @property
+    def is_outbound(self) -> bool:
+        return self.kind == "outbound"
+
     @classmethod
     def from_json(cls, raw: str | bytes) -> Offer:
         d = json.loads(raw)
         return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"], d.get("kind", "call"),
-                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""))
+                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""),
+                   d.get("caller_id", ""))
 
 
 @dataclass(frozen=True)
@@ -366,6 +378,35 @@ class QueueStore:
     async def release_due_callbacks(self, limit: int = 20) -> int:
         """Put callbacks whose retry is due back at their place (housekeeping does it too)."""
         return int(await self._run("callbacks_due", limit))
+
+    # --- click-to-dial (ivr.calls.originate, ivr.cti.originate) ------------------------------
+    async def originate(self, call_id: str, *, agent_id: str, number: str, caller_id: str, hotline: str,
+                        queue: str, by: str, idempotency: str = "", request: str = "",
+                        idempotency_ttl_s: int = 86400) -> tuple[bool, str, str, str]:
+        """Place a click-to-dial call for ``agent_id`` (reserved at once) on a live worker with a free
+        slot. ``idempotency``: a digest of the user and its Idempotency-Key; a retry with the same one
+        and the same ``request`` digest gets the first call back. Returns (new, call id, state, worker).
+        NotFound ``agent.not_found``; Conflict ``agent.not_available``, ``agent.no_phone``,
+        ``idempotency.mismatch``; Unavailable ``worker.unavailable``."""
+        res = await self._run("originate", call_id, agent_id, number, caller_id, hotline, queue, by,
+                              idempotency, request or "-", idempotency_ttl_s)
+        return _s(res[0]) == "new", _s(res[1]), _s(res[2]), _s(res[3])
+
+    async def originate_agent_answered(self, call_id: str, offer_id: str, caller_id: str) -> None:
+        """The agent answered; the customer is dialled now (``call.dialing``). ``offer.stale`` when the
+        call is no longer dialing (ended meanwhile)."""
+        await self._run("originate_agent_answered", call_id, offer_id, caller_id)
+
+    async def originate_connected(self, call_id: str, offer_id: str) -> str:
+        """The customer answered: the call is connected (``call.answered``)."""
+        return _s(await self._run("originate_connected", call_id, offer_id))
+
+    async def originate_failed(self, call_id: str, offer_id: str, *, outcome: str, reason: str,
+                               agent_state: str, ttl_s: int) -> str | None:
+        """The call never connected: ended with ``outcome``, the agent to ``agent_state``. None when
+        it was not dialing any more."""
+        res = await self._run("originate_failed", call_id, offer_id, outcome, reason, agent_state, ttl_s)
+        return _s(res) if res else None
 
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
