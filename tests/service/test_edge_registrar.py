@@ -206,3 +206,20 @@ async def test_rotated_password_locks_the_old_phone_out(tmp_path: Path, start_ed
     assert (await Phone(edge.address, "ada", PASSWORDS["ada"]).register()).status == 403
     assert (await Phone(edge.address, "ada", "new-one").register()).status == 200
     assert not await edge.set_sip_credentials(dict(edge.sip_credentials)), "unchanged: nothing reloaded"
+
+
+async def test_a_sipp_phone_registers_and_unregisters_with_digest(tmp_path: Path, start_edge: EdgeFactory) -> None:
+    edge = await start_with_agents(start_edge, registrar_settings(tmp_path))
+    port = free_udp_tcp_port()
+
+    async def register(expires: int, password: str, tag: str) -> bool:
+        result = await run_sipp(scenario("phone_register.xml"), edge.address, workdir=tmp_path / "sipp", tag=tag,
+                                port=port, calls=1, limit_s=10,
+                                extra=["-s", "ada", "-au", "ada", "-ap", password, "-key", "expires", str(expires)])
+        return result.ok
+
+    assert not await register(60, "wrong", "bad")
+    assert await register(60, PASSWORDS["ada"], "reg")
+    assert await edge.registrations() == {"ada": 1}
+    assert await register(0, PASSWORDS["ada"], "unreg")
+    assert await edge.registrations() == {}
