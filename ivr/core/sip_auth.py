@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ivr.core.config import AgentSeed, EdgeSettings
 
-#: 20 characters of [A-Za-z0-9]: ~119 bits, and typable on a desk phone's keypad menu
+#: 20 characters of 57 letters and digits (no 0/O/1/l/I look-alikes): ~116 bits, typable on a desk phone
 PASSWORD_CHARS = 20
 _ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
 _HA1 = re.compile(r"^[0-9a-f]{32}$")
