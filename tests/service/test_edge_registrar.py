@@ -17,6 +17,7 @@ from ivr.core.config import Settings
 from ivr.core.sip_auth import sip_ha1
 from ivr.edge import Edge
 from tests.ports import free_udp_tcp_port
+from tests.scenarios import render_scenario
 from tests.service import test_edge as edge_tests
 from tests.service.test_edge import EdgeFactory, make_settings
 from tests.sip_register import Phone
@@ -223,3 +224,25 @@ async def test_a_sipp_phone_registers_and_unregisters_with_digest(tmp_path: Path
     assert await edge.registrations() == {"ada": 1}
     assert await register(0, PASSWORDS["ada"], "unreg")
     assert await edge.registrations() == {}
+
+
+async def test_a_registered_phone_on_an_untrusted_network_can_hang_up(
+        tmp_path: Path, start_edge: EdgeFactory) -> None:
+    """Its BYE is an in-dialog request from an untrusted address: it passes because a phone
+    registered from that address, and goes to the worker (the dialog's other end) only."""
+    phone_sf = render_scenario("registered_phone.xml", tmp_path, keep="agent-hangs-up", drop="remote-hangs-up",
+                               ring_ms=100, talk_ms=500)
+    worker_sf = render_scenario("caller.xml", tmp_path, keep="remote-hangs-up", drop="caller-hangs-up",
+                                digit=2, dtmf_at_ms=100, talk_ms=10000)
+    worker_port = free_udp_tcp_port()
+    edge = await start_with_agents(start_edge, registrar_settings(tmp_path), [(LOOPBACK, worker_port)])
+    phone = SippServer(phone_sf, workdir=tmp_path / "sipp", tag="phone", extra=["-m", "1"])
+    async with phone:
+        assert (await Phone(edge.address, "ada", PASSWORDS["ada"], contact_port=phone.port).register()).status == 200
+        # the worker's offer to ada; it waits for the phone's BYE
+        result = await run_sipp(worker_sf, edge.address, workdir=tmp_path / "sipp", tag="worker", port=worker_port,
+                                calls=1, limit_s=20, extra=["-s", "ada"])
+
+    assert result.ok, result.describe()
+    assert phone.received("INVITE") == 1
+    assert "SIP/2.0 200 OK" in phone.messages().split("BYE sip:", 1)[-1], "the phone's BYE was answered 200"
