@@ -231,7 +231,7 @@ async def test_a_registered_phone_on_an_untrusted_network_can_hang_up(
     """Its BYE is an in-dialog request from an untrusted address: it passes because a phone
     registered from that address, and goes to the worker (the dialog's other end) only."""
     phone_sf = render_scenario("registered_phone.xml", tmp_path, keep="agent-hangs-up", drop="remote-hangs-up",
-                               ring_ms=100, talk_ms=500)
+                               ring_ms=100, talk_ms=3000)
     worker_sf = render_scenario("caller.xml", tmp_path, keep="remote-hangs-up", drop="caller-hangs-up",
                                 digit=2, dtmf_at_ms=100, talk_ms=10000)
     worker_port = free_udp_tcp_port()
