@@ -246,3 +246,26 @@ async def test_a_registered_phone_on_an_untrusted_network_can_hang_up(
     assert result.ok, result.describe()
     assert phone.received("INVITE") == 1
     assert "SIP/2.0 200 OK" in phone.messages().split("BYE sip:", 1)[-1], "the phone's BYE was answered 200"
+
+
+async def test_a_replayed_register_is_challenged_again(tmp_path: Path, start_edge: EdgeFactory) -> None:
+    edge = await start_with_agents(start_edge, registrar_settings(tmp_path))
+    phone = Phone(edge.address, "ada", PASSWORDS["ada"])
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.bind((LOOPBACK, 0))
+        port = sock.getsockname()[1]
+
+        async def exchange(payload: bytes) -> str:
+            await loop.sock_sendto(sock, payload, edge.address)
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), 3)
+            return data.decode()
+
+        challenge = await exchange(phone._request(port, 60, ""))
+        signed = phone._request(port, 60, phone._authorization(challenge, PASSWORDS["ada"]))
+        first = await exchange(signed)
+        replay = await exchange(signed)  # the same bytes again (same nonce, same nonce count)
+
+    assert first.startswith("SIP/2.0 200 "), first
+    assert replay.startswith("SIP/2.0 401 "), replay
