@@ -59,7 +59,10 @@ class PhoneRegistry:
         step = "credentials"
         try:
             stored = await self.store.sip_credentials()
-            await self.edge.set_sip_credentials(effective_credentials(self.seeded, stored, self.realm))
+            credentials = effective_credentials(self.seeded, stored, self.realm)
+            await self.edge.set_sip_credentials(credentials)
+            if not credentials and self._last == {}:
+                return  # nobody can register (a hotline of static phones): no dump every second
             step = "edge"
             registered = await self.edge.registrations()
             step = "redis"

@@ -58,7 +58,8 @@ async def test_admin_sets_a_password_shown_once_and_stored_as_ha1(api: Api, http
     assert len(first["sip_password"]) >= 20 and first["sip_password"] != second["sip_password"]
     creds = await QueueStore(redis, PREFIX).sip_credentials()
     assert creds["desk1"].ha1 == sip_ha1("desk1", "hotline.test", second["sip_password"]), "the last one counts"
-    raw = b"".join((await redis.hgetall(f"{PREFIX}:sip:credentials")).values())
+    raw = b"".join(v if isinstance(v, bytes) else v.encode()
+                   for v in (await redis.hgetall(f"{PREFIX}:sip:credentials")).values())
     assert first["sip_password"].encode() not in raw and second["sip_password"].encode() not in raw
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ def test_a_credential_never_shows_its_hash() -> None:
 
 
 def seed(**kw: object) -> AgentSeed:
-    return AgentSeed(**{"id": "ada", "name": "Ada", "token": "t", **kw})  # type: ignore[arg-type]
+    return AgentSeed(**{"id": "ada", "name": "Ada", "token": "t", **kw})
 
 
 def test_seed_phone_modes() -> None:
@@ -82,8 +83,8 @@ def test_sip_passwords_reach_children_but_never_a_dump() -> None:
     assert '"sip_password": "from-file"' in s.dump_for_children()
 
 
-def test_sipauth_table_holds_hashes_only(tmp_path: object) -> None:
-    cfg = EdgeConfig(Settings(var_dir=tmp_path), [("127.0.0.1", 5070)],  # type: ignore[arg-type]
+def test_sipauth_table_holds_hashes_only(tmp_path: Path) -> None:
+    cfg = EdgeConfig(Settings(var_dir=tmp_path), [("127.0.0.1", 5070)],
                      sip_credentials={"ada": sip_ha1("ada", "127.0.0.1", "pw")})
     text = cfg.render_sipauth_table()
     assert sip_ha1("ada", "127.0.0.1", "pw") in text and "pw" not in text.split("\n", 1)[1].replace("ada", "")
@@ -92,8 +93,8 @@ def test_sipauth_table_holds_hashes_only(tmp_path: object) -> None:
         cfg.render_sipauth_table()
 
 
-def test_registrar_realm_must_be_plain(tmp_path: object) -> None:
-    settings = Settings(var_dir=tmp_path, edge={"registrar": {"realm": 'a"b'}})  # type: ignore[arg-type]
+def test_registrar_realm_must_be_plain(tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path, edge={"registrar": {"realm": 'a"b'}})
     with pytest.raises(Exception, match="realm"):
         EdgeConfig(settings, [("127.0.0.1", 5070)]).defines()
 
