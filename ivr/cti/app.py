@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
+from ivr.core.sip_auth import offer_uri
 from ivr.core.tasks import TaskGroup
 from ivr.cti import (
     agents,
@@ -65,8 +66,9 @@ def init_app(settings: Settings) -> web.Application:
         app[AUTH] = TokenAuth(settings, store)
         for u in settings.users:  # idempotent: every API instance makes sure the agents exist
             if u.role == "agent":
-                await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
-                                           languages=u.languages)
+                await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=offer_uri(u, settings.edge),
+                                           languages=u.languages,
+                                           phone="registered" if u.phone == "registered" else "")
         crm = CrmConnector(settings.crm, store) if settings.crm.lookups else None
         app[HUB] = hub = PopHub(store, enrich=crm, observe_pop=api_metrics.observe_pop)
         app[webhooks.WEBHOOKS] = hooks = webhooks.Webhooks(settings.webhooks, redis, settings.redis.prefix)

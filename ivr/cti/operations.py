@@ -134,11 +134,23 @@ SCHEMAS: dict[str, Schema] = {
             "state": {"enum": [s.value for s in AgentState]},
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
-            "call_id": STR, "offer_id": STR}},
+            "call_id": STR, "offer_id": STR,
+            "phone": {"type": "object", "required": ["mode", "registered", "contacts"], "properties": {
+                "mode": {"enum": ["registered", "static", "none"],
+                         "description": "registered: the phone registers at the edge (sip_uri is its AOR); "
+                                        "static: a fixed sip_uri; none: no phone"},
+                "registered": {"type": "boolean", "description": "mode registered: the edge holds a live "
+                               "registration (offers go only to such agents)"},
+                "contacts": {**INT, "description": "registered devices; an offer rings them all"}}}}},
     "AgentList": {"type": "object", "required": ["agents"],
                   "properties": {"agents": {"type": "array", "items": ref("Agent")}}},
     "NewAgent": {"allOf": [ref("Agent"), {"type": "object", "required": ["token"], "properties": {
         "token": {**STR, "description": "the agent's bearer token, shown this once"}}}]},
+    "NewSipPassword": {
+        "type": "object", "required": ["agent_id", "username", "sip_password", "realm", "aor"],
+        "properties": {"agent_id": STR, "username": {**STR, "description": "digest user name (the agent id)"},
+                       "sip_password": {**STR, "description": "shown this once; only its HA1 is kept"},
+                       "realm": STR, "aor": {**STR, "description": "what the phone registers"}}},
     "NewToken": {"type": "object", "required": ["agent_id", "token"],
                  "properties": {"agent_id": STR, "token": STR}},
     "CallList": {
@@ -230,6 +242,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/v1/agents/{agent_id}/token"): Operation(
         "Give an agent a new token", "agents", ("admin",), response=ref("NewToken"),
         description="The old token stops working at once. Only for agents made over the API.",
+        errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/sip-password"): Operation(
+        "Give an agent's registering phone a new SIP password", "agents", ("admin",),
+        response=ref("NewSipPassword"),
+        description="Generated, shown this once, stored only as its digest HA1. The edge accepts it (and "
+                    "drops the phone's registrations made with the old one) within "
+                    "`edge.registrar.poll_interval_s`. 409 `agent.phone_static` for an agent without "
+                    "`phone: registered`, `agent.configured` when the configuration file fixes the password.",
         errors=(404, 409)),
     ("POST", "/api/v1/agents/{agent_id}/state"): Operation(
         "Set an agent's state", "agents", ("supervisor",), own="its own state", body=StateChange,

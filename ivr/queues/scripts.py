@@ -21,6 +21,7 @@ NAMES = (
     "leave_queue",
     "agent_register",
     "agent_remove",
+    "agent_phones",
     "agent_token",
     "agent_set_state",
     "offer_answered",

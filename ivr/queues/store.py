@@ -16,6 +16,7 @@ from ivr.core import commands
 from ivr.core.config import Role
 from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut, Unavailable
 from ivr.core.events import AGENT_SETTABLE, AgentState
+from ivr.core.sip_auth import SipCredential
 from ivr.queues.dialplan_status import PlanStatus, read_status
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
@@ -410,9 +411,32 @@ class QueueStore:
 
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
-                             sip_uri: str | None, languages: list[str]) -> None:
+                             sip_uri: str | None, languages: list[str], phone: str = "") -> None:
+        """``phone="registered"``: ``sip_uri`` is the agent's AOR at the edge, and routing offers it
+        calls only while its phone is registered there (:meth:`record_phones`)."""
         await self._run("agent_register", agent_id, name, json.dumps(dict(skills)), sip_uri or "",
-                        json.dumps(languages))
+                        json.dumps(languages), phone)
+
+    # --- agents' phones (registrations at the edge, SIP credentials) -------------------------
+    async def record_phones(self, registered: Mapping[str, int], stale_after_s: float) -> int:
+        """The edge's registrations now (``{agent id: live contacts}``, every AOR with a binding):
+        each counts for ``stale_after_s``; an available agent whose phone just came back is matched
+        with a waiting caller. Returns the offers made."""
+        return int(await self._run("agent_phones", int(stale_after_s * 1000), json.dumps(dict(registered))))
+
+    async def set_sip_credential(self, credential: SipCredential) -> None:
+        """Store an agent's SIP password as its HA1 (the previous one is replaced)."""
+        await self.redis.hset(self.keys.sip_credentials, credential.agent_id, credential.to_json())
+
+    async def sip_credentials(self) -> dict[str, SipCredential]:
+        """Every HA1 an admin set over the API (broken entries are left out)."""
+        raw = await self.redis.hgetall(self.keys.sip_credentials)
+        out = {}
+        for agent_id, text in raw.items():
+            cred = SipCredential.from_json(_s(agent_id), _s(text))
+            if cred is not None:
+                out[cred.agent_id] = cred
+        return out
 
     async def remove_agent(self, agent_id: str) -> None:
         """Delete the agent (``agent.busy`` while it holds a call): it leaves every index, and its
@@ -435,6 +459,7 @@ class QueueStore:
         agent: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
         agent["skills"] = json.loads(agent.get("skills") or "{}")
         agent["languages"] = json.loads(agent.get("languages") or "[]")
+        agent["phone"] = _phone_view(agent)
         return agent
 
     async def agent_ids(self) -> list[str]:
@@ -700,6 +725,19 @@ def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
         if name in cb:
             cb[name] = int(float(cb[name]))
     return cb
+
+
+def _phone_view(agent: dict[str, Any]) -> dict[str, Any]:
+    """``{"mode", "registered", "contacts"}`` of an agent hash (its raw phone_* fields are consumed):
+    mode ``registered`` (a phone registering at the edge; registered while the last poll of the edge
+    found a binding and is recent), ``static`` (a fixed SIP URI) or ``none``."""
+    mode = agent.pop("phone", "") or ""
+    contacts = int(agent.pop("phone_contacts", "0") or 0)
+    until = int(agent.pop("phone_until", "0") or 0)
+    if mode == "registered":
+        live = contacts > 0 and until > time.time() * 1000
+        return {"mode": "registered", "registered": live, "contacts": contacts if live else 0}
+    return {"mode": "static" if agent.get("sip_uri") else "none", "registered": False, "contacts": 0}
 
 
 def _s(v: Any) -> str:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from redis.asyncio import Redis
 
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, PromptError
@@ -27,6 +28,7 @@ from ivr.edge import Edge
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
+from ivr.runtime.phones import PhoneRegistry
 
 log = get_logger(__name__)
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -112,9 +114,13 @@ class Supervisor:
         # The edge knows the whole possible pool; probing marks workers that are not running as down.
         self.edge = Edge(s, workers=[(s.workers.host, s.workers.sip_port(i)) for i in range(s.workers.maximum)],
                          numbers=list(plans.by_number))
+        phones_redis = connect(s.redis)
+        phones = PhoneRegistry(s, self.edge, QueueStore(phones_redis, s.redis.prefix))
+        self.edge.sip_credentials = phones.initial_credentials()
         await self.edge.start()
         self.children.append(self.edge.process)
         self.tasks.spawn("watch.edge", self._watch(self.edge.process))
+        self.tasks.spawn("phones", self._phones(phones, phones_redis))
         api = self._role("api", "api")
         await self._start(api)
         await wait_tcp(s.api.host, s.api.port, 20)
@@ -199,6 +205,13 @@ class Supervisor:
                 if idle and len(self.workers) > w.count:
                     busy_since.pop(idle[0], None)
                     self.tasks.spawn(f"retire.{idle[0]}", self._retire_worker(idle[0]))
+        finally:
+            await close(redis)
+
+    async def _phones(self, phones: PhoneRegistry, redis: Redis) -> None:
+        """Agents' SIP credentials to the edge, the edge's registrations to Redis (ivr/runtime/phones.py)."""
+        try:
+            await phones.run()
         finally:
             await close(redis)
 
