@@ -28,6 +28,9 @@ if a[1] ~= 'available' then
   return redis.error_reply('agent.not_available agent ' .. aid .. ' is ' .. a[1] .. ', not available')
 end
 if not a[2] or a[2] == '' then return redis.error_reply('agent.no_phone agent ' .. aid .. ' has no phone') end
+if not R.phone_ready(aid) then
+  return redis.error_reply('agent.no_phone the phone of agent ' .. aid .. ' is not registered')
+end
 local w = CB.pick_worker()
 if not w then return redis.error_reply('worker.unavailable no worker has a free call slot: retry shortly') end
 local ckey = k('call', cid)
