@@ -1,8 +1,10 @@
 """``ivr run``: the whole hotline on one machine.
 
 Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
-configured; prompt pre-build; the speech service; N workers; the Kamailio edge; the API. Restarts
-children that die. On SIGTERM/SIGINT stops them in reverse order and exits 0.
+configured; prompt pre-build; the API (it needs only Redis, and loads while the workers do); the
+speech service; N workers; the Kamailio edge once the workers are alive. Prints the banner when
+every role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the
+others stop in reverse order, and it exits 0.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ class Supervisor:
         t0 = time.monotonic()
         count = await asyncio.to_thread(build_prompts, s, plans)
         log.info("prompts.built", prompts=count, seconds=round(time.monotonic() - t0, 2))
+        # The API starts (imports, connects to Redis) while the workers load: it needs only Redis, and
+        # its /readyz says 503 until the workers are alive. The banner still waits for every role.
+        api = self._role("api", "api")
+        await self._start(api)
         if s.speech.enabled:
             speech = self._role("speech", "speech")
             await self._start(speech)
@@ -121,8 +127,6 @@ class Supervisor:
         self.children.append(self.edge.process)
         self.tasks.spawn("watch.edge", self._watch(self.edge.process))
         self.tasks.spawn("phones", self._phones(phones, phones_redis))
-        api = self._role("api", "api")
-        await self._start(api)
         await wait_tcp(s.api.host, s.api.port, 20)
         if s.speech.enabled:
             await self._wait_speech_loaded(180)
@@ -269,7 +273,7 @@ class Supervisor:
                 elif time.monotonic() - progress_at > stall_s:
                     raise TimeoutError(f"only {alive}/{s.workers.count} workers came up "
                                        f"(none more in the last {stall_s:.0f} s)")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
         finally:
             await close(redis)
 
