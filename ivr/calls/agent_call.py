@@ -125,8 +125,11 @@ class AgentCall:
             await self.leg.hangup()
             return accepted
         if isinstance(cmd, commands.SendDtmf):
-            await self.leg.send_dtmf(cmd.digits)
-            log.info("call.dtmf_sent", by=by, keys=len(cmd.digits))  # never the keys: they may be a PIN
+            # the keys go to the far end the agent talks to: a consult target (an outside IVR)
+            # while consulting it, else the customer's leg (a number after a transfer, a click-to-dial)
+            far = self.consult_leg if self.consult_leg is not None and self.mode is Mode.CONSULT else self.leg
+            await far.send_dtmf(cmd.digits)
+            log.info("call.dtmf_sent", by=by, keys=len(cmd.digits), to="target" if far is not self.leg else "customer")
             return accepted
         if self.agent_leg is None:
             return _refused(cmd, "call.wrong_state", "the call is not with an agent")
@@ -183,11 +186,12 @@ class AgentCall:
         return _refused(cmd, "command.unsupported", f"{cmd.kind} is not supported on this call")
 
     def _number_uri(self, number: str) -> str | None:
-        """The edge URI of an external number, or None when ``calls.outbound_allow`` does not allow it."""
-        if not transfer_allowed(number, self.ctx.settings.calls.outbound_allow):
+        """The URI of an external number (as click-to-dial and callbacks dial it: ``callbacks.dial_uri``),
+        or None when ``calls.outbound_allow`` does not allow it."""
+        settings = self.ctx.settings
+        if not transfer_allowed(number, settings.calls.outbound_allow):
             return None
-        edge = self.ctx.settings.edge
-        return f"sip:{number}@{edge.host}:{edge.port}"
+        return settings.callbacks.uri_for(number, settings.edge.host, settings.edge.port)
 
     async def _transfer(self, cmd: commands.Transfer, wrapup: float) -> Reply:
         if not self.can_transfer:

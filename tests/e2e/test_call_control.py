@@ -101,10 +101,16 @@ def consult_state(rec: dict[str, Any]) -> str:
 @contextlib.asynccontextmanager
 async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
               agent1_hangs_up_after_ms: int | None = None, overrides: dict[str, Any] | None = None,
-              phones: tuple[str, ...] = ("agent", "target")) -> AsyncIterator[Rig]:
-    """A hotline with agent1 (billing) and agent2 (support), their sipp phones, and a sniffer."""
+              phones: tuple[str, ...] = ("agent", "target"), outside: bool = False,
+              agent_calls: int = 1) -> AsyncIterator[Rig]:
+    """A hotline with agent1 (billing) and agent2 (support), their sipp phones, and a sniffer. With
+    ``outside`` the "target" phone is also where numbers +1555077x are dialled (callbacks.dial_uri)."""
     port2 = free_udp_tcp_port()
-    h = Hotline(tmp_path / "hotline", overrides=overrides or {})
+    overrides = dict(overrides or {})
+    if outside:
+        overrides["calls"] = {"outbound_allow": ["+1555077?"]}
+        overrides["callbacks"] = {"dial_uri": f"sip:{{number}}@127.0.0.1:{port2}"}
+    h = Hotline(tmp_path / "hotline", overrides=overrides)
     h.tokens["agent2"] = "agent2-test-token"
     users = h.base_config()["users"] + [
         {"id": "agent2", "name": "Bo", "skills": {"support": 3}, "sip_uri": f"sip:agent2@127.0.0.1:{port2}",
@@ -121,8 +127,9 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
         sf = render_scenario("cc_phone.xml", tmp_path / party, keep="agent-hangs-up" if hang else "remote-hangs-up",
                              drop="remote-hangs-up" if hang else "agent-hangs-up", ring_ms=200,
                              talk_ms=hang or 60000, audio_pcap=pcaps[party])
+        calls = agent_calls if party == "agent" else 1
         servers[party] = SippServer(sf, workdir=tmp_path, tag=party, port=port,
-                                    extra=["-m", "1", "-mp", str(media[party])])
+                                    extra=["-m", str(calls), "-mp", str(media[party])])
     try:
         await h.start()
         with LoopbackSniffer(ports=set(media.values()), max_seconds=170) as sniffer:
@@ -357,4 +364,53 @@ async def test_refusals_keep_the_call_as_it_was(tmp_path: Path) -> None:
         assert talk["caller"].only("agent") and talk["agent"].only("caller"), talk
         assert (await r.record(cid))["state"] == "connected"
         await r.post("agent1", f"{base}/hangup")
+        assert (await caller).ok
+
+
+async def test_consult_an_outside_number_send_it_keys_and_hand_the_caller_over(tmp_path: Path) -> None:
+    """A consult to an allowlisted number (an outside IVR): the agent's keys go to it, not to the
+    caller; completing the consult leaves caller and number talking; the call ends as transferred."""
+    async with rig(tmp_path, outside=True) as r:
+        await login(r.http, r.hotline, "agent1")
+        caller, cid = await call_in(r)
+        base = f"/api/v1/calls/{cid}"
+        err = await r.post("agent1", f"{base}/consult", {"target": {"type": "number", "number": "+15550999"}},
+                           expect=403)
+        assert err["error"]["code"] == "number.not_allowed"
+        await r.post("agent1", f"{base}/consult", {"target": {"type": "number", "number": "+15550777"}})
+        await r.wait_record(cid, "the number answered", lambda rec: consult_state(rec) == "talking")
+        t0 = time.time()
+        await r.post("agent1", f"{base}/dtmf", {"digits": "1#"})
+        await asyncio.sleep(1.0)
+        keys = [p for p in r.sniffer.rtp(dst=r.ports["target"], after=t0) if p.rtp_payload_type not in (0, 8)]
+        assert keys, "no RFC 2833 event reached the consulted number"
+        assert not [p for p in r.sniffer.rtp(dst=r.ports["caller"], after=t0) if p.rtp_payload_type not in (0, 8)]
+        await r.post("agent1", f"{base}/consult/complete")
+        joined = await r.listen("caller", "target")
+        assert joined["caller"].only("target") and joined["target"].only("caller"), joined
+        rec = await r.record(cid)
+        assert rec["state"] == "transferring" and not rec.get("agent_id"), rec
+        await wait_agent_state(r.hotline, "agent1", "available", timeout=r.hotline.wrapup_s + 10)
+        assert "INVITE sip:+15550777@" in r.phones["target"].messages()
+        await r.post("super1", f"{base}/hangup")
+        assert (await caller).ok
+        ended = await r.record(cid)
+        assert ended["outcome"] == "transferred", ended
+
+
+async def test_blind_transfer_to_a_number_that_does_not_answer_returns_the_caller_to_its_queue(
+        tmp_path: Path) -> None:
+    overrides = {"calls": {"consult_ring_s": 2}}
+    # the number never answers; agent1's phone takes the caller a second time
+    async with rig(tmp_path, outside=True, overrides=overrides, phones=("agent",), agent_calls=2) as r:
+        await login(r.http, r.hotline, "agent1")
+        caller, cid = await call_in(r)
+        await r.post("agent1", f"/api/v1/calls/{cid}/transfer", {"target": {"type": "number", "number": "+15550777"}})
+        await wait_agent_state(r.hotline, "agent1", "available", timeout=r.hotline.wrapup_s + 10)
+        # back in billing, where agent1 (available again) takes it: the caller was never dropped
+        rec = await r.wait_record(cid, "back with agent1", lambda rec: rec.get("state") == "connected", timeout=30)
+        assert rec["agent_id"] == "agent1" and rec["queue"] == "billing", rec
+        back = await r.listen("caller", "agent")
+        assert back["caller"].only("agent") and back["agent"].only("caller"), back
+        await r.post("agent1", f"/api/v1/calls/{cid}/hangup")
         assert (await caller).ok
