@@ -21,6 +21,7 @@ import pytest
 
 from tests.call_audio import AGENT_HZ, CALLER_HZ, TARGET_HZ, Heard, heard, tone_pcap
 from tests.e2e.conftest import Hotline
+from tests.e2e.test_call_commands import second_api
 from tests.e2e.test_walking_skeleton import login, wait_agent_state
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
@@ -142,20 +143,22 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
         h.stop()
 
 
-async def call_in(r: Rig, *, talk_ms: int = 60000) -> tuple[asyncio.Task[SippResult], str]:
-    """A caller (tone 2300 Hz) dials the hotline, picks billing, and is connected to agent1."""
-    sf = render_scenario("cc_caller.xml", r.workdir / "caller", keep="remote-hangs-up", drop="caller-hangs-up",
-                         digit=2, dtmf_at_ms=800, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
+async def call_in(r: Rig, *, talk_ms: int = 60000, digit: int = 2, media_port: int | None = None,
+                  tag: str = "caller", known: frozenset[str] = frozenset()) -> tuple[asyncio.Task[SippResult], str]:
+    """A caller (tone 2300 Hz) dials the hotline, picks billing (or ``digit``), and is connected to
+    an agent (a call not in ``known``)."""
+    sf = render_scenario("cc_caller.xml", r.workdir / tag, keep="remote-hangs-up", drop="caller-hangs-up",
+                         digit=digit, dtmf_at_ms=800, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
     caller = asyncio.create_task(run_sipp(
-        sf, ("127.0.0.1", r.hotline.edge_port), workdir=r.workdir, tag="caller", limit_s=talk_ms / 1000 + 30,
-        extra=["-s", "1000", "-mp", str(r.ports["caller"])]))
+        sf, ("127.0.0.1", r.hotline.edge_port), workdir=r.workdir, tag=tag, limit_s=talk_ms / 1000 + 30,
+        extra=["-s", "1000", "-mp", str(media_port or r.ports["caller"])]))
     redis = r.hotline.redis()
     try:
         store = r.hotline.store(redis)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert not caller.done(), (await caller).describe()
-            for cid in await store.active_calls():
+            for cid in set(await store.active_calls()) - known:
                 call = await store.get_call(cid)
                 if call and call.get("state") == "connected":
                     return caller, cid
@@ -257,7 +260,14 @@ async def test_warm_transfer_completes_to_the_consulted_agent(tmp_path: Path) ->
         base = f"/api/v1/calls/{cid}"
         await r.post("agent1", f"{base}/consult", {"target": {"type": "queue", "queue": "support"}})
         await r.wait_record(cid, "consult answered", lambda rec: consult_state(rec) == "talking")
-        await r.post("agent1", f"{base}/consult/complete")
+        # the complete goes through another API instance (a second host): it reaches the same worker
+        api2, api2_url = await second_api(r.hotline, tmp_path)
+        try:
+            async with r.http.post(f"{api2_url}{base}/consult/complete", headers=r.auth("agent1")) as resp:
+                assert resp.status == 202, await resp.text()
+        finally:
+            api2.terminate()
+            api2.wait(10)
         joined = await r.listen("caller", "target")
         assert joined["caller"].only("target") and joined["target"].only("caller"), joined
         rec = await r.record(cid)
@@ -414,3 +424,28 @@ async def test_blind_transfer_to_a_number_that_does_not_answer_returns_the_calle
         assert back["caller"].only("agent") and back["agent"].only("caller"), back
         await r.post("agent1", f"/api/v1/calls/{cid}/hangup")
         assert (await caller).ok
+
+
+async def test_a_consult_on_a_worker_with_every_leg_spent_is_refused_and_the_caller_stays(tmp_path: Path) -> None:
+    """One worker, two callers each talking to an agent: its 4 legs are spent, so a consult gets
+    503 call.no_leg (with Retry-After) before anything changes, and the caller still hears its agent."""
+    async with rig(tmp_path, outside=True, overrides={"workers": {"count": 1}}) as r:
+        await login(r.http, r.hotline, "agent1")
+        await login(r.http, r.hotline, "agent2")
+        caller, cid = await call_in(r)
+        other, cid2 = await call_in(r, digit=3, media_port=free_udp_tcp_port(), tag="caller2", known=frozenset({cid}))
+        rec2 = await r.record(cid2)
+        assert rec2["agent_id"] == "agent2" and rec2["worker"] == (await r.record(cid))["worker"], rec2
+        async with r.http.post(f"{r.hotline.api}/api/v1/calls/{cid}/consult", headers=r.auth("agent1"),
+                               json={"target": {"type": "number", "number": "+15550777"}}) as resp:
+            body = await resp.json()
+            assert resp.status == 503 and body["error"]["code"] == "call.no_leg", body
+            assert resp.headers.get("Retry-After")
+        rec = await r.record(cid)
+        assert rec["state"] == "connected" and "consult" not in rec and "held_at" not in rec, rec
+        talk = await r.listen("caller", "agent")
+        assert talk["caller"].only("agent") and talk["agent"].only("caller"), talk
+        assert r.phones["target"].received("INVITE") == 1  # its call from caller2 only: nothing was dialled
+        for call_id, who in ((cid, "agent1"), (cid2, "agent2")):
+            await r.post(who, f"/api/v1/calls/{call_id}/hangup")
+        assert (await caller).ok and (await other).ok
