@@ -15,6 +15,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, CrmSettings, Settings
+from ivr.core.event_catalogue import VERSION
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.cti.crm import CrmConnector
@@ -328,6 +329,6 @@ async def test_the_match_is_stored_once_replayed_without_a_lookup_and_kept_off_t
             matched = [e for e in await store.read_events("0-0") if e.type == "call.crm_matched"]
             assert len(matched) == 1
             assert matched[0].data["call_id"] == "c7" and matched[0].data["status"] == "matched"
-            assert matched[0].data["record_id"] == pop["crm"]["record"]["id"] and matched[0].data["v"] == 1
+            assert matched[0].data["record_id"] == pop["crm"]["record"]["id"] and matched[0].data["v"] == VERSION
     finally:
         await runner.cleanup()

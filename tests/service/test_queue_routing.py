@@ -10,6 +10,7 @@ from redis.asyncio import Redis
 
 from ivr.core.config import EscalationStep, QueueSettings
 from ivr.core.errors import Conflict
+from ivr.core.event_catalogue import VERSION
 from ivr.core.events import AgentState
 from ivr.queues.routing import Requirement, Route, resolve_route
 from ivr.queues.store import Offer, QueueStore
@@ -187,7 +188,7 @@ async def test_no_agents_fallback_leaves_at_once_only_when_nobody_could_take_the
     assert await store.waiting("billing") == []
     left = [e.data for e in await store.read_events("0-0") if e.type == "call.left_queue"]
     assert left == [{"call_id": "ko", "queue": "billing", "reason": "no_agents", "waited_s": 0, "ts": left[0]["ts"],
-                     "v": 1}]
+                     "v": VERSION}]
     # someone able to take it is logged in (on break): the caller waits
     assert await call(store, "en", need("billing", lang="en", no_agents="fallback")) is None
     assert await store.waiting("billing") == ["en"]

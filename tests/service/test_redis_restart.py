@@ -181,7 +181,8 @@ async def test_waiting_callers_and_agents_survive_a_redis_crash_and_the_client_r
     # everything there before the crash is there after it, unchanged (the driver only added to it)
     after = await dump(client, f"{PREFIX}:*")
     grown = {f"{PREFIX}:queue:support:waiting", f"{PREFIX}:route:1/*/support:waiting", f"{PREFIX}:calls:active",
-             f"{PREFIX}:worker:w1:calls", f"{PREFIX}:events", f"{PREFIX}:skill:support:routes"}
+             f"{PREFIX}:worker:w1:calls", f"{PREFIX}:events", f"{PREFIX}:skill:support:routes",
+             f"{PREFIX}:calls:started", f"{PREFIX}:queue:support:calls"}  # the call list's indexes
     for key, value in before.items():
         if key == f"{PREFIX}:events":
             assert after[key][:len(value)] == value
