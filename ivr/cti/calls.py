@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ivr.core import commands
-from ivr.core.errors import BadRequest, Conflict, NotFound
+from ivr.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
 from ivr.cti.auth import User, require_role, require_self_or
@@ -396,10 +396,17 @@ class Disposition(BaseModel):
 
 
 async def set_disposition(request: web.Request) -> web.Response:
-    """The agent's wrap-up: a disposition code and notes on the call record (the call's agent, a
-    supervisor or an admin); ``call.disposition`` carries them to the CRM's webhook."""
-    who, call_id, _ = await _own_call(request)
+    """The agent's wrap-up: a disposition code and notes on the call record (an agent who took part
+    in it - also the one who transferred it on and is in wrap-up for it - a supervisor or an admin);
+    ``call.disposition`` carries them, with who set them, to the CRM's webhook."""
+    who = await user(request)
+    call_id = request.match_info["call_id"]
     store = request.app[STORE]
+    call = await store.get_call(call_id)
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    if who.role not in ("supervisor", "admin") and who.id not in handled_by(call):
+        raise Forbidden(f"{who.role} {who.id} may not act on this call", code="auth.forbidden")
     req = await body(request, Disposition)
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:

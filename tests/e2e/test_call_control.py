@@ -274,11 +274,18 @@ async def test_warm_transfer_completes_to_the_consulted_agent(tmp_path: Path) ->
         assert rec["agent_id"] == "agent2" and rec["state"] == "connected", rec
         transfers = json.loads(rec["transfers"])
         assert transfers[-1]["mode"] == "consult" and transfers[-1]["from_agent"] == "agent1", transfers
+        # the first agent disposes of its part of the call it handed on; agent2 too
+        for who in ("agent1", "agent2"):
+            async with r.http.post(f"{r.hotline.api}{base}/disposition", headers=r.auth(who),
+                                   json={"disposition": "resolved", "notes": f"by {who}"}) as resp:
+                assert resp.status == 200, await resp.text()
         await wait_agent_state(r.hotline, "agent1", "available", timeout=r.hotline.wrapup_s + 10)
         await r.post("super1", f"{base}/hangup")
         assert (await caller).ok
-        types = [t for t, _ in await r.events(cid)]
+        events = await r.events(cid)
+        types = [t for t, _ in events]
         assert "call.consult_completed" in types and "call.transferred" in types, types
+        assert [d["by"] for t, d in events if t == "call.disposition"] == ["agent1", "agent2"]
 
 
 async def test_a_consult_target_that_does_not_answer_leaves_the_caller_with_the_agent(tmp_path: Path) -> None:
