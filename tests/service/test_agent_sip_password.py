@@ -39,11 +39,6 @@ async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncI
     await a.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 async def test_admin_sets_a_password_shown_once_and_stored_as_ha1(api: Api, http: aiohttp.ClientSession,
                                                                   redis: Redis) -> None:

@@ -59,11 +59,6 @@ async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncI
     await a.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:

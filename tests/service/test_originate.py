@@ -53,11 +53,6 @@ async def api_first_hotline(tmp_path: Path, redis_server: RedisServer, redis: Re
     await a.stop()
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:
