@@ -248,7 +248,17 @@ class AgentCall:
 
     async def _ring_target(self, leg: Leg, by: str) -> None:
         """Wait for the consult target to answer (``calls.consult_ring_s``); on no answer the agent is
-        back with the caller (the record and the consulted agent follow)."""
+        back with the caller (the record and the consulted agent follow). Runs beside the talk: what
+        goes wrong is logged here, and the talk loop sees the legs as they are."""
+        try:
+            await self._ring_target_once(leg, by)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("call.consult_ring_failed", error=type(exc).__name__, detail=str(exc))
+            self._changed.set()
+
+    async def _ring_target_once(self, leg: Leg, by: str) -> None:
         ring_s = self.ctx.settings.calls.consult_ring_s
         outcome = await leg.wait_answered(ring_s, unless=self.leg.ended)
         async with self._lock:

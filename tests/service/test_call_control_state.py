@@ -157,3 +157,14 @@ async def test_an_ended_call_refuses_every_step(store: QueueStore) -> None:
     assert ended.value.code == "call.ended"
     with pytest.raises(NotFound):
         await store.call_control("nope", "hold", by="a1")
+
+
+async def test_an_outside_number_leaving_a_conference_leaves_the_caller_with_the_agent(store: QueueStore) -> None:
+    await connected(store)
+    await store.call_control("c1", "consult", by="a1", a1="number", a2="+15550777")
+    await store.call_control("c1", "consult_answered", by="a1")
+    await store.call_control("c1", "conference", by="a1")
+    res = await store.call_control("c1", "conference_leave", by="target_hangup", a1="")
+    call = await store.get_call("c1")
+    assert res["agent_id"] == "a1" and call and call["state"] == "connected" and "consult" not in call
+    assert await agent_state(store, "a1") == "oncall"

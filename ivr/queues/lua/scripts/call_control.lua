@@ -211,7 +211,7 @@ elseif op == 'conference' then
 elseif op == 'conference_leave' then
   -- a1 = the agent who leaves (the call's agent or the consulted one)
   if c.state ~= 'conferenced' then return wrong('conferenced') end
-  if a1 == consult.agent_id and a1 ~= '' then
+  if a1 == consult.agent_id then  -- the consulted agent, or ('' = '') the outside number hung up
     free_target(a1, true)
     set_call_state(ckey, 'connected')
   elseif a1 == c.agent_id then
