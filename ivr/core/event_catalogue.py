@@ -237,13 +237,26 @@ class VoicemailNew(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class AgentStateChanged(Event):
-    """An agent's state changed (``previous`` -> ``state``, with the reason)."""
+    """An agent's state changed (``previous`` -> ``state``, with the reason); into wrap-up, with
+    ``wrapup_until`` (epoch ms), when it ends unless extended."""
     type: ClassVar[EventType] = E.AGENT_STATE
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     agent_id: str
     state: str
     previous: str
     reason: str
+    wrapup_until: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentWrapupExtended(Event):
+    """The agent's wrap-up now ends at ``wrapup_until`` (epoch ms), ``extended_s`` later (CTI API)."""
+    type: ClassVar[EventType] = E.AGENT_WRAPUP_EXTENDED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+    wrapup_until: int
+    extended_s: float
+    by: str
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -20,7 +20,7 @@ from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.cti.auth import User, new_token, require_role, require_self_or
-from ivr.cti.context import AUTH, HUB, STORE, body, user
+from ivr.cti.context import AUTH, HUB, SETTINGS, STORE, body, user
 from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
 
 log = get_logger(__name__)
@@ -33,6 +33,12 @@ class StateChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: AgentState = Field(description="available, break or offline (the others are set by routing)")
     reason: str = Field("", max_length=64, description="e.g. lunch, training, meeting")
+
+
+class WrapupExtend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extend_s: float = Field(gt=0, le=600, strict=True, allow_inf_nan=False,
+                            description="seconds to add to the wrap-up (from now when it is already due)")
 
 
 Skill = Annotated[str, Field(pattern=ROUTING_NAME)]
@@ -177,6 +183,23 @@ async def set_state(request: web.Request) -> web.Response:
     return web.json_response(await store.get_agent(agent_id))
 
 
+async def extend_wrapup(request: web.Request) -> web.Response:
+    """More wrap-up time: the deadline (``wrapup_until``, epoch ms) moves ``extend_s`` later, at most
+    ``routing.wrapup_max_s`` after the wrap-up began. "Ready now" is the state change to available."""
+    who = await user(request)
+    agent_id = _agent_id(request)
+    require_self_or(who, agent_id, "supervisor")
+    req = await body(request, WrapupExtend)
+    store = request.app[STORE]
+    await _existing(request, agent_id)
+    max_s = request.app[SETTINGS].routing.wrapup_max_s
+    deadline = await store.extend_wrapup(agent_id, req.extend_s, max_s=max_s, by=who.id)
+    log.info("agent.wrapup_extended", agent_id=agent_id, by=who.id, extend_s=req.extend_s)
+    agent = await _existing(request, agent_id)
+    agent.setdefault("wrapup_until", deadline)
+    return web.json_response(agent)
+
+
 def _last_event_id(request: web.Request) -> str | None:
     raw = request.query.get("last_event_id") or request.headers.get("Last-Event-ID")
     if raw is None:
@@ -262,6 +285,7 @@ def routes() -> list[web.RouteDef]:
         web.delete("/api/v1/agents/{agent_id}", delete_agent),
         web.post("/api/v1/agents/{agent_id}/token", rotate_token),
         web.post("/api/v1/agents/{agent_id}/state", set_state),
+        web.post("/api/v1/agents/{agent_id}/wrapup", extend_wrapup),
         web.get("/api/v1/agents/{agent_id}/events", agent_events),
         web.get("/api/v1/events", floor_events),
     ]

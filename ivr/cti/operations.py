@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange
+from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange, WrapupExtend
 from ivr.cti.calls import Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
@@ -111,7 +111,8 @@ SCHEMAS: dict[str, Schema] = {
             "state": {"enum": [s.value for s in AgentState]},
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
-            "call_id": STR, "offer_id": STR}},
+            "call_id": STR, "offer_id": STR,
+            "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"}}},
     "AgentList": {"type": "object", "required": ["agents"],
                   "properties": {"agents": {"type": "array", "items": ref("Agent")}}},
     "NewAgent": {"allOf": [ref("Agent"), {"type": "object", "required": ["token"], "properties": {
@@ -163,7 +164,8 @@ SCHEMAS: dict[str, Schema] = {
         "ready": {"type": "boolean"}, "redis": {"type": "boolean"}, "workers_alive": INT, "workers": INT}},
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
-MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, Disposition, Rollback, VersionEntry)
+MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, Disposition, Rollback,
+                                       VersionEntry)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -210,6 +212,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ref("Agent"),
         description="available, break or offline; 409 `agent.state_invalid` for the states routing sets.",
         errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/wrapup"): Operation(
+        "Extend an agent's wrap-up", "agents", ("supervisor",), own="its own wrap-up", body=WrapupExtend,
+        response=ref("Agent"),
+        description="The wrap-up deadline (`wrapup_until`, epoch ms) moves `extend_s` later, at most "
+                    "`routing.wrapup_max_s` after the wrap-up began; `agent.wrapup_extended` tells the "
+                    "desktops. 409 `agent.not_in_wrapup`, `agent.wrapup_max`. Ready now: set the state "
+                    "to available.", errors=(404, 409)),
     ("GET", "/api/v1/agents/{agent_id}/events"): Operation(
         "The agent desktop's live feed (WebSocket)", "agents", ("supervisor",), own="its own events",
         websocket=True, params=(LAST_EVENT_ID,

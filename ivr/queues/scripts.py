@@ -23,6 +23,7 @@ NAMES = (
     "agent_remove",
     "agent_token",
     "agent_set_state",
+    "agent_wrapup_extend",
     "offer_answered",
     "offer_failed",
     "agent_left",

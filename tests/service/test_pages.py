@@ -340,3 +340,142 @@ async def test_the_wallboard_shows_queues_and_agents_live(api: str, browser: Bro
     assert json.loads(await page.evaluate("localStorage.getItem('ivr.wallboard.settings')"))["target"] == 55
     await tab.screenshot("wallboard-service.png")
     tab.expect_no_errors()
+
+
+# --- the desktop as a call-handling client (issue 17) ----------------------------------------------
+
+async def answered_and_ended(store: QueueStore, cid: str, *, wrapup_s: float) -> None:
+    offer_id = await offer_call(store, cid)
+    await store.offer_answered(cid, offer_id)
+    await store.end_call(cid, reason="caller_hangup", wrapup_s=wrapup_s, ttl_s=3600)
+
+
+async def test_two_tabs_of_one_agent_show_the_same_disposition(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    """A disposition saved in one tab shows in the other's form (it used to keep the old values there,
+    and saving in that tab would silently replace the first one)."""
+    one, two = await desktop(browser, api), await desktop(browser, api)
+    await one.page.click("#go-available")
+    await expect(two.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await answered_and_ended(store, "c1", wrapup_s=30)
+    for tab in (one, two):
+        await expect(tab.page.locator("#call-status")).to_have_text("Ended", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#disposition-save")).to_be_enabled()
+    await one.page.select_option("#disposition", "resolved")
+    await one.page.fill("#notes", "refund sent")
+    await one.page.click("#disposition-save")
+    for tab in (one, two):
+        await expect(tab.page.locator("#disposition-result")).to_have_text("Saved: resolved", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#disposition")).to_have_value("resolved")
+        await expect(tab.page.locator("#notes")).to_have_value("refund sent")
+    # typing in one tab while the other saves: the typing stays, and the page says what happened
+    await two.page.fill("#notes", "half-typed")
+    await one.page.fill("#notes", "refund sent, ticket closed")
+    await one.page.click("#disposition-save")
+    await expect(two.page.locator("#error")).to_contain_text("Another tab saved", timeout=TIMEOUT_MS)
+    await expect(two.page.locator("#notes")).to_have_value("half-typed")
+    for tab in (one, two):
+        tab.expect_no_errors()
+
+
+async def test_the_hint_says_ringing_before_the_answer_and_on_a_call_after(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    tab = await desktop(browser, api)
+    page = tab.page
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    offer_id = await offer_call(store, "c1")
+    await expect(page.locator("#call-status")).to_have_text("Ringing", timeout=TIMEOUT_MS)
+    await expect(page.locator("#state-hint")).to_contain_text("ringing")
+    await expect(page.locator("#state-hint")).not_to_contain_text("On a call")
+    await store.offer_answered("c1", offer_id)
+    await expect(page.locator("#state-hint")).to_contain_text("On a call", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()
+
+
+async def test_the_wrapup_countdown_is_the_servers_in_every_tab_with_extend_and_ready_now(
+        api: str, browser: Browser, store: QueueStore, redis: Redis) -> None:
+    one, two = await desktop(browser, api), await desktop(browser, api)
+    await one.page.click("#go-available")
+    await expect(two.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await answered_and_ended(store, "c1", wrapup_s=30)
+    deadline = await redis.zscore(store.keys.wrapup, "agent1")
+    assert deadline is not None
+    for tab in (one, two):
+        clock = tab.page.locator("#wrapup-clock")
+        await expect(clock).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(clock).to_have_attribute("data-until", str(int(deadline)))
+        await expect(tab.page.locator("#wrapup-left")).to_have_text(re.compile(r"^0:[0-3][0-9]$"))
+        await expect(tab.page.locator("#state-hint")).not_to_contain_text("choose Available")
+
+    # extend in one tab: the server's new deadline reaches both
+    await one.page.click("#wrapup-extend")
+    later = None
+    for _ in range(100):
+        later = await redis.zscore(store.keys.wrapup, "agent1")
+        if later != deadline:
+            break
+        await one.page.wait_for_timeout(50)
+    assert later is not None and later > deadline
+    for tab in (one, two):
+        await expect(tab.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)),
+                                                                          timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#activity li[data-type='agent.wrapup_extended']")).to_have_count(1)
+
+    # ready now in the other: available in both, the clock goes away
+    await two.page.click("#wrapup-ready")
+    for tab in (one, two):
+        await expect(tab.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#wrapup-clock")).to_be_hidden()
+    assert await redis.zscore(store.keys.wrapup, "agent1") is None
+
+    # a wrap-up that runs out: housekeeping makes the agent available, the page follows
+    await answered_and_ended(store, "c2", wrapup_s=0.5)
+    await expect(one.page.locator("#wrapup-clock")).to_be_visible(timeout=TIMEOUT_MS)
+    for _ in range(100):
+        if await store.release_wrapups() or (await store.get_agent("agent1") or {}).get("state") == "available":
+            break
+        await one.page.wait_for_timeout(50)
+    await expect(one.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await expect(one.page.locator("#reason")).to_have_text("")
+    for tab in (one, two):
+        tab.expect_no_errors()
+
+
+async def test_extending_a_wrapup_is_checked(api: str, store: QueueStore, settings: Settings) -> None:
+    url = f"{api}/api/v1/agents/agent1/wrapup"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "agent.not_in_wrapup"
+        await store.set_agent_state("agent1", AgentState.AVAILABLE)
+        await answered_and_ended(store, "c1", wrapup_s=10)
+        for bad in ({"extend_s": 0}, {"extend_s": -5}, {"extend_s": 601}, {"extend_s": "30"}, {}, {"extend": 30},
+                    {"extend_s": 1e308}):
+            async with http.post(url, json=bad, headers=AGENT1) as r:
+                assert r.status == 400, bad
+        async with http.post(f"{api}/api/v1/agents/agent2/wrapup", json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 403
+        async with http.post(f"{api}/api/v1/agents/nobody/wrapup", json={"extend_s": 30}, headers=SUPER) as r:
+            assert r.status == 404
+        agent = await store.get_agent("agent1")
+        assert agent is not None and agent["state"] == "wrapup"
+        before = agent["wrapup_until"]
+        async with http.post(url, json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert body["state"] == "wrapup" and body["wrapup_until"] == before + 30_000
+        async with http.post(url, json={"extend_s": 45}, headers=SUPER) as r:
+            assert r.status == 200
+        # at most routing.wrapup_max_s (600 s) from the start of the wrap-up
+        for _ in range(20):
+            async with http.post(url, json={"extend_s": 600}, headers=AGENT1) as r:
+                if r.status == 409:
+                    assert (await r.json())["error"]["code"] == "agent.wrapup_max"
+                    break
+                assert r.status == 200
+        agent = await store.get_agent("agent1")
+        assert agent is not None
+        assert agent["wrapup_until"] == int(agent["state_since"]) + int(settings.routing.wrapup_max_s * 1000)
+    events = [e for e in await store.events_after("0", count=500) if e.type == "agent.wrapup_extended"]
+    assert [e.data["by"] for e in events][:2] == ["agent1", "super1"]
+    assert events[0].data["extended_s"] == 30

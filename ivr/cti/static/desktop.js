@@ -11,8 +11,9 @@ const ACTIVITY_MAX = 50;
 
 let login = null; // {agent, token}
 let feed = null;
-let me = {state: "offline", since: null, reason: ""};
+let me = {state: "offline", since: null, reason: "", wrapupUntil: null}; // wrapupUntil: the server's deadline (ms)
 let call = null; // the current or last call offered to me
+let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
 
@@ -70,9 +71,15 @@ async function signOut() {
 // --- my state ----------------------------------------------------------------------------------------
 
 function applyAgent(agent) {
-  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || ""};
+  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || "",
+        wrapupUntil: Number(agent.wrapup_until) || null};
   renderState();
 }
+
+const HINT = {
+  reserved: "A call is ringing: pick up your phone to answer it.",
+  oncall: "On a call: your state changes when it ends.",
+};
 
 function renderState() {
   const pill = $("state");
@@ -84,10 +91,31 @@ function renderState() {
     button.setAttribute("aria-pressed", String(button.dataset.state === me.state));
     button.disabled = BUSY.has(me.state);
   }
-  $("state-hint").textContent = BUSY.has(me.state) ? "On a call: your state changes when it ends."
-    : me.state === "wrapup" ? "Wrap-up: choose Available when you are ready for the next call." : "";
+  $("state-hint").textContent = HINT[me.state] || (me.state === "wrapup"
+    ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
+                      : "Wrap-up: choose Ready now when you are ready for the next call.")
+    : "");
+  const clock = $("wrapup-clock");
+  clock.hidden = me.state !== "wrapup";
+  clock.dataset.until = me.wrapupUntil ? String(me.wrapupUntil) : "";
+  $("wrapup-left").parentElement.hidden = !me.wrapupUntil;
   tick();
   setTitle();
+}
+
+/** More wrap-up time: the server moves the deadline; every tab hears agent.wrapup_extended. */
+async function extendWrapup() {
+  showError($("error"), null);
+  const button = $("wrapup-extend");
+  button.disabled = true;
+  try {
+    applyAgent(await api(login.token, "POST", `/api/v1/agents/${encodeURIComponent(login.agent)}/wrapup`,
+                         {extend_s: Number(button.dataset.extendS)}));
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function setState(state) {
@@ -151,6 +179,7 @@ function onCallEvent(ev) {
     Object.assign(call, {status: "ended", ended_at: ev.ts, outcome: ev.outcome, reason: ev.reason});
   } else if (ev.type === "call.disposition") {
     Object.assign(call, {disposition: ev.disposition, notes: ev.notes});
+    followDisposition();
   }
   renderCall();
   saveCall();
@@ -195,8 +224,7 @@ function renderWrapup(reset) {
   const usable = answered || Boolean(call && call.disposition);
   for (const id of ["disposition", "notes", "disposition-save"]) $(id).disabled = !usable;
   if (reset) {
-    $("disposition").value = call && call.disposition ? call.disposition : "";
-    $("notes").value = call && call.notes ? call.notes : "";
+    setDispositionForm(call && call.disposition ? call.disposition : "", call && call.notes ? call.notes : "");
     $("disposition-result").textContent = "";
   }
   $("wrapup-call").textContent = !call ? "No call to dispose of yet."
@@ -210,12 +238,32 @@ function renderWrapup(reset) {
   }
 }
 
+function setDispositionForm(disposition, notes) {
+  $("disposition").value = disposition;
+  $("notes").value = notes;
+  formBase = {disposition: $("disposition").value, notes};
+}
+
+/** A disposition saved (here, or in another tab of mine): the form shows it, unless the agent is
+ * typing a different one here (then it says so, and keeps the typing). */
+function followDisposition() {
+  const edited = $("disposition").value !== formBase.disposition || $("notes").value !== formBase.notes;
+  const same = $("disposition").value === call.disposition && $("notes").value === (call.notes || "");
+  if (!edited || same) {
+    setDispositionForm(call.disposition || "", call.notes || "");
+    $("disposition-form").dataset.conflict = "";
+  } else {
+    $("disposition-form").dataset.conflict = "1";
+    showError($("error"), new Error(`Another tab saved "${call.disposition}" for this call: saving here replaces it.`));
+  }
+}
+
 async function loadDispositions() {
   try {
     const {dispositions} = await api(login.token, "GET", "/api/v1/dispositions");
     const select = $("disposition");
     fill(select, el("option", {value: ""}, "choose…"), dispositions.map((code) => el("option", {value: code}, code.replace(/_/g, " "))));
-    if (call && call.disposition) select.value = call.disposition;
+    if (call && call.disposition) setDispositionForm(call.disposition, $("notes").value);
   } catch (err) {
     showError($("error"), err);
   }
@@ -233,6 +281,7 @@ async function saveDisposition(event) {
                           {disposition: $("disposition").value, notes: $("notes").value});
     Object.assign(call, {disposition: rec.disposition, notes: rec.notes});
     saveCall();
+    followDisposition();
     renderWrapup(false);
   } catch (err) {
     $("disposition-result").textContent = "";
@@ -255,6 +304,7 @@ function onHello(hello) {
       for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes"]) {
         if (rec[key] !== undefined && (key !== "status" || call.status !== "missed")) call[key] = rec[key];
       }
+      if (rec.disposition !== undefined) followDisposition();
       renderCall();
     }
     saveCall();
@@ -268,6 +318,7 @@ const DESCRIBE = {
   "call.ended": (ev) => `Call ended (${ev.outcome || ev.reason || ""})`,
   "call.disposition": (ev) => `Disposition saved: ${ev.disposition}`,
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
+  "agent.wrapup_extended": (ev) => `Wrap-up extended by ${duration(Number(ev.extended_s))}`,
   "agent.deleted": () => "Agent profile deleted",
   "replay.gap": () => "Some events were too old to replay: state refreshed",
 };
@@ -287,8 +338,14 @@ async function onEvent(ev) {
   if (ev.type.startsWith("call.")) {
     onCallEvent(ev);
   } else if (ev.type === "agent.state") {
-    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || ""};
+    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || "",
+          wrapupUntil: ev.state === "wrapup" ? Number(ev.wrapup_until) || null : null};
     renderState();
+  } else if (ev.type === "agent.wrapup_extended") {
+    if (me.state === "wrapup") {
+      me.wrapupUntil = Number(ev.wrapup_until) || me.wrapupUntil;
+      renderState();
+    }
   } else if (ev.type === "agent.deleted") {
     feed.stop();
     showError($("error"), new ApiError(404, "agent.not_found", "your agent profile was deleted"));
@@ -305,6 +362,11 @@ async function onEvent(ev) {
 
 function tick() {
   $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
+  if (me.state === "wrapup" && me.wrapupUntil) {
+    const left = (me.wrapupUntil - serverNow()) / 1000;
+    // ceil: "0:01" until the last second is over; at 0 the server makes the agent available
+    $("wrapup-left").textContent = left > 0 ? duration(Math.ceil(left)) : "0:00";
+  }
   if (!call) return;
   const now = serverNow();
   const span = call.status === "ringing" ? now - (call.offered_at || now)
@@ -335,6 +397,8 @@ function start() {
     $(id).addEventListener("click", () => setState($(id).dataset.state));
   }
   $("disposition-form").addEventListener("submit", saveDisposition);
+  $("wrapup-extend").addEventListener("click", extendWrapup);
+  $("wrapup-ready").addEventListener("click", () => setState("available"));
   setInterval(tick, 1000);
   const agent = sessionStorage.getItem(KEY.agent), token = sessionStorage.getItem(KEY.token);
   if (agent && token) {

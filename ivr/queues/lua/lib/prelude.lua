@@ -160,8 +160,15 @@ local function record_handled(queue, ms)
   redis.call('HINCRBY', skey, 'handled', 1)
 end
 
--- The single place agent state changes; keeps the idle indexes in step with it.
-local function set_agent_state(aid, state, reason)
+-- When agent `aid`'s wrap-up ends (epoch ms): the score in the wrap-up ZSET, the one place it is
+-- kept (housekeeping releases the agent then; desktops count down to it).
+local function set_wrapup_deadline(aid, deadline)
+  redis.call('ZADD', k('wrapup'), deadline, aid)
+end
+
+-- The single place agent state changes; keeps the idle indexes in step with it. Wrap-up is entered
+-- with its deadline (`wrapup_until`, epoch ms), which agent.state carries so every desktop agrees.
+local function set_agent_state(aid, state, reason, wrapup_until)
   local key = k('agent', aid)
   local prev = redis.call('HGET', key, 'state')
   redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
@@ -174,12 +181,17 @@ local function set_agent_state(aid, state, reason)
       redis.call('SADD', k('skill', s, 'staffed'), aid)
     end
   end
-  if state ~= 'wrapup' then redis.call('ZREM', k('wrapup'), aid) end
+  if state ~= 'wrapup' then
+    redis.call('ZREM', k('wrapup'), aid)
+  elseif wrapup_until then
+    set_wrapup_deadline(aid, wrapup_until)
+  end
   if state ~= 'reserved' and state ~= 'oncall' and state ~= 'wrapup' then
     redis.call('HDEL', key, 'call_id', 'offer_id')
   end
   if prev ~= state then
-    emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or ''})
+    emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or '',
+                         wrapup_until = state == 'wrapup' and wrapup_until or nil})
   end
 end
 
@@ -225,8 +237,7 @@ end
 local function release_agent(cid, aid, wrapup, reason)
   if not aid or redis.call('HGET', k('agent', aid), 'call_id') ~= cid then return false end
   if wrapup > 0 then
-    set_agent_state(aid, 'wrapup', reason)
-    redis.call('ZADD', k('wrapup'), NOW + wrapup * 1000, aid)
+    set_agent_state(aid, 'wrapup', reason, NOW + math.floor(wrapup * 1000 + 0.5))
   else
     set_agent_state(aid, 'available', reason)
     match_agent(aid)
