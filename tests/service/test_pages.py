@@ -479,3 +479,75 @@ async def test_extending_a_wrapup_is_checked(api: str, store: QueueStore, settin
     events = [e for e in await store.events_after("0", count=500) if e.type == "agent.wrapup_extended"]
     assert [e.data["by"] for e in events][:2] == ["agent1", "super1"]
     assert events[0].data["extended_s"] == 30
+
+
+# records what the page does with notifications and WebAudio (the real ones still run underneath)
+ALERT_SPY = """
+window.__alerts = {notes: [], closed: [], tones: [], asked: 0};
+const RealNotification = window.Notification;
+class SpyNotification extends RealNotification {
+  constructor(title, options) {
+    super(title, options);
+    window.__alerts.notes.push({title, body: options.body, tag: options.tag});
+  }
+  close() { window.__alerts.closed.push(this.tag); super.close(); }
+}
+SpyNotification.requestPermission = (...args) => { window.__alerts.asked += 1; return RealNotification.requestPermission(...args); };
+Object.defineProperty(SpyNotification, "permission", {get: () => RealNotification.permission});
+window.Notification = SpyNotification;
+const realStart = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.__alerts.tones.push({hz: this.frequency.value, state: this.context.state});
+  return realStart.apply(this, args);
+};
+"""
+
+
+async def test_a_pop_rings_and_notifies_once_the_agent_turned_alerts_on(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await context.add_init_script(ALERT_SPY)
+    page = await context.new_page()
+    tab = Tab(page)
+    page.on("pageerror", lambda exc: tab.errors.append(f"uncaught: {exc}"))
+    await page.goto(f"{api}/")
+    await page.fill("#agent", "agent1")
+    await page.fill("#token", "agent1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+
+    # alerts off: a pop stays silent, and nothing asked the browser for permission behind the agent's back
+    await offer_call(store, "c0")
+    await expect(page.locator("#pop")).to_have_attribute("data-alerted", "", timeout=TIMEOUT_MS)
+    await store.end_call("c0", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    spy = await page.evaluate("window.__alerts")
+    assert spy["asked"] == 0 and spy["tones"] == [] and spy["notes"] == []
+
+    # the click asks for notifications (the browser's prompt); the agent allows them
+    await page.click("#alerts-toggle")
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("aria-pressed", "true")
+    assert (await page.evaluate("window.__alerts"))["asked"] == 1
+    await context.grant_permissions(["notifications"])
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("data-status", re.compile("on|blocked"))
+
+    await offer_call(store, "c1", ani="+15550001<b>x</b>")
+    await expect(page.locator("#pop")).to_have_attribute("data-alerted", "sound notification", timeout=TIMEOUT_MS)
+    spy = await page.evaluate("window.__alerts")
+    assert sorted(t["hz"] for t in spy["tones"]) == [440, 480], "a two-tone ring made in the page"
+    assert all(t["state"] == "running" for t in spy["tones"])
+    assert spy["notes"] == [{"title": "Incoming call from +15550001<b>x</b>", "body": "Queue billing", "tag": "call-c1"}]
+
+    # answered: the notification goes away
+    call = await store.get_call("c1")
+    assert call is not None
+    await store.offer_answered("c1", call["offer_id"])
+    await expect(page.locator("#call-status")).to_have_text("Connected", timeout=TIMEOUT_MS)
+    assert (await page.evaluate("window.__alerts"))["closed"] == ["call-c1"]
+    # turning alerts off keeps the next pop silent again
+    await page.click("#alerts-toggle")
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("aria-pressed", "false")
+    tab.expect_no_errors()
+    await context.close()

@@ -4,8 +4,10 @@
 
 import {$, ApiError, EventFeed, api, clockTime, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {callFacts, crmView, journeyView, statusText} from "./pop.js";
+import {CallAlerts} from "./alerts.js";
 
-const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id"};
+const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
+             alerts: "ivr.desktop.alerts"};
 const BUSY = new Set(["reserved", "oncall"]);
 const ACTIVITY_MAX = 50;
 
@@ -13,6 +15,7 @@ let login = null; // {agent, token}
 let feed = null;
 let me = {state: "offline", since: null, reason: "", wrapupUntil: null}; // wrapupUntil: the server's deadline (ms)
 let call = null; // the current or last call offered to me
+const alerts = new CallAlerts();
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -32,6 +35,8 @@ async function signIn(agent, token) {
   $("signout").hidden = false;
   $("who").textContent = profile.name ? `${profile.name} (${agent})` : agent;
   applyAgent(profile);
+  alerts.enabled = sessionStorage.getItem(KEY.alerts) === "on"; // the sound waits for a click after a reload
+  renderAlerts();
   restoreCall();
   loadDispositions();
   feed = new EventFeed({
@@ -55,6 +60,7 @@ async function signOut() {
   feed = null;
   login = null;
   call = null;
+  alerts.disable();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
   $("signout").hidden = true;
@@ -66,6 +72,35 @@ async function signOut() {
   fill($("activity"));
   renderCall();
   document.title = "Agent desktop";
+}
+
+// --- call alerts ---------------------------------------------------------------------------------------
+
+const ALERT_TEXT = {
+  on: "Sound and notifications on",
+  blocked: "Sound on; notifications are blocked in this browser's site settings",
+  asleep: "Click anywhere in the page to wake the sound",
+  off: "",
+};
+
+function renderAlerts() {
+  const status = alerts.status();
+  const button = $("alerts-toggle");
+  button.setAttribute("aria-pressed", String(alerts.enabled));
+  button.textContent = alerts.enabled ? "Turn off call alerts" : "Turn on call alerts";
+  button.dataset.status = status;
+  $("alerts-status").textContent = ALERT_TEXT[status] || "";
+}
+
+async function toggleAlerts() {
+  if (alerts.enabled) {
+    alerts.disable();
+    sessionStorage.removeItem(KEY.alerts);
+  } else {
+    sessionStorage.setItem(KEY.alerts, "on");
+    await alerts.enable(); // in the click: the browser lets the page ask and play
+  }
+  renderAlerts();
 }
 
 // --- my state ----------------------------------------------------------------------------------------
@@ -162,6 +197,7 @@ function onCallEvent(ev) {
     delete call.type;
     delete call.id;
     renderCall({fill: true, announce: true});
+    $("pop").dataset.alerted = alerts.pop(call).join(" ");
     saveCall();
     // ack once the card is painted (after the next frame): then the server lets the phone ring
     const offer = ev.offer_id;
@@ -169,6 +205,7 @@ function onCallEvent(ev) {
     return;
   }
   if (!call || call.call_id !== ev.call_id) return;
+  if (ev.type === "call.answered" || ev.type === "call.offer_failed" || ev.type === "call.ended") alerts.clear(ev.call_id);
   if (ev.type === "call.offer_failed") {
     if (ev.offer_id && ev.offer_id !== call.offer_id) return;
     Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
@@ -398,6 +435,8 @@ function start() {
   }
   $("disposition-form").addEventListener("submit", saveDisposition);
   $("wrapup-extend").addEventListener("click", extendWrapup);
+  $("alerts-toggle").addEventListener("click", toggleAlerts);
+  alerts.onChange = renderAlerts;
   $("wrapup-ready").addEventListener("click", () => setState("available"));
   setInterval(tick, 1000);
   const agent = sessionStorage.getItem(KEY.agent), token = sessionStorage.getItem(KEY.token);
