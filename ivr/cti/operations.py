@@ -148,6 +148,12 @@ SCHEMAS: dict[str, Schema] = {
             "longest_wait_s": {"type": "number"},
             "agents": {"type": "object", "additionalProperties": INT},
             "interval": OBJ, "period": OBJ}},
+    "AgentQueues": {"type": "object", "required": ["agent_id", "queues"], "properties": {
+        "agent_id": STR, "queues": {"type": "array", "items": {
+            "type": "object", "required": ["queue", "skill", "waiting", "longest_wait_s", "agents"],
+            "properties": {"queue": STR, "skill": STR, "waiting": INT, "longest_wait_s": {"type": "number"},
+                           "agents": {"type": "object", "additionalProperties": INT,
+                                      "description": "agents of the queue per state"}}}}}},
     "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
         "type": "object", "required": ["queue", "waiting", "stats"],
         "properties": {"queue": STR, "skill": STR, "waiting": INT, "stats": ref("QueueStats")}}}}},
@@ -264,6 +270,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # queues
     ("GET", "/api/v1/queues"): Operation(
         "Every queue with its live statistics", "queues", STAFF, response=ref("QueueList"), params=(SINCE,)),
+    ("GET", "/api/v1/agents/{agent_id}/queues"): Operation(
+        "The queues an agent serves, with their live counts", "queues", STAFF, own="its own queues",
+        response=ref("AgentQueues"),
+        description="The queues whose skills the agent has all of: callers waiting, the longest wait (s) "
+                    "and how many of the queue's agents are in each state. Counts only.", errors=(404,)),
     ("GET", "/api/v1/queues/{queue}/stats"): Operation(
         "A queue's live statistics", "queues", STAFF, response=ref("QueueStats"), params=(SINCE,),
         errors=(404,)),

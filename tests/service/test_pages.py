@@ -492,7 +492,10 @@ class SpyNotification extends RealNotification {
   }
   close() { window.__alerts.closed.push(this.tag); super.close(); }
 }
-SpyNotification.requestPermission = (...args) => { window.__alerts.asked += 1; return RealNotification.requestPermission(...args); };
+SpyNotification.requestPermission = (...args) => {
+  window.__alerts.asked += 1;
+  return RealNotification.requestPermission(...args);
+};
 Object.defineProperty(SpyNotification, "permission", {get: () => RealNotification.permission});
 window.Notification = SpyNotification;
 const realStart = OscillatorNode.prototype.start;
@@ -538,7 +541,8 @@ async def test_a_pop_rings_and_notifies_once_the_agent_turned_alerts_on(
     spy = await page.evaluate("window.__alerts")
     assert sorted(t["hz"] for t in spy["tones"]) == [440, 480], "a two-tone ring made in the page"
     assert all(t["state"] == "running" for t in spy["tones"])
-    assert spy["notes"] == [{"title": "Incoming call from +15550001<b>x</b>", "body": "Queue billing", "tag": "call-c1"}]
+    assert spy["notes"] == [{"title": "Incoming call from +15550001<b>x</b>", "body": "Queue billing",
+                             "tag": "call-c1"}]
 
     # answered: the notification goes away
     call = await store.get_call("c1")
@@ -551,3 +555,95 @@ async def test_a_pop_rings_and_notifies_once_the_agent_turned_alerts_on(
     await expect(page.locator("#alerts-toggle")).to_have_attribute("aria-pressed", "false")
     tab.expect_no_errors()
     await context.close()
+
+
+async def queue_caller(store: QueueStore, cid: str, queue: str, skill: str) -> None:
+    await store.call_start(cid, "w0", ani="+15550009", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    assert await store.enqueue(cid, queue=queue, skill=skill, priority=0, journey=journey()) is None
+
+
+async def test_an_agent_sees_the_counts_of_its_own_queues_only(api: str, store: QueueStore) -> None:
+    # nobody available: the callers wait in billing (agent1 and agent2), sales (agent1), support (agent2)
+    await queue_caller(store, "c1", "billing", "billing")
+    await queue_caller(store, "c2", "billing", "billing")
+    await queue_caller(store, "c3", "support", "support")
+    await queue_caller(store, "c4", "sales", "sales")
+    await store.set_agent_state("agent2", AgentState.BREAK, "lunch")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/api/v1/agents/agent1/queues", headers=AGENT1) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert [q["queue"] for q in body["queues"]] == ["billing", "sales"]
+        billing = body["queues"][0]
+        assert billing["waiting"] == 2 and billing["longest_wait_s"] >= 0
+        assert billing["agents"]["break"] == 1, "counts of the queue's agents, not who they are"
+        assert set(billing) == {"queue", "skill", "waiting", "longest_wait_s", "agents"}
+        async with http.get(f"{api}/api/v1/agents/agent2/queues", headers=AGENT1) as r:
+            assert r.status == 403
+        async with http.get(f"{api}/api/v1/agents/agent2/queues", headers=SUPER) as r:
+            assert [q["queue"] for q in (await r.json())["queues"]] == ["billing", "support"]
+        async with http.get(f"{api}/api/v1/agents/{'x' * 200}/queues", headers=SUPER) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "agent.not_found"
+
+
+async def test_the_desktop_shows_my_queues(api: str, browser: Browser, store: QueueStore) -> None:
+    await queue_caller(store, "c1", "billing", "billing")
+    await queue_caller(store, "c3", "support", "support")
+    tab = await desktop(browser, api)
+    page = tab.page
+    row = page.locator("#queue-rows tr[data-queue=billing]")
+    await expect(row.locator("[data-figure=waiting]")).to_have_text("1", timeout=TIMEOUT_MS)
+    await expect(row.locator("[data-figure=longest-wait]")).to_have_text(re.compile(r"^0:\d\d$"))
+    await expect(page.locator("#queue-rows tr[data-queue=support]")).to_have_count(0)
+    # agent1 takes the caller: the count follows without a reload
+    offer = await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    assert offer is not None
+    await store.offer_answered("c1", offer.offer_id)
+    await expect(row.locator("[data-figure=waiting]")).to_have_text("0", timeout=TIMEOUT_MS)
+    await expect(row.locator("[data-figure=longest-wait]")).to_have_text("—")
+    tab.expect_no_errors()
+
+
+async def test_the_desktop_lists_and_searches_my_calls(api: str, browser: Browser, store: QueueStore) -> None:
+    """GET /api/v1/calls (issue 17 contract): the agent's own calls, newest first, searched by number
+    prefix and outcome, a page at a time."""
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    for i in range(21):
+        cid = f"c{i:02d}"
+        offer_id = await offer_call(store, cid, ani=f"+1555{'7' if i == 20 else '0'}{i:04d}")
+        await store.offer_answered(cid, offer_id)
+        await store.end_call(cid, reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+    await store.record_disposition("c20", "resolved", "all good", "agent1")
+    # agent2's call is not agent1's business
+    await store.set_agent_state("agent1", AgentState.BREAK)
+    await store.set_agent_state("agent2", AgentState.AVAILABLE)
+    await store.call_start("b1", "w0", ani="+15557777", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    offer = await store.enqueue("b1", queue="billing", skill="billing", priority=0, journey=journey())
+    assert offer is not None and offer.agent_id == "agent2"
+    await store.offer_answered("b1", offer.offer_id)
+    await store.end_call("b1", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+
+    tab = await desktop(browser, api)
+    page = tab.page
+    await page.click("#history-card summary")
+    rows = page.locator("#history-rows tr")
+    await expect(rows).to_have_count(20, timeout=TIMEOUT_MS)
+    await expect(rows.first).to_have_attribute("data-call-id", "c20")
+    await expect(rows.first).to_contain_text("+155570020")
+    await expect(rows.first).to_contain_text("resolved")
+    await page.click("#history-more")
+    await expect(rows).to_have_count(21, timeout=TIMEOUT_MS)
+    await expect(page.locator("#history-more")).to_be_hidden()
+    assert await page.locator("#history-rows tr[data-call-id=b1]").count() == 0
+
+    await page.fill("#history-number", "+15557")
+    await page.click("#history-search")
+    await expect(rows).to_have_count(1, timeout=TIMEOUT_MS)
+    await expect(rows.first).to_have_attribute("data-call-id", "c20")
+    await page.fill("#history-number", "")
+    await page.select_option("#history-outcome", "abandoned")
+    await page.click("#history-search")
+    await expect(page.locator("#history-status")).to_have_text("No calls found.", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()

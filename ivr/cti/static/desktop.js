@@ -5,6 +5,7 @@
 import {$, ApiError, EventFeed, api, clockTime, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {callFacts, crmView, journeyView, statusText} from "./pop.js";
 import {CallAlerts} from "./alerts.js";
+import {CallHistory, MyQueues} from "./history.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -16,6 +17,8 @@ let feed = null;
 let me = {state: "offline", since: null, reason: "", wrapupUntil: null}; // wrapupUntil: the server's deadline (ms)
 let call = null; // the current or last call offered to me
 const alerts = new CallAlerts();
+const history = new CallHistory(() => login);
+const queues = new MyQueues(() => login);
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -39,6 +42,7 @@ async function signIn(agent, token) {
   renderAlerts();
   restoreCall();
   loadDispositions();
+  queues.start();
   feed = new EventFeed({
     path: `/api/v1/agents/${encodeURIComponent(agent)}/events`, token, storageKey: KEY.last,
     params: {ack: "client"}, // the phone rings once the pop is on screen (we ack it below)
@@ -61,6 +65,8 @@ async function signOut() {
   login = null;
   call = null;
   alerts.disable();
+  queues.stop();
+  history.clear();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
   $("signout").hidden = true;
@@ -220,6 +226,10 @@ function onCallEvent(ev) {
   }
   renderCall();
   saveCall();
+  if (ev.type === "call.ended" || ev.type === "call.disposition") {
+    if (history.unfiltered()) history.search();
+  }
+  if (ev.type === "call.answered" || ev.type === "call.offer_failed") queues.refresh();
 }
 
 /** Show the call: ``fill`` draws the card's contents and resets the form (a new call),
@@ -398,6 +408,7 @@ async function onEvent(ev) {
 // --- clocks -------------------------------------------------------------------------------------------------
 
 function tick() {
+  queues.render();
   $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
   if (me.state === "wrapup" && me.wrapupUntil) {
     const left = (me.wrapupUntil - serverNow()) / 1000;
