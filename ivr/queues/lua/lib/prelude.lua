@@ -160,15 +160,8 @@ local function record_handled(queue, ms)
   redis.call('HINCRBY', skey, 'handled', 1)
 end
 
--- When agent `aid`'s wrap-up ends (epoch ms): the score in the wrap-up ZSET, the one place it is
--- kept (housekeeping releases the agent then; desktops count down to it).
-local function set_wrapup_deadline(aid, deadline)
-  redis.call('ZADD', k('wrapup'), deadline, aid)
-end
-
--- The single place agent state changes; keeps the idle indexes in step with it. Wrap-up is entered
--- with its deadline (`wrapup_until`, epoch ms), which agent.state carries so every desktop agrees.
-local function set_agent_state(aid, state, reason, wrapup_until)
+-- The single place agent state changes; keeps the idle indexes in step with it.
+local function set_agent_state(aid, state, reason)
   local key = k('agent', aid)
   local prev = redis.call('HGET', key, 'state')
   redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
@@ -181,17 +174,15 @@ local function set_agent_state(aid, state, reason, wrapup_until)
       redis.call('SADD', k('skill', s, 'staffed'), aid)
     end
   end
-  if state ~= 'wrapup' then
-    redis.call('ZREM', k('wrapup'), aid)
-  elseif wrapup_until then
-    set_wrapup_deadline(aid, wrapup_until)
-  end
+  if state ~= 'wrapup' then redis.call('ZREM', k('wrapup'), aid) end
   if state ~= 'reserved' and state ~= 'oncall' and state ~= 'wrapup' then
     redis.call('HDEL', key, 'call_id', 'offer_id')
   end
   if prev ~= state then
+    -- into wrap-up: its deadline (set just before, see release_agent), so every desktop counts down to it
+    local wrapup_until = state == 'wrapup' and tonumber(redis.call('ZSCORE', k('wrapup'), aid)) or nil
     emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or '',
-                         wrapup_until = state == 'wrapup' and wrapup_until or nil})
+                         wrapup_until = wrapup_until})
   end
 end
 
@@ -237,7 +228,10 @@ end
 local function release_agent(cid, aid, wrapup, reason)
   if not aid or redis.call('HGET', k('agent', aid), 'call_id') ~= cid then return false end
   if wrapup > 0 then
-    set_agent_state(aid, 'wrapup', reason, NOW + math.floor(wrapup * 1000 + 0.5))
+    -- the deadline (epoch ms) is the one place wrap-up's end is kept: housekeeping releases the agent
+    -- then, desktops count down to it, the agent may extend it (agent_wrapup_extend.lua)
+    redis.call('ZADD', k('wrapup'), NOW + math.floor(wrapup * 1000 + 0.5), aid)
+    set_agent_state(aid, 'wrapup', reason)
   else
     set_agent_state(aid, 'available', reason)
     match_agent(aid)

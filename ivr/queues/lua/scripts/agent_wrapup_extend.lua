@@ -13,7 +13,7 @@ local deadline = math.min(math.max(cur, NOW) + math.floor(extend * 1000), limit)
 if deadline <= cur then
   return redis.error_reply(string.format('agent.wrapup_max wrap-up lasts %d s at most: take a break instead', max_s))
 end
-set_wrapup_deadline(aid, deadline)
+redis.call('ZADD', k('wrapup'), 'XX', deadline, aid)
 emit('agent.wrapup_extended', {agent_id = aid, wrapup_until = deadline, extended_s = (deadline - cur) / 1000.0,
                                by = by})
 return deadline
