@@ -108,6 +108,8 @@ class AgentCall:
         self.agent_leg: Leg | None = None
         self.end_reason = "caller_hangup"
         self.forced_end: str | None = None  # set by a hangup command: wins over how the legs ended
+        self.offering: str | None = None  # the offer being made now (pop, then the agent's phone ringing)
+        self.rejected: str | None = None  # the offer the agent refused from its desktop (a reject command)
         self.rtp: dict[str, dict[str, int]] = {}
 
     def deliver(self, offer: Offer) -> None:
@@ -125,8 +127,28 @@ class AgentCall:
                 await agent.hangup()
             await self.leg.hangup()
             return commands.Reply(command.command_id, commands.Status.ACCEPTED)
+        if isinstance(command, commands.Reject):
+            return await self._reject(command)
         return commands.Reply(command.command_id, commands.Status.REFUSED, "command.unsupported",
                               f"{command.kind} is not supported on this call")
+
+    async def _reject(self, command: commands.Reject) -> commands.Reply:
+        """The agent refuses the offer: its phone stops ringing, and :meth:`_connect` fails the offer
+        with reason ``rejected`` (before the dial, when the pop is still on its way, it is not dialled)."""
+        if self.leg.is_ended:
+            return commands.Reply(command.command_id, commands.Status.GONE, "call.gone", "the caller already left")
+        if self.offering != command.offer_id:
+            return commands.Reply(command.command_id, commands.Status.REFUSED, "offer.stale",
+                                  f"offer {command.offer_id} is not ringing on this call")
+        agent = self.agent_leg
+        if agent is not None and agent.answered.is_set():
+            return commands.Reply(command.command_id, commands.Status.REFUSED, "call.wrong_state",
+                                  "the agent already answered: hang up instead")
+        self.rejected = command.offer_id
+        log.info("offer.reject_requested", offer_id=command.offer_id, by=command.by, role=command.role)
+        if agent is not None:
+            await agent.hangup(603)  # 603 Decline: a CANCEL to a phone still ringing
+        return commands.Reply(command.command_id, commands.Status.ACCEPTED)
 
     async def _answered(self, other: Leg, ring_s: float) -> bool:
         """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
@@ -137,6 +159,13 @@ class AgentCall:
         return outcome == "answered"
 
     async def _connect(self, offer: Offer, moh_id: int) -> bool:
+        self.offering = offer.offer_id
+        try:
+            return await self._offer(offer, moh_id)
+        finally:
+            self.offering = None
+
+    async def _offer(self, offer: Offer, moh_id: int) -> bool:
         store, settings = self.ctx.store, self.ctx.settings
         log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
         if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
@@ -144,6 +173,10 @@ class AgentCall:
             log.info("offer.pop", acked=acked)
         if self.leg.is_ended:
             raise LegEnded(self.call_id)
+        if self.rejected == offer.offer_id:  # refused from the desktop before the phone rang
+            log.info("offer.failed", reason="rejected")
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "rejected"))
+            return False
         agent = self.ctx.new_leg()
         self.agent_leg = agent
         try:
@@ -162,7 +195,8 @@ class AgentCall:
             await self._settle(store.offer_answered(self.call_id, offer.offer_id))
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
-        reason = "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}"
+        reason = ("rejected" if self.rejected == offer.offer_id
+                  else "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}")
         await agent.hangup()
         self.agent_leg = None
         log.info("offer.failed", reason=reason)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ivr.core import commands
 from ivr.core.config import ROUTING_NAME, hash_token
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
@@ -39,6 +40,12 @@ class WrapupExtend(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extend_s: float = Field(gt=0, le=600, strict=True, allow_inf_nan=False,
                             description="seconds to add to the wrap-up (from now when it is already due)")
+
+
+class RejectOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offer_id: str = Field(min_length=1, max_length=200,
+                          description="the offer the desktop shows (call.offered): a later offer is not refused")
 
 
 Skill = Annotated[str, Field(pattern=ROUTING_NAME)]
@@ -200,6 +207,33 @@ async def extend_wrapup(request: web.Request) -> web.Response:
     return web.json_response(agent)
 
 
+async def reject_offer(request: web.Request) -> web.Response:
+    """The offered agent refuses the call from its desktop: the worker cancels the agent's ringing
+    leg, the caller goes back to the head of its queue and the agent to ``break`` (reason
+    ``rejected``), as after a ring-no-answer. Answering is the phone's (a desk phone is picked up)."""
+    who = await user(request)
+    call_id = request.match_info["call_id"]
+    req = await body(request, RejectOffer)
+    store = request.app[STORE]
+    call = await store.get_call(call_id) if len(call_id) <= 200 else None
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
+    state = call.get("state")
+    if state == "ended":
+        raise Conflict("the call has already ended", code="call.ended")
+    if state != "offered" or call.get("offer_id") != req.offer_id:
+        raise Conflict(f"offer {req.offer_id[:64]} is not ringing: the call is {state}", code="offer.stale")
+    command = commands.Reject(call_id=call_id, by=who.id, role=who.role, offer_id=req.offer_id)
+    reply = await store.send_command(command, request.app[SETTINGS].api.command_timeout_s)
+    log.info("call.command", call_id=call_id, command="reject", by=who.id, status=reply.status, code=reply.code)
+    if reply.status is not commands.Status.ACCEPTED:
+        raise Conflict(reply.message or f"the call refused the command ({reply.code})",
+                       code=reply.code or "command.refused")
+    return web.json_response({"call_id": call_id, "command": "reject", "status": "accepted",
+                              "command_id": command.command_id}, status=202)
+
+
 def _last_event_id(request: web.Request) -> str | None:
     raw = request.query.get("last_event_id") or request.headers.get("Last-Event-ID")
     if raw is None:
@@ -286,6 +320,7 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/v1/agents/{agent_id}/token", rotate_token),
         web.post("/api/v1/agents/{agent_id}/state", set_state),
         web.post("/api/v1/agents/{agent_id}/wrapup", extend_wrapup),
+        web.post("/api/v1/calls/{call_id}/reject", reject_offer),
         web.get("/api/v1/agents/{agent_id}/events", agent_events),
         web.get("/api/v1/events", floor_events),
     ]

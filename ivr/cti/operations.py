@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange, WrapupExtend
+from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
@@ -170,8 +170,8 @@ SCHEMAS: dict[str, Schema] = {
         "ready": {"type": "boolean"}, "redis": {"type": "boolean"}, "workers_alive": INT, "workers": INT}},
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
-MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, Disposition, Rollback,
-                                       VersionEntry)
+MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, RejectOffer,
+                                       Disposition, Rollback, VersionEntry)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -249,6 +249,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ref("Call"),
         description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
                     "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
+    ("POST", "/api/v1/calls/{call_id}/reject"): Operation(
+        "Refuse an offered call", "calls", STAFF, own="an offer made to it", body=RejectOffer, ok=202,
+        response=ref("CommandAccepted"),
+        description="The worker cancels the agent's ringing leg; the caller goes back to the head of its "
+                    "queue and the agent to `break` (reason `rejected`): `call.offer_failed`. 409 "
+                    "`offer.stale` when that offer is not ringing any more (answered, failed, another "
+                    "offer), `call.ended`, `call.gone`; 504 `command.timeout`.", errors=(404, 409, 504)),
     ("POST", "/api/v1/calls/{call_id}/hangup"): Operation(
         "End a live call", "calls", STAFF, own="the call it is on", ok=202, response=ref("CommandAccepted"),
         description="Ends the call for every party through the worker that holds it (any API instance). "

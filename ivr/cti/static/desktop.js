@@ -6,6 +6,7 @@ import {$, ApiError, EventFeed, api, clockTime, duration, el, fill, serverNow, s
 import {callFacts, crmView, journeyView, statusText} from "./pop.js";
 import {CallAlerts} from "./alerts.js";
 import {CallHistory, MyQueues} from "./history.js";
+import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -19,6 +20,7 @@ let call = null; // the current or last call offered to me
 const alerts = new CallAlerts();
 const history = new CallHistory(() => login);
 const queues = new MyQueues(() => login);
+const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -132,7 +134,9 @@ function renderState() {
     button.setAttribute("aria-pressed", String(button.dataset.state === me.state));
     button.disabled = BUSY.has(me.state);
   }
-  $("state-hint").textContent = HINT[me.state] || (me.state === "wrapup"
+  const missed = me.state === "break" && /^(rejected|ring_no_answer|unreachable|agent_rejected)/.test(me.reason);
+  $("state-hint").textContent = missed ? "A call you did not take went back to its queue: choose Available when you are ready."
+    : HINT[me.state] || (me.state === "wrapup"
     ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
                       : "Wrap-up: choose Ready now when you are ready for the next call.")
     : "");
@@ -186,7 +190,8 @@ function restoreCall() {
 
 /** The call record (the hello of a reconnect, after a reload) as the desktop's call. */
 function fromRecord(rec) {
-  const status = {offered: "ringing", connected: "connected", ended: "ended"}[rec.state];
+  const status = {offered: "ringing", connected: "connected", held: "connected", consulting: "connected",
+                  conferenced: "connected", transferring: "connected", ended: "ended"}[rec.state];
   const queued = Number(rec.queued_at), offered = Number(rec.offered_at);
   return {
     call_id: rec.call_id, offer_id: rec.offer_id, ani: rec.ani, dnis: rec.dnis, hotline: rec.hotline,
@@ -194,12 +199,13 @@ function fromRecord(rec) {
     waited_s: queued && offered ? (offered - queued) / 1000 : undefined, status: status || rec.state,
     offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
     ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
+    transferred_from: rec.transferred_from, ...controlFromRecord(rec),
   };
 }
 
 function onCallEvent(ev) {
   if (ev.type === "call.offered") {
-    call = {...ev, status: "ringing", offered_at: ev.ts};
+    call = {...ev, status: "ringing", offered_at: ev.ts, held: false, muted: false, consult: null, conference: null};
     delete call.type;
     delete call.id;
     renderCall({fill: true, announce: true});
@@ -210,13 +216,27 @@ function onCallEvent(ev) {
     requestAnimationFrame(() => setTimeout(() => { if (feed) feed.send({type: "ack", offer_id: offer}); }, 0));
     return;
   }
+  if (ev.type === "call.consult_offered") {  // a colleague consults me: my phone rings for the consult
+    call = {call_id: ev.call_id, ani: ev.ani, queue: ev.queue, journey: ev.journey, crm: ev.crm, status: "ringing",
+            offered_at: ev.ts, consult_from: ev.from_agent};
+    renderCall({fill: true, announce: true});
+    $("pop").dataset.alerted = alerts.pop(call).join(" ");
+    saveCall();
+    return;
+  }
   if (!call || call.call_id !== ev.call_id) return;
+  if (applyControl(call, ev, login.agent)) {
+    if (call.status !== "connected") alerts.clear(call.call_id);
+    renderCall();
+    saveCall();
+    return;
+  }
   if (ev.type === "call.answered" || ev.type === "call.offer_failed" || ev.type === "call.ended") alerts.clear(ev.call_id);
   if (ev.type === "call.offer_failed") {
     if (ev.offer_id && ev.offer_id !== call.offer_id) return;
     Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
   } else if (ev.type === "call.answered") {
-    Object.assign(call, {status: "connected", answered_at: ev.ts});
+    Object.assign(call, {status: "connected", answered_at: ev.ts, note: ""});
   } else if (ev.type === "call.ended") {
     if (call.status === "missed") return;
     Object.assign(call, {status: "ended", ended_at: ev.ts, outcome: ev.outcome, reason: ev.reason});
@@ -240,14 +260,20 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   card.hidden = !call;
   if (!call) {
     renderWrapup(true);
+    controls.render();
     return;
   }
   card.dataset.callId = call.call_id;
   card.dataset.status = call.status;
   $("pop-title").textContent = call.status === "ringing" ? `Incoming call from ${call.ani || "unknown"}` : `Call with ${call.ani || "unknown"}`;
   const pill = $("call-status");
-  pill.textContent = statusText(call);
-  pill.dataset.state = call.status;
+  const sub = call.status !== "connected" ? call.status : call.consult ? "consulting" : call.conference ? "conferenced"
+    : call.held ? "held" : "connected";
+  pill.textContent = sub === "connected" || sub === call.status ? statusText(call) : SUB_STATUS[sub];
+  pill.dataset.state = sub;
+  card.dataset.control = sub;
+  if (call.consult_from) card.dataset.consultFrom = call.consult_from;
+  else delete card.dataset.consultFrom;
   if (fillCard) {
     fill($("pop-facts"), callFacts(call));
     fill($("pop-crm"), crmView(call.crm));
@@ -261,9 +287,12 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
     card.classList.add("flash");
   }
   renderWrapup(fillCard);
+  controls.render();
   tick();
   setTitle();
 }
+
+const SUB_STATUS = {held: "On hold", consulting: "Consulting", conferenced: "Conference"};
 
 /** The disposition form is for the current or last call once it was answered. */
 function renderWrapup(reset) {
@@ -348,7 +377,8 @@ function onHello(hello) {
       renderCall({fill: true, announce: call.status === "ringing"});
     } else {
       const rec = fromRecord(hello.call);
-      for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes"]) {
+      for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes", "held", "muted",
+                         "consult", "conference"]) {
         if (rec[key] !== undefined && (key !== "status" || call.status !== "missed")) call[key] = rec[key];
       }
       if (rec.disposition !== undefined) followDisposition();
@@ -367,16 +397,18 @@ const DESCRIBE = {
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
   "agent.wrapup_extended": (ev) => `Wrap-up extended by ${duration(Number(ev.extended_s))}`,
   "agent.deleted": () => "Agent profile deleted",
+  ...CONTROL_TEXT,
   "replay.gap": () => "Some events were too old to replay: state refreshed",
 };
 
 function addActivity(ev) {
   const describe = DESCRIBE[ev.type];
-  if (!describe) return;
+  const text = describe ? describe(ev) : null;
+  if (!text) return;
   const list = $("activity");
   const when = Number(ev.ts) || serverNow();
   list.prepend(el("li", {dataset: {eventId: ev.id || "", type: ev.type}},
-                  el("time", {}, clockTime(when)), " ", describe(ev)));
+                  el("time", {}, clockTime(when)), " ", text));
   while (list.children.length > ACTIVITY_MAX) list.lastElementChild.remove();
 }
 
