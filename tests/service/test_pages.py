@@ -647,3 +647,73 @@ async def test_the_desktop_lists_and_searches_my_calls(api: str, browser: Browse
     await page.click("#history-search")
     await expect(page.locator("#history-status")).to_have_text("No calls found.", timeout=TIMEOUT_MS)
     tab.expect_no_errors()
+
+
+async def test_the_call_buttons_follow_the_call_control_events(api: str, browser: Browser) -> None:
+    """callcontrol.js on its own (a unit test in the page: the events of the contract, fed by hand):
+    each step shows and enables only the buttons that make sense. tests/e2e/test_pages.py drives the
+    same buttons against a real hotline."""
+    tab = await open_tab(browser, f"{api}/")
+    steps = await tab.page.evaluate("""async () => {
+        const {CallControls, applyControl} = await import('/static/callcontrol.js');
+        const call = {call_id: "c1", offer_id: "c1.1", status: "ringing", held: false, muted: false};
+        const controls = new CallControls({login: () => ({agent: "agent1", token: "t"}), call: () => call,
+                                           error: () => {}});
+        const $ = (id) => document.getElementById(id);
+        const shown = (id) => !$(id).hidden;
+        const enabled = (id) => !$(id).disabled;
+        const snap = () => ({
+            note: $("call-note").hidden ? "" : $("call-note").textContent,
+            reject: shown("call-reject"), hangup: shown("call-hangup"), controls: shown("call-controls"),
+            state: $("call-controls").dataset.state, hold: $("cc-hold").textContent, holdOn: enabled("cc-hold"),
+            mute: $("cc-mute").textContent, transfer: enabled("cc-transfer"), consult: enabled("cc-consult"),
+            consultBar: shown("consult-bar"), complete: enabled("cc-complete"), cancel: enabled("cc-cancel"),
+            conferenceBar: shown("conference-bar"), keypad: enabled("cc-keypad"), dial: enabled("dial-go"),
+            line: $("consult-bar").hidden ? $("conference-line").textContent : $("consult-line").textContent});
+        const out = {};
+        const step = (name, ev) => {
+            if (ev) out[name + ":applied"] = applyControl(call, ev, "agent1");
+            controls.render();
+            out[name] = snap();
+        };
+        step("ringing");
+        call.status = "connected";
+        step("connected");
+        step("held", {type: "call.held", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        step("resumed", {type: "call.resumed", call_id: "c1", agent_id: "agent1", by: "agent1", held_s: 2.5});
+        step("redial", {type: "call.resumed", call_id: "c1", from: "abandon", queue: "billing"});
+        step("muted", {type: "call.muted", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        step("consulting", {type: "call.consult_started", call_id: "c1", agent_id: "agent1", target_type: "agent",
+                            target: "agent2", target_agent_id: "agent2"});
+        step("consult_answered", {type: "call.consult_answered", call_id: "c1", agent_id: "agent1",
+                                  target_agent_id: "agent2"});
+        step("swapped", {type: "call.consult_swapped", call_id: "c1", agent_id: "agent1", talking_to: "caller"});
+        step("conference", {type: "call.conferenced", call_id: "c1", agent_id: "agent1",
+                            agents: ["agent1", "agent2"]});
+        step("left", {type: "call.conference_left", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        return out;
+    }""")
+    ringing = steps["ringing"]
+    assert ringing["reject"] and not ringing["hangup"] and not ringing["controls"] and not ringing["dial"]
+    assert "Pick up your phone" in ringing["note"]
+    connected = steps["connected"]
+    assert connected["hangup"] and connected["controls"] and not connected["reject"] and not connected["note"]
+    assert connected["hold"] == "Hold" and connected["holdOn"] and connected["transfer"] and connected["consult"]
+    assert connected["keypad"] and not connected["consultBar"] and not connected["dial"]
+    assert steps["held"]["hold"] == "Resume" and steps["held"]["state"] == "held"
+    assert steps["resumed"]["hold"] == "Hold" and steps["resumed"]["state"] == "connected"
+    assert steps["redial:applied"] is False and steps["redial"]["hold"] == "Hold"  # version 1's call.resumed
+    assert steps["muted"]["mute"] == "Unmute"
+    consulting = steps["consulting"]
+    assert consulting["consultBar"] and consulting["state"] == "consulting"
+    assert not consulting["complete"] and consulting["cancel"], "complete once the target answered"
+    assert not consulting["holdOn"] and not consulting["transfer"] and not consulting["consult"]
+    assert "Calling agent agent2" in consulting["line"]
+    assert steps["consult_answered"]["complete"] and "Talking to agent agent2" in steps["consult_answered"]["line"]
+    assert "Talking to the caller" in steps["swapped"]["line"]
+    conference = steps["conference"]
+    assert conference["conferenceBar"] and not conference["consultBar"] and conference["state"] == "conferenced"
+    assert "agent1, agent2" in conference["line"] and not conference["holdOn"]
+    left = steps["left"]
+    assert not left["controls"] and not left["hangup"] and left["dial"]
+    tab.expect_no_errors()
