@@ -717,3 +717,29 @@ async def test_the_call_buttons_follow_the_call_control_events(api: str, browser
     left = steps["left"]
     assert not left["controls"] and not left["hangup"] and left["dial"]
     tab.expect_no_errors()
+
+
+async def test_rejecting_an_offer_is_checked_before_it_reaches_a_worker(api: str, store: QueueStore) -> None:
+    """The refusals the API decides itself (tests/e2e/test_pages.py rejects a ringing offer for real)."""
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    offer_id = await offer_call(store, "c1")
+    url = f"{api}/api/v1/calls/c1/reject"
+    agent2 = {"Authorization": "Bearer agent2-demo-token"}
+    async with aiohttp.ClientSession() as http:
+        for bad in ({}, {"offer_id": ""}, {"offer_id": 5}, {"offer_id": "x" * 201}, {"offer_id": offer_id, "x": 1}):
+            async with http.post(url, json=bad, headers=AGENT1) as r:
+                assert r.status == 400, bad
+        async with http.post(url, json={"offer_id": offer_id}, headers=agent2) as r:
+            assert r.status == 403, "another agent's offer"
+        async with http.post(f"{api}/api/v1/calls/nope/reject", json={"offer_id": "nope.1"}, headers=AGENT1) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "call.not_found"
+        async with http.post(url, json={"offer_id": "c1.7"}, headers=AGENT1) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "offer.stale"
+        await store.offer_answered("c1", offer_id)
+        async with http.post(url, json={"offer_id": offer_id}, headers=AGENT1) as r:
+            body = await r.json()
+            assert r.status == 409 and body["error"]["code"] == "offer.stale"
+            assert "connected" in body["error"]["message"]
+        await store.end_call("c1", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+        async with http.post(url, json={"offer_id": offer_id}, headers=SUPER) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "call.ended"
