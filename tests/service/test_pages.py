@@ -421,6 +421,9 @@ async def test_the_wrapup_countdown_is_the_servers_in_every_tab_with_extend_and_
         await expect(tab.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)),
                                                                           timeout=TIMEOUT_MS)
         await expect(tab.page.locator("#activity li[data-type='agent.wrapup_extended']")).to_have_count(1)
+    await two.page.reload()  # a reloaded tab reads the same deadline from the server (the hello's agent)
+    await expect(two.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    await expect(two.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)))
 
     # ready now in the other: available in both, the clock goes away
     await two.page.click("#wrapup-ready")
