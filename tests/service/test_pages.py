@@ -746,3 +746,42 @@ async def test_rejecting_an_offer_is_checked_before_it_reaches_a_worker(api: str
         await store.end_call("c1", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
         async with http.post(url, json={"offer_id": offer_id}, headers=SUPER) as r:
             assert r.status == 409 and (await r.json())["error"]["code"] == "call.ended"
+
+
+async def test_the_wallboard_marks_agents_by_the_call_control_events(api: str, browser: Browser) -> None:
+    """callcontrol.js's floorControl on its own (the wallboard's rows follow it; tests/e2e/test_pages.py
+    watches a real hold on the wallboard)."""
+    tab = await open_tab(browser, f"{api}/wallboard")
+    marks = await tab.page.evaluate("""async () => {
+        const {floorControl} = await import('/static/callcontrol.js');
+        const agents = new Map([["a1", {agent_id: "a1"}], ["a2", {agent_id: "a2"}], ["a3", {agent_id: "a3"}]]);
+        const out = [];
+        const feed = (ev) => {
+            const took = floorControl(agents, {call_id: "c1", ...ev});
+            out.push([ev.type, took, agents.get("a1").control || "", agents.get("a2").control || "",
+                      Boolean(agents.get("a1").muted)]);
+        };
+        feed({type: "call.held", agent_id: "a1", by: "a1"});
+        feed({type: "call.resumed", agent_id: "a1", by: "a1", held_s: 1.5});
+        feed({type: "call.resumed", from: "abandon", queue: "q"});
+        feed({type: "call.muted", agent_id: "a1", by: "a1"});
+        feed({type: "call.consult_started", agent_id: "a1", target_type: "agent", target: "a2", target_agent_id: "a2"});
+        feed({type: "call.conferenced", agent_id: "a1", agents: ["a1", "a2"]});
+        feed({type: "call.conference_left", agent_id: "a1", by: "a1"});
+        feed({type: "call.transferred", agent_id: "a2", from_agent: "a2", by: "a2", target_type: "queue",
+              target: "q", mode: "blind"});
+        feed({type: "call.ended", agent_id: "a1"});
+        return out;
+    }""")
+    assert marks == [
+        ["call.held", True, "held", "", False],
+        ["call.resumed", True, "", "", False],
+        ["call.resumed", False, "", "", False],
+        ["call.muted", True, "", "", True],
+        ["call.consult_started", True, "consulting", "consulting", True],
+        ["call.conferenced", True, "conference", "conference", True],
+        ["call.conference_left", True, "", "conference", False],
+        ["call.transferred", True, "", "", False],
+        ["call.ended", False, "", "", False],
+    ]
+    tab.expect_no_errors()

@@ -98,6 +98,55 @@ export function applyControl(call, ev, me) {
   return true;
 }
 
+/**
+ * The wallboard's side: a call-control event marks the agents it names (``agents``: agent_id ->
+ * {control, muted, call_id...}) with what their call is doing: control "held", "consulting",
+ * "conference" or "". Returns true when the event was one of them.
+ */
+export function floorControl(agents, ev) {
+  const touch = (id, change) => {
+    const a = id ? agents.get(id) : null;
+    if (a) Object.assign(a, change);
+  };
+  const named = [ev.agent_id, ev.from_agent, ev.target_agent_id, ...(Array.isArray(ev.agents) ? ev.agents : [])];
+  switch (ev.type) {
+    case "call.held":
+      touch(ev.agent_id, {control: "held"});
+      break;
+    case "call.resumed":
+      if (!("held_s" in ev)) return false; // the redial event of catalogue version 1
+      touch(ev.agent_id, {control: ""});
+      break;
+    case "call.muted":
+      touch(ev.agent_id, {muted: true});
+      break;
+    case "call.unmuted":
+      touch(ev.agent_id, {muted: false});
+      break;
+    case "call.consult_started":
+      touch(ev.agent_id, {control: "consulting"});
+      touch(ev.target_agent_id, {control: "consulting"});
+      break;
+    case "call.consult_answered": case "call.consult_swapped":
+      break;
+    case "call.consult_failed": case "call.consult_cancelled":
+      touch(ev.agent_id, {control: ""});
+      break;
+    case "call.consult_completed": case "call.transferred":
+      for (const id of named) touch(id, {control: ""});
+      break;
+    case "call.conferenced":
+      for (const id of named) touch(id, {control: "conference"});
+      break;
+    case "call.conference_left":
+      touch(ev.agent_id, {control: "", muted: false});
+      break;
+    default:
+      return false;
+  }
+  return true;
+}
+
 export const CONTROL_TEXT = {
   "call.held": () => "Caller on hold",
   "call.resumed": (ev) => ("held_s" in ev ? "Caller off hold" : null),

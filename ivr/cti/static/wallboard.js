@@ -5,6 +5,7 @@
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
+import {floorControl} from "./callcontrol.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
 const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
@@ -12,11 +13,6 @@ const STATES = ["available", "reserved", "oncall", "wrapup", "break", "offline"]
 const ON_CALL = new Set(["reserved", "oncall", "wrapup"]);
 const QUEUE_EVENTS = new Set(["call.queued", "call.offered", "call.offer_failed", "call.answered", "call.abandoned",
                               "call.ended"]);
-// call-control events: what each agent's call is doing (held, consulting, in a conference, muted)
-const CONTROL_EVENTS = new Set(["call.held", "call.resumed", "call.muted", "call.unmuted", "call.consult_started",
-                                "call.consult_answered", "call.consult_failed", "call.consult_cancelled",
-                                "call.consult_completed", "call.consult_swapped", "call.conferenced",
-                                "call.conference_left", "call.transferred"]);
 const CONTROL_TEXT = {held: "on hold", consulting: "consulting", conference: "conference"};
 const RECORD_CONTROL = {held: "held", consulting: "consulting", conferenced: "conference"};
 const QUEUES_EVERY_MS = 5000;
@@ -210,38 +206,6 @@ async function learnControls() {
   }
 }
 
-/** A call-control event: the agents it names show what their call is doing. */
-function onControl(ev) {
-  const named = [ev.agent_id, ev.from_agent, ev.target_agent_id, ...(Array.isArray(ev.agents) ? ev.agents : [])];
-  const touch = (id, change) => {
-    const a = id ? agents.get(id) : null;
-    if (a) Object.assign(a, change);
-  };
-  switch (ev.type) {
-    case "call.held": touch(ev.agent_id, {control: "held", call_id: ev.call_id}); break;
-    case "call.resumed":
-      if ("held_s" in ev) touch(ev.agent_id, {control: ""});
-      break;
-    case "call.muted": touch(ev.agent_id, {muted: true}); break;
-    case "call.unmuted": touch(ev.agent_id, {muted: false}); break;
-    case "call.consult_started":
-      touch(ev.agent_id, {control: "consulting"});
-      touch(ev.target_agent_id, {control: "consulting"});
-      break;
-    case "call.consult_failed": case "call.consult_cancelled":
-      touch(ev.agent_id, {control: ""});
-      break;
-    case "call.consult_completed": case "call.transferred":
-      for (const id of named) touch(id, {control: ""});
-      break;
-    case "call.conferenced":
-      for (const id of named) touch(id, {control: "conference"});
-      break;
-    case "call.conference_left": touch(ev.agent_id, {control: "", muted: false}); break;
-    default: break;
-  }
-}
-
 let renderPending = null;
 
 /** Draw the table and the chart once for a burst of events. */
@@ -305,8 +269,7 @@ function onEvent(ev) {
     const a = agents.get(ev.agent_id);
     if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false});
     scheduleAgents();
-  } else if (CONTROL_EVENTS.has(ev.type)) {
-    onControl(ev);
+  } else if (floorControl(agents, ev)) {
     scheduleAgents();
   }
   if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
