@@ -25,7 +25,8 @@ import time
 
 import structlog
 
-from ivr.calls.session import AgentCall, WorkerContext
+from ivr.calls.agent_call import AgentCall
+from ivr.calls.context import WorkerContext
 from ivr.core.logging import get_logger
 from ivr.prompts.library import PromptSpec
 from ivr.queues.store import Offer

@@ -10,27 +10,25 @@ agent's phone is called only after the API confirmed that ``call.offered`` reach
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 
+from ivr.calls.agent_call import TRANSFERRED, AgentCall
 from ivr.calls.announce import QueueAnnouncer
 from ivr.calls.ask import run_ask
 from ivr.calls.call_record import CallRecord
-from ivr.core import commands
-from ivr.core.config import Settings
+from ivr.calls.context import WorkerContext
+from ivr.calls.media_plan import Mode
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
 from ivr.dialplan.journey import Journey
-from ivr.dialplan.loader import PlanRegistry
 from ivr.dialplan.lookup import HttpDataPort
 from ivr.dialplan.model import Prompt
 from ivr.dialplan.ports import (
@@ -42,34 +40,18 @@ from ivr.dialplan.ports import (
     Recording,
 )
 from ivr.dialplan.templates import names, render
-from ivr.prompts.library import PromptLibrary, PromptSpec
+from ivr.prompts.library import PromptSpec
 from ivr.prompts.moh import voicemail_beep
 from ivr.queues.routing import resolve_route
-from ivr.queues.store import Offer, QueueStore
-from ivr.sip.bridge import SipThread
-from ivr.sip.engine import NoLineFree
+from ivr.queues.store import Offer
 from ivr.sip.events import IncomingCall
 from ivr.sip.legs import Leg, LegEnded
-from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
+#: AgentCall and WorkerContext live in their own modules now; importing them from here still works
+__all__ = ["AgentCall", "CallSession", "WorkerContext", "wav_finished"]
 LINE_WAIT_S = 5.0    # how long an offer waits for the library to free a call slot for the agent leg
 LINE_RETRY_S = 0.05
-
-
-@dataclass
-class WorkerContext:
-    """What every call on a worker shares; built once by ``Worker``."""
-
-    name: str
-    settings: Settings
-    store: QueueStore
-    sip: SipThread
-    plans: PlanRegistry
-    prompts: PromptLibrary
-    moh_path: str
-    new_leg: Callable[[], Leg]
-    speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
 
 
 async def wav_finished(path: Path, within_s: float = 3.0) -> bool:
@@ -95,197 +77,9 @@ def _riff_head(path: Path) -> tuple[bytes, int]:
         return f.read(8), path.stat().st_size
 
 
-class AgentCall:
-    """A customer's leg that is connected to an agent: the agent is rung when an offer is delivered
-    (pop-before-ring), bridged, and the talk runs until one side hangs up. Shared by inbound calls
-    (:class:`CallSession`) and callbacks (:class:`ivr.calls.callback.CallbackSession`)."""
-
-    def __init__(self, ctx: WorkerContext, leg: Leg, call_id: str) -> None:
-        self.ctx = ctx
-        self.leg = leg
-        self.call_id = call_id
-        self.offers: asyncio.Queue[Offer] = asyncio.Queue()
-        self.agent_leg: Leg | None = None
-        self.end_reason = "caller_hangup"
-        self.forced_end: str | None = None  # set by a hangup command: wins over how the legs ended
-        self.offering: str | None = None  # the offer being made now (pop, then the agent's phone ringing)
-        self.rejected: str | None = None  # the offer the agent refused from its desktop (a reject command)
-        self.rtp: dict[str, dict[str, int]] = {}
-
-    def deliver(self, offer: Offer) -> None:
-        self.offers.put_nowait(offer)
-
-    async def command(self, command: commands.Command) -> commands.Reply:
-        """Carry out a command to this call (from the API, through the worker's inbox)."""
-        if isinstance(command, commands.Hangup):
-            if self.leg.is_ended:
-                return commands.Reply(command.command_id, commands.Status.GONE, "call.gone", "the caller already left")
-            self.forced_end = "hangup_by_api"
-            log.info("call.hangup_requested", by=command.by, role=command.role)
-            agent = self.agent_leg
-            if agent is not None:
-                await agent.hangup()
-            await self.leg.hangup()
-            return commands.Reply(command.command_id, commands.Status.ACCEPTED)
-        if isinstance(command, commands.Reject):
-            return await self._reject(command)
-        return commands.Reply(command.command_id, commands.Status.REFUSED, "command.unsupported",
-                              f"{command.kind} is not supported on this call")
-
-    async def _reject(self, command: commands.Reject) -> commands.Reply:
-        """The agent refuses the offer: its phone stops ringing, and :meth:`_connect` fails the offer
-        with reason ``rejected`` (before the dial, when the pop is still on its way, it is not dialled)."""
-        if self.leg.is_ended:
-            return commands.Reply(command.command_id, commands.Status.GONE, "call.gone", "the caller already left")
-        if self.offering != command.offer_id:
-            return commands.Reply(command.command_id, commands.Status.REFUSED, "offer.stale",
-                                  f"offer {command.offer_id} is not ringing on this call")
-        agent = self.agent_leg
-        if agent is not None and agent.answered.is_set():
-            return commands.Reply(command.command_id, commands.Status.REFUSED, "call.wrong_state",
-                                  "the agent already answered: hang up instead")
-        self.rejected = command.offer_id
-        log.info("offer.reject_requested", offer_id=command.offer_id, by=command.by, role=command.role)
-        if agent is not None:
-            await agent.hangup(603)  # 603 Decline: a CANCEL to a phone still ringing
-        return commands.Reply(command.command_id, commands.Status.ACCEPTED)
-
-    async def _answered(self, other: Leg, ring_s: float) -> bool:
-        """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
-        outcome = await other.wait_answered(ring_s, unless=self.leg.ended)
-        if outcome == "aborted":
-            await other.hangup()
-            raise LegEnded(self.call_id)
-        return outcome == "answered"
-
-    async def _connect(self, offer: Offer, moh_id: int) -> bool:
-        self.offering = offer.offer_id
-        try:
-            return await self._offer(offer, moh_id)
-        finally:
-            self.offering = None
-
-    async def _offer(self, offer: Offer, moh_id: int) -> bool:
-        store, settings = self.ctx.store, self.ctx.settings
-        log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
-        if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
-            acked = await store.wait_pop_ack(offer.offer_id, settings.api.pop_wait_ms / 1000)
-            log.info("offer.pop", acked=acked)
-        if self.leg.is_ended:
-            raise LegEnded(self.call_id)
-        if self.rejected == offer.offer_id:  # refused from the desktop before the phone rang
-            log.info("offer.failed", reason="rejected")
-            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "rejected"))
-            return False
-        agent = self.ctx.new_leg()
-        self.agent_leg = agent
-        try:
-            await self._dial(offer.sip_uri, agent)
-        except LegEnded:
-            self.agent_leg = None
-            raise
-        except Exception as exc:
-            log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
-            self.agent_leg = None
-            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "unreachable"))
-            return False
-        if await self._answered(agent, settings.workers.agent_ring_timeout_s):
-            await self.leg.stop_playback(moh_id)
-            await self.leg.bridge(agent)
-            await self._settle(store.offer_answered(self.call_id, offer.offer_id))
-            log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
-            return True
-        reason = ("rejected" if self.rejected == offer.offer_id
-                  else "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}")
-        await agent.hangup()
-        self.agent_leg = None
-        log.info("offer.failed", reason=reason)
-        await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
-        return False
-
-    async def _dial(self, uri: str, leg: Leg) -> None:
-        """Call the agent. The library may still hold a call slot for a leg that just ended or a
-        caller being refused (NoLineFree) although this caller's agent line is reserved: wait for it
-        (bounded by LINE_WAIT_S) instead of failing the offer and sending the agent on a break."""
-        loop = asyncio.get_running_loop()
-        started, tries = loop.time(), 0
-        while True:
-            tries += 1
-            try:
-                await leg.dial(uri)
-            except NoLineFree as exc:
-                if self.leg.is_ended:
-                    raise LegEnded(self.call_id) from None
-                if loop.time() - started >= LINE_WAIT_S:
-                    raise
-                if tries == 1:
-                    log.info("offer.no_line_yet", error=str(exc))
-                await asyncio.sleep(LINE_RETRY_S)
-                continue
-            if tries > 1:
-                log.info("offer.line_waited", ms=round((loop.time() - started) * 1000), tries=tries)
-            return
-
-    async def _settle(self, outcome: Awaitable[Any]) -> None:
-        """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as
-        lost) means this call is no longer ours to connect: end it here too."""
-        try:
-            await outcome
-        except Conflict as exc:
-            if exc.code != "offer.stale":
-                raise
-            log.warning("offer.stale", error=exc.message)
-            raise LegEnded(self.call_id) from None
-
-    async def _end_legs(self) -> None:
-        """The call is over here: both legs are hung up, and the caller's RTP figures kept when the
-        caller stayed on after the agent (a survey, a transfer) and its leg ends only now."""
-        if self.forced_end:
-            self.end_reason = self.forced_end
-        with contextlib.suppress(Exception):
-            if self.agent_leg is not None:
-                await self.agent_leg.hangup()
-            await self.leg.hangup()
-        if self.rtp and "caller" not in self.rtp:
-            ended = await self.leg.wait_ended(5.0)
-            if ended is not None:
-                self.rtp["caller"] = ended.rtp
-
-    async def _agent_left(self) -> None:
-        """The agent hung up first and the caller stays (the plan may go on): the agent goes to
-        wrap-up now, not when the call ends. If Redis refuses, end_call releases the agent later."""
-        try:
-            agent_id = await self.ctx.store.agent_left(self.call_id, wrapup_s=self.ctx.settings.routing.wrapup_s)
-        except Exception as exc:
-            log.warning("call.agent_left_failed", error=type(exc).__name__)
-            return
-        log.info("call.agent_left", agent_id=agent_id)
-
-    async def _talk(self) -> QueueOutcome:
-        """Until one side hangs up. The agent hanging up first leaves the caller's leg up: the plan
-        may go on (a survey). The caller hanging up ends the agent's leg."""
-        agent = self.agent_leg
-        assert agent is not None
-        ends: set[asyncio.Future[Any]] = {self.leg.ended, agent.ended}
-        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-        caller_left = self.leg.ended in done
-        self.end_reason = "caller_hangup" if caller_left else "agent_hangup"
-        if caller_left:
-            await agent.hangup()
-        else:
-            await self._agent_left()
-        for name, leg in (("caller", self.leg), ("agent", agent)):
-            if name == "caller" and not caller_left:
-                continue
-            ended = await leg.wait_ended(5.0)
-            if ended is not None:
-                self.rtp[name] = ended.rtp
-        self.agent_leg = None
-        log.info("call.talk_ended", by="caller" if caller_left else "agent")
-        return "caller_hangup" if caller_left else "agent_hangup"
-
-
 class CallSession(AgentCall):
+    can_transfer = True  # a blind transfer queues the caller again here, or dials the number
+
     def __init__(self, ctx: WorkerContext, leg: Leg, incoming: IncomingCall) -> None:
         super().__init__(ctx, leg, leg.leg_id)
         self.incoming = incoming
@@ -518,17 +312,20 @@ class CallSession(AgentCall):
                  max_wait_s=target.max_wait_s, ewt_s=round(estimate.seconds) if estimate else None)
         loop = asyncio.get_running_loop()
         deadline = None if target.max_wait_s is None else loop.time() + target.max_wait_s
+        keys: tuple[str, ...] = target.keys
+        self.queue = target.queue
+        music: int | None = moh_id  # None once call control's music plays (after a transfer)
         while True:
             remaining = None if deadline is None else max(0.0, deadline - loop.time())
             getter = asyncio.ensure_future(self.offers.get())
             try:
-                got = await self._offer_or_key(getter, remaining, target.keys)
+                got = await self._offer_or_key(getter, remaining, keys)
             finally:
                 getter.cancel()
             if isinstance(got, str):
                 # a key of the queue node (e.g. 1 = call me back): leave, unless an offer is in flight
                 if await store.leave_queue(self.call_id, "key"):
-                    await self.leg.stop_playback(moh_id)
+                    await self._music_off(music)
                     log.info("call.queue_key", queue=target.queue, digit=got)
                     return f"key:{got}"
                 continue
@@ -536,13 +333,75 @@ class CallSession(AgentCall):
                 # max_wait_s passed: leave the queue atomically, unless an offer is already in
                 # flight: then that offer plays out (answered: talk; failed: back here, leave then).
                 if await store.leave_queue(self.call_id, "timeout"):
-                    await self.leg.stop_playback(moh_id)
+                    await self._music_off(music)
                     log.info("call.queue_timeout", queue=target.queue)
                     return "timeout"
                 deadline = loop.time() + 1.0
                 continue
-            if await self._connect(getter.result(), moh_id):
-                return await self._talk()
+            if not await self._connect(getter.result(), music):
+                continue
+            music = None
+            while (outcome := await self._talk()) == TRANSFERRED:
+                if not await self._after_transfer():
+                    break  # waiting for the next offer (queue, named agent)
+            if outcome != TRANSFERRED:
+                return outcome
+            deadline, keys = None, ()  # a transferred caller waits as long as it takes, keys do nothing
+
+    async def _music_off(self, moh_id: int | None) -> None:
+        if moh_id is not None:
+            await self.leg.stop_playback(moh_id)
+        else:
+            await self._remix(Mode.TALK)  # call control's music (no agent: no links either)
+
+    async def _after_transfer(self) -> bool:
+        """Carry out the blind transfer of ``next_step``: True when the caller talks to someone now
+        (a number answered), False when it waits for an offer (a queue, a named agent, or its queue
+        again when the number did not answer: the caller is never dropped)."""
+        assert self.next_step is not None
+        (kind, target), self.next_step = self.next_step, None
+        if kind == "agent":
+            return False  # the offer to that agent is already in this worker's inbox
+        if kind == "number":
+            if await self._to_number(target):
+                return True
+            log.info("call.transfer_unanswered", back_to=self.queue)
+            target = self.queue
+        await self._requeue(target)
+        return False
+
+    async def _to_number(self, number: str) -> bool:
+        uri = self._number_uri(number)
+        if uri is None:
+            return False
+        other = self.ctx.new_leg()
+        try:
+            await self._dial(uri, other)
+        except LegEnded:
+            raise
+        except Exception as exc:
+            log.warning("call.transfer_failed", error=str(exc))
+            return False
+        if not await self._answered(other, self.ctx.settings.calls.consult_ring_s):
+            await other.hangup()
+            return False
+        self.agent_leg, self.agent_id = other, ""
+        await self._remix(Mode.TALK)
+        log.info("call.transferred_to_number")
+        return True
+
+    async def _requeue(self, queue: str) -> None:
+        """Queue the caller again (a transfer): its priority and journey go with it; the pop of the
+        next agent shows who transferred it (``transferred_from``)."""
+        store = self.ctx.store
+        record = await store.get_call(self.call_id) or {}
+        route = resolve_route(self.ctx.settings.routing.queues, queue, language=self.language)
+        journey = self.journey.to_dict() if self.journey is not None else {}
+        self.queue = queue
+        await store.enqueue(self.call_id, queue=queue, skill=route.primary_skill,
+                            priority=int(record.get("priority") or 0),
+                            journey={**journey, "language": self.language}, route=route)
+        log.info("call.requeued", queue=queue)
 
     async def _offer_or_key(self, getter: asyncio.Future[Offer], timeout: float | None,
                             keys: tuple[str, ...]) -> bool | str:

@@ -10,11 +10,14 @@ dropped unanswered (the sender has already reported a timeout).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar
+
+DTMF = re.compile(r"[0-9*#A-D]{1,32}")
 
 
 class Status(StrEnum):
@@ -47,6 +50,98 @@ class Hangup(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Hold(Command):
+    """Put the customer on hold: music on hold for them, silence for the agent."""
+
+    kind: ClassVar[str] = "hold"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resume(Command):
+    """Take the customer off hold."""
+
+    kind: ClassVar[str] = "resume"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mute(Command):
+    """Nobody hears the agent (the agent still hears the call)."""
+
+    kind: ClassVar[str] = "mute"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unmute(Command):
+    kind: ClassVar[str] = "unmute"
+
+
+#: what a transfer or consult goes to: a queue (by name), an agent (by id), a number (allowlisted)
+TARGET_TYPES = frozenset({"queue", "agent", "number"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transfer(Command):
+    """Blind transfer: the agent is released to wrap-up; the customer goes to the target."""
+
+    kind: ClassVar[str] = "transfer"
+    target_type: str
+    target: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Consult(Command):
+    """The customer on hold, the agent talks to the target (then complete, cancel, swap, conference)."""
+
+    kind: ClassVar[str] = "consult"
+    target_type: str
+    target: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultComplete(Command):
+    """Join the customer to the consult target; the agent is released to wrap-up."""
+
+    kind: ClassVar[str] = "consult_complete"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultCancel(Command):
+    """End the consult leg; the agent is back with the customer."""
+
+    kind: ClassVar[str] = "consult_cancel"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsultSwap(Command):
+    """Switch the agent between the customer and the consult target (the other hears music)."""
+
+    kind: ClassVar[str] = "consult_swap"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conference(Command):
+    """From a consult: customer, agent and target all talk."""
+
+    kind: ClassVar[str] = "conference"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConferenceLeave(Command):
+    """``agent_id`` leaves the conference; the customer and the other party go on."""
+
+    kind: ClassVar[str] = "conference_leave"
+    agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendDtmf(Command):
+    """Send keys to the customer's leg (e.g. into an external IVR after a transfer)."""
+
+    kind: ClassVar[str] = "dtmf"
+    digits: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Reject(Command):
     """The offered agent refuses offer ``offer_id`` while its phone rings (or before): the agent's
     leg is cancelled and the caller goes back to the head of its queue (``call.offer_failed``,
@@ -56,7 +151,9 @@ class Reject(Command):
     offer_id: str
 
 
-COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (Hangup, Reject)}
+COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (
+    Hangup, Hold, Resume, Mute, Unmute, Transfer, Consult, ConsultComplete, ConsultCancel, ConsultSwap,
+    Conference, ConferenceLeave, SendDtmf, Reject)}
 
 
 def encode(command: Command) -> str:
@@ -82,6 +179,10 @@ def decode(raw: str | bytes | dict[str, Any]) -> Command:
             raise ValueError(f"malformed {cls.kind} command: {f.name} must be {expected.__name__}")
     if not command.call_id or not command.command_id:
         raise ValueError(f"malformed {cls.kind} command: call_id and command_id are required")
+    if isinstance(command, Transfer | Consult) and (command.target_type not in TARGET_TYPES or not command.target):
+        raise ValueError(f"malformed {cls.kind} command: target_type must be one of {sorted(TARGET_TYPES)}")
+    if isinstance(command, SendDtmf) and not DTMF.fullmatch(command.digits):
+        raise ValueError(f"malformed {cls.kind} command: digits must be 1-32 of 0-9 * # A-D")
     return command
 
 

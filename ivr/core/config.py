@@ -160,6 +160,9 @@ class WorkerSettings(BaseModel):
     rtp_ports_per_worker: int = 40
     max_legs: int = Field(WHEEL_MAX_LEGS, ge=2, le=WHEEL_MAX_LEGS,
                           description="pjsua2 wheel limit is 4 legs per process (see ivr/core/leg_budget.py)")
+    spare_legs: int = Field(0, ge=0, le=2, description="legs kept out of admission for consults and "
+                            "conferences: 0 = 2 callers per worker, a consult needs a worker with a free "
+                            "leg; 1 = 1 caller per worker, a consult always has its leg")
     clock_rate: int = 8000
     poll_ms: int = Field(500, ge=1, le=2000, description="SIP thread poll; commands wake it at once")
     agent_ring_timeout_s: float = 20.0
@@ -172,10 +175,15 @@ class WorkerSettings(BaseModel):
     def maximum(self) -> int:
         return max(self.count, self.max_count or self.count)
 
+    @model_validator(mode="after")
+    def _budget_admits_a_caller(self) -> WorkerSettings:
+        self.leg_budget  # noqa: B018 - raises ValueError (a config error) when no caller fits
+        return self
+
     @property
     def leg_budget(self) -> LegBudget:
         """How a worker spends its legs (:mod:`ivr.core.leg_budget`)."""
-        return LegBudget(max_legs=self.max_legs)
+        return LegBudget(max_legs=self.max_legs, spare_legs=self.spare_legs)
 
     @property
     def callers_per_worker(self) -> int:

@@ -9,6 +9,9 @@ that ``docs/events.md`` (made by :func:`markdown`) is up to date.
 Every event carries ``ts`` (epoch ms, set by the emitter) and ``v`` (:data:`VERSION`): a consumer
 that sees a newer ``v`` than it knows may find fields it does not know; fields are only ever added
 within a version, never renamed or removed.
+
+Version 2 (call control): ``call.resumed`` now means "off hold again"; the redial event that version 1
+called ``call.resumed`` is ``call.place_restored`` (same fields). Every other event is unchanged.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from ivr.core.events import EventType
 
-VERSION = 1
+VERSION = 2
 
 AGENT = "agent"  # the agent named by ``agent_id`` sees it on its desktop
 FLOOR = "floor"  # supervisors see it on the wallboard's floor feed
@@ -100,6 +103,7 @@ class CallOffered(Event):
     hotline: str
     language: str
     ewt_s: float | None = None
+    transferred_from: str = ""  # the agent who transferred the call here ("" = not a transfer)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,9 +175,10 @@ class CallEnded(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
-class CallResumed(Event):
-    """A redial took back the caller's earlier place (``from``: abandon or callback)."""
-    type: ClassVar[EventType] = E.CALL_RESUMED
+class CallPlaceRestored(Event):
+    """A redial took back the caller's earlier place (``from``: abandon or callback). Version 1
+    called it ``call.resumed``."""
+    type: ClassVar[EventType] = E.CALL_PLACE_RESTORED
     call_id: str
     queue: str
     from_: str
@@ -358,6 +363,164 @@ class CallbackFailed(Event):
     queue: str
     reason: str
     attempts: int
+
+
+# --- call control (hold, mute, transfer, consult, conference: docs/call-control.md) --------------
+
+AF = frozenset({AGENT, FLOOR})
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallHeld(Event):
+    """The caller is on hold (music on hold; the agent hears nothing)."""
+    type: ClassVar[EventType] = E.CALL_HELD
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallResumed(Event):
+    """The caller is off hold (``held_s``: how long this hold lasted). Version 1 used the name for
+    what is now ``call.place_restored``."""
+    type: ClassVar[EventType] = E.CALL_RESUMED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+    held_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallMuted(Event):
+    """Nobody hears the agent any more."""
+    type: ClassVar[EventType] = E.CALL_MUTED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallUnmuted(Event):
+    type: ClassVar[EventType] = E.CALL_UNMUTED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallTransferred(Event):
+    """The caller went to a queue, an agent or a number (``mode``: blind, consult, conference); the
+    agent ``from_agent`` (also ``agent_id``, whose desktop sees it) is released to wrap-up. Not an
+    abandon."""
+    type: ClassVar[EventType] = E.CALL_TRANSFERRED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    from_agent: str
+    by: str
+    target_type: str
+    target: str
+    mode: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultStarted(Event):
+    """The caller is on hold while its agent rings a consult target (``target_agent_id`` when the
+    target is an agent or a queue's agent)."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_STARTED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    target_type: str
+    target: str
+    target_agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultOffered(Event):
+    """The consulted agent's pop (the stream entry holds the caller's ``journey``, as call.offered)."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_OFFERED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT})
+    call_id: str
+    agent_id: str
+    from_agent: str
+    ani: str
+    queue: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultAnswered(Event):
+    """The consult target answered: agent and target talk, the caller hears music."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_ANSWERED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    target_agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultFailed(Event):
+    """The consult target did not answer or hung up (``reason``); the agent is back with the caller."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_FAILED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultCancelled(Event):
+    """The agent ended the consult; it is back with the caller."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_CANCELLED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultSwapped(Event):
+    """The agent switched between caller and target (``talking_to``); the other hears music."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_SWAPPED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    talking_to: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConsultCompleted(Event):
+    """Caller and consult target are joined; ``agent_id`` (the first agent) goes to wrap-up."""
+    type: ClassVar[EventType] = E.CALL_CONSULT_COMPLETED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
+    target_agent_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConferenced(Event):
+    """Caller, agent and target all talk (``agents``: the agent ids, or the number of an outside party)."""
+    type: ClassVar[EventType] = E.CALL_CONFERENCED
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    agents: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallConferenceLeft(Event):
+    """``agent_id`` left the conference; the others go on."""
+    type: ClassVar[EventType] = E.CALL_CONFERENCE_LEFT
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    by: str
 
 
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}

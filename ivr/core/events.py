@@ -40,7 +40,21 @@ class EventType(StrEnum):
     CALLBACK_CONNECTED = "callback.connected"  # the customer answered and confirmed; the agent is called next
     CALLBACK_RETRY = "callback.retry"          # not reached (no answer, busy, no key...): tried again later
     CALLBACK_FAILED = "callback.failed"        # given up after the last retry
-    CALL_RESUMED = "call.resumed"              # a redial took back the caller's earlier place (abandon or callback)
+    CALL_PLACE_RESTORED = "call.place_restored"  # a redial took back the caller's earlier place (abandon or callback)
+    CALL_HELD = "call.held"                    # the agent put the caller on hold (music on hold)
+    CALL_RESUMED = "call.resumed"              # the caller is off hold again (catalogue v2; v1 used it for redials)
+    CALL_MUTED = "call.muted"
+    CALL_UNMUTED = "call.unmuted"
+    CALL_TRANSFERRED = "call.transferred"      # blind, or a consult completed: the caller goes to the target
+    CALL_CONSULT_STARTED = "call.consult_started"
+    CALL_CONSULT_OFFERED = "call.consult_offered"  # the consulted agent's pop
+    CALL_CONSULT_ANSWERED = "call.consult_answered"
+    CALL_CONSULT_FAILED = "call.consult_failed"
+    CALL_CONSULT_CANCELLED = "call.consult_cancelled"
+    CALL_CONSULT_SWAPPED = "call.consult_swapped"
+    CALL_CONSULT_COMPLETED = "call.consult_completed"
+    CALL_CONFERENCED = "call.conferenced"
+    CALL_CONFERENCE_LEFT = "call.conference_left"
     CALL_CRM_MATCHED = "call.crm_matched"      # the pop's CRM lookup settled; stored on the call record (crm)
     WORKER_LOST = "worker.lost"                # a worker died: its calls were recorded lost (calls = how many)
 

@@ -3,8 +3,19 @@
 The pjsua2 wheel holds at most 4 call legs per process (``NOTES-pjsua2.md``). Today a worker admits
 a caller only while a leg stays free for the agent it will be connected to, so 4 legs carry 2
 callers. Call control spends legs deliberately: a consult or a three-way conference needs a third
-leg for the caller's call, recording and supervision need none (they are conference-bridge ports).
-``spare_legs`` keeps legs out of admission for that; every decision about legs asks this object.
+leg for the caller's call (an *extra* leg), recording and supervision need none (they are
+conference-bridge ports). Every decision about legs asks this object:
+
+- a new caller is admitted while its pair (caller + agent) fits beside every admitted caller's pair
+  and every extra leg up (``admits``): a worker consulting for one caller takes no second caller,
+  the edge gives that caller to another worker (503 + Retry-After, as for a full worker);
+- an extra leg is granted while it fits beside the admitted pairs (``grants_extra``): a worker
+  with two callers connected has none, and the consult is refused (``call.no_leg``) with the caller
+  still talking to the agent;
+- ``spare_legs`` keeps legs out of admission, so that a consult is always possible: with 1 spare
+  leg a worker admits 1 caller and always has its third leg (half the callers per worker).
+
+See docs/call-control.md ("The leg budget") for the measured cost.
 """
 
 from __future__ import annotations
@@ -35,9 +46,17 @@ class LegBudget:
     def free_caller_slots(self, callers: int) -> int:
         return max(0, self.caller_slots - callers)
 
-    def admits(self, callers: int, *, draining: bool = False) -> bool:
-        """Whether a new caller (inbound, or a customer the worker dials) may come in now."""
-        return not draining and callers < self.caller_slots
+    def admits(self, callers: int, *, draining: bool = False, extra_legs: int = 0) -> bool:
+        """Whether a new caller (inbound, or a customer the worker dials) may come in now, beside
+        ``callers`` admitted ones and ``extra_legs`` consult or conference legs up."""
+        if draining or callers >= self.caller_slots:
+            return False
+        return (callers + 1) * self.legs_per_caller + extra_legs <= self.max_legs
+
+    def grants_extra(self, callers: int, extra_legs: int) -> bool:
+        """Whether one more extra leg (a consult or conference target) fits beside the pairs of
+        ``callers`` admitted callers and ``extra_legs`` extra legs already up."""
+        return callers * self.legs_per_caller + extra_legs + 1 <= self.max_legs
 
     def fits_leg(self, legs_up: int) -> bool:
         """Whether the library has room for one more leg (an agent's, a consult's)."""

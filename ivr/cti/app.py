@@ -17,7 +17,7 @@ from aiohttp import web
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.core.tasks import TaskGroup
-from ivr.cti import agents, calls, dialplans, floor, metrics, openapi, pages, server, system, webhooks
+from ivr.cti import agents, call_control, calls, dialplans, floor, metrics, openapi, pages, server, system, webhooks
 from ivr.cti.auth import TokenAuth
 from ivr.cti.client_address import client_middleware
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
@@ -77,7 +77,7 @@ def init_app(settings: Settings) -> web.Application:
 
     app.on_shutdown.append(close_sockets)
     r = app.router
-    for module in (system, agents, calls, floor, dialplans, webhooks, pages, metrics):
+    for module in (system, agents, calls, call_control, floor, dialplans, webhooks, pages, metrics):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
+from ivr.cti import call_control
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import Disposition
 from ivr.cti.context import LIST_MAX
@@ -309,3 +310,74 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Deliver every dead letter again", "webhooks", ("admin",), response=OBJ, params=(ENDPOINT,),
         errors=(404,)),
 }
+
+# --- call control (ivr.cti.call_control; docs/call-control.md) -------------------------------------
+
+_COMMAND_ERRORS = (
+    " 404 `call.not_found`; 409 `call.ended`, `call.gone` (it ended meanwhile or its worker is gone), "
+    "`call.wrong_state` (the message says the state); 504 `command.timeout` when the worker did not "
+    "answer within `api.command_timeout_s` (nothing was done).")
+
+
+def _control(summary: str, description: str, *, body: type[BaseModel] | None = None,
+             errors: tuple[int, ...] = (), own: str = "the call it is on") -> Operation:
+    return Operation(summary, "call control", STAFF, own=own, ok=202, response=ref("CommandAccepted"),
+                     description=description + _COMMAND_ERRORS, body=body, errors=(404, 409, 504, *errors))
+
+
+OPERATIONS.update({
+    ("POST", "/api/v1/calls/{call_id}/hold"): _control(
+        "Put the caller on hold", "The caller hears music on hold, the agent hears nothing. Holding a "
+        "held call is accepted and changes nothing (`call.held` once)."),
+    ("POST", "/api/v1/calls/{call_id}/resume"): _control(
+        "Take the caller off hold", "Caller and agent talk again (`call.resumed` with the seconds held; "
+        "hold time counts in handle time). Idempotent."),
+    ("POST", "/api/v1/calls/{call_id}/mute"): _control(
+        "Mute the agent", "Nobody hears the agent; the agent still hears the call. Idempotent."),
+    ("POST", "/api/v1/calls/{call_id}/unmute"): _control("Unmute the agent", "Idempotent."),
+    ("POST", "/api/v1/calls/{call_id}/transfer"): _control(
+        "Blind transfer", "The agent is released to wrap-up at once; the caller goes to a queue (keeping "
+        "its journey and priority; the next agent's pop shows `transferred_from`), to a named agent "
+        "(who must be available: 409 `agent.not_available`; not answering: the caller goes back to "
+        "the head of its queue) or to a number allowed by `calls.outbound_allow` (403 "
+        "`number.not_allowed`; not answering: back to its queue). 404 `queue.not_found`, "
+        "`agent.not_found`.", body=call_control.TargetBody, errors=(400,)),
+    ("POST", "/api/v1/calls/{call_id}/consult"): _control(
+        "Consult a colleague, a queue or a number", "The caller hears music while the target rings "
+        "(`calls.consult_ring_s`); the agent talks to it once it answers (`call.consult_answered`), "
+        "or is back with the caller when it does not (`call.consult_failed`). A queue target is an "
+        "available agent of that queue now (409 `queue.no_agent_available`). 503 `call.no_leg` "
+        "(with Retry-After) when the worker holding the call has no leg free for it: nothing changed, "
+        "the caller still talks to the agent. 403 `number.not_allowed` for a number "
+        "`calls.outbound_allow` does not allow.", body=call_control.TargetBody, errors=(400, 503)),
+    ("POST", "/api/v1/calls/{call_id}/consult/complete"): _control(
+        "Complete the consult (warm transfer)", "Caller and target talk; the agent is released to "
+        "wrap-up.", own="the call it is on or is consulted on"),
+    ("POST", "/api/v1/calls/{call_id}/consult/cancel"): _control(
+        "Cancel the consult", "The target's leg ends; the agent is back with the caller."),
+    ("POST", "/api/v1/calls/{call_id}/consult/swap"): _control(
+        "Swap between caller and target", "The agent talks to the other party; the one left hears music."),
+    ("POST", "/api/v1/calls/{call_id}/conference"): _control(
+        "Join caller, agent and target", "From an answered consult: all three hear each other."),
+    ("POST", "/api/v1/calls/{call_id}/conference/leave"): _control(
+        "Leave the conference", "The asking agent (or, for supervisors and admins, `agent_id`) leaves; "
+        "the caller and the other party go on.", body=call_control.LeaveBody,
+        own="the call it is on or is consulted on"),
+    ("POST", "/api/v1/calls/{call_id}/dtmf"): _control(
+        "Send keys to the caller's leg", "RFC 2833 telephone events (e.g. into an external IVR after a "
+        "transfer). The keys are never logged.", body=call_control.DtmfBody, errors=(400,)),
+    ("GET", "/api/v1/call-targets"): Operation(
+        "Where a call can be transferred", "call control", ALL_ROLES, response=ref("CallTargets"),
+        description="Agents with their state, queues with the callers waiting, and the directory of "
+                    "external numbers (`calls.directory`, those `calls.outbound_allow` allows)."),
+})
+SCHEMAS["CallTargets"] = {
+    "type": "object", "required": ["agents", "queues", "numbers"],
+    "properties": {
+        "agents": {"type": "array", "items": {"type": "object", "required": ["id", "name", "state"],
+                                              "properties": {"id": STR, "name": STR, "state": STR}}},
+        "queues": {"type": "array", "items": {"type": "object", "required": ["name", "waiting"],
+                                              "properties": {"name": STR, "waiting": INT}}},
+        "numbers": {"type": "array", "items": {"type": "object", "required": ["label", "number"],
+                                               "properties": {"label": STR, "number": STR}}}}}
+MODELS = (*MODELS, call_control.TargetBody, call_control.LeaveBody, call_control.DtmfBody)

@@ -47,6 +47,7 @@ NAMES = (
     "escalate",
     "command_send",
     "record_crm",
+    "call_control",
 )
 
 

@@ -37,6 +37,10 @@ _ERRORS: dict[str, type[IvrError]] = {
     "call.ended": Conflict,
     "call.gone": Conflict,
     "call.bad_transition": Conflict,
+    "call.wrong_state": Conflict,
+    "agent.not_available": Conflict,
+    "queue.no_agent_available": Conflict,
+    "request.invalid": BadRequest,
 }
 
 
@@ -127,6 +131,17 @@ class QueueStore:
     async def offer_failed(self, call_id: str, offer_id: str, reason: str) -> Offer | None:
         return _offer(await self._run("offer_failed", call_id, offer_id, reason))
 
+    async def call_control(self, call_id: str, op: str, *, by: str, a1: str = "", a2: str = "",
+                           wrapup_s: float = 0) -> dict[str, Any]:
+        """Record a call-control step (hold, resume, mute, unmute, transfer, consult, consult_answered,
+        consult_swap, consult_cancel, consult_failed, consult_complete, conference, conference_leave:
+        see ``lua/scripts/call_control.lua``) with its agents' states and events, atomically. Returns
+        ``{"changed": bool, ...}``; Conflict ``call.wrong_state`` / ``agent.not_available`` /
+        ``queue.no_agent_available``, NotFound ``agent.not_found`` when it cannot be done."""
+        res = await self._run("call_control", call_id, op, by, a1, a2, wrapup_s)
+        out: dict[str, Any] = json.loads(res)
+        return out
+
     async def agent_left(self, call_id: str, *, wrapup_s: float) -> str | None:
         """The agent's leg of a connected call ended and the caller stays in the plan (e.g. a survey):
         the agent goes to wrap-up (available at once with ``wrapup_s`` 0) and ``call.agent_left`` is
@@ -138,7 +153,7 @@ class QueueStore:
     async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int,
                        resume_s: int = 0) -> str | None:
         """End the call; a caller hanging up while waiting keeps its place ``resume_s`` seconds for a
-        redial from the same number to the same queue (``call.resumed`` when it comes)."""
+        redial from the same number to the same queue (``call.place_restored`` when it comes)."""
         res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s, resume_s)
         return _s(res) if res else None
 

@@ -13,8 +13,10 @@ import uuid
 import structlog
 from redis.exceptions import RedisError
 
+from ivr.calls.agent_call import AgentCall
 from ivr.calls.callback import CallbackSession
-from ivr.calls.session import AgentCall, CallSession, WorkerContext
+from ivr.calls.context import WorkerContext
+from ivr.calls.session import CallSession
 from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict

@@ -177,6 +177,15 @@ class SipThread:
         """Answer every new INVITE 503 + Retry-After (calls in progress go on), or stop doing so."""
         await self.call(SipEngine.set_draining, on)
 
+    async def relink(self, on: list[tuple[str, str]], off: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Change who hears whom between legs in one go; the ``on`` pairs made (see SipEngine.relink)."""
+        made: list[tuple[str, str]] = await self.call(SipEngine.relink, on, off)
+        return made
+
+    async def grants_extra_leg(self) -> bool:
+        """Whether the leg budget grants an extra leg (a consult or conference target) now."""
+        return bool(await self.call(_grants_extra))
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(engine, *args)`` on the SIP thread and return its result."""
         assert self._loop is not None
@@ -197,3 +206,7 @@ class SipThread:
         await asyncio.to_thread(self._thread.join, 15)
         self._thread = None
         self._waker.close()
+
+
+def _grants_extra(engine: SipEngine) -> bool:
+    return engine.cfg.budget.grants_extra(len(engine.callers), len(engine.extras))

@@ -55,6 +55,11 @@ class NoLineFree(RuntimeError):
     refused still holds one for a moment. Says what held the slots."""
 
 
+class NoExtraLeg(RuntimeError):
+    """The leg budget grants no extra leg (a consult or conference target) now: every leg is spent
+    on the admitted callers' pairs and other extra legs. Nothing was dialled."""
+
+
 PJ_ETOOMANY = 70010  # pj/errno.h: PJ_ERRNO_START_STATUS (70000) + 10
 
 
@@ -193,6 +198,7 @@ class SipEngine:
         self.acc: _Account | None = None
         self.legs: dict[str, _Call] = {}
         self.callers: set[str] = set()
+        self.extras: set[str] = set()  # consult / conference legs beyond the callers' pairs
         self.players: dict[int, tuple[_Player, str]] = {}
         self._paused: dict[int, list[int]] = {}  # solo player -> the players of its leg it paused
         self._player_ids = itertools.count(1)
@@ -340,7 +346,7 @@ class SipEngine:
             self._to_refuse.append((call, op))
             self.emit(Rejected(leg_id, 403, "not from the edge"))
             return
-        if not self.cfg.budget.admits(len(self.callers), draining=self.draining):
+        if not self.cfg.budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
             op = pj.CallOpParam()
             op.statusCode = 503
             op.reason = "Draining" if self.draining else "Worker Full"
@@ -382,6 +388,7 @@ class SipEngine:
             self.stop_record(rid)  # destroyed here: the WAV is complete before Disconnected is reported
         self.legs.pop(call.leg_id, None)
         self.callers.discard(call.leg_id)
+        self.extras.discard(call.leg_id)
         self._dead.append(call)
         self.emit(Disconnected(call.leg_id, code, reason, dict(call.rtp)))
 
@@ -407,24 +414,40 @@ class SipEngine:
         except pj.Error as exc:
             log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
 
-    def make_call(self, uri: str, leg_id: str, caller: bool = False) -> str:
+    def make_call(self, uri: str, leg_id: str, caller: bool = False, extra: bool = False,
+                  headers: tuple[tuple[str, str], ...] = ()) -> str:
         """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow.
         ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
-        keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains."""
+        keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains.
+        ``extra``: a consult or conference target, beyond its call's pair of legs; :class:`NoExtraLeg`
+        when the budget grants none. ``headers``: extra SIP headers of the INVITE (name, value)."""
         assert self.acc is not None
-        if caller and not self.cfg.budget.admits(len(self.callers), draining=self.draining):
+        budget = self.cfg.budget
+        if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
             raise WorkerFull("draining" if self.draining else "worker full")
+        if extra and not budget.grants_extra(len(self.callers), len(self.extras)):
+            raise NoExtraLeg(f"no leg free for a consult: {len(self.callers)} callers, "
+                             f"{len(self.extras)} extra legs, {budget.max_legs} legs")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
         if caller:
             self.callers.add(leg_id)
+        if extra:
+            self.extras.add(leg_id)
+        op = pj.CallOpParam(True)
+        for name, value in headers:
+            hdr = pj.SipHeader()
+            hdr.hName = name
+            hdr.hValue = value
+            op.txOption.headers.append(hdr)
         full = False
         try:
-            call.makeCall(uri, pj.CallOpParam(True))
+            call.makeCall(uri, op)
         except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
+            self.extras.discard(leg_id)
             if exc.status != PJ_ETOOMANY:
                 raise
             full = True
@@ -433,6 +456,11 @@ class SipEngine:
             raise NoLineFree(f"no call slot free for {uri}: {len(self.legs)} legs up, "
                              f"{len(self._rejecting)} calls being refused; slots: {self._slots()}")
         return leg_id
+
+    def settle_extra(self, leg_id: str) -> None:
+        """An extra leg became its call's agent leg (a consult completed, a conference left): it is
+        part of the call's pair from now on, no longer beyond it."""
+        self.extras.discard(leg_id)
 
     def _answer_refused(self) -> None:
         """Send the final answer (503 + Retry-After) of the calls refused in onIncomingCall."""
@@ -521,6 +549,31 @@ class SipEngine:
         ma, mb = self._media(a), self._media(b)
         ma.startTransmit(mb)
         mb.startTransmit(ma)
+
+    def relink(self, on: list[tuple[str, str]], off: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Change who hears whom in one go: ``off`` (source leg, listener leg) pairs stop, then the
+        ``on`` pairs start. A pair with a leg gone or without media yet (still ringing) is skipped.
+        Returns the ``on`` pairs that were made."""
+        made = []
+        for pairs, start in ((off, False), (on, True)):
+            for src, dst in pairs:
+                a, b = self.legs.get(src), self.legs.get(dst)
+                if a is None or b is None or not a.hasMedia() or not b.hasMedia():
+                    continue
+                try:
+                    ma, mb = a.getAudioMedia(-1), b.getAudioMedia(-1)
+                    if start:
+                        ma.startTransmit(mb)
+                        made.append((src, dst))
+                    else:
+                        ma.stopTransmit(mb)
+                except pj.Error as exc:
+                    log.info("sip.relink_failed", src=src, dst=dst, start=start, error=exc.info())
+        return made
+
+    def dial_dtmf(self, leg_id: str, digits: str) -> None:
+        """Send ``digits`` on the leg as RFC 2833 telephone events (the method every trunk takes)."""
+        self._leg(leg_id).dialDtmf(digits)
 
     def stream_stats(self, leg_id: str) -> dict[str, int]:
         call = self.legs.get(leg_id)

@@ -168,11 +168,20 @@ class Leg:
         if not self.is_ended:
             await self.sip.call(SipEngine.hangup, self.leg_id, code)
 
-    async def dial(self, uri: str, *, customer: bool = False) -> None:
+    async def dial(self, uri: str, *, customer: bool = False, extra: bool = False,
+                   headers: tuple[tuple[str, str], ...] = ()) -> None:
         """Call ``uri`` on this leg (an agent, or with ``customer`` a customer the worker calls back,
-        who takes a caller slot of the leg budget). NoLineFree when the library has no leg free;
-        WorkerFull when the budget admits no customer now."""
-        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer)
+        who takes a caller slot of the leg budget; with ``extra`` a consult or conference target).
+        NoLineFree when the library has no leg free; WorkerFull when the budget admits no customer
+        now; NoExtraLeg when it grants no extra leg."""
+        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer, extra, headers)
+
+    async def settle_extra(self) -> None:
+        """This extra leg is its call's agent leg from now on (see SipEngine.settle_extra)."""
+        await self.sip.call(SipEngine.settle_extra, self.leg_id)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self._command(SipEngine.dial_dtmf, digits)
 
     async def bridge(self, other: Leg) -> None:
         """Connect this leg's audio and ``other``'s both ways (music or prompts on either stop first)."""

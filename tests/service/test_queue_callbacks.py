@@ -194,7 +194,7 @@ async def test_a_redial_within_the_window_resumes_the_abandoned_place(store: Que
     await queue(store, "again", ani="+15550001")
     assert await store.waiting("billing") == ["again", "middle"]
     assert await store.redis.zscore(store.keys.waiting("billing"), "again") == place
-    [(_, resumed)] = await events(store, EventType.CALL_RESUMED)
+    [(_, resumed)] = await events(store, EventType.CALL_PLACE_RESTORED)
     assert (resumed["call_id"], resumed["from"], resumed["previous"]) == ("again", "abandon", "first")
     assert resumed["waited_before_s"] > 0
     # used once: hanging up again without a window, the next call starts at the back
@@ -214,7 +214,7 @@ async def test_the_resume_window_expires_and_other_numbers_do_not_resume(store: 
     await asyncio.sleep(1.1)
     await queue(store, "again", ani="+15550001")
     assert await store.waiting("billing") == ["middle", "stranger", "again"]
-    assert await events(store, EventType.CALL_RESUMED) == []
+    assert await events(store, EventType.CALL_PLACE_RESTORED) == []
 
 
 async def test_a_redial_takes_the_callback_place_and_cancels_it(store: QueueStore) -> None:
@@ -232,7 +232,7 @@ async def test_a_redial_takes_the_callback_place_and_cancels_it(store: QueueStor
     assert await store.list_callbacks("billing") == []
     [(_, cancelled)] = await events(store, EventType.CALLBACK_CANCELLED)
     assert (cancelled["by"], cancelled["superseded_by"]) == ("redial", "redial")
-    [(_, resumed)] = await events(store, EventType.CALL_RESUMED)
+    [(_, resumed)] = await events(store, EventType.CALL_PLACE_RESTORED)
     assert (resumed["from"], resumed["previous"]) == ("callback", "cb1")
     offer = await store.set_agent_state("a1", AgentState.AVAILABLE)
     assert offer is not None and offer.call_id == "redial" and not offer.is_callback

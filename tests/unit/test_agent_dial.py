@@ -1,4 +1,4 @@
-"""Dialling the agent (ivr/calls/session.py AgentCall._dial) when the library has no call slot free
+"""Dialling the agent (ivr/calls/agent_call.py AgentCall._dial) when the library has no call slot free
 for a moment: pjsua2 keeps a slot about 0.5 s after its leg ended (measured in the fault harness),
 so the dial waits for it instead of failing the offer and sending the agent on a break."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from ivr.calls import session
-from ivr.calls.session import AgentCall
+from ivr.calls import agent_call as session
+from ivr.calls.agent_call import AgentCall
 from ivr.sip.engine import NoLineFree
 from ivr.sip.events import Disconnected
 from ivr.sip.legs import Leg, LegEnded
@@ -24,7 +24,7 @@ class SlotsBusySip:
         self.busy_for = busy_for
         self.calls: list[tuple[str, str]] = []
 
-    async def call(self, fn: Any, uri: str, leg_id: str, customer: bool = False) -> str:
+    async def call(self, fn: Any, uri: str, leg_id: str, *_flags: Any) -> str:
         assert fn.__name__ == "make_call"
         self.calls.append((uri, leg_id))
         if len(self.calls) <= self.busy_for:

@@ -104,9 +104,9 @@ def test_consumers_parse_events_through_the_catalogue() -> None:
     ended = cat.parse("call.ended", {"call_id": "c", "outcome": "completed", "reason": "caller_hangup",
                                      "agent_id": "a", "queue": "q", "duration_s": 3.5, "ts": 1, "v": 1, "later": "x"})
     assert isinstance(ended, cat.CallEnded) and ended.duration_s == 3.5 and ended.ts == 1
-    resumed = cat.parse("call.resumed", {"call_id": "c", "queue": "q", "from": "abandon", "previous": "p",
+    resumed = cat.parse("call.place_restored", {"call_id": "c", "queue": "q", "from": "abandon", "previous": "p",
                                          "priority": 1, "place": 2.0, "waited_before_s": 1.0})
-    assert isinstance(resumed, cat.CallResumed) and resumed.from_ == "abandon"
+    assert isinstance(resumed, cat.CallPlaceRestored) and resumed.from_ == "abandon"
     for etype, data in [("no.such", {}), ("call.ended", {"call_id": "c"})]:
         with pytest.raises(ValueError):
             cat.parse(etype, data)

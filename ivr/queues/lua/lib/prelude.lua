@@ -31,7 +31,7 @@ end
 -- Append one event; `raw` holds fields that are already JSON (e.g. the call journey). Its fields are
 -- those of its class in ivr/core/event_catalogue.py (a unit test checks every emit); `v` is the
 -- catalogue's version.
-local EVENT_VERSION = 1
+local EVENT_VERSION = 2
 local function emit(etype, data, raw)
   data.ts = NOW
   data.v = EVENT_VERSION
@@ -208,7 +208,8 @@ local function offer(cid, aid, queue)
   emit('call.offered', {call_id = cid, offer_id = offer_id, agent_id = aid, queue = queue,
                         priority = tonumber(c.priority or 0), waited_s = waited,
                         ani = c.ani or '', dnis = c.dnis or '', hotline = c.hotline or '',
-                        language = c.language or '', ewt_s = tonumber(c.ewt_s)},
+                        language = c.language or '', ewt_s = tonumber(c.ewt_s),
+                        transferred_from = c.transferred_from or ''},
        {journey = c.journey or '{}'})
   return cjson.encode(msg)
 end
@@ -260,9 +261,25 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
       set_agent_state(c.agent_id, 'available', lost and 'call_lost' or 'caller_abandoned')
       match_agent(c.agent_id)
     end
-  elseif c.state == 'connected' then
-    if not lost then record_handled(c.queue, NOW - tonumber(c.answered_at or NOW) + wrapup * 1000) end
+  elseif c.state == 'connected' or c.state == 'held' or c.state == 'consulting' or c.state == 'conferenced' then
+    if c.held_at then redis.call('HINCRBYFLOAT', ckey, 'hold_s', (NOW - tonumber(c.held_at)) / 1000.0) end
+    redis.call('HDEL', ckey, 'held_at')
+    if not lost then
+      record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000)
+    end
     release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
+    -- a consult or conference target agent: wrap-up when it talked, available when it was only rung
+    local target = cjson.decode(c.consult or '{}').agent_id
+    if target and target ~= '' and redis.call('HGET', k('agent', target), 'call_id') == cid then
+      if cjson.decode(c.consult).state == 'talking' then
+        release_agent(cid, target, wrapup, lost and 'call_lost' or 'consult')
+      else
+        set_agent_state(target, 'available', 'consult_ended')
+        match_agent(target)
+      end
+    end
+  elseif c.state == 'transferring' then
+    outcome = 'transferred'  -- handed to a number outside (or the caller left while it rang)
   elseif c.state == 'ivr' then
     -- back in the plan: after its agent left (a survey: the call was answered), or never answered
     outcome = c.answered_at and 'completed' or 'ivr'

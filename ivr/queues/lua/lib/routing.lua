@@ -308,3 +308,13 @@ function R.escalate_due(limit)
   end
   return n
 end
+
+-- An available agent of `queue` (its skills as last enqueued there, else the skill of its name; any
+-- proficiency, longest idle), for a consult to a queue: picked now, nobody waits. nil when none.
+function R.pick_for_queue(queue)
+  local skills = redis.call('HGET', k('queues'), queue)
+  if not skills or skills == '' then skills = queue end
+  local list = {}
+  for s in string.gmatch(skills, '[^+]+') do list[#list + 1] = s end
+  return (pick_agent({skills = list, m = 1}, '', 'longest_idle', queue, 1))
+end

@@ -3,7 +3,7 @@
 --     route JSON {lang, strategy, no_agents, alts: [{skills, m}]} ('' = agents with `skill`),
 --     stages JSON [{after_s, alts, queue?, strategy?}] ('' = none).
 -- A caller (by ANI) who hung up while waiting in this queue within the resume window, or who has an
--- open callback here, gets that place back when it is better (callbacks.lua: call.resumed).
+-- open callback here, gets that place back when it is better (callbacks.lua: call.place_restored).
 -- Returns the offer (JSON) or false (also when the call is already offered or connected: unchanged); error queue.no_agents when the route says `fallback` and no agent
 -- able to take the caller is logged in (the call stays in the IVR).
 local cid, queue, skill, prio = A[1], A[2], A[3], tonumber(A[4])
@@ -45,7 +45,7 @@ emit('call.queued', {call_id = cid, queue = queue, skill = skill, priority = pri
                      language = route.lang, strategy = route.strategy})
 if resumed then
   redis.call('HSET', ckey, 'resumed_from', resumed.from, 'resumed_previous', resumed.previous)
-  emit('call.resumed', {call_id = cid, queue = queue, from = resumed.from, previous = resumed.previous,
+  emit('call.place_restored', {call_id = cid, queue = queue, from = resumed.from, previous = resumed.previous,
                         priority = prio, place = wait_score(prio, queued_at),
                         waited_before_s = (NOW - queued_at) / 1000.0})
 end

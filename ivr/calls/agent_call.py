@@ -1,0 +1,532 @@
+"""A customer's leg connected to an agent, and everything the agent can do to it.
+
+Shared by inbound calls (:class:`ivr.calls.session.CallSession`) and callbacks
+(:class:`ivr.calls.callback.CallbackSession`): the agent is rung when an offer is delivered
+(pop-before-ring), the legs are joined on the worker's conference bridge, and the talk runs until
+the customer hangs up. Meanwhile commands from the API (through the worker's inbox) hold, mute,
+transfer, consult, swap, conference or send keys.
+
+One owner per piece of state: the call record, the agents' states and the events change only in
+``call_control.lua`` (through :meth:`QueueStore.call_control`), always *before* the media follows;
+who hears whom changes only in :class:`ivr.calls.media_plan.CallMedia`. Commands to one call run one
+at a time (a lock), and the talk loop looks at the legs again after each.
+
+The third leg of a consult or conference is an *extra* leg of the worker's leg budget
+(:mod:`ivr.core.leg_budget`): when none is free the consult is refused with ``call.no_leg`` before
+anything changes, so the customer keeps talking to the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import Any
+
+from ivr.calls.context import WorkerContext
+from ivr.calls.media_plan import CallMedia, Mode, Parties
+from ivr.core import commands
+from ivr.core.errors import Conflict, IvrError
+from ivr.core.logging import get_logger
+from ivr.dialplan.destinations import transfer_allowed
+from ivr.dialplan.ports import QueueOutcome
+from ivr.queues.store import Offer
+from ivr.sip.engine import NoExtraLeg, NoLineFree
+from ivr.sip.legs import Leg, LegEnded
+
+log = get_logger(__name__)
+LINE_WAIT_S = 5.0    # how long an offer waits for the library to free a call slot for the agent leg
+LINE_RETRY_S = 0.05
+TRANSFERRED = "transferred"  # _talk's outcome when a blind transfer took the customer elsewhere
+
+Reply = commands.Reply
+Status = commands.Status
+
+
+def _refused(command: commands.Command, code: str, message: str) -> Reply:
+    return Reply(command.command_id, Status.REFUSED, code, message)
+
+
+class AgentCall:
+    """A customer's leg (``leg``) and the agent's (``agent_leg``), plus a consult or conference
+    target's (``consult_leg``) while there is one."""
+
+    #: whether a blind transfer may take the customer elsewhere (a session that can queue them again)
+    can_transfer = False
+
+    def __init__(self, ctx: WorkerContext, leg: Leg, call_id: str) -> None:
+        self.ctx = ctx
+        self.leg = leg
+        self.call_id = call_id
+        self.offers: asyncio.Queue[Offer] = asyncio.Queue()
+        self.agent_leg: Leg | None = None
+        self.agent_id = ""
+        self.end_reason = "caller_hangup"
+        self.forced_end: str | None = None  # set by a hangup command: wins over how the legs ended
+        self.offering: str | None = None  # the offer being made now (pop, then the agent's phone ringing)
+        self.rejected: str | None = None  # the offer the agent refused from its desktop (a reject command)
+        self.rtp: dict[str, dict[str, int]] = {}
+        # call control
+        self.media = CallMedia(getattr(ctx, "moh_path", ""))
+        self.mode = Mode.TALK
+        self.muted = False
+        self.consult_leg: Leg | None = None
+        self.consult_agent = ""          # the consulted agent ("" for a number)
+        self.consult_answered = False
+        self._consult_task: asyncio.Task[None] | None = None
+        self.next_step: tuple[str, str] | None = None  # after a blind transfer: (target type, target)
+        self.queue = ""                  # the queue the call was last offered from
+        self._changed = asyncio.Event()  # the legs of the talk changed: the talk loop looks again
+        self._lock = asyncio.Lock()      # one command (or leg change) at a time
+
+    def deliver(self, offer: Offer) -> None:
+        self.offers.put_nowait(offer)
+
+    # --- media ---------------------------------------------------------------------------------
+    def _parties(self) -> tuple[Parties, dict[str, Leg]]:
+        legs = {self.leg.leg_id: self.leg}
+        agent = self.agent_leg.leg_id if self.agent_leg is not None else None
+        target = self.consult_leg.leg_id if self.consult_leg is not None else None
+        if self.agent_leg is not None:
+            legs[self.agent_leg.leg_id] = self.agent_leg
+        if self.consult_leg is not None:
+            legs[self.consult_leg.leg_id] = self.consult_leg
+        return Parties(self.leg.leg_id, agent, target), legs
+
+    async def _remix(self, mode: Mode | None = None) -> None:
+        """Apply ``mode`` (default: the present one) to the bridge; a leg gone meanwhile is skipped."""
+        if mode is not None:
+            self.mode = mode
+        parties, legs = self._parties()
+        await self.media.apply(self.mode, legs, parties, muted=self.muted)
+
+    # --- commands ------------------------------------------------------------------------------
+    async def command(self, command: commands.Command) -> Reply:
+        """Carry out a command to this call (from the API, through the worker's inbox)."""
+        if self.leg.is_ended:
+            return Reply(command.command_id, Status.GONE, "call.gone", "the caller already left")
+        async with self._lock:
+            try:
+                reply = await self._carry_out(command)
+            except IvrError as exc:  # the state layer refused (wrong state, agent not available...)
+                return _refused(command, exc.code, exc.message)
+            except LegEnded:
+                return Reply(command.command_id, Status.GONE, "call.gone", "the caller left meanwhile")
+        self._changed.set()
+        return reply
+
+    async def _carry_out(self, cmd: commands.Command) -> Reply:
+        store, by = self.ctx.store, cmd.by
+        accepted = Reply(cmd.command_id, Status.ACCEPTED)
+        if isinstance(cmd, commands.Hangup):
+            self.forced_end = "hangup_by_api"
+            log.info("call.hangup_requested", by=by, role=cmd.role)
+            for leg in (self.consult_leg, self.agent_leg):
+                if leg is not None:
+                    await leg.hangup()
+            await self.leg.hangup()
+            return accepted
+        if isinstance(cmd, commands.Reject):
+            return await self._reject(cmd)
+        if isinstance(cmd, commands.SendDtmf):
+            await self.leg.send_dtmf(cmd.digits)
+            log.info("call.dtmf_sent", by=by, keys=len(cmd.digits))  # never the keys: they may be a PIN
+            return accepted
+        if self.agent_leg is None:
+            return _refused(cmd, "call.wrong_state", "the call is not with an agent")
+        wrapup = self.ctx.settings.routing.wrapup_s
+        if isinstance(cmd, commands.Hold | commands.Resume):
+            if self.mode not in (Mode.TALK, Mode.HELD):
+                return _refused(cmd, "call.wrong_state", f"the call is in a {self.mode} now")
+            hold = isinstance(cmd, commands.Hold)
+            await store.call_control(self.call_id, "hold" if hold else "resume", by=by)
+            await self._remix(Mode.HELD if hold else Mode.TALK)
+            return accepted
+        if isinstance(cmd, commands.Mute | commands.Unmute):
+            mute = isinstance(cmd, commands.Mute)
+            await store.call_control(self.call_id, "mute" if mute else "unmute", by=by)
+            self.muted = mute
+            await self._remix()
+            return accepted
+        if isinstance(cmd, commands.Transfer):
+            return await self._transfer(cmd, wrapup)
+        if isinstance(cmd, commands.Consult):
+            return await self._consult(cmd)
+        if self.consult_leg is None:
+            return _refused(cmd, "call.wrong_state", "there is no consult on this call")
+        if isinstance(cmd, commands.ConsultCancel):
+            await store.call_control(self.call_id, "consult_cancel", by=by, wrapup_s=wrapup)
+            await self._drop_target()
+            await self._remix(Mode.TALK)
+            return accepted
+        if not self.consult_answered:
+            return _refused(cmd, "call.wrong_state", "the consult target has not answered yet")
+        if isinstance(cmd, commands.ConsultSwap):
+            if self.mode not in (Mode.CONSULT, Mode.SWAPPED):
+                return _refused(cmd, "call.wrong_state", f"the call is in a {self.mode} now")
+            to_caller = self.mode is Mode.CONSULT
+            await store.call_control(self.call_id, "consult_swap", by=by, a1="caller" if to_caller else "target")
+            await self._remix(Mode.SWAPPED if to_caller else Mode.CONSULT)
+            return accepted
+        if isinstance(cmd, commands.ConsultComplete):
+            if self.mode is Mode.CONFERENCE:
+                return _refused(cmd, "call.wrong_state", "the call is a conference: leave it instead")
+            await store.call_control(self.call_id, "consult_complete", by=by, wrapup_s=wrapup)
+            await self._target_takes_over()
+            return accepted
+        if isinstance(cmd, commands.Conference):
+            if self.mode is Mode.CONFERENCE:
+                return accepted
+            await store.call_control(self.call_id, "conference", by=by)
+            await self._remix(Mode.CONFERENCE)
+            return accepted
+        if isinstance(cmd, commands.ConferenceLeave):
+            if self.mode is not Mode.CONFERENCE:
+                return _refused(cmd, "call.wrong_state", "the call is not a conference")
+            return await self._leave_conference(cmd, by, wrapup) or accepted
+        return _refused(cmd, "command.unsupported", f"{cmd.kind} is not supported on this call")
+
+    def _number_uri(self, number: str) -> str | None:
+        """The edge URI of an external number, or None when ``calls.outbound_allow`` does not allow it."""
+        if not transfer_allowed(number, self.ctx.settings.calls.outbound_allow):
+            return None
+        edge = self.ctx.settings.edge
+        return f"sip:{number}@{edge.host}:{edge.port}"
+
+    async def _transfer(self, cmd: commands.Transfer, wrapup: float) -> Reply:
+        if not self.can_transfer:
+            return _refused(cmd, "command.unsupported", "this call cannot be transferred")
+        if self.mode not in (Mode.TALK, Mode.HELD):
+            return _refused(cmd, "call.wrong_state", f"the call is in a {self.mode} now: complete or cancel it")
+        if cmd.target_type == "number" and self._number_uri(cmd.target) is None:
+            return _refused(cmd, "number.not_allowed", "the number is not in calls.outbound_allow")
+        await self.ctx.store.call_control(self.call_id, "transfer", by=cmd.by, a1=cmd.target_type,
+                                          a2=cmd.target, wrapup_s=wrapup)
+        self.next_step = (cmd.target_type, cmd.target)
+        log.info("call.transferred", target_type=cmd.target_type, by=cmd.by, mode="blind")
+        agent, self.agent_leg, self.agent_id = self.agent_leg, None, ""
+        self.muted = False
+        await self._remix(Mode.HELD)  # music until the target takes the call
+        if agent is not None:
+            await agent.hangup()
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
+    async def _consult(self, cmd: commands.Consult) -> Reply:
+        if self.consult_leg is not None:
+            return _refused(cmd, "call.wrong_state", "a consult is already in progress")
+        if self.mode not in (Mode.TALK, Mode.HELD):
+            return _refused(cmd, "call.wrong_state", f"the call is in a {self.mode} now")
+        uri = None
+        if cmd.target_type == "number":
+            uri = self._number_uri(cmd.target)
+            if uri is None:
+                return _refused(cmd, "number.not_allowed", "the number is not in calls.outbound_allow")
+        if not await self.ctx.sip.grants_extra_leg():
+            return _refused(cmd, "call.no_leg", "this worker has no leg free for a consult now; the caller "
+                            "stays connected (see docs/call-control.md, the leg budget)")
+        store = self.ctx.store
+        res = await store.call_control(self.call_id, "consult", by=cmd.by, a1=cmd.target_type, a2=cmd.target)
+        self.consult_agent = str(res.get("agent_id") or "")
+        uri = uri or str(res.get("sip_uri") or "")
+        leg = self.ctx.new_leg()
+        try:
+            if not uri:
+                raise NoLineFree("the consulted agent has no phone address")
+            await leg.dial(uri, extra=True)
+        except Exception as exc:
+            reason = "no_leg" if isinstance(exc, NoExtraLeg | NoLineFree) else "unreachable"
+            log.warning("call.consult_dial_failed", error=str(exc), reason=reason)
+            await store.call_control(self.call_id, "consult_failed", by=cmd.by, a1=reason)
+            self.consult_agent = ""
+            code = "call.no_leg" if reason == "no_leg" else "consult.unreachable"
+            return _refused(cmd, code, f"the consult could not be dialled ({reason}); the caller stays connected")
+        self.consult_leg, self.consult_answered = leg, False
+        await self._remix(Mode.CONSULT)
+        self._consult_task = asyncio.ensure_future(self._ring_target(leg, cmd.by))
+        log.info("call.consult_started", target_type=cmd.target_type, consult_agent=self.consult_agent)
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
+    async def _ring_target(self, leg: Leg, by: str) -> None:
+        """Wait for the consult target to answer (``calls.consult_ring_s``); on no answer the agent is
+        back with the caller (the record and the consulted agent follow)."""
+        ring_s = self.ctx.settings.calls.consult_ring_s
+        outcome = await leg.wait_answered(ring_s, unless=self.leg.ended)
+        async with self._lock:
+            if leg is not self.consult_leg:
+                return  # cancelled meanwhile
+            if outcome == "answered":
+                with contextlib.suppress(Conflict):
+                    await self.ctx.store.call_control(self.call_id, "consult_answered", by=by)
+                    self.consult_answered = True
+                    await self._remix()
+                    log.info("call.consult_answered", consult_agent=self.consult_agent)
+                    return
+            reason = {"timeout": "no_answer", "ended": "rejected", "hung_up": "hung_up"}.get(outcome, outcome)
+            with contextlib.suppress(Conflict):
+                await self.ctx.store.call_control(self.call_id, "consult_failed", by=by, a1=reason)
+            await self._drop_target()
+            await self._remix(Mode.TALK)
+            log.info("call.consult_failed", reason=reason)
+        self._changed.set()
+
+    async def _drop_target(self) -> None:
+        leg, self.consult_leg = self.consult_leg, None
+        self.consult_agent, self.consult_answered = "", False
+        task, self._consult_task = self._consult_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if leg is not None:
+            self.media.forget(leg.leg_id)
+            await leg.hangup()
+
+    async def _target_takes_over(self) -> None:
+        """The consult target is the call's agent from now on; the first agent's leg ends."""
+        old, self.agent_leg = self.agent_leg, self.consult_leg
+        self.agent_id = self.consult_agent
+        self.consult_leg, self.consult_agent, self.consult_answered = None, "", False
+        self._consult_task = None
+        self.muted = False
+        if self.agent_leg is not None:
+            await self.agent_leg.settle_extra()
+        if old is not None:
+            self.media.forget(old.leg_id)
+        await self._remix(Mode.TALK)
+        if old is not None:
+            await old.hangup()
+
+    async def _leave_conference(self, cmd: commands.ConferenceLeave, by: str, wrapup: float) -> Reply | None:
+        store, agent_id = self.ctx.store, cmd.agent_id
+        if agent_id and agent_id == self.consult_agent:
+            await store.call_control(self.call_id, "conference_leave", by=by, a1=agent_id, wrapup_s=wrapup)
+            await self._drop_target()
+            await self._remix(Mode.TALK)
+            return None
+        if agent_id == self.agent_id:
+            await store.call_control(self.call_id, "conference_leave", by=by, a1=agent_id, wrapup_s=wrapup)
+            await self._target_takes_over()
+            return None
+        return _refused(cmd, "agent.not_found", f"agent {agent_id} is not in this conference")
+
+    # --- connecting ----------------------------------------------------------------------------
+    async def _answered(self, other: Leg, ring_s: float) -> bool:
+        """Wait for ``other`` to answer with media; LegEnded if the caller leaves meanwhile."""
+        outcome = await other.wait_answered(ring_s, unless=self.leg.ended)
+        if outcome == "aborted":
+            await other.hangup()
+            raise LegEnded(self.call_id)
+        return outcome == "answered"
+
+    async def _reject(self, cmd: commands.Reject) -> Reply:
+        """The agent refuses the offer: its phone stops ringing, and :meth:`_offer` fails the offer
+        with reason ``rejected`` (before the dial, when the pop is still on its way, it is not dialled)."""
+        if self.offering != cmd.offer_id:
+            return _refused(cmd, "offer.stale", f"offer {cmd.offer_id} is not ringing on this call")
+        agent = self.agent_leg
+        if agent is not None and agent.answered.is_set():
+            return _refused(cmd, "call.wrong_state", "the agent already answered: hang up instead")
+        self.rejected = cmd.offer_id
+        log.info("offer.reject_requested", offer_id=cmd.offer_id, by=cmd.by, role=cmd.role)
+        if agent is not None:
+            await agent.hangup(603)  # 603 Decline: a CANCEL to a phone still ringing
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
+    async def _connect(self, offer: Offer, moh_id: int | None) -> bool:
+        self.offering = offer.offer_id
+        try:
+            return await self._offer(offer, moh_id)
+        finally:
+            self.offering = None
+
+    async def _offer(self, offer: Offer, moh_id: int | None) -> bool:
+        store, settings = self.ctx.store, self.ctx.settings
+        log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
+        if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
+            acked = await store.wait_pop_ack(offer.offer_id, settings.api.pop_wait_ms / 1000)
+            log.info("offer.pop", acked=acked)
+        if self.leg.is_ended:
+            raise LegEnded(self.call_id)
+        if self.rejected == offer.offer_id:  # refused from the desktop before the phone rang
+            log.info("offer.failed", reason="rejected")
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "rejected"))
+            return False
+        agent = self.ctx.new_leg()
+        self.agent_leg = agent
+        try:
+            await self._dial(offer.sip_uri, agent)
+        except LegEnded:
+            self.agent_leg = None
+            raise
+        except Exception as exc:
+            log.warning("offer.dial_failed", uri=offer.sip_uri, error=str(exc))
+            self.agent_leg = None
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "unreachable"))
+            return False
+        if await self._answered(agent, settings.workers.agent_ring_timeout_s):
+            if moh_id is not None:
+                await self.leg.stop_playback(moh_id)
+            self.agent_id, self.queue, self.muted = offer.agent_id, offer.queue, False
+            await self._remix(Mode.TALK)
+            await self._settle(store.offer_answered(self.call_id, offer.offer_id))
+            log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
+            return True
+        reason = ("rejected" if self.rejected == offer.offer_id
+                  else "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}")
+        await agent.hangup()
+        self.agent_leg = None
+        log.info("offer.failed", reason=reason)
+        await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
+        return False
+
+    async def _dial(self, uri: str, leg: Leg) -> None:
+        """Call the agent. The library may still hold a call slot for a leg that just ended or a
+        caller being refused (NoLineFree) although this caller's agent line is reserved: wait for it
+        (bounded by LINE_WAIT_S) instead of failing the offer and sending the agent on a break."""
+        loop = asyncio.get_running_loop()
+        started, tries = loop.time(), 0
+        while True:
+            tries += 1
+            try:
+                await leg.dial(uri)
+            except NoLineFree as exc:
+                if self.leg.is_ended:
+                    raise LegEnded(self.call_id) from None
+                if loop.time() - started >= LINE_WAIT_S:
+                    raise
+                if tries == 1:
+                    log.info("offer.no_line_yet", error=str(exc))
+                await asyncio.sleep(LINE_RETRY_S)
+                continue
+            if tries > 1:
+                log.info("offer.line_waited", ms=round((loop.time() - started) * 1000), tries=tries)
+            return
+
+    async def _settle(self, outcome: Awaitable[Any]) -> None:
+        """Record an offer's outcome; a stale offer (the call was ended elsewhere, e.g. reaped as
+        lost) means this call is no longer ours to connect: end it here too."""
+        try:
+            await outcome
+        except Conflict as exc:
+            if exc.code != "offer.stale":
+                raise
+            log.warning("offer.stale", error=exc.message)
+            raise LegEnded(self.call_id) from None
+
+    async def _end_legs(self) -> None:
+        """The call is over here: every leg is hung up, and the caller's RTP figures kept when the
+        caller stayed on after the agent (a survey, a transfer) and its leg ends only now."""
+        if self.forced_end:
+            self.end_reason = self.forced_end
+        with contextlib.suppress(Exception):
+            for leg in (self.consult_leg, self.agent_leg):
+                if leg is not None:
+                    await leg.hangup()
+            await self.leg.hangup()
+        if self._consult_task is not None:
+            self._consult_task.cancel()
+        if self.rtp and "caller" not in self.rtp:
+            ended = await self.leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp["caller"] = ended.rtp
+
+    async def _agent_left(self) -> None:
+        """The agent hung up first and the caller stays (the plan may go on): the agent goes to
+        wrap-up now, not when the call ends. If Redis refuses, end_call releases the agent later."""
+        try:
+            agent_id = await self.ctx.store.agent_left(self.call_id, wrapup_s=self.ctx.settings.routing.wrapup_s)
+        except Exception as exc:
+            log.warning("call.agent_left_failed", error=type(exc).__name__)
+            return
+        log.info("call.agent_left", agent_id=agent_id)
+
+    # --- the talk ------------------------------------------------------------------------------
+    async def _talk(self) -> QueueOutcome:
+        """Until the caller hangs up, the agent hangs up (the plan may go on: a survey), or a blind
+        transfer takes the caller elsewhere (``TRANSFERRED``: see ``next_step``). Commands change the
+        legs meanwhile; after each the loop looks again."""
+        while True:
+            agent, target = self.agent_leg, self.consult_leg
+            self._changed.clear()
+            changed = asyncio.ensure_future(self._changed.wait())
+            waits: set[asyncio.Future[Any]] = {self.leg.ended, changed}
+            waits |= {leg.ended for leg in (agent, target) if leg is not None}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+            async with self._lock:
+                if self.leg.is_ended:
+                    return await self._caller_left()
+                if self.next_step is not None:
+                    return TRANSFERRED
+                if self.consult_leg is not None and self.consult_leg.is_ended:
+                    await self._target_left()
+                    continue
+                if self.agent_leg is not None and self.agent_leg.is_ended:
+                    outcome = await self._agent_gone()
+                    if outcome is not None:
+                        return outcome
+
+    async def _caller_left(self) -> QueueOutcome:
+        self.end_reason = "caller_hangup"
+        legs = [("agent", self.agent_leg), ("consult", self.consult_leg)]
+        for _, leg in legs:
+            if leg is not None:
+                await leg.hangup()
+        for name, leg in [("caller", self.leg), *legs]:
+            if leg is None:
+                continue
+            ended = await leg.wait_ended(5.0)
+            if ended is not None:
+                self.rtp[name] = ended.rtp
+        self.agent_leg = self.consult_leg = None
+        log.info("call.talk_ended", by="caller")
+        return "caller_hangup"
+
+    async def _target_left(self) -> None:
+        """The consult or conference target hung up: the agent is back with the caller."""
+        by = "target_hangup"
+        with contextlib.suppress(IvrError):
+            if self.mode is Mode.CONFERENCE:
+                await self.ctx.store.call_control(self.call_id, "conference_leave", by=by, a1=self.consult_agent,
+                                                  wrapup_s=self.ctx.settings.routing.wrapup_s)
+            else:
+                await self.ctx.store.call_control(self.call_id, "consult_failed", by=by, a1="hung_up")
+        await self._drop_target()
+        await self._remix(Mode.TALK)
+        log.info("call.consult_target_left")
+
+    async def _agent_gone(self) -> QueueOutcome | None:
+        """The agent's leg ended. In a conference or an answered consult the target takes over (the
+        caller is never dropped); with a consult still ringing the caller goes back to its queue;
+        otherwise the agent left and the plan goes on (None: the talk goes on)."""
+        agent = self.agent_leg
+        assert agent is not None
+        wrapup = self.ctx.settings.routing.wrapup_s
+        if self.consult_leg is not None and (self.mode is Mode.CONFERENCE or self.consult_answered):
+            op = "conference_leave" if self.mode is Mode.CONFERENCE else "consult_complete"
+            await self.ctx.store.call_control(self.call_id, op, by="agent_hangup", a1=self.agent_id, wrapup_s=wrapup)
+            log.info("call.agent_left_to_target", mode=str(self.mode))
+            await self._target_takes_over()
+            return None
+        if self.consult_leg is not None:
+            with contextlib.suppress(IvrError):
+                await self.ctx.store.call_control(self.call_id, "consult_failed", by="agent_hangup", a1="agent_left")
+            await self._drop_target()
+            if self.can_transfer and self.queue:
+                await self.ctx.store.call_control(self.call_id, "transfer", by="agent_hangup", a1="queue",
+                                                  a2=self.queue, wrapup_s=wrapup)
+                self.next_step = ("queue", self.queue)
+                self.agent_leg, self.agent_id = None, ""
+                await self._remix(Mode.HELD)
+                log.info("call.requeued", reason="agent_left_during_consult")
+                return TRANSFERRED
+        self.end_reason = "agent_hangup"
+        self.agent_leg = None
+        await self._remix(Mode.TALK)  # music off (a held caller), no links
+        await self._agent_left()
+        ended = await agent.wait_ended(5.0)
+        if ended is not None:
+            self.rtp["agent"] = ended.rtp
+        log.info("call.talk_ended", by="agent")
+        return "agent_hangup"
+
