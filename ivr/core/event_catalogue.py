@@ -515,12 +515,13 @@ class CallConferenced(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CallConferenceLeft(Event):
-    """``agent_id`` left the conference; the others go on."""
+    """``agent_id`` left the conference; the others go on (``agents``: who is still in it)."""
     type: ClassVar[EventType] = E.CALL_CONFERENCE_LEFT
     audience: ClassVar[frozenset[str]] = AF
     call_id: str
     agent_id: str
     by: str
+    agents: list[str] | None = None
 
 
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}

@@ -40,6 +40,7 @@ function safeJson(text) {
  * the conference) end the call for this desktop: status "transferred" or "left".
  */
 export function applyControl(call, ev, me) {
+  if (call.consult_from) return consultee(call, ev, me);
   switch (ev.type) {
     case "call.held":
       call.held = true;
@@ -86,6 +87,7 @@ export function applyControl(call, ev, me) {
         Object.assign(call, {status: "left", ended_at: ev.ts, conference: null});
       } else if (call.conference) {
         call.conference = call.conference.filter((a) => a !== ev.agent_id);
+        if (call.conference.length < 2) call.conference = null; // back to a call with the caller
       }
       break;
     case "call.transferred":
@@ -140,9 +142,43 @@ export function floorControl(agents, ev) {
       break;
     case "call.conference_left":
       touch(ev.agent_id, {control: "", muted: false});
+      if (Array.isArray(ev.agents) && ev.agents.length < 2) for (const id of ev.agents) touch(id, {control: ""});
       break;
     default:
       return false;
+  }
+  return true;
+}
+
+/** The same for the agent being consulted (``call.consult_from``: who consults me). It talks with
+ * the first agent until that agent completes (the caller is mine), starts a conference, or ends it. */
+function consultee(call, ev, me) {
+  switch (ev.type) {
+    case "call.consult_answered":
+      if (ev.target_agent_id === me) Object.assign(call, {status: "connected", answered_at: ev.ts});
+      break;
+    case "call.consult_completed":
+      if (ev.target_agent_id === me) {
+        Object.assign(call, {status: "connected", consult_from: null, held: false, muted: false,
+                             note: `${ev.agent_id} transferred the caller to you.`});
+        call.answered_at = call.answered_at || ev.ts;
+      }
+      break;
+    case "call.conferenced":
+      call.conference = Array.isArray(ev.agents) ? ev.agents : [];
+      break;
+    case "call.conference_left":
+      if (ev.agent_id === me) {
+        Object.assign(call, {status: "left", ended_at: ev.ts, conference: null});
+      } else if (call.conference) {
+        call.conference = call.conference.filter((a) => a !== ev.agent_id);
+        if (!call.conference.includes(me) || call.conference.length < 2) {  // the caller is mine now
+          Object.assign(call, {conference: null, consult_from: null, note: `${ev.agent_id} left: the caller is yours.`});
+        }
+      }
+      break;
+    default:
+      return CONTROL_TEXT[ev.type] !== undefined;
   }
   return true;
 }
@@ -341,6 +377,7 @@ export class CallControls {
     const call = this.call();
     const ringing = Boolean(call) && call.status === "ringing";
     const live = Boolean(call) && LIVE.has(call.status);
+    const consultee = live && Boolean(call.consult_from); // I am the one being consulted
     const consult = live ? call.consult : null;
     const conference = live && call.conference ? call.conference : null;
     const busy = (id) => this.pending.has(id);
@@ -349,28 +386,32 @@ export class CallControls {
     const note = $("call-note");
     const text = call && call.note ? call.note
       : ringing && this.phone === "desk" ? "Pick up your phone to answer: a desk phone cannot be answered from this page."
+      : consultee && !conference ? `${call.consult_from} is consulting you: they may transfer the caller to you or `
+        + "start a conference. Hang up your phone to end the consult."
       : "";
     note.textContent = text;
     note.hidden = !text;
     $("call-reject").hidden = !ringing || Boolean(call.consult_from);
     $("call-reject").disabled = busy("call-reject");
-    $("call-hangup").hidden = !live;
+    $("call-hangup").hidden = !live || consultee;
     $("call-hangup").disabled = busy("call-hangup");
 
-    $("call-controls").hidden = !live;
+    $("call-controls").hidden = !live || (consultee && !conference);
     $("call-controls").dataset.state = !live ? "" : consult ? "consulting" : conference ? "conferenced"
       : call.held ? "held" : "connected";
     const hold = $("cc-hold"), mute = $("cc-mute");
     hold.textContent = live && call.held ? "Resume" : "Hold";
     hold.setAttribute("aria-pressed", String(live && Boolean(call.held)));
-    hold.disabled = !live || Boolean(consult) || Boolean(conference) || busy("cc-hold");
+    hold.disabled = !live || consultee || Boolean(consult) || Boolean(conference) || busy("cc-hold");
     mute.textContent = live && call.muted ? "Unmute" : "Mute";
     mute.setAttribute("aria-pressed", String(live && Boolean(call.muted)));
-    mute.disabled = !live || busy("cc-mute");
-    for (const id of ["cc-transfer", "cc-consult"]) $(id).disabled = !live || Boolean(consult) || Boolean(conference);
+    mute.disabled = !live || consultee || busy("cc-mute");
+    for (const id of ["cc-transfer", "cc-consult"]) {
+      $(id).disabled = !live || consultee || Boolean(consult) || Boolean(conference);
+    }
     if (!live || consult || conference) this.closePicker();
     $("target-go").disabled = busy("target-go");
-    $("cc-keypad").disabled = !live;
+    $("cc-keypad").disabled = !live || consultee;
     if (!live) {
       $("keypad").hidden = true;
       $("cc-keypad").setAttribute("aria-expanded", "false");

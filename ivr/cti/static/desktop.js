@@ -417,6 +417,14 @@ async function onEvent(ev) {
   if (ev.type.startsWith("call.")) {
     onCallEvent(ev);
   } else if (ev.type === "agent.state") {
+    // a consult of mine that ends without reaching me as an event (cancelled, failed): my state says so
+    if (call && call.consult_from && (call.status === "ringing" || call.status === "connected")
+        && !BUSY.has(ev.state)) {
+      Object.assign(call, {status: "ended", ended_at: Number(ev.ts) || serverNow(), conference: null});
+      alerts.clear(call.call_id);
+      renderCall();
+      saveCall();
+    }
     me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || "",
           wrapupUntil: ev.state === "wrapup" ? Number(ev.wrapup_until) || null : null};
     renderState();

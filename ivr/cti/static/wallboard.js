@@ -222,12 +222,12 @@ function renderAgents() {
     STATES.indexOf(a.state) - STATES.indexOf(b.state) || a.agent_id.localeCompare(b.agent_id));
   fill($("agent-rows"), rows.map((a) => {
     const c = a.call_id ? calls.get(a.call_id) : null;
-    const control = a.call_id && a.control ? a.control : "";
-    return el("tr", {dataset: {agentId: a.agent_id, state: a.state, control, muted: a.call_id && a.muted ? "1" : ""}},
+    const control = a.control || "";
+    return el("tr", {dataset: {agentId: a.agent_id, state: a.state, control, muted: a.muted ? "1" : ""}},
       el("td", {}, a.name || a.agent_id, a.name ? el("span", {class: "muted small"}, ` ${a.agent_id}`) : null),
       el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state),
          control ? el("span", {class: "pill control", dataset: {state: control}}, CONTROL_TEXT[control]) : null,
-         a.call_id && a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null),
+         a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
       el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
@@ -246,7 +246,8 @@ function onAgentState(ev) {
     calls.delete(a.call_id);
     a.call_id = "";
   }
-  if (ev.state !== "oncall") Object.assign(a, {control: undefined, muted: false});
+  // a consulted agent is marked by call.consult_started before its phone rings: keep it while busy
+  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false});
   agents.set(ev.agent_id, a);
 }
 
