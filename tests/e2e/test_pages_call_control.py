@@ -117,3 +117,34 @@ async def test_consult_swap_conference_and_leave_from_the_pages(tmp_path: Path) 
         assert ended["outcome"] == "completed" and ended["end_reason"] == "hangup_by_api", ended
         for tab in (one, two, board):
             tab.expect_no_errors()
+
+
+async def test_a_blind_transfer_from_the_picker_pops_on_the_next_agents_desktop(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r, chromium() as browser:
+        h = r.hotline
+        one, two = await desktop(browser, h, "agent1"), await desktop(browser, h, "agent2")
+        caller, cid = await call_in(r)
+        p1, p2 = one.page, two.page
+        await expect(p1.locator("#call-status")).to_have_text("Connected", timeout=CALL_MS)
+        await p1.click("#cc-transfer")
+        await expect(p1.locator("#target-go")).to_have_text("Transfer")
+        await expect(p1.locator("#target option[value='queue:support']")).to_have_count(1, timeout=UI_MS)
+        await p1.select_option("#target", "queue:support")
+        await p1.click("#target-go")
+        await expect(p1.locator("#call-status")).to_have_text("Transferred", timeout=CALL_MS)
+        await expect(p1.locator("#call-controls")).to_be_hidden()
+        await expect(p1.locator("#target-picker")).to_be_hidden()
+        await expect(p1.locator("#disposition-save")).to_be_enabled()  # agent1 still disposes of its part
+        # agent2 gets the caller with its journey, and the pop says who sent it
+        await expect(p2.locator("#pop")).to_have_attribute("data-call-id", cid, timeout=CALL_MS)
+        await expect(p2.locator("[data-field=transferred-from]")).to_have_text("agent1")
+        await expect(p2.locator("#call-status")).to_have_text("Connected", timeout=CALL_MS)
+        await two.screenshot("desktop-transferred-in.png")
+        await p2.click("#call-hangup")
+        await expect(p2.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+        result = await caller
+        assert result.ok, result.describe()
+        rec = await r.record(cid)
+        assert rec["agent_id"] == "agent2" and rec["outcome"] == "completed", rec
+        for tab in (one, two):
+            tab.expect_no_errors()
