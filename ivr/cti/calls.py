@@ -7,10 +7,16 @@ Voicemail files are served only from the path stored on the call record, re-chec
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ivr.core import commands
 from ivr.core.errors import BadRequest, Conflict, NotFound
@@ -18,8 +24,143 @@ from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
 from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
+from ivr.queues.stats import parse_time
+from ivr.queues.store import CallQuery
 
 log = get_logger(__name__)
+
+
+# --- the typed call record ------------------------------------------------------------------------
+
+class CallRecord(BaseModel):
+    """A call record as the API shows it (``GET /api/v1/calls/{id}`` and the call list): the Redis
+    hash ``ivr:call:<id>`` decoded once, here. Times are epoch milliseconds, durations seconds;
+    what the scripts store as JSON comes back as objects and lists. Fields a record does not have
+    are left out. Fields this schema does not know (a newer writer) are passed through as written."""
+
+    model_config = ConfigDict(extra="allow")
+
+    call_id: str
+    state: str | None = Field(None, description="ivr, queued, offered, connected, held, consulting, "
+                                                "transferring, conferenced, booked, scheduled, ended")
+    kind: str | None = Field(None, description="`callback` for a callback's record")
+    direction: str | None = Field(None, description="inbound (also when absent) or outbound")
+    worker: str | None = None
+    ani: str | None = Field(None, description="the caller's number")
+    dnis: str | None = Field(None, description="the number dialled")
+    number: str | None = Field(None, description="the number a callback or an outbound call dials")
+    hotline: str | None = None
+    language: str | None = None
+    plan_version: str | None = None
+    queue: str | None = None
+    skill: str | None = None
+    priority: int | None = None
+    stage: int | None = Field(None, description="escalation steps applied")
+    agent_id: str | None = None
+    offer_id: str | None = None
+    offers: int | None = Field(None, description="offers made to agents")
+    started_at: int | None = None
+    queued_at: int | None = None
+    offered_at: int | None = None
+    answered_at: int | None = None
+    agent_left_at: int | None = None
+    left_queue_at: int | None = None
+    ended_at: int | None = None
+    waited_s: float | None = Field(None, description="queued to answered, ringing included: the figure of "
+                                                     "the call.answered event, the queue statistics and the report")
+    ewt_s: float | None = Field(None, description="the last wait estimate the caller was told")
+    outcome: str | None = Field(None, description="completed, abandoned, ivr, lost... once ended")
+    end_reason: str | None = None
+    left_reason: str | None = None
+    journey: dict[str, Any] | None = None
+    route: dict[str, Any] | None = None
+    stages: list[dict[str, Any]] | None = None
+    rtp: dict[str, Any] | None = Field(None, description="RTP counters per leg")
+    csat: int | None = None
+    voicemail: dict[str, Any] | None = Field(None, description="with its download `url` (never a path)")
+    variables: dict[str, str] | None = None
+    crm: dict[str, Any] | None = None
+    disposition: str | None = None
+    notes: str | None = None
+    disposition_by: str | None = None
+    crm_record_id: str | None = None
+    callback_id: str | None = None
+    callback: dict[str, Any] | None = None
+    # call control (docs/call-control.md)
+    held_at: int | None = Field(None, description="while held")
+    hold_s: float | None = Field(None, description="total time held")
+    hold_count: int | None = None
+    muted: bool | None = None
+    consult: dict[str, Any] | None = Field(None, description="{target_type, target, agent_id, state} while consulting")
+    transfers: list[dict[str, Any]] | None = Field(
+        None, description="[{at, by, from_agent, target_type, target, mode}]")
+    transferred_from: str | None = Field(None, description="the agent of the last transfer")
+    conference: list[str] | None = Field(None, description="agent ids while conferenced")
+
+
+_INTS = frozenset(name for name, f in CallRecord.model_fields.items()
+                  if f.annotation == (int | None))
+_FLOATS = frozenset(name for name, f in CallRecord.model_fields.items()
+                    if f.annotation == (float | None))
+_JSON = frozenset({"journey", "route", "stages", "rtp", "voicemail", "variables", "crm", "callback", "consult",
+                   "transfers", "conference"})
+#: stored on the record for the scripts, never shown
+_HIDDEN = frozenset({"ttl", "waited_ms"})
+
+
+def _decode(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if name in _JSON:
+        return json.loads(value)
+    if name in _INTS:
+        return int(float(value))
+    if name in _FLOATS:
+        return float(value)
+    if name == "muted":
+        return value not in ("", "0")
+    return value
+
+
+def call_view(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON of a call record (the store's hash, strings or values already decoded) as
+    :class:`CallRecord` says. A field that does not decode (a record of an older or broken writer)
+    is left out and logged, never an error: the rest of the record is shown."""
+    out: dict[str, Any] = {}
+    bad: list[str] = []
+    for name, value in raw.items():
+        if name in _HIDDEN or value is None:
+            continue
+        try:
+            out[name] = _decode(name, value)
+        except (ValueError, TypeError, OverflowError):
+            bad.append(name)
+    waited = raw.get("waited_ms")
+    try:
+        if waited not in (None, ""):
+            out["waited_s"] = round(float(waited) / 1000, 3)
+        elif out.get("answered_at") is not None and out.get("queued_at") is not None:
+            out["waited_s"] = round(max(0, out["answered_at"] - out["queued_at"]) / 1000, 3)  # older records
+    except (TypeError, ValueError):
+        bad.append("waited_s")
+    if isinstance(out.get("voicemail"), dict):
+        out["voicemail"] = _voicemail_view({**out["voicemail"], "call_id": out.get("call_id", "")})
+    out.setdefault("call_id", "")
+    for _ in range(3):
+        try:
+            rec = CallRecord.model_validate(out)
+            break
+        except ValidationError as exc:
+            for err in exc.errors():
+                name = str(err["loc"][0]) if err["loc"] else ""
+                if name and name != "call_id":
+                    out.pop(name, None)
+                    bad.append(name)
+    else:
+        rec = CallRecord(call_id=str(out.get("call_id", "")))
+    if bad:
+        log.warning("call.record_fields_skipped", call_id=out.get("call_id"), fields=sorted(set(bad)))
+    return rec.model_dump(mode="json", exclude_none=True)
 
 def _voicemail_view(entry: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in entry.items() if k != "path"}
@@ -46,18 +187,156 @@ async def _own_call(request: web.Request) -> tuple[User, str, dict[str, Any]]:
     return who, call_id, call
 
 
+def handled_by(call: Mapping[str, Any]) -> set[str]:
+    """The agents who took part in a call: its agent, the senders of its transfers, the agents of its
+    conference (what the call list's agent index holds, ``call_agents`` in ``lua/lib/prelude.lua``)."""
+    out = {str(call.get("agent_id") or ""), str(call.get("transferred_from") or "")}
+    for name, key in (("transfers", "from_agent"), ("conference", None)):
+        value = call.get(name)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        for item in value if isinstance(value, list) else []:
+            agent = item.get(key) if key and isinstance(item, dict) else item
+            if isinstance(agent, str):
+                out.add(agent)
+    out.discard("")
+    return out
+
+
 async def get_call(request: web.Request) -> web.Response:
     """The call record (journey, csat, voicemail, variables, callback); supervisors, admins and the
-    call's own agent."""
-    _, _, call = await _own_call(request)
+    agents who took part in it (also the one who transferred it on: it is in their call list)."""
+    who = await user(request)
     store = request.app[STORE]
-    if isinstance(call.get("voicemail"), dict):
-        call["voicemail"] = _voicemail_view(call["voicemail"])
+    call = await store.get_call(request.match_info["call_id"])
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    if who.role == "agent" and who.id not in handled_by(call):
+        require_self_or(who, str(call.get("agent_id") or ""), "supervisor", "admin")
     if call.get("callback_id"):
         cb = await store.get_callback(call["callback_id"])
         if cb is not None:
             call["callback"] = {k: cb[k] for k in ("id", "queue", "state", "place", "created_at") if k in cb}
-    return web.json_response(call)
+    return web.json_response(call_view(call))
+
+
+# --- the call list ----------------------------------------------------------------------------------
+
+CALLS_LIMIT_MAX = 200
+CALLS_LIMIT_DEFAULT = 50
+CURSOR_MAX = 400  # characters
+_NUMBER = re.compile(r"[+]?[0-9A-Za-z#._-]{1,64}[*]?")
+_EPOCH = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+#: the local date-time (no offset) the documents allow besides RFC 3339 dates and date-times
+LOCAL_TIME = (r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+              r"(:[0-5][0-9](\.[0-9]{1,6})?)?")
+_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                  r"([Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+                  r"|[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?))?")
+_CALL_ID = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+_MAX_MS = 253402300799000  # 9999-12-31T23:59:59Z
+OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled", "failed", "superseded")
+
+
+def _time_param(request: web.Request, name: str) -> int | None:
+    """``?from=`` / ``?to=`` as epoch ms: ISO 8601 (no offset: the server's local time) or epoch seconds."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:  # RFC 3339 allows a lower-case t and z; times before 1970 or after 9999 are clamped
+        if _EPOCH.fullmatch(raw):
+            seconds = float(raw)
+        elif _ISO.fullmatch(raw):
+            seconds = parse_time(raw.upper())
+        else:
+            raise ValueError(raw)
+        ms = round(seconds * 1000)
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"{name} must be an ISO 8601 date or date-time, or epoch seconds "
+                         "(e.g. 2024-05-01, 2024-05-01T08:00:00+09:00, 1714550400)", code="request.invalid") from None
+    return min(max(ms, 0), _MAX_MS)
+
+
+def _choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
+    raw = request.query.get(name)
+    if raw is None:
+        return ""
+    if not re.fullmatch(pattern, raw):
+        raise BadRequest(f"{name} must be {what}", code="request.invalid")
+    return raw
+
+
+def _calls_limit(request: web.Request) -> int:
+    raw = request.query.get("limit", str(CALLS_LIMIT_DEFAULT))
+    if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= CALLS_LIMIT_MAX:
+        raise BadRequest(f"limit must be 1..{CALLS_LIMIT_MAX}", code="request.invalid")
+    return int(raw)
+
+
+def _query_digest(query: CallQuery) -> str:
+    """What a cursor is bound to: the filters of the query that made it (the forced agent too)."""
+    text = json.dumps([query.from_ms, query.to_ms, query.agent_id, query.queue, query.number, query.number_prefix,
+                       query.outcome, query.direction])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_cursor(query: CallQuery, pos: tuple[int, str]) -> str:
+    """An opaque cursor: the position (start ms, call id) of the last call looked at, bound to the
+    query's filters by a digest (base64url JSON)."""
+    payload = json.dumps({"s": pos[0], "c": pos[1], "q": _query_digest(query)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(query: CallQuery, cursor: str) -> tuple[int, str]:
+    """The position of a cursor made for ``query``; 400 ``request.invalid`` for anything else."""
+    bad = BadRequest("cursor is not one this list gave for these filters (start again without it)",
+                     code="request.invalid")
+    if len(cursor) > CURSOR_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+        raise bad
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise bad from None
+    if not isinstance(data, dict) or set(data) != {"s", "c", "q"}:
+        raise bad
+    s, c, q = data["s"], data["c"], data["q"]
+    if (not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= _MAX_MS or not isinstance(c, str)
+            or not _CALL_ID.fullmatch(c) or q != _query_digest(query)):
+        raise bad
+    return s, c
+
+
+def calls_query(request: web.Request, who: User) -> CallQuery:
+    """The list's filters from the query string (400 ``request.invalid`` for a bad one). An agent
+    sees only the calls it took: its ``agent_id`` is forced, whatever it asked for."""
+    start, end = _time_param(request, "from"), _time_param(request, "to")  # to <= from: nothing
+    number = _choice(request, "number", _NUMBER, "a number (1-64 of + 0-9 A-Z a-z # . _ -), "
+                                                 "ending with * for a prefix")
+    agent_id = _choice(request, "agent_id", r"[A-Za-z0-9_.-]{1,64}", "an agent id")
+    if who.role == "agent":
+        agent_id = who.id
+    return CallQuery(
+        from_ms=start if start is not None else 0, to_ms=end if end is not None else _MAX_MS + 1,
+        agent_id=agent_id, queue=_choice(request, "queue", r"[A-Za-z0-9_.-]{1,64}", "a queue name"),
+        number=number.rstrip("*"), number_prefix=number.endswith("*"),
+        outcome=_choice(request, "outcome", "|".join(OUTCOMES), f"one of {', '.join(OUTCOMES)}"),
+        direction=_choice(request, "direction", "inbound|outbound", "inbound or outbound"))
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    """Call records, newest first, filtered and paginated with an opaque cursor (see
+    :meth:`QueueStore.list_calls`); agents get their own calls only."""
+    who = await user(request)
+    query = calls_query(request, who)
+    limit = _calls_limit(request)
+    raw_cursor = request.query.get("cursor")
+    after = decode_cursor(query, raw_cursor) if raw_cursor is not None else None
+    page = await request.app[STORE].list_calls(query, limit=limit, after=after)
+    return web.json_response({"calls": [call_view(c) for c in page.calls],
+                              "next_cursor": encode_cursor(query, page.next) if page.next else None})
 
 
 async def get_voicemail(request: web.Request) -> web.StreamResponse:
@@ -127,7 +406,7 @@ async def set_disposition(request: web.Request) -> web.Response:
         raise BadRequest(f"disposition must be one of {', '.join(allowed)}", code="call.disposition_invalid")
     await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id)
     log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id)
-    return web.json_response(await store.get_call(call_id))
+    return web.json_response(call_view(await store.get_call(call_id) or {"call_id": call_id}))
 
 
 async def hangup_call(request: web.Request) -> web.Response:
@@ -154,6 +433,7 @@ async def list_dispositions(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [
+        web.get("/api/v1/calls", list_calls),
         web.get("/api/v1/calls/{call_id}", get_call),
         web.get("/api/v1/calls/{call_id}/voicemail", get_voicemail),
         web.post("/api/v1/calls/{call_id}/disposition", set_disposition),

@@ -21,7 +21,7 @@ from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
 from ivr.cti import call_control
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
-from ivr.cti.calls import Disposition
+from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
 from ivr.dialplan.registry import VersionEntry
@@ -89,6 +89,27 @@ LAST_EVENT_ID = Param("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,
                       "replay the events after this stream id (as the Last-Event-ID header does)")
 ENDPOINT = Param("endpoint", NAME_SCHEMA, "only this webhook endpoint")
 
+TIME_SCHEMA: Schema = {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"},
+                                                   {"pattern": f"^{LOCAL_TIME}$"},
+                                                   {"pattern": r"^[0-9]{1,11}(\.[0-9]{1,6})?$"}],
+                       "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00", "1714550400"]}
+CALL_LIST_PARAMS: tuple[Param, ...] = (
+    Param("from", TIME_SCHEMA, "calls that started at or after (ISO 8601, without an offset the server's local "
+                               "time; or epoch seconds)"),
+    Param("to", TIME_SCHEMA, "calls that started before (excluded); none when not after `from`"),
+    Param("number", {"type": "string", "pattern": r"^[+]?[0-9A-Za-z#._-]{1,64}[*]?$"},
+          "the caller's or the dialled number, exactly; ending with `*`: numbers starting so"),
+    Param("agent_id", {"type": "string", "pattern": AGENT_ID}, "calls this agent answered (agents: always "
+                                                               "themselves)"),
+    Param("queue", NAME_SCHEMA, "calls whose (last) queue is this one"),
+    Param("outcome", {"enum": list(OUTCOMES)}, "how the call ended"),
+    Param("direction", {"enum": ["inbound", "outbound"]}, "inbound (records without a direction) or outbound"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": CALLS_LIMIT_MAX, "default": CALLS_LIMIT_DEFAULT},
+          "most calls to return"),
+    Param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "the `next_cursor` of the previous "
+                                                                             "page"),
+)
+
 # --- reply schemas (hand-written: the replies are Redis hashes and figures, not models) ----------
 
 STR: Schema = {"type": "string"}
@@ -120,15 +141,12 @@ SCHEMAS: dict[str, Schema] = {
         "token": {**STR, "description": "the agent's bearer token, shown this once"}}}]},
     "NewToken": {"type": "object", "required": ["agent_id", "token"],
                  "properties": {"agent_id": STR, "token": STR}},
-    "Call": {
-        "type": "object",
-        "properties": {
-            "call_id": STR, "state": STR, "worker": STR, "ani": STR, "dnis": STR, "hotline": STR,
-            "language": STR, "agent_id": STR, "queue": STR, "journey": OBJ,
-            "csat": {"type": "integer", "minimum": 1, "maximum": 5},
-            "voicemail": {"type": "object", "properties": {"url": STR}},
-            "variables": {"type": "object", "additionalProperties": STR},
-            "disposition": STR, "notes": STR, "callback": OBJ}},
+    "CallList": {
+        "type": "object", "required": ["calls", "next_cursor"],
+        "properties": {"calls": {"type": "array", "items": ref("CallRecord")},
+                       "next_cursor": {**NULLABLE_STR,
+                                       "description": "give it as `cursor` (with the same filters) for the next "
+                                                      "page; null on the last page"}}},
     "Dispositions": {"type": "object", "required": ["dispositions"],
                      "properties": {"dispositions": {"type": "array", "items": STR}}},
     "VoicemailList": {
@@ -172,7 +190,7 @@ SCHEMAS: dict[str, Schema] = {
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
 MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, RejectOffer,
-                                       Disposition, Rollback, VersionEntry)
+                                       Disposition, Rollback, VersionEntry, CallRecord)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -239,15 +257,26 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Every agent's and queue's events (WebSocket), for the wallboard", "agents", STAFF, websocket=True,
         params=(LAST_EVENT_ID,)),
     # calls
+    ("GET", "/api/v1/calls"): Operation(
+        "Call records, newest first: filters and cursor pagination", "calls", STAFF, own="the calls it took",
+        response=ref("CallList"), params=CALL_LIST_PARAMS,
+        description="Calls by start time, newest first. An agent gets the calls it answered (also the ones it "
+                    "transferred) whatever `agent_id` says. A page holds at most `limit` calls and costs what "
+                    "it reads, not what is stored: with a filter few calls pass, a page may hold fewer (up to "
+                    "1,000 records are looked at per request) and `next_cursor` goes on from there. Calls that "
+                    "start while paging never shift the pages. Calls are listed as long as their record is kept "
+                    "(`routing.call_ttl_s` after they end). 400 `request.invalid` for a bad parameter or a "
+                    "cursor not made for these filters."),
     ("GET", "/api/v1/calls/{call_id}"): Operation(
-        "A call record", "calls", STAFF, own="the calls it took", response=ref("Call"),
+        "A call record", "calls", STAFF, own="the calls it took part in (answered, transferred on, conferenced)",
+        response=ref("CallRecord"),
         description="Journey, survey score, voicemail (its download URL), variables, callback.",
         errors=(404,)),
     ("GET", "/api/v1/calls/{call_id}/voicemail"): Operation(
         "A call's voicemail", "calls", STAFF, content=("audio/wav",), errors=(404,)),
     ("POST", "/api/v1/calls/{call_id}/disposition"): Operation(
         "Wrap-up: disposition code and notes", "calls", STAFF, own="the calls it took", body=Disposition,
-        response=ref("Call"),
+        response=ref("CallRecord"),
         description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
                     "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
     ("POST", "/api/v1/calls/{call_id}/reject"): Operation(

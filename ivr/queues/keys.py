@@ -24,6 +24,22 @@ class Keys:
     def active_calls(self) -> str:
         return self._k("calls", "active")
 
+    # the call list (GET /api/v1/calls): ZSETs of call ids scored by ``started_at`` (epoch ms), written
+    # by the scripts that start, answer and end calls (``index_call`` in ``lua/lib/prelude.lua``) and
+    # trimmed there to the calls whose record may still exist (``routing.call_ttl_s`` plus a day)
+    @property
+    def calls_index(self) -> str:
+        """ZSET of every call id by when it started (ms): the call list, newest first."""
+        return self._k("calls", "started")
+
+    def agent_calls(self, agent_id: str) -> str:
+        """ZSET of the ids of the calls agent ``agent_id`` answered (also before a transfer), by start (ms)."""
+        return self._k("agent", agent_id, "calls")
+
+    def queue_calls(self, queue: str) -> str:
+        """ZSET of the ids of the calls that waited in ``queue`` (the last queue of each), by start (ms)."""
+        return self._k("queue", queue, "calls")
+
     def mailbox(self, mailbox: str) -> str:
         """LIST of voicemail entries (JSON, newest first, capped) left in ``mailbox``."""
         return self._k("mailbox", mailbox, "voicemail")

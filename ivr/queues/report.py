@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import csv
+import json
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -35,7 +36,8 @@ from ivr.queues.store import QueueStore, StreamEvent
 
 CALL_COLUMNS = ("call_id", "started_at", "ended_at", "ani", "dnis", "hotline", "language", "plan_version",
                 "queue", "priority", "queued_at", "answered_at", "agent_id", "offers", "waited_s", "talk_s",
-                "duration_s", "outcome", "end_reason", "csat", "disposition", "callback_id")
+                "duration_s", "outcome", "end_reason", "csat", "disposition", "callback_id", "direction",
+                "hold_s", "hold_count", "handle_s", "transfers", "transferred_from")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -137,11 +139,47 @@ def call_row(ev: StreamEvent, call: Mapping[str, str] | None) -> list[str]:
     for name in ("started_at", "ended_at", "queued_at", "answered_at"):
         t = ms(name)
         row[name] = iso(t / 1000) if t is not None else ""
-    row["waited_s"] = _num((wait_end - queued) / 1000) if queued is not None and wait_end is not None else ""
-    row["talk_s"] = _num((talk_end - answered) / 1000) if answered is not None and talk_end is not None else ""
+    waited = ms("waited_ms")  # measured once, when the agent answered (the pop and the queue stats show it too)
+    if waited is not None and answered is not None:
+        row["waited_s"] = _num(waited / 1000)
+    else:
+        row["waited_s"] = _num((wait_end - queued) / 1000) if queued is not None and wait_end is not None else ""
+    hold = call_hold_s(call)
+    connected = (talk_end - answered) / 1000 if answered is not None and talk_end is not None else None
+    # talk + hold = the time the agent was connected; AHT = talk + hold + wrap-up (handle_s, without wrap-up
+    # here: the record does not keep it, the interval statistics do)
+    row["talk_s"] = _num(max(0.0, connected - hold)) if connected is not None else ""
+    row["hold_s"] = _num(hold) if hold or call.get("hold_count") else ""
+    row["handle_s"] = _num(connected) if connected is not None else ""
+    row["direction"] = call.get("direction") or "inbound"
+    row["transfers"] = str(len(_json_list(call.get("transfers")))) if call.get("transfers") else ""
     started = ms("started_at")
     row["duration_s"] = _num((ended - started) / 1000) if ended is not None and started is not None else ""
     return [str(row.get(c, "")) for c in CALL_COLUMNS]
+
+
+def call_hold_s(call: Mapping[str, str]) -> float:
+    """Seconds the call spent on hold: the record's ``hold_s`` (closed holds) plus the hold still
+    under way when the call ended (``held_at``, kept only while held, to ``ended_at``). Unreadable
+    values count as none."""
+    try:
+        hold = max(0.0, float(call.get("hold_s") or 0))
+    except ValueError:
+        hold = 0.0
+    try:
+        if call.get("held_at") and call.get("ended_at"):
+            hold += max(0.0, float(call["ended_at"]) - float(call["held_at"])) / 1000
+    except ValueError:
+        pass
+    return hold
+
+
+def _json_list(raw: str | None) -> list[Any]:
+    try:
+        value = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def interval_columns(thresholds: tuple[int, ...]) -> list[str]:
@@ -149,7 +187,7 @@ def interval_columns(thresholds: tuple[int, ...]) -> list[str]:
             *(f"answered_within_{t}s" for t in thresholds), *(f"sl1_{t}s" for t in thresholds),
             *(f"sl2_{t}s" for t in thresholds), "asa_s", "max_answer_wait_s", "abandoned", "short_abandoned",
             "abandon_rate", "avg_abandon_wait_s", "max_abandon_wait_s", "timeouts", "left", "callbacks", "lost",
-            "handled", "aht_s"]
+            "handled", "aht_s", "avg_hold_s", "transfer_abandoned"]
 
 
 def interval_row(queue: str, iv: Interval, thresholds: tuple[int, ...]) -> list[str]:
@@ -160,7 +198,8 @@ def interval_row(queue: str, iv: Interval, thresholds: tuple[int, ...]) -> list[
             *(_num(sl[str(t)]["sl1"]) for t in thresholds), *(_num(sl[str(t)]["sl2"]) for t in thresholds),
             _num(f["asa_s"]), _num(f["max_answer_wait_ms"] / 1000), str(f["abandoned"]), str(f["short_abandoned"]),
             _num(f["abandon_rate"]), _num(f["avg_abandon_wait_s"]), _num(f["max_abandon_wait_ms"] / 1000),
-            *(str(f[c]) for c in ("timeouts", "left", "callbacks", "lost", "handled")), _num(f["aht_s"])]
+            *(str(f[c]) for c in ("timeouts", "left", "callbacks", "lost", "handled")), _num(f["aht_s"]),
+            _num(f["avg_hold_s"]), str(f["transfer_abandoned"])]
 
 
 async def _write_intervals(settings: Settings, args: argparse.Namespace, start: float, end: float, w: Any) -> int:

@@ -48,6 +48,7 @@ NAMES = (
     "command_send",
     "record_crm",
     "call_control",
+    "calls_page",
 )
 
 

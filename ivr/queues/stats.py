@@ -24,7 +24,14 @@ entered the queue.
 ``callbacks``                 waiting callers who booked a callback (they keep their place)
 ``lost``                      waiting callers whose worker died
 ``handled``, ``handle_ms``    answered calls whose handling ended, and their handle time: talk
-                              plus wrap-up (the same figure the wait estimate uses)
+                              plus hold plus wrap-up, from the answer to the end of wrap-up
+                              (the same figure the wait estimate uses); a call that ends while
+                              held, consulting, conferenced or being transferred is handled too
+``hold_ms``                   of that handle time, the time on hold (the record's ``hold_s``
+                              and the hold under way when it ended)
+``transfer_abandoned``        transferred calls (the record has ``transfers`` or
+                              ``transferred_from``) that ended while waiting in the queue they
+                              were transferred to: not abandons, and out of the abandon rate
 ============================  ===============================================================
 
 **Figures** (``None`` when the denominator is zero; T is a threshold):
@@ -34,7 +41,8 @@ entered the queue.
   abandon (short ones excluded) counts as a call not answered in time.
 - ``ASA = answer_wait_ms / answered`` (seconds).
 - ``abandon rate = abandoned / (offered - short_abandoned)``.
-- ``AHT = handle_ms / handled`` (seconds).
+- ``AHT = handle_ms / handled`` (seconds): talk + hold + wrap-up.
+- ``average hold = hold_ms / handled`` (seconds).
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from ivr.core.config import RoutingSettings
 from ivr.core.events import AgentState
 
 COUNTERS = ("offered", "answered", "answer_wait_ms", "abandoned", "abandon_wait_ms", "short_abandoned",
-            "timeouts", "left", "callbacks", "lost", "handled", "handle_ms")
+            "timeouts", "left", "callbacks", "lost", "handled", "handle_ms", "hold_ms", "transfer_abandoned")
 MAXIMA = ("max_answer_wait_ms", "max_abandon_wait_ms")
 WITHIN = "answered_within_"
 
@@ -62,16 +70,25 @@ class StatsConfig:
     service_level_s: tuple[int, ...] = (10, 20)
     short_abandon_s: float = 5.0
     keep_days: int = 35
+    call_ttl_s: int = 7 * 24 * 3600
+    """How long an ended call record is kept (``routing.call_ttl_s``): the call list's indexes keep
+    the calls that started within that time and a day (a call may last long before its record
+    starts to expire)."""
 
     @classmethod
     def from_routing(cls, routing: RoutingSettings) -> StatsConfig:
         return cls(routing.stats_interval_s, tuple(routing.service_level_s), routing.short_abandon_s,
-                   routing.stats_keep_days)
+                   routing.stats_keep_days, routing.call_ttl_s)
+
+    @property
+    def calls_keep_s(self) -> int:
+        return self.call_ttl_s + 86400
 
     def to_json(self) -> str:
         """The form ``prelude.lua`` reads (ARGV[3])."""
         return json.dumps({"interval_s": self.interval_s, "sl": list(self.service_level_s),
-                           "short_ms": round(self.short_abandon_s * 1000), "keep_s": self.keep_days * 86400})
+                           "short_ms": round(self.short_abandon_s * 1000), "keep_s": self.keep_days * 86400,
+                           "calls_keep_s": self.calls_keep_s})
 
     def interval_start(self, epoch_s: float) -> int:
         s = int(epoch_s)
@@ -121,6 +138,7 @@ def figures(counts: Mapping[str, int], thresholds: Sequence[int]) -> dict[str, A
         "asa_s": _ratio(c["answer_wait_ms"], answered, 1000),
         "abandon_rate": _ratio(abandoned, c["offered"] - c["short_abandoned"]),
         "aht_s": _ratio(c["handle_ms"], c["handled"], 1000),
+        "avg_hold_s": _ratio(c["hold_ms"], c["handled"], 1000),
         "avg_abandon_wait_s": _ratio(c["abandon_wait_ms"], abandoned, 1000),
     }
 

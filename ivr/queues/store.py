@@ -80,6 +80,33 @@ class StreamEvent:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CallQuery:
+    """The filters of the call list (:meth:`QueueStore.list_calls`, applied by ``calls_page.lua``).
+    Times are epoch ms, ``to_ms`` excluded; ``queue`` is the record's (last) queue; ``number``
+    matches the caller (``ani``), the dialled number (``dnis``) or the number a callback or an
+    outbound call dials (``number``), exactly or, with ``number_prefix``, as a prefix; ``direction``
+    inbound matches records without one. Empty strings match everything."""
+
+    from_ms: int = 0
+    to_ms: int = 2**53
+    agent_id: str = ""
+    queue: str = ""
+    number: str = ""
+    number_prefix: bool = False
+    outcome: str = ""
+    direction: str = ""
+
+
+@dataclass(frozen=True)
+class CallPage:
+    """One page of the call list, newest first: the records (hashes as strings) and where the next
+    page starts (``(started_ms, call_id)`` of the last call looked at), None when there is no more."""
+
+    calls: list[dict[str, str]]
+    next: tuple[int, str] | None
+
+
 def _offer(result: Any) -> Offer | None:
     return Offer.from_json(result) if result else None
 
@@ -172,6 +199,36 @@ class QueueStore:
         if "csat" in call:
             call["csat"] = int(call["csat"])
         return call
+
+    async def list_calls(self, query: CallQuery, *, limit: int, after: tuple[int, str] | None = None,
+                         budget: int = 1000) -> CallPage:
+        """Calls that started in [query.from_ms, query.to_ms), newest first (ties: by id, descending),
+        passing ``query``, after the position ``after`` (a page's ``next``), at most ``limit``.
+
+        One read-only script (``calls_page.lua``) walks one index (``Keys.agent_calls`` with an
+        agent, else ``Keys.queue_calls`` with a queue, else ``Keys.calls_index``) by rank from just
+        after the position, checking the filters on a few fields of each record inside Redis; then
+        the whole records of the calls that passed are read. A page costs O(log n + entries looked
+        at) whatever the number of calls kept, and calls that start meanwhile (newer than the
+        position) never shift the pages. At most ``budget`` entries are looked at: with a filter few
+        calls pass, a page may come back short with a ``next`` to go on from. Entries whose record
+        expired are skipped."""
+        if limit < 1:
+            return CallPage([], None)
+        index, name = (("agent", query.agent_id) if query.agent_id
+                       else ("queue", query.queue) if query.queue else ("all", ""))
+        res = await self._run("calls_page", index, name, query.from_ms, query.to_ms - 1,
+                              "" if after is None else after[0], "" if after is None else after[1],
+                              limit, budget, json.dumps({
+                                  "queue": query.queue, "outcome": query.outcome, "direction": query.direction,
+                                  "number": query.number, "prefix": query.number_prefix}))
+        more, last_s, last_id, ids = int(res[0]), _s(res[1]), _s(res[2]), [_s(c) for c in res[3:]]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in ids:
+                pipe.hgetall(self.keys.call(cid))
+            rows = await pipe.execute()
+        calls = [{_s(k): _s(v) for k, v in raw.items()} for raw in rows if raw]
+        return CallPage(calls, (int(last_s), last_id) if more and last_s else None)
 
     async def stored_crm(self, call_id: str) -> dict[str, Any] | None:
         """The CRM match stored on the call record (see :meth:`record_crm`), if any."""

@@ -9,6 +9,7 @@ Runs about 12 s: ``EXAMPLES`` requests per operation and mode (fixed seed; the s
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -104,9 +105,22 @@ def excused(operation: Any, check: Any) -> bool:
     return check is positive_data_acceptance and "101" in operation.definition.raw["responses"]
 
 
+#: the call list's cursor: opaque, only the server makes valid ones (tests/service/test_call_list.py)
+CURSOR = re.compile(r"[A-Za-z0-9_-]{1,400}")
+
+
+def without_made_up_cursor(case: Any) -> None:
+    """A generated cursor of the documented shape is still not one the server made, so it is
+    refused (400): leave it out. A malformed one stays (negative data, refused as it should be)."""
+    query = case.query if isinstance(case.query, dict) else None
+    if case.operation.path == "/api/v1/calls" and query and CURSOR.fullmatch(str(query.get("cursor", ""))):
+        del query["cursor"]
+
+
 def conforms(headers: dict[str, str], checks: list[Any]) -> Validate:
     """Send the case with ``headers`` and run the schemathesis ``checks`` on the reply."""
     def validate(case: Any) -> Any:
+        without_made_up_cursor(case)
         return case.call_and_validate(headers=headers, checks=checks, timeout=10)
     return validate
 

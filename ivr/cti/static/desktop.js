@@ -193,10 +193,14 @@ function fromRecord(rec) {
   const status = {offered: "ringing", connected: "connected", held: "connected", consulting: "connected",
                   conferenced: "connected", transferring: "connected", ended: "ended"}[rec.state];
   const queued = Number(rec.queued_at), offered = Number(rec.offered_at);
+  // the wait measured when the agent answered (the record's waited_s, or waited_ms in the raw hash):
+  // the figure of call.answered, the queue statistics and the report; before the answer, the wait so far
+  const answeredWait = rec.waited_s !== undefined ? Number(rec.waited_s)
+    : rec.waited_ms !== undefined ? Number(rec.waited_ms) / 1000 : undefined;
   return {
     call_id: rec.call_id, offer_id: rec.offer_id, ani: rec.ani, dnis: rec.dnis, hotline: rec.hotline,
     language: rec.language, queue: rec.queue, priority: rec.priority, journey: rec.journey, crm: rec.crm,
-    waited_s: queued && offered ? (offered - queued) / 1000 : undefined, status: status || rec.state,
+    waited_s: answeredWait ?? (queued && offered ? (offered - queued) / 1000 : undefined), status: status || rec.state,
     offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
     ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
     transferred_from: rec.transferred_from, ...controlFromRecord(rec),
@@ -236,7 +240,10 @@ function onCallEvent(ev) {
     if (ev.offer_id && ev.offer_id !== call.offer_id) return;
     Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
   } else if (ev.type === "call.answered") {
-    Object.assign(call, {status: "connected", answered_at: ev.ts, note: ""});
+    // the wait up to the answer (ringing included): what the wallboard and the report show for this call
+    Object.assign(call, {status: "connected", answered_at: ev.ts, waited_s: ev.waited_s ?? call.waited_s,
+                         note: ""});
+    fill($("pop-facts"), callFacts(call));
   } else if (ev.type === "call.ended") {
     if (call.status === "missed") return;
     Object.assign(call, {status: "ended", ended_at: ev.ts, outcome: ev.outcome, reason: ev.reason});

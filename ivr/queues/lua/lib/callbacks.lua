@@ -97,6 +97,7 @@ function CB.end_record(cid, outcome, reason)
   R.unqueue(cid)
   cb_detach(cid, c)
   set_call_state(ckey, 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
+  index_call(cid, c, {})  -- in the call list (GET /api/v1/calls) like any ended call
   redis.call('EXPIRE', ckey, tonumber(c.ttl or CB_TTL))
 end
 

@@ -71,12 +71,15 @@ local function stats_offered(queue)
   redis.call('HINCRBY', stats_key(queue), 'offered', 1)
 end
 
--- The agent answered a queued call: its wait (entering the queue to the answer), against every
--- service-level threshold.
+-- The agent answered a queued call: its wait (entering the queue to the answer, ringing included),
+-- against every service-level threshold. The one place a call's wait is measured: it is kept on the
+-- record (`waited_ms`), which the call.answered event, the pop, the record and the report all show.
+-- Returns the wait (ms), nil for a call that never queued.
 local function stats_answered(ckey)
   local c = redis.call('HMGET', ckey, 'queue', 'queued_at')
-  if not c[1] then return end
+  if not c[1] then return nil end
   local wait = math.max(0, NOW - tonumber(c[2] or NOW))
+  redis.call('HSET', ckey, 'waited_ms', wait)
   local key = stats_key(c[1])
   redis.call('HINCRBY', key, 'answered', 1)
   redis.call('HINCRBY', key, 'answer_wait_ms', wait)
@@ -84,17 +87,42 @@ local function stats_answered(ckey)
   for _, t in ipairs(STATS.sl) do
     if wait <= t * 1000 then redis.call('HINCRBY', key, 'answered_within_' .. string.format('%d', t), 1) end
   end
+  return wait
+end
+
+-- A call record's transfers: true when call control transferred it (`transfers` a non-empty JSON
+-- list, or `transferred_from` set; see docs/call-control.md).
+local function was_transferred(c)
+  if c.transferred_from and c.transferred_from ~= '' then return true end
+  if not c.transfers or c.transfers == '' then return false end
+  local ok, list = pcall(cjson.decode, c.transfers)
+  return ok and type(list) == 'table' and #list > 0
+end
+
+-- Time the call has spent on hold (ms): the closed holds (`hold_s`) and the one under way (`held_at`,
+-- kept only while held; docs/call-control.md).
+local function hold_ms(c)
+  local ms = (tonumber(c.hold_s or '') or 0) * 1000
+  local since = tonumber(c.held_at or '')
+  if since then ms = ms + math.max(0, NOW - since) end
+  return math.max(0, math.floor(ms + 0.5))
 end
 
 -- Call `c` (its hash as it was) ends while waiting in its queue or being offered to an agent: lost
 -- when its worker died, else abandoned (short when sooner than STATS.short_ms after it was queued;
 -- call.abandoned tells which). Nothing for calls in any other state.
+-- A transferred call that ends while waiting in the queue it was transferred to is not an abandon:
+-- it counts as `transfer_abandoned` (out of the abandon rate), without call.abandoned.
 local function stats_call_ended(c, lost)
   if (c.state ~= 'queued' and c.state ~= 'offered') or not c.queue then return end
   local key = stats_key(c.queue)
   local wait = math.max(0, NOW - tonumber(c.queued_at or NOW))
   if lost then
     redis.call('HINCRBY', key, 'lost', 1)
+    return
+  end
+  if was_transferred(c) then
+    redis.call('HINCRBY', key, 'transfer_abandoned', 1)
     return
   end
   local short = wait < STATS.short_ms
@@ -120,11 +148,13 @@ local function stats_callback(queue)
   redis.call('HINCRBY', stats_key(queue), 'callbacks', 1)
 end
 
--- An answered call of `queue` was handled: talk + wrap-up `ms` (from record_handled).
-local function stats_handled(queue, ms)
+-- An answered call of `queue` was handled: talk + hold + wrap-up `ms` (from record_handled), of
+-- which `held` ms on hold.
+local function stats_handled(queue, ms, held)
   local key = stats_key(queue)
   redis.call('HINCRBY', key, 'handled', 1)
   redis.call('HINCRBY', key, 'handle_ms', math.max(0, math.floor(ms + 0.5)))
+  if held and held > 0 then redis.call('HINCRBY', key, 'hold_ms', held) end
 end
 
 -- Queue history for wait estimates (ivr/queues/estimate.py): exponentially weighted averages in
@@ -151,13 +181,54 @@ local function record_departure(ckey)
   redis.call('HINCRBY', skey, 'departures', 1)
 end
 
--- An answered call of `queue` ended: its handle time (talk + wrap-up) in ms.
-local function record_handled(queue, ms)
+-- An answered call of `queue` ended: its handle time (talk + hold + wrap-up) in ms, `held` ms of it
+-- on hold (the handle time runs from the answer, so the hold is in it already).
+local function record_handled(queue, ms, held)
   if not queue then return end
-  stats_handled(queue, ms)
+  stats_handled(queue, ms, held)
   local skey = k('queue', queue, 'stats')
   ewma(skey, 'aht_ms', math.max(0, ms))
   redis.call('HINCRBY', skey, 'handled', 1)
+end
+
+-- The call list (GET /api/v1/calls, ivr/queues/store.py list_calls): call `cid` (record `c`) in the
+-- index of every call, of its queue and of each agent of `aids`, scored by its start (ms). ZADD of
+-- the same score is idempotent, so each script that learns something about the call may index it.
+-- Every write trims its index to the calls whose record may still exist, and renews its expiry.
+local CALLS_KEEP_S = STATS.calls_keep_s or 8 * 86400
+local function index_add(key, score, cid)
+  redis.call('ZADD', key, score, cid)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', NOW - CALLS_KEEP_S * 1000))
+  redis.call('EXPIRE', key, CALLS_KEEP_S)
+end
+
+local function index_call(cid, c, aids)
+  local started = tonumber(c.started_at or '')
+  if not started then return end
+  index_add(k('calls', 'started'), started, cid)
+  if c.queue and c.queue ~= '' then index_add(k('queue', c.queue, 'calls'), started, cid) end
+  for _, aid in ipairs(aids or {}) do
+    if aid and aid ~= '' then index_add(k('agent', aid, 'calls'), started, cid) end
+  end
+end
+
+-- The agents a call record names as having handled it: its agent (when it answered), the agent of
+-- the last transfer, the sender of every transfer and the agents of its conference (the same set
+-- as handled_by in ivr/cti/calls.py, who may read the record).
+local function call_agents(c)
+  local out = {}
+  if c.agent_id and c.answered_at then out[#out + 1] = c.agent_id end
+  if c.transferred_from and c.transferred_from ~= '' then out[#out + 1] = c.transferred_from end
+  for _, f in ipairs({'transfers', 'conference'}) do
+    local ok, list = pcall(cjson.decode, c[f] or '')
+    if ok and type(list) == 'table' then
+      for _, t in ipairs(list) do
+        if type(t) == 'table' and type(t.from_agent) == 'string' then out[#out + 1] = t.from_agent end
+        if type(t) == 'string' then out[#out + 1] = t end
+      end
+    end
+  end
+  return out
 end
 
 -- The single place agent state changes; keeps the idle indexes in step with it.
@@ -252,20 +323,23 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
     if requeued then return requeued end
   end
   local outcome = 'completed'
+  -- a caller an agent transferred, who hangs up waiting for the next one, is not an abandon
+  local gave_up = was_transferred(c) and 'transfer_abandoned' or 'abandoned'
   if c.state == 'queued' then
     R.unqueue(cid)
-    outcome = 'abandoned'
+    outcome = gave_up
   elseif c.state == 'offered' then
-    outcome = 'abandoned'
+    outcome = gave_up
     if redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
       set_agent_state(c.agent_id, 'available', lost and 'call_lost' or 'caller_abandoned')
       match_agent(c.agent_id)
     end
   elseif c.state == 'connected' or c.state == 'held' or c.state == 'consulting' or c.state == 'conferenced' then
+    local held = hold_ms(c)
     if c.held_at then redis.call('HINCRBYFLOAT', ckey, 'hold_s', (NOW - tonumber(c.held_at)) / 1000.0) end
     redis.call('HDEL', ckey, 'held_at')
     if not lost then
-      record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000)
+      record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, held)
     end
     release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
     -- a consult or conference target agent: wrap-up when it talked, available when it was only rung
@@ -288,6 +362,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
   if outcome == 'abandoned' and not lost then CB.remember_abandon(c, resume_s) end
   if lost then outcome = 'lost' end
   set_call_state(ckey, 'ended', 'ended_at', NOW, 'end_reason', reason, 'outcome', outcome)
+  index_call(cid, c, call_agents(c))
   redis.call('SREM', k('calls', 'active'), cid)
   redis.call('SREM', k('worker', c.worker, 'calls'), cid)
   redis.call('EXPIRE', ckey, ttl)
