@@ -410,12 +410,9 @@ async def test_the_wrapup_countdown_is_the_servers_in_every_tab_with_extend_and_
 
     # extend in one tab: the server's new deadline reaches both
     await one.page.click("#wrapup-extend")
-    later = None
-    for _ in range(100):
-        later = await redis.zscore(store.keys.wrapup, "agent1")
-        if later != deadline:
-            break
-        await one.page.wait_for_timeout(50)
+    await expect(one.page.locator("#wrapup-clock")).not_to_have_attribute("data-until", str(int(deadline)),
+                                                                         timeout=TIMEOUT_MS)
+    later = await redis.zscore(store.keys.wrapup, "agent1")
     assert later is not None and later > deadline
     for tab in (one, two):
         await expect(tab.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)),
