@@ -20,12 +20,15 @@ export UV_NO_PROGRESS := 1
 run: install
 	$(BIN)/ivr run
 
-# The unit and service tiers run on both cores (pytest-xdist: each worker has its own Redis and
-# ports); then the end-to-end tier and the timing-sensitive service tests (marker `serial`) run
-# alone, one hotline at a time, so their calls and speech get the CPU they need.
+# The unit and service tiers run on both cores (pytest-xdist: each worker has its own Redis, and
+# ports from chunks no other process holds, tests/ports.py); then the timing-sensitive service
+# tests (marker `serial`) run alone; then the end-to-end tier in two processes, a test module at a
+# time each (--dist loadscope: a module's own hotline starts once, in one process; modules in
+# collection order, those on the shared hotline first, see tests/e2e/conftest.py).
 test: install lint
 	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" tests/unit tests/service $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider -m "serial or e2e" tests/service tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -m serial tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder tests/e2e $(PYTEST_ARGS)
 
 install: system lockcheck $(STAMP)
 

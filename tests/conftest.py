@@ -24,6 +24,11 @@ settings.register_profile("suite", deadline=None, derandomize=True, suppress_hea
 settings.load_profile("suite")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "shared_hotline: the test's `hotline` is the shared one (tests/e2e/conftest.py)")
+
+
 def free_port() -> int:
     """A session-unique loopback TCP (and UDP) port for a test server."""
     return free_udp_tcp_port()

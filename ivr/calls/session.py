@@ -50,8 +50,6 @@ from ivr.sip.legs import Leg, LegEnded
 log = get_logger(__name__)
 #: AgentCall and WorkerContext live in their own modules now; importing them from here still works
 __all__ = ["AgentCall", "CallSession", "WorkerContext", "wav_finished"]
-LINE_WAIT_S = 5.0    # how long an offer waits for the library to free a call slot for the agent leg
-LINE_RETRY_S = 0.05
 
 
 async def wav_finished(path: Path, within_s: float = 3.0) -> bool:

@@ -16,6 +16,8 @@ States (the call as the caller lives it):
 - ``conferenced`` — caller, agent and a third party talk together;
 - ``booked`` — a callback record while the caller who booked it is still on the line;
 - ``scheduled`` — a callback record waiting for its next attempt;
+- ``dialing`` — a click-to-dial (outbound) call: the agent's phone rings, then the customer's; it is
+  ``connected`` when the customer answers (``ivr.calls.originate``);
 - ``ended`` — over (terminal; the record expires).
 
 Flags that can be on in any live state are fields of their own, not states: ``recording``
@@ -39,13 +41,14 @@ class CallState(StrEnum):
     CONFERENCED = "conferenced"
     BOOKED = "booked"
     SCHEDULED = "scheduled"
+    DIALING = "dialing"
     ENDED = "ended"
 
 
 S = CallState
 
-#: The states a new call record starts in: a call entering a worker, a booked callback.
-INITIAL: frozenset[CallState] = frozenset({S.IVR, S.BOOKED})
+#: The states a new call record starts in: a call entering a worker, a booked callback, a click-to-dial call.
+INITIAL: frozenset[CallState] = frozenset({S.IVR, S.BOOKED, S.DIALING})
 
 #: Allowed moves: state -> the states it may go to. Ending is allowed from every live state.
 TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
@@ -59,6 +62,7 @@ TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
     S.CONFERENCED: frozenset({S.CONNECTED, S.HELD, S.ENDED}),
     S.BOOKED: frozenset({S.QUEUED, S.ENDED}),
     S.SCHEDULED: frozenset({S.QUEUED, S.ENDED}),
+    S.DIALING: frozenset({S.CONNECTED, S.ENDED}),
     S.ENDED: frozenset(),
 }
 

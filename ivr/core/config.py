@@ -110,6 +110,25 @@ class TrunkSettings(BaseModel):
                                                        "registrar host's addresses are always included)")
 
 
+class RegistrarSettings(BaseModel):
+    """Agents' phones registering to the edge (Kamailio registrar + usrloc in memory, digest auth
+    against the agents' HA1 table; see docs/security.md, "SIP credentials")."""
+    realm: str | None = Field(None, description="digest realm of the agents' SIP credentials; default "
+                                                "edge.host. Changing it invalidates every stored HA1")
+    min_expires_s: int = Field(60, ge=1, le=86400, description="shortest registration accepted (423 below)")
+    max_expires_s: int = Field(300, ge=1, le=86400, description="longest registration granted: an edge "
+                               "restart forgets registrations (memory only), phones are back within this")
+    default_expires_s: int = Field(300, ge=1, le=86400, description="lifetime of a REGISTER without Expires")
+    max_contacts: int = Field(5, ge=1, le=16, description="devices per agent; an offer rings them all at once")
+    auth_fail_limit: int = Field(10, ge=1, le=10000, description="failed digest checks one source address "
+                                 "may make per auth_fail_window_s; above that its REGISTERs are dropped")
+    auth_fail_window_s: int = Field(60, ge=1, le=86400)
+    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often the supervisor reads the edge's "
+                                   "registrations into Redis (and pushes changed credentials to the edge)")
+    stale_after_s: float = Field(5.0, gt=0, le=600, description="a registration not confirmed by a poll for "
+                                 "this long counts as gone (edge or supervisor down): no offers to it")
+
+
 class EdgeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 5060
@@ -139,6 +158,12 @@ class EdgeSettings(BaseModel):
         "seconds before it expires (keep it well below the shortest registration lifetime)")
     trunk_retry_s: int = Field(30, description="a failed registration is retried after trunk_retry_s .. "
                                                "trunk_retry_s + trunk_refresh_s seconds")
+    registrar: RegistrarSettings = RegistrarSettings()
+
+    @property
+    def sip_realm(self) -> str:
+        """The digest realm agents' phones authenticate in."""
+        return self.registrar.realm or self.host
 
     @model_validator(mode="after")
     def _absolute_tls_paths(self) -> EdgeSettings:
@@ -550,7 +575,21 @@ class AgentSeed(BaseModel):
     skills: dict[str, int] = {}
     languages: list[str] = ["en"]
     sip_uri: str | None = None
+    phone: Literal["static", "registered"] = Field(
+        "static", description="static: offers ring sip_uri (or nothing without one); registered: the "
+        "agent's phone registers to the edge as sip:<id>@<edge> with digest auth, offers ring its contacts")
+    sip_password: SecretStr | None = Field(
+        None, description="phone: registered only; the digest password fixed in this file (only its HA1 "
+        "reaches the edge). Without it an admin sets one: POST /api/v1/agents/{id}/sip-password")
     token: SecretStr
+
+    @model_validator(mode="after")
+    def _one_phone(self) -> AgentSeed:
+        if self.phone == "registered" and self.sip_uri:
+            raise ValueError(f"user {self.id!r}: phone: registered and sip_uri exclude each other")
+        if self.sip_password is not None and self.phone != "registered":
+            raise ValueError(f"user {self.id!r}: sip_password needs phone: registered")
+        return self
 
     @field_validator("skills")
     @classmethod
@@ -683,7 +722,9 @@ class Settings(BaseSettings):
         """JSON with secrets in clear: written 0600 under var/run for the processes we start."""
         data = self.model_dump(mode="json")
         data["users"] = [
-            {**u, "token": s.token.get_secret_value()} for u, s in zip(data["users"], self.users, strict=True)
+            {**u, "token": s.token.get_secret_value(),
+             "sip_password": s.sip_password.get_secret_value() if s.sip_password is not None else None}
+            for u, s in zip(data["users"], self.users, strict=True)
         ]
         for name in ("password", "sentinel_password"):
             secret = getattr(self.redis, name)

@@ -47,7 +47,8 @@ def _wire(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class CallStarted(Event):
-    """A call entered a worker and its dial plan started."""
+    """A call entered a worker and its dial plan started; or (``direction`` outbound) a click-to-dial
+    call was placed: ``ani`` is then the customer's number and ``dnis`` the caller ID shown to them."""
     type: ClassVar[EventType] = E.CALL_STARTED
     audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
     call_id: str
@@ -56,6 +57,7 @@ class CallStarted(Event):
     dnis: str
     hotline: str
     language: str
+    direction: str = "inbound"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +91,8 @@ class CallEscalated(Event):
 @dataclass(frozen=True, kw_only=True)
 class CallOffered(Event):
     """An agent was reserved for the call: the screen-pop. The stream entry also holds the journey
-    (``journey``, JSON); the hub adds the CRM match (``crm``) for the agent's desktop."""
+    (``journey``, JSON); the hub adds the CRM match (``crm``) for the agent's desktop. A click-to-dial
+    call (``direction`` outbound) pops too, before the agent's phone rings: ``ani`` is the customer."""
     type: ClassVar[EventType] = E.CALL_OFFERED
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str
@@ -104,6 +107,20 @@ class CallOffered(Event):
     language: str
     ewt_s: float | None = None
     transferred_from: str = ""  # the agent who transferred the call here ("" = not a transfer)
+    direction: str = "inbound"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallDialing(Event):
+    """Click-to-dial: the agent answered its phone and the customer is being dialled (with the hotline's
+    caller ID); ``call.answered`` follows when the customer answers, else ``call.ended`` with outcome
+    no_answer, busy, failed or cancelled."""
+    type: ClassVar[EventType] = E.CALL_DIALING
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    offer_id: str
+    agent_id: str
+    queue: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,7 +180,8 @@ class CallAbandoned(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CallEnded(Event):
-    """The call is over (``outcome``: completed, abandoned, ivr, lost; ``reason``: who ended it)."""
+    """The call is over (``outcome``: completed, abandoned, ivr, lost; for a click-to-dial call that never
+    connected: agent_no_answer, agent_rejected, no_answer, busy, failed, cancelled; ``reason``: who ended it)."""
     type: ClassVar[EventType] = E.CALL_ENDED
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str

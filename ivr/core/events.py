@@ -27,6 +27,7 @@ class EventType(StrEnum):
     CALL_LEFT_QUEUE = "call.left_queue"        # taken out of its queue, back in the plan (e.g. max wait)
     CALL_ABANDONED = "call.abandoned"          # hung up while queued or offered (waited_s, short); then call.ended
     CALL_ENDED = "call.ended"
+    CALL_DIALING = "call.dialing"              # click-to-dial: the agent answered, the customer is dialled
     AGENT_STATE = "agent.state"
     CALL_DISPOSITION = "call.disposition"      # the agent's disposition code and notes (CTI API)
     AGENT_DELETED = "agent.deleted"            # an admin deleted the agent (CTI API)

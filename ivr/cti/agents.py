@@ -2,7 +2,9 @@
 
 Agents of the configuration file (``users:``) are created at start by every API instance and edited
 in that file; agents made over the API live in Redis with a token shown once at creation (or at
-rotation), stored only as its SHA-256.
+rotation), stored only as its SHA-256. An agent whose phone registers at the edge (``phone:
+registered``) gets its SIP password the same way (``POST .../sip-password``), stored only as its
+digest HA1 (ivr/core/sip_auth.py); the supervisor hands the HA1s to the edge.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -20,6 +22,7 @@ from ivr.core.config import ROUTING_NAME, hash_token
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
+from ivr.core.sip_auth import SipCredential, new_sip_password, phone_aor
 from ivr.cti.auth import User, new_token, require_role, require_self_or
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE, body, user
 from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
@@ -72,6 +75,10 @@ class AgentProfile(BaseModel):
     languages: list[Language] = Field(["en"], max_length=16)
     sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI,
                                 description="the agent's phone; calls are bridged there")
+    phone: Literal["static", "registered"] = Field(
+        "static", description="registered: the agent's phone registers at the edge as sip:<id>@<edge> "
+        "(set its password with POST /api/v1/agents/{id}/sip-password) and offers ring its contacts; "
+        "sip_uri must then be absent")
 
 
 class AgentCreate(AgentProfile):
@@ -84,6 +91,16 @@ class AgentUpdate(BaseModel):
     skills: Skills | None = None
     languages: list[Language] | None = Field(None, max_length=16)
     sip_uri: str | None = Field(None, max_length=256, pattern=SIP_URI)
+    phone: Literal["static", "registered"] | None = None
+
+
+def _phone(request: web.Request, agent_id: str, phone: str, sip_uri: str | None) -> tuple[str | None, str]:
+    """(sip_uri stored, phone mode stored): a registering phone's offers go to its AOR at the edge."""
+    if phone != "registered":
+        return sip_uri, ""
+    if sip_uri:
+        raise BadRequest("phone: registered and sip_uri exclude each other", code="request.invalid")
+    return phone_aor(agent_id, request.app[SETTINGS].edge), "registered"
 
 
 def _agent_id(request: web.Request) -> str:
@@ -121,8 +138,9 @@ async def create_agent(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if req.id in request.app[AUTH].configured or await store.get_agent(req.id) is not None:
         raise Conflict(f"agent {req.id} exists", code="agent.exists")
-    await store.register_agent(req.id, name=req.name, skills=req.skills, sip_uri=req.sip_uri,
-                               languages=req.languages)
+    sip_uri, phone = _phone(request, req.id, req.phone, req.sip_uri)
+    await store.register_agent(req.id, name=req.name, skills=req.skills, sip_uri=sip_uri,
+                               languages=req.languages, phone=phone)
     token = new_token()
     await store.set_agent_token(req.id, hash_token(token), "agent")
     log.info("agent.created", agent_id=req.id, by=who.id)
@@ -144,10 +162,17 @@ async def update_agent(request: web.Request) -> web.Response:
     req = await body(request, AgentUpdate)
     current = await _existing(request, agent_id)
     _not_configured(request, agent_id)
+    was_registered = current["phone"]["mode"] == "registered"
+    mode = req.phone or ("registered" if was_registered else "static")
+    if "sip_uri" in req.model_fields_set:
+        new_uri = req.sip_uri
+    else:  # a static URI is kept; the AOR of a registering phone is not a static URI
+        new_uri = None if mode == "registered" or was_registered else (current.get("sip_uri") or None)
+    sip_uri, phone = _phone(request, agent_id, mode, new_uri)
     await request.app[STORE].register_agent(
         agent_id, name=req.name if req.name is not None else current["name"],
         skills=req.skills if req.skills is not None else current["skills"],
-        sip_uri=req.sip_uri if "sip_uri" in req.model_fields_set else (current.get("sip_uri") or None),
+        sip_uri=sip_uri, phone=phone,
         languages=req.languages if req.languages is not None else current["languages"])
     log.info("agent.updated", agent_id=agent_id, by=who.id, fields=sorted(req.model_fields_set))
     return web.json_response(await _existing(request, agent_id))
@@ -178,6 +203,29 @@ async def rotate_token(request: web.Request) -> web.Response:
     await request.app[STORE].set_agent_token(agent_id, hash_token(token), "agent")
     log.info("agent.token_rotated", agent_id=agent_id, by=who.id)
     return web.json_response({"agent_id": agent_id, "token": token})
+
+
+async def set_sip_password(request: web.Request) -> web.Response:
+    """A new SIP password for an agent whose phone registers at the edge (admin): generated here,
+    returned this once, stored only as its digest HA1. The edge takes it within a poll of the
+    supervisor (``edge.registrar.poll_interval_s``) and drops the phone's old registrations then.
+    Agents of the configuration file too, unless the file fixes their password (``sip_password``)."""
+    who = await user(request)
+    require_role(who, "admin")
+    agent_id = _agent_id(request)
+    agent = await _existing(request, agent_id)
+    settings = request.app[SETTINGS]
+    if agent["phone"]["mode"] != "registered":
+        raise Conflict(f"agent {agent_id} has no registering phone (phone: registered)", code="agent.phone_static")
+    if any(u.id == agent_id and u.sip_password is not None for u in settings.users):
+        raise Conflict(f"agent {agent_id}'s SIP password is set in the configuration file: change it there",
+                       code="agent.configured")
+    password = new_sip_password()
+    realm = settings.edge.sip_realm
+    await request.app[STORE].set_sip_credential(SipCredential.from_password(agent_id, realm, password))
+    log.info("agent.sip_password_set", agent_id=agent_id, by=who.id)
+    return web.json_response({"agent_id": agent_id, "username": agent_id, "sip_password": password,
+                              "realm": realm, "aor": phone_aor(agent_id, settings.edge)})
 
 
 async def set_state(request: web.Request) -> web.Response:
@@ -318,6 +366,7 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/v1/agents/{agent_id}", update_agent),
         web.delete("/api/v1/agents/{agent_id}", delete_agent),
         web.post("/api/v1/agents/{agent_id}/token", rotate_token),
+        web.post("/api/v1/agents/{agent_id}/sip-password", set_sip_password),
         web.post("/api/v1/agents/{agent_id}/state", set_state),
         web.post("/api/v1/agents/{agent_id}/wrapup", extend_wrapup),
         web.post("/api/v1/calls/{call_id}/reject", reject_offer),

@@ -1,7 +1,8 @@
 """The CTI API (aiohttp): wires the route modules, the middlewares and the background tasks.
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
-feeds), ``calls`` (records, disposition, voicemail, callbacks), ``floor`` (queues and their stats),
+feeds), ``calls`` (records, disposition, voicemail, callbacks), ``originate`` (click-to-dial),
+``floor`` (queues and their stats),
 ``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here),
 ``pages`` (the agent desktop and the wallboard), ``system`` (health, readiness, config). The CRM
 connector (:mod:`ivr.cti.crm`) adds the caller's record to each pop. Shared keys and helpers are in
@@ -16,8 +17,22 @@ from aiohttp import web
 
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
+from ivr.core.sip_auth import offer_uri
 from ivr.core.tasks import TaskGroup
-from ivr.cti import agents, call_control, calls, dialplans, floor, metrics, openapi, pages, server, system, webhooks
+from ivr.cti import (
+    agents,
+    call_control,
+    calls,
+    dialplans,
+    floor,
+    metrics,
+    openapi,
+    originate,
+    pages,
+    server,
+    system,
+    webhooks,
+)
 from ivr.cti.auth import TokenAuth
 from ivr.cti.client_address import client_middleware
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
@@ -51,8 +66,9 @@ def init_app(settings: Settings) -> web.Application:
         app[AUTH] = TokenAuth(settings, store)
         for u in settings.users:  # idempotent: every API instance makes sure the agents exist
             if u.role == "agent":
-                await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=u.sip_uri,
-                                           languages=u.languages)
+                await store.register_agent(u.id, name=u.name, skills=u.skills, sip_uri=offer_uri(u, settings.edge),
+                                           languages=u.languages,
+                                           phone="registered" if u.phone == "registered" else "")
         crm = CrmConnector(settings.crm, store) if settings.crm.lookups else None
         app[HUB] = hub = PopHub(store, enrich=crm, observe_pop=api_metrics.observe_pop)
         app[webhooks.WEBHOOKS] = hooks = webhooks.Webhooks(settings.webhooks, redis, settings.redis.prefix)
@@ -77,7 +93,7 @@ def init_app(settings: Settings) -> web.Application:
 
     app.on_shutdown.append(close_sockets)
     r = app.router
-    for module in (system, agents, calls, call_control, floor, dialplans, webhooks, pages, metrics):
+    for module in (system, agents, calls, call_control, originate, floor, dialplans, webhooks, pages, metrics):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -12,7 +12,7 @@ from aiohttp.typedefs import Middleware
 from ivr.cti.errors import error_response
 
 METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
-HEADERS = "Authorization, Content-Type, Last-Event-ID"
+HEADERS = "Authorization, Content-Type, Last-Event-ID, Idempotency-Key"  # the last: click-to-dial retries
 MAX_AGE = "600"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,7 +34,7 @@ def cors_middleware(origins: list[str]) -> Middleware:
         response = await handler(request)
         if origin is not None and origin in allowed and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+            response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate, Idempotent-Replayed"
             response.headers["Vary"] = "Origin"
         return response
 

@@ -24,6 +24,7 @@ from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, Stat
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
+from ivr.cti.originate import Originate
 from ivr.dialplan.registry import VersionEntry
 
 Schema = dict[str, Any]
@@ -134,11 +135,23 @@ SCHEMAS: dict[str, Schema] = {
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
             "call_id": STR, "offer_id": STR,
-            "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"}}},
+            "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"},
+            "phone": {"type": "object", "required": ["mode", "registered", "contacts"], "properties": {
+                "mode": {"enum": ["registered", "static", "none"],
+                         "description": "registered: the phone registers at the edge (sip_uri is its AOR); "
+                                        "static: a fixed sip_uri; none: no phone"},
+                "registered": {"type": "boolean", "description": "mode registered: the edge holds a live "
+                               "registration (offers go only to such agents)"},
+                "contacts": {**INT, "description": "registered devices; an offer rings them all"}}}}},
     "AgentList": {"type": "object", "required": ["agents"],
                   "properties": {"agents": {"type": "array", "items": ref("Agent")}}},
     "NewAgent": {"allOf": [ref("Agent"), {"type": "object", "required": ["token"], "properties": {
         "token": {**STR, "description": "the agent's bearer token, shown this once"}}}]},
+    "NewSipPassword": {
+        "type": "object", "required": ["agent_id", "username", "sip_password", "realm", "aor"],
+        "properties": {"agent_id": STR, "username": {**STR, "description": "digest user name (the agent id)"},
+                       "sip_password": {**STR, "description": "shown this once; only its HA1 is kept"},
+                       "realm": STR, "aor": {**STR, "description": "what the phone registers"}}},
     "NewToken": {"type": "object", "required": ["agent_id", "token"],
                  "properties": {"agent_id": STR, "token": STR}},
     "CallList": {
@@ -158,6 +171,11 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object", "required": ["call_id", "command", "status", "command_id"],
         "properties": {"call_id": STR, "command": STR, "status": {"enum": ["accepted"]}, "command_id": STR}},
     "Callback": {"type": "object", "properties": {"id": STR, "queue": STR, "state": STR}},
+    "Originated": {
+        "type": "object", "required": ["call_id", "status", "agent_id", "direction"],
+        "properties": {"call_id": STR, "agent_id": STR, "direction": {"const": "outbound"},
+                       "status": {**STR, "description": "dialing; for a replayed Idempotency-Key the call's "
+                                                        "state now (connected, ended...)"}}},
     "CallbackList": {"type": "object", "required": ["queue", "callbacks"],
                      "properties": {"queue": STR, "callbacks": {"type": "array", "items": ref("Callback")}}},
     "QueueStats": {
@@ -190,7 +208,7 @@ SCHEMAS: dict[str, Schema] = {
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
 MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, RejectOffer,
-                                       Disposition, Rollback, VersionEntry, CallRecord)
+                                       Disposition, Rollback, VersionEntry, CallRecord, Originate)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -231,6 +249,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/api/v1/agents/{agent_id}/token"): Operation(
         "Give an agent a new token", "agents", ("admin",), response=ref("NewToken"),
         description="The old token stops working at once. Only for agents made over the API.",
+        errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/sip-password"): Operation(
+        "Give an agent's registering phone a new SIP password", "agents", ("admin",),
+        response=ref("NewSipPassword"),
+        description="Generated, shown this once, stored only as its digest HA1. The edge accepts it (and "
+                    "drops the phone's registrations made with the old one) within "
+                    "`edge.registrar.poll_interval_s`. 409 `agent.phone_static` for an agent without "
+                    "`phone: registered`, `agent.configured` when the configuration file fixes the password.",
         errors=(404, 409)),
     ("POST", "/api/v1/agents/{agent_id}/state"): Operation(
         "Set an agent's state", "agents", ("supervisor",), own="its own state", body=StateChange,
@@ -293,6 +319,22 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                     "`call.gone` when it ended meanwhile or its worker is gone; 504 `command.timeout` when "
                     "the worker did not answer within `api.command_timeout_s` (the command is then dropped).",
         errors=(404, 409, 504)),
+    ("POST", "/api/v1/calls"): Operation(
+        "Click-to-dial: ring the agent's phone, then the customer's", "calls", STAFF,
+        own="calls for itself, while available", ok=202, body=Originate, response=ref("Originated"),
+        params=(Param("Idempotency-Key", {"type": "string", "pattern": r"^[\x21-\x7e]{1,128}$"},
+                      "a retry with the same key (same user, same request, within 24 h) gets the first call "
+                      "back (`Idempotent-Replayed: true`) instead of ringing twice", where="header"),),
+        description="The agent's desktop pops (`call.offered`, direction outbound) and its phone rings; when "
+                    "the agent answers (`call.dialing`) the customer is dialled with `calls.caller_id` (empty: "
+                    "the first hotline's number) and both are bridged (`call.answered`). A normal call record "
+                    "with `direction` outbound; not connected, it ends with outcome agent_no_answer, "
+                    "agent_rejected, no_answer, busy, failed or cancelled. 403 `number.not_allowed` (not in "
+                    "`calls.outbound_allow`), `request.invalid` (no agent_id from a supervisor or admin); "
+                    "403 an agent naming another agent; 404 `agent.not_found`, `queue.not_found`; 409 "
+                    "`agent.not_available` (not available), `agent.no_phone`, `idempotency.mismatch` (the key "
+                    "was used for another request); 503 `worker.unavailable` (no worker has a free call slot).",
+        errors=(404, 409)),
     ("GET", "/api/v1/dispositions"): Operation(
         "The disposition codes an agent may set", "calls", ALL_ROLES, response=ref("Dispositions")),
     ("GET", "/api/v1/voicemail"): Operation(

@@ -92,7 +92,7 @@ class EdgeConfig:
 
     def __init__(self, settings: Settings, workers: list[tuple[str, int]] | None = None, *,
                  numbers: Iterable[str] | None = None, template: Path | None = None,
-                 kamailio: str = KAMAILIO) -> None:
+                 kamailio: str = KAMAILIO, sip_credentials: dict[str, str] | None = None) -> None:
         self.settings = settings
         w = settings.workers
         self.workers: list[tuple[str, int]] = (
@@ -103,6 +103,8 @@ class EdgeConfig:
         self.kamailio = kamailio
         self.dir = settings.run_dir / "kamailio"
         self._draining = False
+        self.sip_credentials: dict[str, str] = dict(sip_credentials or {})
+        """``{agent id: digest HA1}`` of the agents whose phones may register (secrets: never logged)."""
 
     def argv(self, kamailio: str | None = None) -> list[str]:
         """The command line that runs this edge in the foreground (what ivr-edge.service runs)."""
@@ -201,10 +203,33 @@ class EdgeConfig:
                 raise ConfigError(f"the run dir {path} must not contain spaces, quotes or backslashes",
                                   field="var_dir")
         trunk_nets = self.trunk_networks() if edge.trunks else []
+        defines.update(self._registrar_defines())
         defines.update(self._tls_defines())
         defines.update(self._flood_defines(trunk_nets))
         defines.update(self._trunk_defines(trunk_nets))
         return defines
+
+    def _registrar_defines(self) -> dict[str, str]:
+        reg = self.settings.edge.registrar
+        realm = self.settings.edge.sip_realm
+        no_controls(realm, "edge.registrar.realm")
+        if not realm or re.search(r'["\\\s]', realm):
+            raise ConfigError("edge.registrar.realm must be non-empty, without quotes, backslashes or spaces",
+                              field="edge.registrar.realm")
+        if not reg.min_expires_s <= reg.default_expires_s <= reg.max_expires_s:
+            raise ConfigError("edge.registrar: min_expires_s <= default_expires_s <= max_expires_s is required",
+                              field="edge.registrar")
+        return {
+            "AUTH_REALM": f'"{realm}"',
+            "REG_MIN_EXPIRES": str(reg.min_expires_s),
+            "REG_MAX_EXPIRES": str(reg.max_expires_s),
+            "REG_DEFAULT_EXPIRES": str(reg.default_expires_s),
+            "REG_MAX_CONTACTS": str(reg.max_contacts),
+            "HT_AUTHFAIL": f'"authfail=>size=8;autoexpire={reg.auth_fail_window_s};"',
+            "AUTH_FAIL_LIMIT": str(reg.auth_fail_limit),
+            # a phone's source stays known a little longer than its longest registration
+            "HT_PHONES": f'"phones=>size=8;autoexpire={reg.max_expires_s + 60};"',
+        }
 
     def _tls_defines(self) -> dict[str, str]:
         edge = self.settings.edge
@@ -411,6 +436,15 @@ class EdgeConfig:
             "contact_addr(string,null) socket(string,null) ",
             self.trunk_rows())
 
+    def render_sipauth_table(self) -> str:
+        """The agents' HA1s (htable ``sipauth``). Contains secrets: written 0600, never logged."""
+        for agent_id, ha1 in self.sip_credentials.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", agent_id) or not re.fullmatch(r"[0-9a-f]{32}", ha1):
+                raise ConfigError(f"sip credential of {agent_id[:64]!r} is not an agent id with an HA1",
+                                  field="users")
+        return dbtext_table("key_name(string) key_type(int) value_type(int) key_value(string) expires(int) ",
+                            ([a, 0, 0, h, 0] for a, h in sorted(self.sip_credentials.items())))
+
     def render_version_table(self) -> str:
         return dbtext_table("table_name(string) table_version(int) ", [["uacreg", UACREG_VERSION]])
 
@@ -427,6 +461,7 @@ class EdgeConfig:
         write_atomic(self.db_dir / "version", self.render_version_table())
         write_atomic(self.db_dir / "domains", self.render_domains_table())
         self._write_numbers()
+        self._write_sipauth()
         write_atomic(self.db_dir / "uacreg", self.render_uacreg_table(), mode=0o600)
         if self.settings.edge.tls_port is not None:
             write_atomic(self.tls_config_path, self.render_tls_config(), mode=0o600)
@@ -439,14 +474,20 @@ class EdgeConfig:
         return self.cfg_path
 
     def _write_numbers(self) -> None:
-        """Write the numbers table with a strictly newer mtime: db_text (db_mode 1) re-reads a table
+        self._write_table("numbers", self.render_numbers_table())
+
+    def _write_sipauth(self) -> None:
+        self._write_table("sipauth", self.render_sipauth_table(), mode=0o600)
+
+    def _write_table(self, name: str, text: str, mode: int | None = None) -> None:
+        """Write a db_text table with a strictly newer mtime: db_text (db_mode 1) re-reads a table
         only when its mtime (in seconds) grew, and two writes may fall in the same second."""
-        path = self.db_dir / "numbers"
+        path = self.db_dir / name
         try:
             before = int(path.stat().st_mtime)
         except FileNotFoundError:
             before = 0
-        write_atomic(path, self.render_numbers_table())
+        write_atomic(path, text, mode=mode)
         stamp = max(int(time.time()), before + 1)
         os.utime(path, (stamp, stamp))
 

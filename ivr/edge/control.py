@@ -8,6 +8,7 @@ changes it while it runs over the binrpc control socket (draining, the served nu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
 import socket
@@ -33,8 +34,9 @@ class Edge(EdgeConfig):
 
     def __init__(self, settings: Settings, workers: list[tuple[str, int]] | None = None, *,
                  numbers: Iterable[str] | None = None, template: Path | None = None,
-                 kamailio: str = KAMAILIO) -> None:
-        super().__init__(settings, workers, numbers=numbers, template=template, kamailio=kamailio)
+                 kamailio: str = KAMAILIO, sip_credentials: dict[str, str] | None = None) -> None:
+        super().__init__(settings, workers, numbers=numbers, template=template, kamailio=kamailio,
+                         sip_credentials=sip_credentials)
         self._process = ManagedProcess("edge", self.argv(), guard=True)
 
     @property
@@ -132,6 +134,32 @@ class Edge(EdgeConfig):
         log.info("edge.numbers", numbers=len(self.numbers) if self.check_numbers and self.numbers is not None
                  else "any")
 
+    async def set_sip_credentials(self, credentials: dict[str, str]) -> bool:
+        """Replace the agents' HA1 table (``{agent id: HA1}``) at run time: rewritten (0600) and
+        reloaded (``htable.reload sipauth``) when it changed; True when it did. An agent whose HA1
+        changed or went away loses its registrations at once (``ul.rm``): a rotated password locks
+        the old phone out now, not at its next refresh."""
+        new = dict(credentials)
+        if new == self.sip_credentials:
+            return False
+        dropped = [a for a, h in self.sip_credentials.items() if new.get(a) != h]
+        self.sip_credentials = new
+        if not self.db_dir.exists():  # not rendered yet: start() writes the table
+            return True
+        await asyncio.to_thread(self._write_sipauth)
+        if self._process.running:
+            await self.rpc("htable.reload", "sipauth")
+            for agent_id in dropped:
+                with contextlib.suppress(Unavailable):  # no registration to remove: fine
+                    await self.rpc("ul.rm", "location", agent_id)
+        log.info("edge.sip_credentials", agents=len(new), changed=len(dropped) + len(set(new) - set(dropped)))
+        return True
+
+    async def registrations(self) -> dict[str, int]:
+        """``{agent id: live contacts}`` of every AOR with at least one unexpired binding
+        (``ul.dump`` over the control socket). :class:`Unavailable` when the edge does not answer."""
+        return parse_ul_dump(await self.rpc("ul.dump"))
+
     async def trunk_status(self) -> dict[str, dict[str, int | bool]]:
         """``{trunk name: {"registered": bool, "registering": bool, "expires_in": seconds, "flags": int}}``
         from the uac module (``uac.reg_info``; the secrets in its answer are dropped here).
@@ -145,6 +173,26 @@ class Edge(EdgeConfig):
                                   "registering": bool(flags & UAC_REG_ONGOING), "flags": flags,
                                   "expires_in": int(fields.get("diff_expires", "0"))}
         return status
+
+
+_AOR_LINE = re.compile(r"^\s*AoR:\s*(\S+)\s*$")
+_EXPIRES_LINE = re.compile(r"^\s*Expires:\s*(\S+)\s*$")
+
+
+def parse_ul_dump(text: str) -> dict[str, int]:
+    """Count the live bindings per AOR in kamcmd's text form of ``ul.dump`` (``AoR: <user>`` lines,
+    each followed by its contacts' ``Expires: <seconds left | permanent | deleted | expired>``)."""
+    out: dict[str, int] = {}
+    aor: str | None = None
+    for line in text.splitlines():
+        if m := _AOR_LINE.match(line):
+            aor = m.group(1)
+            out.setdefault(aor, 0)
+        elif aor is not None and (m := _EXPIRES_LINE.match(line)):
+            value = m.group(1)
+            if value == "permanent" or (value.isdigit() and int(value) > 0):
+                out[aor] += 1
+    return {a: n for a, n in out.items() if n > 0}
 
 
 async def sip_options_ping(host: str, port: int, within_s: float = 1.0) -> bool:

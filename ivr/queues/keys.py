@@ -126,6 +126,18 @@ class Keys:
         """The SHA-256 of the token of an agent made over the API (its entry in :attr:`tokens`)."""
         return self._k("agent", agent_id, "token")
 
+    @property
+    def sip_credentials(self) -> str:
+        """HASH agent id -> JSON {realm, ha1}: the digest HA1 of the SIP password an admin set for the
+        agent's registering phone (never the password; a secret nonetheless, see ivr/core/sip_auth.py)."""
+        return self._k("sip", "credentials")
+
+    @property
+    def phones_registered(self) -> str:
+        """SET of the agents whose phone the last poll of the edge found registered; the agent hash
+        holds ``phone_contacts`` and ``phone_until`` (ms: the registration counts until then)."""
+        return self._k("phones", "registered")
+
     def agent_desktop(self, agent_id: str) -> str:
         """Present while the agent has a desktop WebSocket open (TTL refreshed by the API)."""
         return self._k("agent", agent_id, "desktop")
@@ -182,6 +194,11 @@ class Keys:
 
     def offer_ack(self, offer_id: str) -> str:
         return self._k("offer", offer_id, "ack")
+
+    def originate_request(self, digest: str) -> str:
+        """STRING "<call id> <sha256 of the request>" of a click-to-dial request, by a SHA-256 of the
+        user and its ``Idempotency-Key`` (a retry gets the same call; expires with the key's window)."""
+        return self._k("originate", digest)
 
     @property
     def events(self) -> str:

@@ -21,6 +21,7 @@ NAMES = (
     "leave_queue",
     "agent_register",
     "agent_remove",
+    "agent_phones",
     "agent_token",
     "agent_set_state",
     "agent_wrapup_extend",
@@ -49,6 +50,10 @@ NAMES = (
     "record_crm",
     "call_control",
     "calls_page",
+    "originate",
+    "originate_agent_answered",
+    "originate_connected",
+    "originate_failed",
 )
 
 

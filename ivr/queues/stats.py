@@ -57,7 +57,9 @@ from ivr.core.config import RoutingSettings
 from ivr.core.events import AgentState
 
 COUNTERS = ("offered", "answered", "answer_wait_ms", "abandoned", "abandon_wait_ms", "short_abandoned",
-            "timeouts", "left", "callbacks", "lost", "handled", "handle_ms", "hold_ms", "transfer_abandoned")
+            "timeouts", "left", "callbacks", "lost", "handled", "handle_ms", "hold_ms", "transfer_abandoned",
+            # click-to-dial calls naming the queue (lua/scripts/originate*.lua): placed, connected, not connected
+            "outbound", "outbound_answered", "outbound_failed")
 MAXIMA = ("max_answer_wait_ms", "max_abandon_wait_ms")
 WITHIN = "answered_within_"
 

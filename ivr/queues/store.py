@@ -14,8 +14,9 @@ from redis.exceptions import ResponseError
 
 from ivr.core import commands
 from ivr.core.config import Role
-from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut
+from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut, Unavailable
 from ivr.core.events import AGENT_SETTABLE, AgentState
+from ivr.core.sip_auth import SipCredential
 from ivr.queues.dialplan_status import PlanStatus, read_status
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
@@ -41,6 +42,10 @@ _ERRORS: dict[str, type[IvrError]] = {
     "agent.not_available": Conflict,
     "queue.no_agent_available": Conflict,
     "request.invalid": BadRequest,
+    "call.exists": Conflict,
+    "agent.no_phone": Conflict,
+    "worker.unavailable": Unavailable,
+    "idempotency.mismatch": Conflict,
 }
 
 
@@ -49,7 +54,9 @@ class Offer:
     """A reservation of an agent for a waiting call, handed to the worker that holds the call.
 
     A callback's offer (``kind`` "callback") goes to a worker chosen for it, which dials ``number``
-    first (see :mod:`ivr.calls.callback`); ``call_id`` is then the callback's id."""
+    first (see :mod:`ivr.calls.callback`); ``call_id`` is then the callback's id. A click-to-dial
+    call's (``kind`` "outbound", :mod:`ivr.calls.originate`) rings the agent first, then ``number``
+    with ``caller_id``."""
 
     offer_id: str
     call_id: str
@@ -61,16 +68,22 @@ class Offer:
     number: str = ""
     hotline: str = ""
     language: str = ""
+    caller_id: str = ""
 
     @property
     def is_callback(self) -> bool:
         return self.kind == "callback"
 
+    @property
+    def is_outbound(self) -> bool:
+        return self.kind == "outbound"
+
     @classmethod
     def from_json(cls, raw: str | bytes) -> Offer:
         d = json.loads(raw)
         return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"], d.get("kind", "call"),
-                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""))
+                   bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""),
+                   d.get("caller_id", ""))
 
 
 @dataclass(frozen=True)
@@ -369,11 +382,63 @@ class QueueStore:
         """Put callbacks whose retry is due back at their place (housekeeping does it too)."""
         return int(await self._run("callbacks_due", limit))
 
+    # --- click-to-dial (ivr.calls.originate, ivr.cti.originate) ------------------------------
+    async def originate(self, call_id: str, *, agent_id: str, number: str, caller_id: str, hotline: str,
+                        queue: str, by: str, idempotency: str = "", request: str = "",
+                        idempotency_ttl_s: int = 86400) -> tuple[bool, str, str, str]:
+        """Place a click-to-dial call for ``agent_id`` (reserved at once) on a live worker with a free
+        slot. ``idempotency``: a digest of the user and its Idempotency-Key; a retry with the same one
+        and the same ``request`` digest gets the first call back. Returns (new, call id, state, worker).
+        NotFound ``agent.not_found``; Conflict ``agent.not_available``, ``agent.no_phone``,
+        ``idempotency.mismatch``; Unavailable ``worker.unavailable``."""
+        res = await self._run("originate", call_id, agent_id, number, caller_id, hotline, queue, by,
+                              idempotency, request or "-", idempotency_ttl_s)
+        return _s(res[0]) == "new", _s(res[1]), _s(res[2]), _s(res[3])
+
+    async def originate_agent_answered(self, call_id: str, offer_id: str, caller_id: str) -> None:
+        """The agent answered; the customer is dialled now (``call.dialing``). ``offer.stale`` when the
+        call is no longer dialing (ended meanwhile)."""
+        await self._run("originate_agent_answered", call_id, offer_id, caller_id)
+
+    async def originate_connected(self, call_id: str, offer_id: str) -> str:
+        """The customer answered: the call is connected (``call.answered``)."""
+        return _s(await self._run("originate_connected", call_id, offer_id))
+
+    async def originate_failed(self, call_id: str, offer_id: str, *, outcome: str, reason: str,
+                               agent_state: str, ttl_s: int) -> str | None:
+        """The call never connected: ended with ``outcome``, the agent to ``agent_state``. None when
+        it was not dialing any more."""
+        res = await self._run("originate_failed", call_id, offer_id, outcome, reason, agent_state, ttl_s)
+        return _s(res) if res else None
+
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
-                             sip_uri: str | None, languages: list[str]) -> None:
+                             sip_uri: str | None, languages: list[str], phone: str = "") -> None:
+        """``phone="registered"``: ``sip_uri`` is the agent's AOR at the edge, and routing offers it
+        calls only while its phone is registered there (:meth:`record_phones`)."""
         await self._run("agent_register", agent_id, name, json.dumps(dict(skills)), sip_uri or "",
-                        json.dumps(languages))
+                        json.dumps(languages), phone)
+
+    # --- agents' phones (registrations at the edge, SIP credentials) -------------------------
+    async def record_phones(self, registered: Mapping[str, int], stale_after_s: float) -> int:
+        """The edge's registrations now (``{agent id: live contacts}``, every AOR with a binding):
+        each counts for ``stale_after_s``; an available agent whose phone just came back is matched
+        with a waiting caller. Returns the offers made."""
+        return int(await self._run("agent_phones", int(stale_after_s * 1000), json.dumps(dict(registered))))
+
+    async def set_sip_credential(self, credential: SipCredential) -> None:
+        """Store an agent's SIP password as its HA1 (the previous one is replaced)."""
+        await self.redis.hset(self.keys.sip_credentials, credential.agent_id, credential.to_json())
+
+    async def sip_credentials(self) -> dict[str, SipCredential]:
+        """Every HA1 an admin set over the API (broken entries are left out)."""
+        raw = await self.redis.hgetall(self.keys.sip_credentials)
+        out = {}
+        for agent_id, text in raw.items():
+            cred = SipCredential.from_json(_s(agent_id), _s(text))
+            if cred is not None:
+                out[cred.agent_id] = cred
+        return out
 
     async def remove_agent(self, agent_id: str) -> None:
         """Delete the agent (``agent.busy`` while it holds a call): it leaves every index, and its
@@ -408,6 +473,7 @@ class QueueStore:
             agent["wrapup_until"] = int(deadline)
         agent["skills"] = json.loads(agent.get("skills") or "{}")
         agent["languages"] = json.loads(agent.get("languages") or "[]")
+        agent["phone"] = _phone_view(agent)
         return agent
 
     async def agent_ids(self) -> list[str]:
@@ -673,6 +739,19 @@ def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
         if name in cb:
             cb[name] = int(float(cb[name]))
     return cb
+
+
+def _phone_view(agent: dict[str, Any]) -> dict[str, Any]:
+    """``{"mode", "registered", "contacts"}`` of an agent hash (its raw phone_* fields are consumed):
+    mode ``registered`` (a phone registering at the edge; registered while the last poll of the edge
+    found a binding and is recent), ``static`` (a fixed SIP URI) or ``none``."""
+    mode = agent.pop("phone", "") or ""
+    contacts = int(agent.pop("phone_contacts", "0") or 0)
+    until = int(agent.pop("phone_until", "0") or 0)
+    if mode == "registered":
+        live = contacts > 0 and until > time.time() * 1000
+        return {"mode": "registered", "registered": live, "contacts": contacts if live else 0}
+    return {"mode": "static" if agent.get("sip_uri") else "none", "registered": False, "contacts": 0}
 
 
 def _s(v: Any) -> str:

@@ -1,8 +1,10 @@
 """``ivr run``: the whole hotline on one machine.
 
 Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
-configured; prompt pre-build; the speech service; N workers; the Kamailio edge; the API. Restarts
-children that die. On SIGTERM/SIGINT stops them in reverse order and exits 0.
+configured; prompt pre-build; the API (it needs only Redis, and loads while the workers do); the
+speech service; N workers; the Kamailio edge once the workers are alive. Prints the banner when
+every role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the
+others stop in reverse order, and it exits 0.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from redis.asyncio import Redis
 
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, PromptError
@@ -27,6 +30,7 @@ from ivr.edge import Edge
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
+from ivr.runtime.phones import PhoneRegistry
 
 log = get_logger(__name__)
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -103,6 +107,10 @@ class Supervisor:
         t0 = time.monotonic()
         count = await asyncio.to_thread(build_prompts, s, plans)
         log.info("prompts.built", prompts=count, seconds=round(time.monotonic() - t0, 2))
+        # The API starts (imports, connects to Redis) while the workers load: it needs only Redis, and
+        # its /readyz says 503 until the workers are alive. The banner still waits for every role.
+        api = self._role("api", "api")
+        await self._start(api)
         if s.speech.enabled:
             speech = self._role("speech", "speech")
             await self._start(speech)
@@ -112,11 +120,13 @@ class Supervisor:
         # The edge knows the whole possible pool; probing marks workers that are not running as down.
         self.edge = Edge(s, workers=[(s.workers.host, s.workers.sip_port(i)) for i in range(s.workers.maximum)],
                          numbers=list(plans.by_number))
+        phones_redis = connect(s.redis)
+        phones = PhoneRegistry(s, self.edge, QueueStore(phones_redis, s.redis.prefix))
+        self.edge.sip_credentials = phones.initial_credentials()
         await self.edge.start()
         self.children.append(self.edge.process)
         self.tasks.spawn("watch.edge", self._watch(self.edge.process))
-        api = self._role("api", "api")
-        await self._start(api)
+        self.tasks.spawn("phones", self._phones(phones, phones_redis))
         await wait_tcp(s.api.host, s.api.port, 20)
         if s.speech.enabled:
             await self._wait_speech_loaded(180)
@@ -202,6 +212,13 @@ class Supervisor:
         finally:
             await close(redis)
 
+    async def _phones(self, phones: PhoneRegistry, redis: Redis) -> None:
+        """Agents' SIP credentials to the edge, the edge's registrations to Redis (ivr/runtime/phones.py)."""
+        try:
+            await phones.run()
+        finally:
+            await close(redis)
+
     async def _wait_speech_loaded(self, timeout: float) -> None:
         """The speech service answers /healthz 200 once its model is loaded."""
         s = self.settings.speech
@@ -256,7 +273,7 @@ class Supervisor:
                 elif time.monotonic() - progress_at > stall_s:
                     raise TimeoutError(f"only {alive}/{s.workers.count} workers came up "
                                        f"(none more in the last {stall_s:.0f} s)")
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
         finally:
             await close(redis)
 

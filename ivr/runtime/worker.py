@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from ivr.calls.agent_call import AgentCall
 from ivr.calls.callback import CallbackSession
 from ivr.calls.context import WorkerContext
+from ivr.calls.originate import OriginateSession
 from ivr.calls.session import CallSession
 from ivr.core import commands
 from ivr.core.config import Settings
@@ -59,7 +60,7 @@ class Worker:
         self.index = index
         self.name = name or f"w{index}"
         self.legs: dict[str, Leg] = {}
-        self.sessions: dict[str, AgentCall] = {}  # inbound calls and callbacks, by call id
+        self.sessions: dict[str, AgentCall] = {}  # inbound calls, callbacks and click-to-dial calls, by call id
         self.tasks = TaskGroup(f"worker.{self.name}")
         self.ctx: WorkerContext | None = None
         self.idle = asyncio.Event()  # set whenever no call is in progress
@@ -148,7 +149,7 @@ class Worker:
         if isinstance(event, Disconnected):
             self.legs.pop(event.leg_id, None)
 
-    def _start_session(self, call_id: str, session: CallSession | CallbackSession) -> None:
+    def _start_session(self, call_id: str, session: CallSession | CallbackSession | OriginateSession) -> None:
         self.sessions[call_id] = session
         task = self.tasks.spawn(f"call.{call_id}", session.run())
         task.add_done_callback(functools.partial(self._session_done, call_id))
@@ -158,7 +159,13 @@ class Worker:
         return 0 if self.draining else self.settings.workers.leg_budget.caller_slots
 
     def _session_done(self, call_id: str, _task: object) -> None:
-        self.sessions.pop(call_id, None)
+        session = self.sessions.pop(call_id, None)
+        if isinstance(session, OriginateSession):
+            # a leg never dialled (the customer's, when the agent did not answer) gets no SIP event that
+            # would drop it; a late event of a leg dropped here is ignored
+            for leg in session.made:
+                if not leg.is_ended:
+                    self.legs.pop(leg.leg_id, None)
         if not self.sessions:
             self.idle.set()
 
@@ -179,6 +186,9 @@ class Worker:
             return 0
         if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
             self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
+            return 0
+        if offer.is_outbound and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
+            self._start_session(offer.call_id, OriginateSession(self.ctx, offer))  # rings the agent, then dials
             return 0
         session = self.sessions.get(offer.call_id)
         if session is None:

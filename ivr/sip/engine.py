@@ -415,12 +415,15 @@ class SipEngine:
             log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
 
     def make_call(self, uri: str, leg_id: str, caller: bool = False, extra: bool = False,
-                  headers: tuple[tuple[str, str], ...] = ()) -> str:
+                  from_uri: str = "", slot_of: str = "") -> str:
         """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow.
         ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
         keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains.
         ``extra``: a consult or conference target, beyond its call's pair of legs; :class:`NoExtraLeg`
-        when the budget grants none. ``headers``: extra SIP headers of the INVITE (name, value)."""
+        when the budget grants none. ``from_uri``: the From of the INVITE (a caller ID) instead of the
+        account's. ``slot_of``: the leg takes over the caller slot of that leg of the same call
+        (click-to-dial: the agent's leg took it before anything rang, the customer's holds it once
+        dialled)."""
         assert self.acc is not None
         budget = self.cfg.budget
         if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
@@ -431,23 +434,24 @@ class SipEngine:
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
-        if caller:
+        moved = slot_of in self.callers
+        if caller or moved:
+            self.callers.discard(slot_of)
             self.callers.add(leg_id)
         if extra:
             self.extras.add(leg_id)
-        op = pj.CallOpParam(True)
-        for name, value in headers:
-            hdr = pj.SipHeader()
-            hdr.hName = name
-            hdr.hValue = value
-            op.txOption.headers.append(hdr)
+        prm = pj.CallOpParam(True)
+        if from_uri:
+            prm.txOption.localUri = from_uri
         full = False
         try:
-            call.makeCall(uri, op)
+            call.makeCall(uri, prm)
         except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
             self.extras.discard(leg_id)
+            if moved and slot_of in self.legs:
+                self.callers.add(slot_of)
             if exc.status != PJ_ETOOMANY:
                 raise
             full = True

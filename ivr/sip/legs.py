@@ -168,13 +168,15 @@ class Leg:
         if not self.is_ended:
             await self.sip.call(SipEngine.hangup, self.leg_id, code)
 
-    async def dial(self, uri: str, *, customer: bool = False, extra: bool = False,
-                   headers: tuple[tuple[str, str], ...] = ()) -> None:
+    async def dial(self, uri: str, *, customer: bool = False, extra: bool = False, from_uri: str = "",
+                   slot_of: Leg | None = None) -> None:
         """Call ``uri`` on this leg (an agent, or with ``customer`` a customer the worker calls back,
         who takes a caller slot of the leg budget; with ``extra`` a consult or conference target).
         NoLineFree when the library has no leg free; WorkerFull when the budget admits no customer
-        now; NoExtraLeg when it grants no extra leg."""
-        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer, extra, headers)
+        now; NoExtraLeg when it grants no extra leg. ``from_uri``: the From (a caller ID);
+        ``slot_of``: this leg takes over the caller slot ``slot_of`` holds (see SipEngine.make_call)."""
+        await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer, extra, from_uri,
+                            slot_of.leg_id if slot_of is not None else "")
 
     async def settle_extra(self) -> None:
         """This extra leg is its call's agent leg from now on (see SipEngine.settle_extra)."""

@@ -20,7 +20,7 @@ from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, run_sipp
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_hotline]
 
 
 async def wait_call_state(hotline: Hotline, state: str, timeout: float = 20) -> dict[str, str]:

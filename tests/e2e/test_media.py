@@ -55,7 +55,7 @@ from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippResult, SippServer, run_sipp
 from tests.sniffer import PACKET_OUTGOING, Datagram, LoopbackSniffer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_hotline]  # the tests on `hotline`; short_moh_hotline is its own
 
 FRAME = 160  # samples per 20 ms at 8 kHz, and RTP timestamp units per packet for all three codecs
 SENTENCE = "Hello, I am calling about the invoice I received last week. Could you help me with it?"

@@ -25,7 +25,7 @@ from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, run_sipp
 from tests.sniffer import LoopbackSniffer
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.shared_hotline]
 ALAW_SILENCE = {0xD5, 0x55, 0xD4, 0x54}
 
 

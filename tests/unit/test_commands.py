@@ -52,3 +52,29 @@ def test_any_message_decodes_to_a_valid_command_or_a_value_error(raw: dict[str, 
         return
     assert isinstance(cmd, commands.Hangup) and isinstance(cmd.call_id, str) and cmd.call_id
     assert type(cmd.deadline_ms) is int
+
+
+@pytest.mark.parametrize("cmd", [
+    commands.Hold(call_id="c", by="a1"), commands.Resume(call_id="c", by="a1"),
+    commands.Mute(call_id="c", by="a1"), commands.Unmute(call_id="c", by="a1"),
+    commands.Transfer(call_id="c", by="a1", target_type="queue", target="support"),
+    commands.Consult(call_id="c", by="a1", target_type="number", target="+8210"),
+    commands.ConsultComplete(call_id="c", by="a1"), commands.ConsultCancel(call_id="c", by="a1"),
+    commands.ConsultSwap(call_id="c", by="a1"), commands.Conference(call_id="c", by="a1"),
+    commands.ConferenceLeave(call_id="c", by="s1", agent_id="a2"),
+    commands.SendDtmf(call_id="c", by="a1", digits="12#"),
+])
+def test_every_call_control_command_survives_the_inbox(cmd: commands.Command) -> None:
+    assert commands.decode(commands.encode(cmd)) == cmd
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "transfer", "call_id": "c", "by": "a", "target_type": "pbx", "target": "x"},
+    {"kind": "consult", "call_id": "c", "by": "a", "target_type": "agent", "target": ""},
+    {"kind": "dtmf", "call_id": "c", "by": "a", "digits": "12x"},
+    {"kind": "dtmf", "call_id": "c", "by": "a", "digits": "1" * 33},
+    {"kind": "conference_leave", "call_id": "c", "by": "a"},
+])
+def test_a_call_control_command_with_a_bad_target_or_keys_is_refused_at_the_inbox(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        commands.decode({"type": "command", "command_id": "x", **raw})

@@ -4,7 +4,7 @@
 -- what it wrote before, so scripts check their preconditions first) and the caller gets the error,
 -- so a record never holds a state the machine does not allow, and every test sees a bad move.
 
-local CALL_INITIAL = {ivr = true, booked = true}
+local CALL_INITIAL = {ivr = true, booked = true, dialing = true}
 
 local CALL_TRANSITIONS = {
   ivr = {'ivr', 'queued', 'ended'},
@@ -17,6 +17,7 @@ local CALL_TRANSITIONS = {
   conferenced = {'connected', 'held', 'ended'},
   booked = {'queued', 'ended'},
   scheduled = {'queued', 'ended'},
+  dialing = {'connected', 'ended'},
   ended = {},
 }
 
@@ -27,7 +28,7 @@ for from, tos in pairs(CALL_TRANSITIONS) do
 end
 
 -- Move call record `ckey` to `state` and write the other `fields` (name, value, ...) with it.
--- `create` starts a new record (a call entering a worker, a booked callback): it may hold only an
+-- `create` starts a new record (a call entering a worker, a booked callback, a click-to-dial call): it may hold only an
 -- initial state, and replaces whatever an earlier record of the same id left (an ended record).
 local function write_call_state(ckey, state, create, fields)
   local cur = redis.call('HGET', ckey, 'state')

@@ -354,6 +354,13 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
     end
   elseif c.state == 'transferring' then
     outcome = 'transferred'  -- handed to a number outside (or the caller left while it rang)
+  elseif c.state == 'dialing' then
+    -- a click-to-dial call that never connected (its worker died, or it was ended before the answer)
+    outcome = 'failed'
+    if c.agent_id and redis.call('HGET', k('agent', c.agent_id), 'call_id') == cid then
+      set_agent_state(c.agent_id, 'available', lost and 'call_lost' or 'outbound_ended')
+      match_agent(c.agent_id)
+    end
   elseif c.state == 'ivr' then
     -- back in the plan: after its agent left (a survey: the call was answered), or never answered
     outcome = c.answered_at and 'completed' or 'ivr'

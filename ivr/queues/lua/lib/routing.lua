@@ -35,6 +35,16 @@ local function fits(aid, skills, m, lang)
   return lang == '' or p.langs[lang] == true
 end
 
+-- Can an offer reach agent `aid`'s phone? Always for a static SIP URI; for a phone that registers
+-- at the edge (phone = 'registered') only while the supervisor's last poll of the edge found a
+-- binding and that poll is recent (phone_until, ms): an edge or supervisor that stops answering makes
+-- such agents unroutable after edge.registrar.stale_after_s. They stay available and staffed.
+function R.phone_ready(aid)
+  local f = redis.call('HMGET', k('agent', aid), 'phone', 'phone_contacts', 'phone_until')
+  if f[1] ~= 'registered' then return true end
+  return (tonumber(f[2]) or 0) > 0 and (tonumber(f[3]) or 0) > NOW
+end
+
 -- Put agent `aid` in (on) or take it out of the available-agent indexes of `skills` ({skill: level}).
 function R.index_agent(aid, skills, on)
   profiles[aid] = nil
@@ -121,7 +131,7 @@ local function first_fit(zkey, skills, m, lang)
     local ids = redis.call('ZRANGE', zkey, start, start + SCAN - 1, 'WITHSCORES')
     if #ids == 0 then return nil end
     for i = 1, #ids, 2 do
-      if fits(ids[i], skills, m, lang) then return ids[i], tonumber(ids[i + 1]) end
+      if fits(ids[i], skills, m, lang) and R.phone_ready(ids[i]) then return ids[i], tonumber(ids[i + 1]) end
     end
     start = start + SCAN
   end
@@ -134,7 +144,7 @@ local function first_fit_lex(zkey, lo, hi, skills, m, lang)
     local ids = redis.call('ZRANGEBYLEX', zkey, lo, hi, 'LIMIT', off, SCAN)
     if #ids == 0 then return nil end
     for _, aid in ipairs(ids) do
-      if fits(aid, skills, m, lang) then return aid end
+      if fits(aid, skills, m, lang) and R.phone_ready(aid) then return aid end
     end
     off = off + SCAN
   end
@@ -228,6 +238,7 @@ end
 -- Offer agent `aid` (available) the best waiting caller it qualifies for. A callback no worker can
 -- dial now steps out of the indexes (offer returns false): the next best caller gets the agent.
 function R.match_agent(aid)
+  if not R.phone_ready(aid) then return false end
   for _ = 1, 16 do
     local best = best_for(aid)
     if best == nil then return false end

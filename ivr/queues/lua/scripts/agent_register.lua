@@ -1,10 +1,12 @@
--- Create or update an agent's profile; a new agent starts offline. A = agent_id, name, skills JSON, sip_uri, languages JSON
+-- Create or update an agent's profile; a new agent starts offline. A = agent_id, name, skills JSON, sip_uri, languages JSON,
+-- phone ('registered': offers only while its phone is registered at the edge; '' otherwise)
 local aid = A[1]
 local key = k('agent', aid)
 local existed = redis.call('EXISTS', key)
 local old_skills = agent_skills(aid)  -- staffed sets and idle indexes follow skill changes
 if redis.call('HGET', key, 'state') == 'available' then R.index_agent(aid, old_skills, false) end
-redis.call('HSET', key, 'agent_id', aid, 'name', A[2], 'skills', A[3], 'sip_uri', A[4], 'languages', A[5])
+redis.call('HSET', key, 'agent_id', aid, 'name', A[2], 'skills', A[3], 'sip_uri', A[4], 'languages', A[5],
+           'phone', A[6] or '')
 for s, _ in pairs(old_skills) do redis.call('SREM', k('skill', s, 'staffed'), aid) end
 if existed == 1 and redis.call('HGET', key, 'state') ~= 'offline' then
   for s, _ in pairs(agent_skills(aid)) do redis.call('SADD', k('skill', s, 'staffed'), aid) end

@@ -13,5 +13,7 @@ local digest = redis.call('GET', k('agent', aid, 'token'))
 if digest then redis.call('HDEL', k('tokens'), digest) end
 redis.call('DEL', key, k('agent', aid, 'desktop'), k('agent', aid, 'token'))
 redis.call('SREM', k('agents'), aid)
+redis.call('HDEL', k('sip', 'credentials'), aid)
+redis.call('SREM', k('phones', 'registered'), aid)
 emit('agent.deleted', {agent_id = aid})
 return 1

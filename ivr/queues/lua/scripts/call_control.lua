@@ -55,8 +55,8 @@ local function reserve(ttype, target, reason)
   elseif redis.call('EXISTS', k('agent', aid)) == 0 then
     return nil, 'agent.not_found ' .. aid
   end
-  if redis.call('HGET', k('agent', aid), 'state') ~= 'available' then
-    return nil, 'agent.not_available agent ' .. aid .. ' is not available'
+  if redis.call('HGET', k('agent', aid), 'state') ~= 'available' or not R.phone_ready(aid) then
+    return nil, 'agent.not_available agent ' .. aid .. ' is not available (or its phone is not registered)'
   end
   set_agent_state(aid, 'reserved', reason)
   redis.call('HSET', k('agent', aid), 'call_id', cid)
@@ -110,8 +110,8 @@ elseif op == 'transfer' then
   local aid
   if a1 == 'agent' then
     if redis.call('EXISTS', k('agent', a2)) == 0 then return redis.error_reply('agent.not_found ' .. a2) end
-    if redis.call('HGET', k('agent', a2), 'state') ~= 'available' then
-      return redis.error_reply('agent.not_available agent ' .. a2 .. ' is not available')
+    if redis.call('HGET', k('agent', a2), 'state') ~= 'available' or not R.phone_ready(a2) then
+      return redis.error_reply('agent.not_available agent ' .. a2 .. ' is not available (or its phone is not registered)')
     end
     aid = a2
   end
