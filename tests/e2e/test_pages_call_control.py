@@ -13,6 +13,9 @@ from playwright.async_api import Browser, Page, expect
 from tests.browser import Tab, chromium, open_tab
 from tests.e2e.conftest import Hotline
 from tests.e2e.test_call_control import call_in, consult_state, rig
+from tests.ports import free_udp_tcp_port
+from tests.scenarios import render_scenario
+from tests.sipp_helpers import SippServer
 
 pytestmark = pytest.mark.e2e
 UI_MS = 10_000
@@ -148,3 +151,51 @@ async def test_a_blind_transfer_from_the_picker_pops_on_the_next_agents_desktop(
         assert rec["agent_id"] == "agent2" and rec["outcome"] == "completed", rec
         for tab in (one, two):
             tab.expect_no_errors()
+
+
+async def test_dial_a_number_from_the_page_rings_my_phone_then_the_customer(tmp_path: Path) -> None:
+    """Click-to-dial from the page (tests/e2e/test_originate.py checks the wire and the audio): the pop
+    says whom I call, my phone rings first, then the customer's; the call ends when the customer hangs up."""
+    customer_port = free_udp_tcp_port()
+    h = Hotline(tmp_path / "hotline", workers=1, overrides={
+        "calls": {"outbound_allow": ["+8210*"], "caller_id": "+8215880000"},
+        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
+    customer_sf = render_scenario("customer_phone.xml", tmp_path / "customer", keep="customer-hangs-up",
+                                  drop="remote-hangs-up", ring_ms=300, talk_ms=3000, event_pt=120, actions="")
+    phone_sf = render_scenario("agent_phone.xml", tmp_path / "agent", keep="remote-hangs-up", drop="agent-hangs-up",
+                               ring_ms=800, talk_ms=30000)
+    customer = SippServer(customer_sf, workdir=tmp_path / "customer", tag="customer", port=customer_port,
+                          extra=["-m", "1", "-mp", str(free_udp_tcp_port())])
+    phone = SippServer(phone_sf, workdir=tmp_path / "agent", tag="agent", port=h.agent_sip_port,
+                       extra=["-m", "1", "-mp", str(free_udp_tcp_port())])
+    try:
+        await h.start()
+        async with chromium() as browser, customer, phone:
+            tab = await desktop(browser, h, "agent1")
+            page = tab.page
+            await page.fill("#dial-number", "+8299")  # not in calls.outbound_allow: refused, nothing rings
+            await page.click("#dial-go")
+            await expect(page.locator("#error")).to_contain_text("number.not_allowed", timeout=UI_MS)
+            await page.fill("#dial-number", "+821055501234")
+            await page.click("#dial-go")
+            await expect(page.locator("#pop-title")).to_have_text("Calling +821055501234", timeout=CALL_MS)
+            await expect(page.locator("#call-note")).to_contain_text("Pick up your phone")
+            await expect(page.locator("#call-reject")).to_be_hidden()
+            await expect(page.locator("#dial-go")).to_be_disabled()
+            await expect(page.locator("[data-field=direction]")).to_contain_text("outbound")
+            await expect(page.locator("#call-status")).to_have_text("Connected", timeout=CALL_MS)
+            await expect(page.locator("#call-controls")).to_be_visible()
+            await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+            await expect(page.locator("#activity li[data-type='call.dialing']")).to_have_count(1)
+            assert customer.received("INVITE") == 1 and phone.received("INVITE") == 1
+            call_id = await page.locator("#pop").get_attribute("data-call-id")
+            assert call_id
+            redis = h.redis()
+            try:
+                record = await h.store(redis).get_call(call_id) or {}
+            finally:
+                await redis.aclose()
+            assert record["direction"] == "outbound" and record["agent_id"] == "agent1", record
+            tab.expect_no_errors(r"status of 403")  # the refused number (originate answers 403)
+    finally:
+        h.stop()

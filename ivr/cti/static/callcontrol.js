@@ -376,6 +376,7 @@ export class CallControls {
   render() {
     const call = this.call();
     const ringing = Boolean(call) && call.status === "ringing";
+    const dialing = Boolean(call) && call.status === "dialing"; // click-to-dial: the customer's phone rings
     const live = Boolean(call) && LIVE.has(call.status);
     const consultee = live && Boolean(call.consult_from); // I am the one being consulted
     const consult = live ? call.consult : null;
@@ -385,15 +386,17 @@ export class CallControls {
     // answer: the phone's (a desk phone is picked up; the softphone of a later issue answers here)
     const note = $("call-note");
     const text = call && call.note ? call.note
+      : ringing && call.direction === "outbound" ? "Pick up your phone: the customer is dialled once you answer."
+      : dialing ? "The customer's phone is ringing."
       : ringing && this.phone === "desk" ? "Pick up your phone to answer: a desk phone cannot be answered from this page."
       : consultee && !conference ? `${call.consult_from} is consulting you: they may transfer the caller to you or `
         + "start a conference. Hang up your phone to end the consult."
       : "";
     note.textContent = text;
     note.hidden = !text;
-    $("call-reject").hidden = !ringing || Boolean(call.consult_from);
+    $("call-reject").hidden = !ringing || Boolean(call.consult_from) || call.direction === "outbound";
     $("call-reject").disabled = busy("call-reject");
-    $("call-hangup").hidden = !live || consultee;
+    $("call-hangup").hidden = !(live || dialing) || consultee;
     $("call-hangup").disabled = busy("call-hangup");
 
     $("call-controls").hidden = !live || (consultee && !conference);
@@ -439,6 +442,6 @@ export class CallControls {
     }
 
     const me = this.login();
-    $("dial-go").disabled = !me || busy("dial-go") || Boolean(call && (ringing || live));
+    $("dial-go").disabled = !me || busy("dial-go") || Boolean(call && (ringing || dialing || live));
   }
 }

@@ -213,7 +213,7 @@ function onCallEvent(ev) {
     delete call.type;
     delete call.id;
     renderCall({fill: true, announce: true});
-    $("pop").dataset.alerted = alerts.pop(call).join(" ");
+    $("pop").dataset.alerted = call.direction === "outbound" ? "" : alerts.pop(call).join(" ");
     saveCall();
     // ack once the card is painted (after the next frame): then the server lets the phone ring
     const offer = ev.offer_id;
@@ -239,6 +239,8 @@ function onCallEvent(ev) {
   if (ev.type === "call.offer_failed") {
     if (ev.offer_id && ev.offer_id !== call.offer_id) return;
     Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
+  } else if (ev.type === "call.dialing") {  // click-to-dial: I answered my phone, the customer's rings now
+    Object.assign(call, {status: "dialing", note: ""});
   } else if (ev.type === "call.answered") {
     // the wait up to the answer (ringing included): what the wallboard and the report show for this call
     Object.assign(call, {status: "connected", answered_at: ev.ts, waited_s: ev.waited_s ?? call.waited_s,
@@ -272,7 +274,10 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   }
   card.dataset.callId = call.call_id;
   card.dataset.status = call.status;
-  $("pop-title").textContent = call.status === "ringing" ? `Incoming call from ${call.ani || "unknown"}` : `Call with ${call.ani || "unknown"}`;
+  const outbound = call.direction === "outbound"; // click-to-dial: my phone rings first, then the customer's
+  $("pop-title").textContent = call.status === "ringing"
+    ? (outbound ? `Calling ${call.ani || "unknown"}` : `Incoming call from ${call.ani || "unknown"}`)
+    : `Call with ${call.ani || "unknown"}`;
   const pill = $("call-status");
   const sub = call.status !== "connected" ? call.status : call.consult ? "consulting" : call.conference ? "conferenced"
     : call.held ? "held" : "connected";
@@ -399,6 +404,7 @@ const DESCRIBE = {
   "call.offered": (ev) => `Call offered: ${ev.ani || "unknown"} · ${ev.queue || ""}`,
   "call.offer_failed": (ev) => `Offer missed (${(ev.reason || "").replace(/_/g, " ")})`,
   "call.answered": () => "Call answered",
+  "call.dialing": () => "Dialling the customer",
   "call.ended": (ev) => `Call ended (${ev.outcome || ev.reason || ""})`,
   "call.disposition": (ev) => `Disposition saved: ${ev.disposition}`,
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,

@@ -6,6 +6,7 @@ import {el, safeHref} from "./common.js";
 
 const CALL_STATUS = {
   ringing: "Ringing",
+  dialing: "Dialling",
   connected: "Connected",
   ended: "Ended",
   missed: "Missed",
