@@ -63,6 +63,8 @@ class AgentCall:
         self.agent_id = ""
         self.end_reason = "caller_hangup"
         self.forced_end: str | None = None  # set by a hangup command: wins over how the legs ended
+        self.offering: str | None = None  # the offer being made now (pop, then the agent's phone ringing)
+        self.rejected: str | None = None  # the offer the agent refused from its desktop (a reject command)
         self.rtp: dict[str, dict[str, int]] = {}
         # call control
         self.media = CallMedia(getattr(ctx, "moh_path", ""))
@@ -124,6 +126,8 @@ class AgentCall:
                     await leg.hangup()
             await self.leg.hangup()
             return accepted
+        if isinstance(cmd, commands.Reject):
+            return await self._reject(cmd)
         if isinstance(cmd, commands.SendDtmf):
             # the keys go to the far end the agent talks to: a consult target (an outside IVR)
             # while consulting it, else the customer's leg (a number after a transfer, a click-to-dial)
@@ -326,7 +330,28 @@ class AgentCall:
             raise LegEnded(self.call_id)
         return outcome == "answered"
 
+    async def _reject(self, cmd: commands.Reject) -> Reply:
+        """The agent refuses the offer: its phone stops ringing, and :meth:`_offer` fails the offer
+        with reason ``rejected`` (before the dial, when the pop is still on its way, it is not dialled)."""
+        if self.offering != cmd.offer_id:
+            return _refused(cmd, "offer.stale", f"offer {cmd.offer_id} is not ringing on this call")
+        agent = self.agent_leg
+        if agent is not None and agent.answered.is_set():
+            return _refused(cmd, "call.wrong_state", "the agent already answered: hang up instead")
+        self.rejected = cmd.offer_id
+        log.info("offer.reject_requested", offer_id=cmd.offer_id, by=cmd.by, role=cmd.role)
+        if agent is not None:
+            await agent.hangup(603)  # 603 Decline: a CANCEL to a phone still ringing
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
     async def _connect(self, offer: Offer, moh_id: int | None) -> bool:
+        self.offering = offer.offer_id
+        try:
+            return await self._offer(offer, moh_id)
+        finally:
+            self.offering = None
+
+    async def _offer(self, offer: Offer, moh_id: int | None) -> bool:
         store, settings = self.ctx.store, self.ctx.settings
         log.info("offer.received", offer_id=offer.offer_id, agent_id=offer.agent_id)
         if settings.api.pop_wait_ms and await store.desktop_present(offer.agent_id):
@@ -334,6 +359,10 @@ class AgentCall:
             log.info("offer.pop", acked=acked)
         if self.leg.is_ended:
             raise LegEnded(self.call_id)
+        if self.rejected == offer.offer_id:  # refused from the desktop before the phone rang
+            log.info("offer.failed", reason="rejected")
+            await self._settle(store.offer_failed(self.call_id, offer.offer_id, "rejected"))
+            return False
         agent = self.ctx.new_leg()
         self.agent_leg = agent
         try:
@@ -354,7 +383,8 @@ class AgentCall:
             await self._settle(store.offer_answered(self.call_id, offer.offer_id))
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
-        reason = "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}"
+        reason = ("rejected" if self.rejected == offer.offer_id
+                  else "ring_no_answer" if not agent.is_ended else f"agent_rejected_{agent.ended.result().code}")
         await agent.hangup()
         self.agent_leg = None
         log.info("offer.failed", reason=reason)

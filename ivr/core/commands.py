@@ -141,9 +141,19 @@ class SendDtmf(Command):
     digits: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Reject(Command):
+    """The offered agent refuses offer ``offer_id`` while its phone rings (or before): the agent's
+    leg is cancelled and the caller goes back to the head of its queue (``call.offer_failed``,
+    reason ``rejected``)."""
+
+    kind: ClassVar[str] = "reject"
+    offer_id: str
+
+
 COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (
     Hangup, Hold, Resume, Mute, Unmute, Transfer, Consult, ConsultComplete, ConsultCancel, ConsultSwap,
-    Conference, ConferenceLeave, SendDtmf)}
+    Conference, ConferenceLeave, SendDtmf, Reject)}
 
 
 def encode(command: Command) -> str:

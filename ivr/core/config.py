@@ -366,6 +366,8 @@ class QueueSettings(BaseModel):
 
 class RoutingSettings(BaseModel):
     wrapup_s: float = Field(10.0, ge=0)
+    wrapup_max_s: float = Field(600.0, ge=0, description="the longest a wrap-up may last once the agent "
+                                                        "extends it from the desktop (0: no extensions)")
     call_ttl_s: int = Field(7 * 24 * 3600, ge=60, description="how long an ended call record is kept")
     events_maxlen: int = Field(100_000, ge=1000)
     service_level_s: list[int] = Field([10, 20], description="service-level thresholds in seconds: a call "

@@ -260,13 +260,26 @@ class VoicemailNew(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class AgentStateChanged(Event):
-    """An agent's state changed (``previous`` -> ``state``, with the reason)."""
+    """An agent's state changed (``previous`` -> ``state``, with the reason); into wrap-up, with
+    ``wrapup_until`` (epoch ms), when it ends unless extended."""
     type: ClassVar[EventType] = E.AGENT_STATE
     audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     agent_id: str
     state: str
     previous: str
     reason: str
+    wrapup_until: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentWrapupExtended(Event):
+    """The agent's wrap-up now ends at ``wrapup_until`` (epoch ms), ``extended_s`` later (CTI API)."""
+    type: ClassVar[EventType] = E.AGENT_WRAPUP_EXTENDED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+    wrapup_until: int
+    extended_s: float
+    by: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -520,12 +533,13 @@ class CallConferenced(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CallConferenceLeft(Event):
-    """``agent_id`` left the conference; the others go on."""
+    """``agent_id`` left the conference; the others go on (``agents``: who is still in it)."""
     type: ClassVar[EventType] = E.CALL_CONFERENCE_LEFT
     audience: ClassVar[frozenset[str]] = AF
     call_id: str
     agent_id: str
     by: str
+    agents: list[str] | None = None
 
 
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}

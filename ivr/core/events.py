@@ -31,6 +31,7 @@ class EventType(StrEnum):
     AGENT_STATE = "agent.state"
     CALL_DISPOSITION = "call.disposition"      # the agent's disposition code and notes (CTI API)
     AGENT_DELETED = "agent.deleted"            # an admin deleted the agent (CTI API)
+    AGENT_WRAPUP_EXTENDED = "agent.wrapup_extended"  # the agent (or a supervisor) asked for more wrap-up time
     CALL_CSAT = "call.csat"                    # survey score stored on the call record
     VOICEMAIL_NEW = "voicemail.new"            # a voicemail was attached to the call record
     CALLBACK_REQUESTED = "callback.requested"  # a caller booked a callback (keeps their place)

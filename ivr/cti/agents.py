@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from ivr.core import commands
 from ivr.core.config import ROUTING_NAME, hash_token
 from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
@@ -36,6 +37,18 @@ class StateChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state: AgentState = Field(description="available, break or offline (the others are set by routing)")
     reason: str = Field("", max_length=64, description="e.g. lunch, training, meeting")
+
+
+class WrapupExtend(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extend_s: float = Field(gt=0, le=600, strict=True, allow_inf_nan=False,
+                            description="seconds to add to the wrap-up (from now when it is already due)")
+
+
+class RejectOffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    offer_id: str = Field(min_length=1, max_length=200,
+                          description="the offer the desktop shows (call.offered): a later offer is not refused")
 
 
 Skill = Annotated[str, Field(pattern=ROUTING_NAME)]
@@ -225,6 +238,50 @@ async def set_state(request: web.Request) -> web.Response:
     return web.json_response(await store.get_agent(agent_id))
 
 
+async def extend_wrapup(request: web.Request) -> web.Response:
+    """More wrap-up time: the deadline (``wrapup_until``, epoch ms) moves ``extend_s`` later, at most
+    ``routing.wrapup_max_s`` after the wrap-up began. "Ready now" is the state change to available."""
+    who = await user(request)
+    agent_id = _agent_id(request)
+    require_self_or(who, agent_id, "supervisor")
+    req = await body(request, WrapupExtend)
+    store = request.app[STORE]
+    await _existing(request, agent_id)
+    max_s = request.app[SETTINGS].routing.wrapup_max_s
+    deadline = await store.extend_wrapup(agent_id, req.extend_s, max_s=max_s, by=who.id)
+    log.info("agent.wrapup_extended", agent_id=agent_id, by=who.id, extend_s=req.extend_s)
+    agent = await _existing(request, agent_id)
+    agent.setdefault("wrapup_until", deadline)
+    return web.json_response(agent)
+
+
+async def reject_offer(request: web.Request) -> web.Response:
+    """The offered agent refuses the call from its desktop: the worker cancels the agent's ringing
+    leg, the caller goes back to the head of its queue and the agent to ``break`` (reason
+    ``rejected``), as after a ring-no-answer. Answering is the phone's (a desk phone is picked up)."""
+    who = await user(request)
+    call_id = request.match_info["call_id"]
+    req = await body(request, RejectOffer)
+    store = request.app[STORE]
+    call = await store.get_call(call_id) if len(call_id) <= 200 else None
+    if call is None:
+        raise NotFound("no such call", code="call.not_found")
+    require_self_or(who, call.get("agent_id", ""), "supervisor", "admin")
+    state = call.get("state")
+    if state == "ended":
+        raise Conflict("the call has already ended", code="call.ended")
+    if state != "offered" or call.get("offer_id") != req.offer_id:
+        raise Conflict(f"offer {req.offer_id[:64]} is not ringing: the call is {state}", code="offer.stale")
+    command = commands.Reject(call_id=call_id, by=who.id, role=who.role, offer_id=req.offer_id)
+    reply = await store.send_command(command, request.app[SETTINGS].api.command_timeout_s)
+    log.info("call.command", call_id=call_id, command="reject", by=who.id, status=reply.status, code=reply.code)
+    if reply.status is not commands.Status.ACCEPTED:
+        raise Conflict(reply.message or f"the call refused the command ({reply.code})",
+                       code=reply.code or "command.refused")
+    return web.json_response({"call_id": call_id, "command": "reject", "status": "accepted",
+                              "command_id": command.command_id}, status=202)
+
+
 def _last_event_id(request: web.Request) -> str | None:
     raw = request.query.get("last_event_id") or request.headers.get("Last-Event-ID")
     if raw is None:
@@ -311,6 +368,8 @@ def routes() -> list[web.RouteDef]:
         web.post("/api/v1/agents/{agent_id}/token", rotate_token),
         web.post("/api/v1/agents/{agent_id}/sip-password", set_sip_password),
         web.post("/api/v1/agents/{agent_id}/state", set_state),
+        web.post("/api/v1/agents/{agent_id}/wrapup", extend_wrapup),
+        web.post("/api/v1/calls/{call_id}/reject", reject_offer),
         web.get("/api/v1/agents/{agent_id}/events", agent_events),
         web.get("/api/v1/events", floor_events),
     ]

@@ -1,12 +1,15 @@
-"""Queue routes for supervisors: every queue with its live statistics (see
-:meth:`ivr.queues.store.QueueStore.queue_stats` and docs/queue-stats.md)."""
+"""Queue routes: for supervisors every queue with its live statistics (see
+:meth:`ivr.queues.store.QueueStore.queue_stats` and docs/queue-stats.md); for an agent's desktop the
+queues it can take calls from, with their counts only."""
 
 from __future__ import annotations
+
+import time
 
 from aiohttp import web
 
 from ivr.core.errors import BadRequest, NotFound
-from ivr.cti.auth import require_role
+from ivr.cti.auth import require_role, require_self_or
 from ivr.cti.context import STORE, user
 from ivr.queues.stats import parse_time
 
@@ -44,8 +47,35 @@ async def queue_stats(request: web.Request) -> web.Response:
     return web.json_response(stats.to_dict())
 
 
+async def agent_queues(request: web.Request) -> web.Response:
+    """The queues an agent serves (it has every skill the queue asks for): callers waiting, the
+    longest wait, and how many agents of the queue are in each state. Counts only: nothing about
+    another agent or caller."""
+    who = await user(request)
+    agent_id = request.match_info["agent_id"]
+    require_self_or(who, agent_id, "supervisor", "admin")
+    store = request.app[STORE]
+    agent = await store.get_agent(agent_id) if len(agent_id) <= 64 else None
+    if agent is None:
+        raise NotFound(f"no agent {agent_id[:64]}", code="agent.not_found")
+    skills = set(agent["skills"])
+    now_s = int(time.time()) + 1  # no period figures: only the live counts are shown
+    out = []
+    for queue, skill in sorted((await store.queue_names()).items()):
+        if not skill or not set(skill.split("+")) <= skills:
+            continue
+        try:
+            stats = await store.queue_stats(queue, since_s=now_s)
+        except NotFound:
+            continue
+        out.append({"queue": queue, "skill": skill, "waiting": stats.waiting,
+                    "longest_wait_s": stats.longest_wait_s, "agents": stats.agents})
+    return web.json_response({"agent_id": agent_id, "queues": out})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.get("/api/v1/queues", list_queues),
         web.get("/api/v1/queues/{queue}/stats", queue_stats),
+        web.get("/api/v1/agents/{agent_id}/queues", agent_queues),
     ]

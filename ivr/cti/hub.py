@@ -54,6 +54,17 @@ def id_key(event_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+def agents_named(ev: StreamEvent) -> set[str]:
+    """The agents whose desktops see ``ev``: its ``agent_id``, and for call control the consulted
+    agent (``target_agent_id``) and a conference's agents (``agents``)."""
+    named = {str(ev.data.get("agent_id") or ""), str(ev.data.get("target_agent_id") or "")}
+    agents = ev.data.get("agents")
+    if isinstance(agents, list):
+        named.update(a for a in agents if isinstance(a, str))
+    named.discard("")
+    return named
+
+
 def valid_id(event_id: str) -> bool:
     """A stream id as ``1700000000000-3`` or ``1700000000000`` (ASCII digits only: ``"²".isdigit()``)."""
     return re.fullmatch(r"[0-9]{1,15}(-[0-9]{1,15})?", event_id) is not None
@@ -84,7 +95,7 @@ class Desktop:
     def wants(self, ev: StreamEvent) -> bool:
         if self.agent_id == ALL:
             return ev.type in FLOOR_EVENTS
-        return ev.type in AGENT_EVENTS and ev.data.get("agent_id") == self.agent_id
+        return ev.type in AGENT_EVENTS and self.agent_id in agents_named(ev)
 
 
 class PopHub:
@@ -193,9 +204,10 @@ class PopHub:
         """Queue ``ev`` for the sockets that want it (never waits on a socket)."""
         if ev.type == "call.queued" and self.enrich is not None:
             self._spawn(self.enrich.warm(ev))
-        if ev.type not in FLOOR_EVENTS:
+        if ev.type not in FLOOR_EVENTS and ev.type not in AGENT_EVENTS:
             return
-        desks = [*self.sockets.get(str(ev.data.get("agent_id") or ""), ()), *self.sockets.get(ALL, ())]
+        desks = [d for agent in sorted(agents_named(ev)) for d in self.sockets.get(agent, ())]
+        desks += self.sockets.get(ALL, ())
         for desk in desks:
             if not desk.wants(ev):
                 continue

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
 from ivr.cti import call_control
-from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, StateChange
+from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
 from ivr.cti.dialplans import Rollback
@@ -135,6 +135,7 @@ SCHEMAS: dict[str, Schema] = {
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
             "call_id": STR, "offer_id": STR,
+            "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"},
             "phone": {"type": "object", "required": ["mode", "registered", "contacts"], "properties": {
                 "mode": {"enum": ["registered", "static", "none"],
                          "description": "registered: the phone registers at the edge (sip_uri is its AOR); "
@@ -184,6 +185,12 @@ SCHEMAS: dict[str, Schema] = {
             "longest_wait_s": {"type": "number"},
             "agents": {"type": "object", "additionalProperties": INT},
             "interval": OBJ, "period": OBJ}},
+    "AgentQueues": {"type": "object", "required": ["agent_id", "queues"], "properties": {
+        "agent_id": STR, "queues": {"type": "array", "items": {
+            "type": "object", "required": ["queue", "skill", "waiting", "longest_wait_s", "agents"],
+            "properties": {"queue": STR, "skill": STR, "waiting": INT, "longest_wait_s": {"type": "number"},
+                           "agents": {"type": "object", "additionalProperties": INT,
+                                      "description": "agents of the queue per state"}}}}}},
     "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
         "type": "object", "required": ["queue", "waiting", "stats"],
         "properties": {"queue": STR, "skill": STR, "waiting": INT, "stats": ref("QueueStats")}}}}},
@@ -200,8 +207,8 @@ SCHEMAS: dict[str, Schema] = {
         "ready": {"type": "boolean"}, "redis": {"type": "boolean"}, "workers_alive": INT, "workers": INT}},
 }
 #: pydantic models whose JSON schema goes to the components (request bodies, some replies)
-MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, Disposition, Rollback, VersionEntry,
-                                        CallRecord, Originate)
+MODELS: tuple[type[BaseModel], ...] = (AgentCreate, AgentUpdate, StateChange, WrapupExtend, RejectOffer,
+                                       Disposition, Rollback, VersionEntry, CallRecord, Originate)
 
 # --- the operations ----------------------------------------------------------------------------
 
@@ -256,6 +263,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ref("Agent"),
         description="available, break or offline; 409 `agent.state_invalid` for the states routing sets.",
         errors=(404, 409)),
+    ("POST", "/api/v1/agents/{agent_id}/wrapup"): Operation(
+        "Extend an agent's wrap-up", "agents", ("supervisor",), own="its own wrap-up", body=WrapupExtend,
+        response=ref("Agent"),
+        description="The wrap-up deadline (`wrapup_until`, epoch ms) moves `extend_s` later, at most "
+                    "`routing.wrapup_max_s` after the wrap-up began; `agent.wrapup_extended` tells the "
+                    "desktops. 409 `agent.not_in_wrapup`, `agent.wrapup_max`. Ready now: set the state "
+                    "to available.", errors=(404, 409)),
     ("GET", "/api/v1/agents/{agent_id}/events"): Operation(
         "The agent desktop's live feed (WebSocket)", "agents", ("supervisor",), own="its own events",
         websocket=True, params=(LAST_EVENT_ID,
@@ -291,6 +305,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         response=ref("CallRecord"),
         description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
                     "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
+    ("POST", "/api/v1/calls/{call_id}/reject"): Operation(
+        "Refuse an offered call", "calls", STAFF, own="an offer made to it", body=RejectOffer, ok=202,
+        response=ref("CommandAccepted"),
+        description="The worker cancels the agent's ringing leg; the caller goes back to the head of its "
+                    "queue and the agent to `break` (reason `rejected`): `call.offer_failed`. 409 "
+                    "`offer.stale` when that offer is not ringing any more (answered, failed, another "
+                    "offer), `call.ended`, `call.gone`; 504 `command.timeout`.", errors=(404, 409, 504)),
     ("POST", "/api/v1/calls/{call_id}/hangup"): Operation(
         "End a live call", "calls", STAFF, own="the call it is on", ok=202, response=ref("CommandAccepted"),
         description="Ends the call for every party through the worker that holds it (any API instance). "
@@ -328,6 +349,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     # queues
     ("GET", "/api/v1/queues"): Operation(
         "Every queue with its live statistics", "queues", STAFF, response=ref("QueueList"), params=(SINCE,)),
+    ("GET", "/api/v1/agents/{agent_id}/queues"): Operation(
+        "The queues an agent serves, with their live counts", "queues", STAFF, own="its own queues",
+        response=ref("AgentQueues"),
+        description="The queues whose skills the agent has all of: callers waiting, the longest wait (s) "
+                    "and how many of the queue's agents are in each state. Counts only.", errors=(404,)),
     ("GET", "/api/v1/queues/{queue}/stats"): Operation(
         "A queue's live statistics", "queues", STAFF, response=ref("QueueStats"), params=(SINCE,),
         errors=(404,)),

@@ -24,6 +24,7 @@ NAMES = (
     "agent_phones",
     "agent_token",
     "agent_set_state",
+    "agent_wrapup_extend",
     "offer_answered",
     "offer_failed",
     "agent_left",

@@ -28,6 +28,8 @@ _ERRORS: dict[str, type[IvrError]] = {
     "call.not_found": NotFound,
     "agent.not_found": NotFound,
     "agent.busy": Conflict,
+    "agent.not_in_wrapup": Conflict,
+    "agent.wrapup_max": Conflict,
     "offer.stale": Conflict,
     "callback.not_found": NotFound,
     "callback.not_pending": Conflict,
@@ -452,11 +454,23 @@ class QueueStore:
             raise Conflict(f"an agent cannot set state {state}", code="agent.state_invalid")
         return _offer(await self._run("agent_set_state", agent_id, state.value, reason))
 
+    async def extend_wrapup(self, agent_id: str, extend_s: float, *, max_s: float, by: str) -> int:
+        """Push the agent's wrap-up deadline ``extend_s`` later (from now when it is already due),
+        at most ``max_s`` after the wrap-up began; ``agent.wrapup_extended`` tells its desktops.
+        Returns the new deadline (epoch ms). Conflict ``agent.not_in_wrapup`` / ``agent.wrapup_max``."""
+        return int(await self._run("agent_wrapup_extend", agent_id, extend_s, max_s, by))
+
     async def get_agent(self, agent_id: str) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(self.keys.agent(agent_id))
+        """The agent's hash; in wrap-up also ``wrapup_until`` (epoch ms, when it ends)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self.keys.agent(agent_id))
+            pipe.zscore(self.keys.wrapup, agent_id)
+            raw, deadline = await pipe.execute()
         if not raw:
             return None
         agent: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+        if deadline is not None and agent.get("state") == "wrapup":
+            agent["wrapup_until"] = int(deadline)
         agent["skills"] = json.loads(agent.get("skills") or "{}")
         agent["languages"] = json.loads(agent.get("languages") or "[]")
         agent["phone"] = _phone_view(agent)

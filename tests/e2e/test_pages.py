@@ -302,3 +302,144 @@ async def test_a_desktop_that_lost_the_network_gets_every_missed_event_once(floo
         await redis.aclose()
     tab.expect_no_errors()
     await page.context.close()
+
+
+async def call_record(h: Hotline, call_id: str) -> dict[str, Any]:
+    redis = h.redis()
+    try:
+        return await h.store(redis).get_call(call_id) or {}
+    finally:
+        await redis.aclose()
+
+
+async def test_the_agent_rejects_an_offer_and_hangs_up_a_call_from_the_page(floor: Floor, tmp_path: Path) -> None:
+    """Reject: the ringing phone gets a CANCEL and the caller keeps its place (it is offered again when
+    the agent is back); hang up: the hotline ends both legs. Answering stays the desk phone's."""
+    h = floor.hotline
+    await settle(h, "available")
+    tab = await desktop(floor)
+    page = tab.page
+    await expect(page.locator("#state")).to_have_text("available", timeout=UI_MS)
+    caller_sf = render_scenario("caller.xml", tmp_path, keep="remote-hangs-up", drop="caller-hangs-up",
+                                digit=2, dtmf_at_ms=800, talk_ms=60000)
+    # the phone rings for a long time: the agent rejects from the page before it would answer
+    ringing_sf = render_scenario("agent_phone.xml", tmp_path, keep="remote-hangs-up", drop="agent-hangs-up",
+                                 ring_ms=25000, talk_ms=30000)
+    async with phone(h, ringing_sf, tmp_path) as first_phone:
+        caller = call(h, caller_sf, tmp_path)
+        pop = page.locator("#pop")
+        await expect(pop).to_have_attribute("data-status", "ringing", timeout=CALL_MS)
+        await expect(page.locator("#call-note")).to_contain_text("Pick up your phone")
+        await expect(page.locator("#call-hangup")).to_be_hidden()
+        await expect(page.locator("#call-controls")).to_be_hidden()
+        call_id = await pop.get_attribute("data-call-id")
+        assert call_id
+        for _ in range(100):  # the phone rings (the pop came first)
+            if first_phone.received("INVITE"):
+                break
+            await asyncio.sleep(0.1)
+        await page.click("#call-reject")
+        await expect(page.locator("#call-status")).to_have_text("Missed (rejected)", timeout=UI_MS)
+        await expect(page.locator("#state")).to_have_text("break")
+        await expect(page.locator("#reason")).to_have_text("rejected")
+        await expect(page.locator("#state-hint")).to_contain_text("went back to its queue")
+        for _ in range(100):
+            if first_phone.received("CANCEL"):
+                break
+            await asyncio.sleep(0.1)
+        assert first_phone.received("CANCEL"), first_phone.messages()[-2000:]
+        record = await call_record(h, call_id)
+        assert record["state"] == "queued", record  # the caller is still there, at the head of its queue
+
+    answering_sf = render_scenario("agent_phone.xml", tmp_path, keep="remote-hangs-up", drop="agent-hangs-up",
+                                   ring_ms=300, talk_ms=30000)
+    async with phone(h, answering_sf, tmp_path) as second_phone:
+        await page.click("#go-available")  # the same caller is offered again
+        await expect(pop).to_have_attribute("data-call-id", call_id, timeout=CALL_MS)
+        await expect(page.locator("#call-status")).to_have_text("Connected", timeout=CALL_MS)
+        await expect(page.locator("#call-note")).to_be_hidden()
+        await expect(page.locator("#call-reject")).to_be_hidden()
+        await tab.screenshot("desktop-connected-controls.png")
+        await page.click("#call-hangup")
+        await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+        result = await caller
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+        assert second_phone.received("BYE") >= 1
+    record = await call_record(h, call_id)
+    assert record["end_reason"] == "hangup_by_api" and record["outcome"] == "completed"
+    failed = [r for r in h.log_records() if r.get("event") == "offer.failed" and r.get("reason") == "rejected"]
+    assert failed, "the worker did not fail the offer as rejected"
+    tab.expect_no_errors()
+    await page.context.close()
+
+
+async def test_hold_mute_and_keys_from_the_page_reach_the_call_and_the_wallboard(
+        floor: Floor, tmp_path: Path) -> None:
+    """The call-control buttons against a real call (sipp caller and agent phone through the edge and
+    a worker): each button's state comes back from the call's events, on the desktop and the wallboard."""
+    h = floor.hotline
+    await settle(h, "available")
+    tab = await desktop(floor)
+    page = tab.page
+    board = await open_tab(floor.browser, f"{h.api}/wallboard")
+    await board.page.fill("#token", h.tokens["super1"])
+    await board.page.click("#login-form button[type=submit]")
+    await expect(board.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
+    row = board.page.locator("#agent-rows tr[data-agent-id=agent1]")
+
+    caller_sf = render_scenario("caller.xml", tmp_path, keep="remote-hangs-up", drop="caller-hangs-up",
+                                digit=2, dtmf_at_ms=800, talk_ms=60000)
+    phone_sf = render_scenario("agent_phone.xml", tmp_path, keep="remote-hangs-up", drop="agent-hangs-up",
+                               ring_ms=300, talk_ms=60000)
+    async with phone(h, phone_sf, tmp_path):
+        caller = call(h, caller_sf, tmp_path)
+        await expect(page.locator("#call-status")).to_have_text("Connected", timeout=CALL_MS)
+        call_id = await page.locator("#pop").get_attribute("data-call-id")
+        assert call_id
+        hold, mute = page.locator("#cc-hold"), page.locator("#cc-mute")
+        await expect(hold).to_be_enabled()
+        await expect(page.locator("#cc-complete")).to_be_hidden()
+
+        await hold.click()
+        await expect(page.locator("#call-status")).to_have_text("On hold", timeout=UI_MS)
+        await expect(hold).to_have_text("Resume")
+        await expect(hold).to_have_attribute("aria-pressed", "true")
+        await expect(page.locator("#cc-transfer")).to_be_enabled()
+        await expect(row).to_have_attribute("data-control", "held", timeout=UI_MS)
+        assert (await call_record(h, call_id))["state"] == "held"
+        await tab.screenshot("desktop-held.png")
+        await board.screenshot("wallboard-held.png")
+        await hold.click()
+        await expect(page.locator("#call-status")).to_have_text("Connected", timeout=UI_MS)
+        await expect(hold).to_have_text("Hold")
+        await expect(row).to_have_attribute("data-control", "", timeout=UI_MS)
+
+        await mute.click()
+        await expect(mute).to_have_text("Unmute", timeout=UI_MS)
+        await expect(row).to_have_attribute("data-muted", "1", timeout=UI_MS)
+        await mute.click()
+        await expect(mute).to_have_text("Mute", timeout=UI_MS)
+
+        await page.click("#cc-keypad")
+        for key in "12#":
+            await page.click(f"#keys button[data-key='{key}']")
+        await expect(page.locator("#keypad-sent")).to_have_text("Sent: 12#", timeout=UI_MS)
+
+        # the target picker lists the call targets of the API
+        await page.click("#cc-transfer")
+        await expect(page.locator("#target-picker")).to_be_visible()
+        await expect(page.locator("#target option[value='queue:billing']")).to_have_count(1, timeout=UI_MS)
+        await page.click("#target-close")
+
+        await page.click("#call-hangup")
+        await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+        await expect(page.locator("#call-controls")).to_be_hidden()
+        result = await caller
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+    types = await page.locator("#activity li").evaluate_all("els => els.map(e => e.dataset.type)")
+    for t in ("call.held", "call.resumed", "call.muted", "call.unmuted"):
+        assert types.count(t) == 1, (t, types)
+    tab.expect_no_errors()
+    board.expect_no_errors()
+    await page.context.close()
+    await board.page.context.close()

@@ -340,3 +340,445 @@ async def test_the_wallboard_shows_queues_and_agents_live(api: str, browser: Bro
     assert json.loads(await page.evaluate("localStorage.getItem('ivr.wallboard.settings')"))["target"] == 55
     await tab.screenshot("wallboard-service.png")
     tab.expect_no_errors()
+
+
+# --- the desktop as a call-handling client (issue 17) ----------------------------------------------
+
+async def answered_and_ended(store: QueueStore, cid: str, *, wrapup_s: float) -> None:
+    offer_id = await offer_call(store, cid)
+    await store.offer_answered(cid, offer_id)
+    await store.end_call(cid, reason="caller_hangup", wrapup_s=wrapup_s, ttl_s=3600)
+
+
+async def test_two_tabs_of_one_agent_show_the_same_disposition(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    """A disposition saved in one tab shows in the other's form (it used to keep the old values there,
+    and saving in that tab would silently replace the first one)."""
+    one, two = await desktop(browser, api), await desktop(browser, api)
+    await one.page.click("#go-available")
+    await expect(two.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await answered_and_ended(store, "c1", wrapup_s=30)
+    for tab in (one, two):
+        await expect(tab.page.locator("#call-status")).to_have_text("Ended", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#disposition-save")).to_be_enabled()
+    await one.page.select_option("#disposition", "resolved")
+    await one.page.fill("#notes", "refund sent")
+    await one.page.click("#disposition-save")
+    for tab in (one, two):
+        await expect(tab.page.locator("#disposition-result")).to_have_text("Saved: resolved", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#disposition")).to_have_value("resolved")
+        await expect(tab.page.locator("#notes")).to_have_value("refund sent")
+    # typing in one tab while the other saves: the typing stays, and the page says what happened
+    await two.page.fill("#notes", "half-typed")
+    await one.page.fill("#notes", "refund sent, ticket closed")
+    await one.page.click("#disposition-save")
+    await expect(two.page.locator("#error")).to_contain_text("Another tab saved", timeout=TIMEOUT_MS)
+    await expect(two.page.locator("#notes")).to_have_value("half-typed")
+    for tab in (one, two):
+        tab.expect_no_errors()
+
+
+async def test_the_hint_says_ringing_before_the_answer_and_on_a_call_after(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    tab = await desktop(browser, api)
+    page = tab.page
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    offer_id = await offer_call(store, "c1")
+    await expect(page.locator("#call-status")).to_have_text("Ringing", timeout=TIMEOUT_MS)
+    await expect(page.locator("#state-hint")).to_contain_text("ringing")
+    await expect(page.locator("#state-hint")).not_to_contain_text("On a call")
+    await store.offer_answered("c1", offer_id)
+    await expect(page.locator("#state-hint")).to_contain_text("On a call", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()
+
+
+async def test_the_wrapup_countdown_is_the_servers_in_every_tab_with_extend_and_ready_now(
+        api: str, browser: Browser, store: QueueStore, redis: Redis) -> None:
+    one, two = await desktop(browser, api), await desktop(browser, api)
+    await one.page.click("#go-available")
+    await expect(two.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await answered_and_ended(store, "c1", wrapup_s=30)
+    deadline = await redis.zscore(store.keys.wrapup, "agent1")
+    assert deadline is not None
+    for tab in (one, two):
+        clock = tab.page.locator("#wrapup-clock")
+        await expect(clock).to_be_visible(timeout=TIMEOUT_MS)
+        await expect(clock).to_have_attribute("data-until", str(int(deadline)))
+        await expect(tab.page.locator("#wrapup-left")).to_have_text(re.compile(r"^0:[0-3][0-9]$"))
+        await expect(tab.page.locator("#state-hint")).not_to_contain_text("choose Available")
+
+    # extend in one tab: the server's new deadline reaches both
+    await one.page.click("#wrapup-extend")
+    await expect(one.page.locator("#wrapup-clock")).not_to_have_attribute("data-until", str(int(deadline)),
+                                                                         timeout=TIMEOUT_MS)
+    later = await redis.zscore(store.keys.wrapup, "agent1")
+    assert later is not None and later > deadline
+    for tab in (one, two):
+        await expect(tab.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)),
+                                                                          timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#activity li[data-type='agent.wrapup_extended']")).to_have_count(1)
+    await two.page.reload()  # a reloaded tab reads the same deadline from the server (the hello's agent)
+    await expect(two.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    await expect(two.page.locator("#wrapup-clock")).to_have_attribute("data-until", str(int(later)))
+
+    # ready now in the other: available in both, the clock goes away
+    await two.page.click("#wrapup-ready")
+    for tab in (one, two):
+        await expect(tab.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+        await expect(tab.page.locator("#wrapup-clock")).to_be_hidden()
+    assert await redis.zscore(store.keys.wrapup, "agent1") is None
+
+    # a wrap-up that runs out: housekeeping makes the agent available, the page follows
+    await answered_and_ended(store, "c2", wrapup_s=0.5)
+    await expect(one.page.locator("#wrapup-clock")).to_be_visible(timeout=TIMEOUT_MS)
+    for _ in range(100):
+        if await store.release_wrapups() or (await store.get_agent("agent1") or {}).get("state") == "available":
+            break
+        await one.page.wait_for_timeout(50)
+    await expect(one.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await expect(one.page.locator("#reason")).to_have_text("")
+    for tab in (one, two):
+        tab.expect_no_errors()
+
+
+async def test_extending_a_wrapup_is_checked(api: str, store: QueueStore, settings: Settings) -> None:
+    url = f"{api}/api/v1/agents/agent1/wrapup"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "agent.not_in_wrapup"
+        await store.set_agent_state("agent1", AgentState.AVAILABLE)
+        await answered_and_ended(store, "c1", wrapup_s=10)
+        for bad in ({"extend_s": 0}, {"extend_s": -5}, {"extend_s": 601}, {"extend_s": "30"}, {}, {"extend": 30},
+                    {"extend_s": 1e308}):
+            async with http.post(url, json=bad, headers=AGENT1) as r:
+                assert r.status == 400, bad
+        async with http.post(f"{api}/api/v1/agents/agent2/wrapup", json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 403
+        async with http.post(f"{api}/api/v1/agents/nobody/wrapup", json={"extend_s": 30}, headers=SUPER) as r:
+            assert r.status == 404
+        agent = await store.get_agent("agent1")
+        assert agent is not None and agent["state"] == "wrapup"
+        before = agent["wrapup_until"]
+        async with http.post(url, json={"extend_s": 30}, headers=AGENT1) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert body["state"] == "wrapup" and body["wrapup_until"] == before + 30_000
+        async with http.post(url, json={"extend_s": 45}, headers=SUPER) as r:
+            assert r.status == 200
+        # at most routing.wrapup_max_s (600 s) from the start of the wrap-up
+        for _ in range(20):
+            async with http.post(url, json={"extend_s": 600}, headers=AGENT1) as r:
+                if r.status == 409:
+                    assert (await r.json())["error"]["code"] == "agent.wrapup_max"
+                    break
+                assert r.status == 200
+        agent = await store.get_agent("agent1")
+        assert agent is not None
+        assert agent["wrapup_until"] == int(agent["state_since"]) + int(settings.routing.wrapup_max_s * 1000)
+    events = [e for e in await store.events_after("0", count=500) if e.type == "agent.wrapup_extended"]
+    assert [e.data["by"] for e in events][:2] == ["agent1", "super1"]
+    assert events[0].data["extended_s"] == 30
+
+
+# records what the page does with notifications and WebAudio (the real ones still run underneath)
+ALERT_SPY = """
+window.__alerts = {notes: [], closed: [], tones: [], asked: 0};
+const RealNotification = window.Notification;
+class SpyNotification extends RealNotification {
+  constructor(title, options) {
+    super(title, options);
+    window.__alerts.notes.push({title, body: options.body, tag: options.tag});
+  }
+  close() { window.__alerts.closed.push(this.tag); super.close(); }
+}
+SpyNotification.requestPermission = (...args) => {
+  window.__alerts.asked += 1;
+  return RealNotification.requestPermission(...args);
+};
+Object.defineProperty(SpyNotification, "permission", {get: () => RealNotification.permission});
+window.Notification = SpyNotification;
+const realStart = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.__alerts.tones.push({hz: this.frequency.value, state: this.context.state});
+  return realStart.apply(this, args);
+};
+"""
+
+
+async def test_a_pop_rings_and_notifies_once_the_agent_turned_alerts_on(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    await context.add_init_script(ALERT_SPY)
+    page = await context.new_page()
+    tab = Tab(page)
+    page.on("pageerror", lambda exc: tab.errors.append(f"uncaught: {exc}"))
+    await page.goto(f"{api}/")
+    await page.fill("#agent", "agent1")
+    await page.fill("#token", "agent1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+
+    # alerts off: a pop stays silent, and nothing asked the browser for permission behind the agent's back
+    await offer_call(store, "c0")
+    await expect(page.locator("#pop")).to_have_attribute("data-alerted", "", timeout=TIMEOUT_MS)
+    await store.end_call("c0", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    spy = await page.evaluate("window.__alerts")
+    assert spy["asked"] == 0 and spy["tones"] == [] and spy["notes"] == []
+
+    # the click asks for notifications (the browser's prompt); the agent allows them
+    await page.click("#alerts-toggle")
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("aria-pressed", "true")
+    assert (await page.evaluate("window.__alerts"))["asked"] == 1
+    await context.grant_permissions(["notifications"])
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("data-status", re.compile("on|blocked"))
+
+    await offer_call(store, "c1", ani="+15550001<b>x</b>")
+    await expect(page.locator("#pop")).to_have_attribute("data-alerted", "sound notification", timeout=TIMEOUT_MS)
+    spy = await page.evaluate("window.__alerts")
+    assert sorted(t["hz"] for t in spy["tones"]) == [440, 480], "a two-tone ring made in the page"
+    assert all(t["state"] == "running" for t in spy["tones"])
+    assert spy["notes"] == [{"title": "Incoming call from +15550001<b>x</b>", "body": "Queue billing",
+                             "tag": "call-c1"}]
+
+    # answered: the notification goes away
+    call = await store.get_call("c1")
+    assert call is not None
+    await store.offer_answered("c1", call["offer_id"])
+    await expect(page.locator("#call-status")).to_have_text("Connected", timeout=TIMEOUT_MS)
+    assert (await page.evaluate("window.__alerts"))["closed"] == ["call-c1"]
+    # turning alerts off keeps the next pop silent again
+    await page.click("#alerts-toggle")
+    await expect(page.locator("#alerts-toggle")).to_have_attribute("aria-pressed", "false")
+    tab.expect_no_errors()
+    await context.close()
+
+
+async def queue_caller(store: QueueStore, cid: str, queue: str, skill: str) -> None:
+    await store.call_start(cid, "w0", ani="+15550009", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    assert await store.enqueue(cid, queue=queue, skill=skill, priority=0, journey=journey()) is None
+
+
+async def test_an_agent_sees_the_counts_of_its_own_queues_only(api: str, store: QueueStore) -> None:
+    # nobody available: the callers wait in billing (agent1 and agent2), sales (agent1), support (agent2)
+    await queue_caller(store, "c1", "billing", "billing")
+    await queue_caller(store, "c2", "billing", "billing")
+    await queue_caller(store, "c3", "support", "support")
+    await queue_caller(store, "c4", "sales", "sales")
+    await store.set_agent_state("agent2", AgentState.BREAK, "lunch")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/api/v1/agents/agent1/queues", headers=AGENT1) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert [q["queue"] for q in body["queues"]] == ["billing", "sales"]
+        billing = body["queues"][0]
+        assert billing["waiting"] == 2 and billing["longest_wait_s"] >= 0
+        assert billing["agents"]["break"] == 1, "counts of the queue's agents, not who they are"
+        assert set(billing) == {"queue", "skill", "waiting", "longest_wait_s", "agents"}
+        async with http.get(f"{api}/api/v1/agents/agent2/queues", headers=AGENT1) as r:
+            assert r.status == 403
+        async with http.get(f"{api}/api/v1/agents/agent2/queues", headers=SUPER) as r:
+            assert [q["queue"] for q in (await r.json())["queues"]] == ["billing", "support"]
+        async with http.get(f"{api}/api/v1/agents/{'x' * 200}/queues", headers=SUPER) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "agent.not_found"
+
+
+async def test_the_desktop_shows_my_queues(api: str, browser: Browser, store: QueueStore) -> None:
+    await queue_caller(store, "c1", "billing", "billing")
+    await queue_caller(store, "c3", "support", "support")
+    tab = await desktop(browser, api)
+    page = tab.page
+    row = page.locator("#queue-rows tr[data-queue=billing]")
+    await expect(row.locator("[data-figure=waiting]")).to_have_text("1", timeout=TIMEOUT_MS)
+    await expect(row.locator("[data-figure=longest-wait]")).to_have_text(re.compile(r"^0:\d\d$"))
+    await expect(page.locator("#queue-rows tr[data-queue=support]")).to_have_count(0)
+    # agent1 takes the caller: the count follows without a reload
+    offer = await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    assert offer is not None
+    await store.offer_answered("c1", offer.offer_id)
+    await expect(row.locator("[data-figure=waiting]")).to_have_text("0", timeout=TIMEOUT_MS)
+    await expect(row.locator("[data-figure=longest-wait]")).to_have_text("—")
+    tab.expect_no_errors()
+
+
+async def test_the_desktop_lists_and_searches_my_calls(api: str, browser: Browser, store: QueueStore) -> None:
+    """GET /api/v1/calls (issue 17 contract): the agent's own calls, newest first, searched by number
+    prefix and outcome, a page at a time."""
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    for i in range(21):
+        cid = f"c{i:02d}"
+        offer_id = await offer_call(store, cid, ani=f"+1555{'7' if i == 20 else '0'}{i:04d}")
+        await store.offer_answered(cid, offer_id)
+        await store.end_call(cid, reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+    await store.record_disposition("c20", "resolved", "all good", "agent1")
+    # agent2's call is not agent1's business
+    await store.set_agent_state("agent1", AgentState.BREAK)
+    await store.set_agent_state("agent2", AgentState.AVAILABLE)
+    await store.call_start("b1", "w0", ani="+15557777", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    offer = await store.enqueue("b1", queue="billing", skill="billing", priority=0, journey=journey())
+    assert offer is not None and offer.agent_id == "agent2"
+    await store.offer_answered("b1", offer.offer_id)
+    await store.end_call("b1", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+
+    tab = await desktop(browser, api)
+    page = tab.page
+    await page.click("#history-card summary")
+    rows = page.locator("#history-rows tr")
+    await expect(rows).to_have_count(20, timeout=TIMEOUT_MS)
+    await expect(rows.first).to_have_attribute("data-call-id", "c20")
+    await expect(rows.first).to_contain_text("+155570020")
+    await expect(rows.first).to_contain_text("resolved")
+    await page.click("#history-more")
+    await expect(rows).to_have_count(21, timeout=TIMEOUT_MS)
+    await expect(page.locator("#history-more")).to_be_hidden()
+    assert await page.locator("#history-rows tr[data-call-id=b1]").count() == 0
+
+    await page.fill("#history-number", "+15557")
+    await page.click("#history-search")
+    await expect(rows).to_have_count(1, timeout=TIMEOUT_MS)
+    await expect(rows.first).to_have_attribute("data-call-id", "c20")
+    await page.fill("#history-number", "")
+    await page.select_option("#history-outcome", "abandoned")
+    await page.click("#history-search")
+    await expect(page.locator("#history-status")).to_have_text("No calls found.", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()
+
+
+async def test_the_call_buttons_follow_the_call_control_events(api: str, browser: Browser) -> None:
+    """callcontrol.js on its own (a unit test in the page: the events of the contract, fed by hand):
+    each step shows and enables only the buttons that make sense. tests/e2e/test_pages.py drives the
+    same buttons against a real hotline."""
+    tab = await open_tab(browser, f"{api}/")
+    steps = await tab.page.evaluate("""async () => {
+        const {CallControls, applyControl} = await import('/static/callcontrol.js');
+        const call = {call_id: "c1", offer_id: "c1.1", status: "ringing", held: false, muted: false};
+        const controls = new CallControls({login: () => ({agent: "agent1", token: "t"}), call: () => call,
+                                           error: () => {}});
+        const $ = (id) => document.getElementById(id);
+        const shown = (id) => !$(id).hidden;
+        const enabled = (id) => !$(id).disabled;
+        const snap = () => ({
+            note: $("call-note").hidden ? "" : $("call-note").textContent,
+            reject: shown("call-reject"), hangup: shown("call-hangup"), controls: shown("call-controls"),
+            state: $("call-controls").dataset.state, hold: $("cc-hold").textContent, holdOn: enabled("cc-hold"),
+            mute: $("cc-mute").textContent, transfer: enabled("cc-transfer"), consult: enabled("cc-consult"),
+            consultBar: shown("consult-bar"), complete: enabled("cc-complete"), cancel: enabled("cc-cancel"),
+            conferenceBar: shown("conference-bar"), keypad: enabled("cc-keypad"), dial: enabled("dial-go"),
+            line: $("consult-bar").hidden ? $("conference-line").textContent : $("consult-line").textContent});
+        const out = {};
+        const step = (name, ev) => {
+            if (ev) out[name + ":applied"] = applyControl(call, ev, "agent1");
+            controls.render();
+            out[name] = snap();
+        };
+        step("ringing");
+        call.status = "connected";
+        step("connected");
+        step("held", {type: "call.held", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        step("resumed", {type: "call.resumed", call_id: "c1", agent_id: "agent1", by: "agent1", held_s: 2.5});
+        step("redial", {type: "call.resumed", call_id: "c1", from: "abandon", queue: "billing"});
+        step("muted", {type: "call.muted", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        step("consulting", {type: "call.consult_started", call_id: "c1", agent_id: "agent1", target_type: "agent",
+                            target: "agent2", target_agent_id: "agent2"});
+        step("consult_answered", {type: "call.consult_answered", call_id: "c1", agent_id: "agent1",
+                                  target_agent_id: "agent2"});
+        step("swapped", {type: "call.consult_swapped", call_id: "c1", agent_id: "agent1", talking_to: "caller"});
+        step("conference", {type: "call.conferenced", call_id: "c1", agent_id: "agent1",
+                            agents: ["agent1", "agent2"]});
+        step("left", {type: "call.conference_left", call_id: "c1", agent_id: "agent1", by: "agent1"});
+        return out;
+    }""")
+    ringing = steps["ringing"]
+    assert ringing["reject"] and not ringing["hangup"] and not ringing["controls"] and not ringing["dial"]
+    assert "Pick up your phone" in ringing["note"]
+    connected = steps["connected"]
+    assert connected["hangup"] and connected["controls"] and not connected["reject"] and not connected["note"]
+    assert connected["hold"] == "Hold" and connected["holdOn"] and connected["transfer"] and connected["consult"]
+    assert connected["keypad"] and not connected["consultBar"] and not connected["dial"]
+    assert steps["held"]["hold"] == "Resume" and steps["held"]["state"] == "held"
+    assert steps["resumed"]["hold"] == "Hold" and steps["resumed"]["state"] == "connected"
+    assert steps["redial:applied"] is False and steps["redial"]["hold"] == "Hold"  # version 1's call.resumed
+    assert steps["muted"]["mute"] == "Unmute"
+    consulting = steps["consulting"]
+    assert consulting["consultBar"] and consulting["state"] == "consulting"
+    assert not consulting["complete"] and consulting["cancel"], "complete once the target answered"
+    assert not consulting["holdOn"] and not consulting["transfer"] and not consulting["consult"]
+    assert "Calling agent agent2" in consulting["line"]
+    assert steps["consult_answered"]["complete"] and "Talking to agent agent2" in steps["consult_answered"]["line"]
+    assert "Talking to the caller" in steps["swapped"]["line"]
+    conference = steps["conference"]
+    assert conference["conferenceBar"] and not conference["consultBar"] and conference["state"] == "conferenced"
+    assert "agent1, agent2" in conference["line"] and not conference["holdOn"]
+    left = steps["left"]
+    assert not left["controls"] and not left["hangup"] and left["dial"]
+    tab.expect_no_errors()
+
+
+async def test_rejecting_an_offer_is_checked_before_it_reaches_a_worker(api: str, store: QueueStore) -> None:
+    """The refusals the API decides itself (tests/e2e/test_pages.py rejects a ringing offer for real)."""
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    offer_id = await offer_call(store, "c1")
+    url = f"{api}/api/v1/calls/c1/reject"
+    agent2 = {"Authorization": "Bearer agent2-demo-token"}
+    async with aiohttp.ClientSession() as http:
+        for bad in ({}, {"offer_id": ""}, {"offer_id": 5}, {"offer_id": "x" * 201}, {"offer_id": offer_id, "x": 1}):
+            async with http.post(url, json=bad, headers=AGENT1) as r:
+                assert r.status == 400, bad
+        async with http.post(url, json={"offer_id": offer_id}, headers=agent2) as r:
+            assert r.status == 403, "another agent's offer"
+        async with http.post(f"{api}/api/v1/calls/nope/reject", json={"offer_id": "nope.1"}, headers=AGENT1) as r:
+            assert r.status == 404 and (await r.json())["error"]["code"] == "call.not_found"
+        async with http.post(url, json={"offer_id": "c1.7"}, headers=AGENT1) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "offer.stale"
+        await store.offer_answered("c1", offer_id)
+        async with http.post(url, json={"offer_id": offer_id}, headers=AGENT1) as r:
+            body = await r.json()
+            assert r.status == 409 and body["error"]["code"] == "offer.stale"
+            assert "connected" in body["error"]["message"]
+        await store.end_call("c1", reason="caller_hangup", wrapup_s=0, ttl_s=3600)
+        async with http.post(url, json={"offer_id": offer_id}, headers=SUPER) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "call.ended"
+
+
+async def test_the_wallboard_marks_agents_by_the_call_control_events(api: str, browser: Browser) -> None:
+    """callcontrol.js's floorControl on its own (the wallboard's rows follow it; tests/e2e/test_pages.py
+    watches a real hold on the wallboard)."""
+    tab = await open_tab(browser, f"{api}/wallboard")
+    marks = await tab.page.evaluate("""async () => {
+        const {floorControl} = await import('/static/callcontrol.js');
+        const agents = new Map([["a1", {agent_id: "a1"}], ["a2", {agent_id: "a2"}], ["a3", {agent_id: "a3"}]]);
+        const out = [];
+        const feed = (ev) => {
+            const took = floorControl(agents, {call_id: "c1", ...ev});
+            out.push([ev.type, took, agents.get("a1").control || "", agents.get("a2").control || "",
+                      Boolean(agents.get("a1").muted)]);
+        };
+        feed({type: "call.held", agent_id: "a1", by: "a1"});
+        feed({type: "call.resumed", agent_id: "a1", by: "a1", held_s: 1.5});
+        feed({type: "call.resumed", from: "abandon", queue: "q"});
+        feed({type: "call.muted", agent_id: "a1", by: "a1"});
+        feed({type: "call.consult_started", agent_id: "a1", target_type: "agent", target: "a2", target_agent_id: "a2"});
+        feed({type: "call.conferenced", agent_id: "a1", agents: ["a1", "a2"]});
+        feed({type: "call.conference_left", agent_id: "a1", by: "a1"});
+        feed({type: "call.transferred", agent_id: "a2", from_agent: "a2", by: "a2", target_type: "queue",
+              target: "q", mode: "blind"});
+        feed({type: "call.ended", agent_id: "a1"});
+        return out;
+    }""")
+    assert marks == [
+        ["call.held", True, "held", "", False],
+        ["call.resumed", True, "", "", False],
+        ["call.resumed", False, "", "", False],
+        ["call.muted", True, "", "", True],
+        ["call.consult_started", True, "consulting", "consulting", True],
+        ["call.conferenced", True, "conference", "conference", True],
+        ["call.conference_left", True, "", "conference", False],
+        ["call.transferred", True, "", "", False],
+        ["call.ended", False, "", "", False],
+    ]
+    tab.expect_no_errors()

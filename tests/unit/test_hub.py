@@ -66,3 +66,27 @@ async def test_a_desktop_that_stops_reading_is_dropped_and_the_others_go_on(monk
             w.cancel()
         await asyncio.gather(*writers, return_exceptions=True)
         await hub.close()
+
+
+async def test_call_control_events_reach_every_agent_they_name() -> None:
+    """The consulted agent's desktop gets its consult pop (an agent-only event), the consult's progress
+    (``target_agent_id``) and the conference (``agents``); a third agent gets none of them."""
+    hub = PopHub(store=None)  # type: ignore[arg-type]
+    sinks = {a: Sink() for a in ("agent1", "agent2", "agent3", "*")}
+    desks = {a: hub.add(a, s) for a, s in sinks.items()}  # type: ignore[arg-type]
+    events = [
+        StreamEvent("1-0", "call.consult_offered", {"call_id": "c", "agent_id": "agent2", "from_agent": "agent1",
+                                                    "ani": "+1", "queue": "q"}),
+        StreamEvent("2-0", "call.consult_answered", {"call_id": "c", "agent_id": "agent1",
+                                                     "target_agent_id": "agent2"}),
+        StreamEvent("3-0", "call.conferenced", {"call_id": "c", "agent_id": "agent1", "agents": ["agent1", "agent2"]}),
+        StreamEvent("4-0", "call.held", {"call_id": "c", "agent_id": "agent1", "by": "agent1"}),
+    ]
+    for ev in events:
+        await hub.dispatch(ev)
+    got = {a: [d.queue.get_nowait().type for _ in range(d.queue.qsize())] for a, d in desks.items()}
+    assert got["agent1"] == ["call.consult_answered", "call.conferenced", "call.held"]
+    assert got["agent2"] == ["call.consult_offered", "call.consult_answered", "call.conferenced"]
+    assert got["agent3"] == []
+    assert got["*"] == ["call.consult_answered", "call.conferenced", "call.held"]  # the pop is not the floor's
+    await hub.close()

@@ -4,15 +4,24 @@
 
 import {$, ApiError, EventFeed, api, clockTime, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {callFacts, crmView, journeyView, statusText} from "./pop.js";
+import {CallAlerts} from "./alerts.js";
+import {CallHistory, MyQueues} from "./history.js";
+import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
 
-const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id"};
+const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
+             alerts: "ivr.desktop.alerts"};
 const BUSY = new Set(["reserved", "oncall"]);
 const ACTIVITY_MAX = 50;
 
 let login = null; // {agent, token}
 let feed = null;
-let me = {state: "offline", since: null, reason: ""};
+let me = {state: "offline", since: null, reason: "", wrapupUntil: null}; // wrapupUntil: the server's deadline (ms)
 let call = null; // the current or last call offered to me
+const alerts = new CallAlerts();
+const history = new CallHistory(() => login);
+const queues = new MyQueues(() => login);
+const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
+let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
 
@@ -31,8 +40,11 @@ async function signIn(agent, token) {
   $("signout").hidden = false;
   $("who").textContent = profile.name ? `${profile.name} (${agent})` : agent;
   applyAgent(profile);
+  alerts.enabled = sessionStorage.getItem(KEY.alerts) === "on"; // the sound waits for a click after a reload
+  renderAlerts();
   restoreCall();
   loadDispositions();
+  queues.start();
   feed = new EventFeed({
     path: `/api/v1/agents/${encodeURIComponent(agent)}/events`, token, storageKey: KEY.last,
     params: {ack: "client"}, // the phone rings once the pop is on screen (we ack it below)
@@ -54,6 +66,9 @@ async function signOut() {
   feed = null;
   login = null;
   call = null;
+  alerts.disable();
+  queues.stop();
+  history.clear();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
   $("signout").hidden = true;
@@ -67,12 +82,47 @@ async function signOut() {
   document.title = "Agent desktop";
 }
 
+// --- call alerts ---------------------------------------------------------------------------------------
+
+const ALERT_TEXT = {
+  on: "Sound and notifications on",
+  blocked: "Sound on; notifications are blocked in this browser's site settings",
+  asleep: "Click anywhere in the page to wake the sound",
+  off: "",
+};
+
+function renderAlerts() {
+  const status = alerts.status();
+  const button = $("alerts-toggle");
+  button.setAttribute("aria-pressed", String(alerts.enabled));
+  button.textContent = alerts.enabled ? "Turn off call alerts" : "Turn on call alerts";
+  button.dataset.status = status;
+  $("alerts-status").textContent = ALERT_TEXT[status] || "";
+}
+
+async function toggleAlerts() {
+  if (alerts.enabled) {
+    alerts.disable();
+    sessionStorage.removeItem(KEY.alerts);
+  } else {
+    sessionStorage.setItem(KEY.alerts, "on");
+    await alerts.enable(); // in the click: the browser lets the page ask and play
+  }
+  renderAlerts();
+}
+
 // --- my state ----------------------------------------------------------------------------------------
 
 function applyAgent(agent) {
-  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || ""};
+  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || "",
+        wrapupUntil: Number(agent.wrapup_until) || null};
   renderState();
 }
+
+const HINT = {
+  reserved: "A call is ringing: pick up your phone to answer it.",
+  oncall: "On a call: your state changes when it ends.",
+};
 
 function renderState() {
   const pill = $("state");
@@ -84,10 +134,33 @@ function renderState() {
     button.setAttribute("aria-pressed", String(button.dataset.state === me.state));
     button.disabled = BUSY.has(me.state);
   }
-  $("state-hint").textContent = BUSY.has(me.state) ? "On a call: your state changes when it ends."
-    : me.state === "wrapup" ? "Wrap-up: choose Available when you are ready for the next call." : "";
+  const missed = me.state === "break" && /^(rejected|ring_no_answer|unreachable|agent_rejected)/.test(me.reason);
+  $("state-hint").textContent = missed ? "A call you did not take went back to its queue: choose Available when you are ready."
+    : HINT[me.state] || (me.state === "wrapup"
+    ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
+                      : "Wrap-up: choose Ready now when you are ready for the next call.")
+    : "");
+  const clock = $("wrapup-clock");
+  clock.hidden = me.state !== "wrapup";
+  clock.dataset.until = me.wrapupUntil ? String(me.wrapupUntil) : "";
+  $("wrapup-left").parentElement.hidden = !me.wrapupUntil;
   tick();
   setTitle();
+}
+
+/** More wrap-up time: the server moves the deadline; every tab hears agent.wrapup_extended. */
+async function extendWrapup() {
+  showError($("error"), null);
+  const button = $("wrapup-extend");
+  button.disabled = true;
+  try {
+    applyAgent(await api(login.token, "POST", `/api/v1/agents/${encodeURIComponent(login.agent)}/wrapup`,
+                         {extend_s: Number(button.dataset.extendS)}));
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function setState(state) {
@@ -117,7 +190,8 @@ function restoreCall() {
 
 /** The call record (the hello of a reconnect, after a reload) as the desktop's call. */
 function fromRecord(rec) {
-  const status = {offered: "ringing", connected: "connected", ended: "ended"}[rec.state];
+  const status = {offered: "ringing", connected: "connected", held: "connected", consulting: "connected",
+                  conferenced: "connected", transferring: "connected", ended: "ended"}[rec.state];
   const queued = Number(rec.queued_at), offered = Number(rec.offered_at);
   // the wait measured when the agent answered (the record's waited_s, or waited_ms in the raw hash):
   // the figure of call.answered, the queue statistics and the report; before the answer, the wait so far
@@ -129,37 +203,62 @@ function fromRecord(rec) {
     waited_s: answeredWait ?? (queued && offered ? (offered - queued) / 1000 : undefined), status: status || rec.state,
     offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
     ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
+    transferred_from: rec.transferred_from, ...controlFromRecord(rec),
   };
 }
 
 function onCallEvent(ev) {
   if (ev.type === "call.offered") {
-    call = {...ev, status: "ringing", offered_at: ev.ts};
+    call = {...ev, status: "ringing", offered_at: ev.ts, held: false, muted: false, consult: null, conference: null};
     delete call.type;
     delete call.id;
     renderCall({fill: true, announce: true});
+    $("pop").dataset.alerted = call.direction === "outbound" ? "" : alerts.pop(call).join(" ");
     saveCall();
     // ack once the card is painted (after the next frame): then the server lets the phone ring
     const offer = ev.offer_id;
     requestAnimationFrame(() => setTimeout(() => { if (feed) feed.send({type: "ack", offer_id: offer}); }, 0));
     return;
   }
+  if (ev.type === "call.consult_offered") {  // a colleague consults me: my phone rings for the consult
+    call = {call_id: ev.call_id, ani: ev.ani, queue: ev.queue, journey: ev.journey, crm: ev.crm, status: "ringing",
+            offered_at: ev.ts, consult_from: ev.from_agent};
+    renderCall({fill: true, announce: true});
+    $("pop").dataset.alerted = alerts.pop(call).join(" ");
+    saveCall();
+    return;
+  }
   if (!call || call.call_id !== ev.call_id) return;
+  if (applyControl(call, ev, login.agent)) {
+    if (call.status !== "connected") alerts.clear(call.call_id);
+    renderCall();
+    saveCall();
+    return;
+  }
+  if (ev.type === "call.answered" || ev.type === "call.offer_failed" || ev.type === "call.ended") alerts.clear(ev.call_id);
   if (ev.type === "call.offer_failed") {
     if (ev.offer_id && ev.offer_id !== call.offer_id) return;
     Object.assign(call, {status: "missed", reason: ev.reason, ended_at: ev.ts});
+  } else if (ev.type === "call.dialing") {  // click-to-dial: I answered my phone, the customer's rings now
+    Object.assign(call, {status: "dialing", note: ""});
   } else if (ev.type === "call.answered") {
     // the wait up to the answer (ringing included): what the wallboard and the report show for this call
-    Object.assign(call, {status: "connected", answered_at: ev.ts, waited_s: ev.waited_s ?? call.waited_s});
+    Object.assign(call, {status: "connected", answered_at: ev.ts, waited_s: ev.waited_s ?? call.waited_s,
+                         note: ""});
     fill($("pop-facts"), callFacts(call));
   } else if (ev.type === "call.ended") {
     if (call.status === "missed") return;
     Object.assign(call, {status: "ended", ended_at: ev.ts, outcome: ev.outcome, reason: ev.reason});
   } else if (ev.type === "call.disposition") {
     Object.assign(call, {disposition: ev.disposition, notes: ev.notes});
+    followDisposition();
   }
   renderCall();
   saveCall();
+  if (ev.type === "call.ended" || ev.type === "call.disposition") {
+    if (history.unfiltered()) history.search();
+  }
+  if (ev.type === "call.answered" || ev.type === "call.offer_failed") queues.refresh();
 }
 
 /** Show the call: ``fill`` draws the card's contents and resets the form (a new call),
@@ -170,14 +269,23 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   card.hidden = !call;
   if (!call) {
     renderWrapup(true);
+    controls.render();
     return;
   }
   card.dataset.callId = call.call_id;
   card.dataset.status = call.status;
-  $("pop-title").textContent = call.status === "ringing" ? `Incoming call from ${call.ani || "unknown"}` : `Call with ${call.ani || "unknown"}`;
+  const outbound = call.direction === "outbound"; // click-to-dial: my phone rings first, then the customer's
+  $("pop-title").textContent = call.status === "ringing"
+    ? (outbound ? `Calling ${call.ani || "unknown"}` : `Incoming call from ${call.ani || "unknown"}`)
+    : `Call with ${call.ani || "unknown"}`;
   const pill = $("call-status");
-  pill.textContent = statusText(call);
-  pill.dataset.state = call.status;
+  const sub = call.status !== "connected" ? call.status : call.consult ? "consulting" : call.conference ? "conferenced"
+    : call.held ? "held" : "connected";
+  pill.textContent = sub === "connected" || sub === call.status ? statusText(call) : SUB_STATUS[sub];
+  pill.dataset.state = sub;
+  card.dataset.control = sub;
+  if (call.consult_from) card.dataset.consultFrom = call.consult_from;
+  else delete card.dataset.consultFrom;
   if (fillCard) {
     fill($("pop-facts"), callFacts(call));
     fill($("pop-crm"), crmView(call.crm));
@@ -191,9 +299,12 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
     card.classList.add("flash");
   }
   renderWrapup(fillCard);
+  controls.render();
   tick();
   setTitle();
 }
+
+const SUB_STATUS = {held: "On hold", consulting: "Consulting", conferenced: "Conference"};
 
 /** The disposition form is for the current or last call once it was answered. */
 function renderWrapup(reset) {
@@ -201,8 +312,7 @@ function renderWrapup(reset) {
   const usable = answered || Boolean(call && call.disposition);
   for (const id of ["disposition", "notes", "disposition-save"]) $(id).disabled = !usable;
   if (reset) {
-    $("disposition").value = call && call.disposition ? call.disposition : "";
-    $("notes").value = call && call.notes ? call.notes : "";
+    setDispositionForm(call && call.disposition ? call.disposition : "", call && call.notes ? call.notes : "");
     $("disposition-result").textContent = "";
   }
   $("wrapup-call").textContent = !call ? "No call to dispose of yet."
@@ -216,12 +326,32 @@ function renderWrapup(reset) {
   }
 }
 
+function setDispositionForm(disposition, notes) {
+  $("disposition").value = disposition;
+  $("notes").value = notes;
+  formBase = {disposition: $("disposition").value, notes};
+}
+
+/** A disposition saved (here, or in another tab of mine): the form shows it, unless the agent is
+ * typing a different one here (then it says so, and keeps the typing). */
+function followDisposition() {
+  const edited = $("disposition").value !== formBase.disposition || $("notes").value !== formBase.notes;
+  const same = $("disposition").value === call.disposition && $("notes").value === (call.notes || "");
+  if (!edited || same) {
+    setDispositionForm(call.disposition || "", call.notes || "");
+    $("disposition-form").dataset.conflict = "";
+  } else {
+    $("disposition-form").dataset.conflict = "1";
+    showError($("error"), new Error(`Another tab saved "${call.disposition}" for this call: saving here replaces it.`));
+  }
+}
+
 async function loadDispositions() {
   try {
     const {dispositions} = await api(login.token, "GET", "/api/v1/dispositions");
     const select = $("disposition");
     fill(select, el("option", {value: ""}, "choose…"), dispositions.map((code) => el("option", {value: code}, code.replace(/_/g, " "))));
-    if (call && call.disposition) select.value = call.disposition;
+    if (call && call.disposition) setDispositionForm(call.disposition, $("notes").value);
   } catch (err) {
     showError($("error"), err);
   }
@@ -239,6 +369,7 @@ async function saveDisposition(event) {
                           {disposition: $("disposition").value, notes: $("notes").value});
     Object.assign(call, {disposition: rec.disposition, notes: rec.notes});
     saveCall();
+    followDisposition();
     renderWrapup(false);
   } catch (err) {
     $("disposition-result").textContent = "";
@@ -258,9 +389,11 @@ function onHello(hello) {
       renderCall({fill: true, announce: call.status === "ringing"});
     } else {
       const rec = fromRecord(hello.call);
-      for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes"]) {
+      for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes", "held", "muted",
+                         "consult", "conference"]) {
         if (rec[key] !== undefined && (key !== "status" || call.status !== "missed")) call[key] = rec[key];
       }
+      if (rec.disposition !== undefined) followDisposition();
       renderCall();
     }
     saveCall();
@@ -271,20 +404,24 @@ const DESCRIBE = {
   "call.offered": (ev) => `Call offered: ${ev.ani || "unknown"} · ${ev.queue || ""}`,
   "call.offer_failed": (ev) => `Offer missed (${(ev.reason || "").replace(/_/g, " ")})`,
   "call.answered": () => "Call answered",
+  "call.dialing": () => "Dialling the customer",
   "call.ended": (ev) => `Call ended (${ev.outcome || ev.reason || ""})`,
   "call.disposition": (ev) => `Disposition saved: ${ev.disposition}`,
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
+  "agent.wrapup_extended": (ev) => `Wrap-up extended by ${duration(Number(ev.extended_s))}`,
   "agent.deleted": () => "Agent profile deleted",
+  ...CONTROL_TEXT,
   "replay.gap": () => "Some events were too old to replay: state refreshed",
 };
 
 function addActivity(ev) {
   const describe = DESCRIBE[ev.type];
-  if (!describe) return;
+  const text = describe ? describe(ev) : null;
+  if (!text) return;
   const list = $("activity");
   const when = Number(ev.ts) || serverNow();
   list.prepend(el("li", {dataset: {eventId: ev.id || "", type: ev.type}},
-                  el("time", {}, clockTime(when)), " ", describe(ev)));
+                  el("time", {}, clockTime(when)), " ", text));
   while (list.children.length > ACTIVITY_MAX) list.lastElementChild.remove();
 }
 
@@ -293,8 +430,22 @@ async function onEvent(ev) {
   if (ev.type.startsWith("call.")) {
     onCallEvent(ev);
   } else if (ev.type === "agent.state") {
-    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || ""};
+    // a consult of mine that ends without reaching me as an event (cancelled, failed): my state says so
+    if (call && call.consult_from && (call.status === "ringing" || call.status === "connected")
+        && !BUSY.has(ev.state)) {
+      Object.assign(call, {status: "ended", ended_at: Number(ev.ts) || serverNow(), conference: null});
+      alerts.clear(call.call_id);
+      renderCall();
+      saveCall();
+    }
+    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || "",
+          wrapupUntil: ev.state === "wrapup" ? Number(ev.wrapup_until) || null : null};
     renderState();
+  } else if (ev.type === "agent.wrapup_extended") {
+    if (me.state === "wrapup") {
+      me.wrapupUntil = Number(ev.wrapup_until) || me.wrapupUntil;
+      renderState();
+    }
   } else if (ev.type === "agent.deleted") {
     feed.stop();
     showError($("error"), new ApiError(404, "agent.not_found", "your agent profile was deleted"));
@@ -310,7 +461,13 @@ async function onEvent(ev) {
 // --- clocks -------------------------------------------------------------------------------------------------
 
 function tick() {
+  queues.render();
   $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
+  if (me.state === "wrapup" && me.wrapupUntil) {
+    const left = (me.wrapupUntil - serverNow()) / 1000;
+    // ceil: "0:01" until the last second is over; at 0 the server makes the agent available
+    $("wrapup-left").textContent = left > 0 ? duration(Math.ceil(left)) : "0:00";
+  }
   if (!call) return;
   const now = serverNow();
   const span = call.status === "ringing" ? now - (call.offered_at || now)
@@ -341,6 +498,10 @@ function start() {
     $(id).addEventListener("click", () => setState($(id).dataset.state));
   }
   $("disposition-form").addEventListener("submit", saveDisposition);
+  $("wrapup-extend").addEventListener("click", extendWrapup);
+  $("alerts-toggle").addEventListener("click", toggleAlerts);
+  alerts.onChange = renderAlerts;
+  $("wrapup-ready").addEventListener("click", () => setState("available"));
   setInterval(tick, 1000);
   const agent = sessionStorage.getItem(KEY.agent), token = sessionStorage.getItem(KEY.token);
   if (agent && token) {

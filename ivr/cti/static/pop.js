@@ -6,9 +6,12 @@ import {el, safeHref} from "./common.js";
 
 const CALL_STATUS = {
   ringing: "Ringing",
+  dialing: "Dialling",
   connected: "Connected",
   ended: "Ended",
   missed: "Missed",
+  transferred: "Transferred",
+  left: "Left the conference",
 };
 
 export function statusText(call) {
@@ -37,6 +40,9 @@ export function callFacts(call) {
     row("Language", (call.journey && call.journey.language) || call.language, "language"),
     row("Queue", call.queue, "queue"),
     row("Priority", call.priority, "priority"),
+    row("Transferred by", call.transferred_from, "transferred-from"),
+    row("Consult from", call.consult_from, "consult-from"),
+    row("Direction", call.direction === "outbound" ? "outbound (you dialled)" : null, "direction"),
     row("Waited", seconds(call.waited_s), "waited"));
 }
 

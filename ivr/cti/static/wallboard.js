@@ -5,6 +5,7 @@
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
+import {floorControl} from "./callcontrol.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
 const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
@@ -12,13 +13,15 @@ const STATES = ["available", "reserved", "oncall", "wrapup", "break", "offline"]
 const ON_CALL = new Set(["reserved", "oncall", "wrapup"]);
 const QUEUE_EVENTS = new Set(["call.queued", "call.offered", "call.offer_failed", "call.answered", "call.abandoned",
                               "call.ended"]);
+const CONTROL_TEXT = {held: "on hold", consulting: "consulting", conference: "conference"};
+const RECORD_CONTROL = {held: "held", consulting: "consulting", conferenced: "conference"};
 const QUEUES_EVERY_MS = 5000;
 const AGENTS_EVERY_MS = 30000;
 
 let token = null;
 let feed = null;
 let timers = [];
-let agents = new Map(); // agent_id -> {agent_id, name, state, since, reason, call_id}
+let agents = new Map(); // agent_id -> {agent_id, name, state, since, reason, call_id, control, muted}
 const calls = new Map(); // call_id -> {ani, queue}, from the pops, while an agent holds the call
 let queues = [];
 let queuesAt = 0; // when the figures were fetched (this browser's clock)
@@ -173,13 +176,33 @@ async function refreshAgents() {
                        since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || ""};
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
+      const kept = known && known.call_id === fetched.call_id ? {control: known.control, muted: known.muted} : {};
       next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
-        ? {...known, name: fetched.name} : fetched);
+        ? {...known, name: fetched.name} : {...fetched, ...kept});
     }
     agents = next;
     renderAgents();
+    learnControls();
   } catch (err) {
     showError($("error"), err);
+  }
+}
+
+/** Agents on a call the page has not seen the control events of (it just opened): read the call's
+ * record once for its state (held, consulting, conferenced) and muted flag. */
+async function learnControls() {
+  for (const a of agents.values()) {
+    if (!a.call_id || a.control !== undefined) continue;
+    a.control = "";
+    try {
+      const rec = await api(token, "GET", `/api/v1/calls/${encodeURIComponent(a.call_id)}`);
+      if (agents.get(a.agent_id) !== a || a.call_id !== rec.call_id) continue;
+      a.control = RECORD_CONTROL[rec.state] || "";
+      a.muted = rec.muted === true || rec.muted === "1";
+      scheduleAgents();
+    } catch {
+      // the call ended meanwhile: nothing to show
+    }
   }
 }
 
@@ -199,9 +222,12 @@ function renderAgents() {
     STATES.indexOf(a.state) - STATES.indexOf(b.state) || a.agent_id.localeCompare(b.agent_id));
   fill($("agent-rows"), rows.map((a) => {
     const c = a.call_id ? calls.get(a.call_id) : null;
-    return el("tr", {dataset: {agentId: a.agent_id, state: a.state}},
+    const control = a.control || "";
+    return el("tr", {dataset: {agentId: a.agent_id, state: a.state, control, muted: a.muted ? "1" : ""}},
       el("td", {}, a.name || a.agent_id, a.name ? el("span", {class: "muted small"}, ` ${a.agent_id}`) : null),
-      el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state)),
+      el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state),
+         control ? el("span", {class: "pill control", dataset: {state: control}}, CONTROL_TEXT[control]) : null,
+         a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
       el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
@@ -220,6 +246,8 @@ function onAgentState(ev) {
     calls.delete(a.call_id);
     a.call_id = "";
   }
+  // a consulted agent is marked by call.consult_started before its phone rings: keep it while busy
+  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false});
   agents.set(ev.agent_id, a);
 }
 
@@ -240,7 +268,9 @@ function onEvent(ev) {
   } else if (ev.type === "call.offered") {
     calls.set(ev.call_id, {ani: ev.ani, queue: ev.queue});
     const a = agents.get(ev.agent_id);
-    if (a) a.call_id = ev.call_id;
+    if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false});
+    scheduleAgents();
+  } else if (floorControl(agents, ev)) {
     scheduleAgents();
   }
   if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();

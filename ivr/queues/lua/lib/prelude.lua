@@ -250,7 +250,10 @@ local function set_agent_state(aid, state, reason)
     redis.call('HDEL', key, 'call_id', 'offer_id')
   end
   if prev ~= state then
-    emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or ''})
+    -- into wrap-up: its deadline (set just before, see release_agent), so every desktop counts down to it
+    local wrapup_until = state == 'wrapup' and tonumber(redis.call('ZSCORE', k('wrapup'), aid)) or nil
+    emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or '',
+                         wrapup_until = wrapup_until})
   end
 end
 
@@ -297,8 +300,10 @@ end
 local function release_agent(cid, aid, wrapup, reason)
   if not aid or redis.call('HGET', k('agent', aid), 'call_id') ~= cid then return false end
   if wrapup > 0 then
+    -- the deadline (epoch ms) is the one place wrap-up's end is kept: housekeeping releases the agent
+    -- then, desktops count down to it, the agent may extend it (agent_wrapup_extend.lua)
+    redis.call('ZADD', k('wrapup'), NOW + math.floor(wrapup * 1000 + 0.5), aid)
     set_agent_state(aid, 'wrapup', reason)
-    redis.call('ZADD', k('wrapup'), NOW + wrapup * 1000, aid)
   else
     set_agent_state(aid, 'available', reason)
     match_agent(aid)

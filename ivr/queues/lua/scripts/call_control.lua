@@ -225,8 +225,13 @@ elseif op == 'conference_leave' then
   else
     return redis.error_reply('agent.not_found agent ' .. a1 .. ' is not in this conference')
   end
+  local ok, parties = pcall(cjson.decode, c.conference or '[]')
+  local remaining = {}  -- who goes on (their desktops see the event too)
+  if ok and type(parties) == 'table' then
+    for _, p in ipairs(parties) do if p ~= a1 then remaining[#remaining + 1] = p end end
+  end
   redis.call('HDEL', ckey, 'consult', 'conference', 'muted')
-  emit('call.conference_left', {call_id = cid, agent_id = a1, by = by})
+  emit('call.conference_left', {call_id = cid, agent_id = a1, by = by, agents = remaining})
   return result({changed = true, agent_id = redis.call('HGET', ckey, 'agent_id') or ''})
 end
 return redis.error_reply('request.invalid unknown call control op ' .. tostring(op))
