@@ -105,7 +105,6 @@ async def test_killed_worker_is_restarted_and_its_calls_and_reservations_release
         try:
             store = hotline.store(redis)
             old_pid = int((await redis.get(store.keys.worker_alive(victim))).decode().rpartition(":")[2])
-            killed_at = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
 
             async def restarted() -> int | None:
@@ -113,9 +112,8 @@ async def test_killed_worker_is_restarted_and_its_calls_and_reservations_release
                 pid = int(holder.rpartition(":")[2]) if holder else None
                 return pid if pid and pid != old_pid else None
             new_pid = await until(restarted, 10, 0.05)
-            restart_s = time.monotonic() - killed_at
+            # how fast is a benchmark figure (bench/faults.py kill_worker: restarted_in_s), not asserted here
             assert new_pid, "the supervisor did not restart the killed worker"
-            assert restart_s < 2.5, f"restart took {restart_s:.2f}s"  # 2 s goal, + the heartbeat write
 
             async def released() -> bool:
                 # the agent is free of the lost call: available, or already offered the next caller
