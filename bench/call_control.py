@@ -4,12 +4,12 @@
 ``make bench`` (``--no-call-control`` skips it). Two parts, each on ``ivr run`` started by
 tests.e2e.conftest.Hotline on loopback, driven through the Kamailio edge by sipp:
 
-- **latency** (``--workers`` 104 pjsua2 workers, default leg policy): ``--connected`` (3) callers
+- **latency** (``--cc-workers`` 104 pjsua2 workers, default leg policy): ``--cc-connected`` (3) callers
   press 1 (sales) and are answered by agents whose phones are one sipp UAS (tests/sipp/cc_phone.xml,
-  each call sends a 2700 Hz tone); then ``--waiting`` (197) callers press 2 and wait in the billing
+  each call sends a 2700 Hz tone); then ``--cc-waiting`` (197) callers press 2 and wait in the billing
   queue with music on hold (no billing agent), as bench/capacity.py places them: 200 calls up. The
   connected calls come first so that the edge's least-loaded dispatch gives each a worker of its own
-  (a worker full of callers refuses consults: that is part 2). For ``--cycle-s`` seconds each
+  (a worker full of callers refuses consults: that is part 2). For ``--cc-cycle-s`` (60) seconds each
   connected call runs, as a supervisor, over and over: hold, resume, mute, unmute, dtmf, consult
   (queue support: an available agent), consult/swap twice, consult/cancel, consult again,
   conference, conference/leave (as the first agent: the target keeps the caller), transfer to the
@@ -18,7 +18,7 @@ tests.e2e.conftest.Hotline on loopback, driven through the Kamailio edge by sipp
   bridge change), p50/p95/p99. On one call a kernel-stamped capture of the caller's media port
   (tests/e2e/test_media.py StampedSniffer) gives request -> first RTP packet whose content changed
   (hold: the agent's tone gives way to music; resume: the tone is back), the on-the-wire figure.
-- **leg policy** (``--leg-workers`` 4 workers, once with ``workers.spare_legs`` 0, once with 1):
+- **leg policy** (``--cc-leg-workers`` 4 workers, once with ``workers.spare_legs`` 0, once with 1):
   (a) callers per worker: pool capacity + 2 callers wait in a queue; the peak held at once / workers,
   the refused ones, the workers' RSS and CPU per caller; (b) consult success as load rises: at 25, 50,
   75, 100 % of the pool's caller capacity (connected to agents), a consult is tried on every
@@ -559,6 +559,8 @@ def previous_figures() -> dict[str, Any] | None:
     top = max(levels, key=lambda lv: lv["calls"])
     cores = (data.get("machine") or {}).get("cores") or CORES
     cpu = top["server_cpu_pct_of_machine"]
+    by_level = {lv["calls"]: round(lv["calls"] / (lv["server_cpu_pct_of_machine"] / 100 * cores), 1)
+                for lv in levels if lv.get("server_cpu_pct_of_machine")}
     per_call: dict[str, Any] = next((pc for pc in data["ours"].get("per_call", []) if pc["calls"] == top["calls"]), {})
     return {"file": str(path.relative_to(ROOT)), "workers": data.get("workers"), "callers": top["calls"],
             "server_cpu_pct_per_call": per_call.get("server_cpu_pct_per_call"),
@@ -567,6 +569,7 @@ def previous_figures() -> dict[str, Any] | None:
             "callers_per_worker": round(top["calls"] / data["workers"], 2) if data.get("workers") else None,
             "server_cpu_pct_of_machine": cpu,
             "callers_per_core": round(top["calls"] / (cpu / 100 * cores), 1) if cpu else None,
+            "callers_per_core_by_level": by_level,
             "rss_mb_per_worker": data["ours"]["idle"].get("rss_mb_per_worker")}
 
 
@@ -612,7 +615,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cc-connected", type=int, default=3, help="connected calls running commands")
     ap.add_argument("--cc-waiting", type=int, default=197, help="callers waiting with music on hold")
     ap.add_argument("--cc-fill-rate", type=int, default=25, help="calls/s placing the waiting ones")
-    ap.add_argument("--cc-cycle-s", type=float, default=90.0, help="seconds of commands")
+    ap.add_argument("--cc-cycle-s", type=float, default=60.0, help="seconds of commands")
     ap.add_argument("--cc-leg-workers", type=int, default=4, help="workers for the leg policy part")
     ap.add_argument("--cc-no-latency", action="store_true", help="skip the latency part")
     ap.add_argument("--cc-no-legs", action="store_true", help="skip the leg policy part")

@@ -59,10 +59,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
-from bench.capacity import capacity_sections  # noqa: E402
 from bench.call_control import add_arguments as add_call_control_arguments  # noqa: E402
 from bench.call_control import call_control_bench  # noqa: E402
+from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
+from bench.capacity import capacity_sections  # noqa: E402
 from bench.estimate import estimate_bench  # noqa: E402
 from bench.harness import latency_plots  # noqa: E402
 from bench.pops import pops_bench  # noqa: E402
