@@ -449,6 +449,8 @@ async def latency_part(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await asyncio.gather(waiting, return_exceptions=True)
         out["request_to_202_ms"] = {cmd: latency_summary(s) for cmd, s in r.samples.items()}
         out["request_to_rtp_change_ms"] = {cmd: latency_summary(s) for cmd, s in on_wire.items()}
+        # commands whose change was not seen within 2 s are left out of the figures above: counted here
+        out["wire_commands_sent"] = {cmd: sum(1 for c, _ in wire.marks if c == cmd) for cmd in on_wire}
         out["refused"] = r.refusals
         out["_samples_ms"] = {**{cmd: s for cmd, s in r.samples.items() if s},
                               **{f"wire {cmd}": s for cmd, s in on_wire.items() if s}}
