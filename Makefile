@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -68,7 +68,7 @@ lint: install
 	$(BIN)/mypy ivr bench deploy/python
 	$(BIN)/lint-imports
 
-bench: install  # every section, then the faults, then the 30-minute soak (about 60 min)
+bench: install  # every section, then the faults, then the 30-minute soak (about 65 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/soak.py
@@ -78,6 +78,9 @@ bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,0
 
 bench-faults: install  # the seven faults under traffic at bench scale, each with what was lost (about 10 min)
 	$(BIN)/python bench/faults.py
+
+bench-call-control: install  # call-control command latency with 200 calls up; the leg policy's callers per worker (about 5 min)
+	$(BIN)/python bench/call_control.py $(CC_ARGS)
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
 	$(BIN)/python bench/pops.py

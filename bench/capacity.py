@@ -422,9 +422,10 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
                      {"log_level": "warning", "workers": {"drain_s": 5},
                       "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}}, args.rtp_ports_per_worker)
     t0 = time.monotonic()
-    redis = h.redis()
+    redis: Redis | None = None
     try:
         await h.start(timeout=900)
+        redis = h.redis()  # after the start: `ivr run` writes the Redis password it generated
         result["startup_s"] = round(time.monotonic() - t0, 1)
         result["rtp_ports_per_worker"] = h.config()["workers"]["rtp_ports_per_worker"]
         assert h.proc is not None
@@ -437,7 +438,8 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
         out["log_problems"] = log_problems(h)
         return out, target
     finally:
-        await redis.aclose()
+        if redis is not None:
+            await redis.aclose()
         h.stop(timeout=60)
 
 

@@ -38,6 +38,11 @@ bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed und
   events through the webhook outbox to a receiver on loopback; deliveries/s in strict order and with
   8 in flight, end-to-end latency p50/p95/p99 at a steady rate. ``--no-webhooks`` skips it
   (``python bench/webhooks.py`` runs only it).
+- call control (bench/call_control.py, about 5 minutes, its own hotlines): request -> 202 of each
+  call-control command p50/p99 with 200 calls up (and request -> changed RTP at the caller for hold
+  and resume), callers per worker with ``workers.spare_legs`` 0 and 1, consult success as load
+  rises, against the newest capacity figures. ``--no-call-control`` skips it (``make
+  bench-call-control`` runs only it); its flags are ``--cc-*``.
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -54,6 +59,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.call_control import add_arguments as add_call_control_arguments  # noqa: E402
+from bench.call_control import call_control_bench  # noqa: E402
 from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
 from bench.capacity import capacity_sections  # noqa: E402
 from bench.estimate import estimate_bench  # noqa: E402
@@ -67,6 +74,7 @@ from bench.webhooks import webhooks_bench  # noqa: E402
 async def main() -> None:
     ap = argparse.ArgumentParser()
     add_capacity_arguments(ap)
+    add_call_control_arguments(ap)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     speech = ap.add_mutually_exclusive_group()
     speech.add_argument("--no-speech", action="store_true", help="skip the speech service benchmark")
@@ -76,6 +84,7 @@ async def main() -> None:
     ap.add_argument("--no-estimate", action="store_true", help="skip the wait-estimate benchmark")
     ap.add_argument("--no-pops", action="store_true", help="skip the screen-pop latency benchmark")
     ap.add_argument("--no-webhooks", action="store_true", help="skip the webhook outbox benchmark")
+    ap.add_argument("--no-call-control", action="store_true", help="skip the call-control benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     stamp = f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}"
@@ -96,6 +105,9 @@ async def main() -> None:
     if not args.no_webhooks and not args.speech_only and not args.queues_only:
         print("webhooks: events through the outbox to a receiver on loopback (about 20 s)", flush=True)
         result["webhooks"] = await webhooks_bench()
+    if not args.no_call_control and not args.speech_only and not args.queues_only:
+        print("call control: command latency with 200 calls up, the leg policy (about 5 min)", flush=True)
+        result["call_control"] = await call_control_bench(args)
     if not args.speech_only and not args.queues_only:
         await capacity_sections(args, result, Path(args.out) / stamp)
     # the other sections' raw latency samples become histograms (bench/results/<stamp>-<section>.png)
