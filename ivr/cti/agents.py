@@ -24,6 +24,7 @@ from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.core.sip_auth import SipCredential, new_sip_password, phone_aor
 from ivr.cti.auth import User, new_token, require_role, require_self_or
+from ivr.cti.command_reply import send_command
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE, body, user
 from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
 
@@ -273,13 +274,7 @@ async def reject_offer(request: web.Request) -> web.Response:
     if state != "offered" or call.get("offer_id") != req.offer_id:
         raise Conflict(f"offer {req.offer_id[:64]} is not ringing: the call is {state}", code="offer.stale")
     command = commands.Reject(call_id=call_id, by=who.id, role=who.role, offer_id=req.offer_id)
-    reply = await store.send_command(command, request.app[SETTINGS].api.command_timeout_s)
-    log.info("call.command", call_id=call_id, command="reject", by=who.id, status=reply.status, code=reply.code)
-    if reply.status is not commands.Status.ACCEPTED:
-        raise Conflict(reply.message or f"the call refused the command ({reply.code})",
-                       code=reply.code or "command.refused")
-    return web.json_response({"call_id": call_id, "command": "reject", "status": "accepted",
-                              "command_id": command.command_id}, status=202)
+    return await send_command(request, command, "reject")
 
 
 def _last_event_id(request: web.Request) -> str | None:

@@ -2,9 +2,9 @@
 
 Every route sends one command (:mod:`ivr.core.commands`) to the worker that holds the call, through
 any API instance (:meth:`QueueStore.send_command`), and answers 202 once the worker carried it out.
-The worker's refusals keep their stable codes; their HTTP statuses are decided here, in one table
-(:data:`REFUSAL_STATUS`). Who may: the call's agent (or the agent it is consulting, for the consult
-and conference routes), supervisors and admins on any call.
+The worker's refusals keep their stable codes; their HTTP statuses are one table for every command
+route (:data:`ivr.cti.command_reply.REFUSAL_STATUS`). Who may: the call's agent (or the agent it is
+consulting, for the conference routes), supervisors and admins on any call.
 """
 
 from __future__ import annotations
@@ -19,22 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ivr.core import commands
 from ivr.core.config import ROUTING_NAME
-from ivr.core.errors import Conflict, Forbidden, IvrError, NotFound, Unavailable
+from ivr.core.errors import Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.agents import AGENT_ID
 from ivr.cti.auth import User
+from ivr.cti.command_reply import send_command
 from ivr.cti.context import SETTINGS, STORE, body, user
 from ivr.dialplan.destinations import transfer_allowed
 
 log = get_logger(__name__)
 
-#: the HTTP status of a worker's refusal, by its code (anything else: 409)
-REFUSAL_STATUS: dict[str, type[IvrError]] = {
-    "call.no_leg": Unavailable,
-    "number.not_allowed": Forbidden,
-    "agent.not_found": NotFound,
-    "queue.not_found": NotFound,
-}
 NUMBER = r"^\+?[0-9*#]{1,32}$"
 
 
@@ -121,18 +115,7 @@ async def _send(request: web.Request, name: str, make: Make, *, model: type[Base
         req = await body(request, model) if request.can_read_body or model is not LeaveBody else LeaveBody()
     if isinstance(req, TargetBody):
         await _check_target(request, req.target)
-    command = make(who, call_id, req)
-    reply = await request.app[STORE].send_command(command, request.app[SETTINGS].api.command_timeout_s)
-    log.info("call.command", call_id=call_id, command=name, by=who.id, status=reply.status, code=reply.code)
-    if reply.status is commands.Status.GONE:
-        raise Conflict(reply.message or "the call is no longer there", code=reply.code or "call.gone")
-    if reply.status is not commands.Status.ACCEPTED:
-        error = REFUSAL_STATUS.get(reply.code, Conflict)
-        details = {"retry_after_s": 5} if error is Unavailable else {}
-        raise error(reply.message or f"the call refused {name} ({reply.code})",
-                    code=reply.code or "command.refused", **details)
-    return web.json_response({"call_id": call_id, "command": name, "status": "accepted",
-                              "command_id": command.command_id}, status=202)
+    return await send_command(request, make(who, call_id, req), name)
 
 
 def _simple(kind: type[commands.Command], name: str, *, consulted_may: bool = False) -> Any:

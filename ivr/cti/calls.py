@@ -23,6 +23,7 @@ from ivr.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
 from ivr.cti.auth import User, require_role, require_self_or
+from ivr.cti.command_reply import send_command
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.queues.stats import parse_time
 from ivr.queues.store import CallQuery
@@ -420,17 +421,9 @@ async def hangup_call(request: web.Request) -> web.Response:
     """End a live call for every party: supervisors and admins any call, an agent its own. The
     command goes to the worker that holds the call, whichever API instance receives it."""
     who, call_id, call = await _own_call(request)
-    store = request.app[STORE]
     if call.get("state") == "ended":
         raise Conflict("the call has already ended", code="call.ended")
-    command = commands.Hangup(call_id=call_id, by=who.id, role=who.role)
-    reply = await store.send_command(command, request.app[SETTINGS].api.command_timeout_s)
-    log.info("call.command", call_id=call_id, command="hangup", by=who.id, status=reply.status, code=reply.code)
-    if reply.status is not commands.Status.ACCEPTED:
-        raise Conflict(reply.message or f"the call refused the command ({reply.code})",
-                       code=reply.code or "command.refused")
-    return web.json_response({"call_id": call_id, "command": "hangup", "status": "accepted",
-                              "command_id": command.command_id}, status=202)
+    return await send_command(request, commands.Hangup(call_id=call_id, by=who.id, role=who.role), "hangup")
 
 
 async def list_dispositions(request: web.Request) -> web.Response:
