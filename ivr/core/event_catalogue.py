@@ -482,22 +482,26 @@ class CallConsultAnswered(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class CallConsultFailed(Event):
-    """The consult target did not answer or hung up (``reason``); the agent is back with the caller."""
+    """The consult target did not answer or hung up (``reason``); the agent is back with the caller
+    (``target_agent_id``: the consulted agent, whose desktop sees it too; "" for a number)."""
     type: ClassVar[EventType] = E.CALL_CONSULT_FAILED
     audience: ClassVar[frozenset[str]] = AF
     call_id: str
     agent_id: str
     reason: str
+    target_agent_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
 class CallConsultCancelled(Event):
-    """The agent ended the consult; it is back with the caller."""
+    """The agent ended the consult; it is back with the caller (``target_agent_id``: the consulted
+    agent, whose desktop sees it too; "" for a number)."""
     type: ClassVar[EventType] = E.CALL_CONSULT_CANCELLED
     audience: ClassVar[frozenset[str]] = AF
     call_id: str
     agent_id: str
     by: str
+    target_agent_id: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

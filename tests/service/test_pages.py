@@ -719,6 +719,33 @@ async def test_the_call_buttons_follow_the_call_control_events(api: str, browser
     tab.expect_no_errors()
 
 
+async def test_the_consulted_agents_desktop_ends_its_consult_when_the_first_agent_cancels(
+        api: str, browser: Browser) -> None:
+    """callcontrol.js for the consulted agent: call.consult_cancelled / _failed name it
+    (target_agent_id), so its page leaves the consult instead of showing a call that is gone."""
+    tab = await open_tab(browser, f"{api}/")
+    out = await tab.page.evaluate("""async () => {
+        const {applyControl} = await import('/static/callcontrol.js');
+        const seen = {};
+        for (const type of ["call.consult_cancelled", "call.consult_failed"]) {
+            const call = {call_id: "c1", status: "ringing", consult_from: "agent1"};
+            applyControl(call, {type: "call.consult_answered", call_id: "c1", agent_id: "agent1",
+                                target_agent_id: "agent2"}, "agent2");
+            const talking = call.status;
+            applyControl(call, {type, call_id: "c1", agent_id: "agent1", by: "agent1", reason: "x",
+                                target_agent_id: "agent2"}, "agent2");
+            const other = {call_id: "c1", status: "connected", consult_from: "agent1"};
+            applyControl(other, {type, call_id: "c1", agent_id: "agent1", target_agent_id: "agent3"}, "agent2");
+            seen[type] = [talking, call.status, call.consult_from, other.status];
+        }
+        return seen;
+    }""")
+    for type_, (talking, after, consult_from, other) in out.items():
+        assert talking == "connected" and after == "left" and consult_from is None, (type_, out)
+        assert other == "connected", "an event naming another agent changes nothing here"
+    tab.expect_no_errors()
+
+
 async def test_rejecting_an_offer_is_checked_before_it_reaches_a_worker(api: str, store: QueueStore) -> None:
     """The refusals the API decides itself (tests/e2e/test_pages.py rejects a ringing offer for real)."""
     await store.set_agent_state("agent1", AgentState.AVAILABLE)

@@ -133,6 +133,7 @@ export function floorControl(agents, ev) {
       break;
     case "call.consult_failed": case "call.consult_cancelled":
       touch(ev.agent_id, {control: ""});
+      touch(ev.target_agent_id, {control: ""});
       break;
     case "call.consult_completed": case "call.transferred":
       for (const id of named) touch(id, {control: ""});
@@ -156,6 +157,12 @@ function consultee(call, ev, me) {
   switch (ev.type) {
     case "call.consult_answered":
       if (ev.target_agent_id === me) Object.assign(call, {status: "connected", answered_at: ev.ts});
+      break;
+    case "call.consult_cancelled": case "call.consult_failed":
+      if (ev.target_agent_id === me) {
+        Object.assign(call, {status: "left", ended_at: ev.ts, consult_from: null,
+                             note: `${ev.agent_id} ended the consult: back with the caller.`});
+      }
       break;
     case "call.consult_completed":
       if (ev.target_agent_id === me) {

@@ -177,9 +177,11 @@ elseif op == 'consult_cancel' or op == 'consult_failed' then
   set_call_state(ckey, 'connected')
   redis.call('HDEL', ckey, 'consult')
   if op == 'consult_cancel' then
-    emit('call.consult_cancelled', {call_id = cid, agent_id = c.agent_id or '', by = by})
+    emit('call.consult_cancelled', {call_id = cid, agent_id = c.agent_id or '', by = by,
+                                    target_agent_id = consult.agent_id or ''})
   else
-    emit('call.consult_failed', {call_id = cid, agent_id = c.agent_id or '', reason = a1})
+    emit('call.consult_failed', {call_id = cid, agent_id = c.agent_id or '', reason = a1,
+                                 target_agent_id = consult.agent_id or ''})
   end
   return result({changed = true})
 
