@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ivr.calls.context import WorkerContext
@@ -30,6 +30,7 @@ from ivr.core.errors import Conflict, IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan.destinations import transfer_allowed
 from ivr.dialplan.ports import QueueOutcome
+from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer
 from ivr.sip.engine import NoExtraLeg, NoLineFree
 from ivr.sip.legs import Leg, LegEnded
@@ -51,8 +52,9 @@ class AgentCall:
     """A customer's leg (``leg``) and the agent's (``agent_leg``), plus a consult or conference
     target's (``consult_leg``) while there is one."""
 
-    #: whether a blind transfer may take the customer elsewhere (a session that can queue them again)
-    can_transfer = False
+    #: whether a blind transfer may queue the customer again (a callback's record is routed as a
+    #: callback - offered to whichever worker dials - so it is not)
+    transferable = True
 
     def __init__(self, ctx: WorkerContext, leg: Leg, call_id: str) -> None:
         self.ctx = ctx
@@ -76,6 +78,7 @@ class AgentCall:
         self._consult_task: asyncio.Task[None] | None = None
         self.next_step: tuple[str, str] | None = None  # after a blind transfer: (target type, target)
         self.queue = ""                  # the queue the call was last offered from
+        self.language_hint = ""          # the caller's language when known (a transfer's route)
         self._changed = asyncio.Event()  # the legs of the talk changed: the talk loop looks again
         self._lock = asyncio.Lock()      # one command (or leg change) at a time
 
@@ -198,8 +201,11 @@ class AgentCall:
         return settings.callbacks.uri_for(number, settings.edge.host, settings.edge.port)
 
     async def _transfer(self, cmd: commands.Transfer, wrapup: float) -> Reply:
-        if not self.can_transfer:
-            return _refused(cmd, "command.unsupported", "this call cannot be transferred")
+        if not self.transferable:
+            return _refused(cmd, "command.unsupported", "a callback cannot be blind-transferred: consult instead")
+        if cmd.target_type == "number" and not self.queue:
+            return _refused(cmd, "call.wrong_state", "a call that came from no queue cannot go to a number "
+                            "(if the number did not answer, the caller would have nowhere to wait)")
         if self.mode not in (Mode.TALK, Mode.HELD):
             return _refused(cmd, "call.wrong_state", f"the call is in a {self.mode} now: complete or cancel it")
         if cmd.target_type == "number" and self._number_uri(cmd.target) is None:
@@ -452,6 +458,83 @@ class AgentCall:
             return
         log.info("call.agent_left", agent_id=agent_id)
 
+    # --- after a blind transfer --------------------------------------------------------------------
+    async def _talk_through(self) -> QueueOutcome:
+        """The talk, and after a blind transfer the rest of the call: the caller waits with music for
+        the offer its transfer made (a queue, a named agent) and talks to whoever takes it, as often
+        as it is transferred. How the last talk ended; LegEnded when the caller leaves while waiting."""
+        while (outcome := await self._talk()) == TRANSFERRED:
+            if await self._after_transfer():
+                continue  # a number answered: the caller talks to it
+            while True:
+                getter = asyncio.ensure_future(self.offers.get())
+                try:
+                    await self.leg.until(getter, None)
+                finally:
+                    getter.cancel()
+                if await self._connect(getter.result(), None):
+                    break
+        return outcome
+
+    async def _after_transfer(self) -> bool:
+        """Carry out the blind transfer of ``next_step``: True when the caller talks to someone now
+        (a number answered), False when it waits for an offer (a queue, a named agent, or its queue
+        again when the number did not answer: the caller is never dropped)."""
+        assert self.next_step is not None
+        (kind, target), self.next_step = self.next_step, None
+        if kind == "agent":
+            return False  # the offer to that agent is already in this worker's inbox
+        if kind == "number":
+            if await self._to_number(target):
+                return True
+            log.info("call.transfer_unanswered", back_to=self.queue)
+            target = self.queue
+        await self._requeue(target)
+        return False
+
+    async def _to_number(self, number: str) -> bool:
+        uri = self._number_uri(number)
+        if uri is None:
+            return False
+        other = self.ctx.new_leg()
+        try:
+            await self._dial(uri, other)
+        except LegEnded:
+            raise
+        except Exception as exc:
+            log.warning("call.transfer_failed", error=str(exc))
+            return False
+        if not await self._answered(other, self.ctx.settings.calls.consult_ring_s):
+            await other.hangup()
+            return False
+        self.agent_leg, self.agent_id = other, ""
+        await self._remix(Mode.TALK)
+        log.info("call.transferred_to_number")
+        return True
+
+    async def _requeue(self, queue: str) -> None:
+        """Queue the caller again (a transfer): its priority and journey go with it; the pop of the
+        next agent shows who transferred it (``transferred_from``)."""
+        store = self.ctx.store
+        record = await store.get_call(self.call_id) or {}
+        route = resolve_route(self.ctx.settings.routing.queues, queue, language=self._queue_language())
+        journey = self._queue_journey(record)
+        self.queue = queue
+        await store.enqueue(self.call_id, queue=queue, skill=route.primary_skill,
+                            priority=int(record.get("priority") or 0),
+                            journey={**journey, "language": self._queue_language()}, route=route)
+        log.info("call.requeued", queue=queue)
+
+    def _queue_language(self) -> str:
+        """The caller's language, for the route of a queue it is transferred to ("" = any)."""
+        return self.language_hint
+
+
+    def _queue_journey(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The journey the next agent's pop shows after a transfer: the one on the record."""
+        journey = record.get("journey")
+        return dict(journey) if isinstance(journey, Mapping) else {}
+
     # --- the talk ------------------------------------------------------------------------------
     async def _talk(self) -> QueueOutcome:
         """Until the caller hangs up, the agent hangs up (the plan may go on: a survey), or a blind
@@ -526,7 +609,7 @@ class AgentCall:
             with contextlib.suppress(IvrError):
                 await self.ctx.store.call_control(self.call_id, "consult_failed", by="agent_hangup", a1="agent_left")
             await self._drop_target()
-            if self.can_transfer and self.queue:
+            if self.queue and self.transferable:
                 await self.ctx.store.call_control(self.call_id, "transfer", by="agent_hangup", a1="queue",
                                                   a2=self.queue, wrapup_s=wrapup)
                 self.next_step = ("queue", self.queue)

@@ -40,6 +40,8 @@ BUSY_CODES = frozenset({486, 600})
 class CallbackSession(AgentCall):
     """One callback offer on this worker: the customer's leg, then the agent's."""
 
+    transferable = False
+
     def __init__(self, ctx: WorkerContext, offer: Offer) -> None:
         super().__init__(ctx, ctx.new_leg(), offer.call_id)
         self.offer = offer
@@ -67,7 +69,7 @@ class CallbackSession(AgentCall):
                 finally:
                     getter.cancel()
                 offer = getter.result()
-            await self._talk()
+            await self._talk_through()
         except LegEnded:
             self.end_reason = "caller_hangup"
             log.info("callback.customer_left")

@@ -120,7 +120,7 @@ class OriginateSession(AgentCall):
                 failed = await self._dial_customer()
             if failed is None:
                 self.connected = True
-                await self._talk()
+                await self._talk_through()
                 self.end_reason = "customer_hangup" if self.end_reason == "caller_hangup" else self.end_reason
         except LegEnded:
             if not self.connected and failed is None:

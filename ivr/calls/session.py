@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import structlog
 
-from ivr.calls.agent_call import TRANSFERRED, AgentCall
+from ivr.calls.agent_call import AgentCall
 from ivr.calls.announce import QueueAnnouncer
 from ivr.calls.ask import run_ask
 from ivr.calls.call_record import CallRecord
@@ -76,8 +76,6 @@ def _riff_head(path: Path) -> tuple[bytes, int]:
 
 
 class CallSession(AgentCall):
-    can_transfer = True  # a blind transfer queues the caller again here, or dials the number
-
     def __init__(self, ctx: WorkerContext, leg: Leg, incoming: IncomingCall) -> None:
         super().__init__(ctx, leg, leg.leg_id)
         self.incoming = incoming
@@ -338,13 +336,7 @@ class CallSession(AgentCall):
                 continue
             if not await self._connect(getter.result(), music):
                 continue
-            music = None
-            while (outcome := await self._talk()) == TRANSFERRED:
-                if not await self._after_transfer():
-                    break  # waiting for the next offer (queue, named agent)
-            if outcome != TRANSFERRED:
-                return outcome
-            deadline, keys = None, ()  # a transferred caller waits as long as it takes, keys do nothing
+            return await self._talk_through()  # and wherever a blind transfer takes the caller
 
     async def _music_off(self, moh_id: int | None) -> None:
         if moh_id is not None:
@@ -352,54 +344,11 @@ class CallSession(AgentCall):
         else:
             await self._remix(Mode.TALK)  # call control's music (no agent: no links either)
 
-    async def _after_transfer(self) -> bool:
-        """Carry out the blind transfer of ``next_step``: True when the caller talks to someone now
-        (a number answered), False when it waits for an offer (a queue, a named agent, or its queue
-        again when the number did not answer: the caller is never dropped)."""
-        assert self.next_step is not None
-        (kind, target), self.next_step = self.next_step, None
-        if kind == "agent":
-            return False  # the offer to that agent is already in this worker's inbox
-        if kind == "number":
-            if await self._to_number(target):
-                return True
-            log.info("call.transfer_unanswered", back_to=self.queue)
-            target = self.queue
-        await self._requeue(target)
-        return False
+    def _queue_language(self) -> str:
+        return self.language
 
-    async def _to_number(self, number: str) -> bool:
-        uri = self._number_uri(number)
-        if uri is None:
-            return False
-        other = self.ctx.new_leg()
-        try:
-            await self._dial(uri, other)
-        except LegEnded:
-            raise
-        except Exception as exc:
-            log.warning("call.transfer_failed", error=str(exc))
-            return False
-        if not await self._answered(other, self.ctx.settings.calls.consult_ring_s):
-            await other.hangup()
-            return False
-        self.agent_leg, self.agent_id = other, ""
-        await self._remix(Mode.TALK)
-        log.info("call.transferred_to_number")
-        return True
-
-    async def _requeue(self, queue: str) -> None:
-        """Queue the caller again (a transfer): its priority and journey go with it; the pop of the
-        next agent shows who transferred it (``transferred_from``)."""
-        store = self.ctx.store
-        record = await store.get_call(self.call_id) or {}
-        route = resolve_route(self.ctx.settings.routing.queues, queue, language=self.language)
-        journey = self.journey.to_dict() if self.journey is not None else {}
-        self.queue = queue
-        await store.enqueue(self.call_id, queue=queue, skill=route.primary_skill,
-                            priority=int(record.get("priority") or 0),
-                            journey={**journey, "language": self.language}, route=route)
-        log.info("call.requeued", queue=queue)
+    def _queue_journey(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return self.journey.to_dict() if self.journey is not None else super()._queue_journey(record)
 
     async def _offer_or_key(self, getter: asyncio.Future[Offer], timeout: float | None,
                             keys: tuple[str, ...]) -> bool | str:

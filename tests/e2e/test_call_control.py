@@ -105,24 +105,26 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
               phones: tuple[str, ...] = ("agent", "target"), outside: bool = False,
               agent_calls: int = 1) -> AsyncIterator[Rig]:
     """A hotline with agent1 (billing) and agent2 (support), their sipp phones, and a sniffer. With
-    ``outside`` the "target" phone is also where numbers +1555077x are dialled (callbacks.dial_uri)."""
-    port2 = free_udp_tcp_port()
+    ``outside`` the "target" phone is also where numbers +1555077x are dialled (callbacks.dial_uri);
+    with a "customer" phone in ``phones`` numbers are dialled there instead (it sends the caller's tone)."""
+    port2, port3 = free_udp_tcp_port(), free_udp_tcp_port()
     overrides = dict(overrides or {})
-    if outside:
-        overrides["calls"] = {"outbound_allow": ["+1555077?"]}
-        overrides["callbacks"] = {"dial_uri": f"sip:{{number}}@127.0.0.1:{port2}"}
+    if outside or "customer" in phones:
+        overrides["calls"] = {**overrides.get("calls", {}), "outbound_allow": ["+1555077?"]}
+        overrides["callbacks"] = {"dial_uri": f"sip:{{number}}@127.0.0.1:{port3 if 'customer' in phones else port2}"}
     h = Hotline(tmp_path / "hotline", overrides=overrides)
     h.tokens["agent2"] = "agent2-test-token"
     users = h.base_config()["users"] + [
         {"id": "agent2", "name": "Bo", "skills": {"support": 3}, "sip_uri": f"sip:agent2@127.0.0.1:{port2}",
          "token": h.tokens["agent2"]}]
     h.overrides = {**h.overrides, "users": users}
-    media = {p: free_udp_tcp_port() for p in ("caller", "agent", "target")}
+    media = {p: free_udp_tcp_port() for p in ("caller", "agent", "target", "customer")}
     pcaps = {p: tone_pcap(hz, 60, tmp_path / f"{p}.pcap")
-             for p, hz in (("caller", CALLER_HZ), ("agent", AGENT_HZ), ("target", TARGET_HZ))}
+             for p, hz in (("caller", CALLER_HZ), ("agent", AGENT_HZ), ("target", TARGET_HZ),
+                           ("customer", CALLER_HZ))}
     servers: dict[str, SippServer] = {}
     for party, port, hang in (("agent", h.agent_sip_port, agent1_hangs_up_after_ms),
-                              ("target", port2, agent2_hangs_up_after_ms)):
+                              ("target", port2, agent2_hangs_up_after_ms), ("customer", port3, None)):
         if party not in phones:
             continue
         sf = render_scenario("cc_phone.xml", tmp_path / party, keep="agent-hangs-up" if hang else "remote-hangs-up",
@@ -456,3 +458,29 @@ async def test_a_consult_on_a_worker_with_every_leg_spent_is_refused_and_the_cal
         for call_id, who in ((cid, "agent1"), (cid2, "agent2")):
             await r.post(who, f"/api/v1/calls/{call_id}/hangup")
         assert (await caller).ok and (await other).ok
+
+
+async def test_a_click_to_dial_call_is_transferred_to_a_queue_like_an_inbound_one(tmp_path: Path) -> None:
+    """agent1 dials a customer (its phone first), then hands the customer to the support queue:
+    agent2 takes it, its pop names agent1, customer and agent2 hear each other; the record stays an
+    outbound call."""
+    async with rig(tmp_path, phones=("agent", "target", "customer")) as r:
+        await login(r.http, r.hotline, "agent1")
+        await login(r.http, r.hotline, "agent2")
+        placed = await r.post("agent1", "/api/v1/calls", {"number": "+15550777", "queue": "billing"})
+        cid = str(placed["call_id"])
+        await r.wait_record(cid, "the customer answered", lambda rec: rec.get("state") == "connected")
+        talk = await r.listen("customer", "agent")
+        # the customer's phone sends the caller's tone
+        assert talk["customer"].only("agent") and talk["agent"].only("caller"), talk
+        await r.post("agent1", f"/api/v1/calls/{cid}/transfer", {"target": {"type": "queue", "queue": "support"}})
+        rec = await r.wait_record(cid, "agent2 took it", lambda rec: rec.get("agent_id") == "agent2"
+                                  and rec.get("state") == "connected")
+        assert rec["direction"] == "outbound" and rec["transferred_from"] == "agent1", rec
+        joined = await r.listen("customer", "target")
+        assert joined["customer"].only("target") and joined["target"].only("caller"), joined
+        offered = [d for t, d in await r.events(cid) if t == "call.offered" and d["agent_id"] == "agent2"]
+        assert offered and offered[-1]["transferred_from"] == "agent1", offered
+        await r.post("agent2", f"/api/v1/calls/{cid}/hangup")
+        ended = await r.wait_record(cid, "ended", lambda rec: rec.get("state") == "ended")
+        assert ended["outcome"] == "completed", ended
