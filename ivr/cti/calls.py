@@ -84,6 +84,9 @@ class CallRecord(BaseModel):
     disposition: str | None = None
     notes: str | None = None
     disposition_by: str | None = None
+    dispositions: dict[str, dict[str, Any]] | None = Field(
+        None, description="each agent's part of the call: {agent: {disposition, notes, by, at}} (a call "
+                          "transferred on has one per agent; disposition/notes above are the last)")
     crm_record_id: str | None = None
     callback_id: str | None = None
     callback: dict[str, Any] | None = None
@@ -104,7 +107,7 @@ _INTS = frozenset(name for name, f in CallRecord.model_fields.items()
 _FLOATS = frozenset(name for name, f in CallRecord.model_fields.items()
                     if f.annotation == (float | None))
 _JSON = frozenset({"journey", "route", "stages", "rtp", "voicemail", "variables", "crm", "callback", "consult",
-                   "transfers", "conference"})
+                   "transfers", "conference", "dispositions"})
 #: stored on the record for the scripts, never shown
 _HIDDEN = frozenset({"ttl", "waited_ms"})
 
@@ -412,7 +415,8 @@ async def set_disposition(request: web.Request) -> web.Response:
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:
         raise BadRequest(f"disposition must be one of {', '.join(allowed)}", code="call.disposition_invalid")
-    await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id)
+    await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id,
+                                   agent_id=who.id if who.role == "agent" else "")
     log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id)
     return web.json_response(call_view(await store.get_call(call_id) or {"call_id": call_id}))
 

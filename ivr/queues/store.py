@@ -322,10 +322,11 @@ class QueueStore:
         await self._run("record_field", call_id, field, value)
 
     async def record_disposition(self, call_id: str, disposition: str, notes: str, by: str, *,
-                                 crm_record_id: str | None = None) -> None:
-        """The agent's wrap-up on the call record, and ``call.disposition`` on the event stream
-        (with the CRM record the agent confirmed, when given)."""
-        await self._run("record_disposition", call_id, disposition, notes, by, crm_record_id or "")
+                                 crm_record_id: str | None = None, agent_id: str = "") -> None:
+        """An agent's wrap-up on the call record (``agent_id``'s part; default the call's agent), and
+        ``call.disposition`` on the event stream (to that agent's desktop; with the CRM record the
+        agent confirmed, when given)."""
+        await self._run("record_disposition", call_id, disposition, notes, by, crm_record_id or "", agent_id)
 
     async def voicemails(self, mailbox: str, limit: int = 100) -> list[dict[str, Any]]:
         """The mailbox's voicemail entries, newest first."""

@@ -287,7 +287,11 @@ async def test_warm_transfer_completes_to_the_consulted_agent(tmp_path: Path) ->
         events = await r.events(cid)
         types = [t for t, _ in events]
         assert "call.consult_completed" in types and "call.transferred" in types, types
-        assert [d["by"] for t, d in events if t == "call.disposition"] == ["agent1", "agent2"]
+        # each agent's part is kept, and each disposition event goes to its own agent's desktop
+        assert [(d["by"], d["agent_id"]) for t, d in events if t == "call.disposition"] == [
+            ("agent1", "agent1"), ("agent2", "agent2")]
+        parts = json.loads((await r.record(cid))["dispositions"])
+        assert {a: p["notes"] for a, p in parts.items()} == {"agent1": "by agent1", "agent2": "by agent2"}
 
 
 async def test_a_consult_target_that_does_not_answer_leaves_the_caller_with_the_agent(tmp_path: Path) -> None:
