@@ -5,6 +5,7 @@ The media side runs in tests/e2e/test_call_control.py."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -168,3 +169,16 @@ async def test_an_outside_number_leaving_a_conference_leaves_the_caller_with_the
     call = await store.get_call("c1")
     assert res["agent_id"] == "a1" and call and call["state"] == "connected" and "consult" not in call
     assert await agent_state(store, "a1") == "oncall"
+
+
+async def test_a_wrapup_extension_counts_in_the_handle_time_of_the_call_it_wraps_up(store: QueueStore) -> None:
+    await connected(store)
+    await store.end_call("c1", reason="caller_hangup", wrapup_s=10, ttl_s=60)
+
+    async def handle_ms() -> int:
+        return sum([int(iv.counts.get("handle_ms", 0))
+                    async for iv in store.iter_intervals("billing", 0, int(time.time()) + 86400)])
+
+    before = await handle_ms()
+    deadline = await store.extend_wrapup("a1", 30, max_s=600, by="a1")
+    assert deadline > 0 and await handle_ms() - before == pytest.approx(30_000, abs=1_000)
