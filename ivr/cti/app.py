@@ -55,6 +55,7 @@ def init_app(settings: Settings) -> web.Application:
                                        cors_middleware(settings.api.cors_origins), error_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
+    app[floor.LIVE] = floor.LiveCounts()
     app[metrics.METRICS] = api_metrics
     app.on_response_prepare.append(security_headers)
 

@@ -5,6 +5,7 @@ queues it can take calls from, with their counts only."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -12,6 +13,7 @@ from ivr.core.errors import BadRequest, NotFound
 from ivr.cti.auth import require_role, require_self_or
 from ivr.cti.context import STORE, user
 from ivr.queues.stats import parse_time
+from ivr.queues.store import QueueStore
 
 
 def _since(request: web.Request) -> int | None:
@@ -59,18 +61,46 @@ async def agent_queues(request: web.Request) -> web.Response:
     if agent is None:
         raise NotFound(f"no agent {agent_id[:64]}", code="agent.not_found")
     skills = set(agent["skills"])
-    now_s = int(time.time()) + 1  # no period figures: only the live counts are shown
+    fresh = request.query.get("fresh") == "1"  # the desktop after its own call changed the counts
     out = []
     for queue, skill in sorted((await store.queue_names()).items()):
         if not skill or not set(skill.split("+")) <= skills:
             continue
-        try:
-            stats = await store.queue_stats(queue, since_s=now_s)
-        except NotFound:
-            continue
-        out.append({"queue": queue, "skill": skill, "waiting": stats.waiting,
-                    "longest_wait_s": stats.longest_wait_s, "agents": stats.agents})
+        live = await request.app[LIVE].get(store, queue, fresh=fresh)
+        if live is not None:
+            out.append({"queue": queue, "skill": skill, **live})
     return web.json_response({"agent_id": agent_id, "queues": out})
+
+
+LIVE_TTL_S = 2.0  # every desktop asks every 10 s: one snapshot per queue per 2 s serves them all
+
+
+class LiveCounts:
+    """Queues' live counts (waiting, longest wait, agents by state), shared by the desktops of one
+    API instance for ``LIVE_TTL_S``."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def get(self, store: QueueStore, queue: str, *, fresh: bool = False) -> dict[str, Any] | None:
+        """None for a queue that is gone; ``fresh`` reads Redis whatever the cache holds."""
+        now = time.monotonic()
+        hit = self._seen.get(queue)
+        if hit is not None and not fresh and now - hit[0] < LIVE_TTL_S:
+            return hit[1]
+        try:
+            stats = await store.queue_stats(queue, since_s=int(time.time()) + 1)  # live counts only
+            live: dict[str, Any] | None = {"waiting": stats.waiting, "longest_wait_s": stats.longest_wait_s,
+                                           "agents": stats.agents}
+        except NotFound:
+            live = None
+        if len(self._seen) > 10_000:  # queues come and go: never grows without bound
+            self._seen.clear()
+        self._seen[queue] = (now, live)
+        return live
+
+
+LIVE = web.AppKey("live_queue_counts", LiveCounts)
 
 
 def routes() -> list[web.RouteDef]:

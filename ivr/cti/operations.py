@@ -353,7 +353,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "The queues an agent serves, with their live counts", "queues", STAFF, own="its own queues",
         response=ref("AgentQueues"),
         description="The queues whose skills the agent has all of: callers waiting, the longest wait (s) "
-                    "and how many of the queue's agents are in each state. Counts only.", errors=(404,)),
+                    "and how many of the queue's agents are in each state. Counts only; shared by every "
+                    "desktop of the API instance for 2 s unless `fresh=1`.", errors=(404,),
+        params=(Param("fresh", {"type": "string", "enum": ["1"]}, "read the counts now, not the 2 s cache"),)),
     ("GET", "/api/v1/queues/{queue}/stats"): Operation(
         "A queue's live statistics", "queues", STAFF, response=ref("QueueStats"), params=(SINCE,),
         errors=(404,)),

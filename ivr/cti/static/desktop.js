@@ -258,7 +258,7 @@ function onCallEvent(ev) {
   if (ev.type === "call.ended" || ev.type === "call.disposition") {
     if (history.unfiltered()) history.search();
   }
-  if (ev.type === "call.answered" || ev.type === "call.offer_failed") queues.refresh();
+  if (ev.type === "call.answered" || ev.type === "call.offer_failed") queues.refresh(true);
 }
 
 /** Show the call: ``fill`` draws the card's contents and resets the form (a new call),

@@ -127,11 +127,14 @@ export class MyQueues {
     $("queues-empty").hidden = true;
   }
 
-  async refresh() {
+  /** ``fresh``: after one of the agent's own calls changed the counts (the periodic reads share the
+   * server's short cache). */
+  async refresh(fresh = false) {
     const login = this.login();
     if (!login) return;
     try {
-      const data = await api(login.token, "GET", `/api/v1/agents/${encodeURIComponent(login.agent)}/queues`);
+      const path = `/api/v1/agents/${encodeURIComponent(login.agent)}/queues${fresh ? "?fresh=1" : ""}`;
+      const data = await api(login.token, "GET", path);
       this.queues = data.queues;
       this.fetchedAt = Date.now();
       this.render();
