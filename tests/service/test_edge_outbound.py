@@ -25,7 +25,7 @@ from ivr.edge import Edge
 from tests.ports import free_udp_tcp_port
 from tests.service import test_edge as edge_tests
 from tests.service.test_edge import EdgeFactory, dead_address, make_settings, wait_inactive
-from tests.service.test_edge_limits import sip_exchange, sip_request, status_of
+from tests.service.test_edge_limits import sip_exchange, sip_request, status_of, wait_for
 from tests.sipp_helpers import LOOPBACK, SippResult, SippServer, run_sipp, scenario
 
 # the fixtures of test_edge.py (real Kamailio edges and sipp workers, all stopped at the end)
@@ -71,23 +71,11 @@ async def invite_from_worker(edge: Edge, worker_port: int, number: str, within_s
     host, port = edge.address
     payload = sip_request("INVITE", f"sip:{number}@{host}:{port}", local_port=worker_port)
     loop = asyncio.get_running_loop()
-    replies: list[str] = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         sock.bind((LOOPBACK, worker_port))
         await loop.sock_sendto(sock, payload, edge.address)
-        deadline = loop.time() + within_s
-        while (left := deadline - loop.time()) > 0:
-            try:
-                data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), left)
-            except TimeoutError:
-                break
-            text = data.decode("utf-8", "replace")
-            if not text.startswith("SIP/2.0 "):
-                continue
-            replies.append(text)
-            if re.match(r"SIP/2\.0 [2-6]\d\d ", text):
-                break
+        replies = await responses(sock, until=r"SIP/2\.0 [2-6]\d\d ", within_s=within_s)
     return replies
 
 
@@ -144,6 +132,52 @@ async def test_wrong_trunk_credentials_end_the_call_with_403_and_are_not_retried
     assert not re.search(r"^(Proxy|WWW)-Authenticate:", replies[-1], re.M), "the trunk's challenge stays at the edge"
     assert len(invites(server)) == 2
 
+
+async def test_a_worker_cancels_a_ringing_outbound_call(tmp_path: Path, start_edge: EdgeFactory,
+                                                        capfd: pytest.CaptureFixture[str]) -> None:
+    """A callback or consult that rings too long: the worker's CANCEL reaches the carrier (487), and
+    the edge does not take it for a dispatched call (no worker load to drop: no error logged)."""
+    worker_port = free_udp_tcp_port()
+    server = SippServer(scenario("edge_carrier_ringing.xml"), workdir=tmp_path / "sipp", tag="carrier",
+                        extra=["-key", "user", USER, "-key", "pass", PASSWORD])
+    async with server:
+        settings = make_settings(tmp_path, trunks=[trunk(server.port)], trunk_refresh_s=60, trunk_retry_s=60)
+        edge = await start_edge(settings, [(LOOPBACK, worker_port)], numbers=[HOTLINE])
+        host, port = edge.address
+        invite = sip_request("INVITE", f"sip:{NUMBER}@{host}:{port}", local_port=worker_port).decode()
+        cancel = re.sub(r"^INVITE ", "CANCEL ", invite).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL")
+        loop = asyncio.get_running_loop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.bind((LOOPBACK, worker_port))
+            await loop.sock_sendto(sock, invite.encode(), edge.address)
+            replies = await responses(sock, until=r"SIP/2\.0 180 ")
+            assert replies and replies[-1].startswith("SIP/2.0 180 "), replies
+            await loop.sock_sendto(sock, cancel.encode(), edge.address)
+            replies = await responses(sock, until=r"SIP/2\.0 487 ")
+        statuses = [r.split()[1] for r in replies]
+        assert "200" in statuses and statuses[-1] == "487", replies
+        await wait_for("the carrier to see the CANCEL", lambda: server.received("CANCEL") >= 1)
+    _, err = capfd.readouterr()
+    assert "ERROR" not in err, err[-2000:]
+
+
+async def responses(sock: socket.socket, *, until: str, within_s: float = 8.0) -> list[str]:
+    """SIP responses on ``sock`` up to the first matching ``until`` (requests, e.g. probes, ignored)."""
+    loop = asyncio.get_running_loop()
+    out: list[str] = []
+    deadline = loop.time() + within_s
+    while (left := deadline - loop.time()) > 0:
+        try:
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), left)
+        except TimeoutError:
+            break
+        text = data.decode("utf-8", "replace")
+        if text.startswith("SIP/2.0 "):
+            out.append(text)
+            if re.match(until, text):
+                break
+    return out
 
 async def test_only_workers_may_make_the_edge_dial_out(
         tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
