@@ -11,6 +11,7 @@ the edge's dispatcher list, which is what makes it a worker for the edge.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import secrets
 import socket
@@ -119,6 +120,38 @@ async def test_a_worker_calls_an_outside_number_through_the_trunk_with_digest_au
     for secret in (DIGITS, PASSWORD):
         assert secret not in out and secret not in err
 
+
+def digest_param(header: str, name: str) -> str:
+    m = re.search(rf'\b{name}="?([^",]*)"?', header)
+    assert m is not None, f"no {name} in {header}"
+    return m.group(1)
+
+
+async def test_a_proxy_challenge_407_is_answered_with_a_valid_digest(tmp_path: Path, start_edge: EdgeFactory) -> None:
+    """The carrier challenges as a proxy (407 + Proxy-Authenticate); sipp cannot verify
+    Proxy-Authorization, so the digest is recomputed here (RFC 2617 without qop)."""
+    worker_port = free_udp_tcp_port()
+    server = SippServer(scenario("edge_carrier_407.xml"), workdir=tmp_path / "sipp", tag="carrier")
+    async with server:
+        settings = make_settings(tmp_path, trunks=[trunk(server.port)], trunk_refresh_s=60, trunk_retry_s=60)
+        edge = await start_edge(settings, [(LOOPBACK, worker_port)], numbers=[HOTLINE])
+        result = await worker_dials(edge, worker_port, NUMBER, tmp_path / "sipp", "worker")
+        assert result.ok, result.describe()
+        assert server.received("BYE") >= 1
+    first, second = invites(server)
+    assert not re.search(r"^(Proxy-)?Authorization:", first, re.M)
+    auth = re.search(r"^Proxy-Authorization:\s*Digest (.*)$", second, re.M)
+    assert auth is not None, second
+    header = auth.group(1)
+    uri = f"sip:+{DIGITS}@127.0.0.1:{server.port}"
+    assert (digest_param(header, "username"), digest_param(header, "realm"), digest_param(header, "uri")) == (
+        USER, CARRIER_REALM, uri)
+    challenge = re.search(r'^Proxy-Authenticate: Digest .*nonce="([^"]+)"', server.messages(), re.M)
+    assert challenge is not None and digest_param(header, "nonce") == challenge.group(1)
+    ha1 = hashlib.md5(f"{USER}:{CARRIER_REALM}:{PASSWORD}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"INVITE:{uri}".encode()).hexdigest()
+    expected = hashlib.md5(f"{ha1}:{challenge.group(1)}:{ha2}".encode()).hexdigest()
+    assert digest_param(header, "response") == expected
 
 async def test_wrong_trunk_credentials_end_the_call_with_403_and_are_not_retried(
         tmp_path: Path, start_edge: EdgeFactory) -> None:
