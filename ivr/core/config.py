@@ -158,6 +158,10 @@ class EdgeSettings(BaseModel):
         "seconds before it expires (keep it well below the shortest registration lifetime)")
     trunk_retry_s: int = Field(30, description="a failed registration is retried after trunk_retry_s .. "
                                                "trunk_retry_s + trunk_refresh_s seconds")
+    outbound_trunk: str | None = Field(
+        None, description="name of the trunk (in edge.trunks) that workers' calls to outside numbers "
+        "(sip:<number>@<edge>: callbacks.dial_uri's default) go out through, with its digest credentials; "
+        "default: the first trunk. Without trunks the edge answers such calls 503")
     registrar: RegistrarSettings = RegistrarSettings()
 
     @property
@@ -400,9 +404,10 @@ class CallbackSettings(BaseModel):
     """Calling booked callbacks (virtual hold) and giving redialling callers their place back."""
 
     dial_uri: str | None = Field(
-        None, description='SIP URI a worker dials to call a customer back; "{number}" becomes the number '
-                          '(digits, optional +). Default: through the edge, sip:{number}@<edge.host>:<edge.port> '
-                          '(the edge routes it to a trunk)')
+        None, description='SIP URI a worker dials for an outside number (callbacks, click-to-dial, transfers '
+                          'and consults to a number); "{number}" becomes the number (digits, * and #, optional +). '
+                          'Default: through the edge, sip:{number}@<edge.host>:<edge.port>, which sends it out '
+                          'through edge.outbound_trunk (digest auth); a hotline number stays inside')
     ring_timeout_s: float = Field(30.0, gt=0, le=120, description="how long the customer's phone may ring")
     retries: int = Field(2, ge=0, le=10, description="attempts after the first before the callback fails")
     retry_after_s: float = Field(120.0, ge=1, description="wait before the next attempt (no answer, busy, no key)")

@@ -28,6 +28,10 @@ Beyond dispatching (each feature is its own route block in the template, see its
   is written), refreshes before expiry and retries failed registrations every ``edge.trunk_retry_s``.
   Calls from a trunk's addresses are trusted; a call to the registered Contact
   (``sip:<trunk name>@<edge>``) is dispatched for the number in its To header.
+- **Outbound calls** (``edge.outbound_trunk``, default the first trunk): a worker's INVITE for
+  ``sip:<number>@<edge>`` (digits, ``*``, ``#``, optional ``+``; not a hotline number) goes out through
+  that trunk with its digest credentials (``uac_reg_request_to`` + ``uac_auth`` on 401/407); only
+  workers may use it (toll fraud). Without trunks such an INVITE gets 503.
 - **Flood limits** (``edge.flood``): ``pike`` counts requests per source address; a source over the
   limit lands in an ``htable`` ban list and everything it sends is dropped for ``flood.block_s``.
   Workers, trunks and ``flood.exempt_networks`` are never limited.
@@ -49,7 +53,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from ivr.core.config import Settings
+from ivr.core.config import Settings, TrunkSettings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import get_logger
 from ivr.edge.validate import (
@@ -207,6 +211,8 @@ class EdgeConfig:
         defines.update(self._tls_defines())
         defines.update(self._flood_defines(trunk_nets))
         defines.update(self._trunk_defines(trunk_nets))
+        if edge.outbound_trunk is not None and not edge.trunks:
+            self.outbound_trunk()  # a name without any trunk: ConfigError
         return defines
 
     def _registrar_defines(self) -> dict[str, str]:
@@ -278,10 +284,37 @@ class EdgeConfig:
             "REG_RETRY": str(int_range(edge.trunk_retry_s, 1, 86400, "edge.trunk_retry_s")
                              + edge.trunk_refresh_s + 3),
         }
+        out.update(self._outbound_defines())
         nets = networks(trunk_nets, "edge.trunks", allow_empty=True)
         if nets:
             out.update({"WITH_TRUNK_NETS": "", "TRUNK_NETS": f'"{nets}"'})
         return out
+
+    def outbound_trunk(self) -> TrunkSettings | None:
+        """The trunk workers' calls to outside numbers go out through: ``edge.outbound_trunk`` by name,
+        else the first trunk; None without trunks. ConfigError for a name no trunk has."""
+        edge = self.settings.edge
+        if edge.outbound_trunk is None:
+            return edge.trunks[0] if edge.trunks else None
+        for trunk in edge.trunks:
+            if trunk.name == edge.outbound_trunk:
+                return trunk
+        names = ", ".join(repr(t.name) for t in edge.trunks) or "none configured"
+        raise ConfigError(f"edge.outbound_trunk {edge.outbound_trunk[:64]!r} is not one of edge.trunks ({names})",
+                          field="edge.outbound_trunk")
+
+    def _outbound_defines(self) -> dict[str, str]:
+        trunk = self.outbound_trunk()
+        if trunk is None:
+            return {}
+        ha1 = bool(trunk.realm)  # with a realm the uacreg table holds the HA1 hash, not the password
+        return {
+            "OUTBOUND_TRUNK": f'"{trunk.name}"',  # validated by trunk_rows(): [A-Za-z0-9_.-]
+            # uac_reg_request_to mode: 0 = match l_uuid and use auth_password, +2 = use auth_ha1
+            "OUTBOUND_REG_MODE": "2" if ha1 else "0",
+            # uac_auth mode: 1 = the password AVP holds the HA1
+            "OUTBOUND_AUTH_MODE": "1" if ha1 else "0",
+        }
 
     def trunk_networks(self) -> list[str]:
         """CIDRs calls from trunks come from: each registrar host's addresses + ``source_networks``."""
