@@ -21,14 +21,14 @@ run: install
 	$(BIN)/ivr run
 
 # The unit and service tiers run on both cores (pytest-xdist: each worker has its own Redis, and
-# ports from chunks no other process holds, tests/ports.py); then the timing-sensitive service
-# tests (marker `serial`) run alone; then the end-to-end tier in two processes, a test module at a
-# time each (--dist loadscope: a module's own hotline starts once, in one process; modules in
-# collection order, those on the shared hotline first, see tests/e2e/conftest.py).
+# ports from chunks no other process holds, tests/ports.py); then the end-to-end tier in two
+# processes, a test module at a time each (--dist loadscope: a module's own hotline starts once, in
+# one process; modules in collection order, those on the shared hotline first, see
+# tests/e2e/conftest.py); last the tests marked `serial` (timing- or load-sensitive) alone.
 test: install lint
 	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" tests/unit tests/service $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider -m serial tests/service $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder -m "not serial" tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -m serial tests/service tests/e2e $(PYTEST_ARGS)
 
 install: system lockcheck $(STAMP)
 

@@ -27,7 +27,8 @@ from bench.faults import (
     sip_fuzz,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+# faults under traffic are judged by every call placed: run alone (make test's last phase)
+pytestmark = [pytest.mark.e2e, pytest.mark.serial, pytest.mark.asyncio(loop_scope="module")]
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

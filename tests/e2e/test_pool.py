@@ -15,7 +15,9 @@ from tests.e2e.conftest import Hotline
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, run_sipp, scenario
 
-pytestmark = pytest.mark.e2e
+# the pool's growth and a killed worker are judged by calls placed under load: run alone (make test's
+# last phase), never beside another module's hotline
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 def queued_caller(tmp_path: Path, talk_ms: int, name: str = "hold") -> str:
