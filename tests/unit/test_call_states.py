@@ -76,3 +76,13 @@ def test_every_state_the_scripts_set_is_a_known_state() -> None:
     for path in LUA.rglob("*.lua"):
         used |= set(re.findall(r"(?:set_call_state|create_call)\([^,]+, *'(\w+)'", path.read_text()))
     assert used and used <= {s.value for s in CallState}, used - {s.value for s in CallState}
+
+
+def test_the_design_notes_table_is_the_state_machine() -> None:
+    """docs/call-control.md shows the table (TRANSITIONS) to people: it must not drift from the code."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "call-control.md").read_text()
+    rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|$", doc, flags=re.M))
+    rows.pop("from", None)
+    table = {state: frozenset() if moves.strip() == "—" else frozenset(m.strip() for m in moves.split(","))
+             for state, moves in rows.items()}
+    assert table == {s.value: frozenset(t.value for t in tos) for s, tos in TRANSITIONS.items()}
