@@ -95,15 +95,22 @@ async def ids(http: aiohttp.ClientSession, api: Api, headers: dict[str, str], **
 
 
 async def seed(store: QueueStore) -> dict[str, dict[str, Any]]:
-    """Six calls of every kind, c01 the oldest; returns their records."""
+    """Six calls of every kind, c01 the oldest, each started in a later millisecond (the time filter's
+    bounds are start times: two in the same millisecond could not be told apart); returns their records."""
+    step = 0.003
     await answered(store, "c01", "agent1", "billing", ani="+15550001")
+    await asyncio.sleep(step)
     await answered(store, "c02", "agent2", "sales", ani="+15550002")
+    await asyncio.sleep(step)
     await abandoned(store, "c03", "billing", ani="+15559999")
+    await asyncio.sleep(step)
     await start(store, "c04", ani="anonymous", dnis="2000")  # stays in the IVR and ends there
     await store.end_call("c04", reason="hangup", wrapup_s=0, ttl_s=3600)
+    await asyncio.sleep(step)
     await start(store, "c05", ani="+15550001")  # an outbound call as click-to-dial writes it
     await store.record_field("c05", "direction", "outbound")
     await store.record_field("c05", "number", "+821012345678")
+    await asyncio.sleep(step)
     await answered(store, "c06", "agent1", "sales", ani="+15550003", end=False)  # still talking
     return {cid: (await store.get_call(cid)) or {} for cid in ("c01", "c02", "c03", "c04", "c05", "c06")}
 
