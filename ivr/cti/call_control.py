@@ -131,7 +131,7 @@ async def _check_target(request: web.Request, target: QueueTarget | AgentTarget 
     if target.type == "number" and not transfer_allowed(target.value, settings.calls.outbound_allow):
         raise Forbidden("the number is not in calls.outbound_allow", code="number.not_allowed")
     store = request.app[STORE]
-    if target.type == "queue" and target.value not in await _queues(request):
+    if target.type == "queue" and not await _queue_known(request, target.value):
         raise NotFound(f"no queue {target.value}", code="queue.not_found")
     if target.type == "agent" and await store.get_agent(target.value) is None:
         raise NotFound(f"no agent {target.value}", code="agent.not_found")
@@ -165,16 +165,29 @@ async def leave_conference(request: web.Request) -> web.Response:
     return await _send(request, "conference/leave", make, model=LeaveBody, consulted_may=True)
 
 
-async def _queues(request: web.Request) -> set[str]:
+async def _agents(request: web.Request) -> list[dict[str, Any]]:
+    store = request.app[STORE]
+    found = [await store.get_agent(aid) for aid in sorted(await store.agent_ids())]
+    return [a for a in found if a]
+
+
+async def _queues(request: web.Request, agents: list[dict[str, Any]] | None = None) -> set[str]:
     """Every queue a call can go to: configured (routing.queues), used (a call waited there), or named
     by an agent's skill (a queue without settings routes to the skill of its name)."""
     store, settings = request.app[STORE], request.app[SETTINGS]
     names = set(settings.routing.queues) | set(await store.queue_names())
-    for aid in await store.agent_ids():
-        agent = await store.get_agent(aid)
-        if agent and isinstance(agent.get("skills"), dict):
+    for agent in agents if agents is not None else await _agents(request):
+        if isinstance(agent.get("skills"), dict):
             names |= set(agent["skills"])
     return names
+
+
+async def _queue_known(request: web.Request, queue: str) -> bool:
+    """Whether a call can go to ``queue``; the agents are read only when the cheap sources say no."""
+    store, settings = request.app[STORE], request.app[SETTINGS]
+    if queue in settings.routing.queues or queue in await store.queue_names():
+        return True
+    return queue in await _queues(request)
 
 
 async def call_targets(request: web.Request) -> web.Response:
@@ -182,13 +195,10 @@ async def call_targets(request: web.Request) -> web.Response:
     of external numbers (``calls.directory``)."""
     await user(request)
     store, settings = request.app[STORE], request.app[SETTINGS]
-    agents = []
-    for aid in sorted(await store.agent_ids()):
-        agent = await store.get_agent(aid)
-        if agent:
-            agents.append({"id": aid, "name": agent.get("name", ""), "state": agent.get("state", "")})
+    found = await _agents(request)
+    agents = [{"id": a.get("agent_id", ""), "name": a.get("name", ""), "state": a.get("state", "")} for a in found]
     queues = []
-    for queue in sorted(await _queues(request)):
+    for queue in sorted(await _queues(request, found)):
         queues.append({"name": queue, "waiting": len(await store.waiting(queue))})
     numbers = [{"label": d.label, "number": d.number} for d in settings.calls.directory
                if transfer_allowed(d.number, settings.calls.outbound_allow)]
