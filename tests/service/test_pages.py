@@ -4,6 +4,7 @@ has the real calls). Also the pages' HTTP side: the security headers and the sta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -440,6 +441,37 @@ async def test_the_wrapup_countdown_is_the_servers_in_every_tab_with_extend_and_
     await expect(one.page.locator("#reason")).to_have_text("")
     for tab in (one, two):
         tab.expect_no_errors()
+
+
+async def test_a_late_reply_to_available_does_not_step_the_page_back_over_the_calls_events(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    # The reply to the Available click is held back until the call that followed it has reached the
+    # page as events (under load it arrived late once): the page must stay in wrap-up, not go back.
+    tab = await desktop(browser, api)
+    held: list[Any] = []
+    release = asyncio.Event()
+
+    async def hold_reply(route: Any) -> None:
+        reply = await route.fetch()
+        held.append(reply)
+        await release.wait()
+        await route.fulfill(response=reply)
+
+    await tab.page.route("**/api/v1/agents/agent1/state", hold_reply)
+    await tab.page.click("#go-available")
+    for _ in range(200):  # the server has made the agent available; its reply waits in the route
+        if held and (await store.get_agent("agent1") or {}).get("state") == "available":
+            break
+        await asyncio.sleep(0.02)
+    await answered_and_ended(store, "c1", wrapup_s=30)
+    await expect(tab.page.locator("#state")).to_have_text("wrapup", timeout=TIMEOUT_MS)
+    async with tab.page.expect_event("requestfinished", lambda r: r.url.endswith("/agents/agent1/state")):
+        release.set()
+    await tab.page.evaluate("() => new Promise(done => setTimeout(done, 300))")  # the page reads the reply
+    await tab.page.unroute("**/api/v1/agents/agent1/state")
+    await expect(tab.page.locator("#state")).to_have_text("wrapup")
+    await expect(tab.page.locator("#wrapup-clock")).to_be_visible()
+    tab.expect_no_errors()
 
 
 async def test_extending_a_wrapup_is_checked(api: str, store: QueueStore, settings: Settings) -> None:

@@ -15,7 +15,9 @@ const ACTIVITY_MAX = 50;
 
 let login = null; // {agent, token}
 let feed = null;
-let me = {state: "offline", since: null, reason: "", wrapupUntil: null}; // wrapupUntil: the server's deadline (ms)
+// since: shown "in this state for"; stamp: the server's time of the state change (0: unknown), to order
+// snapshots against events; wrapupUntil: the server's deadline (ms)
+let me = {state: "offline", since: null, stamp: 0, reason: "", wrapupUntil: null};
 let call = null; // the current or last call offered to me
 const alerts = new CallAlerts();
 const history = new CallHistory(() => login);
@@ -113,8 +115,13 @@ async function toggleAlerts() {
 
 // --- my state ----------------------------------------------------------------------------------------
 
+/** The agent as a REST reply or the hello has it. A reply can arrive after newer events of the
+ * feed (the state changed again meanwhile: a POST /state reply read after the call's agent.state
+ * events): a snapshot older than the state shown is ignored, so the page never steps back. */
 function applyAgent(agent) {
-  me = {state: agent.state || "offline", since: Number(agent.state_since) || serverNow(), reason: agent.reason || "",
+  const since = Number(agent.state_since) || 0;
+  if (since && me.stamp && since < me.stamp) return;
+  me = {state: agent.state || "offline", since: since || serverNow(), stamp: since, reason: agent.reason || "",
         wrapupUntil: Number(agent.wrapup_until) || null};
   renderState();
 }
@@ -438,7 +445,7 @@ async function onEvent(ev) {
       renderCall();
       saveCall();
     }
-    me = {state: ev.state, since: Number(ev.ts) || serverNow(), reason: ev.reason || "",
+    me = {state: ev.state, since: Number(ev.ts) || serverNow(), stamp: Number(ev.ts) || 0, reason: ev.reason || "",
           wrapupUntil: ev.state === "wrapup" ? Number(ev.wrapup_until) || null : null};
     renderState();
   } else if (ev.type === "agent.wrapup_extended") {
