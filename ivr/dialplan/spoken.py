@@ -11,7 +11,8 @@ after a wrong answer.
   "You can say billing or support, or press 1 or 2." from the menu's options in the call's
   language (``en`` and ``ko`` texts; other languages get the English one). Of an option's phrases the
   first written in the language's script is named (Hangul for ``ko``, no Hangul otherwise), else its
-  first phrase.
+  first phrase. Only for a menu whose own prompt is a text (spoken by the voice of the language):
+  a menu played from a recording keeps to recordings, so a plan of recordings needs no voice.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def suggestion_text(node: MenuNode, language: str) -> str | None:
 
 
 def suggestion(node: MenuNode, language: str) -> Prompt | None:
+    """The suggestion prompt of ``node``: None for a menu played from a recording, or with nothing to offer."""
+    if node.prompt.file is not None:
+        return None
     text = suggestion_text(node, language)
     return None if text is None else Prompt(text=text)
 
