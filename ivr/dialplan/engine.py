@@ -27,13 +27,15 @@ Every prompt plays in the call's *current* language (``language`` nodes change i
 ``play``/``ask`` gets the language and a snapshot of the variables (for the prompt's placeholders).
 Every node visit logs ``dialplan.node`` (node, type) and adds at least one journey step.
 
-Speech answers (menu, collect, survey): the recognised phrase is matched against the node's phrases
-ignoring case, spacing and punctuation (:func:`ivr.speech.grammar.match_phrase`). Confidence at or
-above ``listen.accept`` is taken; at or above ``listen.confirm`` the caller is asked to confirm with
-the plan's ``confirm`` (prompt with ``{phrase}``; yes/no words of the current language, else its base
-language, else ``en``; ``yes_digit``/``no_digit``; a yes word needs ``listen.confirm`` confidence):
-yes takes the answer (outcome ``confirmed``), anything else is ``rejected`` and counts as a wrong
-answer; below ``listen.confirm`` it is ``no_match``.
+Speech answers (menu, collect, survey, callback): the recognised phrase is matched against the
+node's phrases ignoring case, spacing and punctuation (:func:`ivr.speech.grammar.match_phrase`), then
+:func:`decide`: taken when the confidence is at least ``listen.accept`` and the agreement of the
+recogniser's decodes at least ``listen.agree``; else the caller is asked to confirm when the
+confidence is at least ``listen.confirm`` (or several decodes agreed), with the plan's ``confirm``
+(prompt with ``{phrase}``; yes/no words of the current language, else its base language, else
+``en``; ``yes_digit``/``no_digit``; a yes word needs ``listen.confirm`` confidence): yes takes the
+answer (outcome ``confirmed``), anything else is ``rejected`` and counts as a wrong answer; else
+``no_match``. Speech steps carry ``confidence`` and ``agreement``.
 
 Nodes that ask (attempts = ``retries`` + 1): the first attempt plays the prompt; a retry plays the
 ``no_input`` or ``no_match`` prompt (when set) *and* the prompt in one ``Ask``, so a key pressed
@@ -41,14 +43,21 @@ during the apology answers. One journey step per attempt, with ``attempt``.
 
 * ``menu``: ``max_digits=1``; phrases are every option's ``say`` when ``listen.enabled``. A key picks
   the option with that digit; outcome is the target node, ``no_input``, ``no_match``, ``confirmed``
-  (``goto`` = target) or ``rejected``. Out of attempts: ``on_failure``, else hang up.
+  (``goto`` = target) or ``rejected``. After a wrong answer the retry leads with ``no_match``, else
+  (a menu whose prompt is a text) the options suggested in the call's language
+  (:func:`ivr.dialplan.spoken.suggestion`). Out of attempts: ``on_failure``, else hang up.
 * ``collect``: ``max_digits``, ``terminator``, ``inter_digit_s``, spoken digits when
   ``listen.enabled``. Valid when ``min_digits <= len <= max_digits`` and ``pattern`` (if any) matches
   the whole entry; stored in ``variable``; then ``next``. Wrong or empty: ``no_match``; out of
-  attempts: ``on_failure``/hang up. Logs carry the length only; the journey has the digits masked
-  (:func:`~ivr.dialplan.journey.mask_digits`: entries of 8 or more keep the last two, ``******34``).
-  Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
-  ``rejected``.
+  attempts: ``on_failure``/hang up. Spoken digits that are valid and not ``no_match`` by
+  :func:`decide` are read back (the plan's ``confirm.read_back``, one prompt per digit:
+  :func:`ivr.dialplan.spoken.read_back`) unless ``read_back: false`` and the answer is taken: yes is
+  ``confirmed``; no, silence or another word is ``rejected`` and the retry plays the prompt alone; any
+  other key is the first of a typed entry (up to ``max_digits``, ``terminator``), which replaces the
+  speech (a second step of the attempt, ``ok`` or ``no_match``, ``detail`` says so). Logs carry the
+  length only; the journey has the digits masked (:func:`~ivr.dialplan.journey.mask_digits`: entries
+  of 8 or more keep the last two, ``******34``). Outcome ``ok``, ``confirmed``, ``no_input``,
+  ``no_match``, ``rejected``.
 * ``play``: plays, then ``next``.
 * ``branch``: :mod:`ivr.dialplan.conditions`; the first rule that holds wins, else ``default``
   (outcome: the target; ``detail``: ``rule <i>`` or ``default``).
@@ -65,9 +74,10 @@ during the apology answers. One journey step per attempt, with ``attempt``.
   the current one. ``agent_hangup`` goes to ``after`` if set, else the run ends ``queued``;
   ``timeout`` goes to ``on_timeout`` (else hang up); ``caller_hangup`` ends ``queued``. The queue step
   is in the journey (``detail`` = queue) before waiting; its outcome is filled in afterwards.
-* ``callback``: one ask (``accept_digit`` or an ``accept_say`` phrase at the default accept confidence
-  0.75). Accepted: ``record.request_callback`` with the rendered ``number``, ``confirmed`` is played,
-  then ``next`` (else hang up). Otherwise ``declined`` (else hang up). Outcome ``accepted``/``declined``.
+* ``callback``: one ask (``accept_digit``, or an ``accept_say`` phrase judged with the default
+  ``Listen`` thresholds: taken, or confirmed by the caller). Accepted: ``record.request_callback``
+  with the rendered ``number``, ``confirmed`` is played, then ``next`` (else hang up). Otherwise
+  ``declined`` (else hang up). Outcome ``accepted``/``declined``.
 * ``survey``: keys 1-5 or a word of ``scale``; stored with ``record.save({"csat": n})`` and as the
   variable ``csat``; ``thanks`` played; ``next``. No input retries with the prompt, a wrong answer with
   ``no_match`` + prompt; out of attempts: ``next`` without a score (outcome ``no_score``).
