@@ -652,6 +652,14 @@ async def test_callback_not_accepted_goes_to_declined(reply: str | None) -> None
     assert env.call.texts[-1] == "Declined."
 
 
+async def test_callback_unsure_yes_is_confirmed_before_booking() -> None:
+    env = await run(CALLBACK, FakeCall("say:call me back@0.6", "1"), variables={"callback_to": "+8210 99"})
+    assert env.steps == [("cb", "accepted")] and len(env.record.callbacks) == 1
+    assert env.call.asks[1].variables["phrase"] == "call me back"
+    env = await run(CALLBACK, FakeCall("say:call me back@1.0/0.5", "2"))   # sure, decodes disagree: asked
+    assert env.steps[0] == ("cb", "declined") and not env.record.callbacks and len(env.call.asks) == 2
+
+
 async def test_callback_refused_by_the_record_goes_to_declined_and_the_call_goes_on() -> None:
     env = await run(CALLBACK, FakeCall("1"), variables={"callback_to": "anonymous"})
     assert not env.record.callbacks and env.steps[0] == ("cb", "failed")
