@@ -434,7 +434,7 @@ async def test_collect_read_back_in_korean_and_yes_by_voice() -> None:
     assert env.call.asks[1].phrases == ("네", "예", "아니요")
 
 
-@pytest.mark.parametrize("reply", ["2", "say:no@0.99", None, "say:yes@0.2"])
+@pytest.mark.parametrize("reply", ["2", "say:no@0.99", None, "say:yes@0.2", "*"])   # *: the terminator
 async def test_collect_read_back_no_asks_again_and_counts_as_a_try(reply: str | None) -> None:
     env = await run(COLLECT, FakeCall(spoken("5678"), reply, spoken("5679"), "1"))
     assert env.steps[:2] == [("c", "rejected"), ("c", "confirmed")]
