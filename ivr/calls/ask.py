@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import wave
 from collections.abc import Sequence
@@ -64,15 +65,18 @@ def speech_answer(result: RecognitionResult, ask: Ask) -> Answer | None:
     """What a recognition result means for the turn; None when nothing was said (no-input)."""
     if not result.text:
         return None
+    heard = Answer("speech", text=result.text, confidence=result.confidence, agreement=result.agreement,
+                   decodes=result.decodes)
     if result.phrase is not None and result.phrase in ask.phrases:
-        return Answer("speech", phrase=result.phrase, text=result.text, confidence=result.confidence)
+        return dataclasses.replace(heard, phrase=result.phrase)
     if ask.spoken_digits:
-        with contextlib.suppress(ValueError):
-            digits = spoken_digits(result.text, ask.language)
-            if digits:
-                digits = digits[:ask.max_digits]
-                return Answer("speech", digits=digits, text=result.text, confidence=result.confidence)
-    return Answer("speech", text=result.text, confidence=result.confidence)  # heard, but no match
+        digits = result.digits   # the recogniser's digit string (its decodes voted on it), else the words
+        if digits is None:
+            with contextlib.suppress(ValueError):
+                digits = spoken_digits(result.text, ask.language)
+        if digits:
+            return dataclasses.replace(heard, digits=digits[:ask.max_digits])
+    return heard  # heard, but no match
 
 
 #: A spoken number is a run of one-word phrases ("일 이 삼 사"); callers pause between digits, so
@@ -160,7 +164,8 @@ class Listener:
         result = self.task.result()
         now = time.monotonic()
         log.info("speech.result", reason=result.reason, phrase=result.phrase,
-                 confidence=round(result.confidence, 3), words=len(result.text.split()),
+                 confidence=round(result.confidence, 3), agreement=round(result.agreement, 3),
+                 decodes=result.decodes, words=len(result.text.split()),
                  latency_ms=round((now - (self.last_partial_at or now)) * 1000),
                  listened_ms=round((now - self.started_at) * 1000))
         return result
@@ -204,8 +209,8 @@ class Turn:
         self.entry.add(key)
 
     async def _listen(self, no_input_ms: int) -> None:
-        if self.speech is None or self.listener is not None:
-            return
+        if self.speech is None or self.listener is not None or self.entry.keys:
+            return  # keys replace speech: once a key is in, the turn listens no more
         listener = Listener(self.leg, self.speech, self.ask, self.sample_rate)
         self.listener = listener
         try:

@@ -27,13 +27,15 @@ Every prompt plays in the call's *current* language (``language`` nodes change i
 ``play``/``ask`` gets the language and a snapshot of the variables (for the prompt's placeholders).
 Every node visit logs ``dialplan.node`` (node, type) and adds at least one journey step.
 
-Speech answers (menu, collect, survey): the recognised phrase is matched against the node's phrases
-ignoring case, spacing and punctuation (:func:`ivr.speech.grammar.match_phrase`). Confidence at or
-above ``listen.accept`` is taken; at or above ``listen.confirm`` the caller is asked to confirm with
-the plan's ``confirm`` (prompt with ``{phrase}``; yes/no words of the current language, else its base
-language, else ``en``; ``yes_digit``/``no_digit``; a yes word needs ``listen.confirm`` confidence):
-yes takes the answer (outcome ``confirmed``), anything else is ``rejected`` and counts as a wrong
-answer; below ``listen.confirm`` it is ``no_match``.
+Speech answers (menu, collect, survey, callback): the recognised phrase is matched against the
+node's phrases ignoring case, spacing and punctuation (:func:`ivr.speech.grammar.match_phrase`), then
+:func:`decide`: taken when the confidence is at least ``listen.accept`` and the agreement of the
+recogniser's decodes at least ``listen.agree``; else the caller is asked to confirm when the
+confidence is at least ``listen.confirm`` (or several decodes agreed), with the plan's ``confirm``
+(prompt with ``{phrase}``; yes/no words of the current language, else its base language, else
+``en``; ``yes_digit``/``no_digit``; a yes word needs ``listen.confirm`` confidence): yes takes the
+answer (outcome ``confirmed``), anything else is ``rejected`` and counts as a wrong answer; else
+``no_match``. Speech steps carry ``confidence`` and ``agreement``.
 
 Nodes that ask (attempts = ``retries`` + 1): the first attempt plays the prompt; a retry plays the
 ``no_input`` or ``no_match`` prompt (when set) *and* the prompt in one ``Ask``, so a key pressed
@@ -41,14 +43,21 @@ during the apology answers. One journey step per attempt, with ``attempt``.
 
 * ``menu``: ``max_digits=1``; phrases are every option's ``say`` when ``listen.enabled``. A key picks
   the option with that digit; outcome is the target node, ``no_input``, ``no_match``, ``confirmed``
-  (``goto`` = target) or ``rejected``. Out of attempts: ``on_failure``, else hang up.
+  (``goto`` = target) or ``rejected``. After a wrong answer the retry leads with ``no_match``, else
+  (a menu whose prompt is a text) the options suggested in the call's language
+  (:func:`ivr.dialplan.spoken.suggestion`). Out of attempts: ``on_failure``, else hang up.
 * ``collect``: ``max_digits``, ``terminator``, ``inter_digit_s``, spoken digits when
   ``listen.enabled``. Valid when ``min_digits <= len <= max_digits`` and ``pattern`` (if any) matches
   the whole entry; stored in ``variable``; then ``next``. Wrong or empty: ``no_match``; out of
-  attempts: ``on_failure``/hang up. Logs carry the length only; the journey has the digits masked
-  (:func:`~ivr.dialplan.journey.mask_digits`: entries of 8 or more keep the last two, ``******34``).
-  Outcome ``ok``, ``confirmed``, ``no_input``, ``no_match``,
-  ``rejected``.
+  attempts: ``on_failure``/hang up. Spoken digits that are valid and not ``no_match`` by
+  :func:`decide` are read back (the plan's ``confirm.read_back``, one prompt per digit:
+  :func:`ivr.dialplan.spoken.read_back`) unless ``read_back: false`` and the answer is taken: yes is
+  ``confirmed``; no, silence or another word is ``rejected`` and the retry plays the prompt alone; any
+  other key is the first of a typed entry (up to ``max_digits``, ``terminator``), which replaces the
+  speech (a second step of the attempt, ``ok`` or ``no_match``, ``detail`` says so). Logs carry the
+  length only; the journey has the digits masked (:func:`~ivr.dialplan.journey.mask_digits`: entries
+  of 8 or more keep the last two, ``******34``). Outcome ``ok``, ``confirmed``, ``no_input``,
+  ``no_match``, ``rejected``.
 * ``play``: plays, then ``next``.
 * ``branch``: :mod:`ivr.dialplan.conditions`; the first rule that holds wins, else ``default``
   (outcome: the target; ``detail``: ``rule <i>`` or ``default``).
@@ -65,9 +74,10 @@ during the apology answers. One journey step per attempt, with ``attempt``.
   the current one. ``agent_hangup`` goes to ``after`` if set, else the run ends ``queued``;
   ``timeout`` goes to ``on_timeout`` (else hang up); ``caller_hangup`` ends ``queued``. The queue step
   is in the journey (``detail`` = queue) before waiting; its outcome is filled in afterwards.
-* ``callback``: one ask (``accept_digit`` or an ``accept_say`` phrase at the default accept confidence
-  0.75). Accepted: ``record.request_callback`` with the rendered ``number``, ``confirmed`` is played,
-  then ``next`` (else hang up). Otherwise ``declined`` (else hang up). Outcome ``accepted``/``declined``.
+* ``callback``: one ask (``accept_digit``, or an ``accept_say`` phrase judged with the default
+  ``Listen`` thresholds: taken, or confirmed by the caller). Accepted: ``record.request_callback``
+  with the rendered ``number``, ``confirmed`` is played, then ``next`` (else hang up). Otherwise
+  ``declined`` (else hang up). Outcome ``accepted``/``declined``.
 * ``survey``: keys 1-5 or a word of ``scale``; stored with ``record.save({"csat": n})`` and as the
   variable ``csat``; ``thanks`` played; ``next``. No input retries with the prompt, a wrong answer with
   ``no_match`` + prompt; out of attempts: ``next`` without a score (outcome ``no_score``).
@@ -132,6 +142,7 @@ from ivr.dialplan.ports import (
     QueueTarget,
     RecordPort,
 )
+from ivr.dialplan.spoken import read_back, suggestion
 from ivr.dialplan.templates import names, render, render_url, to_str
 from ivr.dialplan.variables import BUILTINS, MASK
 from ivr.speech.grammar import match_phrase
@@ -140,6 +151,21 @@ log = get_logger(__name__)
 
 Result = Literal["hangup", "queued", "transferred", "max_steps"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+Verdict = Literal["take", "confirm", "no_match"]
+
+
+def decide(confidence: float, agreement: float, listen: Listen, decodes: int = 1) -> Verdict:
+    """What to do with a speech answer that matched a phrase (or spoken digits): take it when the
+    recogniser is sure *and* its decodes agree; ask the caller to confirm when the confidence reaches
+    ``listen.confirm``, or when several decodes ran and agreed (one decode always "agrees" with
+    itself: that is no evidence); else it is no match."""
+    if confidence >= listen.accept and agreement >= listen.agree:
+        return "take"
+    if confidence >= listen.confirm or (decodes > 1 and agreement >= listen.agree):
+        return "confirm"
+    return "no_match"
 
 
 def _utcnow() -> datetime:
@@ -301,9 +327,10 @@ class PlanRunner:
 
     async def _judge(self, answer: Answer, phrase: str, listen: Listen) -> Literal["take", "confirmed",
                                                                                      "rejected", "low"]:
-        if answer.confidence >= listen.accept:
+        verdict = decide(answer.confidence, answer.agreement, listen, answer.decodes)
+        if verdict == "take":
             return "take"
-        if answer.confidence >= listen.confirm:
+        if verdict == "confirm":
             return "confirmed" if await self._confirm(phrase, listen) else "rejected"
         return "low"
 
@@ -323,6 +350,31 @@ class PlanRunner:
             return match_phrase(said, yes) is not None and answer.confidence >= listen.confirm
         return False
 
+    async def _read_back(self, node: CollectNode, digits: str) -> tuple[Literal["yes", "no", "keys"], str]:
+        """Read spoken ``digits`` back one by one and take yes or no, by key or voice. Any other key
+        is the first of a keypad entry that replaces the speech: returns ("keys", the entry)."""
+        c = self.plan.confirm
+        yes, no = self._words(c.yes), self._words(c.no)
+        prompts = read_back(c.read_back, digits, self.language, self.plan.language)
+        answer = await self._ask(prompts, barge_in=True, timeout_s=c.timeout_s, max_digits=1,
+                                 phrases=tuple(yes + no), max_speech_s=node.listen.max_speech_s)
+        if answer.kind == "digits" and answer.digits:
+            key = answer.digits[0]
+            if key == c.yes_digit:
+                return "yes", ""
+            if key == c.no_digit or key == node.terminator:
+                return "no", ""
+            if node.max_digits == 1:
+                return "keys", key
+            rest = await self._ask((), barge_in=True, timeout_s=node.inter_digit_s, max_digits=node.max_digits - 1,
+                                   terminator=node.terminator, inter_digit_s=node.inter_digit_s)
+            return "keys", key + (rest.digits if rest.kind == "digits" else "")
+        if answer.kind == "speech":
+            said = answer.phrase or answer.text
+            if match_phrase(said, yes) is not None and answer.confidence >= node.listen.confirm:
+                return "yes", ""
+        return "no", ""
+
     # --- nodes -------------------------------------------------------------------------------------
     async def _menu(self, name: str, node: MenuNode) -> Next:
         listen = node.listen
@@ -340,31 +392,35 @@ class PlanRunner:
                 self._step(name, "menu", digit=key, outcome=target or "no_match", attempt=attempt)
                 if target is not None:
                     return target
-                lead = node.no_match
+                lead = self._no_match(node)
             elif answer.kind == "speech":
                 said = answer.phrase or answer.text
                 phrase = match_phrase(said, phrases) if phrases else None
-                conf = round(answer.confidence, 3)
+                heard = {"confidence": round(answer.confidence, 3), "agreement": round(answer.agreement, 3)}
                 if phrase is None:
-                    self._step(name, "menu", phrase=said, confidence=conf, outcome="no_match", attempt=attempt)
-                    lead = node.no_match
+                    self._step(name, "menu", phrase=said, outcome="no_match", attempt=attempt, **heard)
+                    lead = self._no_match(node)
                     continue
                 target = by_phrase[phrase]
                 verdict = await self._judge(answer, phrase, listen)
                 if verdict == "take":
-                    self._step(name, "menu", phrase=phrase, confidence=conf, outcome=target, attempt=attempt)
+                    self._step(name, "menu", phrase=phrase, outcome=target, attempt=attempt, **heard)
                     return target
                 if verdict == "confirmed":
-                    self._step(name, "menu", phrase=phrase, confidence=conf, outcome="confirmed", goto=target,
-                               attempt=attempt)
+                    self._step(name, "menu", phrase=phrase, outcome="confirmed", goto=target, attempt=attempt,
+                               **heard)
                     return target
-                self._step(name, "menu", phrase=phrase, confidence=conf,
-                           outcome="rejected" if verdict == "rejected" else "no_match", attempt=attempt)
-                lead = node.no_match
+                self._step(name, "menu", phrase=phrase, outcome="rejected" if verdict == "rejected" else "no_match",
+                           attempt=attempt, **heard)
+                lead = self._no_match(node)
             else:
                 self._step(name, "menu", outcome="no_input", attempt=attempt)
                 lead = node.no_input
         return node.on_failure
+
+    def _no_match(self, node: MenuNode) -> Prompt | None:
+        """The prompt before a retry after a wrong answer: the node's, else the options suggested."""
+        return node.no_match if node.no_match is not None else suggestion(node, self.language)
 
     async def _collect(self, name: str, node: CollectNode) -> Next:
         listen = node.listen
@@ -380,22 +436,40 @@ class PlanRunner:
                 lead = node.no_input
                 continue
             digits = answer.digits
-            conf = round(answer.confidence, 3) if answer.kind == "speech" else None
-            valid = (node.min_digits <= len(digits) <= node.max_digits
-                     and (node.pattern is None or safe_regex.fullmatch(node.pattern, digits)))
-            outcome = "ok" if valid else "no_match"
-            if valid and answer.kind == "speech":
-                verdict = await self._judge(answer, " ".join(digits), listen)
-                outcome = {"take": "ok", "confirmed": "confirmed", "rejected": "rejected"}.get(verdict, "no_match")
-            log.info("dialplan.collect", node=name, length=len(digits), outcome=outcome)
-            shown = ("****" if node.sensitive else mask_digits(digits)) if digits else None
-            self._step(name, "collect", digit=shown, confidence=conf,
-                       outcome=outcome, attempt=attempt)
+            outcome = "ok" if self._valid(node, digits) else "no_match"
+            heard: dict[str, Any] = {}
+            keyed: str | None = None   # a keypad entry that replaced a read-back
+            if answer.kind == "speech":
+                heard = {"confidence": round(answer.confidence, 3), "agreement": round(answer.agreement, 3)}
+                verdict = (decide(answer.confidence, answer.agreement, listen, answer.decodes)
+                           if outcome == "ok" else "no_match")
+                if verdict == "no_match":
+                    outcome = "no_match"
+                elif verdict == "confirm" or node.read_back:
+                    reply, typed = await self._read_back(node, digits)
+                    outcome = "confirmed" if reply == "yes" else "rejected"
+                    keyed = typed if reply == "keys" else None
+            self._collect_step(name, node, digits, outcome, attempt, **heard)
+            if keyed is not None:   # the caller typed the entry during the read-back: keys need none
+                digits, outcome = keyed, "ok" if self._valid(node, keyed) else "no_match"
+                self._collect_step(name, node, digits, outcome, attempt, detail="keys during read-back")
             if outcome in ("ok", "confirmed"):
                 self._write(name, node.variable, digits, secret=node.sensitive)
                 return node.next
-            lead = node.no_match
+            lead = None if outcome == "rejected" else node.no_match   # after a no: the question again
         return node.on_failure
+
+    @staticmethod
+    def _valid(node: CollectNode, digits: str) -> bool:
+        return (node.min_digits <= len(digits) <= node.max_digits
+                and (node.pattern is None or safe_regex.fullmatch(node.pattern, digits)))
+
+    def _collect_step(self, name: str, node: CollectNode, digits: str, outcome: str, attempt: int,
+                      **kw: Any) -> None:
+        """One journey step and log line of a collect: the entry masked in the journey, its length in the log."""
+        log.info("dialplan.collect", node=name, length=len(digits), outcome=outcome)
+        shown = ("****" if node.sensitive else mask_digits(digits)) if digits else None
+        self._step(name, "collect", digit=shown, outcome=outcome, attempt=attempt, **kw)
 
     async def _play_node(self, name: str, node: PlayNode) -> Next:
         self._step(name, "play")
@@ -496,10 +570,10 @@ class PlanRunner:
         listen = Listen()
         answer = await self._ask((node.prompt,), barge_in=True, timeout_s=node.timeout_s, max_digits=1,
                                  phrases=tuple(node.accept_say), max_speech_s=listen.max_speech_s)
+        said = match_phrase(answer.phrase or answer.text, node.accept_say) \
+            if answer.kind == "speech" and node.accept_say else None
         accepted = (answer.kind == "digits" and answer.digits[:1] == node.accept_digit) or (
-            answer.kind == "speech" and bool(node.accept_say)
-            and match_phrase(answer.phrase or answer.text, node.accept_say) is not None
-            and answer.confidence >= listen.accept)
+            said is not None and await self._judge(answer, said, listen) in ("take", "confirmed"))
         digit = answer.digits[:1] if answer.kind == "digits" and answer.digits else None
         phrase = (answer.phrase or answer.text) if answer.kind == "speech" else None
         if not accepted:
@@ -547,7 +621,8 @@ class PlanRunner:
             else:
                 said = answer.phrase or answer.text
                 word = match_phrase(said, phrases) if phrases else None
-                kw.update(phrase=word or said, confidence=round(answer.confidence, 3))
+                kw.update(phrase=word or said, confidence=round(answer.confidence, 3),
+                          agreement=round(answer.agreement, 3))
                 outcome = "no_match"
                 if word is not None:
                     verdict = await self._judge(answer, word, listen)

@@ -5,7 +5,8 @@ keys), keys are never renamed. A step lists only the fields that are set:
 
 * ``node``, ``type``, ``at`` (epoch seconds): always.
 * ``digit``: keys pressed (``collect`` stores them masked but the last two, e.g. ``****34``).
-* ``phrase``, ``confidence``: a speech answer.
+* ``phrase``, ``confidence``, ``agreement``: a speech answer (``agreement``: the share of the
+  recogniser's decodes that agreed on it; 1.0 when one decode ran).
 * ``outcome``: what came of the node; per type see :mod:`ivr.dialplan.engine`.
 * ``attempt``: 1-based attempt of a node that asks (menu, collect, survey).
 * ``goto``: the node chosen when ``outcome`` is not itself a node name (a confirmed speech answer).
@@ -30,6 +31,7 @@ class Step:
     digit: str | None = None
     phrase: str | None = None
     confidence: float | None = None
+    agreement: float | None = None
     outcome: str | None = None
     attempt: int | None = None
     goto: str | None = None

@@ -100,10 +100,20 @@ class Prompt(_Strict):
 
 
 class Listen(_Strict):
-    """Speech recognition settings of a node that listens (``menu``, ``collect``, ``survey``)."""
+    """Speech recognition settings of a node that listens (``menu``, ``collect``, ``survey``).
+
+    A speech answer that matched a phrase is taken when its confidence is at least ``accept`` *and*
+    at least ``agree`` of the recogniser's decodes agreed on it; otherwise the caller is asked to
+    confirm when the confidence is at least ``confirm`` or the decodes agreed; otherwise it is no
+    match (:func:`ivr.dialplan.engine.decide`). The defaults come from the speech benchmark
+    (docs/dialplans.md, "Speech and confirmation").
+    """
 
     enabled: bool = Field(True, description="recognise speech as well as digits")
-    accept: float = Field(0.75, ge=0, le=1, description="confidence at or above which an answer is taken")
+    accept: float = Field(0.96, ge=0, le=1, description="confidence at or above which an answer is taken "
+                          "(when the decodes agree too)")
+    agree: float = Field(0.6, ge=0, le=1, description="share of the recogniser's decodes that must agree on "
+                         "the answer to take it without confirming")
     confirm: float = Field(0.45, ge=0, le=1,
                            description="confidence at or above which the caller is asked to confirm")
     max_speech_s: float = Field(8.0, gt=0, le=60, description="longest utterance before it is cut")
@@ -181,6 +191,8 @@ class CollectNode(_Asks):
     pattern: str | None = Field(None, description="regular expression the whole entry must match")
     sensitive: bool = Field(False, description="a secret (PIN, card): usable in lookups and branches, "
                             "never shown to agents, the CRM or the call record (shown as ****)")
+    read_back: bool = Field(True, description="spoken digits are read back digit by digit for the caller "
+                            "to confirm (the plan's confirm.read_back); keys never are")
     next: NodeRef | None = None
 
     @field_validator("variable")
@@ -488,11 +500,17 @@ NODE_TYPES: dict[str, type[BaseModel]] = {
 
 
 class Confirm(_Strict):
-    """How a plan asks the caller to confirm an answer recognised with middling confidence."""
+    """How a plan asks the caller to confirm an answer recognised with middling confidence, and how
+    spoken digits are read back."""
 
     prompt: Prompt = Prompt(text={
         "en": "Did you say {phrase}? Press 1 or say yes. Otherwise press 2 or say no.",
         "ko": "{phrase}, 맞습니까? 맞으면 1번 또는 네, 아니면 2번 또는 아니요 라고 말씀하세요."})
+    read_back: Prompt = Field(Prompt(text={
+        "en": "I heard {digits}. Press 1 or say yes if that is right, otherwise press 2 or say no.",
+        "ko": "{digits}, 라고 들었습니다. 맞으면 1번 또는 네, 아니면 2번 또는 아니요 라고 말씀하세요."}),
+        description="spoken digits read back: {digits} is where each digit is spoken, one by one (a "
+                    "recording is played after the digits)")
     yes: dict[str, list[str]] = {"en": ["yes"], "ko": ["네", "예"]}
     no: dict[str, list[str]] = {"en": ["no"], "ko": ["아니요"]}
     yes_digit: str = Field("1", pattern=r"^[0-9*#]$")
@@ -505,6 +523,11 @@ class Confirm(_Strict):
             raise ValueError("yes_digit and no_digit must differ")
         for lang in sorted(set(self.yes) | set(self.no)):
             _distinct_phrases([self.yes.get(lang, []), self.no.get(lang, [])], "of yes and no")
+        texts = self.read_back.text if isinstance(self.read_back.text, dict) else {"": self.read_back.text or ""}
+        for lang, text in texts.items():
+            if text.strip() and text.count("{digits}") != 1:
+                where = f" ({lang})" if lang else ""
+                raise ValueError(f"read_back text{where} needs {{digits}} once: where the digits are spoken")
         return self
 
 

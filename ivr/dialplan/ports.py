@@ -47,6 +47,8 @@ class Answer:
     phrase: str = ""           # the grammar phrase recognised (``kind == "speech"``)
     text: str = ""             # the raw recognised text
     confidence: float = 1.0
+    agreement: float = 1.0     # share of the recogniser's decodes that agreed on the answer (speech)
+    decodes: int = 1           # how many decodes voted (1: no voting)
 
     @staticmethod
     def none() -> Answer:

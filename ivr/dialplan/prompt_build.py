@@ -9,7 +9,10 @@ broken prompt:
   missing in the default language too, or undecodable, is an *error*;
 * a text is spoken with the voice configured for the language (no voice configured is an error);
 * a text with ``{placeholders}`` is rendered per call at run time: the build speaks it once with
-  sample values instead, to prove the voice and the text work.
+  sample values instead, to prove the voice and the text work;
+* the prompts the engine makes up (:func:`ivr.dialplan.spoken.generated_prompts`: the options
+  suggested after a wrong answer, the digits and texts of a read-back) are rendered too, so a call
+  never renders a caller's digits (field ``no_match (suggested)`` or ``confirm.read_back``).
 
 ``ivr prompts build`` and ``ivr run`` (before it starts any worker) use :func:`build_plan_prompts`;
 an error stops them.
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ivr.core.errors import PromptError
+from ivr.dialplan.spoken import generated_prompts
 from ivr.dialplan.templates import names, render
 from ivr.prompts.library import PromptLibrary, PromptSpec
 
@@ -170,6 +174,17 @@ def build_plan_prompts(library: PromptLibrary, plans: Iterable[tuple[str | Path,
                     report.rendered += 1
                 else:
                     report.cached += 1
+        for node, field_name, language, prompt in generated_prompts(plan):
+            where = {"plan": str(label), "node": node, "field": field_name, "language": language}
+            try:
+                rendered, _ = check_prompt(library, prompt, language, plan.language)
+            except PromptError as exc:
+                report.issues.append(PromptIssue("error", code=exc.code, message=exc.message, **where))
+                continue
+            if rendered:
+                report.rendered += 1
+            else:
+                report.cached += 1
     return report
 
 

@@ -6,10 +6,12 @@ The real engine (:class:`~ivr.dialplan.engine.PlanRunner`) runs against in-memor
   line of stdin per question (end of input = the caller hangs up: outcome ``caller_gone``). Tokens:
 
   - ``none`` (or an empty token): no input; the plan's own timeout/retry path runs.
-  - ``say:TEXT`` or ``say:TEXT@0.6``: speech with that confidence (default 1.0). ``TEXT`` is matched
-    against the question's phrases ignoring case and spacing; a ``collect`` that listens for spoken
-    digits also takes ``say:1234``, ``say:one two three`` or ``say:일이삼``. Speech where the node
-    does not listen counts as no input.
+  - ``say:TEXT`` or ``say:TEXT@0.6``: speech with that confidence (default 1.0); ``say:TEXT@1.0/0.5``
+    also gives the share of the recogniser's decodes that agreed (as if 8 decodes voted; default:
+    one decode, agreement 1.0). ``TEXT`` is matched against the question's phrases ignoring case and
+    spacing; a ``collect`` that listens for spoken digits also takes ``say:1234``, ``say:one two
+    three`` or ``say:일이삼`` (then reads them back: answer ``1``/``say:yes`` or ``2``/``say:no``, or
+    type the entry). Speech where the node does not listen counts as no input.
   - keys (``0-9 * #``): a key buffer. Each question takes keys from it up to its ``max_digits`` or
     its terminator (consumed, not part of the answer; a terminator right after ``max_digits`` keys
     is consumed too); the rest waits for the next question. ``2,1`` and ``21`` both answer two
@@ -43,7 +45,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -54,6 +56,7 @@ from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.model import VAR_NAME, AnyNode, CollectNode, MenuNode, Prompt
 from ivr.dialplan.ports import Answer, Ask, CallerGone, QueueOutcome, QueueTarget, Recording
+from ivr.dialplan.spoken import SpokenDigit
 from ivr.dialplan.templates import prompt_text
 from ivr.dialplan.variables import MASK
 
@@ -67,6 +70,11 @@ class Token:
     keys: str = ""
     text: str = ""
     confidence: float = 1.0
+    agreement: float | None = None   # None: one decode
+
+
+#: How many decodes a scripted agreement stands for (``say:TEXT@1.0/0.5``).
+SCRIPTED_DECODES = 8
 
 
 def parse_token(raw: str) -> Token:
@@ -75,18 +83,20 @@ def parse_token(raw: str) -> Token:
     if tok == "" or tok.lower() == "none":
         return Token("none")
     if tok.lower().startswith("say:"):
-        text, conf = tok[4:], 1.0
+        text, conf, agree = tok[4:], 1.0, None
         head, sep, tail = text.rpartition("@")
-        if sep and re.fullmatch(r"\d*\.?\d+", tail.strip()):
-            text, conf = head, float(tail)
-            if not 0 <= conf <= 1:
-                raise ValueError(f"{raw!r}: confidence must be between 0 and 1")
+        m = re.fullmatch(r"(\d*\.?\d+)(?:/(\d*\.?\d+))?", tail.strip()) if sep else None
+        if m:
+            text, conf = head, float(m.group(1))
+            agree = float(m.group(2)) if m.group(2) else None
+            if not 0 <= conf <= 1 or not 0 <= (agree or 0) <= 1:
+                raise ValueError(f"{raw!r}: confidence and agreement must be between 0 and 1")
         if not text.strip():
             raise ValueError(f"{raw!r}: say: needs a text")
-        return Token("say", text=text.strip(), confidence=conf)
+        return Token("say", text=text.strip(), confidence=conf, agreement=agree)
     if all(ch in KEYS for ch in tok):
         return Token("keys", keys=tok)
-    raise ValueError(f"{raw!r} is not an input: use keys (0-9 * #), say:TEXT[@confidence] or none")
+    raise ValueError(f"{raw!r} is not an input: use keys (0-9 * #), say:TEXT[@confidence[/agreement]] or none")
 
 
 def parse_input(spec: str | None) -> list[Token]:
@@ -129,14 +139,17 @@ def answer_for(token: Token, ask: Ask, keys: str) -> tuple[Answer, str]:
 
     if not ask.phrases and not ask.spoken_digits:
         return Answer.none(), ""
+    heard = Answer("speech", text=token.text, confidence=token.confidence)
+    if token.agreement is not None:
+        heard = replace(heard, agreement=token.agreement, decodes=SCRIPTED_DECODES)
     phrase = match_phrase(token.text, ask.phrases) if ask.phrases else None
     if phrase is not None:
-        return Answer("speech", phrase=phrase, text=token.text, confidence=token.confidence), ""
+        return replace(heard, phrase=phrase), ""
     if ask.spoken_digits:
         digits = _spoken_digits(token.text, ask.language)
         if digits is not None:
-            return Answer("speech", digits=digits, text=token.text, confidence=token.confidence), ""
-    return Answer("speech", text=token.text, confidence=token.confidence), ""
+            return replace(heard, digits=digits[:ask.max_digits]), ""
+    return heard, ""
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -192,8 +205,13 @@ class SimCall:
     def _node_name(self) -> str:
         return self.node[0] if self.node else ""
 
+    def _secret(self) -> bool:
+        return self.node is not None and isinstance(self.node[1], CollectNode) and self.node[1].sensitive
+
     def _show(self, prompt: Prompt, language: str, variables: Mapping[str, str]) -> None:
         text = prompt_text(prompt, language, self.loaded.plan.language, variables)
+        if isinstance(prompt, SpokenDigit) and self._secret():
+            text = MASK  # a PIN read back is not printed, even here
         entry: dict[str, Any] = {"node": self._node_name(), "language": language}
         if prompt.file:
             entry["file"] = prompt.file
@@ -265,7 +283,7 @@ class SimCall:
 
     def _report(self, answer: Answer, source: str) -> None:
         node = self._node_name()
-        secret = self.node is not None and isinstance(self.node[1], CollectNode) and self.node[1].sensitive
+        secret = self._secret()
         digits = MASK if secret and answer.digits else answer.digits  # a PIN is not printed, even here
         if answer.kind == "no_input":
             self.pr.event("input", "   input: (none)", node=node, kind="no_input")

@@ -35,13 +35,18 @@ class RecognitionResult:
 
     ``text`` is the recognised words without garbage tokens ("" for silence or out-of-grammar
     speech); ``confidence`` the mean word confidence (0.0 when no word); ``phrase`` the configured
-    menu phrase the text matched, if any; ``reason`` why listening ended.
+    menu phrase the text matched, if any; ``reason`` why listening ended. ``agreement``: the fraction
+    of the ``decodes`` decodes of the utterance that produced the same phrase (or digit string);
+    ``digits``: the digit string when the whole utterance was digit words, else None.
     """
 
     text: str
     confidence: float
     phrase: str | None
     reason: Reason
+    agreement: float = 1.0
+    decodes: int = 1
+    digits: str | None = None
 
     def to_message(self) -> dict[str, Any]:
         return {"type": "final", "text": self.text, "confidence": round(self.confidence, 4),
@@ -53,8 +58,12 @@ class RecognitionResult:
         if reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         phrase = msg.get("phrase")
+        digits = msg.get("digits")
+        agreement = msg.get("agreement")
         return cls(text=str(msg.get("text") or ""), confidence=float(msg.get("confidence") or 0.0),
-                   phrase=None if phrase is None else str(phrase), reason=cast(Reason, reason))
+                   phrase=None if phrase is None else str(phrase), reason=cast(Reason, reason),
+                   agreement=1.0 if agreement is None else float(agreement),
+                   decodes=int(msg.get("decodes") or 1), digits=None if digits is None else str(digits))
 
 
 class SpeechClient:

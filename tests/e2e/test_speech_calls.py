@@ -13,7 +13,9 @@ journey steps with phrase and confidence) and from the worker's log.
   offsets, linear or through G.711; espeak-ng's 요금 문의 is recognised at only 3-8 of 8 offsets,
   confidence 0.64-1.0, depending on the codec and speed: a test on it would be flaky.)
 - ``test_spoken_digit_after_no_input``: a collect with spoken digits: silence -> ``no_input`` and a
-  re-prompt, then the caller says 삼 -> the variable is ``3`` and the call goes on to its queue.
+  re-prompt, then the caller says 삼 -> the digit is read back (삼, then "...라고 들었습니다. 맞으면
+  1번...") and the caller presses 1 during the read-back -> ``confirmed``, the variable is ``3`` and
+  the call goes on to its queue.
   Spoken digit *strings* are not used: with espeak-ng's Korean voice, 4-digit strings came back right
   0 times out of 7 in every form measured (spaced, commas, pauses, speeds 110-150, native numerals),
   while the single words 삼, 오 and 이 came back right 8 times out of 8 at 8 frame offsets through A-law.
@@ -192,11 +194,16 @@ async def test_spoken_menu_choice_barges_in_and_routes(speech_hotline: Hotline, 
 
 async def test_spoken_digit_after_no_input(speech_hotline: Hotline, tmp_path: Path) -> None:
     pcap, _ = await asyncio.to_thread(korean_pcap, "삼", tmp_path, "three")
-    # attempt 1: 2.5 s prompt + 2 s of silence -> no_input; attempt 2 (3.4 s + 2.5 s + 2 s) from 4.5 s
+    # attempt 1: 2.5 s prompt + 2 s of silence -> no_input; attempt 2 (3.4 s + 2.5 s + 2 s) from 4.5 s;
+    # 삼 at 7 s ends ~8.5 s (800 ms of quiet after a digit); the read-back (~5.5 s + 4 s to answer)
+    # runs from then on: the key at 11 s answers it
     _, record, lines = await call(speech_hotline, tmp_path, ani="+15550202", number="2002",
-                                        actions=[(pcap, 7000)], hangup_ms=12000)
+                                  actions=[(pcap, 7000), ("/usr/share/sip-tester/dtmf_2833_1.pcap", 11000)],
+                                  hangup_ms=15000)
     steps = [s for s in record["journey"]["steps"] if s["node"] == "account"]
-    assert [s["outcome"] for s in steps] == ["no_input", "ok"], steps
+    assert [s["outcome"] for s in steps] == ["no_input", "confirmed"], steps
+    assert [b["by"] for b in events(lines, "call.barge_in")][-1] == "dtmf", "the key stopped the read-back"
+    assert len(events(lines, "speech.listen")) == 3, "attempt 1, attempt 2, the read-back (yes/no by voice)"
     assert steps[1]["confidence"] >= 0.75, steps
     assert record["journey"]["data"]["account"] == "3"
     assert record["queue"] == "collected"

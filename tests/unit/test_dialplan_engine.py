@@ -35,14 +35,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # --- fakes ---------------------------------------------------------------------------------------
 def answer(a: Answer | str | None) -> Answer:
-    """``None`` no input, ``"say:text@0.6"`` speech (the phrase as recognised), else keys."""
+    """``None`` no input, ``"say:text@0.6"`` speech (the phrase as recognised; ``@0.97/0.5``: and 8
+    decodes of which half agreed), else keys."""
     if a is None:
         return Answer.none()
     if isinstance(a, Answer):
         return a
     if a.startswith("say:"):
-        text, _, conf = a[4:].partition("@")
-        return Answer("speech", phrase=text, text=text, confidence=float(conf or 1.0))
+        text, _, heard = a[4:].partition("@")
+        conf, _, agree = heard.partition("/")
+        return Answer("speech", phrase=text, text=text, confidence=float(conf or 1.0),
+                      agreement=float(agree or 1.0), decodes=8 if agree else 1)
     return Answer("digits", digits=a)
 
 
@@ -248,7 +251,7 @@ async def test_menu_ask_carries_the_node_settings_and_every_option_phrase() -> N
     assert env.result.node == "billing" and env.result.result == "hangup"
 
 
-@pytest.mark.parametrize("said", ["say:Billing@0.9", "say:  BILLING @0.75", "say:요금문의@0.8"])
+@pytest.mark.parametrize("said", ["say:Billing@0.96", "say:  BILLING @0.99", "say:요금문의@1.0/0.625"])
 async def test_menu_speech_at_or_above_accept_is_taken(said: str) -> None:
     env = await run(MENU, FakeCall(said))
     assert env.result.node == "billing"
@@ -291,6 +294,27 @@ async def test_menu_low_confidence_is_no_match_without_confirmation() -> None:
     env = await run(MENU, FakeCall("say:billing@0.3", "1"))
     assert env.steps[0] == ("m", "no_match") and len(env.call.asks) == 2
     assert env.call.asks[1].prompts[0].text == "Wrong."
+
+
+async def test_menu_sure_but_disagreeing_decodes_are_confirmed_never_taken() -> None:
+    env = await run(MENU, FakeCall("say:billing@1.0/0.25", "2", "say:support@1.0/0.75"))
+    assert env.steps[:2] == [("m", "rejected"), ("m", "support")] and len(env.call.asks) == 3
+    first, second = env.result.journey.steps[:2]
+    assert (first.confidence, first.agreement, second.agreement) == (1.0, 0.25, 0.75)
+    assert "agreement" in env.result.journey.to_dict()["steps"][0]
+
+
+async def test_menu_without_no_match_prompt_suggests_the_options_in_the_callers_language() -> None:
+    plan = MENU.replace('    no_match: "Wrong."\n', "")
+    env = await run(plan, FakeCall("say:cancel@0.99", "7", "1"))
+    assert [p.text for p in env.call.asks[1].prompts] == [
+        "You can say billing or support, or press 1 or 2.", {"en": "Hello {who}. Billing 1, support 2.",
+                                                              "ko": "{who}님, 요금 1번"}]
+    assert env.call.asks[2].prompts[0].text == "You can say billing or support, or press 1 or 2."
+    env = await run(plan, FakeCall("say:billing@0.5", "2", "1"), variables={"language": "ko"})
+    assert env.call.texts[2] == "요금 문의, support 중 하나를 말씀하시거나, 1, 2번을 누르세요."
+    env = await run(plan, FakeCall(None, "1"))   # no input is not a wrong answer: no suggestion
+    assert env.call.asks[1].prompts[0].text == "Nothing heard."
 
 
 async def test_menu_phrase_outside_the_options_is_no_match() -> None:
@@ -385,15 +409,84 @@ async def test_collect_no_input_then_failure() -> None:
     assert env.result.journey.steps[1].digit == "**"
 
 
-async def test_collect_spoken_digits_accepted_or_confirmed() -> None:
-    env = await run(COLLECT, FakeCall(Answer("speech", digits="5678", text="five six seven eight",
-                                             confidence=0.9)))
-    assert env.result.variables["account"] == "5678"
-    env = await run(COLLECT, FakeCall(Answer("speech", digits="5678", confidence=0.5), "1"))
-    assert env.result.variables["account"] == "5678" and env.steps[0] == ("c", "confirmed")
-    assert env.call.asks[1].variables["phrase"] == "5 6 7 8"
-    env = await run(COLLECT, FakeCall(Answer("speech", digits="5678", confidence=0.2), None))
+def spoken(digits: str, confidence: float = 1.0, agreement: float = 1.0) -> Answer:
+    return Answer("speech", digits=digits, text=digits, confidence=confidence, agreement=agreement)
+
+
+@pytest.mark.parametrize("confidence", [1.0, 0.5])
+async def test_collect_spoken_digits_are_read_back_one_by_one_and_yes_takes_them(confidence: float) -> None:
+    env = await run(COLLECT, FakeCall(spoken("5678", confidence), "1"))
+    assert env.result.variables["account"] == "5678" and env.steps == [("c", "confirmed"), ("done", None)]
+    read = env.call.asks[1]
+    assert [p.text for p in read.prompts] == ["I heard ", "five", "six", "seven", "eight",
+                                              "Press 1 or say yes if that is right, otherwise press 2 or say no."]
+    assert read.max_digits == 1 and read.phrases == ("yes", "no") and read.barge_in and read.timeout_s == 4.0
+    assert "5678" not in repr(read.variables) and "5 6 7 8" not in repr(read.variables)
+    step = env.result.journey.steps[0]
+    assert (step.digit, step.confidence, step.agreement) == ("****", confidence, 1.0)
+
+
+async def test_collect_read_back_in_korean_and_yes_by_voice() -> None:
+    env = await run(COLLECT, FakeCall(spoken("1029"), "say:네@0.9"), variables={"language": "ko"})
+    assert env.result.variables["account"] == "1029"
+    assert env.call.texts[1:5] == ["일", "공", "이", "구"]
+    assert env.call.texts[5] == "라고 들었습니다. 맞으면 1번 또는 네, 아니면 2번 또는 아니요 라고 말씀하세요."
+    assert env.call.asks[1].phrases == ("네", "예", "아니요")
+
+
+@pytest.mark.parametrize("reply", ["2", "say:no@0.99", None, "say:yes@0.2", "*"])   # *: the terminator
+async def test_collect_read_back_no_asks_again_and_counts_as_a_try(reply: str | None) -> None:
+    env = await run(COLLECT, FakeCall(spoken("5678"), reply, spoken("5679"), "1"))
+    assert env.steps[:2] == [("c", "rejected"), ("c", "confirmed")]
+    assert [s.attempt for s in env.result.journey.steps[:2]] == [1, 2]
+    assert [p.text for p in env.call.asks[2].prompts] == ["Account number?"]   # the question again, no apology
+    assert env.result.variables["account"] == "5679"
+    env = await run(COLLECT, FakeCall(spoken("5678"), reply, spoken("5679"), reply))
+    assert env.steps[:2] == [("c", "rejected"), ("c", "rejected")] and env.result.node == "fail"
+    assert "account" not in env.result.variables
+
+
+async def test_collect_keys_during_the_read_back_replace_the_speech_without_a_read_back() -> None:
+    env = await run(COLLECT, FakeCall(spoken("5678"), "4", "321"))
+    assert env.result.variables["account"] == "4321" and len(env.call.asks) == 3
+    rest = env.call.asks[2]
+    assert rest.prompts == () and rest.max_digits == 7 and rest.terminator == "*" and not rest.spoken_digits
+    assert env.steps[:2] == [("c", "rejected"), ("c", "ok")]
+    assert env.result.journey.steps[1].digit == "****" and env.result.journey.steps[1].detail
+    # a wrong keypad entry is a wrong answer like any other
+    env = await run(COLLECT, FakeCall(spoken("5678"), "4", "", "1234"))
+    assert env.steps[:3] == [("c", "rejected"), ("c", "no_match"), ("c", "ok")]
+
+
+async def test_collect_keys_in_the_first_place_need_no_read_back() -> None:
+    env = await run(COLLECT, FakeCall("5678"))
+    assert env.result.variables["account"] == "5678" and len(env.call.asks) == 1 and env.steps[0] == ("c", "ok")
+
+
+async def test_collect_read_back_false_takes_sure_digits_and_reads_back_unsure_ones() -> None:
+    plan = COLLECT.replace("    next: done\n", "    read_back: false\n    next: done\n")
+    env = await run(plan, FakeCall(spoken("5678", 0.97)))
+    assert env.result.variables["account"] == "5678" and env.steps[0] == ("c", "ok") and len(env.call.asks) == 1
+    env = await run(plan, FakeCall(spoken("5678", 0.7), "1"))
+    assert env.steps[0] == ("c", "confirmed") and "five" in env.call.texts
+    env = await run(plan, FakeCall(spoken("5678", 0.2), None))
+    assert env.steps[0] == ("c", "no_match") and env.result.node == "fail" and len(env.call.asks) == 2
+
+
+async def test_collect_unsure_spoken_digits_are_no_match_without_a_read_back() -> None:
+    env = await run(COLLECT, FakeCall(spoken("5678", 0.2), None))
     assert env.steps[0] == ("c", "no_match") and env.result.node == "fail"
+    assert env.call.asks[1].prompts[0].text == "Invalid."
+
+
+async def test_collect_sensitive_spoken_entry_is_read_back_but_logged_and_journeyed_masked() -> None:
+    plan = COLLECT.replace("    next: done\n", "    sensitive: true\n    next: done\n")
+    with capture_logs() as logs:
+        env = await run(plan, FakeCall(spoken("56781234"), "1"))
+    assert env.result.variables["account"] == "56781234"
+    assert [s.digit for s in env.result.journey.steps if s.node == "c"] == ["****"]
+    assert "56781234" not in repr(logs) and "56781234" not in repr(env.result.journey.to_dict())
+    assert "5 6 7 8" not in repr(logs)
 
 
 def test_mask_digits_is_one_rule_the_stricter_one() -> None:
@@ -541,7 +634,7 @@ nodes:
 """
 
 
-@pytest.mark.parametrize("reply", ["1", "say:Call me back@0.8"])
+@pytest.mark.parametrize("reply", ["1", "say:Call me back@0.97"])
 async def test_callback_accepted_books_with_the_rendered_number(reply: str) -> None:
     env = await run(CALLBACK, FakeCall(reply, caller="+8210"), variables={"callback_to": "+8210 99"})
     assert env.record.callbacks == [{"queue": "general", "number": "+8210 99", "steps": 0}]
@@ -557,6 +650,14 @@ async def test_callback_not_accepted_goes_to_declined(reply: str | None) -> None
     env = await run(CALLBACK, FakeCall(reply))
     assert not env.record.callbacks and env.steps[0] == ("cb", "declined")
     assert env.call.texts[-1] == "Declined."
+
+
+async def test_callback_unsure_yes_is_confirmed_before_booking() -> None:
+    env = await run(CALLBACK, FakeCall("say:call me back@0.6", "1"), variables={"callback_to": "+8210 99"})
+    assert env.steps == [("cb", "accepted")] and len(env.record.callbacks) == 1
+    assert env.call.asks[1].variables["phrase"] == "call me back"
+    env = await run(CALLBACK, FakeCall("say:call me back@1.0/0.5", "2"))   # sure, decodes disagree: asked
+    assert env.steps[0] == ("cb", "declined") and not env.record.callbacks and len(env.call.asks) == 2
 
 
 async def test_callback_refused_by_the_record_goes_to_declined_and_the_call_goes_on() -> None:
@@ -587,7 +688,7 @@ nodes:
 """
 
 
-@pytest.mark.parametrize(("reply", "score"), [("4", 4), ("say:매우만족", 5), ("say:Excellent@0.8", 5),
+@pytest.mark.parametrize(("reply", "score"), [("4", 4), ("say:매우만족", 5), ("say:Excellent@0.97", 5),
                                              ("say:bad", 1)])
 async def test_survey_scores_by_key_or_word(reply: str, score: int) -> None:
     env = await run(SURVEY, FakeCall(reply))
@@ -718,7 +819,7 @@ async def test_a_missing_node_hangs_up() -> None:
 
 
 async def test_journey_dict_keeps_its_shape() -> None:
-    env = await run(load_plan(HOTLINE), FakeCall("say:invoice@0.9"))
+    env = await run(load_plan(HOTLINE), FakeCall("say:invoice@0.97"))
     d = env.result.journey.to_dict()
     assert set(d) == {"plan", "plan_version", "language", "steps", "data"}
     assert d["steps"][0]["node"] == "welcome" and d["steps"][0]["phrase"] == "invoice"

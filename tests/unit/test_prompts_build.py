@@ -184,6 +184,35 @@ def test_a_language_without_a_voice_is_an_error_naming_the_configured_voices(
     assert "en=en-us" in report.errors[0].message
 
 
+def test_suggested_options_and_read_back_digits_are_built_before_any_call(library: CountingLibrary) -> None:
+    nodes = {"menu": {"type": "menu", "prompt": "Billing 1.",
+                      "options": [{"digit": "1", "say": ["billing"], "goto": "acct"}]},
+             "acct": {"type": "collect", "prompt": "Account?", "variable": "account", "next": "bye"}}
+    report = build_plan_prompts(library, [("test.yaml", plan(**nodes))])
+
+    assert report.ok, report.issues
+    # 4 plan prompts + the collect's + the menu's in en and ko, the template twice; generated: the
+    # suggestion (en, ko) and 12 read-back prompts in English ("I heard", ten digits, the question),
+    # 11 in Korean (no text before {digits})
+    assert (report.rendered, report.templates) == (10 + 2 + 12 + 11, 2)
+    for text, language in [("You can say billing, or press 1.", "en"), ("nine", "en"), ("구", "ko")]:
+        assert library.ensure(PromptSpec(text=text), language)[1] is False, text  # in the cache already
+    again = build_plan_prompts(library, [("test.yaml", plan(**nodes))])
+    assert again.rendered == 0
+
+
+def test_a_plan_of_recordings_gets_no_made_up_prompt_and_needs_no_voice(source_dir: Path, tmp_path: Path) -> None:
+    lib = CountingLibrary(source_dir, tmp_path / "cache", 8000, {})
+    recorded = Plan.model_validate({"name": "r", "numbers": ["1"], "start": "m", "nodes": {
+        "m": {"type": "menu", "prompt": {"file": "hold"}, "options": [{"digit": "1", "say": ["x"], "goto": "b"}]},
+        "b": {"type": "hangup", "prompt": {"file": "goodbye"}}}})
+
+    report = build_plan_prompts(lib, [("r.yaml", recorded)])
+
+    assert report.ok, report.issues
+    assert report.rendered == 2
+
+
 def test_a_template_is_spoken_with_sample_values_not_its_braces(library: CountingLibrary) -> None:
     rendered, warning = check_prompt(library, Prompt(text="Your balance is {balance}."), "en", "en")
 

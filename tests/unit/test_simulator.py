@@ -358,3 +358,49 @@ def test_a_key_on_hold_leaves_the_queue_for_its_node(tmp_path: Path) -> None:
     p = simulate(str(plan), "--input", "2", "--json")  # not a key of the queue: the caller waits
     doc = json.loads(p.stdout)
     assert doc["path"] == ["q"] and doc["outcome"]["queue_outcome"] == "caller_hangup"
+
+
+SPOKEN = """
+name: Spoken
+numbers: ["6000"]
+start: m
+nodes:
+  m:
+    type: menu
+    prompt: "Billing or support?"
+    options:
+      - {digit: "1", say: [billing], goto: pin}
+      - {digit: "2", say: [support], goto: bye}
+  pin:
+    type: collect
+    prompt: "Say or type your PIN."
+    variable: pin
+    min_digits: 4
+    max_digits: 4
+    sensitive: SENSITIVE
+    next: bye
+  bye: {type: hangup, prompt: "Bye."}
+"""
+
+
+@pytest.mark.parametrize("sensitive", [False, True])
+def test_spoken_digits_are_read_back_and_keys_replace_them(tmp_path: Path, sensitive: bool) -> None:
+    plan = tmp_path / "spoken.yaml"
+    plan.write_text(SPOKEN.replace("SENSITIVE", str(sensitive).lower()))
+    # a wrong option suggests the options; sure but disagreeing decodes are confirmed, not taken;
+    # spoken digits are read back; "no" asks again; a key during the read-back types the PIN instead
+    p = simulate(str(plan), "--json", "--input", "say:cancel,say:billing@1.0/0.25,1,say:five six seven eight,"
+                 "say:no,say:9 0 7 0,4,321")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    texts = [e.get("text") for e in doc["prompts"]]
+    assert texts[1:3] == ["You can say billing or support, or press 1 or 2.", "Billing or support?"]
+    assert texts[3].startswith("Did you say billing?")
+    digits = ["****"] * 4 if sensitive else ["five", "six", "seven", "eight"]
+    assert texts[5:11] == ["I heard ", *digits, "Press 1 or say yes if that is right, otherwise press 2 or say no."]
+    steps = [(s["node"], s.get("outcome"), s.get("agreement")) for s in doc["journey"]["steps"]]
+    assert steps == [("m", "no_match", 1.0), ("m", "confirmed", 0.25), ("pin", "rejected", 1.0),
+                     ("pin", "rejected", 1.0), ("pin", "ok", None), ("bye", None, None)]
+    assert doc["outcome"]["variables"]["pin"] == ("****" if sensitive else "4321")
+    if sensitive:
+        assert "5678" not in p.stdout and "4321" not in p.stdout and "five" not in p.stdout
