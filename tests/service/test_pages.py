@@ -832,3 +832,23 @@ async def test_the_desktop_shows_whether_a_registering_phone_is_registered(
     await expect(page.locator("#activity")).to_contain_text("Phone unregistered")
     tab.expect_no_errors()
     tab2.expect_no_errors()
+
+
+async def test_the_wallboard_marks_agents_whose_registering_phone_is_not_registered(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    await store.register_agent("agent1", name="Ada", skills={"billing": 4}, sip_uri="sip:agent1@127.0.0.1",
+                               languages=["en"], phone="registered")
+    tab = await open_tab(browser, f"{api}/wallboard")
+    page = tab.page
+    await page.fill("#token", "super1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    row, other = (page.locator(f"#agent-rows tr[data-agent-id={a}]") for a in ("agent1", "agent2"))
+    await expect(row).to_contain_text("no phone", timeout=TIMEOUT_MS)
+    await expect(other).to_be_visible()
+    await expect(other).not_to_contain_text("no phone")  # a fixed SIP URI has no registration
+    await store.record_phones({"agent1": 1}, stale_after_s=60, source="edge-a")
+    await expect(row).not_to_contain_text("no phone", timeout=TIMEOUT_MS)
+    await store.record_phones({}, stale_after_s=60, source="edge-a")
+    await expect(row).to_contain_text("no phone", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()
