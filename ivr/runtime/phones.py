@@ -26,8 +26,9 @@ process (no Python in the SIP path), and a poller that fails or restarts never r
 whose registrations live in memory only (an edge restart unregisters every phone).
 
 More than one poller is safe: each writes its own picture under its ``source`` name (the host name
-by default), the same edge polled twice gives the same picture, and the pictures of two edges
-(active and standby) add up (see ``agent_phones.lua``), so no leader is needed.
+by default); a phone counts as registered while any fresh picture has it (see ``agent_phones.lua``).
+The same edge polled twice gives the same picture, and the standby edge's empty picture never
+unregisters the phones of the active one, so no leader is needed.
 """
 
 from __future__ import annotations
