@@ -35,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
             rp.add_argument("--index", type=int, default=0)
             rp.add_argument("--name", type=_worker_name, default=None,
                             help="worker id in Redis (default w<index>); unique across hosts, e.g. hostA-w0")
+    ph = sub.add_parser("phones", help="poll the edge's registrations into Redis (systemd: ivr-phones.service, "
+                                       "on the edge host of a multi-host deployment; `ivr run` does it itself)")
+    ph.add_argument("--config", help="YAML settings file")
+    ph.add_argument("--edge-dir", default="/run/ivr-edge/kamailio",
+                    help="where the running edge keeps its config, db/ tables and control socket")
+    ph.add_argument("--name", type=_worker_name, default=None,
+                    help="this poller's name in Redis (default: the host name); one per edge")
     dep = sub.add_parser("deploy", help="deployment tools")
     depsub = dep.add_subparsers(dest="depcmd", required=True)
     from ivr.runtime.render import add_render_arguments
@@ -70,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             from ivr.runtime.worker import main as worker_main
 
             worker_main(settings, args.index, args.name)
+        elif args.cmd == "phones":
+            from ivr.runtime.phones import main as phones_main
+
+            phones_main(settings, Path(args.edge_dir), args.name)
         elif args.cmd == "api":
             from ivr.cti.app import main as api_main
 

@@ -123,10 +123,11 @@ class RegistrarSettings(BaseModel):
     auth_fail_limit: int = Field(10, ge=1, le=10000, description="failed digest checks one source address "
                                  "may make per auth_fail_window_s; above that its REGISTERs are dropped")
     auth_fail_window_s: int = Field(60, ge=1, le=86400)
-    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often the supervisor reads the edge's "
+    poll_interval_s: float = Field(1.0, gt=0, le=60, description="how often the edge's poller (the `ivr run` "
+                                   "supervisor, or `ivr phones` on a multi-host edge host) reads its "
                                    "registrations into Redis (and pushes changed credentials to the edge)")
     stale_after_s: float = Field(5.0, gt=0, le=600, description="a registration not confirmed by a poll for "
-                                 "this long counts as gone (edge or supervisor down): no offers to it")
+                                 "this long counts as gone (edge or its poller down): no offers to it")
 
 
 class EdgeSettings(BaseModel):

@@ -283,6 +283,22 @@ class AgentWrapupExtended(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AgentPhone(Event):
+    """The agent's phone (``phone: registered``: it registers at the edge) is now ``registered`` with
+    ``contacts`` devices, or not. ``reason``: ``registered``, ``devices`` (still registered, another
+    number of devices), ``unregistered`` (the edge holds no binding any more: unregistered, expired,
+    or its password was changed), ``stale`` (no poll of the edge for ``edge.registrar.stale_after_s``:
+    the edge or its poller is down). Routing offers the agent calls only while it is registered.
+    No contact address, user agent or IP: only how many devices, as ``GET /api/v1/agents/{id}``."""
+    type: ClassVar[EventType] = E.AGENT_PHONE
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+    registered: bool
+    contacts: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentDeleted(Event):
     """An admin deleted the agent (CTI API)."""
     type: ClassVar[EventType] = E.AGENT_DELETED

@@ -30,6 +30,7 @@ class EventType(StrEnum):
     CALL_DIALING = "call.dialing"              # click-to-dial: the agent answered, the customer is dialled
     AGENT_STATE = "agent.state"
     CALL_DISPOSITION = "call.disposition"      # the agent's disposition code and notes (CTI API)
+    AGENT_PHONE = "agent.phone"                # the agent's phone registered / unregistered at the edge
     AGENT_DELETED = "agent.deleted"            # an admin deleted the agent (CTI API)
     AGENT_WRAPUP_EXTENDED = "agent.wrapup_extended"  # the agent (or a supervisor) asked for more wrap-up time
     CALL_CSAT = "call.csat"                    # survey score stored on the call record

@@ -3,8 +3,8 @@ configuration (:mod:`~ivr.edge.config`, template ``kamailio.cfg``), run and cont
 (:mod:`~ivr.edge.control`)."""
 
 from ivr.edge.config import ANY_NUMBER, KAMAILIO, TEMPLATE, WORKERS_SET, EdgeConfig
-from ivr.edge.control import Edge, sip_options_ping
+from ivr.edge.control import AttachedEdge, Edge, sip_options_ping
 from ivr.edge.validate import edge_sources, validate_numbers
 
-__all__ = ["ANY_NUMBER", "KAMAILIO", "TEMPLATE", "WORKERS_SET", "Edge", "EdgeConfig", "edge_sources",
+__all__ = ["ANY_NUMBER", "KAMAILIO", "TEMPLATE", "WORKERS_SET", "AttachedEdge", "Edge", "EdgeConfig", "edge_sources",
            "sip_options_ping", "validate_numbers"]

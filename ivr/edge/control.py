@@ -43,6 +43,11 @@ class Edge(EdgeConfig):
     def process(self) -> ManagedProcess:
         return self._process
 
+    @property
+    def live(self) -> bool:
+        """Whether Kamailio runs, so that RPCs can reach it."""
+        return self._process.running
+
     # ----- running ---------------------------------------------------------------------------
 
     async def start(self, ready_within_s: float = 10.0) -> None:
@@ -87,7 +92,7 @@ class Edge(EdgeConfig):
     async def rpc(self, *args: str, within_s: float = 5.0) -> str:
         """One Kamailio RPC over the control socket (``kamcmd``); its text output.
         :class:`Unavailable` when Kamailio is not running or the command fails."""
-        if not self._process.running:
+        if not self.live:
             raise Unavailable("the edge is not running", code="edge.not_running")
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -116,7 +121,7 @@ class Edge(EdgeConfig):
         self._draining = bool(on)
         if self.cfg_path.exists():  # a restart of the same process (supervisor) keeps the state
             await asyncio.to_thread(write_atomic, self.cfg_path, self.render_config())
-        if self._process.running:
+        if self.live:
             await self.rpc("pv.shvSet", "draining", "int", "1" if on else "0")
         log.info("edge.draining", on=self._draining)
 
@@ -128,7 +133,7 @@ class Edge(EdgeConfig):
             return
         await asyncio.to_thread(self._write_numbers)
         await asyncio.to_thread(write_atomic, self.cfg_path, self.render_config())
-        if self._process.running:
+        if self.live:
             await self.rpc("htable.reload", "numbers")
             await self.rpc("pv.shvSet", "check_numbers", "int", str(int(self.check_numbers)))
         log.info("edge.numbers", numbers=len(self.numbers) if self.check_numbers and self.numbers is not None
@@ -138,22 +143,33 @@ class Edge(EdgeConfig):
         """Replace the agents' HA1 table (``{agent id: HA1}``) at run time: rewritten (0600) and
         reloaded (``htable.reload sipauth``) when it changed; True when it did. An agent whose HA1
         changed or went away loses its registrations at once (``ul.rm``): a rotated password locks
-        the old phone out now, not at its next refresh."""
+        the old phone out now, not at its next refresh. A reload that fails is tried again by the
+        next call (:class:`Unavailable` is raised)."""
         new = dict(credentials)
-        if new == self.sip_credentials:
+        if new == self.sip_credentials and not await asyncio.to_thread(self._sipauth_drifted):
             return False
-        dropped = [a for a, h in self.sip_credentials.items() if new.get(a) != h]
+        previous = self.sip_credentials
+        dropped = [a for a, h in previous.items() if new.get(a) != h]
         self.sip_credentials = new
         if not self.db_dir.exists():  # not rendered yet: start() writes the table
             return True
-        await asyncio.to_thread(self._write_sipauth)
-        if self._process.running:
-            await self.rpc("htable.reload", "sipauth")
-            for agent_id in dropped:
-                with contextlib.suppress(Unavailable):  # no registration to remove: fine
-                    await self.rpc("ul.rm", "location", agent_id)
+        try:
+            await asyncio.to_thread(self._write_sipauth)
+            if self.live:
+                await self.rpc("htable.reload", "sipauth")
+        except BaseException:
+            self.sip_credentials = previous  # not applied: the next call writes and reloads again
+            raise
+        for agent_id in dropped:
+            with contextlib.suppress(Unavailable):  # no registration to remove (or no edge): fine
+                await self.rpc("ul.rm", "location", agent_id)
         log.info("edge.sip_credentials", agents=len(new), changed=len(dropped) + len(set(new) - set(dropped)))
         return True
+
+    def _sipauth_drifted(self) -> bool:
+        """Whether the HA1 table on disk is not the one this object last applied (an edge run by
+        someone else re-renders it at each start: :class:`AttachedEdge`). Ours: never."""
+        return False
 
     async def registrations(self) -> dict[str, int]:
         """``{agent id: live contacts}`` of every AOR with at least one unexpired binding
@@ -173,6 +189,35 @@ class Edge(EdgeConfig):
                                   "registering": bool(flags & UAC_REG_ONGOING), "flags": flags,
                                   "expires_in": int(fields.get("diff_expires", "0"))}
         return status
+
+
+class AttachedEdge(Edge):
+    """An edge that another process runs (systemd's ``ivr-edge.service`` in a multi-host deployment),
+    controlled through the files and the control socket in ``directory`` (``/run/ivr-edge/kamailio``):
+    RPCs while the control socket exists; the agents' HA1 table is rewritten whenever the file on
+    disk is not the one last applied, since the edge's unit re-renders it (from the configuration
+    file alone) at every start. Never starts or stops Kamailio."""
+
+    def __init__(self, settings: Settings, directory: Path, *, kamailio: str = KAMAILIO) -> None:
+        super().__init__(settings, [], kamailio=kamailio)
+        self.dir = directory
+
+    @property
+    def live(self) -> bool:
+        return self.ctl_socket.is_socket()
+
+    async def start(self, ready_within_s: float = 10.0) -> None:
+        raise Unavailable("an attached edge is started by its own service", code="edge.attached")
+
+    async def stop(self) -> None:
+        raise Unavailable("an attached edge is stopped by its own service", code="edge.attached")
+
+    def _sipauth_drifted(self) -> bool:
+        try:
+            on_disk = (self.db_dir / "sipauth").read_text()
+        except FileNotFoundError:
+            return self.db_dir.exists()
+        return on_disk != self.render_sipauth_table()
 
 
 _AOR_LINE = re.compile(r"^\s*AoR:\s*(\S+)\s*$")

@@ -138,6 +138,16 @@ class Keys:
         holds ``phone_contacts`` and ``phone_until`` (ms: the registration counts until then)."""
         return self._k("phones", "registered")
 
+    @property
+    def phones_sources(self) -> str:
+        """ZSET of the pollers of the edge(s) (``ivr run``'s supervisor, ``ivr phones`` next to each
+        edge) by when their last picture goes stale (ms)."""
+        return self._k("phones", "sources")
+
+    def phones_source(self, name: str) -> str:
+        """HASH agent id -> live contacts: the last picture poller ``name`` took of its edge."""
+        return self._k("phones", "source", name)
+
     def agent_desktop(self, agent_id: str) -> str:
         """Present while the agent has a desktop WebSocket open (TTL refreshed by the API)."""
         return self._k("agent", agent_id, "desktop")

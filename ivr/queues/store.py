@@ -421,11 +421,14 @@ class QueueStore:
                         json.dumps(languages), phone)
 
     # --- agents' phones (registrations at the edge, SIP credentials) -------------------------
-    async def record_phones(self, registered: Mapping[str, int], stale_after_s: float) -> int:
-        """The edge's registrations now (``{agent id: live contacts}``, every AOR with a binding):
-        each counts for ``stale_after_s``; an available agent whose phone just came back is matched
+    async def record_phones(self, registered: Mapping[str, int], stale_after_s: float, source: str = "edge") -> int:
+        """The edge's registrations now (``{agent id: live contacts}``, every AOR with a binding), as
+        poller ``source`` saw them: each counts for ``stale_after_s``. Pollers of several edges add
+        up; the same edge polled twice counts once (each poller replaces its own picture). Emits
+        ``agent.phone`` on every change; an available agent whose phone just came back is matched
         with a waiting caller. Returns the offers made."""
-        return int(await self._run("agent_phones", int(stale_after_s * 1000), json.dumps(dict(registered))))
+        return int(await self._run("agent_phones", int(stale_after_s * 1000), json.dumps(dict(registered)),
+                                   source))
 
     async def set_sip_credential(self, credential: SipCredential) -> None:
         """Store an agent's SIP password as its HA1 (the previous one is replaced)."""

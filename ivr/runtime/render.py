@@ -35,6 +35,7 @@ from ivr.core.config import Settings, load_settings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import configure
 from ivr.core.process import ManagedProcess
+from ivr.core.sip_auth import effective_credentials, seed_credentials
 from ivr.edge import KAMAILIO, Edge
 from ivr.edge.validate import host_kind, hostport, listen
 
@@ -173,6 +174,10 @@ def render_kamailio(settings: Settings, out: Path, *, check: bool = True,
                     runtime_dir: Path | None = None) -> list[Path]:
     """kamailio.cfg, dispatcher.list and whatever else the edge reads (db_text tables, tls.cfg)."""
     edge = MultiHomedEdge(settings, directory=out / "kamailio", runtime_dir=runtime_dir)
+    # the configuration file's SIP passwords (as HA1s, db/sipauth 0600): phones can register from the
+    # edge's start; ivr-phones adds those set over the API (ivr/runtime/phones.py)
+    realm = settings.edge.sip_realm
+    edge.sip_credentials = effective_credentials(seed_credentials(settings.users, realm), {}, realm)
     edge.render(check=check)
     first = [edge.cfg_path, edge.dispatcher_list_path]
     rest = sorted(p for p in edge.dir.rglob("*") if p.is_file() and p not in first

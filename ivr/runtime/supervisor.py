@@ -121,7 +121,7 @@ class Supervisor:
         self.edge = Edge(s, workers=[(s.workers.host, s.workers.sip_port(i)) for i in range(s.workers.maximum)],
                          numbers=list(plans.by_number))
         phones_redis = connect(s.redis)
-        phones = PhoneRegistry(s, self.edge, QueueStore(phones_redis, s.redis.prefix))
+        phones = PhoneRegistry(s, self.edge, QueueStore(phones_redis, s.redis.prefix), source="supervisor")
         self.edge.sip_credentials = phones.initial_credentials()
         await self.edge.start()
         self.children.append(self.edge.process)

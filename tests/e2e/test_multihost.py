@@ -14,7 +14,8 @@ Everything runs as in production (no ``ivr run``): Redis with a password bound t
 root-side veth addresses; each worker runs ``ip netns exec <ns> python -m ivr.cli worker`` with
 ``workers.host`` = its namespace address and ``redis.url`` = the root-side address of its veth; the
 edge runs the Kamailio config written by ``ivr deploy render`` (``workers.remote`` = both workers,
-``edge.extra_listen`` = both root-side veth addresses); the API on 127.0.0.1.
+``edge.extra_listen`` = both root-side veth addresses), with ``ivr phones`` beside it (what
+ivr-phones.service runs: the edge's registrations to Redis); the API on 127.0.0.1.
 
 Kamailio relays signalling only: RTP flows directly between the phones and the worker holding the
 call, so the caller's media (and the agent phone) are on a root-side veth address the namespaces
@@ -26,6 +27,9 @@ What it proves:
   "dispatched to" log line all agree);
 - the whole flow (IVR, DTMF 2, queue, screen-pop on agent1's WebSocket before the agent phone rings,
   bridged audio both ways, agent hangs up, call record closed) completes through each namespace worker;
+- an agent whose phone registers at the edge (desk1) is marked registered by the poller, offered a
+  call (the worker sends the offer to its address of record at the edge, which forks it to the
+  registered contact), and told when it unregisters (``agent.phone``);
 - a killed worker is taken out by the edge's OPTIONS probes and the next calls all go to the other
   host; restarted, it is probed back in and gets calls again.
 
@@ -80,7 +84,9 @@ LINK_PREFIX = "imh"     # root-side veth ends: imh<pid>a (<= 15 characters with 
 WORKER_SIP_PORT = 5070  # inside each namespace (fresh network stack: nothing else binds there)
 WORKER_RTP_PORT = 20000
 ALAW_SILENCE = {0xD5, 0x55, 0xD4, 0x54}
-TOKENS = {"agent1": "agent1-multihost-token", "super1": "super1-multihost-token"}
+TOKENS = {"agent1": "agent1-multihost-token", "super1": "super1-multihost-token", "desk1": "desk1-multihost-token"}
+DESK_PASSWORD = "desk1-multihost-sip-password"
+REALM = "hotline"  # one digest realm for every role (the default, edge.host, differs between the roles here)
 
 
 # ----- network namespaces ------------------------------------------------------------------------
@@ -354,8 +360,13 @@ class Multihost:
                 {"id": "agent1", "name": "Ada", "skills": {"billing": 4},
                  "sip_uri": f"sip:agent1@{self.a.root_ip}:{self.agent_port}", "token": TOKENS["agent1"]},
                 {"id": "super1", "name": "Sam", "role": "supervisor", "token": TOKENS["super1"]},
+                # a phone that registers at the edge, wherever the agent sits (ivr-phones polls it)
+                {"id": "desk1", "name": "Dee", "skills": {"billing": 3}, "phone": "registered",
+                 "sip_password": DESK_PASSWORD, "token": TOKENS["desk1"]},
             ],
         }
+        if "edge" in extra:
+            extra = {**extra, "edge": {"registrar": {"realm": REALM}, **extra["edge"]}}
         for key, value in extra.items():
             cfg[key] = {**cfg.get(key, {}), **value}
         path = self.workdir / f"{role}.yaml"
@@ -377,7 +388,10 @@ class Multihost:
         self.workdir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.net.up)
         await self._start_redis()
-        api_cfg = self.config("api", api={"port": self.api_port})
+        # the API stores desk1's address of record at the edge (sip:desk1@<edge.host>:<edge.port>), where
+        # the workers send its offers: an edge address both worker hosts reach
+        api_cfg = self.config("api", api={"port": self.api_port},
+                              edge={"host": self.a.root_ip, "port": self.edge_port})
         settings = load_settings(api_cfg)
         await asyncio.to_thread(build_prompts, settings, PlanRegistry.from_dir(settings.dialplans_dir))
         redis = self.redis()
@@ -455,6 +469,10 @@ class Multihost:
             return await sip_options_ping("127.0.0.1", self.edge_port, within_s=0.5)
 
         await wait_until("the edge answering OPTIONS", ready, 15)
+        # what ivr-phones.service runs next to it: the edge's registrations to Redis
+        self.procs["phones"] = Proc("phones", [sys.executable, "-m", "ivr.cli", "phones", "--config", str(cfg),
+                                               "--edge-dir", str(kam), "--name", "edge-1"], self.workdir / "phones.log")
+        await self.procs["phones"].start()
 
     async def dispatcher_flags(self) -> dict[str, str]:
         """{worker uri: dispatcher flags} from the edge's control socket ("AP" active, "IP" inactive)."""
@@ -470,7 +488,7 @@ class Multihost:
         return all(flags.get(self.uri(h), "").startswith("A") for h in self.net.hosts)
 
     async def stop(self) -> None:
-        for name in ["api", "edge", *[h.worker_name for h in self.net.hosts], "redis"]:
+        for name in ["api", "phones", "edge", *[h.worker_name for h in self.net.hosts], "redis"]:
             if name in self.procs:
                 with contextlib.suppress(Exception):
                     await self.procs[name].stop()
@@ -659,6 +677,92 @@ async def test_calls_alternate_between_hosts_and_complete_through_each(
     edge_log = (mh.workdir / "edge.log").read_text(errors="replace")
     for h in mh.net.hosts:
         assert f"dispatched to {mh.uri(h)}" in edge_log
+
+
+async def test_a_registered_phone_is_offered_calls_through_the_edge_poller(
+        multihost: Multihost, tmp_path: Path) -> None:
+    """desk1's phone registers at the edge (digest, the password of the configuration file); the
+    `ivr phones` poller next to the edge (ivr-phones.service) writes it into Redis and onto the
+    event stream; a caller for billing is offered to desk1, the worker (on either host) sends the
+    offer to desk1's address of record at the edge, which forks it to the registered contact.
+    Unregistered, desk1 is told so (agent.phone) and routing skips it."""
+    mh = multihost
+    desk_port, desk_media, caller_media = free_udp_tcp_port(), free_udp_tcp_port(), free_udp_tcp_port()
+    marker = await last_event(mh)
+    async with aiohttp.ClientSession() as http:
+        await set_state(http, mh, "break")  # agent1 (static phone) takes no call here
+        await register_desk(mh, tmp_path, desk_port, expires=60, tag="register")
+        view = await wait_until("desk1's phone registered in Redis", _desk_phone(http, mh, True), 10)
+        assert view == {"mode": "registered", "registered": True, "contacts": 1}, view
+        async with http.post(f"{mh.api}/api/v1/agents/desk1/state", json={"state": "available"},
+                             headers={"Authorization": f"Bearer {TOKENS['desk1']}"}) as r:
+            assert r.status == 200, await r.text()
+
+        desk_sf = render_scenario("registered_phone.xml", tmp_path / "desk", keep="agent-hangs-up",
+                                  drop="remote-hangs-up", ring_ms=300, talk_ms=2000)
+        caller_sf = caller_scenario(tmp_path / "caller", keep="remote-hangs-up", drop="caller-hangs-up", digit=2,
+                                    dtmf_at_ms=1000, talk_ms=30000)
+        # the registered contact is 127.0.0.1:desk_port (root namespace); its RTP on hostA's root-side
+        # address, which both worker hosts reach
+        desk = Proc("sipp-desk", [
+            "sipp", "-sf", desk_sf, "-i", "127.0.0.1", "-p", str(desk_port), "-mi", mh.a.root_ip,
+            "-mp", str(desk_media), "-ci", "127.0.0.1", "-nostdin", "-m", "1", "-timeout", "60s",
+            "-trace_msg", "-message_file", str(tmp_path / "desk.messages.log"),
+            "-trace_err", "-error_file", str(tmp_path / "desk.errors.log")], tmp_path / "desk.screen.txt")
+        await desk.start()
+        try:
+            code, why = await run_caller(mh, caller_sf, tmp_path / "caller", "caller", media_port=caller_media)
+            assert code == 0, why + "\n" + mh.logs()
+        finally:
+            await desk.stop(timeout=3)
+        desk_log = (tmp_path / "desk.messages.log").read_text(errors="replace")
+        assert f"INVITE sip:desk1@127.0.0.1:{desk_port}" in desk_log, "the edge forked the offer to the contact"
+
+        # unregistered: the poller says so, on the stream too
+        await register_desk(mh, tmp_path, desk_port, expires=0, tag="unregister")
+        await wait_until("desk1's phone unregistered in Redis", _desk_phone(http, mh, False), 10)
+        async with http.post(f"{mh.api}/api/v1/agents/desk1/state", json={"state": "offline"},
+                             headers={"Authorization": f"Bearer {TOKENS['desk1']}"}) as r:
+            assert r.status == 200, await r.text()
+    redis = mh.redis()
+    try:
+        store = mh.store(redis)
+        events = await store.read_events(marker, count=1000)
+        phone_events = [(e.data["registered"], e.data["reason"]) for e in events if e.type == "agent.phone"]
+        assert phone_events == [(True, "registered"), (False, "unregistered")], phone_events
+        [started] = [e.data for e in events if e.type == "call.started"]
+        record = await store.get_call(started["call_id"])
+        assert record is not None and record["agent_id"] == "desk1" and record["outcome"] == "completed", record
+        assert record["end_reason"] == "agent_hangup", record
+    finally:
+        await redis.aclose()
+
+
+async def register_desk(mh: Multihost, workdir: Path, port: int, *, expires: int, tag: str) -> None:
+    """desk1's phone (re)registers from 127.0.0.1:``port`` with digest auth (sipp, one REGISTER)."""
+    sf = str(ROOT / "tests" / "sipp" / "phone_register.xml")
+    argv = ["sipp", f"127.0.0.1:{mh.edge_port}", "-sf", sf, "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+            "-s", "desk1", "-au", "desk1", "-ap", DESK_PASSWORD, "-key", "expires", str(expires),
+            "-nostdin", "-timeout", "10s", "-timeout_error",
+            "-trace_err", "-error_file", str(workdir / f"{tag}.errors.log")]
+    proc = Proc(f"sipp-{tag}", argv, workdir / f"{tag}.screen.txt")
+    await proc.start()
+    assert proc.proc is not None
+    try:
+        code = await asyncio.wait_for(proc.proc.wait(), 15)
+    finally:
+        await proc.stop(timeout=2)
+    assert code == 0, proc.tail(30)
+
+
+def _desk_phone(http: aiohttp.ClientSession, mh: Multihost, registered: bool) -> Any:
+    async def check() -> dict[str, Any] | None:
+        async with http.get(f"{mh.api}/api/v1/agents/desk1",
+                            headers={"Authorization": f"Bearer {TOKENS['desk1']}"}) as r:
+            assert r.status == 200, await r.text()
+            phone: dict[str, Any] = (await r.json())["phone"]
+        return phone if phone["registered"] is registered else None
+    return check
 
 
 async def test_killed_host_is_probed_out_and_back_in(multihost: Multihost, tmp_path: Path) -> None:

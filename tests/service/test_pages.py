@@ -841,3 +841,46 @@ async def test_the_wallboard_marks_agents_by_the_call_control_events(api: str, b
         ["call.ended", False, "", "", False],
     ]
     tab.expect_no_errors()
+
+
+async def test_the_desktop_shows_whether_a_registering_phone_is_registered(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    """An agent whose phone registers at the edge sees its phone's state, kept live by agent.phone
+    (written here as the edge's poller writes it, ivr/runtime/phones.py); a fixed SIP URI shows none."""
+    tab2 = await desktop(browser, api, "agent2", "agent2-demo-token")
+    await expect(tab2.page.locator("#phone-line")).to_be_hidden()
+    await store.register_agent("agent1", name="Ada", skills={"billing": 4}, sip_uri="sip:agent1@127.0.0.1",
+                               languages=["en"], phone="registered")
+    tab = await desktop(browser, api)
+    page = tab.page
+    await expect(page.locator("#phone-state")).to_have_text("not registered", timeout=TIMEOUT_MS)
+    await expect(page.locator("#phone-hint")).to_contain_text("No calls will be offered")
+    await store.record_phones({"agent1": 2}, stale_after_s=60, source="edge-a")
+    await expect(page.locator("#phone-state")).to_have_text("registered (2 devices)", timeout=TIMEOUT_MS)
+    await expect(page.locator("#phone-state")).to_have_attribute("data-registered", "true")
+    await expect(page.locator("#phone-hint")).to_have_text("")
+    await store.record_phones({}, stale_after_s=60, source="edge-a")
+    await expect(page.locator("#phone-state")).to_have_text("not registered", timeout=TIMEOUT_MS)
+    await expect(page.locator("#activity")).to_contain_text("Phone unregistered")
+    tab.expect_no_errors()
+    tab2.expect_no_errors()
+
+
+async def test_the_wallboard_marks_agents_whose_registering_phone_is_not_registered(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    await store.register_agent("agent1", name="Ada", skills={"billing": 4}, sip_uri="sip:agent1@127.0.0.1",
+                               languages=["en"], phone="registered")
+    tab = await open_tab(browser, f"{api}/wallboard")
+    page = tab.page
+    await page.fill("#token", "super1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    row, other = (page.locator(f"#agent-rows tr[data-agent-id={a}]") for a in ("agent1", "agent2"))
+    await expect(row).to_contain_text("no phone", timeout=TIMEOUT_MS)
+    await expect(other).to_be_visible()
+    await expect(other).not_to_contain_text("no phone")  # a fixed SIP URI has no registration
+    await store.record_phones({"agent1": 1}, stale_after_s=60, source="edge-a")
+    await expect(row).not_to_contain_text("no phone", timeout=TIMEOUT_MS)
+    await store.record_phones({}, stale_after_s=60, source="edge-a")
+    await expect(row).to_contain_text("no phone", timeout=TIMEOUT_MS)
+    tab.expect_no_errors()

@@ -248,7 +248,7 @@ def test_rendered_redis_and_sentinel_start_and_require_the_password(tmp_path: Pa
 # ----- systemd units -------------------------------------------------------------------------------
 
 UNITS = ["ivr-edge.service", "ivr-worker@.service", "ivr-api.service", "ivr-speech.service",
-         "ivr-redis.service", "ivr-sentinel.service"]
+         "ivr-redis.service", "ivr-sentinel.service", "ivr-phones.service"]
 
 
 def read_unit(name: str) -> configparser.RawConfigParser:
@@ -265,13 +265,14 @@ def test_units_are_hardened_and_restart(name: str) -> None:
     assert svc["User"] == "ivr" and svc["Group"] == "ivr"
     assert svc["NoNewPrivileges"] == "yes"
     assert svc["ProtectSystem"] == "strict"
-    assert svc["ReadWritePaths"] == "/var/lib/ivr"
+    # ivr-phones also writes the edge's HA1 table and talks to its control socket
+    assert svc["ReadWritePaths"] == ("/var/lib/ivr /run/ivr-edge" if name == "ivr-phones.service" else "/var/lib/ivr")
     assert svc["PrivateTmp"] == "yes"
     assert svc["Restart"] == "always" and svc["RestartSec"] == "1"
     assert int(svc["LimitNOFILE"]) >= 65536
     assert unit["Unit"]["PartOf"] == "hotline.target"
     assert unit["Install"]["WantedBy"] == "hotline.target"
-    if name.startswith(("ivr-edge", "ivr-worker", "ivr-api", "ivr-speech")):
+    if name.startswith(("ivr-edge", "ivr-worker", "ivr-api", "ivr-speech", "ivr-phones")):
         assert svc["EnvironmentFile"] == "/etc/ivr/env"
         assert "--config /etc/ivr/hotline.yaml" in svc["ExecStart"] or name == "ivr-edge.service"
 
@@ -303,6 +304,31 @@ def test_edge_unit_runs_what_it_renders(tmp_path: Path) -> None:
             for a in pre[1:]]
     assert cli_main(args) == 0
     assert (tmp_path / "run" / "kamailio" / "kamailio.cfg").is_file()
+
+
+def test_phones_unit_polls_the_edge_of_its_host(tmp_path: Path) -> None:
+    """ivr-phones (the edge host's poller of registrations) runs `ivr phones` on the directory
+    ivr-edge renders into and runs Kamailio from, which ivr-edge keeps across its restarts; and the
+    rendered edge starts with the configuration file's SIP passwords (as HA1s, 0600)."""
+    edge, phones = read_unit("ivr-edge.service"), read_unit("ivr-phones.service")
+    start = shlex.split(edge["Service"]["ExecStart"])
+    argv = shlex.split(phones["Service"]["ExecStart"])
+    assert argv[0] == "/opt/ivr/.venv/bin/ivr" and argv[1:4] == ["phones", "--config", "/etc/ivr/hotline.yaml"]
+    edge_dir = argv[argv.index("--edge-dir") + 1]
+    assert edge_dir == start[start.index("-w") + 1]
+    assert Path(edge_dir).parent == Path("/run") / edge["Service"]["RuntimeDirectory"]
+    assert edge["Service"]["RuntimeDirectoryPreserve"] == "yes"
+    assert argv[argv.index("--name") + 1] == "%l"  # one picture per edge host
+    assert "ivr-edge.service" in phones["Unit"]["Requires"].split()
+    assert "ivr-edge.service" in phones["Unit"]["After"].split()
+    settings = load_settings(multihost_config(tmp_path, users=[
+        {"id": "ada", "name": "Ada", "phone": "registered", "sip_password": "ada-file-secret", "token": "t" * 24}]))
+    render_all(settings, tmp_path / "out", RedisLayout(), only=["kamailio"], check=False)
+    table = tmp_path / "out" / "kamailio" / "db" / "sipauth"
+    assert table.stat().st_mode & 0o777 == 0o600
+    text = table.read_text()
+    assert "ada-file-secret" not in text
+    assert re.search(r"^ada:0:0:[0-9a-f]{32}:0$", text, flags=re.M), text
 
 
 def test_units_pass_systemd_analyze_verify() -> None:

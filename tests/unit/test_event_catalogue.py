@@ -119,3 +119,18 @@ def test_webhook_subscriptions_must_name_catalogued_events() -> None:
     Settings(webhooks={"endpoints": [{**endpoint, "events": ["call.ended", "callback.*"]}]})
     with pytest.raises(ConfigError, match=r"no event type matches 'call\.endd'"):
         load_settings(webhooks={"endpoints": [{**endpoint, "events": ["call.endd"]}]})
+
+
+def test_agent_phone_events_reach_the_desktop_and_the_floor_without_addresses() -> None:
+    """``agent.phone`` goes to the agent's desktop and the floor feed, and carries the number of
+    devices only (what ``GET /api/v1/agents/{id}`` shows), never a contact, address or user agent."""
+    assert "agent.phone" in hub.AGENT_EVENTS and "agent.phone" in hub.FLOOR_EVENTS
+    assert cat.wire_fields(cat.AgentPhone) == {"agent_id": True, "registered": True, "contacts": True, "reason": True}
+    ev = cat.parse("agent.phone", {"agent_id": "ada", "registered": True, "contacts": 2, "reason": "devices",
+                                   "ts": 5, "v": 2})
+    assert isinstance(ev, cat.AgentPhone) and ev.contacts == 2
+    # every reason the docstring explains is one a Lua emitter sends, and the other way round
+    emitters = [(LUA / w.split(":")[0]).read_text() for e, _, w in lua_emits() if e == "agent.phone"]
+    sent = {r for text in emitters for r in re.findall(r"'(registered|unregistered|devices|stale)'", text)}
+    documented = set(re.findall(r"``(registered|unregistered|devices|stale)``", cat.AgentPhone.__doc__ or ""))
+    assert sent == documented == {"registered", "unregistered", "devices", "stale"}

@@ -35,22 +35,24 @@ class FakeStore:
     def __init__(self) -> None:
         self.stored: dict[str, SipCredential] = {}
         self.recorded: list[dict[str, int]] = []
+        self.sources: set[str] = set()
         self.fail: Exception | None = None
 
     async def sip_credentials(self) -> dict[str, SipCredential]:
         return dict(self.stored)
 
-    async def record_phones(self, registered: dict[str, int], stale_after_s: float) -> int:
+    async def record_phones(self, registered: dict[str, int], stale_after_s: float, source: str = "edge") -> int:
         if self.fail is not None:
             raise self.fail
         self.recorded.append(dict(registered))
+        self.sources.add(source)
         return 0
 
 
 def registry(users: list[dict[str, Any]] | None = None) -> tuple[PhoneRegistry, FakeEdge, FakeStore]:
     settings = Settings(users=users or [], edge={"host": "127.0.0.1", "registrar": {"realm": "r"}})
     edge, store = FakeEdge(), FakeStore()
-    return PhoneRegistry(settings, edge, store), edge, store  # type: ignore[arg-type]
+    return PhoneRegistry(settings, edge, store, source="edge-a"), edge, store  # type: ignore[arg-type]
 
 
 async def test_a_hotline_without_registering_phones_is_not_polled_every_second() -> None:
@@ -58,6 +60,7 @@ async def test_a_hotline_without_registering_phones_is_not_polled_every_second()
     for _ in range(5):
         await reg.poll_once()
     assert edge.dumps == 1 and store.recorded == [{}], "one full poll (clears any old picture), then none"
+    assert store.sources == {"edge-a"}, "each poller writes its own picture"
 
 
 async def test_file_and_api_credentials_reach_the_edge_and_registrations_reach_redis() -> None:

@@ -124,6 +124,19 @@ function applyAgent(agent) {
   me = {state: agent.state || "offline", since: since || serverNow(), stamp: since, reason: agent.reason || "",
         wrapupUntil: Number(agent.wrapup_until) || null};
   renderState();
+  if (agent.phone) renderPhone(agent.phone);  // the state endpoints answer without it
+}
+
+// A phone that registers at the edge (phone mode "registered"): calls are offered only while it is
+// registered (agent.phone events keep this live). A fixed SIP URI has nothing to show.
+let phoneMode = "";
+function renderPhone({mode = phoneMode, registered = false, contacts = 0} = {}) {
+  phoneMode = mode || "";
+  $("phone-line").hidden = phoneMode !== "registered";
+  const pill = $("phone-state");
+  pill.dataset.registered = String(Boolean(registered));
+  pill.textContent = registered ? (contacts > 1 ? `registered (${contacts} devices)` : "registered") : "not registered";
+  $("phone-hint").textContent = registered ? "" : "No calls will be offered until your phone registers.";
 }
 
 const HINT = {
@@ -417,6 +430,8 @@ const DESCRIBE = {
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
   "agent.wrapup_extended": (ev) => `Wrap-up extended by ${duration(Number(ev.extended_s))}`,
   "agent.deleted": () => "Agent profile deleted",
+  "agent.phone": (ev) => (ev.registered ? "Phone registered" : ev.reason === "stale" ? "Phone status unknown (edge not answering)"
+    : "Phone unregistered"),
   ...CONTROL_TEXT,
   "replay.gap": () => "Some events were too old to replay: state refreshed",
 };
@@ -448,6 +463,8 @@ async function onEvent(ev) {
     me = {state: ev.state, since: Number(ev.ts) || serverNow(), stamp: Number(ev.ts) || 0, reason: ev.reason || "",
           wrapupUntil: ev.state === "wrapup" ? Number(ev.wrapup_until) || null : null};
     renderState();
+  } else if (ev.type === "agent.phone") {
+    renderPhone({registered: Boolean(ev.registered), contacts: Number(ev.contacts) || 0});
   } else if (ev.type === "agent.wrapup_extended") {
     if (me.state === "wrapup") {
       me.wrapupUntil = Number(ev.wrapup_until) || me.wrapupUntil;

@@ -173,12 +173,13 @@ async function refreshAgents() {
     const next = new Map();
     for (const a of list) {
       const fetched = {agent_id: a.agent_id, name: a.name, state: a.state || "offline",
-                       since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || ""};
+                       since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || "",
+                       phone: a.phone || null};
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
       const kept = known && known.call_id === fetched.call_id ? {control: known.control, muted: known.muted} : {};
       next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
-        ? {...known, name: fetched.name} : {...fetched, ...kept});
+        ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept});
     }
     agents = next;
     renderAgents();
@@ -227,7 +228,11 @@ function renderAgents() {
       el("td", {}, a.name || a.agent_id, a.name ? el("span", {class: "muted small"}, ` ${a.agent_id}`) : null),
       el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state),
          control ? el("span", {class: "pill control", dataset: {state: control}}, CONTROL_TEXT[control]) : null,
-         a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null),
+         a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null,
+         // a phone that registers at the edge and is not registered: no calls are offered to this agent
+         a.phone && a.phone.mode === "registered" && !a.phone.registered
+           ? el("span", {class: "pill", dataset: {registered: "false"}, title: "its phone is not registered: no calls"},
+                "no phone") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
       el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
@@ -261,6 +266,10 @@ function onHello() {
 function onEvent(ev) {
   if (ev.type === "agent.state") {
     onAgentState(ev);
+    scheduleAgents();
+  } else if (ev.type === "agent.phone") {
+    const a = agents.get(ev.agent_id);
+    if (a) a.phone = {mode: "registered", registered: Boolean(ev.registered), contacts: Number(ev.contacts) || 0};
     scheduleAgents();
   } else if (ev.type === "agent.deleted") {
     agents.delete(ev.agent_id);
