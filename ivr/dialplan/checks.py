@@ -44,7 +44,7 @@ from ivr.dialplan.model import (
 from ivr.dialplan.templates import literal_text, names
 from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
 from ivr.speech.grammar import normalise
-from ivr.speech.similarity import Speller, confusion
+from ivr.speech.similarity import Heard, Speller, confusion
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
@@ -390,10 +390,15 @@ def listened_phrases(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, 
     return out
 
 
-#: Distinct unknown words per plan that get spelling suggestions (each costs a bounded search).
+#: Distinct unknown words per plan that get spelling suggestions ...
 MAX_SUGGESTED = 50
-#: Phrase pairs per plan compared for :func:`similar_phrase_problems` (a menu of 200 phrases is 19,900).
-MAX_PAIRS = 20_000
+#: ... and the vocabulary look-ups all their searches may make together (about 0.3 s).
+MAX_LOOKUPS = 300_000
+#: Work of :func:`similar_phrase_problems` per plan, in sound symbols: each pair of phrases costs its
+#: longer sound form plus 8 (a menu of 200 phrases of 6 sounds is about 280,000; well under 1 s).
+MAX_WORK = 300_000
+#: Similar pairs reported per listening turn; the rest are counted in one more warning.
+MAX_SIMILAR_SHOWN = 20
 
 
 def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[str],
@@ -404,6 +409,7 @@ def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[
     (:class:`ivr.speech.similarity.Speller`; the first :data:`MAX_SUGGESTED` distinct words)."""
     out: list[Problem] = []
     suggested: dict[str, list[str]] = {}
+    lookups = 0
     for path, phrase in listened_phrases(plan, pos):
         unknown = list(dict.fromkeys(w for w in normalise(phrase).split() if w.casefold() not in words))
         if not unknown:
@@ -415,8 +421,9 @@ def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[
         for w in unknown[:5]:
             if speller is None:
                 break
-            if w not in suggested and len(suggested) < MAX_SUGGESTED:
-                suggested[w] = speller.suggest(w)
+            if w not in suggested and len(suggested) < MAX_SUGGESTED and lookups < MAX_LOOKUPS:
+                suggested[w], spent = speller.search(w, budget=min(speller.budget, MAX_LOOKUPS - lookups))
+                lookups += spent
             if suggested.get(w):
                 hints.append(f"{w[:40]!r} -> {' or '.join(repr(s) for s in suggested[w])}")
         if hints:
@@ -450,31 +457,44 @@ def _phrase_groups(plan: Plan, pos: Positions) -> list[tuple[str, list[list[tupl
 def similar_phrase_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
     """Phrases of different answers of one listening turn that a recogniser may take for one another
     (:func:`ivr.speech.similarity.confusion`: they sound the same, one is part of the other, or their
-    jamo/letters differ by one sound or by one in four). A warning at the second phrase; at most
-    :data:`MAX_PAIRS` pairs per plan are compared."""
+    jamo/letters differ by one sound or by one in three). A warning at the second phrase; the
+    comparisons stop at :data:`MAX_WORK` (a warning says so)."""
     out: list[Problem] = []
-    pairs = 0
+    pairs = work = 0
     for turn, groups in _phrase_groups(plan, pos):
-        flat = [(i, path, phrase) for i, group in enumerate(groups) for path, phrase in group]
-        for (i, path_a, a), (j, path_b, b) in itertools.combinations(flat, 2):
+        flat = [(i, path, phrase, Heard.of(phrase)) for i, group in enumerate(groups) for path, phrase in group]
+        found = 0
+        for (i, path_a, text_a, a), (j, path_b, text_b, b) in itertools.combinations(flat, 2):
             if i == j:
                 continue
-            pairs += 1
-            if pairs > MAX_PAIRS:
-                where = pos.at(flat[0][1])  # the turn's first phrase
-                out.append(Problem(file, *where, f"{turn}: similar phrases were looked for in the first {MAX_PAIRS} "
-                                   "pairs of phrases only (the plan has more)", "speech.similar_phrases", "warning"))
+            work += max(len(a.sound), len(b.sound)) + 8
+            if work > MAX_WORK:
+                out += _more_similar(file, pos, turn, flat[0][1], found)
+                out.append(Problem(file, *pos.at(flat[0][1]), f"{turn}: similar phrases were looked for in the "
+                                   f"first {pairs} pairs of phrases only (the plan has too many or too long phrases)",
+                                   "speech.similar_phrases", "warning"))
                 return out
+            pairs += 1
             why = confusion(a, b)
             if why is not None:
+                found += 1
+            if why is not None and found <= MAX_SIMILAR_SHOWN:
                 label_a, label_b = ".".join(map(str, path_a[2:])), ".".join(map(str, path_b[2:]))
                 if path_a[0] == "confirm":
                     label_a, label_b = f"confirm.{path_a[1]}", f"confirm.{path_b[1]}"
                 out.append(Problem(file, *pos.at(path_b),
-                                   f"{turn}: {a[:40]!r} ({label_a}) and {b[:40]!r} ({label_b}) may be taken for one "
-                                   f"another: {why}; use phrases that sound more different (keys still work)",
-                                   "speech.similar_phrases", "warning"))
+                                   f"{turn}: {text_a[:40]!r} ({label_a}) and {text_b[:40]!r} ({label_b}) may be "
+                                   f"taken for one another: {why}; use phrases that sound more different (keys "
+                                   "still work)", "speech.similar_phrases", "warning"))
+        out += _more_similar(file, pos, turn, flat[0][1] if flat else (), found)
     return out
+
+
+def _more_similar(file: str, pos: Positions, turn: str, at: tuple[str | int, ...], found: int) -> list[Problem]:
+    if found <= MAX_SIMILAR_SHOWN:
+        return []
+    return [Problem(file, *pos.at(at), f"{turn}: {found - MAX_SIMILAR_SHOWN} more pairs of phrases may be taken for "
+                    f"one another (the first {MAX_SIMILAR_SHOWN} are shown)", "speech.similar_phrases", "warning")]
 
 
 def model_vocabulary(settings: Settings) -> frozenset[str] | None:

@@ -23,6 +23,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from ivr.speech.grammar import normalise
 
@@ -37,9 +38,9 @@ _LEAD_OF_TAIL = {  # a final consonant written as the initial of the same letter
 }
 _MERGED_VOWEL = {"\u1162": "\u1166", "\u1164": "\u1168", "\u116b": "\u1170", "\u116c": "\u1170"}
 
-#: Two phrases of different answers closer than this (edit distance / longer sound form) are
-#: reported: one sound in four. See docs/speech.md for why.
-SIMILAR_RATIO = 0.25
+#: Two phrases of different answers whose sound forms differ by at most one sound in this many
+#: (of the longer one) are reported. See docs/speech.md ("Why these thresholds") for why.
+SIMILAR_ONE_IN = 3
 #: ... and so are two phrases whose sound forms differ by this many sounds or fewer, however short.
 SIMILAR_EDITS = 1
 
@@ -98,29 +99,43 @@ def _contains_words(short: str, long: str) -> bool:
     return f" {short} " in f" {long} "
 
 
-def confusion(a: str, b: str) -> str | None:
+@dataclass(frozen=True)
+class Heard:
+    """A phrase as :func:`confusion` compares it: its normalised words and its sound form."""
+
+    words: str
+    sound: str
+
+    @classmethod
+    def of(cls, phrase: str) -> Heard:
+        return cls(normalise(phrase), sound_form(phrase))
+
+
+def confusion(a: str | Heard, b: str | Heard) -> str | None:
     """Why phrases ``a`` and ``b`` may be taken for one another by a recogniser, or None.
 
     In order: they sound the same; one is a whole-word part of the other (Vosk's grammar mode
     may return a phrase with a word left out); the sound form of one starts or ends the other's; their
-    sound forms are within :data:`SIMILAR_EDITS` edits or :data:`SIMILAR_RATIO` of the longer one.
+    sound forms are within :data:`SIMILAR_EDITS` edits or one in :data:`SIMILAR_ONE_IN` of the longer one.
+    Costs at most one pass over the longer sound form (pass :class:`Heard` to compare a phrase many
+    times without computing its forms again).
     """
-    na, nb = normalise(a), normalise(b)
-    sa, sb = sound_form(a), sound_form(b)
-    if not sa or not sb or na == nb:
+    ha = a if isinstance(a, Heard) else Heard.of(a)
+    hb = b if isinstance(b, Heard) else Heard.of(b)
+    if not ha.sound or not hb.sound or ha.words == hb.words:
         return None
-    if sa == sb:
+    if ha.sound == hb.sound:
         return "they sound the same"
-    if len(na) > len(nb):
-        na, nb = nb, na
-    if _contains_words(na, nb):
-        return f"{na!r} is part of {nb!r} (a recogniser that misses a word hears the other)"
-    if len(sa) > len(sb) or (len(sa) == len(sb) and sa > sb):
-        a, b, sa, sb = b, a, sb, sa
+    short, long = (ha, hb) if len(ha.words) <= len(hb.words) else (hb, ha)
+    if _contains_words(short.words, long.words):
+        return f"{short.words!r} is part of {long.words!r} (a recogniser that misses a word hears the other)"
+    if (len(ha.sound), ha.sound) > (len(hb.sound), hb.sound):
+        ha, hb = hb, ha
+    sa, sb = ha.sound, hb.sound
     if sb.startswith(sa) or sb.endswith(sa):
-        return f"{normalise(a)!r} sounds like the {'start' if sb.startswith(sa) else 'end'} of {normalise(b)!r}"
+        return f"{ha.words!r} sounds like the {'start' if sb.startswith(sa) else 'end'} of {hb.words!r}"
     longer = len(sb)
-    allowed = max(SIMILAR_EDITS, int(SIMILAR_RATIO * longer))
+    allowed = max(SIMILAR_EDITS, longer // SIMILAR_ONE_IN)
     if longer - len(sa) > allowed:
         return None
     d = distance(sa, sb)
@@ -245,12 +260,16 @@ class Speller:
 
     def suggest(self, word: str, *, limit: int = 3) -> list[str]:
         """Up to ``limit`` spellings the vocabulary knows that sound like ``word`` (best first)."""
+        return self.search(word, limit=limit, budget=self.budget)[0]
+
+    def search(self, word: str, *, limit: int = 3, budget: int) -> tuple[list[str], int]:
+        """:meth:`suggest` with at most ``budget`` look-ups; also returns how many were made."""
         word = normalise(word).replace(" ", "")
         if not word or len(word) > 40:
-            return []
+            return [], 0
         target = sound_form(word)
         if not target:
-            return []
+            return [], 0
         found: dict[str, int] = {}
         hangul = all(_is_syllable(ch) for ch in word)
         if hangul:  # Korean is often written without the spaces of the model's words
@@ -260,7 +279,7 @@ class Speller:
         spent = 0
         frontier: list[str] = []
         seen: set[str] = {word}
-        for cand in itertools.islice(self._edits(word), self.budget):
+        for cand in itertools.islice(self._edits(word), budget):
             spent += 1
             if cand in seen:
                 continue
@@ -270,9 +289,9 @@ class Speller:
                 found.setdefault(cand, distance(target, sound_form(cand)))
         if allowed > 1 and not any(d <= 1 for d in found.values()):
             for first in frontier:  # a second edit, while the budget lasts
-                if spent >= self.budget:
+                if spent >= budget:
                     break
-                for cand in itertools.islice(self._edits(first), self.budget - spent):
+                for cand in itertools.islice(self._edits(first), budget - spent):
                     spent += 1
                     if cand in self.words and cand not in found and cand != word:
                         found[cand] = distance(target, sound_form(cand))
@@ -281,4 +300,4 @@ class Speller:
                 if split.count(" ") == 1 and min(map(len, split.split())) >= 3:
                     found[split] = distance(target, sound_form(split))
         ranked = sorted((d, abs(len(c) - len(word)), c) for c, d in found.items() if d <= allowed and c != word)
-        return [c for _, _, c in ranked[:limit]]
+        return [c for _, _, c in ranked[:limit]], spent

@@ -184,15 +184,23 @@ def test_the_cli_reports_a_missing_model_in_words_and_does_not_fail(tmp_path: Pa
 
 
 # --- hostile plans --------------------------------------------------------------------------------
-def test_a_huge_menu_is_compared_within_a_bounded_number_of_pairs(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks, "MAX_PAIRS", 500)
-    says = [[f"option number {i:04d}"] for i in range(60)]  # 1,770 pairs, all close to one another
+def test_a_huge_menu_is_compared_within_bounded_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checks, "MAX_WORK", 500 * (16 + 8))
+    says = [[f"option number {i:04d}"] for i in range(60)]  # 1,770 pairs of 16 sounds, all close
     out = check(tmp_path, menu(*says))
     capped = [o for o in out if "looked for in the first" in o]
     assert capped == ["9:28: warning: speech.similar_phrases: nodes.m: similar phrases were looked for in the first "
-                      "500 pairs of phrases only (the plan has more)"]
-    assert 1 < len(out) <= 501
+                      "500 pairs of phrases only (the plan has too many or too long phrases)"]
+    more = [o for o in out if "more pairs of phrases" in o]
+    assert more == ["9:28: warning: speech.similar_phrases: nodes.m: 480 more pairs of phrases may be taken for one "
+                    "another (the first 20 are shown)"]
+    assert len(out) == 22
+
+
+def test_the_longest_phrases_of_a_full_menu_are_compared_within_the_default_bound(tmp_path: Path) -> None:
+    says = [[f"{chr(0xAC00 + i)}{'가나다라마바사아자차' * 19}"] for i in range(100)]  # 191 syllables each
+    out = check(tmp_path, menu(*says))
+    assert len(out) > 1 and any("looked for in the first" in o for o in out)
 
 
 def test_weird_unicode_in_phrases_gets_clear_answers(tmp_path: Path) -> None:

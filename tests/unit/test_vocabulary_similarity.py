@@ -51,6 +51,8 @@ def test_the_sound_form_splits_hangul_into_jamo_and_ignores_what_is_not_heard() 
     ("일번", "이번", "they differ by 1 sound of 5"),
     ("네", "내", "they sound the same"),
     ("아니요", "안이요", "they sound the same"),
+    ("환불", "환율", "they differ by 2 sounds of 6"),  # one in three: 6 swaps in 18 (bench/phrase_confusion.py)
+    ("결제", "결정", "they differ by 2 sounds of 6"),
     ("billing", "filling", "they differ by 1 sound of 7"),
     ("card", "cart", "they differ by 1 sound of 4"),
     ("account", "accounts", "'account' sounds like the start of 'accounts'"),
@@ -68,6 +70,7 @@ def test_phrases_a_recogniser_may_confuse(a: str, b: str, why: str) -> None:
     ("sales", "support"), ("billing", "support"), ("yes", "no"), ("one", "two"), ("cancel", "balance"),
     ("네", "아니요"), ("예", "아니요"), ("요금 문의", "상담원 연결"), ("카드 분실", "카드 결제"),
     ("해지", "요금"), ("상담원", "영어"), ("billing", "Billing"), ("", "요금"), ("\u200b", "x"),
+    ("일번", "삼번"), ("요금 문의", "요금 납부"), ("balance", "cancel"),
 ])
 def test_phrases_that_sound_different_enough(a: str, b: str) -> None:
     assert confusion(a, b) is None
