@@ -137,3 +137,18 @@ def test_suggestions_from_the_installed_korean_model() -> None:
     assert speller.suggest("요금조회")[0] == "요금 조회"
     assert "결제" in speller.suggest("결재")
     assert "support" in speller.suggest("supprt")
+
+
+HOSTILE = (st.text(st.characters(codec="utf-8"), max_size=60)
+           | st.text(alphabet="가각갃\u1100\u1161\u11a8\u0301\u200b\u200f\u202e ab", max_size=30))
+SMALL = Speller(KO | EN | frozenset({"a", "ab", "가", "각"}), budget=2_000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(HOSTILE, HOSTILE)
+def test_any_text_gets_an_answer(a: str, b: str) -> None:
+    why = confusion(a, b)
+    assert why is None or why == confusion(b, a)
+    for word in (a, b):
+        found = SMALL.suggest(word)
+        assert len(found) <= 3 and all(all(w in SMALL.words for w in f.split()) for f in found)
