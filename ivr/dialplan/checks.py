@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -460,25 +459,29 @@ def similar_phrase_problems(plan: Plan, pos: Positions, file: str) -> list[Probl
     jamo/letters differ by one sound or by one in three). A warning at the second phrase; the
     comparisons stop at :data:`MAX_WORK` (a warning says so)."""
     out: list[Problem] = []
-    pairs = work = 0
+    work = 0
     for turn, groups in _phrase_groups(plan, pos):
         flat = [(i, path, phrase, Heard.of(phrase)) for i, group in enumerate(groups) for path, phrase in group]
         found = 0
-        for (i, path_a, text_a, a), (j, path_b, text_b, b) in itertools.combinations(flat, 2):
-            if i == j:
-                continue
-            work += max(len(a.sound), len(b.sound)) + 8
-            if work > MAX_WORK:
-                out += _more_similar(file, pos, turn, flat[0][1], found)
-                out.append(Problem(file, *pos.at(flat[0][1]), f"{turn}: similar phrases were looked for in the "
-                                   f"first {pairs} pairs of phrases only (the plan has too many or too long phrases)",
-                                   "speech.similar_phrases", "warning"))
-                return out
-            pairs += 1
-            why = confusion(a, b)
-            if why is not None:
+        # each phrase against all before it: when the work runs out, the first phrases of the turn
+        # have been compared with one another
+        for n, (j, path_b, text_b, b) in enumerate(flat):
+            for i, path_a, text_a, a in flat[:n]:
+                if i == j:
+                    continue
+                work += max(len(a.sound), len(b.sound)) + 8
+                if work > MAX_WORK:
+                    out += _more_similar(file, pos, turn, flat[0][1], found)
+                    out.append(Problem(file, *pos.at(flat[0][1]), f"{turn}: similar phrases were looked for among "
+                                       f"the first {n} of its {len(flat)} phrases only (the plan has too many or too "
+                                       "long phrases)", "speech.similar_phrases", "warning"))
+                    return out
+                why = confusion(a, b)
+                if why is None:
+                    continue
                 found += 1
-            if why is not None and found <= MAX_SIMILAR_SHOWN:
+                if found > MAX_SIMILAR_SHOWN:
+                    continue
                 label_a, label_b = ".".join(map(str, path_a[2:])), ".".join(map(str, path_b[2:]))
                 if path_a[0] == "confirm":
                     label_a, label_b = f"confirm.{path_a[1]}", f"confirm.{path_b[1]}"

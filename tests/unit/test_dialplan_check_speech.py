@@ -185,22 +185,25 @@ def test_the_cli_reports_a_missing_model_in_words_and_does_not_fail(tmp_path: Pa
 
 # --- hostile plans --------------------------------------------------------------------------------
 def test_a_huge_menu_is_compared_within_bounded_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checks, "MAX_WORK", 500 * (16 + 8))
+    monkeypatch.setattr(checks, "MAX_WORK", 190 * (16 + 8))  # the pairs of the first 20 phrases
     says = [[f"option number {i:04d}"] for i in range(60)]  # 1,770 pairs of 16 sounds, all close
     out = check(tmp_path, menu(*says))
-    capped = [o for o in out if "looked for in the first" in o]
-    assert capped == ["9:28: warning: speech.similar_phrases: nodes.m: similar phrases were looked for in the first "
-                      "500 pairs of phrases only (the plan has too many or too long phrases)"]
+    capped = [o for o in out if "looked for among" in o]
+    assert capped == ["9:28: warning: speech.similar_phrases: nodes.m: similar phrases were looked for among the "
+                      "first 20 of its 60 phrases only (the plan has too many or too long phrases)"]
     more = [o for o in out if "more pairs of phrases" in o]
-    assert more == ["9:28: warning: speech.similar_phrases: nodes.m: 480 more pairs of phrases may be taken for one "
+    assert more == ["9:28: warning: speech.similar_phrases: nodes.m: 170 more pairs of phrases may be taken for one "
                     "another (the first 20 are shown)"]
     assert len(out) == 22
+    shown = [o.split("nodes.m: ")[1].split(" may be")[0] for o in out if "may be taken for one another:" in o]
+    assert shown[:2] == ["'option number 0000' (options.0.say.0) and 'option number 0001' (options.1.say.0)",
+                         "'option number 0000' (options.0.say.0) and 'option number 0002' (options.2.say.0)"]
 
 
 def test_the_longest_phrases_of_a_full_menu_are_compared_within_the_default_bound(tmp_path: Path) -> None:
     says = [[f"{chr(0xAC00 + i)}{'가나다라마바사아자차' * 19}"] for i in range(100)]  # 191 syllables each
     out = check(tmp_path, menu(*says))
-    assert len(out) > 1 and any("looked for in the first" in o for o in out)
+    assert len(out) > 1 and any("looked for among the first" in o for o in out)
 
 
 def test_weird_unicode_in_phrases_gets_clear_answers(tmp_path: Path) -> None:
