@@ -6,11 +6,16 @@
 * :func:`settings_problems` - lookup hosts and literal transfer destinations against the settings.
 * :func:`prompt_problems` - prompt files exist and decode in every language of the plan; texts
   given per language have one for the plan's language.
+* :func:`speech_problems` - phrases with words the configured speech model does not know, with the
+  spellings it knows that sound closest (or one warning saying why the model's words cannot be read).
+* :func:`similar_phrase_problems` - phrases of different answers of one listening turn that a
+  recogniser may take for one another (docs/speech.md, "Grammar hygiene").
 * :func:`check_files` - all of the above over a set of files, plus numbers answered by two files.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +43,7 @@ from ivr.dialplan.model import (
 from ivr.dialplan.templates import literal_text, names
 from ivr.dialplan.variables import SECRET_FREE, is_set, sensitive_names, set_names, template_uses
 from ivr.speech.grammar import normalise
+from ivr.speech.similarity import Heard, Speller, confusion
 
 if TYPE_CHECKING:
     from ivr.prompts.library import PromptLibrary
@@ -383,37 +389,171 @@ def listened_phrases(plan: Plan, pos: Positions) -> list[tuple[tuple[str | int, 
     return out
 
 
-def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[str]) -> list[Problem]:
+#: Distinct unknown words per plan that get spelling suggestions ...
+MAX_SUGGESTED = 50
+#: ... and the vocabulary look-ups all their searches may make together (about 0.3 s).
+MAX_LOOKUPS = 300_000
+#: Work of :func:`similar_phrase_problems` per plan, in sound symbols: each pair of phrases costs its
+#: longer sound form plus 8 (a menu of 200 phrases of 6 sounds is about 280,000; well under 1 s).
+MAX_WORK = 300_000
+#: Similar pairs reported per listening turn; the rest are counted in one more warning.
+MAX_SIMILAR_SHOWN = 20
+
+
+def vocabulary_problems(plan: Plan, pos: Positions, file: str, words: frozenset[str],
+                        speller: Speller | None = None) -> list[Problem]:
     """Phrases with words the speech model does not know: Vosk drops such a phrase from the grammar
-    without a word, so it can never be recognised (a warning: keys still work)."""
+    without a word, so it can never be recognised (a warning: keys still work). With a ``speller``,
+    each unknown word comes with up to three spellings the model knows that sound closest
+    (:class:`ivr.speech.similarity.Speller`; the first :data:`MAX_SUGGESTED` distinct words)."""
     out: list[Problem] = []
+    suggested: dict[str, list[str]] = {}
+    lookups = 0
     for path, phrase in listened_phrases(plan, pos):
-        unknown = [w for w in normalise(phrase).split() if w.casefold() not in words]
-        if unknown:
-            shown = ", ".join(repr(w[:40]) for w in unknown[:5])
-            out.append(Problem(file, *pos.at(path), f"{'.'.join(map(str, path))}: {shown} not in the speech model's "
-                               "vocabulary: the phrase is left out of the grammar and never recognised (is the "
-                               "model for this language?)", "speech.unknown_word", "warning"))
+        unknown = list(dict.fromkeys(w for w in normalise(phrase).split() if w.casefold() not in words))
+        if not unknown:
+            continue
+        shown = ", ".join(repr(w[:40]) for w in unknown[:5])
+        message = (f"{'.'.join(map(str, path))}: {shown} not in the speech model's vocabulary: the phrase is left "
+                   "out of the grammar and never recognised (is the model for this language?)")
+        hints: list[str] = []
+        for w in unknown[:5]:
+            if speller is None:
+                break
+            if w not in suggested and len(suggested) < MAX_SUGGESTED and lookups < MAX_LOOKUPS:
+                suggested[w], spent = speller.search(w, budget=min(speller.budget, MAX_LOOKUPS - lookups))
+                lookups += spent
+            if suggested.get(w):
+                hints.append(f"{w[:40]!r} -> {' or '.join(repr(s) for s in suggested[w])}")
+        if hints:
+            message += "; the model knows " + "; ".join(hints)
+        out.append(Problem(file, *pos.at(path), message, "speech.unknown_word", "warning"))
     return out
+
+
+def _phrase_groups(plan: Plan, pos: Positions) -> list[tuple[str, list[list[tuple[tuple[str | int, ...], str]]]]]:
+    """Per listening turn (a node, or the confirmation in one language): its answers, each a list of
+    (data path, phrase). Phrases of one answer are never confused with one another."""
+    out: list[tuple[str, list[list[tuple[tuple[str | int, ...], str]]]]] = []
+    for name, node in plan.nodes.items():
+        base: tuple[str | int, ...] = ("nodes", name)
+        if isinstance(node, MenuNode) and node.listen.enabled:
+            out.append((f"nodes.{name}", [[((*base, "options", i, "say", j), p) for j, p in enumerate(o.say)]
+                                          for i, o in enumerate(node.options)]))
+        elif isinstance(node, SurveyNode) and node.listen.enabled:
+            out.append((f"nodes.{name}", [[((*base, "scale", k, j), p) for j, p in enumerate(words)]
+                                          for k, words in node.scale.items()]))
+    if any(len(groups) > 1 for _, groups in out) or any(getattr(n, "spoken_digits", False)
+                                                         for n in plan.nodes.values()):
+        c = plan.confirm  # the yes/no question follows any spoken answer
+        for lang in sorted(set(c.yes) | set(c.no)):
+            out.append((f"confirm ({lang})", [
+                [(("confirm", field, lang, j), p) for j, p in enumerate(getattr(c, field).get(lang, []))]
+                for field in ("yes", "no")]))
+    return out
+
+
+def similar_phrase_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
+    """Phrases of different answers of one listening turn that a recogniser may take for one another
+    (:func:`ivr.speech.similarity.confusion`: they sound the same, one is part of the other, or their
+    jamo/letters differ by one sound or by one in three). A warning at the second phrase; the
+    comparisons stop at :data:`MAX_WORK` (a warning says so)."""
+    out: list[Problem] = []
+    work = 0
+    for turn, groups in _phrase_groups(plan, pos):
+        flat = [(i, path, phrase, Heard.of(phrase)) for i, group in enumerate(groups) for path, phrase in group]
+        found = 0
+        # each phrase against all before it: when the work runs out, the first phrases of the turn
+        # have been compared with one another
+        for n, (j, path_b, text_b, b) in enumerate(flat):
+            for i, path_a, text_a, a in flat[:n]:
+                if i == j:
+                    continue
+                work += max(len(a.sound), len(b.sound)) + 8
+                if work > MAX_WORK:
+                    out += _more_similar(file, pos, turn, flat[0][1], found)
+                    out.append(Problem(file, *pos.at(flat[0][1]), f"{turn}: similar phrases were looked for among "
+                                       f"the first {n} of its {len(flat)} phrases only (the plan has too many or too "
+                                       "long phrases)", "speech.similar_phrases", "warning"))
+                    return out
+                why = confusion(a, b)
+                if why is None:
+                    continue
+                found += 1
+                if found > MAX_SIMILAR_SHOWN:
+                    continue
+                label_a, label_b = ".".join(map(str, path_a[2:])), ".".join(map(str, path_b[2:]))
+                if path_a[0] == "confirm":
+                    label_a, label_b = f"confirm.{path_a[1]}", f"confirm.{path_b[1]}"
+                out.append(Problem(file, *pos.at(path_b),
+                                   f"{turn}: {text_a[:40]!r} ({label_a}) and {text_b[:40]!r} ({label_b}) may be "
+                                   f"taken for one another: {why}; use phrases that sound more different (keys "
+                                   "still work)", "speech.similar_phrases", "warning"))
+        out += _more_similar(file, pos, turn, flat[0][1] if flat else (), found)
+    return out
+
+
+def _more_similar(file: str, pos: Positions, turn: str, at: tuple[str | int, ...], found: int) -> list[Problem]:
+    if found <= MAX_SIMILAR_SHOWN:
+        return []
+    return [Problem(file, *pos.at(at), f"{turn}: {found - MAX_SIMILAR_SHOWN} more pairs of phrases may be taken for "
+                    f"one another (the first {MAX_SIMILAR_SHOWN} are shown)", "speech.similar_phrases", "warning")]
 
 
 def model_vocabulary(settings: Settings) -> frozenset[str] | None:
     """The words of the configured speech model, or None (speech off, no model, no word list)."""
+    found = speech_vocabulary(settings)
+    return found if isinstance(found, frozenset) else None
+
+
+def speech_vocabulary(settings: Settings) -> frozenset[str] | str | None:
+    """The words of the configured speech model; None when speech is off; else why they cannot be
+    read (a sentence for the report: no such directory, not a model, a damaged word list)."""
     if not settings.speech.enabled:
         return None
     from ivr.speech.vocabulary import VocabularyError, model_words
 
+    model_dir = settings.speech.model_dir
     try:
-        if settings.speech.model_dir is not None:
-            model_dir = settings.speech.model_dir
-        else:
+        if model_dir is None:
             from ivr.speech.server import default_model_dir
 
             model_dir = default_model_dir()
-        return model_words(model_dir)
-    except (ImportError, OSError, VocabularyError) as exc:
-        log.warning("dialplan.check_vocabulary_unavailable", error=str(exc))
-        return None
+        if not model_dir.is_dir():
+            return f"speech.model_dir {str(model_dir)[:200]!r} is not a directory"
+        words = model_words(model_dir)
+    except ImportError as exc:
+        return f"no speech model installed ({exc.name or exc})"
+    except OSError as exc:
+        return f"cannot read the speech model in {str(model_dir)[:200]!r}: {exc.strerror or exc}"
+    except VocabularyError as exc:
+        return f"the speech model's word list is damaged ({str(exc)[:200]})"
+    if words is None:
+        return (f"{str(model_dir)[:200]!r} holds no word list (graph/words.txt, graph/Gr.fst or graph/G.fst): "
+                "is it a Vosk model?")
+    if not words:
+        return f"the speech model in {str(model_dir)[:200]!r} has an empty word list"
+    return words
+
+
+def speech_problems(plan: Plan, pos: Positions, file: str, found: frozenset[str] | str | None) -> list[Problem]:
+    """The vocabulary check of :func:`vocabulary_problems` with spelling suggestions, or, when the
+    model's words cannot be read (``found`` is the reason), one warning saying the phrases were not
+    checked (at the first phrase)."""
+    if found is None:
+        return []
+    if isinstance(found, frozenset):
+        return vocabulary_problems(plan, pos, file, found, _speller(found))
+    phrases = listened_phrases(plan, pos)
+    if not phrases:
+        return []
+    return [Problem(file, *pos.at(phrases[0][0]), f"the phrases were not checked against the speech model's "
+                    f"vocabulary: {found}", "speech.vocabulary_unavailable", "warning")]
+
+
+@functools.lru_cache(maxsize=2)
+def _speller(words: frozenset[str]) -> Speller:
+    return Speller(words)
 
 
 def prompt_library(settings: Settings) -> PromptLibrary:
@@ -429,8 +569,8 @@ def check_plan(loaded: LoadedPlan, settings: Settings, *, prompts: bool = True,
     leaves out what reads the host's resources: prompt files, speech synthesis, the speech model."""
     plan, pos, file = loaded.plan, loaded.positions, str(loaded.path)
     lib = (library or prompt_library(settings)) if prompts else None
-    words = model_vocabulary(settings) if prompts else None
-    speech = vocabulary_problems(plan, pos, file, words) if words is not None else []
+    speech = speech_problems(plan, pos, file, speech_vocabulary(settings) if prompts else None)
+    speech += similar_phrase_problems(plan, pos, file)
     return sorted(graph_problems(plan, pos, file) + settings_problems(plan, pos, file, settings.dialplan)
                   + template_problems(plan, pos, file) + voice_problems(plan, pos, file, settings.prompts.voices)
                   + speakable_problems(plan, pos, file) + queue_problems(plan, pos, file, settings) + speech

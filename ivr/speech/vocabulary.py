@@ -72,11 +72,40 @@ def fst_output_words(path: Path) -> frozenset[str]:
             size = _i64(f)
             if not 0 <= size <= MAX_WORDS:
                 raise VocabularyError(f"{path}: a symbol table of {size} entries")
-            raw = []                     # the last table read is the output one
-            for _ in range(size):
-                raw.append(_string(f))
-                _read(f, 8)              # key
-        return frozenset(w.decode("utf-8", "replace").casefold() for w in raw)
+            raw = _symbols(f, size)      # the last table read is the output one
+        # one decode and one case fold for the whole table (a word holding a newline, which no model
+        # has, would count as two)
+        return frozenset(b"\n".join(raw).decode("utf-8", "replace").casefold().split("\n")) - {""}
+
+
+_LENGTH = struct.Struct("<i")
+_CHUNK = 1 << 20
+
+
+def _symbols(f: BinaryIO, size: int) -> list[bytes]:
+    """``size`` entries ``(int32 length, word, int64 key)`` read in chunks of :data:`_CHUNK` bytes
+    (half a million words in a fraction of a second, not one read per word)."""
+    out: list[bytes] = []
+    buf, at = b"", 0
+    for _ in range(size):
+        if len(buf) - at < 4:
+            buf, at = buf[at:] + f.read(max(_CHUNK, 4)), 0
+            if len(buf) < 4:
+                raise VocabularyError("the file ends early")
+        n = _LENGTH.unpack_from(buf, at)[0]
+        if not 0 <= n <= MAX_WORD_BYTES:
+            raise VocabularyError(f"a string of {n} bytes")
+        end = at + 4 + n + 8
+        if end > len(buf):
+            buf, at = buf[at:] + f.read(max(_CHUNK, end - len(buf))), 0
+            end = 4 + n + 8
+            if end > len(buf):
+                raise VocabularyError("the file ends early")
+        out.append(buf[at + 4:at + 4 + n])
+        at = end
+    if at < len(buf):
+        f.seek(at - len(buf), 1)         # leave the file where the table ends
+    return out
 
 
 def words_txt(path: Path) -> frozenset[str]:
