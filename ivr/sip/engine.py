@@ -36,7 +36,7 @@ from ivr.sip.events import (
 log = get_logger(__name__)
 CLOCK_IDLE_S = 2.0
 MOH_LOOP_COPIES = 10
-RETIRE_S = 0.5  # a stopped tap stays alive this long: conference changes apply on a later clock tick
+TAP_REUSE_TICKS = 2  # bridge ticks a stopped tap must see before it listens again (see _Tap)
 FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
@@ -156,9 +156,19 @@ class _Tap(pj.AudioMediaPort):
     thread-safe, non-blocking hand-off; see ``bridge.FrameSink``) and return. Nothing else here.
     A tick without audio (no RTP came in) is handed on as silence, so the recogniser's clock keeps
     running with the call's (its end-of-speech detection needs the silence after the words).
+
+    Lifetime: a tap is never deleted while the bridge clock runs. pjsua2 gives no way to take an
+    ``AudioMediaPort`` out of the bridge but its destructor, and the clock thread calls every port
+    of the bridge on every tick, connected or not. The SWIG wrapper runs that destructor with the
+    GIL released once the Python object's count is already zero: the clock thread then ran
+    ``onFrameReceived`` on the half-freed object (its ``__dict__`` gone: AttributeError; its count
+    taken 0 -> 1 -> 0 again: a second deallocation, SIGSEGV - issue 18, two workers lost). So a
+    stopped tap goes back to the engine's spare list, still in the bridge and fed nothing, and the
+    next listen on the worker reuses it; spares are deleted only with the clock stopped (an idle
+    worker, or shutdown), when no thread can call them.
     """
 
-    def __init__(self, tap_id: int, sink: Callable[[bytes], None], silence: bytes) -> None:
+    def __init__(self, tap_id: int, sink: Callable[[bytes], None] | None, silence: bytes) -> None:
         super().__init__()
         self.tap_id = tap_id
         self.sink: Callable[[bytes], None] | None = sink
@@ -203,8 +213,9 @@ class SipEngine:
         self._paused: dict[int, list[int]] = {}  # solo player -> the players of its leg it paused
         self._player_ids = itertools.count(1)
         self.taps: dict[int, tuple[_Tap, str]] = {}
+        self._spare_taps: list[_Tap] = []  # stopped taps, still in the bridge: see _Tap
+        self.taps_created = 0
         self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
-        self._retired: list[tuple[float, _Tap]] = []
         self._dead: list[_Call] = []
         self._rejecting: list[_Call] = []
         self._to_refuse: list[tuple[_Call, pj.CallOpParam]] = []  # refused in onIncomingCall, answered by poll()
@@ -269,14 +280,6 @@ class SipEngine:
             self._forget_refused()
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
-        if self._retired and self._retired[0][0] <= time.monotonic():
-            now = time.monotonic()
-            for t, tap in self._retired:
-                if t <= now:
-                    log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
-                             audio_after_stop=tap.audio_after_stop,
-                             taps_open=len(self.taps))
-            self._retired = [(t, tap) for t, tap in self._retired if t > now]
         if self._clock_on and not self.legs and not self.players:
             if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
                 self._clock(False)
@@ -291,9 +294,11 @@ class SipEngine:
         adm = self.ep.audDevManager()
         if on:
             adm.setNullDev()
+            self._clock_on = True
         else:
-            adm.setNoDev()
-        self._clock_on = on
+            adm.setNoDev()  # returns once the clock thread has stopped
+            self._clock_on = False
+            self._free_spare_taps()
         log.debug("sip.clock", on=on)
 
     def shutdown(self, max_polls: int = 200) -> None:
@@ -312,7 +317,8 @@ class SipEngine:
             self.stop_listen(tid)
         for rid in list(self.recorders):
             self.stop_record(rid)
-        self._retired.clear()
+        self._clock(False)  # frees the taps, with no clock thread left to call them
+        self._free_spare_taps()
         self.legs.clear()
         self._dead.clear()
         self._rejecting.clear()
@@ -588,29 +594,66 @@ class SipEngine:
 
     # --- listening (speech recognition) and recording ---------------------------------------------
     def start_listen(self, leg_id: str, sink: Callable[[bytes], None]) -> int:
-        """Connect the leg's incoming audio to a new tap that feeds ``sink`` 20 ms PCM frames
-        (mono, 16-bit little-endian, ``clock_rate``). Returns the tap id for ``stop_listen``."""
+        """Connect the leg's incoming audio to a tap that feeds ``sink`` 20 ms PCM frames (mono,
+        16-bit little-endian, ``clock_rate``). Returns the tap id for ``stop_listen``. The tap is a
+        spare one (stopped earlier on this worker, see :class:`_Tap`) when one is ready, else new."""
+        media = self._media(leg_id)
         tap_id = next(self._player_ids)
-        fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
-        tap = _Tap(tap_id, sink, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
-        tap.createPort(f"tap{tap_id}", fmt)
-        self._media(leg_id).startTransmit(tap)
+        tap = self._ready_spare_tap()
+        if tap is None:
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
+            tap = _Tap(tap_id, None, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
+            tap.createPort(f"tap{self.taps_created}", fmt)
+            self.taps_created += 1
+        tap.tap_id = tap_id
+        tap.after_stop = tap.audio_after_stop = 0
+        try:
+            media.startTransmit(tap)
+        except pj.Error:
+            self._spare_taps.append(tap)  # the bridge never connected it: spare at once
+            raise
+        tap.sink = sink
         self.taps[tap_id] = (tap, leg_id)
         return tap_id
 
     def stop_listen(self, tap_id: int) -> None:
+        """Disconnect the tap; it becomes a spare (see :class:`_Tap`), never deleted here."""
         entry = self.taps.pop(tap_id, None)
         if entry is None:
             return
         tap, leg_id = entry
         tap.sink = None  # no frame is handed on from now, whatever the clock thread does
+        tap.after_stop = tap.audio_after_stop = 0
         call = self.legs.get(leg_id)
         if call is not None and call.hasMedia():
             with contextlib.suppress(pj.Error):
                 call.getAudioMedia(-1).stopTransmit(tap)
-        # deleting the port frees its buffers: only once the disconnect has surely been applied
-        self._retired.append((time.monotonic() + RETIRE_S, tap))
+        # (a leg without media any more: its stream port left the bridge, and every connection with it)
+        self._spare_taps.append(tap)
+
+    def _ready_spare_tap(self) -> _Tap | None:
+        """A spare tap the bridge has called ``TAP_REUSE_TICKS`` times since its stop: the queued
+        disconnect from its last caller was applied on a tick before the last of these calls, so
+        nothing of that call can reach the next listener. Logged as released then (what the bridge
+        still delivered after the stop)."""
+        for i, tap in enumerate(self._spare_taps):
+            if tap.after_stop >= TAP_REUSE_TICKS:
+                del self._spare_taps[i]
+                log.info("sip.tap_released", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                         audio_after_stop=tap.audio_after_stop, taps_open=len(self.taps),
+                         spare=len(self._spare_taps))
+                return tap
+        return None
+
+    def _free_spare_taps(self) -> None:
+        """Delete the spare taps: only with the clock stopped (``_clock(False)``), see :class:`_Tap`."""
+        if self._clock_on and self.ep is not None and self._spare_taps:
+            raise RuntimeError("spare taps are deleted only with the bridge clock stopped")
+        for tap in self._spare_taps:
+            log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                     audio_after_stop=tap.audio_after_stop)
+        self._spare_taps.clear()
 
     def start_record(self, leg_id: str, path: str) -> int:
         """Record what the leg sends into a WAV file (8/16 kHz as the bridge clock, 16-bit mono)."""
