@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import math
 import re
 import sys
@@ -109,6 +110,14 @@ def tone_pcap(path: Path, seconds: float) -> Path:
     return rtp_pcap.write_pcap(path, rtp_pcap.rtp_packets("pcma", rtp_pcap.alaw_encode(pcm)))
 
 
+def crash_excerpt(seen: list[str]) -> str:
+    """The worker's output around the first Python traceback or fatal error (else its end)."""
+    out = "".join(seen)
+    found = re.search(r"Traceback|Fatal Python error|Segmentation fault", out)
+    at = found.start() if found else len(out)
+    return out[max(0, at - 1500):at + 3000]
+
+
 async def read_until(stream: asyncio.StreamReader, prefix: str, seen: list[str], within_s: float) -> str:
     """Read lines until one starts with ``prefix`` (pjsip and log lines may come first)."""
     async def scan() -> str:
@@ -131,29 +140,37 @@ async def test_back_to_back_listening_calls_keep_the_worker_alive(tmp_path: Path
     seen: list[str] = []
     try:
         await read_until(child.stdout, "READY", seen, 30)
-        drain = asyncio.create_task(read_until(child.stdout, "STATS", seen, 120))
+        output = asyncio.create_task(read_until(child.stdout, "STATS", seen, 150))
         pcap = await asyncio.to_thread(tone_pcap, tmp_path / "tone.pcap", CALL_MS / 1000)
         actions = (f'  <nop><action><exec play_pcap_audio="{pcap}"/></action></nop>\n'
                    f'  <pause milliseconds="{CALL_MS}"/>\n')
         xml = render_scenario("speech_caller.xml", tmp_path, keep="caller", drop="none", ani="+15550301",
                               actions=actions)
-        result = await run_sipp(xml, (LOOPBACK, port), workdir=tmp_path, calls=CALLS, limit_s=90,
-                                trace_messages=False,
-                                extra=["-s", "2001", "-l", str(AT_ONCE), "-r", "20", "-mp", str(free_udp_tcp_port())])
-        worker_alive = child.returncode is None and not drain.done()
+        calling = asyncio.create_task(run_sipp(
+            xml, (LOOPBACK, port), workdir=tmp_path, calls=CALLS, limit_s=90, trace_messages=False,
+            extra=["-s", "2001", "-l", str(AT_ONCE), "-r", "20", "-mp", str(free_udp_tcp_port())]))
+        died = asyncio.create_task(child.wait())
+        await asyncio.wait({calling, died}, return_when=asyncio.FIRST_COMPLETED)
+        if died.done():  # the worker is gone: stop calling it and show how it ended
+            calling.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AssertionError):
+                await calling
+            with contextlib.suppress(AssertionError):
+                await output
+            pytest.fail(f"the worker died (exit code {died.result()}) during the calls:\n" + crash_excerpt(seen))
+        result = calling.result()
+        assert child.stdin is not None
         child.stdin.write(b"done\n")
         await child.stdin.drain()
-        stats = (await drain).split()
+        stats = (await output).split()
         stopped = await read_until(child.stdout, "STOPPED", seen, 30)
-        code = await asyncio.wait_for(child.wait(), 30)
+        code = await asyncio.wait_for(died, 30)
     finally:
         if child.returncode is None:
             child.kill()
             await child.wait()
-    out = "".join(seen)
-    crash = re.search(r"Traceback|Fatal Python error|Segmentation fault", out)
-    assert crash is None, "a tap callback failed:\n" + out[max(0, crash.start() - 2000):crash.start() + 3000]
-    assert worker_alive and result.ok, result.describe() + "\n" + "".join(seen[-40:])
+    assert "Traceback" not in "".join(seen), "a tap callback failed:\n" + crash_excerpt(seen)
+    assert result.ok, result.describe() + "\n" + "".join(seen[-40:])
     assert stopped == "STOPPED" and code == 0, (code, seen[-40:])
     calls, listens, heard, created = (int(x) for x in stats[1:])
     print(f"tap lifetime: {calls} calls, {listens} listens, {heard} heard audio, {created} tap ports made")
@@ -163,5 +180,5 @@ async def test_back_to_back_listening_calls_keep_the_worker_alive(tmp_path: Path
     assert heard >= listens // 2, stats
     # stopped taps were reused (a few ports for hundreds of listens) and all freed at shutdown
     assert created <= 4 * AT_ONCE, stats
-    freed = len(re.findall(r"sip\.tap_freed", out))
+    freed = len(re.findall(r"sip\.tap_freed", "".join(seen)))
     assert freed == created, (freed, created)
