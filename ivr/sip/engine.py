@@ -36,6 +36,7 @@ from ivr.sip.events import (
 log = get_logger(__name__)
 CLOCK_IDLE_S = 2.0
 MOH_LOOP_COPIES = 10
+ENDING_WARN_S = 10.0  # a hung-up leg whose library call is still there after this long is logged (once)
 TAP_REUSE_TICKS = 2  # bridge ticks a stopped tap must see before it listens again (see _Tap)
 FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
@@ -111,6 +112,9 @@ class _Call(pj.Call):
         self.leg_id = leg_id
         self.inbound = inbound
         self.rtp: dict[str, int] = {}
+        self.sip_call_id = ""  # the SIP Call-ID: tells this call from a later one in the same library slot
+        self.ended_at = 0.0    # when DISCONNECTED was reported (see SipEngine._ending)
+        self.warned = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
@@ -217,6 +221,13 @@ class SipEngine:
         self.taps_created = 0
         self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
         self._dead: list[_Call] = []
+        # Legs reported DISCONNECTED whose library call may still hold its slot: pjsua reports
+        # DISCONNECTED as soon as hangup() is asked, but frees the slot only when the INVITE session
+        # really ends (a ringing phone that never answers the CANCEL keeps it). They count as used
+        # legs until then (see extra_legs); the Call object is kept until its slot is free, since
+        # its destructor would clear and hang up whatever call had the slot by then.
+        self._ending: list[_Call] = []
+        self._parked: list[_Call] = []  # an ended leg whose slot another call already has: not counted
         self._rejecting: list[_Call] = []
         self._to_refuse: list[tuple[_Call, pj.CallOpParam]] = []  # refused in onIncomingCall, answered by poll()
         self.draining = False
@@ -278,6 +289,8 @@ class SipEngine:
             self._answer_refused()
         if self._rejecting:
             self._forget_refused()
+        if self._ending or self._parked:
+            self._reap_ended()
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
         if self._clock_on and not self.legs and not self.players:
@@ -321,6 +334,8 @@ class SipEngine:
         self._free_spare_taps()
         self.legs.clear()
         self._dead.clear()
+        self._ending.clear()
+        self._parked.clear()
         self._rejecting.clear()
         self._to_refuse.clear()
         self.acc = None
@@ -352,7 +367,7 @@ class SipEngine:
             self._to_refuse.append((call, op))
             self.emit(Rejected(leg_id, 403, "not from the edge"))
             return
-        if not self.cfg.budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
+        if not self.cfg.budget.admits(len(self.callers), draining=self.draining, extra_legs=self.extra_legs()):
             op = pj.CallOpParam()
             op.statusCode = 503
             op.reason = "Draining" if self.draining else "Worker Full"
@@ -373,6 +388,7 @@ class SipEngine:
             return
         self._clock(True)
         ci = call.getInfo()
+        call.sip_call_id = ci.callIdString
         req = _REQ_LINE.search(msg)
         dnis = _user_of(req.group(1)) if req else _user_of(ci.localUri)
         self.legs[leg_id] = call
@@ -395,7 +411,8 @@ class SipEngine:
         self.legs.pop(call.leg_id, None)
         self.callers.discard(call.leg_id)
         self.extras.discard(call.leg_id)
-        self._dead.append(call)
+        call.ended_at = time.monotonic()
+        self._ending.append(call)
         self.emit(Disconnected(call.leg_id, code, reason, dict(call.rtp)))
 
     # --- commands (called on the SIP thread by bridge.SipThread) -----------------------------------
@@ -432,11 +449,12 @@ class SipEngine:
         dialled)."""
         assert self.acc is not None
         budget = self.cfg.budget
-        if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
+        if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=self.extra_legs()):
             raise WorkerFull("draining" if self.draining else "worker full")
-        if extra and not budget.grants_extra(len(self.callers), len(self.extras)):
+        if extra and not self.grants_extra():
             raise NoExtraLeg(f"no leg free for a consult: {len(self.callers)} callers, "
-                             f"{len(self.extras)} extra legs, {budget.max_legs} legs")
+                             f"{len(self.extras)} extra legs, {self.extra_legs() - len(self.extras)} legs "
+                             f"still ending, {budget.max_legs} legs")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
@@ -452,6 +470,7 @@ class SipEngine:
         full = False
         try:
             call.makeCall(uri, prm)
+            call.sip_call_id = call.getInfo().callIdString
         except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
@@ -464,6 +483,7 @@ class SipEngine:
         if full:  # raised outside the except block: the pj.Error must not ride along as __context__
             self._dead.append(call)
             raise NoLineFree(f"no call slot free for {uri}: {len(self.legs)} legs up, "
+                             f"{len(self._ending)} ended legs still in the library, "
                              f"{len(self._rejecting)} calls being refused; slots: {self._slots()}")
         return leg_id
 
@@ -471,6 +491,49 @@ class SipEngine:
         """An extra leg became its call's agent leg (a consult completed, a conference left): it is
         part of the call's pair from now on, no longer beyond it."""
         self.extras.discard(leg_id)
+
+    def extra_legs(self) -> int:
+        """Legs up beyond the admitted callers' pairs, as the leg budget counts them: the consult and
+        conference legs, and every ended leg whose library call still holds its slot (a CANCEL
+        nobody answered): the library has no room for them until they are really gone."""
+        return len(self.extras) + sum(1 for call in self._ending if self._slot_state(call) == "ours")
+
+    def grants_extra(self) -> bool:
+        """Whether the leg budget grants an extra leg (a consult or conference target) now."""
+        return self.cfg.budget.grants_extra(len(self.callers), self.extra_legs())
+
+    @staticmethod
+    def _slot_state(call: _Call) -> str:
+        """``ours`` while the library still holds this ended call (its dialog is there, same SIP
+        Call-ID), ``free`` once its slot is empty, ``other`` when a later call has the slot."""
+        try:
+            ci = call.getInfo()
+        except pj.Error:
+            return "free"
+        return "ours" if ci.callIdString == call.sip_call_id else "other"
+
+    def _reap_ended(self) -> None:
+        """Delete the ended legs whose library slot is empty; stop counting those whose slot a later
+        call took (kept, not deleted, until the slot is empty again)."""
+        now = time.monotonic()
+        ending: list[_Call] = []
+        for call in self._ending:
+            state = self._slot_state(call)
+            if state == "ours":
+                ending.append(call)
+                if not call.warned and now - call.ended_at > ENDING_WARN_S:
+                    call.warned = True
+                    log.warning("sip.leg_still_ending", leg=call.leg_id, after_s=round(now - call.ended_at, 1),
+                                legs_ending=len(self._ending))
+                continue
+            if call.warned:
+                log.info("sip.leg_ended_late", leg=call.leg_id, after_s=round(now - call.ended_at, 1))
+            (self._parked if state == "other" else self._dead).append(call)
+        self._ending = ending
+        parked: list[_Call] = []
+        for call in self._parked:
+            (parked if self._slot_state(call) != "free" else self._dead).append(call)
+        self._parked = parked
 
     def _answer_refused(self) -> None:
         """Send the final answer (503 + Retry-After) of the calls refused in onIncomingCall."""
@@ -493,10 +556,11 @@ class SipEngine:
     def _slots(self) -> str:
         """What holds each pjsua call slot (diagnostics): leg id and state, or "free"."""
         out = []
+        ending = {c.getId(): c.leg_id for c in self._ending if self._slot_state(c) == "ours"}
         for i in range(self.cfg.budget.max_legs):
             c = pj.Call.lookup(i)
             if c is None:
-                out.append("free")
+                out.append(f"{ending[i]}:ending" if i in ending else "free")
                 continue
             try:
                 state = c.getInfo().stateText
