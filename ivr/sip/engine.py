@@ -8,7 +8,9 @@ so the edge fails over to another worker (the library itself would say ``486``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import importlib
 import itertools
 import os
 import re
@@ -41,6 +43,23 @@ TAP_REUSE_TICKS = 2  # bridge ticks a stopped tap must see before it listens aga
 FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
+
+
+# pjsua's own list of the call slots in use (pjsua_enum_calls: every call whose INVITE session is
+# still there, also one pjsua already reported DISCONNECTED). pjsua2 has no wrapper for it, and
+# Call.getInfo() on an empty slot logs an error line at level 1 before it raises.
+_PJSUA = ctypes.CDLL(importlib.import_module("pjsua2._pjsua2").__file__)
+_PJSUA.pjsua_enum_calls.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_uint)]
+_PJSUA.pjsua_enum_calls.restype = ctypes.c_int
+
+
+def _library_calls(max_calls: int) -> set[int]:
+    """The pjsua call ids (slots) that hold a call now. Call on the SIP thread."""
+    ids = (ctypes.c_int * max_calls)()
+    count = ctypes.c_uint(max_calls)
+    if _PJSUA.pjsua_enum_calls(ids, ctypes.byref(count)) != 0:
+        return set(range(max_calls))  # cannot tell: every slot counts as held
+    return set(ids[:count.value])
 
 
 class LegGone(KeyError):
@@ -112,7 +131,6 @@ class _Call(pj.Call):
         self.leg_id = leg_id
         self.inbound = inbound
         self.rtp: dict[str, int] = {}
-        self.sip_call_id = ""  # the SIP Call-ID: tells this call from a later one in the same library slot
         self.ended_at = 0.0    # when DISCONNECTED was reported (see SipEngine._ending)
         self.warned = False
 
@@ -388,7 +406,6 @@ class SipEngine:
             return
         self._clock(True)
         ci = call.getInfo()
-        call.sip_call_id = ci.callIdString
         req = _REQ_LINE.search(msg)
         dnis = _user_of(req.group(1)) if req else _user_of(ci.localUri)
         self.legs[leg_id] = call
@@ -470,7 +487,6 @@ class SipEngine:
         full = False
         try:
             call.makeCall(uri, prm)
-            call.sip_call_id = call.getInfo().callIdString
         except pj.Error as exc:
             self.legs.pop(leg_id, None)
             self.callers.discard(leg_id)
@@ -496,29 +512,31 @@ class SipEngine:
         """Legs up beyond the admitted callers' pairs, as the leg budget counts them: the consult and
         conference legs, and every ended leg whose library call still holds its slot (a CANCEL
         nobody answered): the library has no room for them until they are really gone."""
-        return len(self.extras) + sum(1 for call in self._ending if self._slot_state(call) == "ours")
+        held = _library_calls(self.cfg.budget.max_legs)
+        return len(self.extras) + sum(1 for call in self._ending if self._slot_state(call, held) == "ours")
 
     def grants_extra(self) -> bool:
         """Whether the leg budget grants an extra leg (a consult or conference target) now."""
         return self.cfg.budget.grants_extra(len(self.callers), self.extra_legs())
 
     @staticmethod
-    def _slot_state(call: _Call) -> str:
-        """``ours`` while the library still holds this ended call (its dialog is there, same SIP
-        Call-ID), ``free`` once its slot is empty, ``other`` when a later call has the slot."""
-        try:
-            ci = call.getInfo()
-        except pj.Error:
-            return "free"
-        return "ours" if ci.callIdString == call.sip_call_id else "other"
+    def _slot_state(call: _Call, held: set[int]) -> str:
+        """Of an ended leg: ``ours`` while the library still holds its call (the slot is in use and
+        no later call of ours took it), ``other`` when a later call has the slot, ``free`` else."""
+        slot = call.getId()
+        owner = pj.Call.lookup(slot)  # pjsua2 cleared this leg's own entry when it reported DISCONNECTED
+        if owner is not None and owner is not call:
+            return "other"
+        return "ours" if slot in held else "free"
 
     def _reap_ended(self) -> None:
         """Delete the ended legs whose library slot is empty; stop counting those whose slot a later
         call took (kept, not deleted, until the slot is empty again)."""
         now = time.monotonic()
+        held = _library_calls(self.cfg.budget.max_legs)
         ending: list[_Call] = []
         for call in self._ending:
-            state = self._slot_state(call)
+            state = self._slot_state(call, held)
             if state == "ours":
                 ending.append(call)
                 if not call.warned and now - call.ended_at > ENDING_WARN_S:
@@ -532,7 +550,7 @@ class SipEngine:
         self._ending = ending
         parked: list[_Call] = []
         for call in self._parked:
-            (parked if self._slot_state(call) != "free" else self._dead).append(call)
+            (parked if self._slot_state(call, held) == "other" else self._dead).append(call)
         self._parked = parked
 
     def _answer_refused(self) -> None:
@@ -556,7 +574,8 @@ class SipEngine:
     def _slots(self) -> str:
         """What holds each pjsua call slot (diagnostics): leg id and state, or "free"."""
         out = []
-        ending = {c.getId(): c.leg_id for c in self._ending if self._slot_state(c) == "ours"}
+        held = _library_calls(self.cfg.budget.max_legs)
+        ending = {c.getId(): c.leg_id for c in self._ending if self._slot_state(c, held) == "ours"}
         for i in range(self.cfg.budget.max_legs):
             c = pj.Call.lookup(i)
             if c is None:
