@@ -209,4 +209,4 @@ class SipThread:
 
 
 def _grants_extra(engine: SipEngine) -> bool:
-    return engine.cfg.budget.grants_extra(len(engine.callers), len(engine.extras))
+    return engine.grants_extra()

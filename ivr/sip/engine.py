@@ -8,7 +8,9 @@ so the edge fails over to another worker (the library itself would say ``486``).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
+import importlib
 import itertools
 import os
 import re
@@ -36,10 +38,28 @@ from ivr.sip.events import (
 log = get_logger(__name__)
 CLOCK_IDLE_S = 2.0
 MOH_LOOP_COPIES = 10
-RETIRE_S = 0.5  # a stopped tap stays alive this long: conference changes apply on a later clock tick
+ENDING_WARN_S = 10.0  # a hung-up leg whose library call is still there after this long is logged (once)
+TAP_REUSE_TICKS = 2  # bridge ticks a stopped tap must see before it listens again (see _Tap)
 FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
+
+
+# pjsua's own list of the call slots in use (pjsua_enum_calls: every call whose INVITE session is
+# still there, also one pjsua already reported DISCONNECTED). pjsua2 has no wrapper for it, and
+# Call.getInfo() on an empty slot logs an error line at level 1 before it raises.
+_PJSUA = ctypes.CDLL(importlib.import_module("pjsua2._pjsua2").__file__)
+_PJSUA.pjsua_enum_calls.argtypes = [ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_uint)]
+_PJSUA.pjsua_enum_calls.restype = ctypes.c_int
+
+
+def _library_calls(max_calls: int) -> set[int]:
+    """The pjsua call ids (slots) that hold a call now. Call on the SIP thread."""
+    ids = (ctypes.c_int * max_calls)()
+    count = ctypes.c_uint(max_calls)
+    if _PJSUA.pjsua_enum_calls(ids, ctypes.byref(count)) != 0:
+        return set(range(max_calls))  # cannot tell: every slot counts as held
+    return set(ids[:count.value])
 
 
 class LegGone(KeyError):
@@ -111,6 +131,8 @@ class _Call(pj.Call):
         self.leg_id = leg_id
         self.inbound = inbound
         self.rtp: dict[str, int] = {}
+        self.ended_at = 0.0    # when DISCONNECTED was reported (see SipEngine._ending)
+        self.warned = False
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         ci = self.getInfo()
@@ -156,9 +178,19 @@ class _Tap(pj.AudioMediaPort):
     thread-safe, non-blocking hand-off; see ``bridge.FrameSink``) and return. Nothing else here.
     A tick without audio (no RTP came in) is handed on as silence, so the recogniser's clock keeps
     running with the call's (its end-of-speech detection needs the silence after the words).
+
+    Lifetime: a tap is never deleted while the bridge clock runs. pjsua2 gives no way to take an
+    ``AudioMediaPort`` out of the bridge but its destructor, and the clock thread calls every port
+    of the bridge on every tick, connected or not. The SWIG wrapper runs that destructor with the
+    GIL released once the Python object's count is already zero: the clock thread then ran
+    ``onFrameReceived`` on the half-freed object (its ``__dict__`` gone: AttributeError; its count
+    taken 0 -> 1 -> 0 again: a second deallocation, SIGSEGV - issue 18, two workers lost). So a
+    stopped tap goes back to the engine's spare list, still in the bridge and fed nothing, and the
+    next listen on the worker reuses it; spares are deleted only with the clock stopped (an idle
+    worker, or shutdown), when no thread can call them.
     """
 
-    def __init__(self, tap_id: int, sink: Callable[[bytes], None], silence: bytes) -> None:
+    def __init__(self, tap_id: int, sink: Callable[[bytes], None] | None, silence: bytes) -> None:
         super().__init__()
         self.tap_id = tap_id
         self.sink: Callable[[bytes], None] | None = sink
@@ -203,9 +235,17 @@ class SipEngine:
         self._paused: dict[int, list[int]] = {}  # solo player -> the players of its leg it paused
         self._player_ids = itertools.count(1)
         self.taps: dict[int, tuple[_Tap, str]] = {}
+        self._spare_taps: list[_Tap] = []  # stopped taps, still in the bridge: see _Tap
+        self.taps_created = 0
         self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
-        self._retired: list[tuple[float, _Tap]] = []
         self._dead: list[_Call] = []
+        # Legs reported DISCONNECTED whose library call may still hold its slot: pjsua reports
+        # DISCONNECTED as soon as hangup() is asked, but frees the slot only when the INVITE session
+        # really ends (a ringing phone that never answers the CANCEL keeps it). They count as used
+        # legs until then (see extra_legs); the Call object is kept until its slot is free, since
+        # its destructor would clear and hang up whatever call had the slot by then.
+        self._ending: list[_Call] = []
+        self._parked: list[_Call] = []  # an ended leg whose slot another call already has: not counted
         self._rejecting: list[_Call] = []
         self._to_refuse: list[tuple[_Call, pj.CallOpParam]] = []  # refused in onIncomingCall, answered by poll()
         self.draining = False
@@ -267,16 +307,10 @@ class SipEngine:
             self._answer_refused()
         if self._rejecting:
             self._forget_refused()
+        if self._ending or self._parked:
+            self._reap_ended()
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
-        if self._retired and self._retired[0][0] <= time.monotonic():
-            now = time.monotonic()
-            for t, tap in self._retired:
-                if t <= now:
-                    log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
-                             audio_after_stop=tap.audio_after_stop,
-                             taps_open=len(self.taps))
-            self._retired = [(t, tap) for t, tap in self._retired if t > now]
         if self._clock_on and not self.legs and not self.players:
             if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
                 self._clock(False)
@@ -291,9 +325,11 @@ class SipEngine:
         adm = self.ep.audDevManager()
         if on:
             adm.setNullDev()
+            self._clock_on = True
         else:
-            adm.setNoDev()
-        self._clock_on = on
+            adm.setNoDev()  # returns once the clock thread has stopped
+            self._clock_on = False
+            self._free_spare_taps()
         log.debug("sip.clock", on=on)
 
     def shutdown(self, max_polls: int = 200) -> None:
@@ -312,9 +348,12 @@ class SipEngine:
             self.stop_listen(tid)
         for rid in list(self.recorders):
             self.stop_record(rid)
-        self._retired.clear()
+        self._clock(False)  # frees the taps, with no clock thread left to call them
+        self._free_spare_taps()
         self.legs.clear()
         self._dead.clear()
+        self._ending.clear()
+        self._parked.clear()
         self._rejecting.clear()
         self._to_refuse.clear()
         self.acc = None
@@ -346,7 +385,7 @@ class SipEngine:
             self._to_refuse.append((call, op))
             self.emit(Rejected(leg_id, 403, "not from the edge"))
             return
-        if not self.cfg.budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
+        if not self.cfg.budget.admits(len(self.callers), draining=self.draining, extra_legs=self.extra_legs()):
             op = pj.CallOpParam()
             op.statusCode = 503
             op.reason = "Draining" if self.draining else "Worker Full"
@@ -389,7 +428,8 @@ class SipEngine:
         self.legs.pop(call.leg_id, None)
         self.callers.discard(call.leg_id)
         self.extras.discard(call.leg_id)
-        self._dead.append(call)
+        call.ended_at = time.monotonic()
+        self._ending.append(call)
         self.emit(Disconnected(call.leg_id, code, reason, dict(call.rtp)))
 
     # --- commands (called on the SIP thread by bridge.SipThread) -----------------------------------
@@ -426,11 +466,12 @@ class SipEngine:
         dialled)."""
         assert self.acc is not None
         budget = self.cfg.budget
-        if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=len(self.extras)):
+        if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=self.extra_legs()):
             raise WorkerFull("draining" if self.draining else "worker full")
-        if extra and not budget.grants_extra(len(self.callers), len(self.extras)):
+        if extra and not self.grants_extra():
             raise NoExtraLeg(f"no leg free for a consult: {len(self.callers)} callers, "
-                             f"{len(self.extras)} extra legs, {budget.max_legs} legs")
+                             f"{len(self.extras)} extra legs, {self.extra_legs() - len(self.extras)} legs "
+                             f"still ending, {budget.max_legs} legs")
         self._clock(True)
         call = _Call(self, self.acc, leg_id, inbound=False)
         self.legs[leg_id] = call
@@ -458,6 +499,7 @@ class SipEngine:
         if full:  # raised outside the except block: the pj.Error must not ride along as __context__
             self._dead.append(call)
             raise NoLineFree(f"no call slot free for {uri}: {len(self.legs)} legs up, "
+                             f"{len(self._ending)} ended legs still in the library, "
                              f"{len(self._rejecting)} calls being refused; slots: {self._slots()}")
         return leg_id
 
@@ -465,6 +507,51 @@ class SipEngine:
         """An extra leg became its call's agent leg (a consult completed, a conference left): it is
         part of the call's pair from now on, no longer beyond it."""
         self.extras.discard(leg_id)
+
+    def extra_legs(self) -> int:
+        """Legs up beyond the admitted callers' pairs, as the leg budget counts them: the consult and
+        conference legs, and every ended leg whose library call still holds its slot (a CANCEL
+        nobody answered): the library has no room for them until they are really gone."""
+        held = _library_calls(self.cfg.budget.max_legs)
+        return len(self.extras) + sum(1 for call in self._ending if self._slot_state(call, held) == "ours")
+
+    def grants_extra(self) -> bool:
+        """Whether the leg budget grants an extra leg (a consult or conference target) now."""
+        return self.cfg.budget.grants_extra(len(self.callers), self.extra_legs())
+
+    @staticmethod
+    def _slot_state(call: _Call, held: set[int]) -> str:
+        """Of an ended leg: ``ours`` while the library still holds its call (the slot is in use and
+        no later call of ours took it), ``other`` when a later call has the slot, ``free`` else."""
+        slot = call.getId()
+        owner = pj.Call.lookup(slot)  # pjsua2 cleared this leg's own entry when it reported DISCONNECTED
+        if owner is not None and owner is not call:
+            return "other"
+        return "ours" if slot in held else "free"
+
+    def _reap_ended(self) -> None:
+        """Delete the ended legs whose library slot is empty; stop counting those whose slot a later
+        call took (kept, not deleted, until the slot is empty again)."""
+        now = time.monotonic()
+        held = _library_calls(self.cfg.budget.max_legs)
+        ending: list[_Call] = []
+        for call in self._ending:
+            state = self._slot_state(call, held)
+            if state == "ours":
+                ending.append(call)
+                if not call.warned and now - call.ended_at > ENDING_WARN_S:
+                    call.warned = True
+                    log.warning("sip.leg_still_ending", leg=call.leg_id, after_s=round(now - call.ended_at, 1),
+                                legs_ending=len(self._ending))
+                continue
+            if call.warned:
+                log.info("sip.leg_ended_late", leg=call.leg_id, after_s=round(now - call.ended_at, 1))
+            (self._parked if state == "other" else self._dead).append(call)
+        self._ending = ending
+        parked: list[_Call] = []
+        for call in self._parked:
+            (parked if self._slot_state(call, held) == "other" else self._dead).append(call)
+        self._parked = parked
 
     def _answer_refused(self) -> None:
         """Send the final answer (503 + Retry-After) of the calls refused in onIncomingCall."""
@@ -487,10 +574,12 @@ class SipEngine:
     def _slots(self) -> str:
         """What holds each pjsua call slot (diagnostics): leg id and state, or "free"."""
         out = []
+        held = _library_calls(self.cfg.budget.max_legs)
+        ending = {c.getId(): c.leg_id for c in self._ending if self._slot_state(c, held) == "ours"}
         for i in range(self.cfg.budget.max_legs):
             c = pj.Call.lookup(i)
             if c is None:
-                out.append("free")
+                out.append(f"{ending[i]}:ending" if i in ending else "free")
                 continue
             try:
                 state = c.getInfo().stateText
@@ -588,29 +677,66 @@ class SipEngine:
 
     # --- listening (speech recognition) and recording ---------------------------------------------
     def start_listen(self, leg_id: str, sink: Callable[[bytes], None]) -> int:
-        """Connect the leg's incoming audio to a new tap that feeds ``sink`` 20 ms PCM frames
-        (mono, 16-bit little-endian, ``clock_rate``). Returns the tap id for ``stop_listen``."""
+        """Connect the leg's incoming audio to a tap that feeds ``sink`` 20 ms PCM frames (mono,
+        16-bit little-endian, ``clock_rate``). Returns the tap id for ``stop_listen``. The tap is a
+        spare one (stopped earlier on this worker, see :class:`_Tap`) when one is ready, else new."""
+        media = self._media(leg_id)
         tap_id = next(self._player_ids)
-        fmt = pj.MediaFormatAudio()
-        fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
-        tap = _Tap(tap_id, sink, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
-        tap.createPort(f"tap{tap_id}", fmt)
-        self._media(leg_id).startTransmit(tap)
+        tap = self._ready_spare_tap()
+        if tap is None:
+            fmt = pj.MediaFormatAudio()
+            fmt.init(pj.PJMEDIA_FORMAT_PCM, self.cfg.clock_rate, 1, FRAME_US, 16)
+            tap = _Tap(tap_id, None, bytes(2 * self.cfg.clock_rate * FRAME_US // 1_000_000))
+            tap.createPort(f"tap{self.taps_created}", fmt)
+            self.taps_created += 1
+        tap.tap_id = tap_id
+        tap.after_stop = tap.audio_after_stop = 0
+        try:
+            media.startTransmit(tap)
+        except pj.Error:
+            self._spare_taps.append(tap)  # the bridge never connected it: spare at once
+            raise
+        tap.sink = sink
         self.taps[tap_id] = (tap, leg_id)
         return tap_id
 
     def stop_listen(self, tap_id: int) -> None:
+        """Disconnect the tap; it becomes a spare (see :class:`_Tap`), never deleted here."""
         entry = self.taps.pop(tap_id, None)
         if entry is None:
             return
         tap, leg_id = entry
         tap.sink = None  # no frame is handed on from now, whatever the clock thread does
+        tap.after_stop = tap.audio_after_stop = 0
         call = self.legs.get(leg_id)
         if call is not None and call.hasMedia():
             with contextlib.suppress(pj.Error):
                 call.getAudioMedia(-1).stopTransmit(tap)
-        # deleting the port frees its buffers: only once the disconnect has surely been applied
-        self._retired.append((time.monotonic() + RETIRE_S, tap))
+        # (a leg without media any more: its stream port left the bridge, and every connection with it)
+        self._spare_taps.append(tap)
+
+    def _ready_spare_tap(self) -> _Tap | None:
+        """A spare tap the bridge has called ``TAP_REUSE_TICKS`` times since its stop: the queued
+        disconnect from its last caller was applied on a tick before the last of these calls, so
+        nothing of that call can reach the next listener. Logged as released then (what the bridge
+        still delivered after the stop)."""
+        for i, tap in enumerate(self._spare_taps):
+            if tap.after_stop >= TAP_REUSE_TICKS:
+                del self._spare_taps[i]
+                log.info("sip.tap_released", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                         audio_after_stop=tap.audio_after_stop, taps_open=len(self.taps),
+                         spare=len(self._spare_taps))
+                return tap
+        return None
+
+    def _free_spare_taps(self) -> None:
+        """Delete the spare taps: only with the clock stopped (``_clock(False)``), see :class:`_Tap`."""
+        if self._clock_on and self.ep is not None and self._spare_taps:
+            raise RuntimeError("spare taps are deleted only with the bridge clock stopped")
+        for tap in self._spare_taps:
+            log.info("sip.tap_freed", tap=tap.tap_id, ticks_after_stop=tap.after_stop,
+                     audio_after_stop=tap.audio_after_stop)
+        self._spare_taps.clear()
 
     def start_record(self, leg_id: str, path: str) -> int:
         """Record what the leg sends into a WAV file (8/16 kHz as the bridge clock, 16-bit mono)."""
