@@ -484,6 +484,12 @@ class SipEngine:
         prm = pj.CallOpParam(True)
         if from_uri:
             prm.txOption.localUri = from_uri
+            # many carriers take the caller ID from P-Asserted-Identity (RFC 3325), not From; the edge
+            # passes it on to the trunk (route OUTBOUND, which only the workers reach)
+            pai = pj.SipHeader()
+            pai.hName = "P-Asserted-Identity"
+            pai.hValue = f"<{from_uri}>"
+            prm.txOption.headers.append(pai)
         full = False
         try:
             call.makeCall(uri, prm)

@@ -116,6 +116,7 @@ async def test_click_to_dial_goes_out_through_the_edge_trunk_with_digest_auth(ri
     for text in (first_head, second_head):
         assert text.startswith(f"INVITE sip:{NUMBER}@{LOOPBACK}:{carrier.port} SIP/2.0\r\n"), text
         assert f"sip:{CALLER_ID}@" in header(text, "from", "f"), text
+        assert f"<sip:{CALLER_ID}@" in header(text, "p-asserted-identity"), text  # carriers read it
     assert not re.search(r"^(Proxy-)?Authorization:", first_head, re.M | re.I)
     auth = header(second_head, "authorization")
     assert f'username="{USER}"' in auth and f'realm="{REALM}"' in auth, auth
