@@ -82,7 +82,7 @@ bench-faults: install  # the seven faults under traffic at bench scale, each wit
 bench-call-control: install  # call-control command latency with 200 calls up; the leg policy's callers per worker (about 5 min)
 	$(BIN)/python bench/call_control.py $(CC_ARGS)
 
-bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vosk vs real SIP calls (about 30 min; SA_ARGS=--quick about 4)
+bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vosk vs real SIP calls (about 25 min; SA_ARGS=--quick about 5)
 	nice $(BIN)/python bench/speech_accuracy.py $(SA_ARGS)
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)

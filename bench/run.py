@@ -43,7 +43,7 @@ bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed und
   and resume), callers per worker with ``workers.spare_legs`` 0 and 1, consult success as load
   rises, against the newest capacity figures. ``--no-call-control`` skips it (``make
   bench-call-control`` runs only it); its flags are ``--cc-*``.
-- speech accuracy (bench/speech_accuracy.py, about 30 minutes, ``--sa-quick`` about 4): a Korean phrase
+- speech accuracy (bench/speech_accuracy.py, about 25 minutes, ``--sa-quick`` about 5): a Korean phrase
   set with many espeak-ng voices, noise types and SNRs, codecs, barge-in and after the prompt,
   out-of-grammar sentences and spoken digits, through raw Vosk and through real SIP calls to its own
   hotline; right / confirmed / wrong / no-match / false-accept rates per slice, digit accuracy and

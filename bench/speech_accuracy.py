@@ -5,8 +5,8 @@ bench``, ``--no-speech-accuracy`` skips it). The corpus is bench/speech_corpus.p
 phrases, out-of-grammar sentences and spoken digits (single, and 4-digit strings with pauses), said
 by espeak-ng with many voices, speeds and pitches, clean or in continuous noise (white, pink,
 babble, hum at 20/10/5 dB SNR), through G.711 A-law, µ-law or G.722, spoken during the prompt
-(barge-in) or after it. Seeded: one seed, one corpus. ``--quick``: 38 utterances (about 4 minutes
-with the hotline's start); full: about 280 (about 30 minutes).
+(barge-in) or after it. Seeded: one seed, one corpus. ``--quick``: 40 utterances (about 5 minutes
+with the hotline's start); full: 232 (about 25 minutes).
 
 Two paths on the same audio (the codec's decoded 8 kHz PCM for raw Vosk, its encoded stream for SIP):
 
@@ -30,18 +30,21 @@ Outcome of an utterance (the contract of issue 18): ``right`` (taken, correct), 
 (confirmation asked for the correct option / digits), ``wrong`` (taken, wrong option or digits),
 ``confirmed_wrong`` (confirmation asked for a wrong option; out of grammar: confirmation asked at
 all), ``no_match``, ``no_input``, ``false_accept`` (out-of-grammar speech taken as an option without
-confirmation), ``error`` (the call failed or left no step). Digit accuracy = exact digit string
-(taken or confirmed) / digit utterances. ``late`` (SIP only): the IVR had not decided when the
-caller's first key came, 4.5 s after the end of speech (and after the noise had stopped), so the
-key answered the menu. Rates are reported per path overall and per slice: kind
-(in-grammar, out-of-grammar, single digits, 4-digit strings), noise, SNR, codec, voice, timing.
+confirmation), ``late`` (SIP only: the IVR had not decided when the caller's first key came, 4.5 s
+after the end of speech and after the noise had stopped, so the key answered the menu), ``error``
+(the call failed or left no step). Digit accuracy = exact digit string (taken or confirmed) / digit
+utterances. Rates are reported per path overall and per slice: ``kind`` (in-grammar,
+out-of-grammar, single digits, 4-digit strings) over every utterance; ``noise``, ``snr``, ``codec``,
+``voice``, ``timing`` and ``phrase`` over the in-grammar ones.
 
 Latency end-of-speech -> result: the end of speech is the end of the last 20 ms frame of the
 utterance above -40 dBFS (before the noise is added). Raw Vosk: in audio time, to the end of the
 slice whose endpoint gave the result; an utterance with no endpoint before the clip ends (4 s after
 the speech) counts as the clip's end (``censored``). SIP: wall clock, from sipp's ACK (the
 scenario's pauses run from it) + the play offset + the speech end in the pcap, to the worker's
-``speech.result`` log line of the call's first recognition (the worker has the final and decides).
+``speech.result`` log line of the call's first recognition (the worker has the final and decides);
+negative when the service ended the utterance before the speech did (a whole phrase heard early);
+a ``late`` utterance counts as 4.5 s (``censored``).
 Reported p50/p95 for clean speech and for continuous noise.
 """
 
@@ -241,10 +244,11 @@ def summarise(items: Sequence[Item], rows: dict[str, dict[str, Any]]) -> dict[st
     """Rates per slice, digit accuracy and latency of one path (``rows``: item id -> its result)."""
     done = [(it, rows[it.id]) for it in items if it.id in rows]
     slices: dict[str, dict[str, Any]] = {}
-    for dim in ("kind", "noise", "snr", "codec", "voice", "timing"):
+    for dim in ("kind", "noise", "snr", "codec", "voice", "timing", "phrase"):
         groups: dict[str, list[str]] = {}
         for it, row in done:
-            groups.setdefault(it.slice_names()[dim], []).append(row["outcome"])
+            if dim == "kind" or it.kind == "in_grammar":  # the other slices: in-grammar utterances only
+                groups.setdefault(it.slice_names()[dim], []).append(row["outcome"])
         slices[dim] = {name: rates(outs) for name, outs in sorted(groups.items())}
     ing = [row["outcome"] for it, row in done if it.kind == "in_grammar"]
     oog = [row["outcome"] for it, row in done if it.kind == "out_of_grammar"]
@@ -384,8 +388,8 @@ async def sip_path(items: Sequence[Item], encoded: dict[str, bytes], speech_end:
                                         port=free_udp_tcp_port(), limit_s=60,
                                         extra=["-s", NUMBERS[(what, item.timing)], "-mp", str(free_udp_tcp_port())])
                 acks[item.id] = ack_time(result.messages)
-                if not result.ok:
-                    failures[item.id] = result.describe()[-600:]
+                if not result.ok:  # mostly: the IVR hung up first (after its last retry), as callers see
+                    failures[item.id] = (result.errors.strip() or result.output)[-400:]
                 print(f"  sip {item.id} {item.kind} {item.noise} {item.codec} {item.timing}: sipp "
                       f"{'ok' if result.ok else 'failed'}", flush=True)
 
@@ -429,6 +433,8 @@ async def sip_path(items: Sequence[Item], encoded: dict[str, bytes], speech_end:
                 row["latency_ms"] = round((heard - (ack + PLAY_AT_MS[item.timing] / 1000 + speech_end[item.id]))
                                           * 1000)
                 row["speech_reason"] = results[0].get("reason")
+            if outcome == "late" and row.get("latency_ms") is None:  # no decision before the key: at least this
+                row.update(latency_ms=KEYS_AFTER_MS[0], censored=True)
             if item.id in failures:
                 row["sipp_failed"] = failures[item.id]
             if record is None:
@@ -491,7 +497,7 @@ async def speech_accuracy_bench(quick: bool = False, seed: int = 18, sip: bool =
 
 
 def add_arguments(ap: argparse.ArgumentParser, prefix: str = "") -> None:
-    ap.add_argument(f"--{prefix}quick", action="store_true", help="38 utterances (a few minutes) instead of ~280")
+    ap.add_argument(f"--{prefix}quick", action="store_true", help="40 utterances (about 5 minutes) instead of 232")
     ap.add_argument(f"--{prefix}seed", type=int, default=18, help="the corpus seed")
     ap.add_argument(f"--{prefix}concurrency", type=int, default=3, help="SIP calls at once")
     ap.add_argument(f"--{prefix}workers", type=int, default=2, help="pjsua2 workers of the bench hotline")

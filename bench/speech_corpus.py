@@ -99,7 +99,7 @@ class Item:
         """The slices this utterance counts in (see bench/speech_accuracy.py)."""
         return {"kind": self.kind, "noise": self.noise,
                 "snr": "clean" if self.snr_db is None else f"{self.snr_db:g} dB",
-                "codec": self.codec, "voice": self.voice.name, "timing": self.timing}
+                "codec": self.codec, "voice": self.voice.name, "timing": self.timing, "phrase": self.expect or ""}
 
 
 @dataclass
@@ -237,12 +237,12 @@ NOISY_QUICK = [("white", 10.0), ("pink", 10.0), ("babble", 10.0), ("hum", 10.0),
 
 
 def corpus(quick: bool, seed: int = 18) -> list[Item]:
-    """The utterances of a run: ``quick`` (about 40) or full (about 300), the same for one seed.
+    """The utterances of a run: ``quick`` (40) or full (232), the same for one seed.
 
     Full: every menu phrase clean with 8 voices and in 6 noisy conditions (of 12: 4 noises x SNR 20,
-    10, 5 dB); every out-of-grammar sentence with 3 voices (one clean, two noisy); 12 single digits
-    and 12 four-digit strings (half noisy). Quick: every phrase once clean and once noisy, 6
-    out-of-grammar sentences, 4 single digits, 4 four-digit strings. Voices, codecs and timing
+    10, 5 dB); every out-of-grammar sentence with 5 voices (two clean, three noisy); 12 single digits
+    and 12 four-digit strings (half noisy). Quick: every phrase once clean and once noisy, every
+    out-of-grammar sentence once clean, 4 single digits, 4 four-digit strings. Voices, codecs and timing
     are drawn per utterance."""
     rng = random.Random(seed)
 
@@ -264,11 +264,11 @@ def corpus(quick: bool, seed: int = 18) -> list[Item]:
             add("in_grammar", phrase, phrase)
         for cond in rng.sample(noisy_conditions, per_phrase_noisy) if not quick else [rng.choice(noisy_conditions)]:
             add("in_grammar", phrase, phrase, cond)
-    sentences = OUT_OF_GRAMMAR[:6] if quick else OUT_OF_GRAMMAR
-    for sentence in sentences:
+    for sentence in OUT_OF_GRAMMAR:
         add("out_of_grammar", sentence, None)
         if not quick:
-            for cond in rng.sample(noisy_conditions, 2):
+            add("out_of_grammar", sentence, None)
+            for cond in rng.sample(noisy_conditions, 3):
                 add("out_of_grammar", sentence, None, cond)
     singles, strings = (4, 4) if quick else (12, 12)
     for i in range(singles):
