@@ -439,9 +439,13 @@ async def sip_path(items: Sequence[Item], encoded: dict[str, bytes], speech_end:
                 row["sipp_failed"] = failures[item.id]
             if record is None:
                 row["error"] = "no call record"
+            elif record.get("outcome"):
+                row["call_outcome"] = record["outcome"]  # "lost": the worker died during the call
             out[item.id] = row
-        info["log_problems"] = sorted({str(r.get("event")) for r in hotline.log_records()
-                                       if r.get("level") in ("error", "critical")})[:20]
+        problems = Counter(str(r.get("event")) for r in hotline.log_records()
+                           if r.get("level") in ("warning", "error", "critical"))
+        info["log_problems"] = dict(problems.most_common(20))
+        info["calls_lost"] = sum(1 for row in out.values() if row.get("call_outcome") == "lost")
     finally:
         hotline.stop()
     return out, info
