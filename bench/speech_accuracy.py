@@ -85,6 +85,7 @@ from bench.speech_corpus import (  # noqa: E402
     render,
     through_codec,
 )
+from ivr.dialplan.model import Confirm, Listen  # noqa: E402
 from ivr.speech.grammar import (  # noqa: E402
     UNKNOWN_TOKENS,
     build_grammar,
@@ -119,7 +120,7 @@ NUMBERS = {("menu", "barge_in"): "3001", ("menu", "after_prompt"): "3002",
 #: answered by the first (or, when it came late, the second); the call ends after the last
 KEYS_AFTER_MS = (4500, 7500)
 HANGUP_AFTER_MS = 10500
-NO_KEY, YES_KEY = "2", "1"  # ivr.dialplan.model.Confirm defaults
+NO_KEY, YES_KEY = Confirm().no_digit, Confirm().yes_digit  # the plans keep the default confirmation
 
 
 def plans() -> dict[str, dict[str, Any]]:
@@ -360,7 +361,9 @@ async def sip_path(items: Sequence[Item], encoded: dict[str, bytes], speech_end:
         (plans_dir / f"{name}.yaml").write_text(yaml.safe_dump(plan, allow_unicode=True))
     hotline = Hotline(workdir / "hotline", workers=workers, overrides={
         "dialplans_dir": str(plans_dir), "speech": {"enabled": True, "port": free_udp_tcp_port()}})
-    info: dict[str, Any] = {"workers": workers, "concurrency": concurrency}
+    # the policy measured: the product's defaults (they change with the code; agree etc. when present)
+    info: dict[str, Any] = {"workers": workers, "concurrency": concurrency, "listen": Listen().model_dump(),
+                            "confirm_keys": {"yes": YES_KEY, "no": NO_KEY}}
     out: dict[str, dict[str, Any]] = {}
     run = int(time.time()) % 1000
     t0 = time.monotonic()
