@@ -6,12 +6,13 @@ the asked SNR), and the codecs' round trip."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from bench.speech_accuracy import ack_time, classify_raw, classify_sip, latency, plans, rates
+from bench.speech_accuracy import ack_time, classify_raw, classify_sip, latency, plans, rates, scenario, summarise
 from bench.speech_corpus import (
     MENU,
     OUT_OF_GRAMMAR,
@@ -82,6 +83,29 @@ def test_rates_and_percentiles() -> None:
     assert out == {"n": 4, "right": 0.5, "confirmed": 0.25, "wrong": 0.25, "right_or_confirmed": 0.75}
     assert latency([100.0] * 19 + [900.0]) == {"n": 20, "p50_ms": 100, "p95_ms": 100, "max_ms": 900}
     assert latency([]) == {"n": 0}
+
+
+def test_summary_slices_count_in_grammar_utterances_and_digits_exactly() -> None:
+    items = [Item("0", "in_grammar", "해지", "해지", Voice(), codec="g722"),
+             Item("1", "in_grammar", "환불", "환불", Voice(), noise="white", snr_db=5.0, codec="g722"),
+             Item("2", "out_of_grammar", "여보세요", None, Voice(), codec="g722"),
+             Item("3", "digits_4", "일 이 삼 사", "1234", Voice(), codec="pcma")]
+    rows = {"0": {"outcome": "right", "latency_ms": 300}, "1": {"outcome": "wrong", "latency_ms": 4000},
+            "2": {"outcome": "false_accept"}, "3": {"outcome": "confirmed", "latency_ms": 900}}
+    out = summarise(items, rows)
+    assert out["slices"]["codec"] == {"g722": {"n": 2, "right": 0.5, "wrong": 0.5, "right_or_confirmed": 0.5}}
+    assert set(out["slices"]["kind"]) == {"in_grammar", "out_of_grammar", "digits_4"}
+    assert out["in_grammar_wrong_without_confirmation"] == 0.5 and out["out_of_grammar_false_accept"] == 1.0
+    assert out["digit_accuracy"] == 1.0
+    assert out["latency_end_of_speech_to_result"]["continuous_noise"]["p95_ms"] == 4000
+
+
+def test_the_caller_offers_the_items_codec(tmp_path: Path) -> None:
+    xml = Path(scenario(tmp_path, Item("7", "in_grammar", "해지", "해지", Voice(), codec="g722"), "+15550001",
+                        [(tmp_path / "a.pcap", 1500), (tmp_path / "b.pcap", 6000)], 9000)).read_text()
+    assert "m=audio [auto_media_port] RTP/AVP 9 101" in xml and "a=rtpmap:9 G722/8000" in xml
+    assert xml.index('milliseconds="1500"') < xml.index("a.pcap") < xml.index('milliseconds="4500"')
+    assert 'milliseconds="3000"' in xml and "+15550001" in xml
 
 
 def test_sipp_message_log_gives_the_ack_time() -> None:
