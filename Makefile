@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -81,6 +81,9 @@ bench-faults: install  # the seven faults under traffic at bench scale, each wit
 
 bench-call-control: install  # call-control command latency with 200 calls up; the leg policy's callers per worker (about 5 min)
 	$(BIN)/python bench/call_control.py $(CC_ARGS)
+
+bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vosk vs real SIP calls (about 25 min; SA_ARGS=--quick about 5)
+	nice $(BIN)/python bench/speech_accuracy.py $(SA_ARGS)
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
 	$(BIN)/python bench/pops.py

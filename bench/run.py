@@ -43,6 +43,12 @@ bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed und
   and resume), callers per worker with ``workers.spare_legs`` 0 and 1, consult success as load
   rises, against the newest capacity figures. ``--no-call-control`` skips it (``make
   bench-call-control`` runs only it); its flags are ``--cc-*``.
+- speech accuracy (bench/speech_accuracy.py, about 25 minutes, ``--sa-quick`` about 5): a Korean phrase
+  set with many espeak-ng voices, noise types and SNRs, codecs, barge-in and after the prompt,
+  out-of-grammar sentences and spoken digits, through raw Vosk and through real SIP calls to its own
+  hotline; right / confirmed / wrong / no-match / false-accept rates per slice, digit accuracy and
+  end-of-speech -> result latency. Also written on its own as bench/results/speech-accuracy-<date>.json.
+  ``--no-speech-accuracy`` skips it (``make bench-speech-accuracy`` runs only it); its flags are ``--sa-*``.
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -64,10 +70,12 @@ from bench.call_control import call_control_bench  # noqa: E402
 from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
 from bench.capacity import capacity_sections  # noqa: E402
 from bench.estimate import estimate_bench  # noqa: E402
-from bench.harness import latency_plots  # noqa: E402
+from bench.harness import latency_plots, save  # noqa: E402
 from bench.pops import pops_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
+from bench.speech_accuracy import add_arguments as add_speech_accuracy_arguments  # noqa: E402
+from bench.speech_accuracy import speech_accuracy_bench  # noqa: E402
 from bench.webhooks import webhooks_bench  # noqa: E402
 
 
@@ -75,6 +83,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     add_capacity_arguments(ap)
     add_call_control_arguments(ap)
+    add_speech_accuracy_arguments(ap, prefix="sa-")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     speech = ap.add_mutually_exclusive_group()
     speech.add_argument("--no-speech", action="store_true", help="skip the speech service benchmark")
@@ -85,6 +94,7 @@ async def main() -> None:
     ap.add_argument("--no-pops", action="store_true", help="skip the screen-pop latency benchmark")
     ap.add_argument("--no-webhooks", action="store_true", help="skip the webhook outbox benchmark")
     ap.add_argument("--no-call-control", action="store_true", help="skip the call-control benchmark")
+    ap.add_argument("--no-speech-accuracy", action="store_true", help="skip the speech accuracy benchmark")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     stamp = f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}"
@@ -93,6 +103,13 @@ async def main() -> None:
     if not args.no_speech and not args.queues_only:
         print("speech: concurrent real-time recognitions", flush=True)
         result["speech"] = await speech_bench(threads=args.speech_threads)
+    if not args.no_speech_accuracy and not args.queues_only:
+        print("speech accuracy: raw Vosk and SIP calls on the same Korean corpus", flush=True)
+        section = await speech_accuracy_bench(args.sa_quick, args.sa_seed, concurrency=args.sa_concurrency,
+                                              workers=args.sa_workers)
+        save("speech-accuracy", dict(section))
+        section.pop("utterances", None)  # per utterance: in speech-accuracy-<date>.json only
+        result["speech_accuracy"] = section
     if not args.no_routing and not args.speech_only:
         print("routing: decision latency, 1,000 agents, 50 skills, 5,000 waiting callers", flush=True)
         result["routing"] = await routing_bench()
