@@ -34,7 +34,15 @@ from ivr.core.config import SpeechSettings
 from ivr.core.errors import BadRequest, IvrError, Unavailable
 from ivr.core.logging import get_logger
 from ivr.speech.client import Reason, RecognitionResult
-from ivr.speech.grammar import UNKNOWN_TOKENS, build_grammar, grammar_phrases, match_phrase, strip_unknown
+from ivr.speech.grammar import (
+    UNKNOWN_TOKENS,
+    build_grammar,
+    digit_language,
+    grammar_phrases,
+    match_phrase,
+    strip_unknown,
+)
+from ivr.speech.votes import Decode, vote
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -50,6 +58,12 @@ END_QUIET_MS = 300
 FREE_END_QUIET_MS = 600
 QUIET_RMS = 200.0
 BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
+#: Voting: besides the streaming decode, ``decodes - 1`` more decodes of the utterance once it is
+#: over, each of the audio from PREROLL_MS before the first partial to the end with the first
+#: ``k * SHIFT_MS`` ms left out (k = 1, 2, ...). The model's output frames are 30 ms (frame
+#: subsampling 3 over 10 ms frames), so 10 ms shifts put its frames at other places in the sound.
+PREROLL_MS = 800
+SHIFT_MS = 10
 WALL_GRACE_MS = 3000  # wall-clock guard beyond the audio-time limits
 
 
@@ -70,6 +84,7 @@ class StartRequest(BaseModel):
     no_input_ms: int = Field(5000, ge=100, le=120_000)
     end_quiet_ms: int = Field(END_QUIET_MS, ge=100, le=5000,
                               description="quiet after a whole phrase that ends the utterance")
+    decodes: int | None = Field(None, ge=1, le=9, description="decodes that vote; None: speech.decodes")
 
     @field_validator("phrases")
     @classmethod
@@ -85,6 +100,8 @@ class Engine:
     def __init__(self, settings: SpeechSettings) -> None:
         self.model_dir = settings.model_dir or default_model_dir()
         self.threads = settings.threads
+        self.decodes = settings.decodes
+        self.stable_ms = settings.stable_ms
         self.executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="vosk")
         self.model: Any = None
         self.unk: str | None = None
@@ -159,6 +176,20 @@ class Engine:
         rec.SetWords(True)
         return rec, missing
 
+    def decode(self, sample_rate: int, phrases: list[str], pcm: bytes) -> tuple[Decode, float]:
+        """Decode ``pcm`` as one utterance (runs in the pool); the decode and the CPU seconds it took."""
+        started = time.thread_time()
+        rec, _ = self.new_recognizer(sample_rate, phrases)
+        parts: list[dict[str, Any]] = []
+        step = sample_rate * 2 * SLICE_MS // 1000
+        for off in range(0, len(pcm), step):
+            if rec.AcceptWaveform(pcm[off:off + step]):
+                parts.append(json.loads(rec.Result()))  # a pause inside the utterance (digits)
+        parts.append(json.loads(rec.FinalResult()))
+        merged = {"text": " ".join(str(r.get("text", "")) for r in parts),
+                  "result": [w for r in parts for w in r.get("result", [])]}
+        return decode_of(merged), time.thread_time() - started
+
     async def close(self) -> None:
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         self.model = None
@@ -184,11 +215,14 @@ class _Decoder:
     max_speech_ms: int
     phrases: list[str] | None = None
     end_quiet_ms: int = END_QUIET_MS
+    stable_end_ms: int = 500    # a whole phrase unchanged this long ends the utterance on a noisy line
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
     quiet_ms: float = 0.0       # trailing audio below QUIET_RMS
-    stable_ms: float = 0.0      # audio since the partial hypothesis last changed
+    stable_ms: float = 0.0      # audio since the partial hypothesis (garbage tokens aside) last changed
+    segment: bytearray = field(default_factory=bytearray, repr=False)  # from PREROLL_MS before speech
+    segment_at_ms: float = 0.0  # audio time of segment[0]
     held: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals kept for a longer pause
     _odd: bytes = field(default=b"", repr=False)
 
@@ -202,6 +236,8 @@ class _Decoder:
             piece = data[off:off + step]
             piece_ms = len(piece) * 1000 / (2 * self.sample_rate)
             self.audio_ms += piece_ms
+            self.segment += piece
+            self._trim_segment()
             self.quiet_ms = self.quiet_ms + piece_ms if rms(piece) < QUIET_RMS else 0.0
             if self.rec.AcceptWaveform(piece):
                 result = json.loads(self.rec.Result())
@@ -218,11 +254,13 @@ class _Decoder:
             text = json.loads(self.rec.PartialResult()).get("partial", "")
             if text and self.speech_at_ms is None:
                 self.speech_at_ms = self.audio_ms
-            if text != self.partial:
-                self.partial = changed = text
+                self._trim_segment()
+            if strip_unknown(text) != strip_unknown(self.partial):
                 self.stable_ms = 0.0
             else:
                 self.stable_ms += piece_ms
+            if text != self.partial:
+                self.partial = changed = text
             if self._utterance_over():
                 return _Step(final=("speech", self._merged(json.loads(self.rec.FinalResult()))))
             if self.speech_at_ms is None and self.audio_ms >= self.no_input_ms:
@@ -230,6 +268,14 @@ class _Decoder:
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
                 return _Step(final=("max_speech", self._merged(json.loads(self.rec.FinalResult()))))
         return _Step(partial=changed)
+
+    def _trim_segment(self) -> None:
+        """Keep the audio from PREROLL_MS before speech (before now while there is none)."""
+        keep_from = (self.audio_ms if self.speech_at_ms is None else self.speech_at_ms) - PREROLL_MS
+        drop = int((keep_from - self.segment_at_ms) * self.sample_rate / 1000) * 2
+        if drop > 0:
+            del self.segment[:drop]
+            self.segment_at_ms += drop * 1000 / (2 * self.sample_rate)
 
     def finish(self, reason: Reason) -> tuple[Reason, dict[str, Any]]:
         return reason, self._merged(json.loads(self.rec.FinalResult()))
@@ -250,7 +296,11 @@ class _Decoder:
         if self.phrases:
             whole = match_phrase(text, self.phrases) is not None or all(
                 match_phrase(word, self.phrases) is not None for word in text.split())
-            return self.quiet_ms >= self.end_quiet_ms and whole
+            # Quiet after a whole phrase ends it; so does a whole phrase that stayed the same while
+            # the line was noisy (continuous noise never turns quiet). A caller pausing between
+            # digits is quiet, so the longer end_quiet_ms of a digits turn still holds there.
+            noisy_but_stable = self.quiet_ms == 0.0 and self.stable_ms >= max(self.stable_end_ms, self.end_quiet_ms)
+            return whole and (self.quiet_ms >= self.end_quiet_ms or noisy_but_stable)
         return self.quiet_ms >= FREE_END_QUIET_MS and self.stable_ms >= FREE_END_QUIET_MS
 
 
@@ -262,14 +312,25 @@ def rms(pcm: bytes) -> float:
     return math.sqrt(sum(map(operator.mul, samples, samples)) / len(samples)) if samples else 0.0
 
 
-def to_result(reason: Reason, vosk_result: dict[str, Any], phrases: list[str] | None) -> RecognitionResult:
-    """A Vosk result as the service reports it: garbage tokens out, mean word confidence."""
+def decode_of(vosk_result: dict[str, Any]) -> Decode:
+    """A Vosk result as one decode: garbage tokens out, mean word confidence."""
     words = [w for w in vosk_result.get("result", [])
              if str(w.get("word", "")).casefold() not in UNKNOWN_TOKENS]
     text = strip_unknown(str(vosk_result.get("text", "")))
     confidence = sum(float(w.get("conf", 0.0)) for w in words) / len(words) if words else 0.0
-    phrase = match_phrase(text, phrases) if phrases and text else None
-    return RecognitionResult(text=text, confidence=confidence, phrase=phrase, reason=reason)
+    return Decode(text, confidence)
+
+
+def to_result(reason: Reason, decodes: list[Decode], phrases: list[str] | None) -> RecognitionResult:
+    """The decodes of an utterance (the streaming one first) as the service reports them."""
+    if not phrases:
+        first = decodes[0]
+        return RecognitionResult(text=first.text, confidence=first.confidence, phrase=None, reason=reason,
+                                 agreement=0.0, decodes=1)
+    v = vote(decodes, phrases, digit_language(phrases))
+    return RecognitionResult(text=v.text, confidence=v.confidence, phrase=v.phrase, reason=reason,
+                             agreement=v.agreement, decodes=len(decodes), digits=v.digits,
+                             digit_agreement=v.digit_agreement)
 
 
 def _is_eof(text: str) -> bool:
@@ -306,7 +367,7 @@ class _Session:
         if missing:
             self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
         decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
-                           end_quiet_ms=req.end_quiet_ms)
+                           end_quiet_ms=req.end_quiet_ms, stable_end_ms=self.engine.stable_ms)
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
         try:
             outcome = await self._decode(decoder, req)
@@ -318,12 +379,32 @@ class _Session:
         if outcome is None:
             self.log.info("speech.session_abandoned", audio_ms=round(decoder.audio_ms))
             return
-        result = to_result(*outcome, req.phrases)
+        reason, primary = outcome[0], decode_of(outcome[1])
+        voting_started = time.monotonic()
+        extra, cpu_s = await self._more_decodes(req, primary, bytes(decoder.segment))
+        result = to_result(reason, [primary, *extra], req.phrases)
         await self._send(result.to_message())
         lag_ms = None if self.last_audio_at is None else round((time.monotonic() - self.last_audio_at) * 1000)
-        self.log.info("speech.final", reason=result.reason, phrase=result.phrase,
-                      confidence=round(result.confidence, 3), words=len(result.text.split()),
-                      audio_ms=round(decoder.audio_ms), lag_ms=lag_ms)
+        # The phrase is the operator's own menu word; the text and the digits are the caller's (never logged).
+        self.log.info("speech.final", reason=result.reason, phrase=result.phrase if result.digits is None else None,
+                      confidence=round(result.confidence, 3), agreement=round(result.agreement, 3),
+                      decodes=result.decodes, digits=None if result.digits is None else len(result.digits),
+                      words=len(result.text.split()), audio_ms=round(decoder.audio_ms), lag_ms=lag_ms,
+                      vote_ms=round((time.monotonic() - voting_started) * 1000), vote_cpu_ms=round(cpu_s * 1000),
+                      segment_ms=round(len(decoder.segment) * 1000 / (2 * req.sample_rate)))
+
+    async def _more_decodes(self, req: StartRequest, primary: Decode, segment: bytes) -> tuple[list[Decode], float]:
+        """The other decodes of the utterance, shifted by SHIFT_MS each, side by side in the pool.
+
+        None for free recognition (nothing to vote on) or when the streaming decode heard nothing
+        (silence, or only garbage: voting could only turn that into an answer nobody gave)."""
+        decodes = req.decodes or self.engine.decodes
+        if not req.phrases or not primary.text or decodes < 2:
+            return [], 0.0
+        shift = req.sample_rate * 2 * SHIFT_MS // 1000
+        done = await asyncio.gather(*(self.engine.call(self.engine.decode, req.sample_rate, req.phrases,
+                                                       segment[k * shift:]) for k in range(1, decodes)))
+        return [d for d, _ in done], sum(cpu for _, cpu in done)
 
     async def _start(self) -> StartRequest:
         try:
