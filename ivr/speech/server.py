@@ -58,10 +58,12 @@ END_QUIET_MS = 300
 FREE_END_QUIET_MS = 600
 QUIET_RMS = 200.0
 BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
-#: Voting: besides the streaming decode, ``decodes - 1`` more decodes of the utterance once it is
-#: over, each of the audio from PREROLL_MS before the first partial to the end with the first
-#: ``k * SHIFT_MS`` ms left out (k = 1, 2, ...). The model's output frames are 30 ms (frame
-#: subsampling 3 over 10 ms frames), so 10 ms shifts put its frames at other places in the sound.
+#: Voting: besides the streaming decode, ``decodes - 1`` more decodes ("voters") of the utterance,
+#: each of the audio from PREROLL_MS before the first partial on, with the first ``k * SHIFT_MS`` ms
+#: left out (k = 1, 2, ...). The model's output frames are 30 ms (frame subsampling 3 over 10 ms
+#: frames), so 10 ms shifts put its frames at other places in the sound. Voters start at the first
+#: partial and then take each slice with the streaming decode, so at the end of the utterance only
+#: their final decoding pass is left to do (about 15 ms each, against 40 ms per second of audio).
 PREROLL_MS = 800
 SHIFT_MS = 10
 WALL_GRACE_MS = 3000  # wall-clock guard beyond the audio-time limits
@@ -85,6 +87,8 @@ class StartRequest(BaseModel):
     end_quiet_ms: int = Field(END_QUIET_MS, ge=100, le=5000,
                               description="quiet after a whole phrase that ends the utterance")
     decodes: int | None = Field(None, ge=1, le=9, description="decodes that vote; None: speech.decodes")
+    stable_ms: int | None = Field(None, ge=100, le=5000, description="a whole phrase unchanged this long "
+                                  "ends the utterance on a noisy line; None: speech.stable_ms")
 
     @field_validator("phrases")
     @classmethod
@@ -179,16 +183,11 @@ class Engine:
     def decode(self, sample_rate: int, phrases: list[str], pcm: bytes) -> tuple[Decode, float]:
         """Decode ``pcm`` as one utterance (runs in the pool); the decode and the CPU seconds it took."""
         started = time.thread_time()
-        rec, _ = self.new_recognizer(sample_rate, phrases)
-        parts: list[dict[str, Any]] = []
+        voter = _Voter(self.new_recognizer(sample_rate, phrases)[0])
         step = sample_rate * 2 * SLICE_MS // 1000
         for off in range(0, len(pcm), step):
-            if rec.AcceptWaveform(pcm[off:off + step]):
-                parts.append(json.loads(rec.Result()))  # a pause inside the utterance (digits)
-        parts.append(json.loads(rec.FinalResult()))
-        merged = {"text": " ".join(str(r.get("text", "")) for r in parts),
-                  "result": [w for r in parts for w in r.get("result", [])]}
-        return decode_of(merged), time.thread_time() - started
+            voter.accept(pcm[off:off + step])
+        return voter.decode(), time.thread_time() - started
 
     async def close(self) -> None:
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
@@ -203,6 +202,21 @@ ENGINE = web.AppKey("speech_engine", Engine)
 class _Step:
     final: tuple[Reason, dict[str, Any]] | None = None
     partial: str | None = None
+
+
+@dataclass
+class _Voter:
+    rec: Any
+    parts: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals inside the utterance
+
+    def accept(self, pcm: bytes) -> None:
+        if self.rec.AcceptWaveform(pcm):
+            self.parts.append(json.loads(self.rec.Result()))
+
+    def decode(self) -> Decode:
+        parts = [*self.parts, json.loads(self.rec.FinalResult())]
+        return decode_of({"text": " ".join(str(r.get("text", "")) for r in parts),
+                          "result": [w for r in parts for w in r.get("result", [])]})
 
 
 @dataclass
@@ -223,6 +237,10 @@ class _Decoder:
     stable_ms: float = 0.0      # audio since the partial hypothesis (garbage tokens aside) last changed
     segment: bytearray = field(default_factory=bytearray, repr=False)  # from PREROLL_MS before speech
     segment_at_ms: float = 0.0  # audio time of segment[0]
+    voters: int = 0             # decodes besides this one that vote (grammar only)
+    new_rec: Callable[[], Any] | None = field(default=None, repr=False)  # a recognizer for a voter
+    voter_cpu_s: float = 0.0
+    _voters: list[_Voter] = field(default_factory=list, repr=False)
     held: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals kept for a longer pause
     _odd: bytes = field(default=b"", repr=False)
 
@@ -239,6 +257,8 @@ class _Decoder:
             self.segment += piece
             self._trim_segment()
             self.quiet_ms = self.quiet_ms + piece_ms if rms(piece) < QUIET_RMS else 0.0
+            if self._voters:
+                self._feed_voters(piece)
             if self.rec.AcceptWaveform(piece):
                 result = json.loads(self.rec.Result())
                 if result.get("text") and self.end_quiet_ms > END_QUIET_MS and self.quiet_ms < self.end_quiet_ms:
@@ -250,11 +270,13 @@ class _Decoder:
                 if result.get("text"):
                     return _Step(final=("speech", self._merged(result)))
                 self.speech_at_ms, self.partial = None, ""  # an endpoint on noise: keep listening
+                self._voters = []
                 continue
             text = json.loads(self.rec.PartialResult()).get("partial", "")
             if text and self.speech_at_ms is None:
                 self.speech_at_ms = self.audio_ms
                 self._trim_segment()
+                self._start_voters()
             if strip_unknown(text) != strip_unknown(self.partial):
                 self.stable_ms = 0.0
             else:
@@ -268,6 +290,35 @@ class _Decoder:
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
                 return _Step(final=("max_speech", self._merged(json.loads(self.rec.FinalResult()))))
         return _Step(partial=changed)
+
+    def _start_voters(self) -> None:
+        """Voters for the speech that just started, each caught up on the segment so far."""
+        if not self.voters or self.new_rec is None:
+            return
+        started = time.thread_time()
+        shift = self.sample_rate * 2 * SHIFT_MS // 1000
+        step = self.sample_rate * 2 * SLICE_MS // 1000
+        for k in range(1, self.voters + 1):
+            voter = _Voter(self.new_rec())
+            audio = bytes(self.segment[k * shift:])
+            for off in range(0, len(audio), step):
+                voter.accept(audio[off:off + step])
+            self._voters.append(voter)
+        self.voter_cpu_s += time.thread_time() - started
+
+    def _feed_voters(self, piece: bytes) -> None:
+        started = time.thread_time()
+        for voter in self._voters:
+            voter.accept(piece)
+        self.voter_cpu_s += time.thread_time() - started
+
+    def votes(self) -> list[Decode]:
+        """The voters' decodes of the utterance (their final pass); none if speech never started."""
+        started = time.thread_time()
+        decodes = [voter.decode() for voter in self._voters]
+        self._voters = []
+        self.voter_cpu_s += time.thread_time() - started
+        return decodes
 
     def _trim_segment(self) -> None:
         """Keep the audio from PREROLL_MS before speech (before now while there is none)."""
@@ -366,8 +417,11 @@ class _Session:
             return
         if missing:
             self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
+        voters = (req.decodes or self.engine.decodes) - 1 if req.phrases else 0
         decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
-                           end_quiet_ms=req.end_quiet_ms, stable_end_ms=self.engine.stable_ms)
+                           end_quiet_ms=req.end_quiet_ms, stable_end_ms=req.stable_ms or self.engine.stable_ms,
+                           voters=voters,
+                           new_rec=lambda: self.engine.new_recognizer(req.sample_rate, req.phrases)[0])
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
         try:
             outcome = await self._decode(decoder, req)
@@ -381,7 +435,12 @@ class _Session:
             return
         reason, primary = outcome[0], decode_of(outcome[1])
         voting_started = time.monotonic()
-        extra, cpu_s = await self._more_decodes(req, primary, bytes(decoder.segment))
+        extra: list[Decode] = []
+        if primary.text and decoder.voters:
+            extra = await self.engine.call(decoder.votes)
+            if not extra:  # no partial before the end (a very short utterance): decode it now
+                extra = await self._more_decodes(req, decoder, bytes(decoder.segment))
+        cpu_s = decoder.voter_cpu_s
         result = to_result(reason, [primary, *extra], req.phrases)
         await self._send(result.to_message())
         lag_ms = None if self.last_audio_at is None else round((time.monotonic() - self.last_audio_at) * 1000)
@@ -393,18 +452,14 @@ class _Session:
                       vote_ms=round((time.monotonic() - voting_started) * 1000), vote_cpu_ms=round(cpu_s * 1000),
                       segment_ms=round(len(decoder.segment) * 1000 / (2 * req.sample_rate)))
 
-    async def _more_decodes(self, req: StartRequest, primary: Decode, segment: bytes) -> tuple[list[Decode], float]:
-        """The other decodes of the utterance, shifted by SHIFT_MS each, side by side in the pool.
-
-        None for free recognition (nothing to vote on) or when the streaming decode heard nothing
-        (silence, or only garbage: voting could only turn that into an answer nobody gave)."""
-        decodes = req.decodes or self.engine.decodes
-        if not req.phrases or not primary.text or decodes < 2:
-            return [], 0.0
+    async def _more_decodes(self, req: StartRequest, decoder: _Decoder, segment: bytes) -> list[Decode]:
+        """The voters' decodes of ``segment``, shifted by SHIFT_MS each, side by side in the pool."""
+        assert req.phrases is not None
         shift = req.sample_rate * 2 * SHIFT_MS // 1000
         done = await asyncio.gather(*(self.engine.call(self.engine.decode, req.sample_rate, req.phrases,
-                                                       segment[k * shift:]) for k in range(1, decodes)))
-        return [d for d, _ in done], sum(cpu for _, cpu in done)
+                                                       segment[k * shift:]) for k in range(1, decoder.voters + 1)))
+        decoder.voter_cpu_s += sum(cpu for _, cpu in done)
+        return [d for d, _ in done]
 
     async def _start(self) -> StartRequest:
         try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import subprocess
 import time
 from array import array
@@ -108,6 +109,20 @@ class Stream:
         return self.sent * 1000 / (RATE * 2)
 
 
+def babble(pcm: bytes, *, level: float = 0.2, seed: int = 18) -> bytes:
+    """``pcm`` with continuous babble over it: three sentences played backwards (speech-like but no
+    words), each at ``level`` of its own loudness. White noise does not do: the model hears it as
+    silence and ends the utterance by itself; babble keeps it open until the noise stops."""
+    rng = random.Random(seed)
+    mixed = array("h", pcm)
+    for talk in ("날씨가 좋네요 오늘 저녁 뭐 먹을까", "지금 운전 중이에요 택배가 안 왔어요", "그런 건 모르겠어요 여보세요 잠깐만요"):
+        noise = array("h", synth(talk))[::-1]
+        start = rng.randrange(len(noise))
+        for i in range(len(mixed)):
+            mixed[i] = max(-32768, min(32767, mixed[i] + round(noise[(start + i) % len(noise)] * level)))
+    return mixed.tobytes()
+
+
 def utterance(text: str, *, lead_ms: int = 300, tail_ms: int = 1500) -> bytes:
     return silence(lead_ms) + synth(text) + silence(tail_ms)
 
@@ -185,7 +200,9 @@ async def test_end_of_audio_gives_final_for_what_was_said(client: SpeechClient) 
     stream = Stream(silence(300) + trimmed("해지") + silence(100))
     result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU)
     assert stream.ended_at is not None
-    assert result == RecognitionResult(text="해지", confidence=result.confidence, phrase="해지", reason="eof")
+    assert result == RecognitionResult(text="해지", confidence=result.confidence, phrase="해지", reason="eof",
+                                       agreement=result.agreement, decodes=5)
+    assert result.agreement >= 0.6
     assert result.confidence > MIN_CONFIDENCE
 
 
@@ -213,7 +230,7 @@ async def test_speech_outside_the_menu_is_no_confident_match(client: SpeechClien
 async def test_silence_is_no_input_and_client_stops_sending(client: SpeechClient) -> None:
     stream = Stream(b"", endless_silence=True)
     result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU, no_input_ms=1500)
-    assert result == RecognitionResult(text="", confidence=0.0, phrase=None, reason="no_input")
+    assert result == RecognitionResult(text="", confidence=0.0, phrase=None, reason="no_input", agreement=0.0)
     assert stream.closed
     assert 1500 <= stream.sent_ms < 2500
 
@@ -221,7 +238,9 @@ async def test_silence_is_no_input_and_client_stops_sending(client: SpeechClient
 async def test_long_speech_is_cut_at_max_speech(client: SpeechClient) -> None:
     talk = "상담원 연결 요금 문의 해지 상담원 연결 요금 문의 해지 상담원 연결 요금 문의 해지"
     stream = Stream(silence(300) + synth(talk) + silence(1500), realtime=False)
-    result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU, max_speech_ms=1500)
+    # stable_ms: the first phrase stays the partial result for a while as the talk goes on
+    result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU, max_speech_ms=1500,
+                                    stable_ms=5000)
     assert result.reason == "max_speech"
     assert result.phrase is None  # several phrases in a row are no single menu choice
 
@@ -315,8 +334,11 @@ async def test_raw_protocol_eof_and_stray_text_messages(service: int) -> None:
         await ws.send_json({"eof": True})
         messages = [json.loads(m.data) async for m in ws if m.type == aiohttp.WSMsgType.TEXT]
     assert {m["type"] for m in messages[:-1]} <= {"partial"}
-    assert messages[-1] == {"type": "final", "text": "해지", "confidence": messages[-1]["confidence"],
-                            "phrase": "해지", "reason": "eof"}
+    final = messages[-1]
+    assert final == {"type": "final", "text": "해지", "confidence": final["confidence"], "phrase": "해지",
+                     "reason": "eof", "agreement": final["agreement"], "decodes": 5, "digits": None,
+                     "digit_agreement": []}
+    assert 0.6 <= final["agreement"] <= 1.0
 
 
 async def test_client_raises_bad_request(client: SpeechClient) -> None:
@@ -412,3 +434,17 @@ async def test_a_pause_between_spoken_digits_ends_the_turn_only_when_the_caller_
     number = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits, end_quiet_ms=800)
     assert spoken_digits(number.text, "ko") == "35", number
     assert number.reason == "speech"
+
+
+async def test_in_continuous_noise_a_stable_whole_phrase_ends_the_utterance(client: SpeechClient) -> None:
+    """The line never turns quiet: the utterance ends once the phrase has stood for stable_ms, long
+    before a second phrase said 4 s later (which would make the answer "상담원 연결 해지", no phrase).
+    Audio goes as fast as the service takes it, so what is asserted is where in the audio it ended."""
+    audio = babble(silence(300) + synth("상담원 연결") + silence(4000) + synth("해지") + silence(1000))
+    result = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=MENU,
+                                    max_speech_ms=20_000)
+    assert (result.phrase, result.reason, result.decodes) == ("상담원 연결", "speech", 5), result
+    # Without the stable rule (stable_ms longer than the gap) the same audio runs on to its end.
+    slow = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=MENU,
+                                  max_speech_ms=20_000, stable_ms=5000)
+    assert slow.reason == "eof" and "해지" in slow.text.split(), slow
