@@ -31,7 +31,7 @@ from ivr.speech.grammar import build_grammar, match_phrase, strip_unknown  # noq
 from ivr.speech.server import Engine, default_model_dir  # noqa: E402
 
 RATE = 8000
-MENU = ["요금 문의", "상담원 연결", "해지", "카드 분실", "잔액 조회", "납부", "환불", "안내", "예", "아니요"]
+MENU = ["요금 문의", "상담원 연결", "해지", "카드 분실", "잔액 조회", "납부", "환불", "안내"]
 OUT = ["날씨가 좋네요", "여보세요 잠깐만요", "오늘 저녁 뭐 먹을까", "그런 건 모르겠어요", "지금 운전 중이에요",
        "택배가 안 왔어요"]
 VOICES = ["ko", "ko+f2", "ko+m3", "ko+klatt"]

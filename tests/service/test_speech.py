@@ -109,13 +109,16 @@ class Stream:
         return self.sent * 1000 / (RATE * 2)
 
 
+BABBLE = ("날씨가 좋네요 오늘 저녁 뭐 먹을까", "지금 운전 중이에요 택배가 안 왔어요", "그런 건 모르겠어요 여보세요 잠깐만요")
+
+
 def babble(pcm: bytes, *, level: float = 0.2, seed: int = 18) -> bytes:
     """``pcm`` with continuous babble over it: three sentences played backwards (speech-like but no
     words), each at ``level`` of its own loudness. White noise does not do: the model hears it as
     silence and ends the utterance by itself; babble keeps it open until the noise stops."""
     rng = random.Random(seed)
     mixed = array("h", pcm)
-    for talk in ("날씨가 좋네요 오늘 저녁 뭐 먹을까", "지금 운전 중이에요 택배가 안 왔어요", "그런 건 모르겠어요 여보세요 잠깐만요"):
+    for talk in BABBLE:
         noise = array("h", synth(talk))[::-1]
         start = rng.randrange(len(noise))
         for i in range(len(mixed)):
