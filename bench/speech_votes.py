@@ -37,7 +37,7 @@ OUT = ["날씨가 좋네요", "여보세요 잠깐만요", "오늘 저녁 뭐 �
 VOICES = ["ko", "ko+f2", "ko+m3", "ko+klatt"]
 SPEEDS = [150, 190]
 NOISES = [None, 15.0]  # SNR dB of continuous white noise over the whole utterance
-SHIFTS_MS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 5, 15]
+SHIFTS_MS = [0, 10, 20, 30, 40, 50, 60, 70, 80, 5, 15, 100, 120, 140, 160]
 OUT_FILE = Path("/tmp/speech-votes.json")
 
 
@@ -74,7 +74,7 @@ def decode(model: Any, grammar: str, pcm: bytes) -> tuple[dict[str, Any], float]
     return result, time.thread_time() - started
 
 
-def collect() -> None:
+def collect(shifts: list[int]) -> None:
     model, unk = Engine._load_model(default_model_dir())
     grammar = build_grammar(MENU, unk=unk)
     rows: list[dict[str, Any]] = []
@@ -91,10 +91,11 @@ def collect() -> None:
                     seed += 1
                     pcm = with_noise(speech, snr, seed)
                     decodes = []
-                    for shift in SHIFTS_MS:
+                    for shift in shifts:
                         result, cpu = decode(model, grammar, pcm[RATE * 2 * shift // 1000:])
                         words = [w for w in result.get("result", []) if w.get("word") != unk]
                         decodes.append({"shift": shift, "text": strip_unknown(result.get("text", "")),
+                                        "raw": result.get("text", ""),
                                         "conf": sum(w["conf"] for w in words) / len(words) if words else 0.0,
                                         "cpu": round(cpu, 4)})
                     rows.append({"kind": kind, "said": text, "voice": voice, "speed": speed, "pitch": pitch,
@@ -154,5 +155,8 @@ def analyse() -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--analyse", action="store_true")
+    parser.add_argument("--shifts", help="comma-separated shifts in ms (default: all of SHIFTS_MS)")
+    parser.add_argument("--out", type=Path, default=OUT_FILE)
     args = parser.parse_args()
-    analyse() if args.analyse else collect()
+    OUT_FILE = args.out
+    analyse() if args.analyse else collect([int(x) for x in args.shifts.split(",")] if args.shifts else SHIFTS_MS)

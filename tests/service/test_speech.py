@@ -109,7 +109,8 @@ class Stream:
         return self.sent * 1000 / (RATE * 2)
 
 
-BABBLE = ("날씨가 좋네요 오늘 저녁 뭐 먹을까", "지금 운전 중이에요 택배가 안 왔어요", "그런 건 모르겠어요 여보세요 잠깐만요")
+BABBLE = ("날씨가 좋네요 오늘 저녁 뭐 먹을까", "지금 운전 중이에요 택배가 안 왔어요",
+          "그런 건 모르겠어요 여보세요 잠깐만요")
 
 
 def babble(pcm: bytes, *, level: float = 0.2, seed: int = 18) -> bytes:
@@ -184,6 +185,7 @@ async def test_menu_phrase_recognised_with_confidence(client: SpeechClient, phra
     assert result.text == phrase
     assert result.reason == "speech"
     assert result.confidence > MIN_CONFIDENCE
+    assert result.decodes == 5 and result.agreement >= 0.8, result
     assert partials, "partial results arrive while the caller speaks (barge-in)"
     assert stream.closed and stream.ended_at is None, "the client stops pulling audio after the final"
 
@@ -215,7 +217,8 @@ async def test_a_whole_phrase_then_quiet_ends_the_utterance_without_waiting_for_
     the hypothesis is a whole phrase, while most of the 2 s tail is still to be sent."""
     tail_ms = 2000
     stream = Stream(silence(300) + trimmed("상담원 연결") + silence(tail_ms))
-    result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU)
+    # One decode: what is checked is the end of the utterance, not the time voting takes
+    result = await client.recognize(aiter(stream), sample_rate=RATE, phrases=MENU, decodes=1)
     assert result.phrase == "상담원 연결" and result.reason == "speech"
     speech_ms = len(stream.pcm) / (2 * RATE) * 1000 - tail_ms
     assert stream.sent_ms < speech_ms + tail_ms / 2, (stream.sent_ms, speech_ms)
@@ -282,12 +285,17 @@ async def test_digits_grammar_yields_only_digits(client: SpeechClient) -> None:
                                     phrases=digits)
     assert spoken_digits(single.text, "ko") == "3"
     assert single.phrase == "삼"
+    assert single.digits == "3" and single.decodes == 5
+    assert single.digit_agreement == (single.agreement,) and single.agreement >= 0.6, single
     # A digit string comes back as digits, though not reliably the right ones from espeak audio.
     several = await client.recognize(aiter(Stream(utterance("일 이 삼"), realtime=False)), sample_rate=RATE,
                                      phrases=digits)
     assert several.reason == "speech"
     number = spoken_digits(several.text, "ko")
     assert number is not None and number.isdigit(), several
+    assert several.digits == number and several.phrase is None
+    assert len(several.digit_agreement) == len(number)
+    assert all(0.0 < a <= 1.0 for a in several.digit_agreement) and several.agreement > 0.0
 
 
 @pytest.mark.parametrize(
@@ -437,6 +445,7 @@ async def test_a_pause_between_spoken_digits_ends_the_turn_only_when_the_caller_
     number = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits, end_quiet_ms=800)
     assert spoken_digits(number.text, "ko") == "35", number
     assert number.reason == "speech"
+    assert number.digits == "35" and len(number.digit_agreement) == 2
 
 
 async def test_in_continuous_noise_a_stable_whole_phrase_ends_the_utterance(client: SpeechClient) -> None:
@@ -451,3 +460,43 @@ async def test_in_continuous_noise_a_stable_whole_phrase_ends_the_utterance(clie
     slow = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=MENU,
                                   max_speech_ms=20_000, stable_ms=5000)
     assert slow.reason == "eof" and "해지" in slow.text.split(), slow
+
+
+@pytest.mark.parametrize("said", ["날씨가 좋네요", "오늘 저녁 뭐 먹을까", "지금 운전 중이에요", "여보세요 잠깐만요",
+                                  "택배가 안 왔어요"])
+async def test_speech_outside_the_menu_gets_no_phrase_or_less_than_full_agreement(
+        client: SpeechClient, said: str) -> None:
+    """Decodes of speech outside the menu scatter over the menu's words: no decode, or not all five,
+    land on one phrase (in-grammar phrases get 0.8-1.0, see above). Some sentences do land on one
+    phrase every time (``그런 건 모르겠어요`` -> ``상담원 연결``): no vote catches those; the
+    confidence, confirmation and the phrase checks of ``ivr dialplan check`` must."""
+    result = await client.recognize(aiter(Stream(utterance(said), realtime=False)), sample_rate=RATE,
+                                    phrases=MENU)
+    assert result.decodes in (1, 5)  # 1: the streaming decode heard nothing, so nothing to vote on
+    assert result.phrase is None or (result.decodes == 5 and result.agreement < 1.0), result
+
+
+async def test_out_of_menu_speech_one_decode_alone_would_take(client: SpeechClient) -> None:
+    """"오늘 저녁 뭐 먹을까": the streaming decode alone says no phrase; one of the others says
+    "상담원 연결" -- which the vote reports with the agreement that tells not to take it."""
+    audio = utterance("오늘 저녁 뭐 먹을까")
+    voted = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=MENU)
+    assert voted.decodes == 5 and voted.agreement <= 0.4, voted
+    alone = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=MENU,
+                                   decodes=1)
+    assert alone.decodes == 1 and alone.phrase is None and alone.agreement == 0.0, alone
+
+
+async def test_a_phrase_said_twice_is_the_phrase(client: SpeechClient) -> None:
+    result = await client.recognize(aiter(Stream(utterance("해지 해지"), realtime=False)), sample_rate=RATE,
+                                    phrases=MENU)
+    assert result.text == "해지 해지"  # what every decode heard
+    assert (result.phrase, result.agreement) == ("해지", 1.0), result
+
+
+async def test_one_decode_on_request(client: SpeechClient) -> None:
+    result = await client.recognize(aiter(Stream(utterance("상담원 연결"), realtime=False)), sample_rate=RATE,
+                                    phrases=MENU, decodes=1)
+    assert (result.phrase, result.decodes, result.agreement) == ("상담원 연결", 1, 1.0)
+    with pytest.raises(BadRequest, match="decodes"):
+        await client.recognize(aiter(Stream(silence(100))), sample_rate=RATE, phrases=MENU, decodes=10)
