@@ -6,14 +6,19 @@ model and a menu grammar, once per leading shift in ``SHIFTS_MS`` (the first ``s
 utterance dropped), and records each decode's text, phrase and confidence. ``--analyse`` then
 compares a single decode (shift 0) with votes over subsets of the shifts.
 
-This is a throwaway check of the voting design in :mod:`ivr.speech.server`, not the accuracy
+``--service`` streams the same set through the real speech service (in this process) once with
+``decodes=1`` and once with ``decodes=5`` and counts right / wrong / no-match / false accepts under
+the dial plan's rule (take when agreement >= 0.6, optionally also confidence >= 0.96).
+
+This is a small check of the voting design in :mod:`ivr.speech.server`, not the accuracy
 benchmark (that one runs real SIP calls). Run: ``.venv/bin/python bench/speech_votes.py`` (writes
-``/tmp/speech-votes.json``), then ``--analyse``.
+``/tmp/speech-votes.json``), then ``--analyse``; or ``--service``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import subprocess
@@ -21,6 +26,7 @@ import sys
 import time
 from array import array
 from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,34 +80,38 @@ def decode(model: Any, grammar: str, pcm: bytes) -> tuple[dict[str, Any], float]
     return result, time.thread_time() - started
 
 
+def utterances() -> Iterator[tuple[dict[str, Any], bytes]]:
+    """The set: (what it is, its audio) for each phrase and sentence, voice, and noise."""
+    seed = 0
+    said = [("in", t) for t in MENU] + [("out", t) for t in OUT]
+    said = [said[i] for i in sorted(range(len(said)), key=lambda i: (i * 7) % len(said))]  # in and out mixed
+    for n, (kind, text) in enumerate(said):
+        for vi, voice in enumerate(VOICES):
+            speed = SPEEDS[(vi + n * len(VOICES) * len(NOISES)) % len(SPEEDS)]
+            pitch = 35 + 10 * (vi % 3)
+            speech = synth(text, voice, speed, pitch)
+            for snr in NOISES:
+                seed += 1
+                yield ({"kind": kind, "said": text, "voice": voice, "speed": speed, "pitch": pitch, "snr": snr},
+                       with_noise(speech, snr, seed))
+
+
 def collect(shifts: list[int]) -> None:
     model, unk = Engine._load_model(default_model_dir())
     grammar = build_grammar(MENU, unk=unk)
     rows: list[dict[str, Any]] = []
-    seed = 0
-    said = [("in", t) for t in MENU] + [("out", t) for t in OUT]
-    said = [said[i] for i in sorted(range(len(said)), key=lambda i: (i * 7) % len(said))]  # in and out mixed
-    for kind, text in said:
-        if True:
-            for vi, voice in enumerate(VOICES):
-                speed = SPEEDS[(vi + len(rows)) % len(SPEEDS)]
-                pitch = 35 + 10 * (vi % 3)
-                speech = synth(text, voice, speed, pitch)
-                for snr in NOISES:
-                    seed += 1
-                    pcm = with_noise(speech, snr, seed)
-                    decodes = []
-                    for shift in shifts:
-                        result, cpu = decode(model, grammar, pcm[RATE * 2 * shift // 1000:])
-                        words = [w for w in result.get("result", []) if w.get("word") != unk]
-                        decodes.append({"shift": shift, "text": strip_unknown(result.get("text", "")),
-                                        "raw": result.get("text", ""),
-                                        "conf": sum(w["conf"] for w in words) / len(words) if words else 0.0,
-                                        "cpu": round(cpu, 4)})
-                    rows.append({"kind": kind, "said": text, "voice": voice, "speed": speed, "pitch": pitch,
-                                 "snr": snr, "audio_s": len(pcm) / (2 * RATE), "decodes": decodes})
-                    print(kind, text, voice, snr, [d["text"] for d in decodes[:5]], file=sys.stderr)
-                    OUT_FILE.write_text(json.dumps(rows, ensure_ascii=False))
+    for what, pcm in utterances():
+        decodes = []
+        for shift in shifts:
+            result, cpu = decode(model, grammar, pcm[RATE * 2 * shift // 1000:])
+            words = [w for w in result.get("result", []) if w.get("word") != unk]
+            decodes.append({"shift": shift, "text": strip_unknown(result.get("text", "")),
+                            "raw": result.get("text", ""),
+                            "conf": sum(w["conf"] for w in words) / len(words) if words else 0.0,
+                            "cpu": round(cpu, 4)})
+        rows.append({**what, "audio_s": len(pcm) / (2 * RATE), "decodes": decodes})
+        print(what, [d["text"] for d in decodes[:5]], file=sys.stderr)
+        OUT_FILE.write_text(json.dumps(rows, ensure_ascii=False))
 
 
 def vote(texts: list[str], menu: list[str], mapper: Any) -> tuple[str | None, float]:
@@ -152,11 +162,51 @@ def analyse() -> None:
     print("non-phrase outputs:", dict(odd))
 
 
+async def through_service() -> None:
+    from ivr.core.config import SpeechSettings
+    from ivr.speech.client import SpeechClient
+    from tests.service.test_speech import start_server, wait_loaded
+
+    async def chunks(pcm: bytes) -> AsyncIterator[bytes]:
+        for off in range(0, len(pcm), 3200):
+            yield pcm[off:off + 3200]
+
+    runner, port = await start_server(SpeechSettings(host="127.0.0.1", port=0, threads=2))
+    tally: dict[str, Counter[str]] = {}
+    try:
+        await wait_loaded(port)
+        async with SpeechClient("127.0.0.1", port) as client:
+            for what, pcm in utterances():
+                pcm += bytes(RATE * 2)  # a second more of quiet (noise stops): Vosk's endpoint
+                for decodes in (1, 5):
+                    result = await client.recognize(chunks(pcm), sample_rate=RATE, phrases=MENU, decodes=decodes,
+                                                    max_speech_ms=20_000)
+                    for rule, conf in (("agree>=0.6", 0.0), ("agree>=0.6,conf>=0.96", 0.96)):
+                        taken = (result.phrase if result.phrase is not None and result.agreement >= 0.6
+                                 and result.confidence >= conf else None)
+                        t = tally.setdefault(f"decodes={decodes} {rule}", Counter())
+                        t[what["kind"]] += 1
+                        if what["kind"] == "in":
+                            t["right" if taken == what["said"] else "no_match" if taken is None else "wrong"] += 1
+                        else:
+                            t["false_accept" if taken is not None else "rejected"] += 1
+    finally:
+        await runner.cleanup()
+    for name, t in tally.items():
+        print(f"{name:32} right {t['right'] / t['in']:.1%} wrong {t['wrong'] / t['in']:.1%} no_match "
+              f"{t['no_match'] / t['in']:.1%}   out-of-grammar false accepts {t['false_accept'] / t['out']:.1%}"
+              f"   (in-grammar {t['in']}, out {t['out']})")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--analyse", action="store_true")
+    parser.add_argument("--service", action="store_true", help="through the speech service, decodes 1 and 5")
     parser.add_argument("--shifts", help="comma-separated shifts in ms (default: all of SHIFTS_MS)")
     parser.add_argument("--out", type=Path, default=OUT_FILE)
     args = parser.parse_args()
     OUT_FILE = args.out
+    if args.service:
+        asyncio.run(through_service())
+        sys.exit(0)
     analyse() if args.analyse else collect([int(x) for x in args.shifts.split(",")] if args.shifts else SHIFTS_MS)

@@ -5,6 +5,13 @@ in a thread, after the server starts listening (``/healthz`` answers 503 until i
 Recognition runs in a thread pool of ``settings.threads`` workers (Vosk releases the GIL), never
 on the event loop. The WebSocket protocol is described in :mod:`ivr.speech.client`.
 
+With a grammar, each utterance is decoded ``decodes`` times (``speech.decodes``, or the start
+request's): the streaming decode, which gives partial results and ends the utterance, and
+``decodes - 1`` voters on the same audio at small time shifts (see PREROLL_MS); the answer is the
+phrase (or digit string) most decodes give, with the fraction that gave it (:mod:`ivr.speech.votes`).
+The utterance ends on quiet after a whole phrase, or on a whole phrase that stayed the same for
+``stable_ms`` while the line was loud (continuous noise), or on Vosk's own endpoint.
+
 Timers (``no_input_ms``, ``max_speech_ms``) run in audio time, so a session behaves the same
 whether audio arrives in real time from a call or faster from a test; a wall-clock guard ends a
 session whose audio stops arriving. Recognised text is never logged (callers speak card numbers).
