@@ -47,6 +47,7 @@ from ivr.speech.grammar import (
     digit_language,
     grammar_phrases,
     match_phrase,
+    near_phrase,
     strip_unknown,
 )
 from ivr.speech.votes import Decode, vote
@@ -360,7 +361,8 @@ class _Decoder:
         if self.speech_at_ms is None or not text:
             return False
         if self.phrases:
-            whole = match_phrase(text, self.phrases) is not None or all(
+            # a phrase (said twice counts: the vote takes it), or one-word phrases (digits)
+            whole = near_phrase(text, self.phrases) is not None or all(
                 match_phrase(word, self.phrases) is not None for word in text.split())
             # Quiet after a whole phrase ends it; so does a whole phrase that stayed the same while
             # the line was loud all along (continuous noise never turns quiet). Sound that starts

@@ -124,3 +124,8 @@ def test_no_voters_without_speech() -> None:
     assert run(d, quiet(6000))[0] == "no_input"
     assert made == [] and d.take_voters() == []
     assert len(d.segment) <= RATE * 2 * PREROLL_MS // 1000
+
+
+def test_a_phrase_said_twice_ends_like_the_phrase() -> None:
+    partials = ["", "상담원", "상담원 상담원 연결"]
+    assert run(decoder(partials), loud(300) + quiet(2000)) == ("speech", 600.0)
