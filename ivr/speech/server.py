@@ -191,10 +191,8 @@ class Engine:
     def decode(self, sample_rate: int, phrases: list[str], pcm: bytes) -> tuple[Decode, float]:
         """Decode ``pcm`` as one utterance (runs in the pool); the decode and the CPU seconds it took."""
         started = time.thread_time()
-        voter = _Voter(self.new_recognizer(sample_rate, phrases)[0])
-        step = sample_rate * 2 * SLICE_MS // 1000
-        for off in range(0, len(pcm), step):
-            voter.accept(pcm[off:off + step])
+        voter = _Voter(self.new_recognizer(sample_rate, phrases)[0], sample_rate * 2 * SLICE_MS // 1000)
+        voter.accept(pcm)
         return voter.decode(), time.thread_time() - started
 
     async def close(self) -> None:
@@ -214,8 +212,14 @@ class _Step:
 
 @dataclass
 class _Voter:
+    """A decode besides the streaming one. It takes its audio in slices of SLICE_MS counted from its
+    own start, whatever the network's chunks were: Vosk looks for an endpoint (a pause between
+    digits) once per call, so what a decode hears must not depend on how the audio arrived."""
+
     rec: Any
+    slice_bytes: int
     parts: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals inside the utterance
+    pending: bytearray = field(default_factory=bytearray)
     cpu_s: float = 0.0  # of the final pass
 
     def final(self) -> Decode:
@@ -225,10 +229,19 @@ class _Voter:
         return decode
 
     def accept(self, pcm: bytes) -> None:
+        self.pending += pcm
+        while len(self.pending) >= self.slice_bytes:
+            self._accept(bytes(self.pending[:self.slice_bytes]))
+            del self.pending[:self.slice_bytes]
+
+    def _accept(self, pcm: bytes) -> None:
         if self.rec.AcceptWaveform(pcm):
             self.parts.append(json.loads(self.rec.Result()))
 
     def decode(self) -> Decode:
+        if self.pending:
+            self._accept(bytes(self.pending))
+            self.pending.clear()
         parts = [*self.parts, json.loads(self.rec.FinalResult())]
         return decode_of({"text": " ".join(str(r.get("text", "")) for r in parts),
                           "result": [w for r in parts for w in r.get("result", [])]})
@@ -316,12 +329,9 @@ class _Decoder:
             return
         started = time.thread_time()
         shift = self.sample_rate * 2 * SHIFT_MS // 1000
-        step = self.sample_rate * 2 * SLICE_MS // 1000
         for k in range(1, self.voters + 1):
-            voter = _Voter(self.new_rec())
-            audio = bytes(self.segment[k * shift:])
-            for off in range(0, len(audio), step):
-                voter.accept(audio[off:off + step])
+            voter = _Voter(self.new_rec(), self.sample_rate * 2 * SLICE_MS // 1000)
+            voter.accept(bytes(self.segment[k * shift:]))
             self._voters.append(voter)
         self.voter_cpu_s += time.thread_time() - started
 

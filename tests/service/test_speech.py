@@ -440,9 +440,12 @@ async def test_a_pause_between_spoken_digits_ends_the_turn_only_when_the_caller_
     whole phrase) ends after the first digit; the digits setting (800 ms) hears them all."""
     digits = digit_words("ko")
     audio = silence(300) + trimmed("삼") + silence(500) + trimmed("오") + silence(1500)
-    menu_like = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits)
+    # Audio as fast as the service takes it: the same slices every run. How the audio arrives moves
+    # Vosk's own endpoint in the pause, and a decode that splits there now and then loses the "오".
+    menu_like = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=digits)
     assert spoken_digits(menu_like.text, "ko") == "3", menu_like
-    number = await client.recognize(aiter(Stream(audio)), sample_rate=RATE, phrases=digits, end_quiet_ms=800)
+    number = await client.recognize(aiter(Stream(audio, realtime=False)), sample_rate=RATE, phrases=digits,
+                                    end_quiet_ms=800)
     assert spoken_digits(number.text, "ko") == "35", number
     assert number.reason == "speech"
     assert number.digits == "35" and len(number.digit_agreement) == 2

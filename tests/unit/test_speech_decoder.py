@@ -112,10 +112,11 @@ def test_voters_start_at_the_first_partial_with_the_preroll_each_shifted() -> No
     reason, at = run(d, quiet(1000) + loud(500) + quiet(2000))
     assert (reason, at) == ("speech", 1800.0)
     assert len(recs) == 2
-    ms = [r.fed * 1000 / (2 * RATE) for r in recs]
-    # from PREROLL_MS before the first partial to the end, less k * SHIFT_MS
-    assert ms == [PREROLL_MS + 300 - SHIFT_MS, PREROLL_MS + 300 - 2 * SHIFT_MS]
     assert [v.text for v in (voter.decode() for voter in d.take_voters())] == ["해지", "해지"]
+    # from PREROLL_MS before the first partial to the end, less k * SHIFT_MS, in SLICE_MS slices
+    ms = [r.fed * 1000 / (2 * RATE) for r in recs]
+    assert ms == [PREROLL_MS + 300 - SHIFT_MS, PREROLL_MS + 300 - 2 * SHIFT_MS]
+    assert [r.slices for r in recs] == [11, 11]  # ten whole slices and the rest
 
 
 def test_no_voters_without_speech() -> None:
