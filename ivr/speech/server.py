@@ -5,6 +5,13 @@ in a thread, after the server starts listening (``/healthz`` answers 503 until i
 Recognition runs in a thread pool of ``settings.threads`` workers (Vosk releases the GIL), never
 on the event loop. The WebSocket protocol is described in :mod:`ivr.speech.client`.
 
+With a grammar, each utterance is decoded ``decodes`` times (``speech.decodes``, or the start
+request's): the streaming decode, which gives partial results and ends the utterance, and
+``decodes - 1`` voters on the same audio at small time shifts (see PREROLL_MS); the answer is the
+phrase (or digit string) most decodes give, with the fraction that gave it (:mod:`ivr.speech.votes`).
+The utterance ends on quiet after a whole phrase, or on a whole phrase that stayed the same for
+``stable_ms`` while the line was loud (continuous noise), or on Vosk's own endpoint.
+
 Timers (``no_input_ms``, ``max_speech_ms``) run in audio time, so a session behaves the same
 whether audio arrives in real time from a call or faster from a test; a wall-clock guard ends a
 session whose audio stops arriving. Recognised text is never logged (callers speak card numbers).
@@ -34,7 +41,16 @@ from ivr.core.config import SpeechSettings
 from ivr.core.errors import BadRequest, IvrError, Unavailable
 from ivr.core.logging import get_logger
 from ivr.speech.client import Reason, RecognitionResult
-from ivr.speech.grammar import UNKNOWN_TOKENS, build_grammar, grammar_phrases, match_phrase, strip_unknown
+from ivr.speech.grammar import (
+    UNKNOWN_TOKENS,
+    build_grammar,
+    digit_language,
+    grammar_phrases,
+    match_phrase,
+    near_phrase,
+    strip_unknown,
+)
+from ivr.speech.votes import Decode, vote
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -50,6 +66,14 @@ END_QUIET_MS = 300
 FREE_END_QUIET_MS = 600
 QUIET_RMS = 200.0
 BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
+#: Voting: besides the streaming decode, ``decodes - 1`` more decodes ("voters") of the utterance,
+#: each of the audio from PREROLL_MS before the first partial on, with the first ``k * SHIFT_MS`` ms
+#: left out (k = 1, 2, ...). The model's output frames are 30 ms (frame subsampling 3 over 10 ms
+#: frames), so 10 ms shifts put its frames at other places in the sound. Voters start at the first
+#: partial and then take each slice with the streaming decode, so at the end of the utterance only
+#: their final decoding pass is left to do (about 15 ms each, against 40 ms per second of audio).
+PREROLL_MS = 800
+SHIFT_MS = 10
 WALL_GRACE_MS = 3000  # wall-clock guard beyond the audio-time limits
 
 
@@ -70,6 +94,9 @@ class StartRequest(BaseModel):
     no_input_ms: int = Field(5000, ge=100, le=120_000)
     end_quiet_ms: int = Field(END_QUIET_MS, ge=100, le=5000,
                               description="quiet after a whole phrase that ends the utterance")
+    decodes: int | None = Field(None, ge=1, le=9, description="decodes that vote; None: speech.decodes")
+    stable_ms: int | None = Field(None, ge=100, le=5000, description="a whole phrase unchanged this long "
+                                  "ends the utterance on a noisy line; None: speech.stable_ms")
 
     @field_validator("phrases")
     @classmethod
@@ -85,6 +112,8 @@ class Engine:
     def __init__(self, settings: SpeechSettings) -> None:
         self.model_dir = settings.model_dir or default_model_dir()
         self.threads = settings.threads
+        self.decodes = settings.decodes
+        self.stable_ms = settings.stable_ms
         self.executor = ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="vosk")
         self.model: Any = None
         self.unk: str | None = None
@@ -159,6 +188,13 @@ class Engine:
         rec.SetWords(True)
         return rec, missing
 
+    def decode(self, sample_rate: int, phrases: list[str], pcm: bytes) -> tuple[Decode, float]:
+        """Decode ``pcm`` as one utterance (runs in the pool); the decode and the CPU seconds it took."""
+        started = time.thread_time()
+        voter = _Voter(self.new_recognizer(sample_rate, phrases)[0], sample_rate * 2 * SLICE_MS // 1000)
+        voter.accept(pcm)
+        return voter.decode(), time.thread_time() - started
+
     async def close(self) -> None:
         await asyncio.to_thread(self.executor.shutdown, wait=True, cancel_futures=True)
         self.model = None
@@ -175,6 +211,43 @@ class _Step:
 
 
 @dataclass
+class _Voter:
+    """A decode besides the streaming one. It takes its audio in slices of SLICE_MS counted from its
+    own start, whatever the network's chunks were: Vosk looks for an endpoint (a pause between
+    digits) once per call, so what a decode hears must not depend on how the audio arrived."""
+
+    rec: Any
+    slice_bytes: int
+    parts: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals inside the utterance
+    pending: bytearray = field(default_factory=bytearray)
+    cpu_s: float = 0.0  # of the final pass
+
+    def final(self) -> Decode:
+        started = time.thread_time()
+        decode = self.decode()
+        self.cpu_s = time.thread_time() - started
+        return decode
+
+    def accept(self, pcm: bytes) -> None:
+        self.pending += pcm
+        while len(self.pending) >= self.slice_bytes:
+            self._accept(bytes(self.pending[:self.slice_bytes]))
+            del self.pending[:self.slice_bytes]
+
+    def _accept(self, pcm: bytes) -> None:
+        if self.rec.AcceptWaveform(pcm):
+            self.parts.append(json.loads(self.rec.Result()))
+
+    def decode(self) -> Decode:
+        if self.pending:
+            self._accept(bytes(self.pending))
+            self.pending.clear()
+        parts = [*self.parts, json.loads(self.rec.FinalResult())]
+        return decode_of({"text": " ".join(str(r.get("text", "")) for r in parts),
+                          "result": [w for r in parts for w in r.get("result", [])]})
+
+
+@dataclass
 class _Decoder:
     """One utterance: a recognizer and its timers in audio time. Every method runs in the pool."""
 
@@ -184,11 +257,19 @@ class _Decoder:
     max_speech_ms: int
     phrases: list[str] | None = None
     end_quiet_ms: int = END_QUIET_MS
+    stable_end_ms: int = 500    # a whole phrase unchanged this long ends the utterance on a noisy line
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
     quiet_ms: float = 0.0       # trailing audio below QUIET_RMS
-    stable_ms: float = 0.0      # audio since the partial hypothesis last changed
+    loud_ms: float = 0.0        # trailing audio at or above QUIET_RMS
+    stable_ms: float = 0.0      # audio since the partial hypothesis (garbage tokens aside) last changed
+    segment: bytearray = field(default_factory=bytearray, repr=False)  # from PREROLL_MS before speech
+    segment_at_ms: float = 0.0  # audio time of segment[0]
+    voters: int = 0             # decodes besides this one that vote (grammar only)
+    new_rec: Callable[[], Any] | None = field(default=None, repr=False)  # a recognizer for a voter
+    voter_cpu_s: float = 0.0
+    _voters: list[_Voter] = field(default_factory=list, repr=False)
     held: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals kept for a longer pause
     _odd: bytes = field(default=b"", repr=False)
 
@@ -202,7 +283,14 @@ class _Decoder:
             piece = data[off:off + step]
             piece_ms = len(piece) * 1000 / (2 * self.sample_rate)
             self.audio_ms += piece_ms
-            self.quiet_ms = self.quiet_ms + piece_ms if rms(piece) < QUIET_RMS else 0.0
+            self.segment += piece
+            self._trim_segment()
+            if rms(piece) < QUIET_RMS:
+                self.quiet_ms, self.loud_ms = self.quiet_ms + piece_ms, 0.0
+            else:
+                self.quiet_ms, self.loud_ms = 0.0, self.loud_ms + piece_ms
+            if self._voters:
+                self._feed_voters(piece)
             if self.rec.AcceptWaveform(piece):
                 result = json.loads(self.rec.Result())
                 if result.get("text") and self.end_quiet_ms > END_QUIET_MS and self.quiet_ms < self.end_quiet_ms:
@@ -214,15 +302,19 @@ class _Decoder:
                 if result.get("text"):
                     return _Step(final=("speech", self._merged(result)))
                 self.speech_at_ms, self.partial = None, ""  # an endpoint on noise: keep listening
+                self._voters = []
                 continue
             text = json.loads(self.rec.PartialResult()).get("partial", "")
             if text and self.speech_at_ms is None:
                 self.speech_at_ms = self.audio_ms
-            if text != self.partial:
-                self.partial = changed = text
+                self._trim_segment()
+                self._start_voters()
+            if strip_unknown(text) != strip_unknown(self.partial):
                 self.stable_ms = 0.0
             else:
                 self.stable_ms += piece_ms
+            if text != self.partial:
+                self.partial = changed = text
             if self._utterance_over():
                 return _Step(final=("speech", self._merged(json.loads(self.rec.FinalResult()))))
             if self.speech_at_ms is None and self.audio_ms >= self.no_input_ms:
@@ -230,6 +322,37 @@ class _Decoder:
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
                 return _Step(final=("max_speech", self._merged(json.loads(self.rec.FinalResult()))))
         return _Step(partial=changed)
+
+    def _start_voters(self) -> None:
+        """Voters for the speech that just started, each caught up on the segment so far."""
+        if not self.voters or self.new_rec is None:
+            return
+        started = time.thread_time()
+        shift = self.sample_rate * 2 * SHIFT_MS // 1000
+        for k in range(1, self.voters + 1):
+            voter = _Voter(self.new_rec(), self.sample_rate * 2 * SLICE_MS // 1000)
+            voter.accept(bytes(self.segment[k * shift:]))
+            self._voters.append(voter)
+        self.voter_cpu_s += time.thread_time() - started
+
+    def _feed_voters(self, piece: bytes) -> None:
+        started = time.thread_time()
+        for voter in self._voters:
+            voter.accept(piece)
+        self.voter_cpu_s += time.thread_time() - started
+
+    def take_voters(self) -> list[_Voter]:
+        """The voters of the utterance, for their final pass; none if speech never started."""
+        voters, self._voters = self._voters, []
+        return voters
+
+    def _trim_segment(self) -> None:
+        """Keep the audio from PREROLL_MS before speech (before now while there is none)."""
+        keep_from = (self.audio_ms if self.speech_at_ms is None else self.speech_at_ms) - PREROLL_MS
+        drop = int((keep_from - self.segment_at_ms) * self.sample_rate / 1000) * 2
+        if drop > 0:
+            del self.segment[:drop]
+            self.segment_at_ms += drop * 1000 / (2 * self.sample_rate)
 
     def finish(self, reason: Reason) -> tuple[Reason, dict[str, Any]]:
         return reason, self._merged(json.loads(self.rec.FinalResult()))
@@ -248,9 +371,16 @@ class _Decoder:
         if self.speech_at_ms is None or not text:
             return False
         if self.phrases:
-            whole = match_phrase(text, self.phrases) is not None or all(
+            # a phrase (said twice counts: the vote takes it), or one-word phrases (digits)
+            whole = near_phrase(text, self.phrases) is not None or all(
                 match_phrase(word, self.phrases) is not None for word in text.split())
-            return self.quiet_ms >= self.end_quiet_ms and whole
+            # Quiet after a whole phrase ends it; so does a whole phrase that stayed the same while
+            # the line was loud all along (continuous noise never turns quiet). Sound that starts
+            # after a quiet moment (the next digit after a pause) is given the whole time again:
+            # the partial result takes a few hundred ms to show a new word.
+            needed = max(self.stable_end_ms, self.end_quiet_ms)
+            noisy_but_stable = min(self.stable_ms, self.loud_ms) >= needed
+            return whole and (self.quiet_ms >= self.end_quiet_ms or noisy_but_stable)
         return self.quiet_ms >= FREE_END_QUIET_MS and self.stable_ms >= FREE_END_QUIET_MS
 
 
@@ -262,14 +392,25 @@ def rms(pcm: bytes) -> float:
     return math.sqrt(sum(map(operator.mul, samples, samples)) / len(samples)) if samples else 0.0
 
 
-def to_result(reason: Reason, vosk_result: dict[str, Any], phrases: list[str] | None) -> RecognitionResult:
-    """A Vosk result as the service reports it: garbage tokens out, mean word confidence."""
+def decode_of(vosk_result: dict[str, Any]) -> Decode:
+    """A Vosk result as one decode: garbage tokens out, mean word confidence."""
     words = [w for w in vosk_result.get("result", [])
              if str(w.get("word", "")).casefold() not in UNKNOWN_TOKENS]
     text = strip_unknown(str(vosk_result.get("text", "")))
     confidence = sum(float(w.get("conf", 0.0)) for w in words) / len(words) if words else 0.0
-    phrase = match_phrase(text, phrases) if phrases and text else None
-    return RecognitionResult(text=text, confidence=confidence, phrase=phrase, reason=reason)
+    return Decode(text, confidence)
+
+
+def to_result(reason: Reason, decodes: list[Decode], phrases: list[str] | None) -> RecognitionResult:
+    """The decodes of an utterance (the streaming one first) as the service reports them."""
+    if not phrases:
+        first = decodes[0]
+        return RecognitionResult(text=first.text, confidence=first.confidence, phrase=None, reason=reason,
+                                 agreement=0.0, decodes=1)
+    v = vote(decodes, phrases, digit_language(phrases))
+    return RecognitionResult(text=v.text, confidence=v.confidence, phrase=v.phrase, reason=reason,
+                             agreement=v.agreement, decodes=len(decodes), digits=v.digits,
+                             digit_agreement=v.digit_agreement)
 
 
 def _is_eof(text: str) -> bool:
@@ -305,8 +446,11 @@ class _Session:
             return
         if missing:
             self.log.warning("speech.phrases_not_in_vocabulary", phrases=missing)
+        voters = (req.decodes or self.engine.decodes) - 1 if req.phrases else 0
         decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
-                           end_quiet_ms=req.end_quiet_ms)
+                           end_quiet_ms=req.end_quiet_ms, stable_end_ms=req.stable_ms or self.engine.stable_ms,
+                           voters=voters,
+                           new_rec=lambda: self.engine.new_recognizer(req.sample_rate, req.phrases)[0])
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")
         try:
             outcome = await self._decode(decoder, req)
@@ -318,12 +462,36 @@ class _Session:
         if outcome is None:
             self.log.info("speech.session_abandoned", audio_ms=round(decoder.audio_ms))
             return
-        result = to_result(*outcome, req.phrases)
+        reason, primary = outcome[0], decode_of(outcome[1])
+        voting_started = time.monotonic()
+        extra: list[Decode] = []
+        pending = decoder.take_voters()
+        if primary.text and decoder.voters:
+            # Their final passes side by side in the pool: ~15 ms of CPU each.
+            extra = list(await asyncio.gather(*(self.engine.call(v.final) for v in pending)))
+            decoder.voter_cpu_s += sum(v.cpu_s for v in pending)
+            if not extra:  # no partial before the end (a very short utterance): decode it now
+                extra = await self._more_decodes(req, decoder, bytes(decoder.segment))
+        cpu_s = decoder.voter_cpu_s
+        result = to_result(reason, [primary, *extra], req.phrases)
         await self._send(result.to_message())
         lag_ms = None if self.last_audio_at is None else round((time.monotonic() - self.last_audio_at) * 1000)
-        self.log.info("speech.final", reason=result.reason, phrase=result.phrase,
-                      confidence=round(result.confidence, 3), words=len(result.text.split()),
-                      audio_ms=round(decoder.audio_ms), lag_ms=lag_ms)
+        # The phrase is the operator's own menu word; the text and the digits are the caller's (never logged).
+        self.log.info("speech.final", reason=result.reason, phrase=result.phrase if result.digits is None else None,
+                      confidence=round(result.confidence, 3), agreement=round(result.agreement, 3),
+                      decodes=result.decodes, digits=None if result.digits is None else len(result.digits),
+                      words=len(result.text.split()), audio_ms=round(decoder.audio_ms), lag_ms=lag_ms,
+                      vote_ms=round((time.monotonic() - voting_started) * 1000), vote_cpu_ms=round(cpu_s * 1000),
+                      segment_ms=round(len(decoder.segment) * 1000 / (2 * req.sample_rate)))
+
+    async def _more_decodes(self, req: StartRequest, decoder: _Decoder, segment: bytes) -> list[Decode]:
+        """The voters' decodes of ``segment``, shifted by SHIFT_MS each, side by side in the pool."""
+        assert req.phrases is not None
+        shift = req.sample_rate * 2 * SHIFT_MS // 1000
+        done = await asyncio.gather(*(self.engine.call(self.engine.decode, req.sample_rate, req.phrases,
+                                                       segment[k * shift:]) for k in range(1, decoder.voters + 1)))
+        decoder.voter_cpu_s += sum(cpu for _, cpu in done)
+        return [d for d, _ in done]
 
     async def _start(self) -> StartRequest:
         try:

@@ -8,9 +8,12 @@ import pytest
 
 from ivr.speech.grammar import (
     build_grammar,
+    collapse_repeats,
+    digit_language,
     digit_words,
     grammar_phrases,
     match_phrase,
+    near_phrase,
     normalise,
     spoken_digits,
     strip_unknown,
@@ -127,3 +130,28 @@ def test_digit_words_make_a_digits_grammar() -> None:
     assert {"공", "영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"} <= set(words)
     assert all(spoken_digits(w, "ko") is not None for w in words)
     assert spoken_digits(" ".join(digit_words("en")), "en") is not None
+
+
+def test_collapse_repeats() -> None:
+    assert collapse_repeats("해지 해지") == "해지"
+    assert collapse_repeats("[unk] 해지 <UNK> 해지 해지") == "해지"
+    assert collapse_repeats("요금 문의 요금 문의 요금 문의") == "요금 문의"
+    assert collapse_repeats("요금 요금 문의") == "요금 문의"
+    assert collapse_repeats("요금 문의 해지") == "요금 문의 해지"
+    assert collapse_repeats("") == ""
+
+
+def test_near_phrase_takes_repeats_but_never_fragments() -> None:
+    menu = ["요금 문의", "상담원 연결", "해지"]
+    assert near_phrase("해지 해지", menu) == "해지"
+    assert near_phrase("요금문의 요금문의", ["요금문의"]) == "요금문의"
+    assert near_phrase("상담원", menu) is None
+    assert near_phrase("연결 문의", menu) is None
+    assert near_phrase("해지 요금 문의", menu) is None
+
+
+def test_digit_language_needs_a_word_for_every_digit() -> None:
+    assert digit_language(["상담원 연결", *digit_words("ko")]) == "ko"
+    assert digit_language(digit_words("en")) == "en"
+    assert digit_language(["일", "이", "삼"]) is None
+    assert digit_language(["요금 문의", "해지"]) is None
