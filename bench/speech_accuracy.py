@@ -404,8 +404,10 @@ async def sip_path(items: Sequence[Item], encoded: dict[str, bytes], speech_end:
             wanted = {ani_of(it, run): it for it in items}
             call_of: dict[str, str] = {}
             deadline = time.monotonic() + 30
+            events: list[Any] = []
             while time.monotonic() < deadline:
-                events = await store.read_events("0-0")
+                while page := await store.events_after(events[-1].id if events else "0-0", count=5000):
+                    events += page  # every page: one read of 500 saw only the first 140 calls of 232
                 call_of = {str(e.data.get("ani")): str(e.data["call_id"]) for e in events
                            if e.type == "call.started" and e.data.get("ani") in wanted}
                 ended = {e.data["call_id"] for e in events if e.type == "call.ended"}
