@@ -112,7 +112,7 @@ class Listen(_Strict):
     enabled: bool = Field(True, description="recognise speech as well as digits")
     accept: float = Field(0.96, ge=0, le=1, description="confidence at or above which an answer is taken "
                           "(when the decodes agree too)")
-    agree: float = Field(0.6, ge=0, le=1, description="share of the recogniser's decodes that must agree on "
+    agree: float = Field(1.0, ge=0, le=1, description="share of the recogniser's decodes that must agree on "
                          "the answer to take it without confirming")
     confirm: float = Field(0.45, ge=0, le=1,
                            description="confidence at or above which the caller is asked to confirm")

@@ -251,7 +251,7 @@ async def test_menu_ask_carries_the_node_settings_and_every_option_phrase() -> N
     assert env.result.node == "billing" and env.result.result == "hangup"
 
 
-@pytest.mark.parametrize("said", ["say:Billing@0.96", "say:  BILLING @0.99", "say:요금문의@1.0/0.625"])
+@pytest.mark.parametrize("said", ["say:Billing@0.96", "say:  BILLING @0.99", "say:요금문의@1.0/1.0"])
 async def test_menu_speech_at_or_above_accept_is_taken(said: str) -> None:
     env = await run(MENU, FakeCall(said))
     assert env.result.node == "billing"
@@ -297,10 +297,10 @@ async def test_menu_low_confidence_is_no_match_without_confirmation() -> None:
 
 
 async def test_menu_sure_but_disagreeing_decodes_are_confirmed_never_taken() -> None:
-    env = await run(MENU, FakeCall("say:billing@1.0/0.25", "2", "say:support@1.0/0.75"))
+    env = await run(MENU, FakeCall("say:billing@1.0/0.8", "2", "say:support@1.0/1.0"))
     assert env.steps[:2] == [("m", "rejected"), ("m", "support")] and len(env.call.asks) == 3
     first, second = env.result.journey.steps[:2]
-    assert (first.confidence, first.agreement, second.agreement) == (1.0, 0.25, 0.75)
+    assert (first.confidence, first.agreement, second.agreement) == (1.0, 0.8, 1.0)
     assert "agreement" in env.result.journey.to_dict()["steps"][0]
 
 

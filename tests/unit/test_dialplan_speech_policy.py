@@ -14,18 +14,18 @@ L = Listen()
 
 
 def test_defaults_are_the_benchmarked_ones() -> None:
-    assert (L.accept, L.agree, L.confirm) == (0.96, 0.6, 0.45)
+    assert (L.accept, L.agree, L.confirm) == (0.96, 1.0, 0.45)
 
 
 @pytest.mark.parametrize(("confidence", "agreement", "decodes", "verdict"), [
     (1.0, 1.0, 1, "take"),             # one decode, sure
-    (0.96, 0.6, 5, "take"),            # both at their boundary: taken
-    (0.96, 0.59, 5, "confirm"),        # sure but the decodes disagree: confirm, never take
+    (0.96, 1.0, 5, "take"),            # sure, and every decode agrees: taken
+    (1.0, 0.8, 5, "confirm"),          # sure but one decode of five disagrees: confirm, never take
     (1.0, 0.2, 8, "confirm"),          # out-of-grammar speech forced onto a phrase at 1.0 by one decode
     (0.959, 1.0, 8, "confirm"),        # just below accept
     (0.45, 0.0, 8, "confirm"),         # confirm boundary, no agreement
-    (0.449, 0.6, 8, "confirm"),        # unsure, but several decodes agreed: worth one question
-    (0.449, 0.59, 8, "no_match"),      # unsure and no agreement
+    (0.449, 1.0, 8, "confirm"),        # unsure, but all decodes agreed: worth one question
+    (0.449, 0.875, 8, "no_match"),     # unsure and not all agreed
     (0.449, 1.0, 1, "no_match"),       # one decode always agrees with itself: no evidence
     (0.0, 0.0, 1, "no_match"),
 ])
