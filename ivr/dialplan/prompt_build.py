@@ -20,7 +20,7 @@ an error stops them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -32,7 +32,7 @@ from ivr.prompts.library import PromptLibrary, PromptSpec
 
 if TYPE_CHECKING:
     from ivr.core.config import Settings
-    from ivr.dialplan.model import Plan
+    from ivr.dialplan.model import Plan, Prompt
 
 #: What a placeholder becomes when a template is spoken at build time.
 SAMPLE_VALUE = "1234"
@@ -149,6 +149,16 @@ def check_prompt(
     return rendered, warning
 
 
+def _every_prompt(plan: Plan) -> Iterator[tuple[str, str, str, Prompt, bool]]:
+    """``(node, field, language, prompt, written)`` for the plan's own prompts in each of its languages
+    (``written``), then the prompts the engine generates (suggested options, read-back digits)."""
+    for language in plan.languages():
+        for node, field_name, prompt in plan.prompts():
+            yield node, field_name, language, prompt, True
+    for node, field_name, language, prompt in generated_prompts(plan):
+        yield node, field_name, language, prompt, False
+
+
 def build_plan_prompts(library: PromptLibrary, plans: Iterable[tuple[str | Path, Plan]]) -> BuildReport:
     """Render every prompt of every ``(label, plan)`` in every language of the plan.
 
@@ -157,31 +167,19 @@ def build_plan_prompts(library: PromptLibrary, plans: Iterable[tuple[str | Path,
     """
     report = BuildReport()
     for label, plan in plans:
-        for language in plan.languages():
-            for node, field_name, prompt in plan.prompts():
-                where = {"plan": str(label), "node": node, "field": field_name, "language": language}
-                try:
-                    rendered, warning = check_prompt(library, prompt, language, plan.language)
-                except PromptError as exc:
-                    report.issues.append(PromptIssue("error", code=exc.code, message=exc.message, **where))
-                    continue
-                if warning:
-                    report.issues.append(PromptIssue("warning", code="prompt.language_fallback",
-                                                     message=warning, **where))
-                if prompt.file is None and is_template(prompt.text_for(language, plan.language)):
-                    report.templates += 1
-                elif rendered:
-                    report.rendered += 1
-                else:
-                    report.cached += 1
-        for node, field_name, language, prompt in generated_prompts(plan):
+        for node, field_name, language, prompt, written in _every_prompt(plan):
             where = {"plan": str(label), "node": node, "field": field_name, "language": language}
             try:
-                rendered, _ = check_prompt(library, prompt, language, plan.language)
+                rendered, warning = check_prompt(library, prompt, language, plan.language)
             except PromptError as exc:
                 report.issues.append(PromptIssue("error", code=exc.code, message=exc.message, **where))
                 continue
-            if rendered:
+            if warning and written:
+                report.issues.append(PromptIssue("warning", code="prompt.language_fallback",
+                                                 message=warning, **where))
+            if written and prompt.file is None and is_template(prompt.text_for(language, plan.language)):
+                report.templates += 1
+            elif rendered:
                 report.rendered += 1
             else:
                 report.cached += 1
