@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -84,6 +84,9 @@ bench-call-control: install  # call-control command latency with 200 calls up; t
 
 bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vosk vs real SIP calls (about 25 min; SA_ARGS=--quick about 5)
 	nice $(BIN)/python bench/speech_accuracy.py $(SA_ARGS)
+
+bench-speech-endpoint: install  # end of utterance, offline: the speech service's decoder on the accuracy corpus (about 4 min; SE_ARGS=--quick --rows)
+	nice $(BIN)/python bench/speech_endpoint.py --save $(SE_ARGS)
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
 	$(BIN)/python bench/pops.py

@@ -49,6 +49,10 @@ bench/results/<date>.json plus PNG charts bench/results/<date>-*.png (listed und
   hotline; right / confirmed / wrong / no-match / false-accept rates per slice, digit accuracy and
   end-of-speech -> result latency. Also written on its own as bench/results/speech-accuracy-<date>.json.
   ``--no-speech-accuracy`` skips it (``make bench-speech-accuracy`` runs only it); its flags are ``--sa-*``.
+- speech offline (bench/speech_endpoint.py and bench/phrase_confusion.py, about 5 minutes): the
+  speech service's end-of-utterance rules on the accuracy corpus in audio time (written on its own as
+  bench/results/speech-endpoint-<date>.json), and how often the model takes one phrase for another by
+  how alike they sound (the thresholds of ``ivr dialplan check``). ``--no-speech-offline`` skips them.
 ``--queues-only`` runs only the routing and estimate sections.
 """
 
@@ -71,11 +75,13 @@ from bench.capacity import add_arguments as add_capacity_arguments  # noqa: E402
 from bench.capacity import capacity_sections  # noqa: E402
 from bench.estimate import estimate_bench  # noqa: E402
 from bench.harness import latency_plots, save  # noqa: E402
+from bench.phrase_confusion import main as phrase_confusion  # noqa: E402
 from bench.pops import pops_bench  # noqa: E402
 from bench.routing import routing_bench  # noqa: E402
 from bench.speech import speech_bench  # noqa: E402
 from bench.speech_accuracy import add_arguments as add_speech_accuracy_arguments  # noqa: E402
 from bench.speech_accuracy import speech_accuracy_bench  # noqa: E402
+from bench.speech_endpoint import speech_endpoint_bench  # noqa: E402
 from bench.webhooks import webhooks_bench  # noqa: E402
 
 
@@ -95,6 +101,8 @@ async def main() -> None:
     ap.add_argument("--no-webhooks", action="store_true", help="skip the webhook outbox benchmark")
     ap.add_argument("--no-call-control", action="store_true", help="skip the call-control benchmark")
     ap.add_argument("--no-speech-accuracy", action="store_true", help="skip the speech accuracy benchmark")
+    ap.add_argument("--no-speech-offline", action="store_true",
+                    help="skip the offline speech sections (end of utterance, phrase confusion)")
     ap.add_argument("--speech-threads", type=int, default=2, help="recognition threads of the speech service")
     args = ap.parse_args()
     stamp = f"{datetime.now(UTC):%Y-%m-%dT%H%M%S}"
@@ -110,6 +118,13 @@ async def main() -> None:
         save("speech-accuracy", dict(section))
         section.pop("utterances", None)  # per utterance: in speech-accuracy-<date>.json only
         result["speech_accuracy"] = section
+    if not args.no_speech_offline and not args.queues_only:
+        print("speech offline: end of utterance on the accuracy corpus, phrase confusion", flush=True)
+        section = speech_endpoint_bench(args.sa_quick, args.sa_seed)
+        save("speech-endpoint", dict(section))
+        section.pop("utterances", None)  # per utterance: in speech-endpoint-<date>.json only
+        result["speech_endpoint"] = section
+        result["phrase_confusion"] = phrase_confusion()
     if not args.no_routing and not args.speech_only:
         print("routing: decision latency, 1,000 agents, 50 skills, 5,000 waiting callers", flush=True)
         result["routing"] = await routing_bench()

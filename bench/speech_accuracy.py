@@ -45,7 +45,8 @@ scenario's pauses run from it) + the play offset + the speech end in the pcap, t
 ``speech.result`` log line of the call's first recognition (the worker has the final and decides);
 negative when the service ended the utterance before the speech did (a whole phrase heard early);
 a ``late`` utterance counts as 4.5 s (``censored``).
-Reported p50/p95 for clean speech and for continuous noise.
+Reported p50/p95 for clean speech and for continuous noise, over every utterance and split into menu
+answers (in and out of grammar) and digit strings (which wait the longer pause between digits).
 """
 
 from __future__ import annotations
@@ -255,8 +256,11 @@ def summarise(items: Sequence[Item], rows: dict[str, dict[str, Any]]) -> dict[st
     oog = [row["outcome"] for it, row in done if it.kind == "out_of_grammar"]
     digits = [(it, row) for it, row in done if is_digits(it)]
     exact = [row["outcome"] in ("right", "confirmed") for _, row in digits]
-    lat_clean = [row["latency_ms"] for it, row in done if row.get("latency_ms") is not None and it.noise == "clean"]
-    lat_noise = [row["latency_ms"] for it, row in done if row.get("latency_ms") is not None and it.noise != "clean"]
+    def lat(noisy: bool, kinds: tuple[str, ...] = ()) -> dict[str, Any]:
+        return latency([row["latency_ms"] for it, row in done if row.get("latency_ms") is not None
+                        and (it.noise != "clean") == noisy and (not kinds or it.kind in kinds)])
+
+    menu, digit_kinds = ("in_grammar", "out_of_grammar"), ("digits_1", "digits_4")
     return {
         "in_grammar": rates(ing),
         "in_grammar_wrong_without_confirmation": rates(ing).get("wrong", 0.0),
@@ -266,7 +270,12 @@ def summarise(items: Sequence[Item], rows: dict[str, dict[str, Any]]) -> dict[st
         "digit_accuracy_by_kind": {k: round(sum(row["outcome"] in ("right", "confirmed") for it, row in digits
                                                 if it.kind == k) / max(1, sum(it.kind == k for it, _ in digits)), 3)
                                    for k in ("digits_1", "digits_4")},
-        "latency_end_of_speech_to_result": {"clean": latency(lat_clean), "continuous_noise": latency(lat_noise)},
+        "latency_end_of_speech_to_result": {
+            "clean": lat(False), "continuous_noise": lat(True),
+            # a menu answer ends on a short pause; a digit string shorter than the longest a
+            # collection takes waits the longer pause callers make between digits (800 ms)
+            "menu": {"clean": lat(False, menu), "continuous_noise": lat(True, menu)},
+            "digits": {"clean": lat(False, digit_kinds), "continuous_noise": lat(True, digit_kinds)}},
         "latency_censored": sum(1 for _, row in done if row.get("censored")),
         "slices": slices,
     }

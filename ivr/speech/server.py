@@ -28,6 +28,7 @@ import operator
 import sys
 import time
 from array import array
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -65,6 +66,28 @@ SLICE_MS = 100  # audio handed to Vosk per AcceptWaveform call (timer resolution
 END_QUIET_MS = 300
 FREE_END_QUIET_MS = 600
 QUIET_RMS = 200.0
+#: Quiet on a noisy line. A line that carries no digital silence (RMS below SILENT_RMS: a muted or
+#: noiseless line; A-law's zero decodes to 8) for FLOOR_AFTER_MS is a noisy line: its noise floor is
+#: the FLOOR_QUANTILE of the slice levels since the last silence (at most FLOOR_WINDOW_MS back; speech
+#: is loud, so a low quantile is the noise between and around the words), and a slice below
+#: FLOOR_FACTOR times the floor is quiet there. Stationary noise (fans, hum, hiss) then ends an
+#: utterance as silence does; noise that sounds like speech (other voices) stays loud.
+SILENT_RMS = 30.0
+#: ... and once speech has begun, audio SPEECH_DROP below the loudest moment of the utterance (RMS
+#: over SMOOTH_MS) is quiet too: the caller is no longer speaking into the phone, whatever goes on
+#: behind (other voices at a distance are well below a caller's own voice).
+SMOOTH_MS = 200
+SPEECH_DROP = 0.3
+FLOOR_AFTER_MS = 1000
+FLOOR_WINDOW_MS = 3000
+FLOOR_QUANTILE = 0.2
+FLOOR_FACTOR = 1.6
+#: An utterance whose words are no whole phrase (a misheard phrase, speech outside the menu) ends
+#: once its words stayed the same for OTHER_END_QUIET_MS of quiet, or for OTHER_END_STABLE_MS on a
+#: line that never turns quiet: waiting for Vosk's own endpoint (about a second of silence, never
+#: in continuous noise) only delays the re-prompt.
+OTHER_END_QUIET_MS = 300
+OTHER_END_STABLE_MS = 900
 BATCH_MS = 1000  # audio decoded per executor job at most (fairness between sessions)
 #: Voting: besides the streaming decode, ``decodes - 1`` more decodes ("voters") of the utterance,
 #: each of the audio from PREROLL_MS before the first partial on, with the first ``k * SHIFT_MS`` ms
@@ -97,6 +120,8 @@ class StartRequest(BaseModel):
     decodes: int | None = Field(None, ge=1, le=9, description="decodes that vote; None: speech.decodes")
     stable_ms: int | None = Field(None, ge=100, le=5000, description="a whole phrase unchanged this long "
                                   "ends the utterance on a noisy line; None: speech.stable_ms")
+    max_words: int | None = Field(None, ge=1, le=64, description="words after which nothing more is to come: "
+                                  "the utterance ends on END_QUIET_MS of quiet (a digit string at its longest)")
 
     @field_validator("phrases")
     @classmethod
@@ -258,6 +283,7 @@ class _Decoder:
     phrases: list[str] | None = None
     end_quiet_ms: int = END_QUIET_MS
     stable_end_ms: int = 500    # a whole phrase unchanged this long ends the utterance on a noisy line
+    max_words: int | None = None  # this many words heard: end on END_QUIET_MS, whatever end_quiet_ms
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
@@ -271,6 +297,14 @@ class _Decoder:
     voter_cpu_s: float = 0.0
     _voters: list[_Voter] = field(default_factory=list, repr=False)
     held: list[dict[str, Any]] = field(default_factory=list)  # Vosk finals kept for a longer pause
+    since_silent_ms: float = 0.0  # audio since the line last carried digital silence
+    _levels: deque[tuple[float, float]] = field(default_factory=deque, repr=False)  # (RMS, ms) since then
+    _levels_ms: float = 0.0
+    _recent: deque[tuple[float, float]] = field(default_factory=deque, repr=False)  # (power, ms), SMOOTH_MS
+    _recent_ms: float = 0.0
+    _smooth: deque[tuple[float, float]] = field(default_factory=deque, repr=False)  # (RMS over SMOOTH_MS, ms)
+    _smooth_ms: float = 0.0
+    peak: float = 0.0  # loudest RMS over SMOOTH_MS since speech began
     _odd: bytes = field(default=b"", repr=False)
 
     def feed(self, pcm: bytes) -> _Step:
@@ -285,7 +319,7 @@ class _Decoder:
             self.audio_ms += piece_ms
             self.segment += piece
             self._trim_segment()
-            if rms(piece) < QUIET_RMS:
+            if self._is_quiet(rms(piece), piece_ms):
                 self.quiet_ms, self.loud_ms = self.quiet_ms + piece_ms, 0.0
             else:
                 self.quiet_ms, self.loud_ms = 0.0, self.loud_ms + piece_ms
@@ -322,6 +356,39 @@ class _Decoder:
             if self.speech_at_ms is not None and self.audio_ms - self.speech_at_ms >= self.max_speech_ms:
                 return _Step(final=("max_speech", self._merged(json.loads(self.rec.FinalResult()))))
         return _Step(partial=changed)
+
+    def _is_quiet(self, level: float, piece_ms: float) -> bool:
+        """Whether a slice at ``level`` RMS is quiet: below QUIET_RMS, or on a noisy line below
+        FLOOR_FACTOR times its noise floor (see SILENT_RMS)."""
+        self._recent.append((level * level, piece_ms))
+        self._recent_ms += piece_ms
+        while self._recent_ms - self._recent[0][1] >= SMOOTH_MS:
+            self._recent_ms -= self._recent.popleft()[1]
+        smooth = math.sqrt(sum(p * ms for p, ms in self._recent) / self._recent_ms)
+        self._smooth.append((smooth, piece_ms))
+        self._smooth_ms += piece_ms
+        while self._smooth_ms - self._smooth[0][1] >= PREROLL_MS:
+            self._smooth_ms -= self._smooth.popleft()[1]
+        if self.speech_at_ms is None:
+            self.peak = 0.0
+        else:
+            # the partial result lags the sound: the speech began up to PREROLL_MS earlier
+            self.peak = max(self.peak, smooth) if self.peak else max(lv for lv, _ in self._smooth)
+            if smooth < SPEECH_DROP * self.peak:
+                return True
+        if level < SILENT_RMS:
+            self.since_silent_ms, self._levels_ms = 0.0, 0.0
+            self._levels.clear()
+            return True
+        self.since_silent_ms += piece_ms
+        self._levels.append((level, piece_ms))
+        self._levels_ms += piece_ms
+        while self._levels_ms - self._levels[0][1] >= FLOOR_WINDOW_MS:
+            self._levels_ms -= self._levels.popleft()[1]
+        if level < QUIET_RMS or self.since_silent_ms < FLOOR_AFTER_MS:
+            return level < QUIET_RMS
+        levels = sorted(lv for lv, _ in self._levels)
+        return smooth < FLOOR_FACTOR * levels[int(len(levels) * FLOOR_QUANTILE)]
 
     def _start_voters(self) -> None:
         """Voters for the speech that just started, each caught up on the segment so far."""
@@ -378,9 +445,16 @@ class _Decoder:
             # the line was loud all along (continuous noise never turns quiet). Sound that starts
             # after a quiet moment (the next digit after a pause) is given the whole time again:
             # the partial result takes a few hundred ms to show a new word.
-            needed = max(self.stable_end_ms, self.end_quiet_ms)
-            noisy_but_stable = min(self.stable_ms, self.loud_ms) >= needed
-            return whole and (self.quiet_ms >= self.end_quiet_ms or noisy_but_stable)
+            if whole:
+                end_quiet = self.end_quiet_ms
+                if self.max_words is not None and len(text.split()) >= self.max_words:
+                    end_quiet = min(end_quiet, END_QUIET_MS)
+                needed = max(self.stable_end_ms, end_quiet)
+                return self.quiet_ms >= end_quiet or min(self.stable_ms, self.loud_ms) >= needed
+            # Words that are no phrase: the caller stopped speaking, or they stayed the same a while.
+            if self.quiet_ms >= max(OTHER_END_QUIET_MS, self.end_quiet_ms):
+                return True
+            return min(self.stable_ms, self.loud_ms) >= max(OTHER_END_STABLE_MS, self.end_quiet_ms)
         return self.quiet_ms >= FREE_END_QUIET_MS and self.stable_ms >= FREE_END_QUIET_MS
 
 
@@ -449,6 +523,7 @@ class _Session:
         voters = (req.decodes or self.engine.decodes) - 1 if req.phrases else 0
         decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
                            end_quiet_ms=req.end_quiet_ms, stable_end_ms=req.stable_ms or self.engine.stable_ms,
+                           max_words=req.max_words,
                            voters=voters,
                            new_rec=lambda: self.engine.new_recognizer(req.sample_rate, req.phrases)[0])
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")

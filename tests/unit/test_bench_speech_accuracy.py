@@ -97,7 +97,10 @@ def test_summary_slices_count_in_grammar_utterances_and_digits_exactly() -> None
     assert set(out["slices"]["kind"]) == {"in_grammar", "out_of_grammar", "digits_4"}
     assert out["in_grammar_wrong_without_confirmation"] == 0.5 and out["out_of_grammar_false_accept"] == 1.0
     assert out["digit_accuracy"] == 1.0
-    assert out["latency_end_of_speech_to_result"]["continuous_noise"]["p95_ms"] == 4000
+    lat = out["latency_end_of_speech_to_result"]
+    assert lat["continuous_noise"]["p95_ms"] == 4000
+    assert lat["clean"]["n"] == 2 and lat["menu"]["clean"] == {"n": 1, "p50_ms": 300, "p95_ms": 300, "max_ms": 300}
+    assert lat["digits"]["clean"]["p50_ms"] == 900 and lat["digits"]["continuous_noise"] == {"n": 0}
 
 
 def test_the_caller_offers_the_items_codec(tmp_path: Path) -> None:
