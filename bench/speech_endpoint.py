@@ -41,7 +41,6 @@ from ivr.speech.grammar import build_grammar, digit_words  # noqa: E402
 RATE = 8000
 CHUNK_MS = 20       # a tap's frame
 LEAD_MS = 500       # silence before the clip (the prompt playing, or its end)
-MAX_DIGITS = 4      # the benchmark's digit collection takes 1-4 digits (bench/speech_accuracy.py)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -77,7 +76,7 @@ def run(items: list[Item], voters: int) -> list[dict[str, Any]]:
         decoder = _Decoder(recognizer(digits), RATE, no_input_ms=5000, max_speech_ms=8000, phrases=phrases,
                            end_quiet_ms=DIGITS_END_QUIET_MS if digits else END_QUIET_MS,
                            stable_end_ms=SpeechSettings().stable_ms, voters=voters,
-                           new_rec=functools.partial(recognizer, digits), max_words=MAX_DIGITS if digits else None)
+                           new_rec=functools.partial(recognizer, digits))
         final = None
         for off in range(0, len(stream), chunk):
             step = decoder.feed(stream[off:off + chunk])

@@ -12,8 +12,8 @@ Scenario files live in ``tests/sipp/``.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,40 @@ from tests.ports import free_udp_tcp_port
 SIPP = "sipp"
 SIPP_DIR = Path(__file__).parent / "sipp"
 LOOPBACK = "127.0.0.1"
+
+
+def _holds_udp_port(pid: int, port: int) -> bool:
+    """Whether process ``pid`` has a UDP socket bound to ``port`` (from /proc: its socket inodes
+    against the kernel's UDP table)."""
+    try:
+        inodes = {link[8:-1] for fd in Path(f"/proc/{pid}/fd").iterdir()
+                  if (link := _readlink(fd)).startswith("socket:[")}
+        table = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    for row in table:
+        cols = row.split()
+        if len(cols) > 9 and int(cols[1].rsplit(":", 1)[1], 16) == port and cols[9] in inodes:
+            return True
+    return False
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def _holders(port: int) -> str:
+    """Which sockets (and processes, where visible) use ``port`` on loopback: for a diagnosis."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["ss", "-Htuanp", f"sport = :{port}"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(ss failed: {exc})"
+    return out.stdout or "(nothing now)"
 
 
 def scenario(name: str) -> str:
@@ -110,41 +144,56 @@ class SippServer:
                  max_runtime: float = 120.0, extra: list[str] | None = None,
                  trace_messages: bool = True) -> None:
         self.port = port or free_udp_tcp_port()
+        self._port_chosen = port is None
         self.workdir = workdir
         self.tag = tag
-        self.argv = [
-            SIPP, "-sf", scenario_file, *_common(self.port, workdir, tag, trace_messages),
-            "-timeout", f"{int(max_runtime)}s",  # safety net: never outlives a hung test by much
-            *(extra or []),
-        ]
+        self._scenario, self._max_runtime, self._extra = scenario_file, max_runtime, extra or []
+        self._trace = trace_messages
         self._out: Any = None
         self.process: ManagedProcess | None = None
+
+    @property
+    def argv(self) -> list[str]:
+        return [SIPP, "-sf", self._scenario, *_common(self.port, self.workdir, self.tag, self._trace),
+                "-timeout", f"{int(self._max_runtime)}s",  # safety net: never outlives a hung test by much
+                *self._extra]
 
     @property
     def address(self) -> tuple[str, int]:
         return LOOPBACK, self.port
 
     async def start(self) -> SippServer:
+        """Start sipp and wait until it holds its port. A port this helper chose that another process
+        took between the free check and sipp's bind (seen twice in hundreds of runs, the holder
+        unknown) is replaced by a fresh one, at most twice; what held it is in the error file."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._out = (self.workdir / f"{self.tag}.screen.txt").open("wb")
-        self.process = ManagedProcess(f"sipp-{self.tag}", self.argv, stdout=self._out, cwd=str(self.workdir))
-        await self.process.start()
-        await self._wait_bound()
-        return self
+        for attempt in range(3):
+            self._out = (self.workdir / f"{self.tag}.screen.txt").open("wb")
+            self.process = ManagedProcess(f"sipp-{self.tag}", self.argv, stdout=self._out, cwd=str(self.workdir))
+            await self.process.start()
+            try:
+                await self._wait_bound()
+                return self
+            except RuntimeError:
+                lost = "Unable to bind main socket" in self.errors()
+                await self.stop()
+                if not (lost and self._port_chosen and attempt < 2):
+                    raise
+                with (self.workdir / f"{self.tag}.port-taken.txt").open("a") as note:
+                    note.write(f"port {self.port} taken before sipp bound it; held by:\n{_holders(self.port)}\n")
+                self.port = free_udp_tcp_port()
+        raise AssertionError("unreachable")
 
     async def _wait_bound(self, within_s: float = 5.0) -> None:
-        """Wait until sipp holds its UDP port (bounded)."""
+        """Wait until sipp itself holds its UDP port (bounded; a port bound by another process does not count)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_s
         while loop.time() < deadline:
             assert self.process is not None
             if not self.process.running:
                 raise RuntimeError(f"sipp {self.tag} exited at start:\n{self.errors()}\n{self.screen()}")
-            try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind((LOOPBACK, self.port))
-            except OSError:
-                return  # bound by sipp
+            if self.process.pid is not None and _holds_udp_port(self.process.pid, self.port):
+                return
             await asyncio.sleep(0.05)
         raise RuntimeError(f"sipp {self.tag} did not bind {self.port}")
 

@@ -132,7 +132,6 @@ class Listener:
             no_input_ms=max(100, min(no_input_ms, 120_000)),
             max_speech_ms=max(500, min(int(self.ask.max_speech_s * 1000), 120_000)),
             end_quiet_ms=DIGITS_END_QUIET_MS if self.ask.spoken_digits else None,
-            max_words=self.ask.max_digits if self.ask.spoken_digits else None,
             on_partial=self._partial), name="speech.recognize")
         self.task.add_done_callback(lambda _t: self.changed.set())
         log.info("speech.listen", tap=tap_id, phrases=len(self.ask.phrases), digits=self.ask.spoken_digits)

@@ -4,7 +4,7 @@ Wire protocol (``GET /recognize``, WebSocket; one session = one listening period
 
 1. client -> server, text: ``{"sample_rate": 8000|16000, "phrases": [...] | null,
    "max_speech_ms": 8000, "no_input_ms": 5000}`` and optionally ``"end_quiet_ms"``, ``"decodes": 1..9``
-   (how many decodes vote; default the service's ``speech.decodes``), ``"stable_ms"``, ``"max_words"``
+   (how many decodes vote; default the service's ``speech.decodes``), ``"stable_ms"``
 2. client -> server, binary: 16-bit little-endian mono PCM at ``sample_rate``, any chunk size;
    optionally text ``{"eof": true}`` when the audio ends.
 3. server -> client, text: any number of ``{"type": "partial", "text": ...}``, then exactly one
@@ -121,7 +121,6 @@ class SpeechClient:
         end_quiet_ms: int | None = None,
         decodes: int | None = None,
         stable_ms: int | None = None,
-        max_words: int | None = None,
         on_partial: Callable[[str], None] | None = None,
     ) -> RecognitionResult:
         """Stream ``audio_chunks`` until the service returns its final result.
@@ -134,9 +133,7 @@ class SpeechClient:
         the utterance (the service's default, 300 ms, suits menu phrases; digit strings need more).
         ``decodes``: how many decodes of the utterance vote (1..9; None: the service's default).
         ``stable_ms``: a whole phrase unchanged this long ends the utterance on a noisy line
-        (None: the service's default, 500 ms). ``max_words``: once this many words are heard (the
-        longest digit string a collection takes), the utterance ends on the menu's short quiet instead
-        of ``end_quiet_ms``: nothing more is to come.
+        (None: the service's default, 500 ms).
         Raises ``BadRequest(code="speech.bad_request")`` when the
         service refuses the request, ``Unavailable`` (transient; code ``speech.unavailable``, or
         ``speech.internal`` for a service fault) when it cannot be reached, is not ready, or drops
@@ -150,8 +147,6 @@ class SpeechClient:
             start["decodes"] = decodes
         if stable_ms is not None:
             start["stable_ms"] = stable_ms
-        if max_words is not None:
-            start["max_words"] = max_words
         # Audio time bounds the session on the server; this only guards against a stalled service.
         overall_s = (no_input_ms + max_speech_ms) / 1000 + 10.0
         try:

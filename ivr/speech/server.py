@@ -120,8 +120,6 @@ class StartRequest(BaseModel):
     decodes: int | None = Field(None, ge=1, le=9, description="decodes that vote; None: speech.decodes")
     stable_ms: int | None = Field(None, ge=100, le=5000, description="a whole phrase unchanged this long "
                                   "ends the utterance on a noisy line; None: speech.stable_ms")
-    max_words: int | None = Field(None, ge=1, le=64, description="words after which nothing more is to come: "
-                                  "the utterance ends on END_QUIET_MS of quiet (a digit string at its longest)")
 
     @field_validator("phrases")
     @classmethod
@@ -283,7 +281,6 @@ class _Decoder:
     phrases: list[str] | None = None
     end_quiet_ms: int = END_QUIET_MS
     stable_end_ms: int = 500    # a whole phrase unchanged this long ends the utterance on a noisy line
-    max_words: int | None = None  # this many words heard: end on END_QUIET_MS, whatever end_quiet_ms
     audio_ms: float = 0.0
     speech_at_ms: float | None = None
     partial: str = ""
@@ -446,11 +443,8 @@ class _Decoder:
             # after a quiet moment (the next digit after a pause) is given the whole time again:
             # the partial result takes a few hundred ms to show a new word.
             if whole:
-                end_quiet = self.end_quiet_ms
-                if self.max_words is not None and len(text.split()) >= self.max_words:
-                    end_quiet = min(end_quiet, END_QUIET_MS)
-                needed = max(self.stable_end_ms, end_quiet)
-                return self.quiet_ms >= end_quiet or min(self.stable_ms, self.loud_ms) >= needed
+                needed = max(self.stable_end_ms, self.end_quiet_ms)
+                return self.quiet_ms >= self.end_quiet_ms or min(self.stable_ms, self.loud_ms) >= needed
             # Words that are no phrase: the caller stopped speaking, or they stayed the same a while.
             if self.quiet_ms >= max(OTHER_END_QUIET_MS, self.end_quiet_ms):
                 return True
@@ -523,7 +517,6 @@ class _Session:
         voters = (req.decodes or self.engine.decodes) - 1 if req.phrases else 0
         decoder = _Decoder(rec, req.sample_rate, req.no_input_ms, req.max_speech_ms, phrases=req.phrases,
                            end_quiet_ms=req.end_quiet_ms, stable_end_ms=req.stable_ms or self.engine.stable_ms,
-                           max_words=req.max_words,
                            voters=voters,
                            new_rec=lambda: self.engine.new_recognizer(req.sample_rate, req.phrases)[0])
         reader = asyncio.create_task(self._read(), name=f"{self.name}.read")

@@ -149,18 +149,6 @@ def test_speech_whose_level_changes_is_never_its_own_noise_floor() -> None:
     audio = quiet(300) + voices(2000, 700, 3000) + quiet(1000)
     assert run(decoder(partials), audio) == ("speech", 2300.0 + 300.0)
 
-
-def test_a_digit_string_at_its_longest_ends_on_the_short_quiet() -> None:
-    digits = ["일", "이", "삼", "사"]
-    partials = ["", "", "일", "일 이", "일 이", "일 이 삼"]
-    d = decoder(partials, end_quiet_ms=800, max_words=3)
-    d.phrases = digits
-    assert run(d, loud(600) + quiet(2000)) == ("speech", 600.0 + 300.0)
-    d = decoder(partials, end_quiet_ms=800, max_words=4)
-    d.phrases = digits
-    assert run(d, loud(600) + quiet(2000)) == ("speech", 600.0 + 800.0)
-
-
 def test_sound_after_a_quiet_pause_gets_the_whole_stable_time_again() -> None:
     """Digits: "삼", 500 ms pause, then "오" whose partial shows up only 400 ms into it. The partial
     "삼" was unchanged for 900 ms by then, but the line has been loud for 400 ms only."""
