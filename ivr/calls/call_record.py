@@ -1,4 +1,5 @@
-"""The dial plan's ``RecordPort`` for one call: survey score, voicemail, variables, callback requests.
+"""The dial plan's ``RecordPort`` for one call: survey score, voicemail, variables, callback requests,
+complaint cases.
 
 Every value is checked here before anything is written (a bad field writes nothing and raises
 ``BadRequest`` with a stable code); the writes themselves are Lua scripts of the queue store. Values
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -19,7 +21,9 @@ from ivr.core.config import Settings
 from ivr.core.errors import BadRequest
 from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
+from ivr.dialplan.hours import case_due
 from ivr.dialplan.journey import Journey
+from ivr.dialplan.loader import LoadedPlan
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import QueueStore
 
@@ -31,6 +35,7 @@ VARIABLES_MAX = 64             # variables per save
 VARIABLE_VALUE_MAX = 1024      # characters per value
 VARIABLES_MAX_BYTES = 8 * 1024  # the call's merged variables, as JSON
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
+_CUSTOMER = re.compile(r"^\+?[0-9*#]{1,32}$")  # a case's customer number (the store's rule)
 _NUMBER_SEPARATORS = str.maketrans("", "", " -.()")
 
 
@@ -121,10 +126,11 @@ def check_queue(queue: Any) -> str:
 class CallRecord:
     """``RecordPort`` of one call, backed by the queue store."""
 
-    def __init__(self, store: QueueStore, call_id: str, *, settings: Settings) -> None:
+    def __init__(self, store: QueueStore, call_id: str, *, settings: Settings, plan: LoadedPlan | None = None) -> None:
         self.store = store
         self.call_id = call_id
         self.settings = settings
+        self.plan = plan  # the call's plan: its business hours count for a case's due time
         self.log = log.bind(call_id=call_id)
 
     def _checked(self, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -172,3 +178,17 @@ class CallRecord:
             route=route, ttl_s=self.settings.routing.call_ttl_s)
         self.log.info("callback.booked", callback_id=cb_id, queue=queue, place=place, created=created)
         return cb_id
+
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+        """Open a complaint case linked to this call, due by tier in the plan's business hours (an
+        anonymous caller's case has no number: the agent gets it from the call); returns its id."""
+        opened = datetime.now(UTC)
+        due = case_due(opened, tier, self.settings.cases, self.plan)
+        name = self.plan.plan.name if self.plan is not None else ""
+        case = await self.store.open_case(
+            tier=tier, reason=reason, customer=customer if _CUSTOMER.fullmatch(customer) else "",
+            opened_by=f"ivr:{name}" if name else "ivr", due_at_ms=int(due.timestamp() * 1000), hotline=name,
+            call_id=self.call_id, now_ms=int(opened.timestamp() * 1000))
+        case_id = str(case["id"])
+        self.log.info("case.opened", case_id=case_id, tier=tier, due_in_s=round((due - opened).total_seconds()))
+        return case_id

@@ -112,7 +112,8 @@ class CallSession(AgentCall):
             started = True
             async with HttpDataPort(self.ctx.settings.dialplan) as data:
                 runner = PlanRunner(loaded, call=self, queue=self, data=data,
-                                    record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings),
+                                    record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings,
+                                                      plan=loaded),
                                     settings=self.ctx.settings.dialplan)
                 self.journey = runner.journey
                 result = await runner.run()

@@ -296,7 +296,8 @@ def template_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
         leaked = [n for n in used if n in secret]
         if leaked and use.use in SECRET_FREE:
             what = {"spoken": "spoken to the caller", "callback": "dialled as a callback number",
-                    "transfer": "dialled as a transfer destination", "queue": "used as a queue priority"}[use.use]
+                    "transfer": "dialled as a transfer destination", "queue": "used as a queue priority",
+                    "case": "written on a complaint case"}[use.use]
             out.append(Problem(file, *pos.at(use.path), f"{label}: {{{leaked[0]}}} is sensitive (a PIN or card "
                                f"number) and would be {what}; it is usable in lookups and branches only",
                                "dialplan.sensitive"))

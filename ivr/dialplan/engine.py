@@ -116,6 +116,7 @@ from ivr.dialplan.model import (
     AnyNode,
     BranchNode,
     CallbackNode,
+    CaseNode,
     CollectNode,
     HangupNode,
     LanguageNode,
@@ -147,6 +148,7 @@ from ivr.dialplan.templates import names, render, render_url, to_str
 from ivr.dialplan.variables import BUILTINS, MASK
 from ivr.speech.grammar import match_phrase
 
+CASE_REASON_MAX = 200  # characters of a case's reason (the store refuses more)
 log = get_logger(__name__)
 
 Result = Literal["hangup", "queued", "transferred", "max_steps"]
@@ -251,7 +253,7 @@ class PlanRunner:
         self._handlers: dict[type[Any], Callable[[str, Any], Awaitable[Next]]] = {
             MenuNode: self._menu, CollectNode: self._collect, PlayNode: self._play_node,
             BranchNode: self._branch, LookupNode: self._lookup, SetNode: self._set,
-            LanguageNode: self._language, QueueNode: self._queue, CallbackNode: self._callback,
+            LanguageNode: self._language, QueueNode: self._queue, CallbackNode: self._callback, CaseNode: self._case,
             SurveyNode: self._survey, VoicemailNode: self._voicemail, TransferNode: self._transfer,
             HangupNode: self._hangup,
         }
@@ -593,6 +595,27 @@ class PlanRunner:
         self._step(name, "callback", digit=digit, phrase=phrase, outcome="accepted", detail=callback_id)
         log.info("dialplan.callback", node=name, queue=node.queue, callback_id=callback_id)
         await self._play(node.confirmed)
+        return node.next
+
+    async def _case(self, name: str, node: CaseNode) -> Next:
+        tier = render(node.tier, self._public()).strip().lower()
+        if tier not in TIER_PRIORITY:  # the complaint still gets its case, at the lowest tier
+            log.warning("dialplan.bad_tier", node=name, template=node.tier)
+            tier = "normal"
+        reason = ""
+        if self._secrets_in(node.reason):  # a case is read by people and the CRM: never a secret
+            log.error("dialplan.secret_refused", node=name, field="reason")
+        else:
+            reason = " ".join(self._render(node.reason).split())[:CASE_REASON_MAX]
+        try:
+            case_id = await self.record.open_case(tier=tier, reason=reason, customer=self.call.caller)
+        except IvrError as exc:
+            log.warning("dialplan.case_failed", node=name, code=exc.code, error=exc.message)
+            self._step(name, "case", outcome="failed", detail=exc.code)
+            return node.on_error if node.on_error is not None else node.next
+        self._write(name, "case_id", case_id)
+        self._step(name, "case", outcome=tier, detail=case_id)
+        log.info("dialplan.case", node=name, tier=tier, case_id=case_id)
         return node.next
 
     async def _survey(self, name: str, node: SurveyNode) -> Next:

@@ -17,6 +17,7 @@ from ivr.dialplan.model import (
     AnyNode,
     BranchNode,
     CallbackNode,
+    CaseNode,
     CollectNode,
     Condition,
     LanguageNode,
@@ -35,11 +36,11 @@ FORMATS = ("dot", "svg", "png", "pdf")
 FAILURE_FIELDS = {"on_failure", "on_error", "on_timeout", "declined"}
 SHAPES = {"menu": "box", "collect": "box", "survey": "box", "callback": "box", "branch": "diamond",
           "lookup": "cylinder", "set": "note", "language": "note", "play": "box", "queue": "box3d",
-          "voicemail": "box", "transfer": "box", "hangup": "octagon"}
+          "voicemail": "box", "transfer": "box", "hangup": "octagon", "case": "folder"}
 FILL = {"menu": "#dbeafe", "collect": "#dbeafe", "survey": "#dbeafe", "callback": "#dbeafe",
         "branch": "#fef3c7", "lookup": "#e0e7ff", "set": "#f3f4f6", "language": "#f3f4f6",
         "play": "#ffffff", "queue": "#dcfce7", "voicemail": "#fce7f3", "transfer": "#dcfce7",
-        "hangup": "#fee2e2"}
+        "hangup": "#fee2e2", "case": "#ffedd5"}
 PROMPT_CHARS = 40
 TIMEOUT_S = 60.0
 
@@ -100,6 +101,8 @@ def node_summary(node: AnyNode, language: str) -> str:
         return _short(", ".join(node.variables))
     if isinstance(node, LanguageNode):
         return node.language
+    if isinstance(node, CaseNode):
+        return _short(f"{node.tier}: {node.reason}" if node.reason else node.tier)
     if isinstance(node, CollectNode):
         return _short(f"{{{node.variable}}} " + prompt_summary(node.prompt, language))
     return prompt_summary(getattr(node, "prompt", None), language)

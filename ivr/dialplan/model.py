@@ -440,6 +440,27 @@ class CallbackNode(_Strict):
         return v
 
 
+class CaseNode(_Strict):
+    """Open a complaint case for the caller: it gets an id (the variable ``case_id``, e.g. for "your
+    case number is {case_id}") and a first-contact deadline by tier (settings ``cases.due_s``,
+    counted in the plan's ``hours`` when it has them)."""
+
+    type: Literal["case"]
+    tier: str = Field(description="urgent | important | normal, or a template giving one (e.g. {complaint.tier}); "
+                                  "a template giving anything else opens a normal case")
+    reason: str = Field("", max_length=500, description="template: what the complaint is about "
+                                                         "(one line, cut to 200 characters)")
+    next: NodeRef | None = None
+    on_error: NodeRef | None = Field(None, description="when no case could be opened (default: next)")
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str) -> str:
+        if "{" not in v and v.strip().lower() not in TIER_PRIORITY:
+            raise ValueError(f"tier is one of {', '.join(TIER_PRIORITY)} or a template")
+        return v
+
+
 class SurveyNode(_Strict):
     """Post-call satisfaction: one key (or word) 1..5, stored with the call record as ``csat``."""
 
@@ -491,7 +512,7 @@ class HangupNode(_Strict):
 
 
 AnyNode = (MenuNode | CollectNode | PlayNode | BranchNode | LookupNode | SetNode | LanguageNode | QueueNode
-           | CallbackNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
+           | CallbackNode | CaseNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
 Node = Annotated[AnyNode, Field(discriminator="type")]
 NODE_TYPES: dict[str, type[BaseModel]] = {
     t.model_fields["type"].annotation.__args__[0]: t

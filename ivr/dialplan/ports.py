@@ -128,6 +128,10 @@ class RecordPort(Protocol):
         """Book a callback that keeps the caller's place; returns its id."""
         ...
 
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+        """Open a complaint case for this call (linked to it, due by tier); returns its id."""
+        ...
+
 
 class DataPort(Protocol):
     async def fetch(self, method: str, url: str, body: Mapping[str, Any] | None, timeout_s: float) -> Any:

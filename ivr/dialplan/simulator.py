@@ -367,6 +367,13 @@ class SimRecord:
                       number=number)
         return cb
 
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+        self.count += 1
+        case_id = f"CS-SIM{self.count}"
+        self.pr.event("case", f"   case: {case_id} tier={tier} customer={customer}", id=case_id, tier=tier,
+                      customer=customer)
+        return case_id
+
 
 class SimData:
     """The real HTTP data port, printing each lookup."""

@@ -6,7 +6,7 @@
 * A ``collect`` with ``sensitive: true`` makes its variable a secret; so does every variable a ``set``
   computes from a secret (the protection follows the value). A secret may be used by ``lookup`` (URL,
   body) and ``branch`` conditions only: never in a prompt text (it would be spoken), a callback
-  number, a transfer destination or a queue priority. The journey, the screen-pop and the call
+  number, a transfer destination, a queue priority or a complaint case. The journey, the screen-pop and the call
   record show it as ``****``.
 
 :func:`template_uses` lists every template of a plan with what it is used for; ``check`` and the
@@ -22,6 +22,7 @@ from typing import Literal
 from ivr.dialplan.model import (
     BUILTIN_VARIABLES,
     CallbackNode,
+    CaseNode,
     CollectNode,
     LookupNode,
     Plan,
@@ -33,13 +34,13 @@ from ivr.dialplan.model import (
 from ivr.dialplan.templates import names
 
 BUILTINS = BUILTIN_VARIABLES
-#: Set by the engine on the way (a survey's score).
-ENGINE_SET = frozenset({"csat"})
+#: Set by the engine on the way (a survey's score; a case node's case id).
+ENGINE_SET = frozenset({"csat", "case_id"})
 MASK = "****"
 
-Use = Literal["spoken", "lookup", "set", "queue", "callback", "transfer"]
+Use = Literal["spoken", "lookup", "set", "queue", "callback", "transfer", "case"]
 #: Where a secret must never go.
-SECRET_FREE: frozenset[Use] = frozenset({"spoken", "callback", "transfer", "queue"})
+SECRET_FREE: frozenset[Use] = frozenset({"spoken", "callback", "transfer", "queue", "case"})
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,9 @@ def template_uses(plan: Plan) -> Iterator[TemplateUse]:
                 yield TemplateUse((*base, "tier"), node.tier, "queue")
         elif isinstance(node, CallbackNode):
             yield TemplateUse((*base, "number"), node.number, "callback")
+        elif isinstance(node, CaseNode):
+            yield TemplateUse((*base, "tier"), node.tier, "case")
+            yield TemplateUse((*base, "reason"), node.reason, "case")
         elif isinstance(node, TransferNode):
             yield TemplateUse((*base, "to"), node.to, "transfer")
     yield from _prompt_uses(("confirm", "prompt"), plan.confirm.prompt)

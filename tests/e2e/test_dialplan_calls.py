@@ -58,6 +58,7 @@ CONFIRMED = "We will call you back soon."
 VIP, DOWN, SURVEY, CALLBACK, TRANSFER, COLLECT = (
     "+15550301", "+15550302", "+15550303", "+15550304", "+15550306", "+15550307")
 ON_HOLD = "+15550308"
+COMPLAINT = "+15550309"
 
 
 def key(k: str) -> Path:
@@ -126,6 +127,15 @@ def plans(crm_port: int, desk: str) -> dict[str, dict[str, Any]]:
                       "default": "general"},
             "gold": {"type": "queue", "queue": "gold"},
             "general": {"type": "queue", "queue": "general"}}),
+        "complaint": plan("Complaints", "3007", "kind", {
+            "kind": {"type": "menu", "prompt": {"text": "For a service outage press one."}, "timeout_s": 8,
+                     "listen": {"enabled": False},
+                     "options": [{"digit": "1", "goto": "outage"}], "on_failure": "outage"},
+            "outage": {"type": "set", "variables": {"complaint.tier": "urgent", "complaint.reason": "line down"},
+                       "next": "open"},
+            "open": {"type": "case", "tier": "{complaint.tier}", "reason": "{complaint.reason}", "next": "wait"},
+            "wait": {"type": "queue", "queue": "complaints", "tier": "{complaint.tier}",
+                     "prompt": {"text": "Your case number is {case_id}."}}}),
     }
 
 
@@ -455,3 +465,27 @@ async def test_collected_account_picks_the_branch(flow: Flow, tmp_path: Path) ->
     assert record["journey"]["steps"][0]["digit"] == "****"  # short entries are masked whole
     assert record["journey"]["steps"][1]["detail"] == "rule 0"
     assert record["journey"]["data"]["account"] == "1234"
+
+
+async def test_a_complaint_opens_a_case_linked_to_the_call_and_queues_it_first(flow: Flow, tmp_path: Path) -> None:
+    """Key 1: the case node opens an urgent case for the caller (due in ``cases.due_s.urgent`` of wall
+    time: the plan has no business hours), linked to the call both ways, announced on the stream;
+    the caller waits in ``complaints`` at the urgent tier's priority."""
+    h = flow.hotline
+    await place_call(h, tmp_path, ani=COMPLAINT, number="3007", steps=[(key("1"), 800)], hangup_ms=5000)
+    record = await ended_record(h, COMPLAINT)
+    case_id = record["case_id"]
+    assert steps_of(record)[:3] == [("kind", "outage"), ("outage", None), ("open", "urgent")], record["journey"]
+    assert record["journey"]["steps"][2]["detail"] == case_id and record["journey"]["data"]["case_id"] == case_id
+    assert record["queue"] == "complaints" and int(record["priority"]) == 9, record
+    redis = h.redis()
+    try:
+        case = await h.store(redis).get_case(case_id)
+    finally:
+        await redis.aclose()
+    assert case is not None
+    assert (case["tier"], case["status"], case["customer"], case["reason"], case["hotline"], case["calls"]) == (
+        "urgent", "open", COMPLAINT, "line down", "Complaints", [record["call_id"]]), case
+    assert case["due_at"] - case["opened_at"] == 3600 * 1000 and case["opened_by"] == "ivr:Complaints"
+    opened = [d for t, d in await stream(h) if t == "case.opened" and d["case_id"] == case_id]
+    assert len(opened) == 1 and opened[0]["call_id"] == record["call_id"] and opened[0]["tier"] == "urgent"

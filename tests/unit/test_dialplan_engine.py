@@ -119,6 +119,7 @@ class FakeRecord:
     def __init__(self) -> None:
         self.saved: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
+        self.cases: list[dict[str, Any]] = []
 
     async def save(self, fields: Mapping[str, Any]) -> None:
         self.saved.append(dict(fields))
@@ -128,6 +129,12 @@ class FakeRecord:
             raise BadRequest("not a number", code="callback.number_invalid")
         self.callbacks.append({"queue": queue, "number": number, "steps": len(journey.steps)})
         return f"cb-{len(self.callbacks)}"
+
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+        if customer == "refuse":
+            raise BadRequest("no case", code="case.invalid")
+        self.cases.append({"tier": tier, "reason": reason, "customer": customer})
+        return f"CS{len(self.cases)}"
 
 
 class FakeData:
@@ -670,6 +677,49 @@ async def test_callback_refused_by_the_record_goes_to_declined_and_the_call_goes
 async def test_callback_declined_without_target_hangs_up() -> None:
     env = await run("start: cb\nnodes:\n  cb: {type: callback, queue: q, prompt: Offer}\n", FakeCall("9"))
     assert env.result.result == "hangup" and env.result.node == "cb" and env.call.hangups == 1
+
+
+# --- complaint case --------------------------------------------------------------------------------
+CASE = """
+start: c
+nodes:
+  c:
+    type: case
+    tier: "{complaint.tier}"
+    reason: "{complaint.reason}"
+    next: tell
+    on_error: sorry
+  tell: {type: hangup, prompt: "Your case is {case_id}."}
+  sorry: {type: hangup, prompt: "Sorry."}
+"""
+
+
+@pytest.mark.parametrize(("tier", "opened"), [("urgent", "urgent"), (" Important ", "important"),
+                                             ("bogus", "normal"), ("", "normal")])
+async def test_case_opens_with_the_rendered_tier_and_tells_its_id(tier: str, opened: str) -> None:
+    """A template giving no tier still opens the complaint's case, at the lowest tier (logged)."""
+    env = await run(CASE, FakeCall(caller="+8210"),
+                    variables={"complaint.tier": tier, "complaint.reason": "billing\n  twice  charged"})
+    assert env.record.cases == [{"tier": opened, "reason": "billing twice charged", "customer": "+8210"}]
+    assert env.steps == [("c", opened), ("tell", None)] and env.result.journey.steps[0].detail == "CS1"
+    assert env.result.variables["case_id"] == "CS1" and env.call.texts == ["Your case is CS1."]
+
+
+async def test_case_reason_is_cut_to_one_line_of_200_characters() -> None:
+    env = await run(CASE, FakeCall(), variables={"complaint.tier": "normal", "complaint.reason": "가" * 900})
+    assert env.record.cases[0]["reason"] == "가" * 200
+
+
+async def test_a_case_the_record_refuses_goes_to_on_error_and_the_call_goes_on() -> None:
+    env = await run(CASE, FakeCall(caller="refuse"), variables={"complaint.tier": "urgent"})
+    assert not env.record.cases and env.steps == [("c", "failed"), ("sorry", None)]
+    assert env.result.journey.steps[0].detail == "case.invalid" and "case_id" not in env.result.variables
+
+
+def test_a_case_node_names_a_known_tier_or_a_template() -> None:
+    make_plan("start: c\nnodes:\n  c: {type: case, tier: important}\n")
+    with pytest.raises(ValidationError, match="tier is one of urgent, important, normal"):
+        make_plan("start: c\nnodes:\n  c: {type: case, tier: critical}\n")
 
 
 # --- survey ----------------------------------------------------------------------------------------

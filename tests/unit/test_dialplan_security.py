@@ -112,6 +112,8 @@ PIN = "  pin: {type: collect, prompt: PIN, variable: pin, sensitive: true, next:
      "6:30: error: dialplan.sensitive: nodes.copy.to: {pin} is sensitive"),
     ("  copy: {type: queue, queue: q, priority: '{pin}'}\n",
      "6:43: error: dialplan.sensitive: nodes.copy.priority: {pin} is sensitive"),
+    ("  copy: {type: case, tier: normal, reason: 'card {pin}'}\n",
+     "6:44: error: dialplan.sensitive: nodes.copy.reason: {pin} is sensitive"),
 ])
 def test_check_refuses_a_secret_where_it_would_leak_also_through_copies(tmp_path: Path, field: str,
                                                                         where: str) -> None:
