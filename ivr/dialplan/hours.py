@@ -95,14 +95,19 @@ def deadline(start: datetime, seconds: float, hours: BusinessHours | None, *, ti
 def case_due(opened: datetime, tier: str, settings: CaseSettings, loaded: LoadedPlan | None) -> datetime:
     """When a case of ``tier`` opened at ``opened`` is due: ``settings.due_s[tier]`` seconds later,
     counted in the business hours of ``loaded`` when ``settings.business_hours`` and the plan has
-    hours, else on the wall clock."""
+    hours, else on the wall clock. Hours that do not reach the due time within :data:`MAX_DAYS` days
+    (a plan closed all year) count on the wall clock too: a complaint is never refused for its plan's
+    hours (``ivr dialplan check`` is where such hours are caught)."""
     seconds = next((s for t, s in settings.due_s.items() if t == tier), None)
     if seconds is None:
         raise BadRequest(f"unknown tier {tier[:40]!r} (one of {', '.join(settings.due_s)})", code="case.invalid")
     if not settings.business_hours or loaded is None:
         return deadline(opened, seconds, None, timezone="UTC", calendars={})
     plan = loaded.plan
-    return deadline(opened, seconds, plan.hours, timezone=plan.timezone, calendars=plan.calendars)
+    try:
+        return deadline(opened, seconds, plan.hours, timezone=plan.timezone, calendars=plan.calendars)
+    except DialplanError:
+        return deadline(opened, seconds, None, timezone="UTC", calendars={})
 
 
 # --- the walk ------------------------------------------------------------------------------------

@@ -289,6 +289,13 @@ def test_case_due_on_the_wall_clock() -> None:
     assert case_due(FRIDAY_EVENING, "urgent", CaseSettings(business_hours=False), with_hours) == wall
     assert case_due(FRIDAY_EVENING, "urgent", CaseSettings(), loaded(timezone="America/New_York")) == wall
     assert case_due(FRIDAY_EVENING, "urgent", CaseSettings(), None) == wall
+    # hours that never open (every open day a holiday) do not refuse the complaint: wall time
+    mondays = [date(2026, 12, 7) + timedelta(weeks=w) for w in range(60)]
+    closed = loaded(timezone="America/New_York", calendars={"all": mondays},
+                    hours={"open": [win(["mon"], "09:00", "18:00")], "holidays": "all"})
+    weekly = loaded(timezone="America/New_York", hours={"open": [win(["mon"], "09:00", "09:30")]})
+    assert case_due(FRIDAY_EVENING, "urgent", CaseSettings(), weekly) == at(2026, 12, 14, 9, 30)  # 30 min a week
+    assert case_due(FRIDAY_EVENING, "urgent", CaseSettings(), closed) == wall
 
 
 def test_case_due_refuses_an_unknown_tier() -> None:
