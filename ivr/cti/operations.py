@@ -23,6 +23,7 @@ from ivr.cti import call_control
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.context import LIST_MAX
+from ivr.cti.cursor import CURSOR_PATTERN
 from ivr.cti.dialplans import Rollback
 from ivr.cti.originate import Originate
 from ivr.dialplan.registry import VersionEntry
@@ -107,7 +108,7 @@ CALL_LIST_PARAMS: tuple[Param, ...] = (
     Param("direction", {"enum": ["inbound", "outbound"]}, "inbound (records without a direction) or outbound"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": CALLS_LIMIT_MAX, "default": CALLS_LIMIT_DEFAULT},
           "most calls to return"),
-    Param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "the `next_cursor` of the previous "
+    Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the `next_cursor` of the previous "
                                                                              "page"),
 )
 
