@@ -21,6 +21,7 @@ from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
 from ivr.cti import cursor
 from ivr.cti.auth import User, require_role, require_self_or
+from ivr.cti.case_open import CaseFromCall, open_for_call
 from ivr.cti.command_reply import send_command
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.queues.stats import parse_time
@@ -86,6 +87,7 @@ class CallRecord(BaseModel):
         None, description="each agent's part of the call: {agent: {disposition, notes, by, at}} (a call "
                           "transferred on has one per agent; disposition/notes above are the last)")
     crm_record_id: str | None = None
+    case_id: str | None = Field(None, description="the complaint case the call is linked to (the last one)")
     callback_id: str | None = None
     callback: dict[str, Any] | None = None
     # call control (docs/call-control.md)
@@ -378,12 +380,16 @@ class Disposition(BaseModel):
     notes: str = Field("", max_length=4000)
     crm_record_id: str | None = Field(None, max_length=128, pattern=r"^[^\x00-\x1f]+$",
                                       description="the CRM record the agent confirmed (when the pop listed several)")
+    case: CaseFromCall | None = Field(None, description="open a complaint case for the call: owned by the call's "
+                                                        "agent, the customer the call's number, linked to the call")
 
 
 async def set_disposition(request: web.Request) -> web.Response:
     """The agent's wrap-up: a disposition code and notes on the call record (an agent who took part
     in it - also the one who transferred it on and is in wrap-up for it - a supervisor or an admin);
-    ``call.disposition`` carries them, with who set them, to the CRM's webhook."""
+    ``call.disposition`` carries them, with who set them, to the CRM's webhook. With ``case``, a
+    complaint case is opened for the call (once: a call linked to a case keeps it) and the reply
+    carries its ``case_id``."""
     who = await user(request)
     call_id = request.match_info["call_id"]
     store = request.app[STORE]
@@ -396,10 +402,19 @@ async def set_disposition(request: web.Request) -> web.Response:
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:
         raise BadRequest(f"disposition must be one of {', '.join(allowed)}", code="call.disposition_invalid")
+    case_id = str(call.get("case_id") or "")
+    if req.case is not None and not case_id:  # a call already linked to a case (a disposition saved again) keeps it
+        owner = who.id if who.role == "agent" else str(call.get("agent_id") or "")
+        case = await open_for_call(request, who, call_id, call, tier=req.case.tier, reason=req.case.reason,
+                                   owner=owner)
+        case_id = case["id"]
     await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id,
                                    agent_id=who.id if who.role == "agent" else "")
-    log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id)
-    return web.json_response(call_view(await store.get_call(call_id) or {"call_id": call_id}))
+    log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id, case_id=case_id)
+    reply = call_view(await store.get_call(call_id) or {"call_id": call_id})
+    if req.case is not None:
+        reply["case_id"] = case_id
+    return web.json_response(reply)
 
 
 async def hangup_call(request: web.Request) -> web.Response:
