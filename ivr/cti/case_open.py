@@ -133,7 +133,11 @@ async def due_ms(request: web.Request, tier: str, hotline: str, opened_ms: int |
     ``opened_ms`` (None: now)."""
     loaded = await _plan(request, hotline)
     opened = datetime.fromtimestamp((opened_ms if opened_ms is not None else time.time() * 1000) / 1000, UTC)
-    due = case_due(opened, tier, request.app[SETTINGS].cases, loaded)
+    try:
+        due = case_due(opened, tier, request.app[SETTINGS].cases, loaded)
+    except DialplanError as exc:  # hours open too little to reach the due time: never refuse a complaint
+        log.warning("cases.due_wall_clock", plan=loaded.plan.name if loaded else None, code=exc.code)
+        due = case_due(opened, tier, request.app[SETTINGS].cases, None)
     return _ms(due), hotline_of(loaded) if loaded is not None else hotline[:HOTLINE_MAX]
 
 

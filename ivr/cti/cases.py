@@ -158,7 +158,8 @@ async def list_cases(request: web.Request) -> web.Response:
     who = await user(request)
     status = _choice(request, "status", STATUSES)
     tier = _choice(request, "tier", TIERS)
-    due = _choice(request, "due", ("soon", "overdue"))
+    due: Literal["soon", "overdue"] | None = {"soon": "soon", "overdue": "overdue", None: None}[
+        _choice(request, "due", ("soon", "overdue"))]
     owner = _choice(request, "owner", f"me|{AGENT_ID[1:-1]}")
     if owner == "me":
         owner = who.id
@@ -172,8 +173,7 @@ async def list_cases(request: web.Request) -> web.Response:
     before = cursor.decode_cursor(filters, raw, _CASE_ID) if raw is not None else None
     soon_ms = request.app[SETTINGS].cases.due_soon_s * 1000
     cases, after = await request.app[STORE].list_cases(
-        status=status, owner=owner, tier=tier, due=due,  # type: ignore[arg-type]  # checked: soon|overdue
-        soon_ms=soon_ms, limit=limit, before=before)
+        status=status, owner=owner, tier=tier, due=due, soon_ms=soon_ms, limit=limit, before=before)
     return web.json_response({"cases": cases,
                               "next_cursor": cursor.encode_cursor(filters, after) if after else None})
 
