@@ -562,6 +562,96 @@ class CallConferenceLeft(Event):
     agents: list[str] | None = None
 
 
+# --- complaint cases (ivr/queues/lua/lib/cases.lua; statuses: ivr/core/case_states.py) ------------
+# ``agent_id`` is the case's owner ("" = nobody): its desktop sees the event. Times are epoch ms.
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseOpened(Event):
+    """A complaint case was opened (status ``open``) by ``opened_by`` (``ivr:<plan>`` for the dial
+    plan's case node, else the agent or user id), due at ``due_at``; ``call_id`` is the call it was
+    opened from and is linked to ("" = none), ``hotline`` the plan whose hours count for its due time."""
+    type: ClassVar[EventType] = E.CASE_OPENED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    tier: str
+    status: str
+    reason: str
+    customer: str
+    agent_id: str
+    due_at: int
+    opened_by: str
+    call_id: str
+    hotline: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseStatusChanged(Event):
+    """The case moved from ``previous`` to ``status`` (open, contacted, resolved, closed, reopened),
+    by ``by``; ``due_at`` is its due time (the new one when reopened)."""
+    type: ClassVar[EventType] = E.CASE_STATUS
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    status: str
+    previous: str
+    tier: str
+    agent_id: str
+    by: str
+    due_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseUpdated(Event):
+    """The case's ``changed`` fields (tier, owner, reason, due_at) changed, by ``by``; ``tier``,
+    ``agent_id`` and ``due_at`` are the new values. A new owner: ``agents`` names the previous and
+    the new one (both desktops see it)."""
+    type: ClassVar[EventType] = E.CASE_UPDATED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    tier: str
+    agent_id: str
+    by: str
+    changed: list[str]
+    due_at: int
+    agents: list[str] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseNote(Event):
+    """``by`` added a note to the case: ``length`` characters (the text itself only through the API)."""
+    type: ClassVar[EventType] = E.CASE_NOTE
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    agent_id: str
+    by: str
+    length: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseCallLinked(Event):
+    """``by`` linked call ``call_id`` to the case (the call record names the case in ``case_id``)."""
+    type: ClassVar[EventType] = E.CASE_CALL_LINKED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseOverdue(Event):
+    """An open or reopened case passed its due time (``due_at``) without contact: the escalation
+    alert (sent once per due time; a new due time may be missed again). ``customer`` is the number to
+    call back."""
+    type: ClassVar[EventType] = E.CASE_OVERDUE
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    tier: str
+    agent_id: str
+    due_at: int
+    customer: str
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

@@ -59,6 +59,12 @@ class EventType(StrEnum):
     CALL_CONFERENCE_LEFT = "call.conference_left"
     CALL_CRM_MATCHED = "call.crm_matched"      # the pop's CRM lookup settled; stored on the call record (crm)
     WORKER_LOST = "worker.lost"                # a worker died: its calls were recorded lost (calls = how many)
+    CASE_OPENED = "case.opened"                # a complaint case was opened (IVR node, agent, API)
+    CASE_STATUS = "case.status"                # a case moved to another status (ivr.core.case_states)
+    CASE_UPDATED = "case.updated"              # a case's tier, owner, reason or due time changed
+    CASE_NOTE = "case.note"                    # a note was added to a case (its length; the text via the API)
+    CASE_CALL_LINKED = "case.call_linked"      # a call was linked to a case
+    CASE_OVERDUE = "case.overdue"              # an open or reopened case passed its due time without contact
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

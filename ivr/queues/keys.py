@@ -44,6 +44,50 @@ class Keys:
         """LIST of voicemail entries (JSON, newest first, capped) left in ``mailbox``."""
         return self._k("mailbox", mailbox, "voicemail")
 
+    # complaint cases (lua/lib/cases.lua; the status machine is ivr.core.case_states)
+    def case(self, case_id: str) -> str:
+        """HASH of one complaint case ``CS<n>``: tier, status, reason, customer, owner, the times
+        (``opened_at``, ``due_at``, ``contacted_at``... epoch ms, "" when not yet), ``calls`` (JSON
+        list of linked call ids, newest last), ``overdue``, ``first_contact_ms``, ``version``."""
+        return self._k("case", case_id)
+
+    def case_notes(self, case_id: str) -> str:
+        """LIST of the case's notes (JSON ``{at, by, text}``), newest first, capped."""
+        return self._k("case", case_id, "notes")
+
+    @property
+    def case_seq(self) -> str:
+        """Counter (INCR) giving the number of the next case id (``CS<n>``)."""
+        return self._k("cases", "seq")
+
+    @property
+    def cases_index(self) -> str:
+        """ZSET of every case id by when it was opened (ms): the case list, newest first."""
+        return self._k("cases", "index")
+
+    @property
+    def cases_due(self) -> str:
+        """ZSET of the ids of the cases waiting for contact (open or reopened) by their due time (ms);
+        a case leaves it when contacted, resolved or closed, and comes back on reopen."""
+        return self._k("cases", "due")
+
+    @property
+    def cases_deadlines(self) -> str:
+        """ZSET of the :attr:`cases_due` cases whose deadline was not yet marked overdue, by due time
+        (ms): the work list of the deadline scan (``case_deadlines.lua``), which takes each out once."""
+        return self._k("cases", "deadlines")
+
+    @property
+    def cases_counts(self) -> str:
+        """HASH of case counters kept by the status setter: ``status:<status>`` (cases in each
+        status), ``open:<tier>`` (open and reopened per tier), ``overdue`` (open or reopened cases
+        the deadline scan marked overdue)."""
+        return self._k("cases", "counts")
+
+    def agent_cases(self, agent_id: str) -> str:
+        """ZSET of the ids of the cases agent ``agent_id`` owns, by when they were opened (ms)."""
+        return self._k("agent", agent_id, "cases")
+
     # callbacks
     def callback(self, callback_id: str) -> str:
         """HASH of one callback request (id, call_id, queue, number, journey, state, place...)."""

@@ -4,7 +4,8 @@ Each entry script (``lua/scripts/<name>.lua``) runs after the shared libraries o
 the rules live in one place: ``call_state.lua`` the call state machine (the one setter of a call's
 state, see :mod:`ivr.core.call_states`), ``prelude.lua`` the shared helpers (agent state changes,
 offers, call ends, events), ``routing.lua`` the skill routing (indexes, matching, escalation; see
-:mod:`ivr.queues.routing`) and ``callbacks.lua`` the callbacks and redial resume.
+:mod:`ivr.queues.routing`), ``callbacks.lua`` the callbacks and redial resume and ``cases.lua`` the
+complaint cases (the one setter of a case's status, see :mod:`ivr.core.case_states`).
 """
 
 from __future__ import annotations
@@ -54,11 +55,20 @@ NAMES = (
     "originate_agent_answered",
     "originate_connected",
     "originate_failed",
+    "case_open",
+    "case_status",
+    "case_update",
+    "case_note",
+    "case_link_call",
+    "case_list",
+    "case_counts",
+    "case_deadlines",
+    "case_first_contact",
 )
 
 
 #: The shared libraries every queue script runs after, in this order.
-LIBRARIES = ("call_state", "prelude", "routing", "callbacks")
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "cases")
 
 
 def lua_source(folder: str, name: str) -> str:

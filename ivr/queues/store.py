@@ -7,11 +7,12 @@ import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ivr.core import case_states as cs
 from ivr.core import commands
 from ivr.core.config import Role
 from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut, Unavailable
@@ -46,7 +47,13 @@ _ERRORS: dict[str, type[IvrError]] = {
     "agent.no_phone": Conflict,
     "worker.unavailable": Unavailable,
     "idempotency.mismatch": Conflict,
+    "case.not_found": NotFound,
+    "case.bad_transition": Conflict,
+    "case.invalid": BadRequest,
 }
+
+#: The most cases one page of the case list looks at (``case_list.lua``): a script's running time is bounded.
+CASE_LIST_BUDGET = 2000
 
 
 @dataclass(frozen=True)
@@ -412,6 +419,177 @@ class QueueStore:
         res = await self._run("originate_failed", call_id, offer_id, outcome, reason, agent_state, ttl_s)
         return _s(res) if res else None
 
+    # --- cases (complaints; lua/lib/cases.lua, ivr.core.case_states) ----------------------------
+    # Every value is checked here (BadRequest ``case.invalid``) before its script runs; the scripts
+    # check again, cheaply. ``now_ms`` (epoch ms) runs a script at that time instead of the Redis
+    # server's clock (tests drive deadlines with it). Cases come back as :func:`_case` decodes them.
+    async def open_case(self, *, tier: str, reason: str, customer: str, opened_by: str, due_at_ms: int,
+                        hotline: str = "", owner: str = "", call_id: str = "", crm_id: str = "",
+                        customer_name: str = "", now_ms: int | None = None) -> dict[str, Any]:
+        """Open a case (status open, id ``CS<n>``) due at ``due_at_ms``, linked to ``call_id`` when
+        given (the call record gets ``case_id``); emits ``case.opened``."""
+        cs.check_tier(tier)
+        cs.check_text("reason", reason, cs.REASON_MAX, empty=False)
+        cs.check_pattern("customer", customer, cs.CUSTOMER, empty=True)
+        cs.check_pattern("opened_by", opened_by, cs.ACTOR)
+        cs.check_ms("due_at_ms", due_at_ms)
+        cs.check_text("hotline", hotline, cs.HOTLINE_MAX)
+        cs.check_pattern("owner", owner, cs.AGENT, empty=True)
+        cs.check_pattern("call_id", call_id, cs.CALL_ID, empty=True)
+        cs.check_text("crm_id", crm_id, cs.CRM_ID_MAX)
+        cs.check_text("customer_name", customer_name, cs.CUSTOMER_NAME_MAX)
+        return _case(await self._run("case_open", tier, reason, customer, customer_name, crm_id, hotline, owner,
+                                     opened_by, call_id, due_at_ms, _now(now_ms)))
+
+    async def get_case(self, case_id: str) -> dict[str, Any] | None:
+        """The case, None when there is none with that id."""
+        raw = await self.redis.hgetall(self.keys.case(cs.check_case_id(case_id)))
+        return _case({_s(k): _s(v) for k, v in raw.items()}) if raw else None
+
+    async def list_cases(self, *, status: str | None = None, owner: str | None = None, tier: str | None = None,
+                         due: Literal["soon", "overdue"] | None = None, soon_ms: int = 900_000,
+                         limit: int = 50, before: tuple[int, str] | None = None,
+                         now_ms: int | None = None) -> tuple[list[dict[str, Any]], tuple[int, str] | None]:
+        """Cases passing the filters, newest first by ``opened_at`` (ties by id, descending), after the
+        position ``before`` (the cursor a page returned), at most ``limit`` (1-200). ``due`` soon:
+        open or reopened cases due in [now, now + soon_ms]; overdue: open or reopened, due before now.
+        Returns the page and the cursor of the next one (None: no more). One read-only script
+        (``case_list.lua``) looks at :data:`CASE_LIST_BUDGET` cases at most: a page with a rare
+        filter may come back short (even empty) with a cursor to go on from."""
+        if status is not None:
+            cs.check_status(status)
+        if owner is not None:
+            cs.check_pattern("owner", owner, cs.AGENT)
+        if tier is not None:
+            cs.check_tier(tier)
+        if due not in (None, "soon", "overdue"):
+            raise cs.invalid("due must be soon or overdue")
+        if isinstance(soon_ms, bool) or not isinstance(soon_ms, int) or not 0 <= soon_ms <= 366 * 86_400_000:
+            raise cs.invalid("soon_ms must be 0 to a year")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cs.LIST_MAX:
+            raise cs.invalid(f"limit must be 1-{cs.LIST_MAX}")
+        if before is not None:
+            if not (isinstance(before, tuple) and len(before) == 2):
+                raise cs.invalid("the cursor is (opened_at ms, case id)")
+            cs.check_ms("cursor", before[0])
+            cs.check_case_id(before[1])
+        res = await self._run("case_list", status or "", owner or "", tier or "", due or "", soon_ms, limit,
+                              "" if before is None else before[0], "" if before is None else before[1],
+                              _now(now_ms), CASE_LIST_BUDGET)
+        more, last_s, last_id = int(res[0]), _s(res[1]), _s(res[2])
+        cases = [_case(c) for c in res[3:]]
+        return cases, ((int(last_s), last_id) if more and last_s else None)
+
+    async def set_case_status(self, case_id: str, status: str, *, by: str, due_at_ms: int | None = None,
+                              now_ms: int | None = None) -> dict[str, Any]:
+        """Move the case to ``status`` (see :data:`ivr.core.case_states.CASE_TRANSITIONS`; Conflict
+        ``case.bad_transition`` otherwise, NotFound ``case.not_found``); ``due_at_ms`` (required to
+        reopen, refused otherwise) is the reopened case's new due time. The first ``contacted`` sets
+        ``contacted_at`` and ``first_contact_ms``. Emits ``case.status``; returns the case."""
+        cs.check_case_id(case_id)
+        new = cs.check_status(status)
+        cs.check_pattern("by", by, cs.ACTOR)
+        if (new is cs.CaseStatus.REOPENED) != (due_at_ms is not None):
+            raise cs.invalid("due_at_ms is required to reopen a case, and only then")
+        if due_at_ms is not None:
+            cs.check_ms("due_at_ms", due_at_ms)
+        return _case(await self._run("case_status", case_id, new.value, by,
+                                     "" if due_at_ms is None else due_at_ms, _now(now_ms)))
+
+    async def update_case(self, case_id: str, *, by: str, tier: str | None = None, owner: str | None = None,
+                          reason: str | None = None, due_at_ms: int | None = None) -> dict[str, Any]:
+        """Change the case's tier, owner ("" = nobody), reason or due time (None: unchanged); emits
+        ``case.updated`` naming the fields that changed (none: nothing emitted). A new due time of an
+        open or reopened case is a new deadline (no longer overdue until it passes). Returns the case."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("by", by, cs.ACTOR)
+        changes: dict[str, Any] = {}
+        if tier is not None:
+            changes["tier"] = cs.check_tier(tier)
+        if owner is not None:
+            changes["owner"] = cs.check_pattern("owner", owner, cs.AGENT, empty=True)
+        if reason is not None:
+            changes["reason"] = cs.check_text("reason", reason, cs.REASON_MAX, empty=False)
+        if due_at_ms is not None:
+            changes["due_at"] = cs.check_ms("due_at_ms", due_at_ms)
+        return _case(await self._run("case_update", case_id, by, json.dumps(changes)))
+
+    async def add_case_note(self, case_id: str, *, by: str, text: str, now_ms: int | None = None) -> dict[str, Any]:
+        """Add a note (at most 2000 characters, line breaks allowed) to the case; the latest 200 are
+        kept. ``case.note`` carries its length, not its text. Returns the note ``{at, by, text}``."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("by", by, cs.ACTOR)
+        cs.check_text("text", text, cs.NOTE_MAX, empty=False, multiline=True)
+        note: dict[str, Any] = json.loads(_s(await self._run("case_note", case_id, by, text, _now(now_ms))))
+        return note
+
+    async def case_notes(self, case_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The case's latest ``limit`` notes, newest first."""
+        key = self.keys.case_notes(cs.check_case_id(case_id))
+        return [json.loads(n) for n in await self.redis.lrange(key, 0, max(1, min(limit, cs.NOTES_KEEP)) - 1)]
+
+    async def link_case_call(self, case_id: str, call_id: str, *, by: str) -> dict[str, Any]:
+        """Link the call to the case (last of its ``calls``, the newest 50 kept); the call record, when
+        it exists, gets ``case_id`` (a call names one case: the last it was linked to). Emits
+        ``case.call_linked`` (not when it was the last linked call already). Returns the case."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("call_id", call_id, cs.CALL_ID)
+        cs.check_pattern("by", by, cs.ACTOR)
+        return _case(await self._run("case_link_call", case_id, call_id, by))
+
+    async def case_counts(self, *, now_ms: int | None = None, soon_ms: int = 900_000) -> dict[str, Any]:
+        """``{"status": {status: n}, "open": {tier: n}, "overdue": n, "due_soon": n}``: cases per
+        status, open or reopened cases per tier, those past their due time now and those due within
+        ``soon_ms``. ``overdue`` counts from the due index, so a case is overdue the moment its due
+        time passes (the deadline scan marks it, ``cases:counts`` overdue, within a tick)."""
+        if isinstance(soon_ms, bool) or not isinstance(soon_ms, int) or not 0 <= soon_ms <= 366 * 86_400_000:
+            raise cs.invalid("soon_ms must be 0 to a year")
+        res = json.loads(_s(await self._run("case_counts", _now(now_ms), soon_ms)))
+        counts = res["counts"] if isinstance(res["counts"], dict) else {}  # an empty Lua table encodes as {}
+        return {"status": {s.value: int(counts.get(f"status:{s.value}", 0)) for s in cs.CaseStatus},
+                "open": {t: int(counts.get(f"open:{t}", 0)) for t in cs.CASE_TIERS},
+                "overdue": int(res["past_due"]), "due_soon": int(res["due_soon"])}
+
+    async def case_deadlines(self, *, now_ms: int | None = None, limit: int = 100) -> int:
+        """Mark open or reopened cases whose due time passed overdue, each once, at most ``limit``
+        (1-1000) of them (the earliest due first); emits ``case.overdue`` for each. Returns how many
+        (the worker's housekeeping calls it again while a batch comes back full)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cs.DEADLINE_BATCH_MAX:
+            raise cs.invalid(f"limit must be 1-{cs.DEADLINE_BATCH_MAX}")
+        return int(await self._run("case_deadlines", limit, _now(now_ms)))
+
+    async def case_first_contact(self, *, since_ms: int, until_ms: int) -> dict[str, dict[str, Any]]:
+        """Time to first contact per tier over the cases opened in [since_ms, until_ms), like a service
+        level: ``{tier: {"opened", "contacted", "within_due", "overdue_waiting", "met",
+        "avg_first_contact_s"}}``. ``contacted``: cases contacted at least once; ``within_due``: of
+        those, contacted first by their due time; ``overdue_waiting``: open or reopened cases never
+        contacted and marked overdue (missed too). ``met`` = within_due / (contacted + overdue_waiting),
+        None when both are 0 (cases still in time, or resolved or closed without a contact, are not
+        counted); ``avg_first_contact_s`` None when none was contacted. Reads 1000 cases a script run,
+        at most 1000 runs."""
+        cs.check_ms("since_ms", since_ms)
+        cs.check_ms("until_ms", until_ms)
+        totals = {t: {"opened": 0, "contacted": 0, "within_due": 0, "overdue_waiting": 0, "first_contact_ms": 0}
+                  for t in cs.CASE_TIERS}
+        rank: int | str = ""
+        for _ in range(1000 if until_ms > since_ms else 0):
+            res = json.loads(_s(await self._run("case_first_contact", since_ms, until_ms, rank, 1000)))
+            for tier, row in res["tiers"].items():
+                for name, n in row.items():
+                    totals[tier][name] += int(n)
+            if int(res["next"]) < 0:
+                break
+            rank = int(res["next"])
+        out: dict[str, dict[str, Any]] = {}
+        for tier, t in totals.items():
+            judged = t["contacted"] + t["overdue_waiting"]
+            out[tier] = {"opened": t["opened"], "contacted": t["contacted"], "within_due": t["within_due"],
+                         "overdue_waiting": t["overdue_waiting"],
+                         "met": t["within_due"] / judged if judged else None,
+                         "avg_first_contact_s": (t["first_contact_ms"] / t["contacted"] / 1000
+                                                 if t["contacted"] else None)}
+        return out
+
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
                              sip_uri: str | None, languages: list[str], phone: str = "") -> None:
@@ -743,6 +921,32 @@ def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
         if name in cb:
             cb[name] = int(float(cb[name]))
     return cb
+
+
+_CASE_TIMES = ("opened_at", "due_at", "contacted_at", "resolved_at", "closed_at", "updated_at", "first_contact_ms")
+
+
+def _case(raw: Any) -> dict[str, Any]:
+    """A case as the store returns it, from its hash (or the JSON of it a script returns): the times
+    (epoch ms) int or None, ``calls`` a list, ``overdue`` a bool, ``reopened`` and ``version`` int,
+    ``first_contact_met`` a bool (None before the first contact)."""
+    case: dict[str, Any] = json.loads(_s(raw)) if isinstance(raw, (str, bytes)) else dict(raw)
+    for name in _CASE_TIMES:
+        value = case.get(name)
+        case[name] = int(float(value)) if value not in (None, "") else None
+    calls = json.loads(case.get("calls") or "[]")
+    case["calls"] = calls if isinstance(calls, list) else []
+    case["overdue"] = case.get("overdue") == "1"
+    met = case.get("first_contact_met")
+    case["first_contact_met"] = None if met in (None, "") else met == "1"
+    for name in ("reopened", "version"):
+        case[name] = int(float(case.get(name) or 0))
+    return case
+
+
+def _now(now_ms: int | None) -> int | str:
+    """A script's clock argument: the given time (checked), or "" for the Redis server's."""
+    return "" if now_ms is None else cs.check_ms("now_ms", now_ms)
 
 
 def _phone_view(agent: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,7 @@ HEARTBEAT_S = 2.0
 # sustained) 200 busy workers missed a 6 s TTL, and live calls were reaped as lost.
 HEARTBEAT_TTL_S = 15
 ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
+CASE_DEADLINE_BATCH = 50  # overdue cases marked per script run (at most 20 runs a tick)
 
 
 def new_call_id() -> str:
@@ -242,8 +243,9 @@ class Worker:
         await keep_running("heartbeat", beat, event="worker.redis_unavailable", pause_on_error_s=HEARTBEAT_S)
 
     async def _housekeeping(self, store: QueueStore) -> None:
-        """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps
-        and reaps dead workers' calls, so the cost does not grow with the number of workers."""
+        """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps,
+        marks complaint cases past their due time overdue and reaps dead workers' calls, so the cost
+        does not grow with the number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r = self.settings.routing
 
@@ -252,6 +254,9 @@ class Worker:
             leader = reaped is not None
             for _ in range(50 if leader else 0):  # more escalations due: short batches
                 if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
+                    break
+            for _ in range(20 if leader else 0):  # complaint cases past their due time: case.overdue
+                if await store.case_deadlines(limit=CASE_DEADLINE_BATCH) < CASE_DEADLINE_BATCH:
                     break
             for dead, calls in (reaped or {}).items():
                 log.warning("worker.reaped", dead_worker=dead, calls=calls)

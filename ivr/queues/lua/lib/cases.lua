@@ -1,0 +1,221 @@
+-- Complaint cases (ivr/queues/store.py, "cases"): the status machine, the single place a case's
+-- `status` is written (set_case_status; create_case for a new case), the counters and indexes it
+-- keeps in step, and the case events. Mirrored in ivr/core/case_states.py (a unit test checks the
+-- tables agree). Appended after callbacks.lua.
+--
+-- A case is the hash k('case', id) (id 'CS<n>' from k('cases', 'seq')). Indexes: k('cases', 'index')
+-- (every case by opened_at), k('agent', owner, 'cases') (the owner's, by opened_at), k('cases', 'due')
+-- (pending cases, i.e. open or reopened, by due_at), k('cases', 'deadlines') (pending cases whose
+-- deadline the scan has not marked yet, by due_at). Counters in k('cases', 'counts'): status:<s>,
+-- open:<tier> (pending cases per tier), overdue (pending cases marked overdue).
+-- Errors: `case.not_found`, `case.bad_transition` (a move the table refuses), `case.invalid` (a value
+-- the store's Python checks should have refused already: the scripts check again, cheaply).
+
+local CASE_TRANSITIONS = {
+  open = {'contacted', 'resolved', 'closed'},
+  contacted = {'resolved', 'closed'},
+  resolved = {'closed', 'reopened'},
+  closed = {'reopened'},
+  reopened = {'contacted', 'resolved', 'closed'},
+}
+
+local CASE_INITIAL = 'open'
+local CASE_PENDING = {open = true, reopened = true}
+
+local CS = {ALLOWED = {}, TIERS = {urgent = true, important = true, normal = true}}
+for from, tos in pairs(CASE_TRANSITIONS) do
+  CS.ALLOWED[from] = {}
+  for _, to in ipairs(tos) do CS.ALLOWED[from][to] = true end
+end
+
+function CS.fail(code, msg)
+  error({err = 'case.' .. code .. ' ' .. msg})
+end
+
+-- The controllable clock: a script given a time (epoch ms, '' = the server's) runs at that time;
+-- its events' `ts` too.
+function CS.clock(arg)
+  if arg and arg ~= '' then NOW = CS.ms('now', arg) end
+  return NOW
+end
+
+function CS.ms(name, v)
+  local t = tonumber(v or '')
+  if not t or t < 0 or t >= 1e14 then CS.fail('invalid', name .. ' must be an epoch time in ms') end
+  return math.floor(t)
+end
+
+function CS.check_id(id)
+  if type(id) ~= 'string' or #id > 14 or not string.match(id, '^CS[0-9]+$') then
+    CS.fail('invalid', 'a case id is CS followed by 1-12 digits')
+  end
+  return id
+end
+
+function CS.check_tier(tier)
+  if not CS.TIERS[tier] then CS.fail('invalid', 'unknown tier') end
+  return tier
+end
+
+-- A text of at most `max` characters (UTF-8: at most 4 bytes each; Python counted them exactly).
+function CS.check_len(name, v, max, bytes)
+  if type(v) ~= 'string' or #v > (bytes or max * 4) then CS.fail('invalid', name .. ' is too long') end
+  return v
+end
+
+-- An id that goes into key names ('' allowed): letters, digits, _ . - : (at most `max`).
+function CS.check_name(name, v, max)
+  if type(v) ~= 'string' or #v > max or not string.match(v, '^[A-Za-z0-9_.:-]*$') then
+    CS.fail('invalid', name .. ' is not valid')
+  end
+  return v
+end
+
+-- Characters in a UTF-8 string (bytes that do not continue a character).
+function CS.chars(s)
+  local _, n = string.gsub(s, '[^\128-\191]', '')
+  return n
+end
+
+function CS.load(id)
+  local c = hgetall(k('case', id))
+  if not c.status then CS.fail('not_found', id) end
+  return c
+end
+
+-- The case as the store returns it (JSON of the hash).
+function CS.view(id)
+  return cjson.encode(hgetall(k('case', id)))
+end
+
+local function case_count(field, delta)
+  redis.call('HINCRBY', k('cases', 'counts'), field, delta)
+end
+
+-- The case starts waiting for contact by `due` (ms): counted open, in the due index and the scan's list.
+function CS.enter_pending(id, tier, due)
+  case_count('open:' .. tier, 1)
+  redis.call('ZADD', k('cases', 'due'), due, id)
+  redis.call('ZADD', k('cases', 'deadlines'), due, id)
+end
+
+-- The pending case `c` stops waiting (contacted, resolved, closed).
+function CS.leave_pending(id, c)
+  case_count('open:' .. c.tier, -1)
+  redis.call('ZREM', k('cases', 'due'), id)
+  redis.call('ZREM', k('cases', 'deadlines'), id)
+  if c.overdue == '1' then case_count('overdue', -1) end
+end
+
+-- The due time of pending case `c` moves to `due`: a new deadline, not marked overdue (yet).
+function CS.move_due(id, c, due)
+  redis.call('ZADD', k('cases', 'due'), due, id)
+  redis.call('ZADD', k('cases', 'deadlines'), due, id)
+  if c.overdue == '1' then case_count('overdue', -1) end
+end
+
+-- A new case, status open (the one other place a case's status is written). `f` holds the fields
+-- (validated by the script). Returns its id.
+function CS.create(f)
+  local id = 'CS' .. string.format('%d', redis.call('INCR', k('cases', 'seq')))
+  local key = k('case', id)
+  redis.call('HSET', key, 'id', id, 'tier', f.tier, 'status', CASE_INITIAL, 'reason', f.reason,
+             'customer', f.customer, 'customer_name', f.customer_name, 'crm_id', f.crm_id, 'hotline', f.hotline,
+             'owner', f.owner, 'opened_by', f.opened_by, 'opened_at', NOW, 'due_at', f.due_at,
+             'contacted_at', '', 'resolved_at', '', 'closed_at', '', 'updated_at', NOW, 'calls', '[]',
+             'reopened', 0, 'overdue', '', 'first_contact_ms', '', 'first_contact_met', '', 'version', 1)
+  case_count('status:' .. CASE_INITIAL, 1)
+  CS.enter_pending(id, f.tier, f.due_at)
+  redis.call('ZADD', k('cases', 'index'), NOW, id)
+  if f.owner ~= '' then redis.call('ZADD', k('agent', f.owner, 'cases'), NOW, id) end
+  return id
+end
+
+-- The single setter of a case's status (see CASE_TRANSITIONS). `due_at` (ms) is the new due time,
+-- required to reopen. Keeps the counters and the due index in step and emits case.status.
+-- Returns the previous status.
+local function set_case_status(id, status, by, now, due_at)
+  local key = k('case', id)
+  local c = CS.load(id)
+  local prev = c.status
+  if not (CS.ALLOWED[prev] and CS.ALLOWED[prev][status]) then
+    CS.fail('bad_transition', id .. ' ' .. prev .. ' -> ' .. tostring(status))
+  end
+  local fields = {'HSET', key, 'status', status, 'updated_at', now}
+  if status == 'reopened' then
+    if not due_at then CS.fail('invalid', 'reopening a case needs its new due time') end
+    fields[#fields + 1] = 'due_at'; fields[#fields + 1] = due_at
+    fields[#fields + 1] = 'overdue'; fields[#fields + 1] = ''
+    redis.call('HINCRBY', key, 'reopened', 1)
+  elseif status == 'contacted' and (c.contacted_at or '') == '' then
+    local opened, due = tonumber(c.opened_at) or now, tonumber(c.due_at) or now
+    fields[#fields + 1] = 'contacted_at'; fields[#fields + 1] = now
+    fields[#fields + 1] = 'first_contact_ms'; fields[#fields + 1] = math.max(0, now - opened)
+    fields[#fields + 1] = 'first_contact_met'; fields[#fields + 1] = (now <= due) and '1' or '0'
+  elseif status == 'resolved' then
+    fields[#fields + 1] = 'resolved_at'; fields[#fields + 1] = now
+  elseif status == 'closed' then
+    fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = now
+  end
+  case_count('status:' .. prev, -1)
+  case_count('status:' .. status, 1)
+  if CASE_PENDING[prev] and not CASE_PENDING[status] then CS.leave_pending(id, c) end
+  if CASE_PENDING[status] and not CASE_PENDING[prev] then CS.enter_pending(id, c.tier, due_at) end
+  redis.call(unpack(fields))
+  redis.call('HINCRBY', key, 'version', 1)
+  emit('case.status', {case_id = id, status = status, previous = prev, tier = c.tier, agent_id = c.owner or '',
+                       by = by, due_at = due_at or tonumber(c.due_at)})
+  return prev
+end
+
+-- Link call `cid` to case `id` (hash `c`): last in its `calls` (once; the newest CALLS_KEEP kept),
+-- and the call record (when it still exists) names the case. False when it was the last linked already.
+local CASE_CALLS_KEEP = 50
+function CS.link_call(id, c, cid)
+  local ok, calls = pcall(cjson.decode, c.calls or '[]')
+  if not ok or type(calls) ~= 'table' then calls = {} end
+  if calls[#calls] == cid then return false end
+  local kept = {}
+  for _, x in ipairs(calls) do if x ~= cid then kept[#kept + 1] = x end end
+  kept[#kept + 1] = cid
+  local from = math.max(1, #kept - CASE_CALLS_KEEP + 1)
+  local out = {}
+  for i = from, #kept do out[#out + 1] = kept[i] end
+  redis.call('HSET', k('case', id), 'calls', cjson.encode(out))
+  local ckey = k('call', cid)
+  if redis.call('EXISTS', ckey) == 1 then redis.call('HSET', ckey, 'case_id', id) end
+  return true
+end
+
+-- Mark pending cases whose due time passed (before NOW) overdue, `limit` at most, each once
+-- (case.overdue). Returns how many were marked.
+function CS.mark_overdue(limit)
+  local ids = redis.call('ZRANGEBYSCORE', k('cases', 'deadlines'), '-inf', '(' .. string.format('%d', NOW),
+                         'LIMIT', 0, limit)
+  local marked = 0
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', k('cases', 'deadlines'), id)
+    local key = k('case', id)
+    local c = hgetall(key)
+    if c.status and CASE_PENDING[c.status] and c.overdue ~= '1' and (tonumber(c.due_at) or NOW) < NOW then
+      redis.call('HSET', key, 'overdue', '1')
+      redis.call('HINCRBY', key, 'version', 1)
+      case_count('overdue', 1)
+      emit('case.overdue', {case_id = id, tier = c.tier, agent_id = c.owner or '', due_at = tonumber(c.due_at),
+                            customer = c.customer or ''})
+      marked = marked + 1
+    end
+  end
+  return marked
+end
+
+-- Position (s1, id1) comes after (s2, id2) in the list's order (newest first; ties of one ms by id,
+-- descending, comparing bytes as a sorted set orders the members of one score).
+function CS.after(s1, id1, s2, id2)
+  if s1 ~= s2 then return s1 < s2 end
+  for i = 1, math.min(#id1, #id2) do
+    local x, y = string.byte(id1, i), string.byte(id2, i)
+    if x ~= y then return x < y end
+  end
+  return #id1 < #id2
+end
