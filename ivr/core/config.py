@@ -12,7 +12,7 @@ import itertools
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -578,6 +578,40 @@ class WebhookSettings(BaseModel):
         return v
 
 
+CaseTier = Literal["urgent", "important", "normal"]
+MAX_CASE_DUE_S = 30 * 86_400
+
+
+class CaseSettings(BaseModel):
+    """Complaint cases: how long each tier may wait for its first contact (docs/dialplans.md, "Business hours")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    due_s: dict[CaseTier, int] = Field(
+        {"urgent": 3600, "important": 7200, "normal": 14400},
+        description="seconds from opening to the due time of the first contact, per tier (every tier, each 1 s "
+        "to 30 days); counted in the business hours of the case's plan when business_hours is true")
+    business_hours: bool = Field(True, description="count only the open hours of the case's plan (its hours:); "
+                                 "a plan without hours, or false here: wall-clock time")
+    hours_plan: str | None = Field(None, min_length=1, max_length=200,
+                                   description="plan (file stem) whose hours count for cases opened without a "
+                                   "call; default: the plan answering \"*\", else the first plan")
+    due_soon_s: int = Field(900, ge=1, le=MAX_CASE_DUE_S, description="a case this close to its due time is "
+                            "\"due soon\" on the desktop and the wallboard")
+    reasons_max: int = Field(200, ge=1, le=200, description="characters of a case's reason at most")
+
+    @field_validator("due_s")
+    @classmethod
+    def _every_tier(cls, v: dict[str, int]) -> dict[str, int]:
+        missing = [t for t in get_args(CaseTier) if t not in v]
+        if missing:
+            raise ValueError(f"due_s needs every tier (missing: {', '.join(missing)})")
+        for tier, seconds in v.items():
+            if not 1 <= seconds <= MAX_CASE_DUE_S:
+                raise ValueError(f"due_s.{tier}: {seconds} is not between 1 second and 30 days ({MAX_CASE_DUE_S})")
+        return v
+
+
 class AgentSeed(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -665,6 +699,7 @@ class Settings(BaseSettings):
     crm: CrmSettings = CrmSettings()
     webhooks: WebhookSettings = WebhookSettings()
     calls: CallControlSettings = CallControlSettings()
+    cases: CaseSettings = CaseSettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
 

@@ -1,8 +1,9 @@
 """Checks of whole dial plans beyond the schema, each problem with its file, line and column.
 
 * :func:`graph_problems` - needs only the plan: dangling references, nodes not reachable from
-  ``start``, loops with no way out, holiday calendars that do not exist. :func:`~ivr.dialplan.loader.load_plan`
-  runs these too, so a worker never runs a plan that fails them.
+  ``start``, loops with no way out, holiday calendars that do not exist, ``open:`` conditions in a plan
+  without ``hours:``. :func:`~ivr.dialplan.loader.load_plan` runs these too, so a worker never runs a
+  plan that fails them.
 * :func:`settings_problems` - lookup hosts and literal transfer destinations against the settings.
 * :func:`prompt_problems` - prompt files exist and decode in every language of the plan; texts
   given per language have one for the plan's language.
@@ -56,7 +57,8 @@ def _path(field: str) -> tuple[str | int, ...]:
 
 
 def graph_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
-    """Dangling references, unreachable nodes, loops with no exit, unknown holiday calendars."""
+    """Dangling references, unreachable nodes, loops with no exit, unknown holiday calendars, ``open:``
+    conditions in a plan without business hours."""
     out: list[Problem] = []
     nodes = plan.nodes
     if plan.start not in nodes:
@@ -79,6 +81,14 @@ def graph_problems(plan: Plan, pos: Positions, file: str) -> list[Problem]:
                     out.append(Problem(file, *pos.at(("nodes", name, "rules", i, "if", "holiday")),
                                        f"{name}: unknown holiday calendar {cal!r} (calendars: {known})",
                                        "dialplan.calendar"))
+                if rule.when.open is not None and plan.hours is None:
+                    out.append(Problem(file, *pos.at(("nodes", name, "rules", i, "if", "open")),
+                                       f"{name}: open: tests the plan's business hours, but the plan has no "
+                                       "hours: (add hours: {open: [...]} at the top level)", "dialplan.hours"))
+    if plan.hours is not None and plan.hours.holidays is not None and plan.hours.holidays not in plan.calendars:
+        known = ", ".join(sorted(plan.calendars)) or "none"
+        out.append(Problem(file, *pos.at(("hours", "holidays")), f"hours: unknown holiday calendar "
+                           f"{plan.hours.holidays!r} (calendars: {known})", "dialplan.calendar"))
     if plan.start in nodes:
         reached = _reach([plan.start], edges)
         for name in nodes:

@@ -10,6 +10,9 @@ A condition holds when every field it gives holds (AND); ``not: true`` inverts t
   default) reaches the end of the day.
 * ``holiday``: today's date in the plan's time zone is in the plan's calendar of that name (an
   unknown calendar never holds).
+* ``open``: ``true`` holds while the plan's business hours (``hours:``) are open: not on a day of
+  their ``holidays`` calendar (the plan's time zone) and inside one of their ``open`` windows (as
+  ``time``); ``false`` holds while they are not. A plan without hours is always open.
 * ``caller``: glob(s) over the caller number, anchored at both ends; ``*`` any run of characters,
   ``?`` exactly one; every other character (``+`` included) is literal. A list holds when any holds.
 * ``var`` with operators (all given must hold). An unset variable is the empty string:
@@ -28,14 +31,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from zoneinfo import ZoneInfo
 
 from ivr.dialplan import safe_regex
-from ivr.dialplan.model import DAY_NAMES, BranchNode, Condition, TimeWindow
+from ivr.dialplan.model import DAY_NAMES, BranchNode, BusinessHours, Condition, TimeWindow
 from ivr.dialplan.templates import to_str
 
 END_OF_DAY = dtime(23, 59, 59)
@@ -49,7 +52,8 @@ class Context:
     timezone: str = "UTC"               # the plan's
     caller: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
-    calendars: Mapping[str, list[date]] = field(default_factory=dict)
+    calendars: Mapping[str, Sequence[date]] = field(default_factory=dict)
+    hours: BusinessHours | None = None  # the plan's
 
 
 def choose(node: BranchNode, ctx: Context) -> tuple[str, int | None]:
@@ -71,6 +75,8 @@ def _all_fields(cond: Condition, ctx: Context) -> bool:
         if not any(in_window(w, ctx.now, ctx.timezone) for w in windows):
             return False
     if cond.holiday is not None and not is_holiday(cond.holiday, ctx.now, ctx.timezone, ctx.calendars):
+        return False
+    if cond.open is not None and open_now(ctx.hours, ctx.now, ctx.timezone, ctx.calendars) != cond.open:
         return False
     if cond.caller is not None:
         globs = cond.caller if isinstance(cond.caller, list) else [cond.caller]
@@ -107,11 +113,21 @@ def _seconds(t: dtime) -> float:
     return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
 
 
-def is_holiday(calendar: str, now: datetime, zone: str, calendars: Mapping[str, list[date]]) -> bool:
+def is_holiday(calendar: str, now: datetime, zone: str, calendars: Mapping[str, Sequence[date]]) -> bool:
     dates = calendars.get(calendar)
     if not dates:
         return False
     return local(now, zone).date() in set(dates)
+
+
+def open_now(hours: BusinessHours | None, now: datetime, zone: str,
+             calendars: Mapping[str, Sequence[date]]) -> bool:
+    """The business hours are open at ``now`` (``zone``: the plan's); no hours: always open."""
+    if hours is None:
+        return True
+    if hours.holidays is not None and is_holiday(hours.holidays, now, zone, calendars):
+        return False
+    return any(in_window(w, now, zone) for w in hours.open)
 
 
 def day_of(now: datetime, zone: str) -> date:
@@ -177,4 +193,4 @@ def var_holds(cond: Condition, raw: str | None) -> bool:
 
 
 __all__ = ["Context", "as_number", "caller_matches", "choose", "day_of", "equals", "holds", "in_window",
-           "is_holiday", "var_holds"]
+           "is_holiday", "open_now", "var_holds"]

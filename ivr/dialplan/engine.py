@@ -478,7 +478,7 @@ class PlanRunner:
 
     async def _branch(self, name: str, node: BranchNode) -> Next:
         ctx = conditions.Context(now=self.now(), timezone=self.plan.timezone, caller=self.variables["caller"],
-                                 variables=self.variables, calendars=self.plan.calendars)
+                                 variables=self.variables, calendars=self.plan.calendars, hours=self.plan.hours)
         target, index = conditions.choose(node, ctx)
         self._step(name, "branch", outcome=target, detail="default" if index is None else f"rule {index}")
         return target

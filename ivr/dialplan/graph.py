@@ -69,6 +69,8 @@ def condition_label(cond: Condition) -> str:
         parts.append(" or ".join(_window(w) for w in windows))
     if cond.holiday is not None:
         parts.append(f"holiday {cond.holiday}")
+    if cond.open is not None:
+        parts.append("open" if cond.open else "closed")
     if cond.caller is not None:
         callers = cond.caller if isinstance(cond.caller, list) else [cond.caller]
         parts.append("caller " + "|".join(callers))

@@ -270,6 +270,8 @@ class Condition(_Strict):
     exists: bool | None = None
     gt: float | None = None
     lt: float | None = None
+    open: bool | None = Field(None, description="true: the plan's business hours (its hours:) are open now; "
+                              "false: they are not")
     negate: bool = Field(False, alias="not", description="invert the whole condition")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
@@ -282,12 +284,30 @@ class Condition(_Strict):
             raise ValueError("equals/not_equals/in/matches/exists/gt/lt need var")
         if self.var is not None and not has_op:
             raise ValueError(f"var {self.var!r} needs an operator (equals, in, matches, exists, gt, lt)")
-        if self.time is None and self.holiday is None and self.caller is None and self.var is None:
-            raise ValueError("a condition needs time, holiday, caller or var")
+        if (self.time is None and self.holiday is None and self.caller is None and self.var is None
+                and self.open is None):
+            raise ValueError("a condition needs time, holiday, caller, var or open")
         problem = regex_problem(self.matches) if self.matches is not None else None
         if problem is not None:
             raise ValueError(f"matches: {problem}")
         return self
+
+
+class BusinessHours(_Strict):
+    """When the hotline is open: complaint due times count only this time, and ``open:`` conditions
+    test it (:mod:`ivr.dialplan.hours`)."""
+
+    open: list[TimeWindow] = Field(min_length=1, max_length=100, description="open during any of these windows "
+                                   "(the plan's time zone unless a window gives its own)")
+    holidays: str | None = Field(None, description="a calendar of the plan: closed the whole day (in the plan's "
+                                 "time zone) on its dates")
+
+    @field_validator("open")
+    @classmethod
+    def _some_day(cls, v: list[TimeWindow]) -> list[TimeWindow]:
+        if not any(w.days for w in v):
+            raise ValueError("no window of open has a day: the hours would never be open")
+        return v
 
 
 class BranchRule(_Strict):
@@ -541,6 +561,8 @@ class Plan(_Strict):
     language: str = Field("en", pattern=LANGUAGE, description="language at the start of a call")
     timezone: str = Field("UTC", description="IANA time zone for time windows and holidays")
     calendars: dict[str, list[date]] = Field({}, description="holiday calendars: name -> dates")
+    hours: BusinessHours | None = Field(None, description="business hours: open: conditions and complaint due "
+                                        "times use them; none: always open (wall-clock time)")
     variables: dict[VarName, str | int | float | bool] = Field({}, description="initial variables")
     confirm: Confirm = Field(Confirm(), description="confirmation of half-sure speech answers")
     start: NodeRef

@@ -58,6 +58,32 @@ def test_statistics_settings_are_checked(tmp_path: Path) -> None:
     assert routing.service_level_s == [10, 30] and routing.stats_interval_s == 1800
 
 
+def test_case_deadlines_per_tier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _write(tmp_path / "c.yaml", "{}\n")
+    assert load_settings(cfg).cases.due_s == {"urgent": 3600, "important": 7200, "normal": 14400}
+    _write(cfg, "cases: {due_s: {urgent: 1800, important: 3600, normal: 86400}, business_hours: false}\n")
+    monkeypatch.setenv("IVR_CASES__DUE_SOON_S", "600")
+    s = load_settings(cfg)
+    assert s.cases.due_s["urgent"] == 1800 and not s.cases.business_hours and s.cases.due_soon_s == 600
+    assert s.model_dump(mode="json")["cases"]["due_s"]["normal"] == 86400      # what GET /api/v1/config shows
+    monkeypatch.delenv("IVR_CASES__DUE_SOON_S")
+    for bad, why in [("{urgent: 60, normal: 60}", r"every tier \(missing: important"),
+                     ("{urgent: 0, important: 60, normal: 60}", "between 1 second and 30 days"),
+                     ("{urgent: 60, important: 60, normal: 2592001}", "between 1 second and 30 days"),
+                     ("{urgent: 60, important: 60, normal: 60, someday: 60}", r"cases\.due_s\.someday")]:
+        _write(cfg, f"cases: {{due_s: {bad}}}\n")
+        with pytest.raises(ConfigError, match=why):
+            load_settings(cfg)
+    _write(cfg, "cases: {due_in: 5}\n")
+    with pytest.raises(ConfigError, match=r"cases\.due_in"):
+        load_settings(cfg)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def configured_logging() -> Iterator[None]:
     configure("info", "json")

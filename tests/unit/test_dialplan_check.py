@@ -272,6 +272,43 @@ def test_unknown_holiday_calendar(tmp_path: Path) -> None:
     assert out == ["10:24: error: dialplan.calendar: m: unknown holiday calendar 'us' (calendars: kr)"]
 
 
+def test_business_hours_need_known_calendars_and_open_needs_hours(tmp_path: Path) -> None:
+    out = problems(tmp_path, """
+    name: t
+    numbers: ["1"]
+    start: m
+    calendars: {kr: [2026-01-01]}
+    hours:
+      open: [{days: [mon-fri], from: "09:00", to: "18:00"}]
+      holidays: us
+    nodes:
+      m:
+        type: branch
+        rules:
+          - {if: {open: true}, goto: h}
+        default: h
+      h: {type: hangup}
+    """)
+    assert out == ["7:13: error: dialplan.calendar: hours: unknown holiday calendar 'us' (calendars: kr)"]
+    out = problems(tmp_path, """
+    name: t
+    numbers: ["1"]
+    start: m
+    nodes:
+      m:
+        type: branch
+        rules:
+          - {if: {var: x, exists: true}, goto: h}
+          - {if: {open: false, caller: "+1*"}, goto: h}
+        default: h
+      h: {type: hangup}
+    """)
+    assert out == ["9:21: error: dialplan.hours: m: open: tests the plan's business hours, but the plan has no "
+                   "hours: (add hours: {open: [...]} at the top level)"]
+    with pytest.raises(DialplanError, match="no hours"):
+        load_plan(tmp_path / "plan.yaml")
+
+
 LOOKUP = HEAD + """
   m:
     type: lookup

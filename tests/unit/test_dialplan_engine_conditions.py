@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from ivr.dialplan import templates
 from ivr.dialplan.conditions import Context, caller_matches, choose, holds, in_window, is_holiday
-from ivr.dialplan.model import BranchNode, Condition, TimeWindow
+from ivr.dialplan.model import BranchNode, BusinessHours, Condition, TimeWindow
 from ivr.dialplan.templates import names, render, render_url, to_str
 from tests.unit.test_dialplan_engine import FakeCall, run
 
@@ -97,6 +97,34 @@ def test_holiday_is_the_date_in_the_plan_zone_and_unknown_calendars_never_hold()
     ctx = Context(now=at(2026, 12, 25, 3, 0), calendars=cal)
     assert holds(cond(holiday="kr"), ctx) and not holds(cond(holiday="nope"), ctx)
     assert holds(cond(holiday="nope", **{"not": True}), ctx)
+
+
+# --- business hours ---------------------------------------------------------------------------------
+HOURS = BusinessHours.model_validate({"open": [{"days": ["mon-fri"], "from": "09:00", "to": "18:00"},
+                                               {"days": ["sat"], "from": "22:00", "to": "02:00"}],
+                                      "holidays": "kr"})
+
+
+@pytest.mark.parametrize(("when", "is_open"), [
+    (at(2026, 11, 23, 1, 0), True),        # Monday 10:00 in Seoul
+    (at(2026, 11, 23, 9, 0), False),       # Monday 18:00 in Seoul: closing time
+    (at(2026, 11, 28, 16, 30), True),      # Sunday 01:30 in Seoul: Saturday's overnight window
+    (at(2026, 11, 29, 3, 0), False),       # Sunday 12:00 in Seoul
+    (at(2026, 12, 25, 1, 0), False),       # Friday 10:00 in Seoul, a holiday of kr
+])
+def test_open_holds_while_the_plans_hours_are_open(when: datetime, is_open: bool) -> None:
+    ctx = Context(now=when, timezone="Asia/Seoul", caller="+8210", calendars={"kr": [date(2026, 12, 25)]},
+                  hours=HOURS)
+    assert holds(cond(open=True), ctx) is is_open
+    assert holds(cond(open=False), ctx) is not is_open
+    assert holds(cond(open=True, **{"not": True}), ctx) is not is_open
+    assert holds(cond(open=True, caller="+82*"), ctx) is is_open
+    assert not holds(cond(open=True, caller="+1*"), ctx)
+
+
+def test_a_plan_without_hours_is_always_open() -> None:
+    ctx = Context(now=at(2026, 11, 29, 3, 0), timezone="Asia/Seoul")
+    assert holds(cond(open=True), ctx) and not holds(cond(open=False), ctx)
 
 
 # --- caller globs -----------------------------------------------------------------------------------
@@ -278,3 +306,25 @@ async def test_branch_on_variables_set_earlier() -> None:
           none: {type: hangup}
         """, variables={"crm.score": "91"})
     assert env.result.node == "hi"
+
+
+async def test_branch_on_the_plans_business_hours() -> None:
+    plan = """
+        start: b
+        timezone: America/New_York
+        calendars: {us: ["2026-11-26"]}
+        hours:
+          open: [{days: [mon-fri], from: "09:00", to: "18:00"}]
+          holidays: us
+        nodes:
+          b:
+            type: branch
+            rules:
+              - {if: {open: false}, goto: closed}
+            default: open
+          open: {type: hangup}
+          closed: {type: hangup}
+        """
+    assert (await run(plan, now=at(2026, 11, 25, 15))).result.node == "open"      # Wednesday 10:00 in NY
+    assert (await run(plan, now=at(2026, 11, 26, 15))).result.node == "closed"    # Thanksgiving
+    assert (await run(plan, now=at(2026, 11, 25, 23, 30))).result.node == "closed"  # Wednesday 18:30

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ivr.core.errors import DialplanError
-from ivr.dialplan.graph import format_for, render, to_dot
+from ivr.dialplan.graph import condition_label, format_for, render, to_dot
 from ivr.dialplan.loader import load_plan
-from ivr.dialplan.model import Plan
+from ivr.dialplan.model import Condition, Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 KOREAN = ROOT / "dialplans" / "examples" / "korean-telecom.yaml"
@@ -120,3 +120,9 @@ def test_format_from_option_or_suffix(tmp_path: Path) -> None:
     assert format_for(Path("a.gv"), None) == "dot"
     with pytest.raises(DialplanError):
         format_for(Path("a.txt"), None)
+
+
+def test_business_hours_conditions_are_labelled_open_or_closed() -> None:
+    assert condition_label(Condition.model_validate({"open": False})) == "closed"
+    assert condition_label(Condition.model_validate({"open": True, "caller": "+1*", "not": True})) == \
+        "not (open and caller +1*)"
