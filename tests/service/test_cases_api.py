@@ -403,6 +403,7 @@ async def test_a_disposition_with_a_case_opens_one_linked_to_the_call_once(
     status, page = await call("GET", "/api/v1/cases", SUPER)
     assert len(page["cases"]) == 1
     # without a case: no case_id in the reply of a call without one
+    await store.end_call("c1", reason="hangup", wrapup_s=0, ttl_s=3600)
     await answered(store, "c2", "agent1")
     status, plain = await call("POST", "/api/v1/calls/c2/disposition", AGENT1, json={"disposition": "resolved"})
     assert status == 200 and "case_id" not in plain
