@@ -525,7 +525,8 @@ MODELS = (*MODELS, CaseCreate, CaseUpdate, CaseNoteAdd, CaseCallLink)
 _MINE = "its own cases"
 OPERATIONS.update({
     ("POST", "/api/v1/cases"): Operation(
-        "Open a complaint case", "cases", ALL_ROLES, ok=201, body=CaseCreate, response=ref("Case"),
+        "Open a complaint case", "cases", ALL_ROLES, own="cases it owns, on calls it took", ok=201, body=CaseCreate,
+        response=ref("Case"),
         description="The due time is `cases.due_s` of the tier from now, counted in the business hours of the "
                     "case's plan (the call's, else `cases.hours_plan`) when `cases.business_hours`. An agent owns "
                     "the cases it opens (403 naming another owner); supervisors and admins name any agent or "
