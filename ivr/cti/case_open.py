@@ -21,6 +21,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ivr.core.case_states import HOTLINE_MAX
 from ivr.core.errors import DialplanError
 from ivr.core.logging import get_logger
 from ivr.cti.auth import User
@@ -33,7 +34,6 @@ from ivr.dialplan.registry import plan_id
 log = get_logger(__name__)
 
 Tier = Literal["urgent", "important", "normal"]
-HOTLINE_MAX = 100  # characters of a case's hotline (ivr.core.case_states)
 #: characters a case's text never holds: control characters and line separators
 _CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 _CONTROL_BUT_LF = r"\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029"

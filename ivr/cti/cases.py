@@ -18,7 +18,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ivr.core.case_states import CASE_TRANSITIONS
+from ivr.core import case_states as cs
 from ivr.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti import cursor
@@ -27,39 +27,38 @@ from ivr.cti.auth import User, require_role
 from ivr.cti.calls import handled_by
 from ivr.cti.case_open import LINE, REASON, TEXT, Tier, due_ms, open_for_call
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
-from ivr.cti.originate import NUMBER
 from ivr.queues.stats import start_of_today
 from ivr.queues.store import QueueStore
 
 log = get_logger(__name__)
 
-CASE_ID = r"^CS[0-9]{1,12}$"
-_CASE_ID = re.compile(CASE_ID[1:-1])
+CASE_ID = cs.CASE_ID.pattern
+_CASE_ID = cs.CASE_ID
 Status = Literal["open", "contacted", "resolved", "closed", "reopened"]
-STATUSES: tuple[str, ...] = ("open", "contacted", "resolved", "closed", "reopened")
-TIERS: tuple[str, ...] = ("urgent", "important", "normal")
+STATUSES: tuple[str, ...] = tuple(s.value for s in cs.CaseStatus)
+TIERS: tuple[str, ...] = cs.CASE_TIERS
 #: the moves of the case state machine (ivr.core.case_states), as strings
-MOVES: dict[str, frozenset[str]] = {str(k): frozenset(str(s) for s in v) for k, v in CASE_TRANSITIONS.items()}
+MOVES: dict[str, frozenset[str]] = {k.value: frozenset(s.value for s in v) for k, v in cs.CASE_TRANSITIONS.items()}
 #: what a case's due time still counts for (not yet contacted)
-WAITING = frozenset({"open", "reopened"})
-CASES_LIMIT_MAX = 200
+WAITING = frozenset(s.value for s in cs.PENDING)
+CASES_LIMIT_MAX = cs.LIST_MAX
 CASES_LIMIT_DEFAULT = 50
 NOTES_SHOWN = 50
-CALL_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
-CUSTOMER = f"^({NUMBER[1:-1]})?$"
+CALL_ID = cs.CALL_ID.pattern
+CUSTOMER = f"^({cs.CUSTOMER.pattern[1:-1]})?$"
 
 
 class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier: Tier
-    reason: str = Field(min_length=1, max_length=200, pattern=REASON, description="one line")
+    reason: str = Field(min_length=1, max_length=cs.REASON_MAX, pattern=REASON, description="one line")
     customer: str | None = Field(None, pattern=CUSTOMER, description="the customer's number (default: the call's)")
     call_id: str | None = Field(None, pattern=CALL_ID, description="a call to link (its customer and hotline "
                                                                   "are the case's unless given)")
     owner: str | None = Field(None, pattern=AGENT_ID, description="the agent who owns it (an agent: itself only, "
                                                                  "the default)")
-    crm_id: str = Field("", max_length=64, pattern=LINE)
-    customer_name: str = Field("", max_length=100, pattern=LINE)
+    crm_id: str = Field("", max_length=cs.CRM_ID_MAX, pattern=LINE)
+    customer_name: str = Field("", max_length=cs.CUSTOMER_NAME_MAX, pattern=LINE)
 
 
 class CaseUpdate(BaseModel):
@@ -70,12 +69,12 @@ class CaseUpdate(BaseModel):
     tier: Tier | None = Field(None, description="supervisors and admins")
     owner: str | None = Field(None, pattern=f"^$|{AGENT_ID}",
                               description="\"\": nobody; an agent may only claim an unowned case for itself")
-    reason: str | None = Field(None, min_length=1, max_length=200, pattern=REASON)
+    reason: str | None = Field(None, min_length=1, max_length=cs.REASON_MAX, pattern=REASON)
 
 
 class CaseNoteAdd(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(min_length=1, max_length=2000, pattern=TEXT)
+    text: str = Field(min_length=1, max_length=cs.NOTE_MAX, pattern=TEXT)
 
 
 class CaseCallLink(BaseModel):
