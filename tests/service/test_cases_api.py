@@ -23,6 +23,7 @@ from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer
 from tests.ports import free_udp_tcp_port
 from tests.service.test_cti_api import Api, Feed, code_of
+from tests.service.test_webhooks import Receiver, hook_settings, until
 
 PREFIX = "cases"
 SUPER = {"Authorization": "Bearer super1-demo-token"}
@@ -59,9 +60,10 @@ def after_holidays_ms(first: date, seconds: int) -> int:
         + seconds * 1000
 
 
-def settings_for(tmp_path: Path, redis_server: RedisServer, **cases: Any) -> Settings:
+def settings_for(tmp_path: Path, redis_server: RedisServer, webhooks: dict[str, Any] | None = None,
+                 **cases: Any) -> Settings:
     return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
-                    redis={"url": redis_server.url, "prefix": PREFIX}, cases=cases,
+                    redis={"url": redis_server.url, "prefix": PREFIX}, cases=cases, webhooks=webhooks or {},
                     api={"host": "127.0.0.1", "port": free_udp_tcp_port()})
 
 
@@ -451,6 +453,41 @@ async def test_case_events_reach_the_owners_desktop_and_the_wallboard(
     finally:
         for feed in (desk, floor, other):
             await feed.close()
+
+
+async def test_every_case_change_reaches_the_crms_webhook_signed_and_without_the_notes_text(
+        tmp_path: Path, redis_server: RedisServer, redis: Redis, first_holiday: date, store: QueueStore,
+        http: aiohttp.ClientSession) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    hooks = hook_settings(receiver.url, endpoint={"events": ["case.*"]}).model_dump(mode="python")
+    a = Api(settings_for(tmp_path, redis_server, webhooks=hooks))
+    await a.start()
+    try:
+        await answered(store, "c1", "agent1")
+        async with http.post(f"{a.url}/api/v1/cases", headers=AGENT1,
+                             json={"tier": "urgent", "reason": "billed twice", "call_id": "c1"}) as r:
+            assert r.status == 201
+            case = await r.json()
+        path = f"{a.url}/api/v1/cases/{case['id']}"
+        async with http.patch(path, headers=SUPER, json={"tier": "important"}) as r:
+            assert r.status == 200
+        async with http.patch(path, headers=AGENT1, json={"status": "contacted"}) as r:
+            assert r.status == 200
+        async with http.post(f"{path}/notes", headers=AGENT1, json={"text": "private words"}) as r:
+            assert r.status == 201
+        types = ["case.opened", "case.updated", "case.status", "case.note"]
+        await until(lambda: len(receiver.accepted) >= len(types), what="the case events delivered")
+        got = [{"type": x["event"]["type"], **x["event"]["data"]} for x in receiver.attempts]
+        assert [e["type"] for e in got] == types and all(x["verified"] for x in receiver.attempts)
+        assert {e["case_id"] for e in got} == {case["id"]}
+        assert got[0]["call_id"] == "c1" and got[0]["agent_id"] == "agent1"
+        assert set(got[1]["changed"]) == {"tier", "due_at"} and got[1]["by"] == "super1"
+        assert got[2]["status"] == "contacted" and got[3]["length"] == len("private words")
+        assert "private words" not in json.dumps(got)
+    finally:
+        await a.stop()
+        await receiver.stop()
 
 
 # --- hostile input ------------------------------------------------------------------------------------
