@@ -174,7 +174,8 @@ async def list_cases(request: web.Request) -> web.Response:
     cases, after = await request.app[STORE].list_cases(
         status=status, owner=owner, tier=tier, due=due, soon_ms=soon_ms, limit=limit, before=before)
     return web.json_response({"cases": cases,
-                              "next_cursor": cursor.encode_cursor(filters, after) if after else None})
+                              "next_cursor": cursor.encode_cursor(filters, after) if after else None,
+                              "due_soon_s": request.app[SETTINGS].cases.due_soon_s})
 
 
 async def case_counts(request: web.Request) -> web.Response:

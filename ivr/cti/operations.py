@@ -500,8 +500,9 @@ SCHEMAS.update({
     "CaseNote": {"type": "object", "required": ["at", "by", "text"],
                  "properties": {"at": INT, "by": STR, "text": STR}},
     "CaseList": {
-        "type": "object", "required": ["cases", "next_cursor"],
+        "type": "object", "required": ["cases", "next_cursor", "due_soon_s"],
         "properties": {"cases": {"type": "array", "items": ref("Case")},
+                       "due_soon_s": {**INT, "description": "`cases.due_soon_s`: what `due=soon` means"},
                        "next_cursor": {**NULLABLE_STR, "description": "give it as `cursor` (with the same filters) "
                                                                       "for the next page; null on the last page"}}},
     "CaseCounts": {

@@ -206,6 +206,7 @@ async def test_the_list_gives_an_agent_its_own_cases_and_staff_every_case_with_f
     none = await opened(call, SUPER, tier="important")
     status, page = await call("GET", "/api/v1/cases", AGENT1)
     assert status == 200 and [c["id"] for c in page["cases"]] == [a1["id"]] and page["next_cursor"] is None
+    assert page["due_soon_s"] == 900  # cases.due_soon_s: the desktop marks "due soon" with it
     for query in ("owner=me", "owner=agent1"):
         status, page = await call("GET", f"/api/v1/cases?{query}", AGENT1)
         assert status == 200 and [c["id"] for c in page["cases"]] == [a1["id"]]

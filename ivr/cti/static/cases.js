@@ -38,7 +38,7 @@ export class MyCases {
     this.view = "mine";
     this.cases = [];
     this.open = null; // the case shown in detail (with its notes)
-    this.soonS = 900;
+    this.soonS = 900; // the server's cases.due_soon_s, from the list
     this.pending = null;
     for (const button of document.querySelectorAll("#case-views button")) {
       button.addEventListener("click", () => {
@@ -83,6 +83,7 @@ export class MyCases {
     try {
       const page = await api(login.token, "GET", `/api/v1/cases?${query}`);
       this.cases = page.cases;
+      this.soonS = page.due_soon_s || this.soonS;
       this.render();
     } catch (err) {
       $("cases-status").textContent = `Cases not available: ${err.describe ? err.describe() : err}`;
