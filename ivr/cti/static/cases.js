@@ -13,7 +13,7 @@ const MOVES = {
   closed: ["reopened"],
   reopened: ["contacted", "resolved", "closed"],
 };
-const MOVE_TEXT = {contacted: "Contacted", resolved: "Resolved", closed: "Close", reopened: "Reopen"};
+const MOVE_TEXT = {contacted: "Contacted", resolved: "Resolved", closed: "Close case", reopened: "Reopen"};
 const WAITING = new Set(["open", "reopened"]);
 const VIEWS = {mine: "", soon: "due=soon", overdue: "due=overdue"};
 
@@ -50,7 +50,7 @@ export class MyCases {
       event.preventDefault();
       this.addNote();
     });
-    $("case-close").addEventListener("click", () => this.show(null));
+    $("case-hide").addEventListener("click", () => this.show(null));
   }
 
   start() {
@@ -96,12 +96,12 @@ export class MyCases {
     }
     const now = serverNow();
     fill($("case-rows"), this.cases.map((c) => el("tr", {dataset: {caseId: c.id, status: c.status, due: dueLevel(c, this.soonS, now)}},
-      el("td", {}, el("button", {type: "button", class: "link", dataset: {open: c.id}}, c.id)),
+      el("td", {class: "case"}, el("button", {type: "button", class: "link", dataset: {open: c.id}}, c.id),
+         el("span", {class: "reason muted small"}, c.reason || "")),
       el("td", {}, el("span", {class: "pill", dataset: {tier: c.tier}}, c.tier)),
       el("td", {}, el("span", {class: "pill", dataset: {state: c.status}}, c.status)),
       el("td", {class: "due", dataset: {figure: "due"}}, dueText(c, now) || "—"),
-      el("td", {}, c.customer || ""),
-      el("td", {class: "reason"}, c.reason || ""))));
+      el("td", {}, c.customer || ""))));
     for (const button of document.querySelectorAll("#case-rows button[data-open]")) {
       button.addEventListener("click", () => this.load(button.dataset.open));
     }
