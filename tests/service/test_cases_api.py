@@ -155,6 +155,55 @@ async def test_without_business_hours_a_case_is_due_on_the_wall_clock(
         await a.stop()
 
 
+MAIN_PLAN = """\
+name: Main line
+numbers: ["*"]
+language: en
+start: bye
+nodes:
+  bye: {type: hangup}
+"""
+
+
+async def test_the_plan_whose_hours_count_is_the_calls_else_cases_hours_plan_else_the_catch_all(
+        tmp_path: Path, redis_server: RedisServer, redis: Redis, first_holiday: date, store: QueueStore,
+        http: aiohttp.ClientSession) -> None:
+    plans = tmp_path / "dialplans"
+    (plans / "care.yaml").write_text(holiday_plan(first_holiday).replace('numbers: ["*"]', 'numbers: ["2000"]'))
+    (plans / "main.yaml").write_text(MAIN_PLAN)  # no hours: wall time
+
+    async def new_case(api: Api, **body: Any) -> dict[str, Any]:
+        async with http.post(f"{api.url}/api/v1/cases", headers=SUPER,
+                             json={"tier": "urgent", "reason": "r", **body}) as r:
+            assert r.status == 201, await r.text()
+            case: dict[str, Any] = await r.json()
+            return case
+
+    a = Api(settings_for(tmp_path, redis_server))
+    await a.start()
+    try:
+        await answered(store, "c1", "agent1")  # a call of the care line
+        plain = await new_case(a)
+        assert plain["hotline"] == "Main line"
+        assert abs(plain["due_at"] - plain["opened_at"] - HOUR_MS) < 2000
+        of_call = await new_case(a, call_id="c1")
+        assert of_call["hotline"] == PLAN_NAME and of_call["due_at"] == after_holidays_ms(first_holiday, 3600)
+        # a plan file that changes is read again: the main line gets the holidays too
+        (plans / "main.yaml").write_text(holiday_plan(first_holiday).replace(PLAN_NAME, "Main line"))
+        again = await new_case(a)
+        assert again["hotline"] == "Main line" and again["due_at"] == after_holidays_ms(first_holiday, 3600)
+    finally:
+        await a.stop()
+    (plans / "main.yaml").write_text(MAIN_PLAN)
+    b = Api(settings_for(tmp_path, redis_server, hours_plan="care"))
+    await b.start()
+    try:
+        chosen = await new_case(b)
+        assert chosen["hotline"] == PLAN_NAME and chosen["due_at"] == after_holidays_ms(first_holiday, 3600)
+    finally:
+        await b.stop()
+
+
 async def test_staff_open_cases_for_any_agent_or_none_and_unknown_owners_are_404(call: Call) -> None:
     case = await opened(call, SUPER, owner="agent2", tier="important")
     assert case["owner"] == "agent2" and case["opened_by"] == "super1"
