@@ -1,7 +1,8 @@
 """The CTI API (aiohttp): wires the route modules, the middlewares and the background tasks.
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
-feeds), ``calls`` (records, disposition, voicemail, callbacks), ``originate`` (click-to-dial),
+feeds), ``calls`` (records, disposition, voicemail, callbacks), ``cases`` (complaint cases),
+``originate`` (click-to-dial),
 ``floor`` (queues and their stats),
 ``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here),
 ``pages`` (the agent desktop and the wallboard), ``system`` (health, readiness, config). The CRM
@@ -23,6 +24,7 @@ from ivr.cti import (
     agents,
     call_control,
     calls,
+    cases,
     dialplans,
     floor,
     metrics,
@@ -34,6 +36,7 @@ from ivr.cti import (
     webhooks,
 )
 from ivr.cti.auth import TokenAuth
+from ivr.cti.case_open import setup as setup_cases
 from ivr.cti.client_address import client_middleware
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE
 from ivr.cti.cors import cors_middleware
@@ -56,6 +59,7 @@ def init_app(settings: Settings) -> web.Application:
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[floor.LIVE] = floor.LiveCounts()
+    setup_cases(app, settings.dialplans_dir)
     app[metrics.METRICS] = api_metrics
     app.on_response_prepare.append(security_headers)
 
@@ -94,7 +98,8 @@ def init_app(settings: Settings) -> web.Application:
 
     app.on_shutdown.append(close_sockets)
     r = app.router
-    for module in (system, agents, calls, call_control, originate, floor, dialplans, webhooks, pages, metrics):
+    for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
+                   metrics):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -7,9 +7,6 @@ Voicemail files are served only from the path stored on the call record, re-chec
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -22,7 +19,9 @@ from ivr.core import commands
 from ivr.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.core.media_store import NAME, voicemail_file
+from ivr.cti import cursor
 from ivr.cti.auth import User, require_role, require_self_or
+from ivr.cti.case_open import CaseFromCall, open_for_call
 from ivr.cti.command_reply import send_command
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.queues.stats import parse_time
@@ -88,6 +87,7 @@ class CallRecord(BaseModel):
         None, description="each agent's part of the call: {agent: {disposition, notes, by, at}} (a call "
                           "transferred on has one per agent; disposition/notes above are the last)")
     crm_record_id: str | None = None
+    case_id: str | None = Field(None, description="the complaint case the call is linked to (the last one)")
     callback_id: str | None = None
     callback: dict[str, Any] | None = None
     # call control (docs/call-control.md)
@@ -231,7 +231,6 @@ async def get_call(request: web.Request) -> web.Response:
 
 CALLS_LIMIT_MAX = 200
 CALLS_LIMIT_DEFAULT = 50
-CURSOR_MAX = 400  # characters
 _NUMBER = re.compile(r"[+]?[0-9A-Za-z#._-]{1,64}[*]?")
 _EPOCH = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
 #: the local date-time (no offset) the documents allow besides RFC 3339 dates and date-times
@@ -241,7 +240,7 @@ _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
                   r"([Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
                   r"|[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?))?")
 _CALL_ID = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
-_MAX_MS = 253402300799000  # 9999-12-31T23:59:59Z
+_MAX_MS = cursor.MAX_MS
 OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled", "failed", "superseded")
 
 
@@ -280,37 +279,21 @@ def _calls_limit(request: web.Request) -> int:
     return int(raw)
 
 
-def _query_digest(query: CallQuery) -> str:
+def _filters(query: CallQuery) -> list[object]:
     """What a cursor is bound to: the filters of the query that made it (the forced agent too)."""
-    text = json.dumps([query.from_ms, query.to_ms, query.agent_id, query.queue, query.number, query.number_prefix,
-                       query.outcome, query.direction])
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return [query.from_ms, query.to_ms, query.agent_id, query.queue, query.number, query.number_prefix,
+            query.outcome, query.direction]
 
 
 def encode_cursor(query: CallQuery, pos: tuple[int, str]) -> str:
     """An opaque cursor: the position (start ms, call id) of the last call looked at, bound to the
-    query's filters by a digest (base64url JSON)."""
-    payload = json.dumps({"s": pos[0], "c": pos[1], "q": _query_digest(query)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+    query's filters (:mod:`ivr.cti.cursor`)."""
+    return cursor.encode_cursor(_filters(query), pos)
 
 
-def decode_cursor(query: CallQuery, cursor: str) -> tuple[int, str]:
+def decode_cursor(query: CallQuery, raw: str) -> tuple[int, str]:
     """The position of a cursor made for ``query``; 400 ``request.invalid`` for anything else."""
-    bad = BadRequest("cursor is not one this list gave for these filters (start again without it)",
-                     code="request.invalid")
-    if len(cursor) > CURSOR_MAX or not re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
-        raise bad
-    try:
-        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        raise bad from None
-    if not isinstance(data, dict) or set(data) != {"s", "c", "q"}:
-        raise bad
-    s, c, q = data["s"], data["c"], data["q"]
-    if (not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= _MAX_MS or not isinstance(c, str)
-            or not _CALL_ID.fullmatch(c) or q != _query_digest(query)):
-        raise bad
-    return s, c
+    return cursor.decode_cursor(_filters(query), raw, _CALL_ID)
 
 
 def calls_query(request: web.Request, who: User) -> CallQuery:
@@ -397,12 +380,16 @@ class Disposition(BaseModel):
     notes: str = Field("", max_length=4000)
     crm_record_id: str | None = Field(None, max_length=128, pattern=r"^[^\x00-\x1f]+$",
                                       description="the CRM record the agent confirmed (when the pop listed several)")
+    case: CaseFromCall | None = Field(None, description="open a complaint case for the call: owned by the call's "
+                                                        "agent, the customer the call's number, linked to the call")
 
 
 async def set_disposition(request: web.Request) -> web.Response:
     """The agent's wrap-up: a disposition code and notes on the call record (an agent who took part
     in it - also the one who transferred it on and is in wrap-up for it - a supervisor or an admin);
-    ``call.disposition`` carries them, with who set them, to the CRM's webhook."""
+    ``call.disposition`` carries them, with who set them, to the CRM's webhook. With ``case``, a
+    complaint case is opened for the call (once: a call linked to a case keeps it) and the reply
+    carries its ``case_id``."""
     who = await user(request)
     call_id = request.match_info["call_id"]
     store = request.app[STORE]
@@ -415,10 +402,19 @@ async def set_disposition(request: web.Request) -> web.Response:
     allowed = request.app[SETTINGS].api.dispositions
     if req.disposition not in allowed:
         raise BadRequest(f"disposition must be one of {', '.join(allowed)}", code="call.disposition_invalid")
+    case_id = str(call.get("case_id") or "")
+    if req.case is not None and not case_id:  # a call already linked to a case (a disposition saved again) keeps it
+        owner = who.id if who.role == "agent" else str(call.get("agent_id") or "")
+        case = await open_for_call(request, who, call_id, call, tier=req.case.tier, reason=req.case.reason,
+                                   owner=owner)
+        case_id = case["id"]
     await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id,
                                    agent_id=who.id if who.role == "agent" else "")
-    log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id)
-    return web.json_response(call_view(await store.get_call(call_id) or {"call_id": call_id}))
+    log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id, case_id=case_id)
+    reply = call_view(await store.get_call(call_id) or {"call_id": call_id})
+    if req.case is not None:
+        reply["case_id"] = case_id
+    return web.json_response(reply)
 
 
 async def hangup_call(request: web.Request) -> web.Response:

@@ -44,9 +44,9 @@ async def user(request: web.Request) -> User:
 LIST_MAX = 500  # items one list request returns at most
 
 
-def limit_param(request: web.Request, default: int = 100) -> int:
-    """``?limit=`` as 1..:data:`LIST_MAX` (ASCII digits only: ``"²".isdigit()`` is true)."""
+def limit_param(request: web.Request, default: int = 100, maximum: int = LIST_MAX) -> int:
+    """``?limit=`` as 1..``maximum`` (ASCII digits only: ``"²".isdigit()`` is true)."""
     raw = request.query.get("limit", str(default))
-    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= LIST_MAX:
-        raise BadRequest(f"limit must be 1..{LIST_MAX}", code="request.invalid")
+    if not re.fullmatch(r"[0-9]{1,6}", raw) or not 1 <= int(raw) <= maximum:
+        raise BadRequest(f"limit must be 1..{maximum}", code="request.invalid")
     return int(raw)

@@ -22,7 +22,19 @@ from ivr.core.events import AgentState
 from ivr.cti import call_control
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
+from ivr.cti.cases import (
+    CASE_ID,
+    CASES_LIMIT_DEFAULT,
+    CASES_LIMIT_MAX,
+    STATUSES,
+    TIERS,
+    CaseCallLink,
+    CaseCreate,
+    CaseNoteAdd,
+    CaseUpdate,
+)
 from ivr.cti.context import LIST_MAX
+from ivr.cti.cursor import CURSOR_PATTERN
 from ivr.cti.dialplans import Rollback
 from ivr.cti.originate import Originate
 from ivr.dialplan.registry import VersionEntry
@@ -107,7 +119,7 @@ CALL_LIST_PARAMS: tuple[Param, ...] = (
     Param("direction", {"enum": ["inbound", "outbound"]}, "inbound (records without a direction) or outbound"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": CALLS_LIMIT_MAX, "default": CALLS_LIMIT_DEFAULT},
           "most calls to return"),
-    Param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "the `next_cursor` of the previous "
+    Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the `next_cursor` of the previous "
                                                                              "page"),
 )
 
@@ -304,7 +316,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "Wrap-up: disposition code and notes", "calls", STAFF, own="the calls it took", body=Disposition,
         response=ref("CallRecord"),
         description="400 `call.disposition_invalid` for a code not in `api.dispositions`; the "
-                    "`call.disposition` event carries it to the CRM's webhook.", errors=(404,)),
+                    "`call.disposition` event carries it to the CRM's webhook. With `case` ({tier, reason}) a "
+                    "complaint case is opened for the call (owner: the call's agent, customer: the call's number, "
+                    "due as for `POST /api/v1/cases`) and the reply carries its `case_id`; a call already linked "
+                    "to a case keeps that one.", errors=(404,)),
     ("POST", "/api/v1/calls/{call_id}/reject"): Operation(
         "Refuse an offered call", "calls", STAFF, own="an offer made to it", body=RejectOffer, ok=202,
         response=ref("CommandAccepted"),
@@ -454,3 +469,110 @@ SCHEMAS["CallTargets"] = {
         "numbers": {"type": "array", "items": {"type": "object", "required": ["label", "number"],
                                                "properties": {"label": STR, "number": STR}}}}}
 MODELS = (*MODELS, call_control.TargetBody, call_control.LeaveBody, call_control.DtmfBody)
+
+# --- complaint cases (ivr.cti.cases; docs/cti-api.md "Complaint cases") ----------------------------
+
+PATH_PARAMS["case_id"] = {"type": "string", "pattern": CASE_ID}
+NULLABLE_INT: Schema = {"type": ["integer", "null"]}
+TIER_ENUM: Schema = {"enum": list(TIERS)}
+STATUS_ENUM: Schema = {"enum": list(STATUSES)}
+PER_TIER: Schema = {"type": "object", "additionalProperties": INT}
+SCHEMAS.update({
+    "Case": {
+        "type": "object", "required": ["id", "tier", "status", "owner", "opened_at", "due_at", "calls", "version"],
+        "properties": {
+            "id": {**STR, "pattern": CASE_ID, "description": "readable over the phone (CS17)"},
+            "tier": TIER_ENUM, "status": STATUS_ENUM,
+            "reason": STR, "customer": {**STR, "description": "the customer's number, or empty"},
+            "customer_name": STR, "crm_id": STR,
+            "hotline": {**STR, "description": "the dial plan whose business hours count"},
+            "owner": {**STR, "description": "the agent who owns it, or empty"},
+            "opened_by": {**STR, "description": "ivr:<plan>, or the user who opened it"},
+            "opened_at": INT,
+            "due_at": {**NULLABLE_INT, "description": "first contact is due by then (epoch ms)"},
+            "contacted_at": NULLABLE_INT, "resolved_at": NULLABLE_INT, "closed_at": NULLABLE_INT,
+            "updated_at": NULLABLE_INT,
+            "calls": {"type": "array", "items": STR, "description": "linked call ids, newest last (50 at most)"},
+            "reopened": INT,
+            "overdue": {"type": "boolean", "description": "its deadline passed before the first contact"},
+            "first_contact_ms": {**NULLABLE_INT, "description": "opened to first contacted"},
+            "version": {**INT, "description": "goes up with every change"}}},
+    "CaseNote": {"type": "object", "required": ["at", "by", "text"],
+                 "properties": {"at": INT, "by": STR, "text": STR}},
+    "CaseList": {
+        "type": "object", "required": ["cases", "next_cursor", "due_soon_s"],
+        "properties": {"cases": {"type": "array", "items": ref("Case")},
+                       "due_soon_s": {**INT, "description": "`cases.due_soon_s`: what `due=soon` means"},
+                       "next_cursor": {**NULLABLE_STR, "description": "give it as `cursor` (with the same filters) "
+                                                                      "for the next page; null on the last page"}}},
+    "CaseCounts": {
+        "type": "object", "required": ["status", "open", "overdue", "due_soon", "first_contact"],
+        "properties": {
+            "status": {**PER_TIER, "description": "cases per status"},
+            "open": {**PER_TIER, "description": "open and reopened cases per tier"},
+            "overdue": {**INT, "description": "open or reopened cases past their due time"},
+            "due_soon": {**INT, "description": "open or reopened cases due within `cases.due_soon_s`"},
+            "first_contact": {"type": "object", "description": "cases opened today (local midnight), per tier",
+                              "additionalProperties": {
+                                  "type": "object", "required": ["contacted", "within_due", "met"],
+                                  "properties": {"contacted": INT, "within_due": INT,
+                                                 "met": {"type": ["number", "null"],
+                                                         "description": "within_due / contacted"},
+                                                 "avg_first_contact_s": {"type": ["number", "null"]}}}}}},
+})
+SCHEMAS["CaseDetail"] = {"allOf": [ref("Case"), {"type": "object", "required": ["notes"], "properties": {
+    "notes": {"type": "array", "items": ref("CaseNote"), "description": "the latest 50, newest first"}}}]}
+MODELS = (*MODELS, CaseCreate, CaseUpdate, CaseNoteAdd, CaseCallLink)
+_MINE = "its own cases"
+OPERATIONS.update({
+    ("POST", "/api/v1/cases"): Operation(
+        "Open a complaint case", "cases", ALL_ROLES, own="cases it owns, on calls it took", ok=201, body=CaseCreate,
+        response=ref("Case"),
+        description="The due time is `cases.due_s` of the tier from now, counted in the business hours of the "
+                    "case's plan (the call's, else `cases.hours_plan`) when `cases.business_hours`. An agent owns "
+                    "the cases it opens (403 naming another owner); supervisors and admins name any agent or "
+                    "none. With `call_id` (an agent: a call it took) the case takes the call's customer and "
+                    "hotline unless given, and is linked to it. 404 `call.not_found`, `agent.not_found`. "
+                    "`case.opened` goes to the owner's desktop, the wallboard and the webhooks.",
+        errors=(404,)),
+    ("GET", "/api/v1/cases"): Operation(
+        "Complaint cases, newest first: filters and cursor pagination", "cases", STAFF, own=_MINE,
+        response=ref("CaseList"),
+        params=(Param("status", STATUS_ENUM, "cases in this status"),
+                Param("owner", {"type": "string", "pattern": f"^me$|{AGENT_ID}"},
+                      "`me` or an agent id (agents: themselves only, 403 for another)"),
+                Param("tier", TIER_ENUM, "cases of this tier"),
+                Param("due", {"enum": ["soon", "overdue"]}, "open or reopened cases due within "
+                                                            "`cases.due_soon_s` / past their due time"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": CASES_LIMIT_MAX,
+                                "default": CASES_LIMIT_DEFAULT}, "most cases to return"),
+                Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN},
+                      "the `next_cursor` of the previous page (400 `request.invalid` with other filters)")),
+        description="By opening time, newest first. An agent gets its own cases, whatever `owner` says "
+                    "(naming another agent: 403)."),
+    ("GET", "/api/v1/cases/counts"): Operation(
+        "Complaint counts for the wallboard", "cases", STAFF, response=ref("CaseCounts"),
+        description="Open cases per tier, cases per status, overdue, due soon, and the first contact of "
+                    "today's cases per tier (contacted, within the due time, the ratio met)."),
+    ("GET", "/api/v1/cases/{case_id}"): Operation(
+        "A complaint case with its latest notes", "cases", STAFF, own=_MINE, response=ref("CaseDetail"),
+        errors=(404,), description="404 `case.not_found`; 403 for an agent and another agent's case."),
+    ("PATCH", "/api/v1/cases/{case_id}"): Operation(
+        "Change a case's status, tier, owner or reason", "cases", STAFF, own=_MINE, body=CaseUpdate,
+        response=ref("Case"),
+        description="An agent changes status and reason of its own cases and may claim an unowned case "
+                    "(`owner`: itself). A reopened case is due `cases.due_s` of its tier from now; a tier change "
+                    "of a case not yet contacted moves its due time (from when it was opened). 409 "
+                    "`case.bad_transition` for a move the state machine does not allow (open -> contacted, "
+                    "resolved, closed; contacted -> resolved, closed; resolved -> closed, reopened; closed -> "
+                    "reopened; reopened -> contacted, resolved, closed); 404 `case.not_found`, `agent.not_found`. "
+                    "An empty body changes nothing.", errors=(404, 409)),
+    ("POST", "/api/v1/cases/{case_id}/notes"): Operation(
+        "Add a note to a case", "cases", STAFF, own=_MINE, ok=201, body=CaseNoteAdd, response=ref("CaseNote"),
+        description="`case.note` carries its length (not its text) to the desktops and webhooks.", errors=(404,)),
+    ("POST", "/api/v1/cases/{case_id}/calls"): Operation(
+        "Link a call to a case", "cases", STAFF, own="its own cases and calls it took", body=CaseCallLink,
+        response=ref("Case"),
+        description="The call record gets the `case_id` (a call links to one case: the last). 404 "
+                    "`case.not_found`, `call.not_found`.", errors=(404,)),
+})

@@ -443,3 +443,58 @@ async def test_hold_mute_and_keys_from_the_page_reach_the_call_and_the_wallboard
     board.expect_no_errors()
     await page.context.close()
     await board.page.context.close()
+
+
+async def test_a_real_call_ends_in_a_complaint_case_on_the_desktop_and_the_wallboard(
+        floor: Floor, tmp_path: Path) -> None:
+    """The disposition form opens a complaint case for a real call (sipp caller through the edge and the
+    IVR, agent1's sipp phone): the case is linked to the call, the customer is the caller, the desktop's
+    "My cases" panel shows it and changes its status, and the wallboard's Complaints tile counts it."""
+    h = floor.hotline
+    await settle(h, "available")
+    board = await open_tab(floor.browser, f"{h.api}/wallboard")
+    await board.page.fill("#token", h.tokens["super1"])
+    await board.page.click("#login-form button[type=submit]")
+    await expect(board.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
+    tile = board.page.locator("#complaints")
+    await expect(tile).to_be_visible(timeout=UI_MS)
+    urgent_before = int(await tile.locator("[data-figure=open-urgent] .value").inner_text())
+    tab = await desktop(floor)
+    page = tab.page
+
+    caller_sf, phone_sf = scenarios(tmp_path, ring_ms=300, talk_ms=1000)
+    async with phone(h, phone_sf, tmp_path):
+        caller = call(h, caller_sf, tmp_path)
+        await expect(page.locator("#call-status")).to_have_text("Ended", timeout=CALL_MS)
+        result = await caller
+        assert result.ok, result.describe() + "\n" + h.log_tail()
+    call_id = await page.locator("#pop").get_attribute("data-call-id")
+    assert call_id
+    await page.select_option("#disposition", "follow_up")
+    await page.select_option("#case-tier", "urgent")
+    await page.fill("#case-reason-input", "charged twice <script>x</script>")
+    await page.click("#disposition-save")
+    await expect(page.locator("#disposition-result")).to_contain_text("case CS", timeout=UI_MS)
+    record = await rest(h, "GET", f"/api/v1/calls/{call_id}", "agent1")
+    case_id = record["case_id"]
+    case = await rest(h, "GET", f"/api/v1/cases/{case_id}", "agent1")
+    assert case["owner"] == "agent1" and case["customer"] == CALLER and case["calls"] == [call_id]
+    assert case["status"] == "open" and case["tier"] == "urgent" and case["hotline"] == "Demo hotline"
+    assert case["due_at"] > case["opened_at"]
+
+    row = page.locator(f"#case-rows tr[data-case-id={case_id}]")
+    await expect(row).to_contain_text("charged twice <script>x</script>", timeout=UI_MS)
+    await expect(row).to_contain_text(CALLER)
+    await expect(tile.locator("[data-figure=open-urgent] .value")).to_have_text(str(urgent_before + 1),
+                                                                                timeout=UI_MS)
+    await page.click(f"#case-rows button[data-open={case_id}]")
+    await page.click("#case-actions button[data-status=contacted]")
+    await expect(page.locator("#case-status")).to_have_text("contacted", timeout=UI_MS)
+    await expect(tile.locator("[data-figure=open-urgent] .value")).to_have_text(str(urgent_before), timeout=UI_MS)
+    assert (await rest(h, "GET", f"/api/v1/cases/{case_id}", "super1"))["status"] == "contacted"
+    await tab.screenshot("desktop-case.png")
+    await board.screenshot("wallboard-complaints.png")
+    tab.expect_no_errors()
+    board.expect_no_errors()
+    await page.context.close()
+    await board.page.context.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,13 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           negative_data_rejection, positive_data_acceptance]
 EXAMPLES = 6
 #: the records seed() makes: parameters with these names point at them in a pass of their own
-SEEDED = {"agent_id": "agent1", "call_id": "c1", "queue": "billing"}
+SEEDED = {"agent_id": "agent1", "call_id": "c1", "queue": "billing", "case_id": "CS1"}
 PUBLIC = {"/healthz", "/readyz", "/api/openapi.json"}
 
 
 async def seed(url: str) -> None:
-    """A queue with a caller waiting and a call answered by agent1, so the listings are not empty."""
+    """A queue with a caller waiting, a call answered by agent1 and agent1's complaint case CS1, so the
+    listings are not empty."""
     redis = Redis.from_url(url)
     try:
         await redis.flushdb()
@@ -60,6 +62,9 @@ async def seed(url: str) -> None:
         assert offer is not None
         await store.offer_answered("c1", offer.offer_id)
         await store.enqueue("c2", queue="billing", skill="billing", priority=0, journey={"steps": []})
+        case = await store.open_case(tier="normal", reason="seeded", customer="+15550001", opened_by="super1",
+                                     owner="agent1", call_id="c1", due_at_ms=int(time.time() * 1000) + 3_600_000)
+        assert case["id"] == SEEDED["case_id"]
     finally:
         await redis.aclose()
 
@@ -109,7 +114,8 @@ def excused(operation: Any, check: Any) -> bool:
     return check is positive_data_acceptance and "101" in operation.definition.raw["responses"]
 
 
-#: the call list's cursor: opaque, only the server makes valid ones (tests/service/test_call_list.py)
+#: the lists' cursors: opaque, only the server makes valid ones (tests/service/test_call_list.py,
+#: test_cases_api.py)
 CURSOR = re.compile(r"[A-Za-z0-9_-]{1,400}")
 
 
@@ -117,7 +123,8 @@ def without_made_up_cursor(case: Any) -> None:
     """A generated cursor of the documented shape is still not one the server made, so it is
     refused (400): leave it out. A malformed one stays (negative data, refused as it should be)."""
     query = case.query if isinstance(case.query, dict) else None
-    if case.operation.path == "/api/v1/calls" and query and CURSOR.fullmatch(str(query.get("cursor", ""))):
+    if (case.operation.path in ("/api/v1/calls", "/api/v1/cases") and query
+            and CURSOR.fullmatch(str(query.get("cursor", "")))):
         del query["cursor"]
 
 

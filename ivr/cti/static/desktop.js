@@ -7,6 +7,7 @@ import {callFacts, crmView, journeyView, statusText} from "./pop.js";
 import {CallAlerts} from "./alerts.js";
 import {CallHistory, MyQueues} from "./history.js";
 import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
+import {MyCases} from "./cases.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -22,6 +23,7 @@ let call = null; // the current or last call offered to me
 const alerts = new CallAlerts();
 const history = new CallHistory(() => login);
 const queues = new MyQueues(() => login);
+const cases = new MyCases(() => login, (err) => showError($("error"), err));
 const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
@@ -47,6 +49,7 @@ async function signIn(agent, token) {
   restoreCall();
   loadDispositions();
   queues.start();
+  cases.start();
   feed = new EventFeed({
     path: `/api/v1/agents/${encodeURIComponent(agent)}/events`, token, storageKey: KEY.last,
     params: {ack: "client"}, // the phone rings once the pop is on screen (we ack it below)
@@ -70,6 +73,7 @@ async function signOut() {
   call = null;
   alerts.disable();
   queues.stop();
+  cases.stop();
   history.clear();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
@@ -223,7 +227,7 @@ function fromRecord(rec) {
     waited_s: answeredWait ?? (queued && offered ? (offered - queued) / 1000 : undefined), status: status || rec.state,
     offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
     ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
-    transferred_from: rec.transferred_from, ...controlFromRecord(rec),
+    transferred_from: rec.transferred_from, case_id: rec.case_id, ...controlFromRecord(rec),
   };
 }
 
@@ -330,16 +334,18 @@ const SUB_STATUS = {held: "On hold", consulting: "Consulting", conferenced: "Con
 function renderWrapup(reset) {
   const answered = Boolean(call) && (call.status === "connected" || Boolean(call.answered_at));
   const usable = answered || Boolean(call && call.disposition);
-  for (const id of ["disposition", "notes", "disposition-save"]) $(id).disabled = !usable;
+  for (const id of ["disposition", "notes", "disposition-save", "case-tier", "case-reason-input"]) $(id).disabled = !usable;
   if (reset) {
     setDispositionForm(call && call.disposition ? call.disposition : "", call && call.notes ? call.notes : "");
+    $("case-tier").value = "";
+    $("case-reason-input").value = "";
     $("disposition-result").textContent = "";
   }
   $("wrapup-call").textContent = !call ? "No call to dispose of yet."
     : usable ? `For the call with ${call.ani || "unknown"} (${call.call_id})`
     : call.status === "ringing" ? "Available once the call is answered." : "This call was not answered.";
   if (call && call.disposition) {
-    $("disposition-result").textContent = `Saved: ${call.disposition}`;
+    $("disposition-result").textContent = `Saved: ${call.disposition}${call.case_id ? ` · case ${call.case_id}` : ""}`;
     $("disposition-result").dataset.saved = call.disposition;
   } else {
     delete $("disposition-result").dataset.saved;
@@ -385,9 +391,11 @@ async function saveDisposition(event) {
   button.disabled = true;
   $("disposition-result").textContent = "Saving…";
   try {
-    const rec = await api(login.token, "POST", `/api/v1/calls/${encodeURIComponent(call.call_id)}/disposition`,
-                          {disposition: $("disposition").value, notes: $("notes").value});
-    Object.assign(call, {disposition: rec.disposition, notes: rec.notes});
+    const body = {disposition: $("disposition").value, notes: $("notes").value};
+    // a complaint tier opens a case for the call (once: the call keeps its case)
+    if ($("case-tier").value) body.case = {tier: $("case-tier").value, reason: $("case-reason-input").value.trim() || $("disposition").value};
+    const rec = await api(login.token, "POST", `/api/v1/calls/${encodeURIComponent(call.call_id)}/disposition`, body);
+    Object.assign(call, {disposition: rec.disposition, notes: rec.notes, case_id: rec.case_id || call.case_id});
     saveCall();
     followDisposition();
     renderWrapup(false);
@@ -429,6 +437,10 @@ const DESCRIBE = {
   "call.disposition": (ev) => `Disposition saved: ${ev.disposition}`,
   "agent.state": (ev) => `State ${ev.state}${stateReason(ev.state, ev.reason) ? ` · ${stateReason(ev.state, ev.reason)}` : ""}`,
   "agent.wrapup_extended": (ev) => `Wrap-up extended by ${duration(Number(ev.extended_s))}`,
+  "case.opened": (ev) => `Case ${ev.case_id} opened (${ev.tier})`,
+  "case.status": (ev) => `Case ${ev.case_id} ${ev.status}`,
+  "case.updated": (ev) => `Case ${ev.case_id} changed (${(ev.changed || []).join(", ")})`,
+  "case.overdue": (ev) => `Case ${ev.case_id} is overdue`,
   "agent.deleted": () => "Agent profile deleted",
   "agent.phone": (ev) => (ev.registered ? "Phone registered" : ev.reason === "stale" ? "Phone status unknown (edge not answering)"
     : "Phone unregistered"),
@@ -451,6 +463,8 @@ async function onEvent(ev) {
   addActivity(ev);
   if (ev.type.startsWith("call.")) {
     onCallEvent(ev);
+  } else if (ev.type.startsWith("case.")) {
+    cases.onEvent(ev);
   } else if (ev.type === "agent.state") {
     // a consult of mine that ends without reaching me as an event (cancelled, failed): my state says so
     if (call && call.consult_from && (call.status === "ringing" || call.status === "connected")
@@ -486,6 +500,7 @@ async function onEvent(ev) {
 
 function tick() {
   queues.render();
+  cases.tick();
   $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
   if (me.state === "wrapup" && me.wrapupUntil) {
     const left = (me.wrapupUntil - serverNow()) / 1000;

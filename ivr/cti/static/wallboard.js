@@ -1,7 +1,9 @@
 // The supervisors' wallboard: one tile per queue (waiting callers, longest wait, service level
 // against its target, ASA, abandons), the agents with their states, and a chart of the states.
 // Agents change live from the floor's event feed; queue figures are fetched every few seconds and
-// at once after a queue event. The token is kept in this tab's sessionStorage only.
+// at once after a queue event. The "Complaints" tile (open cases per tier, overdue, due soon, first
+// contact met today) reads GET /api/v1/cases/counts every 30 s and after each case event. The token
+// is kept in this tab's sessionStorage only.
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
@@ -17,6 +19,8 @@ const CONTROL_TEXT = {held: "on hold", consulting: "consulting", conference: "co
 const RECORD_CONTROL = {held: "held", consulting: "consulting", conferenced: "conference"};
 const QUEUES_EVERY_MS = 5000;
 const AGENTS_EVERY_MS = 30000;
+const CASES_EVERY_MS = 30000;
+const TIERS = ["urgent", "important", "normal"];
 
 let token = null;
 let feed = null;
@@ -26,6 +30,7 @@ const calls = new Map(); // call_id -> {ani, queue}, from the pops, while an age
 let queues = [];
 let queuesAt = 0; // when the figures were fetched (this browser's clock)
 let queueRefresh = null;
+let caseRefresh = null;
 let settings = {threshold: null, target: 80, waitAlert: 60};
 
 // --- sign in / out -----------------------------------------------------------------------------------------
@@ -47,8 +52,9 @@ async function signIn(tok) {
   });
   feed.open();
   timers.forEach(clearInterval);
+  refreshCases();
   timers = [setInterval(refreshQueues, QUEUES_EVERY_MS), setInterval(refreshAgents, AGENTS_EVERY_MS),
-            setInterval(tick, 1000)];
+            setInterval(refreshCases, CASES_EVERY_MS), setInterval(tick, 1000)];
 }
 
 function signOut() {
@@ -60,6 +66,7 @@ function signOut() {
   sessionStorage.removeItem(TOKEN_KEY);
   agents = new Map();
   $("board").hidden = true;
+  $("complaints").hidden = true;
   $("signout").hidden = true;
   $("login").hidden = false;
   $("conn").dataset.status = "idle";
@@ -164,6 +171,52 @@ function renderQueues() {
   $("alerts").textContent = alerts.join(" · ");
 }
 
+// --- complaints ---------------------------------------------------------------------------------------------
+
+async function refreshCases() {
+  if (!token) return;
+  try {
+    renderCases(await api(token, "GET", "/api/v1/cases/counts"));
+  } catch {
+    // the next refresh tries again (the queues' refresh reports a server that is gone)
+  }
+}
+
+function scheduleCases() {
+  if (caseRefresh) return;
+  caseRefresh = setTimeout(() => {
+    caseRefresh = null;
+    refreshCases();
+  }, 250);
+}
+
+/** First contact met today over every tier: contacts within the due time of the cases judged. */
+function firstContactMet(first) {
+  let within = 0, judged = 0;
+  for (const t of TIERS) {
+    const row = first[t] || {};
+    within += row.within_due || 0;
+    judged += (row.contacted || 0) + (row.overdue_waiting || 0);
+  }
+  return judged ? within / judged : null;
+}
+
+function renderCases(counts) {
+  const open = counts.open || {};
+  const first = counts.first_contact || {};
+  const met = firstContactMet(first);
+  const tile = $("complaints");
+  tile.hidden = false;
+  tile.dataset.sl = counts.overdue > 0 ? "red" : counts.due_soon > 0 ? "amber" : "green";
+  fill($("complaint-figures"),
+    TIERS.map((t) => figure(`open ${t}`, String(open[t] || 0), {key: `open-${t}`, big: t === "urgent"})),
+    figure("overdue", String(counts.overdue), {key: "overdue", level: counts.overdue > 0 ? "red" : undefined}),
+    figure("due soon", String(counts.due_soon), {key: "due-soon", level: counts.due_soon > 0 ? "amber" : undefined}),
+    figure("first contact met today", pct(met), {key: "first-contact", level: met === null ? undefined : slLevel(met)}));
+  $("complaint-first").textContent = TIERS.map((t) => `${t} ${pct((first[t] || {}).met)}`).join(" · ");
+  $("complaints-updated").textContent = new Date().toLocaleTimeString();
+}
+
 // --- agents --------------------------------------------------------------------------------------------------
 
 async function refreshAgents() {
@@ -261,6 +314,7 @@ function onAgentState(ev) {
 function onHello() {
   refreshAgents();
   refreshQueues();
+  refreshCases();
 }
 
 function onEvent(ev) {
@@ -283,6 +337,7 @@ function onEvent(ev) {
     scheduleAgents();
   }
   if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
+  if (ev.type.startsWith("case.")) scheduleCases();
 }
 
 // --- clocks and settings ---------------------------------------------------------------------------------------
