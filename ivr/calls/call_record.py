@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ivr.core.case_states import ACTOR, CUSTOMER
 from ivr.core.config import Settings
 from ivr.core.errors import BadRequest
 from ivr.core.logging import get_logger
@@ -24,6 +25,7 @@ from ivr.core.media_store import NAME, voicemail_file
 from ivr.dialplan.hours import case_due
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan
+from ivr.dialplan.registry import plan_id
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import QueueStore
 
@@ -34,8 +36,8 @@ VOICEMAIL_KEEP = 1000          # entries a mailbox's list keeps (newest)
 VARIABLES_MAX = 64             # variables per save
 VARIABLE_VALUE_MAX = 1024      # characters per value
 VARIABLES_MAX_BYTES = 8 * 1024  # the call's merged variables, as JSON
+NO_REASON = "complaint from the IVR"  # a case node that gives no reason (a case needs one)
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
-_CUSTOMER = re.compile(r"^\+?[0-9*#]{1,32}$")  # a case's customer number (the store's rule)
 _NUMBER_SEPARATORS = str.maketrans("", "", " -.()")
 
 
@@ -185,9 +187,10 @@ class CallRecord:
         opened = datetime.now(UTC)
         due = case_due(opened, tier, self.settings.cases, self.plan)
         name = self.plan.plan.name if self.plan is not None else ""
+        by = f"ivr:{plan_id(self.plan.path)}" if self.plan is not None else "ivr"  # an id: a name is any text
         case = await self.store.open_case(
-            tier=tier, reason=reason, customer=customer if _CUSTOMER.fullmatch(customer) else "",
-            opened_by=f"ivr:{name}" if name else "ivr", due_at_ms=int(due.timestamp() * 1000), hotline=name,
+            tier=tier, reason=reason or NO_REASON, customer=customer if CUSTOMER.fullmatch(customer) else "",
+            opened_by=by if ACTOR.fullmatch(by) else "ivr", due_at_ms=int(due.timestamp() * 1000), hotline=name,
             call_id=self.call_id, now_ms=int(opened.timestamp() * 1000))
         case_id = str(case["id"])
         self.log.info("case.opened", case_id=case_id, tier=tier, due_in_s=round((due - opened).total_seconds()))

@@ -56,11 +56,11 @@ CASE_TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
 #: Statuses waiting for (first or renewed) contact: in the due index, counted as open, may go overdue.
 PENDING: frozenset[CaseStatus] = frozenset({S.OPEN, S.REOPENED})
 
-# Limits of the case record (docs: /work/coord/contract-19.md section 1).
+# Limits of the case record (docs/cti-api.md, "Complaint cases").
 REASON_MAX = 200
 CUSTOMER_NAME_MAX = 100
 CRM_ID_MAX = 64
-HOTLINE_MAX = 100
+HOTLINE_MAX = 120
 NOTE_MAX = 2000
 NOTES_KEEP = 200
 CALLS_KEEP = 50

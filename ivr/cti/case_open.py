@@ -133,19 +133,8 @@ async def due_ms(request: web.Request, tier: str, hotline: str, opened_ms: int |
     ``opened_ms`` (None: now)."""
     loaded = await _plan(request, hotline)
     opened = datetime.fromtimestamp((opened_ms if opened_ms is not None else time.time() * 1000) / 1000, UTC)
-    try:
-        due = case_due(opened, tier, request.app[SETTINGS].cases, loaded)
-    except DialplanError as exc:  # hours open too little to reach the due time: never refuse a complaint
-        log.warning("cases.due_wall_clock", plan=loaded.plan.name if loaded else None, code=exc.code)
-        due = case_due(opened, tier, request.app[SETTINGS].cases, None)
-    return _ms(due), hotline_of(loaded) if loaded is not None else hotline[:HOTLINE_MAX]
-
-
-def hotline_of(loaded: LoadedPlan) -> str:
-    """What a case keeps to find its plan again: the plan's name, or its id when the name is longer
-    than a case's ``hotline`` may be."""
-    name = loaded.plan.name
-    return name if len(name) <= HOTLINE_MAX else plan_id(loaded.path)[:HOTLINE_MAX]
+    due = case_due(opened, tier, request.app[SETTINGS].cases, loaded)
+    return _ms(due), loaded.plan.name if loaded is not None else hotline[:HOTLINE_MAX]
 
 
 def customer_of(call: dict[str, Any]) -> str:

@@ -469,7 +469,8 @@ class CaseNode(_Strict):
     tier: str = Field(description="urgent | important | normal, or a template giving one (e.g. {complaint.tier}); "
                                   "a template giving anything else opens a normal case")
     reason: str = Field("", max_length=500, description="template: what the complaint is about "
-                                                         "(one line, cut to 200 characters)")
+                                                         "(one line, cut to 200 characters; none: "
+                                                         "'complaint from the IVR')")
     next: NodeRef | None = None
     on_error: NodeRef | None = Field(None, description="when no case could be opened (default: next)")
 

@@ -486,6 +486,6 @@ async def test_a_complaint_opens_a_case_linked_to_the_call_and_queues_it_first(f
     assert case is not None
     assert (case["tier"], case["status"], case["customer"], case["reason"], case["hotline"], case["calls"]) == (
         "urgent", "open", COMPLAINT, "line down", "Complaints", [record["call_id"]]), case
-    assert case["due_at"] - case["opened_at"] == 3600 * 1000 and case["opened_by"] == "ivr:Complaints"
+    assert case["due_at"] - case["opened_at"] == 3600 * 1000 and case["opened_by"] == "ivr:complaint"
     opened = [d for t, d in await stream(h) if t == "case.opened" and d["case_id"] == case_id]
     assert len(opened) == 1 and opened[0]["call_id"] == record["call_id"] and opened[0]["tier"] == "urgent"

@@ -8,6 +8,7 @@ import json
 import time
 import wave
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,35 @@ async def test_csat_is_stored_on_the_call_with_an_event_naming_queue_and_agent(
     assert call is not None and call["csat"] == 4
     [ev] = await events_of(store, EventType.CALL_CSAT)
     assert ev["call_id"] == "c1" and ev["csat"] == 4 and ev["queue"] == "billing" and ev["agent_id"] == "agent1"
+
+
+async def test_a_case_from_the_korean_example_plan_is_due_in_its_business_hours(
+        store: QueueStore, settings: Settings) -> None:
+    """The example plan: a Korean name (kept as the case's hotline; who opened it is the plan's id),
+    hours mon-fri 09:00-18:00 and sat 09:00-13:00 in Asia/Seoul and a holiday calendar. An anonymous
+    caller's case has no number."""
+    from ivr.dialplan.hours import case_due
+    from ivr.dialplan.loader import load_plan
+
+    plan = load_plan(Path(__file__).parents[2] / "dialplans" / "examples" / "korean-telecom.yaml")
+    await start(store, "c1")
+    rec = CallRecord(store, "c1", settings=settings, plan=plan)
+    case_id = await rec.open_case(tier="important", reason="요금 이중 청구", customer="+821012345678")
+    case = await store.get_case(case_id)
+    assert case is not None
+    assert (case["tier"], case["reason"], case["customer"], case["hotline"], case["opened_by"], case["calls"]) == (
+        "important", "요금 이중 청구", "+821012345678", plan.plan.name, "ivr:korean-telecom", ["c1"])
+    opened = datetime.fromtimestamp(case["opened_at"] / 1000, UTC)
+    assert case["due_at"] == int(case_due(opened, "important", settings.cases, plan).timestamp() * 1000)
+    assert case["due_at"] - case["opened_at"] >= 2 * 3600 * 1000  # business time: never sooner than 2 h
+    call = await store.get_call("c1")
+    assert call is not None and call["case_id"] == case_id
+    await start(store, "c2")
+    anonymous = await CallRecord(store, "c2", settings=settings, plan=plan).open_case(
+        tier="normal", reason="", customer="anonymous")
+    later = await store.get_case(anonymous)
+    assert later is not None and (later["customer"], later["reason"], later["calls"]) == (
+        "", "complaint from the IVR", ["c2"])
 
 
 async def test_a_bad_field_writes_nothing(store: QueueStore, settings: Settings) -> None:

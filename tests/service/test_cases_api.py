@@ -1,4 +1,4 @@
-"""Complaint cases over the CTI API (contract 19 section 6) on a real Redis through a real API server:
+"""Complaint cases over the CTI API (docs/cti-api.md, "Complaint cases") on a real Redis through a real API server:
 every route, who may do what (agent, supervisor, admin; an agent and another agent's case), due
 times from the plan's business hours, cursor pages, counts, the case opened with a disposition, the
 case events on the desktop's and the wallboard's feeds, and hostile bodies and parameters (4xx with a

@@ -464,7 +464,7 @@ async def test_hostile_input_gets_clear_errors(store: QueueStore) -> None:
         {"tier": "critical"}, {"customer": "+49 30 1234"}, {"customer": "a" * 5}, {"customer": "1" * 33},
         {"customer_name": "n" * 101}, {"crm_id": "c" * 65}, {"owner": "ada:x"}, {"owner": "../x"},
         {"opened_by": ""}, {"opened_by": "a b"}, {"call_id": "c" * 65}, {"call_id": "call\n1"},
-        {"hotline": "h" * 101}, {"due_at_ms": -1}, {"due_at_ms": 10**15}, {"now_ms": -5},
+        {"hotline": "h" * 121}, {"due_at_ms": -1}, {"due_at_ms": 10**15}, {"now_ms": -5},
     ]
     for bad in bad_opens:
         fields: dict[str, Any] = {"tier": "urgent", "reason": "r", "customer": "", "opened_by": "ivr:demo",

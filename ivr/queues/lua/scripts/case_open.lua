@@ -5,7 +5,7 @@
 CS.clock(A[11])
 local f = {tier = CS.check_tier(A[1]), reason = CS.check_len('reason', A[2], 200),
            customer = CS.check_len('customer', A[3], 32, 33), customer_name = CS.check_len('customer_name', A[4], 100),
-           crm_id = CS.check_len('crm_id', A[5], 64), hotline = CS.check_len('hotline', A[6], 100),
+           crm_id = CS.check_len('crm_id', A[5], 64), hotline = CS.check_len('hotline', A[6], 120),
            owner = CS.check_name('owner', A[7], 64), opened_by = CS.check_len('opened_by', A[8], 100, 100),
            due_at = CS.ms('due_at', A[10])}
 local cid = CS.check_name('call_id', A[9], 64)
