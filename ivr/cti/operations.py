@@ -564,8 +564,10 @@ OPERATIONS.update({
         description="Open cases per tier, cases per status, overdue, due soon, and the first contact of "
                     "today's cases per tier (contacted, within the due time, the ratio met)."),
     ("GET", "/api/v1/cases/{case_id}"): Operation(
-        "A complaint case with its latest notes", "cases", STAFF, own=_MINE, response=ref("CaseDetail"),
-        errors=(404,), description="404 `case.not_found`; 403 for an agent and another agent's case."),
+        "A complaint case with its latest notes", "cases", STAFF, own="its own cases and a task offered to it",
+        response=ref("CaseDetail"), errors=(404,),
+        description="404 `case.not_found`; 403 for an agent and another agent's case (unless offered to it as a "
+                    "follow-up task: `task_agent`)."),
     ("PATCH", "/api/v1/cases/{case_id}"): Operation(
         "Change a case's status, tier, owner or reason", "cases", STAFF, own=_MINE, body=CaseUpdate,
         response=ref("Case"),
