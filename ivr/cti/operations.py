@@ -147,6 +147,7 @@ SCHEMAS: dict[str, Schema] = {
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
             "call_id": STR, "offer_id": STR,
+            "task": {**STR, "description": "reserved for a complaint case's follow-up task: the case id"},
             "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"},
             "phone": {"type": "object", "required": ["mode", "registered", "contacts"], "properties": {
                 "mode": {"enum": ["registered", "static", "none"],
@@ -496,6 +497,10 @@ SCHEMAS.update({
             "reopened": INT,
             "overdue": {"type": "boolean", "description": "its deadline passed before the first contact"},
             "first_contact_ms": {**NULLABLE_INT, "description": "opened to first contacted"},
+            "task_agent": {**STR, "description": "the agent its follow-up task is offered to now, or empty"},
+            "task_at": {"type": ["integer", "string", "null"], "description": "when the task was offered (epoch ms)"},
+            "task_expires": {"type": ["integer", "string", "null"],
+                             "description": "when the task goes back unless accepted or declined (epoch ms)"},
             "version": {**INT, "description": "goes up with every change"}}},
     "CaseNote": {"type": "object", "required": ["at", "by", "text"],
                  "properties": {"at": INT, "by": STR, "text": STR}},
