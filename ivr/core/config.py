@@ -599,6 +599,14 @@ class CaseSettings(BaseModel):
     due_soon_s: int = Field(900, ge=1, le=MAX_CASE_DUE_S, description="a case this close to its due time is "
                             "\"due soon\" on the desktop and the wallboard")
     reasons_max: int = Field(200, ge=1, le=200, description="characters of a case's reason at most")
+    offer_before_s: int = Field(1800, ge=1, le=MAX_CASE_DUE_S, description="a case waiting for its first contact "
+                                "is offered to an agent as a follow-up task this long before its due time (at "
+                                "once when it is closer; overdue cases first)")
+    skill: SkillName = Field("complaints", description="besides the case's owner, agents with this skill may "
+                             "take a follow-up task (the longest idle first); an overdue case goes to any agent")
+    task_timeout_s: int = Field(60, ge=5, le=3600, description="a follow-up task neither accepted nor declined "
+                                "within this time goes back (the agent is available again, the case offered "
+                                "to someone else)")
 
     @field_validator("due_s")
     @classmethod

@@ -652,6 +652,52 @@ class CaseOverdue(Event):
     customer: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class CaseTaskOffered(Event):
+    """A pending case nearing its due time (``overdue``: past it) was offered to agent ``agent_id`` as
+    a follow-up task (a preview: the desktop shows the case, the agent dials or skips it), until
+    ``task_expires``; the agent is reserved meanwhile. ``agent_id`` is the agent offered the task,
+    ``owner`` the case's owner ("" = nobody); ``customer`` the number the task dials."""
+    type: ClassVar[EventType] = E.CASE_TASK_OFFERED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    agent_id: str
+    tier: str
+    customer: str
+    due_at: int
+    overdue: bool
+    reason: str
+    task_expires: int
+    owner: str = ""
+    customer_name: str = ""
+    crm_id: str = ""
+    hotline: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseTaskAccepted(Event):
+    """Agent ``agent_id`` accepted the case's follow-up task: click-to-dial call ``call_id`` (linked to
+    the case) rings its phone, then the customer (the call's own events follow)."""
+    type: ClassVar[EventType] = E.CASE_TASK_ACCEPTED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    agent_id: str
+    call_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseTaskDeclined(Event):
+    """The case's follow-up task went back from agent ``agent_id``: ``reason`` ``declined`` (or the
+    agent's own reason), ``timeout`` (neither accepted nor declined in time; both keep the agent from
+    this case for 10 minutes), ``agent_break`` / ``agent_offline`` (the agent left), ``case_<status>``
+    (the case no longer waits for contact). The case is offered again (unless it no longer waits)."""
+    type: ClassVar[EventType] = E.CASE_TASK_DECLINED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    agent_id: str
+    reason: str
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

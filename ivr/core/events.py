@@ -65,6 +65,9 @@ class EventType(StrEnum):
     CASE_NOTE = "case.note"                    # a note was added to a case (its length; the text via the API)
     CASE_CALL_LINKED = "case.call_linked"      # a call was linked to a case
     CASE_OVERDUE = "case.overdue"              # an open or reopened case passed its due time without contact
+    CASE_TASK_OFFERED = "case.task_offered"    # a case nearing its due time was offered to an agent (follow-up task)
+    CASE_TASK_ACCEPTED = "case.task_accepted"  # the agent accepted the task: it dials the customer
+    CASE_TASK_DECLINED = "case.task_declined"  # the task went back (declined, expired, the agent left...)
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

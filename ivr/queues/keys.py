@@ -48,7 +48,9 @@ class Keys:
     def case(self, case_id: str) -> str:
         """HASH of one complaint case ``CS<n>``: tier, status, reason, customer, owner, the times
         (``opened_at``, ``due_at``, ``contacted_at``... epoch ms, "" when not yet), ``calls`` (JSON
-        list of linked call ids, newest last), ``overdue``, ``first_contact_ms``, ``version``."""
+        list of linked call ids, newest last), ``overdue``, ``first_contact_ms``, ``version``; while a
+        follow-up task is out ``task_agent``, ``task_at``, ``task_expires``; ``task_call`` the call of
+        the last accepted task."""
         return self._k("case", case_id)
 
     def case_notes(self, case_id: str) -> str:
@@ -83,6 +85,18 @@ class Keys:
         status), ``open:<tier>`` (open and reopened per tier), ``overdue`` (open or reopened cases
         the deadline scan marked overdue)."""
         return self._k("cases", "counts")
+
+    @property
+    def cases_tasks(self) -> str:
+        """ZSET of the ids of the cases whose follow-up task is out to an agent, by when it expires (ms):
+        the offer scan (``case_offer_tasks.lua``) gives expired ones back. The case hash holds
+        ``task_agent``, ``task_at``, ``task_expires`` meanwhile, the agent hash ``task`` (the case id)."""
+        return self._k("cases", "tasks")
+
+    def case_skip(self, case_id: str) -> str:
+        """ZSET agent id -> until when (ms) the agent is not offered the case's follow-up task again
+        (it declined it or let it expire); expires by itself."""
+        return self._k("case", case_id, "skip")
 
     def agent_cases(self, agent_id: str) -> str:
         """ZSET of the ids of the cases agent ``agent_id`` owns, by when they were opened (ms)."""

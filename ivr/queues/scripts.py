@@ -4,8 +4,9 @@ Each entry script (``lua/scripts/<name>.lua``) runs after the shared libraries o
 the rules live in one place: ``call_state.lua`` the call state machine (the one setter of a call's
 state, see :mod:`ivr.core.call_states`), ``prelude.lua`` the shared helpers (agent state changes,
 offers, call ends, events), ``routing.lua`` the skill routing (indexes, matching, escalation; see
-:mod:`ivr.queues.routing`), ``callbacks.lua`` the callbacks and redial resume and ``cases.lua`` the
-complaint cases (the one setter of a case's status, see :mod:`ivr.core.case_states`).
+:mod:`ivr.queues.routing`), ``callbacks.lua`` the callbacks and redial resume, ``originate.lua`` the
+click-to-dial call (the API's and a follow-up task's) and ``cases.lua`` the complaint cases (the one
+setter of a case's status, see :mod:`ivr.core.case_states`) and their follow-up tasks.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ NAMES = (
     "case_counts",
     "case_deadlines",
     "case_first_contact",
+    "case_offer_tasks",
+    "case_task_accept",
+    "case_task_decline",
 )
 
 
 #: The shared libraries every queue script runs after, in this order.
-LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "cases")
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "cases")
 
 
 def lua_source(folder: str, name: str) -> str:

@@ -50,6 +50,8 @@ _ERRORS: dict[str, type[IvrError]] = {
     "case.not_found": NotFound,
     "case.bad_transition": Conflict,
     "case.invalid": BadRequest,
+    "case.task_gone": Conflict,
+    "case.no_number": Conflict,
 }
 
 #: The most cases one page of the case list looks at (``case_list.lua``): a script's running time is bounded.
@@ -590,6 +592,56 @@ class QueueStore:
                                                  if t["contacted"] else None)}
         return out
 
+    # --- follow-up tasks (lua/lib/cases.lua "Follow-up tasks"; the worker's housekeeping offers them) ---
+    async def case_offer_tasks(self, *, before_ms: int, skill: str, timeout_ms: int, now_ms: int | None = None,
+                               limit: int = 20) -> int:
+        """Give tasks past their expiry back (``case.task_declined`` reason ``timeout``; the agent is
+        available again and kept from that case for 10 minutes), then offer pending cases (open or
+        reopened) due by ``now + before_ms`` with no task out and no call of theirs under way, the
+        earliest due first (overdue cases lead), ``limit`` (1-1000) at most: each to its owner when
+        available with a phone that can ring and not kept from it, else the longest idle such agent
+        with ``skill``, else (an overdue case) any such agent. The agent is reserved (reason ``task``)
+        until ``now + timeout_ms``; ``case.task_offered``. Returns how many were offered (none: no
+        agent now, tried again next time). One script run looks at 500 pending cases at most."""
+        cs.check_ms("before_ms", before_ms)
+        if before_ms > 366 * 86_400_000:
+            raise cs.invalid("before_ms must be 0 to a year")
+        cs.check_pattern("skill", skill, cs.AGENT)
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or not 1000 <= timeout_ms <= 86_400_000:
+            raise cs.invalid("timeout_ms must be 1 s to a day")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cs.DEADLINE_BATCH_MAX:
+            raise cs.invalid(f"limit must be 1-{cs.DEADLINE_BATCH_MAX}")
+        return int(await self._run("case_offer_tasks", before_ms, skill, timeout_ms, limit, _now(now_ms)))
+
+    async def case_task_accept(self, case_id: str, agent_id: str, *, call_id: str, caller_id: str, hotline: str,
+                               by: str, now_ms: int | None = None) -> tuple[str, str, str]:
+        """The agent accepts the case's follow-up task it holds: in one step a click-to-dial call
+        ``call_id`` to the case's customer (as :meth:`originate`: the agent's phone rings first, the
+        worker gets the offer; ``call.started``, ``call.offered``), linked to the case (the answer
+        contacts it, :meth:`originate_connected`), the task cleared; ``case.task_accepted``.
+        Returns (call id, state, worker). Conflict ``case.task_gone`` (the agent does not hold this
+        task, or it expired), ``case.no_number``, ``agent.no_phone``; NotFound ``case.not_found``;
+        Unavailable ``worker.unavailable`` (the task stays the agent's until it expires)."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("agent_id", agent_id, cs.AGENT)
+        cs.check_pattern("call_id", call_id, cs.CALL_ID)
+        cs.check_text("caller_id", caller_id, 64)
+        cs.check_text("hotline", hotline, cs.HOTLINE_MAX)
+        cs.check_pattern("by", by, cs.ACTOR)
+        res = await self._run("case_task_accept", case_id, agent_id, call_id, caller_id, hotline, by, _now(now_ms))
+        return _s(res[0]), _s(res[1]), _s(res[2])
+
+    async def case_task_decline(self, case_id: str, agent_id: str, *, reason: str = "declined",
+                                now_ms: int | None = None) -> None:
+        """The agent holding the case's follow-up task gives it back: available again (offered a
+        waiting caller at once), not offered this case again for 10 minutes; ``case.task_declined``.
+        ``reason``: a short name (letters, digits, ``_.:-``). Conflict ``case.task_gone`` when the
+        agent does not hold this task; NotFound ``case.not_found``."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("agent_id", agent_id, cs.AGENT)
+        cs.check_pattern("reason", reason, cs.CALL_ID)
+        await self._run("case_task_decline", case_id, agent_id, reason, _now(now_ms))
+
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
                              sip_uri: str | None, languages: list[str], phone: str = "") -> None:
@@ -923,13 +975,15 @@ def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
     return cb
 
 
-_CASE_TIMES = ("opened_at", "due_at", "contacted_at", "resolved_at", "closed_at", "updated_at", "first_contact_ms")
+_CASE_TIMES = ("opened_at", "due_at", "contacted_at", "resolved_at", "closed_at", "updated_at", "first_contact_ms",
+               "task_at", "task_expires")
 
 
 def _case(raw: Any) -> dict[str, Any]:
     """A case as the store returns it, from its hash (or the JSON of it a script returns): the times
     (epoch ms) int or None, ``calls`` a list, ``overdue`` a bool, ``reopened`` and ``version`` int,
-    ``first_contact_met`` a bool (None before the first contact)."""
+    ``first_contact_met`` a bool (None before the first contact); ``task_agent`` ("" = no follow-up
+    task out), ``task_at`` and ``task_expires`` (None without one), ``task_call``."""
     case: dict[str, Any] = json.loads(_s(raw)) if isinstance(raw, (str, bytes)) else dict(raw)
     for name in _CASE_TIMES:
         value = case.get(name)
@@ -941,6 +995,8 @@ def _case(raw: Any) -> dict[str, Any]:
     case["first_contact_met"] = None if met in (None, "") else met == "1"
     for name in ("reopened", "version"):
         case[name] = int(float(case.get(name) or 0))
+    case["task_agent"] = case.get("task_agent") or ""  # the agent its follow-up task is out to
+    case["task_call"] = case.get("task_call") or ""    # the call of the last accepted task
     return case
 
 

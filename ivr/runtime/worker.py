@@ -47,6 +47,7 @@ HEARTBEAT_S = 2.0
 HEARTBEAT_TTL_S = 15
 ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
 CASE_DEADLINE_BATCH = 50  # overdue cases marked per script run (at most 20 runs a tick)
+CASE_TASK_BATCH = 20  # follow-up tasks offered per script run (at most 5 runs a tick)
 
 
 def new_call_id() -> str:
@@ -244,10 +245,11 @@ class Worker:
 
     async def _housekeeping(self, store: QueueStore) -> None:
         """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps,
-        marks complaint cases past their due time overdue and reaps dead workers' calls, so the cost
-        does not grow with the number of workers."""
+        marks complaint cases past their due time overdue, offers follow-up tasks for cases near it
+        (``cases.offer_before_s``) and reaps dead workers' calls, so the cost does not grow with the
+        number of workers."""
         owner = f"{self.name}:{os.getpid()}"
-        r = self.settings.routing
+        r, c = self.settings.routing, self.settings.cases
 
         async def tick() -> float:
             reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
@@ -257,6 +259,11 @@ class Worker:
                     break
             for _ in range(20 if leader else 0):  # complaint cases past their due time: case.overdue
                 if await store.case_deadlines(limit=CASE_DEADLINE_BATCH) < CASE_DEADLINE_BATCH:
+                    break
+            for _ in range(5 if leader else 0):  # follow-up tasks: expired ones back, cases near their due time offered
+                if await store.case_offer_tasks(before_ms=c.offer_before_s * 1000, skill=c.skill,
+                                                timeout_ms=c.task_timeout_s * 1000,
+                                                limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
                     break
             for dead, calls in (reaped or {}).items():
                 log.warning("worker.reaped", dead_worker=dead, calls=calls)

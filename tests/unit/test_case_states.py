@@ -65,8 +65,8 @@ def _function_spans(text: str) -> dict[str, tuple[int, int]]:
 
 
 def test_only_the_setter_writes_a_cases_status() -> None:
-    """Outside cases.lua a script names the field `status` only to read it (HGET/HMGET); inside, only
-    the setter and the creation of a case write it."""
+    """A script names the field `status` only to read it (HGET/HMGET); in cases.lua the setter and
+    the creation of a case write it, nothing else."""
     offenders = []
     for path in sorted(LUA.rglob("*.lua")):
         text = path.read_text()
@@ -74,11 +74,13 @@ def test_only_the_setter_writes_a_cases_status() -> None:
             line_start = text.rfind("\n", 0, m.start()) + 1
             line = text[line_start:text.find("\n", m.end())]
             where = f"{path.relative_to(LUA)}:{text[:m.start()].count(chr(10)) + 1}"
+            if re.search(r"'HM?GET'", line):
+                continue  # a read
             if path == SETTER:
                 inside = [n for n, (a, b) in _function_spans(text).items() if a <= m.start() < b]
                 if inside not in (["set_case_status"], ["CS.create"]):
                     offenders.append(f"{where} (in {inside})")
-            elif not re.search(r"'HM?GET'", line):
+            else:
                 offenders.append(where)
         if path != SETTER:
             assert not re.search(r"set\('status'", text), path

@@ -79,6 +79,23 @@ def test_case_deadlines_per_tier(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         load_settings(cfg)
 
 
+def test_case_follow_up_task_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _write(tmp_path / "c.yaml", "{}\n")
+    c = load_settings(cfg).cases
+    assert (c.offer_before_s, c.skill, c.task_timeout_s) == (1800, "complaints", 60)
+    _write(cfg, "cases: {offer_before_s: 600, skill: care.team}\n")
+    monkeypatch.setenv("IVR_CASES__TASK_TIMEOUT_S", "90")
+    c = load_settings(cfg).cases
+    assert (c.offer_before_s, c.skill, c.task_timeout_s) == (600, "care.team", 90)
+    monkeypatch.delenv("IVR_CASES__TASK_TIMEOUT_S")
+    for bad, where in [("offer_before_s: 0", "offer_before_s"), ("offer_before_s: 2592001", "offer_before_s"),
+                       ("skill: 'two words'", "skill"), ("skill: ''", "skill"),
+                       ("task_timeout_s: 4", "task_timeout_s"), ("task_timeout_s: 3601", "task_timeout_s")]:
+        _write(cfg, f"cases: {{{bad}}}\n")
+        with pytest.raises(ConfigError, match=rf"cases\.{where}"):
+            load_settings(cfg)
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -1,7 +1,7 @@
 -- Complaint cases (ivr/queues/store.py, "cases"): the status machine, the single place a case's
 -- `status` is written (set_case_status; create_case for a new case), the counters and indexes it
 -- keeps in step, and the case events. Mirrored in ivr/core/case_states.py (a unit test checks the
--- tables agree). Appended after callbacks.lua.
+-- tables agree). The last library (after originate.lua); its end holds the follow-up tasks.
 --
 -- A case is the hash k('case', id) (id 'CS<n>' from k('cases', 'seq')). Indexes: k('cases', 'index')
 -- (every case by opened_at), k('agent', owner, 'cases') (the owner's, by opened_at), k('cases', 'due')
@@ -22,7 +22,8 @@ local CASE_TRANSITIONS = {
 local CASE_INITIAL = 'open'
 local CASE_PENDING = {open = true, reopened = true}
 
-local CS = {ALLOWED = {}, TIERS = {urgent = true, important = true, normal = true}}
+CS.ALLOWED = {}  -- CS is declared by the prelude (set_agent_state gives a leaving agent's task back)
+CS.TIERS = {urgent = true, important = true, normal = true}
 for from, tos in pairs(CASE_TRANSITIONS) do
   CS.ALLOWED[from] = {}
   for _, to in ipairs(tos) do CS.ALLOWED[from][to] = true end
@@ -165,7 +166,18 @@ local function set_case_status(id, status, by, now, due_at)
   redis.call('HINCRBY', key, 'version', 1)
   emit('case.status', {case_id = id, status = status, previous = prev, tier = c.tier, agent_id = c.owner or '',
                        by = by, due_at = due_at or tonumber(c.due_at)})
+  -- no longer waiting for contact: a follow-up task out for it goes back (its agent is free again)
+  if CASE_PENDING[prev] and not CASE_PENDING[status] and (c.task_agent or '') ~= '' then
+    CS.task_back(id, c.task_agent, 'case_' .. status, false)
+  end
   return prev
+end
+
+-- A call linked to case `id` (the call record's `case_id`) connected agent `aid` with the customer:
+-- a case waiting for contact is contacted (the first contact is measured from now).
+function CS.call_connected(id, aid)
+  local st = redis.call('HGET', k('case', id), 'status')
+  if st and CASE_PENDING[st] then set_case_status(id, 'contacted', aid or '', NOW, nil) end
 end
 
 -- Link call `cid` to case `id` (hash `c`): last in its `calls` (once; the newest CALLS_KEEP kept),
@@ -218,4 +230,182 @@ function CS.after(s1, id1, s2, id2)
     if x ~= y then return x < y end
   end
   return #id1 < #id2
+end
+
+-- --- Follow-up tasks (ivr/queues/store.py case_offer_tasks, case_task_accept, case_task_decline) ---
+-- A pending case nearing its due time is offered to one agent at a time (a preview task): the agent
+-- is reserved (reason 'task', agent field `task` = the case id) and the case holds `task_agent`,
+-- `task_at` and `task_expires` (ms; also its score in k('cases', 'tasks')). The agent accepts (a
+-- click-to-dial call to the customer, lib/originate.lua; the case keeps its id in `task_call`),
+-- declines or lets it expire (both keep the agent from this case for TASK_SKIP_MS: the ZSET
+-- k('case', id, 'skip') of agent -> until ms), or leaves (break, offline: set_agent_state gives the
+-- task back). While a call of the case is under way (its task call or the last linked call) it is
+-- not offered; once that call ends without the customer answering, it is offered again.
+
+local TASK_SKIP_MS = 600000
+local TASK_SCAN = 500  -- pending cases (and expired tasks) one offer run looks at, at most
+local TASK_AGENTS_SCAN = 32
+
+-- Clear case `id`'s task, and agent `aid`'s `task` when it names this case.
+local function task_clear(id, aid)
+  redis.call('ZREM', k('cases', 'tasks'), id)
+  if aid and aid ~= '' and redis.call('HGET', k('agent', aid), 'task') == id then
+    redis.call('HDEL', k('agent', aid), 'task')
+  end
+  local key = k('case', id)
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HDEL', key, 'task_agent', 'task_at', 'task_expires')
+    redis.call('HINCRBY', key, 'version', 1)
+  end
+end
+
+-- The task of case `id` goes back from agent `aid` for `reason` (declined, timeout, case_<status>):
+-- case.task_declined; with `skip` the agent is kept from this case for TASK_SKIP_MS. An agent still
+-- reserved for it is available again and offered a waiting caller at once.
+function CS.task_back(id, aid, reason, skip)
+  local a = redis.call('HMGET', k('agent', aid), 'state', 'task', 'call_id')
+  task_clear(id, aid)
+  if skip then
+    local skey = k('case', id, 'skip')
+    redis.call('ZREMRANGEBYSCORE', skey, '-inf', NOW)
+    redis.call('ZADD', skey, NOW + TASK_SKIP_MS, aid)
+    redis.call('PEXPIRE', skey, 2 * TASK_SKIP_MS)
+  end
+  emit('case.task_declined', {case_id = id, agent_id = aid, reason = reason})
+  if a[1] == 'reserved' and a[2] == id and not a[3] then
+    set_agent_state(aid, 'available', 'task_' .. reason)
+    match_agent(aid)
+  end
+end
+
+-- Agent `aid`, holding the task of case `id`, stops being reserved for it (set_agent_state, going to
+-- `state`: break, offline...): the task goes back (case.task_declined, reason agent_<state>), no
+-- exclusion. The caller changes the agent's state.
+function CS.task_left(id, aid, state)
+  redis.call('HDEL', k('agent', aid), 'task')
+  if redis.call('HGET', k('case', id), 'task_agent') ~= aid then return end
+  task_clear(id, aid)
+  emit('case.task_declined', {case_id = id, agent_id = aid, reason = 'agent_' .. state})
+end
+
+-- Agent `aid` accepted the task of case `id` (hash `c`) and dials the customer on call `cid`.
+function CS.task_accepted(id, c, aid, cid)
+  task_clear(id, aid)
+  redis.call('HSET', k('case', id), 'task_call', cid, 'updated_at', NOW)
+  CS.link_call(id, c, cid)
+  emit('case.task_accepted', {case_id = id, agent_id = aid, call_id = cid})
+end
+
+-- Is call `cid` ('' or nil: none) under way (its record there and not ended)?
+local function call_live(cid)
+  if not cid or cid == '' then return false end
+  local st = redis.call('HGET', k('call', cid), 'state')
+  return st ~= false and st ~= 'ended'
+end
+
+-- Is a call of case `c` under way: its task call, or the last call linked to it (the customer may
+-- be on the line with the hotline right now)?
+local function case_on_call(c)
+  if call_live(c.task_call) then return true end
+  local ok, calls = pcall(cjson.decode, c.calls or '[]')
+  return ok and type(calls) == 'table' and call_live(calls[#calls])
+end
+
+-- Can agent `aid` take a task of case `id` now: available, a phone that can ring (a SIP URI; a
+-- registering phone registered), not kept from this case (declined or let it expire lately)?
+local function can_take(id, aid)
+  local a = redis.call('HMGET', k('agent', aid), 'state', 'sip_uri')
+  if a[1] ~= 'available' or not a[2] or a[2] == '' or not R.phone_ready(aid) then return false end
+  local until_ms = tonumber(redis.call('ZSCORE', k('case', id, 'skip'), aid) or '')
+  return not (until_ms and until_ms > NOW)
+end
+
+-- Every available agent, longest idle first (read once per run, for overdue cases).
+local any_agents = nil
+local function available_agents()
+  if any_agents == nil then
+    any_agents = {}
+    local since = {}
+    for _, aid in ipairs(redis.call('SMEMBERS', k('agents'))) do
+      local s = redis.call('HMGET', k('agent', aid), 'state', 'state_since')
+      if s[1] == 'available' then
+        any_agents[#any_agents + 1] = aid
+        since[aid] = tonumber(s[2]) or 0
+      end
+    end
+    table.sort(any_agents, function(x, y)
+      if since[x] ~= since[y] then return since[x] < since[y] end
+      return x < y
+    end)
+  end
+  return any_agents
+end
+
+-- The agent to offer case `id` (hash `c`): its owner when it can take it; else the longest idle
+-- agent with `skill` (routing's idle index) who can; an overdue case, else any agent who can
+-- (longest idle). nil when nobody can now.
+local function task_agent_for(id, c, skill, overdue)
+  if (c.owner or '') ~= '' and can_take(id, c.owner) then return c.owner end
+  local ikey, start = k('skill', skill, 'idle'), 0
+  while true do
+    local ids = redis.call('ZRANGE', ikey, start, start + TASK_AGENTS_SCAN - 1)
+    if #ids == 0 then break end
+    for _, aid in ipairs(ids) do
+      if can_take(id, aid) then return aid end
+    end
+    start = start + TASK_AGENTS_SCAN
+  end
+  if not overdue then return nil end
+  for _, aid in ipairs(available_agents()) do
+    if can_take(id, aid) then return aid end
+  end
+  return nil
+end
+
+local TASK_CASE_FIELDS = {'tier', 'owner', 'customer', 'customer_name', 'crm_id', 'reason', 'due_at', 'task_agent',
+                          'task_call', 'calls', 'hotline'}
+
+-- Offer case `id` to agent `aid` for `timeout_ms`: the agent reserved, case.task_offered.
+local function task_offer(id, c, aid, timeout_ms, overdue)
+  local expires = NOW + timeout_ms
+  set_agent_state(aid, 'reserved', 'task')
+  redis.call('HSET', k('agent', aid), 'task', id)
+  local key = k('case', id)
+  redis.call('HSET', key, 'task_agent', aid, 'task_at', NOW, 'task_expires', expires)
+  redis.call('HINCRBY', key, 'version', 1)
+  redis.call('ZADD', k('cases', 'tasks'), expires, id)
+  emit('case.task_offered', {case_id = id, agent_id = aid, tier = c.tier, customer = c.customer or '',
+                             due_at = tonumber(c.due_at), overdue = overdue, reason = c.reason or '',
+                             task_expires = expires, owner = c.owner or '', customer_name = c.customer_name or '',
+                             crm_id = c.crm_id or '', hotline = c.hotline or ''})
+end
+
+-- Tasks past their expiry go back (reason timeout: the agent is kept from the case a while), then
+-- pending cases due by NOW + `before_ms` (the earliest due first: overdue ones lead) with no task
+-- out and no call under way are offered, `limit` at most. Returns how many were offered.
+function CS.offer_tasks(before_ms, skill, timeout_ms, limit)
+  local tkey = k('cases', 'tasks')
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', tkey, '-inf', '(' .. string.format('%d', NOW),
+                                 'LIMIT', 0, TASK_SCAN)) do
+    local aid = redis.call('HGET', k('case', id), 'task_agent')
+    if aid then CS.task_back(id, aid, 'timeout', true) else redis.call('ZREM', tkey, id) end
+  end
+  local offered = 0
+  local ids = redis.call('ZRANGEBYSCORE', k('cases', 'due'), '-inf', string.format('%d', NOW + before_ms),
+                         'LIMIT', 0, TASK_SCAN)
+  for _, id in ipairs(ids) do
+    if offered >= limit then break end
+    local f = redis.call('HMGET', k('case', id), 'status', unpack(TASK_CASE_FIELDS))
+    local c = {status = f[1] or nil}
+    for i, name in ipairs(TASK_CASE_FIELDS) do c[name] = f[i + 1] or nil end
+    if c.status and CASE_PENDING[c.status] and (c.task_agent or '') == '' and not case_on_call(c) then
+      local overdue = (tonumber(c.due_at) or NOW) < NOW
+      local aid = task_agent_for(id, c, skill, overdue)
+      if aid then
+        task_offer(id, c, aid, timeout_ms, overdue)
+        offered = offered + 1
+      end
+    end
+  end
+  return offered
 end

@@ -14,6 +14,8 @@ local function k(...) return P .. ':' .. table.concat({...}, ':') end
 local R = {}
 -- Callbacks and redial resume (callbacks.lua, appended after routing.lua).
 local CB = {}
+-- Complaint cases and their follow-up tasks (cases.lua, the last library).
+local CS = {}
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -231,10 +233,16 @@ local function call_agents(c)
   return out
 end
 
--- The single place agent state changes; keeps the idle indexes in step with it.
+-- The single place agent state changes; keeps the idle indexes in step with it. An agent that stops
+-- being reserved while it holds a case's follow-up task (`task`: it went on break, logged off...)
+-- gives the task back (cases.lua): the case is offered again.
 local function set_agent_state(aid, state, reason)
   local key = k('agent', aid)
   local prev = redis.call('HGET', key, 'state')
+  if state ~= 'reserved' then
+    local task = redis.call('HGET', key, 'task')
+    if task then CS.task_left(task, aid, state) end
+  end
   redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
   local skills = agent_skills(aid)
   R.index_agent(aid, skills, state == 'available')
