@@ -92,6 +92,7 @@ async def test_the_task_card_shows_the_case_and_its_crm_record_and_dials_or_skip
     await expect(page.locator("#task-due")).to_contain_text("due in 19:")
     await expect(page.locator("#task-reason")).to_have_text("billed twice <img src=x onerror=alert(1)>")
     await expect(page.locator("#task-customer")).to_have_text(f"Ada · {KNOWN}")
+    await expect(page.locator("#state-hint")).to_have_text("A follow-up task is offered to you: Dial or Skip it.")
     assert await card.locator("img").count() == 0, "a case's reason must never become markup"
     # the customer's CRM record, looked up by the connector as for a screen-pop
     await expect(card.locator(".crm")).to_have_attribute("data-crm", "matched")

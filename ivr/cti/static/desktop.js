@@ -163,6 +163,7 @@ function renderState() {
   }
   const missed = me.state === "break" && /^(rejected|ring_no_answer|unreachable|agent_rejected)/.test(me.reason);
   $("state-hint").textContent = missed ? "A call you did not take went back to its queue: choose Available when you are ready."
+    : me.state === "reserved" && me.reason === "task" ? "A follow-up task is offered to you: Dial or Skip it."
     : HINT[me.state] || (me.state === "wrapup"
     ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
                       : "Wrap-up: choose Ready now when you are ready for the next call.")
