@@ -1,5 +1,6 @@
 """Complaint cases over the API (docs/cti-api.md "Cases"): open, list, read, change, notes, linked calls,
-and the counts of the wallboard.
+the counts of the wallboard, and the follow-up task a case nearing its deadline becomes (accept: dial
+the customer like click-to-dial; decline).
 
 Who may do what: an agent opens cases it owns, sees and changes only its own (status and reason;
 it may claim an unowned case by naming itself owner); supervisors and admins see and change every
@@ -7,12 +8,19 @@ case (tier, owner too) and read the counts. The store (:class:`ivr.queues.store.
 script per change) keeps the state machine and emits the ``case.*`` events; this module works out
 the due times: ``case_due`` of :mod:`ivr.dialplan.hours` with the business hours of the case's
 plan (the plan of its call, else ``cases.hours_plan``, else the plan answering ``*`` or the first).
+
+Follow-up tasks: the worker's housekeeping offers a pending case to an agent (``case.task_offered``,
+the agent reserved, the case's ``task_agent``); the agent holding it accepts (the customer is dialled
+as click-to-dial does, :mod:`ivr.cti.originate`) or declines; a supervisor or admin may take a task
+back from an agent (decline) but not accept it for one. An agent reaches a case it owns or a task
+offered to it.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import uuid
 from typing import Any, Literal
 
 from aiohttp import web
@@ -27,6 +35,7 @@ from ivr.cti.auth import User, require_role
 from ivr.cti.calls import handled_by
 from ivr.cti.case_open import LINE, REASON, TEXT, Tier, due_ms, open_for_call
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
+from ivr.cti.originate import caller_id, check_number
 from ivr.queues.stats import start_of_today
 from ivr.queues.store import QueueStore
 
@@ -88,14 +97,19 @@ def _staff(who: User) -> bool:
     return who.role in ("supervisor", "admin")
 
 
+def task_agent(case: dict[str, Any]) -> str:
+    """The agent a case is offered to as a follow-up task right now, or ""."""
+    return str(case.get("task_agent") or "")
+
+
 async def _case(request: web.Request, who: User) -> dict[str, Any]:
-    """The path's case, which the user may see: staff any, an agent its own (404 ``case.not_found``,
-    403 ``auth.forbidden``)."""
+    """The path's case, which the user may see: staff any, an agent its own or the one offered to it as
+    a task (404 ``case.not_found``, 403 ``auth.forbidden``)."""
     case_id = request.match_info["case_id"]
     case = await request.app[STORE].get_case(case_id) if _CASE_ID.fullmatch(case_id) else None
     if case is None:
         raise NotFound("no such case", code="case.not_found")
-    if not _staff(who) and case.get("owner") != who.id:
+    if not _staff(who) and who.id not in (case.get("owner"), task_agent(case)):
         raise Forbidden(f"agent {who.id} may see only its own cases", code="auth.forbidden")
     return case
 
@@ -254,6 +268,42 @@ async def link_call(request: web.Request) -> web.Response:
     return web.json_response(await request.app[STORE].link_case_call(case["id"], req.call_id, by=who.id))
 
 
+async def accept_task(request: web.Request) -> web.Response:
+    """The agent holding the case's task dials its customer: its phone rings first, then the customer's
+    (click-to-dial with the case's hotline); the call record carries ``case_id``."""
+    who = await user(request)
+    if who.role != "agent":
+        raise Forbidden("only the agent a task is offered to accepts it", code="auth.forbidden")
+    case = await _case(request, who)
+    if task_agent(case) != who.id:
+        raise Conflict(f"case {case['id']} is not offered to {who.id} (any more)", code="case.task_gone")
+    number = str(case.get("customer") or "")
+    if not number:
+        raise Conflict(f"case {case['id']} has no customer number to dial", code="case.no_number")
+    settings, store = request.app[SETTINGS], request.app[STORE]
+    check_number(number, settings)
+    shown, first_hotline = await caller_id(settings, store)
+    call_id, state, worker = await store.case_task_accept(
+        case["id"], who.id, call_id=uuid.uuid4().hex[:16], caller_id=shown,
+        hotline=str(case.get("hotline") or "") or first_hotline, by=who.id)
+    log.info("case.task_accepted", case_id=case["id"], agent_id=who.id, call_id=call_id, worker=worker)
+    return web.json_response({"call_id": call_id, "status": state, "case_id": case["id"]}, status=202)
+
+
+async def decline_task(request: web.Request) -> web.Response:
+    """The agent holding the case's task skips it (it is offered to someone else, not to this agent for a
+    while); a supervisor or admin takes it back from whoever holds it."""
+    who = await user(request)
+    case = await _case(request, who)
+    holder = task_agent(case)
+    if not holder or (who.role == "agent" and holder != who.id):
+        raise Conflict(f"case {case['id']} has no task offered to {who.id if who.role == 'agent' else 'anyone'}",
+                       code="case.task_gone")
+    await request.app[STORE].case_task_decline(case["id"], holder, reason="declined")
+    log.info("case.task_declined", case_id=case["id"], agent_id=holder, by=who.id)
+    return web.json_response({"case_id": case["id"], "agent_id": holder, "reason": "declined"})
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/api/v1/cases", create_case),
@@ -263,4 +313,6 @@ def routes() -> list[web.RouteDef]:
         web.patch("/api/v1/cases/{case_id}", update_case),
         web.post("/api/v1/cases/{case_id}/notes", add_note),
         web.post("/api/v1/cases/{case_id}/calls", link_call),
+        web.post("/api/v1/cases/{case_id}/task/accept", accept_task),
+        web.post("/api/v1/cases/{case_id}/task/decline", decline_task),
     ]

@@ -181,15 +181,23 @@ class CrmConnector:
     # -- the Enricher protocol -------------------------------------------------------------------
     async def for_pop(self, ev: StreamEvent) -> dict[str, Any]:
         """The ``crm`` field of a ``call.offered`` pop, within ``crm.timeout_ms``; never raises."""
+        return await self._lookup(ev.data, call_id=ev.data.get("call_id"))
+
+    async def for_task(self, ev: StreamEvent) -> dict[str, Any]:
+        """The ``crm`` field of a ``case.task_offered`` (the case's customer looked up as a caller, by the
+        lookups keyed by the caller number), as for a pop; never raises."""
+        return await self._lookup({"ani": ev.data.get("customer") or ""}, case_id=ev.data.get("case_id"))
+
+    async def _lookup(self, data: Mapping[str, Any], **ids: Any) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            result = await self.resolve(call_context(ev.data, self.settings.region),
+            result = await self.resolve(call_context(data, self.settings.region),
                                         budget_s=self.settings.timeout_ms / 1000.0)
         except Exception:
-            log.exception("crm.failed", call_id=ev.data.get("call_id"))
+            log.exception("crm.failed", **ids)
             result = {"status": "error", "lookup": None, "reason": "internal"}
         result["ms"] = int((time.monotonic() - started) * 1000)
-        log.info("crm.pop", call_id=ev.data.get("call_id"), status=result["status"], lookup=result.get("lookup"),
+        log.info("crm.pop", **ids, status=result["status"], lookup=result.get("lookup"),
                  ms=result["ms"], cached=result.get("cached"))
         return {"crm": result}
 

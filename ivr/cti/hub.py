@@ -12,8 +12,9 @@
   its socket is half-open and reconnects.
 * Supervisors may subscribe to every agent's events (``"*"``), for the wallboard.
 * Each socket has its own queue and writer, so a slow socket or a slow CRM never holds the others.
-* ``enrich`` (the CRM connector) adds to a pop before it is sent; ``observe_pop`` gets the latency
-  from the offer (its time in Redis) to the write on the socket (the ``/metrics`` histogram).
+* ``enrich`` (the CRM connector) adds to a pop (and to a follow-up task offered) before it is sent;
+  ``observe_pop`` gets the latency from the offer (its time in Redis) to the write on the socket (the
+  ``/metrics`` histogram).
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ class Enricher(Protocol):
     """Adds to a pop before it is sent (the CRM connector, :mod:`ivr.cti.crm`)."""
 
     async def for_pop(self, ev: StreamEvent) -> dict[str, Any]: ...
+
+    async def for_task(self, ev: StreamEvent) -> dict[str, Any]:
+        """The same for a follow-up task offered to an agent (``case.task_offered``: its customer)."""
 
     async def warm(self, ev: StreamEvent) -> None:
         """A call was queued: look its CRM record up now, so the pop finds it ready."""
@@ -247,8 +251,11 @@ class PopHub:
             return False
         desk.last = key
         message: dict[str, Any] = {"id": ev.id, "type": ev.type, **ev.data}
-        if ev.type == "call.offered" and desk.agent_id != ALL and self.enrich is not None:
-            message["crm"] = await self._crm(ev)  # the floor feed carries no customer data
+        if desk.agent_id != ALL and self.enrich is not None:  # the floor feed carries no customer data
+            if ev.type == "call.offered":
+                message["crm"] = await self._crm(ev)
+            elif ev.type == "case.task_offered":  # the task card shows the customer's record
+                message["crm"] = (await self.enrich.for_task(ev)).get("crm") or {}
         if not await self._write(desk, message):
             return False
         if ev.type == "call.offered" and desk.agent_id != ALL:

@@ -147,6 +147,7 @@ SCHEMAS: dict[str, Schema] = {
             "state_since": {**STR, "description": "epoch milliseconds"},
             "reason": STR,
             "call_id": STR, "offer_id": STR,
+            "task": {**STR, "description": "reserved for a complaint case's follow-up task: the case id"},
             "wrapup_until": {"type": "integer", "description": "in wrap-up: when it ends (epoch ms)"},
             "phone": {"type": "object", "required": ["mode", "registered", "contacts"], "properties": {
                 "mode": {"enum": ["registered", "static", "none"],
@@ -496,6 +497,10 @@ SCHEMAS.update({
             "reopened": INT,
             "overdue": {"type": "boolean", "description": "its deadline passed before the first contact"},
             "first_contact_ms": {**NULLABLE_INT, "description": "opened to first contacted"},
+            "task_agent": {**STR, "description": "the agent its follow-up task is offered to now, or empty"},
+            "task_at": {**NULLABLE_INT, "description": "when the task was offered (epoch ms)"},
+            "task_expires": {**NULLABLE_INT,
+                             "description": "when the task goes back unless accepted or declined (epoch ms)"},
             "version": {**INT, "description": "goes up with every change"}}},
     "CaseNote": {"type": "object", "required": ["at", "by", "text"],
                  "properties": {"at": INT, "by": STR, "text": STR}},
@@ -520,6 +525,15 @@ SCHEMAS.update({
                                                          "description": "within_due / contacted"},
                                                  "avg_first_contact_s": {"type": ["number", "null"]}}}}}},
 })
+SCHEMAS["TaskAccepted"] = {
+    "type": "object", "required": ["call_id", "status", "case_id"],
+    "properties": {"call_id": {**STR, "description": "the follow-up call (its record carries `case_id`)"},
+                   "status": {**STR, "description": "dialing"}, "case_id": {**STR, "pattern": CASE_ID}}}
+SCHEMAS["TaskDeclined"] = {
+    "type": "object", "required": ["case_id", "agent_id", "reason"],
+    "properties": {"case_id": {**STR, "pattern": CASE_ID},
+                   "agent_id": {**STR, "description": "the agent the task was offered to"},
+                   "reason": {"const": "declined"}}}
 SCHEMAS["CaseDetail"] = {"allOf": [ref("Case"), {"type": "object", "required": ["notes"], "properties": {
     "notes": {"type": "array", "items": ref("CaseNote"), "description": "the latest 50, newest first"}}}]}
 MODELS = (*MODELS, CaseCreate, CaseUpdate, CaseNoteAdd, CaseCallLink)
@@ -555,8 +569,10 @@ OPERATIONS.update({
         description="Open cases per tier, cases per status, overdue, due soon, and the first contact of "
                     "today's cases per tier (contacted, within the due time, the ratio met)."),
     ("GET", "/api/v1/cases/{case_id}"): Operation(
-        "A complaint case with its latest notes", "cases", STAFF, own=_MINE, response=ref("CaseDetail"),
-        errors=(404,), description="404 `case.not_found`; 403 for an agent and another agent's case."),
+        "A complaint case with its latest notes", "cases", STAFF, own="its own cases and a task offered to it",
+        response=ref("CaseDetail"), errors=(404,),
+        description="404 `case.not_found`; 403 for an agent and another agent's case (unless offered to it as a "
+                    "follow-up task: `task_agent`)."),
     ("PATCH", "/api/v1/cases/{case_id}"): Operation(
         "Change a case's status, tier, owner or reason", "cases", STAFF, own=_MINE, body=CaseUpdate,
         response=ref("Case"),
@@ -575,4 +591,22 @@ OPERATIONS.update({
         response=ref("Case"),
         description="The call record gets the `case_id` (a call links to one case: the last). 404 "
                     "`case.not_found`, `call.not_found`.", errors=(404,)),
+    ("POST", "/api/v1/cases/{case_id}/task/accept"): Operation(
+        "Dial the follow-up task offered to me", "cases", ("agent",), ok=202, response=ref("TaskAccepted"),
+        description="Only the agent the task is offered to (`case.task_offered`; supervisors and admins may not "
+                    "accept for an agent: 403). As click-to-dial: the agent's phone rings, then the case's "
+                    "customer with `calls.caller_id` (empty: the first hotline's number); the call record "
+                    "carries `case_id` and the case links the call; once the customer answers the case is "
+                    "`contacted`. 409 `case.task_gone` (not offered to this agent, or no more: declined, "
+                    "expired after `cases.task_timeout_s`), `case.no_number` (the case has no customer number); "
+                    "403 `number.not_allowed` (not in `calls.outbound_allow`); 404 `case.not_found`; 503 "
+                    "`worker.unavailable` (no live worker with a free call slot; the task stays offered).",
+        errors=(404, 409)),
+    ("POST", "/api/v1/cases/{case_id}/task/decline"): Operation(
+        "Skip a follow-up task", "cases", STAFF, own="a task offered to it", response=ref("TaskDeclined"),
+        description="The agent is available again and is not offered this case for 10 minutes; the case is "
+                    "offered to another agent at the next housekeeping tick (`case.task_declined`). Supervisors "
+                    "and admins take a task back from whichever agent holds it. 409 `case.task_gone` (no task "
+                    "offered, or to another agent); 404 `case.not_found`; 403 an agent and a case neither its "
+                    "own nor offered to it.", errors=(404, 409)),
 })

@@ -47,9 +47,17 @@ class Originate(BaseModel):
     queue: str | None = Field(None, pattern=ROUTING_NAME, description="the queue whose statistics count the call")
 
 
-async def _caller_id(settings: Settings, store: QueueStore) -> tuple[str, str]:
+def check_number(number: str, settings: Settings) -> None:
+    """403 ``number.not_allowed`` unless ``number`` matches ``calls.outbound_allow`` (click-to-dial and
+    the follow-up task of a case, :mod:`ivr.cti.cases`)."""
+    if not transfer_allowed(number, settings.calls.outbound_allow):
+        raise Forbidden("the number is not allowed for outbound calls (calls.outbound_allow)",
+                        code="number.not_allowed")
+
+
+async def caller_id(settings: Settings, store: QueueStore) -> tuple[str, str]:
     """The caller ID customers see and the hotline's name: ``calls.caller_id``, else the first number of
-    the first hotline (dial plan, by id) a live worker runs."""
+    the first hotline (dial plan, by id) a live worker runs (click-to-dial and case follow-up tasks)."""
     statuses = await store.plan_statuses()
     for plan in sorted(statuses):
         for entry in statuses[plan].workers.values():
@@ -91,15 +99,13 @@ async def originate(request: web.Request) -> web.Response:
         raise BadRequest("agent_id is required: the agent whose phone rings first", code="request.invalid")
     if who.role == "agent" and agent_id != who.id:
         raise Forbidden(f"agent {who.id} may dial only for itself", code="auth.forbidden")
-    if not transfer_allowed(req.number, settings.calls.outbound_allow):
-        raise Forbidden("the number is not allowed for outbound calls (calls.outbound_allow)",
-                        code="number.not_allowed")
+    check_number(req.number, settings)
     if req.queue and not await _queue_known(req.queue, agent_id, settings, store):
         raise NotFound(f"no queue {req.queue}", code="queue.not_found")
     idem, request_digest = _idempotency(request, who.id, req, agent_id)
-    caller_id, hotline = await _caller_id(settings, store)
+    shown, hotline = await caller_id(settings, store)
     new, call_id, state, worker = await store.originate(
-        uuid.uuid4().hex[:16], agent_id=agent_id, number=req.number, caller_id=caller_id, hotline=hotline,
+        uuid.uuid4().hex[:16], agent_id=agent_id, number=req.number, caller_id=shown, hotline=hotline,
         queue=req.queue or "", by=who.id, idempotency=idem, request=request_digest,
         idempotency_ttl_s=IDEMPOTENCY_TTL_S)
     log.info("call.originate", call_id=call_id, agent_id=agent_id, by=who.id, role=who.role, worker=worker,

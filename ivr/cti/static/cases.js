@@ -1,8 +1,10 @@
 // The agent desktop's "My cases" panel: the agent's complaint cases (GET /api/v1/cases: the server
 // gives an agent its own only), due soon and overdue, one case's details with its status buttons
 // and notes. Refreshed when a case.* event reaches the agent's feed; due times count down each second.
+// And the follow-up task card (TaskCard, below).
 
 import {$, api, duration, el, fill, serverNow} from "./common.js";
+import {crmView} from "./pop.js";
 
 const PAGE = 50;
 // the moves the server allows (ivr/core/case_states.py); it refuses any other with 409
@@ -187,6 +189,108 @@ export class MyCases {
       await this.load(id);
     } catch (err) {
       this.error(err);
+    }
+  }
+}
+
+// --- the follow-up task card -------------------------------------------------------------------------
+// A pending case nearing its deadline is offered to me (case.task_offered, the customer's CRM record
+// added by the server when the connector finds one): "Dial" accepts it (my phone rings, then the
+// customer's), "Skip" declines it. The card goes on case.task_accepted / case.task_declined / expiry.
+
+export class TaskCard {
+  /** ``login()`` gives {agent, token} or null; ``error(err)`` shows a failure. */
+  constructor(login, error) {
+    this.login = login;
+    this.error = error;
+    this.task = null; // {case_id, tier, reason, customer, customer_name, due_at, overdue, expires, crm}
+    $("task-dial").addEventListener("click", () => this.act("accept"));
+    $("task-skip").addEventListener("click", () => this.act("decline"));
+  }
+
+  onEvent(ev) {
+    const me = this.login();
+    if (!me) return;
+    if (ev.type === "case.task_offered" && ev.agent_id === me.agent) {
+      this.task = {...ev, expires: Number(ev.task_expires) || null};
+      this.render();
+      this.load(ev.case_id);
+    } else if ((ev.type === "case.task_accepted" || ev.type === "case.task_declined")
+               && this.task && ev.case_id === this.task.case_id) {
+      this.stop();
+    }
+  }
+
+  /** After a reload: the task my agent record says I hold (without the CRM record: that came with the event). */
+  restore(caseId) {
+    if (!caseId || (this.task && this.task.case_id === caseId)) return;
+    this.task = {case_id: caseId};
+    this.load(caseId);
+  }
+
+  /** The case itself: when the offer ends (task_expires), the customer's name, what changed since. */
+  async load(id) {
+    const login = this.login();
+    if (!login) return;
+    try {
+      const c = await api(login.token, "GET", `/api/v1/cases/${encodeURIComponent(id)}`);
+      if (!this.task || this.task.case_id !== id) return;
+      if (c.task_agent !== login.agent) return this.stop();
+      Object.assign(this.task, {tier: c.tier, reason: c.reason, customer: c.customer, customer_name: c.customer_name,
+                                due_at: c.due_at, overdue: c.overdue, expires: Number(c.task_expires) || this.task.expires});
+      this.render();
+    } catch {
+      if (this.task && this.task.case_id === id && !this.task.tier) this.stop(); // nothing to show
+    }
+  }
+
+  stop() {
+    this.task = null;
+    $("task").hidden = true;
+  }
+
+  render() {
+    const t = this.task;
+    const card = $("task");
+    card.hidden = false;
+    card.dataset.caseId = t.case_id;
+    card.dataset.overdue = String(Boolean(t.overdue));
+    $("task-title").textContent = `Follow-up: ${t.case_id}`;
+    const tier = $("task-tier");
+    tier.textContent = t.tier || "";
+    tier.dataset.tier = t.tier || "";
+    $("task-reason").textContent = t.reason || "";
+    $("task-customer").textContent = [t.customer_name, t.customer || "no number"].filter(Boolean).join(" · ");
+    fill($("task-crm"), t.crm ? crmView(t.crm) : null);
+    $("task-result").textContent = "";
+    for (const id of ["task-dial", "task-skip"]) $(id).disabled = false;
+    this.tick();
+  }
+
+  /** Each second: the case's due time and the offer's countdown; the card goes when the offer ends. */
+  tick() {
+    const t = this.task;
+    if (!t) return;
+    const now = serverNow();
+    $("task-due").textContent = t.due_at ? dueText({status: "open", due_at: t.due_at}, now) : "";
+    const left = t.expires ? Math.ceil((t.expires - now) / 1000) : null;
+    $("task-left").textContent = left === null ? "" : duration(Math.max(left, 0));
+    if (left !== null && left <= 0) this.stop(); // the server gives it back (case.task_declined, timeout)
+  }
+
+  async act(what) {
+    const login = this.login();
+    const t = this.task;
+    if (!login || !t) return;
+    for (const id of ["task-dial", "task-skip"]) $(id).disabled = true;
+    try {
+      await api(login.token, "POST", `/api/v1/cases/${encodeURIComponent(t.case_id)}/task/${what}`);
+      if (this.task === t) this.stop();
+    } catch (err) {
+      if (err.code === "case.task_gone") return this.stop();
+      $("task-result").textContent = err.describe ? err.describe() : String(err);
+      for (const id of ["task-dial", "task-skip"]) $(id).disabled = false;
+      if (err.code !== "number.not_allowed" && err.code !== "case.no_number") this.error(err);
     }
   }
 }

@@ -7,7 +7,7 @@ import {callFacts, crmView, journeyView, statusText} from "./pop.js";
 import {CallAlerts} from "./alerts.js";
 import {CallHistory, MyQueues} from "./history.js";
 import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
-import {MyCases} from "./cases.js";
+import {MyCases, TaskCard} from "./cases.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -24,6 +24,7 @@ const alerts = new CallAlerts();
 const history = new CallHistory(() => login);
 const queues = new MyQueues(() => login);
 const cases = new MyCases(() => login, (err) => showError($("error"), err));
+const task = new TaskCard(() => login, (err) => showError($("error"), err));
 const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
@@ -44,6 +45,7 @@ async function signIn(agent, token) {
   $("signout").hidden = false;
   $("who").textContent = profile.name ? `${profile.name} (${agent})` : agent;
   applyAgent(profile);
+  if (profile.state === "reserved" && profile.task) task.restore(profile.task);  // a follow-up task offered to me
   alerts.enabled = sessionStorage.getItem(KEY.alerts) === "on"; // the sound waits for a click after a reload
   renderAlerts();
   restoreCall();
@@ -74,6 +76,7 @@ async function signOut() {
   alerts.disable();
   queues.stop();
   cases.stop();
+  task.stop();
   history.clear();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
@@ -160,6 +163,7 @@ function renderState() {
   }
   const missed = me.state === "break" && /^(rejected|ring_no_answer|unreachable|agent_rejected)/.test(me.reason);
   $("state-hint").textContent = missed ? "A call you did not take went back to its queue: choose Available when you are ready."
+    : me.state === "reserved" && me.reason === "task" ? "A follow-up task is offered to you: Dial or Skip it."
     : HINT[me.state] || (me.state === "wrapup"
     ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
                       : "Wrap-up: choose Ready now when you are ready for the next call.")
@@ -441,6 +445,9 @@ const DESCRIBE = {
   "case.status": (ev) => `Case ${ev.case_id} ${ev.status}`,
   "case.updated": (ev) => `Case ${ev.case_id} changed (${(ev.changed || []).join(", ")})`,
   "case.overdue": (ev) => `Case ${ev.case_id} is overdue`,
+  "case.task_offered": (ev) => `Follow-up offered: case ${ev.case_id} (${ev.tier})`,
+  "case.task_accepted": (ev) => `Follow-up dialled: case ${ev.case_id}`,
+  "case.task_declined": (ev) => `Follow-up ${ev.reason === "timeout" ? "expired" : "skipped"}: case ${ev.case_id}`,
   "agent.deleted": () => "Agent profile deleted",
   "agent.phone": (ev) => (ev.registered ? "Phone registered" : ev.reason === "stale" ? "Phone status unknown (edge not answering)"
     : "Phone unregistered"),
@@ -465,6 +472,7 @@ async function onEvent(ev) {
     onCallEvent(ev);
   } else if (ev.type.startsWith("case.")) {
     cases.onEvent(ev);
+    task.onEvent(ev);
   } else if (ev.type === "agent.state") {
     // a consult of mine that ends without reaching me as an event (cancelled, failed): my state says so
     if (call && call.consult_from && (call.status === "ringing" || call.status === "connected")
@@ -501,6 +509,7 @@ async function onEvent(ev) {
 function tick() {
   queues.render();
   cases.tick();
+  task.tick();
   $("since").textContent = me.since ? duration((serverNow() - me.since) / 1000) : "";
   if (me.state === "wrapup" && me.wrapupUntil) {
     const left = (me.wrapupUntil - serverNow()) / 1000;
