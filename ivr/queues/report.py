@@ -1,4 +1,4 @@
-"""``ivr report calls`` and ``ivr report intervals``: CSV exports for supervisors and spreadsheets.
+"""``ivr report calls``, ``intervals`` and ``cases``: CSV exports for supervisors and spreadsheets.
 
 ``calls``: one row per call that **ended** in [--from, --to) (as a CDR is written when a call ends),
 found through the ``call.ended`` events of the event stream, with the fields of the call's record
@@ -7,7 +7,13 @@ found through the ``call.ended`` events of the event stream, with the fields of 
 ``intervals``: one row per queue and statistics interval starting in [--from, --to), with the
 counters and figures defined in :mod:`ivr.queues.stats`.
 
-Both read the Redis of the settings (``--config`` YAML or ``--settings`` JSON, ``IVR_...``), write
+``cases``: one row per complaint case **opened** in [--from, --to) (the customer's number masked to
+its last 4 digits), or with ``--summary`` the time to first contact per tier like a service level:
+the classes of :meth:`QueueStore.iter_case_report` and the figures of
+:func:`ivr.queues.store.first_contact_figures`, as ``QueueStore.case_first_contact`` (the counts API)
+gives them, plus the 90th percentile.
+
+All read the Redis of the settings (``--config`` YAML or ``--settings`` JSON, ``IVR_...``), write
 as they read (any size), and take ISO 8601 dates or date-times (without an offset: this host's
 local time). Times in the output are ISO 8601 UTC.
 """
@@ -28,16 +34,28 @@ from typing import IO, Any
 
 from redis.exceptions import RedisError
 
+from ivr.core.case_states import CASE_TIERS
 from ivr.core.config import Settings, load_settings
+from ivr.core.errors import BadRequest
 from ivr.core.event_catalogue import parse
 from ivr.queues.connection import close, connect
 from ivr.queues.stats import Interval, StatsConfig, figures, iso, parse_time
-from ivr.queues.store import QueueStore, StreamEvent
+from ivr.queues.store import QueueStore, StreamEvent, first_contact_figures
 
 CALL_COLUMNS = ("call_id", "started_at", "ended_at", "ani", "dnis", "hotline", "language", "plan_version",
                 "queue", "priority", "queued_at", "answered_at", "agent_id", "offers", "waited_s", "talk_s",
                 "duration_s", "outcome", "end_reason", "csat", "disposition", "callback_id", "direction",
                 "hold_s", "hold_count", "handle_s", "transfers", "transferred_from")
+
+CASE_COLUMNS = ("id", "tier", "status", "opened_at", "due_at", "contacted_at", "first_contact_s", "met",
+                "resolved_at", "closed_at", "reopened", "owner", "customer", "hotline", "opened_by", "calls",
+                "overdue")
+
+CASE_SUMMARY_COLUMNS = ("tier", "opened", "contacted", "within_due", "overdue_waiting", "met",
+                        "avg_first_contact_s", "p90_first_contact_s")
+
+#: A case's ``first_contact`` class (lua/lib/cases.lua CS.first_contact_class) as its ``met`` column.
+MET = {"met": "yes", "late": "no", "overdue": "overdue"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,7 +64,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     calls = rsub.add_parser("calls", help="one row per call that ended in the period")
     intervals = rsub.add_parser("intervals", help="one row per queue and statistics interval of the period")
     intervals.add_argument("--queue", action="append", help="only this queue (repeatable; default: every queue)")
-    for p, func in ((calls, report_calls), (intervals, report_intervals)):
+    cases = rsub.add_parser("cases", help="one row per complaint case opened in the period (customer masked)")
+    cases.add_argument("--summary", action="store_true",
+                       help="instead: the time to first contact per tier (and all), like a service level")
+    for p, func in ((calls, report_calls), (intervals, report_intervals), (cases, report_cases)):
         p.add_argument("--from", dest="start", required=True, type=_time,
                        help="start, ISO 8601 (2024-05-01, 2024-05-01T08:00:00+09:00); no offset = local time")
         p.add_argument("--to", dest="end", type=_time, help="end (excluded), ISO 8601; default: now")
@@ -71,10 +92,17 @@ def report_intervals(args: argparse.Namespace) -> int:
     return _run(args, _write_intervals)
 
 
-def _run(args: argparse.Namespace, write: Any) -> int:
+def report_cases(args: argparse.Namespace) -> int:
+    return _run(args, _write_case_summary if args.summary else _write_cases, epoch_only=True)
+
+
+def _run(args: argparse.Namespace, write: Any, *, epoch_only: bool = False) -> int:
     start, end = args.start, args.end if args.end is not None else time.time()
     if end <= start:
         print(f"ivr report: --to ({iso(end)}) must be after --from ({iso(start)})", file=sys.stderr)
+        return 2
+    if epoch_only and not (0 <= start and end < 10**11):  # the cases' times are epoch ms below 10**14
+        print("ivr report: --from and --to must be between 1970 and 5138", file=sys.stderr)
         return 2
     path = args.settings or args.config
     settings = load_settings(Path(path) if path else None)
@@ -84,6 +112,9 @@ def _run(args: argparse.Namespace, write: Any) -> int:
         except RedisError as exc:
             print(f"ivr report: Redis at {settings.redis.dsn}: {exc}", file=sys.stderr)
             return 1
+        except BadRequest as exc:
+            print(f"ivr report: {exc}", file=sys.stderr)
+            return 2
     print(f"ivr report {args.report}: {rows} rows written to {args.output or 'standard output'}", file=sys.stderr)
     return 0
 
@@ -216,6 +247,98 @@ async def _write_intervals(settings: Settings, args: argparse.Namespace, start: 
     finally:
         await close(store.redis)
     return n
+
+
+async def _write_cases(settings: Settings, args: argparse.Namespace, start: float, end: float, w: Any) -> int:
+    store = _store(settings)
+    n = 0
+    try:
+        w.writerow(CASE_COLUMNS)
+        async for case in store.iter_case_report(since_ms=_ms(start), until_ms=_ms(end)):
+            w.writerow(case_row(case))
+            n += 1
+    finally:
+        await close(store.redis)
+    return n
+
+
+def case_row(case: Mapping[str, Any]) -> list[str]:
+    """The CSV row of one case (as :meth:`QueueStore.iter_case_report` gives it)."""
+    def at(name: str) -> str:
+        t = case.get(name)
+        return iso(t / 1000) if t is not None else ""
+
+    fc = case.get("first_contact_ms")
+    row = {"id": case.get("id", ""), "tier": case.get("tier", ""), "status": case.get("status", ""),
+           **{name: at(name) for name in ("opened_at", "due_at", "contacted_at", "resolved_at", "closed_at")},
+           "first_contact_s": _num(fc / 1000) if fc is not None and case.get("contacted_at") is not None else "",
+           "met": MET.get(case.get("first_contact") or "", ""), "reopened": str(case.get("reopened", 0)),
+           "owner": case.get("owner", ""), "customer": mask_number(str(case.get("customer") or "")),
+           "hotline": case.get("hotline", ""), "opened_by": case.get("opened_by", ""),
+           "calls": str(len(case.get("calls") or [])), "overdue": "yes" if case.get("overdue") else "no"}
+    return [str(row[c]) for c in CASE_COLUMNS]
+
+
+def mask_number(number: str) -> str:
+    """The customer's number with every digit but the last 4 as ``*`` (customer data is protected:
+    the report is a file that travels): ``+4930123456`` -> ``+******3456``."""
+    hide = max(0, sum(ch in "0123456789" for ch in number) - 4)
+    out = []
+    for ch in number:
+        if hide and ch in "0123456789":
+            out.append("*")
+            hide -= 1
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+async def _write_case_summary(settings: Settings, args: argparse.Namespace, start: float, end: float,
+                              w: Any) -> int:
+    """One row per tier and ``all``: the totals of the cases' first-contact classes (as
+    ``case_first_contact.lua`` counts them) through :func:`first_contact_figures`, plus the 90th
+    percentile of the first contacts (nearest rank; one number per contacted case is kept)."""
+    store = _store(settings)
+    groups = (*CASE_TIERS, "all")
+    totals = {g: {"opened": 0, "contacted": 0, "within_due": 0, "overdue_waiting": 0, "first_contact_ms": 0}
+              for g in groups}
+    firsts: dict[str, list[int]] = {g: [] for g in groups}
+    try:
+        async for case in store.iter_case_report(since_ms=_ms(start), until_ms=_ms(end)):
+            if case.get("tier") not in CASE_TIERS:
+                continue
+            cls = case.get("first_contact") or ""
+            for g in (case["tier"], "all"):
+                t = totals[g]
+                t["opened"] += 1
+                if cls in ("met", "late"):
+                    t["contacted"] += 1
+                    t["first_contact_ms"] += case.get("first_contact_ms") or 0
+                    t["within_due"] += cls == "met"
+                    firsts[g].append(case.get("first_contact_ms") or 0)
+                elif cls == "overdue":
+                    t["overdue_waiting"] += 1
+    finally:
+        await close(store.redis)
+    w.writerow(CASE_SUMMARY_COLUMNS)
+    for g in groups:
+        f = first_contact_figures(totals[g])
+        p90 = p90_ms(firsts[g])
+        w.writerow([g, *(str(f[c]) for c in ("opened", "contacted", "within_due", "overdue_waiting")),
+                    _num(f["met"]), _num(f["avg_first_contact_s"]), _num(p90 / 1000 if p90 is not None else None)])
+    return len(groups)
+
+
+def p90_ms(values: list[int]) -> int | None:
+    """The 90th percentile (nearest rank: the smallest value at or above 90 % of them), None for none."""
+    if not values:
+        return None
+    values.sort()
+    return values[(9 * len(values) + 9) // 10 - 1]  # rank ceil(0.9 n), in integers
+
+
+def _ms(epoch_s: float) -> int:
+    return round(epoch_s * 1000)
 
 
 def _num(v: Any) -> str:

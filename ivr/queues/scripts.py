@@ -65,6 +65,7 @@ NAMES = (
     "case_counts",
     "case_deadlines",
     "case_first_contact",
+    "case_report",
     "case_offer_tasks",
     "case_task_accept",
     "case_task_decline",

@@ -582,15 +582,27 @@ class QueueStore:
             if int(res["next"]) < 0:
                 break
             rank = int(res["next"])
-        out: dict[str, dict[str, Any]] = {}
-        for tier, t in totals.items():
-            judged = t["contacted"] + t["overdue_waiting"]
-            out[tier] = {"opened": t["opened"], "contacted": t["contacted"], "within_due": t["within_due"],
-                         "overdue_waiting": t["overdue_waiting"],
-                         "met": t["within_due"] / judged if judged else None,
-                         "avg_first_contact_s": (t["first_contact_ms"] / t["contacted"] / 1000
-                                                 if t["contacted"] else None)}
-        return out
+        return {tier: first_contact_figures(t) for tier, t in totals.items()}
+
+    async def iter_case_report(self, *, since_ms: int, until_ms: int,
+                               page: int = 500) -> AsyncIterator[dict[str, Any]]:
+        """Every case opened in [since_ms, until_ms), oldest first (``ivr report cases``), as
+        :func:`_case` decodes it plus ``first_contact``: how it counts in :meth:`case_first_contact`
+        (``met``, ``late``, ``overdue`` - never contacted, open or reopened and marked overdue - or ""
+        when not judged; the one definition is ``CS.first_contact_class`` in ``lua/lib/cases.lua``).
+        Reads ``page`` (1-1000) cases a script run, from a cursor (opened_at, id): any number of cases."""
+        cs.check_ms("since_ms", since_ms)
+        cs.check_ms("until_ms", until_ms)
+        if isinstance(page, bool) or not isinstance(page, int) or not 1 <= page <= 1000:
+            raise cs.invalid("page must be 1-1000")
+        cursor: tuple[int | str, str] = ("", "")
+        while until_ms > since_ms:
+            res = await self._run("case_report", since_ms, until_ms, cursor[0], cursor[1], page)
+            for raw in res[3:]:
+                yield _case(raw)
+            if not int(res[0]) or not _s(res[1]):
+                return
+            cursor = (int(_s(res[1])), _s(res[2]))
 
     # --- follow-up tasks (lua/lib/cases.lua "Follow-up tasks"; the worker's housekeeping offers them) ---
     async def case_offer_tasks(self, *, before_ms: int, skill: str, timeout_ms: int, now_ms: int | None = None,
@@ -998,6 +1010,20 @@ def _case(raw: Any) -> dict[str, Any]:
     case["task_agent"] = case.get("task_agent") or ""  # the agent its follow-up task is out to
     case["task_call"] = case.get("task_call") or ""    # the call of the last accepted task
     return case
+
+
+def first_contact_figures(totals: Mapping[str, int]) -> dict[str, Any]:
+    """The time-to-first-contact figures of one group of cases (a tier, or all), from its totals
+    ``opened``, ``contacted``, ``within_due``, ``overdue_waiting`` and ``first_contact_ms`` (the sum
+    over the contacted ones): ``met`` = within_due / (contacted + overdue_waiting), None when both
+    are 0; ``avg_first_contact_s`` None when none was contacted. :meth:`QueueStore.case_first_contact`
+    and ``ivr report cases --summary`` both use it."""
+    judged = totals["contacted"] + totals["overdue_waiting"]
+    return {"opened": totals["opened"], "contacted": totals["contacted"], "within_due": totals["within_due"],
+            "overdue_waiting": totals["overdue_waiting"],
+            "met": totals["within_due"] / judged if judged else None,
+            "avg_first_contact_s": (totals["first_contact_ms"] / totals["contacted"] / 1000
+                                    if totals["contacted"] else None)}
 
 
 def _now(now_ms: int | None) -> int | str:

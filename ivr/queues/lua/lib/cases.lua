@@ -232,6 +232,20 @@ function CS.after(s1, id1, s2, id2)
   return #id1 < #id2
 end
 
+-- How a case counts in the time to first contact (case_first_contact, case_report), from its fields
+-- status, contacted_at, first_contact_met, overdue: 'met' (first contacted by its due time), 'late'
+-- (first contacted after it), 'overdue' (open or reopened, never contacted, marked overdue by the
+-- deadline scan: missed too), nil (not judged: still in time, or resolved or closed without a contact).
+-- Read-only; the one definition of the report's classes.
+function CS.first_contact_class(status, contacted_at, met, overdue)
+  if contacted_at and contacted_at ~= '' then
+    if met == '1' then return 'met' end
+    return 'late'
+  end
+  if CASE_PENDING[status or ''] and overdue == '1' then return 'overdue' end
+  return nil
+end
+
 -- --- Follow-up tasks (ivr/queues/store.py case_offer_tasks, case_task_accept, case_task_decline) ---
 -- A pending case nearing its due time is offered to one agent at a time (a preview task): the agent
 -- is reserved (reason 'task', agent field `task` = the case id) and the case holds `task_agent`,

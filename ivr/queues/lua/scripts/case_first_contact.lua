@@ -24,11 +24,12 @@ for i = 1, #rows, 2 do
   local t = tiers[v[1] or '']
   if t then
     t.opened = t.opened + 1
-    if v[3] and v[3] ~= '' then
+    local class = CS.first_contact_class(v[2], v[3], v[5], v[6])
+    if class == 'met' or class == 'late' then
       t.contacted = t.contacted + 1
       t.first_contact_ms = t.first_contact_ms + (tonumber(v[4]) or 0)
-      if v[5] == '1' then t.within_due = t.within_due + 1 end
-    elseif CASE_PENDING[v[2] or ''] and v[6] == '1' then
+      if class == 'met' then t.within_due = t.within_due + 1 end
+    elseif class == 'overdue' then
       t.overdue_waiting = t.overdue_waiting + 1
     end
   end
