@@ -29,6 +29,7 @@ from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
 from ivr.dialplan.journey import Journey
+from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.lookup import HttpDataPort
 from ivr.dialplan.model import Prompt
 from ivr.dialplan.ports import (
@@ -110,17 +111,7 @@ class CallSession(AgentCall):
                                             hotline=loaded.plan.name, language=self.language,
                                             plan_version=loaded.version)
             started = True
-            async with HttpDataPort(self.ctx.settings.dialplan) as data:
-                runner = PlanRunner(loaded, call=self, queue=self, data=data,
-                                    record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings,
-                                                      plan=loaded),
-                                    settings=self.ctx.settings.dialplan)
-                self.journey = runner.journey
-                result = await runner.run()
-            outcome = result.result
-            log.info("call.plan_done", outcome=outcome, node=result.node)
-            if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
-                self.end_reason = "ivr_hangup"
+            await self.run_plan(loaded)
         except (LegEnded, CallerGone):
             self.end_reason = "caller_hangup"  # also when it was in the plan after the agent left
             log.info("call.caller_left")
@@ -129,6 +120,20 @@ class CallSession(AgentCall):
             raise
         finally:
             await self._finish(started)
+
+    async def run_plan(self, loaded: LoadedPlan, variables: Mapping[str, str] | None = None) -> None:
+        """Run ``loaded`` with the caller (answered, its record started), ``variables`` seeded."""
+        async with HttpDataPort(self.ctx.settings.dialplan) as data:
+            runner = PlanRunner(loaded, call=self, queue=self, data=data,
+                                record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings,
+                                                  plan=loaded),
+                                settings=self.ctx.settings.dialplan, variables=variables)
+            self.journey = runner.journey
+            result = await runner.run()
+        outcome = result.result
+        log.info("call.plan_done", outcome=outcome, node=result.node)
+        if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
+            self.end_reason = "ivr_hangup"
 
     async def _finish(self, started: bool) -> None:
         await self._end_legs()

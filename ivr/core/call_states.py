@@ -16,8 +16,9 @@ States (the call as the caller lives it):
 - ``conferenced`` — caller, agent and a third party talk together;
 - ``booked`` — a callback record while the caller who booked it is still on the line;
 - ``scheduled`` — a callback record waiting for its next attempt;
-- ``dialing`` — a click-to-dial (outbound) call: the agent's phone rings, then the customer's; it is
-  ``connected`` when the customer answers (``ivr.calls.originate``);
+- ``dialing`` — an outbound call being placed: a click-to-dial call (the agent's phone rings, then the
+  customer's; ``connected`` when the customer answers, ``ivr.calls.originate``) or an automated call
+  (the customer's phone rings; ``ivr`` when they answer and its dial plan runs, ``ivr.calls.dialout``);
 - ``ended`` — over (terminal; the record expires).
 
 Flags that can be on in any live state are fields of their own, not states: ``recording``
@@ -62,7 +63,7 @@ TRANSITIONS: Mapping[CallState, frozenset[CallState]] = {
     S.CONFERENCED: frozenset({S.CONNECTED, S.HELD, S.ENDED}),
     S.BOOKED: frozenset({S.QUEUED, S.ENDED}),
     S.SCHEDULED: frozenset({S.QUEUED, S.ENDED}),
-    S.DIALING: frozenset({S.CONNECTED, S.ENDED}),
+    S.DIALING: frozenset({S.CONNECTED, S.IVR, S.ENDED}),
     S.ENDED: frozenset(),
 }
 

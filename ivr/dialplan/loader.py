@@ -553,6 +553,10 @@ class PlanRegistry:
     def for_number(self, dnis: str) -> LoadedPlan | None:
         return self.by_number.get(dnis) or self.by_number.get("*")
 
+    def for_id(self, plan_id: str) -> LoadedPlan | None:
+        """The plan whose file is ``<plan_id>.yaml`` (an automated call names its plan so)."""
+        return next((lp for lp in self.plans if lp.path.stem == plan_id), None)
+
 
 # --- JSON Schema ---------------------------------------------------------------------------------
 def plan_schema() -> dict[str, Any]:

@@ -232,6 +232,9 @@ class LiveRegistry(PlanRegistry):
     def for_number(self, dnis: str) -> LoadedPlan | None:
         return self._snapshot.for_number(dnis)
 
+    def for_id(self, plan_id: str) -> LoadedPlan | None:
+        return self._snapshot.for_id(plan_id)
+
     # --- reloading --------------------------------------------------------------------------------
     def reload(self, *, initial: bool = False) -> bool:
         """Look at every plan file once; swap in a new snapshot if a plan changed. Returns whether

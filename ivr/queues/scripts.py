@@ -5,7 +5,8 @@ the rules live in one place: ``call_state.lua`` the call state machine (the one 
 state, see :mod:`ivr.core.call_states`), ``prelude.lua`` the shared helpers (agent state changes,
 offers, call ends, events), ``routing.lua`` the skill routing (indexes, matching, escalation; see
 :mod:`ivr.queues.routing`), ``callbacks.lua`` the callbacks and redial resume, ``originate.lua`` the
-click-to-dial call (the API's and a follow-up task's) and ``cases.lua`` the complaint cases (the one
+click-to-dial call (the API's and a follow-up task's), ``dialout.lua`` the automated outbound call
+that runs a dial plan (a follow-up survey, a campaign's) and ``cases.lua`` the complaint cases (the one
 setter of a case's status, see :mod:`ivr.core.case_states`) and their follow-up tasks.
 """
 
@@ -69,11 +70,14 @@ NAMES = (
     "case_offer_tasks",
     "case_task_accept",
     "case_task_decline",
+    "dialout_start",
+    "dialout_answered",
+    "dialout_failed",
 )
 
 
 #: The shared libraries every queue script runs after, in this order.
-LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "cases")
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "dialout", "cases")
 
 
 def lua_source(folder: str, name: str) -> str:

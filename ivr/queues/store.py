@@ -78,6 +78,9 @@ class Offer:
     hotline: str = ""
     language: str = ""
     caller_id: str = ""
+    plan: str = ""  # an automated call's (kind "dialout"): the plan id to run when the customer answers
+    variables: Mapping[str, str] = dataclasses.field(default_factory=dict)  # seeded into that plan
+    ring_s: float = 0  # how long its customer's phone may ring (0: callbacks.ring_timeout_s)
 
     @property
     def is_callback(self) -> bool:
@@ -87,12 +90,19 @@ class Offer:
     def is_outbound(self) -> bool:
         return self.kind == "outbound"
 
+    @property
+    def is_dialout(self) -> bool:
+        return self.kind == "dialout"
+
     @classmethod
     def from_json(cls, raw: str | bytes) -> Offer:
         d = json.loads(raw)
+        variables = json.loads(d.get("variables") or "{}")
+        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+            raise ValueError("an offer's variables must be a JSON object of strings")
         return cls(d["offer_id"], d["call_id"], d["agent_id"], d["sip_uri"], d["queue"], d.get("kind", "call"),
                    bool(d.get("dial", False)), d.get("number", ""), d.get("hotline", ""), d.get("language", ""),
-                   d.get("caller_id", ""))
+                   d.get("caller_id", ""), d.get("plan", ""), variables, float(d.get("ring_s") or 0))
 
 
 @dataclass(frozen=True)
@@ -419,6 +429,31 @@ class QueueStore:
         """The call never connected: ended with ``outcome``, the agent to ``agent_state``. None when
         it was not dialing any more."""
         res = await self._run("originate_failed", call_id, offer_id, outcome, reason, agent_state, ttl_s)
+        return _s(res) if res else None
+
+    # --- automated calls (lua/lib/dialout.lua, ivr.calls.dialout) --------------------------------
+    async def dialout_start(self, call_id: str, *, number: str, plan: str, purpose: str, caller_id: str = "",
+                            hotline: str = "", language: str = "", variables: Mapping[str, str] | None = None,
+                            ring_s: float = 0, queue: str = "", case_id: str = "", campaign: str = "",
+                            record: str = "") -> str:
+        """Place an automated call: a worker dials ``number`` and runs plan ``plan`` (a plan id) when
+        it is answered, with ``variables`` seeded. ``purpose`` (``followup``, ``campaign``; ``test``)
+        names whose hook in ``lua/lib/dialout.lua`` hears how it went. Returns the worker.
+        Unavailable ``worker.unavailable`` when no worker has a free call slot."""
+        spec = {"number": number, "plan": plan, "purpose": purpose, "caller_id": caller_id, "hotline": hotline,
+                "language": language, "variables": json.dumps(dict(variables or {}), ensure_ascii=False),
+                "ring_s": ring_s, "queue": queue, "case_id": case_id, "campaign": campaign, "record": record}
+        return _s(await self._run("dialout_start", call_id, json.dumps(spec, ensure_ascii=False)))
+
+    async def dialout_answered(self, call_id: str, offer_id: str) -> bool:
+        """The customer answered: the call is in its plan (state ``ivr``). False when the offer is stale."""
+        return bool(await self._run("dialout_answered", call_id, offer_id))
+
+    async def dialout_failed(self, call_id: str, offer_id: str, *, outcome: Literal["busy", "no_answer", "failed"],
+                             reason: str, ttl_s: int) -> str | None:
+        """The customer was not reached: the record ends with ``outcome`` and its owner hears of it.
+        None when it was not dialing any more."""
+        res = await self._run("dialout_failed", call_id, offer_id, outcome, reason, ttl_s)
         return _s(res) if res else None
 
     # --- cases (complaints; lua/lib/cases.lua, ivr.core.case_states) ----------------------------

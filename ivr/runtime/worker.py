@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from ivr.calls.agent_call import AgentCall
 from ivr.calls.callback import CallbackSession
 from ivr.calls.context import WorkerContext
+from ivr.calls.dialout import DialoutSession
 from ivr.calls.originate import OriginateSession
 from ivr.calls.session import CallSession
 from ivr.core import commands
@@ -162,10 +163,10 @@ class Worker:
 
     def _session_done(self, call_id: str, _task: object) -> None:
         session = self.sessions.pop(call_id, None)
-        if isinstance(session, OriginateSession):
-            # a leg never dialled (the customer's, when the agent did not answer) gets no SIP event that
-            # would drop it; a late event of a leg dropped here is ignored
-            for leg in session.made:
+        if isinstance(session, OriginateSession | DialoutSession):
+            # a leg never dialled (the customer's, when the agent did not answer or the plan is gone) gets
+            # no SIP event that would drop it; a late event of a leg dropped here is ignored
+            for leg in session.made if isinstance(session, OriginateSession) else [session.leg]:
                 if not leg.is_ended:
                     self.legs.pop(leg.leg_id, None)
         if not self.sessions:
@@ -188,6 +189,9 @@ class Worker:
             return 0
         if offer.is_callback and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
             self._start_session(offer.call_id, CallbackSession(self.ctx, offer))  # dials the customer
+            return 0
+        if offer.is_dialout and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
+            self._start_session(offer.call_id, DialoutSession(self.ctx, offer))  # dials, then runs the plan
             return 0
         if offer.is_outbound and offer.dial and offer.call_id not in self.sessions and self.ctx is not None:
             self._start_session(offer.call_id, OriginateSession(self.ctx, offer))  # rings the agent, then dials

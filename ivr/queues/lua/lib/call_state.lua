@@ -17,7 +17,7 @@ local CALL_TRANSITIONS = {
   conferenced = {'connected', 'held', 'ended'},
   booked = {'queued', 'ended'},
   scheduled = {'queued', 'ended'},
-  dialing = {'connected', 'ended'},
+  dialing = {'connected', 'ivr', 'ended'},
   ended = {},
 }
 

@@ -14,6 +14,8 @@ local function k(...) return P .. ':' .. table.concat({...}, ':') end
 local R = {}
 -- Callbacks and redial resume (callbacks.lua, appended after routing.lua).
 local CB = {}
+-- Automated outbound calls that run a dial plan (dialout.lua, after originate.lua).
+local DO = {owners = {}}
 -- Complaint cases and their follow-up tasks (cases.lua, the last library).
 local CS = {}
 
@@ -384,6 +386,7 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
   emit('call.ended', {call_id = cid, outcome = outcome, reason = reason, agent_id = c.agent_id or '',
                       queue = c.queue or '', duration_s = (NOW - tonumber(c.started_at or NOW)) / 1000.0})
   if c.kind == 'callback' then CB.close(cid, outcome == 'completed' and 'done' or outcome, ttl) end
+  if c.kind == 'dialout' then DO.ended(cid, c, outcome, reason, lost) end
   CB.activate(c)  -- the caller who booked a callback is gone: it competes for agents now
   return outcome
 end
