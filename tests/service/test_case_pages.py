@@ -192,3 +192,43 @@ async def test_the_wallboard_complaints_tile_shows_the_counts(api: str, browser:
     await expect(page.locator("#complaint-first")).to_contain_text("urgent 100%")
     await tab.screenshot("wallboard-complaints.png")
     tab.expect_no_errors()
+
+
+async def test_the_wallboard_lists_overdue_cases_raises_an_alert_and_assigns_one(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    now = int(time.time() * 1000)
+    await store.register_agent("agent2", name="Bo", skills={"complaints": 1}, sip_uri=None, languages=["en"])
+    older = await store.open_case(tier="normal", reason="<b>no refund</b>", customer="", opened_by="super1",
+                                  due_at_ms=now - 3_600_000)
+    newer = await store.open_case(tier="urgent", reason="line dead", customer="", opened_by="super1",
+                                  due_at_ms=now - 60_000)
+    await open_case(api, SUPER, tier="normal")  # in time: not in the supervisors' queue
+    tab = await open_tab(browser, f"{api}/wallboard")
+    page = tab.page
+    await page.fill("#token", "super1-demo-token")
+    await page.click("#login-form button[type=submit]")
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    rows = page.locator("#overdue-rows tr")
+    await expect(page.locator("#overdue")).to_be_visible(timeout=TIMEOUT_MS)
+    await expect(rows).to_have_count(2)
+    # oldest due first; the reason is text, never markup
+    await expect(rows.nth(0)).to_have_attribute("data-case-id", older["id"])
+    await expect(rows.nth(1)).to_have_attribute("data-case-id", newer["id"])
+    await expect(rows.nth(0).locator("td").nth(3)).to_have_text("<b>no refund</b>")
+    await expect(rows.nth(0).locator(".owner")).to_have_text("unassigned")
+    await expect(rows.nth(0).locator(".overdue-for")).to_contain_text("1:0")  # an hour and counting
+    await expect(page.locator("#alerts")).to_contain_text("2 complaint cases are overdue")
+
+    # the supervisor assigns the oldest to agent2: the case's owner changes, the list follows
+    await rows.nth(0).locator("select").select_option("agent2")
+    await rows.nth(0).locator("button[data-assign]").click()
+    await expect(page.locator(f"#overdue-rows tr[data-case-id={older['id']}] .owner")).to_have_text(
+        "agent2", timeout=TIMEOUT_MS)
+    assert (await store.get_case(older["id"]))["owner"] == "agent2"
+
+    # contacted, a case leaves the queue; with none left the list and the alert go
+    await store.set_case_status(older["id"], "contacted", by="agent2")
+    await store.set_case_status(newer["id"], "resolved", by="super1")
+    await expect(page.locator("#overdue")).to_be_hidden(timeout=TIMEOUT_MS)
+    await expect(page.locator("#alerts")).to_be_hidden()
+    tab.expect_no_errors()

@@ -2,8 +2,10 @@
 // against its target, ASA, abandons), the agents with their states, and a chart of the states.
 // Agents change live from the floor's event feed; queue figures are fetched every few seconds and
 // at once after a queue event. The "Complaints" tile (open cases per tier, overdue, due soon, first
-// contact met today) reads GET /api/v1/cases/counts every 30 s and after each case event. The token
-// is kept in this tab's sessionStorage only.
+// contact met today) reads GET /api/v1/cases/counts every 30 s and after each case event; with cases
+// overdue, an alert says so and the "Overdue complaints" list (the supervisors' queue, oldest due
+// first) lets a supervisor assign each to an agent (PATCH owner). The token is kept in this tab's
+// sessionStorage only.
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
@@ -31,6 +33,9 @@ let queues = [];
 let queuesAt = 0; // when the figures were fetched (this browser's clock)
 let queueRefresh = null;
 let caseRefresh = null;
+let caseAlerts = []; // the complaints' alerts, shown with the queues'
+let overdueCases = []; // GET /api/v1/cases?due=overdue, oldest due first
+const OVERDUE_SHOWN = 50;
 let settings = {threshold: null, target: 80, waitAlert: 60};
 
 // --- sign in / out -----------------------------------------------------------------------------------------
@@ -67,6 +72,9 @@ function signOut() {
   agents = new Map();
   $("board").hidden = true;
   $("complaints").hidden = true;
+  $("overdue").hidden = true;
+  caseAlerts = [];
+  overdueCases = [];
   $("signout").hidden = true;
   $("login").hidden = false;
   $("conn").dataset.status = "idle";
@@ -167,6 +175,7 @@ function renderQueues() {
          `${staff.wrapup || 0} wrap-up · ${staffed} signed in`));
   });
   fill($("tiles"), tiles.length ? tiles : el("p", {class: "muted"}, "No queues yet: they appear with their first call."));
+  alerts.push(...caseAlerts);
   $("alerts").hidden = !alerts.length;
   $("alerts").textContent = alerts.join(" · ");
 }
@@ -176,10 +185,57 @@ function renderQueues() {
 async function refreshCases() {
   if (!token) return;
   try {
-    renderCases(await api(token, "GET", "/api/v1/cases/counts"));
+    const counts = await api(token, "GET", "/api/v1/cases/counts");
+    overdueCases = counts.overdue > 0
+      ? (await api(token, "GET", `/api/v1/cases?due=overdue&limit=${OVERDUE_SHOWN}`)).cases
+          .sort((a, b) => a.due_at - b.due_at || a.id.localeCompare(b.id))
+      : [];
+    renderCases(counts);
+    renderOverdue();
   } catch {
     // the next refresh tries again (the queues' refresh reports a server that is gone)
   }
+}
+
+/** The supervisors' queue: every overdue case with its owner, its follow-up task, and a way to assign it. */
+function renderOverdue() {
+  const section = $("overdue");
+  section.hidden = !overdueCases.length;
+  const names = [...agents.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+  fill($("overdue-rows"), overdueCases.map((c) => {
+    const select = el("select", {"aria-label": `agent for case ${c.id}`},
+      el("option", {value: ""}, "choose an agent"),
+      ...names.map((a) => el("option", {value: a.agent_id}, `${a.name || a.agent_id} (${a.state})`)));
+    const button = el("button", {type: "button", class: "quiet", dataset: {assign: c.id}}, "Assign");
+    button.addEventListener("click", () => assignCase(c, select.value, button));
+    const task = c.task_agent ? `offered to ${c.task_agent}` : "waiting for an agent";
+    return el("tr", {dataset: {caseId: c.id, tier: c.tier}},
+      el("td", {}, c.id),
+      el("td", {}, el("span", {class: "pill", dataset: {tier: c.tier}}, c.tier)),
+      el("td", {class: "num overdue-for", dataset: {due: c.due_at || ""}}, overdueFor(c.due_at)),
+      el("td", {}, c.reason || ""),
+      el("td", {class: "owner"}, c.owner || "unassigned"),
+      el("td", {class: "task"}, task),
+      el("td", {}, select, button));
+  }));
+}
+
+function overdueFor(dueAt) {
+  return dueAt ? duration(Math.max(0, serverNow() - dueAt) / 1000) : "—";
+}
+
+async function assignCase(c, agentId, button) {
+  if (!agentId) return;
+  button.disabled = true;
+  try {
+    await api(token, "PATCH", `/api/v1/cases/${encodeURIComponent(c.id)}`, {owner: agentId});
+    showError($("error"), null);
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+  }
+  refreshCases();
 }
 
 function scheduleCases() {
@@ -214,6 +270,9 @@ function renderCases(counts) {
     figure("due soon", String(counts.due_soon), {key: "due-soon", level: counts.due_soon > 0 ? "amber" : undefined}),
     figure("first contact met today", pct(met), {key: "first-contact", level: met === null ? undefined : slLevel(met)}));
   $("complaint-first").textContent = TIERS.map((t) => `${t} ${pct((first[t] || {}).met)}`).join(" · ");
+  const overdue = Number(counts.overdue) || 0;
+  caseAlerts = overdue > 0 ? [`${overdue} complaint case${overdue === 1 ? " is" : "s are"} overdue`] : [];
+  renderQueues();
   $("complaints-updated").textContent = new Date().toLocaleTimeString();
 }
 
@@ -348,6 +407,9 @@ function tick() {
     if (since) cell.textContent = duration((serverNow() - since) / 1000);
   }
   if (queues.some((q) => q.stats.waiting > 0)) renderQueues();
+  for (const cell of document.querySelectorAll("#overdue-rows td.overdue-for")) {
+    cell.textContent = overdueFor(Number(cell.dataset.due));
+  }
 }
 
 function loadSettings() {
