@@ -71,6 +71,8 @@ class DialoutSession(CallSession):
         except (LegEnded, CallerGone):
             self.end_reason = "caller_hangup"
             log.info("call.caller_left")
+            if not answered:  # gone between the answer and its record: not reached, the owner decides
+                await self._not_reached("failed", "customer_hangup")
         except asyncio.CancelledError:
             self.end_reason = "worker_shutdown"
             if not answered:  # never leave the record dialing: its owner retries it
