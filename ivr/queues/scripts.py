@@ -68,6 +68,7 @@ NAMES = (
     "case_offer_tasks",
     "case_task_accept",
     "case_task_decline",
+    "case_customer",
 )
 
 
