@@ -1,5 +1,5 @@
 """The dial plan's ``RecordPort`` for one call: survey score, voicemail, variables, callback requests,
-complaint cases.
+complaint cases (and, at the call's start, the caller's unfinished ones: a repeat caller).
 
 Every value is checked here before anything is written (a bad field writes nothing and raises
 ``BadRequest`` with a stable code); the writes themselves are Lua scripts of the queue store. Values
@@ -8,16 +8,18 @@ may be personal (numbers, what the caller typed): logs carry field names only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ivr.core.case_states import ACTOR, CUSTOMER
+from ivr.core.case_states import ACTOR, CUSTOMER, CUSTOMER_CASES_KEEP, PENDING
 from ivr.core.config import Settings
 from ivr.core.errors import BadRequest
 from ivr.core.logging import get_logger
@@ -25,6 +27,7 @@ from ivr.core.media_store import NAME, voicemail_file
 from ivr.dialplan.hours import case_due
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan
+from ivr.dialplan.ports import CaseRef
 from ivr.dialplan.registry import plan_id
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import QueueStore
@@ -37,6 +40,7 @@ VARIABLES_MAX = 64             # variables per save
 VARIABLE_VALUE_MAX = 1024      # characters per value
 VARIABLES_MAX_BYTES = 8 * 1024  # the call's merged variables, as JSON
 NO_REASON = "complaint from the IVR"  # a case node that gives no reason (a case needs one)
+CASE_LOOKUP_S = 1.0  # the most a call's start waits for the caller's open cases (then: none)
 _NUMBER = re.compile(r"^\+?[0-9]{3,20}$")
 _NUMBER_SEPARATORS = str.maketrans("", "", " -.()")
 
@@ -47,6 +51,21 @@ class VoicemailMeta(BaseModel):
     path: str = Field(min_length=1, max_length=4096)
     seconds: float = Field(ge=0, le=3600)
     ended_by: Literal["terminator", "max_length", "hangup", "silence"]
+
+
+def case_variables(cases: Sequence[Mapping[str, Any]], *, now_ms: int) -> dict[str, str]:
+    """The plan variables of a caller's unfinished cases (newest first, as
+    :meth:`QueueStore.open_cases_for` returns them): ``case.id``, ``case.tier``, ``case.status`` of
+    the newest, ``case.overdue`` ("true" when it waits for contact past its due time, else "false")
+    and ``case.count``; ``{}`` without cases."""
+    if not cases:
+        return {}
+    newest = cases[0]
+    due = newest.get("due_at")
+    waiting = newest.get("status") in PENDING
+    overdue = waiting and (bool(newest.get("overdue")) or (isinstance(due, int) and due < now_ms))
+    return {"case.id": str(newest["id"]), "case.tier": str(newest["tier"]), "case.status": str(newest["status"]),
+            "case.overdue": "true" if overdue else "false", "case.count": str(len(cases))}
 
 
 def check_csat(value: Any) -> int:
@@ -181,17 +200,48 @@ class CallRecord:
         self.log.info("callback.booked", callback_id=cb_id, queue=queue, place=place, created=created)
         return cb_id
 
-    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
         """Open a complaint case linked to this call, due by tier in the plan's business hours (an
-        anonymous caller's case has no number: the agent gets it from the call); returns its id."""
+        anonymous caller's case has no number: the agent gets it from the call). A caller who has an
+        unfinished case (open, contacted, reopened) gets no second one: the call is linked to the
+        newest, which comes back ``existing``."""
         opened = datetime.now(UTC)
         due = case_due(opened, tier, self.settings.cases, self.plan)
         name = self.plan.plan.name if self.plan is not None else ""
-        by = f"ivr:{plan_id(self.plan.path)}" if self.plan is not None else "ivr"  # an id: a name is any text
-        case = await self.store.open_case(
+        case, existing = await self.store.open_or_join_case(
             tier=tier, reason=reason or NO_REASON, customer=customer if CUSTOMER.fullmatch(customer) else "",
-            opened_by=by if ACTOR.fullmatch(by) else "ivr", due_at_ms=int(due.timestamp() * 1000), hotline=name,
+            opened_by=self._by(), due_at_ms=int(due.timestamp() * 1000), hotline=name,
             call_id=self.call_id, now_ms=int(opened.timestamp() * 1000))
         case_id = str(case["id"])
-        self.log.info("case.opened", case_id=case_id, tier=tier, due_in_s=round((due - opened).total_seconds()))
-        return case_id
+        if existing:
+            self.log.info("case.joined", case_id=case_id, tier=case["tier"], status=case["status"])
+        else:
+            self.log.info("case.opened", case_id=case_id, tier=tier,
+                          due_in_s=round((due - opened).total_seconds()))
+        return CaseRef(case_id, existing=existing)
+
+    def _by(self) -> str:
+        """Who acts for the IVR on cases: ``ivr:<plan id>`` (an id: a plan's name is any text)."""
+        by = f"ivr:{plan_id(self.plan.path)}" if self.plan is not None else "ivr"
+        return by if ACTOR.fullmatch(by) else "ivr"
+
+    async def repeat_caller(self, caller: str, *, timeout_s: float = CASE_LOOKUP_S) -> dict[str, str]:
+        """The caller's unfinished complaint cases as plan variables (:func:`case_variables`; none:
+        ``{}``), the call linked to the newest (``case.call_linked``; the agent's pop and the case
+        show it). Bounded by ``timeout_s``; a failure or a timeout is logged and means none: the call
+        goes on."""
+        if not CUSTOMER.fullmatch(caller):  # anonymous, a SIP user name: no number, no cases
+            return {}
+        try:
+            async with asyncio.timeout(timeout_s):
+                cases = await self.store.open_cases_for(caller, limit=CUSTOMER_CASES_KEEP)
+                if cases:
+                    await self.store.link_case_call(str(cases[0]["id"]), self.call_id, by=self._by())
+            found = case_variables(cases, now_ms=int(time.time() * 1000))
+        except Exception as exc:  # Redis down or slow, a refused value: the call goes on without
+            self.log.warning("case.lookup_failed", error=type(exc).__name__)
+            return {}
+        if found:
+            self.log.info("case.repeat_caller", case_id=found["case.id"], count=found["case.count"],
+                          overdue=found["case.overdue"])
+        return found

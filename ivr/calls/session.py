@@ -111,7 +111,9 @@ class CallSession(AgentCall):
                                             hotline=loaded.plan.name, language=self.language,
                                             plan_version=loaded.version)
             started = True
-            await self.run_plan(loaded)
+            # a repeat caller: the unfinished complaint case seeds case.* (looked up once, bounded)
+            record = CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings, plan=loaded)
+            await self.run_plan(loaded, await record.repeat_caller(inc.ani), record=record)
         except (LegEnded, CallerGone):
             self.end_reason = "caller_hangup"  # also when it was in the plan after the agent left
             log.info("call.caller_left")
@@ -121,12 +123,13 @@ class CallSession(AgentCall):
         finally:
             await self._finish(started)
 
-    async def run_plan(self, loaded: LoadedPlan, variables: Mapping[str, str] | None = None) -> None:
+    async def run_plan(self, loaded: LoadedPlan, variables: Mapping[str, str] | None = None, *,
+                       record: CallRecord | None = None) -> None:
         """Run ``loaded`` with the caller (answered, its record started), ``variables`` seeded."""
+        if record is None:
+            record = CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings, plan=loaded)
         async with HttpDataPort(self.ctx.settings.dialplan) as data:
-            runner = PlanRunner(loaded, call=self, queue=self, data=data,
-                                record=CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings,
-                                                  plan=loaded),
+            runner = PlanRunner(loaded, call=self, queue=self, data=data, record=record,
                                 settings=self.ctx.settings.dialplan, variables=variables)
             self.journey = runner.journey
             result = await runner.run()

@@ -56,6 +56,10 @@ CASE_TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
 #: Statuses waiting for (first or renewed) contact: in the due index, counted as open, may go overdue.
 PENDING: frozenset[CaseStatus] = frozenset({S.OPEN, S.REOPENED})
 
+#: Statuses of a case not finished yet: a customer's index of them (``Keys.customer_cases``) is how a
+#: repeat caller is recognised (:meth:`ivr.queues.store.QueueStore.open_cases_for`).
+UNFINISHED: frozenset[CaseStatus] = frozenset({S.OPEN, S.CONTACTED, S.REOPENED})
+
 # Limits of the case record (docs/cti-api.md, "Complaint cases").
 REASON_MAX = 200
 CUSTOMER_NAME_MAX = 100
@@ -66,6 +70,7 @@ NOTES_KEEP = 200
 CALLS_KEEP = 50
 LIST_MAX = 200          # the most cases one page of the list returns
 DEADLINE_BATCH_MAX = 1000  # the most cases one deadline scan marks
+CUSTOMER_CASES_KEEP = 20   # the newest unfinished cases a customer's index keeps (and one look-up returns)
 
 CASE_ID = re.compile(r"^CS[0-9]{1,12}$")
 CUSTOMER = re.compile(r"^\+?[0-9*#]{1,32}$")

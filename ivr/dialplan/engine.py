@@ -608,14 +608,15 @@ class PlanRunner:
         else:
             reason = " ".join(self._render(node.reason).split())[:CASE_REASON_MAX]
         try:
-            case_id = await self.record.open_case(tier=tier, reason=reason, customer=self.call.caller)
+            case = await self.record.open_case(tier=tier, reason=reason, customer=self.call.caller)
         except IvrError as exc:
             log.warning("dialplan.case_failed", node=name, code=exc.code, error=exc.message)
             self._step(name, "case", outcome="failed", detail=exc.code)
             return node.on_error if node.on_error is not None else node.next
-        self._write(name, "case_id", case_id)
-        self._step(name, "case", outcome=tier, detail=case_id)
-        log.info("dialplan.case", node=name, tier=tier, case_id=case_id)
+        # a caller whose case is still unfinished gets no second one: the call joins that case
+        self._write(name, "case_id", case.case_id)
+        self._step(name, "case", outcome="existing" if case.existing else tier, detail=case.case_id)
+        log.info("dialplan.case", node=name, tier=tier, case_id=case.case_id, existing=case.existing)
         return node.next
 
     async def _survey(self, name: str, node: SurveyNode) -> Next:

@@ -117,6 +117,14 @@ class QueuePort(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class CaseRef:
+    """The complaint case a ``case`` node got: opened for this call, or the caller's unfinished one."""
+
+    case_id: str
+    existing: bool = False
+
+
 class RecordPort(Protocol):
     """Writes to the call record (the CRM and the agent see it)."""
 
@@ -128,8 +136,10 @@ class RecordPort(Protocol):
         """Book a callback that keeps the caller's place; returns its id."""
         ...
 
-    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
-        """Open a complaint case for this call (linked to it, due by tier); returns its id."""
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
+        """Open a complaint case for this call (linked to it, due by tier); a caller who has an
+        unfinished case gets no second one: that case is linked to the call and returned
+        (``existing``)."""
         ...
 
 

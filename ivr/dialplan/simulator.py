@@ -55,7 +55,7 @@ from ivr.core.errors import ConfigError, DialplanError, IvrError
 from ivr.dialplan.journey import Journey
 from ivr.dialplan.loader import LoadedPlan
 from ivr.dialplan.model import VAR_NAME, AnyNode, CollectNode, MenuNode, Prompt
-from ivr.dialplan.ports import Answer, Ask, CallerGone, QueueOutcome, QueueTarget, Recording
+from ivr.dialplan.ports import Answer, Ask, CallerGone, CaseRef, QueueOutcome, QueueTarget, Recording
 from ivr.dialplan.spoken import SpokenDigit
 from ivr.dialplan.templates import prompt_text
 from ivr.dialplan.variables import MASK
@@ -367,12 +367,12 @@ class SimRecord:
                       number=number)
         return cb
 
-    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
         self.count += 1
         case_id = f"CS-SIM{self.count}"
         self.pr.event("case", f"   case: {case_id} tier={tier} customer={customer}", id=case_id, tier=tier,
                       customer=customer)
-        return case_id
+        return CaseRef(case_id)
 
 
 class SimData:

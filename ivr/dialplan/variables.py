@@ -36,6 +36,10 @@ from ivr.dialplan.templates import names
 BUILTINS = BUILTIN_VARIABLES
 #: Set by the engine on the way (a survey's score; a case node's case id).
 ENGINE_SET = frozenset({"csat", "case_id"})
+#: Namespaces the worker may set at the call's start: ``case.*`` (``case.id``, ``case.tier``,
+#: ``case.status``, ``case.overdue``, ``case.count``) when the caller has an unfinished complaint case
+#: (unset otherwise, like a lookup's variables when nothing was found).
+CALL_SPACES = frozenset({"case"})
 MASK = "****"
 
 Use = Literal["spoken", "lookup", "set", "queue", "callback", "transfer", "case"]
@@ -105,9 +109,10 @@ def sensitive_names(plan: Plan) -> set[str]:
 
 
 def set_names(plan: Plan) -> tuple[set[str], set[str]]:
-    """Names a call on this plan can have a value for, and the namespaces (``crm``) of lookup prefixes."""
+    """Names a call on this plan can have a value for, and the namespaces (``crm``) of lookup prefixes
+    (and ``case``, :data:`CALL_SPACES`)."""
     known = set(BUILTINS) | set(ENGINE_SET) | set(plan.variables)
-    spaces: set[str] = set()
+    spaces: set[str] = set(CALL_SPACES)
     for node in plan.nodes.values():
         if isinstance(node, SetNode):
             known.update(node.variables)

@@ -98,6 +98,13 @@ class Keys:
         (it declined it or let it expire); expires by itself."""
         return self._k("case", case_id, "skip")
 
+    def customer_cases(self, digest: str) -> str:
+        """ZSET of the ids of one customer's unfinished cases (open, contacted, reopened) by when they
+        were opened (ms), the newest 20 kept: a repeat caller is recognised by them. ``digest`` is the
+        SHA-1 (hex) of the customer's number (``redis.sha1hex`` in ``lua/lib/cases.lua``): never a phone
+        number in a key name. Kept in step by the case status setter; gone once empty."""
+        return self._k("customer", digest, "cases")
+
     def agent_cases(self, agent_id: str) -> str:
         """ZSET of the ids of the cases agent ``agent_id`` owns, by when they were opened (ms)."""
         return self._k("agent", agent_id, "cases")

@@ -70,6 +70,7 @@ NAMES = (
     "case_offer_tasks",
     "case_task_accept",
     "case_task_decline",
+    "case_customer",
     "dialout_start",
     "dialout_answered",
     "dialout_failed",

@@ -465,6 +465,26 @@ class QueueStore:
                         customer_name: str = "", now_ms: int | None = None) -> dict[str, Any]:
         """Open a case (status open, id ``CS<n>``) due at ``due_at_ms``, linked to ``call_id`` when
         given (the call record gets ``case_id``); emits ``case.opened``."""
+        case, _ = await self._open_case(False, tier=tier, reason=reason, customer=customer, opened_by=opened_by,
+                                        due_at_ms=due_at_ms, hotline=hotline, owner=owner, call_id=call_id,
+                                        crm_id=crm_id, customer_name=customer_name, now_ms=now_ms)
+        return case
+
+    async def open_or_join_case(self, *, tier: str, reason: str, customer: str, opened_by: str, due_at_ms: int,
+                                hotline: str = "", owner: str = "", call_id: str = "", crm_id: str = "",
+                                customer_name: str = "",
+                                now_ms: int | None = None) -> tuple[dict[str, Any], bool]:
+        """Like :meth:`open_case`, but a customer who has an unfinished case (open, contacted,
+        reopened) gets no second one: the newest is taken (unchanged; ``call_id`` is linked to it,
+        ``case.call_linked``). Returns the case and whether it existed. One script: two calls of one
+        customer at once cannot open two cases."""
+        return await self._open_case(True, tier=tier, reason=reason, customer=customer, opened_by=opened_by,
+                                     due_at_ms=due_at_ms, hotline=hotline, owner=owner, call_id=call_id,
+                                     crm_id=crm_id, customer_name=customer_name, now_ms=now_ms)
+
+    async def _open_case(self, join: bool, *, tier: str, reason: str, customer: str, opened_by: str,
+                         due_at_ms: int, hotline: str, owner: str, call_id: str, crm_id: str, customer_name: str,
+                         now_ms: int | None) -> tuple[dict[str, Any], bool]:
         cs.check_tier(tier)
         cs.check_text("reason", reason, cs.REASON_MAX, empty=False)
         cs.check_pattern("customer", customer, cs.CUSTOMER, empty=True)
@@ -475,8 +495,22 @@ class QueueStore:
         cs.check_pattern("call_id", call_id, cs.CALL_ID, empty=True)
         cs.check_text("crm_id", crm_id, cs.CRM_ID_MAX)
         cs.check_text("customer_name", customer_name, cs.CUSTOMER_NAME_MAX)
-        return _case(await self._run("case_open", tier, reason, customer, customer_name, crm_id, hotline, owner,
-                                     opened_by, call_id, due_at_ms, _now(now_ms)))
+        existing, case = await self._run("case_open", tier, reason, customer, customer_name, crm_id, hotline, owner,
+                                         opened_by, call_id, due_at_ms, _now(now_ms), "1" if join else "")
+        return _case(case), _s(existing) == "1"
+
+    async def open_cases_for(self, customer: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The customer's unfinished cases (open, contacted, reopened), newest first (by
+        ``opened_at``), ``limit`` (1-20) at most: how a repeat caller is recognised. ``customer`` is
+        a number as cases hold it (``+`` and digits, ``*``, ``#``; else BadRequest ``case.invalid``);
+        "" (an anonymous caller) has none. The index (``Keys.customer_cases``) keeps a customer's
+        newest 20."""
+        if customer == "":
+            return []
+        cs.check_pattern("customer", customer, cs.CUSTOMER)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cs.CUSTOMER_CASES_KEEP:
+            raise cs.invalid(f"limit must be 1-{cs.CUSTOMER_CASES_KEEP}")
+        return [_case(c) for c in await self._run("case_customer", customer, limit)]
 
     async def get_case(self, case_id: str) -> dict[str, Any] | None:
         """The case, None when there is none with that id."""

@@ -20,6 +20,9 @@ One hotline serves five small plans (one number each); what each call did is rea
   and the call ends.
 - ``test_collected_account_picks_the_branch``: ``1234#`` is collected, masked in the journey, and
   the branch on it routes to queue ``gold``.
+- ``test_a_complaint_opens_a_case_linked_to_the_call_and_queues_it_first``: the case node opens an
+  urgent case linked to the call; ``test_a_repeat_caller_joins_the_open_case``: a caller whose case is
+  still open is recognised at the call's start (``case.*``) and gets no second case.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ VIP, DOWN, SURVEY, CALLBACK, TRANSFER, COLLECT = (
     "+15550301", "+15550302", "+15550303", "+15550304", "+15550306", "+15550307")
 ON_HOLD = "+15550308"
 COMPLAINT = "+15550309"
+REPEAT = "+15550310"
 
 
 def key(k: str) -> Path:
@@ -489,3 +493,27 @@ async def test_a_complaint_opens_a_case_linked_to_the_call_and_queues_it_first(f
     assert case["due_at"] - case["opened_at"] == 3600 * 1000 and case["opened_by"] == "ivr:complaint"
     opened = [d for t, d in await stream(h) if t == "case.opened" and d["case_id"] == case_id]
     assert len(opened) == 1 and opened[0]["call_id"] == record["call_id"] and opened[0]["tier"] == "urgent"
+
+
+async def test_a_repeat_caller_joins_the_open_case(flow: Flow, tmp_path: Path) -> None:
+    """The caller's earlier complaint (opened by the IVR, still open) is found when the call starts:
+    ``case.id``/``case.tier`` in the journey data, the call linked to it, and the case node takes it
+    (outcome ``existing``) instead of opening a second case."""
+    h = flow.hotline
+    redis = h.redis()
+    try:
+        store = h.store(redis)
+        earlier = await store.open_case(tier="important", reason="line down", customer=REPEAT,
+                                        opened_by="ivr:complaint", due_at_ms=int(time.time() * 1000) + 3_600_000)
+        await place_call(h, tmp_path, ani=REPEAT, number="3007", steps=[(key("1"), 800)], hangup_ms=5000)
+        record = await ended_record(h, REPEAT)
+        case = await store.get_case(earlier["id"])
+    finally:
+        await redis.aclose()
+    assert record["case_id"] == earlier["id"] and steps_of(record)[2] == ("open", "existing"), record["journey"]
+    data = record["journey"]["data"]
+    assert (data["case.id"], data["case.tier"], data["case.overdue"], data["case_id"]) == (
+        earlier["id"], "important", "false", earlier["id"]), data
+    assert case is not None and case["calls"] == [record["call_id"]] and case["status"] == "open"
+    opened = [d["case_id"] for t, d in await stream(h) if t == "case.opened" and d["customer"] == REPEAT]
+    assert opened == [earlier["id"]]  # no second case

@@ -105,7 +105,9 @@ async def test_a_case_from_the_korean_example_plan_is_due_in_its_business_hours(
     plan = load_plan(Path(__file__).parents[2] / "dialplans" / "examples" / "korean-telecom.yaml")
     await start(store, "c1")
     rec = CallRecord(store, "c1", settings=settings, plan=plan)
-    case_id = await rec.open_case(tier="important", reason="요금 이중 청구", customer="+821012345678")
+    ref = await rec.open_case(tier="important", reason="요금 이중 청구", customer="+821012345678")
+    case_id = ref.case_id
+    assert not ref.existing
     case = await store.get_case(case_id)
     assert case is not None
     assert (case["tier"], case["reason"], case["customer"], case["hotline"], case["opened_by"], case["calls"]) == (
@@ -116,11 +118,45 @@ async def test_a_case_from_the_korean_example_plan_is_due_in_its_business_hours(
     call = await store.get_call("c1")
     assert call is not None and call["case_id"] == case_id
     await start(store, "c2")
-    anonymous = await CallRecord(store, "c2", settings=settings, plan=plan).open_case(
-        tier="normal", reason="", customer="anonymous")
+    anonymous = (await CallRecord(store, "c2", settings=settings, plan=plan).open_case(
+        tier="normal", reason="", customer="anonymous")).case_id
     later = await store.get_case(anonymous)
     assert later is not None and (later["customer"], later["reason"], later["calls"]) == (
         "", "complaint from the IVR", ["c2"])
+
+
+async def test_a_repeat_caller_joins_the_open_case_and_its_variables_seed_the_plan(
+        store: QueueStore, settings: Settings) -> None:
+    """The caller's unfinished case: found at the call's start (case.* variables, the call linked to
+    it), and a case node on the second call takes it instead of opening another. Resolved: gone."""
+    await start(store, "c1")
+    first = await CallRecord(store, "c1", settings=settings).open_case(tier="urgent", reason="no line",
+                                                                       customer="+15550001")
+    await start(store, "c2")
+    rec = CallRecord(store, "c2", settings=settings)
+    found = await rec.repeat_caller("+15550001")
+    assert found == {"case.id": first.case_id, "case.tier": "urgent", "case.status": "open",
+                     "case.overdue": "false", "case.count": "1"}
+    call = await store.get_call("c2")
+    assert call is not None and call["case_id"] == first.case_id
+    again = await rec.open_case(tier="normal", reason="still no line", customer="+15550001")
+    assert again.case_id == first.case_id and again.existing
+    case = await store.get_case(first.case_id)
+    assert case is not None and case["calls"] == ["c1", "c2"] and case["tier"] == "urgent"
+    assert [e["call_id"] for e in await events_of(store, "case.call_linked")] == ["c2"]  # linked once
+    assert await rec.repeat_caller("anonymous") == {} and await rec.repeat_caller("") == {}
+    await store.set_case_status(first.case_id, "resolved", by="agent1")
+    assert await rec.repeat_caller("+15550001") == {}
+
+
+async def test_the_case_lookup_of_a_call_start_gives_up_quietly(settings: Settings) -> None:
+    """Redis unreachable: the look-up is bounded and means no case (the call goes on)."""
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2)
+    try:
+        rec = CallRecord(QueueStore(dead, prefix=PREFIX), "c9", settings=settings)
+        assert await rec.repeat_caller("+15550001", timeout_s=2.0) == {}
+    finally:
+        await dead.aclose()
 
 
 async def test_a_bad_field_writes_nothing(store: QueueStore, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import wave
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from ivr.calls.call_record import (
     VARIABLES_MAX,
     CallRecord,
+    case_variables,
     check_csat,
     check_disposition,
     check_number,
@@ -190,3 +192,31 @@ async def test_request_callback_sends_the_clean_number_and_the_journey(settings:
             await record_of(store, settings).request_callback(queue=queue, number=number, journey=journey)
         assert code_of(exc) == code
     assert len(store.calls) == 1
+
+
+def test_case_variables_name_the_newest_unfinished_case() -> None:
+    now = 1_800_000_000_000
+    newest = {"id": "CS9", "tier": "urgent", "status": "open", "overdue": False, "due_at": now - 1}
+    older = {"id": "CS2", "tier": "normal", "status": "contacted", "overdue": True, "due_at": now - 999}
+    assert case_variables([newest, older], now_ms=now) == {
+        "case.id": "CS9", "case.tier": "urgent", "case.status": "open", "case.overdue": "true", "case.count": "2"}
+    # overdue only while it waits for contact: marked by the scan, or past due before the scan ran
+    assert case_variables([older], now_ms=now)["case.overdue"] == "false"
+    assert case_variables([{**newest, "due_at": now + 1}], now_ms=now)["case.overdue"] == "false"
+    assert case_variables([{**newest, "status": "reopened", "overdue": True, "due_at": now + 1}],
+                          now_ms=now)["case.overdue"] == "true"
+    assert case_variables([], now_ms=now) == {}
+
+
+async def test_a_slow_case_lookup_does_not_hold_the_call(settings: Settings) -> None:
+    class Slow(FakeStore):
+        async def open_cases_for(self, customer: str, limit: int = 5) -> list[dict[str, Any]]:
+            self.calls.append(("open_cases_for", (customer,), {"limit": limit}))
+            await asyncio.sleep(30)
+            return []
+
+    store = Slow()
+    rec = record_of(store, settings)
+    assert await rec.repeat_caller("+15550001", timeout_s=0.05) == {}
+    assert [c[0] for c in store.calls] == ["open_cases_for"]
+    assert await rec.repeat_caller("anonymous") == {} and len(store.calls) == 1  # no number: not looked up

@@ -99,6 +99,10 @@ def test_the_lua_limits_are_the_python_ones() -> None:
     assert f"limit > {cs.LIST_MAX}" in listing
     deadlines = (LUA / "scripts" / "case_deadlines.lua").read_text()
     assert f"limit > {cs.DEADLINE_BATCH_MAX}" in deadlines
+    assert f"local CUSTOMER_CASES_KEEP = {cs.CUSTOMER_CASES_KEEP}" in text
+    assert f"limit > {cs.CUSTOMER_CASES_KEEP}" in (LUA / "scripts" / "case_customer.lua").read_text()
+    unfinished = re.search(r"local CASE_UNFINISHED = \{([^}]*)\}", text)
+    assert unfinished and set(re.findall(r"(\w+) = true", unfinished.group(1))) == {s.value for s in cs.UNFINISHED}
 
 
 @pytest.mark.parametrize("value", ["", "CS", "cs1", "CS1234567890123", "CS1 ", "CS-1", "CS1\n", "../CS1", "CS١"])

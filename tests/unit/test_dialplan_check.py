@@ -339,6 +339,20 @@ def test_lookup_hosts(tmp_path: Path, url: str, allowed: list[str], ok: bool) ->
         assert "is not in dialplan.lookup_hosts" in out[0]
 
 
+def test_the_case_namespace_of_a_repeat_caller_is_known(tmp_path: Path) -> None:
+    """case.* is set by the worker when the caller has an unfinished case: no "never set" warning."""
+    out = problems(tmp_path, HEAD + """
+      m:
+        type: branch
+        rules: [{if: {var: case.overdue, equals: "true"}, goto: q}]
+        default: h
+      q: {type: queue, queue: complaints, tier: "{case.tier}", prompt: {text: "Case {case.id}, {cases.x}"}}
+      h: {type: hangup}
+    """)
+    assert out == ["9:75: warning: dialplan.template_variable: nodes.q.prompt.text: {cases.x} is never set by "
+                   "this plan (renders as an empty text)"]
+
+
 def test_transfer_destinations(tmp_path: Path) -> None:
     allow = ["sip:*@pbx.example.com", "+8210*"]
     assert transfer_allowed("+821012345678", allow) and not transfer_allowed("+15550100", allow)

@@ -23,6 +23,7 @@ from ivr.dialplan.ports import (
     Answer,
     Ask,
     CallerGone,
+    CaseRef,
     LookupFailed,
     QueueOutcome,
     QueueTarget,
@@ -31,6 +32,7 @@ from ivr.dialplan.ports import (
 from ivr.dialplan.templates import prompt_text
 
 ROOT = Path(__file__).resolve().parents[2]
+REPEAT = "+15550777"  # a caller whose complaint case is still open (FakeRecord takes it)
 
 
 # --- fakes ---------------------------------------------------------------------------------------
@@ -130,11 +132,13 @@ class FakeRecord:
         self.callbacks.append({"queue": queue, "number": number, "steps": len(journey.steps)})
         return f"cb-{len(self.callbacks)}"
 
-    async def open_case(self, *, tier: str, reason: str, customer: str) -> str:
+    async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
         if customer == "refuse":
             raise BadRequest("no case", code="case.invalid")
+        if customer == REPEAT:  # a caller whose case is still open: it is taken, no second one
+            return CaseRef("CS7", existing=True)
         self.cases.append({"tier": tier, "reason": reason, "customer": customer})
-        return f"CS{len(self.cases)}"
+        return CaseRef(f"CS{len(self.cases)}")
 
 
 class FakeData:
@@ -714,6 +718,39 @@ async def test_a_case_the_record_refuses_goes_to_on_error_and_the_call_goes_on()
     env = await run(CASE, FakeCall(caller="refuse"), variables={"complaint.tier": "urgent"})
     assert not env.record.cases and env.steps == [("c", "failed"), ("sorry", None)]
     assert env.result.journey.steps[0].detail == "case.invalid" and "case_id" not in env.result.variables
+
+
+async def test_a_caller_with_an_open_case_joins_it_instead_of_opening_a_second() -> None:
+    env = await run(CASE, FakeCall(caller=REPEAT), variables={"complaint.tier": "urgent", "complaint.reason": "x"})
+    assert not env.record.cases and env.steps == [("c", "existing"), ("tell", None)]
+    assert env.result.journey.steps[0].detail == "CS7" and env.call.texts == ["Your case is CS7."]
+
+
+REPEAT_PLAN = """
+start: known
+nodes:
+  known:
+    type: branch
+    rules: [{if: {var: case.overdue, equals: "true"}, goto: urgent}]
+    default: general
+  urgent: {type: queue, queue: complaints, tier: "{case.tier}"}
+  general: {type: queue, queue: general}
+"""
+
+
+@pytest.mark.parametrize(("seeded", "queue", "priority"), [
+    ({"case.id": "CS3", "case.tier": "urgent", "case.status": "open", "case.overdue": "true", "case.count": "1"},
+     "complaints", 9),
+    ({"case.id": "CS3", "case.tier": "urgent", "case.status": "open", "case.overdue": "false", "case.count": "1"},
+     "general", 0),
+    ({}, "general", 0),
+])
+async def test_a_repeat_caller_with_an_overdue_case_jumps_the_queue(seeded: dict[str, str], queue: str,
+                                                                     priority: int) -> None:
+    """The worker seeds case.* at the call's start (none: unset); the plan branches on them."""
+    env = await run(REPEAT_PLAN, FakeCall(), variables=seeded)
+    assert [(t.queue, t.priority) for t in env.queue.targets] == [(queue, priority)]
+    assert {k: v for k, v in env.result.journey.data.items() if k.startswith("case.")} == seeded
 
 
 def test_a_case_node_names_a_known_tier_or_a_template() -> None:

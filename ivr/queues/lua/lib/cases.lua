@@ -6,8 +6,10 @@
 -- A case is the hash k('case', id) (id 'CS<n>' from k('cases', 'seq')). Indexes: k('cases', 'index')
 -- (every case by opened_at), k('agent', owner, 'cases') (the owner's, by opened_at), k('cases', 'due')
 -- (pending cases, i.e. open or reopened, by due_at), k('cases', 'deadlines') (pending cases whose
--- deadline the scan has not marked yet, by due_at). Counters in k('cases', 'counts'): status:<s>,
--- open:<tier> (pending cases per tier), overdue (pending cases marked overdue).
+-- deadline the scan has not marked yet, by due_at), k('customer', sha1(number), 'cases') (a customer's
+-- unfinished cases, i.e. open, contacted or reopened, by opened_at: a repeat call finds them).
+-- Counters in k('cases', 'counts'): status:<s>, open:<tier> (pending cases per tier), overdue
+-- (pending cases marked overdue).
 -- Errors: `case.not_found`, `case.bad_transition` (a move the table refuses), `case.invalid` (a value
 -- the store's Python checks should have refused already: the scripts check again, cheaply).
 
@@ -21,6 +23,9 @@ local CASE_TRANSITIONS = {
 
 local CASE_INITIAL = 'open'
 local CASE_PENDING = {open = true, reopened = true}
+-- Not finished yet: in the customer's index (k('customer', digest, 'cases')), what a repeat call finds.
+local CASE_UNFINISHED = {open = true, contacted = true, reopened = true}
+local CUSTOMER_CASES_KEEP = 20  -- the newest unfinished cases one customer's index keeps
 
 CS.ALLOWED = {}  -- CS is declared by the prelude (set_agent_state gives a leaving agent's task back)
 CS.TIERS = {urgent = true, important = true, normal = true}
@@ -115,6 +120,39 @@ function CS.move_due(id, c, due)
   if c.overdue == '1' then case_count('overdue', -1) end
 end
 
+-- The index of customer `customer`'s unfinished cases (by opened_at); never the number in the key
+-- name: its SHA-1 (ivr/queues/keys.py customer_cases).
+function CS.customer_key(customer)
+  return k('customer', redis.sha1hex(customer), 'cases')
+end
+
+-- Case `id` of `customer` ('' = anonymous: no index) opened at `opened_at` enters (`on`) or leaves
+-- its customer's index; the index keeps the newest CUSTOMER_CASES_KEEP.
+local function customer_index(id, customer, opened_at, on)
+  if (customer or '') == '' then return end
+  local key = CS.customer_key(customer)
+  if not on then
+    redis.call('ZREM', key, id)
+    return
+  end
+  redis.call('ZADD', key, opened_at, id)
+  if redis.call('ZCARD', key) > CUSTOMER_CASES_KEEP then
+    redis.call('ZREMRANGEBYRANK', key, 0, -(CUSTOMER_CASES_KEEP + 1))
+  end
+end
+
+-- The ids of `customer`'s unfinished cases, newest first, `limit` at most (an id whose case is gone
+-- or finished, which the setter should have prevented, is dropped from the index on the way).
+function CS.customer_cases(customer, limit)
+  local key, out = CS.customer_key(customer), {}
+  for _, id in ipairs(redis.call('ZREVRANGE', key, 0, CUSTOMER_CASES_KEEP - 1)) do
+    if #out >= limit then break end
+    local st = redis.call('HGET', k('case', id), 'status')
+    if st and CASE_UNFINISHED[st] then out[#out + 1] = id else redis.call('ZREM', key, id) end
+  end
+  return out
+end
+
 -- A new case, status open (the one other place a case's status is written). `f` holds the fields
 -- (validated by the script). Returns its id.
 function CS.create(f)
@@ -128,6 +166,7 @@ function CS.create(f)
   case_count('status:' .. CASE_INITIAL, 1)
   CS.enter_pending(id, f.tier, f.due_at)
   redis.call('ZADD', k('cases', 'index'), NOW, id)
+  customer_index(id, f.customer, NOW, CASE_UNFINISHED[CASE_INITIAL])
   if f.owner ~= '' then redis.call('ZADD', k('agent', f.owner, 'cases'), NOW, id) end
   return id
 end
@@ -162,6 +201,9 @@ local function set_case_status(id, status, by, now, due_at)
   case_count('status:' .. status, 1)
   if CASE_PENDING[prev] and not CASE_PENDING[status] then CS.leave_pending(id, c) end
   if CASE_PENDING[status] and not CASE_PENDING[prev] then CS.enter_pending(id, c.tier, due_at) end
+  if (CASE_UNFINISHED[prev] or false) ~= (CASE_UNFINISHED[status] or false) then
+    customer_index(id, c.customer, c.opened_at, CASE_UNFINISHED[status])
+  end
   redis.call(unpack(fields))
   redis.call('HINCRBY', key, 'version', 1)
   emit('case.status', {case_id = id, status = status, previous = prev, tier = c.tier, agent_id = c.owner or '',
