@@ -73,6 +73,10 @@ DEADLINE_BATCH_MAX = 1000  # the most cases one deadline scan marks
 CUSTOMER_CASES_KEEP = 20   # the newest unfinished cases a customer's index keeps (and one look-up returns)
 
 CASE_ID = re.compile(r"^CS[0-9]{1,12}$")
+PLAN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$")   # a dial plan's file name without .yaml
+ANSWER_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")          # a follow-up answer's name (solved, csat)
+ANSWERS_MAX = 20       # answers a case keeps (a follow-up survey's)
+ANSWER_MAX = 200       # characters of one answer
 CUSTOMER = re.compile(r"^\+?[0-9*#]{1,32}$")
 ACTOR = re.compile(r"^[A-Za-z0-9_.:@-]{1,100}$")   # who did it: an agent or user id, ``ivr:<plan>``
 AGENT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")       # an owner (agent id)

@@ -582,6 +582,33 @@ CaseTier = Literal["urgent", "important", "normal"]
 MAX_CASE_DUE_S = 30 * 86_400
 
 
+FollowUpMode = Literal["none", "task", "call"]
+PLAN_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,119}$"
+
+
+class FollowUpSettings(BaseModel):
+    """The follow-up (回访) of a closed case (docs/cti-api.md, "Follow-up"): the defaults a close takes
+    unless it says otherwise."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: FollowUpMode = Field("none", description="none; task: an agent calls the customer back (offered as a "
+                               "task, like a deadline's); call: an automated call plays the dial plan `plan` "
+                               "(a survey) and writes the answers to the case")
+    after_s: int = Field(3 * 86_400, ge=60, le=90 * 86_400, description="how long after the case is closed")
+    plan: str | None = Field(None, pattern=PLAN_ID, description="the dial plan (its file name without .yaml) "
+                             "an automated follow-up call plays; required for mode call")
+    attempts: int = Field(3, ge=1, le=10, description="calls at most (busy, no answer, failed count)")
+    retry_after_s: int = Field(3600, ge=60, le=7 * 86_400, description="wait between attempts")
+    ring_s: int = Field(30, ge=5, le=120, description="how long the customer's phone may ring")
+
+    @model_validator(mode="after")
+    def _plan_for_calls(self) -> FollowUpSettings:
+        if self.mode == "call" and self.plan is None:
+            raise ValueError("follow_up.mode call needs follow_up.plan (the survey's dial plan)")
+        return self
+
+
 class CaseSettings(BaseModel):
     """Complaint cases: how long each tier may wait for its first contact (docs/dialplans.md, "Business hours")."""
 
@@ -607,6 +634,8 @@ class CaseSettings(BaseModel):
     task_timeout_s: int = Field(60, ge=5, le=3600, description="a follow-up task neither accepted nor declined "
                                 "within this time goes back (the agent is available again, the case offered "
                                 "to someone else)")
+    follow_up: FollowUpSettings = Field(default_factory=FollowUpSettings,
+                                        description="the follow-up (回访) after a case is closed")
 
     @field_validator("due_s")
     @classmethod

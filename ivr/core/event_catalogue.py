@@ -656,7 +656,8 @@ class CaseOverdue(Event):
 class CaseTaskOffered(Event):
     """A pending case nearing its due time (``overdue``: past it) was offered to agent ``agent_id`` as
     a follow-up task (a preview: the desktop shows the case, the agent dials or skips it), until
-    ``task_expires``; the agent is reserved meanwhile. ``agent_id`` is the agent offered the task,
+    ``task_expires``; the agent is reserved meanwhile (``task_kind`` ``followup``: a closed case's
+    follow-up call, 回访, rather than its first contact). ``agent_id`` is the agent offered the task,
     ``owner`` the case's owner ("" = nobody); ``customer`` the number the task dials."""
     type: ClassVar[EventType] = E.CASE_TASK_OFFERED
     audience: ClassVar[frozenset[str]] = AF
@@ -672,6 +673,7 @@ class CaseTaskOffered(Event):
     customer_name: str = ""
     crm_id: str = ""
     hotline: str = ""
+    task_kind: str = "deadline"  # "followup": the follow-up call (回访) after the case was closed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -696,6 +698,94 @@ class CaseTaskDeclined(Event):
     case_id: str
     agent_id: str
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupScheduled(Event):
+    """Closing the case scheduled its follow-up (回访) at ``at`` (epoch ms): ``mode`` ``call`` (an
+    automated call plays dial plan ``plan``) or ``task`` (an agent calls, offered as a task)."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_SCHEDULED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    mode: str
+    at: int
+    plan: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupStarted(Event):
+    """The follow-up is under way: attempt ``attempt``; ``mode`` ``call``: the automated call
+    ``call_id`` dials the customer; ``task``: it was offered to agent ``agent_id`` (case.task_offered
+    with ``task_kind`` followup)."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_STARTED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    mode: str
+    attempt: int
+    call_id: str = ""
+    agent_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupRetry(Event):
+    """Attempt ``attempt`` (call ``call_id``) did not reach the customer (``outcome`` busy, no_answer,
+    failed; ``reason`` why): tried again in ``retry_in_s``."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_RETRY
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    call_id: str
+    outcome: str
+    reason: str
+    attempt: int
+    retry_in_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupFailed(Event):
+    """The follow-up gave up: ``attempts`` made, ``reason`` the last outcome (or ``no_number``,
+    ``plan_not_found``)."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_FAILED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    attempts: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupDone(Event):
+    """The follow-up reached the customer on call ``call_id`` (``outcome`` of that call: completed, or
+    lost when its worker died); ``answers`` what the plan's case_update nodes wrote (e.g. solved, csat),
+    ``reopened`` whether an answer reopened the case."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_DONE
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    call_id: str
+    outcome: str
+    answers: dict[str, str]
+    reopened: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseFollowupCancelled(Event):
+    """The case's scheduled follow-up was cancelled (``reason`` reopened: the case is being handled again)."""
+    type: ClassVar[EventType] = E.CASE_FOLLOWUP_CANCELLED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaseAnswers(Event):
+    """A dial plan's ``case_update`` node wrote the customer's answers to the case (and call ``call_id``'s
+    record): ``answers`` (name -> value, e.g. solved: no, csat: 4), ``reopened`` when it reopened the case."""
+    type: ClassVar[EventType] = E.CASE_ANSWERS
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    call_id: str
+    answers: dict[str, str]
+    reopened: bool
+    by: str
 
 
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}

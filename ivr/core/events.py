@@ -68,6 +68,13 @@ class EventType(StrEnum):
     CASE_TASK_OFFERED = "case.task_offered"    # a case nearing its due time was offered to an agent (follow-up task)
     CASE_TASK_ACCEPTED = "case.task_accepted"  # the agent accepted the task: it dials the customer
     CASE_TASK_DECLINED = "case.task_declined"  # the task went back (declined, expired, the agent left...)
+    CASE_FOLLOWUP_SCHEDULED = "case.followup_scheduled"  # closing the case scheduled its follow-up (回访)
+    CASE_FOLLOWUP_STARTED = "case.followup_started"  # the follow-up is under way: an automated call, or an agent's task
+    CASE_FOLLOWUP_RETRY = "case.followup_retry"      # the customer was not reached: tried again later
+    CASE_FOLLOWUP_FAILED = "case.followup_failed"    # not reached after the last attempt (or no number)
+    CASE_FOLLOWUP_DONE = "case.followup_done"        # the follow-up reached the customer; its answers
+    CASE_FOLLOWUP_CANCELLED = "case.followup_cancelled"  # the case was reopened before its follow-up
+    CASE_ANSWERS = "case.answers"                    # a dial plan (case_update) wrote the customer's answers
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -74,6 +74,12 @@ class Keys:
         return self._k("cases", "due")
 
     @property
+    def cases_followups(self) -> str:
+        """ZSET of the ids of closed cases whose follow-up (回访) is scheduled, by when it is due (ms):
+        the work list of ``case_followups.lua`` (a started one leaves it; a retry comes back)."""
+        return self._k("cases", "followups")
+
+    @property
     def cases_deadlines(self) -> str:
         """ZSET of the :attr:`cases_due` cases whose deadline was not yet marked overdue, by due time
         (ms): the work list of the deadline scan (``case_deadlines.lua``), which takes each out once."""

@@ -71,6 +71,8 @@ NAMES = (
     "case_task_accept",
     "case_task_decline",
     "case_customer",
+    "case_followups",
+    "case_answers",
     "dialout_start",
     "dialout_answered",
     "dialout_failed",

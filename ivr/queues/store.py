@@ -106,6 +106,32 @@ class Offer:
 
 
 @dataclass(frozen=True)
+class FollowUp:
+    """The follow-up (回访) a close schedules: ``mode`` task or call (``plan``: the dial plan id it
+    plays), due at ``at_ms``; ``attempts`` calls at most, ``retry_after_ms`` apart, ``ring_s`` each."""
+
+    mode: Literal["task", "call"]
+    at_ms: int
+    plan: str = ""
+    attempts: int = 3
+    retry_after_ms: int = 3_600_000
+    ring_s: int = 30
+
+    def script_args(self) -> list[Any]:
+        if self.mode not in ("task", "call"):
+            raise cs.invalid("follow-up mode must be task or call")
+        if self.mode == "call" and not cs.PLAN_ID.fullmatch(self.plan):
+            raise cs.invalid("a follow-up call needs its dial plan's id")
+        cs.check_ms("at_ms", self.at_ms)
+        for name, value, low, high in (("attempts", self.attempts, 1, 10),
+                                       ("retry_after_ms", self.retry_after_ms, 60_000, 7 * 86_400_000),
+                                       ("ring_s", self.ring_s, 5, 120)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise cs.invalid(f"{name} must be {low}-{high}")
+        return [self.mode, self.at_ms, self.plan, self.attempts, self.retry_after_ms, self.ring_s]
+
+
+@dataclass(frozen=True)
 class StreamEvent:
     id: str
     type: str
@@ -552,11 +578,13 @@ class QueueStore:
         return cases, ((int(last_s), last_id) if more and last_s else None)
 
     async def set_case_status(self, case_id: str, status: str, *, by: str, due_at_ms: int | None = None,
-                              now_ms: int | None = None) -> dict[str, Any]:
+                              now_ms: int | None = None, follow_up: FollowUp | None = None) -> dict[str, Any]:
         """Move the case to ``status`` (see :data:`ivr.core.case_states.CASE_TRANSITIONS`; Conflict
         ``case.bad_transition`` otherwise, NotFound ``case.not_found``); ``due_at_ms`` (required to
         reopen, refused otherwise) is the reopened case's new due time. The first ``contacted`` sets
-        ``contacted_at`` and ``first_contact_ms``. Emits ``case.status``; returns the case."""
+        ``contacted_at`` and ``first_contact_ms``. Emits ``case.status``; returns the case.
+        ``follow_up`` (closing only): schedule the follow-up (回访), ``case.followup_scheduled``;
+        reopening cancels one not under way (``case.followup_cancelled``)."""
         cs.check_case_id(case_id)
         new = cs.check_status(status)
         cs.check_pattern("by", by, cs.ACTOR)
@@ -564,8 +592,47 @@ class QueueStore:
             raise cs.invalid("due_at_ms is required to reopen a case, and only then")
         if due_at_ms is not None:
             cs.check_ms("due_at_ms", due_at_ms)
+        fu: list[Any] = ["", "", "", "", "", ""]
+        if follow_up is not None:
+            if new is not cs.CaseStatus.CLOSED:
+                raise cs.invalid("only closing a case schedules a follow-up")
+            fu = follow_up.script_args()
         return _case(await self._run("case_status", case_id, new.value, by,
-                                     "" if due_at_ms is None else due_at_ms, _now(now_ms)))
+                                     "" if due_at_ms is None else due_at_ms, _now(now_ms), *fu))
+
+    async def case_followups(self, *, caller_id: str, skill: str, task_timeout_ms: int, limit: int = 20,
+                             now_ms: int | None = None) -> int:
+        """Start the follow-ups (回访) due by now, ``limit`` at most: an automated call placed
+        (:meth:`dialout_start`'s rules; no worker free: it stays due) or a task offered to the owner
+        or the longest idle agent with ``skill`` (``case.task_offered`` with ``task_kind`` followup).
+        Returns how many started (the worker's housekeeping leader runs it every tick)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise cs.invalid("limit must be 1-1000")
+        return int(await self._run("case_followups", limit, _now(now_ms), caller_id, skill, task_timeout_ms))
+
+    async def case_answers(self, case_id: str, *, call_id: str, answers: Mapping[str, str], by: str,
+                           reopen_due_at_ms: int | None = None,
+                           now_ms: int | None = None) -> tuple[dict[str, Any], bool]:
+        """A dial plan's answers (the ``case_update`` node): merged into the case's ``followup_answers``
+        and call ``call_id``'s ``answers`` (at most 20 names ``[a-z][a-z0-9_]{0,31}``, texts of at most
+        200 characters; BadRequest ``case.invalid`` otherwise, nothing written); with
+        ``reopen_due_at_ms`` a resolved or closed case is reopened due then. Emits ``case.answers``.
+        Returns the case and whether it was reopened."""
+        cs.check_case_id(case_id)
+        cs.check_pattern("by", by, cs.ACTOR)
+        if call_id:
+            cs.check_pattern("call_id", call_id, cs.CALL_ID)
+        if not isinstance(answers, Mapping) or len(answers) > cs.ANSWERS_MAX:
+            raise cs.invalid(f"at most {cs.ANSWERS_MAX} answers")
+        for name, value in answers.items():
+            cs.check_pattern("answer name", name, cs.ANSWER_NAME)
+            cs.check_text(f"answers.{name}", value, cs.ANSWER_MAX)
+        if reopen_due_at_ms is not None:
+            cs.check_ms("reopen_due_at_ms", reopen_due_at_ms)
+        text = json.dumps(dict(answers), ensure_ascii=False)
+        reopened, case = await self._run("case_answers", case_id, call_id, text,
+                                         "" if reopen_due_at_ms is None else reopen_due_at_ms, by, _now(now_ms))
+        return _case(case), _s(reopened) == "1"
 
     async def update_case(self, case_id: str, *, by: str, tier: str | None = None, owner: str | None = None,
                           reason: str | None = None, due_at_ms: int | None = None) -> dict[str, Any]:

@@ -247,10 +247,22 @@ class Worker:
 
         await keep_running("heartbeat", beat, event="worker.redis_unavailable", pause_on_error_s=HEARTBEAT_S)
 
+    def _caller_id(self) -> str:
+        """The caller ID an automated call shows: ``calls.caller_id``, else the first number of the
+        first plan (by id) this worker runs (as click-to-dial does)."""
+        if self.settings.calls.caller_id or self.ctx is None:
+            return self.settings.calls.caller_id
+        for loaded in sorted(self.ctx.plans.plans, key=lambda lp: lp.path.stem):
+            for number in loaded.plan.numbers:
+                if number != "*":
+                    return number
+        return ""
+
     async def _housekeeping(self, store: QueueStore) -> None:
         """Whichever worker holds the lease releases finished wrap-ups, applies due escalation steps,
         marks complaint cases past their due time overdue, offers follow-up tasks for cases near it
-        (``cases.offer_before_s``) and reaps dead workers' calls, so the cost does not grow with the
+        (``cases.offer_before_s``), starts the follow-ups (回访) of closed cases that are due and reaps
+        dead workers' calls, so the cost does not grow with the
         number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r, c = self.settings.routing, self.settings.cases
@@ -268,6 +280,11 @@ class Worker:
                 if await store.case_offer_tasks(before_ms=c.offer_before_s * 1000, skill=c.skill,
                                                 timeout_ms=c.task_timeout_s * 1000,
                                                 limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
+                    break
+            for _ in range(5 if leader else 0):  # follow-ups (回访) due: automated calls placed, tasks offered
+                if await store.case_followups(caller_id=self._caller_id(), skill=c.skill,
+                                              task_timeout_ms=c.task_timeout_s * 1000,
+                                              limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
                     break
             for dead, calls in (reaped or {}).items():
                 log.warning("worker.reaped", dead_worker=dead, calls=calls)

@@ -101,7 +101,8 @@ async def test_a_case_is_offered_once_from_offer_before_its_due_time(store: Queu
     [(_, data)] = await events(store, "case.task_offered")
     assert data == {"case_id": cs1, "agent_id": "ada", "tier": "urgent", "customer": NUMBER, "due_at": T0 + HOUR,
                     "overdue": False, "reason": "no water since Monday", "task_expires": at + TIMEOUT,
-                    "owner": "", "customer_name": "Zoë", "crm_id": "crm-7", "hotline": "demo", "ts": at, "v": 2}
+                    "owner": "", "customer_name": "Zoë", "crm_id": "crm-7", "hotline": "demo", "task_kind": "deadline",
+                    "ts": at, "v": 2}
     assert isinstance(cat.parse("case.task_offered", data), cat.CaseTaskOffered)
     assert [d for t, d in await events(store, "agent.state")][-1] | {"ts": 0} == {
         "agent_id": "ada", "state": "reserved", "previous": "available", "reason": "task", "ts": 0, "v": 2}

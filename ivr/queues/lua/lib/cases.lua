@@ -184,6 +184,7 @@ local function set_case_status(id, status, by, now, due_at)
   local fields = {'HSET', key, 'status', status, 'updated_at', now}
   if status == 'reopened' then
     if not due_at then CS.fail('invalid', 'reopening a case needs its new due time') end
+    CS.followup_cancel(id, c, 'reopened')  -- handled again: no follow-up of the old close
     fields[#fields + 1] = 'due_at'; fields[#fields + 1] = due_at
     fields[#fields + 1] = 'overdue'; fields[#fields + 1] = ''
     redis.call('HINCRBY', key, 'reopened', 1)
@@ -310,8 +311,13 @@ local function task_clear(id, aid)
   end
   local key = k('case', id)
   if redis.call('EXISTS', key) == 1 then
-    redis.call('HDEL', key, 'task_agent', 'task_at', 'task_expires')
+    redis.call('HDEL', key, 'task_agent', 'task_at', 'task_expires', 'task_kind')
     redis.call('HINCRBY', key, 'version', 1)
+    -- a follow-up task (回访) that goes back is due again at once (to another agent: a skip keeps this one)
+    if redis.call('HGET', key, 'followup_state') == 'offered' then
+      redis.call('HSET', key, 'followup_state', 'scheduled')
+      redis.call('ZADD', k('cases', 'followups'), NOW, id)
+    end
   end
 end
 
@@ -348,6 +354,11 @@ end
 function CS.task_accepted(id, c, aid, cid)
   task_clear(id, aid)
   redis.call('HSET', k('case', id), 'task_call', cid, 'updated_at', NOW)
+  if c.followup_state == 'offered' then  -- a follow-up task (回访): this call is its attempt
+    redis.call('ZREM', k('cases', 'followups'), id)
+    redis.call('HSET', k('case', id), 'followup_state', 'calling', 'followup_call', cid)
+    redis.call('HINCRBY', k('case', id), 'followup_attempts', 1)
+  end
   CS.link_call(id, c, cid)
   emit('case.task_accepted', {case_id = id, agent_id = aid, call_id = cid})
 end
@@ -422,18 +433,18 @@ local TASK_CASE_FIELDS = {'tier', 'owner', 'customer', 'customer_name', 'crm_id'
                           'task_call', 'calls', 'hotline'}
 
 -- Offer case `id` to agent `aid` for `timeout_ms`: the agent reserved, case.task_offered.
-local function task_offer(id, c, aid, timeout_ms, overdue)
+local function task_offer(id, c, aid, timeout_ms, overdue, kind)
   local expires = NOW + timeout_ms
   set_agent_state(aid, 'reserved', 'task')
   redis.call('HSET', k('agent', aid), 'task', id)
   local key = k('case', id)
-  redis.call('HSET', key, 'task_agent', aid, 'task_at', NOW, 'task_expires', expires)
+  redis.call('HSET', key, 'task_agent', aid, 'task_at', NOW, 'task_expires', expires, 'task_kind', kind or 'deadline')
   redis.call('HINCRBY', key, 'version', 1)
   redis.call('ZADD', k('cases', 'tasks'), expires, id)
   emit('case.task_offered', {case_id = id, agent_id = aid, tier = c.tier, customer = c.customer or '',
                              due_at = tonumber(c.due_at), overdue = overdue, reason = c.reason or '',
                              task_expires = expires, owner = c.owner or '', customer_name = c.customer_name or '',
-                             crm_id = c.crm_id or '', hotline = c.hotline or ''})
+                             crm_id = c.crm_id or '', hotline = c.hotline or '', task_kind = kind or 'deadline'})
 end
 
 -- Tasks past their expiry go back (reason timeout: the agent is kept from the case a while), then
@@ -464,4 +475,176 @@ function CS.offer_tasks(before_ms, skill, timeout_ms, limit)
     end
   end
   return offered
+end
+
+-- ---- The follow-up (回访) after a case is closed (docs/cti-api.md, "Follow-up") -------------------
+-- Closing a case may schedule it (case_status.lua): fields followup (task | call), followup_at (ms),
+-- followup_plan, followup_state, followup_attempts, followup_max, followup_retry_ms, followup_ring_s,
+-- followup_call, followup_answers (JSON), followup_reopened; the due index k('cases', 'followups')
+-- (id -> ms). followup_state: scheduled -> calling (an automated call, or the agent's task call) |
+-- offered (a task out to an agent) -> calling -> answered -> done; calling -> scheduled (not reached,
+-- attempts left) | failed; scheduled | offered -> cancelled (the case was reopened).
+
+local FOLLOWUP_ANSWERS_MAX = 20
+local FOLLOWUP_ANSWER_MAX = 200
+
+-- Schedule case `id`'s follow-up: `mode` task | call at `at` (ms), `plan` for a call.
+function CS.followup_schedule(id, mode, at, plan, attempts, retry_ms, ring_s, by)
+  if mode ~= 'task' and mode ~= 'call' then CS.fail('invalid', 'follow-up mode must be task or call') end
+  if mode == 'call' and not string.match(plan or '', '^[A-Za-z0-9][A-Za-z0-9_.-]*$') then
+    CS.fail('invalid', 'a follow-up call needs a plan id')
+  end
+  local key = k('case', id)
+  redis.call('HSET', key, 'followup', mode, 'followup_at', at, 'followup_plan', plan or '', 'followup_state',
+             'scheduled', 'followup_attempts', 0, 'followup_max', attempts, 'followup_retry_ms', retry_ms,
+             'followup_ring_s', ring_s, 'followup_call', '', 'followup_answers', '{}', 'followup_reopened', '')
+  redis.call('ZADD', k('cases', 'followups'), at, id)
+  emit('case.followup_scheduled', {case_id = id, mode = mode, at = at, plan = plan or '', by = by})
+end
+
+-- Case `id` (hash `c`, before the change) is handled again: a follow-up not under way is cancelled.
+function CS.followup_cancel(id, c, reason)
+  if c.followup_state ~= 'scheduled' and c.followup_state ~= 'offered' then return end
+  redis.call('ZREM', k('cases', 'followups'), id)
+  redis.call('HSET', k('case', id), 'followup_state', 'cancelled')
+  if c.followup_state == 'offered' and (c.task_agent or '') ~= '' then
+    CS.task_back(id, c.task_agent, 'case_reopened', false)
+  end
+  emit('case.followup_cancelled', {case_id = id, reason = reason})
+end
+
+local function followup_answers(c)
+  local ok, a = pcall(cjson.decode, c.followup_answers or '{}')
+  if not ok or type(a) ~= 'table' then return {} end
+  return a
+end
+
+-- Attempt `cid` of case `id`'s follow-up: `event` answered (the customer is on the line), not_reached
+-- (`outcome` busy | no_answer | failed: another attempt after followup_retry_ms, or failed at the
+-- cap), not_dialled (a task's agent did not answer: offered again at once, not an attempt), ended
+-- (the call is over: done). Anything else (another call of the case) changes nothing.
+function CS.followup_result(id, cid, event, outcome, reason)
+  local key = k('case', id)
+  local c = hgetall(key)
+  if not c.status or (c.followup_call or '') ~= cid then return end
+  if event == 'answered' then
+    if c.followup_state ~= 'calling' then return end
+    redis.call('HSET', key, 'followup_state', 'answered')
+    CS.link_call(id, c, cid)
+  elseif event == 'not_reached' then
+    if c.followup_state ~= 'calling' then return end
+    local attempt, max = tonumber(c.followup_attempts) or 1, tonumber(c.followup_max) or 1
+    if attempt < max then
+      local retry = tonumber(c.followup_retry_ms) or 3600000
+      redis.call('HSET', key, 'followup_state', 'scheduled', 'followup_at', NOW + retry)
+      redis.call('ZADD', k('cases', 'followups'), NOW + retry, id)
+      emit('case.followup_retry', {case_id = id, call_id = cid, outcome = outcome, reason = reason or '',
+                                   attempt = attempt, retry_in_s = retry / 1000.0})
+    else
+      redis.call('HSET', key, 'followup_state', 'failed')
+      emit('case.followup_failed', {case_id = id, attempts = attempt, reason = outcome})
+    end
+  elseif event == 'not_dialled' then  -- the agent's side failed before the customer was dialled: again now
+    if c.followup_state ~= 'calling' then return end
+    redis.call('HSET', key, 'followup_state', 'scheduled', 'followup_at', NOW)
+    redis.call('HINCRBY', key, 'followup_attempts', -1)
+    redis.call('ZADD', k('cases', 'followups'), NOW, id)
+  elseif event == 'ended' then
+    if c.followup_state ~= 'answered' and c.followup_state ~= 'calling' then return end
+    redis.call('HSET', key, 'followup_state', 'done', 'followup_done_at', NOW)
+    emit('case.followup_done', {case_id = id, call_id = cid, outcome = outcome, answers = followup_answers(c),
+                                reopened = c.followup_reopened == '1'})
+  end
+  redis.call('HINCRBY', key, 'version', 1)
+end
+
+-- How an automated follow-up call went (lib/dialout.lua).
+DO.owners.followup = function(event, cid, c, outcome, reason)
+  if (c.case_id or '') ~= '' then CS.followup_result(c.case_id, cid, event, outcome, reason) end
+end
+
+-- Follow-ups due by NOW, `limit` at most: a call is placed (DO.start: no worker free stops the run,
+-- the rest stay due), a task offered to the owner or the longest idle agent with `skill` (none free:
+-- it stays due). A case without a number fails at once. Returns how many started.
+function CS.followups_due(limit, caller_id, skill, timeout_ms)
+  local fkey, started = k('cases', 'followups'), 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', fkey, '-inf', string.format('%d', NOW), 'LIMIT', 0, TASK_SCAN)) do
+    if started >= limit then break end
+    local key = k('case', id)
+    local c = hgetall(key)
+    local attempt = (tonumber(c.followup_attempts) or 0) + 1
+    if not c.status or c.followup_state ~= 'scheduled' then
+      redis.call('ZREM', fkey, id)
+    elseif (c.customer or '') == '' then
+      redis.call('ZREM', fkey, id)
+      redis.call('HSET', key, 'followup_state', 'failed')
+      emit('case.followup_failed', {case_id = id, attempts = 0, reason = 'no_number'})
+    elseif c.followup == 'call' then
+      local cid = 'fu-' .. id .. '-' .. string.format('%d', NOW)
+      local vars = cjson.encode({['case.id'] = id, ['case.tier'] = c.tier or '', ['case.reason'] = c.reason or '',
+                                 ['customer.name'] = c.customer_name or ''})
+      local w, err = DO.start(cid, {purpose = 'followup', case_id = id, plan = c.followup_plan,
+                                    number = c.customer, caller_id = caller_id, hotline = c.hotline or '',
+                                    variables = vars, ring_s = tonumber(c.followup_ring_s) or 30})
+      if not w then
+        if string.sub(err.err or '', 1, 18) == 'worker.unavailable' then break end
+        redis.call('ZREM', fkey, id)  -- a spec the dialler refuses (a bad plan id): it never will take it
+        redis.call('HSET', key, 'followup_state', 'failed')
+        emit('case.followup_failed', {case_id = id, attempts = attempt - 1, reason = 'refused'})
+      else
+        redis.call('ZREM', fkey, id)
+        redis.call('HSET', key, 'followup_state', 'calling', 'followup_call', cid, 'followup_attempts', attempt)
+        redis.call('HINCRBY', key, 'version', 1)
+        emit('case.followup_started', {case_id = id, mode = 'call', attempt = attempt, call_id = cid})
+        started = started + 1
+      end
+    elseif c.followup == 'task' and (c.task_agent or '') == '' then
+      local aid = task_agent_for(id, c, skill, false)
+      if aid then
+        redis.call('ZREM', fkey, id)
+        redis.call('HSET', key, 'followup_state', 'offered')
+        task_offer(id, c, aid, timeout_ms, false, 'followup')
+        emit('case.followup_started', {case_id = id, mode = 'task', attempt = attempt, agent_id = aid})
+        started = started + 1
+      end
+    end
+  end
+  return started
+end
+
+-- A dial plan's answers for case `id` (case_update node) from call `cid`: merged into the case's
+-- followup_answers and the call record's `answers`; `reopen_due` (ms) reopens a resolved or closed
+-- case with that due time (an unsolved answer). Returns whether it reopened the case.
+function CS.answers(id, cid, answers, reopen_due, by)
+  local key = k('case', id)
+  local c = CS.load(id)
+  local merged, n = followup_answers(c), 0
+  for name, value in pairs(answers) do
+    if type(name) ~= 'string' or not string.match(name, '^[a-z][a-z0-9_]*$') or #name > 32 then
+      CS.fail('invalid', 'an answer name must be 1-32 of a-z, 0-9, _ starting with a letter')
+    end
+    if type(value) ~= 'string' or #value > FOLLOWUP_ANSWER_MAX * 4 or CS.chars(value) > FOLLOWUP_ANSWER_MAX then
+      CS.fail('invalid', 'an answer must be text of at most ' .. FOLLOWUP_ANSWER_MAX .. ' characters')
+    end
+    merged[name] = value
+  end
+  for _ in pairs(merged) do n = n + 1 end
+  if n > FOLLOWUP_ANSWERS_MAX then CS.fail('invalid', 'a case keeps at most ' .. FOLLOWUP_ANSWERS_MAX .. ' answers') end
+  redis.call('HSET', key, 'followup_answers', cjson.encode(merged), 'updated_at', NOW)
+  redis.call('HINCRBY', key, 'version', 1)
+  local ckey = k('call', cid)
+  if cid ~= '' and redis.call('EXISTS', ckey) == 1 then
+    local ok, mine = pcall(cjson.decode, redis.call('HGET', ckey, 'answers') or '{}')
+    if not ok or type(mine) ~= 'table' then mine = {} end
+    for name, value in pairs(answers) do mine[name] = value end
+    redis.call('HSET', ckey, 'answers', cjson.encode(mine))
+  end
+  local reopened = false
+  if reopen_due and (c.status == 'resolved' or c.status == 'closed') then
+    set_case_status(id, 'reopened', by, NOW, reopen_due)
+    redis.call('HSET', key, 'followup_reopened', '1')
+    reopened = true
+  end
+  emit('case.answers', {case_id = id, call_id = cid, answers = answers, reopened = reopened, by = by})
+  return reopened
 end

@@ -13,5 +13,9 @@ if redis.call('HGET', k('agent', c.agent_id), 'state') ~= 'oncall' then set_agen
 emit('call.answered', {call_id = cid, offer_id = offer_id, agent_id = c.agent_id,
                        waited_s = (NOW - tonumber(c.started_at or NOW)) / 1000.0})
 -- a call of a complaint case (a follow-up task's, or linked to it): the customer is contacted
-if (c.case_id or '') ~= '' then CS.call_connected(c.case_id, c.agent_id) end
+if (c.case_id or '') ~= '' then
+  CS.call_connected(c.case_id, c.agent_id)
+  CS.followup_result(c.case_id, cid, 'answered', 'answered', '')  -- a follow-up task's call (回访): done
+  CS.followup_result(c.case_id, cid, 'ended', 'completed', '')
+end
 return c.agent_id

@@ -18,4 +18,10 @@ redis.call('SREM', k('worker', c.worker, 'calls'), cid)
 redis.call('EXPIRE', ckey, ttl)
 emit('call.ended', {call_id = cid, outcome = outcome, reason = reason, agent_id = c.agent_id or '',
                     queue = c.queue or '', duration_s = (NOW - tonumber(c.started_at or NOW)) / 1000.0})
+-- a follow-up task's call (回访) that did not reach the customer: another attempt later, or failed;
+-- one that never dialled the customer (the agent did not answer, refused, hung up) is offered again
+if (c.case_id or '') ~= '' then
+  local agent_side = outcome == 'agent_no_answer' or outcome == 'agent_rejected' or outcome == 'cancelled'
+  CS.followup_result(c.case_id, cid, agent_side and 'not_dialled' or 'not_reached', outcome, reason)
+end
 return outcome
