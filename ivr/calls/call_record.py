@@ -220,6 +220,21 @@ class CallRecord:
                           due_in_s=round((due - opened).total_seconds()))
         return CaseRef(case_id, existing=existing)
 
+    async def case_answers(self, case_id: str, answers: Mapping[str, str], *, reopen: bool) -> bool:
+        """Write a follow-up's answers to case ``case_id`` and this call; ``reopen``: a resolved or
+        closed case is reopened, due again by its tier in the plan's business hours."""
+        due_ms: int | None = None
+        if reopen:
+            case = await self.store.get_case(case_id)
+            if case is None:
+                raise BadRequest(f"no case {case_id}", code="case.not_found")
+            now = datetime.now(UTC)
+            due_ms = int(case_due(now, str(case["tier"]), self.settings.cases, self.plan).timestamp() * 1000)
+        case, reopened = await self.store.case_answers(case_id, call_id=self.call_id, answers=answers, by=self._by(),
+                                                       reopen_due_at_ms=due_ms)
+        self.log.info("case.answers", case_id=case_id, names=sorted(answers), reopened=reopened)
+        return reopened
+
     def _by(self) -> str:
         """Who acts for the IVR on cases: ``ivr:<plan id>`` (an id: a plan's name is any text)."""
         by = f"ivr:{plan_id(self.plan.path)}" if self.plan is not None else "ivr"

@@ -113,10 +113,12 @@ from ivr.dialplan.lookup import host_allowed
 from ivr.dialplan.model import (
     LANGUAGE,
     TIER_PRIORITY,
+    TRUE_WORDS,
     AnyNode,
     BranchNode,
     CallbackNode,
     CaseNode,
+    CaseUpdateNode,
     CollectNode,
     HangupNode,
     LanguageNode,
@@ -149,6 +151,7 @@ from ivr.dialplan.variables import BUILTINS, MASK
 from ivr.speech.grammar import match_phrase
 
 CASE_REASON_MAX = 200  # characters of a case's reason (the store refuses more)
+ANSWER_MAX = 200  # characters of one case_update answer (the store refuses more)
 log = get_logger(__name__)
 
 Result = Literal["hangup", "queued", "transferred", "max_steps"]
@@ -254,6 +257,7 @@ class PlanRunner:
             MenuNode: self._menu, CollectNode: self._collect, PlayNode: self._play_node,
             BranchNode: self._branch, LookupNode: self._lookup, SetNode: self._set,
             LanguageNode: self._language, QueueNode: self._queue, CallbackNode: self._callback, CaseNode: self._case,
+            CaseUpdateNode: self._case_update,
             SurveyNode: self._survey, VoicemailNode: self._voicemail, TransferNode: self._transfer,
             HangupNode: self._hangup,
         }
@@ -617,6 +621,33 @@ class PlanRunner:
         self._write(name, "case_id", case.case_id)
         self._step(name, "case", outcome="existing" if case.existing else tier, detail=case.case_id)
         log.info("dialplan.case", node=name, tier=tier, case_id=case.case_id, existing=case.existing)
+        return node.next
+
+    async def _case_update(self, name: str, node: CaseUpdateNode) -> Next:
+        failed = node.on_error if node.on_error is not None else node.next
+        case_id = self.variables.get("case_id") or self.variables.get("case.id") or ""
+        if not case_id:
+            log.warning("dialplan.case_update_no_case", node=name)
+            self._step(name, "case_update", outcome="no_case")
+            return failed
+        answers: dict[str, str] = {}
+        for key, template in node.answers.items():
+            if self._secrets_in(template):  # a case is read by people and the CRM: never a secret
+                log.error("dialplan.secret_refused", node=name, field=f"answers.{key}")
+                continue
+            value = " ".join(self._render(template).split())[:ANSWER_MAX]
+            if value:
+                answers[key] = value
+        reopen = node.reopen if isinstance(node.reopen, bool) else (
+            not self._secrets_in(node.reopen) and self._render(node.reopen).strip().lower() in TRUE_WORDS)
+        try:
+            reopened = await self.record.case_answers(case_id, answers, reopen=reopen)
+        except IvrError as exc:
+            log.warning("dialplan.case_update_failed", node=name, code=exc.code, error=exc.message)
+            self._step(name, "case_update", outcome="failed", detail=exc.code)
+            return failed
+        self._step(name, "case_update", outcome="reopened" if reopened else "saved", detail=case_id)
+        log.info("dialplan.case_update", node=name, case_id=case_id, answers=sorted(answers), reopened=reopened)
         return node.next
 
     async def _survey(self, name: str, node: SurveyNode) -> Next:

@@ -18,6 +18,7 @@ from ivr.dialplan.model import (
     BranchNode,
     CallbackNode,
     CaseNode,
+    CaseUpdateNode,
     CollectNode,
     Condition,
     LanguageNode,
@@ -36,11 +37,12 @@ FORMATS = ("dot", "svg", "png", "pdf")
 FAILURE_FIELDS = {"on_failure", "on_error", "on_timeout", "declined"}
 SHAPES = {"menu": "box", "collect": "box", "survey": "box", "callback": "box", "branch": "diamond",
           "lookup": "cylinder", "set": "note", "language": "note", "play": "box", "queue": "box3d",
-          "voicemail": "box", "transfer": "box", "hangup": "octagon", "case": "folder"}
+          "voicemail": "box", "transfer": "box", "hangup": "octagon", "case": "folder",
+          "case_update": "folder"}
 FILL = {"menu": "#dbeafe", "collect": "#dbeafe", "survey": "#dbeafe", "callback": "#dbeafe",
         "branch": "#fef3c7", "lookup": "#e0e7ff", "set": "#f3f4f6", "language": "#f3f4f6",
         "play": "#ffffff", "queue": "#dcfce7", "voicemail": "#fce7f3", "transfer": "#dcfce7",
-        "hangup": "#fee2e2", "case": "#ffedd5"}
+        "hangup": "#fee2e2", "case": "#ffedd5", "case_update": "#ffedd5"}
 PROMPT_CHARS = 40
 TIMEOUT_S = 60.0
 
@@ -105,6 +107,8 @@ def node_summary(node: AnyNode, language: str) -> str:
         return node.language
     if isinstance(node, CaseNode):
         return _short(f"{node.tier}: {node.reason}" if node.reason else node.tier)
+    if isinstance(node, CaseUpdateNode):
+        return _short(", ".join(node.answers) + (" + reopen" if node.reopen is not False else ""))
     if isinstance(node, CollectNode):
         return _short(f"{{{node.variable}}} " + prompt_summary(node.prompt, language))
     return prompt_summary(getattr(node, "prompt", None), language)

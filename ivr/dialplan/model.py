@@ -482,6 +482,33 @@ class CaseNode(_Strict):
         return v
 
 
+ANSWER_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+AnswerName = Annotated[str, Field(pattern=ANSWER_NAME)]
+TRUE_WORDS = frozenset({"yes", "true", "1", "y", "on"})
+
+
+class CaseUpdateNode(_Strict):
+    """Write the customer's answers to the call's complaint case (a follow-up survey, 回访: "was your
+    problem solved?", a score): to the case (``followup_answers``) and the call record (``answers``);
+    ``reopen`` reopens a resolved or closed case (an unsolved problem), due again by its tier. The case
+    is the call's: ``{case.id}`` (a follow-up call, a repeat caller) or ``{case_id}`` (a case node)."""
+
+    type: Literal["case_update"]
+    answers: dict[AnswerName, str] = Field(default_factory=dict, max_length=20,
+                                           description="answer name -> template, e.g. solved: \"no\", "
+                                           "csat: \"{csat}\" (an answer that renders empty is left out)")
+    reopen: bool | str = Field(False, description="true, or a template giving yes/true/1: reopen the case")
+    next: NodeRef | None = None
+    on_error: NodeRef | None = Field(None, description="no case on this call, or it could not be written "
+                                     "(default: next)")
+
+    @model_validator(mode="after")
+    def _something(self) -> CaseUpdateNode:
+        if not self.answers and self.reopen is False:
+            raise ValueError("case_update needs answers or reopen")
+        return self
+
+
 class SurveyNode(_Strict):
     """Post-call satisfaction: one key (or word) 1..5, stored with the call record as ``csat``."""
 
@@ -533,7 +560,7 @@ class HangupNode(_Strict):
 
 
 AnyNode = (MenuNode | CollectNode | PlayNode | BranchNode | LookupNode | SetNode | LanguageNode | QueueNode
-           | CallbackNode | CaseNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
+           | CallbackNode | CaseNode | CaseUpdateNode | SurveyNode | VoicemailNode | TransferNode | HangupNode)
 Node = Annotated[AnyNode, Field(discriminator="type")]
 NODE_TYPES: dict[str, type[BaseModel]] = {
     t.model_fields["type"].annotation.__args__[0]: t

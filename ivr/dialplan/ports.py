@@ -136,6 +136,11 @@ class RecordPort(Protocol):
         """Book a callback that keeps the caller's place; returns its id."""
         ...
 
+    async def case_answers(self, case_id: str, answers: Mapping[str, str], *, reopen: bool) -> bool:
+        """Write ``answers`` to case ``case_id`` and this call's record; ``reopen`` reopens a resolved
+        or closed case (due again by its tier). Returns whether it was reopened."""
+        ...
+
     async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
         """Open a complaint case for this call (linked to it, due by tier); a caller who has an
         unfinished case gets no second one: that case is linked to the call and returned

@@ -367,6 +367,12 @@ class SimRecord:
                       number=number)
         return cb
 
+    async def case_answers(self, case_id: str, answers: Mapping[str, str], *, reopen: bool) -> bool:
+        shown = ", ".join(f"{k}={v}" for k, v in answers.items())
+        self.pr.event("case_update", f"   case {case_id}: {shown}{' (reopened)' if reopen else ''}", id=case_id,
+                      answers=dict(answers), reopen=reopen)
+        return reopen
+
     async def open_case(self, *, tier: str, reason: str, customer: str) -> CaseRef:
         self.count += 1
         case_id = f"CS-SIM{self.count}"

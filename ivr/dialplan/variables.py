@@ -23,6 +23,7 @@ from ivr.dialplan.model import (
     BUILTIN_VARIABLES,
     CallbackNode,
     CaseNode,
+    CaseUpdateNode,
     CollectNode,
     LookupNode,
     Plan,
@@ -37,9 +38,10 @@ BUILTINS = BUILTIN_VARIABLES
 #: Set by the engine on the way (a survey's score; a case node's case id).
 ENGINE_SET = frozenset({"csat", "case_id"})
 #: Namespaces the worker may set at the call's start: ``case.*`` (``case.id``, ``case.tier``,
-#: ``case.status``, ``case.overdue``, ``case.count``) when the caller has an unfinished complaint case
-#: (unset otherwise, like a lookup's variables when nothing was found).
-CALL_SPACES = frozenset({"case"})
+#: ``case.status``, ``case.overdue``, ``case.count``) when the caller has an unfinished complaint case,
+#: and on an automated follow-up call (回访) ``case.id``, ``case.tier``, ``case.reason`` and
+#: ``customer.name`` (unset otherwise, like a lookup's variables when nothing was found).
+CALL_SPACES = frozenset({"case", "customer"})
 MASK = "****"
 
 Use = Literal["spoken", "lookup", "set", "queue", "callback", "transfer", "case"]
@@ -87,6 +89,11 @@ def template_uses(plan: Plan) -> Iterator[TemplateUse]:
         elif isinstance(node, CaseNode):
             yield TemplateUse((*base, "tier"), node.tier, "case")
             yield TemplateUse((*base, "reason"), node.reason, "case")
+        elif isinstance(node, CaseUpdateNode):
+            for key, value in node.answers.items():
+                yield TemplateUse((*base, "answers", key), value, "case")
+            if isinstance(node.reopen, str):
+                yield TemplateUse((*base, "reopen"), node.reopen, "case")
         elif isinstance(node, TransferNode):
             yield TemplateUse((*base, "to"), node.to, "transfer")
     yield from _prompt_uses(("confirm", "prompt"), plan.confirm.prompt)

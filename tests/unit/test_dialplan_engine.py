@@ -122,6 +122,7 @@ class FakeRecord:
         self.saved: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
         self.cases: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
 
     async def save(self, fields: Mapping[str, Any]) -> None:
         self.saved.append(dict(fields))
@@ -139,6 +140,12 @@ class FakeRecord:
             return CaseRef("CS7", existing=True)
         self.cases.append({"tier": tier, "reason": reason, "customer": customer})
         return CaseRef(f"CS{len(self.cases)}")
+
+    async def case_answers(self, case_id: str, answers: Mapping[str, str], *, reopen: bool) -> bool:
+        if case_id == "CS-gone":
+            raise BadRequest("no case", code="case.not_found")
+        self.answers.append({"case_id": case_id, "answers": dict(answers), "reopen": reopen})
+        return reopen
 
 
 class FakeData:
@@ -1006,3 +1013,57 @@ def test_registry_maps_numbers_and_refuses_a_number_used_twice(tmp_path: Path) -
         PlanRegistry.from_dir(tmp_path)
     assert e.value.code == "dialplan.duplicate_number"
 
+
+
+# --- case_update (a follow-up survey's answers) ----------------------------------------------------
+SURVEY_PLAN = """
+start: u
+nodes:
+  u:
+    type: case_update
+    answers: {solved: "{solved}", csat: "{csat}", note: "{pin}"}
+    reopen: "{unsolved}"
+    next: bye
+    on_error: sorry
+  bye: {type: hangup, prompt: "Thank you."}
+  sorry: {type: hangup, prompt: "Sorry."}
+variables: {pin: ""}
+"""
+
+
+@pytest.mark.parametrize(("unsolved", "reopen"), [("yes", True), (" TRUE ", True), ("1", True), ("no", False),
+                                                  ("", False)])
+async def test_case_update_writes_the_answers_to_the_calls_case_and_may_reopen_it(unsolved: str,
+                                                                                  reopen: bool) -> None:
+    env = await run(SURVEY_PLAN, FakeCall(), variables={"case.id": "CS9", "solved": "no", "csat": "",
+                                                       "unsolved": unsolved})
+    # an answer that renders empty (csat unset) is left out
+    assert env.record.answers == [{"case_id": "CS9", "answers": {"solved": "no"}, "reopen": reopen}]
+    assert env.steps == [("u", "reopened" if reopen else "saved"), ("bye", None)]
+    assert env.result.journey.steps[0].detail == "CS9"
+
+
+async def test_case_update_takes_the_case_a_case_node_opened() -> None:
+    env = await run(SURVEY_PLAN, FakeCall(), variables={"case_id": "CS2", "solved": "yes"})
+    assert env.record.answers[0]["case_id"] == "CS2"
+
+
+@pytest.mark.parametrize(("variables", "outcome"), [({"solved": "no"}, "no_case"),
+                                                    ({"case.id": "CS-gone", "solved": "no"}, "failed")])
+async def test_case_update_without_a_case_or_refused_goes_to_on_error(variables: dict[str, str],
+                                                                     outcome: str) -> None:
+    env = await run(SURVEY_PLAN, FakeCall(), variables=variables)
+    assert env.record.answers == [] and env.steps == [("u", outcome), ("sorry", None)]
+
+
+async def test_case_update_answers_are_one_line_of_200_characters() -> None:
+    env = await run(SURVEY_PLAN, FakeCall(), variables={"case.id": "CS9", "solved": "아니요\n" + "가" * 300})
+    assert env.record.answers[0]["answers"]["solved"] == ("아니요 " + "가" * 300)[:200]
+
+
+def test_a_case_update_needs_answers_or_reopen_and_good_names() -> None:
+    make_plan("start: u\nnodes:\n  u: {type: case_update, reopen: true}\n")
+    with pytest.raises(ValidationError, match="case_update needs answers or reopen"):
+        make_plan("start: u\nnodes:\n  u: {type: case_update}\n")
+    with pytest.raises(ValidationError):
+        make_plan("start: u\nnodes:\n  u: {type: case_update, answers: {Solved: x}}\n")

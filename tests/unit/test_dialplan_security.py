@@ -114,6 +114,8 @@ PIN = "  pin: {type: collect, prompt: PIN, variable: pin, sensitive: true, next:
      "6:43: error: dialplan.sensitive: nodes.copy.priority: {pin} is sensitive"),
     ("  copy: {type: case, tier: normal, reason: 'card {pin}'}\n",
      "6:44: error: dialplan.sensitive: nodes.copy.reason: {pin} is sensitive"),
+    ("  copy: {type: case_update, answers: {note: 'card {pin}'}}\n",
+     "6:45: error: dialplan.sensitive: nodes.copy.answers.note: {pin} is sensitive"),
 ])
 def test_check_refuses_a_secret_where_it_would_leak_also_through_copies(tmp_path: Path, field: str,
                                                                         where: str) -> None:
@@ -137,6 +139,13 @@ nodes:
   cb: {type: callback, queue: q, prompt: "Call back?", number: "{x}", declined: q}
   q: {type: queue, queue: q, priority: "{x}"}
 """
+
+
+async def test_at_call_time_a_secret_never_reaches_a_case() -> None:
+    text = SECRET_PLAN.replace('  q: {type: queue, queue: q, priority: "{x}"}',
+                               '  q: {type: case_update, answers: {card: "{y}", pin: "{pin}", ok: "yes"}}')
+    env = await run(text, FakeCall("4321", "1"), variables={"case.id": "CS4"})
+    assert env.record.answers == [{"case_id": "CS4", "answers": {"ok": "yes"}, "reopen": False}]
 
 
 async def test_at_call_time_a_copied_secret_is_masked_never_spoken_or_dialled() -> None:
