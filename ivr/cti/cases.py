@@ -27,6 +27,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from ivr.core import case_states as cs
+from ivr.core.config import FollowUpMode
 from ivr.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti import cursor
@@ -37,7 +38,7 @@ from ivr.cti.case_open import LINE, REASON, TEXT, Tier, due_ms, open_for_call
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.cti.originate import caller_id, check_number
 from ivr.queues.stats import start_of_today
-from ivr.queues.store import QueueStore
+from ivr.queues.store import FollowUp, QueueStore
 
 log = get_logger(__name__)
 
@@ -79,6 +80,18 @@ class CaseUpdate(BaseModel):
     owner: str | None = Field(None, pattern=f"^$|{AGENT_ID}",
                               description="\"\": nobody; an agent may only claim an unowned case for itself")
     reason: str | None = Field(None, min_length=1, max_length=cs.REASON_MAX, pattern=REASON)
+    follow_up: FollowUpRequest | None = Field(None, description="with status closed: the follow-up (回访) to "
+                                              "schedule (default: cases.follow_up)")
+
+
+class FollowUpRequest(BaseModel):
+    """The follow-up (回访) a close schedules; what is left out comes from ``cases.follow_up``."""
+    model_config = ConfigDict(extra="forbid")
+    mode: FollowUpMode | None = Field(None, description="none | task (an agent calls back) | call (an automated "
+                                                         "call plays `plan`)")
+    after_s: int | None = Field(None, ge=60, le=90 * 86_400, description="how long after closing")
+    plan: str | None = Field(None, pattern=cs.PLAN_ID.pattern, description="the dial plan (file name without "
+                                                                           ".yaml) a follow-up call plays")
 
 
 class CaseNoteAdd(BaseModel):
@@ -243,13 +256,35 @@ async def update_case(request: web.Request) -> web.Response:
         changes["reason"] = req.reason
     if changes:
         case = await store.update_case(case_id, by=who.id, **changes)
+    if req.follow_up is not None and req.status != "closed":
+        raise BadRequest("follow_up goes with status closed", code="request.invalid")
     if req.status is not None and req.status != case["status"]:
         due = None
         if req.status == "reopened":
             due, _ = await due_ms(request, tier, case.get("hotline") or "")
-        case = await store.set_case_status(case_id, req.status, by=who.id, due_at_ms=due)
+        follow = _follow_up(request, req.follow_up) if req.status == "closed" else None
+        case = await store.set_case_status(case_id, req.status, by=who.id, due_at_ms=due, follow_up=follow)
     log.info("case.changed", case_id=case_id, by=who.id, fields=sorted(changes), status=req.status)
     return web.json_response(case)
+
+
+def _follow_up(request: web.Request, asked: FollowUpRequest | None) -> FollowUp | None:
+    """The follow-up a close schedules: the request's fields over ``cases.follow_up``; None for mode
+    none. A call needs a plan that exists (400 ``case.follow_up_plan``)."""
+    conf = request.app[SETTINGS].cases.follow_up
+    asked = asked or FollowUpRequest()
+    mode = asked.mode or conf.mode
+    if mode == "none":
+        return None
+    plan = asked.plan or conf.plan or ""
+    if mode == "call":
+        folder = request.app[SETTINGS].dialplans_dir
+        if not plan or not any((folder / f"{plan}{ext}").is_file() for ext in (".yaml", ".yml")):
+            raise BadRequest(f"a follow-up call needs a dial plan of {folder} (none named {plan!r})",
+                             code="case.follow_up_plan")
+    after = asked.after_s if asked.after_s is not None else conf.after_s
+    return FollowUp(mode=mode, at_ms=int(time.time() * 1000) + after * 1000, plan=plan if mode == "call" else "",
+                    attempts=conf.attempts, retry_after_ms=conf.retry_after_s * 1000, ring_s=conf.ring_s)
 
 
 async def add_note(request: web.Request) -> web.Response:

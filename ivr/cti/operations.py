@@ -582,7 +582,10 @@ OPERATIONS.update({
                     "`case.bad_transition` for a move the state machine does not allow (open -> contacted, "
                     "resolved, closed; contacted -> resolved, closed; resolved -> closed, reopened; closed -> "
                     "reopened; reopened -> contacted, resolved, closed); 404 `case.not_found`, `agent.not_found`. "
-                    "An empty body changes nothing.", errors=(404, 409)),
+                    "Closing schedules the follow-up (回访) of `cases.follow_up`, or the body's `follow_up` "
+                    "(`mode` none | task | call, `after_s`, `plan`): 400 `case.follow_up_plan` for a call without "
+                    "a dial plan that exists, `request.invalid` for `follow_up` without status closed; reopening "
+                    "cancels a follow-up not under way. An empty body changes nothing.", errors=(404, 409)),
     ("POST", "/api/v1/cases/{case_id}/notes"): Operation(
         "Add a note to a case", "cases", STAFF, own=_MINE, ok=201, body=CaseNoteAdd, response=ref("CaseNote"),
         description="`case.note` carries its length (not its text) to the desktops and webhooks.", errors=(404,)),

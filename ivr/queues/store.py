@@ -1124,7 +1124,7 @@ def _callback(raw: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 _CASE_TIMES = ("opened_at", "due_at", "contacted_at", "resolved_at", "closed_at", "updated_at", "first_contact_ms",
-               "task_at", "task_expires")
+               "task_at", "task_expires", "followup_at", "followup_done_at")
 
 
 def _case(raw: Any) -> dict[str, Any]:
@@ -1145,6 +1145,10 @@ def _case(raw: Any) -> dict[str, Any]:
         case[name] = int(float(case.get(name) or 0))
     case["task_agent"] = case.get("task_agent") or ""  # the agent its follow-up task is out to
     case["task_call"] = case.get("task_call") or ""    # the call of the last accepted task
+    # the follow-up (回访): followup (task | call, "" = none), followup_state, the answers as an object
+    answers = json.loads(case.get("followup_answers") or "{}")
+    case["followup_answers"] = answers if isinstance(answers, dict) else {}
+    case["followup_attempts"] = int(float(case.get("followup_attempts") or 0))
     return case
 
 

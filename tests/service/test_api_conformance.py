@@ -111,6 +111,10 @@ def excused(operation: Any, check: Any) -> bool:
         # click-to-dial: which schema-valid numbers may be dialled is configuration (calls.outbound_allow,
         # empty here: 403 number.not_allowed), and staff must name the agent (400 request.invalid)
         return check is positive_data_acceptance
+    if operation.path == "/api/v1/cases/{case_id}" and operation.method.upper() == "PATCH":
+        # a close's follow-up: which plans a follow-up call may play is configuration (the dial plans;
+        # none here: 400 case.follow_up_plan), and follow_up goes with status closed (400 request.invalid)
+        return check is positive_data_acceptance
     return check is positive_data_acceptance and "101" in operation.definition.raw["responses"]
 
 

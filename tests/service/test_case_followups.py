@@ -86,7 +86,7 @@ async def test_a_closed_case_is_called_when_due_with_its_survey_plan(store: Queu
     assert record is not None and (record["purpose"], record["case_id"]) == ("followup", cid)
     case = await case_of(store, cid)
     assert (case["followup_state"], case["followup_call"], case["followup_attempts"]) == (
-        "calling", offer.call_id, "1")
+        "calling", offer.call_id, 1)
     [(_, started)] = await events(store, "case.followup_started")
     assert (started["mode"], started["attempt"], started["call_id"]) == ("call", 1, offer.call_id)
     for t, d in await events(store, "case.followup_scheduled", "case.followup_started"):
@@ -130,7 +130,7 @@ async def test_an_unsolved_answer_reopens_the_case_and_the_answers_reach_case_an
     case, reopened = await store.case_answers(cid, call_id=offer.call_id, answers={"solved": "no"}, by="ivr:survey",
                                               reopen_due_at_ms=T0 + DAY + 2 * HOUR, now_ms=T0 + DAY + 6000)
     assert reopened and case["status"] == "reopened" and case["due_at"] == T0 + DAY + 2 * HOUR
-    assert json.loads(case["followup_answers"]) == {"csat": "2", "solved": "no"}
+    assert case["followup_answers"] == {"csat": "2", "solved": "no"}
     record = await store.get_call(offer.call_id)
     assert record is not None and json.loads(record["answers"]) == {"csat": "2", "solved": "no"}
     await store.end_call(offer.call_id, reason="ivr_hangup", wrapup_s=0, ttl_s=60)
@@ -189,7 +189,7 @@ async def test_a_task_follow_up_goes_to_an_agent_who_calls(store: QueueStore) ->
     await store.originate_failed(call, f"{call}.1", outcome="agent_no_answer", reason="ring_no_answer",
                                  agent_state="available", ttl_s=60)
     case = await case_of(store, cid)
-    assert (case["followup_state"], case["followup_attempts"]) == ("scheduled", "0")
+    assert (case["followup_state"], case["followup_attempts"]) == ("scheduled", 0)
     assert await due(store, T0 + DAY + 2000) == 1
     call, _, _ = await store.case_task_accept(cid, "ada", call_id="t2", caller_id="+8215880000", hotline="demo",
                                              by="ada", now_ms=T0 + DAY + 3000)
@@ -208,5 +208,5 @@ async def test_hostile_answers_write_nothing(store: QueueStore, answers: dict[st
     cid = await closed_case(store)
     with pytest.raises(BadRequest):
         await store.case_answers(cid, call_id="", answers=answers, by="ivr:survey")
-    assert (await case_of(store, cid)).get("followup_answers") == "{}"
+    assert (await case_of(store, cid))["followup_answers"] == {}
     assert await events(store, "case.answers") == []

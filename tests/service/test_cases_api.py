@@ -592,3 +592,45 @@ async def test_every_case_route_wants_a_token(call: Call) -> None:
                          ("POST", "/api/v1/cases/CS1/notes"), ("POST", "/api/v1/cases/CS1/calls")):
         status, err = await call(method, path, {}, json={})
         assert status == 401 and err["error"]["code"] == "auth.missing_token", (method, path)
+
+
+# --- the follow-up (回访) a close schedules ---------------------------------------------------------
+
+async def test_closing_schedules_the_follow_up_asked_for_and_reopening_cancels_it(
+        call: Call, store: QueueStore, tmp_path: Path) -> None:
+    case = await opened(call, AGENT1)
+    path = f"/api/v1/cases/{case['id']}"
+    await call("PATCH", path, AGENT1, json={"status": "resolved"})
+    # a call needs a plan that exists; follow_up only goes with a close
+    status, err = await call("PATCH", path, AGENT1, json={"status": "closed", "follow_up": {"mode": "call",
+                                                                                            "plan": "nope"}})
+    assert status == 400 and err["error"]["code"] == "case.follow_up_plan"
+    status, err = await call("PATCH", path, AGENT1, json={"status": "closed", "follow_up": {"mode": "call"}})
+    assert status == 400 and err["error"]["code"] == "case.follow_up_plan"  # cases.follow_up.plan is unset
+    status, err = await call("PATCH", path, AGENT1, json={"reason": "x", "follow_up": {"mode": "task"}})
+    assert status == 400 and err["error"]["code"] == "request.invalid"
+    for hostile in ({"mode": "sms"}, {"after_s": 1}, {"plan": "../etc/passwd"}, {"mode": "call", "extra": 1}):
+        status, err = await call("PATCH", path, AGENT1, json={"status": "closed", "follow_up": hostile})
+        assert status == 400, (hostile, err)
+    assert (await store.get_case(case["id"]))["status"] == "resolved"  # nothing changed
+    before = int(time.time() * 1000)
+    status, got = await call("PATCH", path, AGENT1, json={"status": "closed", "follow_up": {
+        "mode": "call", "plan": "care", "after_s": 86_400}})
+    assert status == 200 and got["status"] == "closed"
+    assert (got["followup"], got["followup_state"], got["followup_plan"]) == ("call", "scheduled", "care")
+    assert before + 86_400_000 <= got["followup_at"] <= int(time.time() * 1000) + 86_400_000
+    assert got["followup_answers"] == {} and got["followup_attempts"] == 0
+    status, got = await call("PATCH", path, SUPER, json={"status": "reopened"})
+    assert status == 200 and got["followup_state"] == "cancelled"
+    events = [e.type for e in await store.events_after("0-0", 1000)]
+    assert "case.followup_scheduled" in events and "case.followup_cancelled" in events
+
+
+async def test_closing_without_follow_up_takes_the_settings_default_none(call: Call, store: QueueStore) -> None:
+    case = await opened(call, AGENT1)
+    status, got = await call("PATCH", f"/api/v1/cases/{case['id']}", AGENT1, json={"status": "closed"})
+    assert status == 200 and got["status"] == "closed" and got.get("followup", "") == ""
+    status, got = await call("PATCH", f"/api/v1/cases/{case['id']}", SUPER, json={"status": "reopened"})
+    status, got = await call("PATCH", f"/api/v1/cases/{case['id']}", AGENT1, json={
+        "status": "closed", "follow_up": {"mode": "task", "after_s": 60}})
+    assert status == 200 and (got["followup"], got["followup_state"]) == ("task", "scheduled")
