@@ -707,6 +707,7 @@ class CaseFollowupScheduled(Event):
     type: ClassVar[EventType] = E.CASE_FOLLOWUP_SCHEDULED
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     mode: str
     at: int
     plan: str
@@ -734,6 +735,7 @@ class CaseFollowupRetry(Event):
     type: ClassVar[EventType] = E.CASE_FOLLOWUP_RETRY
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     call_id: str
     outcome: str
     reason: str
@@ -748,6 +750,7 @@ class CaseFollowupFailed(Event):
     type: ClassVar[EventType] = E.CASE_FOLLOWUP_FAILED
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     attempts: int
     reason: str
 
@@ -760,6 +763,7 @@ class CaseFollowupDone(Event):
     type: ClassVar[EventType] = E.CASE_FOLLOWUP_DONE
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     call_id: str
     outcome: str
     answers: dict[str, str]
@@ -772,6 +776,7 @@ class CaseFollowupCancelled(Event):
     type: ClassVar[EventType] = E.CASE_FOLLOWUP_CANCELLED
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     reason: str
 
 
@@ -782,6 +787,7 @@ class CaseAnswers(Event):
     type: ClassVar[EventType] = E.CASE_ANSWERS
     audience: ClassVar[frozenset[str]] = AF
     case_id: str
+    agent_id: str = ""  # the case's owner: its desktop gets the event
     call_id: str
     answers: dict[str, str]
     reopened: bool

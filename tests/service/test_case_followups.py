@@ -148,7 +148,7 @@ async def test_reopening_cancels_a_follow_up_not_under_way(store: QueueStore) ->
     cid = await closed_case(store)
     await store.set_case_status(cid, "reopened", by="super1", due_at_ms=T0 + 3 * HOUR, now_ms=T0 + HOUR)
     [(_, cancelled)] = await events(store, "case.followup_cancelled")
-    assert cancelled == {"case_id": cid, "reason": "reopened", "ts": T0 + HOUR, "v": cancelled["v"]}
+    assert cancelled == {"case_id": cid, "reason": "reopened", "agent_id": "", "ts": T0 + HOUR, "v": cancelled["v"]}
     assert await due(store, T0 + DAY) == 0
     assert await store.redis.llen(store.keys.worker_inbox("w0")) == 0
 

@@ -132,3 +132,28 @@ async def test_the_task_card_shows_the_case_and_its_crm_record_and_dials_or_skip
     await expect(card.locator(".crm")).to_have_attribute("data-crm", "none")
     await expect(card).to_be_hidden(timeout=TIMEOUT_MS)
     tab.expect_no_errors()
+
+
+async def test_a_follow_up_task_of_a_closed_case_says_what_it_is(
+        api: str, browser: Browser, store: QueueStore) -> None:
+    from ivr.queues.store import FollowUp
+    tab = await desktop(browser, api)
+    page = tab.page
+    case = await store.open_case(tier="normal", reason="refund missing", customer=KNOWN, opened_by="super1",
+                                 owner="agent1", customer_name="Ada", due_at_ms=int(time.time() * 1000) + HOUR_MS)
+    case_id = str(case["id"])
+    await store.set_case_status(case_id, "closed", by="agent1", follow_up=FollowUp(
+        mode="task", at_ms=int(time.time() * 1000)))
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    assert await store.case_followups(caller_id="+8215880000", skill="complaints", task_timeout_ms=60_000) == 1
+    card = page.locator("#task")
+    await expect(card).to_have_attribute("data-case-id", case_id, timeout=TIMEOUT_MS)
+    await expect(card).to_have_attribute("data-kind", "followup")
+    await expect(page.locator("#task-title")).to_have_text(f"Follow-up call (回访): {case_id}")
+    await expect(page.locator("#task-due")).to_have_text("case closed: ask how it went")
+    await expect(page.locator("#activity li[data-type='case.followup_scheduled']")).to_have_count(1)
+    # skipped, it is offered again at once (to someone else; agent1 is kept from it for a while)
+    await page.click("#task-skip")
+    await expect(card).to_be_hidden(timeout=TIMEOUT_MS)
+    assert (await store.get_case(case_id) or {})["followup_state"] == "scheduled"
+    tab.expect_no_errors()

@@ -203,7 +203,7 @@ export class TaskCard {
   constructor(login, error) {
     this.login = login;
     this.error = error;
-    this.task = null; // {case_id, tier, reason, customer, customer_name, due_at, overdue, expires, crm}
+    this.task = null; // {case_id, tier, reason, customer, customer_name, due_at, overdue, expires, crm, task_kind}
     $("task-dial").addEventListener("click", () => this.act("accept"));
     $("task-skip").addEventListener("click", () => this.act("decline"));
   }
@@ -237,7 +237,8 @@ export class TaskCard {
       if (!this.task || this.task.case_id !== id) return;
       if (c.task_agent !== login.agent) return this.stop();
       Object.assign(this.task, {tier: c.tier, reason: c.reason, customer: c.customer, customer_name: c.customer_name,
-                                due_at: c.due_at, overdue: c.overdue, expires: Number(c.task_expires) || this.task.expires});
+                                due_at: c.due_at, overdue: c.overdue, expires: Number(c.task_expires) || this.task.expires,
+                                task_kind: c.task_kind || this.task.task_kind, status: c.status});
       this.render();
     } catch {
       if (this.task && this.task.case_id === id && !this.task.tier) this.stop(); // nothing to show
@@ -255,7 +256,10 @@ export class TaskCard {
     card.hidden = false;
     card.dataset.caseId = t.case_id;
     card.dataset.overdue = String(Boolean(t.overdue));
-    $("task-title").textContent = `Follow-up: ${t.case_id}`;
+    // a closed case's follow-up call (回访) is not a deadline: no due time, a title that says so
+    const followup = t.task_kind === "followup";
+    card.dataset.kind = followup ? "followup" : "deadline";
+    $("task-title").textContent = followup ? `Follow-up call (回访): ${t.case_id}` : `Follow-up: ${t.case_id}`;
     const tier = $("task-tier");
     tier.textContent = t.tier || "";
     tier.dataset.tier = t.tier || "";
@@ -272,7 +276,8 @@ export class TaskCard {
     const t = this.task;
     if (!t) return;
     const now = serverNow();
-    $("task-due").textContent = t.due_at ? dueText({status: "open", due_at: t.due_at}, now) : "";
+    $("task-due").textContent = t.task_kind === "followup" ? "case closed: ask how it went"
+      : t.due_at ? dueText({status: "open", due_at: t.due_at}, now) : "";
     const left = t.expires ? Math.ceil((t.expires - now) / 1000) : null;
     $("task-left").textContent = left === null ? "" : duration(Math.max(left, 0));
     if (left !== null && left <= 0) this.stop(); // the server gives it back (case.task_declined, timeout)

@@ -448,6 +448,10 @@ const DESCRIBE = {
   "case.task_offered": (ev) => `Follow-up offered: case ${ev.case_id} (${ev.tier})`,
   "case.task_accepted": (ev) => `Follow-up dialled: case ${ev.case_id}`,
   "case.task_declined": (ev) => `Follow-up ${ev.reason === "timeout" ? "expired" : "skipped"}: case ${ev.case_id}`,
+  "case.followup_scheduled": (ev) => `Follow-up call (回访) of case ${ev.case_id} scheduled (${ev.mode})`,
+  "case.followup_done": (ev) => `Follow-up of case ${ev.case_id} done${ev.reopened ? ": not solved, reopened" : ""}`,
+  "case.followup_failed": (ev) => `Follow-up of case ${ev.case_id} gave up (${(ev.reason || "").replace(/_/g, " ")})`,
+  "case.answers": (ev) => `Case ${ev.case_id}: the customer answered${ev.reopened ? " (reopened)" : ""}`,
   "agent.deleted": () => "Agent profile deleted",
   "agent.phone": (ev) => (ev.registered ? "Phone registered" : ev.reason === "stale" ? "Phone status unknown (edge not answering)"
     : "Phone unregistered"),

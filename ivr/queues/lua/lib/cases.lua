@@ -499,7 +499,8 @@ function CS.followup_schedule(id, mode, at, plan, attempts, retry_ms, ring_s, by
              'scheduled', 'followup_attempts', 0, 'followup_max', attempts, 'followup_retry_ms', retry_ms,
              'followup_ring_s', ring_s, 'followup_call', '', 'followup_answers', '{}', 'followup_reopened', '')
   redis.call('ZADD', k('cases', 'followups'), at, id)
-  emit('case.followup_scheduled', {case_id = id, mode = mode, at = at, plan = plan or '', by = by})
+  emit('case.followup_scheduled', {case_id = id, mode = mode, at = at, plan = plan or '', by = by,
+                                   agent_id = redis.call('HGET', key, 'owner') or ''})
 end
 
 -- Case `id` (hash `c`, before the change) is handled again: a follow-up not under way is cancelled.
@@ -510,7 +511,7 @@ function CS.followup_cancel(id, c, reason)
   if c.followup_state == 'offered' and (c.task_agent or '') ~= '' then
     CS.task_back(id, c.task_agent, 'case_reopened', false)
   end
-  emit('case.followup_cancelled', {case_id = id, reason = reason})
+  emit('case.followup_cancelled', {case_id = id, reason = reason, agent_id = c.owner or ''})
 end
 
 local function followup_answers(c)
@@ -539,10 +540,10 @@ function CS.followup_result(id, cid, event, outcome, reason)
       redis.call('HSET', key, 'followup_state', 'scheduled', 'followup_at', NOW + retry)
       redis.call('ZADD', k('cases', 'followups'), NOW + retry, id)
       emit('case.followup_retry', {case_id = id, call_id = cid, outcome = outcome, reason = reason or '',
-                                   attempt = attempt, retry_in_s = retry / 1000.0})
+                                   attempt = attempt, retry_in_s = retry / 1000.0, agent_id = c.owner or ''})
     else
       redis.call('HSET', key, 'followup_state', 'failed')
-      emit('case.followup_failed', {case_id = id, attempts = attempt, reason = outcome})
+      emit('case.followup_failed', {case_id = id, attempts = attempt, reason = outcome, agent_id = c.owner or ''})
     end
   elseif event == 'not_dialled' then  -- the agent's side failed before the customer was dialled: again now
     if c.followup_state ~= 'calling' then return end
@@ -553,7 +554,7 @@ function CS.followup_result(id, cid, event, outcome, reason)
     if c.followup_state ~= 'answered' and c.followup_state ~= 'calling' then return end
     redis.call('HSET', key, 'followup_state', 'done', 'followup_done_at', NOW)
     emit('case.followup_done', {case_id = id, call_id = cid, outcome = outcome, answers = followup_answers(c),
-                                reopened = c.followup_reopened == '1'})
+                                reopened = c.followup_reopened == '1', agent_id = c.owner or ''})
   end
   redis.call('HINCRBY', key, 'version', 1)
 end
@@ -578,7 +579,7 @@ function CS.followups_due(limit, caller_id, skill, timeout_ms)
     elseif (c.customer or '') == '' then
       redis.call('ZREM', fkey, id)
       redis.call('HSET', key, 'followup_state', 'failed')
-      emit('case.followup_failed', {case_id = id, attempts = 0, reason = 'no_number'})
+      emit('case.followup_failed', {case_id = id, attempts = 0, reason = 'no_number', agent_id = c.owner or ''})
     elseif c.followup == 'call' then
       local cid = 'fu-' .. id .. '-' .. string.format('%d', NOW)
       local vars = cjson.encode({['case.id'] = id, ['case.tier'] = c.tier or '', ['case.reason'] = c.reason or '',
@@ -590,7 +591,8 @@ function CS.followups_due(limit, caller_id, skill, timeout_ms)
         if string.sub(err.err or '', 1, 18) == 'worker.unavailable' then break end
         redis.call('ZREM', fkey, id)  -- a spec the dialler refuses (a bad plan id): it never will take it
         redis.call('HSET', key, 'followup_state', 'failed')
-        emit('case.followup_failed', {case_id = id, attempts = attempt - 1, reason = 'refused'})
+        emit('case.followup_failed', {case_id = id, attempts = attempt - 1, reason = 'refused',
+                                      agent_id = c.owner or ''})
       else
         redis.call('ZREM', fkey, id)
         redis.call('HSET', key, 'followup_state', 'calling', 'followup_call', cid, 'followup_attempts', attempt)
@@ -645,6 +647,7 @@ function CS.answers(id, cid, answers, reopen_due, by)
     redis.call('HSET', key, 'followup_reopened', '1')
     reopened = true
   end
-  emit('case.answers', {case_id = id, call_id = cid, answers = answers, reopened = reopened, by = by})
+  emit('case.answers', {case_id = id, call_id = cid, answers = answers, reopened = reopened, by = by,
+                        agent_id = c.owner or ''})
   return reopened
 end
