@@ -634,6 +634,8 @@ class CaseSettings(BaseModel):
     task_timeout_s: int = Field(60, ge=5, le=3600, description="a follow-up task neither accepted nor declined "
                                 "within this time goes back (the agent is available again, the case offered "
                                 "to someone else)")
+    retention_days: int = Field(730, ge=1, le=3650, description="closed cases are deleted (with their notes) "
+                                "this many days after they were closed")
     follow_up: FollowUpSettings = Field(default_factory=FollowUpSettings,
                                         description="the follow-up (回访) after a case is closed")
 

@@ -794,6 +794,17 @@ class CaseAnswers(Event):
     by: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class CasePurged(Event):
+    """Closed case ``case_id`` (closed at ``closed_at``) passed ``cases.retention_days`` and was deleted
+    with its notes: the API answers 404 for it from now on (calls that named it keep their records)."""
+    type: ClassVar[EventType] = E.CASE_PURGED
+    audience: ClassVar[frozenset[str]] = AF
+    case_id: str
+    closed_at: int
+    agent_id: str = ""
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

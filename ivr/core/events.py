@@ -74,6 +74,7 @@ class EventType(StrEnum):
     CASE_FOLLOWUP_FAILED = "case.followup_failed"    # not reached after the last attempt (or no number)
     CASE_FOLLOWUP_DONE = "case.followup_done"        # the follow-up reached the customer; its answers
     CASE_FOLLOWUP_CANCELLED = "case.followup_cancelled"  # the case was reopened before its follow-up
+    CASE_PURGED = "case.purged"                      # a closed case past its retention was deleted
     CASE_ANSWERS = "case.answers"                    # a dial plan (case_update) wrote the customer's answers
 
 

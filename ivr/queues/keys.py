@@ -74,6 +74,12 @@ class Keys:
         return self._k("cases", "due")
 
     @property
+    def cases_closed(self) -> str:
+        """ZSET of the ids of closed cases by when they were closed (ms): the retention purge
+        (``case_purge.lua``, ``cases.retention_days``) deletes those older than the retention."""
+        return self._k("cases", "closed")
+
+    @property
     def cases_followups(self) -> str:
         """ZSET of the ids of closed cases whose follow-up (回访) is scheduled, by when it is due (ms):
         the work list of ``case_followups.lua`` (a started one leaves it; a retry comes back)."""

@@ -73,6 +73,7 @@ NAMES = (
     "case_customer",
     "case_followups",
     "case_answers",
+    "case_purge",
     "dialout_start",
     "dialout_answered",
     "dialout_failed",

@@ -600,6 +600,14 @@ class QueueStore:
         return _case(await self._run("case_status", case_id, new.value, by,
                                      "" if due_at_ms is None else due_at_ms, _now(now_ms), *fu))
 
+    async def purge_closed_cases(self, *, closed_before_ms: int, limit: int = 100) -> int:
+        """Delete the cases closed before ``closed_before_ms`` (their notes and index entries too;
+        ``case.purged`` each), ``limit`` at most. Returns how many."""
+        cs.check_ms("closed_before_ms", closed_before_ms)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise cs.invalid("limit must be 1-1000")
+        return int(await self._run("case_purge", closed_before_ms, limit))
+
     async def case_followups(self, *, caller_id: str, skill: str, task_timeout_ms: int, limit: int = 20,
                              now_ms: int | None = None) -> int:
         """Start the follow-ups (回访) due by now, ``limit`` at most: an automated call placed

@@ -8,6 +8,7 @@ import functools
 import os
 import signal
 import socket
+import time
 import uuid
 
 import structlog
@@ -266,6 +267,7 @@ class Worker:
         number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r, c = self.settings.routing, self.settings.cases
+        purge_at = [0.0]  # the next retention purge (monotonic s)
 
         async def tick() -> float:
             reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
@@ -281,6 +283,12 @@ class Worker:
                                                 timeout_ms=c.task_timeout_s * 1000,
                                                 limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
                     break
+            if leader and time.monotonic() >= purge_at[0]:  # closed cases past their retention, hourly
+                purge_at[0] = time.monotonic() + 3600
+                closed_before = int(time.time() * 1000) - c.retention_days * 86_400_000
+                for _ in range(50):  # 5,000 an hour at most: the rest next hour
+                    if await store.purge_closed_cases(closed_before_ms=closed_before, limit=100) < 100:
+                        break
             for _ in range(5 if leader else 0):  # follow-ups (回访) due: automated calls placed, tasks offered
                 if await store.case_followups(caller_id=self._caller_id(), skill=c.skill,
                                               task_timeout_ms=c.task_timeout_s * 1000,

@@ -210,3 +210,29 @@ async def test_hostile_answers_write_nothing(store: QueueStore, answers: dict[st
         await store.case_answers(cid, call_id="", answers=answers, by="ivr:survey")
     assert (await case_of(store, cid))["followup_answers"] == {}
     assert await events(store, "case.answers") == []
+
+
+async def test_closed_cases_past_their_retention_are_deleted_with_their_notes(store: QueueStore) -> None:
+    old = await closed_case(store, mode="task")
+    await store.add_case_note(old, by="ada", text="called twice")
+    assert await store.redis.exists(store.keys.case_notes(old))
+    kept = await closed_case(store, mode="task")
+    reopened = await closed_case(store, mode="task")
+    await store.set_case_status(reopened, "reopened", by="super1", due_at_ms=T0 + DAY, now_ms=T0 + HOUR)
+    # everything was closed at T0 + 3 min by the controlled clock; move the second's close later
+    await store.redis.zadd(store.keys.cases_closed, {kept: T0 + 10 * MIN})
+    counts = await store.case_counts(soon_ms=MIN)
+    assert await store.purge_closed_cases(closed_before_ms=T0 + 5 * MIN) == 1
+    assert await store.get_case(old) is None
+    assert not await store.redis.exists(store.keys.case_notes(old))
+    assert not await store.redis.zscore(store.keys.cases_index, old)
+    assert not await store.redis.zscore(store.keys.cases_followups, old)
+    assert await store.get_case(kept) is not None and await store.get_case(reopened) is not None
+    after = await store.case_counts(soon_ms=MIN)
+    assert after["status"]["closed"] == counts["status"]["closed"] - 1
+    [(_, purged)] = await events(store, "case.purged")
+    assert (purged["case_id"], purged["closed_at"]) == (old, T0 + 3 * MIN)
+    cat.parse("case.purged", purged)
+    assert await store.purge_closed_cases(closed_before_ms=T0 + 5 * MIN) == 0
+    with pytest.raises(BadRequest):
+        await store.purge_closed_cases(closed_before_ms=-1)

@@ -198,6 +198,9 @@ local function set_case_status(id, status, by, now, due_at)
   elseif status == 'closed' then
     fields[#fields + 1] = 'closed_at'; fields[#fields + 1] = now
   end
+  -- closed cases by when they were closed: the retention purge deletes the old ones
+  if status == 'closed' then redis.call('ZADD', k('cases', 'closed'), now, id)
+  elseif prev == 'closed' then redis.call('ZREM', k('cases', 'closed'), id) end
   case_count('status:' .. prev, -1)
   case_count('status:' .. status, 1)
   if CASE_PENDING[prev] and not CASE_PENDING[status] then CS.leave_pending(id, c) end
@@ -650,4 +653,29 @@ function CS.answers(id, cid, answers, reopen_due, by)
   emit('case.answers', {case_id = id, call_id = cid, answers = answers, reopened = reopened, by = by,
                         agent_id = c.owner or ''})
   return reopened
+end
+
+-- ---- Retention: closed cases older than the retention are deleted -------------------------------
+-- Cases closed before `before` (ms), `limit` at most: the hash, its notes and skip list, its places in
+-- the indexes (every case, the owner's, a follow-up still due), the counters; case.purged each.
+-- A case reopened meanwhile is no longer in k('cases', 'closed'). Returns how many were deleted.
+function CS.purge_closed(before, limit)
+  local ckey, purged = k('cases', 'closed'), 0
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', ckey, '-inf', '(' .. string.format('%d', before),
+                                 'LIMIT', 0, limit)) do
+    redis.call('ZREM', ckey, id)
+    local key = k('case', id)
+    local c = hgetall(key)
+    if c.status == 'closed' then
+      redis.call('ZREM', k('cases', 'index'), id)
+      if (c.owner or '') ~= '' then redis.call('ZREM', k('agent', c.owner, 'cases'), id) end
+      redis.call('ZREM', k('cases', 'followups'), id)
+      redis.call('ZREM', k('cases', 'tasks'), id)
+      redis.call('DEL', key, k('case', id, 'notes'), k('case', id, 'skip'))
+      case_count('status:closed', -1)
+      emit('case.purged', {case_id = id, closed_at = tonumber(c.closed_at) or 0, agent_id = c.owner or ''})
+      purged = purged + 1
+    end
+  end
+  return purged
 end
