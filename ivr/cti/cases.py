@@ -262,20 +262,24 @@ async def update_case(request: web.Request) -> web.Response:
         due = None
         if req.status == "reopened":
             due, _ = await due_ms(request, tier, case.get("hotline") or "")
-        follow = _follow_up(request, req.follow_up) if req.status == "closed" else None
+        follow = _follow_up(request, req.follow_up, case) if req.status == "closed" else None
         case = await store.set_case_status(case_id, req.status, by=who.id, due_at_ms=due, follow_up=follow)
     log.info("case.changed", case_id=case_id, by=who.id, fields=sorted(changes), status=req.status)
     return web.json_response(case)
 
 
-def _follow_up(request: web.Request, asked: FollowUpRequest | None) -> FollowUp | None:
+def _follow_up(request: web.Request, asked: FollowUpRequest | None, case: dict[str, Any]) -> FollowUp | None:
     """The follow-up a close schedules: the request's fields over ``cases.follow_up``; None for mode
-    none. A call needs a plan that exists (400 ``case.follow_up_plan``)."""
+    none. A call needs a plan that exists (400 ``case.follow_up_plan``); the case a number that may be
+    dialled (409 ``case.no_number``, 403 ``number.not_allowed``: ``calls.outbound_allow``)."""
     conf = request.app[SETTINGS].cases.follow_up
     asked = asked or FollowUpRequest()
     mode = asked.mode or conf.mode
     if mode == "none":
         return None
+    if not case.get("customer"):
+        raise Conflict(f"{case['id']} has no customer number to call back", code="case.no_number")
+    check_number(str(case["customer"]), request.app[SETTINGS])
     plan = asked.plan or conf.plan or ""
     if mode == "call":
         folder = request.app[SETTINGS].dialplans_dir

@@ -18,6 +18,7 @@ from ivr.core.config import Role
 from ivr.core.errors import BadRequest, Conflict, IvrError, NotFound, TimedOut, Unavailable
 from ivr.core.events import AGENT_SETTABLE, AgentState
 from ivr.core.sip_auth import SipCredential
+from ivr.queues.allow import lua_patterns
 from ivr.queues.dialplan_status import PlanStatus, read_status
 from ivr.queues.estimate import QueueHistory, WaitEstimate, estimate_wait
 from ivr.queues.keys import Keys
@@ -609,14 +610,17 @@ class QueueStore:
         return int(await self._run("case_purge", closed_before_ms, limit))
 
     async def case_followups(self, *, caller_id: str, skill: str, task_timeout_ms: int, limit: int = 20,
-                             now_ms: int | None = None) -> int:
+                             now_ms: int | None = None, allow: Sequence[str] | None = None) -> int:
         """Start the follow-ups (回访) due by now, ``limit`` at most: an automated call placed
         (:meth:`dialout_start`'s rules; no worker free: it stays due) or a task offered to the owner
         or the longest idle agent with ``skill`` (``case.task_offered`` with ``task_kind`` followup).
-        Returns how many started (the worker's housekeeping leader runs it every tick)."""
+        Returns how many started (the worker's housekeeping leader runs it every tick). ``allow``
+        (``calls.outbound_allow``; None: no check): a number matching none of these globs is never
+        dialled: the follow-up fails (``number_not_allowed``)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
             raise cs.invalid("limit must be 1-1000")
-        return int(await self._run("case_followups", limit, _now(now_ms), caller_id, skill, task_timeout_ms))
+        return int(await self._run("case_followups", limit, _now(now_ms), caller_id, skill, task_timeout_ms,
+                                   "" if allow is None else lua_patterns(allow)))
 
     async def case_answers(self, case_id: str, *, call_id: str, answers: Mapping[str, str], by: str,
                            reopen_due_at_ms: int | None = None,
@@ -750,7 +754,7 @@ class QueueStore:
 
     # --- follow-up tasks (lua/lib/cases.lua "Follow-up tasks"; the worker's housekeeping offers them) ---
     async def case_offer_tasks(self, *, before_ms: int, skill: str, timeout_ms: int, now_ms: int | None = None,
-                               limit: int = 20) -> int:
+                               limit: int = 20, allow: Sequence[str] | None = None) -> int:
         """Give tasks past their expiry back (``case.task_declined`` reason ``timeout``; the agent is
         available again and kept from that case for 10 minutes), then offer pending cases (open or
         reopened) due by ``now + before_ms`` with no task out and no call of theirs under way, the
@@ -758,7 +762,9 @@ class QueueStore:
         available with a phone that can ring and not kept from it, else the longest idle such agent
         with ``skill``, else (an overdue case) any such agent. The agent is reserved (reason ``task``)
         until ``now + timeout_ms``; ``case.task_offered``. Returns how many were offered (none: no
-        agent now, tried again next time). One script run looks at 500 pending cases at most."""
+        agent now, tried again next time). One script run looks at 500 pending cases at most.
+        ``allow`` (``calls.outbound_allow``; None: no check): a case whose number matches none of these
+        globs is not offered (nobody could dial it)."""
         cs.check_ms("before_ms", before_ms)
         if before_ms > 366 * 86_400_000:
             raise cs.invalid("before_ms must be 0 to a year")
@@ -767,7 +773,8 @@ class QueueStore:
             raise cs.invalid("timeout_ms must be 1 s to a day")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cs.DEADLINE_BATCH_MAX:
             raise cs.invalid(f"limit must be 1-{cs.DEADLINE_BATCH_MAX}")
-        return int(await self._run("case_offer_tasks", before_ms, skill, timeout_ms, limit, _now(now_ms)))
+        return int(await self._run("case_offer_tasks", before_ms, skill, timeout_ms, limit, _now(now_ms),
+                                   "" if allow is None else lua_patterns(allow)))
 
     async def case_task_accept(self, case_id: str, agent_id: str, *, call_id: str, caller_id: str, hotline: str,
                                by: str, now_ms: int | None = None) -> tuple[str, str, str]:

@@ -280,8 +280,8 @@ class Worker:
                     break
             for _ in range(5 if leader else 0):  # follow-up tasks: expired ones back, cases near their due time offered
                 if await store.case_offer_tasks(before_ms=c.offer_before_s * 1000, skill=c.skill,
-                                                timeout_ms=c.task_timeout_s * 1000,
-                                                limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
+                                                timeout_ms=c.task_timeout_s * 1000, limit=CASE_TASK_BATCH,
+                                                allow=self.settings.calls.outbound_allow) < CASE_TASK_BATCH:
                     break
             if leader and time.monotonic() >= purge_at[0]:  # closed cases past their retention, hourly
                 purge_at[0] = time.monotonic() + 3600
@@ -291,8 +291,8 @@ class Worker:
                         break
             for _ in range(5 if leader else 0):  # follow-ups (回访) due: automated calls placed, tasks offered
                 if await store.case_followups(caller_id=self._caller_id(), skill=c.skill,
-                                              task_timeout_ms=c.task_timeout_s * 1000,
-                                              limit=CASE_TASK_BATCH) < CASE_TASK_BATCH:
+                                              task_timeout_ms=c.task_timeout_s * 1000, limit=CASE_TASK_BATCH,
+                                              allow=self.settings.calls.outbound_allow) < CASE_TASK_BATCH:
                     break
             for dead, calls in (reaped or {}).items():
                 log.warning("worker.reaped", dead_worker=dead, calls=calls)

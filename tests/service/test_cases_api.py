@@ -64,7 +64,7 @@ def settings_for(tmp_path: Path, redis_server: RedisServer, webhooks: dict[str, 
                  **cases: Any) -> Settings:
     return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
                     redis={"url": redis_server.url, "prefix": PREFIX}, cases=cases, webhooks=webhooks or {},
-                    api={"host": "127.0.0.1", "port": free_udp_tcp_port()})
+                    api={"host": "127.0.0.1", "port": free_udp_tcp_port()}, calls={"outbound_allow": ["+1555*"]})
 
 
 @pytest.fixture
@@ -598,7 +598,14 @@ async def test_every_case_route_wants_a_token(call: Call) -> None:
 
 async def test_closing_schedules_the_follow_up_asked_for_and_reopening_cancels_it(
         call: Call, store: QueueStore, tmp_path: Path) -> None:
-    case = await opened(call, AGENT1)
+    # a case without a number, or with one calls.outbound_allow refuses, cannot be followed up
+    for customer, code, http in (("", "case.no_number", 409), ("+8210555", "number.not_allowed", 403)):
+        other = await opened(call, AGENT1, customer=customer) if customer else await opened(call, AGENT1)
+        status, err = await call("PATCH", f"/api/v1/cases/{other['id']}", AGENT1, json={
+            "status": "closed", "follow_up": {"mode": "task"}})
+        assert (status, err["error"]["code"]) == (http, code), err
+        assert (await store.get_case(other["id"]))["status"] == "open"
+    case = await opened(call, AGENT1, customer="+15550042")
     path = f"/api/v1/cases/{case['id']}"
     await call("PATCH", path, AGENT1, json={"status": "resolved"})
     # a call needs a plan that exists; follow_up only goes with a close
@@ -627,7 +634,7 @@ async def test_closing_schedules_the_follow_up_asked_for_and_reopening_cancels_i
 
 
 async def test_closing_without_follow_up_takes_the_settings_default_none(call: Call, store: QueueStore) -> None:
-    case = await opened(call, AGENT1)
+    case = await opened(call, AGENT1, customer="+15550043")
     status, got = await call("PATCH", f"/api/v1/cases/{case['id']}", AGENT1, json={"status": "closed"})
     assert status == 200 and got["status"] == "closed" and got.get("followup", "") == ""
     status, got = await call("PATCH", f"/api/v1/cases/{case['id']}", SUPER, json={"status": "reopened"})

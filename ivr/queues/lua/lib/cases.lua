@@ -390,6 +390,25 @@ local function can_take(id, aid)
   return not (until_ms and until_ms > NOW)
 end
 
+-- May `number` be dialled: a number (digits, * and #, a leading +; 1-32) matching one of `patterns`
+-- (calls.outbound_allow as Lua patterns, ivr/queues/allow.py); nil patterns: no check (tools, tests).
+function CS.number_allowed(number, patterns)
+  if patterns == nil then return true end
+  if type(number) ~= 'string' or #number > 32 or not string.match(number, '^%+?[0-9*#]+$') then return false end
+  for _, p in ipairs(patterns) do
+    if string.match(number, p) then return true end
+  end
+  return false
+end
+
+-- The allow patterns a script got as JSON ('' = no check).
+function CS.allow_arg(arg)
+  if arg == nil or arg == '' then return nil end
+  local ok, patterns = pcall(cjson.decode, arg)
+  if not ok or type(patterns) ~= 'table' then CS.fail('invalid', 'allow must be a JSON array of patterns') end
+  return patterns
+end
+
 -- Every available agent, longest idle first (read once per run, for overdue cases).
 local any_agents = nil
 local function available_agents()
@@ -453,7 +472,7 @@ end
 -- Tasks past their expiry go back (reason timeout: the agent is kept from the case a while), then
 -- pending cases due by NOW + `before_ms` (the earliest due first: overdue ones lead) with no task
 -- out and no call under way are offered, `limit` at most. Returns how many were offered.
-function CS.offer_tasks(before_ms, skill, timeout_ms, limit)
+function CS.offer_tasks(before_ms, skill, timeout_ms, limit, allow)
   local tkey = k('cases', 'tasks')
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', tkey, '-inf', '(' .. string.format('%d', NOW),
                                  'LIMIT', 0, TASK_SCAN)) do
@@ -468,7 +487,10 @@ function CS.offer_tasks(before_ms, skill, timeout_ms, limit)
     local f = redis.call('HMGET', k('case', id), 'status', unpack(TASK_CASE_FIELDS))
     local c = {status = f[1] or nil}
     for i, name in ipairs(TASK_CASE_FIELDS) do c[name] = f[i + 1] or nil end
-    if c.status and CASE_PENDING[c.status] and (c.task_agent or '') == '' and not case_on_call(c) then
+    -- a number outside calls.outbound_allow is not offered (the agent could not dial it): the case
+    -- waits (and goes overdue) for a supervisor to see it
+    if c.status and CASE_PENDING[c.status] and (c.task_agent or '') == '' and not case_on_call(c)
+        and ((c.customer or '') == '' or CS.number_allowed(c.customer, allow)) then
       local overdue = (tonumber(c.due_at) or NOW) < NOW
       local aid = task_agent_for(id, c, skill, overdue)
       if aid then
@@ -570,7 +592,7 @@ end
 -- Follow-ups due by NOW, `limit` at most: a call is placed (DO.start: no worker free stops the run,
 -- the rest stay due), a task offered to the owner or the longest idle agent with `skill` (none free:
 -- it stays due). A case without a number fails at once. Returns how many started.
-function CS.followups_due(limit, caller_id, skill, timeout_ms)
+function CS.followups_due(limit, caller_id, skill, timeout_ms, allow)
   local fkey, started = k('cases', 'followups'), 0
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', fkey, '-inf', string.format('%d', NOW), 'LIMIT', 0, TASK_SCAN)) do
     if started >= limit then break end
@@ -579,10 +601,11 @@ function CS.followups_due(limit, caller_id, skill, timeout_ms)
     local attempt = (tonumber(c.followup_attempts) or 0) + 1
     if not c.status or c.followup_state ~= 'scheduled' then
       redis.call('ZREM', fkey, id)
-    elseif (c.customer or '') == '' then
+    elseif (c.customer or '') == '' or not CS.number_allowed(c.customer, allow) then
       redis.call('ZREM', fkey, id)
       redis.call('HSET', key, 'followup_state', 'failed')
-      emit('case.followup_failed', {case_id = id, attempts = 0, reason = 'no_number', agent_id = c.owner or ''})
+      emit('case.followup_failed', {case_id = id, attempts = 0, agent_id = c.owner or '',
+                                    reason = (c.customer or '') == '' and 'no_number' or 'number_not_allowed'})
     elseif c.followup == 'call' then
       local cid = 'fu-' .. id .. '-' .. string.format('%d', NOW)
       local vars = cjson.encode({['case.id'] = id, ['case.tier'] = c.tier or '', ['case.reason'] = c.reason or '',
