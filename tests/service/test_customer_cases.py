@@ -111,3 +111,19 @@ async def test_a_customer_with_an_open_case_gets_no_second_one(store: QueueStore
     assert not existing and fresh["id"] != case["id"] and fresh["calls"] == ["call-5"]
     anonymous = [await store.open_or_join_case(**(base | {"customer": ""})) for _ in range(2)]
     assert [e for _, e in anonymous] == [False, False] and anonymous[0][0]["id"] != anonymous[1][0]["id"]
+
+
+async def test_a_case_reopened_by_a_follow_up_answer_is_found_again(store: QueueStore) -> None:
+    """The follow-up survey's unsolved answer (``case_answers`` with a due time) reopens a closed case
+    through the one status setter: the repeat caller finds it again; an answer that does not reopen
+    leaves the index as it was."""
+    cid = (await open_case(store))["id"]
+    await store.set_case_status(cid, "closed", by="ada", now_ms=T0 + 1000)
+    assert await store.open_cases_for(ANA) == []
+    _, reopened = await store.case_answers(cid, call_id="", answers={"csat": "4"}, by="ivr:survey",
+                                           now_ms=T0 + 2000)
+    assert not reopened and await store.open_cases_for(ANA) == []
+    _, reopened = await store.case_answers(cid, call_id="", answers={"solved": "no"}, by="ivr:survey",
+                                           reopen_due_at_ms=T0 + 2 * HOUR, now_ms=T0 + 3000)
+    assert reopened
+    assert [(c["id"], c["status"]) for c in await store.open_cases_for(ANA)] == [(cid, "reopened")]
