@@ -93,7 +93,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     shutil.copy(ROOT / "dialplans" / "examples" / "followup-survey.yaml", plans / "followup-survey.yaml")
     customer_port = free_udp_tcp_port()
     h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
-        "dialplans_dir": str(plans), "calls": {"caller_id": CALLER_ID},
+        "dialplans_dir": str(plans), "calls": {"caller_id": CALLER_ID, "outbound_allow": ["+8210*"]},
         "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
     try:
         await h.start()
