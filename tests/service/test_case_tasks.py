@@ -407,7 +407,8 @@ async def test_the_workers_housekeeping_leader_offers_tasks(store: QueueStore) -
     await agent(store, "ada")
     now = int(time.time() * 1000)
     cs1 = await open_case(store, at=now - HOUR, due_in=HOUR + 10 * MIN)   # due in 10 minutes
-    settings = Settings(cases={"offer_before_s": 900, "skill": "complaints", "task_timeout_s": 30})
+    settings = Settings(cases={"offer_before_s": 900, "skill": "complaints", "task_timeout_s": 30},
+                        calls={"outbound_allow": ["+8210*"]})
     worker = Worker(settings, 0, name="hk-test")
     task = asyncio.create_task(worker._housekeeping(store), name="test.housekeeping")
     try:
@@ -425,3 +426,18 @@ async def test_the_workers_housekeeping_leader_offers_tasks(store: QueueStore) -
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_case_whose_number_may_not_be_dialled_is_not_offered(store: QueueStore) -> None:
+    """calls.outbound_allow (given as ``allow``) is checked before a task is offered: nobody could dial it."""
+    await agent(store, "ada")
+    foreign = await open_case(store, customer="+4420700000")
+    local = await open_case(store, due_in=HOUR + 1)
+    offered = await store.case_offer_tasks(before_ms=BEFORE, skill="complaints", timeout_ms=TIMEOUT,
+                                           now_ms=T0 + HOUR - BEFORE + 1, allow=["+8210*"])
+    assert offered == 1 and await offered_to(store) == [(local, "ada")]
+    assert (await case_of(store, foreign))["task_agent"] == ""
+    # none allowed: nothing is offered at all
+    await agent(store, "bob")
+    assert await store.case_offer_tasks(before_ms=BEFORE, skill="complaints", timeout_ms=TIMEOUT,
+                                        now_ms=T0 + HOUR - BEFORE + 2, allow=[]) == 0
