@@ -49,6 +49,17 @@ def survey() -> dict[str, Any]:
         "bye": {"type": "hangup", "prompt": {"text": "Thank you. Goodbye."}}}}
 
 
+async def call_record(hotline: Hotline, cid: str) -> dict[str, Any]:
+    """Call ``cid``'s record (it must exist)."""
+    redis = hotline.redis()
+    try:
+        record = await hotline.store(redis).get_call(cid)
+    finally:
+        await redis.aclose()
+    assert record is not None, cid
+    return record
+
+
 class Rig:
     def __init__(self, hotline: Hotline, customer_port: int) -> None:
         self.hotline = hotline
@@ -66,13 +77,7 @@ class Rig:
         return cid
 
     async def record(self, cid: str) -> dict[str, Any]:
-        redis = self.hotline.redis()
-        try:
-            record = await self.hotline.store(redis).get_call(cid)
-        finally:
-            await redis.aclose()
-        assert record is not None, cid
-        return record
+        return await call_record(self.hotline, cid)
 
     async def ended(self, cid: str) -> list[tuple[str, dict[str, Any]]]:
         events = await wait_for(self.hotline, f"dialout {cid} did not end", lambda ev: any(

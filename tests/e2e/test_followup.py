@@ -26,6 +26,7 @@ import pytest_asyncio
 
 from tests.e2e.conftest import ROOT, Hotline
 from tests.e2e.test_callbacks import EVENT_PT, key_as, wait_for
+from tests.e2e.test_dialout import call_record
 from tests.e2e.test_dialplan_calls import new_media_port
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
@@ -71,13 +72,7 @@ class Rig:
         return case
 
     async def call(self, call_id: str) -> dict[str, Any]:
-        redis = self.hotline.redis()
-        try:
-            record = await self.hotline.store(redis).get_call(call_id)
-        finally:
-            await redis.aclose()
-        assert record is not None
-        return record
+        return await call_record(self.hotline, call_id)
 
     async def event(self, etype: str, cid: str, timeout: float = 60) -> dict[str, Any]:
         events = await wait_for(self.hotline, f"{etype} of {cid}", lambda ev: any(

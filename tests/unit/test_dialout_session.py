@@ -15,8 +15,7 @@ import pytest
 from ivr.calls.dialout import DialoutSession
 from ivr.core.config import Settings
 from ivr.queues.store import Offer
-from ivr.sip.legs import Leg
-from tests.unit.test_originate_session import RecordingStore, ScriptedSip
+from tests.unit.test_originate_session import RecordingStore, ScriptedSip, leg_maker
 
 NUMBER = "+821055501234"
 
@@ -26,18 +25,9 @@ def session(tmp_path: Path, script: dict[str, str], *, plan: str = "survey", rin
     settings = Settings(var_dir=tmp_path, callbacks={"dial_uri": "sip:{number}@127.0.0.1:5099",
                                                      "ring_timeout_s": ring_timeout_s})
     sip, store = ScriptedSip(script), RecordingStore()
-    n = 0
-
-    def new_leg() -> Leg:
-        nonlocal n
-        n += 1
-        leg = Leg(sip, f"leg{n}")  # type: ignore[arg-type]
-        sip.legs[leg.leg_id] = leg
-        return leg
-
     loaded = SimpleNamespace(plan=SimpleNamespace(language="ko"))
     plans = SimpleNamespace(for_id=lambda pid: loaded if pid == "survey" else None)
-    ctx = SimpleNamespace(settings=settings, store=store, new_leg=new_leg, plans=plans, moh_path="")
+    ctx = SimpleNamespace(settings=settings, store=store, new_leg=leg_maker(sip), plans=plans, moh_path="")
     offer = Offer("d1.d", "d1", "", "", "", kind="dialout", dial=True, number=NUMBER, hotline="demo",
                   caller_id="+8215880000", plan=plan, variables={"case.id": "CS7"}, ring_s=ring_s)
     return DialoutSession(ctx, offer), sip, store  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ right outcome, the right agent state and no leg left up. Through real SIP: tests
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -107,21 +108,25 @@ class RecordingStore:
         return kw
 
 
+def leg_maker(sip: ScriptedSip) -> Callable[[], Leg]:
+    """The worker's ``new_leg`` over the scripted SIP thread: leg1, leg2, ..."""
+    count = 0
+
+    def new_leg() -> Leg:
+        nonlocal count
+        count += 1
+        leg = Leg(sip, f"leg{count}")  # type: ignore[arg-type]
+        sip.legs[leg.leg_id] = leg
+        return leg
+    return new_leg
+
+
 def session(tmp_path: Path, script: dict[str, str],
             no_line_for: int = 0) -> tuple[OriginateSession, ScriptedSip, RecordingStore]:
     settings = Settings(var_dir=tmp_path, workers={"agent_ring_timeout_s": 0.3},
                         callbacks={"dial_uri": "sip:{number}@127.0.0.1:5099", "ring_timeout_s": 0.3})
     sip, store = ScriptedSip(script, no_line_for), RecordingStore()
-    n = 0
-
-    def new_leg() -> Leg:
-        nonlocal n
-        n += 1
-        leg = Leg(sip, f"leg{n}")  # type: ignore[arg-type]
-        sip.legs[leg.leg_id] = leg
-        return leg
-
-    ctx = SimpleNamespace(settings=settings, store=store, new_leg=new_leg)
+    ctx = SimpleNamespace(settings=settings, store=store, new_leg=leg_maker(sip))
     offer = Offer("o1.1", "o1", "agent1", AGENT_URI, "sales", kind="outbound", dial=True, number=NUMBER,
                   hotline="demo", caller_id="+8215880000")
     return OriginateSession(ctx, offer), sip, store  # type: ignore[arg-type]
