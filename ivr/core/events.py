@@ -68,6 +68,11 @@ class EventType(StrEnum):
     CASE_TASK_OFFERED = "case.task_offered"    # a case nearing its due time was offered to an agent (follow-up task)
     CASE_TASK_ACCEPTED = "case.task_accepted"  # the agent accepted the task: it dials the customer
     CASE_TASK_DECLINED = "case.task_declined"  # the task went back (declined, expired, the agent left...)
+    # outbound campaigns (ivr/queues/lua/lib/campaigns.lua; states: ivr.core.campaign_states)
+    CAMPAIGN_STATE = "campaign.state"          # a campaign was created, started, paused, resumed, stopped or finished
+    CAMPAIGN_PROGRESS = "campaign.progress"    # a campaign's record counts (at most once a second each)
+    CAMPAIGN_RECORD = "campaign.record"        # a campaign record changed state (dialing, retry, done...)
+    CAMPAIGN_DELETED = "campaign.deleted"      # a campaign and its records were deleted
 
 
 # States an agent may ask for herself; the others are set by the routing engine.
