@@ -219,8 +219,8 @@ def normalise_number(raw: str) -> str | None:
     if not isinstance(raw, str):
         return None
     s = _NUMBER_PUNCT.sub("", raw.strip())
-    if s.startswith("00") and len(s) > 2:
-        s = "+" + s[2:]
+    if s.startswith("00") and NUMBER.fullmatch("+" + s[2:]):
+        return "+" + s[2:]
     return s if NUMBER.fullmatch(s) else None
 
 
