@@ -1,0 +1,183 @@
+"""Outbound campaigns end to end: the real ``ivr run`` hotline (edge, one worker, Redis, API; speech
+off) runs a campaign made and started through the API; its dialler (the worker holding the
+housekeeping lease) places the calls, and sipp UASs play the customers' phones.
+
+- ``test_answered_records_are_dialled_once_at_the_pace``: six customers answer; each number gets
+  exactly one INVITE, every record ends ``done`` (completed), the campaign ``finished``; measured from
+  sipp's message log, never more calls at once than ``max_concurrent`` and never more call starts in
+  any window than the token bucket allows (one saved-up call plus the rate; one call of slack for
+  the loopback's delivery jitter).
+- ``test_busy_and_do_not_call``: a number put on the do-not-call list after the upload is never
+  dialled (sipp never sees it); busy phones fail at the cap of one attempt.
+- ``test_a_phone_nobody_answers``: after ``ring_s`` the call is cancelled, the record fails no_answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+
+from tests.e2e.conftest import Hotline
+from tests.e2e.test_callbacks import EVENT_PT
+from tests.e2e.test_dialplan_calls import new_media_port
+from tests.ports import free_udp_tcp_port
+from tests.scenarios import render_scenario
+from tests.sipp_helpers import SippServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+SIPP = Path(__file__).parents[1] / "sipp"
+CALLER_ID = "+8215880000"
+
+
+def message_plan() -> dict[str, Any]:
+    return {"name": "Care message", "numbers": ["9002"], "language": "en", "start": "bye", "nodes": {
+        "bye": {"type": "hangup", "prompt": {"text": "Hello ${campaign.name}. This is a courtesy call. Goodbye."}}}}
+
+
+class Rig:
+    def __init__(self, hotline: Hotline, customer_port: int) -> None:
+        self.hotline = hotline
+        self.customer_port = customer_port
+        self.headers = {"Authorization": f"Bearer {hotline.tokens['super1']}"}
+
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        async with aiohttp.ClientSession() as s, s.request(method, self.hotline.api + path, headers={
+                **self.headers, **kw.pop("headers", {})}, **kw) as r:
+            assert r.status < 300, (r.status, await r.text())
+            return await r.json() if r.content_type == "application/json" else None
+
+    async def campaign(self, numbers: list[str], **spec: Any) -> str:
+        c = await self.call("POST", "/api/v1/campaigns", json={"name": "Care", "plan": "care", **spec})
+        rows = "number,name\n" + "".join(f"{n},Kim {i}\n" for i, n in enumerate(numbers))
+        up = await self.call("POST", f"/api/v1/campaigns/{c['id']}/records", data=rows.encode(),
+                             headers={"Content-Type": "text/csv"})
+        assert up["added"] == len(numbers), up
+        return str(c["id"])
+
+    async def finished(self, cid: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            c = await self.call("GET", f"/api/v1/campaigns/{cid}")
+            if c["state"] == "finished":
+                return dict(c)
+            assert time.monotonic() < deadline, (c, self.hotline.log_tail())
+            await asyncio.sleep(0.3)
+
+    async def records(self, cid: str) -> list[dict[str, Any]]:
+        return list((await self.call("GET", f"/api/v1/campaigns/{cid}/records?limit=100"))["records"])
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
+    root = tmp_path_factory.mktemp("campaigns")
+    plans = root / "dialplans"
+    plans.mkdir()
+    (plans / "care.yaml").write_text(yaml.safe_dump(message_plan(), allow_unicode=True))
+    customer_port = free_udp_tcp_port()
+    h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
+        "dialplans_dir": str(plans), "calls": {"outbound_allow": ["+82*"], "caller_id": CALLER_ID},
+        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
+    try:
+        await h.start()
+        yield Rig(h, customer_port)
+    finally:
+        h.stop()
+
+
+_BLOCK = re.compile(r"^-{20,} (\S+)\s+(\d\d:\d\d:\d\d\.\d+)\n(.*?)(?=^-{20,} |\Z)", re.M | re.S)
+
+
+def sipp_calls(log: str) -> dict[str, tuple[float, float | None, str]]:
+    """Per Call-ID, from sipp's message log: when its INVITE arrived, when its BYE went either way
+    (None: not yet), and the number the INVITE was for."""
+    calls: dict[str, list[Any]] = {}
+    for day, clock, text in _BLOCK.findall(log):
+        at = datetime.fromisoformat(f"{day} {clock}").timestamp()
+        call_id = re.search(r"^Call-ID:\s*(\S+)", text, re.M | re.I)
+        first = re.search(r"^(INVITE|BYE|CANCEL) sip:([^@;>\s]+)", text, re.M)
+        if not call_id or not first:
+            continue
+        c = calls.setdefault(call_id.group(1), [None, None, ""])
+        if first.group(1) == "INVITE" and c[0] is None:
+            c[0], c[2] = at, first.group(2)
+        elif first.group(1) in ("BYE", "CANCEL") and c[1] is None:
+            c[1] = at
+    return {k: (v[0], v[1], v[2]) for k, v in calls.items() if v[0] is not None}
+
+
+def most_at_once(calls: dict[str, tuple[float, float | None, str]]) -> int:
+    edges = sorted([(s, 1) for s, _e, _n in calls.values()] +
+                   [(e, -1) for _s, e, _n in calls.values() if e is not None])  # an end sorts before a start
+    live = peak = 0
+    for _, d in edges:
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+async def test_answered_records_are_dialled_once_at_the_pace(rig: Rig, tmp_path: Path) -> None:
+    numbers = [f"+82105550{2000 + i}" for i in range(6)]
+    phone_sf = render_scenario("customer_phone.xml", tmp_path / "customer", keep="remote-hangs-up",
+                               drop="customer-hangs-up", ring_ms=300, talk_ms=30000, event_pt=EVENT_PT, actions="")
+    phone = SippServer(phone_sf, workdir=tmp_path / "customer", tag="customer", port=rig.customer_port,
+                       extra=["-mp", str(new_media_port())])
+    rate, conc = 2.0, 2
+    async with phone:
+        cid = await rig.campaign(numbers, pacing={"rate_per_s": rate, "max_concurrent": conc}, caller_id=CALLER_ID)
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        c = await rig.finished(cid)
+        log = phone.messages()
+    calls = sipp_calls(log)
+    assert sorted(n for _s, _e, n in calls.values()) == sorted(numbers), "each number dialled exactly once"
+    assert all(e is not None for _s, e, _n in calls.values())
+    assert most_at_once(calls) <= conc, calls
+    starts = sorted(s for s, _e, _n in calls.values())
+    for a in range(len(starts)):
+        for b in range(a, len(starts)):
+            assert b - a + 1 <= 1 + rate * (starts[b] - starts[a]) + 1, (a, b, starts)
+    assert c["counts"]["done"] == 6 and c["counts"]["pending"] == 0
+    recs = await rig.records(cid)
+    assert {r["state"] for r in recs} == {"done"} and {r["attempts"] for r in recs} == {1}
+    assert {r["result"]["outcome"] for r in recs} == {"completed"}
+    assert all(r["number"].startswith("*") for r in recs), "numbers masked for a supervisor"
+
+
+async def test_busy_and_do_not_call(rig: Rig, tmp_path: Path) -> None:
+    numbers = [f"+82105550{3000 + i}" for i in range(3)]
+    phone = SippServer(str(SIPP / "customer_busy.xml"), workdir=tmp_path / "customer", tag="customer",
+                       port=rig.customer_port, extra=["-mp", str(new_media_port())])
+    async with phone:
+        cid = await rig.campaign(numbers, pacing={"rate_per_s": 5, "max_concurrent": 3},
+                                 retries={"max_attempts": 1})
+        await rig.call("POST", "/api/v1/dnc", json={"numbers": [numbers[1]]})  # after the upload
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        c = await rig.finished(cid)
+        log = phone.messages()
+    dialled = sorted(n for _s, _e, n in sipp_calls(log).values())
+    assert dialled == [numbers[0], numbers[2]], dialled
+    recs = await rig.records(cid)
+    assert [(r["state"], r["last_outcome"]) for r in recs] == [("failed", "busy"), ("dnc", ""), ("failed", "busy")]
+    assert c["counts"]["failed"] == 2 and c["counts"]["dnc"] == 1
+
+
+async def test_a_phone_nobody_answers(rig: Rig, tmp_path: Path) -> None:
+    phone = SippServer(str(SIPP / "customer_no_answer.xml"), workdir=tmp_path / "customer", tag="customer",
+                       port=rig.customer_port, extra=["-mp", str(new_media_port())])
+    async with phone:
+        cid = await rig.campaign(["+821055504000"], ring_s=10, retries={"max_attempts": 1})
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        await rig.finished(cid, timeout=40)
+        assert phone.received("CANCEL") == 1
+    [rec] = await rig.records(cid)
+    assert (rec["state"], rec["last_outcome"], rec["attempts"]) == ("failed", "no_answer", 1)
