@@ -10,6 +10,9 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
 - ``test_busy_and_do_not_call``: a number put on the do-not-call list after the upload is never
   dialled (sipp never sees it); busy phones fail at the cap of one attempt.
 - ``test_a_phone_nobody_answers``: after ``ring_s`` the call is cancelled, the record fails no_answer.
+- ``test_the_wallboard_tile_shows_live_progress``: Chromium on the wallboard: the Campaigns tile shows
+  a running campaign, its busy record waiting for a retry (live from ``campaign.progress``), paused,
+  and it leaves the tile when stopped.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import yaml
+from playwright.async_api import expect
 
+from tests.browser import chromium, open_tab
 from tests.e2e.conftest import Hotline
 from tests.e2e.test_callbacks import EVENT_PT
 from tests.e2e.test_dialplan_calls import new_media_port
@@ -181,3 +186,30 @@ async def test_a_phone_nobody_answers(rig: Rig, tmp_path: Path) -> None:
         assert phone.received("CANCEL") == 1
     [rec] = await rig.records(cid)
     assert (rec["state"], rec["last_outcome"], rec["attempts"]) == ("failed", "no_answer", 1)
+
+
+async def test_the_wallboard_tile_shows_live_progress(rig: Rig, tmp_path: Path) -> None:
+    ui_ms = 10_000
+    phone = SippServer(str(SIPP / "customer_busy.xml"), workdir=tmp_path / "customer", tag="customer",
+                       port=rig.customer_port, extra=["-mp", str(new_media_port())])
+    async with chromium() as browser, phone:
+        board = await open_tab(browser, f"{rig.hotline.api}/wallboard")
+        await board.page.fill("#token", rig.hotline.tokens["super1"])
+        await board.page.click("#login-form button[type=submit]")
+        await expect(board.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=ui_ms)
+        cid = await rig.campaign([f"+82105550{5000 + i}" for i in range(3)], name="Winter <b>care</b>",
+                                 pacing={"rate_per_s": 0.01, "max_concurrent": 1})
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        row = board.page.locator(f"#campaigns [data-campaign-id={cid}]")
+        await expect(row).to_be_visible(timeout=ui_ms)
+        await expect(row.locator("h3")).to_have_text("Winter <b>care</b> (running)")
+        # one call at once (one token), busy: its record waits for a retry, the others pending
+        await expect(row.locator("[data-figure=retry] .value")).to_have_text("1", timeout=ui_ms)
+        await expect(row.locator("[data-figure=progress] .value")).to_have_text("0/3")
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/pause")
+        await expect(row).to_have_attribute("data-state", "paused", timeout=ui_ms)
+        await board.screenshot("wallboard-campaigns.png")
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/stop")
+        await expect(board.page.locator("#campaigns")).to_be_hidden(timeout=ui_ms)
+        board.expect_no_errors()
+        await board.page.context.close()
