@@ -10,6 +10,11 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
 - ``test_busy_and_do_not_call``: a number put on the do-not-call list after the upload is never
   dialled (sipp never sees it); busy phones fail at the cap of one attempt.
 - ``test_a_phone_nobody_answers``: after ``ring_s`` the call is cancelled, the record fails no_answer.
+- ``test_an_api_restart_and_a_worker_kill_lose_no_record_and_dial_nobody_twice``: mid-campaign the
+  API process is terminated (the supervisor starts it again) and then the worker is killed with calls
+  up: records ringing then are retried later (``worker_lost``), answered ones end ``done`` (lost) and
+  are never dialled again, the others are dialled by the restarted worker; sipp sees each number at most
+  once (the retries are an hour away).
 - ``test_the_wallboard_tile_shows_live_progress``: Chromium on the wallboard: the Campaigns tile shows
   a running campaign, its busy record waiting for a retry (live from ``campaign.progress``), paused,
   and it leaves the tile when stopped.
@@ -18,7 +23,11 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -89,6 +98,10 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     plans = root / "dialplans"
     plans.mkdir()
     (plans / "care.yaml").write_text(yaml.safe_dump(message_plan(), allow_unicode=True))
+    long = {**message_plan(), "numbers": ["9003"]}
+    long["nodes"]["bye"]["prompt"]["text"] = ("Hello. This is a longer courtesy call from the hotline, about your "
+                                             "account and the services you use. Thank you for listening. Goodbye.")
+    (plans / "care_long.yaml").write_text(yaml.safe_dump(long, allow_unicode=True))
     customer_port = free_udp_tcp_port()
     h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
         "dialplans_dir": str(plans), "calls": {"outbound_allow": ["+82*"], "caller_id": CALLER_ID},
@@ -186,6 +199,80 @@ async def test_a_phone_nobody_answers(rig: Rig, tmp_path: Path) -> None:
         assert phone.received("CANCEL") == 1
     [rec] = await rig.records(cid)
     assert (rec["state"], rec["last_outcome"], rec["attempts"]) == ("failed", "no_answer", 1)
+
+
+def hotline_pids(pattern: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+async def test_an_api_restart_and_a_worker_kill_lose_no_record_and_dial_nobody_twice(
+        rig: Rig, tmp_path: Path) -> None:
+    h = rig.hotline
+    numbers = [f"+82105550{6000 + i}" for i in range(8)]
+    phone_sf = render_scenario("customer_phone.xml", tmp_path / "customer", keep="remote-hangs-up",
+                               drop="customer-hangs-up", ring_ms=300, talk_ms=8000, event_pt=EVENT_PT, actions="")
+    phone = SippServer(phone_sf, workdir=tmp_path / "customer", tag="customer", port=rig.customer_port,
+                       extra=["-mp", str(new_media_port())])
+    async with phone:
+        cid = await rig.campaign(numbers, plan="care_long", pacing={"rate_per_s": 1, "max_concurrent": 3},
+                                 retries={"max_attempts": 3, "backoff_s": {"failed": 3600}})
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        [api_pid] = hotline_pids(f"ivr.cli api.*{h.workdir}")
+        os.kill(api_pid, signal.SIGTERM)
+        for _ in range(300):  # the supervisor starts the API again (bounded)
+            new = hotline_pids(f"ivr.cli api.*{h.workdir}")
+            if new and new != [api_pid]:
+                with contextlib.suppress(aiohttp.ClientError, AssertionError):
+                    if (await rig.call("GET", f"/api/v1/campaigns/{cid}"))["state"] == "running":
+                        break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the API did not come back\n" + h.log_tail())
+        redis = h.redis()
+        try:
+            store = h.store(redis)
+            for _ in range(200):  # calls up on the worker: some answered, maybe one ringing
+                c = await store.get_campaign(cid)
+                assert c is not None
+                if c["counts"]["answered"] >= 2:
+                    break
+                await asyncio.sleep(0.1)
+            holder = await store.worker_holder("w0")
+            assert holder, "the worker has no heartbeat"
+            worker_pid = int(holder.rpartition(":")[2])
+            at_kill = {r["id"]: r["state"] for r in (await store.campaign_records(cid, limit=100))[0]}
+            os.kill(worker_pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while True:  # the restarted worker reaps its predecessor's calls and dials the rest
+                c = await store.get_campaign(cid)
+                assert c is not None
+                n = c["counts"]
+                if n["pending"] == 0 and n["dialing"] == 0 and n["answered"] == 0:
+                    break
+                assert time.monotonic() < deadline, (n, h.log_tail())
+                await asyncio.sleep(0.3)
+            recs = (await store.campaign_records(cid, limit=100))[0]
+        finally:
+            await redis.aclose()
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/stop")
+        log = phone.messages()
+    states = {r["id"]: r for r in recs}
+    assert len(states) == 8 and all(r["state"] in ("done", "retry") for r in recs), recs
+    for rid, before in at_kill.items():
+        if before == "answered":
+            assert (states[rid]["state"], states[rid]["last_outcome"]) == ("done", "lost"), states[rid]
+        if before == "dialing":
+            assert (states[rid]["state"], states[rid]["last_reason"]) == ("retry", "worker_lost"), states[rid]
+    assert "answered" in at_kill.values(), recs
+    dialled = [n for _s, _e, n in sipp_calls(log).values()]
+    assert sorted(dialled) == sorted(set(dialled)), "nobody dialled twice"
+    by_number = {r["number"]: r for r in recs}
+    assert set(dialled) <= set(numbers)
+    for number in set(numbers) - set(dialled):  # its INVITE never left the worker (killed, or full): retried
+        assert by_number[number]["state"] == "retry", by_number[number]
+        assert by_number[number]["last_reason"] in ("worker_lost", "worker_full"), by_number[number]
+    assert all(by_number[n]["state"] in ("done", "retry") for n in dialled)
 
 
 async def test_the_wallboard_tile_shows_live_progress(rig: Rig, tmp_path: Path) -> None:

@@ -294,3 +294,20 @@ async def test_unknown_campaign(store: QueueStore) -> None:
     with pytest.raises(BadRequest):
         await store.campaign_action("CS1", "start", by="x")
     assert await store.get_campaign("CP999") is None
+
+
+async def test_a_call_the_worker_could_not_place_costs_no_attempt(store: QueueStore) -> None:
+    cid = await campaign(store, rows=1, rate=50, retries={"max_attempts": 1})
+    t = now()
+    await store.campaign_tick(now_ms=t)
+    [rec] = await dialing(store, cid)
+    before = now()
+    await store.dialout_failed(rec["last_call_id"], rec["last_call_id"] + ".d", outcome="failed",
+                               reason="worker_full", ttl_s=60)
+    recs, _ = await store.campaign_records(cid)
+    assert (recs[0]["state"], recs[0]["attempts"], recs[0]["last_reason"]) == ("retry", 0, "worker_full")
+    assert before + 1000 <= recs[0]["retry_at"] <= now() + 1000
+    placed, _ = await store.campaign_tick(now_ms=recs[0]["retry_at"])
+    assert placed == 1
+    [again] = await dialing(store, cid)
+    assert (again["attempts"], again["last_call_id"]) == (1, f"{cid}.1.2")  # a new call id, the first attempt

@@ -38,6 +38,7 @@ local CP_WAITING = {pending = true, retry = true}
 local CP_ZONES_MAX = 64
 local CP_RESULT_MAX = 4096
 local CP_CLOSE_BATCH = 500
+local CP_GIVEN_BACK_MS = 1000  -- a call the worker could not place (worker_full) is tried again this much later
 
 local function allowed_table(t)
   local out = {}
@@ -241,7 +242,9 @@ CP.close_some = close_some
 -- The call of record n of campaign `id` (hash `c`, record `r`): attempt r.attempts + 1.
 local function dial_record(id, c, n, r, pacing)
   local attempt = (tonumber(r.attempts) or 0) + 1
-  local cid = string.format('%s.%s.%d', id, n, attempt)
+  -- a call id per placed call (an attempt given back, worker_full, is placed again under a new id)
+  local dials = redis.call('HINCRBY', CP.record_key(id, n), 'dials', 1)
+  local cid = string.format('%s.%s.%d', id, n, dials)
   local vars = {}
   local ok, rv = pcall(cjson.decode, r.variables or '{}')
   if ok and type(rv) == 'table' then for name, v in pairs(rv) do vars[name] = v end end
@@ -415,6 +418,14 @@ DO.owners.campaign = function(event, cid, cc, outcome, reason)
     local max_attempts = tonumber(retries.max_attempts) or 3
     if c.state == 'stopped' or c.state == 'finished' or not c.state then
       set_record_state(id, n, st, 'cancelled', f, outcome)
+    elseif reason == 'worker_full' then
+      -- the worker had no line for it after all: the customer was never dialled, the attempt does not
+      -- count; its turn comes again in CP_GIVEN_BACK_MS
+      local at = NOW + CP_GIVEN_BACK_MS
+      f[#f + 1] = 'retry_at'; f[#f + 1] = at
+      f[#f + 1] = 'attempts'; f[#f + 1] = math.max(0, attempts - 1)
+      set_record_state(id, n, st, 'retry', f, outcome)
+      redis.call('ZADD', CP.due_key(id, r[4] or '0'), at, n)
     elseif attempts >= max_attempts then
       set_record_state(id, n, st, 'failed', f, outcome)
     else
