@@ -84,7 +84,8 @@ async def test_pacing_never_exceeds_the_rate(store: QueueStore) -> None:
         t = t0 + i * 100
         placed, _ = await store.campaign_tick(now_ms=t)
         placed_at += [t] * placed
-    # token bucket: in any window of d ms, at most cap (1) + rate * d calls
+    # token bucket: in any window of d ms, at most the tokens saved up at its start + rate * d calls; the
+    # bucket (cap max(1, rate) = 2) never fills while records wait: one at the start, less than 1 after
     for a in range(len(placed_at)):
         for b in range(a, len(placed_at)):
             assert b - a + 1 <= 1 + 2.0 * (placed_at[b] - placed_at[a]) / 1000 + 1e-9
