@@ -15,6 +15,8 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
   up: records ringing then are retried later (``worker_lost``), answered ones end ``done`` (lost) and
   are never dialled again, the others are dialled by the restarted worker; sipp sees each number at most
   once (the retries are an hour away).
+- ``test_the_surveys_answer_is_the_records_result``: the customer presses 4 in the plan's survey: the
+  record's result (and the export) has csat 4.
 - ``test_the_wallboard_tile_shows_live_progress``: Chromium on the wallboard: the Campaigns tile shows
   a running campaign, its busy record waiting for a retry (live from ``campaign.progress``), paused,
   and it leaves the tile when stopped.
@@ -24,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
+import io
 import os
 import re
 import signal
@@ -42,7 +46,7 @@ from playwright.async_api import expect
 
 from tests.browser import chromium, open_tab
 from tests.e2e.conftest import Hotline
-from tests.e2e.test_callbacks import EVENT_PT
+from tests.e2e.test_callbacks import EVENT_PT, key_as
 from tests.e2e.test_dialplan_calls import new_media_port
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
@@ -102,6 +106,10 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     long["nodes"]["bye"]["prompt"]["text"] = ("Hello. This is a longer courtesy call from the hotline, about your "
                                              "account and the services you use. Thank you for listening. Goodbye.")
     (plans / "care_long.yaml").write_text(yaml.safe_dump(long, allow_unicode=True))
+    survey = {"name": "Care survey", "numbers": ["9004"], "language": "en", "start": "rate", "nodes": {
+        "rate": {"type": "survey", "timeout_s": 5, "prompt": {"text": "Please rate us from 1 to 5."}, "next": "bye"},
+        "bye": {"type": "hangup", "prompt": {"text": "Thank you."}}}}
+    (plans / "care_survey.yaml").write_text(yaml.safe_dump(survey, allow_unicode=True))
     customer_port = free_udp_tcp_port()
     h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
         "dialplans_dir": str(plans), "calls": {"outbound_allow": ["+82*"], "caller_id": CALLER_ID},
@@ -199,6 +207,27 @@ async def test_a_phone_nobody_answers(rig: Rig, tmp_path: Path) -> None:
         assert phone.received("CANCEL") == 1
     [rec] = await rig.records(cid)
     assert (rec["state"], rec["last_outcome"], rec["attempts"]) == ("failed", "no_answer", 1)
+
+
+async def test_the_surveys_answer_is_the_records_result(rig: Rig, tmp_path: Path) -> None:
+    phone_sf = render_scenario(
+        "customer_phone.xml", tmp_path / "customer", keep="remote-hangs-up", drop="customer-hangs-up",
+        ring_ms=200, talk_ms=20000, event_pt=EVENT_PT,
+        actions=(f'  <pause milliseconds="2500"/>\n'
+                 f'  <nop><action><exec play_pcap_audio="{key_as(EVENT_PT, "4", tmp_path)}"/></action></nop>\n'))
+    phone = SippServer(phone_sf, workdir=tmp_path / "customer", tag="customer", port=rig.customer_port,
+                       extra=["-m", "1", "-mp", str(new_media_port())])
+    async with phone:
+        cid = await rig.campaign(["+821055507000"], plan="care_survey")
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        await rig.finished(cid, timeout=40)
+    [rec] = await rig.records(cid)
+    assert rec["state"] == "done" and rec["result"]["outcome"] == "completed", rec
+    assert rec["result"]["csat"] == 4, rec
+    async with aiohttp.ClientSession() as s, s.get(f"{rig.hotline.api}/api/v1/campaigns/{cid}/export",
+                                                   headers=rig.headers) as r:
+        rows = list(csv.reader(io.StringIO((await r.read()).decode("utf-8-sig"))))
+    assert rows[1][rows[0].index("csat")] == "4" and rows[1][rows[0].index("result_outcome")] == "completed"
 
 
 def hotline_pids(pattern: str) -> list[int]:
