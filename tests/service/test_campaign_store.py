@@ -120,6 +120,16 @@ async def test_progressive_dials_only_for_available_agents(store: QueueStore) ->
     for i in range(1, 10):
         await store.campaign_tick(now_ms=t + i * 100)
     assert len(await dialing(store, cid)) == 2  # 1 agent * ratio 2
+    # an answered customer waits in the queue: no new call until an agent takes it
+    first = (await dialing(store, cid))[0]["last_call_id"]
+    await store.dialout_answered(first, first + ".d")
+    await store.register_agent("a2", name="a2", skills={"sales": 1}, sip_uri="sip:a2@x", languages=["en"])
+    await store.set_agent_state("a2", AgentState.AVAILABLE)
+    await store.redis.zadd(store.keys.waiting("sales"), {first: 1})
+    assert await store.campaign_tick(now_ms=t + 2000) == (0, False)
+    await store.redis.zrem(store.keys.waiting("sales"), first)
+    placed, _ = await store.campaign_tick(now_ms=t + 2100)
+    assert placed == 3  # 2 agents * 2 - 1 still ringing
 
 
 async def test_dnc_is_checked_again_when_dialling(store: QueueStore) -> None:

@@ -295,6 +295,8 @@ function CP.tick(open, budget)
         if skill == '' then skill = c.queue or '' end
         local avail = skill ~= '' and redis.call('ZCARD', k('skill', skill, 'idle')) or 0
         room = math.min(room, math.floor(avail * (tonumber(pacing.ratio) or 1)) - n_dialing)
+        -- customers who answered already wait in the queue for an agent: no new call until they are taken
+        if (c.queue or '') ~= '' and redis.call('ZCARD', k('queue', c.queue, 'waiting')) > 0 then room = 0 end
       end
       local zones = cjson.decode(c.zones or '[""]')
       local open_zones = {}
