@@ -5,8 +5,8 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
 - ``test_answered_records_are_dialled_once_at_the_pace``: six customers answer; each number gets
   exactly one INVITE, every record ends ``done`` (completed), the campaign ``finished``; measured from
   sipp's message log, never more calls at once than ``max_concurrent`` and never more call starts in
-  any window than the token bucket allows (one saved-up call plus the rate; one call of slack for
-  the loopback's delivery jitter).
+  any window than the token bucket allows (one saved-up call plus the rate; one call and 250 ms of
+  slack for the delivery jitter of a loaded machine: the exact figure is the service test's).
 - ``test_busy_and_do_not_call``: a number put on the do-not-call list after the upload is never
   dialled (sipp never sees it); busy phones fail at the cap of one attempt.
 - ``test_a_phone_nobody_answers``: after ``ring_s`` the call is cancelled, the record fails no_answer.
@@ -56,6 +56,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 SIPP = Path(__file__).parents[1] / "sipp"
 CALLER_ID = "+8215880000"
+#: delivery jitter allowed between the dialler placing a call and its INVITE reaching sipp (a loaded machine)
+JITTER_S = 0.25
 
 
 def message_plan() -> dict[str, Any]:
@@ -171,7 +173,7 @@ async def test_answered_records_are_dialled_once_at_the_pace(rig: Rig, tmp_path:
     starts = sorted(s for s, _e, _n in calls.values())
     for a in range(len(starts)):
         for b in range(a, len(starts)):
-            assert b - a + 1 <= 1 + rate * (starts[b] - starts[a]) + 1, (a, b, starts)
+            assert b - a + 1 <= 1 + rate * (starts[b] - starts[a] + JITTER_S) + 1, (a, b, starts)
     assert c["counts"]["done"] == 6 and c["counts"]["pending"] == 0
     recs = await rig.records(cid)
     assert {r["state"] for r in recs} == {"done"} and {r["attempts"] for r in recs} == {1}
