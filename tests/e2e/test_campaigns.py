@@ -17,6 +17,8 @@ housekeeping lease) places the calls, and sipp UASs play the customers' phones.
   once (the retries are an hour away).
 - ``test_the_surveys_answer_is_the_records_result``: the customer presses 4 in the plan's survey: the
   record's result (and the export) has csat 4.
+- ``test_a_closed_calling_window_holds_the_calls``: a window closed today (a holiday) keeps every record
+  pending; the window opened (the worker works out which zones are open), they are dialled.
 - ``test_the_wallboard_tile_shows_live_progress``: Chromium on the wallboard: the Campaigns tile shows
   a running campaign, its busy record waiting for a retry (live from ``campaign.progress``), paused,
   and it leaves the tile when stopped.
@@ -34,7 +36,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -230,6 +232,31 @@ async def test_the_surveys_answer_is_the_records_result(rig: Rig, tmp_path: Path
                                                    headers=rig.headers) as r:
         rows = list(csv.reader(io.StringIO((await r.read()).decode("utf-8-sig"))))
     assert rows[1][rows[0].index("csat")] == "4" and rows[1][rows[0].index("result_outcome")] == "completed"
+
+
+async def test_a_closed_calling_window_holds_the_calls(rig: Rig, tmp_path: Path) -> None:
+    today = datetime.now(UTC).date()
+    window = {"timezone": "UTC", "open": [{"days": ["mon-sun"], "from": "00:00", "to": "23:59"}],
+              "holidays": [str(today), str(today + timedelta(days=1))]}
+    phone_sf = render_scenario("customer_phone.xml", tmp_path / "customer", keep="remote-hangs-up",
+                               drop="customer-hangs-up", ring_ms=200, talk_ms=20000, event_pt=EVENT_PT, actions="")
+    phone = SippServer(phone_sf, workdir=tmp_path / "customer", tag="customer", port=rig.customer_port,
+                       extra=["-mp", str(new_media_port())])
+    async with phone:
+        cid = await rig.campaign(["+821055508000", "+821055508001"], window=window,
+                                 pacing={"rate_per_s": 10, "max_concurrent": 2})
+        await rig.call("POST", f"/api/v1/campaigns/{cid}/start")
+        for _ in range(30):  # 3 s: thirty ticks of the dialler, the windows re-read three times
+            await asyncio.sleep(0.1)
+            c = await rig.call("GET", f"/api/v1/campaigns/{cid}")
+            assert c["counts"]["pending"] == 2, c
+        assert phone.received("INVITE") == 0
+        # open all day: only the worker's answer (which zones are open) lets the tick dial them
+        await rig.call("PATCH", f"/api/v1/campaigns/{cid}", json={"window": {"timezone": "UTC",
+                                                                            "open": [{"days": ["mon-sun"]}]}})
+        c = await rig.finished(cid)
+        assert phone.received("INVITE") == 2
+    assert c["counts"]["done"] == 2
 
 
 def hotline_pids(pattern: str) -> list[int]:
