@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -87,6 +87,9 @@ bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vos
 
 bench-speech-endpoint: install  # end of utterance, offline: the speech service's decoder on the accuracy corpus (about 4 min; SE_ARGS=--quick --rows)
 	nice $(BIN)/python bench/speech_endpoint.py --save $(SE_ARGS)
+
+bench-campaign: install  # a 10,000-record campaign dialling a sipp phone at 25/s: achieved rate, pacing error, CPU (about 8 min; CAMPAIGN_ARGS=--records 500 for a smoke run)
+	$(BIN)/python bench/campaign.py $(CAMPAIGN_ARGS)
 
 bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 agents connected (about 30 s)
 	$(BIN)/python bench/pops.py

@@ -805,6 +805,57 @@ class CasePurged(Event):
     agent_id: str = ""
 
 
+# --- outbound campaigns (ivr/queues/lua/lib/campaigns.lua; states: ivr/core/campaign_states.py) ----
+# No number is ever in these events: records are named by id (``<campaign>:<n>``).
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignStateChanged(Event):
+    """Campaign ``campaign_id`` moved from ``previous`` ("" when just created, as a draft) to
+    ``state`` (draft, running, paused, stopped, finished), by ``by`` (a user, or ``dialler`` when
+    every record was final)."""
+    type: ClassVar[EventType] = E.CAMPAIGN_STATE
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    campaign_id: str
+    state: str
+    previous: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignProgress(Event):
+    """The campaign's records per state (``counts``: pending, dialing, answered, done, retry, failed,
+    dnc, cancelled), at most once a second per campaign while they change (the wallboard's tile)."""
+    type: ClassVar[EventType] = E.CAMPAIGN_PROGRESS
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    campaign_id: str
+    state: str
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignRecord(Event):
+    """Record ``record_id`` of the campaign moved from ``previous`` to ``state`` (dialing, answered,
+    done, retry, failed, dnc, cancelled); ``outcome`` the call's (busy, no_answer, failed,
+    completed, lost; "" otherwise), ``attempt`` the attempts so far. Never the number."""
+    type: ClassVar[EventType] = E.CAMPAIGN_RECORD
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    campaign_id: str
+    record_id: str
+    state: str
+    previous: str
+    outcome: str
+    attempt: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class CampaignDeleted(Event):
+    """The campaign and its records were deleted."""
+    type: ClassVar[EventType] = E.CAMPAIGN_DELETED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    campaign_id: str
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

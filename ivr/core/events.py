@@ -76,6 +76,11 @@ class EventType(StrEnum):
     CASE_FOLLOWUP_CANCELLED = "case.followup_cancelled"  # the case was reopened before its follow-up
     CASE_PURGED = "case.purged"                      # a closed case past its retention was deleted
     CASE_ANSWERS = "case.answers"                    # a dial plan (case_update) wrote the customer's answers
+    # outbound campaigns (ivr/queues/lua/lib/campaigns.lua; states: ivr.core.campaign_states)
+    CAMPAIGN_STATE = "campaign.state"          # a campaign was created, started, paused, resumed, stopped or finished
+    CAMPAIGN_PROGRESS = "campaign.progress"    # a campaign's record counts (at most once a second each)
+    CAMPAIGN_RECORD = "campaign.record"        # a campaign record changed state (dialing, retry, done...)
+    CAMPAIGN_DELETED = "campaign.deleted"      # a campaign and its records were deleted
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

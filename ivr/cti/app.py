@@ -24,6 +24,7 @@ from ivr.cti import (
     agents,
     call_control,
     calls,
+    campaigns,
     cases,
     dialplans,
     floor,
@@ -99,7 +100,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics):
+                   metrics, campaigns):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -83,7 +83,7 @@ def statuses(op: Operation) -> list[int]:
         out |= {401, 429, 503}
         if set(op.roles) != {"agent", "supervisor", "admin"} or op.own:
             out.add(403)
-    if op.body is not None:
+    if op.body is not None or op.raw_body:
         out |= {400, 413}
     if op.params or op.websocket:  # checked parameters; a GET without the WebSocket handshake
         out.add(400)
@@ -113,6 +113,8 @@ def operation(method: str, path: str, op: Operation, bodies: dict[str, Schema]) 
         out["parameters"] = params
     if op.body is not None:
         out["requestBody"] = {"required": True, "content": {"application/json": {"schema": bodies[op.body.__name__]}}}
+    elif op.raw_body:
+        out["requestBody"] = {"required": True, "content": {c: {"schema": {"type": "string"}} for c in op.raw_body}}
     responses: dict[str, Schema] = {}
     for status in statuses(op):
         reply: Schema = {"description": REASONS.get(status, "")}

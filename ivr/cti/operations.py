@@ -22,6 +22,8 @@ from ivr.core.events import AgentState
 from ivr.cti import call_control
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
+from ivr.cti.campaign_csv import ENCODINGS
+from ivr.cti.campaigns import ACTIONS, CAMPAIGN_ID, RECORD_STATES, CampaignCreate, CampaignUpdate, DncChange
 from ivr.cti.cases import (
     CASE_ID,
     CASES_LIMIT_DEFAULT,
@@ -79,6 +81,8 @@ class Operation:
     replies: tuple[tuple[int, Schema], ...] = ()
     """The JSON of an error status that is not the error object (status, schema)."""
     websocket: bool = False
+    raw_body: tuple[str, ...] = ()
+    """Media types of a body that is not JSON (a CSV upload): documented as a string."""
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -612,4 +616,117 @@ OPERATIONS.update({
                     "and admins take a task back from whichever agent holds it. 409 `case.task_gone` (no task "
                     "offered, or to another agent); 404 `case.not_found`; 403 an agent and a case neither its "
                     "own nor offered to it.", errors=(404, 409)),
+})
+
+
+# --- outbound campaigns (ivr.cti.campaigns; docs/campaigns.md) --------------------------------------
+
+PATH_PARAMS["campaign_id"] = {"type": "string", "pattern": CAMPAIGN_ID}
+_COUNTS: Schema = {"type": "object", "additionalProperties": INT,
+                   "description": "records per state (pending, dialing, answered, done, retry, failed, dnc, cancelled)"}
+SCHEMAS.update({
+    "Campaign": {
+        "type": "object", "required": ["id", "name", "plan", "state", "pacing", "retries", "counts", "records"],
+        "properties": {
+            "id": {**STR, "pattern": CAMPAIGN_ID}, "name": STR, "plan": STR, "queue": STR, "caller_id": STR,
+            "language": STR, "state": {"enum": ["draft", "running", "paused", "stopped", "finished"]},
+            "pacing": {"type": "object"}, "retries": {"type": "object"},
+            "window": {"type": ["object", "null"], "description": "null: customers are called at any time"},
+            "ring_s": INT, "records": {**INT, "description": "records uploaded (the last record number)"},
+            "counts": _COUNTS, "zones": {"type": "array", "items": STR},
+            "created_at": INT, "updated_at": INT, "created_by": STR, "version": INT}},
+    "CampaignList": {"type": "object", "required": ["campaigns"],
+                     "properties": {"campaigns": {"type": "array", "items": ref("Campaign")}}},
+    "CampaignRecord": {
+        "type": "object", "required": ["id", "state", "attempts"],
+        "properties": {"id": {**STR, "description": "<campaign>:<n>"}, "n": INT,
+                       "number": {**STR, "description": "masked but for the last 4 digits unless the reader is "
+                                                         "an admin"},
+                       "name": STR, "tz": STR, "state": {"enum": list(RECORD_STATES)}, "attempts": INT,
+                       "last_outcome": STR, "last_reason": STR, "last_call_id": STR,
+                       "retry_at": NULLABLE_INT, "variables": {"type": "object"},
+                       "result": {"type": ["object", "null"],
+                                  "description": "the answered call's outcome, csat and variables"}}},
+    "CampaignRecords": {"type": "object", "required": ["records", "next_after"],
+                        "properties": {"records": {"type": "array", "items": ref("CampaignRecord")},
+                                       "next_after": {**NULLABLE_INT,
+                                                      "description": "give it as `after` for the next page"}}},
+    "CampaignUpload": {
+        "type": "object", "required": ["campaign_id", "added", "dnc", "skipped", "duplicates", "errors"],
+        "properties": {"campaign_id": STR, "added": INT,
+                       "dnc": {**INT, "description": "added as dnc: on the do-not-call list, never dialled"},
+                       "skipped": INT, "duplicates": INT,
+                       "errors": {"type": "array", "description": "the first 100 bad rows",
+                                  "items": {"type": "object", "required": ["line", "error"],
+                                            "properties": {"line": INT, "error": STR}}}}},
+    "DncResult": {"type": "object", "required": ["numbers"],
+                  "properties": {"added": INT, "removed": INT, "numbers": INT,
+                                 "errors": {"type": "array", "items": {"type": "object"}}}},
+})
+MODELS = (*MODELS, CampaignCreate, CampaignUpdate, DncChange)
+_CAMPAIGN_ERRORS = ("400 `campaign.invalid`; 404 `campaign.not_found`; 409 `campaign.bad_transition` (not in a "
+                    "state that allows it)")
+_ENCODING = Param("encoding", {"enum": list(ENCODINGS), "default": "utf-8"}, "the list's text encoding")
+OPERATIONS.update({
+    ("POST", "/api/v1/campaigns"): Operation(
+        "Create an outbound campaign (draft)", "campaigns", STAFF, ok=201, body=CampaignCreate,
+        response=ref("Campaign"),
+        description="A draft: upload its list, then start it. `plan` must be a plan of the plans folder. "
+                    "`campaign.state`. 400 `campaign.invalid`."),
+    ("GET", "/api/v1/campaigns"): Operation(
+        "Campaigns, newest first, with their progress", "campaigns", STAFF, response=ref("CampaignList"),
+        params=(Param("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 100},
+                      "most campaigns to return"),)),
+    ("GET", "/api/v1/campaigns/{campaign_id}"): Operation(
+        "A campaign with its record counts", "campaigns", STAFF, response=ref("Campaign"), errors=(404,)),
+    ("PATCH", "/api/v1/campaigns/{campaign_id}"): Operation(
+        "Change a campaign", "campaigns", STAFF, body=CampaignUpdate, response=ref("Campaign"),
+        description="Everything while draft; pacing and window while running or paused (a new rate applies "
+                    "at the next tick). " + _CAMPAIGN_ERRORS, errors=(404, 409)),
+    ("DELETE", "/api/v1/campaigns/{campaign_id}"): Operation(
+        "Delete a campaign and its records", "campaigns", STAFF, ok=204,
+        description="Draft, stopped or finished only (409 `campaign.bad_transition`); `campaign.deleted`.",
+        errors=(404, 409)),
+    **{("POST", f"/api/v1/campaigns/{{campaign_id}}/{a}"): Operation(
+        f"{a.capitalize()} a campaign", "campaigns", STAFF, response=ref("Campaign"),
+        description={"start": "draft -> running: the dialler calls its records at its pace.",
+                     "pause": "running -> paused: no new call; calls under way finish.",
+                     "resume": "paused -> running.",
+                     "stop": "draft, running or paused -> stopped (final): records not yet reached are "
+                             "cancelled; calls under way finish and are not retried."}[a]
+                    + " `campaign.state`. " + _CAMPAIGN_ERRORS, errors=(404, 409))
+       for a in ACTIONS},
+    ("POST", "/api/v1/campaigns/{campaign_id}/records"): Operation(
+        "Upload records (CSV)", "campaigns", STAFF, response=ref("CampaignUpload"), raw_body=("text/csv",),
+        params=(_ENCODING,),
+        description="CSV, at most 5 MB and 10,000 rows: a header naming `number` (required), `name`, `tz` "
+                    "and any other column `x` (the variable `campaign.x` of the calls). Bad rows (and numbers "
+                    "already in the campaign) are reported by line and skipped; numbers on the do-not-call "
+                    "list are added as `dnc`. 400 `campaign.csv` (unreadable: encoding, no header, no number "
+                    "column, too many rows); 413 `request.too_large`; 409 stopped or finished.",
+        errors=(404, 409)),
+    ("GET", "/api/v1/campaigns/{campaign_id}/records"): Operation(
+        "A campaign's records in upload order", "campaigns", STAFF, response=ref("CampaignRecords"),
+        params=(Param("state", {"enum": list(RECORD_STATES)}, "records in this state"),
+                Param("after", {"type": "integer", "minimum": 0}, "the `next_after` of the previous page"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+                      "most records to return")),
+        errors=(404,)),
+    ("GET", "/api/v1/campaigns/{campaign_id}/export"): Operation(
+        "Export a campaign's results (CSV)", "campaigns", STAFF, content=("text/csv",),
+        description="One line per record: id, number (masked but for the last 4 digits unless admin), name, "
+                    "tz, state, attempts, last outcome and reason, last call, retry time, the answered call's "
+                    "outcome, csat and answers. Cells a spreadsheet would run as formulas start with `'`.",
+        errors=(404,)),
+    ("POST", "/api/v1/dnc"): Operation(
+        "Add numbers to the do-not-call list", "campaigns", STAFF, body=DncChange, response=ref("DncResult"),
+        description="Only digests are stored. Checked when a list is uploaded and again before every call. "
+                    "400 `campaign.invalid` (a number is not a phone number)."),
+    ("DELETE", "/api/v1/dnc"): Operation(
+        "Take numbers off the do-not-call list", "campaigns", STAFF, body=DncChange, response=ref("DncResult")),
+    ("POST", "/api/v1/dnc/upload"): Operation(
+        "Add a list of numbers to the do-not-call list (CSV or one a line)", "campaigns", STAFF,
+        response=ref("DncResult"), raw_body=("text/csv",), params=(_ENCODING,),
+        description="At most 5 MB and 10,000 numbers; lines that are no phone number are reported. 400 "
+                    "`campaign.csv`; 413 `request.too_large`."),
 })

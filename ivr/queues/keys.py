@@ -346,3 +346,60 @@ class Keys:
         """HASH of the endpoint's state: failures in a row, paused_until (ms, the backoff), delivered
         and dead counters, last success / failure times and last error."""
         return self._k("webhooks", endpoint, "state")
+
+    # outbound campaigns (lua/lib/campaigns.lua; the state machines are ivr.core.campaign_states)
+    def campaign(self, campaign_id: str) -> str:
+        """HASH of campaign ``CP<n>``: name, plan, queue, caller_id, pacing / window / retries (JSON),
+        ring_s, state, times, the token bucket (``tokens``, ``tokens_at``), ``zones`` (JSON list of the
+        records' time zones, "" = the campaign's), ``records`` (the last record number) and the
+        counters ``count:<record state>``."""
+        return self._k("campaign", campaign_id)
+
+    def campaign_record(self, campaign_id: str, n: str) -> str:
+        """HASH of record ``<campaign>:<n>``: number, name, tz, zone, variables (JSON), state,
+        attempts, last_outcome, last_reason, last_call_id, retry_at, result (JSON), times."""
+        return self._k("campaign", campaign_id, "record", n)
+
+    def campaign_records(self, campaign_id: str) -> str:
+        """ZSET of the campaign's record numbers (score = the number): every record, in upload order."""
+        return self._k("campaign", campaign_id, "records")
+
+    def campaign_due(self, campaign_id: str, zone: str) -> str:
+        """ZSET of the waiting (pending, retry) records of time zone number ``zone`` of the campaign,
+        by when they may be dialled (ms: added_at, or retry_at)."""
+        return self._k("campaign", campaign_id, "due", zone)
+
+    def campaign_numbers(self, campaign_id: str) -> str:
+        """SET of the digests (SHA-1) of the campaign's numbers: a number is in a campaign once."""
+        return self._k("campaign", campaign_id, "numbers")
+
+    @property
+    def campaign_seq(self) -> str:
+        """Counter (INCR) giving the number of the next campaign id (``CP<n>``)."""
+        return self._k("campaigns", "seq")
+
+    @property
+    def campaigns_index(self) -> str:
+        """ZSET of every campaign id by when it was created (ms)."""
+        return self._k("campaigns", "index")
+
+    @property
+    def campaigns_running(self) -> str:
+        """SET of the ids of the running campaigns: what the dialler's tick looks at."""
+        return self._k("campaigns", "running")
+
+    @property
+    def campaigns_closing(self) -> str:
+        """SET of stopped campaigns whose waiting records the tick is still cancelling."""
+        return self._k("campaigns", "closing")
+
+    @property
+    def campaigns_progress(self) -> str:
+        """SET of campaigns whose counts changed since their last ``campaign.progress`` (sent at most
+        once a second each)."""
+        return self._k("campaigns", "progress")
+
+    @property
+    def dnc(self) -> str:
+        """SET of the do-not-call list: SHA-1 digests of normalised numbers (never a number itself)."""
+        return self._k("dnc")

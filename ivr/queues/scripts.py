@@ -7,7 +7,9 @@ offers, call ends, events), ``routing.lua`` the skill routing (indexes, matching
 :mod:`ivr.queues.routing`), ``callbacks.lua`` the callbacks and redial resume, ``originate.lua`` the
 click-to-dial call (the API's and a follow-up task's), ``dialout.lua`` the automated outbound call
 that runs a dial plan (a follow-up survey, a campaign's) and ``cases.lua`` the complaint cases (the one
-setter of a case's status, see :mod:`ivr.core.case_states`) and their follow-up tasks.
+setter of a case's status, see :mod:`ivr.core.case_states`) and their follow-up tasks; ``campaigns.lua``
+the outbound campaigns (the one setter of a campaign's and a record's state, see
+:mod:`ivr.core.campaign_states`) and their dialler.
 """
 
 from __future__ import annotations
@@ -77,11 +79,20 @@ NAMES = (
     "dialout_start",
     "dialout_answered",
     "dialout_failed",
+    # outbound campaigns (lib/campaigns.lua)
+    "campaign_create",
+    "campaign_update",
+    "campaign_state",
+    "campaign_records_add",
+    "campaign_records_page",
+    "campaign_tick",
+    "campaign_dnc",
+    "campaign_delete",
 )
 
 
 #: The shared libraries every queue script runs after, in this order.
-LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "dialout", "cases")
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "dialout", "cases", "campaigns")
 
 
 def lua_source(folder: str, name: str) -> str:

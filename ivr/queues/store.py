@@ -12,6 +12,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ivr.core import campaign_states as cps
 from ivr.core import case_states as cs
 from ivr.core import commands
 from ivr.core.config import Role
@@ -53,6 +54,9 @@ _ERRORS: dict[str, type[IvrError]] = {
     "case.invalid": BadRequest,
     "case.task_gone": Conflict,
     "case.no_number": Conflict,
+    "campaign.not_found": NotFound,
+    "campaign.bad_transition": Conflict,
+    "campaign.invalid": BadRequest,
 }
 
 #: The most cases one page of the case list looks at (``case_list.lua``): a script's running time is bounded.
@@ -805,6 +809,183 @@ class QueueStore:
         cs.check_pattern("reason", reason, cs.CALL_ID)
         await self._run("case_task_decline", case_id, agent_id, reason, _now(now_ms))
 
+    # --- campaigns (outbound; lua/lib/campaigns.lua, ivr.core.campaign_states) -------------------
+    # Values are checked here (BadRequest ``campaign.invalid``); ``now_ms`` runs a script at that time
+    # (tests drive pacing and retries with it). Campaigns and records come back as dicts of their hash
+    # (see :func:`_campaign`, :func:`_campaign_record`).
+    async def campaign_create(self, *, name: str, plan: str, by: str, queue: str = "", caller_id: str = "",
+                              hotline: str = "", language: str = "", pacing: Mapping[str, Any] | None = None,
+                              window: Mapping[str, Any] | None = None, retries: Mapping[str, Any] | None = None,
+                              ring_s: int = 30, now_ms: int | None = None) -> dict[str, Any]:
+        """A new campaign (id ``CP<n>``) in draft; ``campaign.state``."""
+        spec = self._campaign_fields(name=name, plan=plan, queue=queue, caller_id=caller_id, hotline=hotline,
+                                     language=language, pacing=pacing or {}, window=window, retries=retries or {},
+                                     ring_s=ring_s)
+        cps.check_pattern("by", by, cps.ACTOR)
+        return _campaign(await self._run("campaign_create", json.dumps(spec), by, _now(now_ms)))
+
+    @staticmethod
+    def _campaign_fields(**f: Any) -> dict[str, Any]:
+        """The given settings checked, as the scripts store them (pacing, window, retries as JSON text)."""
+        out: dict[str, Any] = {}
+        if "name" in f:
+            out["name"] = cps.check_text("name", f["name"], cps.NAME_MAX, empty=False)
+        if "plan" in f:
+            out["plan"] = cps.check_pattern("plan", f["plan"], cps.PLAN_ID)
+        if "queue" in f:
+            out["queue"] = cps.check_pattern("queue", f["queue"], cps.ROUTING_NAME, empty=True)
+        if "caller_id" in f:
+            out["caller_id"] = cps.check_pattern("caller_id", f["caller_id"], cps.NUMBER, empty=True)
+        if "hotline" in f:
+            out["hotline"] = cps.check_text("hotline", f["hotline"], 120)
+        if "language" in f:
+            out["language"] = cps.check_pattern("language", f["language"], cps.ROUTING_NAME, empty=True)
+        if "pacing" in f:
+            out["pacing"] = json.dumps(cps.check_pacing(f["pacing"]))
+        if "window" in f:
+            out["window"] = cps.check_window(f["window"])
+        if "retries" in f:
+            out["retries"] = json.dumps(cps.check_retries(f["retries"]))
+        if "ring_s" in f:
+            r = f["ring_s"]
+            if isinstance(r, bool) or not isinstance(r, int) or not cps.RING_MIN_S <= r <= cps.RING_MAX_S:
+                raise cps.invalid(f"ring_s must be {cps.RING_MIN_S} to {cps.RING_MAX_S}")
+            out["ring_s"] = r
+        return out
+
+    async def campaign_update(self, campaign_id: str, *, now_ms: int | None = None, **changes: Any) -> dict[str, Any]:
+        """Change settings: everything while draft; pacing and window while running or paused (Conflict
+        ``campaign.bad_transition`` otherwise). A new pacing keeps the tokens (capped)."""
+        cps.check_campaign_id(campaign_id)
+        unknown = set(changes) - {"name", "plan", "queue", "caller_id", "hotline", "language", "pacing", "window",
+                                  "retries", "ring_s"}
+        if unknown:
+            raise cps.invalid(f"unknown field {sorted(unknown)[0]}")
+        fields = self._campaign_fields(**changes)
+        return _campaign(await self._run("campaign_update", campaign_id, json.dumps(fields), _now(now_ms)))
+
+    async def campaign_action(self, campaign_id: str, action: Literal["start", "pause", "resume", "stop"], *,
+                              by: str, now_ms: int | None = None) -> dict[str, Any]:
+        """start (draft), pause (running), resume (paused), stop (draft, running, paused: its waiting
+        records are cancelled; calls under way finish and are not retried). ``campaign.state``."""
+        cps.check_campaign_id(campaign_id)
+        if action not in ("start", "pause", "resume", "stop"):
+            raise cps.invalid("action must be start, pause, resume or stop")
+        cps.check_pattern("by", by, cps.ACTOR)
+        return _campaign(await self._run("campaign_state", campaign_id, action, by, _now(now_ms)))
+
+    async def campaign_add_records(self, campaign_id: str, rows: Sequence[Mapping[str, Any]], *,
+                                   now_ms: int | None = None) -> dict[str, Any]:
+        """Add records ``{number (normalised), name, tz, variables (dict of str)}``; numbers already in
+        the campaign are skipped, numbers on the do-not-call list are added as ``dnc`` (never dialled).
+        Returns ``{added, dnc, duplicates: [row positions, 0-based], zones_full: [...]}``."""
+        cps.check_campaign_id(campaign_id)
+        if len(rows) > cps.RECORDS_PER_UPLOAD:
+            raise cps.invalid(f"at most {cps.RECORDS_PER_UPLOAD} records an upload")
+        clean = []
+        for i, row in enumerate(rows):
+            number = row.get("number")
+            if not isinstance(number, str) or not cps.NUMBER.fullmatch(number):
+                raise cps.invalid(f"row {i}: the number is not normalised")
+            variables = json.dumps(dict(row.get("variables") or {}), ensure_ascii=False)
+            if len(variables.encode()) > cps.VARIABLES_MAX_BYTES:
+                raise cps.invalid(f"row {i}: the variables exceed {cps.VARIABLES_MAX_BYTES} bytes")
+            clean.append({"number": number, "name": cps.check_text("name", row.get("name", ""), cps.RECORD_NAME_MAX),
+                          "tz": cps.check_pattern("tz", row.get("tz", ""), cps.ZONE, empty=True),
+                          "variables": variables})
+        out: dict[str, Any] = {"added": 0, "dnc": 0, "duplicates": [], "zones_full": []}
+        for start in range(0, len(clean), 1000):
+            batch = clean[start:start + 1000]
+            res = await self._run("campaign_records_add", campaign_id, json.dumps(batch, ensure_ascii=False),
+                                  _now(now_ms))
+            out["added"] += int(res[0])
+            out["dnc"] += int(res[1])
+            out["duplicates"] += [start + int(p) - 1 for p in json.loads(_s(res[2]) if _s(res[2]) != "{}" else "[]")]
+            out["zones_full"] += [start + int(p) - 1 for p in json.loads(_s(res[3]) if _s(res[3]) != "{}" else "[]")]
+        return out
+
+    async def get_campaign(self, campaign_id: str) -> dict[str, Any] | None:
+        """The campaign with its record counts, None when there is none."""
+        raw = await self.redis.hgetall(self.keys.campaign(cps.check_campaign_id(campaign_id)))
+        if not raw or raw.get(b"deleting"):
+            return None
+        return _campaign({_s(k): _s(v) for k, v in raw.items()})
+
+    async def list_campaigns(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Campaigns, newest first, ``limit`` (1-200) at most."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= cps.LIST_MAX:
+            raise cps.invalid(f"limit must be 1-{cps.LIST_MAX}")
+        ids = [_s(i) for i in await self.redis.zrevrange(self.keys.campaigns_index, 0, limit - 1)]
+        out = []
+        for cid in ids:
+            c = await self.get_campaign(cid)
+            if c is not None:
+                out.append(c)
+        return out
+
+    async def campaign_records(self, campaign_id: str, *, state: str | None = None, after: int = 0,
+                               limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+        """Records in upload order after record number ``after``, of ``state`` when given, ``limit``
+        (1-1000) at most; returns them and the ``after`` of the next page (None: no more). NotFound
+        ``campaign.not_found``."""
+        cps.check_campaign_id(campaign_id)
+        if state is not None and state not in {s.value for s in cps.RecordState}:
+            raise cps.invalid("unknown record state")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise cps.invalid("limit must be 1-1000")
+        if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after < 10**9:
+            raise cps.invalid("after must be a record number")
+        res = await self._run("campaign_records_page", campaign_id, state or "", after, limit, 5000)
+        nxt = int(res[0])
+        return [_campaign_record(r) for r in res[1:]], (nxt or None)
+
+    async def campaign_delete(self, campaign_id: str) -> None:
+        """Delete a draft, stopped or finished campaign and its records (Conflict
+        ``campaign.bad_transition`` otherwise); ``campaign.deleted``."""
+        cps.check_campaign_id(campaign_id)
+        for _ in range(10_000):
+            if int(await self._run("campaign_delete", campaign_id, 2000)) == 0:
+                return
+
+    async def campaign_windows(self) -> dict[str, tuple[dict[str, Any] | None, list[str]]]:
+        """The running campaigns: id -> (calling window or None, the time zones of their records by zone
+        number, "" = the window's). What the dialler needs to say which zones are open now."""
+        out: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+        for raw_id in await self.redis.smembers(self.keys.campaigns_running):
+            cid = _s(raw_id)
+            window, zones = await self.redis.hmget(self.keys.campaign(cid), "window", "zones")
+            w = _s(window) if window is not None else ""
+            out[cid] = (json.loads(w) if w else None, json.loads(_s(zones)) if zones else [""])
+        return out
+
+    async def campaign_tick(self, *, now_ms: int | None = None, open_zones: Mapping[str, Sequence[int]] | None = None,
+                            budget: int = 50) -> tuple[int, bool]:
+        """One run of the dialler: for each running campaign, calls to its due records (pending, or
+        retry whose time came) in its open time zones, as its token bucket (``rate_per_s``, at most
+        max(1, rate) saved up), ``max_concurrent`` and (progressive) the available agents allow, each
+        checked against the do-not-call list first; ``budget`` (1-200) calls at most in all. A campaign
+        with a window that is not in ``open_zones`` (id -> open zone numbers) dials nobody this time.
+        Returns (calls placed, whether it stopped because no worker had a free slot)."""
+        if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= cps.TICK_DIALS_MAX:
+            raise cps.invalid(f"budget must be 1-{cps.TICK_DIALS_MAX}")
+        opened = {cid: [int(z) for z in zs] for cid, zs in (open_zones or {}).items()}
+        res = await self._run("campaign_tick", _now(now_ms), json.dumps(opened) if opened else "{}", budget)
+        return int(res[0]), bool(int(res[1]))
+
+    async def dnc_add(self, numbers: Sequence[str]) -> int:
+        """Put normalised numbers on the do-not-call list (digests only). Returns how many were new."""
+        return int(await self._run("campaign_dnc", "add", json.dumps(_dnc_numbers(numbers))))
+
+    async def dnc_remove(self, numbers: Sequence[str]) -> int:
+        """Take numbers off the do-not-call list. Returns how many were on it."""
+        return int(await self._run("campaign_dnc", "remove", json.dumps(_dnc_numbers(numbers))))
+
+    async def dnc_check(self, numbers: Sequence[str]) -> list[bool]:
+        """Whether each number is on the do-not-call list."""
+        if not numbers:
+            return []
+        return [bool(int(x)) for x in await self._run("campaign_dnc", "check", json.dumps(_dnc_numbers(numbers)))]
+
     # --- agents ----------------------------------------------------------------------------
     async def register_agent(self, agent_id: str, *, name: str, skills: Mapping[str, int],
                              sip_uri: str | None, languages: list[str], phone: str = "") -> None:
@@ -1201,3 +1382,51 @@ def _phone_view(agent: dict[str, Any]) -> dict[str, Any]:
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+_CAMPAIGN_INTS = ("created_at", "updated_at", "records", "ring_s", "version", "tokens_at", "progress_at",
+                  "running_at", "paused_at", "stopped_at", "finished_at")
+
+
+def _campaign(raw: Any) -> dict[str, Any]:
+    """A campaign from its hash (or the JSON of it): pacing, window (None = always open), retries and
+    zones decoded, ``counts`` per record state, the times int."""
+    c: dict[str, Any] = json.loads(_s(raw)) if isinstance(raw, (str, bytes)) else dict(raw)
+    counts = {s.value: 0 for s in cps.RecordState}
+    for name in list(c):
+        if name.startswith("count:"):
+            counts[name[6:]] = int(c.pop(name))
+    c["counts"] = counts
+    for name in _CAMPAIGN_INTS:
+        if c.get(name) not in (None, ""):
+            c[name] = int(float(c[name]))
+    for name in ("pacing", "retries"):
+        c[name] = json.loads(c[name]) if c.get(name) else {}
+    c["window"] = json.loads(c["window"]) if c.get("window") else None
+    c["zones"] = json.loads(c["zones"]) if c.get("zones") else [""]
+    c["tokens"] = float(c.get("tokens") or 0)
+    return c
+
+
+def _campaign_record(raw: Any) -> dict[str, Any]:
+    """A record from its hash (or the JSON of it): variables and result decoded, counts int."""
+    r: dict[str, Any] = json.loads(_s(raw)) if isinstance(raw, (str, bytes)) else dict(raw)
+    for name in ("n", "attempts", "zone", "added_at", "updated_at", "answered_at", "done_at"):
+        if r.get(name) not in (None, ""):
+            r[name] = int(float(r[name]))
+    r["retry_at"] = int(float(r["retry_at"])) if r.get("retry_at") not in (None, "") else None
+    r["variables"] = json.loads(r["variables"]) if r.get("variables") else {}
+    r["result"] = json.loads(r["result"]) if r.get("result") else None
+    return r
+
+
+def _dnc_numbers(numbers: Sequence[str]) -> list[str]:
+    if isinstance(numbers, str) or len(numbers) > cps.RECORDS_PER_UPLOAD:
+        raise cps.invalid(f"numbers must be a list of at most {cps.RECORDS_PER_UPLOAD}")
+    out = []
+    for n in numbers:
+        norm = cps.normalise_number(n)
+        if norm is None:
+            raise cps.invalid("a number is not valid")
+        out.append(norm)
+    return out

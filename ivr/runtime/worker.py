@@ -10,6 +10,7 @@ import signal
 import socket
 import time
 import uuid
+from datetime import UTC, datetime
 
 import structlog
 from redis.exceptions import RedisError
@@ -26,6 +27,7 @@ from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.core.process import pid_alive
 from ivr.core.tasks import TaskGroup
+from ivr.dialplan.calling_window import open_map
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.dialplan.reports import plan_reports
 from ivr.edge import edge_sources
@@ -50,6 +52,12 @@ HEARTBEAT_TTL_S = 15
 ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
 CASE_DEADLINE_BATCH = 50  # overdue cases marked per script run (at most 20 runs a tick)
 CASE_TASK_BATCH = 20  # follow-up tasks offered per script run (at most 5 runs a tick)
+# The campaign dialler (lua/lib/campaigns.lua): a tick every CAMPAIGN_TICK_S on the housekeeping
+# leader (the token bucket is in Redis: a tick's length only bounds the burst, not the rate), at most
+# CAMPAIGN_TICK_BUDGET calls placed per tick; the calling windows are re-read every CAMPAIGN_WINDOWS_S.
+CAMPAIGN_TICK_S = 0.1
+CAMPAIGN_TICK_BUDGET = 50
+CAMPAIGN_WINDOWS_S = 1.0
 
 
 def new_call_id() -> str:
@@ -70,6 +78,7 @@ class Worker:
         self.idle = asyncio.Event()  # set whenever no call is in progress
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.draining = False
+        self.leader = False  # holds the housekeeping lease (its last tick said so): runs the campaign dialler
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -101,6 +110,7 @@ class Worker:
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
         self.tasks.spawn("housekeeping", self._housekeeping(store))
+        self.tasks.spawn("campaigns", self._campaigns(store))
         self.tasks.spawn("dialplans", plans.watch(s.dialplan.reload_poll_s,
                                                   lambda reg: plan_status.report(plan_reports(reg))))
         log.info("worker.ready", sip_port=w.sip_port(self.index), pid=os.getpid())
@@ -272,6 +282,7 @@ class Worker:
         async def tick() -> float:
             reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
             leader = reaped is not None
+            self.leader = leader
             for _ in range(50 if leader else 0):  # more escalations due: short batches
                 if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
                     break
@@ -299,6 +310,31 @@ class Worker:
             return 0.5 if leader else 2.5
 
         await keep_running("housekeeping", tick, event="worker.redis_unavailable", pause_on_error_s=2.5)
+
+
+    async def _campaigns(self, store: QueueStore) -> None:
+        """The campaign dialler: while this worker holds the housekeeping lease, every
+        ``CAMPAIGN_TICK_S`` one script places the calls the running campaigns' pacing allows
+        (:meth:`QueueStore.campaign_tick`), in the time zones whose calling window is open now
+        (computed here: the state layer does not know calendars). A second leader for a moment (the
+        lease moving) is harmless: the bucket and the records are moved by one script at a time."""
+        windows: dict[str, list[int]] = {}
+        windows_at = 0.0
+
+        async def tick() -> float:
+            nonlocal windows, windows_at
+            if not self.leader or self.draining:
+                return CAMPAIGN_TICK_S * 5
+            mono = time.monotonic()
+            if mono - windows_at >= CAMPAIGN_WINDOWS_S:
+                windows = open_map(await store.campaign_windows(), datetime.now(UTC).replace(tzinfo=None))
+                windows_at = mono
+            placed, _full = await store.campaign_tick(open_zones=windows, budget=CAMPAIGN_TICK_BUDGET)
+            if placed:
+                log.debug("campaign.dialled", calls=placed)
+            return CAMPAIGN_TICK_S
+
+        await keep_running("campaigns", tick, event="worker.redis_unavailable", pause_on_error_s=2.5)
 
 
 def main(settings: Settings, index: int, name: str | None = None) -> None:

@@ -22,6 +22,7 @@ const RECORD_CONTROL = {held: "held", consulting: "consulting", conferenced: "co
 const QUEUES_EVERY_MS = 5000;
 const AGENTS_EVERY_MS = 30000;
 const CASES_EVERY_MS = 30000;
+const CAMPAIGNS_EVERY_MS = 30000;
 const TIERS = ["urgent", "important", "normal"];
 
 let token = null;
@@ -33,6 +34,8 @@ let queues = [];
 let queuesAt = 0; // when the figures were fetched (this browser's clock)
 let queueRefresh = null;
 let caseRefresh = null;
+let campaigns = new Map(); // the Campaigns tile: running and paused campaigns by id (live from campaign.progress)
+let campaignRefresh = null;
 let caseAlerts = []; // the complaints' alerts, shown with the queues'
 let overdueCases = []; // GET /api/v1/cases?due=overdue, oldest due first
 const OVERDUE_SHOWN = 50;
@@ -58,8 +61,10 @@ async function signIn(tok) {
   feed.open();
   timers.forEach(clearInterval);
   refreshCases();
+  refreshCampaigns();
   timers = [setInterval(refreshQueues, QUEUES_EVERY_MS), setInterval(refreshAgents, AGENTS_EVERY_MS),
-            setInterval(refreshCases, CASES_EVERY_MS), setInterval(tick, 1000)];
+            setInterval(refreshCases, CASES_EVERY_MS), setInterval(refreshCampaigns, CAMPAIGNS_EVERY_MS),
+            setInterval(tick, 1000)];
 }
 
 function signOut() {
@@ -72,6 +77,8 @@ function signOut() {
   agents = new Map();
   $("board").hidden = true;
   $("complaints").hidden = true;
+  $("campaigns").hidden = true;
+  campaigns = new Map();
   $("overdue").hidden = true;
   caseAlerts = [];
   overdueCases = [];
@@ -276,6 +283,55 @@ function renderCases(counts) {
   $("complaints-updated").textContent = new Date().toLocaleTimeString();
 }
 
+// --- campaigns ----------------------------------------------------------------------------------------------
+// The "Campaigns" tile: each running or paused campaign with its progress (records done of all, on the
+// line, waiting for a retry, failed, do-not-call), from GET /api/v1/campaigns every 30 s and after a
+// campaign.state event, and live from campaign.progress (at most once a second per campaign).
+
+const CAMPAIGN_SHOWN = new Set(["running", "paused"]);
+
+async function refreshCampaigns() {
+  if (!token) return;
+  try {
+    const {campaigns: list} = await api(token, "GET", "/api/v1/campaigns?limit=50");
+    campaigns = new Map(list.filter((c) => CAMPAIGN_SHOWN.has(c.state)).map((c) => [c.id, c]));
+    renderCampaigns();
+  } catch {
+    // the next refresh tries again
+  }
+}
+
+function scheduleCampaigns() {
+  if (campaignRefresh) return;
+  campaignRefresh = setTimeout(() => {
+    campaignRefresh = null;
+    refreshCampaigns();
+  }, 250);
+}
+
+function renderCampaigns() {
+  const tile = $("campaigns");
+  const shown = [...campaigns.values()].filter((c) => CAMPAIGN_SHOWN.has(c.state));
+  tile.hidden = shown.length === 0;
+  if (tile.hidden) return;
+  tile.dataset.sl = shown.some((c) => c.state === "running") ? "green" : "amber";
+  fill($("campaign-rows"), shown.map((c) => {
+    const n = c.counts || {};
+    const total = Object.values(n).reduce((a, b) => a + (Number(b) || 0), 0);
+    const final = (n.done || 0) + (n.failed || 0) + (n.dnc || 0) + (n.cancelled || 0);
+    return el("div", {class: "campaign", dataset: {campaignId: c.id, state: c.state}},
+      el("h3", {}, `${c.name} (${c.state})`),
+      el("div", {class: "figures"},
+        figure("done of all", `${final}/${total}`, {key: "progress", big: true}),
+        figure("on the line", String((n.dialing || 0) + (n.answered || 0)), {key: "live"}),
+        figure("reached", String(n.done || 0), {key: "done"}),
+        figure("retry later", String(n.retry || 0), {key: "retry"}),
+        figure("failed", String(n.failed || 0), {key: "failed", level: n.failed > 0 ? "amber" : undefined}),
+        figure("do not call", String(n.dnc || 0), {key: "dnc"})));
+  }));
+  $("campaigns-updated").textContent = new Date().toLocaleTimeString();
+}
+
 // --- agents --------------------------------------------------------------------------------------------------
 
 async function refreshAgents() {
@@ -397,6 +453,12 @@ function onEvent(ev) {
   }
   if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
   if (ev.type.startsWith("case.")) scheduleCases();
+  if (ev.type === "campaign.progress" && campaigns.has(ev.campaign_id)) {
+    Object.assign(campaigns.get(ev.campaign_id), {counts: ev.counts, state: ev.state});
+    renderCampaigns();
+  } else if (ev.type === "campaign.state" || ev.type === "campaign.deleted") {
+    scheduleCampaigns();
+  }
 }
 
 // --- clocks and settings ---------------------------------------------------------------------------------------

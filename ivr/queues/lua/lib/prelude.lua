@@ -18,6 +18,8 @@ local CB = {}
 local DO = {owners = {}}
 -- Complaint cases and their follow-up tasks (cases.lua, the last library).
 local CS = {}
+-- Outbound campaigns: pacing, records, the dialler's tick (campaigns.lua, after cases.lua).
+local CP = {}
 
 local function now_ms()
   local t = redis.call('TIME')
