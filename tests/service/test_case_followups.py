@@ -236,3 +236,14 @@ async def test_closed_cases_past_their_retention_are_deleted_with_their_notes(st
     assert await store.purge_closed_cases(closed_before_ms=T0 + 5 * MIN) == 0
     with pytest.raises(BadRequest):
         await store.purge_closed_cases(closed_before_ms=-1)
+
+
+async def test_a_worker_with_no_leg_free_after_all_uses_no_attempt(store: QueueStore) -> None:
+    cid = await closed_case(store, attempts=1)
+    await due(store, T0 + DAY)
+    offer = await offer_of(store)
+    await store.dialout_failed(offer.call_id, offer.offer_id, outcome="failed", reason="worker_full", ttl_s=60)
+    case = await case_of(store, cid)
+    assert (case["followup_state"], case["followup_attempts"]) == ("scheduled", 0)
+    assert await events(store, "case.followup_retry", "case.followup_failed") == []
+    assert await due(store, int(case["followup_at"])) == 1  # a second later, the one attempt still left

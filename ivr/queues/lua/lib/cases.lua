@@ -557,6 +557,13 @@ function CS.followup_result(id, cid, event, outcome, reason)
     if c.followup_state ~= 'calling' then return end
     redis.call('HSET', key, 'followup_state', 'answered')
     CS.link_call(id, c, cid)
+  elseif event == 'not_reached' and reason == 'worker_full' then
+    -- the worker had no leg free after all (its last call's legs not yet released): the customer was
+    -- not called, so no attempt is used; again in a second (on any worker with a free slot)
+    if c.followup_state ~= 'calling' then return end
+    redis.call('HSET', key, 'followup_state', 'scheduled', 'followup_at', NOW + 1000)
+    redis.call('HINCRBY', key, 'followup_attempts', -1)
+    redis.call('ZADD', k('cases', 'followups'), NOW + 1000, id)
   elseif event == 'not_reached' then
     if c.followup_state ~= 'calling' then return end
     local attempt, max = tonumber(c.followup_attempts) or 1, tonumber(c.followup_max) or 1
