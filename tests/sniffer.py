@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SO_RCVBUFFORCE = 33     # <asm-generic/socket.h>: as root, past net.core.rmem_max
+SOL_PACKET = 263
+PACKET_STATISTICS = 6   # struct tpacket_stats {tp_packets, tp_drops}: read (and reset) by getsockopt
+RCVBUF = 32 * 1024 * 1024
 
 
 class RtpView:
@@ -52,6 +56,13 @@ class LoopbackSniffer:
         self.packets: list[Datagram] = []
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # every packet on lo comes here (other tests' RTP and Redis too) and one Python thread reads
+        # them: a loaded machine must not make the kernel drop what the test judges (an RTP "gap"
+        # that was only the capture's); 32 MB holds several seconds of the busiest suite's traffic
+        try:
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+        except PermissionError:  # without CAP_NET_ADMIN: as much as net.core.rmem_max allows
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.2)
         self._thread = threading.Thread(target=self._run, name="sniffer", daemon=True)
@@ -66,7 +77,17 @@ class LoopbackSniffer:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        self._count_drops()
         self._sock.close()
+
+    drops = 0  # packets the kernel dropped because the capture fell behind (known once stopped)
+
+    def _count_drops(self) -> None:
+        try:
+            _packets, dropped = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        except OSError:
+            return
+        self.drops += dropped
 
     def _run(self) -> None:
         deadline = time.monotonic() + self.max_seconds
