@@ -26,9 +26,9 @@ run: install
 # one process; modules in collection order, those on the shared hotline first, see
 # tests/e2e/conftest.py); last the tests marked `serial` (timing- or load-sensitive) alone.
 test: install lint
-	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" tests/unit tests/service $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder -m "not serial" tests/e2e $(PYTEST_ARGS)
-	$(BIN)/pytest -p no:cacheprovider -m serial tests/service tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -m serial --durations=10 tests/service tests/e2e $(PYTEST_ARGS)
 
 install: system lockcheck $(STAMP)
 
