@@ -68,9 +68,10 @@ lint: install
 	$(BIN)/mypy ivr bench deploy/python
 	$(BIN)/lint-imports
 
-bench: install  # every section, then the faults, then the 30-minute soak (about 65 min)
+bench: install  # every section, then the faults, the 10,000-record campaign, then the 30-minute soak (about 75 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
+	$(BIN)/python bench/campaign.py
 	$(BIN)/python bench/soak.py
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
