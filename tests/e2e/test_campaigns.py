@@ -48,9 +48,9 @@ from playwright.async_api import expect
 
 from tests.browser import chromium, open_tab
 from tests.e2e.conftest import Hotline
+from tests.e2e.outbound import customers_hotline
 from tests.e2e.test_callbacks import EVENT_PT, key_as
 from tests.e2e.test_dialplan_calls import new_media_port
-from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer
 
@@ -114,15 +114,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         "rate": {"type": "survey", "timeout_s": 5, "prompt": {"text": "Please rate us from 1 to 5."}, "next": "bye"},
         "bye": {"type": "hangup", "prompt": {"text": "Thank you."}}}}
     (plans / "care_survey.yaml").write_text(yaml.safe_dump(survey, allow_unicode=True))
-    customer_port = free_udp_tcp_port()
-    h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
-        "dialplans_dir": str(plans), "calls": {"outbound_allow": ["+82*"], "caller_id": CALLER_ID},
-        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
-    try:
-        await h.start()
-        yield Rig(h, customer_port)
-    finally:
-        h.stop()
+    async with customers_hotline(root, plans, outbound_allow=["+82*"], caller_id=CALLER_ID) as (h, port):
+        yield Rig(h, port)
 
 
 _BLOCK = re.compile(r"^-{20,} (\S+)\s+(\d\d:\d\d:\d\d\.\d+)\n(.*?)(?=^-{20,} |\Z)", re.M | re.S)

@@ -24,9 +24,9 @@ import pytest_asyncio
 import yaml
 
 from tests.e2e.conftest import Hotline
+from tests.e2e.outbound import customers_hotline
 from tests.e2e.test_callbacks import EVENT_PT, key_as, wait_for
 from tests.e2e.test_dialplan_calls import new_media_port, steps_of
-from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer
 
@@ -91,15 +91,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     plans = root / "dialplans"
     plans.mkdir()
     (plans / "survey.yaml").write_text(yaml.safe_dump(survey(), allow_unicode=True))
-    customer_port = free_udp_tcp_port()
-    h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
-        "dialplans_dir": str(plans),
-        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
-    try:
-        await h.start()
+    async with customers_hotline(root, plans) as (h, customer_port):
         yield Rig(h, customer_port)
-    finally:
-        h.stop()
 
 
 async def test_an_answered_call_runs_its_plan_with_the_seeded_variables(rig: Rig, tmp_path: Path) -> None:

@@ -25,10 +25,10 @@ import pytest
 import pytest_asyncio
 
 from tests.e2e.conftest import ROOT, Hotline
+from tests.e2e.outbound import customers_hotline
 from tests.e2e.test_callbacks import EVENT_PT, key_as, wait_for
 from tests.e2e.test_dialout import call_record
 from tests.e2e.test_dialplan_calls import new_media_port
-from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer
 
@@ -86,15 +86,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     plans = root / "dialplans"
     plans.mkdir()
     shutil.copy(ROOT / "dialplans" / "examples" / "followup-survey.yaml", plans / "followup-survey.yaml")
-    customer_port = free_udp_tcp_port()
-    h = Hotline(root / "hotline", workers=1, wrapup_s=1.0, overrides={
-        "dialplans_dir": str(plans), "calls": {"caller_id": CALLER_ID, "outbound_allow": ["+8210*"]},
-        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{customer_port}", "ring_timeout_s": 10}})
-    try:
-        await h.start()
-        yield Rig(h, customer_port)
-    finally:
-        h.stop()
+    async with customers_hotline(root, plans, outbound_allow=["+8210*"], caller_id=CALLER_ID) as (h, port):
+        yield Rig(h, port)
 
 
 def phone(rig: Rig, tmp_path: Path, keys: list[tuple[str, int]], *, hangs_up_ms: int = 0) -> SippServer:
