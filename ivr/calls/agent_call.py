@@ -25,11 +25,13 @@ from typing import Any
 
 from ivr.calls.context import WorkerContext
 from ivr.calls.media_plan import CallMedia, Mode, Parties
+from ivr.calls.recording import CallRecording, policy_for
 from ivr.core import commands
 from ivr.core.errors import Conflict, IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan.destinations import transfer_allowed
 from ivr.dialplan.ports import QueueOutcome
+from ivr.prompts.library import PromptSpec
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer
 from ivr.sip.engine import NoExtraLeg, NoLineFree
@@ -79,6 +81,10 @@ class AgentCall:
         self.next_step: tuple[str, str] | None = None  # after a blind transfer: (target type, target)
         self.queue = ""                  # the queue the call was last offered from
         self.language_hint = ""          # the caller's language when known (a transfer's route)
+        # recording (ivr.calls.recording): the policy of the queue the call was answered from
+        self.recording: CallRecording | None = None
+        self.record_policy = "never"
+        self.record_override: str | None = None  # the plan's queue node's ``recording``
         self._changed = asyncio.Event()  # the legs of the talk changed: the talk loop looks again
         self._lock = asyncio.Lock()      # one command (or leg change) at a time
 
@@ -102,6 +108,7 @@ class AgentCall:
             self.mode = mode
         parties, legs = self._parties()
         await self.media.apply(self.mode, legs, parties, muted=self.muted)
+        await self._record_follow()
 
     # --- commands ------------------------------------------------------------------------------
     async def command(self, command: commands.Command) -> Reply:
@@ -140,6 +147,8 @@ class AgentCall:
             return accepted
         if self.agent_leg is None:
             return _refused(cmd, "call.wrong_state", "the call is not with an agent")
+        if isinstance(cmd, commands.RecordStart | commands.RecordPause | commands.RecordResume):
+            return await self._record_command(cmd)
         wrapup = self.ctx.settings.routing.wrapup_s
         if isinstance(cmd, commands.Hold | commands.Resume):
             if self.mode not in (Mode.TALK, Mode.HELD):
@@ -387,6 +396,7 @@ class AgentCall:
             self.agent_id, self.queue, self.muted = offer.agent_id, offer.queue, False
             await self._remix(Mode.TALK)
             await self._settle(store.offer_answered(self.call_id, offer.offer_id))
+            await self._record_answered()
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
         reason = ("rejected" if self.rejected == offer.offer_id
@@ -443,6 +453,7 @@ class AgentCall:
             await self.leg.hangup()
         if self._consult_task is not None:
             self._consult_task.cancel()
+        await self._record_stop()
         if self.rtp and "caller" not in self.rtp:
             ended = await self.leg.wait_ended(5.0)
             if ended is not None:
@@ -457,6 +468,121 @@ class AgentCall:
             log.warning("call.agent_left_failed", error=type(exc).__name__)
             return
         log.info("call.agent_left", agent_id=agent_id)
+
+    # --- recording (ivr.calls.recording; docs/recording.md) -------------------------------------
+    def _new_recording(self, *, ivr: bool) -> CallRecording:
+        rec = CallRecording(self.ctx.sip, self.ctx.store, self.ctx.settings, worker=self.ctx.name,
+                            call_id=self.call_id, ivr=ivr)
+        rec.queue = self.queue
+        return rec
+
+    async def _record_follow(self) -> None:
+        """The recording hears the caller on channel 0 and the agent side (the agent, a consult or
+        conference target) on channel 1, whatever the call's mode."""
+        rec = self.recording
+        if rec is None or not rec.running:
+            return
+        agent_side = [leg.leg_id for leg in (self.agent_leg, self.consult_leg) if leg is not None]
+        await rec.follow(self.leg.leg_id, agent_side, agents=[a for a in (self.agent_id, self.consult_agent) if a])
+
+    async def record_queued(self, queue: str) -> None:
+        """The caller enters ``queue``: its policy decides what becomes of a recording of the IVR
+        part (``never``: it ends here and is kept as it is; ``on_demand``: it pauses until the agent
+        starts it) and whether the caller hears the notice now (``always``)."""
+        self.record_policy = policy_for(self.ctx.settings, queue, self.record_override)
+        rec = self.recording
+        if rec is not None and rec.running:
+            rec.queue = rec.queue or queue
+            if self.record_policy == "never":
+                await self._record_stop()
+            elif self.record_policy == "on_demand":
+                await rec.pause("policy", by="policy")
+        if self.record_policy == "always" and self.ctx.settings.recording.announce:
+            await self._record_notice(wait=True)  # before the music: the caller hears it whole
+
+    async def _record_answered(self) -> None:
+        """An agent answered: with ``always`` the recording starts (or goes on after the IVR part)."""
+        if self.record_policy != "always" or self.ctx.finisher is None:
+            return
+        try:
+            if self.recording is None or not self.recording.running:
+                self.recording = self._new_recording(ivr=False)
+                await self.recording.start(by="policy")
+            else:
+                await self.recording.resume("policy", by="policy")
+            await self._record_follow()
+        except Exception as exc:  # a recording that cannot start never costs the call
+            log.error("recording.start_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            self.recording = None
+
+    async def _record_command(self, cmd: commands.Command) -> Reply:
+        rec = self.recording
+        accepted = Reply(cmd.command_id, Status.ACCEPTED)
+        if isinstance(cmd, commands.RecordStart):
+            if self.record_policy == "never" or self.ctx.finisher is None:
+                return _refused(cmd, "recording.not_allowed", "calls of this queue are never recorded")
+            if rec is not None and rec.running:
+                if "policy" in rec.pause_reasons:
+                    await rec.resume("policy", by=cmd.by)
+                    await self._record_notice()
+                return accepted
+            self.recording = rec = self._new_recording(ivr=False)
+            await rec.start(by=cmd.by)
+            await self._record_follow()
+            if self.ctx.settings.recording.announce:
+                await self._record_notice()
+            return accepted
+        if rec is None or not rec.running or "policy" in rec.pause_reasons:
+            return _refused(cmd, "recording.off", "the call is not being recorded")
+        if isinstance(cmd, commands.RecordPause):
+            await rec.pause("agent", by=cmd.by)
+        else:
+            await rec.resume("agent", by=cmd.by)
+        return accepted
+
+    async def _record_notice(self, *, wait: bool = False) -> None:
+        """Tell the caller the call is recorded (the notice of ``recording.notice``). Waited for when
+        ``wait`` (at the queue, before the music); else only started, so nobody waits on it."""
+        notice = self.ctx.settings.recording.notice
+        language = self._notice_language()
+        text = notice.get(language) or next(iter(notice.values()), "")
+        if not text:
+            return
+        try:
+            path = await asyncio.to_thread(self.ctx.prompts.resolve, PromptSpec(text=text), language)
+            player, done = await self.leg.start_playback(str(path))
+            if wait and not await self.leg.until(done, 30.0):
+                await self.leg.stop_playback(player)
+        except LegEnded:
+            raise
+        except Exception as exc:
+            log.warning("recording.notice_failed", error=type(exc).__name__)
+
+    def _notice_language(self) -> str:
+        return self.language_hint or "en"
+
+    async def record_sensitive(self, on: bool) -> None:
+        """A sensitive collect begins (``on``) or ends: nothing of it reaches the recording."""
+        rec = self.recording
+        if rec is None or not rec.running:
+            return
+        if on:
+            await rec.pause("sensitive", by="sensitive")
+        else:
+            await rec.resume("sensitive", by="sensitive")
+
+    async def _record_stop(self) -> None:
+        """Close the recording's files; the worker's finisher compresses and stores it."""
+        rec, self.recording = self.recording, None
+        if rec is None or not rec.running:
+            return
+        try:
+            job = await rec.stop()
+        except Exception as exc:
+            log.error("recording.stop_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        if job is not None and self.ctx.finisher is not None:
+            self.ctx.finisher.submit(rec.dir)
 
     # --- after a blind transfer --------------------------------------------------------------------
     async def _talk_through(self) -> QueueOutcome:

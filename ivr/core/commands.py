@@ -151,9 +151,30 @@ class Reject(Command):
     offer_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordStart(Command):
+    """Start recording the call (a queue whose policy is ``on_demand``; ``always``: already on)."""
+
+    kind: ClassVar[str] = "record_start"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPause(Command):
+    """Pause the recording (e.g. while the customer reads a card number): silence in the file."""
+
+    kind: ClassVar[str] = "record_pause"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordResume(Command):
+    """Go on recording after a pause."""
+
+    kind: ClassVar[str] = "record_resume"
+
+
 COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (
     Hangup, Hold, Resume, Mute, Unmute, Transfer, Consult, ConsultComplete, ConsultCancel, ConsultSwap,
-    Conference, ConferenceLeave, SendDtmf, Reject)}
+    Conference, ConferenceLeave, SendDtmf, Reject, RecordStart, RecordPause, RecordResume)}
 
 
 def encode(command: Command) -> str:

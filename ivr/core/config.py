@@ -739,8 +739,11 @@ class RecordingSettings(BaseModel):
     include_ivr: bool = Field(False, description="record from the start of the call (the IVR part too); a "
                               "collect node marked sensitive is never recorded")
     announce: bool = Field(True, description="play the recording notice prompt to the caller when recording starts")
-    announce_prompt: str = Field("recording_notice", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-                                 description="prompt id (prompts/) of the notice")
+    notice: dict[str, Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        {"en": "This call is recorded for quality and training.",
+         "ko": "이 통화는 품질 관리를 위해 녹음됩니다."},
+        description="what the caller hears when recording starts, by language (the plan's default "
+        "language when the call's has none)")
     dir: Path | None = Field(None, description="the local store's root; default <var_dir>/recordings (share it "
                              "between hosts: docs/recording.md)")
     spool_dir: Path | None = Field(None, description="where a worker writes a recording's raw channels until "

@@ -244,7 +244,7 @@ _MAX_MS = cursor.MAX_MS
 OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled", "failed", "superseded")
 
 
-def _time_param(request: web.Request, name: str) -> int | None:
+def time_param(request: web.Request, name: str) -> int | None:
     """``?from=`` / ``?to=`` as epoch ms: ISO 8601 (no offset: the server's local time) or epoch seconds."""
     raw = request.query.get(name)
     if raw is None:
@@ -263,7 +263,7 @@ def _time_param(request: web.Request, name: str) -> int | None:
     return min(max(ms, 0), _MAX_MS)
 
 
-def _choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
+def query_choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
     raw = request.query.get(name)
     if raw is None:
         return ""
@@ -299,18 +299,18 @@ def decode_cursor(query: CallQuery, raw: str) -> tuple[int, str]:
 def calls_query(request: web.Request, who: User) -> CallQuery:
     """The list's filters from the query string (400 ``request.invalid`` for a bad one). An agent
     sees only the calls it took: its ``agent_id`` is forced, whatever it asked for."""
-    start, end = _time_param(request, "from"), _time_param(request, "to")  # to <= from: nothing
-    number = _choice(request, "number", _NUMBER, "a number (1-64 of + 0-9 A-Z a-z # . _ -), "
+    start, end = time_param(request, "from"), time_param(request, "to")  # to <= from: nothing
+    number = query_choice(request, "number", _NUMBER, "a number (1-64 of + 0-9 A-Z a-z # . _ -), "
                                                  "ending with * for a prefix")
-    agent_id = _choice(request, "agent_id", r"[A-Za-z0-9_.-]{1,64}", "an agent id")
+    agent_id = query_choice(request, "agent_id", r"[A-Za-z0-9_.-]{1,64}", "an agent id")
     if who.role == "agent":
         agent_id = who.id
     return CallQuery(
         from_ms=start if start is not None else 0, to_ms=end if end is not None else _MAX_MS + 1,
-        agent_id=agent_id, queue=_choice(request, "queue", r"[A-Za-z0-9_.-]{1,64}", "a queue name"),
+        agent_id=agent_id, queue=query_choice(request, "queue", r"[A-Za-z0-9_.-]{1,64}", "a queue name"),
         number=number.rstrip("*"), number_prefix=number.endswith("*"),
-        outcome=_choice(request, "outcome", "|".join(OUTCOMES), f"one of {', '.join(OUTCOMES)}"),
-        direction=_choice(request, "direction", "inbound|outbound", "inbound or outbound"))
+        outcome=query_choice(request, "outcome", "|".join(OUTCOMES), f"one of {', '.join(OUTCOMES)}"),
+        direction=query_choice(request, "direction", "inbound|outbound", "inbound or outbound"))
 
 
 async def list_calls(request: web.Request) -> web.Response:

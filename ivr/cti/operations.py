@@ -95,6 +95,7 @@ PATH_PARAMS: dict[str, Schema] = {
     "queue": {"type": "string", "minLength": 1},
     "plan": {"type": "string", "minLength": 1},
     "id": {"type": "string", "minLength": 1},
+    "recording_id": {"type": "string", "minLength": 1},
 }
 SINCE = Param("since", {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
                        "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00"]},
@@ -419,6 +420,16 @@ def _control(summary: str, description: str, *, body: type[BaseModel] | None = N
 
 
 OPERATIONS.update({
+    ("POST", "/api/v1/calls/{call_id}/recording/start"): _control(
+        "Start recording the call", "For a queue whose recording policy is `on_demand` (with `always` it is "
+        "already on: accepted, nothing changes). The caller hears the recording notice. 403 "
+        "`recording.not_allowed` when calls of the queue are never recorded.", errors=(403,)),
+    ("POST", "/api/v1/calls/{call_id}/recording/pause"): _control(
+        "Pause the recording", "Until resumed the recording has silence (e.g. while the customer reads a card "
+        "number); the pause is listed in the recording's `pauses`. 409 `recording.off` when it is not "
+        "recording. Idempotent."),
+    ("POST", "/api/v1/calls/{call_id}/recording/resume"): _control(
+        "Resume the recording", "Idempotent."),
     ("POST", "/api/v1/calls/{call_id}/hold"): _control(
         "Put the caller on hold", "The caller hears music on hold, the agent hears nothing. Holding a "
         "held call is accepted and changes nothing (`call.held` once)."),
@@ -618,6 +629,70 @@ OPERATIONS.update({
                     "own nor offered to it.", errors=(404, 409)),
 })
 
+
+# --- recordings and the audit trail (ivr.cti.recordings; docs/recording.md) ------------------------
+
+RECORDING_PARAMS: tuple[Param, ...] = (
+    Param("from", TIME_SCHEMA, "recordings that started at or after"),
+    Param("to", TIME_SCHEMA, "recordings that started before (excluded)"),
+    Param("agent_id", {"type": "string", "pattern": AGENT_ID}, "recordings this agent is heard on (agents: "
+                                                               "always themselves)"),
+    Param("queue", NAME_SCHEMA, "recordings of calls answered from this queue"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 50}, "most to return"),
+    Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the `next_cursor` of the previous page"),
+)
+SCHEMAS.update({
+    "Recording": {
+        "type": "object", "required": ["id", "call_id", "started_at", "duration_ms", "format", "sha256", "audio_url"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^R[0-9a-f]{20}$"}, "call_id": STR, "started_at": INT,
+            "ended_at": INT, "duration_ms": INT, "format": {"enum": ["opus", "mp3"]},
+            "channels": {"type": "string", "description": "left, right: caller,agent"}, "clock_rate": INT,
+            "bytes": INT, "sha256": STR, "agents": {"type": "array", "items": STR}, "agent_id": STR, "queue": STR,
+            "pauses": {"type": "array", "items": {"type": "array", "items": INT},
+                       "description": "[start_ms, end_ms] into the file: silence there"},
+            "ivr": {"type": "boolean"}, "delete_after": INT, "version": INT,
+            "audio_url": {"type": "string", "description": "GET it (HTTP Range works) to play; ?download=1 to save"}}},
+    "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"],
+                      "properties": {"recordings": {"type": "array", "items": ref("Recording")},
+                                     "next_cursor": NULLABLE_STR}},
+    "AuditEntry": {"type": "object", "required": ["id", "at", "action", "by", "role", "target"],
+                   "properties": {"id": STR, "at": INT, "action": STR, "by": STR, "role": STR, "target": STR,
+                                  "call_id": STR, "detail": OBJ}},
+    "AuditList": {"type": "object", "required": ["entries", "next_cursor"],
+                  "properties": {"entries": {"type": "array", "items": ref("AuditEntry")},
+                                 "next_cursor": NULLABLE_STR}},
+})
+_HEAR = ("who may hear it: admins; supervisors when `recording.supervisors_hear_all`; an agent the calls it is "
+         "heard on when `recording.agents_hear_own` (else 403 `auth.forbidden`, audited as `recording.denied`)")
+OPERATIONS.update({
+    ("GET", "/api/v1/recordings"): Operation(
+        "Call recordings, newest first", "recordings", ALL_ROLES, response=ref("RecordingList"),
+        description="Agents get the recordings they are heard on. " + _HEAR + ".", params=RECORDING_PARAMS,
+        errors=(400, 403)),
+    ("GET", "/api/v1/recordings/{recording_id}"): Operation(
+        "One recording's record", "recordings", ALL_ROLES, response=ref("Recording"),
+        description=_HEAR[0].upper() + _HEAR[1:] + ".", errors=(403, 404)),
+    ("GET", "/api/v1/recordings/{recording_id}/audio"): Operation(
+        "Play or download a recording", "recordings", ALL_ROLES, content=("audio/ogg", "audio/mpeg"),
+        description="Stereo: the caller on the left channel, the agent side on the right. Supports HTTP Range "
+        "(206). Audited (`recording.play`, once per play: the request without a Range or from byte 0; "
+        "`recording.download` with `?download=1`, which also names the file). " + _HEAR + ".",
+        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),), errors=(403, 404)),
+    ("DELETE", "/api/v1/recordings/{recording_id}"): Operation(
+        "Delete a recording (file and index)", "recordings", ("admin",), response=OBJ,
+        description="Audited (`recording.deleted`); `recording.deleted` event.", errors=(404,)),
+    ("GET", "/api/v1/audit"): Operation(
+        "The audit trail, newest first", "recordings", ("admin",), response=ref("AuditList"),
+        description="Who played, downloaded, deleted or was refused a recording, who supervised a call "
+        "(and whatever else is audited). At most 5,000 entries are looked at per page: with a narrow "
+        "filter a page may come back short with a `next_cursor` to go on from.",
+        params=(Param("action", {"type": "string"}, "an action (`recording.play`) or a prefix (`recording.*`)"),
+                Param("by", NAME_SCHEMA, "who"), Param("target", {"type": "string"}, "what (a recording id...)"),
+                Param("from", TIME_SCHEMA, "at or after"), Param("to", TIME_SCHEMA, "before"),
+                Param("cursor", {"type": "string", "pattern": r"^[0-9]{1,15}-[0-9]{1,15}$"}, "the `next_cursor`"),
+                LIMIT), errors=(400,)),
+})
 
 # --- outbound campaigns (ivr.cti.campaigns; docs/campaigns.md) --------------------------------------
 

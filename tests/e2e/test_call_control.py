@@ -54,6 +54,18 @@ class Rig:
             assert r.status == expect, f"{path}: {r.status} {text}\n{self.hotline.log_tail(30)}"
             return json.loads(text) if text else {}
 
+    async def get(self, who: str, path: str, expect: int = 200) -> dict[str, Any]:
+        async with self.http.get(f"{self.hotline.api}{path}", headers=self.auth(who)) as r:
+            text = await r.text()
+            assert r.status == expect, f"GET {path}: {r.status} {text[:300]}\n{self.hotline.log_tail(30)}"
+            return json.loads(text) if text and r.content_type == "application/json" else {}
+
+    async def delete(self, who: str, path: str, expect: int = 200) -> dict[str, Any]:
+        async with self.http.delete(f"{self.hotline.api}{path}", headers=self.auth(who)) as r:
+            text = await r.text()
+            assert r.status == expect, f"DELETE {path}: {r.status} {text[:300]}\n{self.hotline.log_tail(30)}"
+            return json.loads(text) if text else {}
+
     async def listen(self, *parties: str) -> dict[str, Heard]:
         """What each party hears over the next WINDOW_S, after SETTLE_S."""
         await asyncio.sleep(SETTLE_S)
@@ -114,9 +126,11 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
         overrides["callbacks"] = {"dial_uri": f"sip:{{number}}@127.0.0.1:{port3 if 'customer' in phones else port2}"}
     h = Hotline(tmp_path / "hotline", overrides=overrides)
     h.tokens["agent2"] = "agent2-test-token"
+    h.tokens["admin1"] = "admin1-test-token"
     users = h.base_config()["users"] + [
         {"id": "agent2", "name": "Bo", "skills": {"support": 3}, "sip_uri": f"sip:agent2@127.0.0.1:{port2}",
-         "token": h.tokens["agent2"]}]
+         "token": h.tokens["agent2"]},
+        {"id": "admin1", "name": "Ari", "role": "admin", "token": h.tokens["admin1"]}]
     h.overrides = {**h.overrides, "users": users}
     media = {p: free_udp_tcp_port() for p in ("caller", "agent", "target", "customer")}
     pcaps = {p: tone_pcap(hz, 60, tmp_path / f"{p}.pcap")
@@ -146,11 +160,12 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
 
 
 async def call_in(r: Rig, *, talk_ms: int = 60000, digit: int = 2, media_port: int | None = None,
-                  tag: str = "caller", known: frozenset[str] = frozenset()) -> tuple[asyncio.Task[SippResult], str]:
+                  tag: str = "caller", known: frozenset[str] = frozenset(),
+                  dtmf_at_ms: int = 800) -> tuple[asyncio.Task[SippResult], str]:
     """A caller (tone 2300 Hz) dials the hotline, picks billing (or ``digit``), and is connected to
     an agent (a call not in ``known``)."""
     sf = render_scenario("cc_caller.xml", r.workdir / tag, keep="remote-hangs-up", drop="caller-hangs-up",
-                         digit=digit, dtmf_at_ms=800, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
+                         digit=digit, dtmf_at_ms=dtmf_at_ms, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
     caller = asyncio.create_task(run_sipp(
         sf, ("127.0.0.1", r.hotline.edge_port), workdir=r.workdir, tag=tag, limit_s=talk_ms / 1000 + 30,
         extra=["-s", "1000", "-mp", str(media_port or r.ports["caller"])]))
