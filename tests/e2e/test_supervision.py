@@ -4,7 +4,9 @@ supervisor's phone 2500 Hz); at each step the test takes apart what reached each
 (tests/call_audio.py): listen - the supervisor hears caller and agent, nobody hears the supervisor;
 whisper - the agent hears the supervisor, the caller does not; barge - both do; stop - the supervisor's
 leg ends and caller and agent still talk. A worker with every leg spent refuses with 409
-``call.no_leg`` and the call stays as it was; an agent's request is 403 and audited.
+``call.no_leg`` and the call stays as it was; an agent's request is 403 and audited. In headless
+Chromium: the wallboard's Listen / Whisper / Barge / Stop buttons, and the agent's desktop showing
+that it is coached or barged into (a listen is not shown: supervision.notify_agent_on_listen is off).
 
 One hotline (one worker, so that two calls fill its 4 legs) and one set of phones for the module.
 """
@@ -21,10 +23,13 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
+from playwright.async_api import expect
 
+from tests.browser import chromium
 from tests.call_audio import AGENT_HZ, CALLER_HZ, SUPERVISOR_HZ, TARGET_HZ, tone_pcap
 from tests.e2e.conftest import Hotline
 from tests.e2e.test_call_control import Rig, call_in
+from tests.e2e.test_pages_call_control import UI_MS, desktop, row, wallboard
 from tests.e2e.test_walking_skeleton import login, wait_agent_state
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
@@ -57,8 +62,8 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
         ("caller", CALLER_HZ), ("agent", AGENT_HZ), ("target", TARGET_HZ), ("supervisor", SUPERVISOR_HZ))}
     phones: dict[str, SippServer] = {}
     for party, port, calls, hang_ms, tone in (
-            ("agent", h.agent_sip_port, 2, None, "agent"), ("target", agent2_port, 1, None, "target"),
-            ("supervisor", desk_port, 1, None, "supervisor"),
+            ("agent", h.agent_sip_port, 3, None, "agent"), ("target", agent2_port, 1, None, "target"),
+            ("supervisor", desk_port, 2, None, "supervisor"),
             ("own", own_port, 1, OWN_PHONE_HANGS_UP_MS, "supervisor")):
         sf = render_scenario("cc_phone.xml", root / party, keep="agent-hangs-up" if hang_ms else "remote-hangs-up",
                              drop="remote-hangs-up" if hang_ms else "agent-hangs-up", ring_ms=200,
@@ -176,6 +181,48 @@ async def test_listen_whisper_barge_and_stop_reach_exactly_who_they_should(rig: 
 
     await send(r, "POST", "super1", f"/api/v1/calls/{cid}/hangup")
     assert (await caller).ok
+
+
+async def test_the_wallboard_supervises_and_the_desktop_shows_coaching_and_barging(rig: Rig, tmp_path: Path) -> None:
+    r = dataclasses.replace(rig, workdir=tmp_path)
+    await wait_agent_state(r.hotline, "agent1", "available", timeout=r.hotline.wrapup_s + 10)  # wrap-up over
+    async with chromium() as browser:
+        desk, board = await desktop(browser, r.hotline, "agent1"), await wallboard(browser, r.hotline)
+        await board.page.fill("#sup-phone", SUP_NUMBER)
+        await board.page.locator("#sup-phone").blur()  # saved on change
+        caller, cid = await call_in(r)
+        notice, cell = desk.page.locator("#monitor-notice"), row(board.page, "agent1").locator("td.supervise")
+        await expect(cell.locator("button[data-monitor=stop]")).to_be_disabled(timeout=UI_MS)
+
+        await cell.locator("button[data-monitor=whisper]").click()
+        await r.wait_record(cid, "the supervisor answered", lambda rec: monitor_state(rec) == "talking")
+        await expect(notice).to_have_attribute("data-notice", "coached", timeout=UI_MS)
+        await expect(notice).to_contain_text("coaching you")
+        await expect(cell).to_have_attribute("data-monitor", "whisper", timeout=UI_MS)
+        await expect(cell.locator("button[data-monitor=whisper]")).to_have_attribute("aria-pressed", "true")
+        await desk.screenshot("desktop-coached.png")
+        await board.screenshot("wallboard-supervising.png")
+
+        await cell.locator("button[data-monitor=listen]").click()  # not told to the agent: the notice goes
+        await expect(cell).to_have_attribute("data-monitor", "listen", timeout=UI_MS)
+        await expect(notice).to_be_hidden(timeout=UI_MS)
+        assert (await r.record(cid))["monitored"] == "listen"
+
+        await cell.locator("button[data-monitor=barge]").click()
+        await expect(notice).to_have_attribute("data-notice", "barged", timeout=UI_MS)
+        await expect(notice).to_contain_text("joined the call")
+        heard = await r.listen("caller")
+        assert heard["caller"].only("agent", "supervisor", at_least=0.1), f"caller hears {heard['caller']}"
+
+        await cell.locator("button[data-monitor=stop]").click()
+        await expect(notice).to_be_hidden(timeout=UI_MS)
+        await expect(cell).to_have_attribute("data-monitor", "", timeout=UI_MS)
+        assert "monitored" not in await r.record(cid)
+        await expect(board.page.locator("#error")).to_be_hidden()
+        await send(r, "POST", "agent1", f"/api/v1/calls/{cid}/hangup")
+        assert (await caller).ok
+        desk.expect_no_errors()
+        board.expect_no_errors()
 
 
 async def test_a_worker_with_every_leg_spent_refuses_with_409_and_the_call_stays(rig: Rig, tmp_path: Path) -> None:
