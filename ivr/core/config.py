@@ -364,6 +364,10 @@ class QueueSettings(BaseModel):
         "queue", description="no agent able to take the caller is logged in: wait anyway, or go to the plan's "
         "on_timeout at once (when the queue node has one)")
     escalation: list[EscalationStep] = []
+    recording: Literal["never", "always", "on_demand"] | None = Field(
+        None, description="recording policy of calls answered from this queue; default recording.policy")
+    recording_retention_days: int | None = Field(None, ge=1, le=3660, description="how long its recordings "
+                                                 "are kept; default recording.retention_days")
 
     @field_validator("escalation")
     @classmethod
@@ -729,6 +733,36 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+RecordingPolicy = Literal["never", "always", "on_demand"]
+
+
+class RecordingSettings(BaseModel):
+    """Call recording (docs/recording.md): two channels (caller left, agent side right) from the
+    moment an agent answers, compressed after the call into a store; per-queue overrides in
+    ``routing.queues.<q>.recording``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="off: nothing is ever recorded, whatever a queue or plan says")
+    policy: RecordingPolicy = Field("never", description="default for a queue without its own: always, never, "
+                                    "or on_demand (the agent starts it from the desktop)")
+    include_ivr: bool = Field(False, description="record from the start of the call (the IVR part too); a "
+                              "collect node marked sensitive is never recorded")
+    announce: bool = Field(True, description="play the recording notice prompt to the caller when recording starts")
+    announce_prompt: str = Field("recording_notice", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                                 description="prompt id (prompts/) of the notice")
+    dir: Path | None = Field(None, description="the local store's root; default <var_dir>/recordings (share it "
+                             "between hosts: docs/recording.md)")
+    spool_dir: Path | None = Field(None, description="where a worker writes a recording's raw channels until "
+                                   "the call ends (the worker host's own disk); default <var_dir>/recording-spool")
+    format: Literal["opus", "mp3"] = "opus"
+    bitrate_kbps: int = Field(24, ge=8, le=320, description="of the compressed stereo file")
+    retention_days: int = Field(90, ge=1, le=3660, description="default; a queue may set its own")
+    agents_hear_own: bool = Field(True, description="an agent may play the calls it was on")
+    supervisors_hear_all: bool = Field(True, description="supervisors may play every call (admins always may)")
+    compress_nice: int = Field(10, ge=0, le=19, description="niceness of the ffmpeg that compresses a recording")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IVR_", env_nested_delimiter="__", extra="forbid")
 
@@ -749,6 +783,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     calls: CallControlSettings = CallControlSettings()
     cases: CaseSettings = CaseSettings()
+    recording: RecordingSettings = RecordingSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
@@ -775,6 +810,8 @@ class Settings(BaseSettings):
             self.prompts.cache_dir = self.prompts.cache_dir.resolve()
         if self.prompts.moh is not None:
             self.prompts.moh = self.prompts.moh.resolve()
+        self.recording.dir = (self.recording.dir or self.var_dir / "recordings").resolve()
+        self.recording.spool_dir = (self.recording.spool_dir or self.var_dir / "recording-spool").resolve()
         if self.redis.password_file is not None:
             self.redis.password_file = self.redis.password_file.resolve()
         elif not self.redis.external:
@@ -812,6 +849,16 @@ class Settings(BaseSettings):
     @property
     def prompt_cache(self) -> Path:
         return self.prompts.cache_dir or self.var_dir / "prompt-cache"
+
+    @property
+    def recordings_dir(self) -> Path:
+        """The local recording store's root (``recording.dir``, resolved)."""
+        return self.recording.dir or (self.var_dir / "recordings").resolve()
+
+    @property
+    def recording_spool(self) -> Path:
+        """Where a worker writes the raw channels of the recordings in progress."""
+        return self.recording.spool_dir or (self.var_dir / "recording-spool").resolve()
 
     def dump_for_children(self) -> str:
         """JSON with secrets in clear: written 0600 under var/run for the processes we start."""

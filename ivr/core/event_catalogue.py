@@ -874,6 +874,62 @@ class CampaignDeleted(Event):
     campaign_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordingStarted(Event):
+    """The call's recording started: ``by`` the agent (on demand) or ``policy``; ``ivr`` when it
+    includes the IVR part. The agent sees it on its desktop."""
+    type: ClassVar[EventType] = E.RECORDING_STARTED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingPaused(Event):
+    """The recording is paused (``by`` the agent, or ``sensitive`` for a sensitive collect): the
+    file has silence until it resumes."""
+    type: ClassVar[EventType] = E.RECORDING_PAUSED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT})
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingResumed(Event):
+    """The recording goes on after a pause."""
+    type: ClassVar[EventType] = E.RECORDING_RESUMED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT})
+    call_id: str
+    agent_id: str
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingSaved(Event):
+    """A recording was compressed, stored and indexed (ids and duration only: never a path, a number
+    or audio; fetch it with ``GET /api/v1/recordings/{recording_id}``)."""
+    type: ClassVar[EventType] = E.RECORDING_SAVED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    recording_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordingDeleted(Event):
+    """A recording was deleted, file and index: ``reason`` retention or admin (``by``)."""
+    type: ClassVar[EventType] = E.RECORDING_DELETED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    recording_id: str
+    call_id: str
+    reason: str
+    by: str
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

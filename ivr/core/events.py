@@ -82,6 +82,12 @@ class EventType(StrEnum):
     CAMPAIGN_PROGRESS = "campaign.progress"    # a campaign's record counts (at most once a second each)
     CAMPAIGN_RECORD = "campaign.record"        # a campaign record changed state (dialing, retry, done...)
     CAMPAIGN_DELETED = "campaign.deleted"      # a campaign and its records were deleted
+    # recordings (docs/recording.md)
+    RECORDING_STARTED = "recording.started"    # a call's recording started (policy always, or the agent)
+    RECORDING_PAUSED = "recording.paused"      # the agent (or a sensitive collect) paused it: silence in the file
+    RECORDING_RESUMED = "recording.resumed"    # recording again after a pause
+    RECORDING_SAVED = "recording.saved"        # a recording was compressed, stored and indexed
+    RECORDING_DELETED = "recording.deleted"    # retention or an admin deleted a recording (file and index)
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -40,6 +40,43 @@ class Keys:
         """ZSET of the ids of the calls that waited in ``queue`` (the last queue of each), by start (ms)."""
         return self._k("queue", queue, "calls")
 
+    # recordings (lua/scripts/recording_saved.lua; docs/recording.md)
+    def recording(self, recording_id: str) -> str:
+        """HASH of one recording ``R<20 hex>``: call_id, started_at, ended_at, duration_ms, format,
+        channels, clock_rate, bytes, sha256, key (in the store), store, agents (JSON), agent_id, queue,
+        pauses (JSON ``[[start_ms, end_ms]...]``), ivr, delete_after, version."""
+        return self._k("rec", recording_id)
+
+    @property
+    def recordings_index(self) -> str:
+        """ZSET of every recording id by ``started_at`` (ms)."""
+        return self._k("recs")
+
+    @property
+    def recordings_expiry(self) -> str:
+        """ZSET of recording ids by ``delete_after`` (ms): what retention deletes next."""
+        return self._k("recs", "expiry")
+
+    def agent_recordings(self, agent_id: str) -> str:
+        """ZSET of the recordings agent ``agent_id`` is heard on, by ``started_at``."""
+        return self._k("agent", agent_id, "recs")
+
+    def queue_recordings(self, queue: str) -> str:
+        """ZSET of the recordings of calls answered from ``queue``, by ``started_at``."""
+        return self._k("queue", queue, "recs")
+
+    @property
+    def transcribe_jobs(self) -> str:
+        """LIST of recording ids waiting to be transcribed (LPUSH by recording_saved; the transcriber
+        takes from the right)."""
+        return self._k("transcribe", "jobs")
+
+    @property
+    def audit(self) -> str:
+        """STREAM of the audit trail: who listened to, downloaded, deleted or supervised what
+        (fields at, action, by, role, target, call_id, detail)."""
+        return self._k("audit")
+
     def mailbox(self, mailbox: str) -> str:
         """LIST of voicemail entries (JSON, newest first, capped) left in ``mailbox``."""
         return self._k("mailbox", mailbox, "voicemail")

@@ -88,6 +88,10 @@ NAMES = (
     "campaign_tick",
     "campaign_dnc",
     "campaign_delete",
+    # recordings (docs/recording.md)
+    "recording_saved",
+    "recording_state",
+    "recording_delete",
 )
 
 

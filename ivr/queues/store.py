@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -59,7 +60,11 @@ _ERRORS: dict[str, type[IvrError]] = {
     "campaign.not_found": NotFound,
     "campaign.bad_transition": Conflict,
     "campaign.invalid": BadRequest,
+    "recording.exists": Conflict,
 }
+AUDIT_MAXLEN = 1_000_000
+#: a page of recordings, and where the next starts (``(started_at, id)`` of its last), None at the end
+RecordingPage = tuple[list[dict[str, Any]], tuple[int, str] | None]
 
 #: The most cases one page of the case list looks at (``case_list.lua``): a script's running time is bounded.
 CASE_LIST_BUDGET = 2000
@@ -1268,6 +1273,113 @@ class QueueStore:
     async def clear_desktop(self, agent_id: str) -> None:
         await self.redis.delete(self.keys.agent_desktop(agent_id))
 
+    # --- recordings (lua/scripts/recording_*.lua; docs/recording.md) ------------------------------
+    async def recording_saved(self, rec: Mapping[str, Any], *, transcribe: bool) -> None:
+        """Index a finished recording (fields: :meth:`Keys.recording`), set ``recording_id`` on its
+        call, queue it for the transcriber when ``transcribe``, emit ``recording.saved``."""
+        await self._run("recording_saved", json.dumps({f: str(v) for f, v in rec.items()}),
+                        "1" if transcribe else "")
+
+    async def recording_state(self, call_id: str, what: Literal["started", "paused", "resumed"], *, by: str) -> None:
+        """The call's recording started, paused or resumed: ``recording`` on the call record and
+        the event (its agent sees it)."""
+        await self._run("recording_state", call_id, what, by)
+
+    async def get_recording(self, recording_id: str) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(self.keys.recording(recording_id))
+        return _recording(raw) if raw else None
+
+    async def list_recordings(self, *, agent_id: str = "", queue: str = "", from_ms: int = 0,
+                              to_ms: int = 2**53, limit: int = 50,
+                              after: tuple[int, str] | None = None) -> RecordingPage:
+        """Recordings that started in [from_ms, to_ms), newest first (ties by id, descending), after
+        the position ``after`` (the previous page's last ``(started_at, id)``), at most ``limit``;
+        with where the next page starts (None at the end). One index is walked (the agent's, the
+        queue's, else all)."""
+        index = (self.keys.agent_recordings(agent_id) if agent_id
+                 else self.keys.queue_recordings(queue) if queue else self.keys.recordings_index)
+        top = to_ms - 1 if after is None else min(to_ms - 1, after[0])
+        out: list[dict[str, Any]] = []
+        offset, page = 0, max(limit, 1) + 20
+        while len(out) < limit:
+            rows: Any = await self.redis.zrevrangebyscore(index, top, from_ms, start=offset, num=page,
+                                                          withscores=True)
+            if not rows:
+                return out, None
+            offset += len(rows)
+            ids = [(int(score), _s(rid)) for rid, score in rows]
+            ids = [(sc, rid) for sc, rid in ids if after is None or (sc, rid) < after]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for _, rid in ids:
+                    pipe.hgetall(self.keys.recording(rid))
+                records = await pipe.execute()
+            for raw in records:
+                if raw and len(out) < limit:
+                    out.append(_recording(raw))
+            if len(rows) < page:
+                break
+        if len(out) < limit:
+            return out, None
+        last = out[-1]
+        return out, (int(last["started_at"]), str(last["id"]))
+
+    async def recordings_expired(self, *, now_ms: int | None = None, limit: int = 100) -> list[tuple[str, str]]:
+        """``(id, store key)`` of recordings whose ``delete_after`` passed, oldest first."""
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        ids = [_s(r) for r in await self.redis.zrangebyscore(self.keys.recordings_expiry, 0, now, start=0, num=limit)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                pipe.hget(self.keys.recording(rid), "key")
+            keys = await pipe.execute()
+        return [(rid, _s(key) if key else "") for rid, key in zip(ids, keys, strict=True)]
+
+    async def recording_deleted(self, recording_id: str, *, reason: str, by: str) -> bool:
+        """Take a recording (whose file is gone) out of the index; ``recording.deleted``. False when
+        it was not indexed."""
+        return bool(await self._run("recording_delete", recording_id, reason, by))
+
+    # --- the audit trail ---------------------------------------------------------------------
+    async def audit(self, action: str, *, by: str, role: str, target: str, call_id: str = "",
+                    detail: Mapping[str, str] | None = None) -> None:
+        """Append who did what to what (listening to, downloading, deleting, supervising) to the
+        audit stream. Never pass a secret, a caller's number or audio."""
+        await self.redis.xadd(self.keys.audit, {
+            "at": str(int(time.time() * 1000)), "action": action, "by": by, "role": role, "target": target,
+            "call_id": call_id, "detail": json.dumps(dict(detail or {}), separators=(",", ":"))},
+            maxlen=AUDIT_MAXLEN, approximate=True)
+
+    async def audit_entries(self, *, action: str = "", by: str = "", target: str = "", from_ms: int = 0,
+                            to_ms: int = 2**53, before: str | None = None, limit: int = 100,
+                            budget: int = 5000) -> tuple[list[dict[str, Any]], str | None]:
+        """Audit entries newest first, filtered (``action`` exact or a prefix ending in ``.``/``*``),
+        before the entry id ``before``; at most ``budget`` entries are looked at per page (a page may
+        come back short with a cursor to go on from). Returns the entries and the next cursor."""
+        hi = f"({before}" if before else (f"{to_ms - 1}" if to_ms < 2**53 else "+")
+        lo = f"{from_ms}" if from_ms else "-"
+        out: list[dict[str, Any]] = []
+        looked, cursor = 0, None
+        prefix = action[:-1] if action.endswith("*") else action
+        while looked < budget and len(out) < limit:
+            rows: Any = await self.redis.xrevrange(self.keys.audit, max=hi, min=lo, count=min(500, budget - looked))
+            if not rows:
+                return out, None
+            for eid, fields in rows:
+                looked += 1
+                cursor = _s(eid)
+                f = {_s(k): _s(v) for k, v in fields.items()}
+                if action and not (f.get("action") == action or (action.endswith("*") and
+                                                                  f.get("action", "").startswith(prefix))):
+                    continue
+                if (by and f.get("by") != by) or (target and f.get("target") != target):
+                    continue
+                out.append({"id": cursor, "at": int(f.get("at") or 0), "action": f.get("action", ""),
+                            "by": f.get("by", ""), "role": f.get("role", ""), "target": f.get("target", ""),
+                            "call_id": f.get("call_id", ""), "detail": _json_object(f.get("detail"))})
+                if len(out) >= limit:
+                    return out, cursor
+            hi = f"({cursor}"
+        return out, cursor
+
     # --- event stream ----------------------------------------------------------------------
     async def read_events(self, last_id: str, block_ms: int | None = None,
                           count: int = 500) -> list[StreamEvent]:
@@ -1291,6 +1403,21 @@ class QueueStore:
         info = await self.redis.xinfo_stream(self.keys.events) if await self.redis.exists(
             self.keys.events) else None
         return _s(info["last-generated-id"]) if info else "0-0"
+
+
+def _recording(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    r: dict[str, Any] = {_s(k): _s(v) for k, v in raw.items()}
+    for f in ("started_at", "ended_at", "duration_ms", "bytes", "clock_rate", "delete_after", "version"):
+        with contextlib.suppress(ValueError):
+            r[f] = int(r.get(f) or 0)
+    for f in ("agents", "pauses"):
+        try:
+            v = json.loads(r.get(f) or "[]")
+        except ValueError:
+            v = []
+        r[f] = v if isinstance(v, list) else []
+    r["ivr"] = r.get("ivr") == "1"
+    return r
 
 
 def stream_event(entry: Any) -> StreamEvent:
