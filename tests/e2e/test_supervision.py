@@ -39,7 +39,7 @@ from tests.sniffer import LoopbackSniffer
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
 SUP_NUMBER = "+15550777"       # dialled through callbacks.dial_uri to the supervisor's desk phone
-OWN_PHONE_HANGS_UP_MS = 2500   # super1's own phone (its sip_uri) hangs up by itself this long after answering
+OWN_PHONE_HANGS_UP_MS = 1500   # super1's own phone (its sip_uri) hangs up by itself this long after answering
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
