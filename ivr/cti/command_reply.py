@@ -20,6 +20,7 @@ REFUSAL_STATUS: dict[str, type[IvrError]] = {
     "agent.not_found": NotFound,
     "queue.not_found": NotFound,
     "request.invalid": BadRequest,
+    "auth.forbidden": Forbidden,  # the worker checks the role again (live supervision)
 }
 
 
