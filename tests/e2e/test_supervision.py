@@ -63,7 +63,7 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     phones: dict[str, SippServer] = {}
     for party, port, calls, hang_ms, tone in (
             ("agent", h.agent_sip_port, 3, None, "agent"), ("target", agent2_port, 1, None, "target"),
-            ("supervisor", desk_port, 2, None, "supervisor"),
+            ("supervisor", desk_port, 4, None, "supervisor"),
             ("own", own_port, 1, OWN_PHONE_HANGS_UP_MS, "supervisor")):
         sf = render_scenario("cc_phone.xml", root / party, keep="agent-hangs-up" if hang_ms else "remote-hangs-up",
                              drop="remote-hangs-up" if hang_ms else "agent-hangs-up", ring_ms=200,
@@ -179,6 +179,17 @@ async def test_listen_whisper_barge_and_stop_reach_exactly_who_they_should(rig: 
         ("monitor.stop", "super1", {"reason": "supervisor_hangup"})], trail
     assert all(a["target"] == "agent1" for a in await audit(r, cid) if a["action"] != "monitor.denied")
 
+    # the agent leaves (a blind transfer to a queue with nobody in it): the supervisor's leg ends too
+    byes = r.phones["supervisor"].received("BYE")
+    await send(r, "POST", "super1", path, {"mode": "listen", "target_type": "number", "target": SUP_NUMBER})
+    await r.wait_record(cid, "the supervisor answered again", lambda rec: monitor_state(rec) == "talking")
+    await send(r, "POST", "agent1", f"/api/v1/calls/{cid}/transfer", {"target": {"type": "queue", "queue": "support"}})
+    rec = await r.wait_record(cid, "the supervision ended with the agent", lambda rec: "monitored" not in rec)
+    assert rec["state"] in ("transferring", "queued"), rec
+    stopped = [d for t, d in await r.events(cid) if t == "call.monitor"][-1]
+    assert (stopped["mode"], stopped["reason"]) == ("stopped", "agent_left"), stopped
+    await r.wait_record(cid, "the supervisor's phone hung up", lambda _: r.phones["supervisor"].received("BYE") > byes)
+
     await send(r, "POST", "super1", f"/api/v1/calls/{cid}/hangup")
     assert (await caller).ok
 
@@ -219,8 +230,18 @@ async def test_the_wallboard_supervises_and_the_desktop_shows_coaching_and_bargi
         await expect(cell).to_have_attribute("data-monitor", "", timeout=UI_MS)
         assert "monitored" not in await r.record(cid)
         await expect(board.page.locator("#error")).to_be_hidden()
+
+        # the call ends while supervised: the supervisor's leg ends with it, the buttons go
+        await cell.locator("button[data-monitor=listen]").click()
+        await r.wait_record(cid, "the supervisor answered again", lambda rec: monitor_state(rec) == "talking")
+        await expect(cell).to_have_attribute("data-monitor", "listen", timeout=UI_MS)
         await send(r, "POST", "agent1", f"/api/v1/calls/{cid}/hangup")
         assert (await caller).ok
+        ended = await r.wait_record(cid, "ended", lambda rec: rec.get("state") == "ended")
+        assert "monitored" not in ended, ended
+        stopped = [d for t, d in await r.events(cid) if t == "call.monitor"][-1]
+        assert (stopped["mode"], stopped["reason"]) == ("stopped", "call_ended"), stopped
+        await expect(cell.locator("button")).to_have_count(0, timeout=UI_MS)
         desk.expect_no_errors()
         board.expect_no_errors()
 
