@@ -23,7 +23,8 @@ from tests.sniffer import LoopbackSniffer
 
 RATE = 8000
 CALLER_HZ, AGENT_HZ, TARGET_HZ = 2300.0, 2700.0, 3100.0
-TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "target": TARGET_HZ}
+SUPERVISOR_HZ = 2500.0  # live supervision: the supervisor's phone (clear of the codecs' upper edge)
+TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "target": TARGET_HZ, "supervisor": SUPERVISOR_HZ}
 MOH_BAND = (200.0, 1900.0)
 SILENCE_DBFS = -50.0
 BAND_HZ = 40.0

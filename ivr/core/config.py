@@ -655,6 +655,16 @@ class CaseSettings(BaseModel):
         return v
 
 
+class SupervisionSettings(BaseModel):
+    """Live supervision: a supervisor listens to, whispers to or barges into a call with an agent,
+    on a phone the worker holding the call dials (docs/call-control.md, "Live supervision")."""
+
+    model_config = ConfigDict(extra="forbid")
+    notify_agent_on_listen: bool = Field(
+        False, description="the agent's desktop shows that it is listened to (whisper and barge always show)")
+    ring_s: float = Field(20.0, gt=0, le=120, description="how long the supervisor's phone rings")
+
+
 class AgentSeed(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -777,6 +787,7 @@ class Settings(BaseSettings):
     calls: CallControlSettings = CallControlSettings()
     cases: CaseSettings = CaseSettings()
     recording: RecordingSettings = RecordingSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
 

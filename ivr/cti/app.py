@@ -34,6 +34,7 @@ from ivr.cti import (
     pages,
     recordings,
     server,
+    supervision,
     system,
     webhooks,
 )
@@ -101,7 +102,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, recordings):
+                   metrics, campaigns, recordings, supervision):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -100,6 +100,11 @@ class CallRecord(BaseModel):
         None, description="[{at, by, from_agent, target_type, target, mode}]")
     transferred_from: str | None = Field(None, description="the agent of the last transfer")
     conference: list[str] | None = Field(None, description="agent ids while conferenced")
+    # live supervision (docs/call-control.md "Live supervision"); an agent sees them only while the
+    # agent's desktop is told (whisper, barge; listen with supervision.notify_agent_on_listen)
+    monitored: str | None = Field(None, description="listen, whisper or barge while a supervisor is on the call")
+    monitor: dict[str, Any] | None = Field(
+        None, description="{by, mode, state ringing/talking, since, notice} while a supervisor is on the call")
 
 
 _INTS = frozenset(name for name, f in CallRecord.model_fields.items()
@@ -107,9 +112,17 @@ _INTS = frozenset(name for name, f in CallRecord.model_fields.items()
 _FLOATS = frozenset(name for name, f in CallRecord.model_fields.items()
                     if f.annotation == (float | None))
 _JSON = frozenset({"journey", "route", "stages", "rtp", "voicemail", "variables", "crm", "callback", "consult",
-                   "transfers", "conference", "dispositions"})
+                   "transfers", "conference", "dispositions", "monitor"})
 #: stored on the record for the scripts, never shown
 _HIDDEN = frozenset({"ttl", "waited_ms"})
+
+
+def _monitor_notice(value: Any) -> str:
+    try:
+        monitor = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return ""
+    return str(monitor.get("notice") or "") if isinstance(monitor, dict) else ""
 
 
 def _decode(name: str, value: Any) -> Any:
@@ -126,10 +139,13 @@ def _decode(name: str, value: Any) -> Any:
     return value
 
 
-def call_view(raw: Mapping[str, Any]) -> dict[str, Any]:
+def call_view(raw: Mapping[str, Any], *, role: str = "") -> dict[str, Any]:
     """The JSON of a call record (the store's hash, strings or values already decoded) as
     :class:`CallRecord` says. A field that does not decode (a record of an older or broken writer)
-    is left out and logged, never an error: the rest of the record is shown."""
+    is left out and logged, never an error: the rest of the record is shown. For an agent (``role``)
+    a supervisor's listen it is not told of is left out."""
+    if role == "agent" and "monitored" in raw and not _monitor_notice(raw.get("monitor")):
+        raw = {k: v for k, v in raw.items() if k not in ("monitored", "monitor")}
     out: dict[str, Any] = {}
     bad: list[str] = []
     for name, value in raw.items():
@@ -224,7 +240,7 @@ async def get_call(request: web.Request) -> web.Response:
         cb = await store.get_callback(call["callback_id"])
         if cb is not None:
             call["callback"] = {k: cb[k] for k in ("id", "queue", "state", "place", "created_at") if k in cb}
-    return web.json_response(call_view(call))
+    return web.json_response(call_view(call, role=who.role))
 
 
 # --- the call list ----------------------------------------------------------------------------------
@@ -322,7 +338,7 @@ async def list_calls(request: web.Request) -> web.Response:
     raw_cursor = request.query.get("cursor")
     after = decode_cursor(query, raw_cursor) if raw_cursor is not None else None
     page = await request.app[STORE].list_calls(query, limit=limit, after=after)
-    return web.json_response({"calls": [call_view(c) for c in page.calls],
+    return web.json_response({"calls": [call_view(c, role=who.role) for c in page.calls],
                               "next_cursor": encode_cursor(query, page.next) if page.next else None})
 
 
@@ -411,7 +427,7 @@ async def set_disposition(request: web.Request) -> web.Response:
     await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id,
                                    agent_id=who.id if who.role == "agent" else "")
     log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id, case_id=case_id)
-    reply = call_view(await store.get_call(call_id) or {"call_id": call_id})
+    reply = call_view(await store.get_call(call_id) or {"call_id": call_id}, role=who.role)
     if req.case is not None:
         reply["case_id"] = case_id
     return web.json_response(reply)

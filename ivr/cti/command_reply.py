@@ -21,6 +21,7 @@ REFUSAL_STATUS: dict[str, type[IvrError]] = {
     "queue.not_found": NotFound,
     "request.invalid": BadRequest,
     "recording.not_allowed": Forbidden,
+    "auth.forbidden": Forbidden,  # the worker checks the role again (live supervision)
 }
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control
+from ivr.cti import call_control, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -485,6 +485,34 @@ SCHEMAS["CallTargets"] = {
         "numbers": {"type": "array", "items": {"type": "object", "required": ["label", "number"],
                                                "properties": {"label": STR, "number": STR}}}}}
 MODELS = (*MODELS, call_control.TargetBody, call_control.LeaveBody, call_control.DtmfBody)
+
+# --- live supervision (ivr.cti.supervision; docs/call-control.md "Live supervision") ---------------
+
+_MONITOR = (" Supervisors and admins only: anyone else gets 403 `auth.forbidden` and an audit entry "
+            "`monitor.denied`. Every start, change and stop is in the audit trail and an event `call.monitor`.")
+
+OPERATIONS.update({
+    ("POST", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Listen to, whisper to or barge into a call", "call control", STAFF, ok=202,
+        response=ref("CommandAccepted"), body=supervision.MonitorStartBody, errors=(400, 403, 404, 409, 504),
+        description="The worker holding the call dials the supervisor's phone (`target_type` number: a "
+        "number `calls.outbound_allow` allows, else 403 `number.not_allowed`; agent: the phone of that "
+        "agent, or of a configured user with a `sip_uri`, else 404 `agent.not_found`) as an extra leg; "
+        "it rings `supervision.ring_s`. listen: the supervisor hears caller and agent, nobody hears "
+        "the supervisor; whisper: the agent hears the supervisor too, the caller does not; barge: all "
+        "three talk. 409 `call.no_leg` when that worker has no leg free (the call is unchanged), 409 "
+        "`monitor.active` when a supervisor is already on the call." + _MONITOR + _COMMAND_ERRORS),
+    ("PATCH", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Switch between listen, whisper and barge", "call control", STAFF, ok=202,
+        response=ref("CommandAccepted"), body=supervision.MonitorChangeBody, errors=(400, 403, 404, 409, 504),
+        description="409 `monitor.none` when no supervisor is on the call." + _MONITOR + _COMMAND_ERRORS),
+    ("DELETE", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Stop supervising", "call control", STAFF, ok=202, response=ref("CommandAccepted"),
+        errors=(403, 404, 409, 504),
+        description="The supervisor's leg ends; caller and agent go on as before. 409 `monitor.none` "
+        "when no supervisor is on the call." + _MONITOR + _COMMAND_ERRORS),
+})
+MODELS = (*MODELS, supervision.MonitorStartBody, supervision.MonitorChangeBody)
 
 # --- complaint cases (ivr.cti.cases; docs/cti-api.md "Complaint cases") ----------------------------
 

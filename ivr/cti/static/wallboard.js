@@ -4,8 +4,10 @@
 // at once after a queue event. The "Complaints" tile (open cases per tier, overdue, due soon, first
 // contact met today) reads GET /api/v1/cases/counts every 30 s and after each case event; with cases
 // overdue, an alert says so and the "Overdue complaints" list (the supervisors' queue, oldest due
-// first) lets a supervisor assign each to an agent (PATCH owner). The token is kept in this tab's
-// sessionStorage only.
+// first) lets a supervisor assign each to an agent (PATCH owner). An agent on a call has Listen /
+// Whisper / Barge / Stop buttons (live supervision: the worker dials "Your phone" of the settings,
+// a number or an agent id; POST, then PATCH the mode, DELETE to stop). The token is kept in this
+// tab's sessionStorage only.
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
@@ -39,7 +41,10 @@ let campaignRefresh = null;
 let caseAlerts = []; // the complaints' alerts, shown with the queues'
 let overdueCases = []; // GET /api/v1/cases?due=overdue, oldest due first
 const OVERDUE_SHOWN = 50;
-let settings = {threshold: null, target: 80, waitAlert: 60};
+let settings = {threshold: null, target: 80, waitAlert: 60, phone: ""};
+const MONITOR_MODES = ["listen", "whisper", "barge"];
+const MONITOR_TEXT = {listen: "listened to", whisper: "coached", barge: "barged into"};
+const PHONE_NUMBER = /^\+?[0-9*#]{1,32}$/;
 
 // --- sign in / out -----------------------------------------------------------------------------------------
 
@@ -345,7 +350,8 @@ async function refreshAgents() {
                        phone: a.phone || null};
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
-      const kept = known && known.call_id === fetched.call_id ? {control: known.control, muted: known.muted} : {};
+      const kept = known && known.call_id === fetched.call_id
+        ? {control: known.control, muted: known.muted, monitor: known.monitor} : {};
       next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
         ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept});
     }
@@ -368,6 +374,8 @@ async function learnControls() {
       if (agents.get(a.agent_id) !== a || a.call_id !== rec.call_id) continue;
       a.control = RECORD_CONTROL[rec.state] || "";
       a.muted = rec.muted === true || rec.muted === "1";
+      const m = rec.monitor && typeof rec.monitor === "object" ? rec.monitor : null;
+      a.monitor = rec.monitored ? {mode: rec.monitored, by: m ? m.by : "", state: m ? m.state : ""} : null;
       scheduleAgents();
     } catch {
       // the call ended meanwhile: nothing to show
@@ -403,11 +411,58 @@ function renderAgents() {
                 "no phone") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
-      el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
+      el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""),
+      superviseCell(a));
   }));
   const counts = {};
   for (const a of agents.values()) counts[a.state] = (counts[a.state] || 0) + 1;
   drawStateChart($("state-chart"), counts, STATES);
+}
+
+// --- live supervision -----------------------------------------------------------------------------------
+
+/** Listen / Whisper / Barge / Stop for an agent on a call; the pressed one is the mode now. */
+function superviseCell(a) {
+  if (!a.call_id || a.state !== "oncall") return el("td", {class: "supervise"});
+  const m = a.monitor || null;
+  const button = (action, text, pressed) => {
+    const b = el("button", {type: "button", class: "quiet", dataset: {monitor: action},
+                            "aria-pressed": pressed ? "true" : "false"}, text);
+    b.disabled = action === "stop" && !m;
+    b.addEventListener("click", () => supervise(a, action, b));
+    return b;
+  };
+  return el("td", {class: "supervise", dataset: {monitor: m ? m.mode : ""}},
+    ...MONITOR_MODES.map((mode) => button(mode, mode[0].toUpperCase() + mode.slice(1), Boolean(m) && m.mode === mode)),
+    button("stop", "Stop", false),
+    m ? el("span", {class: "pill control", dataset: {state: "monitor"}},
+           `${MONITOR_TEXT[m.mode] || m.mode}${m.by ? ` by ${m.by}` : ""}${m.state === "ringing" ? " (ringing)" : ""}`) : null);
+}
+
+async function supervise(a, action, button) {
+  showError($("error"), null);
+  const path = `/api/v1/calls/${encodeURIComponent(a.call_id)}/monitor`;
+  button.disabled = true;
+  try {
+    if (action === "stop") {
+      await api(token, "DELETE", path);
+      a.monitor = null;
+    } else if (a.monitor) {
+      await api(token, "PATCH", path, {mode: action});
+      a.monitor = {...a.monitor, mode: action};
+    } else {
+      const phone = (settings.phone || "").trim();
+      if (!phone) throw new Error("Enter your phone (a number or your agent id) above first: the call rings it.");
+      await api(token, "POST", path, {mode: action, target_type: PHONE_NUMBER.test(phone) ? "number" : "agent",
+                                      target: phone});
+      a.monitor = {mode: action, by: "", state: "ringing"};  // call.monitor follows when the phone answers
+    }
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+    scheduleAgents();
+  }
 }
 
 function onAgentState(ev) {
@@ -420,7 +475,7 @@ function onAgentState(ev) {
     a.call_id = "";
   }
   // a consulted agent is marked by call.consult_started before its phone rings: keep it while busy
-  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false});
+  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false, monitor: null});
   agents.set(ev.agent_id, a);
 }
 
@@ -482,6 +537,7 @@ function loadSettings() {
   }
   $("sl-target").value = settings.target;
   $("wait-alert").value = settings.waitAlert;
+  $("sup-phone").value = settings.phone || "";
 }
 
 function saveSettings() {
@@ -489,6 +545,7 @@ function saveSettings() {
   if (target >= 1 && target <= 100) settings.target = target;
   if (waitAlert >= 1) settings.waitAlert = waitAlert;
   settings.threshold = $("sl-threshold").value || settings.threshold;
+  settings.phone = $("sup-phone").value.trim();
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
   renderQueues();
 }
