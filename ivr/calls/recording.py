@@ -255,7 +255,9 @@ class RecordingFinisher:
                 rid = await self._finish(job_dir)
             except Exception as exc:
                 self.failed += 1
-                log.error("recording.finish_failed", job=job_dir.name, error=type(exc).__name__, detail=str(exc)[:300])
+                # the message may quote ffmpeg, which names files: only the job's id leaves the worker
+                detail = str(exc).replace(str(job_dir), "<job>")[:300]
+                log.error("recording.finish_failed", job=job_dir.name, error=type(exc).__name__, detail=detail)
                 await asyncio.to_thread(_set_aside, job_dir)
                 return None
             self.done += 1

@@ -500,7 +500,7 @@ OPERATIONS.update({
         "agent, or of a configured user with a `sip_uri`, else 404 `agent.not_found`) as an extra leg; "
         "it rings `supervision.ring_s`. listen: the supervisor hears caller and agent, nobody hears "
         "the supervisor; whisper: the agent hears the supervisor too, the caller does not; barge: all "
-        "three talk. 409 `call.no_leg` when that worker has no leg free (the call is unchanged), 409 "
+        "three talk. 503 `call.no_leg` (Retry-After) when that worker has no leg free (the call is unchanged), 409 "
         "`monitor.active` when a supervisor is already on the call." + _MONITOR + _COMMAND_ERRORS),
     ("PATCH", "/api/v1/calls/{call_id}/monitor"): Operation(
         "Switch between listen, whisper and barge", "call control", STAFF, ok=202,

@@ -6,7 +6,7 @@ leg; ``PATCH`` {mode} switches listen / whisper / barge; ``DELETE`` ends the sup
 one command (:mod:`ivr.core.commands`: MonitorStart, MonitorChange, MonitorStop) carried out by the
 worker (:class:`ivr.calls.agent_call.AgentCall`), which also writes the audit trail of every start,
 change and stop. Supervisors and admins only: anyone else gets 403 and an audit entry
-``monitor.denied``. No leg free on that worker: 409 ``call.no_leg`` with the call unchanged.
+``monitor.denied``. No leg free on that worker: 503 ``call.no_leg`` (Retry-After) with the call unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ivr.core import commands
-from ivr.core.errors import Conflict, Forbidden, IvrError, NotFound
+from ivr.core.errors import Conflict, Forbidden, NotFound
 from ivr.core.logging import get_logger
 from ivr.cti.agents import AGENT_ID
 from ivr.cti.auth import User
@@ -78,13 +78,9 @@ async def _live(request: web.Request, call_id: str) -> None:
 
 
 async def _send(request: web.Request, command: commands.Command, name: str) -> web.Response:
-    """Send, and answer a worker with no leg free as 409 ``call.no_leg`` (the call is unchanged)."""
-    try:
-        return await send_command(request, command, name)
-    except IvrError as exc:
-        if exc.code == "call.no_leg":
-            raise Conflict(exc.message, code="call.no_leg") from None
-        raise
+    """Send; a worker with no leg free answers 503 ``call.no_leg`` with Retry-After, as for a consult
+    (the call is unchanged; a leg frees when one of the worker's calls ends)."""
+    return await send_command(request, command, name)
 
 
 async def start_monitor(request: web.Request) -> web.Response:

@@ -248,7 +248,7 @@ async def test_the_wallboard_supervises_and_the_desktop_shows_coaching_and_bargi
 
 async def test_a_worker_with_every_leg_spent_refuses_with_409_and_the_call_stays(rig: Rig, tmp_path: Path) -> None:
     """One worker, two callers each talking to an agent: its 4 legs are spent, so the supervisor's
-    phone cannot be dialled: 409 call.no_leg before anything changes."""
+    phone cannot be dialled: 503 call.no_leg (as a consult) before anything changes."""
     r = dataclasses.replace(rig, workdir=tmp_path)
     await wait_agent_state(r.hotline, "agent1", "available", timeout=r.hotline.wrapup_s + 10)  # wrap-up over
     await login(r.http, r.hotline, "agent1")
@@ -260,7 +260,7 @@ async def test_a_worker_with_every_leg_spent_refuses_with_409_and_the_call_stays
     invites = r.phones["supervisor"].received("INVITE")
     before = await r.record(cid)
     err = await send(r, "POST", "super1", f"/api/v1/calls/{cid}/monitor",
-                     {"mode": "barge", "target_type": "number", "target": SUP_NUMBER}, expect=409)
+                     {"mode": "barge", "target_type": "number", "target": SUP_NUMBER}, expect=503)
     assert err["error"]["code"] == "call.no_leg", err
     assert await r.record(cid) == before
     assert "monitored" not in before

@@ -1,7 +1,7 @@
 """The live-supervision routes (ivr/cti/supervision.py) on a real API, a real Redis and real HTTP:
 who may (supervisors and admins; anyone else 403 and audited), what a request must hold (400), what
 is refused before anything reaches the worker (404, 403 number.not_allowed, 409 call.ended), the
-worker's refusals (409 call.no_leg), and an agent's view of its own record. The worker's side is
+worker's refusals (503 call.no_leg, as a consult), and an agent's view of its own record. The worker's side is
 played as in tests/service/test_call_commands.py; the real worker is in tests/e2e/test_supervision.py."""
 
 from __future__ import annotations
@@ -107,13 +107,13 @@ async def test_refusals_before_the_worker(api: Api, store: QueueStore, redis: Re
     assert await redis.llen(store.keys.worker_inbox("w0")) == 1  # the offer only
 
 
-async def test_the_worker_gets_the_command_and_its_no_leg_is_a_409(api: Api, store: QueueStore) -> None:
+async def test_the_worker_gets_the_command_and_its_no_leg_is_a_503(api: Api, store: QueueStore) -> None:
     await talking(store)
     await store.next_message("w0", timeout_s=1)  # the offer
     async with aiohttp.ClientSession() as http:
         worker = asyncio.create_task(serve_one(store, "w0", commands.Status.REFUSED, "call.no_leg"))
         async with http.post(f"{api.url}/api/v1/calls/c1/monitor", json=START, headers=SUPER) as r:
-            assert r.status == 409 and await code_of(r) == "call.no_leg"
+            assert r.status == 503 and await code_of(r) == "call.no_leg"
         sent = await worker
         assert isinstance(sent, commands.MonitorStart)
         assert (sent.mode, sent.target_type, sent.target, sent.by, sent.role) == (
