@@ -85,7 +85,7 @@ class AgentCall:
         self.language_hint = ""          # the caller's language when known (a transfer's route)
         # recording (ivr.calls.recording): the policy of the queue the call was answered from
         self.recording: CallRecording | None = None
-        self.record_policy = "never"
+        self.record_policy: str | None = None  # set when the caller is queued; else the queue's of the offer
         self.record_override: str | None = None  # the plan's queue node's ``recording``
         # live supervision: the supervisor's leg, its mode, who started it (for the audit trail)
         self.monitor_leg: Leg | None = None
@@ -519,9 +519,16 @@ class AgentCall:
         if self.record_policy == "always" and self.ctx.settings.recording.announce:
             await self._record_notice(wait=True)  # before the music: the caller hears it whole
 
+    def _policy(self) -> str:
+        """The call's recording policy: its queue's when it was queued, else (a callback, a
+        click-to-dial) that of the queue of the offer the agent took (``recording.policy`` without one)."""
+        if self.record_policy is None:
+            return policy_for(self.ctx.settings, self.queue, self.record_override)
+        return self.record_policy
+
     async def _record_answered(self) -> None:
         """An agent answered: with ``always`` the recording starts (or goes on after the IVR part)."""
-        if self.record_policy != "always" or self.ctx.finisher is None:
+        if self._policy() != "always" or self.ctx.finisher is None:
             return
         try:
             if self.recording is None or not self.recording.running:
@@ -538,7 +545,7 @@ class AgentCall:
         rec = self.recording
         accepted = Reply(cmd.command_id, Status.ACCEPTED)
         if isinstance(cmd, commands.RecordStart):
-            if self.record_policy == "never" or self.ctx.finisher is None:
+            if self._policy() == "never" or self.ctx.finisher is None:
                 return _refused(cmd, "recording.not_allowed", "calls of this queue are never recorded")
             if rec is not None and rec.running:
                 if "policy" in rec.pause_reasons:
