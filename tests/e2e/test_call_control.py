@@ -139,22 +139,35 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
     servers: dict[str, SippServer] = {}
     for party, port, hang in (("agent", h.agent_sip_port, agent1_hangs_up_after_ms),
                               ("target", port2, agent2_hangs_up_after_ms), ("customer", port3, None)):
-        if party not in phones:
-            continue
-        sf = render_scenario("cc_phone.xml", tmp_path / party, keep="agent-hangs-up" if hang else "remote-hangs-up",
-                             drop="remote-hangs-up" if hang else "agent-hangs-up", ring_ms=200,
-                             talk_ms=hang or 60000, audio_pcap=pcaps[party])
-        calls = agent_calls if party == "agent" else 1
-        servers[party] = SippServer(sf, workdir=tmp_path, tag=party, port=port,
-                                    extra=["-m", str(calls), "-mp", str(media[party])])
+        if party in phones:
+            servers[party] = phone(tmp_path, party, port=port, media_port=media[party], pcap=pcaps[party],
+                                   hang_ms=hang, calls=agent_calls if party == "agent" else 1)
+    async with running(h, tmp_path, servers, media, pcaps, max_seconds=170) as r:
+        yield r
+
+
+def phone(root: Path, party: str, *, port: int, media_port: int, pcap: Path, hang_ms: int | None = None,
+          calls: int = 1) -> SippServer:
+    """A sipp phone that answers ``calls`` calls (after 200 ms of ringing) and sends ``pcap``; with
+    ``hang_ms`` it hangs up by itself that long after answering."""
+    sf = render_scenario("cc_phone.xml", root / party, keep="agent-hangs-up" if hang_ms else "remote-hangs-up",
+                         drop="remote-hangs-up" if hang_ms else "agent-hangs-up", ring_ms=200,
+                         talk_ms=hang_ms or 60000, audio_pcap=pcap)
+    return SippServer(sf, workdir=root, tag=party, port=port, extra=["-m", str(calls), "-mp", str(media_port)])
+
+
+@contextlib.asynccontextmanager
+async def running(h: Hotline, root: Path, phones: dict[str, SippServer], media: dict[str, int],
+                  pcaps: dict[str, Path], *, max_seconds: float) -> AsyncIterator[Rig]:
+    """Start the hotline, a sniffer on the parties' media ports and the phones; the rig; stop it all."""
     try:
         await h.start()
-        with LoopbackSniffer(ports=set(media.values()), max_seconds=170) as sniffer:
+        with LoopbackSniffer(ports=set(media.values()), max_seconds=max_seconds) as sniffer:
             async with contextlib.AsyncExitStack() as stack:
-                for server in servers.values():
+                for server in phones.values():
                     await stack.enter_async_context(server)
                 async with aiohttp.ClientSession() as http:
-                    yield Rig(h, http, tmp_path, sniffer, media, servers, pcaps)
+                    yield Rig(h, http, root, sniffer, media, phones, pcaps)
     finally:
         h.stop()
 

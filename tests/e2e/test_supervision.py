@@ -13,14 +13,12 @@ One hotline (one worker, so that two calls fill its 4 legs) and one set of phone
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import expect
@@ -28,13 +26,10 @@ from playwright.async_api import expect
 from tests.browser import chromium
 from tests.call_audio import AGENT_HZ, CALLER_HZ, SUPERVISOR_HZ, TARGET_HZ, tone_pcap
 from tests.e2e.conftest import Hotline
-from tests.e2e.test_call_control import Rig, call_in
+from tests.e2e.test_call_control import Rig, call_in, phone, running
 from tests.e2e.test_pages_call_control import UI_MS, desktop, row, wallboard
 from tests.e2e.test_walking_skeleton import login, wait_agent_state
 from tests.ports import free_udp_tcp_port
-from tests.scenarios import render_scenario
-from tests.sipp_helpers import SippServer
-from tests.sniffer import LoopbackSniffer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -60,26 +55,14 @@ async def rig(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
     media = {p: free_udp_tcp_port() for p in ("caller", "agent", "target", "supervisor", "own")}
     pcaps = {p: tone_pcap(hz, 60, root / f"{p}.pcap") for p, hz in (
         ("caller", CALLER_HZ), ("agent", AGENT_HZ), ("target", TARGET_HZ), ("supervisor", SUPERVISOR_HZ))}
-    phones: dict[str, SippServer] = {}
-    for party, port, calls, hang_ms, tone in (
-            ("agent", h.agent_sip_port, 3, None, "agent"), ("target", agent2_port, 1, None, "target"),
-            ("supervisor", desk_port, 4, None, "supervisor"),
-            ("own", own_port, 1, OWN_PHONE_HANGS_UP_MS, "supervisor")):
-        sf = render_scenario("cc_phone.xml", root / party, keep="agent-hangs-up" if hang_ms else "remote-hangs-up",
-                             drop="remote-hangs-up" if hang_ms else "agent-hangs-up", ring_ms=200,
-                             talk_ms=hang_ms or 60000, audio_pcap=pcaps[tone])
-        phones[party] = SippServer(sf, workdir=root, tag=party, port=port,
-                                   extra=["-m", str(calls), "-mp", str(media[party])])
-    try:
-        await h.start()
-        with LoopbackSniffer(ports=set(media.values()), max_seconds=150) as sniffer:
-            async with contextlib.AsyncExitStack() as stack:
-                for phone in phones.values():
-                    await stack.enter_async_context(phone)
-                async with aiohttp.ClientSession() as http:
-                    yield Rig(h, http, root, sniffer, media, phones, pcaps)
-    finally:
-        h.stop()
+    phones = {party: phone(root, party, port=port, media_port=media[party], pcap=pcaps[tone], hang_ms=hang_ms,
+                           calls=calls)
+              for party, port, calls, hang_ms, tone in (
+                  ("agent", h.agent_sip_port, 3, None, "agent"), ("target", agent2_port, 1, None, "target"),
+                  ("supervisor", desk_port, 4, None, "supervisor"),
+                  ("own", own_port, 1, OWN_PHONE_HANGS_UP_MS, "supervisor"))}
+    async with running(h, root, phones, media, pcaps, max_seconds=150) as r:
+        yield r
 
 
 async def send(r: Rig, method: str, who: str, path: str, body: dict[str, Any] | None = None,
