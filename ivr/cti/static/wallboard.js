@@ -6,12 +6,15 @@
 // overdue, an alert says so and the "Overdue complaints" list (the supervisors' queue, oldest due
 // first) lets a supervisor assign each to an agent (PATCH owner). An agent on a call has Listen /
 // Whisper / Barge / Stop buttons (live supervision: the worker dials "Your phone" of the settings,
-// a number or an agent id; POST, then PATCH the mode, DELETE to stop). The token is kept in this
+// a number or an agent id; POST, then PATCH the mode, DELETE to stop). A call with a recording (its
+// record's ``recording_id``, or recording.saved while the agent still holds it) has a Play button, and
+// "Recent recordings" lists the newest 20 (recording.js plays them). The token is kept in this
 // tab's sessionStorage only.
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
 import {floorControl} from "./callcontrol.js";
+import {RecordingList, RecordingPlayer} from "./recording.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
 const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
@@ -41,6 +44,9 @@ let campaignRefresh = null;
 let caseAlerts = []; // the complaints' alerts, shown with the queues'
 let overdueCases = []; // GET /api/v1/cases?due=overdue, oldest due first
 const OVERDUE_SHOWN = 50;
+const player = new RecordingPlayer({token: () => token, error: (err) => showError($("error"), err)});
+const recent = new RecordingList({token: () => token, player, limit: 20, paging: false, agent: true});
+let recentRefresh = null;
 let settings = {threshold: null, target: 80, waitAlert: 60, phone: ""};
 const MONITOR_MODES = ["listen", "whisper", "barge"];
 const MONITOR_TEXT = {listen: "listened to", whisper: "coached", barge: "barged into"};
@@ -57,6 +63,7 @@ async function signIn(tok) {
   $("signout").hidden = false;
   setQueues(data.queues);
   await refreshAgents();
+  recent.load();
   if (feed) feed.stop();
   feed = new EventFeed({
     path: "/api/v1/events", token, resume: false, onHello, onEvent,
@@ -78,6 +85,8 @@ function signOut() {
   timers.forEach(clearInterval);
   timers = [];
   token = null;
+  player.close();
+  recent.clear();
   sessionStorage.removeItem(TOKEN_KEY);
   agents = new Map();
   $("board").hidden = true;
@@ -351,7 +360,8 @@ async function refreshAgents() {
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
       const kept = known && known.call_id === fetched.call_id
-        ? {control: known.control, muted: known.muted, monitor: known.monitor} : {};
+        ? {control: known.control, muted: known.muted, monitor: known.monitor, recording: known.recording,
+           recording_id: known.recording_id} : {};
       next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
         ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept});
     }
@@ -376,6 +386,8 @@ async function learnControls() {
       a.muted = rec.muted === true || rec.muted === "1";
       const m = rec.monitor && typeof rec.monitor === "object" ? rec.monitor : null;
       a.monitor = rec.monitored ? {mode: rec.monitored, by: m ? m.by : "", state: m ? m.state : ""} : null;
+      a.recording = rec.recording || a.recording || "";
+      a.recording_id = rec.recording_id || a.recording_id || "";
       scheduleAgents();
     } catch {
       // the call ended meanwhile: nothing to show
@@ -411,12 +423,48 @@ function renderAgents() {
                 "no phone") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
-      el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""),
+      callCell(a, c),
       superviseCell(a));
   }));
   const counts = {};
   for (const a of agents.values()) counts[a.state] = (counts[a.state] || 0) + 1;
   drawStateChart($("state-chart"), counts, STATES);
+}
+
+/** The agent's call: who and which queue; recorded or not; a Play button once its recording is stored. */
+function callCell(a, c) {
+  if (!a.call_id) return el("td", {class: "call"});
+  return el("td", {class: "call", dataset: {callId: a.call_id, recordingId: a.recording_id || ""}},
+    c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id,
+    a.recording && !a.recording_id ? el("span", {class: "pill control rec", dataset: {state: "rec-on"},
+                                                 title: "this call is being recorded"}, "recorded") : null,
+    a.recording_id ? el("button", {type: "button", class: "quiet", dataset: {play: a.recording_id},
+                                   "aria-label": `play the recording of call ${a.call_id}`}, "▶ Play") : null);
+}
+
+function scheduleRecent() {
+  if (recentRefresh) return;
+  recentRefresh = setTimeout(() => {
+    recentRefresh = null;
+    recent.load();
+  }, 250);
+}
+
+/** recording.started / .saved / .deleted (the floor's recording events: ids only). */
+function onRecordingEvent(ev) {
+  const holder = [...agents.values()].find((a) => a.call_id && a.call_id === ev.call_id);
+  if (ev.type === "recording.started") {
+    if (holder) holder.recording = "on";
+  } else if (ev.type === "recording.saved") {
+    if (holder) holder.recording_id = ev.recording_id;
+    scheduleRecent();
+  } else if (ev.type === "recording.deleted") {
+    for (const a of agents.values()) if (a.recording_id === ev.recording_id) a.recording_id = "";
+    scheduleRecent();
+  } else {
+    return;
+  }
+  scheduleAgents();
 }
 
 // --- live supervision -----------------------------------------------------------------------------------
@@ -472,7 +520,7 @@ function onAgentState(ev) {
   Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || ""});
   if (!ON_CALL.has(ev.state) && a.call_id) {
     calls.delete(a.call_id);
-    a.call_id = "";
+    Object.assign(a, {call_id: "", recording: "", recording_id: ""});
   }
   // a consulted agent is marked by call.consult_started before its phone rings: keep it while busy
   if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false, monitor: null});
@@ -483,6 +531,7 @@ function onAgentState(ev) {
 
 function onHello() {
   refreshAgents();
+  scheduleRecent();
   refreshQueues();
   refreshCases();
 }
@@ -501,8 +550,10 @@ function onEvent(ev) {
   } else if (ev.type === "call.offered") {
     calls.set(ev.call_id, {ani: ev.ani, queue: ev.queue});
     const a = agents.get(ev.agent_id);
-    if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false});
+    if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false, recording: "", recording_id: ""});
     scheduleAgents();
+  } else if (ev.type.startsWith("recording.")) {
+    onRecordingEvent(ev);
   } else if (floorControl(agents, ev)) {
     scheduleAgents();
   }
@@ -563,6 +614,10 @@ function start() {
   });
   $("signout").addEventListener("click", signOut);
   $("settings").addEventListener("change", saveSettings);
+  $("agent-rows").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-play]");
+    if (button) player.playId(button.dataset.play);
+  });
   $("settings").addEventListener("submit", (event) => event.preventDefault());
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved).catch((err) => showError($("error"), err));
