@@ -706,7 +706,18 @@ OPERATIONS.update({
         description="Stereo: the caller on the left channel, the agent side on the right. Supports HTTP Range "
         "(206). Audited (`recording.play`, once per play: the request without a Range or from byte 0; "
         "`recording.download` with `?download=1`, which also names the file). " + _HEAR + ".",
-        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),), errors=(403, 404)),
+        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),
+                Param("play", {"type": "string", "pattern": r"^[0-9]{10,16}\.[A-Za-z0-9_.-]{1,64}\.[A-Za-z0-9_-]{43}$"},
+                      "a play link's signature (`POST .../play`): instead of the bearer token")),
+        errors=(403, 404)),
+    ("POST", "/api/v1/recordings/{recording_id}/play"): Operation(
+        "A play link for an <audio> element", "recordings", ALL_ROLES, response={
+            "type": "object", "required": ["url", "expires_at"],
+            "properties": {"url": {"type": "string"}, "expires_at": INT}},
+        description="The audio URL with a signature that opens this one recording for 5 minutes without the "
+        "bearer token (an `<audio src>` cannot send it), so the browser streams and seeks with Range. The play "
+        "is audited here (`recording.play`, once). A changed or expired link: 401 `auth.play_link`. " + _HEAR
+        + ".", errors=(403, 404)),
     ("DELETE", "/api/v1/recordings/{recording_id}"): Operation(
         "Delete a recording (file and index)", "recordings", ("admin",), response=OBJ,
         description="Audited (`recording.deleted`); `recording.deleted` event.", errors=(404,)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -1337,6 +1338,12 @@ class QueueStore:
         """Take a recording (whose file is gone) out of the index; ``recording.deleted``. False when
         it was not indexed."""
         return bool(await self._run("recording_delete", recording_id, reason, by))
+
+    async def playback_secret(self) -> bytes:
+        """The key recording play links are signed with: made once, shared by every API instance."""
+        await self.redis.set(self.keys.playback_secret, secrets.token_hex(32), nx=True)
+        raw = await self.redis.get(self.keys.playback_secret)
+        return bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw).encode()
 
     # --- the audit trail ---------------------------------------------------------------------
     async def audit(self, action: str, *, by: str, role: str, target: str, call_id: str = "",
