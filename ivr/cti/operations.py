@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control, supervision
+from ivr.cti import call_control, recordings, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -716,7 +716,7 @@ OPERATIONS.update({
             "properties": {"url": {"type": "string"}, "expires_at": INT}},
         description="The audio URL with a signature that opens this one recording for 5 minutes without the "
         "bearer token (an `<audio src>` cannot send it), so the browser streams and seeks with Range. The play "
-        "is audited here (`recording.play`, once). A changed or expired link: 401 `auth.play_link`. " + _HEAR
+        "is audited here (`recording.play`, once). A changed or expired link: 401 `auth.invalid_token`. " + _HEAR
         + ".", errors=(403, 404)),
     ("DELETE", "/api/v1/recordings/{recording_id}"): Operation(
         "Delete a recording (file and index)", "recordings", ("admin",), response=OBJ,
@@ -726,8 +726,11 @@ OPERATIONS.update({
         description="Who played, downloaded, deleted or was refused a recording, who supervised a call "
         "(and whatever else is audited). At most 5,000 entries are looked at per page: with a narrow "
         "filter a page may come back short with a `next_cursor` to go on from.",
-        params=(Param("action", {"type": "string"}, "an action (`recording.play`) or a prefix (`recording.*`)"),
-                Param("by", NAME_SCHEMA, "who"), Param("target", {"type": "string"}, "what (a recording id...)"),
+        params=(Param("action", {"type": "string", "pattern": recordings.AUDIT_ACTION.pattern},
+                      "an action (`recording.play`) or a prefix (`recording.*`)"),
+                Param("by", NAME_SCHEMA, "who"),
+                Param("target", {"type": "string", "pattern": recordings.AUDIT_TARGET.pattern},
+                      "what (a recording id, an agent id...)"),
                 Param("from", TIME_SCHEMA, "at or after"), Param("to", TIME_SCHEMA, "before"),
                 Param("cursor", {"type": "string", "pattern": r"^[0-9]{1,15}-[0-9]{1,15}$"}, "the `next_cursor`"),
                 LIMIT), errors=(400,)),

@@ -46,6 +46,8 @@ AUDIT_ID = re.compile(r"^[0-9]{1,15}-[0-9]{1,15}$")
 _MEDIA = {"opus": "audio/ogg", "mp3": "audio/mpeg"}
 _HIDDEN = frozenset({"key", "store"})
 _NAME = r"[A-Za-z0-9_.-]{1,64}"
+AUDIT_ACTION = re.compile(r"^[a-z_]{1,32}(\.[a-z_]{1,32})?\*?$|^[a-z_]{1,32}\.\*$")
+AUDIT_TARGET = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 PLAY_LINK_S = 300  # a play link opens its recording this long
 PLAY_TOKEN = re.compile(r"^([0-9]{10,16})\.([A-Za-z0-9_.-]{1,64})\.([A-Za-z0-9_-]{43})$")
 
@@ -58,7 +60,7 @@ def _signature(secret: bytes, rid: str, who: str, expires: int) -> str:
 async def _play_link_ok(request: web.Request, rid: str, token: str) -> str:
     """The user a valid, unexpired play link of ``rid`` was made for; 401 otherwise."""
     m = PLAY_TOKEN.match(token)
-    bad = Unauthorized("the play link is not valid or has expired: ask for a new one", code="auth.play_link")
+    bad = Unauthorized("the play link is not valid or has expired: ask for a new one", code="auth.invalid_token")
     if m is None:
         raise bad
     expires, who, sig = int(m.group(1)), m.group(2), m.group(3)
@@ -140,10 +142,8 @@ async def recording_audio(request: web.Request) -> web.StreamResponse:
     token = request.query.get("play")
     if token is not None:
         rid = request.match_info["recording_id"]
-        if not RECORDING_ID.match(rid):
-            raise NotFound("no such recording", code="recording.not_found")
-        await _play_link_ok(request, rid, token)
-        rec = await request.app[STORE].get_recording(rid)
+        await _play_link_ok(request, rid, token)  # first: without a valid link nothing is said (401)
+        rec = await request.app[STORE].get_recording(rid) if RECORDING_ID.match(rid) else None
         if rec is None:
             raise NotFound("no such recording", code="recording.not_found")
         return await _serve(request, rec, download=False)
@@ -195,10 +195,9 @@ async def delete_recording(request: web.Request) -> web.Response:
 async def list_audit(request: web.Request) -> web.Response:
     who = await user(request)
     require_role(who, "admin")
-    action = query_choice(request, "action", r"[a-z_]{1,32}(\.[a-z_]{1,32})?(\*)?|[a-z_]{1,32}\.\*", "an action, "
-                          "or a prefix ending in .*")
+    action = query_choice(request, "action", AUDIT_ACTION, "an action, or a prefix ending in .*")
     by = query_choice(request, "by", _NAME, "a user id")
-    target = query_choice(request, "target", r"[A-Za-z0-9_.:-]{1,80}", "a target id")
+    target = query_choice(request, "target", AUDIT_TARGET, "a target id")
     start, end = time_param(request, "from"), time_param(request, "to")
     before = query_choice(request, "cursor", AUDIT_ID.pattern[1:-1], "the next_cursor of the previous page")
     entries, nxt = await request.app[STORE].audit_entries(

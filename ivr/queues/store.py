@@ -1361,6 +1361,9 @@ class QueueStore:
         """Audit entries newest first, filtered (``action`` exact or a prefix ending in ``.``/``*``),
         before the entry id ``before``; at most ``budget`` entries are looked at per page (a page may
         come back short with a cursor to go on from). Returns the entries and the next cursor."""
+        from_ms = max(0, from_ms)
+        if to_ms <= from_ms:
+            return [], None
         hi = f"({before}" if before else (f"{to_ms - 1}" if to_ms < 2**53 else "+")
         lo = f"{from_ms}" if from_ms else "-"
         out: list[dict[str, Any]] = []
