@@ -3,8 +3,9 @@
 Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
 configured; prompt pre-build; the API (it needs only Redis, and loads while the workers do); the
 speech service; the transcriber when ``quality.transcribe`` (niced: recordings to text after the
-calls); N workers; the Kamailio edge once the workers are alive. Prints the banner when every role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the
-others stop in reverse order, and it exits 0.
+calls); N workers; the Kamailio edge once the workers are alive. Prints the banner when every
+role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the others
+stop in reverse order, and it exits 0.
 """
 
 from __future__ import annotations
