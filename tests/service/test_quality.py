@@ -289,8 +289,8 @@ async def test_search_by_words_agent_queue_and_date_with_matches_in_context(rig:
     status, r = await get(f"{search}?q=여보세요", AGENT2)
     assert [h["recording_id"] for h in r["hits"]] == [rig.ids["other"]]
     assert (await get(f"{search}?q=여보세요&agent=agent1", AGENT2))[0] == 403
-    for bad in ("q=" + "가" * 201, "q=" + "+".join("가" * 11), "agent=no%20such", "since=yesterday",
-                "since=2024-05-02&until=2024-05-01", "limit=0", "cursor=!!"):
+    assert (await get(f"{search}?since=2024-05-02&until=2024-05-01", ADMIN))[1]["hits"] == []
+    for bad in ("q=" + "가" * 201, "agent=no%20such", "since=yesterday", "limit=0", "cursor=!!"):
         status, err = await get(f"{search}?{bad}", ADMIN)
         assert status == 400 and err["error"]["code"] == "request.invalid", bad
     searches = [e for e in await audit(rig) if e["action"] == "transcript.search"]
