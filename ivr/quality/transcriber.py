@@ -112,7 +112,7 @@ class Decoder:
         return words, size
 
     def decode(self, path: Path) -> Decoded:
-        """Both channels of a stereo recording (a mono file: its one channel is both)."""
+        """Both channels of a stereo recording (channel 0 the caller, 1 the agent side)."""
         t0 = time.monotonic()
         out: list[tuple[Word, ...]] = []
         longest = 0

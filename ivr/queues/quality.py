@@ -22,7 +22,8 @@ from ivr.queues.store import QueueStore
 
 _ERRORS: dict[str, type[IvrError]] = {"recording.not_found": NotFound, "request.invalid": BadRequest}
 SEARCH_BUDGET = 5000  # transcripts one search page looks at, at most
-REPORT_BUDGET = 100_000  # recordings one report looks at, at most
+REPORT_BUDGET = 200_000  # recordings one report looks at, at most
+REPORT_SLICE = 2000  # recordings one report script looks at (Redis stays responsive)
 
 
 @dataclass(frozen=True)
@@ -153,24 +154,41 @@ class QualityStore:
         nxt = data.get("next")
         return SearchPage(hits, (int(nxt[0]), str(nxt[1])) if isinstance(nxt, list) else None)
 
-    async def report(self, *, from_ms: int, to_ms: int, agent_id: str = "",
-                     budget: int = REPORT_BUDGET) -> dict[str, Any]:
+    async def report(self, *, from_ms: int, to_ms: int, agent_id: str = "", budget: int = REPORT_BUDGET,
+                     slice_size: int = REPORT_SLICE) -> dict[str, Any]:
         """Per-agent figures of the recordings that started in [from_ms, to_ms): calls, talk time,
-        scored calls, average and lowest score, flags per name, reviews and their average."""
-        raw = json.loads(_s(await self._run("quality_report", from_ms, to_ms, budget, agent_id)))
-        agents = raw.get("agents") or {}
+        scored calls, average and lowest score, flags per name, reviews and their average. Read in
+        slices of ``slice_size`` (each one short script); at most ``budget`` recordings (``truncated``)."""
+        totals: dict[str, dict[str, Any]] = {}
+        looked = 0
+        while looked < budget:
+            raw = json.loads(_s(await self._run("quality_report", from_ms, to_ms, looked,
+                                                min(slice_size, budget - looked), agent_id)))
+            n = int(raw.get("looked") or 0)
+            looked += n
+            for aid, a in (raw.get("agents") or {}).items():
+                t = totals.setdefault(aid, {"calls": 0, "talk_ms": 0, "scored": 0, "score_sum": 0, "score_min": None,
+                                            "flags": {}, "reviews": 0, "review_sum": 0})
+                for f in ("calls", "talk_ms", "scored", "score_sum", "reviews", "review_sum"):
+                    t[f] += int(a.get(f) or 0)
+                if a.get("score_min") is not False and a.get("score_min") is not None:
+                    low = int(a["score_min"])
+                    t["score_min"] = low if t["score_min"] is None else min(t["score_min"], low)
+                if isinstance(a.get("flags"), dict):
+                    for name, count in a["flags"].items():
+                        t["flags"][name] = t["flags"].get(name, 0) + int(count)
+            if n < slice_size:
+                break
         rows = []
-        for aid in sorted(agents):
-            a = agents[aid]
-            scored, reviews = int(a["scored"]), int(a["reviews"])
-            flags = a.get("flags") or {}
+        for aid in sorted(totals):
+            a = totals[aid]
+            scored, reviews = a["scored"], a["reviews"]
             rows.append({
-                "agent_id": aid, "calls": int(a["calls"]), "talk_s": round(int(a["talk_ms"]) / 1000, 1),
-                "scored": scored, "avg_score": round(a["score_sum"] / scored, 1) if scored else None,
-                "min_score": int(a["score_min"]) if scored and a.get("score_min") is not False else None,
-                "flags": {str(k): int(v) for k, v in sorted(flags.items())} if isinstance(flags, dict) else {},
-                "reviews": reviews, "avg_review": round(a["review_sum"] / reviews, 1) if reviews else None})
-        return {"agents": rows, "looked": int(raw.get("looked") or 0), "truncated": bool(raw.get("truncated")),
+                "agent_id": aid, "calls": a["calls"], "talk_s": round(a["talk_ms"] / 1000, 1), "scored": scored,
+                "avg_score": round(a["score_sum"] / scored, 1) if scored else None, "min_score": a["score_min"],
+                "flags": dict(sorted(a["flags"].items())), "reviews": reviews,
+                "avg_review": round(a["review_sum"] / reviews, 1) if reviews else None})
+        return {"agents": rows, "looked": looked, "truncated": looked >= budget,
                 "generated_at": int(time.time() * 1000)}
 
 

@@ -343,6 +343,11 @@ async def test_reviews_by_supervisors_and_the_per_agent_report_as_json_and_csv(r
     assert status == 200 and none["agents"] == []
     assert (await get(f"{report}?format=xml", ADMIN))[0] == 400
     assert any(e["action"] == "quality.report" for e in await audit(rig))
+    # read in slices (one short script each), the figures add up to the same
+    whole = await rig.quality.report(from_ms=0, to_ms=2**53)
+    sliced = await rig.quality.report(from_ms=0, to_ms=2**53, slice_size=1)
+    assert sliced["agents"] == whole["agents"] and sliced["looked"] == whole["looked"] == 3
+    assert (await rig.quality.report(from_ms=0, to_ms=2**53, slice_size=1, budget=2))["truncated"]
 
 
 # --- the job queue without decoding ----------------------------------------------------------------

@@ -1,12 +1,13 @@
--- Per-agent quality figures over the recordings that started in [since, until) (ivr/queues/quality.py
--- quality_report). A = since (ms), until (ms, excluded), budget (recordings looked at, at most),
--- agent ('' = every agent). Returns JSON {agents: {id: {calls, talk_ms, scored, score_sum,
--- score_min, flags: {name: n}, reviews, review_sum}}, looked, truncated}.
-local since, before, budget, only = tonumber(A[1]), tonumber(A[2]) - 1, tonumber(A[3]), A[4]
+-- Per-agent quality figures over one slice of the recordings that started in [since, until)
+-- (ivr/queues/quality.py report: it adds the slices up, so no call of this script runs long).
+-- A = since (ms), until (ms, excluded), offset, count (recordings of this slice), agent ('' = every
+-- agent). Returns JSON {agents: {id: {calls, talk_ms, scored, score_sum, score_min, flags: {name: n},
+-- reviews, review_sum}}, looked}.
+local since, before, offset, count, only = tonumber(A[1]), tonumber(A[2]) - 1, tonumber(A[3]), tonumber(A[4]), A[5]
 local index = only ~= '' and k('agent', only, 'recs') or k('recs')
-local ids = redis.call('ZRANGEBYSCORE', index, since, before, 'LIMIT', 0, budget + 1)
+local ids = redis.call('ZRANGEBYSCORE', index, since, before, 'LIMIT', offset, count)
 local agents, looked = {}, 0
-for i = 1, math.min(#ids, budget) do
+for i = 1, #ids do
   local id = ids[i]
   looked = looked + 1
   local r = redis.call('HMGET', k('rec', id), 'agent_id', 'duration_ms')
@@ -33,4 +34,4 @@ for i = 1, math.min(#ids, budget) do
     a.review_sum = a.review_sum + (tonumber(q[4]) or 0)
   end
 end
-return cjson.encode({agents = agents, looked = looked, truncated = #ids > budget})
+return cjson.encode({agents = agents, looked = looked})
