@@ -208,6 +208,12 @@ async def test_a_job_a_crashed_transcriber_held_is_taken_again_and_the_queue_end
     assert await rig.store.redis.hlen(rig.store.keys.transcribe_attempts) == 0
 
 
+async def test_the_backlog_jobs_and_lag_are_on_the_metrics(rig: Rig, api: str) -> None:
+    status, text = await get(f"{api}/metrics", ADMIN)
+    assert status == 200 and 'ivr_transcribe_jobs_total{status="done"} 3.0' in text, text
+    assert "ivr_transcribe_backlog 0.0" in text and 'ivr_transcribe_lag_seconds{which="max"}' in text
+
+
 async def test_events_carry_ids_and_scores_only(rig: Rig) -> None:
     events = await rig.store.events_after("0", 500)
     ready = [e.data for e in events if e.type == "transcript.ready"]
