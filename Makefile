@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-transcribe clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -68,15 +68,19 @@ lint: install
 	$(BIN)/mypy ivr bench deploy/python
 	$(BIN)/lint-imports
 
-bench: install  # every section, then the faults, the 10,000-record campaign, transcription, then the 30-minute soak (about 80 min)
+bench: install  # every section, then the faults, the 10,000-record campaign, recording, transcription, then the 30-minute soak (about 90 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/campaign.py
+	$(BIN)/python bench/recording.py
 	nice $(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 	$(BIN)/python bench/soak.py
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py
+
+bench-recording: install  # CPU and disk per recorded call-hour: 8 calls, recording off then on (about 4 min)
+	$(BIN)/python bench/recording.py
 
 bench-faults: install  # the seven faults under traffic at bench scale, each with what was lost (about 10 min)
 	$(BIN)/python bench/faults.py

@@ -23,7 +23,8 @@ from tests.sniffer import LoopbackSniffer
 
 RATE = 8000
 CALLER_HZ, AGENT_HZ, TARGET_HZ = 2300.0, 2700.0, 3100.0
-TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "target": TARGET_HZ}
+SUPERVISOR_HZ = 2500.0  # live supervision: the supervisor's phone (clear of the codecs' upper edge)
+TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "target": TARGET_HZ, "supervisor": SUPERVISOR_HZ}
 MOH_BAND = (200.0, 1900.0)
 SILENCE_DBFS = -50.0
 BAND_HZ = 40.0
@@ -61,8 +62,14 @@ def heard(sniffer: LoopbackSniffer, port: int, t0: float, t1: float) -> Heard:
     """What reached media port ``port`` between ``t0`` and ``t1`` (time.time() stamps)."""
     packets = [p for p in sniffer.rtp(dst=port, after=t0) if p.ts <= t1 and p.rtp_payload_type == 8]
     pcm = np.array(alaw_decode(b"".join(p.rtp_payload for p in packets)), dtype=np.float64)
+    return analyse(pcm, len(packets))
+
+
+def analyse(pcm: np.ndarray, packets: int = 0) -> Heard:
+    """The tones and level of 8 kHz PCM samples (a channel of a recording, or what reached a port)."""
+    pcm = np.asarray(pcm, dtype=np.float64)
     if len(pcm) < RATE // 10:
-        return Heard(-120.0, dict.fromkeys([*TONES, "moh"], 0.0), len(packets))
+        return Heard(-120.0, dict.fromkeys([*TONES, "moh"], 0.0), packets)
     rms = math.sqrt(float(np.mean(pcm ** 2)))
     dbfs = 20 * math.log10(max(rms, 1e-9) / 32768)
     power = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
@@ -70,4 +77,4 @@ def heard(sniffer: LoopbackSniffer, port: int, t0: float, t1: float) -> Heard:
     total = float(power.sum()) or 1.0
     share = {name: float(power[np.abs(freqs - hz) <= BAND_HZ].sum()) / total for name, hz in TONES.items()}
     share["moh"] = float(power[(freqs >= MOH_BAND[0]) & (freqs <= MOH_BAND[1])].sum()) / total
-    return Heard(dbfs, share, len(packets))
+    return Heard(dbfs, share, packets)

@@ -13,7 +13,9 @@ at a time (a lock), and the talk loop looks at the legs again after each.
 
 The third leg of a consult or conference is an *extra* leg of the worker's leg budget
 (:mod:`ivr.core.leg_budget`): when none is free the consult is refused with ``call.no_leg`` before
-anything changes, so the customer keeps talking to the agent.
+anything changes, so the customer keeps talking to the agent. A supervisor's phone (live
+supervision: listen, whisper, barge; the ``_monitor*`` methods) is one more extra leg, refused the
+same way; it ends when the supervisor hangs up, the agent leaves or the call ends.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from ivr.calls.context import WorkerContext
-from ivr.calls.media_plan import CallMedia, Mode, Parties
+from ivr.calls.media_plan import CallMedia, Mode, MonitorMode, Parties
+from ivr.calls.recording import CallRecording, policy_for
 from ivr.core import commands
 from ivr.core.errors import Conflict, IvrError
 from ivr.core.logging import get_logger
 from ivr.dialplan.destinations import transfer_allowed
 from ivr.dialplan.ports import QueueOutcome
+from ivr.prompts.library import PromptSpec
 from ivr.queues.routing import resolve_route
 from ivr.queues.store import Offer
 from ivr.sip.engine import NoExtraLeg, NoLineFree
@@ -79,6 +83,15 @@ class AgentCall:
         self.next_step: tuple[str, str] | None = None  # after a blind transfer: (target type, target)
         self.queue = ""                  # the queue the call was last offered from
         self.language_hint = ""          # the caller's language when known (a transfer's route)
+        # recording (ivr.calls.recording): the policy of the queue the call was answered from
+        self.recording: CallRecording | None = None
+        self.record_policy: str | None = None  # set when the caller is queued; else the queue's of the offer
+        self.record_override: str | None = None  # the plan's queue node's ``recording``
+        # live supervision: the supervisor's leg, its mode, who started it (for the audit trail)
+        self.monitor_leg: Leg | None = None
+        self.monitor_mode: MonitorMode | None = None
+        self.monitor_by: tuple[str, str] = ("", "")  # (user id, role)
+        self._monitor_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()  # the legs of the talk changed: the talk loop looks again
         self._lock = asyncio.Lock()      # one command (or leg change) at a time
 
@@ -94,14 +107,18 @@ class AgentCall:
             legs[self.agent_leg.leg_id] = self.agent_leg
         if self.consult_leg is not None:
             legs[self.consult_leg.leg_id] = self.consult_leg
-        return Parties(self.leg.leg_id, agent, target), legs
+        monitor = self.monitor_leg.leg_id if self.monitor_leg is not None else None
+        if self.monitor_leg is not None:
+            legs[self.monitor_leg.leg_id] = self.monitor_leg
+        return Parties(self.leg.leg_id, agent, target, monitor), legs
 
     async def _remix(self, mode: Mode | None = None) -> None:
         """Apply ``mode`` (default: the present one) to the bridge; a leg gone meanwhile is skipped."""
         if mode is not None:
             self.mode = mode
         parties, legs = self._parties()
-        await self.media.apply(self.mode, legs, parties, muted=self.muted)
+        await self.media.apply(self.mode, legs, parties, muted=self.muted, monitor=self.monitor_mode)
+        await self._record_follow()
 
     # --- commands ------------------------------------------------------------------------------
     async def command(self, command: commands.Command) -> Reply:
@@ -124,11 +141,13 @@ class AgentCall:
         if isinstance(cmd, commands.Hangup):
             self.forced_end = "hangup_by_api"
             log.info("call.hangup_requested", by=by, role=cmd.role)
-            for leg in (self.consult_leg, self.agent_leg):
+            for leg in (self.monitor_leg, self.consult_leg, self.agent_leg):
                 if leg is not None:
                     await leg.hangup()
             await self.leg.hangup()
             return accepted
+        if isinstance(cmd, commands.MonitorStart | commands.MonitorChange | commands.MonitorStop):
+            return await self._monitor_command(cmd)
         if isinstance(cmd, commands.Reject):
             return await self._reject(cmd)
         if isinstance(cmd, commands.SendDtmf):
@@ -140,6 +159,8 @@ class AgentCall:
             return accepted
         if self.agent_leg is None:
             return _refused(cmd, "call.wrong_state", "the call is not with an agent")
+        if isinstance(cmd, commands.RecordStart | commands.RecordPause | commands.RecordResume):
+            return await self._record_command(cmd)
         wrapup = self.ctx.settings.routing.wrapup_s
         if isinstance(cmd, commands.Hold | commands.Resume):
             if self.mode not in (Mode.TALK, Mode.HELD):
@@ -214,6 +235,7 @@ class AgentCall:
                                           a2=cmd.target, wrapup_s=wrapup)
         self.next_step = (cmd.target_type, cmd.target)
         log.info("call.transferred", target_type=cmd.target_type, by=cmd.by, mode="blind")
+        await self._monitor_end("agent_left")
         agent, self.agent_leg, self.agent_id = self.agent_leg, None, ""
         self.muted = False
         await self._remix(Mode.HELD)  # music until the target takes the call
@@ -301,6 +323,7 @@ class AgentCall:
 
     async def _target_takes_over(self) -> None:
         """The consult target is the call's agent from now on; the first agent's leg ends."""
+        await self._monitor_end("agent_left")
         old, self.agent_leg = self.agent_leg, self.consult_leg
         self.agent_id = self.consult_agent
         self.consult_leg, self.consult_agent, self.consult_answered = None, "", False
@@ -387,6 +410,7 @@ class AgentCall:
             self.agent_id, self.queue, self.muted = offer.agent_id, offer.queue, False
             await self._remix(Mode.TALK)
             await self._settle(store.offer_answered(self.call_id, offer.offer_id))
+            await self._record_answered()
             log.info("call.bridged", agent_id=offer.agent_id, agent_leg=agent.leg_id)
             return True
         reason = ("rejected" if self.rejected == offer.offer_id
@@ -437,12 +461,15 @@ class AgentCall:
         if self.forced_end:
             self.end_reason = self.forced_end
         with contextlib.suppress(Exception):
-            for leg in (self.consult_leg, self.agent_leg):
+            for leg in (self.monitor_leg, self.consult_leg, self.agent_leg):
                 if leg is not None:
                     await leg.hangup()
             await self.leg.hangup()
         if self._consult_task is not None:
             self._consult_task.cancel()
+        if self._monitor_task is not None:
+            self._monitor_task.cancel()
+        await self._record_stop()
         if self.rtp and "caller" not in self.rtp:
             ended = await self.leg.wait_ended(5.0)
             if ended is not None:
@@ -457,6 +484,131 @@ class AgentCall:
             log.warning("call.agent_left_failed", error=type(exc).__name__)
             return
         log.info("call.agent_left", agent_id=agent_id)
+
+    # --- recording (ivr.calls.recording; docs/recording.md) -------------------------------------
+    def _new_recording(self, *, ivr: bool) -> CallRecording:
+        rec = CallRecording(self.ctx.sip, self.ctx.store, self.ctx.settings, worker=self.ctx.name,
+                            call_id=self.call_id, ivr=ivr)
+        rec.queue = self.queue
+        return rec
+
+    async def _record_follow(self) -> None:
+        """The recording hears the caller on channel 0 and the agent side (the agent, a consult or
+        conference target, a barging supervisor; not a coach's whisper) on channel 1, whatever the
+        call's mode."""
+        rec = self.recording
+        if rec is None or not rec.running:
+            return
+        agent_side = [leg.leg_id for leg in (self.agent_leg, self.consult_leg) if leg is not None]
+        if self.monitor_leg is not None and self.monitor_mode is MonitorMode.BARGE:
+            agent_side.append(self.monitor_leg.leg_id)  # a barging supervisor talks to the customer too
+        await rec.follow(self.leg.leg_id, agent_side, agents=[a for a in (self.agent_id, self.consult_agent) if a])
+
+    async def record_queued(self, queue: str) -> None:
+        """The caller enters ``queue``: its policy decides what becomes of a recording of the IVR
+        part (``never``: it ends here and is kept as it is; ``on_demand``: it pauses until the agent
+        starts it) and whether the caller hears the notice now (``always``)."""
+        self.record_policy = policy_for(self.ctx.settings, queue, self.record_override)
+        rec = self.recording
+        if rec is not None and rec.running:
+            rec.queue = rec.queue or queue
+            if self.record_policy == "never":
+                await self._record_stop()
+            elif self.record_policy == "on_demand":
+                await rec.pause("policy", by="policy")
+        if self.record_policy == "always" and self.ctx.settings.recording.announce:
+            await self._record_notice(wait=True)  # before the music: the caller hears it whole
+
+    def _policy(self) -> str:
+        """The call's recording policy: its queue's when it was queued, else (a callback, a
+        click-to-dial) that of the queue of the offer the agent took (``recording.policy`` without one)."""
+        if self.record_policy is None:
+            return policy_for(self.ctx.settings, self.queue, self.record_override)
+        return self.record_policy
+
+    async def _record_answered(self) -> None:
+        """An agent answered: with ``always`` the recording starts (or goes on after the IVR part)."""
+        if self._policy() != "always" or self.ctx.finisher is None:
+            return
+        try:
+            if self.recording is None or not self.recording.running:
+                self.recording = self._new_recording(ivr=False)
+                await self.recording.start(by="policy")
+            else:
+                await self.recording.resume("policy", by="policy")
+            await self._record_follow()
+        except Exception as exc:  # a recording that cannot start never costs the call
+            log.error("recording.start_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            self.recording = None
+
+    async def _record_command(self, cmd: commands.Command) -> Reply:
+        rec = self.recording
+        accepted = Reply(cmd.command_id, Status.ACCEPTED)
+        if isinstance(cmd, commands.RecordStart):
+            if self._policy() == "never" or self.ctx.finisher is None:
+                return _refused(cmd, "recording.not_allowed", "calls of this queue are never recorded")
+            if rec is not None and rec.running:
+                if "policy" in rec.pause_reasons:
+                    await rec.resume("policy", by=cmd.by)
+                    await self._record_notice()
+                return accepted
+            self.recording = rec = self._new_recording(ivr=False)
+            await rec.start(by=cmd.by)
+            await self._record_follow()
+            if self.ctx.settings.recording.announce:
+                await self._record_notice()
+            return accepted
+        if rec is None or not rec.running or "policy" in rec.pause_reasons:
+            return _refused(cmd, "recording.off", "the call is not being recorded")
+        if isinstance(cmd, commands.RecordPause):
+            await rec.pause("agent", by=cmd.by)
+        else:
+            await rec.resume("agent", by=cmd.by)
+        return accepted
+
+    async def _record_notice(self, *, wait: bool = False) -> None:
+        """Tell the caller the call is recorded (the notice of ``recording.notice``). Waited for when
+        ``wait`` (at the queue, before the music); else only started, so nobody waits on it."""
+        notice = self.ctx.settings.recording.notice
+        language = self._notice_language()
+        text = notice.get(language) or next(iter(notice.values()), "")
+        if not text:
+            return
+        try:
+            path = await asyncio.to_thread(self.ctx.prompts.resolve, PromptSpec(text=text), language)
+            player, done = await self.leg.start_playback(str(path))
+            if wait and not await self.leg.until(done, 30.0):
+                await self.leg.stop_playback(player)
+        except LegEnded:
+            raise
+        except Exception as exc:
+            log.warning("recording.notice_failed", error=type(exc).__name__)
+
+    def _notice_language(self) -> str:
+        return self.language_hint or "en"
+
+    async def record_sensitive(self, on: bool) -> None:
+        """A sensitive collect begins (``on``) or ends: nothing of it reaches the recording."""
+        rec = self.recording
+        if rec is None or not rec.running:
+            return
+        if on:
+            await rec.pause("sensitive", by="sensitive")
+        else:
+            await rec.resume("sensitive", by="sensitive")
+
+    async def _record_stop(self) -> None:
+        """Close the recording's files; the worker's finisher compresses and stores it."""
+        rec, self.recording = self.recording, None
+        if rec is None or not rec.running:
+            return
+        try:
+            job = await rec.stop()
+        except Exception as exc:
+            log.error("recording.stop_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        if job is not None and self.ctx.finisher is not None:
+            self.ctx.finisher.submit(rec.dir)
 
     # --- after a blind transfer --------------------------------------------------------------------
     async def _talk_through(self) -> QueueOutcome:
@@ -545,7 +697,7 @@ class AgentCall:
             self._changed.clear()
             changed = asyncio.ensure_future(self._changed.wait())
             waits: set[asyncio.Future[Any]] = {self.leg.ended, changed}
-            waits |= {leg.ended for leg in (agent, target) if leg is not None}
+            waits |= {leg.ended for leg in (agent, target, self.monitor_leg) if leg is not None}
             try:
                 await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -555,6 +707,9 @@ class AgentCall:
                     return await self._caller_left()
                 if self.next_step is not None:
                     return TRANSFERRED
+                if self.monitor_leg is not None and self.monitor_leg.is_ended:
+                    await self._monitor_end("supervisor_hangup", self.monitor_leg)
+                    continue
                 if self.consult_leg is not None and self.consult_leg.is_ended:
                     await self._target_left()
                     continue
@@ -565,6 +720,7 @@ class AgentCall:
 
     async def _caller_left(self) -> QueueOutcome:
         self.end_reason = "caller_hangup"
+        await self._monitor_end("call_ended")
         legs = [("agent", self.agent_leg), ("consult", self.consult_leg)]
         for _, leg in legs:
             if leg is not None:
@@ -598,6 +754,7 @@ class AgentCall:
         otherwise the agent left and the plan goes on (None: the talk goes on)."""
         agent = self.agent_leg
         assert agent is not None
+        await self._monitor_end("agent_left")
         wrapup = self.ctx.settings.routing.wrapup_s
         if self.consult_leg is not None and (self.mode is Mode.CONFERENCE or self.consult_answered):
             op = "conference_leave" if self.mode is Mode.CONFERENCE else "consult_complete"
@@ -627,3 +784,118 @@ class AgentCall:
         log.info("call.talk_ended", by="agent")
         return "agent_hangup"
 
+    # --- live supervision (listen / whisper / barge) ------------------------------------------------
+    async def _monitor_command(self, cmd: commands.MonitorStart | commands.MonitorChange | commands.MonitorStop
+                               ) -> Reply:
+        """A supervisor's command. The record changes first (``call_control.lua`` monitor_*), then the
+        leg and the bridge; every start, change and stop goes to the audit trail."""
+        if cmd.role not in ("supervisor", "admin"):
+            return _refused(cmd, "auth.forbidden", "only supervisors and admins supervise calls")
+        if isinstance(cmd, commands.MonitorStart):
+            return await self._monitor_start(cmd)
+        if self.monitor_leg is None:
+            return _refused(cmd, "monitor.none", "no supervisor is on this call")
+        if isinstance(cmd, commands.MonitorStop):
+            await self._monitor_end("requested", self.monitor_leg, by=(cmd.by, cmd.role))
+            return Reply(cmd.command_id, Status.ACCEPTED)
+        mode = MonitorMode(cmd.mode)
+        before = self.monitor_mode
+        res = await self.ctx.store.call_control(self.call_id, "monitor_change", by=cmd.by, a1=mode.value)
+        self.monitor_mode = mode
+        await self._remix()
+        if res.get("changed"):
+            await self._monitor_audit("monitor.change", (cmd.by, cmd.role), {"mode": mode.value, "from": str(before)})
+        log.info("call.monitor_changed", mode=mode.value, by=cmd.by)
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
+    async def _monitor_start(self, cmd: commands.MonitorStart) -> Reply:
+        if self.agent_leg is None or not self.agent_id:
+            return _refused(cmd, "call.wrong_state", "the call is not with an agent")
+        if self.monitor_leg is not None:
+            return _refused(cmd, "monitor.active", "a supervisor is already on this call")
+        uri = await self._monitor_uri(cmd)
+        if uri is None:
+            if cmd.target_type == "number":
+                return _refused(cmd, "number.not_allowed", "the number is not in calls.outbound_allow")
+            return _refused(cmd, "agent.no_phone", f"{cmd.target} has no phone address to dial")
+        if not await self.ctx.sip.grants_extra_leg():
+            return _refused(cmd, "call.no_leg", "this worker has no leg free for a supervisor now; the call "
+                            "is unchanged (see docs/call-control.md, the leg budget)")
+        store, mode = self.ctx.store, MonitorMode(cmd.mode)
+        notify = "1" if self.ctx.settings.supervision.notify_agent_on_listen else ""
+        await store.call_control(self.call_id, "monitor_start", by=cmd.by, a1=mode.value, a2=notify)
+        leg = self.ctx.new_leg()
+        try:
+            await leg.dial(uri, extra=True)
+        except Exception as exc:
+            reason = "no_leg" if isinstance(exc, NoExtraLeg | NoLineFree) else "unreachable"
+            log.warning("call.monitor_dial_failed", error=str(exc), reason=reason)
+            with contextlib.suppress(IvrError):
+                await store.call_control(self.call_id, "monitor_stop", by=cmd.by, a1=reason)
+            code = "call.no_leg" if reason == "no_leg" else "monitor.unreachable"
+            return _refused(cmd, code, f"the supervisor's phone could not be dialled ({reason}); the call is unchanged")
+        self.monitor_leg, self.monitor_mode, self.monitor_by = leg, mode, (cmd.by, cmd.role)
+        self._monitor_task = asyncio.ensure_future(self._ring_monitor(leg))
+        await self._monitor_audit("monitor.start", self.monitor_by,
+                                  {"mode": mode.value, "target_type": cmd.target_type})
+        log.info("call.monitor_started", mode=mode.value, target_type=cmd.target_type, by=cmd.by)
+        return Reply(cmd.command_id, Status.ACCEPTED)
+
+    async def _monitor_uri(self, cmd: commands.MonitorStart) -> str | None:
+        """The supervisor's phone: an allowlisted number (dialled as a consult to a number is), or the
+        phone of an agent id (its record's ``sip_uri``) or of a configured user with a ``sip_uri``."""
+        if cmd.target_type == "number":
+            return self._number_uri(cmd.target)
+        agent = await self.ctx.store.get_agent(cmd.target)
+        uri = str((agent or {}).get("sip_uri") or "")
+        if not uri:
+            uri = next((u.sip_uri for u in self.ctx.settings.users if u.id == cmd.target and u.sip_uri), "")
+        return uri or None
+
+    async def _ring_monitor(self, leg: Leg) -> None:
+        """Wait for the supervisor to answer (``supervision.ring_s``); then the bridge links it. Not
+        answered: the supervision ends (the call never noticed). Runs beside the talk."""
+        try:
+            outcome = await leg.wait_answered(self.ctx.settings.supervision.ring_s, unless=self.leg.ended)
+            async with self._lock:
+                if leg is not self.monitor_leg:
+                    return  # stopped meanwhile
+                if outcome == "answered":
+                    await self.ctx.store.call_control(self.call_id, "monitor_answered", by=self.monitor_by[0])
+                    await self._remix()
+                    log.info("call.monitor_answered", mode=str(self.monitor_mode))
+                    return
+                reason = {"timeout": "no_answer", "ended": "no_answer", "hung_up": "supervisor_hangup",
+                          "aborted": "call_ended"}.get(outcome, outcome)
+                await self._monitor_end(reason, leg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("call.monitor_ring_failed", error=type(exc).__name__, detail=str(exc))
+        self._changed.set()
+
+    async def _monitor_end(self, reason: str, leg: Leg | None = None, *, by: tuple[str, str] | None = None) -> None:
+        """End the supervision (``leg``: only if that leg is still the supervisor's): the record and
+        the event first, then the leg; its links go with it, caller and agent keep theirs."""
+        if self.monitor_leg is None or (leg is not None and leg is not self.monitor_leg):
+            return
+        leg, self.monitor_leg = self.monitor_leg, None
+        self.monitor_mode = None
+        task, self._monitor_task = self._monitor_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        who = by or self.monitor_by
+        with contextlib.suppress(IvrError):
+            await self.ctx.store.call_control(self.call_id, "monitor_stop", by=who[0], a1=reason)
+        self.media.forget(leg.leg_id)
+        await leg.hangup()
+        await self._monitor_audit("monitor.stop", who, {"reason": reason})
+        log.info("call.monitor_stopped", reason=reason)
+
+    async def _monitor_audit(self, action: str, who: tuple[str, str], detail: dict[str, str]) -> None:
+        """An entry of the audit trail (A3); a failure to write it is logged, never ends the call."""
+        try:
+            await self.ctx.store.audit(action, by=who[0], role=who[1], target=self.agent_id, call_id=self.call_id,
+                                       detail=detail)
+        except Exception as exc:
+            log.warning("audit.failed", action=action, error=type(exc).__name__)

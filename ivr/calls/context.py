@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ivr.calls.recording import RecordingFinisher
 from ivr.core.config import Settings
 from ivr.dialplan.loader import PlanRegistry
 from ivr.prompts.library import PromptLibrary
@@ -25,3 +26,4 @@ class WorkerContext:
     moh_path: str
     new_leg: Callable[[], Leg]
     speech: SpeechClient | None = None  # None: speech disabled, menus take keys only
+    finisher: RecordingFinisher | None = None  # None: recordings are not kept (no store)

@@ -1,9 +1,10 @@
 """Who hears whom on a call with an agent: one pure table, and the one object that applies it.
 
-A call on a worker has up to three legs: the customer's (``caller``), the agent's, and a consult or
-conference target's. Hold, mute, consult, swap and conference are all the same thing at the media
-level: a set of one-way links between those legs on the worker's conference bridge, plus the legs
-that hear music on hold. :func:`links` and :func:`music` say what each mode wants; :class:`CallMedia`
+A call on a worker has up to four legs: the customer's (``caller``), the agent's, a consult or
+conference target's, and a supervisor's (``monitor``: live supervision, :class:`MonitorMode`). Hold,
+mute, consult, swap, conference and supervision are all the same thing at the media level: a set of
+one-way links between those legs on the worker's conference bridge, plus the legs that hear music on
+hold. :func:`links` and :func:`music` say what each mode wants; :class:`CallMedia`
 moves the bridge from what it has to that, in one SIP-thread command (no SIP re-INVITE: the phones
 keep their streams, so a hold or a swap takes effect on the next 20 ms frame and no phone or trunk
 can refuse it).
@@ -19,6 +20,16 @@ from ivr.sip.legs import Leg, LegEnded
 Link = tuple[str, str]  # (leg that speaks, leg that hears)
 
 
+class MonitorMode(StrEnum):
+    """What a supervisor on the call does. The supervisor always hears what the agent hears and the
+    agent itself; whisper adds the supervisor to what the agent hears; barge adds the supervisor to
+    what everyone the agent talks to hears."""
+
+    LISTEN = "listen"    # the supervisor hears caller and agent; nobody hears the supervisor
+    WHISPER = "whisper"  # + the agent hears the supervisor (coaching); the caller does not
+    BARGE = "barge"      # + everyone the agent talks to hears the supervisor
+
+
 class Mode(StrEnum):
     TALK = "talk"              # caller and agent talk
     HELD = "held"              # the caller hears music; the agent hears nothing
@@ -32,14 +43,16 @@ class Parties:
     caller: str
     agent: str | None = None
     target: str | None = None
+    monitor: str | None = None  # a supervisor's leg (live supervision)
 
 
 def _both(a: str | None, b: str | None) -> set[Link]:
     return set() if a is None or b is None else {(a, b), (b, a)}
 
 
-def links(mode: Mode, p: Parties, *, muted: bool = False) -> frozenset[Link]:
-    """The one-way links ``mode`` wants; a muted agent is heard by nobody."""
+def links(mode: Mode, p: Parties, *, muted: bool = False, monitor: MonitorMode | None = None) -> frozenset[Link]:
+    """The one-way links ``mode`` wants; a muted agent is heard by nobody but a supervisor. With a
+    supervisor (``p.monitor`` and ``monitor``) the links of :func:`monitor_links` are added."""
     want: set[Link]
     if mode is Mode.TALK:
         want = _both(p.caller, p.agent)
@@ -51,9 +64,26 @@ def links(mode: Mode, p: Parties, *, muted: bool = False) -> frozenset[Link]:
         want = _both(p.caller, p.agent)
     else:
         want = _both(p.caller, p.agent) | _both(p.caller, p.target) | _both(p.agent, p.target)
+    want |= monitor_links(frozenset(want), p, monitor)
     if muted and p.agent is not None:
-        want = {(src, dst) for src, dst in want if src != p.agent}
+        want = {(src, dst) for src, dst in want if src != p.agent or dst == p.monitor}
     return frozenset(want)
+
+
+def monitor_links(base: frozenset[Link], p: Parties, monitor: MonitorMode | None) -> set[Link]:
+    """A supervisor's links beside the links ``base`` of the call's mode (before mute): it hears the
+    agent and whoever the agent hears (on hold: the agent only; in a consult: agent and target);
+    whisper: the agent hears it; barge: whoever hears the agent hears it too. Without an agent there
+    is nothing to supervise (no links: the worker ends the supervisor's leg)."""
+    if monitor is None or p.monitor is None or p.agent is None:
+        return set()
+    sup, agent = p.monitor, p.agent
+    want: set[Link] = {(agent, sup)} | {(src, sup) for src, dst in base if dst == agent}
+    if monitor in (MonitorMode.WHISPER, MonitorMode.BARGE):
+        want.add((sup, agent))
+    if monitor is MonitorMode.BARGE:
+        want |= {(sup, dst) for src, dst in base if src == agent}
+    return want
 
 
 def music(mode: Mode, p: Parties) -> frozenset[str]:
@@ -74,9 +104,11 @@ class CallMedia:
         self.current: frozenset[Link] = frozenset()
         self.players: dict[str, tuple[Leg, int]] = {}  # leg id -> (leg, its music player)
 
-    async def apply(self, mode: Mode, legs: dict[str, Leg], p: Parties, *, muted: bool = False) -> None:
-        """Move the bridge to ``mode`` for the parties ``p`` (``legs``: every leg of ``p`` by id)."""
-        want = links(mode, p, muted=muted)
+    async def apply(self, mode: Mode, legs: dict[str, Leg], p: Parties, *, muted: bool = False,
+                    monitor: MonitorMode | None = None) -> None:
+        """Move the bridge to ``mode`` (and a supervisor's ``monitor`` mode) for the parties ``p``
+        (``legs``: every leg of ``p`` by id)."""
+        want = links(mode, p, muted=muted, monitor=monitor)
         hear = music(mode, p)
         for leg_id in [lid for lid in self.players if lid not in hear]:
             leg, player = self.players.pop(leg_id)

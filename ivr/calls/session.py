@@ -111,6 +111,7 @@ class CallSession(AgentCall):
                                             hotline=loaded.plan.name, language=self.language,
                                             plan_version=loaded.version)
             started = True
+            await self._record_ivr()
             # a repeat caller: the unfinished complaint case seeds case.* (looked up once, bounded)
             record = CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings, plan=loaded)
             await self.run_plan(loaded, await record.repeat_caller(inc.ani), record=record)
@@ -137,6 +138,20 @@ class CallSession(AgentCall):
         log.info("call.plan_done", outcome=outcome, node=result.node)
         if outcome != "queued" and self.end_reason == "caller_hangup" and not self.leg.is_ended:
             self.end_reason = "ivr_hangup"
+
+    async def _record_ivr(self) -> None:
+        """``recording.include_ivr``: the caller's channel is recorded from the answer on; the queue's
+        policy decides later what becomes of it (:meth:`record_queued`)."""
+        rec_cfg = self.ctx.settings.recording
+        if not (rec_cfg.enabled and rec_cfg.include_ivr) or self.ctx.finisher is None:
+            return
+        try:
+            self.recording = self._new_recording(ivr=True)
+            await self.recording.start(by="policy")
+            await self.recording.follow(self.leg.leg_id, [])
+        except Exception as exc:
+            log.error("recording.start_failed", error=type(exc).__name__, detail=str(exc)[:200])
+            self.recording = None
 
     async def _finish(self, started: bool) -> None:
         await self._end_legs()
@@ -172,6 +187,7 @@ class CallSession(AgentCall):
 
     async def play(self, prompt: Prompt, *, language: str, variables: Mapping[str, str]) -> None:
         self.language = language
+        await self.record_sensitive(False)
         path = await self._prompt_path(prompt, language, variables)
         if path is None:
             return
@@ -184,6 +200,9 @@ class CallSession(AgentCall):
 
     async def ask(self, ask: Ask) -> Answer:
         self.language = ask.language
+        # a sensitive collect pauses the recording from its first question to the next thing the
+        # plan does that is not one (a prompt, a question, the queue)
+        await self.record_sensitive(ask.sensitive)
         try:
             found = [await self._prompt_path(p, ask.language, ask.variables) for p in ask.prompts]
             paths = [p for p in found if p is not None]
@@ -293,6 +312,9 @@ class CallSession(AgentCall):
 
     async def _wait_for_agent(self, target: QueueTarget, journey: Journey) -> QueueOutcome:
         store = self.ctx.store
+        await self.record_sensitive(False)
+        self.record_override = target.recording
+        await self.record_queued(target.queue)
         moh_id, _ = await self.leg.start_playback(self.ctx.moh_path, loop=True)
         route = resolve_route(
             self.ctx.settings.routing.queues, target.queue,
@@ -352,6 +374,9 @@ class CallSession(AgentCall):
             await self.leg.stop_playback(moh_id)
         else:
             await self._remix(Mode.TALK)  # call control's music (no agent: no links either)
+
+    def _notice_language(self) -> str:
+        return self.language
 
     def _queue_language(self) -> str:
         return self.language

@@ -151,9 +151,65 @@ class Reject(Command):
     offer_id: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordStart(Command):
+    """Start recording the call (a queue whose policy is ``on_demand``; ``always``: already on)."""
+
+    kind: ClassVar[str] = "record_start"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordPause(Command):
+    """Pause the recording (e.g. while the customer reads a card number): silence in the file."""
+
+    kind: ClassVar[str] = "record_pause"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordResume(Command):
+    """Go on recording after a pause."""
+
+    kind: ClassVar[str] = "record_resume"
+
+
+# --- live supervision (docs/call-control.md, "Live supervision") ----------------------------------
+
+#: what a supervisor does on a call (ivr.calls.media_plan.MonitorMode has the same values)
+MONITOR_MODES = frozenset({"listen", "whisper", "barge"})
+#: where the supervisor's phone is: an allowlisted number, or an agent (or user) id's phone
+MONITOR_TARGET_TYPES = frozenset({"number", "agent"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorStart(Command):
+    """Dial the supervisor's phone (``target``) from the worker holding the call, as an extra leg,
+    and let it listen, whisper to the agent or barge in (``mode``)."""
+
+    kind: ClassVar[str] = "monitor_start"
+    mode: str
+    target_type: str
+    target: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorChange(Command):
+    """The supervisor on the call switches between listen, whisper and barge."""
+
+    kind: ClassVar[str] = "monitor_change"
+    mode: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorStop(Command):
+    """End the supervisor's leg; caller and agent go on as before."""
+
+    kind: ClassVar[str] = "monitor_stop"
+
+
 COMMANDS: dict[str, type[Command]] = {cls.kind: cls for cls in (
     Hangup, Hold, Resume, Mute, Unmute, Transfer, Consult, ConsultComplete, ConsultCancel, ConsultSwap,
-    Conference, ConferenceLeave, SendDtmf, Reject)}
+    Conference, ConferenceLeave, SendDtmf, Reject, RecordStart, RecordPause, RecordResume, MonitorStart,
+    MonitorChange, MonitorStop)}
 
 
 def encode(command: Command) -> str:
@@ -181,6 +237,10 @@ def decode(raw: str | bytes | dict[str, Any]) -> Command:
         raise ValueError(f"malformed {cls.kind} command: call_id and command_id are required")
     if isinstance(command, Transfer | Consult) and (command.target_type not in TARGET_TYPES or not command.target):
         raise ValueError(f"malformed {cls.kind} command: target_type must be one of {sorted(TARGET_TYPES)}")
+    if isinstance(command, MonitorStart | MonitorChange) and command.mode not in MONITOR_MODES:
+        raise ValueError(f"malformed {cls.kind} command: mode must be one of {sorted(MONITOR_MODES)}")
+    if isinstance(command, MonitorStart) and (command.target_type not in MONITOR_TARGET_TYPES or not command.target):
+        raise ValueError(f"malformed {cls.kind} command: target_type must be one of {sorted(MONITOR_TARGET_TYPES)}")
     if isinstance(command, SendDtmf) and not DTMF.fullmatch(command.digits):
         raise ValueError(f"malformed {cls.kind} command: digits must be 1-32 of 0-9 * # A-D")
     return command

@@ -655,6 +655,16 @@ class CaseSettings(BaseModel):
         return v
 
 
+class SupervisionSettings(BaseModel):
+    """Live supervision: a supervisor listens to, whispers to or barges into a call with an agent,
+    on a phone the worker holding the call dials (docs/call-control.md, "Live supervision")."""
+
+    model_config = ConfigDict(extra="forbid")
+    notify_agent_on_listen: bool = Field(
+        False, description="the agent's desktop shows that it is listened to (whisper and barge always show)")
+    ring_s: float = Field(20.0, gt=0, le=120, description="how long the supervisor's phone rings")
+
+
 class AgentSeed(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str
@@ -739,8 +749,11 @@ class RecordingSettings(BaseModel):
     include_ivr: bool = Field(False, description="record from the start of the call (the IVR part too); a "
                               "collect node marked sensitive is never recorded")
     announce: bool = Field(True, description="play the recording notice prompt to the caller when recording starts")
-    announce_prompt: str = Field("recording_notice", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-                                 description="prompt id (prompts/) of the notice")
+    notice: dict[str, Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        {"en": "This call is recorded for quality and training.",
+         "ko": "이 통화는 품질 관리를 위해 녹음됩니다."},
+        description="what the caller hears when recording starts, by language (the plan's default "
+        "language when the call's has none)")
     dir: Path | None = Field(None, description="the local store's root; default <var_dir>/recordings (share it "
                              "between hosts: docs/recording.md)")
     spool_dir: Path | None = Field(None, description="where a worker writes a recording's raw channels until "
@@ -864,6 +877,7 @@ class Settings(BaseSettings):
     calls: CallControlSettings = CallControlSettings()
     cases: CaseSettings = CaseSettings()
     recording: RecordingSettings = RecordingSettings()
+    supervision: SupervisionSettings = SupervisionSettings()
     quality: QualitySettings = QualitySettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")

@@ -562,6 +562,24 @@ class CallConferenceLeft(Event):
     agents: list[str] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class CallMonitor(Event):
+    """A supervisor on the call (live supervision): ``mode`` listen, whisper or barge once its phone
+    answered, or ``stopped`` (``reason``: requested, supervisor_hangup, no_answer, unreachable,
+    agent_left, call_ended). ``notice`` is what the agent's desktop shows (coached, barged, listened
+    or ""); the agent's desktop receives the event only when ``agent_sees`` (a listen is shown only
+    with ``supervision.notify_agent_on_listen``; the event that clears a notice is seen too)."""
+    type: ClassVar[EventType] = E.CALL_MONITOR
+    audience: ClassVar[frozenset[str]] = AF
+    call_id: str
+    agent_id: str
+    supervisor: str
+    mode: str
+    notice: str
+    agent_sees: bool
+    reason: str = ""
+
+
 # --- complaint cases (ivr/queues/lua/lib/cases.lua; statuses: ivr/core/case_states.py) ------------
 # ``agent_id`` is the case's owner ("" = nobody): its desktop sees the event. Times are epoch ms.
 

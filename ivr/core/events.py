@@ -57,6 +57,7 @@ class EventType(StrEnum):
     CALL_CONSULT_COMPLETED = "call.consult_completed"
     CALL_CONFERENCED = "call.conferenced"
     CALL_CONFERENCE_LEFT = "call.conference_left"
+    CALL_MONITOR = "call.monitor"              # a supervisor listens, whispers, barges or stopped (live supervision)
     CALL_CRM_MATCHED = "call.crm_matched"      # the pop's CRM lookup settled; stored on the call record (crm)
     WORKER_LOST = "worker.lost"                # a worker died: its calls were recorded lost (calls = how many)
     CASE_OPENED = "case.opened"                # a complaint case was opened (IVR node, agent, API)

@@ -3,8 +3,8 @@
 The pjsua2 wheel holds at most 4 call legs per process (``NOTES-pjsua2.md``). Today a worker admits
 a caller only while a leg stays free for the agent it will be connected to, so 4 legs carry 2
 callers. Call control spends legs deliberately: a consult or a three-way conference needs a third
-leg for the caller's call (an *extra* leg), recording and supervision need none (they are
-conference-bridge ports). Every decision about legs asks this object:
+leg for the caller's call (an *extra* leg), and so does a supervisor's phone (live supervision);
+recording needs none (it is a conference-bridge port). Every decision about legs asks this object:
 
 - a new caller is admitted while its pair (caller + agent) fits beside every admitted caller's pair
   and every extra leg up (``admits``): a worker consulting for one caller takes no second caller,

@@ -2,7 +2,7 @@
 
 Routes live in small modules, each with a ``routes()`` list: ``agents`` (profiles, state, event
 feeds), ``calls`` (records, disposition, voicemail, callbacks), ``cases`` (complaint cases),
-``originate`` (click-to-dial),
+``originate`` (click-to-dial), ``recordings`` (call recordings, the audit trail),
 ``floor`` (queues and their stats),
 ``dialplans``, ``webhooks`` (endpoints, dead letters; its outbox filler and delivery loop run here),
 ``pages`` (the agent desktop and the wallboard), ``system`` (health, readiness, config). The CRM
@@ -33,7 +33,9 @@ from ivr.cti import (
     originate,
     pages,
     quality,
+    recordings,
     server,
+    supervision,
     system,
     webhooks,
 )
@@ -101,7 +103,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, quality):
+                   metrics, campaigns, recordings, supervision, quality):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -218,6 +218,9 @@ ROUTES: tuple[tuple[str, Any], ...] = (
     ("conference", _simple(commands.Conference, "conference")),
     ("conference/leave", leave_conference),
     ("dtmf", dtmf_call),
+    ("recording/start", _simple(commands.RecordStart, "recording/start")),
+    ("recording/pause", _simple(commands.RecordPause, "recording/pause")),
+    ("recording/resume", _simple(commands.RecordResume, "recording/resume")),
 )
 
 

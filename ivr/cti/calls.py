@@ -100,6 +100,11 @@ class CallRecord(BaseModel):
         None, description="[{at, by, from_agent, target_type, target, mode}]")
     transferred_from: str | None = Field(None, description="the agent of the last transfer")
     conference: list[str] | None = Field(None, description="agent ids while conferenced")
+    # live supervision (docs/call-control.md "Live supervision"); an agent sees them only while the
+    # agent's desktop is told (whisper, barge; listen with supervision.notify_agent_on_listen)
+    monitored: str | None = Field(None, description="listen, whisper or barge while a supervisor is on the call")
+    monitor: dict[str, Any] | None = Field(
+        None, description="{by, mode, state ringing/talking, since, notice} while a supervisor is on the call")
 
 
 _INTS = frozenset(name for name, f in CallRecord.model_fields.items()
@@ -107,9 +112,17 @@ _INTS = frozenset(name for name, f in CallRecord.model_fields.items()
 _FLOATS = frozenset(name for name, f in CallRecord.model_fields.items()
                     if f.annotation == (float | None))
 _JSON = frozenset({"journey", "route", "stages", "rtp", "voicemail", "variables", "crm", "callback", "consult",
-                   "transfers", "conference", "dispositions"})
+                   "transfers", "conference", "dispositions", "monitor"})
 #: stored on the record for the scripts, never shown
 _HIDDEN = frozenset({"ttl", "waited_ms"})
+
+
+def _monitor_notice(value: Any) -> str:
+    try:
+        monitor = json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return ""
+    return str(monitor.get("notice") or "") if isinstance(monitor, dict) else ""
 
 
 def _decode(name: str, value: Any) -> Any:
@@ -126,10 +139,13 @@ def _decode(name: str, value: Any) -> Any:
     return value
 
 
-def call_view(raw: Mapping[str, Any]) -> dict[str, Any]:
+def call_view(raw: Mapping[str, Any], *, role: str = "") -> dict[str, Any]:
     """The JSON of a call record (the store's hash, strings or values already decoded) as
     :class:`CallRecord` says. A field that does not decode (a record of an older or broken writer)
-    is left out and logged, never an error: the rest of the record is shown."""
+    is left out and logged, never an error: the rest of the record is shown. For an agent (``role``)
+    a supervisor's listen it is not told of is left out."""
+    if role == "agent" and "monitored" in raw and not _monitor_notice(raw.get("monitor")):
+        raw = {k: v for k, v in raw.items() if k not in ("monitored", "monitor")}
     out: dict[str, Any] = {}
     bad: list[str] = []
     for name, value in raw.items():
@@ -224,7 +240,7 @@ async def get_call(request: web.Request) -> web.Response:
         cb = await store.get_callback(call["callback_id"])
         if cb is not None:
             call["callback"] = {k: cb[k] for k in ("id", "queue", "state", "place", "created_at") if k in cb}
-    return web.json_response(call_view(call))
+    return web.json_response(call_view(call, role=who.role))
 
 
 # --- the call list ----------------------------------------------------------------------------------
@@ -244,7 +260,7 @@ _MAX_MS = cursor.MAX_MS
 OUTCOMES = ("completed", "abandoned", "ivr", "lost", "transferred", "cancelled", "failed", "superseded")
 
 
-def _time_param(request: web.Request, name: str) -> int | None:
+def time_param(request: web.Request, name: str) -> int | None:
     """``?from=`` / ``?to=`` as epoch ms: ISO 8601 (no offset: the server's local time) or epoch seconds."""
     raw = request.query.get(name)
     if raw is None:
@@ -263,7 +279,7 @@ def _time_param(request: web.Request, name: str) -> int | None:
     return min(max(ms, 0), _MAX_MS)
 
 
-def _choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
+def query_choice(request: web.Request, name: str, pattern: str | re.Pattern[str], what: str) -> str:
     raw = request.query.get(name)
     if raw is None:
         return ""
@@ -299,18 +315,18 @@ def decode_cursor(query: CallQuery, raw: str) -> tuple[int, str]:
 def calls_query(request: web.Request, who: User) -> CallQuery:
     """The list's filters from the query string (400 ``request.invalid`` for a bad one). An agent
     sees only the calls it took: its ``agent_id`` is forced, whatever it asked for."""
-    start, end = _time_param(request, "from"), _time_param(request, "to")  # to <= from: nothing
-    number = _choice(request, "number", _NUMBER, "a number (1-64 of + 0-9 A-Z a-z # . _ -), "
+    start, end = time_param(request, "from"), time_param(request, "to")  # to <= from: nothing
+    number = query_choice(request, "number", _NUMBER, "a number (1-64 of + 0-9 A-Z a-z # . _ -), "
                                                  "ending with * for a prefix")
-    agent_id = _choice(request, "agent_id", r"[A-Za-z0-9_.-]{1,64}", "an agent id")
+    agent_id = query_choice(request, "agent_id", r"[A-Za-z0-9_.-]{1,64}", "an agent id")
     if who.role == "agent":
         agent_id = who.id
     return CallQuery(
         from_ms=start if start is not None else 0, to_ms=end if end is not None else _MAX_MS + 1,
-        agent_id=agent_id, queue=_choice(request, "queue", r"[A-Za-z0-9_.-]{1,64}", "a queue name"),
+        agent_id=agent_id, queue=query_choice(request, "queue", r"[A-Za-z0-9_.-]{1,64}", "a queue name"),
         number=number.rstrip("*"), number_prefix=number.endswith("*"),
-        outcome=_choice(request, "outcome", "|".join(OUTCOMES), f"one of {', '.join(OUTCOMES)}"),
-        direction=_choice(request, "direction", "inbound|outbound", "inbound or outbound"))
+        outcome=query_choice(request, "outcome", "|".join(OUTCOMES), f"one of {', '.join(OUTCOMES)}"),
+        direction=query_choice(request, "direction", "inbound|outbound", "inbound or outbound"))
 
 
 async def list_calls(request: web.Request) -> web.Response:
@@ -322,7 +338,7 @@ async def list_calls(request: web.Request) -> web.Response:
     raw_cursor = request.query.get("cursor")
     after = decode_cursor(query, raw_cursor) if raw_cursor is not None else None
     page = await request.app[STORE].list_calls(query, limit=limit, after=after)
-    return web.json_response({"calls": [call_view(c) for c in page.calls],
+    return web.json_response({"calls": [call_view(c, role=who.role) for c in page.calls],
                               "next_cursor": encode_cursor(query, page.next) if page.next else None})
 
 
@@ -411,7 +427,7 @@ async def set_disposition(request: web.Request) -> web.Response:
     await store.record_disposition(call_id, req.disposition, req.notes, who.id, crm_record_id=req.crm_record_id,
                                    agent_id=who.id if who.role == "agent" else "")
     log.info("call.disposition", call_id=call_id, disposition=req.disposition, by=who.id, case_id=case_id)
-    reply = call_view(await store.get_call(call_id) or {"call_id": call_id})
+    reply = call_view(await store.get_call(call_id) or {"call_id": call_id}, role=who.role)
     if req.case is not None:
         reply["case_id"] = case_id
     return web.json_response(reply)

@@ -20,6 +20,8 @@ REFUSAL_STATUS: dict[str, type[IvrError]] = {
     "agent.not_found": NotFound,
     "queue.not_found": NotFound,
     "request.invalid": BadRequest,
+    "recording.not_allowed": Forbidden,
+    "auth.forbidden": Forbidden,  # the worker checks the role again (live supervision)
 }
 
 

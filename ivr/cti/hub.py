@@ -57,7 +57,10 @@ def id_key(event_id: str) -> tuple[int, int]:
 
 def agents_named(ev: StreamEvent) -> set[str]:
     """The agents whose desktops see ``ev``: its ``agent_id``, and for call control the consulted
-    agent (``target_agent_id``) and a conference's agents (``agents``)."""
+    agent (``target_agent_id``) and a conference's agents (``agents``). A supervisor's listen that the
+    agent is not told of (``call.monitor`` without ``agent_sees``) names nobody."""
+    if ev.type == "call.monitor" and ev.data.get("agent_sees") is not True:
+        return set()
     named = {str(ev.data.get("agent_id") or ""), str(ev.data.get("target_agent_id") or "")}
     agents = ev.data.get("agents")
     if isinstance(agents, list):

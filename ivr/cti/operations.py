@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control, quality
+from ivr.cti import call_control, quality, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -95,6 +95,7 @@ PATH_PARAMS: dict[str, Schema] = {
     "queue": {"type": "string", "minLength": 1},
     "plan": {"type": "string", "minLength": 1},
     "id": {"type": "string", "minLength": 1},
+    "recording_id": {"type": "string", "minLength": 1},
 }
 SINCE = Param("since", {"type": "string", "anyOf": [{"format": "date"}, {"format": "date-time"}],
                        "examples": ["2024-05-01", "2024-05-01T08:00:00+09:00"]},
@@ -419,6 +420,16 @@ def _control(summary: str, description: str, *, body: type[BaseModel] | None = N
 
 
 OPERATIONS.update({
+    ("POST", "/api/v1/calls/{call_id}/recording/start"): _control(
+        "Start recording the call", "For a queue whose recording policy is `on_demand` (with `always` it is "
+        "already on: accepted, nothing changes). The caller hears the recording notice. 403 "
+        "`recording.not_allowed` when calls of the queue are never recorded.", errors=(403,)),
+    ("POST", "/api/v1/calls/{call_id}/recording/pause"): _control(
+        "Pause the recording", "Until resumed the recording has silence (e.g. while the customer reads a card "
+        "number); the pause is listed in the recording's `pauses`. 409 `recording.off` when it is not "
+        "recording. Idempotent."),
+    ("POST", "/api/v1/calls/{call_id}/recording/resume"): _control(
+        "Resume the recording", "Idempotent."),
     ("POST", "/api/v1/calls/{call_id}/hold"): _control(
         "Put the caller on hold", "The caller hears music on hold, the agent hears nothing. Holding a "
         "held call is accepted and changes nothing (`call.held` once)."),
@@ -474,6 +485,34 @@ SCHEMAS["CallTargets"] = {
         "numbers": {"type": "array", "items": {"type": "object", "required": ["label", "number"],
                                                "properties": {"label": STR, "number": STR}}}}}
 MODELS = (*MODELS, call_control.TargetBody, call_control.LeaveBody, call_control.DtmfBody)
+
+# --- live supervision (ivr.cti.supervision; docs/call-control.md "Live supervision") ---------------
+
+_MONITOR = (" Supervisors and admins only: anyone else gets 403 `auth.forbidden` and an audit entry "
+            "`monitor.denied`. Every start, change and stop is in the audit trail and an event `call.monitor`.")
+
+OPERATIONS.update({
+    ("POST", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Listen to, whisper to or barge into a call", "call control", STAFF, ok=202,
+        response=ref("CommandAccepted"), body=supervision.MonitorStartBody, errors=(400, 403, 404, 409, 504),
+        description="The worker holding the call dials the supervisor's phone (`target_type` number: a "
+        "number `calls.outbound_allow` allows, else 403 `number.not_allowed`; agent: the phone of that "
+        "agent, or of a configured user with a `sip_uri`, else 404 `agent.not_found`) as an extra leg; "
+        "it rings `supervision.ring_s`. listen: the supervisor hears caller and agent, nobody hears "
+        "the supervisor; whisper: the agent hears the supervisor too, the caller does not; barge: all "
+        "three talk. 503 `call.no_leg` (Retry-After) when that worker has no leg free (the call is unchanged), 409 "
+        "`monitor.active` when a supervisor is already on the call." + _MONITOR + _COMMAND_ERRORS),
+    ("PATCH", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Switch between listen, whisper and barge", "call control", STAFF, ok=202,
+        response=ref("CommandAccepted"), body=supervision.MonitorChangeBody, errors=(400, 403, 404, 409, 504),
+        description="409 `monitor.none` when no supervisor is on the call." + _MONITOR + _COMMAND_ERRORS),
+    ("DELETE", "/api/v1/calls/{call_id}/monitor"): Operation(
+        "Stop supervising", "call control", STAFF, ok=202, response=ref("CommandAccepted"),
+        errors=(403, 404, 409, 504),
+        description="The supervisor's leg ends; caller and agent go on as before. 409 `monitor.none` "
+        "when no supervisor is on the call." + _MONITOR + _COMMAND_ERRORS),
+})
+MODELS = (*MODELS, supervision.MonitorStartBody, supervision.MonitorChangeBody)
 
 # --- complaint cases (ivr.cti.cases; docs/cti-api.md "Complaint cases") ----------------------------
 
@@ -618,6 +657,70 @@ OPERATIONS.update({
                     "own nor offered to it.", errors=(404, 409)),
 })
 
+
+# --- recordings and the audit trail (ivr.cti.recordings; docs/recording.md) ------------------------
+
+RECORDING_PARAMS: tuple[Param, ...] = (
+    Param("from", TIME_SCHEMA, "recordings that started at or after"),
+    Param("to", TIME_SCHEMA, "recordings that started before (excluded)"),
+    Param("agent_id", {"type": "string", "pattern": AGENT_ID}, "recordings this agent is heard on (agents: "
+                                                               "always themselves)"),
+    Param("queue", NAME_SCHEMA, "recordings of calls answered from this queue"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": LIST_MAX, "default": 50}, "most to return"),
+    Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the `next_cursor` of the previous page"),
+)
+SCHEMAS.update({
+    "Recording": {
+        "type": "object", "required": ["id", "call_id", "started_at", "duration_ms", "format", "sha256", "audio_url"],
+        "properties": {
+            "id": {"type": "string", "pattern": r"^R[0-9a-f]{20}$"}, "call_id": STR, "started_at": INT,
+            "ended_at": INT, "duration_ms": INT, "format": {"enum": ["opus", "mp3"]},
+            "channels": {"type": "string", "description": "left, right: caller,agent"}, "clock_rate": INT,
+            "bytes": INT, "sha256": STR, "agents": {"type": "array", "items": STR}, "agent_id": STR, "queue": STR,
+            "pauses": {"type": "array", "items": {"type": "array", "items": INT},
+                       "description": "[start_ms, end_ms] into the file: silence there"},
+            "ivr": {"type": "boolean"}, "delete_after": INT, "version": INT,
+            "audio_url": {"type": "string", "description": "GET it (HTTP Range works) to play; ?download=1 to save"}}},
+    "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"],
+                      "properties": {"recordings": {"type": "array", "items": ref("Recording")},
+                                     "next_cursor": NULLABLE_STR}},
+    "AuditEntry": {"type": "object", "required": ["id", "at", "action", "by", "role", "target"],
+                   "properties": {"id": STR, "at": INT, "action": STR, "by": STR, "role": STR, "target": STR,
+                                  "call_id": STR, "detail": OBJ}},
+    "AuditList": {"type": "object", "required": ["entries", "next_cursor"],
+                  "properties": {"entries": {"type": "array", "items": ref("AuditEntry")},
+                                 "next_cursor": NULLABLE_STR}},
+})
+_HEAR = ("who may hear it: admins; supervisors when `recording.supervisors_hear_all`; an agent the calls it is "
+         "heard on when `recording.agents_hear_own` (else 403 `auth.forbidden`, audited as `recording.denied`)")
+OPERATIONS.update({
+    ("GET", "/api/v1/recordings"): Operation(
+        "Call recordings, newest first", "recordings", ALL_ROLES, response=ref("RecordingList"),
+        description="Agents get the recordings they are heard on. " + _HEAR + ".", params=RECORDING_PARAMS,
+        errors=(400, 403)),
+    ("GET", "/api/v1/recordings/{recording_id}"): Operation(
+        "One recording's record", "recordings", ALL_ROLES, response=ref("Recording"),
+        description=_HEAR[0].upper() + _HEAR[1:] + ".", errors=(403, 404)),
+    ("GET", "/api/v1/recordings/{recording_id}/audio"): Operation(
+        "Play or download a recording", "recordings", ALL_ROLES, content=("audio/ogg", "audio/mpeg"),
+        description="Stereo: the caller on the left channel, the agent side on the right. Supports HTTP Range "
+        "(206). Audited (`recording.play`, once per play: the request without a Range or from byte 0; "
+        "`recording.download` with `?download=1`, which also names the file). " + _HEAR + ".",
+        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),), errors=(403, 404)),
+    ("DELETE", "/api/v1/recordings/{recording_id}"): Operation(
+        "Delete a recording (file and index)", "recordings", ("admin",), response=OBJ,
+        description="Audited (`recording.deleted`); `recording.deleted` event.", errors=(404,)),
+    ("GET", "/api/v1/audit"): Operation(
+        "The audit trail, newest first", "recordings", ("admin",), response=ref("AuditList"),
+        description="Who played, downloaded, deleted or was refused a recording, who supervised a call "
+        "(and whatever else is audited). At most 5,000 entries are looked at per page: with a narrow "
+        "filter a page may come back short with a `next_cursor` to go on from.",
+        params=(Param("action", {"type": "string"}, "an action (`recording.play`) or a prefix (`recording.*`)"),
+                Param("by", NAME_SCHEMA, "who"), Param("target", {"type": "string"}, "what (a recording id...)"),
+                Param("from", TIME_SCHEMA, "at or after"), Param("to", TIME_SCHEMA, "before"),
+                Param("cursor", {"type": "string", "pattern": r"^[0-9]{1,15}-[0-9]{1,15}$"}, "the `next_cursor`"),
+                LIMIT), errors=(400,)),
+})
 
 # --- outbound campaigns (ivr.cti.campaigns; docs/campaigns.md) --------------------------------------
 

@@ -4,7 +4,8 @@
 The pages hold no data: they log in with a bearer token (kept in the tab's ``sessionStorage``) and
 use the same REST calls and WebSockets as any other client. Every page goes out with a strict
 Content-Security-Policy: scripts and styles from this origin only (no inline code, nothing from
-another site), connections to this origin only, no framing. The scripts put data in the page with
+another site), connections to this origin only, media from the page's own object URLs only (the
+recording player), no framing. The scripts put data in the page with
 ``textContent`` and build elements one by one, so a caller number or a CRM name is never markup.
 """
 
@@ -28,6 +29,8 @@ CSP = "; ".join([
     "style-src 'self'",
     "img-src 'self' data:",
     "connect-src 'self'",  # CSP 3: 'self' covers ws:// and wss:// of this host
+    # the recording player plays an object URL of audio fetched with the bearer token (recording.js)
+    "media-src blob:",
     "base-uri 'none'",
     "form-action 'none'",  # the forms are sent by the scripts, never by the browser
     "frame-ancestors 'none'",

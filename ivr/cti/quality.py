@@ -24,7 +24,7 @@ from ivr.core.logging import get_logger
 from ivr.cti import cursor
 from ivr.cti.agents import AGENT_ID
 from ivr.cti.auth import User
-from ivr.cti.calls import _time_param
+from ivr.cti.calls import time_param
 from ivr.cti.context import SETTINGS, STORE, body, limit_param, user
 from ivr.cti.recording_access import may_hear
 from ivr.quality.rules import CHANNELS, Word, find_phrase, normalise
@@ -144,8 +144,8 @@ def _filter(request: web.Request, name: str, pattern: re.Pattern[str]) -> str:
 
 def _period(request: web.Request) -> tuple[int, int]:
     """``since`` .. ``until`` (excluded) as epoch ms; an empty period when until is not after since."""
-    since = _time_param(request, "since")
-    until = _time_param(request, "until")
+    since = time_param(request, "since")
+    until = time_param(request, "until")
     lo = since or 0
     return lo, max(lo, until if until is not None else cursor.MAX_MS)
 

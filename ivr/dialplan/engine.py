@@ -231,6 +231,7 @@ class PlanRunner:
     def __init__(self, loaded: LoadedPlan, *, call: CallPort, queue: QueuePort, record: RecordPort,
                  data: DataPort, settings: DialplanSettings, now: Callable[[], datetime] = _utcnow,
                  variables: Mapping[str, str] | None = None) -> None:
+        self._sensitive = False
         self.loaded = loaded
         self.plan = loaded.plan
         self.call = call
@@ -326,7 +327,8 @@ class PlanRunner:
         if extra:
             variables.update(extra)
         return await self.call.ask(Ask(prompts=tuple(p for p in prompts if p is not None),
-                                       language=self.language, variables=variables, **kw))
+                                       language=self.language, variables=variables,
+                                       sensitive=self._sensitive, **kw))
 
     def _step(self, name: str, type_: str, **kw: Any) -> Step:
         return self.journey.step(name, type_, **kw)
@@ -429,6 +431,13 @@ class PlanRunner:
         return node.no_match if node.no_match is not None else suggestion(node, self.language)
 
     async def _collect(self, name: str, node: CollectNode) -> Next:
+        self._sensitive = node.sensitive  # every question of a sensitive collect is kept off the recording
+        try:
+            return await self._collect_turns(name, node)
+        finally:
+            self._sensitive = False
+
+    async def _collect_turns(self, name: str, node: CollectNode) -> Next:
         listen = node.listen
         lead: Prompt | None = None
         for attempt in range(1, node.retries + 2):
@@ -554,7 +563,7 @@ class PlanRunner:
             announce_wait=ann.wait_time if ann else False,
             keys=tuple(k.digit for k in node.keys),
             min_proficiency=node.min_proficiency, skills_from_plan=bool(node.skills),
-            language_from_plan=node.language is not None)
+            language_from_plan=node.language is not None, recording=node.recording)
         self.queue_target = target
         step = self._step(name, "queue", detail=node.queue)
         outcome = await self.queue.wait_for_agent(target, self.journey)

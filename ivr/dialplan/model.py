@@ -412,6 +412,9 @@ class QueueNode(_Strict):
     on_timeout: NodeRef | None = None
     after: NodeRef | None = Field(None, description="where the caller goes when the agent hangs up (e.g. a survey)")
     keys: list[QueueKey] = Field([], description="keys that leave the queue while waiting, e.g. 1 = call me back")
+    recording: Literal["never", "always", "on_demand"] | None = Field(
+        None, description="recording policy of the call once an agent answers; default: the queue's "
+        "(routing.queues.<q>.recording, else recording.policy)")
 
     @field_validator("priority")
     @classmethod

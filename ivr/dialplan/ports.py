@@ -38,6 +38,7 @@ class Ask:
     spoken_digits: bool = False
     max_speech_s: float = 8.0
     variables: Mapping[str, str] = field(default_factory=dict)  # for {placeholders} in the prompts
+    sensitive: bool = False  # a sensitive collect's turn: kept off the call's recording
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class QueueTarget:
     min_proficiency: int | None = None  # None: the queue's (routing.queues), else 1
     skills_from_plan: bool = True       # False: the plan named none (``skills`` is the queue name)
     language_from_plan: bool = True     # False: the call's language, required only if the queue says so
+    recording: str | None = None        # the node's recording policy; None: the queue's (recording.policy)
 
 
 #: "agent_hangup", "caller_hangup", "timeout", or "key:<digit>" (the caller pressed one of

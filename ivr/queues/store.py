@@ -43,6 +43,8 @@ _ERRORS: dict[str, type[IvrError]] = {
     "call.gone": Conflict,
     "call.bad_transition": Conflict,
     "call.wrong_state": Conflict,
+    "monitor.active": Conflict,
+    "monitor.none": Conflict,
     "agent.not_available": Conflict,
     "queue.no_agent_available": Conflict,
     "request.invalid": BadRequest,
@@ -229,7 +231,8 @@ class QueueStore:
     async def call_control(self, call_id: str, op: str, *, by: str, a1: str = "", a2: str = "",
                            wrapup_s: float = 0) -> dict[str, Any]:
         """Record a call-control step (hold, resume, mute, unmute, transfer, consult, consult_answered,
-        consult_swap, consult_cancel, consult_failed, consult_complete, conference, conference_leave:
+        consult_swap, consult_cancel, consult_failed, consult_complete, conference, conference_leave,
+        and live supervision's monitor_start, monitor_answered, monitor_change, monitor_stop:
         see ``lua/scripts/call_control.lua``) with its agents' states and events, atomically. Returns
         ``{"changed": bool, ...}``; Conflict ``call.wrong_state`` / ``agent.not_available`` /
         ``queue.no_agent_available``, NotFound ``agent.not_found`` when it cannot be done."""

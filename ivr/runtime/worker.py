@@ -20,12 +20,14 @@ from ivr.calls.callback import CallbackSession
 from ivr.calls.context import WorkerContext
 from ivr.calls.dialout import DialoutSession
 from ivr.calls.originate import OriginateSession
+from ivr.calls.recording import RecordingFinisher, delete_expired
 from ivr.calls.session import CallSession
 from ivr.core import commands
 from ivr.core.config import Settings
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.core.process import pid_alive
+from ivr.core.recording_store import open_store
 from ivr.core.tasks import TaskGroup
 from ivr.dialplan.calling_window import open_map
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
@@ -55,6 +57,8 @@ CASE_TASK_BATCH = 20  # follow-up tasks offered per script run (at most 5 runs a
 # The campaign dialler (lua/lib/campaigns.lua): a tick every CAMPAIGN_TICK_S on the housekeeping
 # leader (the token bucket is in Redis: a tick's length only bounds the burst, not the rate), at most
 # CAMPAIGN_TICK_BUDGET calls placed per tick; the calling windows are re-read every CAMPAIGN_WINDOWS_S.
+RECORDING_RETENTION_S = 60.0  # how often the housekeeping leader deletes recordings past their retention
+RECORDINGS_DRAIN_S = 20.0  # a stopping worker waits this long for the recordings it is finishing
 CAMPAIGN_TICK_S = 0.1
 CAMPAIGN_TICK_BUDGET = 50
 CAMPAIGN_WINDOWS_S = 1.0
@@ -99,13 +103,17 @@ class Worker:
                          edge_sources=edge_sources(s)),
             self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
         speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
-        self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech)
+        finisher = RecordingFinisher(s, store, open_store(s), worker=self.name) if s.recording.enabled else None
+        self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech,
+                                 finisher=finisher)
         await self._claim_name(store)
         # Calls still recorded under this name belong to a previous process that died: lost.
         reaped = await store.reap_worker(self.name, wrapup_s=s.routing.wrapup_s, ttl_s=s.routing.call_ttl_s)
         if reaped:
             log.warning("worker.reaped_predecessor", calls=reaped)
         await sip.start()
+        if finisher is not None:
+            await finisher.recover()  # what a predecessor of this name left half done
         await store.register_worker(self.name, self.identity, ttl_s=HEARTBEAT_TTL_S, slots=self._slots())
         self.tasks.spawn("inbox", self._inbox(store))
         self.tasks.spawn("heartbeat", self._heartbeat(store))
@@ -119,6 +127,10 @@ class Worker:
             await self._drain(sip)
         finally:
             log.info("worker.stopping", calls=len(self.sessions))
+            if finisher is not None:  # recordings of the calls just ended: stored, or left for the next start
+                left = await finisher.drain(RECORDINGS_DRAIN_S)
+                if left:
+                    log.warning("worker.recordings_left", count=left)
             await self.tasks.cancel_all()
             await sip.stop()
             with contextlib.suppress(RedisError):
@@ -277,7 +289,8 @@ class Worker:
         number of workers."""
         owner = f"{self.name}:{os.getpid()}"
         r, c = self.settings.routing, self.settings.cases
-        purge_at = [0.0]  # the next retention purge (monotonic s)
+        purge_at = [0.0, 0.0]  # the next retention purges (monotonic s): closed cases, recordings
+        media = open_store(self.settings)
 
         async def tick() -> float:
             reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
@@ -299,6 +312,11 @@ class Worker:
                 closed_before = int(time.time() * 1000) - c.retention_days * 86_400_000
                 for _ in range(50):  # 5,000 an hour at most: the rest next hour
                     if await store.purge_closed_cases(closed_before_ms=closed_before, limit=100) < 100:
+                        break
+            if leader and time.monotonic() >= purge_at[1]:  # recordings past their retention: file and index
+                purge_at[1] = time.monotonic() + RECORDING_RETENTION_S
+                for _ in range(10):
+                    if await delete_expired(store, media, limit=100) < 100:
                         break
             for _ in range(5 if leader else 0):  # follow-ups (回访) due: automated calls placed, tasks offered
                 if await store.case_followups(caller_id=self._caller_id(), skill=c.skill,

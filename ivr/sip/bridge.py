@@ -182,6 +182,20 @@ class SipThread:
         made: list[tuple[str, str]] = await self.call(SipEngine.relink, on, off)
         return made
 
+    async def start_call_recording(self, paths: list[str], silence_wav: str) -> int:
+        """Two-channel recording on the bridge (see SipEngine.start_call_recording); its id."""
+        rec_id: int = await self.call(SipEngine.start_call_recording, paths, silence_wav)
+        return rec_id
+
+    async def record_sources(self, rec_id: int, on: list[tuple[str, int]],
+                             off: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Connect / disconnect ``(leg, channel)`` pairs of a recording; the ``on`` pairs made."""
+        made: list[tuple[str, int]] = await self.call(SipEngine.record_sources, rec_id, on, off)
+        return made
+
+    async def stop_call_recording(self, rec_id: int) -> None:
+        await self.call(SipEngine.stop_call_recording, rec_id)
+
     async def grants_extra_leg(self) -> bool:
         """Whether the leg budget grants an extra leg (a consult or conference target) now."""
         return bool(await self.call(_grants_extra))

@@ -238,6 +238,8 @@ class SipEngine:
         self._spare_taps: list[_Tap] = []  # stopped taps, still in the bridge: see _Tap
         self.taps_created = 0
         self.recorders: dict[int, tuple[pj.AudioMediaRecorder, str]] = {}
+        self.call_recordings: dict[int, list[pj.AudioMediaRecorder]] = {}  # two-channel call recordings
+        self._keeper: pj.AudioMediaPlayer | None = None  # silence for every call recording (see start_call_recording)
         self._dead: list[_Call] = []
         # Legs reported DISCONNECTED whose library call may still hold its slot: pjsua reports
         # DISCONNECTED as soon as hangup() is asked, but frees the slot only when the INVITE session
@@ -311,7 +313,7 @@ class SipEngine:
             self._reap_ended()
         if self._dead:
             self._dead.clear()  # deleted here, outside any pjsua2 callback
-        if self._clock_on and not self.legs and not self.players:
+        if self._clock_on and not self.legs and not self.players and not self.call_recordings:
             if time.monotonic() - self._idle_since > CLOCK_IDLE_S:
                 self._clock(False)
         elif self.legs:
@@ -348,6 +350,9 @@ class SipEngine:
             self.stop_listen(tid)
         for rid in list(self.recorders):
             self.stop_record(rid)
+        for rid in list(self.call_recordings):
+            self.stop_call_recording(rid)
+        self._keeper = None
         self._clock(False)  # frees the taps, with no clock thread left to call them
         self._free_spare_taps()
         self.legs.clear()
@@ -358,7 +363,10 @@ class SipEngine:
         self._to_refuse.clear()
         self.acc = None
         gc.collect()
-        self.ep.libDestroy()
+        # Every leg was hung up and waited for above, and a worker registers nowhere: nothing is left
+        # to wait replies for. Without NO_RX_MSG pjsua_destroy2 sleeps a fixed second "for
+        # unregistrations" (pjsua_core.c): every worker stop and restart took 1 s longer.
+        self.ep.libDestroy(pj.PJSUA_DESTROY_NO_RX_MSG)
         self.ep = None
         log.info("sip.stopped")
 
@@ -764,6 +772,76 @@ class SipEngine:
             with contextlib.suppress(pj.Error):
                 call.getAudioMedia(-1).stopTransmit(rec)
         del rec, entry
+
+    # --- call recording: two channels on the bridge (ivr.calls.recording) -----------------------------
+    def start_call_recording(self, paths: list[str], silence_wav: str) -> int:
+        """One WAV recorder per channel (16-bit mono at the bridge clock), created in the same command
+        so their samples line up, each fed by a silent looping player (the *keeper*). pjmedia's
+        recorder writes only on ticks when something transmits to it: the keeper makes every tick
+        count, so a pause (every source disconnected) is silence in the file, not a gap, and the
+        channels stay the same length. Returns the id for :meth:`record_sources` / :meth:`stop_call_recording`."""
+        self._clock(True)
+        if self._keeper is None:
+            keeper = pj.AudioMediaPlayer()
+            keeper.createPlayer(silence_wav, 0)  # 0: loop
+            self._keeper = keeper
+        recs: list[pj.AudioMediaRecorder] = []
+        try:
+            for path in paths:
+                rec = pj.AudioMediaRecorder()
+                rec.createRecorder(path)
+                recs.append(rec)
+            for rec in recs:
+                self._keeper.startTransmit(rec)
+        except pj.Error:
+            for rec in recs:
+                with contextlib.suppress(pj.Error):
+                    self._keeper.stopTransmit(rec)
+            del recs
+            raise
+        rec_id = next(self._player_ids)
+        self.call_recordings[rec_id] = recs
+        return rec_id
+
+    def record_sources(self, rec_id: int, on: list[tuple[str, int]],
+                       off: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Connect (``on``) or disconnect (``off``) legs to channels of a recording: ``(leg id,
+        channel)`` pairs. A leg gone or without media is skipped. Returns the ``on`` pairs made."""
+        recs = self.call_recordings.get(rec_id)
+        if recs is None:
+            return []
+        made = []
+        for pairs, start in ((off, False), (on, True)):
+            for leg_id, channel in pairs:
+                call = self.legs.get(leg_id)
+                if call is None or not call.hasMedia() or not 0 <= channel < len(recs):
+                    continue
+                try:
+                    media = call.getAudioMedia(-1)
+                    if start:
+                        media.startTransmit(recs[channel])
+                        made.append((leg_id, channel))
+                    else:
+                        media.stopTransmit(recs[channel])
+                except pj.Error as exc:
+                    log.info("sip.record_source_failed", leg=leg_id, channel=channel, start=start, error=exc.info())
+        return made
+
+    def stop_call_recording(self, rec_id: int) -> None:
+        """Disconnect everything and close the files (the WAV header is written when a recorder is
+        destroyed, here)."""
+        recs = self.call_recordings.pop(rec_id, None)
+        if recs is None:
+            return
+        for rec in recs:
+            for call in self.legs.values():
+                if call.hasMedia():
+                    with contextlib.suppress(pj.Error):
+                        call.getAudioMedia(-1).stopTransmit(rec)
+            if self._keeper is not None:
+                with contextlib.suppress(pj.Error):
+                    self._keeper.stopTransmit(rec)
+        del recs
 
     def unbridge(self, a: str, b: str) -> None:
         """Undo ``bridge`` for whichever of the two legs still has media."""

@@ -357,12 +357,13 @@ def shares_hotline(item: pytest.Item) -> bool:
 # Seconds a module took in `make test`'s e2e step (2 xdist processes, 2026-12-06): only the order in
 # which modules are handed out comes from it, longest first, so that neither process ends with a
 # long module left while the other is idle (a module not listed counts as 60 s).
-MODULE_SECONDS = {"test_pool": 140, "test_sip_torture": 130, "test_faults": 80, "test_multihost": 60,
+MODULE_SECONDS = {"test_pool": 140, "test_sip_torture": 45, "test_faults": 80, "test_multihost": 60,
                   "test_speech_calls": 60, "test_pages": 55, "test_dialplan_calls": 50, "test_run_defaults": 45,
                   "test_queue_announcements": 40, "test_dialplan_reload": 35, "test_callbacks": 25,
                   "test_log_hygiene": 20, "test_call_control": 190, "test_registered_phone": 40,
                   "test_originate": 20, "test_pages_call_control": 120, "test_outbound_trunk": 40,
-                  "test_campaigns": 80, "test_followup": 30, "test_dialout": 20, "test_case_tasks": 15}
+                  "test_campaigns": 80, "test_followup": 30, "test_dialout": 20, "test_case_tasks": 15,
+                  "test_recording": 30, "test_supervision": 55, "test_pages_recording": 50}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -54,6 +54,18 @@ class Rig:
             assert r.status == expect, f"{path}: {r.status} {text}\n{self.hotline.log_tail(30)}"
             return json.loads(text) if text else {}
 
+    async def get(self, who: str, path: str, expect: int = 200) -> dict[str, Any]:
+        async with self.http.get(f"{self.hotline.api}{path}", headers=self.auth(who)) as r:
+            text = await r.text()
+            assert r.status == expect, f"GET {path}: {r.status} {text[:300]}\n{self.hotline.log_tail(30)}"
+            return json.loads(text) if text and r.content_type == "application/json" else {}
+
+    async def delete(self, who: str, path: str, expect: int = 200) -> dict[str, Any]:
+        async with self.http.delete(f"{self.hotline.api}{path}", headers=self.auth(who)) as r:
+            text = await r.text()
+            assert r.status == expect, f"DELETE {path}: {r.status} {text[:300]}\n{self.hotline.log_tail(30)}"
+            return json.loads(text) if text else {}
+
     async def listen(self, *parties: str) -> dict[str, Heard]:
         """What each party hears over the next WINDOW_S, after SETTLE_S."""
         await asyncio.sleep(SETTLE_S)
@@ -114,9 +126,11 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
         overrides["callbacks"] = {"dial_uri": f"sip:{{number}}@127.0.0.1:{port3 if 'customer' in phones else port2}"}
     h = Hotline(tmp_path / "hotline", overrides=overrides)
     h.tokens["agent2"] = "agent2-test-token"
+    h.tokens["admin1"] = "admin1-test-token"
     users = h.base_config()["users"] + [
         {"id": "agent2", "name": "Bo", "skills": {"support": 3}, "sip_uri": f"sip:agent2@127.0.0.1:{port2}",
-         "token": h.tokens["agent2"]}]
+         "token": h.tokens["agent2"]},
+        {"id": "admin1", "name": "Ari", "role": "admin", "token": h.tokens["admin1"]}]
     h.overrides = {**h.overrides, "users": users}
     media = {p: free_udp_tcp_port() for p in ("caller", "agent", "target", "customer")}
     pcaps = {p: tone_pcap(hz, 60, tmp_path / f"{p}.pcap")
@@ -125,32 +139,46 @@ async def rig(tmp_path: Path, *, agent2_hangs_up_after_ms: int | None = None,
     servers: dict[str, SippServer] = {}
     for party, port, hang in (("agent", h.agent_sip_port, agent1_hangs_up_after_ms),
                               ("target", port2, agent2_hangs_up_after_ms), ("customer", port3, None)):
-        if party not in phones:
-            continue
-        sf = render_scenario("cc_phone.xml", tmp_path / party, keep="agent-hangs-up" if hang else "remote-hangs-up",
-                             drop="remote-hangs-up" if hang else "agent-hangs-up", ring_ms=200,
-                             talk_ms=hang or 60000, audio_pcap=pcaps[party])
-        calls = agent_calls if party == "agent" else 1
-        servers[party] = SippServer(sf, workdir=tmp_path, tag=party, port=port,
-                                    extra=["-m", str(calls), "-mp", str(media[party])])
+        if party in phones:
+            servers[party] = phone(tmp_path, party, port=port, media_port=media[party], pcap=pcaps[party],
+                                   hang_ms=hang, calls=agent_calls if party == "agent" else 1)
+    async with running(h, tmp_path, servers, media, pcaps, max_seconds=170) as r:
+        yield r
+
+
+def phone(root: Path, party: str, *, port: int, media_port: int, pcap: Path, hang_ms: int | None = None,
+          calls: int = 1) -> SippServer:
+    """A sipp phone that answers ``calls`` calls (after 200 ms of ringing) and sends ``pcap``; with
+    ``hang_ms`` it hangs up by itself that long after answering."""
+    sf = render_scenario("cc_phone.xml", root / party, keep="agent-hangs-up" if hang_ms else "remote-hangs-up",
+                         drop="remote-hangs-up" if hang_ms else "agent-hangs-up", ring_ms=200,
+                         talk_ms=hang_ms or 60000, audio_pcap=pcap)
+    return SippServer(sf, workdir=root, tag=party, port=port, extra=["-m", str(calls), "-mp", str(media_port)])
+
+
+@contextlib.asynccontextmanager
+async def running(h: Hotline, root: Path, phones: dict[str, SippServer], media: dict[str, int],
+                  pcaps: dict[str, Path], *, max_seconds: float) -> AsyncIterator[Rig]:
+    """Start the hotline, a sniffer on the parties' media ports and the phones; the rig; stop it all."""
     try:
         await h.start()
-        with LoopbackSniffer(ports=set(media.values()), max_seconds=170) as sniffer:
+        with LoopbackSniffer(ports=set(media.values()), max_seconds=max_seconds) as sniffer:
             async with contextlib.AsyncExitStack() as stack:
-                for server in servers.values():
+                for server in phones.values():
                     await stack.enter_async_context(server)
                 async with aiohttp.ClientSession() as http:
-                    yield Rig(h, http, tmp_path, sniffer, media, servers, pcaps)
+                    yield Rig(h, http, root, sniffer, media, phones, pcaps)
     finally:
         h.stop()
 
 
 async def call_in(r: Rig, *, talk_ms: int = 60000, digit: int = 2, media_port: int | None = None,
-                  tag: str = "caller", known: frozenset[str] = frozenset()) -> tuple[asyncio.Task[SippResult], str]:
+                  tag: str = "caller", known: frozenset[str] = frozenset(),
+                  dtmf_at_ms: int = 800) -> tuple[asyncio.Task[SippResult], str]:
     """A caller (tone 2300 Hz) dials the hotline, picks billing (or ``digit``), and is connected to
     an agent (a call not in ``known``)."""
     sf = render_scenario("cc_caller.xml", r.workdir / tag, keep="remote-hangs-up", drop="caller-hangs-up",
-                         digit=digit, dtmf_at_ms=800, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
+                         digit=digit, dtmf_at_ms=dtmf_at_ms, talk_ms=talk_ms, audio_pcap=r.pcaps["caller"])
     caller = asyncio.create_task(run_sipp(
         sf, ("127.0.0.1", r.hotline.edge_port), workdir=r.workdir, tag=tag, limit_s=talk_ms / 1000 + 30,
         extra=["-s", "1000", "-mp", str(media_port or r.ports["caller"])]))

@@ -78,3 +78,35 @@ def test_every_call_control_command_survives_the_inbox(cmd: commands.Command) ->
 def test_a_call_control_command_with_a_bad_target_or_keys_is_refused_at_the_inbox(raw: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         commands.decode({"type": "command", "command_id": "x", **raw})
+
+
+@pytest.mark.parametrize("cmd", [
+    commands.MonitorStart(call_id="c", by="super1", role="supervisor", mode="listen", target_type="number",
+                          target="+15550777"),
+    commands.MonitorStart(call_id="c", by="super1", role="supervisor", mode="barge", target_type="agent",
+                          target="super1"),
+    commands.MonitorChange(call_id="c", by="super1", role="supervisor", mode="whisper"),
+    commands.MonitorStop(call_id="c", by="admin", role="admin"),
+])
+def test_every_supervision_command_survives_the_inbox(cmd: commands.Command) -> None:
+    assert commands.decode(commands.encode(cmd)) == cmd
+
+
+@pytest.mark.parametrize("raw", [
+    {"kind": "monitor_start", "call_id": "c", "by": "s", "mode": "spy", "target_type": "number", "target": "1"},
+    {"kind": "monitor_start", "call_id": "c", "by": "s", "mode": "listen", "target_type": "queue", "target": "q"},
+    {"kind": "monitor_start", "call_id": "c", "by": "s", "mode": "listen", "target_type": "agent", "target": ""},
+    {"kind": "monitor_start", "call_id": "c", "by": "s", "mode": "listen", "target_type": "agent"},
+    {"kind": "monitor_start", "call_id": "c", "by": "s", "mode": 1, "target_type": "agent", "target": "a"},
+    {"kind": "monitor_change", "call_id": "c", "by": "s", "mode": "LISTEN"},
+    {"kind": "monitor_change", "call_id": "c", "by": "s"},
+])
+def test_a_supervision_command_with_a_bad_mode_or_target_is_refused_at_the_inbox(raw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        commands.decode(raw)
+
+
+def test_the_command_modes_are_the_media_tables_modes() -> None:
+    from ivr.calls.media_plan import MonitorMode  # a unit test may look across layers
+
+    assert commands.MONITOR_MODES == {m.value for m in MonitorMode}

@@ -1,6 +1,6 @@
 // The call-handling part of the agent desktop: reject an offer, hang up, hold, mute, transfer and
 // consult (with a target picker), complete / cancel / swap a consult, conference, the keypad, and
-// dialling a number. Buttons send the API's call-control commands; what they show (held, muted,
+// dialling a number; and the notice that a supervisor coaches, barges into or listens to the call. Buttons send the API's call-control commands; what they show (held, muted,
 // consulting...) comes from the call's events, so every tab of the agent, and the wallboard, agree.
 
 import {$, api, el, fill} from "./common.js";
@@ -23,8 +23,23 @@ export function controlFromRecord(rec) {
     consult: rec.state === "consulting" ? consult : null,
     conference: rec.state === "conferenced" && Array.isArray(conference) ? conference : null,
     direction: rec.direction || "inbound",
+    monitor: monitorNotice(rec.monitor),
   };
 }
+
+/** What the agent is told of a supervisor on the call (the record's ``monitor.notice``): coached,
+ * barged, listened, or "" (nobody, or a listen the agent is not told of). */
+function monitorNotice(monitor) {
+  const m = typeof monitor === "string" ? safeJson(monitor) : monitor;
+  return m && m.state === "talking" && typeof m.notice === "string" ? m.notice : "";
+}
+
+/** The desktop's line for each notice (live supervision). */
+export const MONITOR_NOTICE = {
+  coached: "Your supervisor is coaching you: you hear them, the caller does not.",
+  barged: "Your supervisor has joined the call: the caller hears them too.",
+  listened: "Your supervisor is listening to this call.",
+};
 
 function safeJson(text) {
   try {
@@ -94,6 +109,9 @@ export function applyControl(call, ev, me) {
       call.consult = null;
       if (ev.from_agent === me || ev.agent_id === me) Object.assign(call, {status: "transferred", ended_at: ev.ts});
       break;
+    case "call.monitor":
+      call.monitor = ev.agent_id === me ? String(ev.notice || "") : call.monitor || "";
+      break;
     default:
       return false;
   }
@@ -144,6 +162,9 @@ export function floorControl(agents, ev) {
     case "call.conference_left":
       touch(ev.agent_id, {control: "", muted: false});
       if (Array.isArray(ev.agents) && ev.agents.length < 2) for (const id of ev.agents) touch(id, {control: ""});
+      break;
+    case "call.monitor":  // live supervision: who supervises the agent's call, how
+      touch(ev.agent_id, {monitor: ev.mode === "stopped" ? null : {mode: ev.mode, by: ev.supervisor, state: "talking"}});
       break;
     default:
       return false;
@@ -205,6 +226,8 @@ export const CONTROL_TEXT = {
   "call.conferenced": () => "Conference started",
   "call.conference_left": (ev) => `${ev.agent_id} left the conference`,
   "call.transferred": (ev) => `Call transferred to ${ev.target_type} ${ev.target}`,
+  "call.monitor": (ev) => (ev.notice ? MONITOR_NOTICE[ev.notice] || null
+    : ev.mode === "stopped" ? "Your supervisor left the call" : null),
 };
 
 function describeTarget(consult) {
@@ -401,6 +424,13 @@ export class CallControls {
       : "";
     note.textContent = text;
     note.hidden = !text;
+    const notice = $("monitor-notice");
+    if (notice) {
+      const shown = live && !consultee && MONITOR_NOTICE[call.monitor] ? call.monitor : "";
+      notice.textContent = shown ? MONITOR_NOTICE[shown] : "";
+      notice.dataset.notice = shown;
+      notice.hidden = !shown;
+    }
     $("call-reject").hidden = !ringing || Boolean(call.consult_from) || call.direction === "outbound";
     $("call-reject").disabled = busy("call-reject");
     $("call-hangup").hidden = !(live || dialing) || consultee;

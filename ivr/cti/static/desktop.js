@@ -8,6 +8,7 @@ import {CallAlerts} from "./alerts.js";
 import {CallHistory, MyQueues} from "./history.js";
 import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
 import {MyCases, TaskCard} from "./cases.js";
+import {RECORDING_EVENT_TEXT, RecordingControls, RecordingList, RecordingPlayer, applyRecording} from "./recording.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -26,6 +27,9 @@ const queues = new MyQueues(() => login);
 const cases = new MyCases(() => login, (err) => showError($("error"), err));
 const task = new TaskCard(() => login, (err) => showError($("error"), err));
 const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
+const recording = new RecordingControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
+const player = new RecordingPlayer({token: () => login && login.token, error: (err) => showError($("error"), err)});
+const recordings = new RecordingList({token: () => login && login.token, player});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -78,6 +82,8 @@ async function signOut() {
   cases.stop();
   task.stop();
   history.clear();
+  player.close();
+  recordings.clear();
   for (const key of Object.values(KEY)) sessionStorage.removeItem(key);
   $("desk").hidden = true;
   $("signout").hidden = true;
@@ -231,7 +237,8 @@ function fromRecord(rec) {
     waited_s: answeredWait ?? (queued && offered ? (offered - queued) / 1000 : undefined), status: status || rec.state,
     offered_at: offered || undefined, answered_at: Number(rec.answered_at) || undefined,
     ended_at: Number(rec.ended_at) || undefined, outcome: rec.outcome, disposition: rec.disposition, notes: rec.notes,
-    transferred_from: rec.transferred_from, case_id: rec.case_id, ...controlFromRecord(rec),
+    transferred_from: rec.transferred_from, case_id: rec.case_id, recording: rec.recording || "",
+    ...controlFromRecord(rec),
   };
 }
 
@@ -286,6 +293,7 @@ function onCallEvent(ev) {
   if (ev.type === "call.ended" || ev.type === "call.disposition") {
     if (history.unfiltered()) history.search();
   }
+  if (ev.type === "call.ended" && call.recording && $("recordings-card").open) recordings.expect(call.call_id);
   if (ev.type === "call.answered" || ev.type === "call.offer_failed") queues.refresh(true);
 }
 
@@ -298,6 +306,7 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   if (!call) {
     renderWrapup(true);
     controls.render();
+    recording.render(false);
     return;
   }
   card.dataset.callId = call.call_id;
@@ -328,6 +337,7 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   }
   renderWrapup(fillCard);
   controls.render();
+  recording.render(call.status === "connected" && !call.consult_from);
   tick();
   setTitle();
 }
@@ -422,7 +432,7 @@ function onHello(hello) {
     } else {
       const rec = fromRecord(hello.call);
       for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes", "held", "muted",
-                         "consult", "conference"]) {
+                         "consult", "conference", "recording"]) {
         if (rec[key] !== undefined && (key !== "status" || call.status !== "missed")) call[key] = rec[key];
       }
       if (rec.disposition !== undefined) followDisposition();
@@ -456,6 +466,7 @@ const DESCRIBE = {
   "agent.phone": (ev) => (ev.registered ? "Phone registered" : ev.reason === "stale" ? "Phone status unknown (edge not answering)"
     : "Phone unregistered"),
   ...CONTROL_TEXT,
+  ...RECORDING_EVENT_TEXT,
   "replay.gap": () => "Some events were too old to replay: state refreshed",
 };
 
@@ -474,6 +485,11 @@ async function onEvent(ev) {
   addActivity(ev);
   if (ev.type.startsWith("call.")) {
     onCallEvent(ev);
+  } else if (ev.type.startsWith("recording.")) {
+    if (call && call.call_id === ev.call_id && applyRecording(call, ev)) {
+      renderCall();
+      saveCall();
+    }
   } else if (ev.type.startsWith("case.")) {
     cases.onEvent(ev);
     task.onEvent(ev);
@@ -552,6 +568,12 @@ function start() {
   $("disposition-form").addEventListener("submit", saveDisposition);
   $("wrapup-extend").addEventListener("click", extendWrapup);
   $("alerts-toggle").addEventListener("click", toggleAlerts);
+  $("recordings-card").addEventListener("toggle", () => {
+    if (!$("recordings-card").open) return;
+    recordings.load();
+    // my last call was recorded: its recording is listed once the worker has stored it
+    if (call && call.recording && call.status !== "connected" && call.status !== "ringing") recordings.expect(call.call_id);
+  });
   alerts.onChange = renderAlerts;
   $("wrapup-ready").addEventListener("click", () => setState("available"));
   setInterval(tick, 1000);

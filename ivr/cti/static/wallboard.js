@@ -4,12 +4,17 @@
 // at once after a queue event. The "Complaints" tile (open cases per tier, overdue, due soon, first
 // contact met today) reads GET /api/v1/cases/counts every 30 s and after each case event; with cases
 // overdue, an alert says so and the "Overdue complaints" list (the supervisors' queue, oldest due
-// first) lets a supervisor assign each to an agent (PATCH owner). The token is kept in this tab's
-// sessionStorage only.
+// first) lets a supervisor assign each to an agent (PATCH owner). An agent on a call has Listen /
+// Whisper / Barge / Stop buttons (live supervision: the worker dials "Your phone" of the settings,
+// a number or an agent id; POST, then PATCH the mode, DELETE to stop). A call with a recording (its
+// record's ``recording_id``, or recording.saved while the agent still holds it) has a Play button, and
+// "Recent recordings" lists the newest 20 (recording.js plays them). The token is kept in this
+// tab's sessionStorage only.
 
 import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
 import {drawStateChart} from "./chart.js";
 import {floorControl} from "./callcontrol.js";
+import {RecordingList, RecordingPlayer} from "./recording.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
 const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
@@ -39,7 +44,13 @@ let campaignRefresh = null;
 let caseAlerts = []; // the complaints' alerts, shown with the queues'
 let overdueCases = []; // GET /api/v1/cases?due=overdue, oldest due first
 const OVERDUE_SHOWN = 50;
-let settings = {threshold: null, target: 80, waitAlert: 60};
+const player = new RecordingPlayer({token: () => token, error: (err) => showError($("error"), err)});
+const recent = new RecordingList({token: () => token, player, limit: 20, paging: false, agent: true});
+let recentRefresh = null;
+let settings = {threshold: null, target: 80, waitAlert: 60, phone: ""};
+const MONITOR_MODES = ["listen", "whisper", "barge"];
+const MONITOR_TEXT = {listen: "listened to", whisper: "coached", barge: "barged into"};
+const PHONE_NUMBER = /^\+?[0-9*#]{1,32}$/;
 
 // --- sign in / out -----------------------------------------------------------------------------------------
 
@@ -52,6 +63,7 @@ async function signIn(tok) {
   $("signout").hidden = false;
   setQueues(data.queues);
   await refreshAgents();
+  recent.load();
   if (feed) feed.stop();
   feed = new EventFeed({
     path: "/api/v1/events", token, resume: false, onHello, onEvent,
@@ -73,6 +85,8 @@ function signOut() {
   timers.forEach(clearInterval);
   timers = [];
   token = null;
+  player.close();
+  recent.clear();
   sessionStorage.removeItem(TOKEN_KEY);
   agents = new Map();
   $("board").hidden = true;
@@ -345,7 +359,9 @@ async function refreshAgents() {
                        phone: a.phone || null};
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
-      const kept = known && known.call_id === fetched.call_id ? {control: known.control, muted: known.muted} : {};
+      const kept = known && known.call_id === fetched.call_id
+        ? {control: known.control, muted: known.muted, monitor: known.monitor, recording: known.recording,
+           recording_id: known.recording_id} : {};
       next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
         ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept});
     }
@@ -368,6 +384,10 @@ async function learnControls() {
       if (agents.get(a.agent_id) !== a || a.call_id !== rec.call_id) continue;
       a.control = RECORD_CONTROL[rec.state] || "";
       a.muted = rec.muted === true || rec.muted === "1";
+      const m = rec.monitor && typeof rec.monitor === "object" ? rec.monitor : null;
+      a.monitor = rec.monitored ? {mode: rec.monitored, by: m ? m.by : "", state: m ? m.state : ""} : null;
+      a.recording = rec.recording || a.recording || "";
+      a.recording_id = rec.recording_id || a.recording_id || "";
       scheduleAgents();
     } catch {
       // the call ended meanwhile: nothing to show
@@ -403,11 +423,94 @@ function renderAgents() {
                 "no phone") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
       el("td", {}, stateReason(a.state, a.reason)),
-      el("td", {}, a.call_id ? (c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id) : ""));
+      callCell(a, c),
+      superviseCell(a));
   }));
   const counts = {};
   for (const a of agents.values()) counts[a.state] = (counts[a.state] || 0) + 1;
   drawStateChart($("state-chart"), counts, STATES);
+}
+
+/** The agent's call: who and which queue; recorded or not; a Play button once its recording is stored. */
+function callCell(a, c) {
+  if (!a.call_id) return el("td", {class: "call"});
+  return el("td", {class: "call", dataset: {callId: a.call_id, recordingId: a.recording_id || ""}},
+    c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id,
+    a.recording && !a.recording_id ? el("span", {class: "pill control rec", dataset: {state: "rec-on"},
+                                                 title: "this call is being recorded"}, "recorded") : null,
+    a.recording_id ? el("button", {type: "button", class: "quiet", dataset: {play: a.recording_id},
+                                   "aria-label": `play the recording of call ${a.call_id}`}, "▶ Play") : null);
+}
+
+function scheduleRecent() {
+  if (recentRefresh) return;
+  recentRefresh = setTimeout(() => {
+    recentRefresh = null;
+    recent.load();
+  }, 250);
+}
+
+/** recording.started / .saved / .deleted (the floor's recording events: ids only). */
+function onRecordingEvent(ev) {
+  const holder = [...agents.values()].find((a) => a.call_id && a.call_id === ev.call_id);
+  if (ev.type === "recording.started") {
+    if (holder) holder.recording = "on";
+  } else if (ev.type === "recording.saved") {
+    if (holder) holder.recording_id = ev.recording_id;
+    scheduleRecent();
+  } else if (ev.type === "recording.deleted") {
+    for (const a of agents.values()) if (a.recording_id === ev.recording_id) a.recording_id = "";
+    scheduleRecent();
+  } else {
+    return;
+  }
+  scheduleAgents();
+}
+
+// --- live supervision -----------------------------------------------------------------------------------
+
+/** Listen / Whisper / Barge / Stop for an agent on a call; the pressed one is the mode now. */
+function superviseCell(a) {
+  if (!a.call_id || a.state !== "oncall") return el("td", {class: "supervise"});
+  const m = a.monitor || null;
+  const button = (action, text, pressed) => {
+    const b = el("button", {type: "button", class: "quiet", dataset: {monitor: action},
+                            "aria-pressed": pressed ? "true" : "false"}, text);
+    b.disabled = action === "stop" && !m;
+    b.addEventListener("click", () => supervise(a, action, b));
+    return b;
+  };
+  return el("td", {class: "supervise", dataset: {monitor: m ? m.mode : ""}},
+    ...MONITOR_MODES.map((mode) => button(mode, mode[0].toUpperCase() + mode.slice(1), Boolean(m) && m.mode === mode)),
+    button("stop", "Stop", false),
+    m ? el("span", {class: "pill control", dataset: {state: "monitor"}},
+           `${MONITOR_TEXT[m.mode] || m.mode}${m.by ? ` by ${m.by}` : ""}${m.state === "ringing" ? " (ringing)" : ""}`) : null);
+}
+
+async function supervise(a, action, button) {
+  showError($("error"), null);
+  const path = `/api/v1/calls/${encodeURIComponent(a.call_id)}/monitor`;
+  button.disabled = true;
+  try {
+    if (action === "stop") {
+      await api(token, "DELETE", path);
+      a.monitor = null;
+    } else if (a.monitor) {
+      await api(token, "PATCH", path, {mode: action});
+      a.monitor = {...a.monitor, mode: action};
+    } else {
+      const phone = (settings.phone || "").trim();
+      if (!phone) throw new Error("Enter your phone (a number or your agent id) above first: the call rings it.");
+      await api(token, "POST", path, {mode: action, target_type: PHONE_NUMBER.test(phone) ? "number" : "agent",
+                                      target: phone});
+      a.monitor = {mode: action, by: "", state: "ringing"};  // call.monitor follows when the phone answers
+    }
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+    scheduleAgents();
+  }
 }
 
 function onAgentState(ev) {
@@ -417,10 +520,10 @@ function onAgentState(ev) {
   Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || ""});
   if (!ON_CALL.has(ev.state) && a.call_id) {
     calls.delete(a.call_id);
-    a.call_id = "";
+    Object.assign(a, {call_id: "", recording: "", recording_id: ""});
   }
   // a consulted agent is marked by call.consult_started before its phone rings: keep it while busy
-  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false});
+  if (ev.state !== "oncall" && ev.state !== "reserved") Object.assign(a, {control: undefined, muted: false, monitor: null});
   agents.set(ev.agent_id, a);
 }
 
@@ -428,6 +531,7 @@ function onAgentState(ev) {
 
 function onHello() {
   refreshAgents();
+  scheduleRecent();
   refreshQueues();
   refreshCases();
 }
@@ -446,8 +550,10 @@ function onEvent(ev) {
   } else if (ev.type === "call.offered") {
     calls.set(ev.call_id, {ani: ev.ani, queue: ev.queue});
     const a = agents.get(ev.agent_id);
-    if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false});
+    if (a) Object.assign(a, {call_id: ev.call_id, control: "", muted: false, recording: "", recording_id: ""});
     scheduleAgents();
+  } else if (ev.type.startsWith("recording.")) {
+    onRecordingEvent(ev);
   } else if (floorControl(agents, ev)) {
     scheduleAgents();
   }
@@ -482,6 +588,7 @@ function loadSettings() {
   }
   $("sl-target").value = settings.target;
   $("wait-alert").value = settings.waitAlert;
+  $("sup-phone").value = settings.phone || "";
 }
 
 function saveSettings() {
@@ -489,6 +596,7 @@ function saveSettings() {
   if (target >= 1 && target <= 100) settings.target = target;
   if (waitAlert >= 1) settings.waitAlert = waitAlert;
   settings.threshold = $("sl-threshold").value || settings.threshold;
+  settings.phone = $("sup-phone").value.trim();
   localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
   renderQueues();
 }
@@ -506,6 +614,10 @@ function start() {
   });
   $("signout").addEventListener("click", signOut);
   $("settings").addEventListener("change", saveSettings);
+  $("agent-rows").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-play]");
+    if (button) player.playId(button.dataset.play);
+  });
   $("settings").addEventListener("submit", (event) => event.preventDefault());
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved).catch((err) => showError($("error"), err));

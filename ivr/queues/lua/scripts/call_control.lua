@@ -1,4 +1,5 @@
--- Call control on a call with an agent: hold, mute, blind transfer, consult, conference. The worker
+-- Call control on a call with an agent: hold, mute, blind transfer, consult, conference, and live
+-- supervision (monitor_*: a supervisor listens, whispers or barges; flags beside the state). The worker
 -- (ivr/calls/session.py AgentCall) moves the media; this keeps the record, the agents' states, the
 -- hold time and the events in step with it, in one atomic step per change.
 -- A = call_id, op, by (who asked), a1, a2 (op arguments), wrapup seconds (for an agent released).
@@ -235,5 +236,62 @@ elseif op == 'conference_leave' then
   redis.call('HDEL', ckey, 'consult', 'conference', 'muted')
   emit('call.conference_left', {call_id = cid, agent_id = a1, by = by, agents = remaining})
   return result({changed = true, agent_id = redis.call('HGET', ckey, 'agent_id') or ''})
+end
+
+-- live supervision: `monitored` (listen/whisper/barge) and `monitor` (JSON: supervisor, mode, state
+-- ringing/talking, since, notice) beside the state. The agent's desktop sees call.monitor only while
+-- it may know (whisper and barge; listen when notify_agent_on_listen), and the event that clears it.
+local MONITOR_MODES = {listen = true, whisper = true, barge = true}
+local monitor = cjson.decode(c.monitor or '{}')
+local function notice_of(mode, notify)
+  if mode == 'whisper' then return 'coached' end
+  if mode == 'barge' then return 'barged' end
+  if mode == 'listen' and notify then return 'listened' end
+  return ''
+end
+local function emit_monitor(mode, notice, before, reason)
+  emit('call.monitor', {call_id = cid, agent_id = c.agent_id or '', supervisor = monitor.by or by, mode = mode,
+                        notice = notice, agent_sees = notice ~= '' or (before or '') ~= '', reason = reason or ''})
+end
+
+if op == 'monitor_start' then
+  -- a1 = mode, a2 = '1' when the agent is told of a listen (supervision.notify_agent_on_listen)
+  if not MONITOR_MODES[a1] then return redis.error_reply('request.invalid unknown monitor mode ' .. a1) end
+  if not (c.state == 'connected' or c.state == 'held' or c.state == 'consulting' or c.state == 'conferenced')
+      or (c.agent_id or '') == '' then
+    return wrong('with an agent')
+  end
+  if c.monitor then return redis.error_reply('monitor.active supervisor ' .. (monitor.by or '?') .. ' is already on this call') end
+  monitor = {by = by, mode = a1, state = 'ringing', since = NOW, notify = a2 == '1', notice = ''}
+  redis.call('HSET', ckey, 'monitored', a1, 'monitor', cjson.encode(monitor))
+  return result({changed = true})
+
+elseif op == 'monitor_answered' then
+  if not c.monitor then return redis.error_reply('monitor.none no supervisor is on this call') end
+  if monitor.state == 'talking' then return result({changed = false}) end
+  local before = monitor.notice
+  monitor.state, monitor.notice = 'talking', notice_of(monitor.mode, monitor.notify)
+  redis.call('HSET', ckey, 'monitor', cjson.encode(monitor))
+  emit_monitor(monitor.mode, monitor.notice, before)
+  return result({changed = true})
+
+elseif op == 'monitor_change' then
+  -- a1 = the new mode
+  if not MONITOR_MODES[a1] then return redis.error_reply('request.invalid unknown monitor mode ' .. a1) end
+  if not c.monitor then return redis.error_reply('monitor.none no supervisor is on this call') end
+  if monitor.mode == a1 then return result({changed = false}) end
+  local before = monitor.notice
+  monitor.mode = a1
+  if monitor.state == 'talking' then monitor.notice = notice_of(a1, monitor.notify) end
+  redis.call('HSET', ckey, 'monitored', a1, 'monitor', cjson.encode(monitor))
+  if monitor.state == 'talking' then emit_monitor(a1, monitor.notice, before) end
+  return result({changed = true})
+
+elseif op == 'monitor_stop' then
+  -- a1 = why: requested, supervisor_hangup, no_answer, unreachable, agent_left, call_ended
+  if not c.monitor then return result({changed = false}) end
+  redis.call('HDEL', ckey, 'monitored', 'monitor')
+  emit_monitor('stopped', '', monitor.notice, a1)
+  return result({changed = true, supervisor = monitor.by or '', talked = monitor.state == 'talking'})
 end
 return redis.error_reply('request.invalid unknown call control op ' .. tostring(op))

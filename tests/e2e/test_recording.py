@@ -1,0 +1,165 @@
+"""Call recording through the whole system (docs/recording.md): a sipp caller through the Kamailio
+edge, a sipp phone for the agent, real workers, the API, ffmpeg.
+
+Every party sends its own tone (tests/call_audio.py). The plan asks for a PIN first (a sensitive
+collect) and the hotline records the IVR part too (``recording.include_ivr``), then the billing
+queue records everything (``always``). The stored file is decoded and taken apart: the caller's tone
+on the left channel only, the agent's on the right only, silence wherever the record lists a pause
+(the PIN, and the agent's pause), and the caller's tone again after each.
+
+Then access: the agent on the call plays it (with HTTP Range), another agent is refused, and both
+are in the audit trail; an admin deletes it and the file and index are gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.call_audio import analyse
+from tests.e2e.test_call_control import Rig, call_in, rig
+from tests.e2e.test_walking_skeleton import login
+
+pytestmark = pytest.mark.e2e
+
+PLAN = """\
+name: Recorded hotline
+numbers: ["1000"]
+language: en
+start: pin
+nodes:
+  pin:
+    type: collect
+    variable: pin
+    sensitive: true
+    max_digits: 1
+    timeout_s: 8
+    prompt: {text: "PIN"}
+    next: billing
+  billing:
+    type: queue
+    queue: billing
+"""
+RATE = 8000
+PIN_AT_MS = 2500  # the caller presses its key this long after the answer: the PIN takes that long
+
+
+def decode(path: Path) -> np.ndarray:
+    """The recording as (samples, 2) int16 at 8 kHz."""
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le",
+                          "-ac", "2", "-ar", str(RATE), "-"], capture_output=True, check=True).stdout
+    return np.frombuffer(raw, dtype="<i2").reshape(-1, 2)
+
+
+def span(stereo: np.ndarray, channel: int, start_ms: int, end_ms: int) -> np.ndarray:
+    return stereo[start_ms * RATE // 1000:end_ms * RATE // 1000, channel]
+
+
+async def wait_saved(r: Rig, call_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rec = await r.record(call_id)
+        if rec.get("recording_id"):
+            return rec
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no recording was saved for {call_id}:\n{r.hotline.log_tail(40)}")
+
+
+async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "recorded.yaml").write_text(PLAN)
+    overrides = {"dialplans_dir": str(plans),
+                 "recording": {"include_ivr": True, "policy": "always", "announce": False}}
+    async with rig(tmp_path, overrides=overrides, phones=("agent",)) as r:
+        await login(r.http, r.hotline, "agent1")
+        caller, cid = await call_in_pin(r)
+        base = f"/api/v1/calls/{cid}"
+        await asyncio.sleep(1.5)                       # talk
+        await r.post("agent1", f"{base}/recording/pause")
+        await r.post("agent1", f"{base}/recording/pause")  # idempotent
+        assert (await r.record(cid)).get("recording") == "paused"
+        await asyncio.sleep(1.5)                       # the customer reads a card number
+        await r.post("agent1", f"{base}/recording/resume")
+        await asyncio.sleep(1.5)                       # talk again
+        await r.post("super1", f"{base}/hangup")
+        await caller
+
+        rec_id = (await wait_saved(r, cid))["recording_id"]
+        meta = await r.get("agent1", f"/api/v1/recordings/{rec_id}")
+        assert "key" not in meta and "path" not in str(meta), meta
+        assert meta["call_id"] == cid and meta["agents"] == ["agent1"] and meta["queue"] == "billing", meta
+        assert meta["ivr"] is True and meta["format"] == "opus" and meta["channels"] == "caller,agent", meta
+        pauses = meta["pauses"]
+        assert len(pauses) == 2, f"the PIN and the agent's pause: {pauses}"
+
+        # the file: what the record says, and each party on its own channel
+        audio = tmp_path / "rec.opus"
+        async with r.http.get(f"{r.hotline.api}{meta['audio_url']}", headers=r.auth("agent1")) as resp:
+            assert resp.status == 200 and resp.headers["Content-Type"] == "audio/ogg", resp.status
+            audio.write_bytes(await resp.read())
+        assert hashlib.sha256(audio.read_bytes()).hexdigest() == meta["sha256"]
+        assert audio.stat().st_size == meta["bytes"]
+        async with r.http.get(f"{r.hotline.api}{meta['audio_url']}",
+                              headers={**r.auth("agent1"), "Range": "bytes=100-199"}) as resp:
+            assert resp.status == 206 and len(await resp.read()) == 100
+            assert resp.headers["Content-Range"].startswith("bytes 100-199/")
+        stereo = decode(audio)
+        assert abs(len(stereo) * 1000 // RATE - meta["duration_ms"]) < 200, (len(stereo), meta["duration_ms"])
+
+        (pin_from, pin_to), (hold_from, hold_to) = pauses
+        assert pin_to - pin_from >= PIN_AT_MS - 1500, pauses
+        assert hold_to - hold_from >= 1200, pauses
+        # the PIN: nothing of the caller (its tone never stopped); right after it, the caller again
+        pin = analyse(span(stereo, 0, pin_from + 100, pin_to - 100))
+        assert pin.silent, f"the sensitive collect reached the recording: {pin}"
+        after_pin = analyse(span(stereo, 0, pin_to + 100, pin_to + 600))
+        assert after_pin.only("caller"), f"the caller after the PIN: {after_pin}"
+        # talking: the caller on the left only, the agent on the right only
+        talk_left = analyse(span(stereo, 0, hold_from - 1200, hold_from - 100))
+        talk_right = analyse(span(stereo, 1, hold_from - 1200, hold_from - 100))
+        assert talk_left.only("caller"), f"left channel: {talk_left}"
+        assert talk_right.only("agent"), f"right channel: {talk_right}"
+        # the agent's pause: silence on both channels, for as long as it lasted; then both again
+        for ch in (0, 1):
+            gap = analyse(span(stereo, ch, hold_from + 100, hold_to - 100))
+            assert gap.silent, f"channel {ch} during the pause: {gap}"
+        assert analyse(span(stereo, 0, hold_to + 100, hold_to + 900)).only("caller")
+        assert analyse(span(stereo, 1, hold_to + 100, hold_to + 900)).only("agent")
+
+        # access: another agent is refused; the supervisor may; both in the audit trail (admins only)
+        await r.get("agent2", f"/api/v1/recordings/{rec_id}", expect=403)
+        await r.get("agent2", f"{meta['audio_url']}", expect=403)
+        listed = await r.get("agent2", "/api/v1/recordings")
+        assert listed["recordings"] == [], "an agent lists only the recordings it is heard on"
+        mine = await r.get("agent1", "/api/v1/recordings")
+        assert [x["id"] for x in mine["recordings"]] == [rec_id]
+        await r.get("super1", f"/api/v1/recordings/{rec_id}")
+        await r.get("super1", "/api/v1/audit", expect=403)
+        audit = (await r.get("admin1", f"/api/v1/audit?target={rec_id}"))["entries"]
+        seen = [(e["action"], e["by"]) for e in audit]
+        assert ("recording.play", "agent1") in seen and ("recording.denied", "agent2") in seen, seen
+        assert ("recording.play", "agent1") in seen and seen.count(("recording.play", "agent1")) == 1, \
+            f"a Range request in the middle of a play is not a new play: {seen}"
+
+        # delete (admins): file and index gone
+        stored = list((r.hotline.var / "recordings").rglob(f"{rec_id}.opus"))
+        assert len(stored) == 1, stored
+        await r.delete("agent1", f"/api/v1/recordings/{rec_id}", expect=403)
+        await r.delete("admin1", f"/api/v1/recordings/{rec_id}")
+        assert not stored[0].exists()
+        await r.get("admin1", f"/api/v1/recordings/{rec_id}", expect=404)
+        assert "recording_id" not in await r.record(cid)
+        assert ("recording.deleted", "admin1") in [
+            (e["action"], e["by"]) for e in (await r.get("admin1", "/api/v1/audit?action=recording.*"))["entries"]]
+
+
+async def call_in_pin(r: Rig) -> tuple[asyncio.Task[Any], str]:
+    return await call_in(r, dtmf_at_ms=PIN_AT_MS)
