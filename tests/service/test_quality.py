@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import subprocess
+import sys
 import time
 from array import array
 from collections.abc import AsyncIterator
@@ -34,7 +36,7 @@ from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.recording_store import open_store, recording_key
-from ivr.quality.transcriber import Decoder, Transcriber, default_model_dir
+from ivr.quality.transcriber import Decoder, Transcriber, consumer_name, default_model_dir
 from ivr.queues.quality import QualityStore
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer
@@ -387,6 +389,36 @@ async def test_missing_files_fail_and_a_backlog_beyond_the_limit_is_shed_oldest_
     assert await q.get_transcript(rig.ids["other"]) is None and await q.get_quality(rig.ids["other"]) is None
     page = await q.search(terms=["여보세요"])
     assert rig.ids["other"] not in {rid for rid, _ in page.hits}
+
+
+async def test_the_transcriber_role_runs_niced_takes_a_job_and_stops_on_sigterm(rig: Rig, tmp_path: Path) -> None:
+    """``ivr transcriber`` as ``ivr run`` starts it: its own process, niced by ``quality.nice``."""
+    src = tmp_path / "role.opus"
+    stereo_opus(src, 5.0, [], [(1.0, "여보세요")])
+    rid = await save_recording(rig.store, rig.settings, src, call_id="call-role", agent="agent2", queue="support",
+                               seconds=5.0, started_at=rig.t0 + 300_000)
+    conf = tmp_path / "settings.json"
+    conf.write_text(rig.settings.model_copy(update={"quality": rig.settings.quality.model_copy(
+        update={"nice": 7, "workers": 1})}).dump_for_children())
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "ivr.cli", "transcriber", "--settings",
+                                                str(conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t = None
+        for _ in range(300):  # 30 s at most (the model loads first)
+            t = await rig.quality.get_transcript(rid)
+            if t is not None or proc.returncode is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert t is not None and "여보세요" in t["text_agent"], (proc.returncode, t)
+        stat = await asyncio.to_thread(Path(f"/proc/{proc.pid}/stat").read_text)
+        assert int(stat.rsplit(")", 1)[1].split()[16]) >= 7  # its niceness
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert await rig.store.redis.llen(rig.store.keys.transcribe_working(consumer_name())) == 0
 
 
 def _silence(rig: Rig, i: int) -> Path:
