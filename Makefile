@@ -73,7 +73,7 @@ bench: install  # every section, then the faults, the 10,000-record campaign, re
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/campaign.py
 	$(BIN)/python bench/recording.py
-	nice $(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
+	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 	$(BIN)/python bench/soak.py
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
@@ -95,7 +95,7 @@ bench-speech-endpoint: install  # end of utterance, offline: the speech service'
 	nice $(BIN)/python bench/speech_endpoint.py --save $(SE_ARGS)
 
 bench-transcribe: install  # recordings to transcripts: real-time factor, call-hours per core-hour, lag and live calls' CPU under a backlog (about 5 min; TRANSCRIBE_ARGS=--quick about 2)
-	nice $(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
+	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 
 bench-campaign: install  # a 10,000-record campaign dialling a sipp phone at 25/s: achieved rate, pacing error, CPU (about 8 min; CAMPAIGN_ARGS=--records 500 for a smoke run)
 	$(BIN)/python bench/campaign.py $(CAMPAIGN_ARGS)
