@@ -66,6 +66,8 @@ def _recording_id(request: web.Request) -> str:
 
 async def _audit(request: web.Request, who: User, action: str, target: str, call_id: str = "",
                  **detail: str) -> None:
+    if action == "recording.denied":  # as the recording routes say it (ivr.cti.recordings)
+        detail["route"] = request.method + " " + request.path.rsplit("/", 1)[-1][:40]
     await request.app[STORE].audit(action, by=who.id, role=who.role, target=target, call_id=call_id, detail=detail)
 
 

@@ -262,8 +262,8 @@ async def test_the_transcript_over_the_api_and_who_may_read_it(rig: Rig, api: st
     assert (await get(f"{api}/api/v1/recordings/{rig.ids['bad']}/quality", AGENT2))[0] == 403
     entries = await audit(rig)
     denied = [e for e in entries if e["action"] == "recording.denied" and e["by"] == "agent2"]
-    assert {(e["target"], e["detail"].get("what")) for e in denied} >= {(rig.ids["good"], "transcript"),
-                                                                         (rig.ids["bad"], "quality")}
+    assert {(e["target"], e["detail"].get("what"), e["detail"].get("route")) for e in denied} >= {
+        (rig.ids["good"], "transcript", "GET transcript"), (rig.ids["bad"], "quality", "GET quality")}
     views = [e for e in entries if e["action"] == "transcript.view" and e["target"] == rig.ids["good"]]
     assert {e["by"] for e in views} >= {"agent1", "super1", "admin"} and views[0]["call_id"] == "call-good"
 
