@@ -197,8 +197,13 @@ class Transcriber:
             await self.process(rid)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a bug, Redis away: the job stays on the working list for the next start
+        except Exception as exc:  # a bug, Redis away: taken again later (max_attempts bounds it)
             log.exception("transcriber.job_failed", recording_id=rid, error=repr(exc)[:200])
+            try:
+                await self.quality.give_back(self.consumer, rid)
+            except Exception:  # Redis still away: it stays on the working list for the next start
+                log.warning("transcriber.give_back_failed", recording_id=rid)
+            await asyncio.sleep(1.0)  # not in a tight loop while Redis is away
         finally:
             self.busy.release()
 

@@ -80,6 +80,14 @@ class QualityStore:
             return None
         return Claim(rid, int(attempts), int(attempts) > max_attempts)
 
+    async def give_back(self, consumer: str, recording_id: str) -> None:
+        """A job that failed for a passing reason (Redis away mid-save, a bug): off ``consumer``'s
+        working list and back at the taking end of the jobs list, at once (its attempts still count)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(self.keys.transcribe_working(consumer), 1, recording_id)
+            pipe.rpush(self.keys.transcribe_jobs, recording_id)
+            await pipe.execute()
+
     async def backlog(self) -> int:
         return int(await self.redis.llen(self.keys.transcribe_jobs))
 

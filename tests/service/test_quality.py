@@ -377,6 +377,19 @@ async def test_missing_files_fail_and_a_backlog_beyond_the_limit_is_shed_oldest_
     await redis.hset(store.keys.transcribe_attempts, rids[3], 3)
     claim = await q.take("shedder", timeout_s=0.1, max_attempts=3, max_backlog=10)
     assert claim is not None and claim.dropped and (await q.get_transcript(rids[3]) or {})["error"] == "attempts"
+    # a job that failed for a passing reason goes back to be taken again, its attempts counted
+    await redis.lpush(store.keys.transcribe_jobs, rids[3])
+    claim = await q.take("shedder", timeout_s=0.1, max_attempts=9, max_backlog=10)
+    assert claim is not None and claim.recording_id == rids[3] and claim.attempts == 1
+    await q.give_back("shedder", rids[3])
+    assert await redis.lrange(store.keys.transcribe_working("shedder"), 0, -1) == [rids[0].encode()]
+    assert await redis.lrange(store.keys.transcribe_jobs, -1, -1) == [rids[3].encode()]  # taken next
+    claim = await q.take("shedder", timeout_s=0.1, max_attempts=9, max_backlog=10)
+    assert claim is not None and claim.recording_id == rids[3] and claim.attempts == 2
+    await redis.lrem(store.keys.transcribe_working("shedder"), 1, rids[3])
+    # a search page that runs out of its budget says where to go on
+    page = await q.search(terms=[], budget=1, limit=10)
+    assert len(page.hits) == 1 and page.next is not None
     # the store lost the file of the first: failed, not retried
     open_store(rig.settings).delete((await store.get_recording(rids[0]) or {})["key"])
     transcriber = Transcriber(rig.settings, store, open_store(rig.settings), Decoder(Path("/nonexistent")),
