@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control, quality, supervision
+from ivr.cti import call_control, quality, recordings, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -706,7 +706,18 @@ OPERATIONS.update({
         description="Stereo: the caller on the left channel, the agent side on the right. Supports HTTP Range "
         "(206). Audited (`recording.play`, once per play: the request without a Range or from byte 0; "
         "`recording.download` with `?download=1`, which also names the file). " + _HEAR + ".",
-        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),), errors=(403, 404)),
+        params=(Param("download", {"enum": ["1", "true"]}, "as an attachment"),
+                Param("play", {"type": "string", "pattern": r"^[0-9]{10,16}\.[A-Za-z0-9_.-]{1,64}\.[A-Za-z0-9_-]{43}$"},
+                      "a play link's signature (`POST .../play`): instead of the bearer token")),
+        errors=(403, 404)),
+    ("POST", "/api/v1/recordings/{recording_id}/play"): Operation(
+        "A play link for an <audio> element", "recordings", ALL_ROLES, response={
+            "type": "object", "required": ["url", "expires_at"],
+            "properties": {"url": {"type": "string"}, "expires_at": INT}},
+        description="The audio URL with a signature that opens this one recording for 5 minutes without the "
+        "bearer token (an `<audio src>` cannot send it), so the browser streams and seeks with Range. The play "
+        "is audited here (`recording.play`, once). A changed or expired link: 401 `auth.invalid_token`. " + _HEAR
+        + ".", errors=(403, 404)),
     ("DELETE", "/api/v1/recordings/{recording_id}"): Operation(
         "Delete a recording (file and index)", "recordings", ("admin",), response=OBJ,
         description="Audited (`recording.deleted`); `recording.deleted` event.", errors=(404,)),
@@ -715,8 +726,11 @@ OPERATIONS.update({
         description="Who played, downloaded, deleted or was refused a recording, who supervised a call "
         "(and whatever else is audited). At most 5,000 entries are looked at per page: with a narrow "
         "filter a page may come back short with a `next_cursor` to go on from.",
-        params=(Param("action", {"type": "string"}, "an action (`recording.play`) or a prefix (`recording.*`)"),
-                Param("by", NAME_SCHEMA, "who"), Param("target", {"type": "string"}, "what (a recording id...)"),
+        params=(Param("action", {"type": "string", "pattern": recordings.AUDIT_ACTION.pattern},
+                      "an action (`recording.play`) or a prefix (`recording.*`)"),
+                Param("by", NAME_SCHEMA, "who"),
+                Param("target", {"type": "string", "pattern": recordings.AUDIT_TARGET.pattern},
+                      "what (a recording id, an agent id...)"),
                 Param("from", TIME_SCHEMA, "at or after"), Param("to", TIME_SCHEMA, "before"),
                 Param("cursor", {"type": "string", "pattern": r"^[0-9]{1,15}-[0-9]{1,15}$"}, "the `next_cursor`"),
                 LIMIT), errors=(400,)),

@@ -29,8 +29,8 @@ CSP = "; ".join([
     "style-src 'self'",
     "img-src 'self' data:",
     "connect-src 'self'",  # CSP 3: 'self' covers ws:// and wss:// of this host
-    # the recording player plays an object URL of audio fetched with the bearer token (recording.js)
-    "media-src blob:",
+    # the recording player streams a play link of this host (recording.js, ivr.cti.recordings)
+    "media-src 'self'",
     "base-uri 'none'",
     "form-action 'none'",  # the forms are sent by the scripts, never by the browser
     "frame-ancestors 'none'",

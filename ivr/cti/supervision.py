@@ -15,7 +15,7 @@ import re
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ivr.core import commands
 from ivr.core.errors import Conflict, Forbidden, NotFound
@@ -33,20 +33,19 @@ MonitorModeName = Literal["listen", "whisper", "barge"]
 SUPERVISORS = ("supervisor", "admin")
 
 
+#: a number or an agent id (which one ``target_type`` says; the handler checks the one it names)
+TARGET = f"^(?:{NUMBER.strip('^$')}|{AGENT_ID.strip('^$')})$"
+
+
 class MonitorStartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     mode: MonitorModeName = Field(description="listen: the supervisor hears caller and agent; whisper: the "
                                   "agent hears the supervisor too, the caller does not; barge: all three talk")
     target_type: Literal["number", "agent"] = Field(description="where the supervisor's phone is")
-    target: str = Field(min_length=1, max_length=64, description="number: a number `calls.outbound_allow` "
-                        "allows; agent: an agent's (or a configured user's) id whose phone is dialled")
-
-    @model_validator(mode="after")
-    def _target_shape(self) -> MonitorStartBody:
-        pattern = NUMBER if self.target_type == "number" else AGENT_ID
-        if not re.fullmatch(pattern, self.target):
-            raise ValueError(f"target is not a valid {self.target_type}")
-        return self
+    target: str = Field(min_length=1, max_length=64, pattern=TARGET,
+                        description="number: a number `calls.outbound_allow` allows (else 403 "
+                        "`number.not_allowed`); agent: an agent's (or a configured user's) id whose phone is "
+                        "dialled (else 404 `agent.not_found`)")
 
 
 class MonitorChangeBody(BaseModel):
@@ -89,9 +88,12 @@ async def start_monitor(request: web.Request) -> web.Response:
     await _live(request, call_id)
     req = await body(request, MonitorStartBody)
     settings, store = request.app[SETTINGS], request.app[STORE]
-    if req.target_type == "number" and not transfer_allowed(req.target, settings.calls.outbound_allow):
+    if req.target_type == "number" and not (re.fullmatch(NUMBER, req.target)
+                                            and transfer_allowed(req.target, settings.calls.outbound_allow)):
         raise Forbidden("the number is not in calls.outbound_allow", code="number.not_allowed")
     if req.target_type == "agent":
+        if not re.fullmatch(AGENT_ID, req.target):
+            raise NotFound(f"no agent {req.target!r} with a phone"[:120], code="agent.not_found")
         agent = await store.get_agent(req.target)
         user_phone = any(u.id == req.target and u.sip_uri for u in settings.users)
         if agent is None and not user_phone:

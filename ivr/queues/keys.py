@@ -72,6 +72,11 @@ class Keys:
         return self._k("transcribe", "jobs")
 
     @property
+    def playback_secret(self) -> str:
+        """STRING: the key every API instance signs recording play links with (random, made once)."""
+        return self._k("secrets", "playback")
+
+    @property
     def audit(self) -> str:
         """STREAM of the audit trail: who listened to, downloaded, deleted or supervised what
         (fields at, action, by, role, target, call_id, detail)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -1338,6 +1339,12 @@ class QueueStore:
         it was not indexed."""
         return bool(await self._run("recording_delete", recording_id, reason, by))
 
+    async def playback_secret(self) -> bytes:
+        """The key recording play links are signed with: made once, shared by every API instance."""
+        await self.redis.set(self.keys.playback_secret, secrets.token_hex(32), nx=True)
+        raw = await self.redis.get(self.keys.playback_secret)
+        return bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw).encode()
+
     # --- the audit trail ---------------------------------------------------------------------
     async def audit(self, action: str, *, by: str, role: str, target: str, call_id: str = "",
                     detail: Mapping[str, str] | None = None) -> None:
@@ -1354,6 +1361,9 @@ class QueueStore:
         """Audit entries newest first, filtered (``action`` exact or a prefix ending in ``.``/``*``),
         before the entry id ``before``; at most ``budget`` entries are looked at per page (a page may
         come back short with a cursor to go on from). Returns the entries and the next cursor."""
+        from_ms = max(0, from_ms)
+        if to_ms <= from_ms:
+            return [], None
         hi = f"({before}" if before else (f"{to_ms - 1}" if to_ms < 2**53 else "+")
         lo = f"{from_ms}" if from_ms else "-"
         out: list[dict[str, Any]] = []

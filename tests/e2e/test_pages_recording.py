@@ -7,7 +7,7 @@ The hotline records every call (policy ``always``, no notice) but the support qu
 agent1 takes a billing call: its desktop says it is recorded, Pause and Resume change the call
 record's ``recording``. agent2 takes a support call at the same time: Start recording is refused
 with the API's reason on the page. After the calls, agent1's "My recordings" lists its call and the
-player loads the audio (fetched with the bearer token: the page's object URL) and seeks in it; the
+player streams the audio through a play link and seeks in it with a Range request (206); the
 wallboard's Play on agent1's row and its "Recent recordings" do the same for the supervisor, and
 both plays are in the audit trail.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Locator, Page, Response, expect
 
 from tests.browser import chromium
 from tests.e2e.test_call_control import call_in, rig
@@ -34,29 +34,43 @@ OVERRIDES = {"recording": {"policy": "always", "announce": False},
              "routing": {"wrapup_s": 60, "queues": {"support": {"recording": "never"}}}}
 
 
-async def player_loaded(page: Page) -> dict[str, float]:
-    """Wait until the page's player has the audio (metadata at least, a finite length), seek to its
-    middle and wait for the seek to land; its figures."""
-    await expect(page.locator("#rec-player-box")).to_have_attribute("data-status", "ready", timeout=UI_MS)
-    await page.wait_for_function("""() => {
-        const a = document.getElementById('rec-player');
-        return a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0;
-    }""", timeout=UI_MS)
-    await page.evaluate("""() => {
-        const a = document.getElementById('rec-player');
-        a.pause();
-        a.currentTime = a.duration / 2;
-    }""")
-    await page.wait_for_function("""() => {
-        const a = document.getElementById('rec-player');
-        return !a.seeking && a.currentTime > 0;
-    }""", timeout=UI_MS)
-    figures: dict[str, float] = await page.evaluate("""() => {
-        const a = document.getElementById('rec-player');
-        return {ready: a.readyState, duration: a.duration, at: a.currentTime, error: a.error ? a.error.code : 0,
-                blob: a.currentSrc.startsWith('blob:') ? 1 : 0};
-    }""")
-    assert figures["error"] == 0 and figures["blob"] == 1, figures
+async def player_loaded(page: Page, play: Locator) -> dict[str, float]:
+    """Click ``play``, wait until the page's player has the audio (metadata at least, a finite length)
+    from a play link, seek to its middle and wait for the seek to land; its figures, with the partial
+    (206) responses the player got for the link."""
+    ranged: list[int] = []
+
+    def on_response(response: Response) -> None:
+        if "/audio?play=" in response.url and response.status == 206:
+            ranged.append(response.status)
+
+    page.on("response", on_response)
+    try:
+        await play.click()
+        await expect(page.locator("#rec-player-box")).to_have_attribute("data-status", "ready", timeout=UI_MS)
+        await page.wait_for_function("""() => {
+            const a = document.getElementById('rec-player');
+            return a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 0;
+        }""", timeout=UI_MS)
+        await page.evaluate("""() => {
+            const a = document.getElementById('rec-player');
+            a.pause();
+            a.currentTime = a.duration / 2;
+        }""")
+        await page.wait_for_function("""() => {
+            const a = document.getElementById('rec-player');
+            return !a.seeking && a.currentTime > 0;
+        }""", timeout=UI_MS)
+        figures: dict[str, float] = await page.evaluate("""() => {
+            const a = document.getElementById('rec-player');
+            return {ready: a.readyState, duration: a.duration, at: a.currentTime, error: a.error ? a.error.code : 0,
+                    link: /[/]audio[?]play=/.test(a.currentSrc) ? 1 : 0};
+        }""")
+    finally:
+        page.remove_listener("response", on_response)
+    assert figures["error"] == 0 and figures["link"] == 1, figures
+    assert ranged, "the player streamed the link with Range requests (206)"
+    figures["ranged"] = len(ranged)
     return figures
 
 
@@ -110,8 +124,7 @@ async def test_the_desktop_and_the_wallboard_show_pause_refuse_and_play_recordin
         mine = p1.locator(f"#rec-rows tr[data-call-id='{cid}']")
         await expect(mine).to_have_count(1, timeout=SAVED_MS)
         await expect(mine.locator("td").nth(3)).to_have_text("1 pause")
-        await mine.locator("button[data-play]").click()
-        heard = await player_loaded(p1)
+        heard = await player_loaded(p1, mine.locator("button[data-play]"))
         assert abs(heard["duration"] * 1000 - meta["duration_ms"]) < 500, (heard, meta["duration_ms"])
         await one.screenshot("desktop-my-recordings.png")
         # agent2 was heard on no recording
@@ -121,14 +134,12 @@ async def test_the_desktop_and_the_wallboard_show_pause_refuse_and_play_recordin
         # the wallboard: Play on agent1's row (still in wrap-up with the call) and the recent list
         play = row(board.page, "agent1").locator(f"td.call button[data-play='{rec_id}']")
         await expect(play).to_have_count(1, timeout=UI_MS)
-        await play.click()
-        await player_loaded(board.page)
+        await player_loaded(board.page, play)
         recent = board.page.locator("#recordings-card #rec-rows tr")
         await expect(recent).to_have_count(1, timeout=UI_MS)
         await expect(recent.first).to_have_attribute("data-call-id", cid)
         await board.screenshot("wallboard-recording.png")
-        await recent.first.locator("button[data-play]").click()
-        await player_loaded(board.page)
+        await player_loaded(board.page, recent.first.locator("button[data-play]"))
 
         audit = (await r.get("admin1", f"/api/v1/audit?target={rec_id}&action=recording.play"))["entries"]
         assert {e["by"] for e in audit} == {"agent1", "super1"}, audit

@@ -111,6 +111,21 @@ async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: P
                               headers={**r.auth("agent1"), "Range": "bytes=100-199"}) as resp:
             assert resp.status == 206 and len(await resp.read()) == 100
             assert resp.headers["Content-Range"].startswith("bytes 100-199/")
+        # a play link (what the pages' <audio> plays): no token, Range works, only this recording, not forever
+        link = await r.post("agent1", f"/api/v1/recordings/{rec_id}/play", expect=200)
+        assert link["url"].startswith(f"{meta['audio_url']}?play=") and link["expires_at"] > time.time() * 1000
+        async with r.http.get(f"{r.hotline.api}{link['url']}", headers={"Range": "bytes=0-9"}) as resp:
+            assert resp.status == 206 and await resp.read() == audio.read_bytes()[:10]
+        expires, who, sig = link["url"].split("?play=")[1].split(".")
+        flipped = sig[:-1] + ("B" if sig.endswith("A") else "A")
+        stale = int(time.time() * 1000) - 1
+        for bad in (f"{int(expires) + 1}.{who}.{sig}", f"{expires}.agent2.{sig}", f"{expires}.{who}.{flipped}",
+                    f"{stale}.{who}.{sig}", "x", ""):
+            async with r.http.get(f"{r.hotline.api}{meta['audio_url']}?play={bad}") as resp:
+                assert resp.status == 401, (bad, resp.status)
+        other = meta["audio_url"].replace(rec_id, "R" + "0" * 20)
+        async with r.http.get(f"{r.hotline.api}{other}?play={expires}.{who}.{sig}") as resp:
+            assert resp.status == 401, resp.status
         stereo = decode(audio)
         assert abs(len(stereo) * 1000 // RATE - meta["duration_ms"]) < 200, (len(stereo), meta["duration_ms"])
 
@@ -146,8 +161,8 @@ async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: P
         audit = (await r.get("admin1", f"/api/v1/audit?target={rec_id}"))["entries"]
         seen = [(e["action"], e["by"]) for e in audit]
         assert ("recording.play", "agent1") in seen and ("recording.denied", "agent2") in seen, seen
-        assert ("recording.play", "agent1") in seen and seen.count(("recording.play", "agent1")) == 1, \
-            f"a Range request in the middle of a play is not a new play: {seen}"
+        assert seen.count(("recording.play", "agent1")) == 2, \
+            f"one play by URL, one by link; a Range request in the middle of a play is not a new play: {seen}"
 
         # delete (admins): file and index gone
         stored = list((r.hotline.var / "recordings").rglob(f"{rec_id}.opus"))

@@ -112,12 +112,13 @@ async def test_my_recordings_pages_newest_first_and_the_player_loads_or_says_why
     assert await page.locator("#rec-rows tr[data-recording-id='R" + f"{99:020x}" + "']").count() == 0
     await expect(rows.first.locator("td").nth(3)).to_have_text("1 pause")
 
-    # a real file: the player has it (from an object URL: the request carried the token)
+    # a real file: the player streams it through a play link (the link request carried the token)
     await rows.first.locator("button[data-play]").click()
     await expect(page.locator("#rec-player-box")).to_have_attribute("data-status", "ready", timeout=TIMEOUT_MS)
     await page.wait_for_function("""() => {
         const a = document.getElementById('rec-player');
-        return a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 1.5 && a.currentSrc.startsWith('blob:');
+        return a.readyState >= 1 && Number.isFinite(a.duration) && a.duration > 1.5
+            && /[/]audio[?]play=/.test(a.currentSrc);
     }""", timeout=TIMEOUT_MS)
     await expect(page.locator("#rec-player-label")).to_contain_text("call24")
     # a file that is gone: said in the player and the message area, not a silent empty player

@@ -2,11 +2,11 @@
 // bar on a live call (Recorded / Recording paused / Not recorded, with Start / Pause / Resume), a list
 // of recordings (the agent's own on the desktop, the newest on the wallboard) and one player per page.
 //
-// The player: an <audio src> cannot send the bearer token, so the file is fetched with the
-// Authorization header (as every other request of the pages) into a Blob, and the <audio> plays an
-// object URL of it. The browser seeks in that Blob without asking the server again; the URL is
-// revoked as soon as another recording is loaded, the player is closed or the user signs out. The
-// page's Content-Security-Policy allows media from blob: URLs only.
+// The player: an <audio src> cannot send the bearer token, so the page asks the API for a play link
+// (POST /api/v1/recordings/{id}/play, with the token as every other request: audited there) and the
+// <audio> plays that link: the browser streams it and seeks with HTTP Range requests, so playing
+// starts at once and a seek fetches only what it needs. A link opens that one recording for a few
+// minutes; the page's Content-Security-Policy allows media from this host only.
 
 import {$, ApiError, api, duration, el, fill} from "./common.js";
 
@@ -33,6 +33,7 @@ export const RECORDING_EVENT_TEXT = {
 };
 
 const AUDIO_PATH = /^\/api\/v1\/recordings\/R[0-9a-f]{20}\/audio$/;
+const AUDIO_LINK = /^\/api\/v1\/recordings\/R[0-9a-f]{20}\/audio\?play=[0-9]+\.[A-Za-z0-9_.-]+\.[A-Za-z0-9_-]+$/;
 
 function when(ms) {
   if (!ms) return "—";
@@ -106,9 +107,15 @@ export class RecordingPlayer {
   constructor({token, error}) {
     Object.assign(this, {token, error});
     this.audio = $("rec-player");
-    this.url = null;
-    this.loading = null; // the AbortController of the fetch on its way
+    this.loading = null; // the AbortController of the link request on its way
     $("rec-player-close").addEventListener("click", () => this.close());
+    // a link that stopped working while playing (expired before a late seek, the file deleted meanwhile)
+    this.audio.addEventListener("error", () => {
+      const box = $("rec-player-box");
+      if (box.hidden || !this.audio.getAttribute("src")) return;
+      box.dataset.status = "failed";
+      $("rec-player-label").textContent = "The recording could not be played: press Play again.";
+    });
     window.addEventListener("pagehide", () => this.close());
   }
 
@@ -121,7 +128,7 @@ export class RecordingPlayer {
     }
   }
 
-  /** Fetch ``rec``'s audio with the bearer token and play it from an object URL. */
+  /** Play ``rec``'s audio through a play link (streamed, seeking with Range). */
   async play(rec) {
     const token = this.token();
     if (!token || !AUDIO_PATH.test(String(rec.audio_url || ""))) return;
@@ -134,22 +141,9 @@ export class RecordingPlayer {
     $("rec-player-label").textContent = `Loading the recording of call ${rec.call_id || rec.id}…`;
     const loading = new AbortController();
     this.loading = loading;
-    let blob;
+    let link;
     try {
-      const response = await fetch(rec.audio_url, {headers: {"Authorization": `Bearer ${token}`}, cache: "no-store",
-                                                    signal: loading.signal});
-      if (!response.ok) {
-        let body = null;
-        try {
-          body = await response.json();
-        } catch {
-          body = null;
-        }
-        const e = body && body.error;
-        throw new ApiError(response.status, e ? e.code : `http.${response.status}`,
-                           e ? e.message : `the server answered ${response.status}`);
-      }
-      blob = await response.blob();
+      link = await api(token, "POST", `${rec.audio_url.replace(/\/audio$/, "")}/play`);
     } catch (err) {
       if (loading.signal.aborted) return; // another recording was asked for meanwhile
       this.loading = null;
@@ -158,10 +152,9 @@ export class RecordingPlayer {
       this.error(err instanceof ApiError ? err : new ApiError(0, "network", "the server cannot be reached"));
       return;
     }
-    if (this.loading !== loading) return;
+    if (this.loading !== loading || !AUDIO_LINK.test(String(link.url || ""))) return;
     this.loading = null;
-    this.url = URL.createObjectURL(blob);
-    this.audio.src = this.url;
+    this.audio.src = link.url;
     box.dataset.status = "ready";
     const agents = Array.isArray(rec.agents) && rec.agents.length ? ` · ${rec.agents.join(", ")}` : "";
     $("rec-player-label").textContent = `Call ${rec.call_id || ""} · ${when(rec.started_at)} · `
@@ -172,15 +165,13 @@ export class RecordingPlayer {
     });
   }
 
-  /** Stop, forget the object URL (the Blob goes with it), hide the box. */
+  /** Stop, forget the link, hide the box. */
   close() {
     if (this.loading) this.loading.abort();
     this.loading = null;
     this.audio.pause();
     this.audio.removeAttribute("src");
     this.audio.load();
-    if (this.url) URL.revokeObjectURL(this.url);
-    this.url = null;
     const box = $("rec-player-box");
     box.hidden = true;
     box.dataset.status = "";
