@@ -94,7 +94,7 @@ bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vos
 bench-speech-endpoint: install  # end of utterance, offline: the speech service's decoder on the accuracy corpus (about 4 min; SE_ARGS=--quick --rows)
 	nice $(BIN)/python bench/speech_endpoint.py --save $(SE_ARGS)
 
-bench-transcribe: install  # recordings to transcripts: real-time factor, call-hours per core-hour, lag and live calls' CPU under a backlog (about 5 min; TRANSCRIBE_ARGS=--quick about 2)
+bench-transcribe: install  # recordings to transcripts: real-time factor, call-hours per core-hour, lag under a backlog, then while a hotline carries calls (about 10 min; TRANSCRIBE_ARGS=--quick about 2)
 	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 
 bench-campaign: install  # a 10,000-record campaign dialling a sipp phone at 25/s: achieved rate, pacing error, CPU (about 8 min; CAMPAIGN_ARGS=--records 500 for a smoke run)

@@ -1,4 +1,4 @@
-"""Transcription throughput (``make bench-transcribe``, about 3-6 minutes with the defaults).
+"""Transcription throughput (``make bench-transcribe``, about 10 minutes with the defaults).
 
 Recordings made as the recorder makes them (stereo Opus 24 kb/s at 16 kHz, caller left, agent
 right) of espeak-ng's Korean voice taking turns with pauses, decoded by the real transcriber
@@ -14,8 +14,16 @@ quality rules, Redis) on a private redis-server.
   transcript stored) p50/p95/max. Meanwhile a nice-0 busy loop stands for the live calls: its
   rate while the backlog drains over its rate alone (``live_share``, 1.0 = untouched) shows
   whether transcription takes CPU from them. The machine's other load is not controlled.
+- ``under_load`` (``--load-calls`` > 0): a real hotline (``ivr run`` via bench/call_control.py's rig,
+  ``--load-workers`` pjsua2 workers) with recording always on and ``quality.transcribe``, so ``ivr
+  run`` starts the transcriber; a backlog of ``--calls`` recordings is queued, then ``--load-calls``
+  callers talk to agents for ``--load-talk-s`` while it drains. Reported: calls still up at the end
+  (none may drop), the workers' and the transcriber's CPU during the talk, the call-hours
+  transcribed per hour meanwhile, and once the calls end the lag until the hotline's own
+  recordings are transcribed.
 
-Writes bench/results/transcribe-<time>.json and prints it. ``--quick``: 3 calls of 40 s, one worker count.
+Writes bench/results/transcribe-<time>.json and prints it. ``--quick``: 3 calls of 40 s, one worker
+count, no hotline section.
 """
 
 from __future__ import annotations
@@ -214,6 +222,83 @@ async def job_lags(redis_url: str, ids: list[str]) -> list[float]:
     return out
 
 
+async def under_load(args: argparse.Namespace, files: list[Path], work: Path) -> dict[str, Any]:
+    from bench.call_control import rig
+    from bench.procfs import pids_matching
+    from bench.recording import cpu, worker_pids
+    from ivr.core.recording_store import LocalDirStore
+
+    agents = {f"a{i}": {"billing": 3} for i in range(args.load_calls)}
+    overrides = {"recording": {"policy": "always", "announce": False},
+                 "quality": {"transcribe": True, "workers": 1, "nice": args.nice}}
+    async with rig(work / "hotline-rig", args.load_workers, agents, overrides) as r:
+        for agent in agents:
+            await r.login(agent)
+        redis = r.h.redis()
+        try:
+            store = r.h.store(redis)
+            q = QualityStore(store)
+            recordings = LocalDirStore(r.h.var / "recordings")
+            now = int(time.time() * 1000)
+            for i, src in enumerate(files[i % len(files)] for i in range(args.calls)):
+                rid = "R" + os.urandom(10).hex()
+                key = recording_key(rid, now, "opus")
+                tmp = work / f"{rid}.opus"
+                tmp.write_bytes(src.read_bytes())
+                size = recordings.put(key, tmp)
+                await store.recording_saved({
+                    "id": rid, "call_id": f"backlog-{i}", "started_at": now - int(args.call_s * 1000), "ended_at": now,
+                    "duration_ms": int(args.call_s * 1000), "format": "opus", "channels": "caller,agent",
+                    "clock_rate": RATE, "bytes": size, "sha256": "", "key": key, "store": "local",
+                    "agents": json.dumps(["a0"]), "agent_id": "a0", "queue": "billing", "pauses": "[]", "ivr": "0",
+                    "delete_after": now + 86_400_000}, transcribe=True)
+            r.call_in(2, calls=args.load_calls, tag="tx-load")
+            await r.wait_connected(args.load_calls, timeout=90)
+            await asyncio.sleep(1.0)
+            workers = worker_pids(r.h.workdir)
+            tx = [p for p in pids_matching(str(r.h.workdir)) if " transcriber " in f" {_cmd(p)} "]
+            s0, (w0, _), t_0 = await q.stats(), cpu(workers), cpu(tx)
+            t0 = time.monotonic()
+            await asyncio.sleep(args.load_talk_s)
+            talk_s = time.monotonic() - t0
+            s1, (w1, _), t_1 = await q.stats(), cpu(workers), cpu(tx)
+            up = len(await store.active_calls())
+            ended = int(time.time() * 1000)
+            await r.hang_up_all()
+            lags: list[float] = []
+            deadline = time.monotonic() + args.calls * args.call_s + 300
+            while time.monotonic() < deadline:
+                recs, _ = await store.list_recordings(from_ms=ended - int(args.load_talk_s * 1000) - 120_000, limit=200)
+                mine = [rec for rec in recs if not str(rec.get("call_id", "")).startswith("backlog-")]
+                done = [await q.get_transcript(str(rec["id"])) for rec in mine]
+                if len(mine) >= args.load_calls and all(t is not None for t in done):
+                    lags = [(t["decoded_at"] - rec["ended_at"]) / 1000 for t, rec in zip(done, mine, strict=True)
+                            if t is not None]
+                    break
+                await asyncio.sleep(1.0)
+            audio_s = (s1.get("audio_ms", 0) - s0.get("audio_ms", 0)) / 1000
+            tx_cpu = (t_1[0] + t_1[1]) - (t_0[0] + t_0[1])
+            return {
+                "hotline_workers": len(workers), "calls": args.load_calls, "talk_s": round(talk_s, 1),
+                "calls_up_at_end": up, "backlog": args.calls,
+                "worker_cpu_share_of_a_core": round((w1 - w0) / talk_s, 3),
+                "transcriber_cpu_share_of_a_core": round(tx_cpu / talk_s, 3) if tx else None,
+                "transcribed_call_s_during_talk": round(audio_s, 1),  # audio_ms: each call's length
+                "call_hours_per_hour_under_load": round(audio_s / talk_s, 2),
+                "own_recordings_lag_s": {"p50": round(statistics.median(lags), 1), "max": round(max(lags), 1)}
+                if lags else None,
+            }
+        finally:
+            await redis.aclose()
+
+
+def _cmd(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     ap.add_argument("--calls", type=int, default=8, help="recordings in the backlog")
@@ -221,9 +306,14 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="decodes at once, one backlog run each")
     ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="3 calls of 40 s, one worker")
+    ap.add_argument("--load-calls", type=int, default=8, help="callers talking while the backlog drains (0: no "
+                    "hotline section)")
+    ap.add_argument("--load-workers", type=int, default=4, help="the hotline's pjsua2 workers")
+    ap.add_argument("--load-talk-s", type=float, default=60.0)
+    ap.add_argument("--only-load", action="store_true", help="only the hotline section")
     args = ap.parse_args()
     if args.quick:
-        args.calls, args.call_s, args.workers = 3, 40.0, "1"
+        args.calls, args.call_s, args.workers, args.load_calls = 3, 40.0, "1", 0
     configure("warning", "console", role="bench")
     result: dict[str, Any] = {"cores": os.cpu_count(), "load_before": os.getloadavg()[0],
                               "model": default_model_dir(Settings()).name, "format": "opus 24 kb/s stereo 16 kHz"}
@@ -231,17 +321,21 @@ def main() -> None:
         files = [Path(tmp) / f"call-{i}.opus" for i in range(3)]
         for i, f in enumerate(files):
             make_call(f, args.call_s, seed=i)
-        decoder = Decoder(default_model_dir(Settings()))
-        decoder.load()
-        print("serial: one call decoded alone", flush=True)
-        result["serial"] = serial(decoder, files[0], args.call_s)
-        del decoder
+        if not args.only_load:
+            decoder = Decoder(default_model_dir(Settings()))
+            decoder.load()
+            print("serial: one call decoded alone", flush=True)
+            result["serial"] = serial(decoder, files[0], args.call_s)
+            del decoder
         with private_redis() as url:
-            for w in (int(x) for x in args.workers.split(",")):
+            for w in ([] if args.only_load else [int(x) for x in args.workers.split(",")]):
                 print(f"backlog: {args.calls} calls of {args.call_s:.0f} s, {w} decode(s) at once", flush=True)
                 var = Path(tmp) / f"var-{w}"
                 result[f"backlog_w{w}"] = backlog(url, var, [files[i % 3] for i in range(args.calls)], args.call_s,
                                                   w, args.nice)
+        if args.load_calls:
+            print(f"under load: {args.load_calls} calls on a hotline while {args.calls} recordings drain", flush=True)
+            result["under_load"] = asyncio.run(under_load(args, files, Path(tmp)))
     save("transcribe", result)
 
 
