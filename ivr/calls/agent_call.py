@@ -513,7 +513,8 @@ class AgentCall:
         if rec is not None and rec.running:
             rec.queue = rec.queue or queue
             if self.record_policy == "never":
-                await self._record_stop()
+                await self._record_stop()  # the IVR part is kept; the agent's part is not recorded
+                await self.ctx.store.recording_state(self.call_id, "stopped", by="policy")
             elif self.record_policy == "on_demand":
                 await rec.pause("policy", by="policy")
         if self.record_policy == "always" and self.ctx.settings.recording.announce:

@@ -1281,9 +1281,10 @@ class QueueStore:
         await self._run("recording_saved", json.dumps({f: str(v) for f, v in rec.items()}),
                         "1" if transcribe else "")
 
-    async def recording_state(self, call_id: str, what: Literal["started", "paused", "resumed"], *, by: str) -> None:
+    async def recording_state(self, call_id: str, what: Literal["started", "paused", "resumed", "stopped"], *,
+                              by: str) -> None:
         """The call's recording started, paused or resumed: ``recording`` on the call record and
-        the event (its agent sees it)."""
+        the event (its agent sees it); stopped while the call goes on: the field goes."""
         await self._run("recording_state", call_id, what, by)
 
     async def get_recording(self, recording_id: str) -> dict[str, Any] | None:

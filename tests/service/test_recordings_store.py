@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from ivr.calls.recording import RecordingFinisher, delete_expired, policy_for
 from ivr.core.config import Settings
+from ivr.core.errors import BadRequest, NotFound
 from ivr.core.recording_store import BadKey, LocalDirStore, recording_key
 from ivr.queues.store import QueueStore
 from tests.call_audio import analyse
@@ -192,3 +193,16 @@ def test_the_policy_of_a_call(tmp_path: Path) -> None:
     assert policy_for(s, "hr", "always") == "always", "the plan's queue node wins"
     off = Settings(var_dir=tmp_path, recording={"enabled": False, "policy": "always"})  # type: ignore[arg-type]
     assert policy_for(off, "billing", "always") == "never"
+
+
+async def test_the_call_record_says_whether_it_is_recorded(store: QueueStore) -> None:
+    await store.call_start("c9", "w0", ani="+15550009", dnis="1000", hotline="Demo", language="en", plan_version=1)
+    for what, field in (("started", "on"), ("paused", "paused"), ("resumed", "on"), ("stopped", None)):
+        await store.recording_state("c9", what, by="policy")  # type: ignore[arg-type]
+        assert (await store.get_call("c9") or {}).get("recording") == field, what
+    with pytest.raises(BadRequest):
+        await store.recording_state("c9", "erased", by="x")  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        await store.recording_state("nope", "started", by="x")
+    events = [f[b"type"].decode() for _, f in await store.redis.xrange(store.keys.events)]
+    assert events.count("recording.started") == 1 and events.count("recording.resumed") == 1
