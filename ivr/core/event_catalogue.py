@@ -930,6 +930,49 @@ class RecordingDeleted(Event):
     by: str
 
 
+
+# --- transcripts and quality checks (docs/quality.md) ------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class TranscriptReady(Event):
+    """A recording was transcribed (both channels); ``words`` how many words the model heard. The
+    text is read with ``GET /api/v1/recordings/{recording_id}/transcript``, never sent."""
+    type: ClassVar[EventType] = E.TRANSCRIPT_READY
+    recording_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+    words: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityScored(Event):
+    """The queue's quality rules scored a transcribed recording: ``score`` 0-100 and how many checks
+    failed (``flags``; their names, e.g. a required phrase's name, ``forbidden``, ``silence``,
+    ``overtalk``, ``talk_ratio``, come with ``GET /api/v1/recordings/{recording_id}/quality``)."""
+    type: ClassVar[EventType] = E.QUALITY_SCORED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    recording_id: str
+    call_id: str
+    agent_id: str
+    queue: str
+    score: int
+    flags: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class QualityReviewed(Event):
+    """A supervisor or admin (``by``) reviewed a recording: their ``score`` 0-100 (the comment is
+    read through the API)."""
+    type: ClassVar[EventType] = E.QUALITY_REVIEWED
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    recording_id: str
+    call_id: str
+    agent_id: str
+    by: str
+    score: int
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

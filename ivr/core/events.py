@@ -88,6 +88,10 @@ class EventType(StrEnum):
     RECORDING_RESUMED = "recording.resumed"    # recording again after a pause
     RECORDING_SAVED = "recording.saved"        # a recording was compressed, stored and indexed
     RECORDING_DELETED = "recording.deleted"    # retention or an admin deleted a recording (file and index)
+    # transcripts and quality checks (docs/quality.md)
+    TRANSCRIPT_READY = "transcript.ready"      # a recording was transcribed (ids and the number of words)
+    QUALITY_SCORED = "quality.scored"          # the quality rules scored a transcribed recording
+    QUALITY_REVIEWED = "quality.reviewed"      # a supervisor or admin added a manual review score
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -32,6 +32,7 @@ from ivr.cti import (
     openapi,
     originate,
     pages,
+    quality,
     recordings,
     server,
     supervision,
@@ -102,7 +103,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, recordings, supervision):
+                   metrics, campaigns, recordings, supervision, quality):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ivr.core.errors import NotFound
@@ -30,6 +30,7 @@ from ivr.core.events import AgentState
 from ivr.cti.auth import require_role
 from ivr.cti.context import HUB, STORE, user
 from ivr.cti.hub import PopHub
+from ivr.queues.quality import QualityStore
 from ivr.queues.store import QueueStore
 
 #: screen-pop latency buckets, 1 ms .. 2 s (the worker waits ``api.pop_wait_ms`` at most, 1.5 s by default)
@@ -64,6 +65,7 @@ class Snapshot:
     desktops: int = 0
     webhook_backlog: dict[str, int] | None = None
     dead_letters: int | None = None
+    transcribe: dict[str, int] | None = None  # the transcriber's backlog and counters, once it ever ran
 
 
 async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
@@ -87,7 +89,10 @@ async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
     desktops = sum(len(s) for s in hub.sockets.values()) if hub is not None else 0
     backlog = await outbox.backlog() if outbox is not None else None
     dead = await outbox.dead_count() if outbox is not None else None
-    return Snapshot(len(await store.active_calls()), waiting, longest, agents, desktops, backlog, dead)
+    quality = QualityStore(store)
+    figures = {**await quality.stats(), "backlog": await quality.backlog()}
+    transcribe = figures if len(figures) > 1 or figures["backlog"] else None  # None: transcription never ran
+    return Snapshot(len(await store.active_calls()), waiting, longest, agents, desktops, backlog, dead, transcribe)
 
 
 class SnapshotCollector(Collector):
@@ -123,6 +128,25 @@ class SnapshotCollector(Collector):
         if s.dead_letters is not None:
             yield GaugeMetricFamily("ivr_webhook_dead_letters", "Webhook deliveries given up after the last retry",
                                     value=s.dead_letters)
+        if s.transcribe is not None:
+            t = s.transcribe
+            yield GaugeMetricFamily("ivr_transcribe_backlog", "Recordings waiting for the transcriber",
+                                    value=t.get("backlog", 0))
+            jobs = CounterMetricFamily("ivr_transcribe_jobs", "Recordings the transcriber finished, by status",
+                                       labels=["status"])
+            for status in ("done", "failed", "skipped"):
+                jobs.add_metric([status], t.get(status, 0))
+            yield jobs
+            lag = GaugeMetricFamily("ivr_transcribe_lag_seconds", "Call end to transcript stored: the last job's, "
+                                    "the largest, and the mean", labels=["which"])
+            lag.add_metric(["last"], t.get("lag_ms_last", 0) / 1000)
+            lag.add_metric(["max"], t.get("lag_ms_max", 0) / 1000)
+            lag.add_metric(["mean"], t.get("lag_ms_sum", 0) / 1000 / t["done"] if t.get("done") else 0.0)
+            yield lag
+            yield CounterMetricFamily("ivr_transcribe_audio_seconds", "Call audio transcribed",
+                                      value=t.get("audio_ms", 0) / 1000)
+            yield CounterMetricFamily("ivr_transcribe_decode_seconds", "Wall time spent decoding it",
+                                      value=t.get("decode_ms", 0) / 1000)
 
 
 class ApiMetrics:

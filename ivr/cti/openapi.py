@@ -121,9 +121,8 @@ def operation(method: str, path: str, op: Operation, bodies: dict[str, Schema]) 
         if status == 101:
             reply["description"] = REASONS[101] + ". " + (op.description or op.summary)
         elif status == op.ok and status != 204:
-            reply["content"] = ({"application/json": {"schema": op.response or {}}}
-                                if op.content == ("application/json",)
-                                else {c: {"schema": {"type": "string"}} for c in op.content})
+            reply["content"] = {c: {"schema": (op.response or {}) if c == "application/json" else {"type": "string"}}
+                                for c in op.content}
         elif status >= 400:
             reply["content"] = {"application/json": {"schema": dict(op.replies).get(status, ref("Error"))}}
         responses[str(status)] = reply

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control, recordings, supervision
+from ivr.cti import call_control, quality, recordings, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -846,4 +846,103 @@ OPERATIONS.update({
         response=ref("DncResult"), raw_body=("text/csv",), params=(_ENCODING,),
         description="At most 5 MB and 10,000 numbers; lines that are no phone number are reported. 400 "
                     "`campaign.csv`; 413 `request.too_large`."),
+})
+
+
+# --- transcripts and quality checks (ivr.cti.quality; docs/quality.md) -------------------------------
+
+PATH_PARAMS.setdefault("recording_id", {"type": "string", "pattern": quality.RECORDING_ID})
+_WORD: Schema = {"type": "object", "required": ["word", "start", "end", "conf"],
+                 "properties": {"word": STR, "start": {"type": "number", "description": "s from the start"},
+                                "end": {"type": "number"}, "conf": {"type": "number"}}}
+_CHANNEL: Schema = {"type": "object", "required": ["text", "words"],
+                    "properties": {"text": {**STR, "description": "the words, normalised, space-separated"},
+                                   "words": {"type": "array", "items": _WORD}}}
+_NULLABLE_NUMBER: Schema = {"type": ["number", "null"]}
+SCHEMAS.update({
+    "Transcript": {
+        "type": "object", "required": ["recording_id", "status", "channels"],
+        "properties": {
+            "recording_id": STR, "call_id": STR, "agent_id": STR, "queue": STR, "started_at": INT,
+            "duration_ms": INT, "status": {"enum": ["done", "failed", "skipped"]},
+            "error": {**STR, "description": "why it failed (failed) or was skipped (backlog)"},
+            "language": STR, "model": STR, "decoded_at": INT,
+            "channels": {"type": "object", "required": ["caller", "agent"],
+                         "properties": {"caller": _CHANNEL, "agent": _CHANNEL}}}},
+    "Review": {"type": "object", "required": ["at", "by", "role", "score", "comment"],
+               "properties": {"at": INT, "by": STR, "role": STR, "score": INT, "comment": STR}},
+    "Quality": {
+        "type": "object", "required": ["recording_id", "score", "flags", "checks", "reviews"],
+        "properties": {
+            "recording_id": STR, "call_id": STR, "agent_id": STR, "queue": STR,
+            "score": {**NULLABLE_INT, "description": "0-100; null until transcribed and scored"},
+            "flags": {"type": "array", "items": STR, "description": "the names of the failed checks"},
+            "checks": {"type": "array", "items": {"type": "object"},
+                       "description": "every check: name, kind, passed, weight and what was found"},
+            "rules": {**STR, "description": "the rule set applied: the queue's name or `default`"},
+            "scored_at": NULLABLE_INT, "review_count": INT, "review_avg": _NULLABLE_NUMBER,
+            "reviews": {"type": "array", "items": ref("Review"), "description": "the latest 50, newest first"}}},
+    "TranscriptHits": {
+        "type": "object", "required": ["hits", "next_cursor"],
+        "properties": {
+            "hits": {"type": "array", "items": {
+                "type": "object", "required": ["recording_id", "started_at", "matches"],
+                "properties": {"recording_id": STR, "call_id": STR, "agent_id": STR, "queue": STR,
+                               "started_at": INT, "duration_ms": INT, "score": NULLABLE_INT,
+                               "flags": {"type": "array", "items": STR},
+                               "matches": {"type": "array", "items": {"type": "object"}}}}},
+            "next_cursor": {**NULLABLE_STR, "description": "give it as `cursor` (same filters) for the next page"}}},
+    "QualityReport": {
+        "type": "object", "required": ["agents", "since", "until", "looked", "truncated"],
+        "properties": {
+            "agents": {"type": "array", "items": {
+                "type": "object", "required": ["agent_id", "calls", "scored", "avg_score", "flags", "reviews"],
+                "properties": {"agent_id": STR, "calls": INT, "talk_s": {"type": "number"}, "scored": INT,
+                               "avg_score": _NULLABLE_NUMBER, "min_score": NULLABLE_INT,
+                               "flags": {"type": "object", "additionalProperties": INT},
+                               "reviews": INT, "avg_review": _NULLABLE_NUMBER}}},
+            "since": INT, "until": INT, "looked": INT, "truncated": {"type": "boolean"}, "generated_at": INT}},
+})
+MODELS = (*MODELS, quality.ReviewAdd)
+_PERIOD = (Param("since", TIME_SCHEMA, "recordings that started at or after (ISO 8601 or epoch seconds)"),
+           Param("until", TIME_SCHEMA, "recordings that started before (excluded)"))
+_HEAR = ("whoever may hear the recording (`recording.agents_hear_own`, `recording.supervisors_hear_all`); "
+         "a refusal is 403 and audited (`recording.denied`). ")
+OPERATIONS.update({
+    ("GET", "/api/v1/recordings/{recording_id}/transcript"): Operation(
+        "What was said in a recorded call, per channel, with word times", "quality", ALL_ROLES,
+        own="recordings it is heard on", response=ref("Transcript"),
+        description=_HEAR + "Audited (`transcript.view`). 404 `recording.not_found`, `transcript.not_found` "
+                    "(not transcribed yet, or `quality.transcribe` off).", errors=(404,)),
+    ("GET", "/api/v1/recordings/{recording_id}/quality"): Operation(
+        "A recorded call's quality: score, flags, each check, manual reviews", "quality", ALL_ROLES,
+        own="recordings it is heard on", response=ref("Quality"),
+        description=_HEAR + "Audited (`transcript.view`). 404 `recording.not_found`.", errors=(404,)),
+    ("POST", "/api/v1/recordings/{recording_id}/reviews"): Operation(
+        "Add a manual review (score 0-100, comment)", "quality", STAFF, ok=201, body=quality.ReviewAdd,
+        response=ref("Review"),
+        description="Supervisors and admins who may hear the recording; agents 403 (audited). `quality.reviewed` "
+                    "(the score, not the comment) goes to the agent's desktop and the wallboard; audited "
+                    "(`review.added`). 404 `recording.not_found`.", errors=(404,)),
+    ("GET", "/api/v1/transcripts"): Operation(
+        "Search transcripts by words or a phrase, agent, queue and date", "quality", ALL_ROLES,
+        own="its own calls", response=ref("TranscriptHits"),
+        params=(Param("q", {"type": "string", "maxLength": quality.Q_MAX_CHARS},
+                      "words (all of them, as the model writes them); several: also in a row on one side"),
+                Param("agent", {"type": "string", "pattern": AGENT_ID}, "the call's agent (agents: themselves)"),
+                Param("queue", NAME_SCHEMA, "the queue the call was answered from"), *_PERIOD,
+                Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the previous page's `next_cursor`"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": quality.SEARCH_LIMIT_MAX,
+                                "default": quality.SEARCH_LIMIT_DEFAULT}, "most hits to return")),
+        description="Newest first. A page may be short (up to 5,000 transcripts are looked at per page) with a "
+                    "`next_cursor` to go on. Each hit has the matches with a few words around them. Audited "
+                    "(`transcript.search`; the number of words searched, never the words)."),
+    ("GET", "/api/v1/quality/agents"): Operation(
+        "Per-agent quality report (JSON or CSV)", "quality", ALL_ROLES, own="its own row",
+        response=ref("QualityReport"), content=("application/json", "text/csv"),
+        params=(*_PERIOD, Param("agent", {"type": "string", "pattern": AGENT_ID}, "one agent (agents: themselves)"),
+                Param("format", {"enum": ["json", "csv"]}, "csv: the same as `Accept: text/csv`")),
+        description="Over the recordings that started in the period: calls, talk time, scored calls, average "
+                    "and lowest score, flags per check, manual reviews and their average. CSV columns: "
+                    + ", ".join(quality.CSV_COLUMNS) + ". Audited (`quality.report`)."),
 })

@@ -445,3 +445,54 @@ class Keys:
     def dnc(self) -> str:
         """SET of the do-not-call list: SHA-1 digests of normalised numbers (never a number itself)."""
         return self._k("dnc")
+
+    # transcripts and quality checks (lua/lib/quality.lua; ivr.queues.quality; docs/quality.md)
+    def transcribe_working(self, consumer: str) -> str:
+        """LIST of the recording ids transcriber ``consumer`` took from ``transcribe_jobs`` (BLMOVE) and
+        has not finished: put back on the jobs list when that consumer starts again."""
+        return self._k("transcribe", "working", consumer)
+
+    @property
+    def transcribe_attempts(self) -> str:
+        """HASH recording id -> how often a transcriber took it (a decode that kills the process
+        must not come back for ever); the field goes when the job ends."""
+        return self._k("transcribe", "attempts")
+
+    @property
+    def transcribe_stats(self) -> str:
+        """HASH of the transcriber's counters: done, failed, skipped, audio_ms, decode_ms, lag_ms_sum,
+        lag_ms_last, lag_ms_max, at (ms of the last job)."""
+        return self._k("transcribe", "stats")
+
+    def transcript(self, recording_id: str) -> str:
+        """HASH of a recording's transcript: status (done|failed|skipped), call_id, agent_id, queue,
+        started_at, duration_ms, language, model, text_caller, text_agent (normalised words),
+        words_caller, words_agent (JSON ``[[word, start_s, end_s, conf]...]``), terms (JSON: the
+        indexed words), decode_ms, decoded_at, error, version."""
+        return self._k("transcript", recording_id)
+
+    @property
+    def transcripts_index(self) -> str:
+        """ZSET of the ids of transcribed recordings by ``started_at`` (ms)."""
+        return self._k("transcripts")
+
+    def agent_transcripts(self, agent_id: str) -> str:
+        """ZSET of the transcribed recordings of agent ``agent_id`` (the record's first agent) by start."""
+        return self._k("agent", agent_id, "transcripts")
+
+    def queue_transcripts(self, queue: str) -> str:
+        """ZSET of the transcribed recordings of calls answered from ``queue`` by start."""
+        return self._k("queue", queue, "transcripts")
+
+    def transcript_term(self, term: str) -> str:
+        """ZSET of the recordings whose transcript contains the word ``term`` (normalised), by start."""
+        return self._k("tx", "term", term)
+
+    def quality(self, recording_id: str) -> str:
+        """HASH of a recording's quality: score (0-100), flags (JSON names), checks (JSON), rules (the
+        rule set's name), agent_id, queue, started_at, scored_at, reviews, review_sum, review_last."""
+        return self._k("quality", recording_id)
+
+    def quality_reviews(self, recording_id: str) -> str:
+        """LIST of the manual reviews of a recording (JSON ``{at, by, role, score, comment}``), newest first."""
+        return self._k("quality", recording_id, "reviews")

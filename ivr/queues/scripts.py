@@ -92,11 +92,19 @@ NAMES = (
     "recording_saved",
     "recording_state",
     "recording_delete",
+    # transcripts and quality checks (lib/quality.lua; docs/quality.md)
+    "transcript_save",
+    "transcript_fail",
+    "transcribe_claim",
+    "transcribe_requeue",
+    "transcript_search",
+    "quality_review",
+    "quality_report",
 )
 
 
 #: The shared libraries every queue script runs after, in this order.
-LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "dialout", "cases", "campaigns")
+LIBRARIES = ("call_state", "prelude", "routing", "callbacks", "originate", "dialout", "cases", "campaigns", "quality")
 
 
 def lua_source(folder: str, name: str) -> str:

@@ -2,9 +2,10 @@
 
 Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
 configured; prompt pre-build; the API (it needs only Redis, and loads while the workers do); the
-speech service; N workers; the Kamailio edge once the workers are alive. Prints the banner when
-every role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the
-others stop in reverse order, and it exits 0.
+speech service; the transcriber when ``quality.transcribe`` (niced: recordings to text after the
+calls); N workers; the Kamailio edge once the workers are alive. Prints the banner when every
+role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the others
+stop in reverse order, and it exits 0.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ class Supervisor:
         if s.speech.enabled:
             speech = self._role("speech", "speech")
             await self._start(speech)
+        if s.quality.transcribe:  # niced by itself (quality.nice): live calls come first
+            await self._start(self._role("transcriber", "transcriber"))
         for i in range(s.workers.count):
             await self._start_worker(i)
         await self._wait_workers_alive()

@@ -248,7 +248,7 @@ def test_rendered_redis_and_sentinel_start_and_require_the_password(tmp_path: Pa
 # ----- systemd units -------------------------------------------------------------------------------
 
 UNITS = ["ivr-edge.service", "ivr-worker@.service", "ivr-api.service", "ivr-speech.service",
-         "ivr-redis.service", "ivr-sentinel.service", "ivr-phones.service"]
+         "ivr-redis.service", "ivr-sentinel.service", "ivr-phones.service", "ivr-transcriber.service"]
 
 
 def read_unit(name: str) -> configparser.RawConfigParser:
@@ -272,7 +272,7 @@ def test_units_are_hardened_and_restart(name: str) -> None:
     assert int(svc["LimitNOFILE"]) >= 65536
     assert unit["Unit"]["PartOf"] == "hotline.target"
     assert unit["Install"]["WantedBy"] == "hotline.target"
-    if name.startswith(("ivr-edge", "ivr-worker", "ivr-api", "ivr-speech", "ivr-phones")):
+    if name.startswith(("ivr-edge", "ivr-worker", "ivr-api", "ivr-speech", "ivr-phones", "ivr-transcriber")):
         assert svc["EnvironmentFile"] == "/etc/ivr/env"
         assert "--config /etc/ivr/hotline.yaml" in svc["ExecStart"] or name == "ivr-edge.service"
 

@@ -62,3 +62,19 @@ def test_each_app_has_its_own_registry() -> None:
     a.observe_pop(0.01)
     assert samples(a)[("ivr_pop_latency_seconds_count", ())] == 1
     assert samples(b)[("ivr_pop_latency_seconds_count", ())] == 0
+
+
+def test_the_transcribers_backlog_jobs_and_lag_once_it_ran() -> None:
+    m = ApiMetrics()
+    m.snapshot.snapshot = Snapshot(transcribe={"backlog": 5, "done": 4, "failed": 1, "lag_ms_last": 2500,
+                                               "lag_ms_max": 9000, "lag_ms_sum": 20000, "audio_ms": 360000,
+                                               "decode_ms": 120000})
+    s = samples(m)
+    assert s[("ivr_transcribe_backlog", ())] == 5
+    assert s[("ivr_transcribe_jobs_total", (("status", "done"),))] == 4
+    assert s[("ivr_transcribe_jobs_total", (("status", "skipped"),))] == 0
+    assert s[("ivr_transcribe_lag_seconds", (("which", "last"),))] == 2.5
+    assert s[("ivr_transcribe_lag_seconds", (("which", "mean"),))] == 5.0
+    assert s[("ivr_transcribe_audio_seconds_total", ())] == 360.0
+    m.snapshot.snapshot = Snapshot()
+    assert not [name for name, _ in samples(m) if name.startswith("ivr_transcribe")]

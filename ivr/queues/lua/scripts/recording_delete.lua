@@ -14,6 +14,7 @@ redis.call('ZREM', k('recs', 'expiry'), id)
 for _, aid in ipairs(cjson.decode(r.agents or '[]')) do redis.call('ZREM', k('agent', aid, 'recs'), id) end
 if (r.queue or '') ~= '' then redis.call('ZREM', k('queue', r.queue, 'recs'), id) end
 redis.call('LREM', k('transcribe', 'jobs'), 0, id)
+QL.forget(id)  -- its transcript, quality and reviews go with it (lib/quality.lua)
 local ckey = k('call', r.call_id or '')
 if redis.call('HGET', ckey, 'recording_id') == id then redis.call('HDEL', ckey, 'recording_id') end
 emit('recording.deleted', {recording_id = id, call_id = r.call_id or '', reason = reason, by = by})
