@@ -310,8 +310,8 @@ class RecordingFinisher:
 
     @property
     def transcribe(self) -> bool:
-        quality = getattr(self.settings, "quality", None)
-        return bool(getattr(quality, "transcribe", False))
+        """Queue each stored recording for the transcriber (``quality.transcribe``, docs/quality.md)."""
+        return self.settings.quality.transcribe
 
     def leftovers(self) -> list[Path]:
         """Spool directories a previous process of this worker left (it died mid-call or before
