@@ -13,19 +13,27 @@ are in the audit trail; an admin deletes it and the file and index are gone.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import hashlib
 import subprocess
 import time
+import wave
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import pytest
 
+from tests import rtp_pcap
 from tests.call_audio import analyse
+from tests.e2e.conftest import Hotline
 from tests.e2e.test_call_control import Rig, call_in, rig
 from tests.e2e.test_walking_skeleton import login
+from tests.ports import free_udp_tcp_port
+from tests.scenarios import render_scenario
+from tests.sipp_helpers import SippServer, run_sipp
 
 pytestmark = pytest.mark.e2e
 
@@ -178,3 +186,71 @@ async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: P
 
 async def call_in_pin(r: Rig) -> tuple[asyncio.Task[Any], str]:
     return await call_in(r, dtmf_at_ms=PIN_AT_MS)
+
+
+PHRASE = "라디오"  # one of the words the Korean model hears reliably from espeak-ng (tests/service/test_quality.py)
+
+
+def korean_g722_pcap(workdir: Path) -> Path:
+    """G.722 RTP of espeak-ng saying PHRASE five times, each after 1.5 s of quiet."""
+    wav = rtp_pcap.speech_wav(PHRASE, workdir / "phrase.wav", 16000, voice="ko")
+    phrase = rtp_pcap.pcm_of_wav(wav, 16000)
+    quiet = array.array("h", bytes(2 * 24000))
+    pcm = array.array("h")
+    for _ in range(5):
+        pcm.extend(quiet)
+        pcm.extend(phrase)
+    pcm.extend(array.array("h", bytes(2 * 16000)))
+    looped = workdir / "phrases.wav"
+    with wave.open(str(looped), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    return rtp_pcap.write_pcap(workdir / "phrases.pcap",
+                               rtp_pcap.rtp_packets("g722", rtp_pcap.encode("g722", looped)))
+
+
+async def test_a_wideband_call_is_recorded_and_its_transcript_has_what_the_caller_said(tmp_path: Path) -> None:
+    """The whole chain on a real call: a G.722 caller (the bridge at 16 kHz) says a Korean word to an
+    agent; the recording is stored, queued, transcribed by the hotline's own transcriber (the real
+    Korean model), and the API's transcript has the word on the caller's channel."""
+    h = Hotline(tmp_path / "hotline", workers=1, overrides={
+        "workers": {"clock_rate": 16000},
+        "recording": {"policy": "always", "announce": False},
+        "quality": {"transcribe": True}})
+    pcap = await asyncio.to_thread(korean_g722_pcap, tmp_path)
+    caller_sf = render_scenario("media_caller.xml", tmp_path, keep="dtmf-rfc2833", drop="dtmf-info",
+                                formats="9", rtpmaps="a=rtpmap:9 G722/8000", digit="2", dtmf_at_ms=500,
+                                info_type="none", info_body="none", audio_pcap=pcap, talk_ms=12000)
+    agent_sf = render_scenario("agent_phone.xml", tmp_path, keep="remote-hangs-up", drop="agent-hangs-up",
+                               ring_ms=100, talk_ms=30000)
+    try:
+        await h.start()
+        async with SippServer(agent_sf, workdir=tmp_path, tag="agent", port=h.agent_sip_port,
+                              extra=["-m", "1", "-mp", str(free_udp_tcp_port())]), \
+                aiohttp.ClientSession() as http:
+            await login(http, h, "agent1")
+            result = await run_sipp(caller_sf, ("127.0.0.1", h.edge_port), workdir=tmp_path, tag="caller",
+                                    limit_s=45, extra=["-s", "1000", "-mp", str(free_udp_tcp_port())])
+            assert result.ok, result.describe() + "\n" + h.log_tail()
+            auth = {"Authorization": f"Bearer {h.tokens['super1']}"}
+            deadline = time.monotonic() + 90
+            transcript: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                async with http.get(f"{h.api}/api/v1/recordings?limit=1", headers=auth) as r:
+                    recs = (await r.json())["recordings"]
+                if recs:
+                    async with http.get(f"{h.api}/api/v1/recordings/{recs[0]['id']}/transcript", headers=auth) as r:
+                        transcript = await r.json() if r.status == 200 else {}
+                    if transcript.get("status") in ("done", "failed"):
+                        break
+                await asyncio.sleep(0.5)
+            assert transcript.get("status") == "done", f"{transcript}\n{h.log_tail(40)}"
+            assert recs[0]["clock_rate"] == 16000, recs[0]
+            caller_text = transcript["channels"]["caller"]["text"]
+            assert PHRASE in caller_text, f"the caller said {PHRASE} five times; the transcript: {caller_text!r}"
+            words = [w for w in transcript["channels"]["caller"]["words"] if w.get("word") == PHRASE]
+            assert words and all(0 <= w["start"] < w["end"] <= recs[0]["duration_ms"] / 1000 + 0.5 for w in words)
+    finally:
+        h.stop()
