@@ -88,6 +88,10 @@ class CallRecord(BaseModel):
                           "transferred on has one per agent; disposition/notes above are the last)")
     crm_record_id: str | None = None
     case_id: str | None = Field(None, description="the complaint case the call is linked to (the last one)")
+    recording: str | None = Field(None, description="while the call runs: `on` or `paused` (docs/recording.md)")
+    recording_id: str | None = Field(None, description="its recording, once stored: `GET /api/v1/recordings/{id}`")
+    recording_ms: int | None = Field(None, description="the stored recording's duration")
+    recording_sha256: str | None = Field(None, description="the stored recording's SHA-256")
     callback_id: str | None = None
     callback: dict[str, Any] | None = None
     # call control (docs/call-control.md)

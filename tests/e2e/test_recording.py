@@ -100,8 +100,10 @@ async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: P
         await r.post("super1", f"{base}/hangup")
         await caller
 
-        rec_id = (await wait_saved(r, cid))["recording_id"]
+        call = await wait_saved(r, cid)
+        rec_id = call["recording_id"]
         meta = await r.get("agent1", f"/api/v1/recordings/{rec_id}")
+        assert str(call["recording_ms"]) == str(meta["duration_ms"]) and call["recording_sha256"] == meta["sha256"]
         assert "key" not in meta and "path" not in str(meta), meta
         assert meta["call_id"] == cid and meta["agents"] == ["agent1"] and meta["queue"] == "billing", meta
         assert meta["ivr"] is True and meta["format"] == "opus" and meta["channels"] == "caller,agent", meta
@@ -179,7 +181,8 @@ async def test_two_channels_pauses_sensitive_access_audit_and_delete(tmp_path: P
         await r.delete("admin1", f"/api/v1/recordings/{rec_id}")
         assert not stored[0].exists()
         await r.get("admin1", f"/api/v1/recordings/{rec_id}", expect=404)
-        assert "recording_id" not in await r.record(cid)
+        gone = await r.record(cid)
+        assert not {"recording_id", "recording_ms", "recording_sha256"} & set(gone), gone
         assert ("recording.deleted", "admin1") in [
             (e["action"], e["by"]) for e in (await r.get("admin1", "/api/v1/audit?action=recording.*"))["entries"]]
 

@@ -90,7 +90,9 @@ async def test_a_finished_recording_is_one_stereo_file_in_the_store_and_indexed(
     assert analyse(stereo[2000:14000, 0]).only("caller"), analyse(stereo[2000:14000, 0])
     assert analyse(stereo[2000:14000, 1]).only("agent"), analyse(stereo[2000:14000, 1])
     assert rec["delete_after"] == rec["started_at"] + 90 * 86_400_000
-    assert (await store.get_call("c1") or {}).get("recording_id") == rid
+    call = await store.get_call("c1") or {}
+    assert call.get("recording_id") == rid, call
+    assert str(call.get("recording_ms")) == str(rec["duration_ms"]) and call.get("recording_sha256") == rec["sha256"]
     events = [f[b"type"].decode() for _, f in await store.redis.xrange(store.keys.events)]
     assert "recording.saved" in events
     assert await store.redis.lrange(store.keys.transcribe_jobs, 0, -1) == [], "transcription is off by default"

@@ -16,6 +16,8 @@ if (r.queue or '') ~= '' then redis.call('ZREM', k('queue', r.queue, 'recs'), id
 redis.call('LREM', k('transcribe', 'jobs'), 0, id)
 QL.forget(id)  -- its transcript, quality and reviews go with it (lib/quality.lua)
 local ckey = k('call', r.call_id or '')
-if redis.call('HGET', ckey, 'recording_id') == id then redis.call('HDEL', ckey, 'recording_id') end
+if redis.call('HGET', ckey, 'recording_id') == id then
+  redis.call('HDEL', ckey, 'recording_id', 'recording_ms', 'recording_sha256')
+end
 emit('recording.deleted', {recording_id = id, call_id = r.call_id or '', reason = reason, by = by})
 return 1
