@@ -45,6 +45,7 @@ CALLER, AGENT_SIDE = 0, 1
 Source = tuple[str, int]  # (leg id, channel)
 SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 FFMPEG_TIMEOUT_S = 600.0
+CLOSE_WAIT_S = 2.0  # how long the finisher waits for the bridge to close a recorder's file
 
 
 def policy_for(settings: Settings, queue: str, override: str | None = None) -> str:
@@ -223,9 +224,10 @@ class RecordingFinisher:
         self.done = 0
         self.failed = 0
 
-    def submit(self, job_dir: Path) -> None:
+    def submit(self, job_dir: Path, *, leftover: bool = False) -> None:
         """Finish ``job_dir`` in the background (one at a time; :meth:`finish` logs what fails)."""
-        task = asyncio.get_running_loop().create_task(self.finish(job_dir), name=f"recording:{job_dir.name}")
+        task = asyncio.get_running_loop().create_task(self.finish(job_dir, leftover=leftover),
+                                                      name=f"recording:{job_dir.name}")
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
@@ -244,15 +246,15 @@ class RecordingFinisher:
         jobs = await asyncio.to_thread(self.leftovers)
         for job in jobs:
             log.warning("recording.recovering", job=job.name)
-            self.submit(job)
+            self.submit(job, leftover=True)
         return len(jobs)
 
-    async def finish(self, job_dir: Path) -> str | None:
+    async def finish(self, job_dir: Path, *, leftover: bool = False) -> str | None:
         """Finish one recording: its id once stored and indexed, None when it failed (the spool
         directory stays, renamed ``*.failed``, for an operator: nothing is deleted that was not stored)."""
         async with self._sem:
             try:
-                rid = await self._finish(job_dir)
+                rid = await self._finish(job_dir, leftover=leftover)
             except Exception as exc:
                 self.failed += 1
                 # the message may quote ffmpeg, which names files: only the job's id leaves the worker
@@ -263,8 +265,10 @@ class RecordingFinisher:
             self.done += 1
             return rid
 
-    async def _finish(self, job_dir: Path) -> str:
-        meta, duration_ms = await asyncio.to_thread(_read_job, job_dir, self.settings.workers.clock_rate)
+    async def _finish(self, job_dir: Path, *, leftover: bool) -> str:
+        # a leftover's writer is dead: nothing will close its files, no wait for it
+        meta, duration_ms = await asyncio.to_thread(_read_job, job_dir, self.settings.workers.clock_rate,
+                                                    0.0 if leftover else CLOSE_WAIT_S)
         rid = str(meta["recording_id"])
         if not SAFE.match(rid) or not SAFE.match(str(meta.get("call_id", ""))):
             raise ValueError("meta.json names a bad id")
@@ -327,14 +331,37 @@ def _set_aside(job_dir: Path) -> None:
         job_dir.rename(job_dir.with_name(job_dir.name + ".failed"))
 
 
-def _read_job(job_dir: Path, rate: int) -> tuple[dict[str, Any], int]:
+def _read_job(job_dir: Path, rate: int, close_wait_s: float) -> tuple[dict[str, Any], int]:
     """The job's meta.json and its length in ms, the WAV headers made right first."""
     meta = json.loads((job_dir / "meta.json").read_text())
     if not isinstance(meta, dict):
         raise ValueError("meta.json is not an object")
     for wav in ("caller.wav", "agent.wav"):
+        _wait_closed(job_dir / wav, close_wait_s)
         _fix_header(job_dir / wav)
-    return meta, _wav_ms(job_dir / "caller.wav", int(meta.get("clock_rate") or rate))
+    rate = int(meta.get("clock_rate") or rate)
+    # the stereo file is as long as the shorter channel (ffmpeg's join): so is the record's duration
+    return meta, min(_wav_ms(job_dir / wav, rate) for wav in ("caller.wav", "agent.wav"))
+
+
+def _wait_closed(path: Path, timeout_s: float) -> bool:
+    """Wait until the recorder closed ``path``: its header's data size is the file's. pjmedia removes
+    a port from the conference bridge asynchronously (on the clock thread, after the SIP thread's
+    command returned), and the writer flushes its buffer and writes the header only then. False
+    after ``timeout_s`` (a recorder whose process died: :func:`_fix_header` rebuilds the header)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            size = path.stat().st_size
+            with path.open("rb") as f:
+                head = f.read(44)
+        except OSError:
+            return False
+        if len(head) == 44 and int.from_bytes(head[40:44], "little") == size - 44 and size > 44:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def _fix_header(path: Path) -> None:

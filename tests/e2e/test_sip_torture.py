@@ -93,7 +93,7 @@ async def service_check(h: Hotline, workdir: Path, what: str) -> None:
     assert result.ok, f"a normal call failed after {what}:\n{result.describe()}"
 
 
-BATCH = 6  # files sent at once (each over UDP and TCP, through the edge and straight to a worker)
+BATCH = 10  # files sent at once (each over UDP and TCP, through the edge and straight to a worker)
 
 
 async def torture_one(h: Hotline, path: Path, template: str) -> list[str]:

@@ -77,7 +77,7 @@ async def test_a_finished_recording_is_one_stereo_file_in_the_store_and_indexed(
     rid = "R" + "a1" * 10
     d = job(fin.spool, rid, "c1", header=False)  # the leftover of a dead worker
     assert fin.leftovers() == [d]
-    assert await fin.finish(d) == rid
+    assert await fin.finish(d, leftover=True) == rid
     assert not d.exists(), "the spool is emptied once the file is stored"
     rec = await store.get_recording(rid)
     assert rec is not None
@@ -103,7 +103,7 @@ async def test_a_recording_that_cannot_be_finished_is_set_aside_not_lost(tmp_pat
     fin = RecordingFinisher(s, store, LocalDirStore(s.recordings_dir), worker="w0")
     d = job(fin.spool, "R" + "b2" * 10, "c2")
     (d / "agent.wav").write_bytes(b"RIFF")  # truncated
-    assert await fin.finish(d) is None
+    assert await fin.finish(d, leftover=True) is None
     assert fin.failed == 1 and not d.exists()
     aside = d.with_name(d.name + ".failed")
     assert (aside / "caller.wav").is_file() and (aside / "meta.json").is_file()
