@@ -15,8 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from ivr.core.errors import BadRequest, IvrError, NotFound
 from ivr.queues.store import QueueStore
 
@@ -55,14 +53,7 @@ class QualityStore:
         self.keys = store.keys
 
     async def _run(self, name: str, *args: Any) -> Any:
-        try:
-            return await self.store._run(name, *args)
-        except ResponseError as exc:
-            code, _, msg = str(exc).partition(" ")
-            err = _ERRORS.get(code)
-            if err is None:
-                raise
-            raise err(msg or code, code=code) from exc
+        return await self.store._run(name, *args, errors=_ERRORS)
 
     # --- the job queue -----------------------------------------------------------------------
     async def requeue(self, consumer: str) -> int:

@@ -190,12 +190,14 @@ class QueueStore:
         self.stats_config = stats or StatsConfig()
         self._scripts = Scripts(redis, prefix, events_maxlen, self.stats_config.to_json())
 
-    async def _run(self, name: str, *args: Any) -> Any:
+    async def _run(self, name: str, *args: Any, errors: Mapping[str, type[IvrError]] | None = None) -> Any:
+        """Run a script; its ``code message`` errors become the :class:`IvrError` of ``_ERRORS`` (or of
+        ``errors``, a section's own codes)."""
         try:
             return await self._scripts.run(name, *args)
         except ResponseError as exc:
             code, _, msg = str(exc).partition(" ")
-            err = _ERRORS.get(code)
+            err = (errors or {}).get(code) or _ERRORS.get(code)
             if err is None:
                 raise
             raise err(msg or code, code=code) from exc
