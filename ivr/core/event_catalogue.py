@@ -890,7 +890,7 @@ class RecordingPaused(Event):
     """The recording is paused (``by`` the agent, or ``sensitive`` for a sensitive collect): the
     file has silence until it resumes."""
     type: ClassVar[EventType] = E.RECORDING_PAUSED
-    audience: ClassVar[frozenset[str]] = frozenset({AGENT})
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str
     agent_id: str
     by: str
@@ -900,7 +900,7 @@ class RecordingPaused(Event):
 class RecordingResumed(Event):
     """The recording goes on after a pause."""
     type: ClassVar[EventType] = E.RECORDING_RESUMED
-    audience: ClassVar[frozenset[str]] = frozenset({AGENT})
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
     call_id: str
     agent_id: str
     by: str

@@ -94,11 +94,14 @@ async def test_the_desktop_and_the_wallboard_show_pause_refuse_and_play_recordin
         await expect(p1.locator("#rec-status")).to_have_text("Recording paused", timeout=UI_MS)
         await expect(p1.locator("#rec-pause")).to_be_hidden()
         assert (await r.record(cid))["recording"] == "paused"
+        await expect(row(board.page, "agent1").locator("td.call .pill.rec")).to_have_text("recording paused",
+                                                                                         timeout=UI_MS)
         await one.screenshot("desktop-recording-paused.png")
         await p1.click("#rec-resume")
         await expect(p1.locator("#rec-status")).to_have_text("Recorded", timeout=UI_MS)
         await expect(p1.locator("#rec-resume")).to_be_hidden()
         assert (await r.record(cid))["recording"] == "on"
+        await expect(row(board.page, "agent1").locator("td.call .pill.rec")).to_have_text("recorded", timeout=UI_MS)
         for kind in ("started", "paused", "resumed"):
             await expect(p1.locator(f"#activity li[data-type='recording.{kind}']")).to_have_count(1)
 

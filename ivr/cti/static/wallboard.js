@@ -436,8 +436,11 @@ function callCell(a, c) {
   if (!a.call_id) return el("td", {class: "call"});
   return el("td", {class: "call", dataset: {callId: a.call_id, recordingId: a.recording_id || ""}},
     c && c.ani ? `${c.ani} · ${c.queue}` : a.call_id,
-    a.recording && !a.recording_id ? el("span", {class: "pill control rec", dataset: {state: "rec-on"},
-                                                 title: "this call is being recorded"}, "recorded") : null,
+    a.recording && !a.recording_id
+      ? el("span", {class: "pill control rec", dataset: {state: a.recording === "paused" ? "rec-paused" : "rec-on"},
+                    title: a.recording === "paused" ? "the recording of this call is paused"
+                      : "this call is being recorded"}, a.recording === "paused" ? "recording paused" : "recorded")
+      : null,
     a.recording_id ? el("button", {type: "button", class: "quiet", dataset: {play: a.recording_id},
                                    "aria-label": `play the recording of call ${a.call_id}`}, "▶ Play") : null);
 }
@@ -450,11 +453,13 @@ function scheduleRecent() {
   }, 250);
 }
 
-/** recording.started / .saved / .deleted (the floor's recording events: ids only). */
+/** recording.started / .paused / .resumed / .saved / .deleted (the floor's recording events: ids only). */
 function onRecordingEvent(ev) {
   const holder = [...agents.values()].find((a) => a.call_id && a.call_id === ev.call_id);
-  if (ev.type === "recording.started") {
+  if (ev.type === "recording.started" || ev.type === "recording.resumed") {
     if (holder) holder.recording = "on";
+  } else if (ev.type === "recording.paused") {
+    if (holder) holder.recording = "paused";
   } else if (ev.type === "recording.saved") {
     if (holder) holder.recording_id = ev.recording_id;
     scheduleRecent();
