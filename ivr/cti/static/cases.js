@@ -42,6 +42,7 @@ export class MyCases {
     this.open = null; // the case shown in detail (with its notes)
     this.soonS = 900; // the server's cases.due_soon_s, from the list
     this.pending = null;
+    this.burst = new Set();  // the case ids of the events of the burst being waited out ("" = none named)
     for (const button of document.querySelectorAll("#case-views button")) {
       button.addEventListener("click", () => {
         this.view = button.dataset.view;
@@ -68,13 +69,18 @@ export class MyCases {
     $("cases-status").textContent = "";
   }
 
-  /** A case.* event of mine: read the list (and the case shown) again, once for a burst. */
+  /** A case.* event of mine: read the list (and the case shown, when any event of the burst was about
+   * it, or named no case) again, once for a burst. Every event of the burst counts, not only its
+   * first: a new case and a status change of the case shown often come within the same 150 ms. */
   onEvent(ev) {
+    this.burst.add(ev.case_id || "");
     if (this.pending) return;
     this.pending = setTimeout(() => {
+      const touched = this.burst;
+      this.burst = new Set();
       this.pending = null;
       this.refresh();
-      if (this.open && (!ev.case_id || ev.case_id === this.open.id)) this.load(this.open.id);
+      if (this.open && (touched.has("") || touched.has(this.open.id))) this.load(this.open.id);
     }, 150);
   }
 
