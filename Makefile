@@ -15,7 +15,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe bench-alerts bench-planning clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -80,6 +80,8 @@ bench: install  # every section, then the faults, the 10,000-record campaign, re
 	$(BIN)/python bench/campaign.py
 	$(BIN)/python bench/recording.py
 	$(BIN)/python bench/transcribe.py $(TRANSCRIBE_ARGS)
+	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/planning.py
 	$(BIN)/python bench/soak.py
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
@@ -111,6 +113,12 @@ bench-pops: install  # screen-pop latency: offer -> desktop WebSocket with 500 a
 
 bench-estimate: install  # wait-estimate error against real waits in a simulated queue day (about 100 s)
 	$(BIN)/python bench/estimate.py
+
+bench-alerts: install  # one evaluation of every alert rule with 200 queues and 2,000 agents on a real Redis
+	$(BIN)/python bench/alerts.py $(ALERTS_ARGS)
+
+bench-planning: install  # forecast (every method, back-tested) and staffing for a year of interval history
+	$(BIN)/python bench/planning.py $(PLANNING_ARGS)
 
 bench-soak: install  # 30 min at 70% of the newest measured capacity: RSS flat, no failed call, no key leak
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)

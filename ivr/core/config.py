@@ -350,6 +350,109 @@ class EscalationStep(BaseModel):
         return self
 
 
+AlertMetric = Literal["service_level", "longest_wait_s", "abandon_rate", "waiting", "staffing_gap",
+                      "webhook_backlog", "dead_letters", "worker_load", "speech_down"]
+#: Metrics measured per queue; the others are the whole system's (a rule's ``queues`` is ignored).
+QUEUE_METRICS = frozenset({"service_level", "longest_wait_s", "abandon_rate", "waiting", "staffing_gap"})
+Severity = Literal["info", "warning", "critical"]
+
+
+class AlertOverride(BaseModel):
+    """A queue's change to one alert rule (``routing.queues.<q>.alerts.<rule>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool | None = None
+    threshold: float | None = None
+    clear_at: float | None = None
+    severity: Severity | None = None
+
+
+class AlertRule(BaseModel):
+    """One alert rule. ``service_level`` raises when the value falls *below* ``threshold``; every other
+    metric when it goes *above*. The alert is raised once the condition has held ``for_s`` and cleared
+    once the value is back past ``clear_at`` (the hysteresis band; default: the threshold) for
+    ``clear_for_s``. One alert per rule and queue at a time (deduplicated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=ROUTING_NAME, description="unique; names the alert (with the queue)")
+    metric: AlertMetric
+    threshold: float | None = Field(None, description="service_level: a share (default the queue's target); "
+                                    "longest_wait_s: seconds; abandon_rate: a share; waiting: callers; "
+                                    "staffing_gap: agents short of the need; webhook_backlog: events; "
+                                    "dead_letters: deliveries; worker_load: busy share of caller slots; "
+                                    "speech_down: 0.5 (1 = down)")
+    clear_at: float | None = Field(None, description="the value must be back past this to clear (hysteresis); "
+                                   "default the threshold")
+    for_s: float = Field(30.0, ge=0, le=86400, description="the condition must hold this long to raise")
+    clear_for_s: float = Field(60.0, ge=0, le=86400, description="and be gone this long to clear")
+    window_s: int = Field(1800, ge=60, le=86400, description="service_level, abandon_rate: the sliding window")
+    min_calls: int = Field(10, ge=1, le=100000, description="service_level, abandon_rate: fewer calls in the "
+                           "window say nothing (no alert, an active one stays until its clear condition)")
+    severity: Severity = "warning"
+    sound: bool = Field(False, description="the wallboard plays a sound when it is raised")
+    queues: list[str] = Field(["*"], description="queue names or globs the rule applies to (queue metrics)")
+    enabled: bool = True
+
+
+DEFAULT_ALERT_RULES: list[AlertRule] = [
+    AlertRule(name="sl_low", metric="service_level", severity="warning", for_s=60, clear_for_s=120),
+    AlertRule(name="long_wait", metric="longest_wait_s", threshold=120, clear_at=60, severity="critical",
+              for_s=0, clear_for_s=30, sound=True),
+    AlertRule(name="abandons_high", metric="abandon_rate", threshold=0.1, clear_at=0.08, for_s=60,
+              clear_for_s=120),
+    AlertRule(name="many_waiting", metric="waiting", threshold=10, clear_at=5, for_s=15),
+    AlertRule(name="understaffed", metric="staffing_gap", threshold=0, for_s=120, clear_for_s=120),
+    AlertRule(name="webhook_backlog", metric="webhook_backlog", threshold=1000, clear_at=100, for_s=60),
+    AlertRule(name="dead_letters", metric="dead_letters", threshold=0, for_s=0, clear_for_s=0),
+    AlertRule(name="workers_busy", metric="worker_load", threshold=0.9, clear_at=0.8, for_s=30,
+              severity="critical", sound=True),
+    AlertRule(name="speech_down", metric="speech_down", threshold=0.5, for_s=10, clear_for_s=10,
+              severity="critical", sound=True),
+]
+
+
+class AlertSettings(BaseModel):
+    """Floor alerts (docs/alerts.md): evaluated every ``evaluate_s`` by the API instance holding the
+    alerts lease; raised and cleared with hysteresis; sent to the wallboard, the floor feed, webhooks
+    (``alert.raised`` / ``alert.cleared``) and the log; a history kept ``history_days``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    evaluate_s: float = Field(5.0, ge=0.2, le=300, description="how often the rules are evaluated")
+    history_days: int = Field(30, ge=1, le=3660, description="how long raised and cleared alerts are listed")
+    rules: list[AlertRule] = Field(DEFAULT_ALERT_RULES, description="the rules; a queue changes them with "
+                                   "routing.queues.<q>.alerts")
+
+    @field_validator("rules")
+    @classmethod
+    def _unique(cls, v: list[AlertRule]) -> list[AlertRule]:
+        names = [r.name for r in v]
+        if len(names) != len(set(names)):
+            raise ValueError("alert rule names must be unique")
+        return v
+
+
+class PlanningSettings(BaseModel):
+    """Forecast and staffing (docs/planning.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: Literal[900, 1800] = Field(1800, description="forecast and staffing interval (15 or 30 min); "
+                                           "a multiple of routing.stats_interval_s")
+    history_weeks: int = Field(8, ge=1, le=104, description="weeks of interval history the forecast learns from")
+    backtest_weeks: int = Field(1, ge=1, le=8, description="the most recent weeks held out to choose the method")
+    shrinkage: float = Field(0.3, ge=0, lt=1, description="share of paid time agents are not on the phones "
+                             "(breaks, training, absence): scheduled = required / (1 - shrinkage)")
+    max_occupancy: float = Field(0.85, gt=0, le=1, description="staffing keeps occupancy at or under this")
+    model: Literal["auto", "erlang_c", "erlang_a"] = Field(
+        "auto", description="auto: Erlang A where the queue's patience is known from its abandons, else Erlang C")
+    default_aht_s: float = Field(180.0, gt=0, le=36000, description="handle time assumed where none is recorded")
+
+
+
 class QueueSettings(BaseModel):
     """A queue as a routing target. A queue with no settings routes to agents with the skill named
     like the queue, any proficiency, any language, longest idle first."""
@@ -368,6 +471,12 @@ class QueueSettings(BaseModel):
         None, description="recording policy of calls answered from this queue; default recording.policy")
     recording_retention_days: int | None = Field(None, ge=1, le=3660, description="how long its recordings "
                                                  "are kept; default recording.retention_days")
+    service_level_target: float | None = Field(None, gt=0, le=1, description="share of calls to answer within "
+                                               "service_level_threshold_s; default routing.service_level_target")
+    service_level_threshold_s: int | None = Field(None, gt=0, description="the threshold of the target (one of "
+                                                  "routing.service_level_s); default routing.service_level_threshold_s")
+    alerts: dict[Annotated[str, Field(pattern=ROUTING_NAME)], AlertOverride] = Field(
+        {}, description="changes to the alert rules (alerts.rules) for this queue, by rule name")
 
     @field_validator("escalation")
     @classmethod
@@ -393,6 +502,26 @@ class RoutingSettings(BaseModel):
     stats_keep_days: int = Field(35, ge=1, le=3660, description="how long interval statistics are kept")
     queues: dict[Annotated[str, Field(pattern=ROUTING_NAME)], QueueSettings] = Field(
         {}, description="routing targets by queue name; queues not listed use their name as the skill")
+    service_level_target: float = Field(0.9, gt=0, le=1, description="the service-level target of every queue "
+                                        "(a share: 0.9 = 90 % answered within service_level_threshold_s)")
+    service_level_threshold_s: int | None = Field(None, gt=0, description="the threshold of the target, one of "
+                                                  "service_level_s; default the smallest")
+
+    @model_validator(mode="after")
+    def _targets_are_thresholds(self) -> RoutingSettings:
+        known = set(self.service_level_s)
+        for where, t in (("routing", self.service_level_threshold_s),
+                         *((f"routing.queues.{q}", qs.service_level_threshold_s) for q, qs in self.queues.items())):
+            if t is not None and t not in known:
+                raise ValueError(f"{where}.service_level_threshold_s {t} is not one of service_level_s {sorted(known)}")
+        return self
+
+    def target(self, queue: str) -> tuple[float, int]:
+        """The queue's service-level target: (share, threshold seconds)."""
+        qs = self.queues.get(queue)
+        share = qs.service_level_target if qs and qs.service_level_target is not None else self.service_level_target
+        t = qs.service_level_threshold_s if qs and qs.service_level_threshold_s is not None else None
+        return share, t or self.service_level_threshold_s or min(self.service_level_s)
 
     @field_validator("service_level_s")
     @classmethod
@@ -879,6 +1008,8 @@ class Settings(BaseSettings):
     recording: RecordingSettings = RecordingSettings()
     supervision: SupervisionSettings = SupervisionSettings()
     quality: QualitySettings = QualitySettings()
+    alerts: AlertSettings = AlertSettings()
+    planning: PlanningSettings = PlanningSettings()
     users: list[AgentSeed] = Field([], description="agents, supervisors and admins with their tokens; empty: "
                                    "`ivr run` generates tokens on first start (see docs/security.md)")
 
@@ -910,6 +1041,18 @@ class Settings(BaseSettings):
             self.redis.password_file = self.redis.password_file.resolve()
         elif not self.redis.external:
             self.redis.password_file = self.var_dir / "secrets" / "redis.password"
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_and_planning_fit(self) -> Settings:
+        rules = {r.name for r in self.alerts.rules}
+        for q, qs in self.routing.queues.items():
+            unknown = sorted(set(qs.alerts) - rules)
+            if unknown:
+                raise ValueError(f"routing.queues.{q}.alerts names no rule of alerts.rules: {', '.join(unknown)}")
+        if self.planning.interval_s % self.routing.stats_interval_s:
+            raise ValueError(f"planning.interval_s {self.planning.interval_s} is not a multiple of "
+                             f"routing.stats_interval_s {self.routing.stats_interval_s}")
         return self
 
     @model_validator(mode="after")

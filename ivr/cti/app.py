@@ -22,16 +22,19 @@ from ivr.core.sip_auth import offer_uri
 from ivr.core.tasks import TaskGroup
 from ivr.cti import (
     agents,
+    alerts,
     call_control,
     calls,
     campaigns,
     cases,
     dialplans,
     floor,
+    floor_agents,
     metrics,
     openapi,
     originate,
     pages,
+    planning,
     quality,
     recordings,
     server,
@@ -103,7 +106,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, recordings, supervision, quality):
+                   metrics, campaigns, recordings, supervision, quality, alerts, planning, floor_agents):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -946,3 +946,12 @@ OPERATIONS.update({
                     "and lowest score, flags per check, manual reviews and their average. CSV columns: "
                     + ", ".join(quality.CSV_COLUMNS) + ". Audited (`quality.report`)."),
 })
+
+# --- alerts (issue 21) --------------------------------------------------------------------------------------
+_ALERTS_SECTION = "alerts"  # placeholder: keeps the sections apart; removed at merge
+
+# --- planning: forecast and staffing (issue 21) -------------------------------------------------------------
+_PLANNING_SECTION = "planning"  # placeholder: keeps the sections apart; removed at merge
+
+# --- floor: per-agent figures, forcing an agent's state (issue 21) ------------------------------------------
+_FLOOR_SECTION = "floor"  # placeholder: keeps the sections apart; removed at merge

@@ -496,3 +496,15 @@ class Keys:
     def quality_reviews(self, recording_id: str) -> str:
         """LIST of the manual reviews of a recording (JSON ``{at, by, role, score, comment}``), newest first."""
         return self._k("quality", recording_id, "reviews")
+
+    # --- alerts (issue 21: ivr.alerts) -------------------------------------------------------------
+    def alerts_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
+        return self._k("alerts")
+
+    # --- agent statistics (issue 21: per-agent figures by interval) --------------------------------
+    def agent_stats_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
+        return self._k("agentstats")
+
+    # --- planning (issue 21: forecasts and staffing) -----------------------------------------------
+    def planning_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
+        return self._k("planning")

@@ -15,6 +15,8 @@ import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus,
 import {drawStateChart} from "./chart.js";
 import {floorControl} from "./callcontrol.js";
 import {RecordingList, RecordingPlayer} from "./recording.js";
+import {AlertBanner} from "./floor_alerts.js";
+import {ForecastCard} from "./forecast.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
 const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
@@ -47,6 +49,11 @@ const OVERDUE_SHOWN = 50;
 const player = new RecordingPlayer({token: () => token, error: (err) => showError($("error"), err)});
 const recent = new RecordingList({token: () => token, player, limit: 20, paging: false, agent: true});
 let recentRefresh = null;
+// Issue 21's parts, each in its own module: the server's alerts (banner, sound, history) and the
+// forecast vs actual chart with the staffing need. Each: start() after sign-in, stop() at sign-out,
+// onEvent(ev) for every floor event.
+const parts = [new AlertBanner({token: () => token, error: (err) => showError($("error"), err)}),
+               new ForecastCard({token: () => token, error: (err) => showError($("error"), err)})];
 let settings = {threshold: null, target: 80, waitAlert: 60, phone: ""};
 const MONITOR_MODES = ["listen", "whisper", "barge"];
 const MONITOR_TEXT = {listen: "listened to", whisper: "coached", barge: "barged into"};
@@ -74,12 +81,14 @@ async function signIn(tok) {
   timers.forEach(clearInterval);
   refreshCases();
   refreshCampaigns();
+  for (const part of parts) part.start();
   timers = [setInterval(refreshQueues, QUEUES_EVERY_MS), setInterval(refreshAgents, AGENTS_EVERY_MS),
             setInterval(refreshCases, CASES_EVERY_MS), setInterval(refreshCampaigns, CAMPAIGNS_EVERY_MS),
             setInterval(tick, 1000)];
 }
 
 function signOut() {
+  for (const part of parts) part.stop();
   if (feed) feed.stop();
   feed = null;
   timers.forEach(clearInterval);
@@ -542,6 +551,7 @@ function onHello() {
 }
 
 function onEvent(ev) {
+  for (const part of parts) part.onEvent(ev);
   if (ev.type === "agent.state") {
     onAgentState(ev);
     scheduleAgents();
