@@ -1119,6 +1119,17 @@ class QueueStore:
     async def queue_names(self) -> dict[str, str]:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
 
+    async def declare_queues(self, queues: Mapping[str, str]) -> int:
+        """List configured queues (name -> skills joined with ``+``) for the statistics before their
+        first call; a queue already listed keeps its skill (the first enqueue sets the routed one).
+        Returns how many were new."""
+        if not queues:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue, skill in queues.items():
+                pipe.hsetnx(self.keys.queues, queue, skill)
+            return sum(int(x) for x in await pipe.execute())
+
     # --- statistics (see ivr.queues.stats) ---------------------------------------------------
     async def queue_stats(self, queue: str, *, since_s: int | None = None) -> QueueStats:
         """The queue's real-time statistics in one consistent read: callers waiting, the longest
