@@ -284,7 +284,8 @@ async def test_the_api_lists_queues_with_stats_for_supervisors(api: tuple[str, a
     # the target and the alert thresholds are the server's: routing defaults, the queue's own changes
     assert by_name["billing"]["target"] == {"share": 0.8, "threshold_s": 10}
     assert by_name["vip"]["target"] == {"share": 0.95, "threshold_s": 20}
-    assert by_name["billing"]["thresholds"]["longest_wait_s"] == 120 and by_name["vip"]["thresholds"]["longest_wait_s"] == 30
+    assert by_name["billing"]["thresholds"]["longest_wait_s"] == 120
+    assert by_name["vip"]["thresholds"]["longest_wait_s"] == 30
     assert by_name["billing"]["thresholds"]["service_level"] == 0.8
     assert "waiting" in by_name["billing"]["thresholds"] and "waiting" not in by_name["vip"]["thresholds"]
     billing = by_name["billing"]
