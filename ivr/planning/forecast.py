@@ -225,7 +225,7 @@ def holt_winters(h: History, train: Sequence[date], holidays: frozenset[date],
     out = []
     for d in targets:
         steps = (d - last).days
-        damp = sum(_PHI ** i for i in range(1, max(steps, 1) + 1))
+        damp = _PHI * (1 - _PHI ** max(steps, 1)) / (1 - _PHI)  # sum of PHI^i, i = 1..steps
         total = max(0.0, level + damp * trend + season[d.weekday()])
         prof = profiles.get(d.weekday(), [0.0] * h.slots)
         out.append([total * p for p in prof])
