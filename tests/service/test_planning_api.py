@@ -5,6 +5,7 @@ wallboard's forecast card in headless Chromium."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import math
@@ -246,7 +247,7 @@ async def test_the_wallboard_charts_forecast_and_actual_and_the_shortfall(
     async with page.expect_download() as got:
         await card.locator("button[data-csv=forecast]").click()
     download = await got.value
-    text = Path(await download.path()).read_text()
+    text = await asyncio.to_thread(Path(await download.path()).read_text)
     assert text.splitlines()[0] == ",".join(FORECAST_CSV)
     await tab.screenshot("wallboard-forecast.png")
     tab.expect_no_errors()
