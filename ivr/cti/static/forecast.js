@@ -2,8 +2,8 @@
 // chart (no library) of today's forecast vs actual offered calls per planning interval, the agents
 // required against those signed in now, the "short by N at HH:MM" line, and CSV downloads of the
 // forecast and the staffing (fetched with the token, saved from a Blob: a plain link cannot carry it).
-// Reads GET /api/v1/queues/{q}/staffing and /forecast every minute, and at once after a queue event
-// of the picked queue is followed by a quiet second.
+// Lists the queues of GET /api/v1/queues; reads /api/v1/queues/{q}/staffing and /forecast every
+// minute, and a second after a queue event of the picked queue (a burst: once).
 
 import {api, el, fill} from "./common.js";
 
@@ -149,7 +149,8 @@ export class ForecastCard {
     const token = this.token();
     if (!token) return;
     try {
-      const data = await api(token, "GET", "/api/v1/staffing");
+      // the floor's queue list (cheap); GET /api/v1/staffing would forecast every queue first
+      const data = await api(token, "GET", "/api/v1/queues");
       const names = data.queues.map((q) => q.queue);
       if (!this.running) return;
       fill(this.select, ...names.map((q) => el("option", {value: q}, q)));
