@@ -27,7 +27,8 @@ from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.cti.planning import FORECAST_CSV, STAFFING_CSV
 from ivr.planning.erlang import required_agents
-from ivr.planning.service import clear_cache, local_midnight, staffing_now
+from ivr.planning.forecast import build_history
+from ivr.planning.service import clear_cache, local_midnight, read_history, read_intervals, staffing_now
 from ivr.queues.store import QueueStore
 from tests.browser import chromium, open_tab
 from tests.conftest import RedisServer, free_port
@@ -251,3 +252,16 @@ async def test_the_wallboard_charts_forecast_and_actual_and_the_shortfall(
     assert text.splitlines()[0] == ",".join(FORECAST_CSV)
     await tab.screenshot("wallboard-forecast.png")
     tab.expect_no_errors()
+
+
+async def test_the_history_script_reads_what_the_store_reads(store: QueueStore, redis: Redis) -> None:
+    """read_history (one string per slice of 1,000 intervals) folds the same figures as the store's
+    own interval reader; an index entry whose hash expired is skipped."""
+    lo, hi = local_midnight(TODAY - timedelta(days=28)), local_midnight(TODAY)
+    gone = lo + 3 * 86400 + 450  # in the index, no hash (expired)
+    await redis.zadd(store.keys.queue_intervals("billing"), {str(gone): gone})
+    fast = await read_history(store, "billing", lo, hi, 1800)
+    slow = build_history(await read_intervals(store, "billing", lo, hi), 1800)
+    assert len(fast.days) == len(slow.days) == 28
+    assert fast.days == slow.days
+    assert sum(d.total for d in fast.days.values()) == 28 * 96 * PER_15_MIN
