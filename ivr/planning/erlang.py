@@ -34,7 +34,7 @@ MAX_AGENTS = 5000
 #: the queue-length tail of Erlang A left out (probability)
 _TAIL = 1e-10
 #: most waiting callers the Erlang A chain holds
-_MAX_QUEUE = 5000
+_MAX_QUEUE = 2000
 #: most uniformization steps (a bigger product of rate and threshold is cut: the rest is < 1e-9)
 _MAX_STEPS = 20000
 
@@ -105,7 +105,7 @@ def _stationary(n: int, rate: float, aht: float, theta: float) -> list[float]:
     return [x / total for x in weights]
 
 
-@functools.lru_cache(maxsize=4096)
+@functools.lru_cache(maxsize=512)
 def _answered_within(n: int, aht: float, theta: float, threshold_s: float, ahead: int) -> tuple[float, ...]:
     """For j = 0..ahead callers ahead (all lines busy): the probability that a caller arriving then is
     answered within ``threshold_s``. Uniformization of the tagged caller's chain: from j ahead it moves

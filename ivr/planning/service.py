@@ -181,7 +181,7 @@ async def queue_forecast(store: QueueStore, planning: PlanningSettings, queue: s
     return fc
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=16384)
 def _need(rate: float, aht: float, target: float, threshold_s: int, max_occupancy: float, model: Model,
           patience_s: float | None) -> Need:
     return required_agents(rate, aht, target=target, threshold_s=threshold_s, max_occupancy=max_occupancy,

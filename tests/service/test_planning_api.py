@@ -245,6 +245,14 @@ async def test_the_wallboard_charts_forecast_and_actual_and_the_shortfall(
     await expect(card.locator("#forecast-short")).to_contain_text(f"short by {need - 2} at")
     await expect(card.locator("#forecast-short")).to_have_attribute("data-short", "true")
     await expect(card.locator("#forecast-meta")).to_contain_text("WAPE")
+    # a new caller of the queue shows in the actual series a few seconds later (the floor feed)
+    await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
+    label = await chart.get_attribute("aria-label")
+    so_far = int(re.search(r"actual (\d+) so far", label or "").group(1))  # type: ignore[union-attr]
+    await store.call_start("k2", "w1", ani="", dnis="", hotline="", language="en", plan_version="v1")
+    await store.enqueue("k2", queue="billing", skill="billing", priority=0, journey={})
+    await expect(card.locator("svg.forecast-chart")).to_have_attribute(
+        "aria-label", re.compile(f"actual {so_far + 1} so far"), timeout=TIMEOUT_MS)
     async with page.expect_download() as got:
         await card.locator("button[data-csv=forecast]").click()
     download = await got.value

@@ -3,14 +3,17 @@
 // required against those signed in now, the "short by N at HH:MM" line, and CSV downloads of the
 // forecast and the staffing (fetched with the token, saved from a Blob: a plain link cannot carry it).
 // Lists the queues of GET /api/v1/queues; reads /api/v1/queues/{q}/staffing and /forecast every
-// minute, and a second after a queue event of the picked queue (a burst: once).
+// minute, and 5 s after a call of the picked queue is queued, answered or abandoned or an agent's
+// state changes (once per 5 s however many come).
 
 import {api, el, fill} from "./common.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 720, HEIGHT = 220, LEFT = 36, RIGHT = 36, TOP = 12, BOTTOM = 26;
 const REFRESH_MS = 60_000;
-const EVENT_DEBOUNCE_MS = 1000;
+const EVENT_WAIT_MS = 5000;
+// the events that change the chart: calls offered / answered / abandoned, agents signing in or out
+const REFRESHING_EVENTS = new Set(["call.queued", "call.answered", "call.abandoned", "agent.state"]);
 
 function node(tag, attrs, text) {
   const n = document.createElementNS(SVG, tag);
@@ -117,11 +120,11 @@ export class ForecastCard {
   }
 
   onEvent(ev) {
-    if (!this.running || !ev || !ev.type || !ev.type.startsWith("queue.")) return;
+    if (!this.running || !ev || !REFRESHING_EVENTS.has(ev.type)) return;
     const q = ev.data && ev.data.queue;
     if (q && q !== this.queue) return;
-    clearTimeout(this.pending);
-    this.pending = setTimeout(() => this.refresh(), EVENT_DEBOUNCE_MS);
+    if (this.pending) return; // one refresh per EVENT_WAIT_MS however busy the floor is
+    this.pending = setTimeout(() => { this.pending = null; this.refresh(); }, EVENT_WAIT_MS);
   }
 
   build() {
