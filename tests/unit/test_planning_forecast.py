@@ -92,6 +92,9 @@ def test_fifteen_minute_intervals_fold_into_half_hours_and_nothing_is_lost() -> 
     assert h.slots == 48
     assert len(h.days) == 7 * WEEKS
     assert sum(d.total for d in h.days.values()) == sum(iv.counts["offered"] for iv in ivs)
+    quarter = build_history(ivs, STATS_S)  # 15-minute planning: one slot per statistics interval
+    assert quarter.slots == 96
+    assert sum(d.total for d in quarter.days.values()) == sum(d.total for d in h.days.values())
 
 
 def test_the_weekly_and_intraday_shape_is_recovered() -> None:
