@@ -44,10 +44,13 @@ def test_a_day_with_impatient_callers_staffed_as_erlang_a_recommends_meets_the_t
     agents = [n.agents for n in needs]
     predicted_abandon = sum(service_a(n, o / INTERVAL, AHT, THRESHOLD, patience).p_abandon * o if n else 0.0
                             for n, o in zip(agents, offered, strict=True)) / sum(offered)
+    predicted_sl = sum(service_a(n, o / INTERVAL, AHT, THRESHOLD, patience).service_level * o if n else 0.0
+                       for n, o in zip(agents, offered, strict=True)) / sum(offered)
     days = [simulate_day(offered, [AHT] * SLOTS, agents, interval_s=INTERVAL, threshold_s=THRESHOLD,
                          patience_s=patience, seed=100 + s) for s in range(DAYS)]
     sl, abandon = pooled(days)
     assert sl >= TARGET - 0.03, sl
+    assert abs(sl - predicted_sl) <= 0.03, (sl, predicted_sl)  # Erlang A's SL (abandons count as misses)
     assert abs(abandon - predicted_abandon) <= 0.02, (abandon, predicted_abandon)
     # Erlang C would have staffed more: Erlang A saves agents and still meets the target
     erlang_c = [required_agents(o / INTERVAL, AHT, target=TARGET, threshold_s=THRESHOLD).agents for o in offered]
