@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 
 import pytest
 
 from ivr.planning.forecast import Forecast, History, build_history, forecast
-from ivr.planning.service import local_midnight
+from ivr.planning.service import day_starts, local_midnight
 from ivr.queues.stats import Interval
 
 WEEKDAY = (1.0, 0.95, 0.9, 0.9, 0.85, 0.5, 0.0)  # Monday .. Sunday; closed on Sundays
@@ -194,3 +195,29 @@ def test_a_short_history_is_not_backtested() -> None:
     fc = run(h, NEXT_WEEK[:1])
     assert fc.backtest.errors == {} and fc.method == "seasonal"
     assert sum(fc.days[0].offered) > 0
+
+
+@pytest.fixture
+def berlin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The server's time zone is Europe/Berlin for the test (local days, DST)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_daylight_saving_change_keeps_local_days_and_slots(berlin: None) -> None:
+    spring, autumn = date(2026, 3, 29), date(2026, 10, 25)  # 23 and 25 hours in Berlin
+    assert len(day_starts(spring, PLAN_S)) == 46 and len(day_starts(autumn, PLAN_S)) == 50
+    assert len(day_starts(spring + timedelta(days=1), PLAN_S)) == 48
+    # a history of every local half hour across the spring change: 10 calls each, folded by local time
+    first = local_midnight(date(2026, 3, 16))
+    ivs = [Interval(s, PLAN_S, {"offered": 10}) for s in range(first, local_midnight(date(2026, 4, 6)), PLAN_S)]
+    h = build_history(ivs, PLAN_S)
+    assert len(h.days) == 21
+    assert h.days[spring].offered[4:6] == [0.0, 0.0]  # 02:00-03:00 never happened
+    assert sum(h.days[spring].offered) == 460 and sum(h.days[spring + timedelta(days=1)].offered) == 480
+    fc = forecast(h, [date(2026, 4, 6)], cutoff=date(2026, 4, 6), history_weeks=3, backtest_weeks=1,
+                  default_aht_s=180.0, method="seasonal")
+    assert fc.days[0].offered[8] == pytest.approx(10.0)  # 04:00 local, after the change as before it
