@@ -153,7 +153,9 @@ def _remember(key: tuple[Any, ...], value: Forecast) -> None:
 
 
 def clear_cache() -> None:
+    """Forget every cached forecast and staffing (tests: a new Redis client may reuse an old one's id)."""
     _CACHE.clear()
+    _NOW.plans.clear()
     _need.cache_clear()
 
 
