@@ -246,7 +246,9 @@ async def get_staffing(request: web.Request) -> web.Response:
     fc = await queue_forecast(store, settings.planning, queue, first, 1, today=today, holidays=holidays)
     plans = plan_intervals(fc, settings, queue)
     signed_in, by_state = await _signed_in(store, queue, now)
-    short = _short(plans, signed_in, now, fc.interval_s)
+    # the agents signed in now say something about today's coming intervals only
+    short = _short(plans, signed_in, now, fc.interval_s) if first == today else \
+        {"by": None, "at": None, "text": None, "intervals": []}
     near = set(short["intervals"])
     got = await actuals(store, queue, [p.start_s for p in plans], fc.interval_s, now)
     rows = []

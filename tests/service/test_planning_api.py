@@ -182,6 +182,11 @@ async def test_staffing_per_interval_and_the_shortfall_now(api: str, store: Queu
     assert st["short"]["text"] == f"short by {need - 2} at {at}"
     assert all(r["signed_in"] is None for r in rows if r["start_s"] > now + 5 * 1800)
 
+    status, later = await get(api, "/api/v1/queues/billing/staffing", date=TOMORROW.isoformat())
+    assert status == 200 and later["short"]["by"] is None  # the floor now says nothing about tomorrow
+    assert all(r["signed_in"] is None and r["short_by"] is None for r in later["intervals"])
+    assert all(r["required"] == 0 for r in later["intervals"])  # closed tomorrow (the plan's holiday)
+
     status, text = await get(api, "/api/v1/queues/billing/staffing", format="csv")
     table = list(csv.reader(io.StringIO(text)))
     assert status == 200 and tuple(table[0]) == STAFFING_CSV and len(table) == 49
