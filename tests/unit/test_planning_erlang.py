@@ -15,6 +15,7 @@ import math
 import pytest
 
 from ivr.planning.erlang import (
+    MAX_AGENTS,
     erlang_c,
     required_agents,
     scheduled_agents,
@@ -94,3 +95,8 @@ def test_erlang_a_needs_fewer_agents_when_callers_give_up() -> None:
 def test_erlang_a_without_patience_falls_back_to_erlang_c() -> None:
     need = required_agents(RATE, AHT, target=0.8, threshold_s=20, model="erlang_a", patience_s=None)
     assert (need.model, need.agents) == ("erlang_c", 14)
+
+
+def test_a_need_beyond_the_search_limit_is_capped_not_searched_forever() -> None:
+    need = required_agents(1000.0, 600, target=0.9, threshold_s=10)  # 600,000 Erlangs
+    assert need.capped and need.agents == MAX_AGENTS

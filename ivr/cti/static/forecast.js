@@ -105,7 +105,7 @@ export class ForecastCard {
     this.build();
     this.root.hidden = false;
     this.loadQueues();
-    this.timer = setInterval(() => this.refresh(), REFRESH_MS);
+    this.timer = setInterval(() => this.loadQueues(), REFRESH_MS); // new queues join the select
   }
 
   stop() {
@@ -156,7 +156,8 @@ export class ForecastCard {
       const data = await api(token, "GET", "/api/v1/queues");
       const names = data.queues.map((q) => q.queue);
       if (!this.running) return;
-      fill(this.select, ...names.map((q) => el("option", {value: q}, q)));
+      const shown = Array.from(this.select.options, (o) => o.value);
+      if (shown.join("\n") !== names.join("\n")) fill(this.select, ...names.map((q) => el("option", {value: q}, q)));
       if (!names.includes(this.queue)) this.queue = names[0] || "";
       this.select.value = this.queue;
       if (!names.length) {
