@@ -100,3 +100,15 @@ def test_erlang_a_without_patience_falls_back_to_erlang_c() -> None:
 def test_a_need_beyond_the_search_limit_is_capped_not_searched_forever() -> None:
     need = required_agents(1000.0, 600, target=0.9, threshold_s=10)  # 600,000 Erlangs
     assert need.capped and need.agents == MAX_AGENTS
+
+
+def test_a_second_published_example_the_call_calc_application_note() -> None:
+    """Footbridge's "Erlang C Call Calc" application note (http://www.al911.org/qos_calc.htm): 2 call
+    takers, 60-second calls arriving at 30 an hour: "fewer than 8 percent of callers will wait more
+    than 10 seconds"; with 20 seconds of record work added (80-second calls), "the QOS falls to 14
+    percent"."""
+    rate = 30 / 3600
+    waits_60 = 1 - service_c(2, rate, 60, 10).service_level
+    waits_80 = 1 - service_c(2, rate, 80, 10).service_level
+    assert 0.07 < waits_60 < 0.08
+    assert round(waits_80, 2) == 0.14
