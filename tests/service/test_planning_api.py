@@ -68,7 +68,7 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=plans,
                     redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_port()},
-                    routing={"stats_keep_days": 60}, planning={"history_weeks": 4})
+                    routing={"stats_keep_days": 60, "queues": {"sales": {}}}, planning={"history_weeks": 4})
 
 
 @pytest.fixture
@@ -196,6 +196,13 @@ async def test_staffing_per_interval_and_the_shortfall_now(api: str, store: Queu
     (billing,) = [q for q in every["queues"] if q["queue"] == "billing"]
     assert billing["text"] == f"short by {need - 2} at {at}" and billing["signed_in"] == 2
     assert len(billing["intervals"]) == 5 and billing["intervals"][0]["required"] == need
+
+    # a configured queue with no call yet: listed, nothing forecast, nobody counted
+    (sales,) = [q for q in every["queues"] if q["queue"] == "sales"]
+    assert sales["method"] is None and sales["signed_in"] is None and sales["text"] is None
+    assert all(i["required"] == 0 for i in sales["intervals"])
+    status, sales_fc = await get(api, "/api/v1/queues/sales/forecast")
+    assert status == 200 and sales_fc["method"] is None and sales_fc["chosen_by"] == "default"
 
     # the alerts' view: the agents needed on the phones in the interval holding now
     now_need = await staffing_now(store, settings, "billing", now)
