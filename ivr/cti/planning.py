@@ -124,7 +124,7 @@ def queue_holidays(plans: list[LoadedPlan], queue: str) -> Holidays:
 
 def _plans(request: web.Request) -> list[LoadedPlan]:
     hours: PlanHours = request.app[PLANS]
-    return hours._plans()  # the loaded plans the case due times use (cached per file)
+    return hours.plans()  # the loaded plans the case due times use (cached per file)
 
 
 async def _holidays(request: web.Request, queue: str) -> Holidays:
