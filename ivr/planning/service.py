@@ -98,47 +98,10 @@ async def read_intervals(store: QueueStore, queue: str, from_s: int, to_s: int) 
     return [iv async for iv in store.iter_intervals(queue, from_s, to_s)]
 
 
-#: the counters the forecast reads, in the order the history script gives them
-HISTORY_FIELDS = ("offered", "handled", "handle_ms", "abandoned", "answer_wait_ms", "abandon_wait_ms")
-#: intervals one history script reads (Redis stays responsive: about 15 ms a slice)
-HISTORY_SLICE = 1000
-#: Read-only. KEYS[1]: the queue's interval index; ARGV: from (inclusive), to (exclusive), how many,
-#: the interval hashes' key prefix. Returns {count, last start read, "start,f1..f6,start,..."}: one string, not a
-#: reply of 7 values per interval (parsing those in Python is what made a year of history take 10 s).
-_HISTORY_LUA = """
-local starts = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local out = {}
-for _, s in ipairs(starts) do
-  local v = redis.call('HMGET', ARGV[4] .. s, 'offered', 'handled', 'handle_ms', 'abandoned', 'answer_wait_ms',
-                       'abandon_wait_ms')
-  local any = false
-  for j = 1, 6 do if v[j] then any = true end end
-  if any then
-    out[#out + 1] = s
-    for j = 1, 6 do out[#out + 1] = string.format('%d', math.floor(tonumber(v[j]) or 0)) end
-  end
-end
-return {#starts, starts[#starts] or '', table.concat(out, ',')}
-"""
-
-
 async def read_history(store: QueueStore, queue: str, from_s: int, to_s: int, interval_s: int) -> History:
-    """The queue's intervals starting in [from_s, to_s) folded into a :class:`History`, read
-    :data:`HISTORY_SLICE` at a time by a read-only script (expired intervals are left out)."""
-    script = store.redis.register_script(_HISTORY_LUA)
-    prefix = store.keys.queue_interval(queue, 0)[:-1]
-    index = store.keys.queue_intervals(queue)
-    intervals: list[Interval] = []
-    lo = from_s
-    while lo < to_s:
-        count, last, text = await script(keys=[index], args=[lo, to_s, HISTORY_SLICE, prefix])
-        raw = text.decode() if isinstance(text, bytes) else str(text)
-        values = [int(x) for x in raw.split(",")] if raw else []
-        for i in range(0, len(values), 7):
-            intervals.append(Interval(values[i], 0, dict(zip(HISTORY_FIELDS, values[i + 1:i + 7], strict=True))))
-        if int(count) < HISTORY_SLICE:
-            break
-        lo = int(last.decode() if isinstance(last, bytes) else str(last)) + 1
+    """The queue's intervals starting in [from_s, to_s) folded into a :class:`History` (read a slice
+    at a time by a read-only script: :meth:`QueueStore.interval_history`)."""
+    intervals = [iv async for iv in store.interval_history(queue, from_s, to_s)]
     return build_history(intervals, interval_s)
 
 

@@ -50,6 +50,7 @@ NAMES = (
     "callbacks_due",
     "queue_status",
     "queue_snapshot",
+    "interval_history",
     "escalate",
     "command_send",
     "record_crm",
