@@ -193,8 +193,8 @@ async def queue_intervals(request: web.Request) -> web.Response:
 # --- forcing an agent's state ----------------------------------------------------------------------------
 
 async def force(request: web.Request, who: User, agent_id: str, state: AgentState, reason: str,
-                force: bool) -> tuple[int, dict[str, Any]]:
-    """A supervisor's change of an agent's state (see the module docstring): (status, reply)."""
+                force: bool) -> dict[str, Any]:
+    """A supervisor's change of an agent's state (see the module docstring): the reply."""
     if state not in FORCE_STATES:
         raise Conflict(f"a supervisor cannot set state {state.value}", code="agent.state_invalid")
     store = request.app[STORE]
@@ -210,8 +210,8 @@ async def force(request: web.Request, who: User, agent_id: str, state: AgentStat
     log.info("agent.forced", agent_id=agent_id, by=who.id, state=state.value, applied=applied)
     agent = await store.get_agent(agent_id) or {}
     if applied:
-        return 200, {"applied": True, "agent": agent}
-    return 202, {"applied": False, "pending": {"state": state.value, "reason": reason or "supervisor", "by": who.id},
+        return {"applied": True, "agent": agent}
+    return {"applied": False, "pending": {"state": state.value, "reason": reason or "supervisor", "by": who.id},
                  "agent": agent}
 
 
@@ -219,9 +219,8 @@ async def force_state(request: web.Request) -> web.Response:
     who = await user(request)
     require_role(who, "supervisor", "admin")
     req = await body(request, ForceState)
-    status, reply = await force(request, who, request.match_info["agent_id"], AgentState(req.state), req.reason,
-                                req.force)
-    return web.json_response(reply, status=status)
+    reply = await force(request, who, request.match_info["agent_id"], AgentState(req.state), req.reason, req.force)
+    return web.json_response(reply)
 
 
 def routes() -> list[web.RouteDef]:

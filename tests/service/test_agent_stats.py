@@ -328,7 +328,7 @@ async def test_force_api_is_audited_and_checked(api: tuple[str, aiohttp.ClientSe
         assert r.status == 409 and (await r.json())["error"]["code"] == "agent.busy"
     async with http.post(f"{url}/api/v1/agents/agent1/force", json={"state": "offline", "force": True},
                          headers=SUPER) as r:
-        assert r.status == 202
+        assert r.status == 200
         body = await r.json()
     assert body["applied"] is False and body["pending"]["state"] == "offline" and body["pending"]["by"] == "super1"
     entries, _ = await store.audit_entries(action="agent.forced")
@@ -342,6 +342,7 @@ async def test_force_api_is_audited_and_checked(api: tuple[str, aiohttp.ClientSe
     assert len(entries) == 1
     for payload, headers, status in (({"state": "break"}, AGENT1, 403),
                                      ({"state": "oncall"}, SUPER, 400),
+                                     ({"state": "break", "force": 1}, SUPER, 400),
                                      ({"state": "break", "reason": "x" * 65}, SUPER, 400),
                                      ({"state": "break", "force": "yes"}, SUPER, 400),
                                      ({"state": "break", "extra": 1}, SUPER, 400)):
