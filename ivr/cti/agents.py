@@ -26,7 +26,6 @@ from ivr.core.sip_auth import SipCredential, new_sip_password, phone_aor
 from ivr.cti.auth import User, new_token, require_role, require_self_or
 from ivr.cti.command_reply import send_command
 from ivr.cti.context import AUTH, HUB, SETTINGS, STORE, body, user
-from ivr.cti.floor_agents import force as force_agent_state
 from ivr.cti.hub import ALL, Desktop, PopHub, valid_id
 
 log = get_logger(__name__)
@@ -236,6 +235,8 @@ async def set_state(request: web.Request) -> web.Response:
     require_self_or(who, agent_id, "supervisor")
     change = await body(request, StateChange)
     if who.id != agent_id:  # a supervisor's change: audited, `by` on the event (ivr/cti/floor_agents.py)
+        from ivr.cti.floor_agents import force as force_agent_state  # here: floor_agents -> calls -> agents
+
         reply = await force_agent_state(request, who, agent_id, change.state, change.reason, False)
         return web.json_response(reply["agent"])
     store = request.app[STORE]

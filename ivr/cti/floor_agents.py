@@ -14,7 +14,8 @@ the charts (both JSON or CSV), and a supervisor forcing an agent's state or sign
   (202; ``agent.state_pending`` tells its desktop and the floor). A sign-out reaches the agent's
   desktop as its ``agent.state`` event (offline, ``by`` the supervisor), which shows it signed out.
 
-Ranges are bounded (:data:`MAX_DAYS`, :data:`MAX_INTERVAL_DAYS`, :data:`MAX_ROWS`): a clear 400 beyond.
+Ranges are bounded (:data:`MAX_DAYS`, :data:`MAX_INTERVAL_DAYS`, :data:`MAX_ROWS`): a longer one is cut
+to its end (``cut: true`` in the reply, ``since`` where it begins); ``until`` not after ``since`` is empty.
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ from ivr.core.errors import BadRequest, Conflict, NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.cti.auth import User, require_role, require_self_or
+from ivr.cti.calls import time_param
 from ivr.cti.context import SETTINGS, STORE, body, user
 from ivr.queues.agent_stats import COUNTERS as AGENT_COUNTERS
 from ivr.queues.agent_stats import AgentInterval, AgentStatsStore, by_day, figures, merge, row
 from ivr.queues.stats import COUNTERS as QUEUE_COUNTERS
 from ivr.queues.stats import figures as queue_figures
-from ivr.queues.stats import iso, parse_time, start_of_today
+from ivr.queues.stats import iso, start_of_today
 
 log = get_logger(__name__)
 
@@ -61,31 +63,26 @@ class ForceState(BaseModel):
 # --- parameters ------------------------------------------------------------------------------------
 
 def _time(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    if len(raw) > 64:
-        raise BadRequest(f"{name}: too long", code="request.invalid")
-    try:
-        return int(parse_time(raw))
-    except (ValueError, OverflowError, OSError) as exc:
-        raise BadRequest(f"{name}: {exc}", code="request.invalid") from exc
+    """``?since=`` / ``?until=`` as epoch seconds (ISO 8601, without an offset the server's local time,
+    or epoch seconds; 400 otherwise)."""
+    ms = time_param(request, name)
+    return None if ms is None else ms // 1000
 
 
-def _range(request: web.Request, max_days: int) -> tuple[int, int]:
-    """``since`` (default local midnight) and ``until`` (default now), epoch seconds, aligned down to the
-    statistics interval; at most ``max_days`` apart."""
+def _range(request: web.Request, max_s: int) -> tuple[int, int, bool]:
+    """``since`` (default local midnight) and ``until`` (default now), epoch seconds, ``since`` aligned
+    down to the statistics interval; a range longer than ``max_s`` starts ``max_s`` before ``until``
+    (third item true: cut). ``until`` not after ``since``: an empty range."""
     now = time.time()
     interval = request.app[STORE].stats_config.interval_s
-    since = _time(request, "since")
-    until = _time(request, "until")
-    lo = start_of_today(now) if since is None else since
+    since, until = _time(request, "since"), _time(request, "until")
     hi = int(now) + 1 if until is None else until
-    if hi <= lo:
-        raise BadRequest("until must be after since", code="request.invalid")
-    if hi - lo > max_days * 86400:
-        raise BadRequest(f"since..until may span {max_days} days at most", code="request.invalid")
-    return lo - lo % interval, hi
+    lo = start_of_today(now) if since is None else since
+    cut = hi - lo > max_s
+    if cut:
+        lo = hi - max_s
+    lo = lo - lo % interval
+    return lo, max(lo, hi), cut
 
 
 def _format(request: web.Request) -> bool:
@@ -123,13 +120,13 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) ->
 
 async def _agent_stats(request: web.Request, agent_ids: list[str], filename: str) -> web.Response:
     by = _by(request)
-    lo, hi = _range(request, MAX_INTERVAL_DAYS if by == "interval" else MAX_DAYS)
     want_csv = _format(request)
     store = request.app[STORE]
-    buckets = (hi - lo) // (store.stats_config.interval_s if by == "interval" else 86400) + 1
-    if len(agent_ids) * buckets > MAX_ROWS:
-        raise BadRequest(f"{len(agent_ids)} agents x {buckets} {by}s is more than {MAX_ROWS} rows: narrow the range",
-                         code="request.invalid")
+    bucket = store.stats_config.interval_s if by == "interval" else 86400
+    # at most MAX_ROWS agent rows: with many agents, a shorter range (reported as `cut`)
+    most = min((MAX_INTERVAL_DAYS if by == "interval" else MAX_DAYS) * 86400,
+               max(1, MAX_ROWS // max(1, len(agent_ids))) * bucket)
+    lo, hi, cut = _range(request, most)
     out: list[dict[str, Any]] = []
     async for got in AgentStatsStore(store).read(agent_ids, lo, hi):
         rows: list[AgentInterval] = got.intervals if by == "interval" else by_day(got.intervals)
@@ -139,7 +136,7 @@ async def _agent_stats(request: web.Request, agent_ids: list[str], filename: str
     if want_csv:
         lines = ([a["agent_id"], *[r[c] for c in AGENT_CSV[1:]]] for a in out for r in a["rows"])
         return _csv(AGENT_CSV, lines, filename)
-    return web.json_response({"since": iso(lo), "until": iso(hi), "by": by,
+    return web.json_response({"since": iso(lo), "until": iso(hi), "by": by, "cut": cut,
                               "interval_s": store.stats_config.interval_s, "agents": out})
 
 
@@ -169,7 +166,7 @@ async def queue_intervals(request: web.Request) -> web.Response:
     store, settings = request.app[STORE], request.app[SETTINGS]
     if len(queue) > 64 or (queue not in await store.queue_names() and queue not in settings.routing.queues):
         raise NotFound(f"no queue {queue[:64]}", code="queue.not_found")
-    lo, hi = _range(request, MAX_DAYS)
+    lo, hi, cut = _range(request, MAX_DAYS * 86400)
     want_csv = _format(request)
     interval = store.stats_config.interval_s
     thresholds = store.stats_config.service_level_s
@@ -186,7 +183,7 @@ async def queue_intervals(request: web.Request) -> web.Response:
                   *[r["service_level"][str(t)]["sl2"] for t in thresholds],
                   r["asa_s"], r["abandon_rate"], r["aht_s"], r["avg_hold_s"]] for r in rows)
         return _csv(header, lines, f"queue-{queue}-intervals.csv")
-    return web.json_response({"queue": queue, "since": iso(lo), "until": iso(hi), "interval_s": interval,
+    return web.json_response({"queue": queue, "since": iso(lo), "until": iso(hi), "cut": cut, "interval_s": interval,
                               "thresholds": list(thresholds), "intervals": rows})
 
 

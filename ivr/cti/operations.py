@@ -962,9 +962,10 @@ _AGENT_FIGURES: Schema = {
                    "aht_s": _NUM_OR_NULL, "avg_talk_s": _NUM_OR_NULL, "avg_hold_s": _NUM_OR_NULL}}
 SCHEMAS.update({
     "AgentStats": {
-        "type": "object", "required": ["since", "until", "by", "interval_s", "agents"],
+        "type": "object", "required": ["since", "until", "by", "cut", "interval_s", "agents"],
         "properties": {
             "since": STR, "until": STR, "by": {"enum": list(floor_agents.BY)}, "interval_s": INT,
+            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"},
             "agents": {"type": "array", "items": {
                 "type": "object", "required": ["agent_id", "state", "total", "rows"],
                 "properties": {
@@ -973,9 +974,10 @@ SCHEMAS.update({
                         "type": "object", "required": ["start", "length_s"],
                         "properties": {"start": STR, "length_s": INT}}]}}}}}}},
     "QueueIntervals": {
-        "type": "object", "required": ["queue", "since", "until", "interval_s", "thresholds", "intervals"],
+        "type": "object", "required": ["queue", "since", "until", "cut", "interval_s", "thresholds", "intervals"],
         "properties": {
-            "queue": STR, "since": STR, "until": STR, "interval_s": INT, "thresholds": {"type": "array", "items": INT},
+            "queue": STR, "since": STR, "until": STR, "interval_s": INT,
+            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"}, "thresholds": {"type": "array", "items": INT},
             "intervals": {"type": "array", "items": {
                 "type": "object", "required": ["start", "length_s", "offered", "answered", "abandoned",
                                                "service_level"],
@@ -999,7 +1001,8 @@ _AGENT_STATS_TEXT = (
     "Handled calls, handle / talk / hold time (ms) and the time in each state (`ms_available`, `ms_reserved` "
     "= ringing, `ms_oncall`, `ms_wrapup`, `ms_break`; split at interval boundaries, the current state counted "
     f"up to now), occupancy, AHT. `by=day` spans {floor_agents.MAX_DAYS} days at most, `by=interval` "
-    f"{floor_agents.MAX_INTERVAL_DAYS}; at most {floor_agents.MAX_ROWS} agent rows. CSV columns: "
+    f"{floor_agents.MAX_INTERVAL_DAYS}, and at most {floor_agents.MAX_ROWS} agent rows: a longer range is cut to "
+    "its end (`cut`); `until` not after `since` gives no rows. CSV columns: "
     + ", ".join(floor_agents.AGENT_CSV) + " (see docs/queue-stats.md).")
 OPERATIONS.update({
     ("GET", "/api/v1/agents/stats"): Operation(
@@ -1014,7 +1017,7 @@ OPERATIONS.update({
         content=("application/json", "text/csv"), params=_STATS_PERIOD,
         description="Every interval from `since` to `until` (empty ones as zeros): the queue's counters, the "
                     "service level SL1/SL2 at each threshold, ASA, abandon rate, AHT, as in `/stats`. At most "
-                    f"{floor_agents.MAX_DAYS} days. 404 `queue.not_found` for a queue neither in Redis nor in "
+                    f"{floor_agents.MAX_DAYS} days (a longer range is cut to its end: `cut`). 404 `queue.not_found` for a queue neither in Redis nor in "
                     "`routing.queues`.", errors=(404,)),
     ("POST", "/api/v1/agents/{agent_id}/force"): Operation(
         "A supervisor sets an agent's state or signs it out", "agents", STAFF, body=floor_agents.ForceState,

@@ -303,7 +303,7 @@ local function set_agent_state(aid, state, reason, by)
     local task = redis.call('HGET', key, 'task')
     if task then CS.task_left(task, aid, state) end
   end
-  redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
+  redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '', 'state_by', by or '')
   local skills = agent_skills(aid)
   R.index_agent(aid, skills, state == 'available')
   for s, _ in pairs(skills) do  -- logged-in agents per skill, for wait estimates
