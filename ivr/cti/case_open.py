@@ -95,6 +95,10 @@ class PlanHours:
             self._files.pop(gone, None)
         return out
 
+    def plans(self) -> list[LoadedPlan]:
+        """Every plan that loads (blocking: call it in a thread)."""
+        return self._plans()
+
     def find(self, hotline: str, default: str | None) -> LoadedPlan | None:
         """The plan named ``hotline`` (its name or its id); else the plan ``default`` (an id); else
         the plan answering ``*``, else the first."""

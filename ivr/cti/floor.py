@@ -1,17 +1,29 @@
 """Queue routes: for supervisors every queue with its live statistics (see
-:meth:`ivr.queues.store.QueueStore.queue_stats` and docs/queue-stats.md); for an agent's desktop the
-queues it can take calls from, with their counts only."""
+:meth:`ivr.queues.store.QueueStore.queue_stats` and docs/queue-stats.md), its service-level target
+and the thresholds of the alert rules in force for it (the server's: every wallboard shows the same);
+for an agent's desktop the queues it can take calls from, with their counts only.
+
+**Configured queues show before their first call:** the queues of ``routing.queues`` and of the
+plans' ``queue`` nodes are listed in Redis (:meth:`QueueStore.declare_queues`, with the skills their
+calls will need) whenever the list is read, so a wallboard opened at the start of the day shows every
+queue, with zero figures."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from aiohttp import web
 
+from ivr.alerts.config import rules_for
+from ivr.core.config import QUEUE_METRICS, Settings
 from ivr.core.errors import BadRequest, NotFound
 from ivr.cti.auth import require_role, require_self_or
-from ivr.cti.context import STORE, user
+from ivr.cti.case_open import PLANS
+from ivr.cti.context import SETTINGS, STORE, user
+from ivr.dialplan.loader import LoadedPlan
+from ivr.dialplan.model import QueueNode
 from ivr.queues.stats import parse_time
 from ivr.queues.store import QueueStore
 
@@ -27,15 +39,50 @@ def _since(request: web.Request) -> int | None:
         raise BadRequest(str(exc), code="request.invalid") from exc
 
 
+def configured_queues(settings: Settings, plans: list[LoadedPlan]) -> dict[str, str]:
+    """Queue name -> the skills its callers need (joined with ``+``, as the enqueue lists it): the
+    queues of ``routing.queues`` and of every plan's queue nodes (a node's own skills win)."""
+    out = {q: "+".join(qs.skills or [q]) for q, qs in settings.routing.queues.items()}
+    for lp in plans:
+        for node in lp.plan.nodes.values():
+            if isinstance(node, QueueNode) and node.queue not in out:
+                qs = settings.routing.queues.get(node.queue)
+                out[node.queue] = "+".join(node.skills or (qs.skills if qs else []) or [node.queue])
+    return out
+
+
+async def declare_configured(request: web.Request) -> None:
+    plans = await asyncio.to_thread(request.app[PLANS].plans)
+    await request.app[STORE].declare_queues(configured_queues(request.app[SETTINGS], plans))
+
+
+def targets(settings: Settings, queue: str) -> dict[str, Any]:
+    """The queue's service-level target and the thresholds of its alert rules (the lowest per metric)."""
+    share, threshold_s = settings.routing.target(queue)
+    thresholds: dict[str, float] = {}
+    for rule in rules_for(settings, queue):
+        if rule.metric in QUEUE_METRICS:
+            known = thresholds.get(rule.metric)
+            better = known is None or (rule.threshold > known if rule.below else rule.threshold < known)
+            if better:
+                thresholds[rule.metric] = rule.threshold
+    return {"target": {"share": share, "threshold_s": threshold_s}, "thresholds": thresholds}
+
+
 async def list_queues(request: web.Request) -> web.Response:
     """Every queue with its real-time ``stats`` (``?since=`` sets the start of the period, local
-    midnight by default)."""
+    midnight by default), its target and alert thresholds; configured queues before their first call too."""
     require_role(await user(request), "supervisor", "admin")
-    store, since = request.app[STORE], _since(request)
+    store, since, settings = request.app[STORE], _since(request), request.app[SETTINGS]
+    await declare_configured(request)
     out = []
     for queue, skill in sorted((await store.queue_names()).items()):
-        stats = (await store.queue_stats(queue, since_s=since)).to_dict()
-        out.append({"queue": queue, "skill": skill, "waiting": stats["waiting"], "stats": stats})
+        try:
+            stats = (await store.queue_stats(queue, since_s=since)).to_dict()
+        except NotFound:  # gone since it was listed
+            continue
+        out.append({"queue": queue, "skill": skill, "waiting": stats["waiting"], "stats": stats,
+                    **targets(settings, queue)})
     return web.json_response({"queues": out})
 
 
@@ -43,6 +90,8 @@ async def queue_stats(request: web.Request) -> web.Response:
     require_role(await user(request), "supervisor", "admin")
     queue = request.match_info["queue"]
     store = request.app[STORE]
+    if len(queue) <= 64 and queue not in await store.queue_names():
+        await declare_configured(request)
     if queue not in await store.queue_names():
         raise NotFound(f"no queue {queue[:64]}", code="queue.not_found")
     stats = await store.queue_stats(queue, since_s=_since(request))

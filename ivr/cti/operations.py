@@ -210,8 +210,15 @@ SCHEMAS: dict[str, Schema] = {
                            "agents": {"type": "object", "additionalProperties": INT,
                                       "description": "agents of the queue per state"}}}}}},
     "QueueList": {"type": "object", "required": ["queues"], "properties": {"queues": {"type": "array", "items": {
-        "type": "object", "required": ["queue", "waiting", "stats"],
-        "properties": {"queue": STR, "skill": STR, "waiting": INT, "stats": ref("QueueStats")}}}}},
+        "type": "object", "required": ["queue", "waiting", "stats", "target", "thresholds"],
+        "properties": {"queue": STR, "skill": STR, "waiting": INT, "stats": ref("QueueStats"),
+                       "target": {"type": "object", "required": ["share", "threshold_s"],
+                                  "properties": {"share": {"type": "number"}, "threshold_s": INT},
+                                  "description": "the service-level target: share answered within threshold_s"},
+                       "thresholds": {"type": "object", "additionalProperties": {"type": "number"},
+                                      "description": "per queue metric (service_level, longest_wait_s, "
+                                                     "abandon_rate, waiting, staffing_gap) the threshold of the "
+                                                     "alert rule in force (the tightest when several)"}}}}}},
     "DialplanList": {"type": "object", "required": ["dialplans"], "properties": {"dialplans": {
         "type": "array", "items": {"type": "object", "required": ["plan"], "properties": {
             "plan": STR, "name": NULLABLE_STR, "file": NULLABLE_STR, "active": NULLABLE_STR,
@@ -369,7 +376,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         description="409 `callback.not_pending` once it is being dialled or over.", errors=(404, 409)),
     # queues
     ("GET", "/api/v1/queues"): Operation(
-        "Every queue with its live statistics", "queues", STAFF, response=ref("QueueList"), params=(SINCE,)),
+        "Every queue with its live statistics, target and alert thresholds", "queues", STAFF,
+        response=ref("QueueList"), params=(SINCE,),
+        description="Configured queues (`routing.queues` and the plans' queue nodes) are listed before their "
+                    "first call, with zero figures."),
     ("GET", "/api/v1/agents/{agent_id}/queues"): Operation(
         "The queues an agent serves, with their live counts", "queues", STAFF, own="its own queues",
         response=ref("AgentQueues"),

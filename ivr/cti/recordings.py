@@ -110,10 +110,8 @@ async def list_recordings(request: web.Request) -> web.Response:
     raw = request.query.get("cursor")
     after = decode_cursor(filters, raw, RECORDING_ID) if raw is not None else None
     recs, nxt = await request.app[STORE].list_recordings(
-        agent_id=agent_id, queue="" if agent_id else queue, from_ms=start or 0,
+        agent_id=agent_id, queue=queue, from_ms=start or 0,
         to_ms=end if end is not None else 2**53, limit=limit_param(request, 50), after=after)
-    if agent_id and queue:
-        recs = [r for r in recs if r.get("queue") == queue]
     return web.json_response({"recordings": [recording_view(r) for r in recs],
                               "next_cursor": encode_cursor(filters, nxt) if nxt else None})
 

@@ -1119,6 +1119,17 @@ class QueueStore:
     async def queue_names(self) -> dict[str, str]:
         return {_s(q): _s(s) for q, s in (await self.redis.hgetall(self.keys.queues)).items()}
 
+    async def declare_queues(self, queues: Mapping[str, str]) -> int:
+        """List configured queues (name -> skills joined with ``+``) for the statistics before their
+        first call; a queue already listed keeps its skill (the first enqueue sets the routed one).
+        Returns how many were new."""
+        if not queues:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for queue, skill in queues.items():
+                pipe.hsetnx(self.keys.queues, queue, skill)
+            return sum(int(x) for x in await pipe.execute())
+
     # --- statistics (see ivr.queues.stats) ---------------------------------------------------
     async def queue_stats(self, queue: str, *, since_s: int | None = None) -> QueueStats:
         """The queue's real-time statistics in one consistent read: callers waiting, the longest
@@ -1295,16 +1306,20 @@ class QueueStore:
 
     async def list_recordings(self, *, agent_id: str = "", queue: str = "", from_ms: int = 0,
                               to_ms: int = 2**53, limit: int = 50,
-                              after: tuple[int, str] | None = None) -> RecordingPage:
+                              after: tuple[int, str] | None = None, budget: int = 5000) -> RecordingPage:
         """Recordings that started in [from_ms, to_ms), newest first (ties by id, descending), after
         the position ``after`` (the previous page's last ``(started_at, id)``), at most ``limit``;
         with where the next page starts (None at the end). One index is walked (the agent's, the
-        queue's, else all)."""
+        queue's, else all); with both an agent and a queue, the agent's, keeping the queue's
+        recordings only. At most ``budget`` entries are looked at: a page may then be short, with
+        where to go on."""
         index = (self.keys.agent_recordings(agent_id) if agent_id
                  else self.keys.queue_recordings(queue) if queue else self.keys.recordings_index)
+        keep_queue = queue if agent_id else ""
         top = to_ms - 1 if after is None else min(to_ms - 1, after[0])
         out: list[dict[str, Any]] = []
-        offset, page = 0, max(limit, 1) + 20
+        offset, page, looked = 0, max(limit, 1) + 20, 0
+        last_looked: tuple[int, str] | None = None
         while len(out) < limit:
             rows: Any = await self.redis.zrevrangebyscore(index, top, from_ms, start=offset, num=page,
                                                           withscores=True)
@@ -1317,9 +1332,16 @@ class QueueStore:
                 for _, rid in ids:
                     pipe.hgetall(self.keys.recording(rid))
                 records = await pipe.execute()
-            for raw in records:
-                if raw and len(out) < limit:
-                    out.append(_recording(raw))
+            for pos, raw in zip(ids, records, strict=True):
+                if len(out) >= limit:
+                    break
+                if looked >= budget:
+                    return out, last_looked
+                looked += 1
+                last_looked = pos
+                rec = _recording(raw) if raw else None
+                if rec is not None and (not keep_queue or rec.get("queue") == keep_queue):
+                    out.append(rec)
             if len(rows) < page:
                 break
         if len(out) < limit:

@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from playwright.async_api import Browser
+
+from tests.browser import chromium
 
 
 @pytest.fixture
@@ -13,3 +16,10 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client for the test's real servers."""
     async with aiohttp.ClientSession() as s:
         yield s
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium (the page tests)."""
+    async with chromium() as b:
+        yield b

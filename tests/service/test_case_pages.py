@@ -12,16 +12,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
-from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
-from ivr.cti.app import init_app
 from ivr.queues.store import QueueStore
-from tests.browser import Tab, chromium, open_tab
-from tests.conftest import RedisServer, free_port
+from tests.browser import open_tab
+from tests.conftest import RedisServer
+from tests.service.pages import desktop, page_settings, serving
 
 PREFIX = "casepages"
 SUPER = {"Authorization": "Bearer super1-demo-token"}
@@ -32,25 +30,13 @@ TIMEOUT_MS = 10_000
 @pytest.fixture
 async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis) -> AsyncIterator[str]:
     (tmp_path / "dialplans").mkdir()  # no plan: due times on the wall clock (cases.due_s)
-    settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
-                        redis={"url": redis_server.url, "prefix": PREFIX},
-                        api={"host": "127.0.0.1", "port": free_port()})
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    yield f"http://127.0.0.1:{settings.api.port}"
-    await runner.cleanup()
+    async with serving(page_settings(tmp_path, redis_server, PREFIX, dialplans_dir=tmp_path / "dialplans")) as url:
+        yield url
 
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:
     return QueueStore(redis, prefix=PREFIX)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def open_case(api: str, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -59,15 +45,6 @@ async def open_case(api: str, headers: dict[str, str], **body: Any) -> dict[str,
         assert r.status == 201, await r.text()
         case: dict[str, Any] = await r.json()
         return case
-
-
-async def desktop(browser: Browser, api: str) -> Tab:
-    tab = await open_tab(browser, f"{api}/")
-    await tab.page.fill("#agent", "agent1")
-    await tab.page.fill("#token", "agent1-demo-token")
-    await tab.page.click("#login-form button[type=submit]")
-    await expect(tab.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
-    return tab
 
 
 async def test_the_desktop_shows_my_cases_due_soon_and_overdue_and_changes_a_status(

@@ -13,17 +13,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
-from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
-from ivr.cti.app import init_app
 from ivr.queues.store import QueueStore
-from tests.browser import chromium
-from tests.conftest import RedisServer, free_port
-from tests.service.test_case_pages import desktop
+from tests.conftest import RedisServer
+from tests.service.pages import desktop, page_settings, serving
 from tests.service.test_crm import FakeCrm, by_phone
 
 PREFIX = "taskpages"
@@ -44,27 +40,16 @@ async def crm() -> AsyncIterator[FakeCrm]:
 async def api(tmp_path: Path, redis_server: RedisServer, redis: Redis, crm: FakeCrm) -> AsyncIterator[str]:
     await redis.flushdb()
     (tmp_path / "dialplans").mkdir()
-    settings = Settings(users=DEMO_USERS, var_dir=tmp_path / "var", dialplans_dir=tmp_path / "dialplans",
-                        redis={"url": redis_server.url, "prefix": PREFIX},
-                        api={"host": "127.0.0.1", "port": free_port()},
-                        calls={"outbound_allow": ["+1555*"], "caller_id": "+8215880000"},
-                        crm={"lookups": [by_phone(crm.base)]})
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    yield f"http://127.0.0.1:{settings.api.port}"
-    await runner.cleanup()
+    settings = page_settings(tmp_path, redis_server, PREFIX, dialplans_dir=tmp_path / "dialplans",
+                             calls={"outbound_allow": ["+1555*"], "caller_id": "+8215880000"},
+                             crm={"lookups": [by_phone(crm.base)]})
+    async with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:
     return QueueStore(redis, prefix=PREFIX)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def offer(store: QueueStore, reason: str, customer: str = KNOWN, owner: str = "agent1",

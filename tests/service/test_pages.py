@@ -17,13 +17,14 @@ from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
-from ivr.core.config import DEMO_USERS, Settings
+from ivr.core.config import Settings
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
-from tests.browser import Tab, chromium, open_tab
-from tests.conftest import RedisServer, free_port
+from tests.browser import Tab, open_tab
+from tests.conftest import RedisServer
+from tests.service.pages import desktop, page_settings, serving
 
 PREFIX = "pages"
 AGENT1 = {"Authorization": "Bearer agent1-demo-token"}
@@ -33,28 +34,18 @@ TIMEOUT_MS = 10_000
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
-                    api={"host": "127.0.0.1", "port": free_port()})
+    return page_settings(tmp_path, redis_server, PREFIX)
 
 
 @pytest.fixture
 async def api(settings: Settings, redis: Redis) -> AsyncIterator[str]:
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    yield f"http://127.0.0.1:{settings.api.port}"
-    await runner.cleanup()
+    async with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:
     return QueueStore(redis, prefix=PREFIX, stats=StatsConfig(short_abandon_s=0))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 def journey() -> dict[str, Any]:
@@ -73,15 +64,6 @@ async def offer_call(store: QueueStore, cid: str, ani: str = "+15550001") -> str
     offer = await store.enqueue(cid, queue="billing", skill="billing", priority=0, journey=journey())
     assert offer is not None, "agent1 should have been available"
     return offer.offer_id
-
-
-async def desktop(browser: Browser, api: str, agent: str = "agent1", token: str = "agent1-demo-token") -> Tab:
-    tab = await open_tab(browser, f"{api}/")
-    await tab.page.fill("#agent", agent)
-    await tab.page.fill("#token", token)
-    await tab.page.click("#login-form button[type=submit]")
-    await expect(tab.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
-    return tab
 
 
 # --- HTTP ------------------------------------------------------------------------------------------

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
-from ivr.core.config import DEMO_USERS, Settings
+from ivr.core.config import Settings
 from ivr.core.recording_store import LocalDirStore, recording_key
-from ivr.cti.app import init_app
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
-from tests.browser import Tab, chromium, open_tab
-from tests.conftest import RedisServer, free_port
+from tests.browser import open_tab
+from tests.conftest import RedisServer
+from tests.service.pages import desktop, page_settings, serving
 
 PREFIX = "pagesrec"
 TIMEOUT_MS = 10_000
@@ -31,28 +30,18 @@ TIMEOUT_MS = 10_000
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
-    return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
-                    api={"host": "127.0.0.1", "port": free_port()})
+    return page_settings(tmp_path, redis_server, PREFIX)
 
 
 @pytest.fixture
 async def api(settings: Settings, redis: Redis) -> AsyncIterator[str]:
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    yield f"http://127.0.0.1:{settings.api.port}"
-    await runner.cleanup()
+    async with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
 def store(redis: Redis) -> QueueStore:
     return QueueStore(redis, prefix=PREFIX, stats=StatsConfig(short_abandon_s=0))
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def index(store: QueueStore, settings: Settings, n: int, *, agent: str = "agent1", audio: Path | None = None,
@@ -78,15 +67,6 @@ def opus_file(path: Path, seconds: float = 2.0) -> Path:
                     "-f", "lavfi", "-i", f"sine=f=880:d={seconds}", "-filter_complex", "[0:a][1:a]amerge=inputs=2",
                     "-c:a", "libopus", "-b:a", "24k", "-y", str(path)], check=True)
     return path
-
-
-async def desktop(browser: Browser, api: str, agent: str = "agent1") -> Tab:
-    tab = await open_tab(browser, f"{api}/")
-    await tab.page.fill("#agent", agent)
-    await tab.page.fill("#token", f"{agent}-demo-token")
-    await tab.page.click("#login-form button[type=submit]")
-    await expect(tab.page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=TIMEOUT_MS)
-    return tab
 
 
 async def test_my_recordings_pages_newest_first_and_the_player_loads_or_says_why_not(

@@ -220,8 +220,39 @@ async def test_snapshot_figures_cover_today_by_default(store: QueueStore) -> Non
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "hotline.yaml").write_text(PLAN)
     return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
-                    api={"host": "127.0.0.1", "port": free_port()})
+                    api={"host": "127.0.0.1", "port": free_port()}, dialplans_dir=plans,
+                    routing={"service_level_s": [10, 20], "service_level_target": 0.8,
+                             "queues": {"vip": {"skills": ["sales", "vip"], "service_level_target": 0.95,
+                                                "service_level_threshold_s": 20,
+                                                "alerts": {"long_wait": {"threshold": 30},
+                                                           "many_waiting": {"enabled": False}}}}})
+
+
+# A plan whose queue node names a queue no call has entered yet (and billing, which calls enter).
+PLAN = """\
+name: Hotline
+numbers: ["1000"]
+start: menu
+nodes:
+  menu:
+    type: menu
+    prompt: {text: "Press 1 for billing, 2 for complaints"}
+    options:
+      - {digit: "1", goto: billing}
+      - {digit: "2", goto: complaints}
+    on_failure: billing
+  billing:
+    type: queue
+    queue: billing
+  complaints:
+    type: queue
+    queue: complaints
+    skills: [support]
+"""
 
 
 @pytest.fixture
@@ -243,7 +274,21 @@ async def test_the_api_lists_queues_with_stats_for_supervisors(api: tuple[str, a
     async with http.get(f"{url}/api/v1/queues", headers=SUPER) as resp:
         assert resp.status == 200
         body = await resp.json()
-    [billing] = body["queues"]
+    by_name = {q["queue"]: q for q in body["queues"]}
+    # the configured queues are listed before their first call, with zero figures
+    assert set(by_name) == {"billing", "complaints", "vip"}
+    for name, skill in (("complaints", "support"), ("vip", "sales+vip")):
+        idle = by_name[name]
+        assert idle["skill"] == skill and idle["waiting"] == 0 and idle["stats"]["period"]["offered"] == 0
+    assert by_name["complaints"]["stats"]["agents"]["break"] == 1  # agent2 has the support skill
+    # the target and the alert thresholds are the server's: routing defaults, the queue's own changes
+    assert by_name["billing"]["target"] == {"share": 0.8, "threshold_s": 10}
+    assert by_name["vip"]["target"] == {"share": 0.95, "threshold_s": 20}
+    assert by_name["billing"]["thresholds"]["longest_wait_s"] == 120
+    assert by_name["vip"]["thresholds"]["longest_wait_s"] == 30
+    assert by_name["billing"]["thresholds"]["service_level"] == 0.8
+    assert "waiting" in by_name["billing"]["thresholds"] and "waiting" not in by_name["vip"]["thresholds"]
+    billing = by_name["billing"]
     assert billing["queue"] == "billing" and billing["skill"] == "billing" and billing["waiting"] == 1
     stats = billing["stats"]
     assert 25 <= stats["longest_wait_s"] < 26
@@ -259,6 +304,8 @@ async def test_the_api_lists_queues_with_stats_for_supervisors(api: tuple[str, a
     assert one["period"]["offered"] == 8 and one["waiting"] == 1
     async with http.get(f"{url}/api/v1/queues/billing/stats", headers=AGENT1) as resp:
         assert resp.status == 403
+    async with http.get(f"{url}/api/v1/queues/complaints/stats", headers=SUPER) as resp:
+        assert resp.status == 200 and (await resp.json())["period"]["offered"] == 0
     async with http.get(f"{url}/api/v1/queues/nowhere/stats", headers=SUPER) as resp:
         assert resp.status == 404 and (await resp.json())["error"]["code"] == "queue.not_found"
     async with http.get(f"{url}/api/v1/queues/billing/stats", params={"since": "yesterday"},

@@ -147,6 +147,27 @@ async def test_list_pages_and_retention_deletes_file_and_index(tmp_path: Path, s
     assert await delete_expired(store, media, now_ms=2_000) == 0
 
 
+async def test_an_agent_and_queue_filter_fills_each_page_before_paging(store: QueueStore) -> None:
+    # agent1's recordings, newest first: sales, sales, sales, billing, sales, billing
+    queues = ["billing", "sales", "billing", "sales", "sales", "sales"]
+    ids = [f"R{n:020x}" for n in range(len(queues))]
+    for n, (rid, queue) in enumerate(zip(ids, queues, strict=True)):
+        await store.recording_saved({
+            "id": rid, "call_id": f"c{n}", "started_at": 1_765_000_000_000 + n * 1000, "duration_ms": 1000,
+            "format": "opus", "key": f"2025/12/06/{rid}.opus", "agents": json.dumps(["agent1"]),
+            "agent_id": "agent1", "queue": queue, "delete_after": 2**50, "pauses": "[]", "bytes": 10, "sha256": "0"},
+            transcribe=False)
+    page, nxt = await store.list_recordings(agent_id="agent1", queue="billing", limit=2)
+    assert [r["id"] for r in page] == [ids[2], ids[0]], "a full page of billing: the filter is not after the paging"
+    assert nxt is not None
+    assert (await store.list_recordings(agent_id="agent1", queue="billing", limit=2, after=nxt)) == ([], None)
+    # a bounded scan: a short page and where to go on, never a lost recording
+    short, go_on = await store.list_recordings(agent_id="agent1", queue="billing", limit=2, budget=2)
+    assert short == [] and go_on is not None
+    rest, _ = await store.list_recordings(agent_id="agent1", queue="billing", limit=2, after=go_on)
+    assert [r["id"] for r in rest] == [ids[2], ids[0]]
+
+
 def test_the_store_touches_nothing_outside_its_root(tmp_path: Path) -> None:
     root = tmp_path / "store"
     media = LocalDirStore(root)
