@@ -35,8 +35,7 @@ from ivr.core.logging import get_logger
 from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.calls import time_param
 from ivr.cti.context import SETTINGS, STORE, body, user
-from ivr.queues.agent_stats import COUNTERS as AGENT_COUNTERS
-from ivr.queues.agent_stats import AgentInterval, AgentStatsStore, by_day, figures, merge, row
+from ivr.queues.agent_stats import COUNTERS, AgentInterval, AgentStatsStore, by_day, figures, merge, row
 from ivr.queues.stats import COUNTERS as QUEUE_COUNTERS
 from ivr.queues.stats import figures as queue_figures
 from ivr.queues.stats import iso, start_of_today
@@ -47,9 +46,10 @@ MAX_DAYS = 35  # a range of agent figures by day, or of a queue's intervals (the
 MAX_INTERVAL_DAYS = 7  # a range of agent figures by interval
 MAX_ROWS = 100_000  # agents x buckets of one agent-statistics request
 BY = ("day", "interval")
+AGENT_COUNTERS = COUNTERS  # the counters of an agent's interval (the OpenAPI schema lists them)
 FORCE_STATES = (AgentState.AVAILABLE, AgentState.BREAK, AgentState.OFFLINE)
 AGENT_CSV = ("agent_id", "start", "length_s", "handled", "aht_s", "avg_talk_s", "avg_hold_s", "occupancy",
-             "signed_in_ms", *[c for c in AGENT_COUNTERS if c != "handled"])
+             "signed_in_ms", *[c for c in COUNTERS if c != "handled"])
 
 
 class ForceState(BaseModel):

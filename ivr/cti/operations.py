@@ -987,7 +987,8 @@ SCHEMAS.update({
         "type": "object", "required": ["queue", "since", "until", "cut", "interval_s", "thresholds", "intervals"],
         "properties": {
             "queue": STR, "since": STR, "until": STR, "interval_s": INT,
-            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"}, "thresholds": {"type": "array", "items": INT},
+            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"},
+            "thresholds": {"type": "array", "items": INT},
             "intervals": {"type": "array", "items": {
                 "type": "object", "required": ["start", "length_s", "offered", "answered", "abandoned",
                                                "service_level"],
@@ -1027,8 +1028,8 @@ OPERATIONS.update({
         content=("application/json", "text/csv"), params=_STATS_PERIOD,
         description="Every interval from `since` to `until` (empty ones as zeros): the queue's counters, the "
                     "service level SL1/SL2 at each threshold, ASA, abandon rate, AHT, as in `/stats`. At most "
-                    f"{floor_agents.MAX_DAYS} days (a longer range is cut to its end: `cut`). 404 `queue.not_found` for a queue neither in Redis nor in "
-                    "`routing.queues`.", errors=(404,)),
+                    f"{floor_agents.MAX_DAYS} days (a longer range is cut to its end: `cut`). 404 `queue.not_found` "
+                    "for a queue neither in Redis nor configured.", errors=(404,)),
     ("POST", "/api/v1/agents/{agent_id}/force"): Operation(
         "A supervisor sets an agent's state or signs it out", "agents", STAFF, body=floor_agents.ForceState,
         response=ref("AgentForced"),

@@ -150,10 +150,11 @@ class AgentStatsStore:
                                 add_running(ivs, state, since_ms, from_s, to_s, now_ms, self.interval_s))
 
     async def force(self, agent_id: str, state: str, reason: str, *, by: str, force: bool) -> dict[str, Any]:
-        """A supervisor's change of the agent's state (``lua/scripts/agent_force.lua``): ``{"applied":
-        true, "offer": ...}`` or, for an agent on a call with ``force``, ``{"applied": false, "pending":
-        state}``. NotFound ``agent.not_found``, Conflict ``agent.busy``."""
-        return dict(json.loads(await self.store._run("agent_force", agent_id, state, reason, by, "1" if force else "0")))
+        """A supervisor's change of the agent's state (``lua/scripts/agent_force.lua``):
+        ``{"applied": true, "offer": ...}`` or, for an agent on a call with ``force``,
+        ``{"applied": false, "pending": state}``. NotFound ``agent.not_found``, Conflict ``agent.busy``."""
+        raw = await self.store._run("agent_force", agent_id, state, reason, by, "1" if force else "0")
+        return dict(json.loads(raw))
 
     async def today(self, agent_id: str) -> dict[str, Any]:
         """One agent's figures since local midnight (a convenience for tests and the desktop)."""

@@ -280,7 +280,8 @@ async def test_agent_stats_api_roles_params_and_csv(api: tuple[str, aiohttp.Clie
     async with http.get(f"{url}/api/v1/agents/stats") as r:
         assert r.status == 401
     # bounded ranges: a longer one is cut to its end, an empty one is empty
-    for query, days in (("since=2025-01-01&until=2025-06-01", 35), ("by=interval&since=2025-01-01&until=2025-01-20", 7)):
+    for query, days in (("since=2025-01-01&until=2025-06-01", 35),
+                        ("by=interval&since=2025-01-01&until=2025-01-20", 7)):
         async with http.get(f"{url}/api/v1/agents/stats?{query}", headers=SUPER) as r:
             body = await r.json()
         assert body["cut"] is True
