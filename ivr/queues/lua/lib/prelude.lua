@@ -321,7 +321,7 @@ local function set_agent_state(aid, state, reason, by)
     -- into wrap-up: its deadline (set just before, see release_agent), so every desktop counts down to it
     local wrapup_until = state == 'wrapup' and tonumber(redis.call('ZSCORE', k('wrapup'), aid)) or nil
     emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or '',
-                         wrapup_until = wrapup_until, by = by or ''})
+                         wrapup_until = wrapup_until, by = (by ~= '' and by) or nil})  -- by: a supervisor only
   end
 end
 
