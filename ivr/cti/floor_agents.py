@@ -35,7 +35,7 @@ from ivr.core.logging import get_logger
 from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.calls import time_param
 from ivr.cti.context import SETTINGS, STORE, body, user
-from ivr.queues.agent_stats import COUNTERS, AgentInterval, AgentStatsStore, by_day, figures, merge, row
+from ivr.queues.agent_stats import COUNTERS, AgentStatsStore, figures, local_days, merge, row
 from ivr.queues.stats import COUNTERS as QUEUE_COUNTERS
 from ivr.queues.stats import figures as queue_figures
 from ivr.queues.stats import iso, start_of_today
@@ -128,11 +128,11 @@ async def _agent_stats(request: web.Request, agent_ids: list[str], filename: str
                max(1, MAX_ROWS // max(1, len(agent_ids))) * bucket)
     lo, hi, cut = _range(request, most)
     out: list[dict[str, Any]] = []
-    async for got in AgentStatsStore(store).read(agent_ids, lo, hi):
-        rows: list[AgentInterval] = got.intervals if by == "interval" else by_day(got.intervals)
+    buckets = local_days(lo, hi) if by == "day" else None
+    async for got in AgentStatsStore(store).read(agent_ids, lo, hi, buckets=buckets):
         out.append({"agent_id": got.agent_id, "state": got.state or "offline",
                     "state_since": got.since_ms, "total": figures(merge(got.intervals)),
-                    "rows": [row(iv) for iv in rows]})
+                    "rows": [row(iv) for iv in got.intervals]})
     if want_csv:
         lines = ([a["agent_id"], *[r[c] for c in AGENT_CSV[1:]]] for a in out for r in a["rows"])
         return _csv(AGENT_CSV, lines, filename)

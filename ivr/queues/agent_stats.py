@@ -8,8 +8,9 @@ intervals, written in the same atomic step as the change they count (``agent_*``
 =====================  ====================================================================
 ``ms_<state>``         milliseconds spent in ``available``, ``reserved`` (ringing), ``oncall``,
                        ``wrapup``, ``break`` — added when the agent leaves the state, split at
-                       the interval boundaries it crossed (offline time is not counted). The
-                       state the agent is in now is added at read time, up to now.
+                       the interval boundaries it crossed (offline time is not counted; a
+                       state held for days counts its last 48 hours). The state the agent is in
+                       now is added at read time, up to now.
 ``handled``            calls whose part of the agent ended (hang-up, transfer, consult completed,
                        left a conference, left for a survey) — inbound and click-to-dial alike
 ``handle_ms``          their handle time: talk + hold + wrap-up, from when the agent got the
@@ -27,6 +28,7 @@ intervals, written in the same atomic step as the change they count (``agent_*``
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -40,6 +42,7 @@ STATES = ("available", "reserved", "oncall", "wrapup", "break")
 STATE_FIELDS = tuple(f"ms_{s}" for s in STATES)
 COUNTERS = ("handled", "handle_ms", "talk_ms", "hold_ms", *STATE_FIELDS)
 BATCH = 50  # agents per read script: Redis stays responsive
+SPLIT_S = 2 * 86400  # a state held longer counts its last 48 hours (AGENT_SPLIT_S in lua/lib/prelude.lua)
 
 
 @dataclass
@@ -51,8 +54,8 @@ class AgentInterval:
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_flat(cls, flat: Sequence[Any]) -> AgentInterval:
-        d = {_s(flat[i]): int(float(_s(flat[i + 1]))) for i in range(0, len(flat) - 1, 2)}
+    def from_row(cls, row: Mapping[str, Any]) -> AgentInterval:
+        d = {str(k): int(v) for k, v in row.items()}
         start, length = d.pop("start", 0), d.pop("length_s", 0)
         return cls(start, length, d)
 
@@ -94,34 +97,42 @@ def figures(counts: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
+def bucket_of(buckets: Sequence[int], start_s: int) -> int:
+    """The last of the ascending ``buckets`` starting at or before ``start_s`` (the first one before them all)."""
+    i = bisect.bisect_right(buckets, start_s)
+    return buckets[max(0, i - 1)]
+
+
 def add_running(intervals: list[AgentInterval], state: str, since_ms: int | None, from_s: int, to_s: int,
-                now_ms: int, length_s: int) -> list[AgentInterval]:
-    """``intervals`` with the time of the state the agent is in now (from ``since_ms`` to ``now_ms``)
-    added, split at the interval boundaries, within [from_s, to_s). Sorted by start."""
+                now_ms: int, length_s: int, buckets: Sequence[int] | None = None) -> list[AgentInterval]:
+    """``intervals`` (rows per interval, or per bucket when ``buckets`` are given) with the time of the
+    state the agent is in now (from ``since_ms`` to ``now_ms``) added, split at the interval boundaries,
+    within [from_s, to_s). Sorted by start."""
     by_start = {iv.start_s: iv for iv in intervals}
     if state in STATES and since_ms is not None:
-        t, end = max(since_ms, from_s * 1000), min(now_ms, to_s * 1000)
         step = length_s * 1000
+        oldest = now_ms - SPLIT_S * 1000
+        oldest += (step - oldest % step) % step  # as the scripts count it: the last 48 hours' intervals
+        t, end = max(since_ms, from_s * 1000, oldest), min(now_ms, to_s * 1000)
         while t < end:  # bounded by the range, which the API bounds
             start = t - t % step
             stop = min(end, start + step)
-            iv = by_start.setdefault(start // 1000, AgentInterval(start // 1000, length_s))
+            key = bucket_of(buckets, start // 1000) if buckets else start // 1000
+            iv = by_start.setdefault(key, AgentInterval(key, 0 if buckets else length_s))
             name = f"ms_{state}"
             iv.counts[name] = iv.counts.get(name, 0) + (stop - t)
             t = stop
     return sorted(by_start.values(), key=lambda iv: iv.start_s)
 
 
-def by_day(intervals: Iterable[AgentInterval]) -> list[AgentInterval]:
-    """The intervals summed per local day (the server's time zone), as one interval each."""
-    days: dict[int, AgentInterval] = {}
-    for iv in intervals:
-        day = start_of_today(iv.start_s)
-        d = days.setdefault(day, AgentInterval(day, 0))
-        d.length_s = 86400
-        for name, v in iv.counts.items():
-            d.counts[name] = d.counts.get(name, 0) + v
-    return [days[k] for k in sorted(days)]
+def local_days(from_s: int, to_s: int) -> list[int]:
+    """The starts of the local days (the server's time zone) that [from_s, to_s) touches, ascending."""
+    days: list[int] = []
+    day = start_of_today(from_s)
+    while day < to_s and len(days) < 400:  # bounded: the API's ranges are far shorter
+        days.append(day)
+        day = start_of_today(day + 86400 + 7200)  # a DST day is 23 or 25 hours long
+    return days
 
 
 def row(iv: AgentInterval) -> dict[str, Any]:
@@ -136,18 +147,23 @@ class AgentStatsStore:
         self.keys = store.keys
         self.interval_s = store.stats_config.interval_s
 
-    async def read(self, agent_ids: Sequence[str], from_s: int, to_s: int) -> AsyncIterator[AgentRead]:
+    async def read(self, agent_ids: Sequence[str], from_s: int, to_s: int, *,
+                   buckets: Sequence[int] | None = None) -> AsyncIterator[AgentRead]:
         """Each agent's intervals starting in [from_s, to_s) (the current state's running time added),
-        ``BATCH`` agents per script run."""
+        or with ``buckets`` (ascending starts, e.g. :func:`local_days`) their sums per bucket (summed in
+        Redis: a short reply); ``BATCH`` agents per script run."""
+        spec = json.dumps(list(buckets)) if buckets else ""
         for i in range(0, len(agent_ids), BATCH):
-            res = await self.store._run("agent_stats", from_s, to_s, *agent_ids[i:i + BATCH])
+            res = json.loads(await self.store._run("agent_stats", from_s, to_s, spec, *agent_ids[i:i + BATCH]))
             now_ms = int(res[0])
-            for entry in res[1]:
-                aid, state, since = _s(entry[0]), _s(entry[1]), _s(entry[2])
-                ivs = [AgentInterval.from_flat(h) for h in entry[3]]
+            for entry in res[1] or []:  # cjson writes an empty list as {}
+                aid, state, since = str(entry[0]), str(entry[1]), str(entry[2])
+                ivs = [AgentInterval.from_row(h) for h in entry[3] or []]
                 since_ms = int(float(since)) if since else None
-                yield AgentRead(aid, state, since_ms,
-                                add_running(ivs, state, since_ms, from_s, to_s, now_ms, self.interval_s))
+                rows = add_running(ivs, state, since_ms, from_s, to_s, now_ms, self.interval_s, buckets)
+                for iv in rows if buckets else ():
+                    iv.length_s = 86400  # a local day (23 or 25 hours on a DST change)
+                yield AgentRead(aid, state, since_ms, rows)
 
     async def force(self, agent_id: str, state: str, reason: str, *, by: str, force: bool) -> dict[str, Any]:
         """A supervisor's change of the agent's state (``lua/scripts/agent_force.lua``):

@@ -109,15 +109,15 @@ async def test_time_in_a_state_is_split_at_the_interval_boundaries(store: QueueS
     assert await intervals(store, "agent2") == {}
 
 
-async def test_a_long_state_is_counted_within_the_keep_window_only(store: QueueStore, agents: AgentStatsStore) -> None:
+async def test_a_state_held_for_days_counts_its_last_48_hours_only(store: QueueStore, agents: AgentStatsStore) -> None:
     await store.set_agent_state("agent1", AgentState.BREAK, "holiday")
     await backdate_state(store, "agent1", int(time.time() * 1000) - 60 * 86400 * 1000)  # 60 days ago
     await store.set_agent_state("agent1", AgentState.AVAILABLE)
     got = await intervals(store, "agent1")
     total = sum(v["ms_break"] for v in got.values())
-    # from the first interval that begins within the 35 days kept, every interval indexed
-    assert (35 * 86400 - INTERVAL) * 1000 < total <= 35 * 86400 * 1000
-    assert len(got) <= 35 * 86400 // INTERVAL + 1
+    # from the first interval that begins within the last 48 hours (one change writes at most 192), all indexed
+    assert (2 * 86400 - INTERVAL) * 1000 < total <= 2 * 86400 * 1000
+    assert len(got) <= 2 * 86400 // INTERVAL
 
 
 async def test_a_handled_call_counts_handle_talk_and_hold(store: QueueStore, agents: AgentStatsStore) -> None:

@@ -180,11 +180,13 @@ local function agent_stats_key(aid, start)
 end
 
 -- The agent spent [from_ms, to_ms) in `state`: add it to each interval it overlaps. Bounded: only the
--- intervals that begin within the keep window count (at most keep_s / interval_s); offline does not.
+-- intervals that begin within the last 48 hours (or the keep window, if shorter) count, so one change
+-- writes at most 192 quarter hours (a state held for days is a forgotten sign-out); offline never counts.
+local AGENT_SPLIT_S = math.min(STATS.keep_s, 2 * 86400)
 local function agent_state_time(aid, state, from_ms, to_ms)
   if not state or state == 'offline' or not from_ms or to_ms <= from_ms then return end
   local len = STATS.interval_s * 1000
-  local oldest = to_ms - STATS.keep_s * 1000
+  local oldest = to_ms - AGENT_SPLIT_S * 1000
   local t = math.max(from_ms, oldest + (len - oldest % len) % len)
   while t < to_ms do
     local start = t - t % len
