@@ -35,10 +35,10 @@ from ivr.core.logging import get_logger
 from ivr.cti.auth import User, require_role, require_self_or
 from ivr.cti.calls import time_param
 from ivr.cti.context import SETTINGS, STORE, body, user
-from ivr.queues.agent_stats import COUNTERS, AgentStatsStore, figures, local_days, merge, row
+from ivr.queues.agent_stats import COUNTERS, AgentStatsStore, figures, local_days, local_midnight, merge, row
 from ivr.queues.stats import COUNTERS as QUEUE_COUNTERS
 from ivr.queues.stats import figures as queue_figures
-from ivr.queues.stats import iso, start_of_today
+from ivr.queues.stats import iso
 
 log = get_logger(__name__)
 
@@ -77,7 +77,7 @@ def _range(request: web.Request, max_s: int) -> tuple[int, int, bool]:
     interval = request.app[STORE].stats_config.interval_s
     since, until = _time(request, "since"), _time(request, "until")
     hi = int(now) + 1 if until is None else until
-    lo = start_of_today(now) if since is None else since
+    lo = local_midnight(now) if since is None else since
     cut = hi - lo > max_s
     if cut:
         lo = hi - max_s

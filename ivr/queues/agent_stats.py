@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr.queues.stats import iso, start_of_today
+from ivr.queues.stats import iso
 from ivr.queues.store import QueueStore
 
 STATES = ("available", "reserved", "oncall", "wrapup", "break")
@@ -125,13 +125,20 @@ def add_running(intervals: list[AgentInterval], state: str, since_ms: int | None
     return sorted(by_start.values(), key=lambda iv: iv.start_s)
 
 
+def local_midnight(epoch_s: float) -> int:
+    """The start of the local day (the server's time zone) holding ``epoch_s``, right on DST days too
+    (``mktime`` works the offset of midnight out; a fixed offset of the moment would be an hour off)."""
+    t = time.localtime(epoch_s)
+    return int(time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1)))
+
+
 def local_days(from_s: int, to_s: int) -> list[int]:
     """The starts of the local days (the server's time zone) that [from_s, to_s) touches, ascending."""
     days: list[int] = []
-    day = start_of_today(from_s)
+    day = local_midnight(from_s)
     while day < to_s and len(days) < 400:  # bounded: the API's ranges are far shorter
         days.append(day)
-        day = start_of_today(day + 86400 + 7200)  # a DST day is 23 or 25 hours long
+        day = local_midnight(day + 86400 + 7200)  # a DST day is 23 or 25 hours long
     return days
 
 
@@ -175,7 +182,7 @@ class AgentStatsStore:
     async def today(self, agent_id: str) -> dict[str, Any]:
         """One agent's figures since local midnight (a convenience for tests and the desktop)."""
         now = time.time()
-        async for got in self.read([agent_id], start_of_today(now), int(now) + 1):
+        async for got in self.read([agent_id], local_midnight(now), int(now) + 1):
             return figures(merge(got.intervals))
         return figures({})
 

@@ -26,7 +26,7 @@ from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.errors import Conflict
 from ivr.core.events import AgentState
 from ivr.cti.app import init_app
-from ivr.queues.agent_stats import AgentStatsStore
+from ivr.queues.agent_stats import AgentStatsStore, add_running, local_days
 from ivr.queues.stats import StatsConfig, iso
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer, free_port
@@ -364,3 +364,23 @@ async def test_force_api_is_audited_and_checked(api: tuple[str, aiohttp.ClientSe
             assert r.status == status, (payload, await r.text())
     async with http.post(f"{url}/api/v1/agents/ghost/force", json={"state": "break"}, headers=SUPER) as r:
         assert r.status == 404
+
+
+def test_local_days_follow_the_servers_time_zone_across_a_dst_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By-day rows are local days: a 23-hour day (Europe/Berlin, 2025-03-30) starts and ends at midnight."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    try:
+        lo = int(datetime.fromisoformat("2025-03-29T10:00:00+01:00").timestamp())
+        hi = int(datetime.fromisoformat("2025-04-01T00:00:00+02:00").timestamp())
+        days = local_days(lo, hi)
+        assert [datetime.fromtimestamp(d).isoformat() for d in days] == [
+            "2025-03-29T00:00:00", "2025-03-30T00:00:00", "2025-03-31T00:00:00"]
+        assert days[2] - days[1] == 23 * 3600
+        # running time is summed into the day it falls in
+        ivs = add_running([], "break", (days[1] + 23 * 3600 - 600) * 1000, days[0], hi, (days[2] + 600) * 1000,
+                          INTERVAL, days)
+        assert [(iv.start_s, iv.counts["ms_break"]) for iv in ivs] == [(days[1], 600_000), (days[2], 600_000)]
+    finally:
+        monkeypatch.undo()
+        time.tzset()
