@@ -629,10 +629,18 @@ async function refreshHistory() {
     const target = queueTarget(q);
     const threshold = data.thresholds.map(String).includes(target.threshold) ? target.threshold : String(data.thresholds[0]);
     $("history-chart").dataset.queue = queue;
-    drawIntervalChart($("history-chart"), data.intervals, {threshold, target: target.share});
+    drawIntervalChart($("history-chart"), dayShown(data.intervals), {threshold, target: target.share});
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) fill($("history-chart"), el("p", {class: "muted"}, "No figures yet."));
   }
+}
+
+/** Today's intervals from an hour before the first call (at least the last 16): the quiet night is left out
+ * so that the bars stay readable; the CSV export has every interval. */
+function dayShown(intervals) {
+  const busy = intervals.findIndex((iv) => (iv.offered || 0) + (iv.answered || 0) + (iv.abandoned || 0) > 0);
+  const from = Math.max(0, Math.min(busy < 0 ? intervals.length : busy - 4, intervals.length - 16));
+  return intervals.slice(from);
 }
 
 // --- CSV exports ---------------------------------------------------------------------------------------------
