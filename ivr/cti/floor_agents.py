@@ -42,7 +42,7 @@ from ivr.queues.stats import iso
 
 log = get_logger(__name__)
 
-MAX_DAYS = 35  # a range of agent figures by day, or of a queue's intervals (the default keep)
+MAX_DAYS = 35  # a range of agent figures by day, or of a queue's intervals
 MAX_INTERVAL_DAYS = 7  # a range of agent figures by interval
 MAX_ROWS = 100_000  # agents x buckets of one agent-statistics request
 BY = ("day", "interval")
