@@ -499,7 +499,8 @@ class RoutingSettings(BaseModel):
                                                           "apart, left out of the abandonment rate and SL2")
     stats_interval_s: int = Field(900, ge=60, le=86400, description="length of a statistics interval; must "
                                                                     "divide a day (900 = quarter hours)")
-    stats_keep_days: int = Field(35, ge=1, le=3660, description="how long interval statistics are kept")
+    stats_keep_days: int = Field(63, ge=1, le=3660, description="how long interval statistics are kept (the "
+                                 "forecast learns from planning.history_weeks of them: 9 weeks hold 8)")
     queues: dict[Annotated[str, Field(pattern=ROUTING_NAME)], QueueSettings] = Field(
         {}, description="routing targets by queue name; queues not listed use their name as the skill")
     service_level_target: float = Field(0.9, gt=0, le=1, description="the service-level target of every queue "

@@ -961,7 +961,92 @@ OPERATIONS.update({
 _ALERTS_SECTION = "alerts"  # placeholder: keeps the sections apart; removed at merge
 
 # --- planning: forecast and staffing (issue 21) -------------------------------------------------------------
-_PLANNING_SECTION = "planning"  # placeholder: keeps the sections apart; removed at merge
+from ivr.cti import planning as _planning  # noqa: E402  (this section's own import: the sections stay apart)
+
+_NUM: Schema = {"type": "number"}
+_NULL_NUM: Schema = {"type": ["number", "null"]}
+_NULL_INT: Schema = {"type": ["integer", "null"]}
+_ERRORS: Schema = {"type": "object", "required": ["wape", "mape", "intervals"],
+                   "properties": {"wape": _NULL_NUM, "mape": _NULL_NUM, "intervals": INT}}
+_ACTUAL: Schema = {"type": ["object", "null"], "properties": {
+    "offered": INT, "answered": INT, "abandoned": INT, "handled": INT, "aht_s": _NULL_NUM}}
+_TARGET: Schema = {"type": "object", "required": ["share", "threshold_s"],
+                   "properties": {"share": _NUM, "threshold_s": INT}}
+_PLAN_HEAD: dict[str, Schema] = {
+    "queue": STR, "target": _TARGET, "method": {"enum": ["seasonal", "holt_winters", None]},
+    "patience_s": _NULL_NUM, "model": {"enum": ["auto", "erlang_c", "erlang_a"]}, "shrinkage": _NUM,
+    "max_occupancy": _NUM, "interval_s": INT}
+SCHEMAS.update({
+    "Forecast": {
+        "type": "object", "required": ["queue", "date", "days", "interval_s", "method", "backtest", "intervals"],
+        "properties": {
+            "queue": STR, "date": {"type": "string", "format": "date"}, "days": INT, "interval_s": INT,
+            "method": {"enum": ["seasonal", "holt_winters", None]}, "chosen_by": {"enum": ["backtest", "default"]},
+            "backtest": {"type": "object", "required": ["method", "errors"], "properties": {
+                "method": STR, "held_out_from": NULLABLE_STR,
+                "errors": {"type": "object", "additionalProperties": _ERRORS}}},
+            "aht_s": _NUM, "patience_s": _NULL_NUM, "trained_from": NULLABLE_STR, "cutoff": STR,
+            "holiday_basis": {"enum": ["history", "regular", "none"]},
+            "intervals": {"type": "array", "items": {
+                "type": "object", "required": ["start", "start_s", "offered", "aht_s", "holiday", "closed", "actual"],
+                "properties": {"start": STR, "start_s": INT, "offered": _NUM, "aht_s": _NUM,
+                               "holiday": {"type": "boolean"}, "closed": {"type": "boolean"}, "actual": _ACTUAL}}}}},
+    "Staffing": {
+        "type": "object", "required": ["queue", "target", "date", "signed_in_now", "short", "intervals"],
+        "properties": {
+            **_PLAN_HEAD, "date": STR, "signed_in_now": _NULL_INT,
+            "agents": {"type": "object", "additionalProperties": INT},
+            "short": {"type": "object", "properties": {"by": _NULL_INT, "at": NULLABLE_STR, "text": NULLABLE_STR}},
+            "intervals": {"type": "array", "items": {
+                "type": "object", "required": ["start", "offered", "aht_s", "required", "scheduled", "expected_sl"],
+                "properties": {"start": STR, "start_s": INT, "offered": _NUM, "aht_s": _NUM, "required": INT,
+                               "scheduled": INT, "model": {"enum": ["erlang_c", "erlang_a"]},
+                               "capped": {"type": "boolean"}, "expected_sl": _NUM, "expected_asa_s": _NULL_NUM,
+                               "expected_occupancy": _NUM, "expected_abandon": _NUM, "holiday": {"type": "boolean"},
+                               "closed": {"type": "boolean"}, "signed_in": _NULL_INT, "short_by": _NULL_INT,
+                               "actual": _ACTUAL}}}}},
+    "StaffingAll": {
+        "type": "object", "required": ["at", "queues"],
+        "properties": {"at": STR, "queues": {"type": "array", "items": {
+            "type": "object", "required": ["queue", "target", "signed_in", "short_by", "text", "intervals"],
+            "properties": {
+                **_PLAN_HEAD, "signed_in": _NULL_INT, "short_by": _NULL_INT, "short_at": NULLABLE_STR,
+                "text": NULLABLE_STR,
+                "intervals": {"type": "array", "items": {"type": "object", "properties": {
+                    "start": STR, "offered": _NUM, "aht_s": _NUM, "required": INT, "scheduled": INT,
+                    "short_by": _NULL_INT}}}}}}}},
+})
+_PLAN_DATE = Param("date", {"type": "string", "format": "date", "pattern": _planning.DATE_PATTERN},
+                   "the (first) local day, YYYY-MM-DD; default today")
+_PLAN_FORMAT = Param("format", {"enum": ["json", "csv"]}, "csv: the same as `Accept: text/csv`")
+OPERATIONS.update({
+    ("GET", "/api/v1/queues/{queue}/forecast"): Operation(
+        "A queue's volume and AHT forecast per planning interval, with actuals (JSON or CSV)", "planning", STAFF,
+        response=ref("Forecast"), content=("application/json", "text/csv"),
+        params=(_PLAN_DATE, Param("days", {"type": "integer", "minimum": 1, "maximum": 14, "default": 1},
+                                  "how many days from `date`"), _PLAN_FORMAT),
+        description="Per `planning.interval_s` interval: forecast offered calls and AHT, the actual offered / "
+                    "answered / abandoned / AHT where the interval has begun, holiday and closed flags (from the "
+                    "dial plans' calendars). The method (seasonal or Holt-Winters) is chosen by back-test over the "
+                    "last `planning.backtest_weeks` weeks; the errors (WAPE, MAPE over intervals with calls) of "
+                    "every method are given. The forecast of a day learns from the history before it (before "
+                    "today for a later day). CSV columns: " + ", ".join(_planning.FORECAST_CSV)
+                    + ". 404 `queue.not_found`.", errors=(404,)),
+    ("GET", "/api/v1/queues/{queue}/staffing"): Operation(
+        "Agents a queue needs per interval for its service-level target (JSON or CSV)", "planning", STAFF,
+        response=ref("Staffing"), content=("application/json", "text/csv"), params=(_PLAN_DATE, _PLAN_FORMAT),
+        description="Per interval: forecast, AHT, agents required on the phones (Erlang C, or Erlang A where the "
+                    "queue's patience is known; the fewest meeting `routing.target(queue)` and "
+                    "`planning.max_occupancy`), scheduled (`required / (1 - planning.shrinkage)`), expected SL, "
+                    "ASA, occupancy; for the current and next 4 intervals the agents signed in now (not on a "
+                    "break) and how many are short. CSV columns: " + ", ".join(_planning.STAFFING_CSV)
+                    + ". 404 `queue.not_found`.", errors=(404,)),
+    ("GET", "/api/v1/staffing"): Operation(
+        "Every queue's staffing now and in the next intervals", "planning", STAFF, response=ref("StaffingAll"),
+        description="For every queue (configured or known): the current and the next 4 intervals' required and "
+                    "scheduled agents against those signed in now, and the first shortfall as text "
+                    "(\"short by 3 at 14:30\")."),
+})
 
 # --- floor: per-agent figures, forcing an agent's state (issue 21) ------------------------------------------
 _NUM_OR_NULL: Schema = {"type": ["number", "null"]}

@@ -71,7 +71,7 @@ class StatsConfig:
     interval_s: int = 900
     service_level_s: tuple[int, ...] = (10, 20)
     short_abandon_s: float = 5.0
-    keep_days: int = 35
+    keep_days: int = 63
     call_ttl_s: int = 7 * 24 * 3600
     """How long an ended call record is kept (``routing.call_ttl_s``): the call list's indexes keep
     the calls that started within that time and a day (a call may last long before its record
