@@ -38,6 +38,7 @@ const BUSY = new Set(["reserved", "oncall"]);
 const DEFAULT_TARGET = 0.9;
 const DEFAULT_WAIT_ALERT_S = 60;
 const STATS_EVERY_MS = 30000;
+const STATS_MIN_GAP_MS = 10000;
 const HISTORY_EVERY_MS = 60000;
 const ON_CALL = new Set(["reserved", "oncall", "wrapup"]);
 const QUEUE_EVENTS = new Set(["call.queued", "call.offered", "call.offer_failed", "call.answered", "call.abandoned",
@@ -540,6 +541,7 @@ function secs(v) {
 
 async function refreshAgentStats() {
   if (!token) return;
+  statsAt = Date.now();
   try {
     const data = await api(token, "GET", "/api/v1/agents/stats");
     agentStats = new Map(data.agents.map((a) => [a.agent_id, a]));
@@ -551,12 +553,16 @@ async function refreshAgentStats() {
   }
 }
 
+let statsAt = 0; // when the figures were last asked for (this browser's clock)
+
+/** Fresh figures soon after a change, but at most every STATS_MIN_GAP_MS: a busy floor changes states
+ * all the time, and the read grows with the agents (bench/agent_stats.py). */
 function scheduleAgentStats() {
   if (statsRefresh) return;
   statsRefresh = setTimeout(() => {
     statsRefresh = null;
     refreshAgentStats();
-  }, 2000);
+  }, Math.max(2000, statsAt + STATS_MIN_GAP_MS - Date.now()));
 }
 
 function statCells(f) {
@@ -610,17 +616,20 @@ function fillHistoryQueues() {
 }
 
 let historyRefresh = null;
+let historyAt = 0;
 
+/** The chart again after queue events: at most every 10 s (a busy queue has events all the time). */
 function scheduleHistory() {
   if (historyRefresh) return;
   historyRefresh = setTimeout(() => {
     historyRefresh = null;
     refreshHistory();
-  }, 3000);
+  }, Math.max(3000, historyAt + 10000 - Date.now()));
 }
 
 async function refreshHistory() {
   if (!token || !historyQueue) return;
+  historyAt = Date.now();
   const queue = historyQueue;
   try {
     const data = await api(token, "GET", `/api/v1/queues/${encodeURIComponent(queue)}/intervals`);
