@@ -11,7 +11,8 @@ the charts (both JSON or CSV), and a supervisor forcing an agent's state or sign
   available. Audited (``agent.forced``); ``agent.state`` carries ``by``. An agent on a call (ringing or
   connected) is not changed mid-call: 409 ``agent.busy`` unless ``force: true`` (break or offline
   only), which keeps the change on the agent and applies it when the call and its wrap-up are over
-  (202; ``agent.state_pending`` tells its desktop and the floor). A sign-out reaches the agent's
+  (``applied: false`` and ``pending`` in the reply; ``agent.state_pending`` tells its desktop and the
+  floor). A sign-out reaches the agent's
   desktop as its ``agent.state`` event (offline, ``by`` the supervisor), which shows it signed out.
 
 Ranges are bounded (:data:`MAX_DAYS`, :data:`MAX_INTERVAL_DAYS`, :data:`MAX_ROWS`): a longer one is cut
