@@ -506,8 +506,8 @@ class Keys:
         """HASH of agent ``agent_id``'s figures for the statistics interval starting at ``start_s``
         (epoch seconds; the queues' ``routing.stats_interval_s``): ``ms_<state>`` (ms spent in each
         state but offline, split at interval boundaries), ``handled``, ``handle_ms``, ``talk_ms``,
-        ``hold_ms`` (see :mod:`ivr.queues.agent_stats`); expires ``routing.stats_keep_days`` after
-        the interval began."""
+        ``hold_ms`` (see :mod:`ivr.queues.agent_stats`); expires 35 days (``routing.stats_keep_days``
+        if shorter) after the interval began."""
         return self._k("agent", agent_id, "interval", str(start_s))
 
     def agent_intervals(self, agent_id: str) -> str:

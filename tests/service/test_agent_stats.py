@@ -102,11 +102,21 @@ async def test_time_in_a_state_is_split_at_the_interval_boundaries(store: QueueS
     for start, v in got.items():
         assert v["start"] == start and v["length_s"] == INTERVAL
         ttl = await store.redis.ttl(store.keys.agent_interval("agent1", start))
-        assert 0 < ttl <= 35 * 86400
+        assert 0 < ttl <= 35 * 86400 - (now_s - start - INTERVAL)  # 35 days after the interval began
     # offline time is not counted: agent2 was offline since it was registered
     await backdate_state(store, "agent2", since)
     await store.set_agent_state("agent2", AgentState.AVAILABLE)
     assert await intervals(store, "agent2") == {}
+
+
+async def test_agent_figures_are_kept_35_days_even_when_the_queues_keep_longer(redis: Redis) -> None:
+    store = QueueStore(redis, prefix=PREFIX, stats=StatsConfig(interval_s=INTERVAL, keep_days=63))
+    await store.register_agent("agent1", name="a", skills={"billing": 3}, sip_uri=None, languages=["en"])
+    await store.set_agent_state("agent1", AgentState.BREAK)
+    await store.set_agent_state("agent1", AgentState.AVAILABLE)
+    (start,) = (await intervals(store, "agent1")).keys()
+    assert 34 * 86400 < await store.redis.ttl(store.keys.agent_interval("agent1", start)) <= 35 * 86400
+    assert 34 * 86400 < await store.redis.ttl(store.keys.agent_intervals("agent1")) <= 35 * 86400
 
 
 async def test_a_state_held_for_days_counts_its_last_48_hours_only(store: QueueStore, agents: AgentStatsStore) -> None:

@@ -164,17 +164,19 @@ local function stats_handled(queue, ms, held)
 end
 
 -- Agent statistics (ivr/queues/agent_stats.py): per agent one hash per statistics interval (the
--- queues' interval length and keep), indexed by a ZSET of interval starts: ms_<state> (time spent in
+-- queues' interval length; kept 35 days, or the queues' keep if shorter: ~200 bytes each, and a floor
+-- has many more agents than queues), indexed by a ZSET of interval starts: ms_<state> (time spent in
 -- each state but offline, split at interval boundaries), handled, handle_ms, talk_ms, hold_ms.
+local AGENT_KEEP_S = math.min(STATS.keep_s, 35 * 86400)
 local function agent_stats_key(aid, start)
   local key = k('agent', aid, 'interval', string.format('%d', start))
   if redis.call('HSETNX', key, 'start', string.format('%d', start)) == 1 then
     redis.call('HSET', key, 'length_s', STATS.interval_s)
-    redis.call('EXPIREAT', key, math.max(start + STATS.keep_s, math.floor(NOW / 1000) + 3600))
+    redis.call('EXPIREAT', key, math.max(start + AGENT_KEEP_S, math.floor(NOW / 1000) + 3600))
     local ikey = k('agent', aid, 'intervals')
     redis.call('ZADD', ikey, start, start)
-    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', '(' .. string.format('%d', math.floor(NOW / 1000) - STATS.keep_s))
-    redis.call('EXPIRE', ikey, STATS.keep_s)
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', '(' .. string.format('%d', math.floor(NOW / 1000) - AGENT_KEEP_S))
+    redis.call('EXPIRE', ikey, AGENT_KEEP_S)
   end
   return key
 end
@@ -182,7 +184,7 @@ end
 -- The agent spent [from_ms, to_ms) in `state`: add it to each interval it overlaps. Bounded: only the
 -- intervals that begin within the last 48 hours (or the keep window, if shorter) count, so one change
 -- writes at most 192 quarter hours (a state held for days is a forgotten sign-out); offline never counts.
-local AGENT_SPLIT_S = math.min(STATS.keep_s, 2 * 86400)
+local AGENT_SPLIT_S = math.min(AGENT_KEEP_S, 2 * 86400)
 local function agent_state_time(aid, state, from_ms, to_ms)
   if not state or state == 'offline' or not from_ms or to_ms <= from_ms then return end
   local len = STATS.interval_s * 1000
