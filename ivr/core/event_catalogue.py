@@ -269,6 +269,22 @@ class AgentStateChanged(Event):
     previous: str
     reason: str
     wrapup_until: int | None = None
+    by: str = ""
+    """The supervisor who set it (a forced break or sign-out; "" for the agent itself and routing)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentStatePending(Event):
+    """A supervisor set the agent's state to ``state`` (break, offline) while it was ``current``
+    (reserved or on a call): it applies when the call and its wrap-up are over (CTI API,
+    ``POST /api/v1/agents/{id}/force``)."""
+    type: ClassVar[EventType] = E.AGENT_STATE_PENDING
+    audience: ClassVar[frozenset[str]] = frozenset({AGENT, FLOOR})
+    agent_id: str
+    state: str
+    reason: str
+    by: str
+    current: str
 
 
 @dataclass(frozen=True, kw_only=True)

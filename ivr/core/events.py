@@ -33,6 +33,7 @@ class EventType(StrEnum):
     AGENT_PHONE = "agent.phone"                # the agent's phone registered / unregistered at the edge
     AGENT_DELETED = "agent.deleted"            # an admin deleted the agent (CTI API)
     AGENT_WRAPUP_EXTENDED = "agent.wrapup_extended"  # the agent (or a supervisor) asked for more wrap-up time
+    AGENT_STATE_PENDING = "agent.state_pending"  # a supervisor's change waits for the end of the agent's call
     CALL_CSAT = "call.csat"                    # survey score stored on the call record
     VOICEMAIL_NEW = "voicemail.new"            # a voicemail was attached to the call record
     CALLBACK_REQUESTED = "callback.requested"  # a caller booked a callback (keeps their place)

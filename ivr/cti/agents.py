@@ -234,6 +234,11 @@ async def set_state(request: web.Request) -> web.Response:
     agent_id = _agent_id(request)
     require_self_or(who, agent_id, "supervisor")
     change = await body(request, StateChange)
+    if who.id != agent_id:  # a supervisor's change: audited, `by` on the event (ivr/cti/floor_agents.py)
+        from ivr.cti.floor_agents import force as force_agent_state  # here: floor_agents -> calls -> agents
+
+        reply = await force_agent_state(request, who, agent_id, change.state, change.reason, False)
+        return web.json_response(reply["agent"])
     store = request.app[STORE]
     await store.set_agent_state(agent_id, change.state, change.reason)
     return web.json_response(await store.get_agent(agent_id))

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
-from ivr.cti import call_control, quality, recordings, supervision
+from ivr.cti import call_control, floor_agents, quality, recordings, supervision
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -1049,4 +1049,78 @@ OPERATIONS.update({
 })
 
 # --- floor: per-agent figures, forcing an agent's state (issue 21) ------------------------------------------
-_FLOOR_SECTION = "floor"  # placeholder: keeps the sections apart; removed at merge
+_NUM_OR_NULL: Schema = {"type": ["number", "null"]}
+_AGENT_FIGURES: Schema = {
+    "type": "object", "required": ["handled", "handle_ms", "talk_ms", "hold_ms", "signed_in_ms", "occupancy"],
+    "properties": {**{c: INT for c in floor_agents.AGENT_COUNTERS}, "signed_in_ms": INT,
+                   "occupancy": {**_NUM_OR_NULL, "description": "(reserved + oncall + wrapup) / (that + available)"},
+                   "aht_s": _NUM_OR_NULL, "avg_talk_s": _NUM_OR_NULL, "avg_hold_s": _NUM_OR_NULL}}
+SCHEMAS.update({
+    "AgentStats": {
+        "type": "object", "required": ["since", "until", "by", "cut", "interval_s", "agents"],
+        "properties": {
+            "since": STR, "until": STR, "by": {"enum": list(floor_agents.BY)}, "interval_s": INT,
+            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"},
+            "agents": {"type": "array", "items": {
+                "type": "object", "required": ["agent_id", "state", "total", "rows"],
+                "properties": {
+                    "agent_id": STR, "state": STR, "state_since": NULLABLE_INT, "total": _AGENT_FIGURES,
+                    "rows": {"type": "array", "items": {"allOf": [_AGENT_FIGURES, {
+                        "type": "object", "required": ["start", "length_s"],
+                        "properties": {"start": STR, "length_s": INT}}]}}}}}}},
+    "QueueIntervals": {
+        "type": "object", "required": ["queue", "since", "until", "cut", "interval_s", "thresholds", "intervals"],
+        "properties": {
+            "queue": STR, "since": STR, "until": STR, "interval_s": INT,
+            "cut": {"type": "boolean", "description": "the range was longer than allowed: it starts at `since`"},
+            "thresholds": {"type": "array", "items": INT},
+            "intervals": {"type": "array", "items": {
+                "type": "object", "required": ["start", "length_s", "offered", "answered", "abandoned",
+                                               "service_level"],
+                "properties": {"start": STR, "length_s": INT, "offered": INT, "answered": INT, "abandoned": INT,
+                               "service_level": OBJ, "asa_s": _NUM_OR_NULL, "abandon_rate": _NUM_OR_NULL,
+                               "aht_s": _NUM_OR_NULL}}}}},
+    "AgentForced": {
+        "type": "object", "required": ["applied", "agent"],
+        "properties": {"applied": {"type": "boolean"}, "agent": ref("Agent"),
+                       "pending": {"type": "object", "required": ["state", "reason", "by"],
+                                   "properties": {"state": STR, "reason": STR, "by": STR}}}},
+})
+MODELS = (*MODELS, floor_agents.ForceState)
+_STATS_PERIOD = (
+    Param("since", TIME_SCHEMA, "from (ISO 8601; without an offset the server's local time); default local midnight"),
+    Param("until", TIME_SCHEMA, "to (excluded); default now"),
+    Param("format", {"enum": ["json", "csv"]}, "csv: the same as `Accept: text/csv`"))
+_BY = Param("by", {"enum": list(floor_agents.BY), "default": "day"},
+            "one row per agent and local day, or per statistics interval")
+_AGENT_STATS_TEXT = (
+    "Handled calls, handle / talk / hold time (ms) and the time in each state (`ms_available`, `ms_reserved` "
+    "= ringing, `ms_oncall`, `ms_wrapup`, `ms_break`; split at interval boundaries, the current state counted "
+    f"up to now), occupancy, AHT. `by=day` spans {floor_agents.MAX_DAYS} days at most, `by=interval` "
+    f"{floor_agents.MAX_INTERVAL_DAYS}, and at most {floor_agents.MAX_ROWS} agent rows: a longer range is cut to "
+    "its end (`cut`); `until` not after `since` gives no rows. CSV columns: "
+    + ", ".join(floor_agents.AGENT_CSV) + " (see docs/queue-stats.md).")
+OPERATIONS.update({
+    ("GET", "/api/v1/agents/stats"): Operation(
+        "Every agent's figures by day or interval (JSON or CSV)", "agents", STAFF, response=ref("AgentStats"),
+        content=("application/json", "text/csv"), params=(_BY, *_STATS_PERIOD), description=_AGENT_STATS_TEXT),
+    ("GET", "/api/v1/agents/{agent_id}/stats"): Operation(
+        "One agent's figures by day or interval (JSON or CSV)", "agents", STAFF, own="its own figures",
+        response=ref("AgentStats"), content=("application/json", "text/csv"), params=(_BY, *_STATS_PERIOD),
+        description=_AGENT_STATS_TEXT + " 404 `agent.not_found`.", errors=(404,)),
+    ("GET", "/api/v1/queues/{queue}/intervals"): Operation(
+        "A queue's figures per statistics interval (JSON or CSV)", "queues", STAFF, response=ref("QueueIntervals"),
+        content=("application/json", "text/csv"), params=_STATS_PERIOD,
+        description="Every interval from `since` to `until` (empty ones as zeros): the queue's counters, the "
+                    "service level SL1/SL2 at each threshold, ASA, abandon rate, AHT, as in `/stats`. At most "
+                    f"{floor_agents.MAX_DAYS} days (a longer range is cut to its end: `cut`). 404 `queue.not_found` "
+                    "for a queue neither in Redis nor configured.", errors=(404,)),
+    ("POST", "/api/v1/agents/{agent_id}/force"): Operation(
+        "A supervisor sets an agent's state or signs it out", "agents", STAFF, body=floor_agents.ForceState,
+        response=ref("AgentForced"),
+        description="available, break or offline (signed out), at once; audited (`agent.forced`) and the "
+                    "`agent.state` event names the supervisor (`by`). An agent on a call (ringing or connected): "
+                    "409 `agent.busy`, unless `force: true` with break or offline: then `applied` is false and "
+                    "`pending` says what waits for the end of the call and its wrap-up (`agent.state_pending` "
+                    "now; the agent takes no new call). 404 `agent.not_found`.", errors=(404, 409)),
+})

@@ -502,8 +502,17 @@ class Keys:
         return self._k("alerts")
 
     # --- agent statistics (issue 21: per-agent figures by interval) --------------------------------
-    def agent_stats_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
-        return self._k("agentstats")
+    def agent_interval(self, agent_id: str, start_s: int) -> str:
+        """HASH of agent ``agent_id``'s figures for the statistics interval starting at ``start_s``
+        (epoch seconds; the queues' ``routing.stats_interval_s``): ``ms_<state>`` (ms spent in each
+        state but offline, split at interval boundaries), ``handled``, ``handle_ms``, ``talk_ms``,
+        ``hold_ms`` (see :mod:`ivr.queues.agent_stats`); expires 35 days (``routing.stats_keep_days``
+        if shorter) after the interval began."""
+        return self._k("agent", agent_id, "interval", str(start_s))
+
+    def agent_intervals(self, agent_id: str) -> str:
+        """ZSET of the start (epoch seconds, also the score) of every interval the agent has figures for."""
+        return self._k("agent", agent_id, "intervals")
 
     # --- planning (issue 21: forecasts and staffing) -----------------------------------------------
     def planning_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge

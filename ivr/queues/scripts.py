@@ -101,6 +101,9 @@ NAMES = (
     "transcript_search",
     "quality_review",
     "quality_report",
+    # agent statistics and a supervisor's change of an agent's state (issue 21, ivr/queues/agent_stats.py)
+    "agent_stats",
+    "agent_force",
 )
 
 

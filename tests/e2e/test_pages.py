@@ -62,7 +62,9 @@ async def floor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Floor
     h = Hotline(tmp_path_factory.mktemp("pages") / "hotline", workers=1, overrides={"crm": {"lookups": [{
         "name": "by_phone", "needs": "ani", "url": crm_url + "/api/contacts?phone={ani}",
         "records": "data.items", "id_field": "contact.id", "name_field": "contact.full_name",
-        "fields": {"tier": "contact.tier"}, "link": crm_url + "/contacts/{id}"}]}})
+        "fields": {"tier": "contact.tier"}, "link": crm_url + "/contacts/{id}"}]},
+        # the wallboard's long-wait threshold is the server's: 2 s for billing, so a real caller trips it
+        "routing": {"queues": {"billing": {"alerts": {"long_wait": {"threshold": 2, "clear_at": 1}}}}}})
     try:
         await h.start()
         async with chromium() as browser:
@@ -217,8 +219,6 @@ async def test_the_wallboard_shows_a_waiting_caller_and_agent_states_live(floor:
     await page.fill("#token", h.tokens["super1"])
     await page.click("#login-form button[type=submit]")
     await expect(page.locator("#conn")).to_have_attribute("data-status", "connected", timeout=UI_MS)
-    await page.fill("#wait-alert", "2")
-    await page.dispatch_event("#settings", "change")
     chart = page.locator("#state-chart")
     row = page.locator("#agent-rows tr[data-agent-id=agent1]")
     await expect(row).to_have_attribute("data-state", "break", timeout=UI_MS)

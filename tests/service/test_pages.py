@@ -5,7 +5,6 @@ has the real calls). Also the pages' HTTP side: the security headers and the sta
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -315,13 +314,12 @@ async def test_the_wallboard_shows_queues_and_agents_live(api: str, browser: Bro
     await expect(tile.locator("[data-figure=service-level] .value")).to_have_text("50%", timeout=TIMEOUT_MS)
     await expect(tile).to_have_attribute("data-sl", "red")
     await expect(tile).to_have_class("tile alert")
-    await expect(page.locator("#alerts")).to_have_text("billing: service level 50% below 80%")
-    # a lower target, set in the page and kept for the next visit: amber within 10 points, green above
-    await page.fill("#sl-target", "55")
-    await page.dispatch_event("#settings", "change")
-    await expect(tile).to_have_attribute("data-sl", "amber")
-    await expect(page.locator("#alerts")).to_be_hidden()
-    assert json.loads(await page.evaluate("localStorage.getItem('ivr.wallboard.settings')"))["target"] == 55
+    # the target and the alert thresholds are the server's (routing.service_level_target 0.9 within the
+    # smallest threshold; the abandons_high rule's 10 %)
+    await expect(page.locator("#alerts")).to_have_text("billing: service level 50% below 90% · billing: 50% abandoned")
+    await expect(tile.locator("[data-figure=abandoned]")).to_have_attribute("data-level", "red")
+    await expect(tile.locator("[data-figure=service-level] .label")).to_have_text("SL 10 s · target 90%")
+    assert await page.locator("#sl-target").count() == 0, "no per-browser target any more"
     await tab.screenshot("wallboard-service.png")
     tab.expect_no_errors()
 

@@ -10,17 +10,36 @@
 // record's ``recording_id``, or recording.saved while the agent still holds it) has a Play button, and
 // "Recent recordings" lists the newest 20 (recording.js plays them). The token is kept in this
 // tab's sessionStorage only.
+// Issue 21 (a supervisor's workplace): each queue's service-level threshold and target and its alert
+// thresholds (longest wait, callers waiting, abandon rate) are the server's (``target`` and
+// ``thresholds`` of GET /api/v1/queues; the defaults of the settings while a server sends none), not
+// this browser's; the tiles count agents by state so that they add up to those signed in; states have
+// readable names; "Agent figures today" (GET /api/v1/agents/stats, by interval on demand), "Today by
+// interval" (GET /api/v1/queues/{queue}/intervals: SL and offered / answered / abandoned) and their CSV
+// exports; a row's Break / Sign out / Available buttons force the agent's state (POST .../force;
+// on a call: after the call and its wrap-up).
 
-import {$, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
-import {drawStateChart} from "./chart.js";
+import {$, ApiError, EventFeed, api, duration, el, fill, serverNow, showError, showStatus, stateReason} from "./common.js";
+import {drawIntervalChart, drawStateChart} from "./chart.js";
 import {floorControl} from "./callcontrol.js";
 import {RecordingList, RecordingPlayer} from "./recording.js";
 import {AlertBanner} from "./floor_alerts.js";
 import {ForecastCard} from "./forecast.js";
 
 const TOKEN_KEY = "ivr.wallboard.token";
-const SETTINGS_KEY = "ivr.wallboard.settings"; // thresholds only (localStorage: nothing secret)
+const SETTINGS_KEY = "ivr.wallboard.settings"; // the supervisor's phone only (localStorage: nothing secret)
 const STATES = ["available", "reserved", "oncall", "wrapup", "break", "offline"];
+const STATE_NAMES = {available: "Available", reserved: "Ringing", oncall: "On a call", wrapup: "Wrap-up",
+                            break: "On break", offline: "Signed out"};
+const SIGNED_IN = ["available", "reserved", "oncall", "wrapup", "break"];
+const BUSY = new Set(["reserved", "oncall"]);
+// while a server sends no target / thresholds: the settings' defaults (routing.service_level_target, the
+// smallest threshold; the long_wait rule)
+const DEFAULT_TARGET = 0.9;
+const DEFAULT_WAIT_ALERT_S = 60;
+const STATS_EVERY_MS = 30000;
+const STATS_MIN_GAP_MS = 10000;
+const HISTORY_EVERY_MS = 60000;
 const ON_CALL = new Set(["reserved", "oncall", "wrapup"]);
 const QUEUE_EVENTS = new Set(["call.queued", "call.offered", "call.offer_failed", "call.answered", "call.abandoned",
                               "call.ended"]);
@@ -54,7 +73,11 @@ let recentRefresh = null;
 // onEvent(ev) for every floor event.
 const parts = [new AlertBanner({token: () => token, error: (err) => showError($("error"), err)}),
                new ForecastCard({token: () => token, error: (err) => showError($("error"), err)})];
-let settings = {threshold: null, target: 80, waitAlert: 60, phone: ""};
+let settings = {phone: ""};
+let agentStats = new Map(); // agent_id -> GET /api/v1/agents/stats entry (today, by day)
+let statsRefresh = null;
+let historyQueue = ""; // the queue of "Today by interval"
+let intervalAgent = ""; // the agent whose figures by interval are open
 const MONITOR_MODES = ["listen", "whisper", "barge"];
 const MONITOR_TEXT = {listen: "listened to", whisper: "coached", barge: "barged into"};
 const PHONE_NUMBER = /^\+?[0-9*#]{1,32}$/;
@@ -82,8 +105,11 @@ async function signIn(tok) {
   refreshCases();
   refreshCampaigns();
   for (const part of parts) part.start();
+  refreshAgentStats();
+  refreshHistory();
   timers = [setInterval(refreshQueues, QUEUES_EVERY_MS), setInterval(refreshAgents, AGENTS_EVERY_MS),
             setInterval(refreshCases, CASES_EVERY_MS), setInterval(refreshCampaigns, CAMPAIGNS_EVERY_MS),
+            setInterval(refreshAgentStats, STATS_EVERY_MS), setInterval(refreshHistory, HISTORY_EVERY_MS),
             setInterval(tick, 1000)];
 }
 
@@ -98,6 +124,9 @@ function signOut() {
   recent.clear();
   sessionStorage.removeItem(TOKEN_KEY);
   agents = new Map();
+  agentStats = new Map();
+  intervalAgent = "";
+  $("agent-intervals").hidden = true;
   $("board").hidden = true;
   $("complaints").hidden = true;
   $("campaigns").hidden = true;
@@ -134,33 +163,42 @@ function scheduleQueues() {
 function setQueues(list) {
   queues = list;
   queuesAt = Date.now();
-  fillThresholds();
   renderQueues();
+  fillHistoryQueues();
   $("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
 }
 
-function fillThresholds() {
-  const keys = new Set();
-  for (const q of queues) for (const t of Object.keys(q.stats.period.service_level || {})) keys.add(t);
-  const sorted = [...keys].sort((a, b) => Number(a) - Number(b));
-  const select = $("sl-threshold");
-  const current = [...select.options].map((o) => o.value).join(",");
-  if (current !== sorted.join(",")) {
-    fill(select, sorted.map((t) => el("option", {value: t}, `${t} s`)));
+/** The queue's service-level target, the server's: {share, threshold (seconds, as a string)}. Without one
+ * from the server: the settings' defaults (0.9 within the smallest threshold counted). */
+function queueTarget(q) {
+  const counted = Object.keys(((q.stats || {}).period || {}).service_level || {}).sort((a, b) => Number(a) - Number(b));
+  const t = q.target && typeof q.target === "object" ? q.target : {};
+  const share = Number(t.share) > 0 && Number(t.share) <= 1 ? Number(t.share) : DEFAULT_TARGET;
+  let threshold = Number(t.threshold_s) > 0 ? String(t.threshold_s) : counted[0] || null;
+  // a threshold the statistics do not count cannot be shown: the largest counted below it, else the smallest
+  if (threshold && counted.length && !counted.includes(threshold)) {
+    threshold = counted.filter((c) => Number(c) <= Number(threshold)).pop() || counted[0];
   }
-  if (!sorted.includes(settings.threshold)) settings.threshold = sorted.includes("20") ? "20" : sorted[sorted.length - 1] || null;
-  select.value = settings.threshold || "";
+  return {share, threshold};
 }
 
-/** Traffic light for a service level against its target: green at or above, amber within 10 points. */
-function slLevel(sl) {
+/** The queue's alert thresholds, the server's (the alert rules in force for it); null: no such alert. */
+function queueThresholds(q) {
+  const t = q.thresholds && typeof q.thresholds === "object" ? q.thresholds : {};
+  const num = (v) => (v === null || v === undefined || Number.isNaN(Number(v)) ? null : Number(v));
+  return {longestWait: q.thresholds ? num(t.longest_wait_s) : DEFAULT_WAIT_ALERT_S, waiting: num(t.waiting),
+          abandonRate: num(t.abandon_rate)};
+}
+
+/** Traffic light for a service level against its target share: green at or above, amber within 10 points. */
+function slLevel(sl, share) {
   if (sl === null || sl === undefined) return "none";
-  const pct = sl * 100;
-  return pct >= settings.target ? "green" : pct >= settings.target - 10 ? "amber" : "red";
+  return sl >= share ? "green" : sl >= share - 0.1 ? "amber" : "red";
 }
 
-function waitLevel(seconds) {
-  return seconds > settings.waitAlert ? "red" : seconds > settings.waitAlert / 2 ? "amber" : "green";
+function waitLevel(seconds, limit) {
+  if (limit === null) return "green";
+  return seconds > limit ? "red" : seconds > limit / 2 ? "amber" : "green";
 }
 
 function figure(label, value, attrs = {}) {
@@ -180,34 +218,49 @@ function renderQueues() {
   const alerts = [];
   const tiles = queues.map((q) => {
     const period = q.stats.period;
-    const sl = (period.service_level || {})[settings.threshold];
+    const target = queueTarget(q), limits = queueThresholds(q);
+    const sl = (period.service_level || {})[target.threshold];
     const slValue = sl ? sl.sl2 : null;
-    const level = slLevel(slValue);
+    const level = slLevel(slValue, target.share);
     const wait = longestWait(q);
-    const wLevel = q.stats.waiting > 0 ? waitLevel(wait) : "green";
-    const alert = level === "red" || wLevel === "red";
-    if (level === "red") alerts.push(`${q.queue}: service level ${pct(slValue)} below ${settings.target}%`);
+    const wLevel = q.stats.waiting > 0 ? waitLevel(wait, limits.longestWait) : "green";
+    const nLevel = limits.waiting !== null && q.stats.waiting >= limits.waiting ? "red" : wLevel;
+    const aLevel = limits.abandonRate !== null && period.abandon_rate !== null && period.abandon_rate > limits.abandonRate
+      ? "red" : undefined;
+    const alert = level === "red" || wLevel === "red" || nLevel === "red" || aLevel === "red";
+    const goal = `${Math.round(target.share * 100)}%`;
+    if (level === "red") alerts.push(`${q.queue}: service level ${pct(slValue)} below ${goal}`);
     if (wLevel === "red") alerts.push(`${q.queue}: a caller has waited ${duration(wait)}`);
-    const staff = q.stats.agents || {};
-    const staffed = STATES.filter((s) => s !== "offline").reduce((sum, s) => sum + (staff[s] || 0), 0);
+    if (nLevel === "red" && wLevel !== "red") alerts.push(`${q.queue}: ${q.stats.waiting} callers waiting`);
+    if (aLevel === "red") alerts.push(`${q.queue}: ${pct(period.abandon_rate)} abandoned`);
     return el("section", {class: alert ? "tile alert" : "tile", dataset: {queue: q.queue, sl: level}},
-      el("h2", {}, q.queue, el("span", {class: "muted small"}, `skill ${q.skill}`)),
+      el("h2", {}, q.queue, el("span", {class: "muted small"}, q.skill ? `skill ${q.skill}` : "")),
       el("div", {class: "figures"},
-        figure("waiting", String(q.stats.waiting), {big: true, key: "waiting", level: q.stats.waiting ? wLevel : undefined}),
+        figure("waiting", String(q.stats.waiting), {big: true, key: "waiting", level: q.stats.waiting ? nLevel : undefined}),
         figure("longest wait", duration(wait), {key: "longest-wait", level: q.stats.waiting ? wLevel : undefined}),
-        figure(`SL ${settings.threshold || "?"} s`, pct(slValue), {key: "service-level", level: level === "none" ? undefined : level}),
+        figure(`SL ${target.threshold || "?"} s · target ${goal}`, pct(slValue),
+               {key: "service-level", level: level === "none" ? undefined : level}),
         figure("ASA", period.asa_s === null ? "—" : duration(period.asa_s), {key: "asa"}),
         figure(period.abandon_rate === null ? "abandoned" : `abandoned · ${pct(period.abandon_rate)}`, String(period.abandoned),
-               {key: "abandoned"}),
+               {key: "abandoned", level: aLevel}),
         figure("answered", `${period.answered} / ${period.offered}`, {key: "answered"})),
-      el("p", {class: "staffing"},
-         `${staff.available || 0} available · ${(staff.reserved || 0) + (staff.oncall || 0)} on calls · ` +
-         `${staff.wrapup || 0} wrap-up · ${staffed} signed in`));
+      staffLine(q.stats.agents || {}));
   });
-  fill($("tiles"), tiles.length ? tiles : el("p", {class: "muted"}, "No queues yet: they appear with their first call."));
+  fill($("tiles"), tiles.length ? tiles : el("p", {class: "muted"}, "No queues configured yet."));
   alerts.push(...caseAlerts);
   $("alerts").hidden = !alerts.length;
   $("alerts").textContent = alerts.join(" · ");
+}
+
+/** The queue's agents by state: each counted once, in the state it is in; signed in = their sum. */
+function staffLine(staff) {
+  const signedIn = SIGNED_IN.reduce((sum, s) => sum + (Number(staff[s]) || 0), 0);
+  const part = (state) => el("span", {class: "staff", dataset: {staff: state, count: String(Number(staff[state]) || 0)}},
+                             el("b", {}, String(Number(staff[state]) || 0)), ` ${STATE_NAMES[state]}`);
+  return el("p", {class: "staffing"},
+            ...SIGNED_IN.flatMap((s, i) => (i ? [" · ", part(s)] : [part(s)])),
+            " = ", el("span", {class: "staff", dataset: {staff: "signed-in", count: String(signedIn)}},
+                      el("b", {}, String(signedIn)), " signed in"));
 }
 
 // --- complaints ---------------------------------------------------------------------------------------------
@@ -365,7 +418,8 @@ async function refreshAgents() {
     for (const a of list) {
       const fetched = {agent_id: a.agent_id, name: a.name, state: a.state || "offline",
                        since: Number(a.state_since) || null, reason: a.reason || "", call_id: a.call_id || "",
-                       phone: a.phone || null};
+                       phone: a.phone || null, by: a.state_by || "",
+                       pending: a.pending_state ? {state: a.pending_state, by: a.pending_by || ""} : null};
       const known = agents.get(a.agent_id);
       // an event that came while the list was on its way is newer than the list
       const kept = known && known.call_id === fetched.call_id
@@ -423,7 +477,10 @@ function renderAgents() {
     const control = a.control || "";
     return el("tr", {dataset: {agentId: a.agent_id, state: a.state, control, muted: a.muted ? "1" : ""}},
       el("td", {}, a.name || a.agent_id, a.name ? el("span", {class: "muted small"}, ` ${a.agent_id}`) : null),
-      el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, a.state),
+      el("td", {}, el("span", {class: "pill", dataset: {state: a.state}}, STATE_NAMES[a.state] || a.state),
+         a.pending ? el("span", {class: "pill control", dataset: {state: "pending"},
+                                 title: `set by ${a.pending.by || "a supervisor"}: applies when the call and its wrap-up are over`},
+                        a.pending.state === "offline" ? "signs out after the call" : "break after the call") : null,
          control ? el("span", {class: "pill control", dataset: {state: control}}, CONTROL_TEXT[control]) : null,
          a.muted ? el("span", {class: "pill control", dataset: {state: "muted"}}, "muted") : null,
          // a phone that registers at the edge and is not registered: no calls are offered to this agent
@@ -431,13 +488,197 @@ function renderAgents() {
            ? el("span", {class: "pill", dataset: {registered: "false"}, title: "its phone is not registered: no calls"},
                 "no phone") : null),
       el("td", {class: "num since", dataset: {since: a.since || ""}}, a.since ? duration((serverNow() - a.since) / 1000) : "—"),
-      el("td", {}, stateReason(a.state, a.reason)),
+      el("td", {}, stateReason(a.state, a.reason), a.by ? el("span", {class: "muted small by"}, ` by ${a.by}`) : null),
       callCell(a, c),
-      superviseCell(a));
+      superviseCell(a),
+      forceCell(a));
   }));
   const counts = {};
   for (const a of agents.values()) counts[a.state] = (counts[a.state] || 0) + 1;
-  drawStateChart($("state-chart"), counts, STATES);
+  drawStateChart($("state-chart"), counts, STATES, STATE_NAMES);
+}
+
+// --- forcing an agent's state -------------------------------------------------------------------------
+
+/** Break / Sign out / Available for an agent; on a call (ringing or connected) Break and Sign out apply
+ * after the call and its wrap-up (``force``), Available is not offered. */
+function forceCell(a) {
+  const busy = BUSY.has(a.state);
+  const button = (state, text) => el("button", {type: "button", class: "quiet", dataset: {force: state, busy: busy ? "1" : ""},
+                                               "aria-label": `${text}: ${a.agent_id}`}, text);
+  const out = [];
+  if (a.state !== "break" && a.state !== "offline") out.push(button("break", busy ? "Break after call" : "Break"));
+  if (a.state !== "offline") out.push(button("offline", busy ? "Sign out after call" : "Sign out"));
+  if (a.state === "break" || a.state === "offline") out.push(button("available", "Available"));
+  return el("td", {class: "force"}, ...out);
+}
+
+async function forceState(agentId, state, busy, button) {
+  showError($("error"), null);
+  button.disabled = true;
+  try {
+    const reply = await api(token, "POST", `/api/v1/agents/${encodeURIComponent(agentId)}/force`,
+                            {state, reason: "", force: busy});
+    const a = agents.get(agentId);
+    if (a && !reply.applied) a.pending = {state: reply.pending.state, by: reply.pending.by};
+  } catch (err) {
+    showError($("error"), err);
+  } finally {
+    button.disabled = false;
+    scheduleAgents();
+  }
+}
+
+// --- agent figures (GET /api/v1/agents/stats) ------------------------------------------------------------
+
+function ms(v) {
+  return duration((Number(v) || 0) / 1000);
+}
+
+function secs(v) {
+  return v === null || v === undefined ? "—" : duration(v);
+}
+
+async function refreshAgentStats() {
+  if (!token) return;
+  statsAt = Date.now();
+  try {
+    const data = await api(token, "GET", "/api/v1/agents/stats");
+    agentStats = new Map(data.agents.map((a) => [a.agent_id, a]));
+    renderAgentStats();
+    $("agent-stats-updated").textContent = new Date().toLocaleTimeString();
+    if (intervalAgent) showAgentIntervals(intervalAgent);
+  } catch {
+    // the next refresh tries again (the queues' refresh reports a server that is gone)
+  }
+}
+
+let statsAt = 0; // when the figures were last asked for (this browser's clock)
+
+/** Fresh figures soon after a change, but at most every STATS_MIN_GAP_MS: a busy floor changes states
+ * all the time, and the read grows with the agents (bench/agent_stats.py). */
+function scheduleAgentStats() {
+  if (statsRefresh) return;
+  statsRefresh = setTimeout(() => {
+    statsRefresh = null;
+    refreshAgentStats();
+  }, Math.max(2000, statsAt + STATS_MIN_GAP_MS - Date.now()));
+}
+
+function statCells(f) {
+  return [el("td", {class: "num", dataset: {stat: "handled"}}, String(f.handled)),
+          el("td", {class: "num", dataset: {stat: "aht"}}, secs(f.aht_s)),
+          el("td", {class: "num", dataset: {stat: "hold"}}, secs(f.avg_hold_s)),
+          el("td", {class: "num", dataset: {stat: "occupancy"}}, pct(f.occupancy)),
+          ...SIGNED_IN.map((s) => el("td", {class: "num", dataset: {stat: s}}, ms(f[`ms_${s}`])))];
+}
+
+function renderAgentStats() {
+  const rows = [...agentStats.values()].sort((a, b) => a.agent_id.localeCompare(b.agent_id));
+  fill($("agent-stats-rows"), rows.map((s) => {
+    const a = agents.get(s.agent_id);
+    return el("tr", {dataset: {agentId: s.agent_id}},
+      el("td", {}, (a && a.name) || s.agent_id, a && a.name ? el("span", {class: "muted small"}, ` ${s.agent_id}`) : null),
+      ...statCells(s.total),
+      el("td", {class: "num", dataset: {stat: "signed-in"}}, ms(s.total.signed_in_ms)),
+      el("td", {}, el("button", {type: "button", class: "quiet", dataset: {intervals: s.agent_id}}, "By interval")));
+  }));
+}
+
+async function showAgentIntervals(agentId) {
+  try {
+    const data = await api(token, "GET", `/api/v1/agents/${encodeURIComponent(agentId)}/stats?by=interval`);
+    intervalAgent = agentId;
+    const entry = data.agents[0] || {rows: []};
+    $("agent-intervals").hidden = false;
+    $("agent-intervals").dataset.agentId = agentId;
+    $("agent-intervals-title").textContent = `${agentId} today by interval`;
+    fill($("agent-interval-rows"), entry.rows.map((r) => el("tr", {dataset: {start: r.start}},
+      el("td", {}, new Date(r.start).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"})), ...statCells(r))));
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+// --- today by interval (GET /api/v1/queues/{queue}/intervals) ------------------------------------------
+
+function fillHistoryQueues() {
+  const names = queues.map((q) => q.queue);
+  const select = $("history-queue");
+  if ([...select.options].map((o) => o.value).join(",") !== names.join(",")) {
+    fill(select, names.map((n) => el("option", {value: n}, n)));
+  }
+  if (!names.includes(historyQueue)) {
+    historyQueue = names[0] || "";
+    if (historyQueue) refreshHistory();
+  }
+  select.value = historyQueue;
+}
+
+let historyRefresh = null;
+let historyAt = 0;
+
+/** The chart again after queue events: at most every 10 s (a busy queue has events all the time). */
+function scheduleHistory() {
+  if (historyRefresh) return;
+  historyRefresh = setTimeout(() => {
+    historyRefresh = null;
+    refreshHistory();
+  }, Math.max(3000, historyAt + 10000 - Date.now()));
+}
+
+async function refreshHistory() {
+  if (!token || !historyQueue) return;
+  historyAt = Date.now();
+  const queue = historyQueue;
+  try {
+    const data = await api(token, "GET", `/api/v1/queues/${encodeURIComponent(queue)}/intervals`);
+    if (queue !== historyQueue) return;
+    const q = queues.find((x) => x.queue === queue) || {target: null, stats: {period: {service_level: {}}}};
+    const target = queueTarget(q);
+    const threshold = data.thresholds.map(String).includes(target.threshold) ? target.threshold : String(data.thresholds[0]);
+    $("history-chart").dataset.queue = queue;
+    drawIntervalChart($("history-chart"), dayShown(data.intervals), {threshold, target: target.share});
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) fill($("history-chart"), el("p", {class: "muted"}, "No figures yet."));
+  }
+}
+
+/** Today's intervals from an hour before the first call (at least the last 16): the quiet night is left out
+ * so that the bars stay readable; the CSV export has every interval. */
+function dayShown(intervals) {
+  const busy = intervals.findIndex((iv) => (iv.offered || 0) + (iv.answered || 0) + (iv.abandoned || 0) > 0);
+  const from = Math.max(0, Math.min(busy < 0 ? intervals.length : busy - 4, intervals.length - 16));
+  return intervals.slice(from);
+}
+
+// --- CSV exports ---------------------------------------------------------------------------------------------
+
+/** Fetch ``path`` as CSV with the token, and hand it to the browser as the download ``filename``. */
+async function download(path, filename) {
+  showError($("error"), null);
+  try {
+    const response = await fetch(path, {headers: {Authorization: `Bearer ${token}`, Accept: "text/csv"}, cache: "no-store"});
+    if (!response.ok) {
+      let err = null;
+      try { err = (await response.json()).error; } catch { err = null; }
+      throw new ApiError(response.status, err ? err.code : `http.${response.status}`,
+                         err ? err.message : `the server answered ${response.status}`);
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", {href: url, download: filename, hidden: true});
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 30000);
+  } catch (err) {
+    showError($("error"), err);
+  }
+}
+
+function today() {
+  const d = new Date();
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 }
 
 /** The agent's call: who and which queue; recorded or not; a Play button once its recording is stored. */
@@ -531,7 +772,8 @@ function onAgentState(ev) {
   const a = agents.get(ev.agent_id) || {agent_id: ev.agent_id, name: "", since: null, call_id: ""};
   const ts = Number(ev.ts) || serverNow();
   if (a.since && ts < a.since) return; // older than what the last fetch showed
-  Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || ""});
+  Object.assign(a, {state: ev.state, since: ts, reason: ev.reason || "", by: ev.by || ""});
+  if (!BUSY.has(ev.state) && ev.state !== "wrapup") a.pending = null; // a pending change applies then
   if (!ON_CALL.has(ev.state) && a.call_id) {
     calls.delete(a.call_id);
     Object.assign(a, {call_id: "", recording: "", recording_id: ""});
@@ -555,6 +797,11 @@ function onEvent(ev) {
   if (ev.type === "agent.state") {
     onAgentState(ev);
     scheduleAgents();
+    scheduleAgentStats();
+  } else if (ev.type === "agent.state_pending") {
+    const a = agents.get(ev.agent_id);
+    if (a) a.pending = {state: ev.state, by: ev.by || ""};
+    scheduleAgents();
   } else if (ev.type === "agent.phone") {
     const a = agents.get(ev.agent_id);
     if (a) a.phone = {mode: "registered", registered: Boolean(ev.registered), contacts: Number(ev.contacts) || 0};
@@ -572,7 +819,11 @@ function onEvent(ev) {
   } else if (floorControl(agents, ev)) {
     scheduleAgents();
   }
-  if (QUEUE_EVENTS.has(ev.type)) scheduleQueues();
+  if (QUEUE_EVENTS.has(ev.type)) {
+    scheduleQueues();
+    scheduleHistory();
+  }
+  if (ev.type === "call.ended") scheduleAgentStats();
   if (ev.type.startsWith("case.")) scheduleCases();
   if (ev.type === "campaign.progress" && campaigns.has(ev.campaign_id)) {
     Object.assign(campaigns.get(ev.campaign_id), {counts: ev.counts, state: ev.state});
@@ -597,23 +848,17 @@ function tick() {
 
 function loadSettings() {
   try {
-    Object.assign(settings, JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}"));
+    const saved = JSON.parse(localStorage.getItem(SETTINGS_KEY) || "{}");
+    settings.phone = typeof saved.phone === "string" ? saved.phone : "";
   } catch {
     // keep the defaults
   }
-  $("sl-target").value = settings.target;
-  $("wait-alert").value = settings.waitAlert;
   $("sup-phone").value = settings.phone || "";
 }
 
 function saveSettings() {
-  const target = Number($("sl-target").value), waitAlert = Number($("wait-alert").value);
-  if (target >= 1 && target <= 100) settings.target = target;
-  if (waitAlert >= 1) settings.waitAlert = waitAlert;
-  settings.threshold = $("sl-threshold").value || settings.threshold;
   settings.phone = $("sup-phone").value.trim();
-  localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
-  renderQueues();
+  localStorage.setItem(SETTINGS_KEY, JSON.stringify({phone: settings.phone})); // thresholds are the server's
 }
 
 function start() {
@@ -632,6 +877,34 @@ function start() {
   $("agent-rows").addEventListener("click", (event) => {
     const button = event.target.closest("button[data-play]");
     if (button) player.playId(button.dataset.play);
+    const force = event.target.closest("button[data-force]");
+    const row = force && force.closest("tr[data-agent-id]");
+    if (row) forceState(row.dataset.agentId, force.dataset.force, force.dataset.busy === "1", force);
+  });
+  $("agent-stats-rows").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-intervals]");
+    if (button) showAgentIntervals(button.dataset.intervals);
+  });
+  $("agent-intervals-close").addEventListener("click", () => {
+    intervalAgent = "";
+    $("agent-intervals").hidden = true;
+  });
+  $("agent-stats-csv").addEventListener("click", () => download("/api/v1/agents/stats?format=csv", `agent-stats-${today()}.csv`));
+  $("agent-intervals-csv").addEventListener("click", () => {
+    if (intervalAgent) {
+      download(`/api/v1/agents/${encodeURIComponent(intervalAgent)}/stats?by=interval&format=csv`,
+               `agent-stats-${intervalAgent}-${today()}.csv`);
+    }
+  });
+  $("intervals-csv").addEventListener("click", () => {
+    if (historyQueue) {
+      download(`/api/v1/queues/${encodeURIComponent(historyQueue)}/intervals?format=csv`,
+               `queue-${historyQueue}-${today()}.csv`);
+    }
+  });
+  $("history-queue").addEventListener("change", () => {
+    historyQueue = $("history-queue").value;
+    refreshHistory();
   });
   $("settings").addEventListener("submit", (event) => event.preventDefault());
   const saved = sessionStorage.getItem(TOKEN_KEY);

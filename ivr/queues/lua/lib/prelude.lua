@@ -163,6 +163,54 @@ local function stats_handled(queue, ms, held)
   if held and held > 0 then redis.call('HINCRBY', key, 'hold_ms', held) end
 end
 
+-- Agent statistics (ivr/queues/agent_stats.py): per agent one hash per statistics interval (the
+-- queues' interval length; kept 35 days, or the queues' keep if shorter: ~200 bytes each, and a floor
+-- has many more agents than queues), indexed by a ZSET of interval starts: ms_<state> (time spent in
+-- each state but offline, split at interval boundaries), handled, handle_ms, talk_ms, hold_ms.
+local AGENT_KEEP_S = math.min(STATS.keep_s, 35 * 86400)
+local function agent_stats_key(aid, start)
+  local key = k('agent', aid, 'interval', string.format('%d', start))
+  if redis.call('HSETNX', key, 'start', string.format('%d', start)) == 1 then
+    redis.call('HSET', key, 'length_s', STATS.interval_s)
+    redis.call('EXPIREAT', key, math.max(start + AGENT_KEEP_S, math.floor(NOW / 1000) + 3600))
+    local ikey = k('agent', aid, 'intervals')
+    redis.call('ZADD', ikey, start, start)
+    redis.call('ZREMRANGEBYSCORE', ikey, '-inf', '(' .. string.format('%d', math.floor(NOW / 1000) - AGENT_KEEP_S))
+    redis.call('EXPIRE', ikey, AGENT_KEEP_S)
+  end
+  return key
+end
+
+-- The agent spent [from_ms, to_ms) in `state`: add it to each interval it overlaps. Bounded: only the
+-- intervals that begin within the last 48 hours (or the keep window, if shorter) count, so one change
+-- writes at most 192 quarter hours (a state held for days is a forgotten sign-out); offline never counts.
+local AGENT_SPLIT_S = math.min(AGENT_KEEP_S, 2 * 86400)
+local function agent_state_time(aid, state, from_ms, to_ms)
+  if not state or state == 'offline' or not from_ms or to_ms <= from_ms then return end
+  local len = STATS.interval_s * 1000
+  local oldest = to_ms - AGENT_SPLIT_S * 1000
+  local t = math.max(from_ms, oldest + (len - oldest % len) % len)
+  while t < to_ms do
+    local start = t - t % len
+    local stop = math.min(to_ms, start + len)
+    redis.call('HINCRBY', agent_stats_key(aid, start / 1000), 'ms_' .. state, stop - t)
+    t = stop
+  end
+end
+
+-- The agent's part of a call ended: handle `ms` (talk + hold + wrap-up, as the queue counts it), of
+-- which `held` on hold and `wrapup_ms` wrap-up; talk is the rest.
+local function agent_handled(aid, ms, held, wrapup_ms)
+  if not aid or aid == '' then return end
+  local key = agent_stats_key(aid, math.floor(NOW / 1000) - math.floor(NOW / 1000) % STATS.interval_s)
+  ms = math.max(0, math.floor(ms + 0.5))
+  held = math.max(0, math.floor((held or 0) + 0.5))
+  redis.call('HINCRBY', key, 'handled', 1)
+  redis.call('HINCRBY', key, 'handle_ms', ms)
+  redis.call('HINCRBY', key, 'hold_ms', held)
+  redis.call('HINCRBY', key, 'talk_ms', math.max(0, ms - held - math.floor((wrapup_ms or 0) + 0.5)))
+end
+
 -- Queue history for wait estimates (ivr/queues/estimate.py): exponentially weighted averages in
 -- the queue's stats hash, updated as calls are answered and end.
 local EWMA_ALPHA = 0.25
@@ -189,7 +237,8 @@ end
 
 -- An answered call of `queue` ended: its handle time (talk + hold + wrap-up) in ms, `held` ms of it
 -- on hold (the handle time runs from the answer, so the hold is in it already).
-local function record_handled(queue, ms, held)
+local function record_handled(queue, ms, held, aid, wrapup_ms)
+  agent_handled(aid, ms, held, wrapup_ms)  -- the agent's own figures (agent statistics, above)
   if not queue then return end
   stats_handled(queue, ms, held)
   local skey = k('queue', queue, 'stats')
@@ -240,14 +289,25 @@ end
 -- The single place agent state changes; keeps the idle indexes in step with it. An agent that stops
 -- being reserved while it holds a case's follow-up task (`task`: it went on break, logged off...)
 -- gives the task back (cases.lua): the case is offered again.
-local function set_agent_state(aid, state, reason)
+local function set_agent_state(aid, state, reason, by)
   local key = k('agent', aid)
   local prev = redis.call('HGET', key, 'state')
+  -- agent statistics: the time spent in the state it leaves (or enters again: state_since restarts)
+  agent_state_time(aid, prev, tonumber(redis.call('HGET', key, 'state_since') or ''), NOW)
+  -- a supervisor's change asked while the agent was on a call (agent_force.lua) applies once the call
+  -- and its wrap-up are over, unless the agent signs out itself
+  if state ~= 'reserved' and state ~= 'oncall' and state ~= 'wrapup' then
+    local p = redis.call('HMGET', key, 'pending_state', 'pending_reason', 'pending_by')
+    if p[1] then
+      redis.call('HDEL', key, 'pending_state', 'pending_reason', 'pending_by', 'pending_at')
+      if state ~= 'offline' then state, reason, by = p[1], p[2] or '', p[3] or '' end
+    end
+  end
   if state ~= 'reserved' then
     local task = redis.call('HGET', key, 'task')
     if task then CS.task_left(task, aid, state) end
   end
-  redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '')
+  redis.call('HSET', key, 'state', state, 'state_since', NOW, 'reason', reason or '', 'state_by', by or '')
   local skills = agent_skills(aid)
   R.index_agent(aid, skills, state == 'available')
   for s, _ in pairs(skills) do  -- logged-in agents per skill, for wait estimates
@@ -265,7 +325,7 @@ local function set_agent_state(aid, state, reason)
     -- into wrap-up: its deadline (set just before, see release_agent), so every desktop counts down to it
     local wrapup_until = state == 'wrapup' and tonumber(redis.call('ZSCORE', k('wrapup'), aid)) or nil
     emit('agent.state', {agent_id = aid, state = state, previous = prev or 'unknown', reason = reason or '',
-                         wrapup_until = wrapup_until})
+                         wrapup_until = wrapup_until, by = (by ~= '' and by) or nil})  -- by: a supervisor only
   end
 end
 
@@ -304,6 +364,8 @@ end
 
 -- Offer the best waiting caller (priority, then time) agent `aid` qualifies for (routing.lua).
 local function match_agent(aid)
+  -- not available after all: a pending change of a supervisor's applied instead (set_agent_state)
+  if redis.call('HGET', k('agent', aid), 'state') ~= 'available' then return false end
   return R.match_agent(aid)
 end
 
@@ -351,7 +413,8 @@ local function finish_call(cid, reason, wrapup, ttl, lost, resume_s)
     if c.held_at then redis.call('HINCRBYFLOAT', ckey, 'hold_s', (NOW - tonumber(c.held_at)) / 1000.0) end
     redis.call('HDEL', ckey, 'held_at')
     if not lost then
-      record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, held)
+      record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, held,
+                     c.agent_id, wrapup * 1000)
     end
     release_agent(cid, c.agent_id, wrapup, lost and 'call_lost' or '')
     -- a consult or conference target agent: wrap-up when it talked, available when it was only rung

@@ -10,7 +10,8 @@ if c.state ~= 'connected' and c.state ~= 'held' then return false end
 if c.held_at then redis.call('HINCRBYFLOAT', ckey, 'hold_s', (NOW - tonumber(c.held_at)) / 1000.0) end
 redis.call('HDEL', ckey, 'held_at', 'muted')
 set_call_state(ckey, 'ivr', 'agent_left_at', NOW)
-record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, hold_ms(c))
+record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, hold_ms(c),
+               c.agent_id, wrapup * 1000)
 release_agent(cid, c.agent_id, wrapup, '')
 emit('call.agent_left', {call_id = cid, agent_id = c.agent_id or '', queue = c.queue or '',
                          talk_s = (NOW - tonumber(c.answered_at or NOW)) / 1000.0})

@@ -37,7 +37,8 @@ end
 local function release_current(reason)
   local aid = c.agent_id
   if aid and aid ~= '' then
-    record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, hold_ms(c))
+    record_handled(c.queue, NOW - tonumber(c.agent_since or c.answered_at or NOW) + wrapup * 1000, hold_ms(c),
+                   aid, wrapup * 1000)
     release_agent(cid, aid, wrapup, reason)
   end
   return aid or ''
