@@ -19,17 +19,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.errors import Conflict
 from ivr.core.events import AgentState
-from ivr.cti.app import init_app
 from ivr.queues.agent_stats import AgentStatsStore, add_running, local_days
 from ivr.queues.stats import StatsConfig, iso
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer, free_port
+from tests.service.pages import serving
 
 PREFIX = "ags"
 INTERVAL = 900
@@ -242,12 +241,8 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
 
 @pytest.fixture
 async def api(settings: Settings, redis: Redis) -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    async with aiohttp.ClientSession() as http:
-        yield f"http://127.0.0.1:{settings.api.port}", http
-    await runner.cleanup()
+    async with serving(settings) as url, aiohttp.ClientSession() as http:
+        yield url, http
 
 
 async def test_agent_stats_api_roles_params_and_csv(api: tuple[str, aiohttp.ClientSession], redis: Redis) -> None:

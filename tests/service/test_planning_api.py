@@ -18,20 +18,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from playwright.async_api import Browser, expect
 from redis.asyncio import Redis
 
 from ivr.core.config import DEMO_USERS, Settings
 from ivr.core.events import AgentState
-from ivr.cti.app import init_app
 from ivr.cti.planning import FORECAST_CSV, STAFFING_CSV
 from ivr.planning.erlang import required_agents
 from ivr.planning.forecast import build_history
 from ivr.planning.service import clear_cache, local_midnight, read_history, read_intervals, staffing_now
 from ivr.queues.store import QueueStore
-from tests.browser import chromium, open_tab
+from tests.browser import open_tab
 from tests.conftest import RedisServer, free_port
+from tests.service.pages import serving
 
 PREFIX = "planapi"
 SUPER = {"Authorization": "Bearer super1-demo-token"}
@@ -74,11 +73,8 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
 @pytest.fixture
 async def api(settings: Settings) -> AsyncIterator[str]:
     clear_cache()
-    runner = web.AppRunner(init_app(settings))
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", settings.api.port).start()
-    yield f"http://127.0.0.1:{settings.api.port}"
-    await runner.cleanup()
+    async with serving(settings) as url:
+        yield url
 
 
 @pytest.fixture
@@ -229,12 +225,6 @@ async def test_roles_unknown_queues_and_bad_parameters(api: str, store: QueueSto
     # a day long past: nothing to learn from, nothing forecast
     status, old = await get(api, "/api/v1/queues/billing/forecast", date="1999-01-01")
     assert status == 200 and old["method"] is None and all(r["offered"] == 0 for r in old["intervals"])
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with chromium() as b:
-        yield b
 
 
 async def test_the_wallboard_charts_forecast_and_actual_and_the_shortfall(
