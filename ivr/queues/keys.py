@@ -498,8 +498,36 @@ class Keys:
         return self._k("quality", recording_id, "reviews")
 
     # --- alerts (issue 21: ivr.alerts) -------------------------------------------------------------
-    def alerts_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
-        return self._k("alerts")
+    @property
+    def alerts_active(self) -> str:
+        """HASH of the alerts raised and not yet cleared: ``<rule>|<queue>`` -> the alert's JSON (one per
+        rule and queue: the deduplication; ``queue`` "" for a system rule)."""
+        return self._k("alerts", "active")
+
+    @property
+    def alerts_pending(self) -> str:
+        """HASH ``<rule>|<queue>`` -> epoch ms since when the condition to raise (inactive) or to clear
+        (active) holds: the hysteresis timers, kept in Redis so that a new evaluator goes on with them."""
+        return self._k("alerts", "pending")
+
+    @property
+    def alerts_history(self) -> str:
+        """ZSET of alert ids by raised_at (epoch ms), kept ``alerts.history_days`` and capped."""
+        return self._k("alerts", "history")
+
+    @property
+    def alerts_seq(self) -> str:
+        """STRING counter of alert ids."""
+        return self._k("alerts", "seq")
+
+    @property
+    def alerts_lease(self) -> str:
+        """STRING: the API instance that evaluates the rules (expires unless renewed)."""
+        return self._k("alerts", "lease")
+
+    def alert(self, alert_id: str) -> str:
+        """STRING: one alert's JSON (raised, acknowledged, cleared), expiring with the history."""
+        return self._k("alert", alert_id)
 
     # --- agent statistics (issue 21: per-agent figures by interval) --------------------------------
     def agent_stats_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
