@@ -63,7 +63,7 @@ async def test_an_alert_is_raised_after_for_s_once_and_cleared_with_hysteresis(
     assert await ev.evaluate(T0) == ([], [])  # the condition starts: a timer, no alert
     assert await ev.alerts.pending() == {"queue_full|billing": T0}
     assert await ev.evaluate(T0 + 9_999) == ([], [])
-    raised, cleared = await ev.evaluate(T0 + 10_000)  # type: ignore[misc]
+    raised, cleared = await ev.evaluate(T0 + 10_000)
     assert [a["rule"] for a in raised] == ["queue_full"] and not cleared
     alert = raised[0]
     assert alert["queue"] == "billing" and alert["value"] == 2 and alert["severity"] == "critical"
@@ -87,7 +87,7 @@ async def test_an_alert_is_raised_after_for_s_once_and_cleared_with_hysteresis(
     await store.leave_queue("c4", "timeout")
     assert await ev.evaluate(T0 + 61_000) == ([], [])
     assert await ev.evaluate(T0 + 80_999) == ([], [])
-    raised, cleared = await ev.evaluate(T0 + 81_000)  # type: ignore[misc]
+    raised, cleared = await ev.evaluate(T0 + 81_000)
     assert not raised and [a["id"] for a in cleared] == [alert["id"]]
     assert await ev.alerts.active() == []
     stored = await ev.alerts.get(alert["id"])
@@ -111,7 +111,7 @@ async def test_a_dip_restarts_the_raise_timer(redis_server: RedisServer, store: 
     await caller(store, "c3")
     assert await ev.evaluate(T0 + 10_000) == ([], [])  # a new timer from here
     assert await ev.alerts.pending() == {"queue_full|billing": T0 + 10_000}
-    raised, _ = await ev.evaluate(T0 + 20_000)  # type: ignore[misc]
+    raised, _ = await ev.evaluate(T0 + 20_000)
     assert [a["rule"] for a in raised] == ["queue_full"]
 
 
@@ -125,7 +125,7 @@ async def test_the_lease_moves_and_the_new_evaluator_goes_on_with_the_timers(
     assert await b.evaluate(T0 + 1_000) is None  # a holds the lease: b does nothing
     assert await a.alerts.lease_holder() == "api-a"
     await redis.delete(f"{PREFIX}:alerts:lease")  # a died: its lease expired
-    raised, _ = await b.evaluate(T0 + 10_000)  # type: ignore[misc]
+    raised, _ = await b.evaluate(T0 + 10_000)
     assert [x["rule"] for x in raised] == ["queue_full"]  # a's timer went on: raised at T0 + for_s
     assert await a.evaluate(T0 + 11_000) is None  # a is back: b holds the lease now
     assert await b.evaluate(T0 + 12_000) == ([], [])  # not raised again
@@ -144,7 +144,7 @@ async def test_acknowledging_keeps_the_alert_active_until_it_clears(
                         owner="api-1")
     await caller(store, "c1")
     await caller(store, "c2")
-    raised, _ = await ev.evaluate(T0)  # type: ignore[misc]
+    raised, _ = await ev.evaluate(T0)
     aid = raised[0]["id"]
     acked = await ev.alerts.acknowledge(aid, by="super1", now_ms=T0 + 1)
     assert acked["acked_by"] == "super1" and acked["acked_at"] == T0 + 1
@@ -155,7 +155,7 @@ async def test_acknowledging_keeps_the_alert_active_until_it_clears(
         await ev.alerts.acknowledge("AL999", by="super1", now_ms=T0)
     await store.leave_queue("c1", "timeout")
     await store.leave_queue("c2", "timeout")
-    _, cleared = await ev.evaluate(T0 + 5)  # type: ignore[misc]
+    _, cleared = await ev.evaluate(T0 + 5)
     assert [a["id"] for a in cleared] == [aid]
     with pytest.raises(Conflict):
         await ev.alerts.acknowledge(aid, by="super1", now_ms=T0 + 6)
@@ -209,7 +209,7 @@ async def test_service_level_over_the_window_needs_min_calls(redis_server: Redis
         await store.end_call(cid, reason="caller_hangup", wrapup_s=0, ttl_s=3600)
     fig = await ev.collector.collect()
     assert fig.values["sl|billing"] == pytest.approx(1 / 3)
-    raised, _ = await ev.evaluate(T0)  # type: ignore[misc]
+    raised, _ = await ev.evaluate(T0)
     assert raised[0]["message"] == "billing: service level (10 s) 33% below 80%"
     # with more calls needed than there were: no verdict, the alert stays
     ev2 = AlertEvaluator(store, settings_with(redis_server, sl.model_copy(update={"min_calls": 10})), owner="api-1")
@@ -235,7 +235,7 @@ async def test_the_staffing_gap_counts_the_agents_signed_in_and_not_on_break(
     fig = await ev.collector.collect()
     assert fig.queues["billing"].signed_in == 1 and fig.queues["billing"].required == 3
     assert fig.values["short|billing"] == 2 and fig.values["short|sales"] is None
-    raised, _ = await ev.evaluate(T0)  # type: ignore[misc]
+    raised, _ = await ev.evaluate(T0)
     assert [(a["queue"], a["message"]) for a in raised] == [("billing", "billing: agents short of the need 2 above 0")]
 
 
@@ -276,10 +276,10 @@ async def test_speech_down_follows_the_speech_services_healthz(
     ev = AlertEvaluator(store, s, owner="api-1")
     assert await ev.evaluate(T0) == ([], [])
     state["status"] = 503  # the model is not loaded
-    raised, _ = await ev.evaluate(T0 + 1000)  # type: ignore[misc]
+    raised, _ = await ev.evaluate(T0 + 1000)
     assert [a["message"] for a in raised] == ["speech service down"] and raised[0]["queue"] == ""
     state["status"] = 200
-    _, cleared = await ev.evaluate(T0 + 2000)  # type: ignore[misc]
+    _, cleared = await ev.evaluate(T0 + 2000)
     assert len(cleared) == 1
 
 
@@ -287,8 +287,10 @@ async def test_an_alert_whose_rule_is_switched_off_clears(redis_server: RedisSer
     rule = WAITING.model_copy(update={"for_s": 0})
     await caller(store, "c1")
     await caller(store, "c2")
-    raised, _ = await AlertEvaluator(store, settings_with(redis_server, rule), owner="x").evaluate(T0)  # type: ignore[misc]
+    raised, _ = await AlertEvaluator(store, settings_with(redis_server, rule), owner="x").evaluate(T0)
     assert len(raised) == 1
-    off = settings_with(redis_server, rule, routing={"queues": {"billing": {"alerts": {"queue_full": {"enabled": False}}}}})
-    _, cleared = await AlertEvaluator(store, off, owner="x").evaluate(T0 + 1)  # type: ignore[misc]
-    assert [a["id"] for a in cleared] == [raised[0]["id"]] and cleared[0]["clear_message"].endswith("no longer in force")
+    off = settings_with(redis_server, rule,
+                        routing={"queues": {"billing": {"alerts": {"queue_full": {"enabled": False}}}}})
+    _, cleared = await AlertEvaluator(store, off, owner="x").evaluate(T0 + 1)
+    assert [a["id"] for a in cleared] == [raised[0]["id"]]
+    assert cleared[0]["clear_message"] == "billing: queue_full no longer in force"
