@@ -948,7 +948,80 @@ OPERATIONS.update({
 })
 
 # --- alerts (issue 21) --------------------------------------------------------------------------------------
-_ALERTS_SECTION = "alerts"  # placeholder: keeps the sections apart; removed at merge
+from ivr.cti import alerts as cti_alerts  # noqa: E402 - kept in this section (issue 21's sections merge apart)
+
+_NUM_OR_NULL: Schema = {"type": ["number", "null"]}
+_INT_OR_NULL: Schema = {"type": ["integer", "null"]}
+_STR_OR_NULL: Schema = {"type": ["string", "null"]}
+_RULE: Schema = {
+    "type": "object", "required": ["name", "metric", "queue", "threshold", "clear_at", "direction", "for_s",
+                                   "clear_for_s", "severity", "sound"],
+    "properties": {
+        "name": {"type": "string"}, "metric": {"type": "string"}, "queue": _STR_OR_NULL,
+        "threshold": {"type": "number"}, "clear_at": {"type": "number", "description": "the hysteresis level"},
+        "direction": {"enum": ["above", "below"]}, "for_s": {"type": "number"}, "clear_for_s": {"type": "number"},
+        "window_s": {"type": "integer"}, "min_calls": {"type": "integer"},
+        "severity": {"enum": ["info", "warning", "critical"]}, "sound": {"type": "boolean"},
+        "threshold_s": _INT_OR_NULL}}
+SCHEMAS.update({
+    "Alert": {
+        "type": "object",
+        "required": ["id", "rule", "metric", "queue", "severity", "value", "threshold", "clear_at", "direction",
+                     "message", "sound", "raised_at", "cleared_at", "acked_by", "acked_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": cti_alerts.ALERT_ID}, "rule": {"type": "string"},
+            "metric": {"type": "string"}, "queue": {"type": "string", "description": "\"\" for a system rule"},
+            "severity": {"enum": ["info", "warning", "critical"]},
+            "value": {**_NUM_OR_NULL, "description": "the value measured when raised"},
+            "threshold": _NUM_OR_NULL, "clear_at": _NUM_OR_NULL, "direction": {"enum": ["above", "below"]},
+            "threshold_s": {**_INT_OR_NULL, "description": "service_level: the answer time it is measured at"},
+            "message": {"type": "string"}, "sound": {"type": "boolean"},
+            "raised_at": {**_INT_OR_NULL, "description": "epoch ms"}, "cleared_at": _INT_OR_NULL,
+            "clear_value": _NUM_OR_NULL, "clear_message": _STR_OR_NULL,
+            "acked_by": _STR_OR_NULL, "acked_at": _INT_OR_NULL}},
+    "AlertList": {"type": "object", "required": ["alerts", "counts", "at"],
+                  "properties": {"alerts": {"type": "array", "items": ref("Alert")},
+                                 "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                 "at": {"type": "integer"}}},
+    "AlertHistory": {"type": "object", "required": ["alerts", "next_cursor"],
+                     "properties": {"alerts": {"type": "array", "items": ref("Alert")},
+                                    "next_cursor": {**_STR_OR_NULL, "description": "give it as `cursor` (same "
+                                                    "filters) for the next page"}}},
+    "AlertRules": {"type": "object", "required": ["system", "queues"],
+                   "properties": {"system": {"type": "array", "items": _RULE},
+                                  "queues": {"type": "object", "additionalProperties": {"type": "array",
+                                                                                         "items": _RULE}}}},
+})
+OPERATIONS.update({
+    ("GET", "/api/v1/alerts"): Operation(
+        "The active floor alerts", "alerts", STAFF, response=ref("AlertList"),
+        description="Most severe first, then oldest first; one per rule and queue. `counts`: active alerts per "
+                    "severity. Live changes come as `alert.raised`, `alert.acknowledged` and `alert.cleared` on "
+                    "the floor feed (docs/alerts.md)."),
+    ("GET", "/api/v1/alerts/history"): Operation(
+        "Alerts raised, newest first", "alerts", STAFF, response=ref("AlertHistory"),
+        params=(Param("since", TIME_SCHEMA, "alerts raised at or after (ISO 8601 or epoch seconds; at most "
+                                            "`alerts.history_days` ago)"),
+                Param("until", TIME_SCHEMA, "alerts raised before (excluded)"),
+                Param("queue", NAME_SCHEMA, "one queue"), Param("rule", NAME_SCHEMA, "one rule"),
+                Param("severity", {"type": "string", "pattern": cti_alerts.SEVERITY_LIST},
+                      "severities, comma-separated"),
+                Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the previous page's `next_cursor`"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": cti_alerts.HISTORY_LIMIT_MAX,
+                                "default": cti_alerts.HISTORY_LIMIT_DEFAULT}, "most alerts to return")),
+        description="Active and cleared alerts by the time they were raised. A page may be short (5,000 alerts "
+                    "are looked at per page at most) with a `next_cursor` to go on."),
+    ("GET", "/api/v1/alerts/rules"): Operation(
+        "The alert rules in force", "alerts", STAFF, response=ref("AlertRules"),
+        description="`alerts.rules` with each queue's changes (`routing.queues.<q>.alerts`) and the defaults "
+                    "each metric takes (the service level's threshold is the queue's target): the system rules "
+                    "and, per queue (the configured ones and those in Redis), the queue rules."),
+    ("POST", "/api/v1/alerts/{id}/ack"): Operation(
+        "Acknowledge an active alert", "alerts", STAFF, response=ref("Alert"), errors=(404, 409),
+        description="Records who and when (audited: `alert.ack`) and emits `alert.acknowledged`: the "
+                    "wallboards dim the alert and stop its sound. It stays active until it clears; a second "
+                    "acknowledgement keeps the first. 409 `alert.not_active` once it cleared."),
+})
 
 # --- planning: forecast and staffing (issue 21) -------------------------------------------------------------
 _PLANNING_SECTION = "planning"  # placeholder: keeps the sections apart; removed at merge
