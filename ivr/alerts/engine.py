@@ -42,7 +42,7 @@ from ivr.core.errors import NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.planning.service import StaffingNow, staffing_now
-from ivr.queues.alerts_store import AlertStore, NotLeader, alert_key
+from ivr.queues.alerts_store import AlertStore, NotLeader, alert_key, worker_capacity
 from ivr.queues.stats import Interval, QueueStats, merge
 from ivr.queues.store import QueueStore
 
@@ -120,22 +120,7 @@ async def queue_list(store: QueueStore, settings: Settings) -> list[str]:
 
 async def worker_load(store: QueueStore) -> float | None:
     """Calls held / caller slots of the live workers (a draining worker has 0 slots); None: none alive."""
-    names = (await store.worker_names())[:MAX_WORKERS]
-    if not names:
-        return None
-    keys = store.keys
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for w in names:
-            pipe.exists(keys.worker_alive(w))
-            pipe.get(keys.worker_slots(w))
-            pipe.scard(keys.worker_calls(w))
-        res = await pipe.execute()
-    slots = busy = 0
-    for i in range(len(names)):
-        alive, s, calls = res[3 * i:3 * i + 3]
-        if alive:
-            slots += int(s or 0)
-            busy += int(calls or 0)
+    busy, slots = await worker_capacity(store, MAX_WORKERS)
     return busy / slots if slots > 0 else (1.0 if busy else None)
 
 

@@ -23,6 +23,7 @@ from ivr.core.errors import Conflict, IvrError, NotFound
 from ivr.core.event_catalogue import VERSION
 from ivr.queues.keys import Keys
 from ivr.queues.scripts import lua_source
+from ivr.queues.store import QueueStore
 
 HISTORY_MAX = 100_000  # alerts kept in the history at most (the oldest go first)
 HISTORY_BUDGET = 5000  # history entries one page looks at, at most
@@ -186,6 +187,28 @@ class AlertStore:
             raw = await self.redis.zrevrangebyscore(key, hi, since_ms, start=0, num=n, withscores=True)
         rows = [(_s(m), int(sc)) for m, sc in raw]
         return [(m, sc) for m, sc in rows if since_ms <= sc < until_ms] if rank is not None else rows
+
+
+async def worker_capacity(store: QueueStore, max_workers: int) -> tuple[int, int]:
+    """(calls held, caller slots) of the live workers (the first ``max_workers`` by name): what the
+    workers' heartbeats say (``register_worker(slots=)``; a draining worker has 0 slots)."""
+    names = (await store.worker_names())[:max_workers]
+    if not names:
+        return 0, 0
+    keys = store.keys
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for w in names:
+            pipe.exists(keys.worker_alive(w))
+            pipe.get(keys.worker_slots(w))
+            pipe.scard(keys.worker_calls(w))
+        res = await pipe.execute()
+    slots = busy = 0
+    for i in range(len(names)):
+        alive, s, calls = res[3 * i:3 * i + 3]
+        if alive:
+            slots += int(s or 0)
+            busy += int(calls or 0)
+    return busy, slots
 
 
 def counts(alerts: Sequence[Mapping[str, Any]]) -> dict[str, int]:

@@ -15,7 +15,9 @@ from redis.asyncio import Redis
 
 from ivr.alerts.engine import AlertEvaluator
 from ivr.core.config import DEMO_USERS, AlertRule, Settings
+from ivr.core.events import AgentState
 from ivr.cti.app import init_app
+from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
 from tests.conftest import RedisServer, free_port
 
@@ -26,7 +28,9 @@ ADMIN = {"Authorization": "Bearer admin-demo-token"}
 RULES = [AlertRule(name="queue_full", metric="waiting", threshold=1, clear_at=0, for_s=0, clear_for_s=0,
                    severity="critical", sound=True),
          AlertRule(name="long_wait", metric="longest_wait_s", threshold=3600, for_s=0),
-         AlertRule(name="dead_letters", metric="dead_letters", threshold=0, for_s=0)]
+         AlertRule(name="dead_letters", metric="dead_letters", threshold=0, for_s=0),
+         AlertRule(name="sl", metric="service_level", threshold=0.8, for_s=86400, min_calls=2),
+         AlertRule(name="workers", metric="worker_load", threshold=0.9, for_s=86400)]
 
 
 @pytest.fixture
@@ -34,7 +38,8 @@ def settings(tmp_path: Path, redis_server: RedisServer) -> Settings:
     return Settings(users=DEMO_USERS, var_dir=tmp_path / "var", redis={"url": redis_server.url, "prefix": PREFIX},
                     api={"host": "127.0.0.1", "port": free_port()}, speech={"enabled": False},
                     alerts={"enabled": False, "rules": RULES},  # the test drives the evaluator itself
-                    routing={"queues": {"vip": {"alerts": {"queue_full": {"threshold": 0, "severity": "warning"}}}}})
+                    routing={"short_abandon_s": 0,
+                             "queues": {"vip": {"alerts": {"queue_full": {"threshold": 0, "severity": "warning"}}}}})
 
 
 @pytest.fixture
@@ -47,8 +52,8 @@ async def api(settings: Settings, redis: Redis) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def store(redis: Redis) -> QueueStore:
-    return QueueStore(redis, prefix=PREFIX)
+def store(redis: Redis, settings: Settings) -> QueueStore:
+    return QueueStore(redis, prefix=PREFIX, stats=StatsConfig.from_routing(settings.routing))
 
 
 async def get(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> tuple[int, Any]:
@@ -141,10 +146,37 @@ async def test_the_rules_in_force_per_queue(api: str, http: aiohttp.ClientSessio
     await two_waiting(store, "sales")  # a queue known from Redis only
     status, body = await get(http, f"{api}/api/v1/alerts/rules", SUPER)
     assert status == 200
-    assert [r["name"] for r in body["system"]] == ["dead_letters"]
+    assert [r["name"] for r in body["system"]] == ["dead_letters", "workers"]
     assert sorted(body["queues"]) == ["sales", "vip"]
     vip = {r["name"]: r for r in body["queues"]["vip"]}
     assert vip["queue_full"]["threshold"] == 0 and vip["queue_full"]["severity"] == "warning"
     assert vip["queue_full"]["clear_at"] == 0 and vip["long_wait"]["direction"] == "above"
     sales = {r["name"]: r for r in body["queues"]["sales"]}
     assert sales["queue_full"]["threshold"] == 1 and sales["queue_full"]["severity"] == "critical"
+
+
+async def test_metrics_has_the_gauges_the_prometheus_rules_read(
+        api: str, http: aiohttp.ClientSession, settings: Settings, store: QueueStore) -> None:
+    await store.register_agent("a1", name="A1", skills={"billing": 3}, sip_uri=None, languages=["en"])
+    await two_waiting(store, "billing")  # nobody available yet: both wait
+    await store.set_agent_state("a1", AgentState.AVAILABLE)  # takes the first caller
+    call = await store.get_call("billing-1")
+    assert call is not None and call.get("offer_id")
+    await store.offer_answered("billing-1", str(call["offer_id"]))
+    await store.end_call("billing-2", reason="caller_hangup", wrapup_s=0, ttl_s=3600)  # the other gives up
+    await two_waiting(store, "vip")
+    await store.register_worker("w0", "h:1", ttl_s=30, slots=4)  # holds billing-1 and vip's two callers
+    await AlertEvaluator(store, settings, owner="test").evaluate()
+    async with http.get(f"{api}/metrics", headers=SUPER) as r:
+        assert r.status == 200
+        text = await r.text()
+    lines = set(text.splitlines())
+    assert 'ivr_queue_service_level{queue="billing",threshold="10",window="1800"} 0.5' in lines
+    assert 'ivr_queue_abandon_rate{queue="billing",window="1800"} 0.5' not in lines  # no abandon rule: not measured
+    assert 'ivr_queue_agents_signed_in{queue="billing"} 1.0' in lines
+    assert "ivr_worker_load 0.75" in lines
+    assert 'ivr_alerts_active{severity="warning"} 1.0' in lines  # vip's queue_full (its own severity)
+    assert 'ivr_alerts_active{severity="critical"} 0.0' in lines
+    assert "ivr_speech_up" not in text  # speech.enabled is off
+    async with http.get(f"{api}/metrics", headers=AGENT) as r:
+        assert r.status == 403
