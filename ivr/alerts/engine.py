@@ -38,12 +38,11 @@ import aiohttp
 from ivr.alerts.config import EffectiveRule, rules_for
 from ivr.alerts.evaluator import evaluate
 from ivr.core.config import Settings
-from ivr.core.errors import NotFound
 from ivr.core.events import AgentState
 from ivr.core.logging import get_logger
 from ivr.planning.service import StaffingNow, staffing_now
-from ivr.queues.alerts_store import AlertStore, NotLeader, alert_key, worker_capacity
-from ivr.queues.stats import Interval, QueueStats, merge
+from ivr.queues.alerts_store import AlertStore, NotLeader, QueueNow, alert_key, worker_capacity
+from ivr.queues.stats import Interval, merge
 from ivr.queues.store import QueueStore
 
 log = get_logger(__name__)
@@ -143,25 +142,33 @@ class Collector:
     """Reads the figures of every rule in force (and the Prometheus gauges)."""
 
     def __init__(self, store: QueueStore, settings: Settings, *, webhooks: WebhookFigures | None = None,
-                 staffing: Staffing = staffing_now, probe: Probe | None = None) -> None:
+                 staffing: Staffing = staffing_now, probe: Probe | None = None,
+                 alerts: AlertStore | None = None) -> None:
         self.store, self.settings, self.webhooks, self.staffing = store, settings, webhooks, staffing
         self.probe = probe if probe is not None else speech_probe(settings)
+        self.alerts = alerts or AlertStore(store.redis, store.keys.prefix, settings.routing.events_maxlen)
 
     async def collect(self, now_s: float | None = None) -> Figures:
         now_s = time.time() if now_s is None else now_s
         fig = Figures(now_s)
-        for queue in await queue_list(self.store, self.settings):
-            rules = rules_for(self.settings, queue)
-            fig.rules.extend(rules)
-            fig.queues[queue] = await self._queue(queue, rules, now_s, fig.values)
+        queues = await queue_list(self.store, self.settings)
+        rules = {q: rules_for(self.settings, q) for q in queues}
+        windows = [r.window_s for rs in rules.values() for r in rs if r.metric in ("service_level", "abandon_rate")]
+        since = int(now_s - max([*windows, 1800]))
+        since -= since % self.store.stats_config.interval_s
+        snapshot = {q.queue: q for q in await self.alerts.queues_now(queues, since)} if queues else {}
+        agents = await self.alerts.agents_by_skill() if queues else {}
+        for queue in queues:
+            fig.rules.extend(rules[queue])
+            now = snapshot[queue]
+            fig.queues[queue] = await self._queue(now, agents.get(now.skill or queue, {}), rules[queue], now_s,
+                                                  fig.values)
         system = rules_for(self.settings, None)
         fig.rules.extend(system)
-        metrics = {r.metric for r in system}
         if self.webhooks is not None:
             fig.webhook_backlog = sum((await self.webhooks.backlog()).values())
             fig.dead_letters = await self.webhooks.dead_count()
-        if "worker_load" in metrics or not system:
-            fig.worker_load = await worker_load(self.store)
+        fig.worker_load = await worker_load(self.store)
         if self.settings.speech.enabled:
             fig.speech_up = await self.probe()
         for r in system:
@@ -172,22 +179,12 @@ class Collector:
             fig.values[alert_key(r.name, None)] = None if v is None else float(v)
         return fig
 
-    async def _queue(self, queue: str, rules: Sequence[EffectiveRule], now_s: float,
+    async def _queue(self, now: QueueNow, agents: dict[str, int], rules: Sequence[EffectiveRule], now_s: float,
                      values: dict[str, float | None]) -> QueueFigures:
         cfg = self.store.stats_config
-        windowed = [r.window_s for r in rules if r.metric in ("service_level", "abandon_rate")]
-        longest_window = max([*windowed, 1800])
-        since = int(now_s - longest_window)
-        stats: QueueStats | None
-        try:
-            stats = await self.store.queue_stats(queue, since_s=since - since % cfg.interval_s)
-        except NotFound:
-            stats = None
-        q = QueueFigures(queue)
-        if stats is not None:
-            q.waiting, q.longest_wait_s = stats.waiting, stats.longest_wait_s
-            q.signed_in = sum(n for s, n in stats.agents.items() if s not in NOT_STAFFING)
-        period = stats.period if stats is not None else []
+        queue = now.queue
+        q = QueueFigures(queue, now.waiting, now.longest_wait_s,
+                         sum(n for s, n in agents.items() if s not in NOT_STAFFING))
         if any(r.metric == "staffing_gap" for r in rules):
             need = await self.staffing(self.store, self.settings, queue, now_s)
             q.required = need.required if need is not None else None
@@ -195,10 +192,10 @@ class Collector:
             v: float | None = None
             if r.metric == "service_level":
                 t = r.threshold_s or min(cfg.service_level_s)
-                v = sl2(window_figures(period, now_s, r.window_s, cfg.interval_s), t, r.min_calls)
+                v = sl2(window_figures(now.intervals, now_s, r.window_s, cfg.interval_s), t, r.min_calls)
                 q.service_level[(t, r.window_s)] = v
             elif r.metric == "abandon_rate":
-                v = abandon_rate(window_figures(period, now_s, r.window_s, cfg.interval_s), r.min_calls)
+                v = abandon_rate(window_figures(now.intervals, now_s, r.window_s, cfg.interval_s), r.min_calls)
                 q.abandon_rate[r.window_s] = v
             elif r.metric == "longest_wait_s":
                 v = q.longest_wait_s
@@ -223,7 +220,8 @@ class AlertEvaluator:
         self.store, self.settings = store, settings
         self.owner = owner or default_owner()
         self.alerts = alerts or AlertStore(store.redis, store.keys.prefix, settings.routing.events_maxlen)
-        self.collector = Collector(store, settings, webhooks=webhooks, staffing=staffing, probe=probe)
+        self.collector = Collector(store, settings, webhooks=webhooks, staffing=staffing, probe=probe,
+                                   alerts=self.alerts)
         self.lease_ms = max(1000, int(settings.alerts.evaluate_s * 3000))
 
     async def evaluate(self, now_ms: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:

@@ -23,11 +23,13 @@ from ivr.core.errors import Conflict, IvrError, NotFound
 from ivr.core.event_catalogue import VERSION
 from ivr.queues.keys import Keys
 from ivr.queues.scripts import lua_source
+from ivr.queues.stats import Interval
 from ivr.queues.store import QueueStore
 
 HISTORY_MAX = 100_000  # alerts kept in the history at most (the oldest go first)
 HISTORY_BUDGET = 5000  # history entries one page looks at, at most
-SCRIPTS = ("lease", "apply", "ack")
+SCRIPTS = ("lease", "apply", "ack", "queues", "agents")
+QUEUE_BATCH = 50  # queues one alert_queues script reads (Redis stays responsive)
 
 
 class NotLeader(Conflict):
@@ -55,6 +57,22 @@ class Changes:
 
     def __bool__(self) -> bool:
         return bool(self.raise_ or self.clear or self.pending or self.unpend)
+
+
+@dataclass(frozen=True)
+class QueueNow:
+    """What the queue rules read of one queue: ``skill`` "" for a queue no call ever entered."""
+
+    queue: str
+    skill: str
+    at_ms: int
+    waiting: int
+    oldest_ms: int | None
+    intervals: list[Interval]
+
+    @property
+    def longest_wait_s(self) -> float:
+        return round(max(0, self.at_ms - self.oldest_ms) / 1000, 3) if self.oldest_ms is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,22 @@ class AlertStore:
         cleared = raw.get("cleared") or []
         return ([_alert(json.dumps(a)) for a in raised] if isinstance(raised, list) else [],
                 [_alert(json.dumps(a)) for a in cleared] if isinstance(cleared, list) else [])
+
+    async def queues_now(self, queues: Sequence[str], since_s: int) -> list[QueueNow]:
+        """Callers waiting, the oldest one and the intervals starting at or after ``since_s`` of each
+        queue, :data:`QUEUE_BATCH` queues per script call."""
+        out: list[QueueNow] = []
+        for i in range(0, len(queues), QUEUE_BATCH):
+            now, rows = await self._run("queues", since_s, *queues[i:i + QUEUE_BATCH])
+            for queue, skill, waiting, oldest, intervals in rows:
+                out.append(QueueNow(_s(queue), _s(skill), int(now), int(waiting), int(_s(oldest)) if oldest else None,
+                                    [Interval.from_hash(dict(zip(h[::2], h[1::2], strict=True))) for h in intervals]))
+        return out
+
+    async def agents_by_skill(self) -> dict[str, dict[str, int]]:
+        """Agents per skill and state (one pass over the agents)."""
+        raw = json.loads(_s(await self._run("agents")))
+        return {str(skill): {str(st): int(n) for st, n in states.items()} for skill, states in raw.items()}
 
     # --- reading and acknowledging -------------------------------------------------------------
     async def active(self) -> list[dict[str, Any]]:
