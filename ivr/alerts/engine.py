@@ -156,7 +156,9 @@ class Collector:
         windows = [r.window_s for rs in rules.values() for r in rs if r.metric in ("service_level", "abandon_rate")]
         since = int(now_s - max([*windows, 1800]))
         since -= since % self.store.stats_config.interval_s
-        snapshot = {q.queue: q for q in await self.alerts.queues_now(queues, since)} if queues else {}
+        counters = ["offered", "answered", "abandoned", "short_abandoned",
+                    *(f"answered_within_{t}" for t in self.store.stats_config.service_level_s)]
+        snapshot = {q.queue: q for q in await self.alerts.queues_now(queues, since, counters)} if queues else {}
         agents = await self.alerts.agents_by_skill() if queues else {}
         for queue in queues:
             fig.rules.extend(rules[queue])

@@ -144,15 +144,17 @@ class AlertStore:
         return ([_alert(json.dumps(a)) for a in raised] if isinstance(raised, list) else [],
                 [_alert(json.dumps(a)) for a in cleared] if isinstance(cleared, list) else [])
 
-    async def queues_now(self, queues: Sequence[str], since_s: int) -> list[QueueNow]:
+    async def queues_now(self, queues: Sequence[str], since_s: int, counters: Sequence[str]) -> list[QueueNow]:
         """Callers waiting, the oldest one and the intervals starting at or after ``since_s`` of each
-        queue, :data:`QUEUE_BATCH` queues per script call."""
+        queue (their ``counters`` only), :data:`QUEUE_BATCH` queues per script call."""
         out: list[QueueNow] = []
+        fields = json.dumps(list(counters))
         for i in range(0, len(queues), QUEUE_BATCH):
-            now, rows = await self._run("queues", since_s, *queues[i:i + QUEUE_BATCH])
+            now, rows = await self._run("queues", since_s, fields, *queues[i:i + QUEUE_BATCH])
             for queue, skill, waiting, oldest, intervals in rows:
                 out.append(QueueNow(_s(queue), _s(skill), int(now), int(waiting), int(_s(oldest)) if oldest else None,
-                                    [Interval.from_hash(dict(zip(h[::2], h[1::2], strict=True))) for h in intervals]))
+                                    [Interval.from_hash({**dict(zip(h[::2], h[1::2], strict=True)), "length_s": 0})
+                                     for h in intervals]))
         return out
 
     async def agents_by_skill(self) -> dict[str, dict[str, int]]:

@@ -1,11 +1,14 @@
 -- Read only: what the queue alert rules read of a batch of queues, in one view (cheaper than a
 -- queue_snapshot per queue: no pass over the agents, see alert_agents.lua).
--- A[1] = since (epoch s: the intervals starting at or after it), A[2..] = queue names.
+-- A[1] = since (epoch s: the intervals starting at or after it), A[2] = the counters to read (JSON
+-- list; `start` is always read), A[3..] = queue names.
 -- Returns {NOW, {queue, skill or '', callers waiting, enqueue ms of the longest-waiting caller or '',
 -- {interval hash as a flat field/value list...}}...}; the oldest caller as queue_snapshot.lua finds it.
 local since = A[1]
+local fields = cjson.decode(A[2])
+table.insert(fields, 1, 'start')
 local out = {}
-for i = 2, #A do
+for i = 3, #A do
   local queue = A[i]
   local skill = redis.call('HGET', k('queues'), queue)
   local row = {queue, skill or '', 0, '', {}}
@@ -31,8 +34,14 @@ for i = 2, #A do
     end
     local intervals = {}
     for _, start in ipairs(redis.call('ZRANGEBYSCORE', k('queue', queue, 'intervals'), since, '+inf')) do
-      local h = redis.call('HGETALL', k('queue', queue, 'interval', start))
-      if #h > 0 then intervals[#intervals + 1] = h end
+      local v = redis.call('HMGET', k('queue', queue, 'interval', start), unpack(fields))
+      if v[1] then
+        local h = {}
+        for j, f in ipairs(fields) do
+          if v[j] then h[#h + 1] = f; h[#h + 1] = v[j] end
+        end
+        intervals[#intervals + 1] = h
+      end
     end
     row = {queue, skill, waiting, oldest and string.format('%d', oldest) or '', intervals}
   end
