@@ -11,7 +11,9 @@ the changes in one Lua step. The evaluator's clock advances 5 s per evaluation, 
 timers run and alerts are raised along the way (the queues with more than 10 callers waiting).
 
 Reported: p50 / p95 / max of a whole evaluation, of the reading part alone (``collect``), and of the
-Lua step; the alerts raised; the Redis memory the alert keys use. Writes
+Lua step; the alerts raised; the Redis memory the alert keys use; how many queues had a staffing
+verdict (``staffing_now`` found a forecast: the floor here has only today's counters); the load
+average at the end (the machine may be shared). Writes
 bench/results/alerts-<time>.json and prints it.
 """
 
@@ -173,7 +175,8 @@ async def run(url: str, seed: int) -> dict[str, Any]:
         "alerts_raised": raised, "alerts_cleared": cleared, "active_at_end": len(active),
         "alert_keys_bytes": memory,
         "staffing_verdicts": sum(q.required is not None for q in fig.queues.values()),
-        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+                    "load_avg_1m_at_end": round(os.getloadavg()[0], 2)},  # the machine is shared: how busy it was
     }
 
 
