@@ -39,7 +39,7 @@ from ivr.alerts.config import EffectiveRule, rules_for
 from ivr.alerts.evaluator import evaluate
 from ivr.core.config import Settings
 from ivr.core.events import AgentState
-from ivr.core.logging import get_logger
+from ivr.core.logging import LogThrottle, get_logger
 from ivr.planning.service import StaffingNow, staffing_now
 from ivr.queues.alerts_store import AlertStore, NotLeader, QueueNow, alert_key, worker_capacity
 from ivr.queues.stats import Interval, merge
@@ -254,6 +254,7 @@ class AlertEvaluator:
     async def run(self) -> None:
         """Evaluate every ``evaluate_s`` until cancelled (then give the lease up)."""
         every = self.settings.alerts.evaluate_s
+        throttle = LogThrottle(every_s=60.0)
         try:
             while True:
                 started = time.monotonic()
@@ -261,8 +262,10 @@ class AlertEvaluator:
                     await self.evaluate()
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # Redis away, a bug: log and go on at the next tick
-                    log.error("alerts.evaluate_failed", error=repr(exc))
+                except Exception as exc:  # Redis away, a bug: log (once a minute) and go on at the next tick
+                    allowed, held = throttle.allow("evaluate")
+                    if allowed:
+                        log.error("alerts.evaluate_failed", error=repr(exc), held_back=held)
                 await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
         finally:
             try:

@@ -5,6 +5,7 @@ the window, staffing gap, worker load, the speech probe against a real HTTP serv
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -294,3 +295,43 @@ async def test_an_alert_whose_rule_is_switched_off_clears(redis_server: RedisSer
     _, cleared = await AlertEvaluator(store, off, owner="x").evaluate(T0 + 1)
     assert [a["id"] for a in cleared] == [raised[0]["id"]]
     assert cleared[0]["clear_message"] == "billing: queue_full no longer in force"
+
+
+async def test_running_evaluators_hand_over_when_the_holder_stops_or_its_lease_expires(
+        redis: Redis, redis_server: RedisServer, store: QueueStore) -> None:
+    s = Settings(redis={"url": redis_server.url, "prefix": PREFIX}, speech={"enabled": False},
+                 alerts={"evaluate_s": 0.2, "rules": [WAITING.model_copy(update={"for_s": 0})]})
+    a, b = AlertEvaluator(store, s, owner="api-a"), AlertEvaluator(store, s, owner="api-b")
+    assert a.lease_ms == 1000
+    # a lease nobody renews expires on its own: the other instance takes it
+    assert await a.evaluate(T0) == ([], [])
+    assert await b.evaluate(T0) is None
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if await a.alerts.lease_holder() is None:
+            break
+    assert await b.evaluate(T0) == ([], [])
+    await b.alerts.release("api-b")
+    # two running evaluators: one evaluates; when it stops (gives the lease up) the other goes on
+    run_a = asyncio.create_task(a.run())
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if await a.alerts.lease_holder() == "api-a":
+            break
+    run_b = asyncio.create_task(b.run())
+    await asyncio.sleep(0.3)
+    assert await a.alerts.lease_holder() == "api-a"
+    run_a.cancel()
+    await asyncio.gather(run_a, return_exceptions=True)
+    await caller(store, "c1")
+    await caller(store, "c2")
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if await b.alerts.active():
+            break
+    assert await b.alerts.lease_holder() == "api-b"
+    assert [x["rule"] for x in await b.alerts.active()] == ["queue_full"]
+    run_b.cancel()
+    await asyncio.gather(run_b, return_exceptions=True)
+    assert await b.alerts.lease_holder() is None
+    assert len(await events(redis, "alert.raised")) == 1
