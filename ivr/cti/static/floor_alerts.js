@@ -15,6 +15,12 @@ const BEEP_EVERY_MS = 10000; // an unacknowledged alert with a sound beeps again
 const HISTORY_LIMIT = 20;
 const SOUND_KEY = "ivr.wallboard.alert-sound"; // whether the supervisor wants the sound (localStorage)
 
+/** The message without the queue it starts with (the banner shows the queue in its own column). */
+function withoutQueue(a) {
+  const prefix = a.queue ? `${a.queue}: ` : "";
+  return prefix && a.message.startsWith(prefix) ? a.message.slice(prefix.length) : a.message;
+}
+
 export class AlertBanner {
   /** ``token()`` gives the supervisor's token or null; ``error(err)`` shows an error. */
   constructor({token, error}) {
@@ -186,7 +192,7 @@ export class AlertBanner {
                                                      queue: a.queue || "", acked: String(acked)}},
               el("span", {class: "alert-severity", dataset: {severity: a.severity}}, a.severity),
               a.queue ? el("span", {class: "alert-queue"}, a.queue) : el("span", {class: "alert-queue muted"}, "system"),
-              el("span", {class: "alert-message"}, a.message),
+              el("span", {class: "alert-message"}, withoutQueue(a)),
               el("span", {class: "alert-since small muted"}, "for ",
                  el("span", {dataset: {raisedAt: String(a.raised_at)}}, duration((serverNow() - a.raised_at) / 1000))),
               action);
