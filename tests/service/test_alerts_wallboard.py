@@ -1,8 +1,8 @@
 """The wallboard's alert banner in headless Chromium, against the real API with its evaluator running on
 a real Redis: an alert active at sign-in shows (and clears); a real condition (a caller waiting over a
-threshold of 0) raises an alert that shows with
-its severity, queue and message, is acknowledged from the page (dimmed, its sound stopped), is listed in
-the alert history, and leaves the banner when the caller leaves the queue."""
+threshold of 0) raises an alert that shows with its severity, queue and message, is acknowledged from
+the page (dimmed, its sound stopped), is listed in the alert history, and leaves the banner when the
+caller leaves the queue."""
 
 from __future__ import annotations
 
