@@ -225,12 +225,13 @@ class AlertEvaluator:
         self.collector = Collector(store, settings, webhooks=webhooks, staffing=staffing, probe=probe,
                                    alerts=self.alerts)
         self.lease_ms = max(1000, int(settings.alerts.evaluate_s * 3000))
+        self.stopped = False
 
     async def evaluate(self, now_ms: int | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
         """One evaluation at ``now_ms`` (default the clock): the alerts raised and cleared, or None when
         another instance holds the lease."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        if not await self.alerts.lease(self.owner, self.lease_ms):
+        if self.stopped or not await self.alerts.lease(self.owner, self.lease_ms):
             return None
         fig = await self.collector.collect()
         active = await self.alerts.active_keys()
@@ -251,24 +252,29 @@ class AlertEvaluator:
                      value=a.get("clear_value"), message=a.get("clear_message", ""))
         return raised, cleared
 
+    async def stop(self) -> None:
+        """Stop evaluating and give the lease up, so that another instance takes over at its next tick.
+        Call it before cancelling :meth:`run` (no Redis command is sent once that is cancelled: a Redis
+        client cancelled mid-command may hold the other tasks' shutdown up)."""
+        self.stopped = True
+        await self.alerts.release(self.owner)
+
     async def run(self) -> None:
-        """Evaluate every ``evaluate_s`` until cancelled (then give the lease up)."""
+        """Evaluate every ``evaluate_s`` until stopped or cancelled."""
         every = self.settings.alerts.evaluate_s
         throttle = LogThrottle(every_s=60.0)
-        try:
-            while True:
-                started = time.monotonic()
-                try:
-                    await self.evaluate()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # Redis away, a bug: log (once a minute) and go on at the next tick
-                    allowed, held = throttle.allow("evaluate")
-                    if allowed:
-                        log.error("alerts.evaluate_failed", error=repr(exc), held_back=held)
-                await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
-        finally:
+        me = asyncio.current_task()
+        await asyncio.sleep(min(every, 1.0))  # not in the API's first moments: the hub connects first
+        while not self.stopped:
+            started = time.monotonic()
             try:
-                await asyncio.shield(self.alerts.release(self.owner))
-            except Exception as exc:  # stopping anyway
-                log.info("alerts.release_failed", error=repr(exc))
+                await self.evaluate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away, a bug: log (once a minute) and go on at the next tick
+                allowed, held = throttle.allow("evaluate")
+                if allowed:
+                    log.error("alerts.evaluate_failed", error=repr(exc), held_back=held)
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError  # a library under evaluate() may have swallowed it
+            await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))

@@ -94,9 +94,12 @@ def init_app(settings: Settings) -> web.Application:
         tasks.spawn("webhooks-deliver", hooks.deliver())
         # floor alerts: every instance runs the evaluator, the holder of its Redis lease evaluates
         app[alerts.ALERTS] = alert_store = AlertStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
+        evaluator = AlertEvaluator(store, settings, webhooks=hooks, alerts=alert_store)
         if settings.alerts.enabled:
-            tasks.spawn("alerts", AlertEvaluator(store, settings, webhooks=hooks, alerts=alert_store).run())
+            tasks.spawn("alerts", evaluator.run())
         yield
+        if settings.alerts.enabled:
+            await evaluator.stop()  # its lease goes to another instance at once
         await tasks.cancel_all()
         await hub.close()
         await hooks.close()

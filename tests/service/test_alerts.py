@@ -321,6 +321,7 @@ async def test_running_evaluators_hand_over_when_the_holder_stops_or_its_lease_e
     run_b = asyncio.create_task(b.run())
     await asyncio.sleep(0.3)
     assert await a.alerts.lease_holder() == "api-a"
+    await a.stop()  # the API's shutdown: stop, then cancel
     run_a.cancel()
     await asyncio.gather(run_a, return_exceptions=True)
     await caller(store, "c1")
@@ -331,7 +332,9 @@ async def test_running_evaluators_hand_over_when_the_holder_stops_or_its_lease_e
             break
     assert await b.alerts.lease_holder() == "api-b"
     assert [x["rule"] for x in await b.alerts.active()] == ["queue_full"]
+    await b.stop()
+    assert await b.alerts.lease_holder() is None
+    assert await b.evaluate() is None  # stopped: it takes the lease no more
     run_b.cancel()
     await asyncio.gather(run_b, return_exceptions=True)
-    assert await b.alerts.lease_holder() is None
     assert len(await events(redis, "alert.raised")) == 1
