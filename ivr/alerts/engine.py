@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from ivr.alerts.config import EffectiveRule, rules_for
 from ivr.alerts.evaluator import evaluate
@@ -50,6 +51,7 @@ log = get_logger(__name__)
 MAX_QUEUES = 1000  # queues evaluated at most (configured first, then Redis's, by name)
 MAX_WORKERS = 1000  # worker heartbeats read at most
 PROBE_TIMEOUT_S = 1.0
+RELEASE_TIMEOUT_S = 1.0
 NOT_STAFFING = frozenset({AgentState.OFFLINE.value, AgentState.BREAK.value})
 
 
@@ -257,7 +259,10 @@ class AlertEvaluator:
         Call it before cancelling :meth:`run` (no Redis command is sent once that is cancelled: a Redis
         client cancelled mid-command may hold the other tasks' shutdown up)."""
         self.stopped = True
-        await self.alerts.release(self.owner)
+        try:
+            await asyncio.wait_for(self.alerts.release(self.owner), RELEASE_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:  # Redis away: the lease expires on its own
+            log.info("alerts.release_failed", error=repr(exc))
 
     async def run(self) -> None:
         """Evaluate every ``evaluate_s`` until stopped or cancelled."""
