@@ -8,6 +8,28 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# promtool checks deploy/prometheus/ivr-alerts.yml in the tests (docs/alerts.md). Debian ships it only in the
+# `prometheus` package, whose post-install starts a Prometheus server listening on :9090: a policy-rc.d
+# that refuses every start keeps the daemon down during the install (we want the tool, not a server
+# scraping nothing on a port someone else may need), and it is stopped and disabled afterwards in case
+# an init system started it anyway.
+if ! command -v promtool >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod 755 "$policy"
+  fi
+  echo "installing system packages: prometheus (for promtool; its daemon is kept stopped)"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends prometheus || { [ -n "$policy" ] && $SUDO rm -f "$policy"; exit 1; }
+  [ -n "$policy" ] && $SUDO rm -f "$policy"
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
+  if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl disable prometheus >/dev/null 2>&1 || true; fi
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -989,6 +989,67 @@ class QualityReviewed(Event):
     score: int
 
 
+# --- floor alerts (docs/alerts.md) -------------------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRaised(Event):
+    """An alert rule's condition held ``for_s``: a new active alert (one per rule and queue). ``value`` is
+    the measured figure, ``threshold`` the rule's, ``clear_at`` the level it must be back past to clear
+    (the hysteresis band); ``queue`` is "" for a system rule; ``sound``: the wallboard plays a sound."""
+    type: ClassVar[EventType] = E.ALERT_RAISED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    id: str
+    rule: str
+    metric: str
+    queue: str
+    severity: str
+    value: float
+    threshold: float
+    clear_at: float
+    direction: str
+    raised_at: int
+    message: str
+    sound: bool
+    cleared_at: int | None = None  # always null here: the field is the cleared event's
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertAcknowledged(Event):
+    """A supervisor or admin (``by``) acknowledged an active alert: it stays active until it clears, the
+    wallboards dim it and stop its sound."""
+    type: ClassVar[EventType] = E.ALERT_ACKNOWLEDGED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    id: str
+    rule: str
+    queue: str
+    severity: str
+    by: str
+    acked_at: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertCleared(Event):
+    """An active alert cleared: its value was back past ``clear_at`` for ``clear_for_s`` (or its rule was
+    switched off: ``value`` null). The fields are the raised alert's, with ``cleared_at`` and the last value."""
+    type: ClassVar[EventType] = E.ALERT_CLEARED
+    audience: ClassVar[frozenset[str]] = frozenset({FLOOR})
+    id: str
+    rule: str
+    metric: str
+    queue: str
+    severity: str
+    value: float | None
+    threshold: float
+    clear_at: float
+    direction: str
+    raised_at: int
+    cleared_at: int
+    message: str
+    sound: bool
+    acked_by: str = ""
+    acked_at: int | None = None
+
+
 CATALOGUE: dict[EventType, type[Event]] = {cls.type: cls for cls in Event.__subclasses__()}
 
 

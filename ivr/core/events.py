@@ -93,6 +93,10 @@ class EventType(StrEnum):
     TRANSCRIPT_READY = "transcript.ready"      # a recording was transcribed (ids and the number of words)
     QUALITY_SCORED = "quality.scored"          # the quality rules scored a transcribed recording
     QUALITY_REVIEWED = "quality.reviewed"      # a supervisor or admin added a manual review score
+    # floor alerts (docs/alerts.md)
+    ALERT_RAISED = "alert.raised"              # an alert rule's condition held for_s: a new active alert
+    ALERT_ACKNOWLEDGED = "alert.acknowledged"  # a supervisor acknowledged an active alert (its sound stops)
+    ALERT_CLEARED = "alert.cleared"            # the value was back past clear_at for clear_for_s
 
 
 # States an agent may ask for herself; the others are set by the routing engine.

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ivr.alerts.engine import AlertEvaluator
 from ivr.core.config import Settings
 from ivr.core.logging import get_logger
 from ivr.core.sip_auth import offer_uri
@@ -51,6 +52,7 @@ from ivr.cti.crm import CrmConnector
 from ivr.cti.errors import error_middleware
 from ivr.cti.hub import PopHub
 from ivr.cti.server import security_headers
+from ivr.queues.alerts_store import AlertStore
 from ivr.queues.connection import close, connect
 from ivr.queues.stats import StatsConfig
 from ivr.queues.store import QueueStore
@@ -90,7 +92,14 @@ def init_app(settings: Settings) -> web.Application:
         tasks.spawn("presence", hub.presence())
         tasks.spawn("webhooks-fill", hooks.fill())
         tasks.spawn("webhooks-deliver", hooks.deliver())
+        # floor alerts: every instance runs the evaluator, the holder of its Redis lease evaluates
+        app[alerts.ALERTS] = alert_store = AlertStore(redis, settings.redis.prefix, settings.routing.events_maxlen)
+        evaluator = AlertEvaluator(store, settings, webhooks=hooks, alerts=alert_store)
+        if settings.alerts.enabled:
+            tasks.spawn("alerts", evaluator.run())
         yield
+        if settings.alerts.enabled:
+            await evaluator.stop()  # its lease goes to another instance at once
         await tasks.cancel_all()
         await hub.close()
         await hooks.close()

@@ -6,6 +6,10 @@ Each application has a registry of its own (:class:`ApiMetrics`), so several app
 * read from Redis at each scrape (:class:`Snapshot`): active calls, callers waiting and the longest
   wait per queue, agents per state, and, when the app has a webhook outbox
   (:data:`WEBHOOK_BACKLOG`), the undelivered events per endpoint and the dead letters;
+* the figures the alert rules read (:class:`ivr.alerts.engine.Collector`), so that Prometheus can mirror
+  every rule (``deploy/prometheus/ivr-alerts.yml``): the service level per queue, answer-time
+  threshold and window, the abandon rate per window, the agents the queue needs and has signed in, the
+  worker load, whether the speech service is up; and the active alerts per severity;
 * counted in this process: the screen-pop latency (offer in Redis -> written on the agent's socket,
   fed by ``PopHub(observe_pop=...)``), the desktop sockets open here, and HTTP requests by route
   template (never the raw path: bounded label values) and status.
@@ -25,11 +29,16 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ivr.alerts.engine import Collector as AlertFigures
+from ivr.alerts.engine import QueueFigures
+from ivr.core.config import Settings
 from ivr.core.errors import NotFound
 from ivr.core.events import AgentState
+from ivr.cti.alerts import ALERTS
 from ivr.cti.auth import require_role
-from ivr.cti.context import HUB, STORE, user
+from ivr.cti.context import HUB, SETTINGS, STORE, user
 from ivr.cti.hub import PopHub
+from ivr.queues.alerts_store import AlertStore, counts
 from ivr.queues.quality import QualityStore
 from ivr.queues.store import QueueStore
 
@@ -66,12 +75,18 @@ class Snapshot:
     webhook_backlog: dict[str, int] | None = None
     dead_letters: int | None = None
     transcribe: dict[str, int] | None = None  # the transcriber's backlog and counters, once it ever ran
+    alert_queues: dict[str, QueueFigures] | None = None  # what the queue alert rules read
+    worker_load: float | None = None
+    speech_up: bool | None = None  # None: speech.enabled is off
+    alerts_active: dict[str, int] | None = None  # per severity
 
 
 async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
-                        outbox: WebhookBacklog | None = None) -> Snapshot:
+                        outbox: WebhookBacklog | None = None, settings: Settings | None = None,
+                        alerts: AlertStore | None = None) -> Snapshot:
     """Read the figures: one script call per queue (its current interval only) and one pipeline
-    for the agents' states."""
+    for the agents' states; with ``settings``, the alert rules' figures too (one more script call per
+    queue, the workers' heartbeats, the speech probe)."""
     waiting: dict[str, int] = {}
     longest: dict[str, float] = {}
     now = int(time.time())
@@ -92,7 +107,11 @@ async def read_snapshot(store: QueueStore, hub: PopHub | None = None,
     quality = QualityStore(store)
     figures = {**await quality.stats(), "backlog": await quality.backlog()}
     transcribe = figures if len(figures) > 1 or figures["backlog"] else None  # None: transcription never ran
-    return Snapshot(len(await store.active_calls()), waiting, longest, agents, desktops, backlog, dead, transcribe)
+    fig = await AlertFigures(store, settings, webhooks=outbox).collect() if settings is not None else None
+    active = counts(await alerts.active()) if alerts is not None else None
+    return Snapshot(len(await store.active_calls()), waiting, longest, agents, desktops, backlog, dead, transcribe,
+                    fig.queues if fig is not None else None, fig.worker_load if fig is not None else None,
+                    fig.speech_up if fig is not None else None, active)
 
 
 class SnapshotCollector(Collector):
@@ -128,6 +147,7 @@ class SnapshotCollector(Collector):
         if s.dead_letters is not None:
             yield GaugeMetricFamily("ivr_webhook_dead_letters", "Webhook deliveries given up after the last retry",
                                     value=s.dead_letters)
+        yield from self._alert_figures(s)
         if s.transcribe is not None:
             t = s.transcribe
             yield GaugeMetricFamily("ivr_transcribe_backlog", "Recordings waiting for the transcriber",
@@ -147,6 +167,43 @@ class SnapshotCollector(Collector):
                                       value=t.get("audio_ms", 0) / 1000)
             yield CounterMetricFamily("ivr_transcribe_decode_seconds", "Wall time spent decoding it",
                                       value=t.get("decode_ms", 0) / 1000)
+
+
+    @staticmethod
+    def _alert_figures(s: Snapshot) -> Iterator[Metric]:
+        if s.alert_queues is not None:
+            sl = GaugeMetricFamily("ivr_queue_service_level", "Service level with abandons (answered within the "
+                                   "threshold / answered + abandoned) over the window; absent with fewer calls than "
+                                   "the alert rule's min_calls", labels=["queue", "threshold", "window"])
+            abandon = GaugeMetricFamily("ivr_queue_abandon_rate", "Abandoned / offered (short abandons left out) "
+                                        "over the window; absent with fewer calls than min_calls",
+                                        labels=["queue", "window"])
+            required = GaugeMetricFamily("ivr_queue_agents_required", "Agents the queue needs on the phones now "
+                                         "(forecast and Erlang; absent without a forecast)", labels=["queue"])
+            signed_in = GaugeMetricFamily("ivr_queue_agents_signed_in", "Agents with the queue's skill signed in and "
+                                          "not on break", labels=["queue"])
+            for queue, q in sorted(s.alert_queues.items()):
+                for (threshold, window), v in sorted(q.service_level.items()):
+                    if v is not None:
+                        sl.add_metric([queue, str(threshold), str(window)], v)
+                for window, v in sorted(q.abandon_rate.items()):
+                    if v is not None:
+                        abandon.add_metric([queue, str(window)], v)
+                if q.required is not None:
+                    required.add_metric([queue], q.required)
+                signed_in.add_metric([queue], q.signed_in)
+            yield from (sl, abandon, required, signed_in)
+        if s.worker_load is not None:
+            yield GaugeMetricFamily("ivr_worker_load", "Calls held / caller slots of the live workers",
+                                    value=s.worker_load)
+        if s.speech_up is not None:
+            yield GaugeMetricFamily("ivr_speech_up", "1 when the speech service's /healthz answers 200",
+                                    value=1.0 if s.speech_up else 0.0)
+        if s.alerts_active is not None:
+            active = GaugeMetricFamily("ivr_alerts_active", "Active floor alerts by severity", labels=["severity"])
+            for severity, n in s.alerts_active.items():
+                active.add_metric([severity], n)
+            yield active
 
 
 class ApiMetrics:
@@ -215,7 +272,7 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     """``GET /metrics`` (supervisor or admin)."""
     require_role(await user(request), "supervisor", "admin")
     app = request.app
-    snapshot = await read_snapshot(app[STORE], app.get(HUB), app.get(WEBHOOK_BACKLOG))
+    snapshot = await read_snapshot(app[STORE], app.get(HUB), app.get(WEBHOOK_BACKLOG), app[SETTINGS], app.get(ALERTS))
     return await app[METRICS].serve(request, snapshot)
 
 

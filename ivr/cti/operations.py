@@ -19,7 +19,9 @@ from pydantic import BaseModel
 
 from ivr.core.config import ROUTING_NAME, Role
 from ivr.core.events import AgentState
+from ivr.cti import alerts as cti_alerts
 from ivr.cti import call_control, floor_agents, quality, recordings, supervision
+from ivr.cti import planning as _planning
 from ivr.cti.agents import AGENT_ID, AgentCreate, AgentUpdate, RejectOffer, StateChange, WrapupExtend
 from ivr.cti.calls import CALLS_LIMIT_DEFAULT, CALLS_LIMIT_MAX, LOCAL_TIME, OUTCOMES, CallRecord, Disposition
 from ivr.cti.campaign_csv import ENCODINGS
@@ -957,11 +959,79 @@ OPERATIONS.update({
                     + ", ".join(quality.CSV_COLUMNS) + ". Audited (`quality.report`)."),
 })
 
-# --- alerts (issue 21) --------------------------------------------------------------------------------------
-_ALERTS_SECTION = "alerts"  # placeholder: keeps the sections apart; removed at merge
+# --- alerts ----------------------------------------------------------------------------------------------
 
-# --- planning: forecast and staffing (issue 21) -------------------------------------------------------------
-from ivr.cti import planning as _planning  # noqa: E402  (this section's own import: the sections stay apart)
+_RULE: Schema = {
+    "type": "object", "required": ["name", "metric", "queue", "threshold", "clear_at", "direction", "for_s",
+                                   "clear_for_s", "severity", "sound"],
+    "properties": {
+        "name": {"type": "string"}, "metric": {"type": "string"}, "queue": NULLABLE_STR,
+        "threshold": {"type": "number"}, "clear_at": {"type": "number", "description": "the hysteresis level"},
+        "direction": {"enum": ["above", "below"]}, "for_s": {"type": "number"}, "clear_for_s": {"type": "number"},
+        "window_s": {"type": "integer"}, "min_calls": {"type": "integer"},
+        "severity": {"enum": ["info", "warning", "critical"]}, "sound": {"type": "boolean"},
+        "threshold_s": NULLABLE_INT}}
+SCHEMAS.update({
+    "Alert": {
+        "type": "object",
+        "required": ["id", "rule", "metric", "queue", "severity", "value", "threshold", "clear_at", "direction",
+                     "message", "sound", "raised_at", "cleared_at", "acked_by", "acked_at"],
+        "properties": {
+            "id": {"type": "string", "pattern": cti_alerts.ALERT_ID}, "rule": {"type": "string"},
+            "metric": {"type": "string"}, "queue": {"type": "string", "description": "\"\" for a system rule"},
+            "severity": {"enum": ["info", "warning", "critical"]},
+            "value": {**_NULLABLE_NUMBER, "description": "the value measured when raised"},
+            "threshold": _NULLABLE_NUMBER, "clear_at": _NULLABLE_NUMBER, "direction": {"enum": ["above", "below"]},
+            "threshold_s": {**NULLABLE_INT, "description": "service_level: the answer time it is measured at"},
+            "message": {"type": "string"}, "sound": {"type": "boolean"},
+            "raised_at": {**NULLABLE_INT, "description": "epoch ms"}, "cleared_at": NULLABLE_INT,
+            "clear_value": _NULLABLE_NUMBER, "clear_message": NULLABLE_STR,
+            "acked_by": NULLABLE_STR, "acked_at": NULLABLE_INT}},
+    "AlertList": {"type": "object", "required": ["alerts", "counts", "at"],
+                  "properties": {"alerts": {"type": "array", "items": ref("Alert")},
+                                 "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                                 "at": {"type": "integer"}}},
+    "AlertHistory": {"type": "object", "required": ["alerts", "next_cursor"],
+                     "properties": {"alerts": {"type": "array", "items": ref("Alert")},
+                                    "next_cursor": {**NULLABLE_STR, "description": "give it as `cursor` (same "
+                                                    "filters) for the next page"}}},
+    "AlertRules": {"type": "object", "required": ["system", "queues"],
+                   "properties": {"system": {"type": "array", "items": _RULE},
+                                  "queues": {"type": "object", "additionalProperties": {"type": "array",
+                                                                                         "items": _RULE}}}},
+})
+OPERATIONS.update({
+    ("GET", "/api/v1/alerts"): Operation(
+        "The active floor alerts", "alerts", STAFF, response=ref("AlertList"),
+        description="Most severe first, then oldest first; one per rule and queue. `counts`: active alerts per "
+                    "severity. Live changes come as `alert.raised`, `alert.acknowledged` and `alert.cleared` on "
+                    "the floor feed (docs/alerts.md)."),
+    ("GET", "/api/v1/alerts/history"): Operation(
+        "Alerts raised, newest first", "alerts", STAFF, response=ref("AlertHistory"),
+        params=(Param("since", TIME_SCHEMA, "alerts raised at or after (ISO 8601 or epoch seconds; at most "
+                                            "`alerts.history_days` ago)"),
+                Param("until", TIME_SCHEMA, "alerts raised before (excluded)"),
+                Param("queue", NAME_SCHEMA, "one queue"), Param("rule", NAME_SCHEMA, "one rule"),
+                Param("severity", {"type": "string", "pattern": cti_alerts.SEVERITY_LIST},
+                      "severities, comma-separated"),
+                Param("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "the previous page's `next_cursor`"),
+                Param("limit", {"type": "integer", "minimum": 1, "maximum": cti_alerts.HISTORY_LIMIT_MAX,
+                                "default": cti_alerts.HISTORY_LIMIT_DEFAULT}, "most alerts to return")),
+        description="Active and cleared alerts by the time they were raised. A page may be short (5,000 alerts "
+                    "are looked at per page at most) with a `next_cursor` to go on."),
+    ("GET", "/api/v1/alerts/rules"): Operation(
+        "The alert rules in force", "alerts", STAFF, response=ref("AlertRules"),
+        description="`alerts.rules` with each queue's changes (`routing.queues.<q>.alerts`) and the defaults "
+                    "each metric takes (the service level's threshold is the queue's target): the system rules "
+                    "and, per queue (the configured ones and those in Redis), the queue rules."),
+    ("POST", "/api/v1/alerts/{id}/ack"): Operation(
+        "Acknowledge an active alert", "alerts", STAFF, response=ref("Alert"), errors=(404, 409),
+        description="Records who and when (audited: `alert.ack`) and emits `alert.acknowledged`: the "
+                    "wallboards dim the alert and stop its sound. It stays active until it clears; a second "
+                    "acknowledgement keeps the first. 409 `alert.not_active` once it cleared."),
+})
+
+# --- planning: forecast and staffing -------------------------------------------------------------
 
 _NUM: Schema = {"type": "number"}
 _NULL_NUM: Schema = {"type": ["number", "null"]}
@@ -1048,13 +1118,13 @@ OPERATIONS.update({
                     "(\"short by 3 at 14:30\")."),
 })
 
-# --- floor: per-agent figures, forcing an agent's state (issue 21) ------------------------------------------
-_NUM_OR_NULL: Schema = {"type": ["number", "null"]}
+# --- floor: per-agent figures, forcing an agent's state ------------------------------------------
 _AGENT_FIGURES: Schema = {
     "type": "object", "required": ["handled", "handle_ms", "talk_ms", "hold_ms", "signed_in_ms", "occupancy"],
     "properties": {**{c: INT for c in floor_agents.AGENT_COUNTERS}, "signed_in_ms": INT,
-                   "occupancy": {**_NUM_OR_NULL, "description": "(reserved + oncall + wrapup) / (that + available)"},
-                   "aht_s": _NUM_OR_NULL, "avg_talk_s": _NUM_OR_NULL, "avg_hold_s": _NUM_OR_NULL}}
+                   "occupancy": {**_NULLABLE_NUMBER,
+                                 "description": "(reserved + oncall + wrapup) / (that + available)"},
+                   "aht_s": _NULLABLE_NUMBER, "avg_talk_s": _NULLABLE_NUMBER, "avg_hold_s": _NULLABLE_NUMBER}}
 SCHEMAS.update({
     "AgentStats": {
         "type": "object", "required": ["since", "until", "by", "cut", "interval_s", "agents"],
@@ -1078,8 +1148,8 @@ SCHEMAS.update({
                 "type": "object", "required": ["start", "length_s", "offered", "answered", "abandoned",
                                                "service_level"],
                 "properties": {"start": STR, "length_s": INT, "offered": INT, "answered": INT, "abandoned": INT,
-                               "service_level": OBJ, "asa_s": _NUM_OR_NULL, "abandon_rate": _NUM_OR_NULL,
-                               "aht_s": _NUM_OR_NULL}}}}},
+                               "service_level": OBJ, "asa_s": _NULLABLE_NUMBER, "abandon_rate": _NULLABLE_NUMBER,
+                               "aht_s": _NULLABLE_NUMBER}}}}},
     "AgentForced": {
         "type": "object", "required": ["applied", "agent"],
         "properties": {"applied": {"type": "boolean"}, "agent": ref("Agent"),

@@ -497,11 +497,39 @@ class Keys:
         """LIST of the manual reviews of a recording (JSON ``{at, by, role, score, comment}``), newest first."""
         return self._k("quality", recording_id, "reviews")
 
-    # --- alerts (issue 21: ivr.alerts) -------------------------------------------------------------
-    def alerts_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
-        return self._k("alerts")
+    # --- alerts (ivr.alerts, docs/alerts.md) -------------------------------------------------------------
+    @property
+    def alerts_active(self) -> str:
+        """HASH of the alerts raised and not yet cleared: ``<rule>|<queue>`` -> the alert's JSON (one per
+        rule and queue: the deduplication; ``queue`` "" for a system rule)."""
+        return self._k("alerts", "active")
 
-    # --- agent statistics (issue 21: per-agent figures by interval) --------------------------------
+    @property
+    def alerts_pending(self) -> str:
+        """HASH ``<rule>|<queue>`` -> epoch ms since when the condition to raise (inactive) or to clear
+        (active) holds: the hysteresis timers, kept in Redis so that a new evaluator goes on with them."""
+        return self._k("alerts", "pending")
+
+    @property
+    def alerts_history(self) -> str:
+        """ZSET of alert ids by raised_at (epoch ms), kept ``alerts.history_days`` and capped."""
+        return self._k("alerts", "history")
+
+    @property
+    def alerts_seq(self) -> str:
+        """STRING counter of alert ids."""
+        return self._k("alerts", "seq")
+
+    @property
+    def alerts_lease(self) -> str:
+        """STRING: the API instance that evaluates the rules (expires unless renewed)."""
+        return self._k("alerts", "lease")
+
+    def alert(self, alert_id: str) -> str:
+        """STRING: one alert's JSON (raised, acknowledged, cleared), expiring with the history."""
+        return self._k("alert", alert_id)
+
+    # --- agent statistics (per-agent figures by interval) --------------------------------
     def agent_interval(self, agent_id: str, start_s: int) -> str:
         """HASH of agent ``agent_id``'s figures for the statistics interval starting at ``start_s``
         (epoch seconds; the queues' ``routing.stats_interval_s``): ``ms_<state>`` (ms spent in each
@@ -513,7 +541,3 @@ class Keys:
     def agent_intervals(self, agent_id: str) -> str:
         """ZSET of the start (epoch seconds, also the score) of every interval the agent has figures for."""
         return self._k("agent", agent_id, "intervals")
-
-    # --- planning (issue 21: forecasts and staffing) -----------------------------------------------
-    def planning_marker(self) -> str:  # placeholder: keeps the sections of this file apart; remove at merge
-        return self._k("planning")
