@@ -244,7 +244,7 @@ async def get_staffing(request: web.Request) -> web.Response:
     first, want_csv = _date(request, today), _wants_csv(request)
     holidays = await _holidays(request, queue)
     fc = await queue_forecast(store, settings.planning, queue, first, 1, today=today, holidays=holidays)
-    plans = plan_intervals(fc, settings, queue)
+    plans = await asyncio.to_thread(plan_intervals, fc, settings, queue)
     signed_in, by_state = await _signed_in(store, queue, now)
     # the agents signed in now say something about today's coming intervals only
     short = _short(plans, signed_in, now, fc.interval_s) if first == today else \
@@ -280,7 +280,7 @@ async def all_staffing(request: web.Request) -> web.Response:
     for queue in names:
         fc = await queue_forecast(store, settings.planning, queue, today, 2, today=today,
                                   holidays=queue_holidays(plans_all, queue))
-        plans = plan_intervals(fc, settings, queue)
+        plans = await asyncio.to_thread(plan_intervals, fc, settings, queue)
         signed_in, _ = await _signed_in(store, queue, now)
         short = _short(plans, signed_in, now, fc.interval_s)
         near = [p for p in plans if p.start_s in set(short["intervals"])]

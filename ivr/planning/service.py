@@ -11,6 +11,7 @@ calendars; :func:`staffing_now` takes them as an optional argument, none by defa
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import time
@@ -139,9 +140,12 @@ async def queue_forecast(store: QueueStore, planning: PlanningSettings, queue: s
     lo = local_midnight(cutoff - timedelta(days=7 * planning.history_weeks))
     history = await read_history(store, queue, lo, local_midnight(cutoff), planning.interval_s)
     targets = [first + timedelta(days=i) for i in range(days)]
-    fc = forecast(history, targets, cutoff=cutoff, history_weeks=planning.history_weeks,
-                  backtest_weeks=planning.backtest_weeks, default_aht_s=planning.default_aht_s,
-                  holidays=holidays.dates, closed=holidays.closed)
+    # CPU work (tens of ms to a few hundred per queue): in a thread, so the API's event loop (pops,
+    # desktops) keeps turning while a cold cache is filled, e.g. every queue's first alert evaluation of a day
+    fc = await asyncio.to_thread(functools.partial(
+        forecast, history, targets, cutoff=cutoff, history_weeks=planning.history_weeks,
+        backtest_weeks=planning.backtest_weeks, default_aht_s=planning.default_aht_s,
+        holidays=holidays.dates, closed=holidays.closed))
     _remember(key, fc)
     return fc
 
@@ -223,7 +227,7 @@ async def staffing_now(store: QueueStore, settings: Settings, queue: str, now_s:
         _NOW.plans.move_to_end(key)
     else:
         fc = await queue_forecast(store, p, queue, today, 1, today=today, holidays=holidays)
-        plans = plan_intervals(fc, settings, queue) if fc.method is not None else None
+        plans = await asyncio.to_thread(plan_intervals, fc, settings, queue) if fc.method is not None else None
         _NOW.plans[key] = plans
         while len(_NOW.plans) > CACHE_SIZE:
             _NOW.plans.popitem(last=False)
