@@ -1,6 +1,7 @@
 """How long one evaluation of every alert rule takes on a big floor (``python bench/alerts.py``, about
-a minute): 200 queues, 2,000 agents (10 per queue, in every state), a day's interval counters per
-queue and callers waiting, on a private redis-server.
+two minutes): 200 queues, 2,000 agents (10 per queue, in every state), 8 weeks of interval history
+per queue (business hours: what the staffing rule's forecast learns from), today's counters and
+callers waiting, on a private redis-server.
 
 One *evaluation* is what the evaluator does every ``alerts.evaluate_s``: take the lease, read every
 queue's figures (one ``queue_snapshot`` script call each: waiting, longest wait, agents by state,
@@ -12,8 +13,9 @@ timers run and alerts are raised along the way (the queues with more than 10 cal
 
 Reported: p50 / p95 / max of a whole evaluation, of the reading part alone (``collect``), and of the
 Lua step; the alerts raised; the Redis memory the alert keys use; how many queues had a staffing
-verdict (``staffing_now`` found a forecast: the floor here has only today's counters); the load
-average at the end (the machine may be shared). Writes
+verdict, and the first evaluations of the day apart (``cold``: each queue's first staffing need of the
+day is a forecast, spread over evaluations by ``STAFFING_COLD_BUDGET_S``; ``evaluations_until_all_staffed``);
+the load average at the end (the machine may be shared). Writes
 bench/results/alerts-<time>.json and prints it.
 """
 
@@ -27,7 +29,7 @@ import random
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,8 @@ CALLS_PER_QUEUE = 12      # answered or abandoned, in today's intervals
 BUSY_QUEUES = 20          # these get 12 callers waiting (over many_waiting's 10)
 EVALUATIONS = 40
 STEP_MS = 5000
+HISTORY_WEEKS = 8         # planning.history_weeks' default
+OPEN_HOURS = (8, 20)      # the history's intervals: business hours
 PREFIX = "bench"
 
 
@@ -110,6 +114,34 @@ async def populate(store: QueueStore, rnd: random.Random) -> dict[str, int]:
     return {"calls": n_calls}
 
 
+async def history(store: QueueStore, rnd: random.Random) -> int:
+    """``HISTORY_WEEKS`` weeks of quarter-hour counters per queue before today (as the scripts leave
+    them), with a weekly and an intraday shape: what the forecast of the staffing rule reads."""
+    cfg = store.stats_config
+    today = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    written = 0
+    for q in range(QUEUES):
+        queue = f"q{q:03d}"
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for d in range(1, HISTORY_WEEKS * 7 + 1):
+                day = today - timedelta(days=d)
+                weekday = 0.6 if day.weekday() >= 5 else 1.0
+                for h in range(OPEN_HOURS[0] * 4, OPEN_HOURS[1] * 4):
+                    start = int((day + timedelta(minutes=15 * h)).timestamp())
+                    shape = weekday * (1.5 if 40 <= h < 48 or 56 <= h < 64 else 1.0)
+                    offered = max(0, round(rnd.gauss(8 * shape, 2)))
+                    abandoned = min(offered, round(offered * 0.05))
+                    handled = offered - abandoned
+                    pipe.hset(store.keys.queue_interval(queue, start), mapping={
+                        "start": start, "length_s": cfg.interval_s, "offered": offered, "answered": handled,
+                        "handled": handled, "handle_ms": handled * 180_000, "abandoned": abandoned,
+                        "answer_wait_ms": handled * 8_000, "abandon_wait_ms": abandoned * 40_000})
+                    pipe.zadd(store.keys.queue_intervals(queue), {str(start): start})
+                    written += 1
+            await pipe.execute()
+    return written
+
+
 async def speech_server(port: int) -> web.AppRunner:
     async def healthz(_r: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -130,6 +162,7 @@ async def run(url: str, seed: int) -> dict[str, Any]:
     rnd = random.Random(seed)
     t = time.perf_counter()
     floor = await populate(store, rnd)
+    floor["history_intervals"] = await history(store, rnd)
     setup_s = time.perf_counter() - t
     speech = await speech_server(port)
     hooks = Webhooks(settings.webhooks, redis, PREFIX)
@@ -140,7 +173,17 @@ async def run(url: str, seed: int) -> dict[str, Any]:
     apply: list[float] = []
     raised = cleared = 0
     now_ms = int(time.time() * 1000)
+    cold: list[float] = []
     try:
+        # the first evaluations of the day: the queues' staffing forecasts, a budget's worth each time
+        staffed_after = None
+        for i in range(200):
+            t = time.perf_counter()
+            fig = await ev.collector.collect()
+            cold.append(time.perf_counter() - t)
+            if all(q.required is not None for q in fig.queues.values()):
+                staffed_after = i + 1
+                break
         for i in range(EVALUATIONS):
             t = time.perf_counter()
             await ev.collector.collect()
@@ -171,6 +214,8 @@ async def run(url: str, seed: int) -> dict[str, Any]:
         "queues": QUEUES, "agents": QUEUES * AGENTS_PER_QUEUE, **floor, "busy_queues": BUSY_QUEUES,
         "rule_instances": rules, "evaluations": EVALUATIONS, "evaluate_step_ms": STEP_MS,
         "setup_s": round(setup_s, 1),
+        "cold": {**summary(cold), "evaluations_until_all_staffed": staffed_after,
+                 "cold_budget_s": ev.collector.cold_budget_s},
         "evaluation": summary(whole), "collect": summary(collect), "apply_lua_1_step": summary(apply),
         "alerts_raised": raised, "alerts_cleared": cleared, "active_at_end": len(active),
         "alert_keys_bytes": memory,

@@ -63,8 +63,10 @@ async def floor(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Floor
         "name": "by_phone", "needs": "ani", "url": crm_url + "/api/contacts?phone={ani}",
         "records": "data.items", "id_field": "contact.id", "name_field": "contact.full_name",
         "fields": {"tier": "contact.tier"}, "link": crm_url + "/contacts/{id}"}]},
-        # the wallboard's long-wait threshold is the server's: 2 s for billing, so a real caller trips it
-        "routing": {"queues": {"billing": {"alerts": {"long_wait": {"threshold": 2, "clear_at": 1}}}}}})
+        # the wallboard's long-wait threshold is the server's: 2 s for billing, so a real caller trips it,
+        # and the hotline's alert evaluator (every second here) raises the long_wait alert for it
+        "routing": {"queues": {"billing": {"alerts": {"long_wait": {"threshold": 2, "clear_at": 1}}}}},
+        "alerts": {"evaluate_s": 1}})
     try:
         await h.start()
         async with chromium() as browser:
@@ -232,6 +234,12 @@ async def test_the_wallboard_shows_a_waiting_caller_and_agent_states_live(floor:
         await expect(tile.locator("[data-figure=waiting] .value")).to_have_text("1", timeout=CALL_MS)
         await expect(tile).to_have_class("tile alert", timeout=UI_MS)  # the caller has waited over 2 s
         await expect(page.locator("#alerts")).to_contain_text("billing: a caller has waited")
+        # the server's alert: raised by the running hotline's evaluator, on the banner through the floor feed
+        raised = page.locator("#alert-banner .alert-item[data-rule=long_wait]")
+        await expect(raised).to_be_visible(timeout=CALL_MS)
+        await expect(raised.locator(".alert-queue")).to_have_text("billing")
+        active = (await rest(h, "GET", "/api/v1/alerts", "super1"))["alerts"]
+        assert any(a["rule"] == "long_wait" and a["queue"] == "billing" for a in active), active
         await tab.screenshot("wallboard.png")
 
         await rest(h, "POST", "/api/v1/agents/agent1/state", "super1", {"state": "available"})

@@ -240,6 +240,35 @@ async def test_the_staffing_gap_counts_the_agents_signed_in_and_not_on_break(
     assert [(a["queue"], a["message"]) for a in raised] == [("billing", "billing: agents short of the need 2 above 0")]
 
 
+async def test_forecasting_many_queues_cold_is_spread_over_evaluations(
+        redis_server: RedisServer, store: QueueStore) -> None:
+    """A queue's first staffing need of the day is a forecast (up to a few hundred ms): one evaluation
+    spends at most its budget on them; the other queues get their verdict in the next evaluations,
+    and a queue forecast once is asked again every time (its forecast is cached)."""
+    rule = AlertRule(name="short", metric="staffing_gap", threshold=0, for_s=0, clear_for_s=0)
+    asked: list[str] = []
+
+    async def slow_need(_store: QueueStore, _s: Settings, queue: str, now_s: float) -> StaffingNow | None:
+        asked.append(queue)
+        await asyncio.sleep(0.15)  # a cold forecast (the real one also caches: asked again, it answers at once)
+        return StaffingNow(queue, int(now_s), 20.0, 180.0, 2)
+
+    ev = AlertEvaluator(store, settings_with(redis_server, rule), owner="api-1", staffing=slow_need)
+    ev.collector.cold_budget_s = 0.25
+    queues = [f"q{i}" for i in range(5)]
+    for i, q in enumerate(queues):
+        await caller(store, f"c{i}", queue=q)
+        await store.leave_queue(f"c{i}", "timeout")
+    first = await ev.collector.collect()
+    known = [q for q in queues if first.queues[q].required is not None]
+    assert len(known) == 2, "0.15 s each against a 0.25 s budget: two forecasts, the rest wait"
+    assert all(first.values[f"short|{q}"] is None for q in queues if q not in known), "no verdict yet, no alert"
+    second = await ev.collector.collect()
+    assert sum(second.queues[q].required is not None for q in queues) == 4, "the known two and two more"
+    third = await ev.collector.collect()
+    assert all(third.queues[q].required == 2 for q in queues)
+
+
 async def test_worker_load_is_the_busy_share_of_the_live_workers_slots(store: QueueStore, redis: Redis) -> None:
     assert await worker_load(store) is None
     await store.register_worker("w0", "h:1", ttl_s=30, slots=10)

@@ -410,9 +410,12 @@ function renderCampaigns() {
 
 // --- agents --------------------------------------------------------------------------------------------------
 
+let phoneEvents = 0; // agent.phone events handled: one that came while the list was on its way wins over it
+
 async function refreshAgents() {
   if (!token) return;
   try {
+    const asOf = phoneEvents;
     const {agents: list} = await api(token, "GET", "/api/v1/agents");
     const next = new Map();
     for (const a of list) {
@@ -425,8 +428,10 @@ async function refreshAgents() {
       const kept = known && known.call_id === fetched.call_id
         ? {control: known.control, muted: known.muted, monitor: known.monitor, recording: known.recording,
            recording_id: known.recording_id} : {};
-      next.set(a.agent_id, known && known.since && fetched.since && known.since > fetched.since
-        ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept});
+      const entry = known && known.since && fetched.since && known.since > fetched.since
+        ? {...known, name: fetched.name, phone: known.phone || fetched.phone} : {...fetched, ...kept};
+      if (known && known.phoneSeq > asOf) Object.assign(entry, {phone: known.phone, phoneSeq: known.phoneSeq});
+      next.set(a.agent_id, entry);
     }
     agents = next;
     renderAgents();
@@ -804,7 +809,10 @@ function onEvent(ev) {
     scheduleAgents();
   } else if (ev.type === "agent.phone") {
     const a = agents.get(ev.agent_id);
-    if (a) a.phone = {mode: "registered", registered: Boolean(ev.registered), contacts: Number(ev.contacts) || 0};
+    if (a) {
+      a.phone = {mode: "registered", registered: Boolean(ev.registered), contacts: Number(ev.contacts) || 0};
+      a.phoneSeq = ++phoneEvents;
+    }
     scheduleAgents();
   } else if (ev.type === "agent.deleted") {
     agents.delete(ev.agent_id);
