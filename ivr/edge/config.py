@@ -56,7 +56,6 @@ from pathlib import Path
 from ivr.core.config import Settings, TrunkSettings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import get_logger
-from ivr.edge.webrtc import allowed_origins, cert_paths
 from ivr.edge.validate import (
     _SIP_USER,
     _TRUNK_NAME,
@@ -73,6 +72,7 @@ from ivr.edge.validate import (
     tail,
     validate_numbers,
 )
+from ivr.edge.webrtc import allowed_origins, cert_paths
 
 log = get_logger(__name__)
 

@@ -147,7 +147,8 @@ class RtpEngine:
     def argv(self, rtpengine: str | None = None, pidfile: Path | None = None) -> list[str]:
         """Foreground, userspace only, no config file (everything is on the command line)."""
         w = self.settings.edge.webrtc
-        for value, what in ((w.rtpengine_host, "edge.webrtc.rtpengine_host"), (w.rtp_address, "edge.webrtc.rtp_address")):
+        for value, what in ((w.rtpengine_host, "edge.webrtc.rtpengine_host"),
+                            (w.rtp_address, "edge.webrtc.rtp_address")):
             if host_kind(value, what) == "name":
                 raise ConfigError(f"{what} must be an IP address (got {value[:64]!r})", field=what)
         if w.rtp_advertised is not None and host_kind(w.rtp_advertised, "edge.webrtc.rtp_advertised") == "name":
