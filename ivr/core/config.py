@@ -145,8 +145,8 @@ class WebRtcSettings(BaseModel):
     allowed_origins: list[str] = Field(
         [], max_length=64, description='origins (e.g. "https://desk.example.com") whose pages may open the '
         "WebSocket; any other Origin gets 403. Default: the API's own origin(s)")
-    rtpengine_ng_port: int = Field(2223, ge=1, le=65535, description="rtpengine's ng control port (UDP, "
-                                   "on rtpengine_host)")
+    rtpengine_ng_port: int | None = Field(None, ge=1, le=65535, description="rtpengine's ng control port "
+                                          "(UDP, on rtpengine_host); default edge.port + 2")
     rtpengine_host: str = Field("127.0.0.1", description="where rtpengine's ng control listens; Kamailio "
                                 "talks to it (the edge's host, or loopback)")
     rtp_address: str = Field("127.0.0.1", description="the address rtpengine sends and receives media on")
@@ -221,6 +221,8 @@ class EdgeSettings(BaseModel):
             self.tls_key = self.tls_key.resolve()
         if self.webrtc.wss_port is None and self.port + 3 <= 65535:
             self.webrtc.wss_port = self.port + 3  # settled here, so every reader sees the same port
+        if self.webrtc.rtpengine_ng_port is None and self.port + 2 <= 65535:
+            self.webrtc.rtpengine_ng_port = self.port + 2
         return self
 
 

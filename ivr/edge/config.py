@@ -72,7 +72,7 @@ from ivr.edge.validate import (
     tail,
     validate_numbers,
 )
-from ivr.edge.webrtc import allowed_origins, cert_paths
+from ivr.edge.webrtc import allowed_origins, cert_paths, ng_port
 
 log = get_logger(__name__)
 
@@ -283,7 +283,10 @@ class EdgeConfig:
             else f"[{w.rtpengine_host.strip('[]')}]"
         if host_kind(w.rtpengine_host, "edge.webrtc.rtpengine_host") == "name":
             raise ConfigError("edge.webrtc.rtpengine_host must be an IP address", field="edge.webrtc.rtpengine_host")
-        ng = int_range(w.rtpengine_ng_port, 1, 65535, "edge.webrtc.rtpengine_ng_port")
+        ng = ng_port(self.settings)
+        if ng in (edge.port, w.wss_port):
+            raise ConfigError(f"edge.webrtc.rtpengine_ng_port {ng} is one of the edge's SIP ports",
+                              field="edge.webrtc.rtpengine_ng_port")
         return {
             "WITH_WEBRTC": "",
             "EDGE_LISTEN_WSS": listen("tls", edge.host, w.wss_port),
