@@ -338,8 +338,17 @@ async def test_plain_http_on_the_wss_port_is_no_websocket(hotline: Callable[...,
         async with http.get(wss_url(h.settings).replace("wss://", "https://") + "/", ssl=h.ssl_context(),
                             headers={"Origin": h.origin}) as r:
             status = r.status
+        # the SIP TCP port parses HTTP too now (xhttp): it refuses every HTTP request, upgrades included
+        host, port = h.edge.address
+        async with http.get(f"http://{host}:{port}/", headers={"Origin": h.origin}) as r:
+            sip_port_status = r.status
+        with pytest.raises(aiohttp.WSServerHandshakeError) as upgrade:
+            async with http.ws_connect(f"ws://{host}:{port}", protocols=("sip",), headers={"Origin": h.origin}):
+                pass
 
     assert status == 404
+    assert sip_port_status == 403
+    assert upgrade.value.status == 403
 
 
 async def test_an_offer_to_a_browser_goes_through_rtpengine_both_ways(
@@ -449,3 +458,48 @@ async def test_a_desk_phone_call_never_touches_rtpengine(
     assert body(invite) == WORKER_SDP, "the desk phone gets the worker's SDP untouched"
     assert ";rtp=ws" not in invite
     assert worker.call_id.encode() not in during, "rtpengine never heard of the call"
+
+
+async def test_a_desk_phone_answering_first_cancels_the_browser_and_frees_rtpengine(
+        hotline: Callable[..., Awaitable[Hotline]]) -> None:
+    """ada has a browser and a desk phone: both ring (the browser through rtpengine, the desk phone with
+    the worker's own SDP); the desk phone answers, the browser gets CANCEL, rtpengine forgets the call."""
+    from tests.sip_register import Phone
+    h = await hotline()
+    worker = UdpWorker(h.worker_port, h.edge.address)
+    desk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    desk.setblocking(False)
+    desk.bind((LOOPBACK, 0))
+    loop = asyncio.get_running_loop()
+    try:
+        async with ws_phone(h) as phone:
+            assert (await phone.register(PASSWORD)).startswith("SIP/2.0 200 ")
+            reg = await Phone(h.edge.address, "ada", PASSWORD, contact_port=desk.getsockname()[1]).register()
+            assert reg.status == 200, reg.text
+            assert await h.edge.registrations() == {"ada": 2}
+            await worker.send(worker.request("INVITE", f"sip:ada@{h.edge.address[0]}:{h.edge.address[1]}", 1,
+                                             body=WORKER_SDP))
+            browser_invite = await phone.receive(skip="1..")
+            # rings (a CANCEL goes only to a branch that answered provisionally)
+            await phone.send(reply_to(browser_invite, "180 Ringing", to_tag="browser9",
+                                      extra=[f"Contact: {phone.contact}"]))
+            data, _ = await asyncio.wait_for(loop.sock_recvfrom(desk, 65535), 5)
+            desk_invite = data.decode()
+            during = await rtpengine_calls(h)
+            await loop.sock_sendto(desk, reply_to(desk_invite, "200 OK", to_tag="desk1",
+                                                  extra=[f"Contact: <sip:ada@{LOOPBACK}:{desk.getsockname()[1]}>"],
+                                                  body=WORKER_SDP).encode(), h.edge.address)
+            ok = await worker.receive(status="200")
+            cancel = await phone.receive()
+            await phone.send(reply_to(cancel, "200 OK"))
+            await phone.send(reply_to(browser_invite, "487 Request Terminated", to_tag="browser9"))
+            after = await rtpengine_calls(h)
+    finally:
+        worker.close()
+        desk.close()
+
+    assert "RTP/SAVPF" in body(browser_invite) and body(desk_invite) == WORKER_SDP
+    assert body(ok) == WORKER_SDP, "the desk phone's answer reaches the worker untouched"
+    assert cancel.startswith("CANCEL sip:ada@"), cancel
+    assert worker.call_id.encode() in during
+    assert worker.call_id.encode() not in after, "the desk phone's 200 deleted the browser's offer"
