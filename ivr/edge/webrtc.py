@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -192,6 +193,9 @@ class RtpEngine:
         return "\n".join(lines) + "\n"
 
     async def start(self, ready_within_s: float = 10.0) -> None:
+        if shutil.which(self.rtpengine) is None:
+            raise ConfigError(f"{self.rtpengine} not found: install rtpengine-daemon (deploy/install-system.sh) "
+                              "or set edge.webrtc.enabled: false", field="edge.webrtc.enabled")
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         await self._process.start()
         try:

@@ -200,3 +200,11 @@ async def _ping_within(host: str, port: int, within_s: float) -> bool:
             return True
         await asyncio.sleep(0.1)
     return False
+
+
+async def test_a_missing_rtpengine_is_a_clear_config_error(tmp_path: Path) -> None:
+    engine = RtpEngine(Settings(var_dir=tmp_path / "var"), rtpengine=str(tmp_path / "no-rtpengine"))
+
+    with pytest.raises(ConfigError, match="install rtpengine-daemon"):
+        await engine.start()
+    assert not engine.process.running
