@@ -503,3 +503,87 @@ async def test_a_desk_phone_answering_first_cancels_the_browser_and_frees_rtpeng
     assert cancel.startswith("CANCEL sip:ada@"), cancel
     assert worker.call_id.encode() in during
     assert worker.call_id.encode() not in after, "the desk phone's 200 deleted the browser's offer"
+
+
+async def test_re_invites_of_a_browser_call_are_converted_both_ways(
+        hotline: Callable[..., Awaitable[Hotline]]) -> None:
+    """Hold from the worker's side (re-INVITE with a=sendonly) reaches the browser as WebRTC media and
+    its answer the worker as plain RTP; a re-INVITE from the browser reaches the worker as plain RTP."""
+    h = await hotline()
+    worker = UdpWorker(h.worker_port, h.edge.address)
+    try:
+        async with ws_phone(h) as phone:
+            assert (await phone.register(PASSWORD)).startswith("SIP/2.0 200 ")
+            await worker.send(worker.request("INVITE", f"sip:ada@{h.edge.address[0]}:{h.edge.address[1]}", 1,
+                                             body=WORKER_SDP))
+            invite = await phone.receive(skip="1..")
+            answer = browser_answer(body(invite))
+            await phone.send(reply_to(invite, "200 OK", to_tag="b3", extra=[f"Contact: {phone.contact}"],
+                                      body=answer))
+            ok = await worker.receive(status="200")
+            routes = [r.strip() for rr in reversed(header(ok, "Record-Route")) for r in reversed(rr.split(","))]
+            contact = header(ok, "Contact")[0].strip("<>")
+            await worker.send(worker.request("ACK", contact, 1, to_tag="b3", routes=routes))
+            await phone.receive()
+
+            # the worker holds: a=sendonly
+            hold = WORKER_SDP.replace("o=worker 1 1", "o=worker 1 2").replace("a=sendrecv", "a=sendonly")
+            await worker.send(worker.request("INVITE", contact, 2, to_tag="b3", routes=routes, body=hold))
+            reinvite = await phone.receive(skip="1..")
+            await phone.send(reply_to(reinvite, "200 OK", extra=[f"Contact: {phone.contact}"],
+                                      body=answer.replace("a=sendrecv", "a=recvonly")))
+            held = await worker.receive(status="200")
+            await worker.send(worker.request("ACK", contact, 2, to_tag="b3", routes=routes))
+            await phone.receive()
+
+            # the browser re-INVITEs (e.g. an ICE restart): its offer reaches the worker as plain RTP
+            # the dialog's route set is the initial INVITE's Record-Route (RFC 3261 12.1.1)
+            browser_route = [r.strip() for rr in header(invite, "Record-Route") for r in rr.split(",")]
+            assert all(";rtp=ws" in r for rr in header(reinvite, "Record-Route") for r in rr.split(","))
+            worker_contact = header(reinvite, "Contact")[0].strip("<>")
+            browser_reinvite = "\r\n".join([
+                f"INVITE {worker_contact} SIP/2.0",
+                f"Via: SIP/2.0/WSS {phone.host};branch=z9hG4bK{secrets.token_hex(8)}",
+                "Max-Forwards: 70",
+                f"From: <sip:ada@{h.edge.address[0]}:{h.edge.address[1]}>;tag=b3",
+                f"To: <sip:1000@{LOOPBACK}:{worker.port}>;tag={worker.tag}",
+                f"Call-ID: {worker.call_id}",
+                "CSeq: 7 INVITE",
+                f"Contact: {phone.contact}",
+                *(f"Route: {r}" for r in browser_route),
+                "Content-Type: application/sdp",
+                f"Content-Length: {len(answer.encode())}", "", answer])
+            await phone.send(browser_reinvite)
+            from_browser = await worker_request(worker, "INVITE")
+            await worker.send(reply_to(from_browser, "200 OK", body=WORKER_SDP,
+                                       extra=[f"Contact: <sip:worker@{LOOPBACK}:{worker.port}>"]))
+            to_browser = await phone.receive(skip="1..")
+    finally:
+        worker.close()
+
+    hold_offer = body(reinvite)
+    assert "RTP/SAVPF" in hold_offer and "a=fingerprint:" in hold_offer and "a=sendonly" in hold_offer, hold_offer
+    held_answer = body(held)
+    assert re.search(r"^m=audio \d+ RTP/AVP ", held_answer, re.M) and "a=recvonly" in held_answer, held_answer
+    assert "a=fingerprint" not in held_answer and "a=ice-" not in held_answer
+    plain_offer = body(from_browser)
+    assert re.search(r"^m=audio \d+ RTP/AVP ", plain_offer, re.M), plain_offer
+    for webrtc_only in ("a=fingerprint", "a=ice-", "a=candidate", "a=rtcp-mux", "SAVP"):
+        assert webrtc_only not in plain_offer, f"{webrtc_only} reached the worker:\n{plain_offer}"
+    assert to_browser.startswith("SIP/2.0 200 "), to_browser
+    assert "RTP/SAVPF" in body(to_browser) and "a=fingerprint:" in body(to_browser), "the worker's answer as WebRTC"
+
+
+async def worker_request(worker: UdpWorker, method: str, within_s: float = 5.0) -> str:
+    """The next request of ``method`` the worker receives (probes answered on the way)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while (left := deadline - loop.time()) > 0:
+        data, addr = await asyncio.wait_for(loop.sock_recvfrom(worker.sock, 65535), left)
+        text = data.decode()
+        if text.startswith("OPTIONS "):
+            await loop.sock_sendto(worker.sock, reply_to(text, "200 OK").encode(), addr)
+            continue
+        if text.startswith(f"{method} "):
+            return text
+    raise AssertionError(f"no {method} reached the worker")
