@@ -130,6 +130,48 @@ class RegistrarSettings(BaseModel):
                                  "this long counts as gone (edge or its poller down): no offers to it")
 
 
+class WebRtcSettings(BaseModel):
+    """Agents' browser phones (docs/webrtc.md): SIP over secure WebSocket on the edge, media through
+    rtpengine (userspace), which turns the browser's ICE + DTLS-SRTP + rtcp-mux into the workers'
+    plain RTP and back. Plain SIP phones and calls never pass through rtpengine."""
+
+    enabled: bool = Field(True, description="a WSS listener on the edge and an rtpengine role in `ivr run`")
+    wss_port: int | None = Field(None, ge=1, le=65535, description="SIP over secure WebSocket on edge.host; "
+                                 "default edge.port + 3")
+    cert: Path | None = Field(None, description="PEM certificate (chain) the WSS listener presents; default "
+                              "(with key unset too) a self-signed pair for 127.0.0.1/localhost that `ivr run` "
+                              "makes once under <var_dir>/run/certs")
+    key: Path | None = Field(None, description="PEM private key of cert")
+    allowed_origins: list[str] = Field(
+        [], max_length=64, description='origins (e.g. "https://desk.example.com") whose pages may open the '
+        "WebSocket; any other Origin gets 403. Default: the API's own origin(s)")
+    rtpengine_ng_port: int | None = Field(None, ge=1, le=65535, description="rtpengine's ng control port "
+                                          "(UDP, on rtpengine_host); default edge.port + 2")
+    rtpengine_host: str = Field("127.0.0.1", description="where rtpengine's ng control listens; Kamailio "
+                                "talks to it (the edge's host, or loopback)")
+    rtp_address: str = Field("127.0.0.1", description="the address rtpengine sends and receives media on")
+    rtp_advertised: str | None = Field(None, description="the address written into SDP for browsers when "
+                                       "rtp_address is behind NAT (rtpengine interface local!advertised)")
+    rtp_port_min: int = Field(42000, ge=1024, le=65535, description="rtpengine's media ports (two per "
+                              "call leg side); keep them apart from workers.rtp_port_base's range")
+    rtp_port_max: int = Field(43999, ge=1024, le=65535)
+
+    @model_validator(mode="after")
+    def _check(self) -> WebRtcSettings:
+        if self.rtp_port_max - self.rtp_port_min < 3:
+            raise ValueError("edge.webrtc: rtp_port_max must be at least rtp_port_min + 3")
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("edge.webrtc: set both cert and key, or neither (a self-signed loopback pair)")
+        for origin in self.allowed_origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]{1,255}", origin) or origin.endswith("/"):
+                raise ValueError(f"edge.webrtc.allowed_origins: {origin[:80]!r} is not scheme://host[:port]")
+        if self.cert is not None:
+            self.cert = self.cert.resolve()
+        if self.key is not None:
+            self.key = self.key.resolve()
+        return self
+
+
 class EdgeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 5060
@@ -164,6 +206,7 @@ class EdgeSettings(BaseModel):
         "(sip:<number>@<edge>: callbacks.dial_uri's default) go out through, with its digest credentials; "
         "default: the first trunk. Without trunks the edge answers such calls 503")
     registrar: RegistrarSettings = RegistrarSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
 
     @property
     def sip_realm(self) -> str:
@@ -176,6 +219,10 @@ class EdgeSettings(BaseModel):
             self.tls_cert = self.tls_cert.resolve()
         if self.tls_key is not None:
             self.tls_key = self.tls_key.resolve()
+        if self.webrtc.wss_port is None and self.port + 3 <= 65535:
+            self.webrtc.wss_port = self.port + 3  # settled here, so every reader sees the same port
+        if self.webrtc.rtpengine_ng_port is None and self.port + 2 <= 65535:
+            self.webrtc.rtpengine_ng_port = self.port + 2
         return self
 
 

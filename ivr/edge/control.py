@@ -34,9 +34,10 @@ class Edge(EdgeConfig):
 
     def __init__(self, settings: Settings, workers: list[tuple[str, int]] | None = None, *,
                  numbers: Iterable[str] | None = None, template: Path | None = None,
-                 kamailio: str = KAMAILIO, sip_credentials: dict[str, str] | None = None) -> None:
+                 kamailio: str = KAMAILIO, sip_credentials: dict[str, str] | None = None,
+                 webrtc: bool = False) -> None:
         super().__init__(settings, workers, numbers=numbers, template=template, kamailio=kamailio,
-                         sip_credentials=sip_credentials)
+                         sip_credentials=sip_credentials, webrtc=webrtc)
         self._process = ManagedProcess("edge", self.argv(), guard=True)
 
     @property

@@ -117,10 +117,10 @@ def validate_numbers(numbers: Iterable[str]) -> list[str]:
     return out
 
 
-def check_tls_pair(cert: Path, key: Path) -> None:
+def check_tls_pair(cert: Path, key: Path, names: tuple[str, str] = ("edge.tls_cert", "edge.tls_key")) -> None:
     """Load the pair like a TLS server would: missing/unreadable files and a key that does not match
     the certificate are caught before Kamailio starts (which would only log and exit)."""
-    for path, what in ((cert, "edge.tls_cert"), (key, "edge.tls_key")):
+    for path, what in ((cert, names[0]), (key, names[1])):
         if re.search(r"[\s#\[\]=]", str(path)):  # tls.cfg is an INI file with unquoted values
             raise ConfigError(f"{what}: {path} must not contain spaces, '#', '[', ']' or '='", field=what)
         if not path.is_file():
@@ -129,10 +129,10 @@ def check_tls_pair(cert: Path, key: Path) -> None:
     try:
         ctx.load_cert_chain(str(cert), str(key))
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"edge.tls_cert/tls_key: cannot load {cert} with {key}: {exc}",
-                          field="edge.tls_cert", path=str(cert)) from None
+        raise ConfigError(f"{names[0]}/{names[1]}: cannot load {cert} with {key}: {exc}",
+                          field=names[0], path=str(cert)) from None
     if key.stat().st_mode & 0o004:
-        log.warning("edge.tls_key_world_readable", path=str(key))
+        log.warning("edge.tls_key_world_readable", path=str(key), setting=names[1])
 
 
 def resolve(host: str) -> list[str]:

@@ -9,6 +9,12 @@ Writes under ``--out DIR``::
                                protected mode, ``maxmemory-policy noeviction``; NO secret (see below)
     redis/replica-<n>.conf     one per ``--replica HOST[:PORT]``: the same + ``replicaof`` the primary
     sentinel/sentinel-<n>.conf one per Sentinel (``--sentinel HOST[:PORT]``, three by default)
+    rtpengine/rtpengine.conf   the browsers' media relay (docs/webrtc.md), read by ivr-rtpengine.service
+
+Browsers' phones (``edge.webrtc``) are rendered only with a configured certificate
+(``edge.webrtc.cert``/``key``: browsers must trust the WSS listener; the self-signed pair of ``ivr run``
+is for loopback only): then kamailio.cfg gets the WSS listener and the rtpengine module, and
+``rtpengine/rtpengine.conf`` is written; without one the edge is rendered without them (a warning).
 
 Secrets never appear in rendered files. ``redis.conf`` and ``sentinel-<n>.conf`` end with
 ``include <etc>/redis-auth.conf`` / ``include <etc>/sentinel-auth.conf``; those two files are written
@@ -33,11 +39,14 @@ from urllib.parse import urlsplit
 
 from ivr.core.config import Settings, load_settings
 from ivr.core.errors import ConfigError
-from ivr.core.logging import configure
+from ivr.core.logging import configure, get_logger
 from ivr.core.process import ManagedProcess
 from ivr.core.sip_auth import effective_credentials, seed_credentials
 from ivr.edge import KAMAILIO, Edge
 from ivr.edge.validate import host_kind, hostport, listen
+from ivr.edge.webrtc import RtpEngine
+
+log = get_logger(__name__)
 
 DEFAULT_ETC = Path("/etc/ivr")
 DEFAULT_STATE = Path("/var/lib/ivr")
@@ -121,9 +130,9 @@ class MultiHomedEdge(Edge):
     def __init__(self, settings: Settings, workers: list[tuple[str, int]] | None = None, *,
                  extra_listen: list[str] | None = None, directory: Path | None = None,
                  runtime_dir: Path | None = None, template: Path | None = None,
-                 kamailio: str = KAMAILIO) -> None:
+                 kamailio: str = KAMAILIO, webrtc: bool = False) -> None:
         super().__init__(settings, worker_targets(settings) if workers is None else workers,
-                         template=template, kamailio=kamailio)
+                         template=template, kamailio=kamailio, webrtc=webrtc)
         self.extra_listen = list(settings.edge.extra_listen if extra_listen is None else extra_listen)
         self.runtime_dir = runtime_dir
         if directory is not None:
@@ -173,7 +182,11 @@ class MultiHomedEdge(Edge):
 def render_kamailio(settings: Settings, out: Path, *, check: bool = True,
                     runtime_dir: Path | None = None) -> list[Path]:
     """kamailio.cfg, dispatcher.list and whatever else the edge reads (db_text tables, tls.cfg)."""
-    edge = MultiHomedEdge(settings, directory=out / "kamailio", runtime_dir=runtime_dir)
+    webrtc = webrtc_deployable(settings)
+    if settings.edge.webrtc.enabled and not webrtc:
+        log.warning("render.webrtc_skipped", reason="edge.webrtc.cert/key are not set: browsers' phones need a "
+                    "certificate they trust (docs/webrtc.md)")
+    edge = MultiHomedEdge(settings, directory=out / "kamailio", runtime_dir=runtime_dir, webrtc=webrtc)
     # the configuration file's SIP passwords (as HA1s, db/sipauth 0600): phones can register from the
     # edge's start; ivr-phones adds those set over the API (ivr/runtime/phones.py)
     realm = settings.edge.sip_realm
@@ -183,6 +196,24 @@ def render_kamailio(settings: Settings, out: Path, *, check: bool = True,
     rest = sorted(p for p in edge.dir.rglob("*") if p.is_file() and p not in first
                   and p.name not in ("kamailio.pid", "kamailio_ctl") and not p.name.startswith("."))
     return first + rest
+
+
+def webrtc_deployable(settings: Settings) -> bool:
+    """Browsers' phones on a multi-host edge: enabled, with a configured certificate."""
+    w = settings.edge.webrtc
+    return w.enabled and w.cert is not None and w.key is not None
+
+
+def render_rtpengine(settings: Settings, out: Path) -> list[Path]:
+    """rtpengine/rtpengine.conf (edge.webrtc); ConfigError when browsers' phones are not deployable."""
+    if not webrtc_deployable(settings):
+        raise ConfigError("rtpengine is rendered for browsers' phones only: set edge.webrtc.enabled, "
+                          "edge.webrtc.cert and edge.webrtc.key", field="edge.webrtc")
+    d = out / "rtpengine"
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / "rtpengine.conf"
+    _write(path, RtpEngine(settings).render_config())
+    return [path]
 
 
 # ----- Redis and Sentinel ------------------------------------------------------------------------
@@ -298,12 +329,13 @@ def render_sentinels(settings: Settings, out: Path, layout: RedisLayout) -> list
 
 # ----- command line ------------------------------------------------------------------------------
 
-PARTS = ("kamailio", "redis", "sentinel")
+PARTS = ("kamailio", "redis", "sentinel", "rtpengine")
 
 
 def render_all(settings: Settings, out: Path, layout: RedisLayout, *, only: list[str] | None = None,
                check: bool = True, edge_dir: Path | None = None) -> list[Path]:
-    parts = only or list(PARTS)
+    # rtpengine by default only where browsers' phones are deployable
+    parts = only or [p for p in PARTS if p != "rtpengine" or webrtc_deployable(settings)]
     written: list[Path] = []
     if "kamailio" in parts:
         written += render_kamailio(settings, out, check=check, runtime_dir=edge_dir)
@@ -311,12 +343,14 @@ def render_all(settings: Settings, out: Path, layout: RedisLayout, *, only: list
         written += render_redis(settings, out, layout)
     if "sentinel" in parts:
         written += render_sentinels(settings, out, layout)
+    if "rtpengine" in parts:
+        written += render_rtpengine(settings, out)
     return written
 
 
 def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="the deployment's hotline.yaml")
-    p.add_argument("--out", required=True, help="directory to write kamailio/, redis/, sentinel/ into")
+    p.add_argument("--out", required=True, help="directory to write kamailio/, redis/, sentinel/, rtpengine/ into")
     p.add_argument("--only", action="append", choices=PARTS, help="render only this part (repeatable)")
     p.add_argument("--etc", default=str(DEFAULT_ETC), help="where the *-auth.conf secret files live")
     p.add_argument("--state", default=str(DEFAULT_STATE), help="data directory (redis/, sentinel/ under it)")

@@ -3,7 +3,9 @@
 Starts, in order: a private redis-server (AOF on, data under var/) unless an external Redis is
 configured; prompt pre-build; the API (it needs only Redis, and loads while the workers do); the
 speech service; the transcriber when ``quality.transcribe`` (niced: recordings to text after the
-calls); N workers; the Kamailio edge once the workers are alive. Prints the banner when every
+calls); N workers; with ``edge.webrtc.enabled`` rtpengine (the browsers' media relay, userspace, on
+loopback; docs/webrtc.md) and the WSS certificate (a self-signed loopback pair made once unless one is
+configured); the Kamailio edge once the workers are alive. Prints the banner when every
 role is up. Restarts children that die. On SIGTERM/SIGINT the workers drain first, then the others
 stop in reverse order, and it exits 0.
 """
@@ -28,6 +30,7 @@ from ivr.dialplan.loader import PlanRegistry
 from ivr.dialplan.prompt_build import build_prompts as build_plan_and_moh_prompts
 from ivr.dialplan.registry import LiveRegistry, VersionArchive
 from ivr.edge import Edge
+from ivr.edge.webrtc import RtpEngine, ensure_certificate, wss_url
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
@@ -61,6 +64,7 @@ class Supervisor:
         self.retiring: dict[int, ManagedProcess] = {}
         self.redis_proc: ManagedProcess | None = None
         self.edge: Edge | None = None
+        self.rtpengine: RtpEngine | None = None
         self._served: tuple[list[str], set[str]] = ([], set())  # numbers and plan versions in service
         self.tasks = TaskGroup("supervisor")
         self.stopping = False
@@ -120,9 +124,16 @@ class Supervisor:
         for i in range(s.workers.count):
             await self._start_worker(i)
         await self._wait_workers_alive()
+        if s.edge.webrtc.enabled:
+            # before the edge: its rtpengine module looks for rtpengine when it starts
+            await asyncio.to_thread(ensure_certificate, s)
+            self.rtpengine = RtpEngine(s)
+            await self.rtpengine.start()
+            self.children.append(self.rtpengine.process)
+            self.tasks.spawn("watch.rtpengine", self._watch(self.rtpengine.process))
         # The edge knows the whole possible pool; probing marks workers that are not running as down.
         self.edge = Edge(s, workers=[(s.workers.host, s.workers.sip_port(i)) for i in range(s.workers.maximum)],
-                         numbers=list(plans.by_number))
+                         numbers=list(plans.by_number), webrtc=s.edge.webrtc.enabled)
         phones_redis = connect(s.redis)
         phones = PhoneRegistry(s, self.edge, QueueStore(phones_redis, s.redis.prefix), source="supervisor")
         self.edge.sip_credentials = phones.initial_credentials()
@@ -309,6 +320,8 @@ class Supervisor:
             "Hotline is up.",
             f"  Call it:        point a SIP phone at sip:1000@{s.edge.host}:{s.edge.port} (UDP or TCP)",
             f"  Agent desktop:  http://{s.api.host}:{s.api.port}/",
+            *([f"  Browser phones: {wss_url(s)} (SIP over WebSocket; media through rtpengine)"]
+              if s.edge.webrtc.enabled else []),
             f"  Wallboard:      http://{s.api.host}:{s.api.port}/wallboard (a supervisor's token)",
             *self._credential_lines(),
             "  Ctrl-C stops everything.",
