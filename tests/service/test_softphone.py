@@ -435,3 +435,52 @@ async def test_a_blocked_microphone_is_explained_and_nothing_registers(
         finally:
             await b.close()
     assert artifacts_dir().joinpath("softphone-microphone-blocked.png").is_file()
+
+
+async def offer_call(store: QueueStore, cid: str) -> str:
+    """A caller in queue billing offered to agent1 (as a worker would do it): the offer id."""
+    await store.call_start(cid, "w0", ani="+15550001", dnis="1000", hotline="Demo hotline", language="en",
+                           plan_version="v1")
+    offer = await store.enqueue(cid, queue="billing", skill="billing", priority=0,
+                                journey={"plan": "Demo hotline", "steps": [], "data": {}})
+    assert offer is not None, "agent1 should have been available"
+    return offer.offer_id
+
+
+async def test_an_incoming_call_rings_only_after_its_pop_is_painted_and_can_be_rejected(
+        api: str, http: aiohttp.ClientSession, store: QueueStore, registrar: Registrar,
+        phone_browser: Browser) -> None:
+    """The edge's INVITE comes before the pop here (the worst order): the phone holds it, silent,
+    until the desktop has painted the pop of that call (X-Ivr-Call-Id), then rings (180)."""
+    registrar.password = await sip_password(http, api, store)
+    await store.record_phones({"agent1": 1}, stale_after_s=60, source="edge-a")  # the edge's poller
+    context = await phone_browser.new_context(ignore_https_errors=True)
+    tab, _ = await open_desktop(context, api)
+    page = tab.page
+    await connect_phone(page, registrar.password)
+    await expect(page.locator("#sp-state")).to_have_text("registered", timeout=TIMEOUT_MS)
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+
+    await registrar.invite("call-1")
+    card = page.locator("#phone-card")
+    await expect(card).to_have_attribute("data-call", "waiting-for-pop", timeout=TIMEOUT_MS)
+    await expect(page.locator("#sp-answer")).to_be_hidden()
+    assert not any("180" in r for r in registrar.replies)  # not ringing without its pop
+    await offer_call(store, "call-1")
+    await expect(page.locator("#pop")).to_have_attribute("data-call-id", "call-1", timeout=TIMEOUT_MS)
+    await expect(card).to_have_attribute("data-call", "ringing", timeout=TIMEOUT_MS)
+    await expect(page.locator("#sp-answer")).to_be_visible()
+    await expect(page.locator("#sp-call-line")).to_contain_text("+15550001")
+    shown = int(await page.locator("#pop").get_attribute("data-shown-at") or 0)
+    rang = int(await card.get_attribute("data-ring-at") or 0)
+    assert 0 < shown <= rang, (shown, rang)
+    await eventually(lambda: any(r.startswith("SIP/2.0 180") for r in registrar.replies))
+    await tab.screenshot("softphone-ringing.png")
+
+    await page.click("#sp-reject")
+    await eventually(lambda: any(r.startswith("SIP/2.0 486") for r in registrar.replies))
+    await expect(page.locator("#sp-call")).to_be_hidden()
+    await expect(card).to_have_attribute("data-call", "")
+    tab.expect_no_errors()
+    await context.close()

@@ -177,6 +177,7 @@ export class BrowserPhone {
       logBuiltinEnabled: false,
       logLevel: "error",
       userAgentString: "ivr-desktop (SIP.js)",
+      sendInitialProvisionalResponse: false, // 180 Ringing only once the pop is painted (ring())
       sessionDescriptionHandlerFactoryOptions: {peerConnectionConfiguration: {iceServers: this.config.ice_servers || []}},
       delegate: {
         onInvite: (invitation) => this.incoming(invitation),
