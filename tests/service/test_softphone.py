@@ -121,6 +121,21 @@ class Registrar:
             self.sockets.discard(ws)
         return ws
 
+    def answers(self) -> list[tuple[str, str]]:
+        """The browser's replies: (first line, whole message)."""
+        return [(m.split("\r\n", 1)[0], m) for m in self.messages if m.startswith("SIP/2.0")]
+
+    async def ack(self, ok: str) -> None:
+        """ACK a 2xx the browser sent to our INVITE (as the caller's side does through the edge)."""
+        _, headers, _ = parse_sip(ok)
+        target = re.search(r"<([^>]+)>", header(headers, "Contact"))
+        assert target, ok
+        lines = [f"ACK {target.group(1)} SIP/2.0",
+                 f"Via: SIP/2.0/WSS edge.invalid;branch=z9hG4bK{uuid.uuid4().hex[:10]}",
+                 "Max-Forwards: 70", f"From: {header(headers, 'From')}", f"To: {header(headers, 'To')}",
+                 f"Call-ID: {header(headers, 'Call-ID')}", "CSeq: 1 ACK", "Content-Length: 0", "", ""]
+        await next(iter(self.sockets)).send_str("\r\n".join(lines))
+
     async def drop(self) -> None:
         """The network drops: every connection closes."""
         for ws in list(self.sockets):
@@ -482,5 +497,43 @@ async def test_an_incoming_call_rings_only_after_its_pop_is_painted_and_can_be_r
     await eventually(lambda: any(r.startswith("SIP/2.0 486") for r in registrar.replies))
     await expect(page.locator("#sp-call")).to_be_hidden()
     await expect(card).to_have_attribute("data-call", "")
+    tab.expect_no_errors()
+    await context.close()
+
+
+async def test_an_answered_call_can_be_muted_and_hung_up(
+        api: str, http: aiohttp.ClientSession, store: QueueStore, registrar: Registrar,
+        phone_browser: Browser) -> None:
+    """Answered in the browser (200 OK with its SDP answer: DTLS-SRTP, ICE), muted, then hung up (BYE)."""
+    registrar.password = await sip_password(http, api, store)
+    await store.record_phones({"agent1": 1}, stale_after_s=60, source="edge-a")
+    context = await phone_browser.new_context(ignore_https_errors=True)
+    tab, _ = await open_desktop(context, api)
+    page = tab.page
+    await connect_phone(page, registrar.password)
+    await expect(page.locator("#sp-state")).to_have_text("registered", timeout=TIMEOUT_MS)
+    await page.click("#go-available")
+    await expect(page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+    await offer_call(store, "call-2")
+    await expect(page.locator("#pop")).to_have_attribute("data-call-id", "call-2", timeout=TIMEOUT_MS)
+    await registrar.invite("call-2")
+    card = page.locator("#phone-card")
+    await expect(card).to_have_attribute("data-call", "ringing", timeout=TIMEOUT_MS)
+    await page.click("#sp-answer")
+    await expect(card).to_have_attribute("data-call", "connected", timeout=TIMEOUT_MS)
+    await eventually(lambda: any(r.startswith("SIP/2.0 200") and "INVITE" in m for r, m in registrar.answers()))
+    answer = next(m for r, m in registrar.answers() if r.startswith("SIP/2.0 200") and "INVITE" in m)
+    assert "a=fingerprint:" in answer and "a=ice-ufrag:" in answer  # a WebRTC answer, encrypted media
+    await registrar.ack(answer)
+    await page.click("#sp-mute")
+    await expect(page.locator("#sp-mute")).to_have_attribute("aria-pressed", "true")
+    await expect(page.locator("#sp-mute")).to_have_text("Unmute")
+    assert await page.evaluate("document.getElementById('sp-in-level').value") == 0
+    await page.click("#sp-keypad-toggle")
+    await expect(page.locator("#sp-keys button")).to_have_count(12)
+    await tab.screenshot("softphone-connected.png")
+    await page.click("#sp-hangup")
+    await eventually(lambda: any(m.startswith("BYE ") for m in registrar.messages))
+    await expect(page.locator("#sp-call")).to_be_hidden()
     tab.expect_no_errors()
     await context.close()
