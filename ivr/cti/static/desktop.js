@@ -441,6 +441,10 @@ function onHello(hello) {
     if (!call || call.call_id !== hello.call.call_id) {
       call = fromRecord(hello.call);
       renderCall({fill: true, announce: call.status === "ringing"});
+      if (call.status === "ringing") {  // a reload while it rings: the browser phone may ring once painted
+        const painted = call.call_id;
+        requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted), 0));
+      }
     } else {
       const rec = fromRecord(hello.call);
       for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes", "held", "muted",

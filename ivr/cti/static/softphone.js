@@ -6,7 +6,18 @@
 // has painted its pop (popPainted), so the pop-before-ring guarantee holds for this phone too.
 
 import {$, api, el, fill} from "./common.js";
-import {Invitation, Registerer, RegistererState, SessionState, UserAgent} from "./lib/sip.js/index.js";
+
+// SIP.js's state values (api/session-state.js, api/registerer-state.js): the library itself is
+// loaded only when the agent turns the phone on (a desktop without it never fetches its modules)
+const SessionState = {Initial: "Initial", Establishing: "Establishing", Established: "Established",
+                      Terminating: "Terminating", Terminated: "Terminated"};
+const RegistererState = {Initial: "Initial", Registered: "Registered", Unregistered: "Unregistered",
+                         Terminated: "Terminated"};
+let library = null;
+const loadSip = () => (library ??= import("./lib/sip.js/index.js").catch((err) => {
+  library = null;
+  throw err;
+}));
 
 const KEY = {password: "ivr.desktop.sip_password", mic: "ivr.desktop.mic", speaker: "ivr.desktop.speaker"};
 const RETRY_MAX_S = 30;  // reconnection back-off: 1, 2, 4 ... 30 s, then every 30 s while the page is open
@@ -164,6 +175,13 @@ export class BrowserPhone {
       return;
     }
     await this.listDevices();
+    let UserAgent, Registerer;
+    try {
+      ({UserAgent, Registerer} = await loadSip());
+    } catch (err) {
+      this.setState("failed", `The phone library could not be loaded (${err.message}): tell your admin.`);
+      return;
+    }
     const uri = UserAgent.makeURI(this.config.aor);
     if (!uri) {
       this.setState("failed", `bad address of record ${this.config.aor}`);
@@ -379,7 +397,7 @@ export class BrowserPhone {
     const session = this.session;
     if (!session) return;
     if (session.state === SessionState.Established) session.bye().catch(() => {});
-    else if (session.state === SessionState.Initial && session instanceof Invitation) session.reject().catch(() => {});
+    else if (session.state === SessionState.Initial) session.reject().catch(() => {});  // an Invitation
   }
 
   connected() {
