@@ -8,6 +8,8 @@ TOOLS  := .venv-tools
 UV     := $(TOOLS)/bin/uv
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
+NPM_DIR   := deploy/npm
+NPM_STAMP := $(NPM_DIR)/node_modules/.installed
 # Bytecode is compiled at install, as pip does: pydub 0.25.1 has escape sequences that Python 3.11
 # warns about when it compiles them, and pytest treats warnings as errors.
 # uv: never fetch a Python of its own, copy files (the cache may sit on another file system).
@@ -37,7 +39,7 @@ test: install
 	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS)
 	$(BIN)/pytest -p no:cacheprovider -m serial --durations=10 tests/service tests/e2e $(PYTEST_ARGS)
 
-install: system lockcheck $(STAMP)
+install: system lockcheck $(STAMP) $(NPM_STAMP)
 
 system:
 	@bash deploy/install-system.sh
@@ -60,6 +62,13 @@ $(STAMP): $(LOCK) pyproject.toml $(UV)
 	$(UV) pip sync -q --compile-bytecode --python $(BIN)/python --require-hashes $(LOCK)
 	$(UV) pip install -q --compile-bytecode --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The browser libraries the agent desktop serves (SIP.js for its phone, ivr/cti/webrtc.py): exactly
+# deploy/npm/package-lock.json (integrity hashes checked by npm), no install scripts run, nothing
+# vendored into the repository. A changed lock reinstalls. npm is Debian's (deploy/install-system.sh).
+$(NPM_STAMP): $(NPM_DIR)/package.json $(NPM_DIR)/package-lock.json
+	cd $(NPM_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
 
 # A deliberate refresh: re-resolve every lock to the newest versions within pyproject.toml's ranges.
 # Then run `make test` on it and commit pyproject.toml and the locks together.

@@ -11,6 +11,10 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm installs the browser phone's SIP library from deploy/npm/package-lock.json (make install): Debian's
+# npm (with its nodejs) unless a Node.js with npm is already there (e.g. a nodesource nodejs, which
+# bundles npm and conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # promtool checks deploy/prometheus/ivr-alerts.yml in the tests (docs/alerts.md). Debian ships it only in the
 # `prometheus` package, whose post-install starts a Prometheus server listening on :9090: a policy-rc.d
 # that refuses every start keeps the daemon down during the install (we want the tool, not a server

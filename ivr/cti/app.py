@@ -42,6 +42,7 @@ from ivr.cti import (
     supervision,
     system,
     webhooks,
+    webrtc,
 )
 from ivr.cti.auth import TokenAuth
 from ivr.cti.case_open import setup as setup_cases
@@ -115,7 +116,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_sockets)
     r = app.router
     for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, recordings, supervision, quality, alerts, planning, floor_agents):
+                   metrics, campaigns, recordings, supervision, quality, alerts, planning, floor_agents, webrtc):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

@@ -27,7 +27,8 @@ log = get_logger(__name__)
 
 DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
 #: HTML pages for people (ivr.cti.pages), not API operations
-PAGES = frozenset({"/", "/wallboard", "/static/{name}"})  # HTML pages and their scripts and styles
+PAGES = frozenset({"/", "/wallboard", "/static/{name}",  # HTML pages and their scripts and styles
+                   "/static/lib/sip.js/{path}"})  # the browser phone's library (ivr.cti.webrtc)
 REASONS = {
     101: "Switching Protocols: the WebSocket is open",
     200: "OK", 201: "Created", 202: "Accepted: the worker holding the call carried the command out",

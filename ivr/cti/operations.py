@@ -1194,3 +1194,27 @@ OPERATIONS.update({
                     "`pending` says what waits for the end of the call and its wrap-up (`agent.state_pending` "
                     "now; the agent takes no new call). 404 `agent.not_found`.", errors=(404, 409)),
 })
+
+# --- the agent's browser phone (ivr.cti.webrtc; docs/webrtc.md) -------------------------------------
+SCHEMAS.update({
+    "WebRtcPhone": {
+        "type": "object", "required": ["enabled", "reason", "ws_url", "aor", "username", "realm", "ice_servers"],
+        "properties": {
+            "enabled": {"type": "boolean", "description": "the browser phone can register (edge.webrtc.enabled "
+                                                          "and the agent has `phone: registered`)"},
+            "reason": {**STR, "description": "why not, when not enabled; empty otherwise"},
+            "ws_url": {**STR, "description": "the edge's SIP-over-WebSocket address (wss://)"},
+            "aor": {**STR, "description": "the address of record the phone registers"},
+            "username": {**STR, "description": "digest user name (the agent id)"},
+            "realm": STR,
+            "ice_servers": {"type": "array", "items": OBJ, "description": "RTCIceServer entries; none so far"}}},
+})
+OPERATIONS.update({
+    ("GET", "/api/v1/agents/{agent_id}/webrtc"): Operation(
+        "Where an agent's browser phone registers", "agents", ("supervisor", "admin"), own="its own phone",
+        response=ref("WebRtcPhone"),
+        description="The edge's secure WebSocket and the SIP identity (address of record, digest user name "
+                    "and realm) the desktop's browser phone registers with. Never the SIP password: an admin "
+                    "sets it (`POST .../sip-password`), the agent types it. 404 `agent.not_found`.",
+        errors=(404,)),
+})

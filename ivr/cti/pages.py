@@ -18,6 +18,8 @@ from importlib import resources
 from aiohttp import web
 
 from ivr.core.errors import NotFound
+from ivr.cti import webrtc
+from ivr.cti.context import SETTINGS
 
 PAGES = {"/": "desktop.html", "/wallboard": "wallboard.html"}
 ASSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\.(js|css)$")
@@ -51,10 +53,13 @@ def _file(name: str) -> bytes:
     return path.read_bytes()
 
 
-def _reply(request: web.Request, name: str) -> web.Response:
+def _reply(request: web.Request, name: str, connect: tuple[str, ...] = ()) -> web.Response:
     data = _file(name)
     etag = '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
     headers = {**HEADERS, "ETag": etag}
+    if connect:  # the desktop's browser phone talks to the edge's WebSocket (ivr.cti.webrtc)
+        sources = " ".join(("connect-src 'self'", *connect))
+        headers["Content-Security-Policy"] = CSP.replace("connect-src 'self'", sources)
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     return web.Response(body=data, headers=headers, charset="utf-8",
@@ -62,7 +67,9 @@ def _reply(request: web.Request, name: str) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    return _reply(request, PAGES[request.path])
+    name = PAGES[request.path]
+    connect = webrtc.connect_sources(request.app[SETTINGS]) if name == "desktop.html" else []
+    return _reply(request, name, tuple(connect))
 
 
 async def asset(request: web.Request) -> web.Response:

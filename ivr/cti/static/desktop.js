@@ -9,6 +9,7 @@ import {CallHistory, MyQueues} from "./history.js";
 import {CONTROL_TEXT, CallControls, applyControl, controlFromRecord} from "./callcontrol.js";
 import {MyCases, TaskCard} from "./cases.js";
 import {RECORDING_EVENT_TEXT, RecordingControls, RecordingList, RecordingPlayer, applyRecording} from "./recording.js";
+import {BrowserPhone} from "./softphone.js";
 
 const KEY = {agent: "ivr.desktop.agent", token: "ivr.desktop.token", call: "ivr.desktop.call", last: "ivr.desktop.last_event_id",
              alerts: "ivr.desktop.alerts"};
@@ -30,6 +31,7 @@ const controls = new CallControls({login: () => login, call: () => call, error: 
 const recording = new RecordingControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
 const player = new RecordingPlayer({token: () => login && login.token, error: (err) => showError($("error"), err)});
 const recordings = new RecordingList({token: () => login && login.token, player});
+const phone = new BrowserPhone({login: () => login});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -63,6 +65,7 @@ async function signIn(agent, token) {
     check: () => api(token, "GET", `/api/v1/agents/${encodeURIComponent(agent)}`),
   });
   feed.open();
+  phone.resume(); // this tab holds the SIP password: register again (a reload)
 }
 
 async function signOut() {
@@ -75,6 +78,7 @@ async function signOut() {
   }
   if (feed) feed.stop();
   feed = null;
+  await phone.stop({forget: true}); // unregisters, drops the SIP password of this tab
   login = null;
   call = null;
   alerts.disable();
@@ -252,13 +256,19 @@ function onCallEvent(ev) {
     saveCall();
     // ack once the card is painted (after the next frame): then the server lets the phone ring
     const offer = ev.offer_id;
-    requestAnimationFrame(() => setTimeout(() => { if (feed) feed.send({type: "ack", offer_id: offer}); }, 0));
+    const painted = call.call_id;
+    requestAnimationFrame(() => setTimeout(() => {
+      if (feed) feed.send({type: "ack", offer_id: offer});
+      phone.popPainted(painted); // the browser phone may ring now
+    }, 0));
     return;
   }
   if (ev.type === "call.consult_offered") {  // a colleague consults me: my phone rings for the consult
     call = {call_id: ev.call_id, ani: ev.ani, queue: ev.queue, journey: ev.journey, crm: ev.crm, status: "ringing",
             offered_at: ev.ts, consult_from: ev.from_agent};
     renderCall({fill: true, announce: true});
+    const painted = call.call_id;
+    requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted), 0));
     $("pop").dataset.alerted = alerts.pop(call).join(" ");
     saveCall();
     return;
@@ -304,6 +314,7 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   $("no-call").hidden = Boolean(call);
   card.hidden = !call;
   if (!call) {
+    phone.currentPop = null;
     renderWrapup(true);
     controls.render();
     recording.render(false);
@@ -311,6 +322,7 @@ function renderCall({fill: fillCard = false, announce = false} = {}) {
   }
   card.dataset.callId = call.call_id;
   card.dataset.status = call.status;
+  if (call.status !== "ringing") phone.currentPop = null; // popPainted set it
   const outbound = call.direction === "outbound"; // click-to-dial: my phone rings first, then the customer's
   $("pop-title").textContent = call.status === "ringing"
     ? (outbound ? `Calling ${call.ani || "unknown"}` : `Incoming call from ${call.ani || "unknown"}`)
@@ -429,6 +441,10 @@ function onHello(hello) {
     if (!call || call.call_id !== hello.call.call_id) {
       call = fromRecord(hello.call);
       renderCall({fill: true, announce: call.status === "ringing"});
+      if (call.status === "ringing") {  // a reload while it rings: the browser phone may ring once painted
+        const painted = call.call_id;
+        requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted), 0));
+      }
     } else {
       const rec = fromRecord(hello.call);
       for (const key of ["status", "answered_at", "ended_at", "outcome", "disposition", "notes", "held", "muted",
@@ -576,6 +592,7 @@ function start() {
   });
   alerts.onChange = renderAlerts;
   $("wrapup-ready").addEventListener("click", () => setState("available"));
+  phone.bind();
   setInterval(tick, 1000);
   const agent = sessionStorage.getItem(KEY.agent), token = sessionStorage.getItem(KEY.token);
   if (agent && token) {
