@@ -253,8 +253,14 @@ CALLS_LIMIT_MAX = 200
 CALLS_LIMIT_DEFAULT = 50
 _NUMBER = re.compile(r"[+]?[0-9A-Za-z#._-]{1,64}[*]?")
 _EPOCH = re.compile(r"[0-9]{1,11}(\.[0-9]{1,6})?")
+#: a calendar date the server's parser takes: no 31 November, 29 February only in a leap year, no year 0
+#: (a pattern that took every day up to 31 had the document promise dates the server refused)
+_YEAR = r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = r"([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+CALENDAR_DATE = (rf"({_YEAR}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+                 rf"|02-(0[1-9]|1[0-9]|2[0-8]))|{_LEAP_YEAR}-02-29)")
 #: the local date-time (no offset) the documents allow besides RFC 3339 dates and date-times
-LOCAL_TIME = (r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]"
+LOCAL_TIME = (rf"{CALENDAR_DATE}T([01][0-9]|2[0-3]):[0-5][0-9]"
               r"(:[0-5][0-9](\.[0-9]{1,6})?)?")
 _ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
                   r"([Tt]([0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
