@@ -101,7 +101,9 @@ class Hotline:
             "dialplans_dir": str(ROOT / "dialplans"),
             "prompts": {"dir": str(ROOT / "prompts"), "cache_dir": str(self.workdir.parent / "prompt-cache")},
             "redis": {"port": self.redis_port},
-            "edge": {"port": self.edge_port},
+            # the browser phone's rtpengine and WSS listener only where a test asks for them
+            # (overrides={"edge": {"webrtc": {"enabled": True}}}): a start and a stop less per hotline
+            "edge": {"port": self.edge_port, "webrtc": {"enabled": False}},
             # drain_s: a stop with a call still up (a test that failed half way) must not take 30 s
             "workers": {"count": self.workers, "sip_port_base": self.sip_base, "rtp_port_base": self.rtp_base,
                         "drain_s": 3},

@@ -30,7 +30,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.mark.hotline(overrides={"users": USERS})
+@pytest.mark.hotline(overrides={"users": USERS, "edge": {"webrtc": {"enabled": True}}})
 async def test_ivr_run_starts_rtpengine_serves_wss_and_stops_rtpengine(hotline: Hotline) -> None:
     run = hotline.var / "run"
     ng_port, wss_port = hotline.edge_port + 2, hotline.edge_port + 3

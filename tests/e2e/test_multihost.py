@@ -72,6 +72,7 @@ from ivr.queues.store import QueueStore
 from ivr.runtime.supervisor import build_prompts
 from tests.conftest import kill_matching
 from tests.desktop import AgentDesktop
+from tests.e2e.conftest import Hotline
 from tests.ports import free_udp_tcp_port
 from tests.scenarios import render_scenario
 from tests.sniffer import RtpView
@@ -352,7 +353,10 @@ class Multihost:
         cfg: dict[str, Any] = {
             "var_dir": str(self.workdir / role / "var"),
             "dialplans_dir": str(ROOT / "dialplans"),
-            "prompts": {"dir": str(ROOT / "prompts"), "cache_dir": str(self.workdir / "prompt-cache")},
+            # the test process's prompt cache (tests/e2e/conftest.py): rendering every prompt again with
+            # espeak-ng took most of this rig's start
+            "prompts": {"dir": str(ROOT / "prompts"),
+                        "cache_dir": str(Hotline.shared_prompt_cache or self.workdir / "prompt-cache")},
             "redis": {"url": self.redis_url("127.0.0.1")},
             "speech": {"enabled": False},
             "routing": {"wrapup_s": 1.0},
