@@ -27,7 +27,7 @@ from tests.e2e.conftest import Hotline
 from tests.ports import free_udp_tcp_port
 from tests.rtp_pcap import alaw_decode, ulaw_decode
 from tests.scenarios import render_scenario
-from tests.sipp_helpers import SippResult, run_sipp
+from tests.sipp_helpers import SippResult, SippServer, run_sipp
 from tests.sniffer import Datagram, LoopbackSniffer
 from tests.webrtc_rig import BrowserAgent, browser_args, spki_pin, tone_share, tone_wav
 
@@ -42,14 +42,20 @@ USERS: list[dict[str, Any]] = [
     {"id": "super1", "name": "Sam", "role": "supervisor", "token": "super1-test-token"},
 ]
 TOKENS = {u["id"]: u["token"] for u in USERS}
+CUSTOMER_PORT = free_udp_tcp_port()  # click-to-dial: the customer's phone
+NUMBER = "+821055501234"
+EVENT_PT = 120  # the worker's telephone-event payload type (the customer's answer keeps it)
 
 # 10 callers at once, 2 per worker (4 legs each: the caller's and its agent's), one worker spare
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.shared_hotline,
-    # a browser on a loaded test machine may take a while to answer: the worker waits longer than 20 s
-    pytest.mark.hotline(workers=6, overrides={"edge": {"webrtc": {"enabled": True}}, "users": USERS,
-                                              "workers": {"agent_ring_timeout_s": 60}}),
+    # a browser on a loaded test machine may take a while to answer: the worker waits longer than 20 s;
+    # click-to-dial reaches the customer's phone (a sipp UAS) directly
+    pytest.mark.hotline(workers=6, overrides={
+        "edge": {"webrtc": {"enabled": True}}, "users": USERS, "workers": {"agent_ring_timeout_s": 60},
+        "calls": {"outbound_allow": ["+8210*"]},
+        "callbacks": {"dial_uri": f"sip:{{number}}@127.0.0.1:{CUSTOMER_PORT}", "ring_timeout_s": 20}}),
 ]
 
 
@@ -268,6 +274,43 @@ async def test_a_caller_talks_to_a_browser_agent_who_holds_and_transfers_from_th
     for tab in (a, b):
         tab.tab.expect_no_errors()
         await tab.close()
+
+
+async def test_click_to_dial_rings_the_browser_phone_first(
+        hotline: Hotline, browser: Browser, http: aiohttp.ClientSession, tmp_path: Path, caller_tone: Path) -> None:
+    """The agent dials a number from the desktop: the browser phone rings first (its INVITE names the
+    new call, the pop says the customer is dialled once it answers), the pop's Answer answers it, then
+    the customer's phone rings and answers, and its tone reaches the browser; the customer hangs up."""
+    me = await browser_agent(browser, http, hotline, "web3")
+    page = me.page
+    customer_sf = render_scenario(
+        "customer_phone.xml", tmp_path / "customer", keep="customer-hangs-up", drop="remote-hangs-up",
+        ring_ms=300, talk_ms=4000, event_pt=EVENT_PT,
+        actions=f'  <nop><action><exec play_pcap_audio="{caller_tone}"/></action></nop>\n')
+    customer = SippServer(customer_sf, workdir=tmp_path / "customer", tag="customer", port=CUSTOMER_PORT,
+                          extra=["-m", "1", "-mp", str(free_udp_tcp_port())])
+    async with customer:
+        await page.fill("#dial-number", NUMBER)
+        await page.click("#dial-go")
+        await expect(page.locator("#phone-card")).to_have_attribute("data-call", "ringing", timeout=20_000)
+        pop = page.locator("#pop")
+        await expect(page.locator("#call-note")).to_have_text(
+            "Ringing on your browser phone: answer, then the customer is dialled.")
+        await expect(page.locator("#pop-title")).to_have_text(f"Calling {NUMBER}")
+        [invite] = me.received("INVITE")
+        assert invite.header("X-Ivr-Call-Id") == await pop.get_attribute("data-call-id")
+        assert customer.received("INVITE") == 0, "the customer is dialled only once the agent answered"
+        await me.tab.screenshot("webrtc-click-to-dial.png")
+        await page.click("#call-answer")
+        await expect(pop).to_have_attribute("data-status", "connected", timeout=30_000)
+        talk = await me.wait_stats(lambda s: (s["inbound"] or {}).get("level", 0) > 0.01
+                                   and s["inbound"]["packets"] > 50, timeout=20)
+        await expect(page.locator("#phone-card")).to_have_attribute("data-call", "", timeout=20_000)  # BYE
+    assert customer.received("INVITE") == 1
+    assert talk["inbound"]["level"] > 0.01 and talk["outbound"]["packets"] > 50, talk
+    assert me.received("BYE"), "the customer hung up: the hotline hangs up the browser"
+    me.tab.expect_no_errors()
+    await me.close()
 
 
 async def test_ten_browser_agents_take_ten_callers_at_once(

@@ -339,7 +339,9 @@ export class CallControls {
     $("dial-result").textContent = "Calling your phone…";
     try {
       const res = await api(login.token, "POST", "/api/v1/calls", {number, agent_id: login.agent});
-      $("dial-result").textContent = "Pick up your phone: the customer is dialled next.";
+      $("dial-result").textContent = this.phone && this.phone.registered
+        ? "Answer your browser phone: the customer is dialled next."
+        : "Pick up your phone: the customer is dialled next.";
       $("dial-result").dataset.callId = res.call_id;
     } catch (err) {
       $("dial-result").textContent = "";
