@@ -29,9 +29,10 @@ from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, WebSocket, expect
 
-from tests.browser import Tab
+from tests.browser import Tab, artifacts_dir
 
 TIMEOUT_MS = 15_000
+SCREENSHOT_MS = 30_000
 WAV_RATE = 48_000
 
 # Chromium's RTCPeerConnection, wrapped once per page before any script runs: every connection the
@@ -197,6 +198,12 @@ class BrowserAgent:
     async def available(self) -> None:
         await self.page.click("#go-available")
         await expect(self.page.locator("#state")).to_have_text("available", timeout=TIMEOUT_MS)
+
+    async def screenshot(self, name: str, full_page: bool = True) -> Path:
+        """Kept in the artifacts directory; a loaded machine may take a while to paint ten tabs."""
+        path = artifacts_dir() / name
+        await self.page.screenshot(path=str(path), full_page=full_page, timeout=2 * SCREENSHOT_MS)
+        return path
 
     async def stats(self) -> dict[str, Any]:
         got: dict[str, Any] | None = await self.page.evaluate(READ_STATS)

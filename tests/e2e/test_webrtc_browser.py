@@ -167,7 +167,7 @@ async def test_a_caller_talks_to_a_browser_agent_who_holds_and_transfers_from_th
             await expect(page.locator("#call-note")).to_have_text(
                 "Ringing on your browser phone: press Answer here or in the Browser phone card.")
             await expect(page.locator("#call-answer")).to_be_visible()
-            await a.tab.screenshot("webrtc-ringing.png")
+            await a.screenshot("webrtc-ringing.png")
             shown_at = int(await pop.get_attribute("data-shown-at") or 0)
             ring_at = int(await page.locator("#phone-card").get_attribute("data-ring-at") or 0)
             [invite] = a.received("INVITE")
@@ -185,7 +185,7 @@ async def test_a_caller_talks_to_a_browser_agent_who_holds_and_transfers_from_th
             await asyncio.sleep(1.0)
             talk2 = await a.stats()
             t_talk2 = time.time()
-            await a.tab.screenshot("webrtc-in-call.png")
+            await a.screenshot("webrtc-in-call.png")
 
             # --- hold and resume from the desktop's call controls --------------------------------------
             await page.click("#cc-hold")
@@ -193,7 +193,7 @@ async def test_a_caller_talks_to_a_browser_agent_who_holds_and_transfers_from_th
             t_hold = time.time()
             await asyncio.sleep(1.5)
             t_held = time.time()
-            await a.tab.screenshot("webrtc-on-hold.png")
+            await a.screenshot("webrtc-on-hold.png")
             await page.click("#cc-hold")
             await expect(page.locator("#cc-hold")).to_have_text("Hold", timeout=10_000)
             t_resume = time.time()
@@ -220,7 +220,7 @@ async def test_a_caller_talks_to_a_browser_agent_who_holds_and_transfers_from_th
                                         and (s["outbound"] or {}).get("packets", 0) > 50)
             await asyncio.sleep(1.0)
             t_b2 = time.time()
-            await b.tab.screenshot("webrtc-transferred.png")
+            await b.screenshot("webrtc-transferred.png")
             await b.page.click("#sp-hangup")  # the browser hangs up: the caller gets the hotline's BYE
             result = await asyncio.wait_for(call, 30)
         finally:
@@ -302,7 +302,7 @@ async def test_click_to_dial_rings_the_browser_phone_first(
         [invite] = me.received("INVITE")
         assert invite.header("X-Ivr-Call-Id") == await pop.get_attribute("data-call-id")
         assert customer.received("INVITE") == 0, "the customer is dialled only once the agent answered"
-        await me.tab.screenshot("webrtc-click-to-dial.png")
+        await me.screenshot("webrtc-click-to-dial.png")
         await page.click("#call-answer")
         await expect(pop).to_have_attribute("data-status", "connected", timeout=30_000)
         talk = await me.wait_stats(lambda s: (s["inbound"] or {}).get("energy", 0) > 0.01
@@ -342,14 +342,16 @@ async def test_ten_browser_agents_take_ten_callers_at_once(
                                        and (s["outbound"] or {}).get("packets", 0) > 50, timeout=20)
 
         stats = await asyncio.gather(*(take(me) for me in agents))
-        await agents[0].tab.screenshot("webrtc-ten-agents-1.png")
-        await agents[-1].tab.screenshot("webrtc-ten-agents-10.png")
+        await agents[-1].screenshot("webrtc-ten-agents.png", full_page=False)
         up = await calls_up(hotline)
-        for me in agents:
+
+        async def hang_up(me: BrowserAgent) -> None:
             if await me.page.locator("#phone-card").get_attribute("data-call") != "connected":
                 raise AssertionError(f"{me.agent}'s call ended early: " + "\n".join(
                     f"{f.at:.3f} {'>' if f.sent else '<'} {f.first_line}" for f in me.frames))
             await me.page.click("#sp-hangup")
+
+        await asyncio.gather(*(hang_up(me) for me in agents))
         results = await asyncio.wait_for(asyncio.gather(*calls), 40)
     finally:
         for c in calls:
