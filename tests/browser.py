@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,11 @@ def chromium_path() -> str:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(args: Sequence[str] = ()) -> AsyncIterator[Browser]:
+    """Headless Chromium; ``args``: extra command-line switches (e.g. a fake microphone playing a WAV)."""
     executable = chromium_path()
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=executable, headless=True)
+        browser = await pw.chromium.launch(executable_path=executable, headless=True, args=list(args))
         try:
             yield browser
         finally:

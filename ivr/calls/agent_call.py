@@ -264,7 +264,7 @@ class AgentCall:
         try:
             if not uri:
                 raise NoLineFree("the consulted agent has no phone address")
-            await leg.dial(uri, extra=True)
+            await leg.dial(uri, extra=True, call_id=self.call_id)
         except Exception as exc:
             reason = "no_leg" if isinstance(exc, NoExtraLeg | NoLineFree) else "unreachable"
             log.warning("call.consult_dial_failed", error=str(exc), reason=reason)
@@ -395,7 +395,7 @@ class AgentCall:
         agent = self.ctx.new_leg()
         self.agent_leg = agent
         try:
-            await self._dial(offer.sip_uri, agent)
+            await self._dial(offer.sip_uri, agent, call_id=self.call_id)
         except LegEnded:
             self.agent_leg = None
             raise
@@ -421,8 +421,9 @@ class AgentCall:
         await self._settle(store.offer_failed(self.call_id, offer.offer_id, reason))
         return False
 
-    async def _dial(self, uri: str, leg: Leg) -> None:
-        """Call the agent. The library may still hold a call slot for a leg that just ended or a
+    async def _dial(self, uri: str, leg: Leg, call_id: str = "") -> None:
+        """Call the agent (``call_id``: sent as X-Ivr-Call-Id, the pop its browser phone waits for).
+        The library may still hold a call slot for a leg that just ended or a
         caller being refused (NoLineFree) although this caller's agent line is reserved: wait for it
         (bounded by LINE_WAIT_S) instead of failing the offer and sending the agent on a break."""
         loop = asyncio.get_running_loop()
@@ -430,7 +431,7 @@ class AgentCall:
         while True:
             tries += 1
             try:
-                await leg.dial(uri)
+                await leg.dial(uri, call_id=call_id)
             except NoLineFree as exc:
                 if self.leg.is_ended:
                     raise LegEnded(self.call_id) from None

@@ -149,7 +149,7 @@ class OriginateSession(AgentCall):
         self.agent_leg = agent
         self.made.append(agent)
         try:
-            await self._dial_leg(agent, offer.sip_uri, customer=True)
+            await self._dial_leg(agent, offer.sip_uri, customer=True, call_id=self.call_id)
         except (WorkerFull, NoLineFree) as exc:  # not the agent's fault: it stays available
             log.info("originate.worker_full", why=str(exc))
             self.agent_leg = None
@@ -178,14 +178,14 @@ class OriginateSession(AgentCall):
         return None
 
     async def _dial_leg(self, leg: Leg, uri: str, *, customer: bool = False, from_uri: str = "",
-                        slot_of: Leg | None = None) -> None:
+                        slot_of: Leg | None = None, call_id: str = "") -> None:
         """Dial; the library may still hold a call slot of a leg that just ended (NoLineFree) for a
         moment: wait for it, bounded by LINE_WAIT_S (as AgentCall._dial does for offers)."""
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
             try:
-                await leg.dial(uri, customer=customer, from_uri=from_uri, slot_of=slot_of)
+                await leg.dial(uri, customer=customer, from_uri=from_uri, slot_of=slot_of, call_id=call_id)
                 return
             except NoLineFree:
                 if loop.time() - started >= LINE_WAIT_S or (slot_of is not None and slot_of.is_ended):

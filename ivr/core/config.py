@@ -130,6 +130,43 @@ class RegistrarSettings(BaseModel):
                                  "this long counts as gone (edge or its poller down): no offers to it")
 
 
+ICE_URL = re.compile(r"(stuns?|turns?):(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:[0-9]{1,5})?"
+                     r"(\?transport=(udp|tcp))?")
+PRINTABLE = re.compile(r"[\x21-\x7e]{1,256}")
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server the browser phone may use (an RTCIceServer): for agents whose browsers
+    cannot reach rtpengine's address directly (symmetric NAT, a firewall that only lets TURN out)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    urls: list[str] = Field(..., min_length=1, max_length=4, description='e.g. ["turn:turn.example.com:3478'
+                            '?transport=udp", "turns:turn.example.com:5349"] or ["stun:stun.example.com"]')
+    username: str | None = Field(None, description="TURN user name (turn:/turns: need it)")
+    credential: str | None = Field(None, description="TURN password; given to the agents' browsers (the "
+                                   "desktop reads it from GET /api/v1/agents/{id}/webrtc), so a TURN account "
+                                   "for this purpose only")
+
+    @model_validator(mode="after")
+    def _check(self) -> IceServer:
+        for url in self.urls:
+            if not ICE_URL.fullmatch(url):
+                raise ValueError(f"edge.webrtc.ice_servers: {url[:80]!r} is not a stun:, stuns:, turn: or turns: "
+                                 "URL (host[:port][?transport=udp|tcp])")
+            port = re.search(r":([0-9]{1,5})(\?|$)", url.split(":", 1)[1])
+            if port and not 1 <= int(port.group(1)) <= 65535:
+                raise ValueError(f"edge.webrtc.ice_servers: {url[:80]!r} has no valid port")
+        for name in ("username", "credential"):
+            value = getattr(self, name)
+            if value is not None and not PRINTABLE.fullmatch(value):
+                raise ValueError(f"edge.webrtc.ice_servers: {name} must be 1-256 printable characters "
+                                 "without spaces")
+        if any(u.startswith("turn") for u in self.urls) and (self.username is None or self.credential is None):
+            raise ValueError("edge.webrtc.ice_servers: a turn: or turns: server needs username and credential")
+        return self
+
+
 class WebRtcSettings(BaseModel):
     """Agents' browser phones (docs/webrtc.md): SIP over secure WebSocket on the edge, media through
     rtpengine (userspace), which turns the browser's ICE + DTLS-SRTP + rtcp-mux into the workers'
@@ -155,6 +192,9 @@ class WebRtcSettings(BaseModel):
     rtp_port_min: int = Field(42000, ge=1024, le=65535, description="rtpengine's media ports (two per "
                               "call leg side); keep them apart from workers.rtp_port_base's range")
     rtp_port_max: int = Field(43999, ge=1024, le=65535)
+    ice_servers: list[IceServer] = Field(
+        [], max_length=8, description="STUN/TURN servers the browser phones may use (passed to the page by "
+        "GET /api/v1/agents/{id}/webrtc); default none: rtpengine is reachable directly")
 
     @model_validator(mode="after")
     def _check(self) -> WebRtcSettings:

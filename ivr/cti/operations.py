@@ -1207,7 +1207,8 @@ SCHEMAS.update({
             "aor": {**STR, "description": "the address of record the phone registers"},
             "username": {**STR, "description": "digest user name (the agent id)"},
             "realm": STR,
-            "ice_servers": {"type": "array", "items": OBJ, "description": "RTCIceServer entries; none so far"}}},
+            "ice_servers": {"type": "array", "items": OBJ, "description": "RTCIceServer entries ({urls, "
+                            "username, credential}) from edge.webrtc.ice_servers; empty by default"}}},
 })
 OPERATIONS.update({
     ("GET", "/api/v1/agents/{agent_id}/webrtc"): Operation(

@@ -84,8 +84,15 @@ async def phone_config(request: web.Request) -> web.Response:
     return web.json_response({
         "enabled": not reason, "reason": reason, "ws_url": ws_url(settings),
         "aor": phone_aor(agent_id, settings.edge), "username": agent_id, "realm": settings.edge.sip_realm,
-        "ice_servers": [],  # the edge's rtpengine is reachable directly: no STUN/TURN (docs/webrtc.md)
+        "ice_servers": ice_servers(settings),
     })
+
+
+def ice_servers(settings: Settings) -> list[dict[str, Any]]:
+    """``edge.webrtc.ice_servers`` as RTCIceServer entries (none by default: rtpengine is reachable
+    directly, docs/webrtc.md)."""
+    servers = getattr(_webrtc(settings), "ice_servers", None) or []
+    return [s.model_dump(exclude_none=True) for s in servers]
 
 
 def _lib_file(name: str) -> tuple[bytes, str]:

@@ -43,6 +43,8 @@ TAP_REUSE_TICKS = 2  # bridge ticks a stopped tap must see before it listens aga
 FRAME_US = 20_000
 _USER = re.compile(r"sips?:([^@;>]+)@")
 _REQ_LINE = re.compile(r"^INVITE\s+(\S+)\s+SIP/2\.0", re.M)
+_HEADER_NAME = re.compile(r"X-[A-Za-z0-9-]{1,60}")  # extra INVITE headers: extension headers only
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]{1,200}")  # one printable token-ish line, no CR/LF or spaces
 
 
 # pjsua's own list of the call slots in use (pjsua_enum_calls: every call whose INVITE session is
@@ -463,7 +465,7 @@ class SipEngine:
             log.warning("sip.hangup_failed", leg=leg_id, error=exc.info())
 
     def make_call(self, uri: str, leg_id: str, caller: bool = False, extra: bool = False,
-                  from_uri: str = "", slot_of: str = "") -> str:
+                  from_uri: str = "", slot_of: str = "", headers: tuple[tuple[str, str], ...] = ()) -> str:
         """Call ``uri``; the asyncio side chose ``leg_id`` so it can route the events that follow.
         ``caller``: the leg is a customer's (a callback) and takes a caller slot like an inbound call,
         keeping one for its agent leg; :class:`WorkerFull` when none is free or the worker drains.
@@ -471,8 +473,13 @@ class SipEngine:
         when the budget grants none. ``from_uri``: the From of the INVITE (a caller ID) instead of the
         account's. ``slot_of``: the leg takes over the caller slot of that leg of the same call
         (click-to-dial: the agent's leg took it before anything rang, the customer's holds it once
-        dialled)."""
+        dialled). ``headers``: extra header fields of the INVITE (e.g. ``X-Ivr-Call-Id`` on an agent's
+        leg, which the browser phone matches to its pop); names are tokens and values single lines
+        (ValueError otherwise: nothing is sent)."""
         assert self.acc is not None
+        for name, value in headers:
+            if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
+                raise ValueError(f"bad extra header {name[:40]!r}")
         budget = self.cfg.budget
         if caller and not budget.admits(len(self.callers), draining=self.draining, extra_legs=self.extra_legs()):
             raise WorkerFull("draining" if self.draining else "worker full")
@@ -498,6 +505,11 @@ class SipEngine:
             pai.hName = "P-Asserted-Identity"
             pai.hValue = f"<{from_uri}>"
             prm.txOption.headers.append(pai)
+        for name, value in headers:
+            hdr = pj.SipHeader()
+            hdr.hName = name
+            hdr.hValue = value
+            prm.txOption.headers.append(hdr)
         full = False
         try:
             call.makeCall(uri, prm)

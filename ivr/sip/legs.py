@@ -17,6 +17,7 @@ from ivr.sip.events import Answered, Disconnected, Dtmf, MediaReady, PlaybackDon
 
 T = TypeVar("T")
 AnswerOutcome = Literal["answered", "ended", "timeout", "hung_up", "aborted"]
+CALL_ID_HEADER = "X-Ivr-Call-Id"  # on the INVITE to an agent: which hotline call rings its phone
 
 
 class LegEnded(Exception):
@@ -169,14 +170,17 @@ class Leg:
             await self.sip.call(SipEngine.hangup, self.leg_id, code)
 
     async def dial(self, uri: str, *, customer: bool = False, extra: bool = False, from_uri: str = "",
-                   slot_of: Leg | None = None) -> None:
+                   slot_of: Leg | None = None, call_id: str = "") -> None:
         """Call ``uri`` on this leg (an agent, or with ``customer`` a customer the worker calls back,
         who takes a caller slot of the leg budget; with ``extra`` a consult or conference target).
         NoLineFree when the library has no leg free; WorkerFull when the budget admits no customer
         now; NoExtraLeg when it grants no extra leg. ``from_uri``: the From (a caller ID);
-        ``slot_of``: this leg takes over the caller slot ``slot_of`` holds (see SipEngine.make_call)."""
+        ``slot_of``: this leg takes over the caller slot ``slot_of`` holds (see SipEngine.make_call).
+        ``call_id``: the hotline call this leg rings an agent for, sent as ``X-Ivr-Call-Id`` (the
+        agent's browser phone rings once the pop of that call is painted, docs/webrtc.md)."""
+        headers = ((CALL_ID_HEADER, call_id),) if call_id else ()
         await self.sip.call(SipEngine.make_call, uri, self.leg_id, customer, extra, from_uri,
-                            slot_of.leg_id if slot_of is not None else "")
+                            slot_of.leg_id if slot_of is not None else "", headers)
 
     async def settle_extra(self) -> None:
         """This extra leg is its call's agent leg from now on (see SipEngine.settle_extra)."""

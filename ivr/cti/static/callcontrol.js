@@ -237,12 +237,12 @@ function describeTarget(consult) {
 export class CallControls {
   /**
    * ``login()``: {agent, token} or null; ``call()``: the desktop's call or null; ``error(err)``
-   * shows an error (null clears); ``phone`` says how the agent answers: "desk" (a desk phone, the
-   * only kind today) or a softphone with ``answer(call)`` (a later issue).
+   * shows an error (null clears); ``phone``: the desktop's browser phone (softphone.js), or null.
+   * While the browser phone rings for the call on screen, the pop says so and its Answer button
+   * answers the browser phone; otherwise the agent answers a desk phone.
    */
-  constructor({login, call, error}) {
-    Object.assign(this, {login, call, error});
-    this.phone = "desk";
+  constructor({login, call, error, phone = null}) {
+    Object.assign(this, {login, call, error, phone});
     this.pending = new Set(); // buttons whose command is on its way
     this.targets = null;
     this.pickerMode = "transfer";
@@ -276,7 +276,16 @@ export class CallControls {
       if (key) this.dtmf(key.dataset.key);
     });
     $("call-reject").addEventListener("click", () => this.reject());
-    $("call-hangup").addEventListener("click", () => this.command("call-hangup", "hangup"));
+    $("call-answer").addEventListener("click", () => {
+      const call = this.call();
+      if (call && this.phone && this.phone.ringsFor(call.call_id)) this.phone.answer();
+    });
+    $("call-hangup").addEventListener("click", () => {
+      const call = this.call();
+      // being consulted on the browser phone: hanging up the phone ends my part (the consult)
+      if (call && call.consult_from && this.phone && this.phone.talksFor(call.call_id)) this.phone.hangup();
+      else this.command("call-hangup", "hangup");
+    });
     $("dial-form").addEventListener("submit", (event) => {
       event.preventDefault();
       this.dial();
@@ -330,7 +339,9 @@ export class CallControls {
     $("dial-result").textContent = "Calling your phone…";
     try {
       const res = await api(login.token, "POST", "/api/v1/calls", {number, agent_id: login.agent});
-      $("dial-result").textContent = "Pick up your phone: the customer is dialled next.";
+      $("dial-result").textContent = this.phone && this.phone.registered
+        ? "Answer your browser phone: the customer is dialled next."
+        : "Pick up your phone: the customer is dialled next.";
       $("dial-result").dataset.callId = res.call_id;
     } catch (err) {
       $("dial-result").textContent = "";
@@ -413,14 +424,21 @@ export class CallControls {
     const conference = live && call.conference ? call.conference : null;
     const busy = (id) => this.pending.has(id);
 
-    // answer: the phone's (a desk phone is picked up; the softphone of a later issue answers here)
+    // answer: the browser phone's when it rings for this call (here or in its card); a desk phone is picked up
+    const bp = this.phone;
+    const inBrowser = ringing && Boolean(bp) && bp.ringsFor(call.call_id);
+    const browserSoon = ringing && !inBrowser && Boolean(bp) && bp.registered;
+    const onBrowser = consultee && Boolean(bp) && bp.talksFor(call.call_id);
     const note = $("call-note");
     const text = call && call.note ? call.note
+      : inBrowser && call.direction === "outbound" ? "Ringing on your browser phone: answer, then the customer is dialled."
+      : inBrowser ? "Ringing on your browser phone: press Answer here or in the Browser phone card."
+      : browserSoon ? "Your browser phone rings in a moment."
       : ringing && call.direction === "outbound" ? "Pick up your phone: the customer is dialled once you answer."
       : dialing ? "The customer's phone is ringing."
-      : ringing && this.phone === "desk" ? "Pick up your phone to answer: a desk phone cannot be answered from this page."
+      : ringing ? "Pick up your phone to answer: a desk phone cannot be answered from this page."
       : consultee && !conference ? `${call.consult_from} is consulting you: they may transfer the caller to you or `
-        + "start a conference. Hang up your phone to end the consult."
+        + `start a conference. ${onBrowser ? "Hang up" : "Hang up your phone"} to end the consult.`
       : "";
     note.textContent = text;
     note.hidden = !text;
@@ -433,7 +451,11 @@ export class CallControls {
     }
     $("call-reject").hidden = !ringing || Boolean(call.consult_from) || call.direction === "outbound";
     $("call-reject").disabled = busy("call-reject");
-    $("call-hangup").hidden = !(live || dialing) || consultee;
+    const pop = $("pop");
+    if (pop) pop.dataset.phone = inBrowser ? "browser-ringing" : onBrowser || (live && bp && bp.talksFor(call.call_id))
+      ? "browser" : "";
+    $("call-answer").hidden = !inBrowser;
+    $("call-hangup").hidden = !(live || dialing) || (consultee && !onBrowser);
     $("call-hangup").disabled = busy("call-hangup");
 
     $("call-controls").hidden = !live || (consultee && !conference);

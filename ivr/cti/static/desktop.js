@@ -27,11 +27,13 @@ const history = new CallHistory(() => login);
 const queues = new MyQueues(() => login);
 const cases = new MyCases(() => login, (err) => showError($("error"), err));
 const task = new TaskCard(() => login, (err) => showError($("error"), err));
-const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
+// the browser phone's changes (registered, ringing, answered) redraw the pop's buttons and wording
+const phone = new BrowserPhone({login: () => login, onChange: () => controls.render()});
+const controls = new CallControls({login: () => login, call: () => call, error: (err) => showError($("error"), err),
+                                   phone});
 const recording = new RecordingControls({login: () => login, call: () => call, error: (err) => showError($("error"), err)});
 const player = new RecordingPlayer({token: () => login && login.token, error: (err) => showError($("error"), err)});
 const recordings = new RecordingList({token: () => login && login.token, player});
-const phone = new BrowserPhone({login: () => login});
 let formBase = {disposition: "", notes: ""}; // what the disposition form showed before the agent typed
 
 // --- sign in / out -----------------------------------------------------------------------------------
@@ -158,6 +160,7 @@ function renderPhone({mode = phoneMode, registered = false, contacts = 0} = {}) 
 
 const HINT = {
   reserved: "A call is ringing: pick up your phone to answer it.",
+  reservedBrowser: "A call is ringing: answer it on your browser phone.",
   oncall: "On a call: your state changes when it ends.",
 };
 
@@ -174,6 +177,7 @@ function renderState() {
   const missed = me.state === "break" && /^(rejected|ring_no_answer|unreachable|agent_rejected)/.test(me.reason);
   $("state-hint").textContent = missed ? "A call you did not take went back to its queue: choose Available when you are ready."
     : me.state === "reserved" && me.reason === "task" ? "A follow-up task is offered to you: Dial or Skip it."
+    : me.state === "reserved" && phone.registered ? HINT.reservedBrowser
     : HINT[me.state] || (me.state === "wrapup"
     ? (me.wrapupUntil ? "Wrap-up: you become available for the next call when the time is up."
                       : "Wrap-up: choose Ready now when you are ready for the next call.")
@@ -256,10 +260,10 @@ function onCallEvent(ev) {
     saveCall();
     // ack once the card is painted (after the next frame): then the server lets the phone ring
     const offer = ev.offer_id;
-    const painted = call.call_id;
+    const painted = call.call_id, who = call.ani;
     requestAnimationFrame(() => setTimeout(() => {
       if (feed) feed.send({type: "ack", offer_id: offer});
-      phone.popPainted(painted); // the browser phone may ring now
+      phone.popPainted(painted, who); // the browser phone may ring now
     }, 0));
     return;
   }
@@ -267,8 +271,8 @@ function onCallEvent(ev) {
     call = {call_id: ev.call_id, ani: ev.ani, queue: ev.queue, journey: ev.journey, crm: ev.crm, status: "ringing",
             offered_at: ev.ts, consult_from: ev.from_agent};
     renderCall({fill: true, announce: true});
-    const painted = call.call_id;
-    requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted), 0));
+    const painted = call.call_id, who = `${ev.from_agent} (consult)`;
+    requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted, who), 0));
     $("pop").dataset.alerted = alerts.pop(call).join(" ");
     saveCall();
     return;
@@ -442,8 +446,8 @@ function onHello(hello) {
       call = fromRecord(hello.call);
       renderCall({fill: true, announce: call.status === "ringing"});
       if (call.status === "ringing") {  // a reload while it rings: the browser phone may ring once painted
-        const painted = call.call_id;
-        requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted), 0));
+        const painted = call.call_id, who = call.ani;
+        requestAnimationFrame(() => setTimeout(() => phone.popPainted(painted, who), 0));
       }
     } else {
       const rec = fromRecord(hello.call);

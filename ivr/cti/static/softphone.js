@@ -24,6 +24,7 @@ const RETRY_MAX_S = 30;  // reconnection back-off: 1, 2, 4 ... 30 s, then every 
 const POP_WAIT_MS = 5000; // an INVITE without a pop (not a hotline offer, or the pop never came) rings after this
 const KEYS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"];
 const CALL_HEADER = "X-Ivr-Call-Id"; // the hotline's call id, when the worker's INVITE carries it
+const METER_MS = 100;     // level meters' refresh
 
 const STATE_TEXT = {
   off: "not connected", connecting: "connecting…", registered: "registered", unregistered: "unregistered",
@@ -53,13 +54,37 @@ export class BrowserPhone {
     this.detail = "";
     this.session = null;       // the call on this phone (an Invitation)
     this.pending = null;       // an Invitation waiting for its pop: {invitation, callId, timer}
-    this.painted = new Map();  // call id -> when its pop was painted (ms), the last few
+    this.painted = new Map();  // call id -> {at: when its pop was painted (ms), who: its caller}, the last few
     this.retry = {timer: null, delay: 1};
     this.meters = null;
     this.ringer = null;
     this.muted = false;
     this.stopping = false;
     this.popCall = null;       // the call whose pop is on screen and ringing
+    this.callId = "";          // the hotline call of the session (its INVITE's X-Ivr-Call-Id), if it said
+    this.callState = "";       // "", "waiting-for-pop", "ringing", "connected", "ending"
+  }
+
+  // --- what the desktop's pop asks -------------------------------------------------------------------
+
+  get registered() {
+    return this.state === "registered";
+  }
+
+  /** Whether this phone's call is the hotline call ``callId`` (its INVITE's X-Ivr-Call-Id; an INVITE
+   * without the header belongs to the pop that was on screen when it rang). */
+  isFor(callId) {
+    return Boolean(this.session) && Boolean(callId) && this.callId === callId;
+  }
+
+  /** Whether the phone rings for the hotline call ``callId``. */
+  ringsFor(callId) {
+    return this.callState === "ringing" && this.isFor(callId);
+  }
+
+  /** Whether the phone is on the hotline call ``callId``. */
+  talksFor(callId) {
+    return this.callState === "connected" && this.isFor(callId);
   }
 
   // --- the card ------------------------------------------------------------------------------------
@@ -122,7 +147,8 @@ export class BrowserPhone {
     $("sp-mute").setAttribute("aria-pressed", String(this.muted));
     $("sp-mute").textContent = this.muted ? "Unmute" : "Mute";
     const card = $("phone-card");
-    card.dataset.call = !this.session ? "" : this.pending ? "waiting-for-pop" : up ? "connected" : ringing ? "ringing" : "ending";
+    this.callState = !this.session ? "" : this.pending ? "waiting-for-pop" : up ? "connected" : ringing ? "ringing" : "ending";
+    card.dataset.call = this.callState;
     this.onChange(this.state, this.detail);
   }
 
@@ -310,9 +336,10 @@ export class BrowserPhone {
 
   // --- calls ---------------------------------------------------------------------------------------------
 
-  /** The desktop painted the pop of ``callId``: ring the INVITE waiting for it, now. */
-  popPainted(callId) {
-    this.painted.set(callId, Date.now());
+  /** The desktop painted the pop of ``callId`` (``who``: the caller it shows): ring the INVITE waiting
+   * for it, now. */
+  popPainted(callId, who = "") {
+    this.painted.set(callId, {at: Date.now(), who: String(who || "")});
     this.popCall = callId;
     while (this.painted.size > 8) this.painted.delete(this.painted.keys().next().value);
     if (this.pending && (!this.pending.callId || this.pending.callId === callId)) this.ring();
@@ -329,7 +356,8 @@ export class BrowserPhone {
       return;
     }
     this.session = invitation;
-    const callId = invitation.request.getHeader(CALL_HEADER) || "";
+    const callId = (invitation.request.getHeader(CALL_HEADER) || "").trim();
+    this.callId = callId;
     invitation.stateChange.addListener((state) => {
       if (state === SessionState.Established) this.connected();
       if (state === SessionState.Terminated) this.ended();
@@ -355,11 +383,14 @@ export class BrowserPhone {
     const {invitation} = this.pending;
     this.dropPending();
     if (invitation.state !== SessionState.Initial) return;
+    if (!this.callId && this.popCall) this.callId = this.popCall; // no header: the pop it rang with
     invitation.progress().catch(() => {});  // 180 Ringing
     const card = $("phone-card");
     card.dataset.ringAt = String(Date.now()); // for tests: after the pop's data-shown-at
+    // the caller the pop shows (the worker's INVITE comes from the hotline itself), else the From
     const from = invitation.request.from;
-    $("sp-call-line").textContent = `Ringing: ${from.displayName || from.uri.user || "unknown"}`;
+    const pop = this.painted.get(this.callId);
+    $("sp-call-line").textContent = `Ringing: ${(pop && pop.who) || from.displayName || from.uri.user || "unknown"}`;
     this.startRinger();
     this.render();
   }
@@ -419,6 +450,7 @@ export class BrowserPhone {
     $("sp-remote").srcObject = null;
     $("sp-call-line").textContent = "";
     this.session = null;
+    this.callId = "";
     this.muted = false;
   }
 
@@ -486,14 +518,15 @@ export class BrowserPhone {
       if (!this.meters) return;
       $("sp-in-level").value = this.muted ? 0 : level(nodes.in);
       $("sp-out-level").value = level(nodes.out);
-      this.meters.frame = requestAnimationFrame(step);
     };
-    this.meters = {ctx, frame: requestAnimationFrame(step)};
+    // ten times a second is smooth enough for a meter; every animation frame cost each agent's
+    // browser a repaint 60 times a second for the whole call
+    this.meters = {ctx, timer: setInterval(step, METER_MS)};
   }
 
   stopMeters() {
     if (!this.meters) return;
-    cancelAnimationFrame(this.meters.frame);
+    clearInterval(this.meters.timer);
     this.meters.ctx.close().catch(() => {});
     this.meters = null;
     $("sp-in-level").value = 0;
