@@ -132,7 +132,7 @@ bench-planning: install  # forecast (every method, back-tested) and staffing for
 bench-soak: install  # 30 min at 70% of the newest measured capacity: RSS flat, no failed call, no key leak
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
-bench-webrtc: install  # browser phones: rtpengine's CPU and added delay per call, browser agents per core, offer -> ringing (about 5 min; WEBRTC_ARGS=--quick about 2)
+bench-webrtc: install  # browser phones: rtpengine's CPU and added delay per call, browser agents per core, offer -> ringing (about 6 min; WEBRTC_ARGS=--quick about 2)
 	nice -n 5 $(BIN)/python bench/webrtc.py $(WEBRTC_ARGS)
 
 clean:

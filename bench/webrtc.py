@@ -1,6 +1,6 @@
 """Browser phones on the real parts: what rtpengine costs per call, agents per core, setup to ringing.
 
-``python bench/webrtc.py`` (``make bench-webrtc``, about 5 minutes; ``--quick`` about 2). One hotline
+``python bench/webrtc.py`` (``make bench-webrtc``, about 6 minutes; ``--quick`` about 2). One hotline
 from ``ivr run`` (tests.e2e.conftest.Hotline via bench/capacity.make_hotline: Redis, the Kamailio edge
 with SIP over WSS, rtpengine, pjsua2 workers, the API) on loopback. Callers are sipp
 (tests/sipp/cc_caller.xml: press 1, the sales queue, send a 2300 Hz tone, wait for the hotline's BYE).
@@ -51,6 +51,7 @@ import json
 import math
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -690,6 +691,7 @@ async def webrtc_bench(args: argparse.Namespace, result: dict[str, Any]) -> dict
         result["log_problems"] = log_problems(r.h)
     result["seconds"] = round(time.monotonic() - t0, 1)
     result["load_average_end"] = load_average()
+    await asyncio.to_thread(shutil.rmtree, work, True)  # kept only when the run failed, to look into
     return result
 
 
