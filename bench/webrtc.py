@@ -35,6 +35,13 @@ Parts, in this order, on the one hotline:
    step are placed together (2 per second) under a capture of the workers' SIP only (stopped before
    the CPU is measured): setup over every step's offers (``setup_all_steps``).
 
+``--page desktop`` makes the agent desktop itself the browser agent: each tab signs in with the
+agent's token, types the SIP password into the Browser phone card and registers; the worker waits
+for the pop (``api.pop_wait_ms``) before its INVITE, and the card's Answer button is clicked
+``RING_MS`` after the card rings (a script added to the tab, which also keeps the page's
+RTCPeerConnections for getStats). ``--desktop-frame-ms N`` runs the page's animation frames (the
+card's level meters) every N ms instead of at each paint: what the meters cost.
+
 Every browser call must show received packets in the page (getStats inbound-rtp) and the browser's
 selected ICE pair must end at rtpengine; a step where that fails is reported as such. The load
 average is recorded: the machine is shared. Results: bench/results/webrtc-<date>.json.
@@ -283,9 +290,43 @@ try {
   await ua.start();
   await registerer.register({requestDelegate: {onReject: (r) => show(`failed ${r.message.statusCode}`)}});
 } catch (e) { bench.error = String(e); show("error"); }
-window.benchStats = async () => {
+</script></body></html>"""
+
+
+#: ``--page desktop``: the agent desktop itself (sign-in, the Browser phone card, pop before ring). This
+#: script runs in each of its tabs before the page's own: it keeps the page's RTCPeerConnections (for
+#: getStats), mirrors the card's registration state into ``window.bench`` and answers with the card's
+#: Answer button ``ring_ms`` after the card rings, as an agent would click it.
+DESKTOP_INIT = """(() => {
+const Native = window.RTCPeerConnection;
+const pcs = window.__benchPcs = [];
+window.RTCPeerConnection = function (...args) { const pc = new Native(...args); pcs.push(pc); return pc; };
+window.RTCPeerConnection.prototype = Native.prototype;
+Object.setPrototypeOf(window.RTCPeerConnection, Native);
+const bench = window.bench = {state: "loading", error: "", calls: {}, rings: 0};
+if (FRAME_MS > 0) {  // --desktop-frame-ms: animation frames (the level meters) every FRAME_MS instead of each paint
+  window.requestAnimationFrame = (cb) => setTimeout(() => cb(performance.now()), FRAME_MS);
+  window.cancelAnimationFrame = (id) => clearTimeout(id);
+}
+document.addEventListener("DOMContentLoaded", () => {
+  const state = document.getElementById("sp-state"), card = document.getElementById("phone-card");
+  if (!state || !card) { bench.state = "error"; bench.error = "no phone card"; return; }
+  new MutationObserver(() => { bench.state = state.textContent.trim(); })
+    .observe(state, {childList: true, characterData: true, subtree: true});
+  new MutationObserver(() => {
+    if (card.dataset.call !== "ringing") return;
+    bench.rings += 1;
+    bench.calls[`ring-${bench.rings}`] = {ring_at: Number(card.dataset.ringAt || Date.now())};
+    setTimeout(() => document.getElementById("sp-answer").click(), RING_MS);
+  }).observe(card, {attributes: true, attributeFilter: ["data-call"]});
+});
+})();"""
+
+STATS_JS = """async () => {
+  const bench = window.bench || {};
   const sdh = bench.session && bench.session.sessionDescriptionHandler;
-  const pc = sdh && sdh.peerConnection;
+  const pcs = window.__benchPcs || [];
+  const pc = (sdh && sdh.peerConnection) || pcs[pcs.length - 1];
   if (!pc) return null;
   const out = {inbound: 0, outbound: 0, energy: 0, remote: ""};
   const stats = await pc.getStats();
@@ -304,8 +345,7 @@ window.benchStats = async () => {
     }
   });
   return out;
-};
-</script></body></html>"""
+}"""
 
 
 @dataclass
@@ -321,7 +361,7 @@ class Agent:
         return dict(await self.page.evaluate("window.bench ? window.bench.calls : {}"))
 
     async def stats(self) -> dict[str, Any] | None:
-        result = await self.page.evaluate("window.benchStats ? window.benchStats() : null")
+        result = await self.page.evaluate(STATS_JS)
         return dict(result) if result else None
 
 
@@ -330,11 +370,26 @@ class Browsers:
     browser: Browser
     h: Hotline
     origin: str
+    desktop: bool = False
+    frame_ms: int = 0
     agents: list[Agent] = field(default_factory=list)
 
     async def open(self, agent: str) -> Agent:
         ctx = await self.browser.new_context()
         page = await ctx.new_page()
+        if self.desktop:
+            await ctx.add_init_script(DESKTOP_INIT.replace("RING_MS", str(RING_MS))
+                                      .replace("FRAME_MS", str(self.frame_ms)))
+            await page.goto(f"{self.h.api}/")
+            await page.fill("#agent", agent)
+            await page.fill("#token", self.h.tokens[agent])
+            await page.click("#login-form button[type=submit]")
+            await page.wait_for_selector("#conn[data-status=connected]", timeout=20_000)
+            await page.fill("#sp-password", PASSWORD)
+            await page.click("#sp-register")
+            a = Agent(agent, ctx, page)
+            self.agents.append(a)
+            return a
         cfg = {"aor": f"sip:{agent}@127.0.0.1", "username": agent, "password": PASSWORD, "ring_ms": RING_MS,
                "ws_url": f"wss://127.0.0.1:{self.h.edge_port + 3}"}
         await page.goto(f"{self.origin}{PAGE}#{json.dumps(cfg)}")
@@ -448,7 +503,8 @@ async def page_server(port: int) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def rig(work: Path, desks: int, browser_agents: int) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
+async def rig(work: Path, desks: int, browser_agents: int, desktop: bool = False,
+              frame_ms: int = 0) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
     workers = math.ceil(max(desks, browser_agents) / 2) + 2  # two callers (caller + agent legs) per worker
     engine = sliding_port_range(ENGINE_PORTS)
     phone_port, page_port = free_udp_tcp_port(), free_udp_tcp_port()
@@ -486,7 +542,7 @@ async def rig(work: Path, desks: int, browser_agents: int) -> AsyncIterator[tupl
         async with phone, aiohttp.ClientSession() as http, page_server(page_port) as origin, \
                 async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium_path(), headless=True, args=args)
-            browsers = Browsers(browser, h, origin)
+            browsers = Browsers(browser, h, origin, desktop, frame_ms)
             r = Rig(h, http, work, phone, pcaps["agent"], pcaps["caller"])
             try:
                 yield r, parts, browsers
@@ -678,9 +734,12 @@ async def webrtc_bench(args: argparse.Namespace, result: dict[str, Any]) -> dict
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git,
         "machine": {"cores": CORES, "cpu": _cpu_model(), "chromium": _chromium_version()},
         "load_average_start": load_average(), "steps": steps, "calls": args.calls, "plateau_s": args.plateau_s,
-        "ring_ms": RING_MS, "command": "nice -n 5 " + " ".join(["python", "bench/webrtc.py", *sys.argv[1:]])})
+        "ring_ms": RING_MS, "page": args.page, "desktop_frame_ms": args.desktop_frame_ms,
+        "command": "nice -n 5 " + " ".join(["python", "bench/webrtc.py", *sys.argv[1:]])})
     t0 = time.monotonic()
-    async with rig(work, args.calls, max(args.calls, steps[-1])) as (r, parts, browsers):
+    desktop = args.page == "desktop"
+    async with rig(work, args.calls, max(args.calls, steps[-1]), desktop, args.desktop_frame_ms) \
+            as (r, parts, browsers):
         result["startup_s"] = round(time.monotonic() - t0, 1)
         result["workers"] = r.h.workers
         idle = await measure(parts, args.idle_s)
@@ -719,6 +778,10 @@ def main() -> None:
     ap.add_argument("--steps", default="2,4,6,8", help="concurrent browser agents per step")
     ap.add_argument("--plateau-s", type=float, default=15.0, help="seconds of CPU measurement per level")
     ap.add_argument("--idle-s", type=float, default=8.0)
+    ap.add_argument("--page", choices=("minimal", "desktop"), default="minimal",
+                    help="the browser agents' page: the benchmark's minimal SIP.js page, or the agent desktop")
+    ap.add_argument("--desktop-frame-ms", type=int, default=0,
+                    help="with --page desktop: run the page's animation frames every N ms (0: as the browser paints)")
     ap.add_argument("--quick", action="store_true", help="--calls 2 --steps 1,2 --plateau-s 6")
     args = ap.parse_args()
     if args.quick:
@@ -728,8 +791,8 @@ def main() -> None:
     except ValueError:
         ap.error("--steps: comma-separated numbers of agents")
     if not args.steps or args.steps[0] < 1 or args.steps[-1] > 40 or not 1 <= args.calls <= 20 \
-            or not 1 <= args.plateau_s <= 300 or not 1 <= args.idle_s <= 300:
-        ap.error("--steps: 1..40 agents, --calls: 1..20, --plateau-s and --idle-s: 1..300")
+            or not 1 <= args.plateau_s <= 300 or not 1 <= args.idle_s <= 300 or not 0 <= args.desktop_frame_ms <= 1000:
+        ap.error("--steps: 1..40 agents, --calls: 1..20, --plateau-s and --idle-s: 1..300, --desktop-frame-ms: 0..1000")
     result: dict[str, Any] = {}
     try:
         asyncio.run(webrtc_bench(args, result))
