@@ -39,8 +39,7 @@ Parts, in this order, on the one hotline:
 agent's token, types the SIP password into the Browser phone card and registers; the worker waits
 for the pop (``api.pop_wait_ms``) before its INVITE, and the card's Answer button is clicked
 ``RING_MS`` after the card rings (a script added to the tab, which also keeps the page's
-RTCPeerConnections for getStats). ``--desktop-frame-ms N`` runs the page's animation frames (the
-card's level meters) every N ms instead of at each paint: what the meters cost.
+RTCPeerConnections for getStats).
 
 Every browser call must show received packets in the page (getStats inbound-rtp) and the browser's
 selected ICE pair must end at rtpengine; a step where that fails is reported as such. The load
@@ -304,10 +303,6 @@ window.RTCPeerConnection = function (...args) { const pc = new Native(...args); 
 window.RTCPeerConnection.prototype = Native.prototype;
 Object.setPrototypeOf(window.RTCPeerConnection, Native);
 const bench = window.bench = {state: "loading", error: "", calls: {}, rings: 0};
-if (FRAME_MS > 0) {  // --desktop-frame-ms: animation frames (the level meters) every FRAME_MS instead of each paint
-  window.requestAnimationFrame = (cb) => setTimeout(() => cb(performance.now()), FRAME_MS);
-  window.cancelAnimationFrame = (id) => clearTimeout(id);
-}
 document.addEventListener("DOMContentLoaded", () => {
   const state = document.getElementById("sp-state"), card = document.getElementById("phone-card");
   if (!state || !card) { bench.state = "error"; bench.error = "no phone card"; return; }
@@ -371,15 +366,13 @@ class Browsers:
     h: Hotline
     origin: str
     desktop: bool = False
-    frame_ms: int = 0
     agents: list[Agent] = field(default_factory=list)
 
     async def open(self, agent: str) -> Agent:
         ctx = await self.browser.new_context()
         page = await ctx.new_page()
         if self.desktop:
-            await ctx.add_init_script(DESKTOP_INIT.replace("RING_MS", str(RING_MS))
-                                      .replace("FRAME_MS", str(self.frame_ms)))
+            await ctx.add_init_script(DESKTOP_INIT.replace("RING_MS", str(RING_MS)))
             await page.goto(f"{self.h.api}/")
             await page.fill("#agent", agent)
             await page.fill("#token", self.h.tokens[agent])
@@ -503,8 +496,8 @@ async def page_server(port: int) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def rig(work: Path, desks: int, browser_agents: int, desktop: bool = False,
-              frame_ms: int = 0) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
+async def rig(work: Path, desks: int, browser_agents: int,
+              desktop: bool = False) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
     workers = math.ceil(max(desks, browser_agents) / 2) + 2  # two callers (caller + agent legs) per worker
     engine = sliding_port_range(ENGINE_PORTS)
     phone_port, page_port = free_udp_tcp_port(), free_udp_tcp_port()
@@ -542,7 +535,7 @@ async def rig(work: Path, desks: int, browser_agents: int, desktop: bool = False
         async with phone, aiohttp.ClientSession() as http, page_server(page_port) as origin, \
                 async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium_path(), headless=True, args=args)
-            browsers = Browsers(browser, h, origin, desktop, frame_ms)
+            browsers = Browsers(browser, h, origin, desktop)
             r = Rig(h, http, work, phone, pcaps["agent"], pcaps["caller"])
             try:
                 yield r, parts, browsers
@@ -734,12 +727,11 @@ async def webrtc_bench(args: argparse.Namespace, result: dict[str, Any]) -> dict
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git,
         "machine": {"cores": CORES, "cpu": _cpu_model(), "chromium": _chromium_version()},
         "load_average_start": load_average(), "steps": steps, "calls": args.calls, "plateau_s": args.plateau_s,
-        "ring_ms": RING_MS, "page": args.page, "desktop_frame_ms": args.desktop_frame_ms,
+        "ring_ms": RING_MS, "page": args.page,
         "command": "nice -n 5 " + " ".join(["python", "bench/webrtc.py", *sys.argv[1:]])})
     t0 = time.monotonic()
     desktop = args.page == "desktop"
-    async with rig(work, args.calls, max(args.calls, steps[-1]), desktop, args.desktop_frame_ms) \
-            as (r, parts, browsers):
+    async with rig(work, args.calls, max(args.calls, steps[-1]), desktop) as (r, parts, browsers):
         result["startup_s"] = round(time.monotonic() - t0, 1)
         result["workers"] = r.h.workers
         idle = await measure(parts, args.idle_s)
@@ -780,8 +772,6 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=8.0)
     ap.add_argument("--page", choices=("minimal", "desktop"), default="minimal",
                     help="the browser agents' page: the benchmark's minimal SIP.js page, or the agent desktop")
-    ap.add_argument("--desktop-frame-ms", type=int, default=0,
-                    help="with --page desktop: run the page's animation frames every N ms (0: as the browser paints)")
     ap.add_argument("--quick", action="store_true", help="--calls 2 --steps 1,2 --plateau-s 6")
     args = ap.parse_args()
     if args.quick:
@@ -791,8 +781,8 @@ def main() -> None:
     except ValueError:
         ap.error("--steps: comma-separated numbers of agents")
     if not args.steps or args.steps[0] < 1 or args.steps[-1] > 40 or not 1 <= args.calls <= 20 \
-            or not 1 <= args.plateau_s <= 300 or not 1 <= args.idle_s <= 300 or not 0 <= args.desktop_frame_ms <= 1000:
-        ap.error("--steps: 1..40 agents, --calls: 1..20, --plateau-s and --idle-s: 1..300, --desktop-frame-ms: 0..1000")
+            or not 1 <= args.plateau_s <= 300 or not 1 <= args.idle_s <= 300:
+        ap.error("--steps: 1..40 agents, --calls: 1..20, --plateau-s and --idle-s: 1..300")
     result: dict[str, Any] = {}
     try:
         asyncio.run(webrtc_bench(args, result))
