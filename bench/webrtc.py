@@ -39,7 +39,8 @@ Parts, in this order, on the one hotline:
 agent's token, types the SIP password into the Browser phone card and registers; the worker waits
 for the pop (``api.pop_wait_ms``) before its INVITE, and the card's Answer button is clicked
 ``RING_MS`` after the card rings (a script added to the tab, which also keeps the page's
-RTCPeerConnections for getStats).
+RTCPeerConnections for getStats). ``--hide-meters`` hides the card's two level meters (display: none:
+they still run, but there is nothing to paint), to see what painting them costs.
 
 Every browser call must show received packets in the page (getStats inbound-rtp) and the browser's
 selected ICE pair must end at rtpengine; a step where that fails is reported as such. The load
@@ -306,6 +307,9 @@ const bench = window.bench = {state: "loading", error: "", calls: {}, rings: 0};
 document.addEventListener("DOMContentLoaded", () => {
   const state = document.getElementById("sp-state"), card = document.getElementById("phone-card");
   if (!state || !card) { bench.state = "error"; bench.error = "no phone card"; return; }
+  if (HIDE_METERS) {  // --hide-meters: the level meters still run, but display: none (nothing to paint)
+    for (const id of ["sp-in-level", "sp-out-level"]) document.getElementById(id).style.display = "none";
+  }
   new MutationObserver(() => { bench.state = state.textContent.trim(); })
     .observe(state, {childList: true, characterData: true, subtree: true});
   new MutationObserver(() => {
@@ -366,13 +370,15 @@ class Browsers:
     h: Hotline
     origin: str
     desktop: bool = False
+    hide_meters: bool = False
     agents: list[Agent] = field(default_factory=list)
 
     async def open(self, agent: str) -> Agent:
         ctx = await self.browser.new_context()
         page = await ctx.new_page()
         if self.desktop:
-            await ctx.add_init_script(DESKTOP_INIT.replace("RING_MS", str(RING_MS)))
+            await ctx.add_init_script(DESKTOP_INIT.replace("RING_MS", str(RING_MS))
+                                      .replace("HIDE_METERS", "true" if self.hide_meters else "false"))
             await page.goto(f"{self.h.api}/")
             await page.fill("#agent", agent)
             await page.fill("#token", self.h.tokens[agent])
@@ -496,8 +502,8 @@ async def page_server(port: int) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def rig(work: Path, desks: int, browser_agents: int,
-              desktop: bool = False) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
+async def rig(work: Path, desks: int, browser_agents: int, desktop: bool = False,
+              hide_meters: bool = False) -> AsyncIterator[tuple[Rig, Parts, Browsers]]:
     workers = math.ceil(max(desks, browser_agents) / 2) + 2  # two callers (caller + agent legs) per worker
     engine = sliding_port_range(ENGINE_PORTS)
     phone_port, page_port = free_udp_tcp_port(), free_udp_tcp_port()
@@ -535,7 +541,7 @@ async def rig(work: Path, desks: int, browser_agents: int,
         async with phone, aiohttp.ClientSession() as http, page_server(page_port) as origin, \
                 async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium_path(), headless=True, args=args)
-            browsers = Browsers(browser, h, origin, desktop)
+            browsers = Browsers(browser, h, origin, desktop, hide_meters)
             r = Rig(h, http, work, phone, pcaps["agent"], pcaps["caller"])
             try:
                 yield r, parts, browsers
@@ -727,11 +733,12 @@ async def webrtc_bench(args: argparse.Namespace, result: dict[str, Any]) -> dict
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commit": git,
         "machine": {"cores": CORES, "cpu": _cpu_model(), "chromium": _chromium_version()},
         "load_average_start": load_average(), "steps": steps, "calls": args.calls, "plateau_s": args.plateau_s,
-        "ring_ms": RING_MS, "page": args.page,
+        "ring_ms": RING_MS, "page": args.page, "hide_meters": args.hide_meters,
         "command": "nice -n 5 " + " ".join(["python", "bench/webrtc.py", *sys.argv[1:]])})
     t0 = time.monotonic()
     desktop = args.page == "desktop"
-    async with rig(work, args.calls, max(args.calls, steps[-1]), desktop) as (r, parts, browsers):
+    agents = max(args.calls, steps[-1])
+    async with rig(work, args.calls, agents, desktop, args.hide_meters) as (r, parts, browsers):
         result["startup_s"] = round(time.monotonic() - t0, 1)
         result["workers"] = r.h.workers
         idle = await measure(parts, args.idle_s)
@@ -772,6 +779,8 @@ def main() -> None:
     ap.add_argument("--idle-s", type=float, default=8.0)
     ap.add_argument("--page", choices=("minimal", "desktop"), default="minimal",
                     help="the browser agents' page: the benchmark's minimal SIP.js page, or the agent desktop")
+    ap.add_argument("--hide-meters", action="store_true",
+                    help="with --page desktop: the card's level meters hidden (display: none): what painting them costs")
     ap.add_argument("--quick", action="store_true", help="--calls 2 --steps 1,2 --plateau-s 6")
     args = ap.parse_args()
     if args.quick:
