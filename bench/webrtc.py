@@ -780,7 +780,7 @@ def main() -> None:
     ap.add_argument("--page", choices=("minimal", "desktop"), default="minimal",
                     help="the browser agents' page: the benchmark's minimal SIP.js page, or the agent desktop")
     ap.add_argument("--hide-meters", action="store_true",
-                    help="with --page desktop: the card's level meters hidden (display: none): what painting them costs")
+                    help="with --page desktop: the level meters hidden (display: none): what painting them costs")
     ap.add_argument("--quick", action="store_true", help="--calls 2 --steps 1,2 --plateau-s 6")
     args = ap.parse_args()
     if args.quick:
