@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe bench-alerts bench-planning clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe bench-alerts bench-planning bench-webrtc clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -131,6 +131,9 @@ bench-planning: install  # forecast (every method, back-tested) and staffing for
 
 bench-soak: install  # 30 min at 70% of the newest measured capacity: RSS flat, no failed call, no key leak
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+bench-webrtc: install  # browser phones: rtpengine's CPU and added delay per call, browser agents per core, offer -> ringing (about 6 min; WEBRTC_ARGS=--quick about 2)
+	nice -n 5 $(BIN)/python bench/webrtc.py $(WEBRTC_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache build *.egg-info
