@@ -365,7 +365,8 @@ MODULE_SECONDS = {"test_pool": 140, "test_sip_torture": 45, "test_faults": 80, "
                   "test_log_hygiene": 20, "test_call_control": 190, "test_registered_phone": 40,
                   "test_originate": 20, "test_pages_call_control": 120, "test_outbound_trunk": 40,
                   "test_campaigns": 80, "test_followup": 30, "test_dialout": 20, "test_case_tasks": 15,
-                  "test_recording": 55, "test_supervision": 55, "test_pages_recording": 50}
+                  "test_recording": 55, "test_supervision": 55, "test_pages_recording": 50,
+                  "test_webrtc_browser": 120, "test_edge_webrtc_run": 20}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
