@@ -49,6 +49,10 @@ EVENT_PT = 120  # the worker's telephone-event payload type (the customer's answ
 # 10 callers at once, 2 per worker (4 legs each: the caller's and its agent's), one worker spare
 pytestmark = [
     pytest.mark.e2e,
+    # serial: ten Chromium agents in call keep both cores busy for a minute; beside them another module's
+    # hotline start stalled (its workers made no progress for 30 s: make test failed twice on it) and a
+    # recorded call's transcript came out wrong (RTP starved)
+    pytest.mark.serial,
     pytest.mark.shared_hotline,
     # a browser on a loaded test machine may take a while to answer: the worker waits longer than 20 s;
     # click-to-dial reaches the customer's phone (a sipp UAS) directly
