@@ -40,6 +40,7 @@ from bench.harness import private_redis, save  # noqa: E402
 from ivr.core.config import EscalationStep, QueueSettings, Strategy  # noqa: E402
 from ivr.core.events import AgentState  # noqa: E402
 from ivr.queues.routing import Requirement, Route, resolve_route  # noqa: E402
+from ivr.queues.scripts import NAMES, lua_script  # noqa: E402
 from ivr.queues.store import QueueStore  # noqa: E402
 
 AGENTS, SKILLS, WAITING = 1000, 50, 5000
@@ -96,9 +97,9 @@ class ServerTimes:
     """Script runs slower than 1 ms measured inside Redis (SLOWLOG): how many, and the slowest;
     free of the round trip and of the client's scheduling on a busy machine."""
 
-    def __init__(self, redis: Redis, store: QueueStore) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self.names = {sc.sha: name for name, sc in store._scripts._scripts.items()}
+        self.names = {lua_script(name).sha: name for name in NAMES}
 
     async def reset(self) -> None:
         await self.redis.config_set("slowlog-log-slower-than", 1000)
@@ -155,7 +156,7 @@ async def bench(url: str) -> dict[str, object]:
                                    languages=rnd.choice((["ko"], ["ko", "en"], ["en"])))
         await store.set_agent_state(f"a{i:04d}", AgentState.BREAK)
     out: dict[str, object] = {"agents": AGENTS, "skills": SKILLS, "waiting": WAITING}
-    server = ServerTimes(redis, store)
+    server = ServerTimes(redis)
     await server.reset()
 
     # callers arrive while every agent is busy (on break): 5,000 wait

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from ivr.core.errors import Conflict, IvrError, NotFound
 from ivr.core.event_catalogue import VERSION
 from ivr.queues.keys import Keys
-from ivr.queues.scripts import lua_source
+from ivr.queues.scripts import lua_script, run_script
 from ivr.queues.stats import Interval
 from ivr.queues.store import QueueStore
 
@@ -100,13 +99,13 @@ class AlertStore:
         self.redis = redis
         self.keys = Keys(prefix)
         self._fixed = [prefix, str(events_maxlen), str(VERSION)]
-        head = lua_source("lib", "alerts")
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(head + "\n" + lua_source("scripts", f"alert_{name}")) for name in SCRIPTS}
+        for name in SCRIPTS:  # made here, so a missing file fails the start, not a call
+            lua_script(f"alert_{name}", ("alerts",))
 
     async def _run(self, name: str, *args: Any) -> Any:
         try:
-            return await self._scripts[name](keys=[], args=[*self._fixed, *(str(a) for a in args)])
+            return await run_script(self.redis, lua_script(f"alert_{name}", ("alerts",)),
+                                    [*self._fixed, *(str(a) for a in args)])
         except ResponseError as exc:
             code, _, msg = str(exc).partition(" ")
             err = _ERRORS.get(code)

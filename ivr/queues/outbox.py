@@ -24,11 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from ivr.queues.keys import Keys
-from ivr.queues.scripts import lua_source
+from ivr.queues.scripts import lua_script, run_script
 from ivr.queues.store import StreamEvent, stream_event
 
 #: The consumer group of the event stream that feeds the outbox.
@@ -72,18 +71,19 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+SCRIPTS = ("fill", "claim", "done", "fail", "release", "replay")
+
+
 class Outbox:
     def __init__(self, redis: Redis, prefix: str = "ivr") -> None:
         self.redis = redis
         self.keys = Keys(prefix)
-        head = lua_source("lib", "outbox")
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(head + "\n" + lua_source("scripts", f"outbox_{name}"))
-            for name in ("fill", "claim", "done", "fail", "release", "replay")
-        }
+        for name in SCRIPTS:  # made here, so a missing file fails the start, not a call
+            lua_script(f"outbox_{name}", ("outbox",))
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](keys=[], args=[self.keys.prefix, *(str(a) for a in args)])
+        return await run_script(self.redis, lua_script(f"outbox_{name}", ("outbox",)),
+                                [self.keys.prefix, *(str(a) for a in args)])
 
     # --- from the event stream ----------------------------------------------------------------
     async def ensure_group(self) -> None:

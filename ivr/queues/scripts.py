@@ -14,11 +14,15 @@ the outbound campaigns (the one setter of a campaign's and a record's state, see
 
 from __future__ import annotations
 
+import functools
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 NAMES = (
     "call_start",
@@ -116,17 +120,42 @@ def lua_source(folder: str, name: str) -> str:
     return resources.files("ivr.queues").joinpath("lua", folder, f"{name}.lua").read_text()
 
 
-def script_source(name: str) -> str:
-    """The whole text Redis runs for queue script ``name``: the libraries, then its body."""
-    return "\n".join([*(lua_source("lib", lib) for lib in LIBRARIES), lua_source("scripts", name)])
+@dataclass(frozen=True)
+class LuaScript:
+    """One script as Redis runs it: its whole text (the libraries, then its body) and its SHA1."""
+
+    source: str
+    sha: str
+
+
+@functools.cache
+def lua_script(body: str, libraries: tuple[str, ...] = LIBRARIES) -> LuaScript:
+    """``lua/scripts/<body>.lua`` after ``libraries``, made once per process. The queue scripts are
+    ~9 M characters together (each carries the libraries): every store used to make its own copy
+    through redis-py's ``register_script`` (21 MB of an idle worker's 36 MB), and now the workers'
+    parent makes them once for all of them (ivr/runtime/forkserver.py)."""
+    source = "\n".join([*(lua_source("lib", lib) for lib in libraries), lua_source("scripts", body)])
+    return LuaScript(source, hashlib.sha1(source.encode()).hexdigest())
+
+
+async def run_script(redis: Redis, script: LuaScript, args: Sequence[Any]) -> Any:
+    """``EVALSHA``; on a Redis that does not know the script yet (a restart, a new server), load it once
+    and run it again."""
+    try:
+        return await redis.evalsha(script.sha, 0, *args)
+    except NoScriptError:
+        await redis.script_load(script.source)
+        return await redis.evalsha(script.sha, 0, *args)
 
 
 class Scripts:
-    """Registers every script once per client; call them as ``await scripts.run("enqueue", ...)``."""
+    """The queue scripts of one client; call them as ``await scripts.run("enqueue", ...)``."""
 
     def __init__(self, redis: Redis, prefix: str, events_maxlen: int, stats_json: str) -> None:
+        self._redis = redis
         self._fixed = [prefix, str(events_maxlen), stats_json]
-        self._scripts: dict[str, AsyncScript] = {name: redis.register_script(script_source(name)) for name in NAMES}
+        for name in NAMES:  # made here, so a missing file fails the start, not a call
+            lua_script(name)
 
     async def run(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](keys=[], args=[*self._fixed, *(str(a) for a in args)])
+        return await run_script(self._redis, lua_script(name), [*self._fixed, *(str(a) for a in args)])

@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from ivr.core.errors import Conflict, NotFound
 from ivr.core.events import AgentState
+from ivr.queues.scripts import lua_script
 from ivr.queues.store import QueueStore
 
 
@@ -229,3 +230,17 @@ async def test_agent_left_does_nothing_unless_connected(store: QueueStore) -> No
     assert await store.agent_left("c1", wrapup_s=1) is None  # ended
     assert await store.agent_left("never", wrapup_s=1) is None
     assert not [e for e in await store.read_events("0-0") if e.type == "call.agent_left"]
+
+
+async def test_a_redis_that_lost_its_scripts_gets_them_again_and_every_store_shares_one_text(
+        store: QueueStore, redis: Redis) -> None:
+    """A restarted (or new) Redis knows no script: the first run loads it (NOSCRIPT, then EVALSHA
+    again). The scripts' text is made once per process, whatever the number of stores."""
+    await redis.script_flush()
+    await start(store, "c1")
+    assert await store.get_call("c1") is not None
+    assert (await redis.script_exists(lua_script("call_start").sha)) == [True]
+    other = QueueStore(redis, prefix="t")
+    assert lua_script("call_start") is lua_script("call_start")  # one object: one copy of ~120 k characters
+    await start(other, "c2")
+    assert await other.get_call("c2") is not None
