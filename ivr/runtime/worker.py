@@ -82,7 +82,9 @@ class Worker:
         self.idle = asyncio.Event()  # set whenever no call is in progress
         self.identity = f"{socket.gethostname()}:{os.getpid()}"
         self.draining = False
-        self.leader = False  # holds the housekeeping lease (its last tick said so): runs the campaign dialler
+        # set while this worker holds the housekeeping lease (its last tick said so): it runs the
+        # campaign dialler, which waits on it (no idle ticks on the other workers)
+        self.leading = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -295,7 +297,7 @@ class Worker:
         async def tick() -> float:
             reaped = await store.housekeeping(owner, lease_ms=3000, wrapup_s=r.wrapup_s, ttl_s=r.call_ttl_s)
             leader = reaped is not None
-            self.leader = leader
+            (self.leading.set if leader else self.leading.clear)()
             for _ in range(50 if leader else 0):  # more escalations due: short batches
                 if await store.escalate(ESCALATE_BATCH) < ESCALATE_BATCH:
                     break
@@ -341,8 +343,11 @@ class Worker:
 
         async def tick() -> float:
             nonlocal windows, windows_at
-            if not self.leader or self.draining:
+            if self.draining:
                 return CAMPAIGN_TICK_S * 5
+            if not self.leading.is_set():
+                await self.leading.wait()  # all but one worker: not a wake-up until the lease is theirs
+                return 0
             mono = time.monotonic()
             if mono - windows_at >= CAMPAIGN_WINDOWS_S:
                 windows = open_map(await store.campaign_windows(), datetime.now(UTC).replace(tzinfo=None))

@@ -218,3 +218,43 @@ async def test_watch_reloads_reports_and_stops_when_cancelled(plans_dir: Path) -
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_watch_reads_files_only_when_their_stat_changed_and_every_tenth_look(
+        plans_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle watch is a few stats; an edit that kept the size and the change time (within one tick
+    of the clock) is still found by the look that reads everything, every ``full_every`` looks."""
+    path = plans_dir / "hotline.yaml"
+    write(path, plan_yaml())
+    reg = LiveRegistry(plans_dir)
+    reads: list[int] = []
+    real = reg.reload
+    monkeypatch.setattr(reg, "reload", lambda **kw: (reads.append(1), real(**kw))[1])
+    looks = 0
+    real_fp = reg.fingerprint
+
+    def counted() -> tuple[tuple[str, int, int, int], ...]:
+        nonlocal looks
+        looks += 1
+        return real_fp()
+    monkeypatch.setattr(reg, "fingerprint", counted)
+    task = asyncio.create_task(reg.watch(0.001, None, full_every=10))
+    try:
+        while looks < 25:
+            await asyncio.sleep(0.001)
+        assert 2 <= len(reads) <= 4  # the first look, then every tenth: nothing read in between
+        # the same size, the change time put back: only a full look sees it
+        st = path.stat()
+        v2 = write(path, plan_yaml(queue="sellers"))  # as long as "billing"
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+        for _ in range(2000):
+            lp = reg.for_number("1000")
+            if lp is not None and lp.version == v2:
+                break
+            await asyncio.sleep(0.001)
+        assert reg.for_number("1000").version == v2  # type: ignore[union-attr]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
