@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
             rp.add_argument("--index", type=int, default=0)
             rp.add_argument("--name", type=_worker_name, default=None,
                             help="worker id in Redis (default w<index>); unique across hosts, e.g. hostA-w0")
+    pool = sub.add_parser("worker-pool", help="(internal, started by `ivr run`) the parent the workers are "
+                                              "forked from")
+    pool.add_argument("--settings", required=True, help="settings JSON written by `ivr run`")
+    pool.add_argument("--fd", type=int, required=True, help="the socket inherited from `ivr run`")
     ph = sub.add_parser("phones", help="poll the edge's registrations into Redis (systemd: ivr-phones.service, "
                                        "on the edge host of a multi-host deployment; `ivr run` does it itself)")
     ph.add_argument("--config", help="YAML settings file")
@@ -67,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             from ivr.runtime.render import main as render_main
 
             return render_main(args)
+        if args.cmd == "worker-pool":
+            from ivr.runtime.forkserver import main as pool_main
+
+            return pool_main(Path(args.settings), args.fd)
         settings = _settings(args)
         configure(settings.log_level, settings.log_format, role=args.cmd)
         if args.cmd == "run":

@@ -284,6 +284,11 @@ class WorkerSettings(BaseModel):
     poll_ms: int = Field(500, ge=1, le=2000, description="SIP thread poll; commands wake it at once")
     agent_ring_timeout_s: float = 20.0
     drain_s: float = Field(30.0, ge=0, description="how long calls in progress may go on after SIGTERM")
+    fork: bool = Field(True, description="`ivr run` forks its workers from one parent that imported "
+                       "everything once (memory shared, a start in milliseconds; ivr/runtime/forkserver.py); "
+                       "false: each worker is a program of its own, as systemd runs them")
+    start_stall_s: float = Field(30.0, gt=0, le=600, description="`ivr run` fails to start when this long "
+                                 "passes without one more worker coming up")
     remote: list[str] = Field(
         [], description='multi-host: every worker the edge dispatches over, as "host:port" (IPv6 as '
         '"[addr]:port"); empty = the local workers.count workers on workers.host. Read by `ivr deploy render`')

@@ -22,23 +22,84 @@ _PR_SET_PDEATHSIG = 1
 log = get_logger(__name__)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (also run in a child
+    between fork and exec)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    libc.prctl(_PR_SET_PDEATHSIG, sig)
 
 
-class ManagedProcess:
-    """One child process: start, wait, stop (TERM then KILL of its whole process group)."""
+class ChildProcess:
+    """What the supervisor does with any child: start, wait, signal its process group, stop (TERM,
+    then KILL of the group after a timeout). Subclasses say how it starts and how its exit is seen."""
+
+    name: str
+    restarts: int
+
+    @property
+    def pid(self) -> int | None:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def wait(self) -> int:
+        """The exit code (negative: the signal that ended it)."""
+        raise NotImplementedError
+
+    def send_signal(self, sig: int) -> None:
+        """To the child's process group; to the child alone if it has not made its group yet."""
+        pid = self.pid
+        if pid is None or not self.running:
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    async def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
+        """Ask the child to stop; SIGKILL its process group if it has not exited within ``timeout``."""
+        pid = self.pid
+        if pid is None:
+            return None
+        code: int | None = None
+        if self.running:
+            self.send_signal(sig)
+            try:
+                code = await asyncio.wait_for(self.wait(), timeout)
+            except TimeoutError:
+                log.warning("process.kill", process=self.name, pid=pid, after_s=timeout)
+                self.send_signal(signal.SIGKILL)
+                code = await self.wait()
+        else:
+            code = await self.wait()
+        # Reap stragglers (e.g. forked helpers) left in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        log.info("process.stopped", process=self.name, pid=pid, code=code)
+        return code
+
+
+class ManagedProcess(ChildProcess):
+    """One child process the supervisor executes (a program of its own, in its own process group)."""
 
     def __init__(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
-                 cwd: str | None = None, stdout: Any = None, guard: bool = False) -> None:
+                 cwd: str | None = None, stdout: Any = None, guard: bool = False,
+                 pass_fds: Sequence[int] = ()) -> None:
         """``guard``: the program forks children of its own (Kamailio); run it under
-        :mod:`ivr.runtime.guard` so they die with the supervisor too."""
+        :mod:`ivr.runtime.guard` so they die with the supervisor too. ``pass_fds``: descriptors the
+        child inherits (besides its standard ones)."""
         self.name = name
         self.argv = [sys.executable, "-m", "ivr.runtime.guard", "--", *argv] if guard else list(argv)
         self.env = env
         self.cwd = cwd
         self.stdout = stdout
+        self.pass_fds = tuple(pass_fds)
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
 
@@ -54,36 +115,13 @@ class ManagedProcess:
         env = {**os.environ, **(self.env or {})}
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, env=env, cwd=self.cwd, stdin=asyncio.subprocess.DEVNULL, stdout=self.stdout,
-            preexec_fn=_die_with_parent, process_group=0,
+            preexec_fn=die_with_parent, process_group=0, pass_fds=self.pass_fds,
         )
         log.info("process.started", process=self.name, pid=self.proc.pid)
 
     async def wait(self) -> int:
         assert self.proc is not None
         return await self.proc.wait()
-
-    def send_signal(self, sig: int) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-
-    async def stop(self, timeout: float = 5.0, sig: int = signal.SIGTERM) -> int | None:
-        """Ask the child to stop; SIGKILL its process group if it has not exited within ``timeout``."""
-        if self.proc is None:
-            return None
-        if self.proc.returncode is None:
-            self.send_signal(sig)
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout)
-            except TimeoutError:
-                log.warning("process.kill", process=self.name, pid=self.proc.pid, after_s=timeout)
-                self.send_signal(signal.SIGKILL)
-                await self.proc.wait()
-        # Reap stragglers (e.g. forked helpers) left in the group.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        log.info("process.stopped", process=self.name, pid=self.proc.pid, code=self.proc.returncode)
-        return self.proc.returncode
 
 
 def pid_alive(pid: int) -> bool:

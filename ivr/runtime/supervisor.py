@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from ivr.core.config import Settings
 from ivr.core.errors import ConfigError, PromptError
 from ivr.core.logging import get_logger
-from ivr.core.process import ManagedProcess, wait_tcp
+from ivr.core.process import ChildProcess, ManagedProcess, wait_tcp
 from ivr.core.tasks import TaskGroup
 from ivr.dialplan.loader import PlanRegistry
 from ivr.dialplan.prompt_build import build_prompts as build_plan_and_moh_prompts
@@ -34,6 +34,7 @@ from ivr.edge.webrtc import RtpEngine, ensure_certificate, wss_url
 from ivr.queues.connection import close, connect
 from ivr.queues.store import QueueStore
 from ivr.runtime.credentials import GeneratedUsers, apply_first_start, write_private
+from ivr.runtime.forked import ForkedWorker, WorkerPool
 from ivr.runtime.phones import PhoneRegistry
 
 log = get_logger(__name__)
@@ -59,9 +60,10 @@ def build_prompts(settings: Settings, plans: PlanRegistry) -> int:
 class Supervisor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.children: list[ManagedProcess] = []
-        self.workers: dict[int, ManagedProcess] = {}
-        self.retiring: dict[int, ManagedProcess] = {}
+        self.children: list[ChildProcess] = []
+        self.workers: dict[int, ChildProcess] = {}
+        self.retiring: dict[int, ChildProcess] = {}
+        self.pool: WorkerPool | None = None  # the parent the workers are forked from (workers.fork)
         self.redis_proc: ManagedProcess | None = None
         self.edge: Edge | None = None
         self.rtpengine: RtpEngine | None = None
@@ -179,7 +181,13 @@ class Supervisor:
         self._served = (numbers, versions)
 
     async def _start_worker(self, index: int) -> None:
-        proc = self._role(f"worker-{index}", "worker", "--index", str(index))
+        proc: ChildProcess
+        if self.settings.workers.fork:
+            if self.pool is None:
+                self.pool = WorkerPool(self.settings_file)
+            proc = ForkedWorker(f"worker-{index}", self.pool, index)
+        else:
+            proc = self._role(f"worker-{index}", "worker", "--index", str(index))
         self.workers[index] = proc
         await self._start(proc)
 
@@ -248,12 +256,12 @@ class Supervisor:
                 await asyncio.sleep(0.2)
         raise TimeoutError(f"speech service not ready after {timeout}s")
 
-    async def _start(self, proc: ManagedProcess) -> None:
+    async def _start(self, proc: ChildProcess) -> None:
         await proc.start()
         self.children.append(proc)
         self.tasks.spawn(f"watch.{proc.name}", self._watch(proc))
 
-    async def _watch(self, proc: ManagedProcess) -> None:
+    async def _watch(self, proc: ChildProcess) -> None:
         while True:
             code = await proc.wait()
             if self.stopping or proc in self.retiring.values():
@@ -268,11 +276,12 @@ class Supervisor:
             proc.restarts += 1
             await proc.start()
 
-    async def _wait_workers_alive(self, stall_s: float = 30.0) -> None:
+    async def _wait_workers_alive(self) -> None:
         """Wait until every worker has announced itself in Redis. A big pool on a busy host takes
-        minutes (each worker loads pjsua2 and its plans), so what fails the start is no progress:
-        ``stall_s`` seconds in which not one more worker came up."""
+        a while (each worker initialises pjsua2 and loads its plans), so what fails the start is no
+        progress: ``workers.start_stall_s`` seconds in which not one more worker came up."""
         s = self.settings
+        stall_s = s.workers.start_stall_s
         redis = connect(s.redis)
         store = QueueStore(redis, s.redis.prefix)
         names = [f"w{i}" for i in range(s.workers.count)]
@@ -305,6 +314,8 @@ class Supervisor:
         others = [p for p in self.children if p not in workers]
         drain_s = self.settings.workers.drain_s
         await asyncio.gather(*(w.stop(timeout=drain_s + 10) for w in workers))
+        if self.pool is not None:
+            await self.pool.stop()
         for proc in reversed(others):
             await proc.stop(timeout=10)
         if self.redis_proc is not None:

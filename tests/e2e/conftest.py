@@ -51,6 +51,7 @@ import yaml
 from redis.asyncio import Redis
 
 from ivr.core.events import AgentState
+from ivr.core.process import pid_alive
 from ivr.queues.store import QueueStore
 from tests.conftest import kill_matching
 from tests.ports import free_port_range, free_udp_tcp_port
@@ -180,6 +181,22 @@ class Hotline:
 
     def store(self, redis: Redis) -> QueueStore:
         return QueueStore(redis, "ivr")
+
+    async def worker_pids(self) -> dict[str, int]:
+        """``{"w0": pid, ...}`` of the workers alive now, from their heartbeats in Redis (forked
+        workers share their parent's command line: /proc cannot tell them apart)."""
+        redis = self.redis()
+        try:
+            store = self.store(redis)
+            out = {}
+            for i in range(int(self.config()["workers"].get("max_count") or self.workers)):
+                holder = await store.worker_holder(f"w{i}")
+                pid = int(holder.rpartition(":")[2]) if holder else 0
+                if pid and pid_alive(pid):
+                    out[f"w{i}"] = pid
+            return out
+        finally:
+            await redis.aclose()
 
     def redis(self) -> Redis:
         """A client of the hotline's private Redis, with the password ``ivr run`` generated for it."""

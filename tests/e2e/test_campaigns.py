@@ -289,9 +289,8 @@ async def test_an_api_restart_and_a_worker_kill_lose_no_record_and_dial_nobody_t
                 if c["counts"]["answered"] >= 2:
                     break
                 await asyncio.sleep(0.1)
-            holder = await store.worker_holder("w0")
-            assert holder, "the worker has no heartbeat"
-            worker_pid = int(holder.rpartition(":")[2])
+            worker_pid = (await h.worker_pids()).get("w0")
+            assert worker_pid, "the worker has no heartbeat"
             at_kill = {r["id"]: r["state"] for r in (await store.campaign_records(cid, limit=100))[0]}
             os.kill(worker_pid, signal.SIGKILL)
             deadline = time.monotonic() + 60

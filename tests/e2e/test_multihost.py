@@ -65,7 +65,7 @@ import yaml
 from redis.asyncio import Redis
 
 from ivr.core.config import load_settings
-from ivr.core.process import _die_with_parent, pid_alive, wait_tcp
+from ivr.core.process import die_with_parent, pid_alive, wait_tcp
 from ivr.dialplan.loader import PlanRegistry
 from ivr.edge import sip_options_ping
 from ivr.queues.store import QueueStore
@@ -202,7 +202,7 @@ class Proc:
         with self.log_path.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.argv, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent, process_group=0)
+                stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_parent, process_group=0)
 
     @property
     def running(self) -> bool:

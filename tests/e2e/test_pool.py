@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ivr.core.process import pid_alive
 from tests.e2e.conftest import Hotline
 from tests.scenarios import render_scenario
 from tests.sipp_helpers import SippServer, run_sipp, scenario
@@ -140,6 +142,59 @@ async def test_killed_worker_is_restarted_and_its_calls_and_reservations_release
         await callers
     finally:
         await phone.stop()
+
+
+@pytest.mark.hotline(workers=2)
+async def test_a_killed_worker_pool_parent_takes_its_workers_and_everything_comes_back(
+        hotline: Hotline, tmp_path: Path) -> None:
+    """The workers are forked from one parent (ivr/runtime/forkserver.py): SIGKILLed, it takes them
+    with it (PR_SET_PDEATHSIG); the supervisor forks them again from a new parent, their calls are
+    recorded lost, and calls are taken again."""
+    callers = asyncio.ensure_future(run_sipp(
+        queued_caller(tmp_path, talk_ms=15000), ("127.0.0.1", hotline.edge_port), workdir=tmp_path,
+        tag="callers", calls=2, limit_s=40, extra=["-s", "1000"]))
+
+    async def two_queued() -> dict[str, dict[str, str]] | None:
+        calls = await call_states(hotline)
+        return calls if len(calls) == 2 and {c["state"] for c in calls.values()} == {"queued"} else None
+    calls = await until(two_queued, 20)
+    assert calls, await call_states(hotline)
+    before = await hotline.worker_pids()
+    assert len(before) == 2, before
+    parents = {_parent_of(pid) for pid in before.values()}
+    assert len(parents) == 1, parents  # both forked by one parent
+    [parent] = parents
+    os.kill(parent, signal.SIGKILL)
+
+    async def all_gone() -> bool:
+        return not any(pid_alive(pid) for pid in before.values())
+    assert await until(all_gone, 5, 0.05), "the workers outlived their parent"
+
+    async def restarted() -> dict[str, int] | None:
+        now = await hotline.worker_pids()
+        return now if len(now) == 2 and not set(now.values()) & set(before.values()) else None
+    after = await until(restarted, 20, 0.1)
+    assert after, (before, await hotline.worker_pids(), hotline.log_tail())
+    redis = hotline.redis()
+    try:
+        store = hotline.store(redis)
+
+        async def recorded_lost() -> bool:
+            got = [await store.get_call(cid) for cid in calls]
+            return all(c is not None and c["state"] == "ended" and c["outcome"] == "lost" for c in got)
+        assert await until(recorded_lost, 20), [await store.get_call(cid) for cid in calls]
+    finally:
+        await redis.aclose()
+    callers.cancel()  # their calls are gone: sipp is stopped
+    with contextlib.suppress(asyncio.CancelledError):
+        await callers
+    later = await run_sipp(queued_caller(tmp_path, talk_ms=300, name="later"), ("127.0.0.1", hotline.edge_port),
+                           workdir=tmp_path, tag="later", calls=2, limit_s=30, extra=["-s", "1000"])
+    assert later.ok, later.describe()
+
+
+def _parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 async def _offered(h: Hotline) -> tuple[str, str] | None:

@@ -42,22 +42,6 @@ def corpus() -> list[Path]:
     return files
 
 
-def worker_pids(h: Hotline) -> dict[str, int]:
-    """``{--index value: pid}`` of the hotline's worker processes (from /proc)."""
-    out: dict[str, int] = {}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        args = [a.decode(errors="replace") for a in argv]
-        if "worker" in args and "--index" in args and any(str(h.workdir) in a for a in args):
-            out[args[args.index("--index") + 1]] = int(proc.name)
-    return out
-
-
 def _header(msg: str, *names: str) -> list[str]:
     pattern = "|".join(re.escape(n) for n in names)
     return [m.group(1).strip() for m in re.finditer(rf"^(?:{pattern})\s*:\s*(.*)$", msg, re.M | re.I)]
@@ -127,7 +111,7 @@ async def test_the_torture_corpus_neither_aborts_a_worker_nor_stops_service(hotl
     fraction of the time); after each batch a normal call must complete through the edge (once more
     a second later if the first found the workers still releasing the batch's calls)."""
     h = hotline
-    pids = worker_pids(h)
+    pids = await h.worker_pids()
     assert len(pids) == 2, pids
     wrong: list[str] = []
     files = corpus()
@@ -143,4 +127,4 @@ async def test_the_torture_corpus_neither_aborts_a_worker_nor_stops_service(hotl
             await asyncio.sleep(1.0)
             await service_check(h, tmp_path / "sipp", what)
     assert not wrong, "\n".join(wrong)
-    assert worker_pids(h) == pids, "a worker was aborted or restarted"
+    assert await h.worker_pids() == pids, "a worker was aborted or restarted"
