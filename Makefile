@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe bench-alerts bench-planning bench-webrtc clean prompts
+.PHONY: run test install system lockcheck lock audit lint bench bench-routing bench-estimate bench-pops bench-soak bench-faults bench-call-control bench-speech-accuracy bench-speech-endpoint bench-campaign bench-recording bench-transcribe bench-alerts bench-planning bench-webrtc bench-workers clean prompts
 
 run: install
 	$(BIN)/ivr run
@@ -87,7 +87,7 @@ LINT = $(BIN)/ruff check ivr tests bench deploy/python && $(BIN)/mypy ivr bench 
 lint: install
 	$(LINT)
 
-bench: install  # every section, then the faults, the 10,000-record campaign, recording, transcription, alerts, planning, browser phones, then the 30-minute soak (about 90 min)
+bench: install  # every section, then the faults, the 10,000-record campaign, recording, transcription, alerts, planning, browser phones, worker costs, then the 30-minute soak (about 95 min)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/faults.py
 	$(BIN)/python bench/campaign.py
@@ -96,7 +96,11 @@ bench: install  # every section, then the faults, the 10,000-record campaign, re
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/planning.py
 	nice -n 5 $(BIN)/python bench/webrtc.py
+	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/soak.py
+
+bench-workers: install  # what a worker costs, forked vs exec'd: start, idle PSS and CPU, stop of 50 and 200 workers (about 6 min; WORKERS_ARGS="--counts 50 --modes fork" about 1)
+	$(BIN)/python bench/workers.py $(WORKERS_ARGS)
 
 bench-routing: install  # routing decision latency: 1,000 agents, 50 skills, 5,000 waiting callers
 	$(BIN)/python bench/routing.py

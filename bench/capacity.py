@@ -146,7 +146,8 @@ class Target:
     address: tuple[str, int]
     server_pids: Callable[[], list[int]]
     redis: Redis | None = None
-    worker_pids: Callable[[], list[int]] = list  # ours: the pjsua2 workers (idle figures per worker)
+    worker_pids: Callable[[], list[int]] = list  # ours: the pjsua2 workers and the parent they are forked from
+    workers: int = 0  # ours: how many workers (the idle figures per worker divide by it)
     samples: dict[str, list[float]] = field(default_factory=dict)  # latency samples per section
 
 
@@ -316,8 +317,8 @@ async def measure_idle(target: Target, seconds: float) -> dict[str, Any]:
     b, wb = Snapshot.take(pids), Snapshot.take(workers)
     out: dict[str, Any] = {**cpu_between(a, b), "server_rss_mb": rss_mb(pids), "server_pss_mb": pss_mb(pids)}
     if workers:
-        n = len(workers)
-        out.update({"worker_processes": n, "rss_mb_per_worker": round(rss_mb(workers) / n, 1),
+        n = target.workers or len(workers)  # their parent's memory and CPU are theirs too
+        out.update({"worker_processes": len(workers), "rss_mb_per_worker": round(rss_mb(workers) / n, 1),
                     "pss_mb_per_worker": round(pss_mb(workers) / n, 1),
                     "cpu_pct_of_machine_per_worker":
                         round(cpu_between(wa, wb)["server_cpu_pct_of_machine"] / n, 3)})
@@ -432,7 +433,7 @@ async def run_ours(args: argparse.Namespace, work: Path, plan: Plan,
         root = h.proc.pid
         target = Target("ours", ("127.0.0.1", h.edge_port),
                         lambda: sorted(set(descendants(root)) | set(pids_matching(str(h.workdir)))), redis,
-                        worker_pids=lambda: pids_matching(str(h.workdir), also="worker"))
+                        worker_pids=lambda: pids_matching(str(h.workdir), also="worker"), workers=args.workers)
         await asyncio.sleep(5)  # let the workers' start-up work end before idle is measured
         out = await run_target(target, work / "sipp", plan, args.workers * 2, args.idle_s)
         out["log_problems"] = log_problems(h)

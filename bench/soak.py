@@ -54,7 +54,7 @@ from tests.sipp_helpers import run_sipp  # noqa: E402
 
 ROLES = ("workers", "api", "edge", "redis", "speech", "supervisor", "other")
 RSS_GROWTH_LIMIT_PCT = 5.0
-CLI_ROLES = {"worker": "workers", "api": "api", "speech": "speech", "run": "supervisor"}
+CLI_ROLES = {"worker": "workers", "worker-pool": "workers", "api": "api", "speech": "speech", "run": "supervisor"}
 
 
 # ---------------------------------------------------------------------------------------- processes

@@ -62,6 +62,9 @@ RECORDINGS_DRAIN_S = 20.0  # a stopping worker waits this long for the recording
 CAMPAIGN_TICK_S = 0.1
 CAMPAIGN_TICK_BUDGET = 50
 CAMPAIGN_WINDOWS_S = 1.0
+# a directory: each worker runs under cProfile (its event loop's thread) and writes its profile there
+# when it stops (bench/setup_profile.py)
+PROFILE_ENV = "IVR_PROFILE_DIR"
 
 
 def new_call_id() -> str:
@@ -368,4 +371,16 @@ def main(settings: Settings, index: int, name: str | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, index, name).run(stop)
 
-    asyncio.run(_main())
+    profile_dir = os.environ.get(PROFILE_ENV)
+    if not profile_dir:
+        asyncio.run(_main())
+        return
+    import cProfile  # a benchmark's tool (bench/setup_profile.py), never on in production
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        asyncio.run(_main())
+    finally:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_dir, f"{name or f'w{index}'}-{os.getpid()}.pstats"))

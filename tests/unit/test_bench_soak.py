@@ -31,6 +31,7 @@ PY = "/work/main/.venv/bin/python3.11"
 @pytest.mark.parametrize(("cmdline", "role"), [
     (f"{PY} -m ivr.cli run --config {W}/hotline.yaml", "supervisor"),
     (f"{PY} -m ivr.cli worker --index 0 --settings {W}/var/run/settings.json", "workers"),
+    (f"{PY} -m ivr.cli worker-pool --settings {W}/var/run/settings.json --fd 7", "workers"),  # and its forks
     (f"{PY} -m ivr.cli api --settings {W}/var/run/settings.json", "api"),
     (f"{PY} -m ivr.cli speech --settings {W}/var/run/settings.json", "speech"),
     (f"{PY} -m ivr.runtime.guard -- kamailio -DD -E -f {W}/var/run/kamailio/kamailio.cfg", "edge"),

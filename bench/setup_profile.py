@@ -1,0 +1,115 @@
+"""Where a call's setup goes (issue 23): CPU per role and the workers' own profile at a fixed rate.
+
+``ivr run`` with ``--workers`` workers, each run under cProfile (``IVR_PROFILE_DIR``: a worker writes
+``<dir>/<worker>-<pid>.pstats`` when it stops); sipp callers through the edge at ``--rate`` calls/s
+for ``--seconds`` (the capacity benchmark's short call: answer, greeting, DTMF 2, the billing queue,
+hang up 200 ms later). Recorded:
+
+- CPU seconds per role (edge = Kamailio, workers, Redis, API, supervisor) over the load, and per call;
+- the workers' functions with the most own time and the most cumulative time (all workers merged);
+- INVITE -> 200 latency and sipp's counts.
+
+    .venv/bin/python bench/setup_profile.py --rate 60 --seconds 20 --workers 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.capacity import (  # noqa: E402
+    SCREEN_COUNTS,
+    caller_scenario,
+    client_options,
+    latency_summary,
+    make_hotline,
+    read_rtt,
+)
+from bench.harness import save, sipp_counts  # noqa: E402
+from bench.procfs import CLK_TCK, cpu_ticks, descendants, pids_matching  # noqa: E402
+from bench.soak import classify  # noqa: E402
+from tests.sipp_helpers import run_sipp  # noqa: E402
+
+
+def by_role(pids: list[int]) -> dict[str, int]:
+    """CPU ticks per hotline role of these processes."""
+    from bench.procfs import cmdline
+
+    out: dict[str, int] = {}
+    for pid in pids:
+        role = classify(cmdline(pid)) or "other"
+        out[role] = out.get(role, 0) + cpu_ticks([pid])
+    return out
+
+
+def top(stats: pstats.Stats, key: str, n: int) -> list[dict[str, Any]]:
+    stats.sort_stats(key)
+    rows = []
+    for func in stats.fcn_list[:n]:  # type: ignore[attr-defined]
+        _cc, nc, tt, ct, _ = stats.stats[func]  # type: ignore[attr-defined]
+        file, line, name = func
+        rows.append({"function": f"{Path(file).name}:{line}:{name}", "calls": nc, "own_s": round(tt, 3),
+                     "cumulative_s": round(ct, 3)})
+    return rows
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, default=20)
+    ap.add_argument("--rate", type=int, default=60)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-setup-") as tmp:
+        work = Path(tmp)
+        profiles = work / "profiles"
+        profiles.mkdir()
+        os.environ["IVR_PROFILE_DIR"] = str(profiles)
+        h = make_hotline(work / "h", args.workers, {"log_level": "warning"})
+        await h.start(timeout=300)
+        try:
+            assert h.proc is not None
+            root = h.proc.pid
+
+            def pids() -> list[int]:
+                return sorted(set(descendants(root)) | set(pids_matching(str(h.workdir))))
+            await asyncio.sleep(3)
+            before, t0 = by_role(pids()), time.monotonic()
+            tag = f"rate{args.rate}"
+            sf = caller_scenario(work / "sipp", tag, talk_ms=200)
+            calls = args.rate * args.seconds
+            res = await run_sipp(sf, ("127.0.0.1", h.edge_port), workdir=work / "sipp", tag=tag, calls=calls,
+                                 limit_s=args.seconds + 60, trace_messages=False,
+                                 extra=[*client_options(), "-r", str(args.rate), "-l", str(args.rate * 3)])
+            after, wall = by_role(pids()), time.monotonic() - t0
+        finally:
+            h.stop(timeout=60)
+        counts = sipp_counts(res.output, SCREEN_COUNTS)
+        cpu = {role: round((after.get(role, 0) - before.get(role, 0)) / CLK_TCK, 2) for role in after}
+        done = max(1, counts["successful"])
+        files = sorted(profiles.glob("*.pstats"))
+        stats = pstats.Stats(*map(str, files), stream=io.StringIO()) if files else None
+        result = {
+            "workers": args.workers, "rate_cps": args.rate, "seconds": args.seconds, "wall_s": round(wall, 1),
+            **counts, "invite_to_200_ms": latency_summary([rtt for _, rtt in read_rtt(work / "sipp", tag)]),
+            "cpu_s_by_role": cpu, "cpu_ms_per_call_by_role": {r: round(1000 * s / done, 2) for r, s in cpu.items()},
+            "profiles": len(files),
+            "workers_top_own_time": top(stats, "tottime", args.top) if stats else [],
+            "workers_top_cumulative": top(stats, "cumulative", args.top) if stats else [],
+        }
+    save("setup-profile", result)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
