@@ -10,6 +10,7 @@ import hashlib
 import ipaddress
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -212,6 +213,11 @@ class WebRtcSettings(BaseModel):
         return self
 
 
+CALLS_PER_S_PER_CORE = 50
+"""The edge's default admission rate per CPU core: the setup rate one 2-core machine sustained with
+callers, edge, workers and Redis on it (docs/performance.md)."""
+
+
 class EdgeSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 5060
@@ -226,6 +232,11 @@ class EdgeSettings(BaseModel):
     domains: list[str] = Field([], description="host names/addresses the edge accepts in Request-URIs besides "
                                                "edge.host and its listen sockets; anything else gets 403")
     retry_after_s: int = Field(5, description="Retry-After of the edge's own 503 replies")
+    max_calls_per_s: int | None = Field(
+        None, ge=1, le=100_000, description="new calls the edge admits per second; those over it get 503 + "
+        "Retry-After at once, before any worker sees them (a call admitted must never fail for want of CPU). "
+        "None: CALLS_PER_S_PER_CORE per CPU core of the edge's host (what one machine sustained, "
+        "docs/performance.md); set it to your own `make bench` setup rate")
     failover_limit: int = Field(
         16, ge=1, le=31, description="workers one new call may try (the least-loaded active one, then "
         "again the least-loaded active one on 486/503/timeout, a full or dead worker being rested until "
@@ -247,6 +258,11 @@ class EdgeSettings(BaseModel):
         "default: the first trunk. Without trunks the edge answers such calls 503")
     registrar: RegistrarSettings = RegistrarSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
+
+    @property
+    def admission_rate(self) -> int:
+        """New calls admitted per second (``max_calls_per_s``, or its default for this host)."""
+        return self.max_calls_per_s or CALLS_PER_S_PER_CORE * (os.cpu_count() or 1)
 
     @property
     def sip_realm(self) -> str:

@@ -204,6 +204,7 @@ class EdgeConfig:
             "WORKERS_SET": str(WORKERS_SET),
             "DS_FAILOVER_LIMIT": str(edge.failover_limit),
             "RETRY_AFTER_HDR": f'"Retry-After: {retry_after}\\r\\n"',
+            "MAX_CPS": str(int_range(edge.admission_rate, 1, 100_000, "edge.max_calls_per_s")),
             "DB_URL": f'"text://{self.db_dir}"',
             "DRAINING_SHV": f'"draining=i:{int(self._draining)}"',
             "CHECK_NUMBERS_SHV": f'"check_numbers=i:{int(self.check_numbers)}"',

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from ivr.core.config import Settings
+from ivr.core.config import CALLS_PER_S_PER_CORE, Settings
 from ivr.core.errors import ConfigError, Unavailable
 from ivr.edge import Edge
 from tests.ports import free_udp_tcp_port
@@ -226,6 +227,34 @@ async def test_all_workers_busy_caller_gets_503_with_retry_after(
     assert busy1.received("INVITE") == 1 and busy2.received("INVITE") == 1, "both workers must be tried"
     assert re.search(r"^SIP/2.0 503 Service Unavailable", result.messages, re.M)
     assert re.search(r"^Retry-After: 5\s*$", result.messages, re.M)
+
+
+async def test_calls_over_the_admission_rate_get_503_at_once_and_never_reach_a_worker(
+        tmp_path: Path, start_edge: EdgeFactory, sipp_servers: Callable[..., Awaitable[SippServer]]) -> None:
+    """``edge.max_calls_per_s``: a burst of new calls beyond it is refused by the edge itself (503 +
+    Retry-After) while the calls within it reach the worker; the next second admits again."""
+    worker = await sipp_servers("edge_uas_busy.xml", "worker0")  # answers every INVITE 486 at once
+    edge = await start_edge(make_settings(tmp_path, max_calls_per_s=4,
+                                          workers={"count": 1, "host": LOOPBACK, "sip_port_base": worker.port}))
+    assert "#!define MAX_CPS 4" in edge.render_config()
+    burst = await asyncio.gather(*(udp_exchange(edge.address, invite_bytes(edge.address), 3.0) for _ in range(12)))
+    refused = [r for r in burst if r and r.startswith("SIP/2.0 503")]
+    assert 4 <= 12 - len(refused) <= 8, burst  # a second's worth (two, if the burst spans a tick)
+    assert all(re.search(r"^Retry-After: 5\r?$", r, re.M) for r in refused), refused
+    await asyncio.sleep(0.3)
+    assert worker.received("INVITE") == 12 - len(refused)  # the refused never reached it
+    await asyncio.sleep(1.2)
+    later = await udp_exchange(edge.address, invite_bytes(edge.address), 3.0)
+    assert later is not None and not later.startswith("SIP/2.0 503"), later
+    await worker.stop()
+
+
+def test_the_admission_rate_defaults_to_the_hosts_cores(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    assert settings.edge.admission_rate == CALLS_PER_S_PER_CORE * (os.cpu_count() or 1)
+    assert make_settings(tmp_path, max_calls_per_s=7).edge.admission_rate == 7
+    with pytest.raises(ValidationError):
+        make_settings(tmp_path, max_calls_per_s=0)
 
 
 async def test_a_full_worker_gets_no_new_call_until_its_next_probe(

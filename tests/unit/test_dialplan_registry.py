@@ -231,17 +231,19 @@ async def test_watch_reads_files_only_when_their_stat_changed_and_every_tenth_lo
     real = reg.reload
     monkeypatch.setattr(reg, "reload", lambda **kw: (reads.append(1), real(**kw))[1])
     looks = 0
+    looked_25 = asyncio.Event()
     real_fp = reg.fingerprint
 
     def counted() -> tuple[tuple[str, int, int, int], ...]:
         nonlocal looks
         looks += 1
+        if looks >= 25:
+            looked_25.set()
         return real_fp()
     monkeypatch.setattr(reg, "fingerprint", counted)
     task = asyncio.create_task(reg.watch(0.001, None, full_every=10))
     try:
-        while looks < 25:
-            await asyncio.sleep(0.001)
+        await asyncio.wait_for(looked_25.wait(), 10)
         assert 2 <= len(reads) <= 4  # the first look, then every tenth: nothing read in between
         # the same size, the change time put back: only a full look sees it
         st = path.stat()
