@@ -171,23 +171,30 @@ class Webhooks:
             return
         next_reclaim = 0.0
         group_ready = False
+        own_pending = True  # what this consumer read and did not put (a put that failed) goes first
         while True:
             try:
                 if not group_ready:
                     await self.outbox.ensure_group()
                     group_ready = True
+                while own_pending:  # bounded: each round puts what it read, or raises
+                    events = await self.outbox.read(self.consumer, count=BATCH, block_ms=None, own_pending=True)
+                    await self.put(events)
+                    own_pending = len(events) == BATCH
                 if time.monotonic() >= next_reclaim:
                     await self.reclaim()
                     next_reclaim = time.monotonic() + max(0.05, self.settings.claim_idle_s / 2)
                 block = int(min(BLOCK_S, max(0.05, self.settings.claim_idle_s / 2)) * 1000)
                 await self.put(await self.outbox.read(self.consumer, count=BATCH, block_ms=block))
             except ResponseError as exc:
+                own_pending = True
                 if "NOGROUP" in str(exc):  # Redis lost the group (restarted empty): make it again
                     group_ready = False
                     continue
                 log.warning("webhooks.redis_error", loop="fill", error=str(exc))
                 await asyncio.sleep(0.5)
-            except RedisError as exc:
+            except RedisError as exc:  # a put that failed (Redis restarting): its events are re-read at once
+                own_pending = True  # after, not left for another instance's reclaim (claim_idle_s later)
                 log.warning("api.redis_unavailable", loop="webhooks.fill", error=str(exc))
                 await asyncio.sleep(0.5)
 

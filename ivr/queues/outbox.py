@@ -94,13 +94,15 @@ class Outbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, consumer: str, *, count: int, block_ms: int | None) -> list[StreamEvent]:
-        """New stream entries for ``consumer`` (they stay pending in the group until :meth:`put`)."""
-        res: Any = await self.redis.xreadgroup(GROUP, consumer, {self.keys.events: ">"}, count=count,
-                                               block=block_ms)
+    async def read(self, consumer: str, *, count: int, block_ms: int | None,
+                   own_pending: bool = False) -> list[StreamEvent]:
+        """New stream entries for ``consumer`` (they stay pending in the group until :meth:`put`);
+        with ``own_pending`` those it read before and has not put yet (a put that failed), at once."""
+        res: Any = await self.redis.xreadgroup(GROUP, consumer, {self.keys.events: "0" if own_pending else ">"},
+                                               count=count, block=None if own_pending else block_ms)
         out: list[StreamEvent] = []
         for _stream, entries in res or []:
-            out.extend(stream_event(e) for e in entries)
+            out.extend(stream_event(e) for e in entries if e and e[1] is not None)  # None: trimmed meanwhile
         return out
 
     async def reclaim(self, consumer: str, *, idle_ms: int, count: int = 100,

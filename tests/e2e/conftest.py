@@ -385,12 +385,16 @@ MODULE_SECONDS = {"test_pool": 140, "test_sip_torture": 45, "test_faults": 80, "
                   "test_recording": 55, "test_supervision": 55, "test_pages_recording": 50,
                   "test_webrtc_browser": 120, "test_edge_webrtc_run": 20}
 
+# Last of all: ten Chromiums, rtpengine and their exit load the machine for a while after the
+# module's last test; the serial tier's media test that came next heard its greeting with gaps once.
+RUN_LAST = {"test_webrtc_browser"}
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test under tests/e2e is an end-to-end test (make test runs them in its e2e phase).
     Modules are reordered (each module's tests stay together and in order): those with tests on a
     shared hotline first, one after the other, so the shared hotline is started about once per
-    process; then the others, longest first (``MODULE_SECONDS``)."""
+    process; then the others, longest first (``MODULE_SECONDS``); ``RUN_LAST`` at the very end."""
     here = Path(__file__).parent
     sharing = SHARING_MODULES
     for item in items:
@@ -399,9 +403,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if shares_hotline(item):
                 sharing.add(str(item.fspath))
 
-    def order(item: pytest.Item) -> tuple[bool, bool, float]:
+    def order(item: pytest.Item) -> tuple[bool, bool, bool, float]:
         path = Path(str(item.fspath))
         in_e2e = here in path.parents
-        return (in_e2e, str(path) not in sharing, -MODULE_SECONDS.get(path.stem, 60) if in_e2e else 0)
+        return (in_e2e, path.stem in RUN_LAST, str(path) not in sharing,
+                -MODULE_SECONDS.get(path.stem, 60) if in_e2e else 0)
 
     items.sort(key=order)

@@ -258,6 +258,27 @@ async def test_a_filler_that_dies_mid_batch_loses_nothing(
     assert pending["pending"] == 0
 
 
+async def test_events_whose_put_failed_go_out_at_once_not_after_a_reclaim(
+        running: Running, receiver: Receiver, store: QueueStore, redis: Redis) -> None:
+    """A put that failed (Redis restarting between the read and the put) leaves the events pending
+    for this same instance: it puts them first, long before any reclaim (claim_idle_s 1 hour here)."""
+    settings = hook_settings(receiver.url).model_copy(update={"claim_idle_s": 3600.0})
+    hooks = await running(settings, fill=False, instance="me")
+    ids = await calls(store, 5)
+    read = await hooks.outbox.read(hooks.consumer, count=10, block_ms=None)
+    assert [ev.id for ev in read] == ids  # read, then the put failed
+    again = Webhooks(settings, redis, PREFIX, instance="me")  # the same instance's filler, next round
+    filler = TaskGroup("filler")
+    filler.spawn("fill", again.fill())
+    try:
+        await until(lambda: len(receiver.accepted) >= 5, within_s=5, what="the read events delivered")
+    finally:
+        await filler.cancel_all()
+        await again.close()
+    assert receiver.accepted == ids
+    assert (await redis.xpending(store.keys.events, "webhooks"))["pending"] == 0
+
+
 async def test_a_delivery_whose_holder_died_is_delivered_when_its_lease_expires(
         running: Running, receiver: Receiver, store: QueueStore, redis: Redis) -> None:
     settings = hook_settings(receiver.url)
