@@ -25,12 +25,12 @@ run: install
 # The unit and service tiers run in three processes (pytest-xdist: each worker has its own Redis, and
 # ports from chunks no other process holds, tests/ports.py; three keep both cores busy while tests
 # wait on the servers they start: 287 s instead of 364 s with two, 319 s with four). Then the
-# end-to-end tier in two processes, a test module at a time each (--dist loadscope: a module's own
+# end-to-end tier in three processes, a test module at a time each (--dist loadscope: a module's own
 # hotline starts once, in one process; modules in collection order, those on the shared hotline
 # first, see tests/e2e/conftest.py), with the lint beside it: the e2e tests mostly wait on calls in
-# real time, the unit tier is bound by the CPU. (Three e2e processes took 473 s instead of about
-# 600, but a hotline's workers did not come up within 30 s while the ten browser agents ran beside:
-# that module is `serial` now; three processes without it are not measured yet.) Either failing
+# real time, the unit tier is bound by the CPU. (Two e2e processes took 498 s with the forked
+# workers; three, before them, 473 s instead of about 600, but a hotline's workers did not come up
+# within 30 s while the ten browser agents ran beside: that module is `serial` now.) Either failing
 # fails the target, the lint's output printed after the tests'. Last the tests marked `serial` (timing- or load-sensitive, or heavy enough to starve
 # others: the ten browser agents) alone: run beside each other, the media tests failed (a greeting
 # correlation of 0.70 with speech recognition beside).
@@ -38,7 +38,7 @@ LINT_LOG := $(VENV)/lint.log
 test: install
 	$(BIN)/pytest -p no:cacheprovider -n 3 -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
 	@( $(LINT) ) > $(LINT_LOG) 2>&1 & lint=$$!; \
-	$(BIN)/pytest -p no:cacheprovider -n 2 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS); \
+	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS); \
 	rc=$$?; wait $$lint; lint_rc=$$?; echo "--- lint:"; cat $(LINT_LOG); \
 	test $$lint_rc -eq 0 && test $$rc -eq 0
 	$(BIN)/pytest -p no:cacheprovider -m serial --durations=10 tests/service tests/e2e $(PYTEST_ARGS)

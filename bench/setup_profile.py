@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import pstats
@@ -37,19 +38,35 @@ from bench.capacity import (  # noqa: E402
     read_rtt,
 )
 from bench.harness import save, sipp_counts  # noqa: E402
-from bench.procfs import CLK_TCK, cpu_ticks, descendants, pids_matching  # noqa: E402
+from bench.procfs import CLK_TCK, cmdline, cpu_ticks, descendants, pids_matching  # noqa: E402
 from bench.soak import classify  # noqa: E402
 from tests.sipp_helpers import run_sipp  # noqa: E402
 
 
 def by_role(pids: list[int]) -> dict[str, int]:
     """CPU ticks per hotline role of these processes."""
-    from bench.procfs import cmdline
-
     out: dict[str, int] = {}
     for pid in pids:
         role = classify(cmdline(pid)) or "other"
         out[role] = out.get(role, 0) + cpu_ticks([pid])
+    return out
+
+
+def worker_threads(pids: list[int]) -> dict[str, int]:
+    """CPU ticks of the workers' threads by kind: the event loop's (the process's main thread), the
+    SIP thread and pjlib's own (by their names)."""
+    out: dict[str, int] = {}
+    for pid in pids:
+        if classify(cmdline(pid)) != "workers":
+            continue
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                tid = int(task.name)
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    stat = (task / "stat").read_text()
+                    name = "event loop (main)" if tid == pid else stat[stat.index("(") + 1:stat.rindex(")")]
+                    fields = stat.rsplit(")", 1)[1].split()
+                    out[name] = out.get(name, 0) + int(fields[11]) + int(fields[12])
     return out
 
 
@@ -70,13 +87,16 @@ async def main() -> None:
     ap.add_argument("--rate", type=int, default=60)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--no-profile", action="store_true", help="CPU by role and thread only (no cProfile overhead)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-setup-") as tmp:
         work = Path(tmp)
         profiles = work / "profiles"
         profiles.mkdir()
-        os.environ["IVR_PROFILE_DIR"] = str(profiles)
-        h = make_hotline(work / "h", args.workers, {"log_level": "warning"})
+        if not args.no_profile:
+            os.environ["IVR_PROFILE_DIR"] = str(profiles)
+        h = make_hotline(work / "h", args.workers, {"log_level": "warning",  # one sipp source: as a carrier SBC
+                                                     "edge": {"flood": {"exempt_networks": ["127.0.0.1/32"]}}})
         await h.start(timeout=300)
         try:
             assert h.proc is not None
@@ -85,14 +105,14 @@ async def main() -> None:
             def pids() -> list[int]:
                 return sorted(set(descendants(root)) | set(pids_matching(str(h.workdir))))
             await asyncio.sleep(3)
-            before, t0 = by_role(pids()), time.monotonic()
+            before, threads_before, t0 = by_role(pids()), worker_threads(pids()), time.monotonic()
             tag = f"rate{args.rate}"
             sf = caller_scenario(work / "sipp", tag, talk_ms=200)
             calls = args.rate * args.seconds
             res = await run_sipp(sf, ("127.0.0.1", h.edge_port), workdir=work / "sipp", tag=tag, calls=calls,
                                  limit_s=args.seconds + 60, trace_messages=False,
                                  extra=[*client_options(), "-r", str(args.rate), "-l", str(args.rate * 3)])
-            after, wall = by_role(pids()), time.monotonic() - t0
+            after, threads_after, wall = by_role(pids()), worker_threads(pids()), time.monotonic() - t0
         finally:
             h.stop(timeout=60)
         counts = sipp_counts(res.output, SCREEN_COUNTS)
@@ -101,9 +121,11 @@ async def main() -> None:
         files = sorted(profiles.glob("*.pstats"))
         stats = pstats.Stats(*map(str, files), stream=io.StringIO()) if files else None
         result = {
-            "workers": args.workers, "rate_cps": args.rate, "seconds": args.seconds, "wall_s": round(wall, 1),
+            "workers": args.workers, "rate_cps": args.rate, "profiled": not args.no_profile, "seconds": args.seconds, "wall_s": round(wall, 1),
             **counts, "invite_to_200_ms": latency_summary([rtt for _, rtt in read_rtt(work / "sipp", tag)]),
             "cpu_s_by_role": cpu, "cpu_ms_per_call_by_role": {r: round(1000 * s / done, 2) for r, s in cpu.items()},
+            "workers_cpu_s_by_thread": {n: round((t - threads_before.get(n, 0)) / CLK_TCK, 2)
+                                        for n, t in threads_after.items() if t - threads_before.get(n, 0) > 0},
             "profiles": len(files),
             "workers_top_own_time": top(stats, "tottime", args.top) if stats else [],
             "workers_top_cumulative": top(stats, "cumulative", args.top) if stats else [],

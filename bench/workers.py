@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -29,11 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.capacity import make_hotline  # noqa: E402
 from bench.harness import save  # noqa: E402
 from bench.procfs import CLK_TCK, cpu_ticks, pids_matching, pss_mb, rss_mb  # noqa: E402
-from tests.e2e.conftest import Hotline  # noqa: E402
 
-CORES = __import__("os").cpu_count() or 1
+CORES = os.cpu_count() or 1
 
 
 def _times(records: list[dict[str, Any]], event: str, **match: Any) -> list[float]:
@@ -45,8 +46,7 @@ def _times(records: list[dict[str, Any]], event: str, **match: Any) -> list[floa
 
 
 async def measure(workdir: Path, count: int, fork: bool, idle_s: float) -> dict[str, Any]:
-    h = Hotline(workdir, workers=count, overrides={"workers": {"fork": fork, "drain_s": 30,
-                                                               "start_stall_s": 120}})
+    h = make_hotline(workdir, count, {"workers": {"fork": fork, "drain_s": 30, "start_stall_s": 120}})
     t0 = time.monotonic()
     await h.start(timeout=600)
     started_s = time.monotonic() - t0
