@@ -39,18 +39,13 @@ from ivr.core.config import Settings, load_settings
 from ivr.core.errors import ConfigError
 from ivr.core.logging import configure, get_logger
 from ivr.core.process import die_with_parent
-from ivr.dialplan.loader import parse_file, validate
+from ivr.dialplan.loader import parse_file, plan_files, validate
 from ivr.queues.connection import connect
 from ivr.queues.store import QueueStore
 from ivr.runtime import worker
 
 log = get_logger(__name__)
 MAX_LINE = 4096  # a request is a few bytes; a longer line is a broken peer
-
-
-def _exit_code(status: int) -> int:
-    """A ``waitpid`` status as a ``Popen.returncode``."""
-    return os.waitstatus_to_exitcode(status)
 
 
 def rehearse(settings: Settings) -> None:
@@ -60,7 +55,7 @@ def rehearse(settings: Settings) -> None:
     shared: this cut an idle forked worker's private memory from 31 MB to 12 MB."""
     import ivr.dialplan.checks  # noqa: F401 - imported by the plan loader on first use
 
-    for path in sorted(settings.dialplans_dir.glob("*.yaml")):
+    for path in plan_files(settings.dialplans_dir):
         with contextlib.suppress(Exception):  # a broken plan is the workers' to report, as ever
             validate(parse_file(path))
     QueueStore(connect(settings.redis), settings.redis.prefix)  # no connection is made until a command
@@ -70,7 +65,6 @@ def _run_child(settings: Settings, index: int, server_pid: int) -> int:
     """In the forked child: become a worker process of its own, run the worker, return its exit code."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
         signal.signal(sig, signal.SIG_DFL)
-    signal.set_wakeup_fd(-1)
     os.setpgid(0, 0)
     die_with_parent()
     if os.getppid() != server_pid:  # the server died before the line above took effect
@@ -85,9 +79,10 @@ class Server:
         self.sock = sock
         self.children: set[int] = set()
         self.buffer = b""
+        self.wake_fds: tuple[int, int] = (-1, -1)
 
     def serve(self) -> None:
-        wake_r, wake_w = os.pipe()
+        self.wake_fds = wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -159,7 +154,10 @@ class Server:
             return pid
         code = 1
         try:  # the child never returns from here
+            signal.set_wakeup_fd(-1)  # before its pipe is closed: a signal must not write to a reused fd
             self.sock.close()
+            for fd in self.wake_fds:
+                os.close(fd)
             code = _run_child(self.settings, index, server_pid)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -181,7 +179,7 @@ class Server:
             if pid == 0:
                 return
             self.children.discard(pid)
-            self._send({"exited": pid, "code": _exit_code(status)})
+            self._send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})  # as Popen.returncode
 
     def _send(self, msg: dict[str, object]) -> None:
         self.sock.sendall(json.dumps(msg).encode() + b"\n")
