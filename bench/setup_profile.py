@@ -121,7 +121,8 @@ async def main() -> None:
         files = sorted(profiles.glob("*.pstats"))
         stats = pstats.Stats(*map(str, files), stream=io.StringIO()) if files else None
         result = {
-            "workers": args.workers, "rate_cps": args.rate, "profiled": not args.no_profile, "seconds": args.seconds, "wall_s": round(wall, 1),
+            "workers": args.workers, "rate_cps": args.rate, "profiled": not args.no_profile, "seconds": args.seconds,
+            "wall_s": round(wall, 1),
             **counts, "invite_to_200_ms": latency_summary([rtt for _, rtt in read_rtt(work / "sipp", tag)]),
             "cpu_s_by_role": cpu, "cpu_ms_per_call_by_role": {r: round(1000 * s / done, 2) for r, s in cpu.items()},
             "workers_cpu_s_by_thread": {n: round((t - threads_before.get(n, 0)) / CLK_TCK, 2)

@@ -445,7 +445,7 @@ async def test_consult_an_outside_number_send_it_keys_and_hand_the_caller_over(t
         assert "INVITE sip:+15550777@" in r.phones["target"].messages()
         await r.post("super1", f"{base}/hangup")
         assert (await caller).ok
-        ended = await r.record(cid)
+        ended = await r.wait_record(cid, "the call's end recorded", lambda rec: "outcome" in rec)
         assert ended["outcome"] == "transferred", ended
 
 

@@ -310,7 +310,8 @@ async def test_click_to_dial_rings_the_browser_phone_first(
         await page.click("#call-answer")
         await expect(pop).to_have_attribute("data-status", "connected", timeout=30_000)
         talk = await me.wait_stats(lambda s: (s["inbound"] or {}).get("energy", 0) > 0.01
-                                   and s["inbound"]["packets"] > 50, timeout=20)
+                                   and s["inbound"]["packets"] > 50
+                                   and (s["outbound"] or {}).get("packets", 0) > 50, timeout=20)
         await expect(page.locator("#phone-card")).to_have_attribute("data-call", "", timeout=20_000)  # BYE
     assert customer.received("INVITE") == 1
     assert talk["inbound"]["energy"] > 0.01 and talk["outbound"]["packets"] > 50, talk
