@@ -274,7 +274,10 @@ class Supervisor:
             if proc in self.retiring.values():
                 return
             proc.restarts += 1
-            await proc.start()
+            try:
+                await proc.start()
+            except Exception as exc:  # e.g. the workers' parent died mid-request: try again, backing off
+                log.error("process.start_failed", process=proc.name, error=str(exc) or type(exc).__name__)
 
     async def _wait_workers_alive(self) -> None:
         """Wait until every worker has announced itself in Redis. A big pool on a busy host takes
