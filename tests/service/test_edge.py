@@ -238,11 +238,12 @@ async def test_calls_over_the_admission_rate_get_503_at_once_and_never_reach_a_w
                                           workers={"count": 1, "host": LOOPBACK, "sip_port_base": worker.port}))
     assert "#!define MAX_CPS 4" in edge.render_config()
     burst = await asyncio.gather(*(udp_exchange(edge.address, invite_bytes(edge.address), 3.0) for _ in range(12)))
-    refused = [r for r in burst if r and r.startswith("SIP/2.0 503")]
-    assert 4 <= 12 - len(refused) <= 8, burst  # a second's worth (two, if the burst spans a tick)
-    assert all(re.search(r"^Retry-After: 5\r?$", r, re.M) for r in refused), refused
     await asyncio.sleep(0.3)
-    assert worker.received("INVITE") == 12 - len(refused)  # the refused never reached it
+    admitted = worker.received("INVITE")
+    refused = [r for r in burst if r and r.startswith("SIP/2.0 503")]
+    assert 1 <= admitted <= 8, burst  # at most a second's worth (two, if the burst spans a tick)
+    assert len(refused) >= 12 - admitted  # the others: 503 at once, never reaching the worker
+    assert all(re.search(r"^Retry-After: 5\r?$", r, re.M) for r in refused), refused
     await asyncio.sleep(1.2)
     later = await udp_exchange(edge.address, invite_bytes(edge.address), 3.0)
     assert later is not None and not later.startswith("SIP/2.0 503"), later
