@@ -24,8 +24,8 @@ run: install
 
 # The unit and service tiers run in three processes (pytest-xdist: each worker has its own Redis, and
 # ports from chunks no other process holds, tests/ports.py; three keep both cores busy while tests
-# wait on the servers they start: 287 s instead of 364 s with two, 319 s with four; worksteal: an
-# idle process takes tests queued on another, so the 25 s tests at the end leave no core idle). Then the
+# wait on the servers they start: 287 s instead of 364 s with two, 319 s with four; work stealing
+# took 405 s where the default took 381 and 383). Then the
 # end-to-end tier in three processes, a test module at a time each (--dist loadscope: a module's own
 # hotline starts once, in one process; modules in collection order, those on the shared hotline
 # first, see tests/e2e/conftest.py), with the lint beside it: the e2e tests mostly wait on calls in
@@ -37,7 +37,7 @@ run: install
 # correlation of 0.70 with speech recognition beside).
 LINT_LOG := $(VENV)/lint.log
 test: install
-	$(BIN)/pytest -p no:cacheprovider -n 3 --dist worksteal -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 3 -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
 	@( $(LINT) ) > $(LINT_LOG) 2>&1 & lint=$$!; \
 	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS); \
 	rc=$$?; wait $$lint; lint_rc=$$?; echo "--- lint:"; cat $(LINT_LOG); \
