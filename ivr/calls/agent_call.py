@@ -577,7 +577,7 @@ class AgentCall:
         if not text:
             return
         try:
-            path = await asyncio.to_thread(self.ctx.prompts.resolve, PromptSpec(text=text), language)
+            path = await self.ctx.prompts.resolve_async(PromptSpec(text=text), language)
             player, done = await self.leg.start_playback(str(path))
             if wait and not await self.leg.until(done, 30.0):
                 await self.leg.stop_playback(player)

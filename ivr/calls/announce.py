@@ -147,7 +147,7 @@ class QueueAnnouncer:
         await self.store.remember_estimate(self.call_id, status)
         text = announcement_text(self.language, position=status.position if self.say_position else None,
                                  wait_s=status.seconds if self.say_wait else None)
-        path = await asyncio.to_thread(self.prompts.resolve, PromptSpec(text=text), self.language)
+        path = await self.prompts.resolve_async(PromptSpec(text=text), self.language)
         # Shielded: once the player exists it must be stopped (that resumes the music) even if we
         # are interrupted while the SIP thread creates it.
         starting = asyncio.ensure_future(self.leg.start_playback(str(path), solo=True))

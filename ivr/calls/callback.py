@@ -112,7 +112,7 @@ class CallbackSession(AgentCall):
         if outcome == "hung_up":
             return "customer_hangup"
         try:
-            path = str(await asyncio.to_thread(self.ctx.prompts.resolve, self._prompt(), self._language()))
+            path = str(await self.ctx.prompts.resolve_async(self._prompt(), self._language()))
             for _ in range(cfg.confirm_tries):
                 dtmf = await self.leg.play(path, barge_in=True)
                 if dtmf is None:

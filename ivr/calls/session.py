@@ -155,18 +155,18 @@ class CallSession(AgentCall):
 
     async def _finish(self, started: bool) -> None:
         await self._end_legs()
-        if started and self.journey is not None:
-            try:  # the whole journey (after the queue too: a survey), also for calls never queued
-                await self.ctx.store.record_field(self.call_id, "journey", json.dumps(self.journey.to_dict()))
-            except Exception as exc:
-                log.warning("call.journey_not_saved", error=type(exc).__name__)
         if started:
+            # the whole journey (after the queue too: a survey; also for calls never queued) and the
+            # RTP figures go on the record in the same script that ends the call: one round trip
+            fields: dict[str, str] = {}
+            if self.journey is not None:
+                fields["journey"] = json.dumps(self.journey.to_dict())
+            if self.rtp:
+                fields["rtp"] = json.dumps(self.rtp)
             await self.ctx.store.end_call(self.call_id, reason=self.end_reason,
                                           wrapup_s=self.ctx.settings.routing.wrapup_s,
                                           ttl_s=self.ctx.settings.routing.call_ttl_s,
-                                          resume_s=self.ctx.settings.callbacks.resume_window_s)
-            if self.rtp:
-                await self.ctx.store.set_call_field(self.call_id, "rtp", json.dumps(self.rtp))
+                                          resume_s=self.ctx.settings.callbacks.resume_window_s, fields=fields)
         log.info("call.ended", reason=self.end_reason, seconds=round(time.monotonic() - self.started, 2))
 
     # --- CallPort ---------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ class CallSession(AgentCall):
             log.warning("call.prompt_empty", template_names=len(names(text or "")))
             return None
         spec = PromptSpec(file=prompt.file, text=rendered)
-        path = await asyncio.to_thread(self.ctx.prompts.resolve, spec, language)
+        path = await self.ctx.prompts.resolve_async(spec, language)
         return str(path)
 
     async def play(self, prompt: Prompt, *, language: str, variables: Mapping[str, str]) -> None:

@@ -20,6 +20,7 @@ Old entries are never deleted here; the cache directory can be wiped at any time
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import io
@@ -28,6 +29,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import time
 import wave
 from collections.abc import Iterable
@@ -55,6 +57,7 @@ EDGE_FADE_MS = 5
 SAMPLE_WIDTH = 2  # bytes: 16-bit PCM
 ESPEAK = "espeak-ng"
 TTS_TIMEOUT_S = 30.0
+KNOWN_MAX = 4096  # text prompts remembered per library (resolve_async)
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 
@@ -124,6 +127,10 @@ class PromptLibrary:
         self.tts_timeout_s = tts_timeout_s
         self._engine_version: str | None = None
         self._log = get_logger(__name__)
+        # text prompts already resolved: (spec, language) -> cached WAV (the cache is content-addressed,
+        # so the same text and voice is always the same file); bounded, oldest forgotten first
+        self._known: dict[tuple[PromptSpec, str], Path] = {}
+        self._known_lock = threading.Lock()  # written from resolve's threads, read on the event loop
 
     # public API -------------------------------------------------------------------------------
 
@@ -136,6 +143,17 @@ class PromptLibrary:
         """
         return self.ensure(spec, language)[0]
 
+    async def resolve_async(self, spec: PromptSpec, language: str = "en") -> Path:
+        """:meth:`resolve` for the event loop: a text prompt resolved before (its WAV still there) is
+        answered at once; anything else (a first time, a recording, which may have been replaced) is
+        resolved in a thread. Every play of a call used to hop to a thread, hash the text and read the
+        whole cached WAV again to check it."""
+        if not spec.file and spec.path is None:
+            known = self._known.get((spec, language))
+            if known is not None and known.is_file():
+                return known
+        return await asyncio.to_thread(self.resolve, spec, language)
+
     def ensure(self, spec: PromptSpec, language: str = "en") -> tuple[Path, bool]:
         """Like :meth:`resolve`, and say whether the entry had to be rendered (False: cache hit).
 
@@ -146,16 +164,26 @@ class PromptLibrary:
         path = self._cache_path(source.key)
         if path.is_file():
             if wav_is_complete(path):
+                self._remember(spec, language, source, path)
                 return path, False
             self._log.warning("prompt.cache_entry_damaged", path=str(path), source=source.label)
         started = time.monotonic()
         segment = self._render(source)
         write_wav_atomic(segment, path)
+        self._remember(spec, language, source, path)
         self._log.info(
             "prompt.rendered", kind=source.kind, source=source.label, key=source.key[:16],
             duration_ms=len(segment), took_ms=round((time.monotonic() - started) * 1000),
         )
         return path, True
+
+    def _remember(self, spec: PromptSpec, language: str, source: _Source, path: Path) -> None:
+        if source.kind != "tts":
+            return
+        with self._known_lock:
+            if len(self._known) >= KNOWN_MAX:  # templated texts (a position, a wait) are many: keep the newest
+                del self._known[next(iter(self._known))]
+            self._known[(spec, language)] = path
 
     def source_file(self, spec: PromptSpec, language: str = "en") -> Path | None:
         """The recording ``spec`` plays in ``language`` (after any language fallback); None for a text.

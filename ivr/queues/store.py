@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -28,6 +29,8 @@ from ivr.queues.keys import Keys
 from ivr.queues.routing import Route
 from ivr.queues.scripts import Scripts
 from ivr.queues.stats import Interval, QueueStats, StatsConfig, start_of_today
+
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")  # a plain call field set with end_call (journey, rtp)
 
 _ERRORS: dict[str, type[IvrError]] = {
     "call.not_found": NotFound,
@@ -252,10 +255,16 @@ class QueueStore:
         return _s(res) if res else None
 
     async def end_call(self, call_id: str, *, reason: str, wrapup_s: float, ttl_s: int,
-                       resume_s: int = 0) -> str | None:
+                       resume_s: int = 0, fields: Mapping[str, str] | None = None) -> str | None:
         """End the call; a caller hanging up while waiting keeps its place ``resume_s`` seconds for a
-        redial from the same number to the same queue (``call.place_restored`` when it comes)."""
-        res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s, resume_s)
+        redial from the same number to the same queue (``call.place_restored`` when it comes).
+        ``fields`` (plain fields such as the journey) are set on the record first, in the same script."""
+        pairs: list[str] = []
+        for name, value in (fields or {}).items():
+            if not FIELD_NAME.fullmatch(name):
+                raise ValueError(f"not a plain call field: {name!r}")
+            pairs += [name, value]
+        res = await self._run("end_call", call_id, reason, wrapup_s, ttl_s, resume_s, *pairs)
         return _s(res) if res else None
 
     async def set_call_field(self, call_id: str, field: str, value: str) -> None:
@@ -1205,7 +1214,7 @@ class QueueStore:
     async def register_worker(self, worker: str, identity: str, ttl_s: int = 5, slots: int | None = None) -> None:
         """Heartbeat: ``identity`` is "host:pid" of the process running ``worker``; ``slots``: how many
         calls it can hold (0 while draining), for choosing who dials a callback (None: unchanged)."""
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.redis.pipeline(transaction=False) as pipe:  # one round trip, no MULTI/EXEC
             pipe.sadd(self.keys.workers, worker)
             pipe.set(self.keys.worker_alive(worker), identity, ex=ttl_s)
             if slots is not None:

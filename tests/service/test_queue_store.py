@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 from redis.asyncio import Redis
@@ -244,3 +245,24 @@ async def test_a_redis_that_lost_its_scripts_gets_them_again_and_every_store_sha
     assert lua_script("call_start") is lua_script("call_start")  # one object: one copy of ~120 k characters
     await start(other, "c2")
     assert await other.get_call("c2") is not None
+
+
+async def test_end_call_sets_the_given_fields_in_the_same_script_and_refuses_other_names(store: QueueStore) -> None:
+    """The session's end is one round trip: the journey and the RTP figures go on the record with it."""
+    await store.call_start("c9", "w0", ani="+15550009", dnis="1000", hotline="demo", language="en", plan_version="v1")
+    journey = json.dumps({"steps": [{"node": "welcome", "digit": "2", "outcome": "billing"}]})
+    rtp = json.dumps({"caller": {"rx": 50, "lost": 0}})
+    outcome = await store.end_call("c9", reason="caller_hangup", wrapup_s=0, ttl_s=60,
+                                   fields={"journey": journey, "rtp": rtp})
+    record = await store.get_call("c9")
+    assert record is not None
+    assert record["journey"] == json.loads(journey) and json.loads(record["rtp"]) == json.loads(rtp)
+    assert outcome == "ivr" and record["outcome"] == "ivr", record  # ended in the menu: an IVR call
+    ended = [e for e in await store.read_events("0-0") if e.type == "call.ended"]
+    assert [e.data["call_id"] for e in ended] == ["c9"]
+    for bad in ("State", "a b", "", "x" * 40, "state\n"):
+        with pytest.raises(ValueError):
+            await store.end_call("c9", reason="caller_hangup", wrapup_s=0, ttl_s=60, fields={bad: "1"})
+    # a call that was never started: its end creates no record from the fields
+    await store.end_call("nope", reason="caller_hangup", wrapup_s=0, ttl_s=60, fields={"journey": journey})
+    assert await store.get_call("nope") is None

@@ -64,6 +64,9 @@ class FakePrompts:
         self.texts.append((spec.text, language))
         return Path(f"/cache/{len(self.texts)}.wav")
 
+    async def resolve_async(self, spec: Any, language: str) -> Path:
+        return self.resolve(spec, language)
+
 
 def announcer(leg: FakeLeg, store: FakeStore, prompts: FakePrompts, *, every_s: float | None = 0.01,
               language: str = "ko") -> QueueAnnouncer:

@@ -410,3 +410,30 @@ def test_music_on_hold_missing_source(cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(PromptError) as err:
         music_on_hold(cache_dir, RATE, tmp_path / "nope.mp3")
     assert err.value.code == "prompt.missing"
+
+
+async def test_resolve_async_answers_a_known_text_prompt_without_a_thread_or_a_read(
+        library: CountingLibrary, source_dir: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = PromptSpec(text="Your call is important to us.")
+    first = await library.resolve_async(spec, "en")
+    assert library.synth_calls == 1 and first.is_file()
+    resolved: list[PromptSpec] = []
+    original = library.resolve
+
+    def counting(s: PromptSpec, lang: str = "en") -> Path:
+        resolved.append(s)
+        return original(s, lang)
+
+    monkeypatch.setattr(library, "resolve", counting)
+    assert await library.resolve_async(spec, "en") == first and resolved == []  # from memory
+    assert await library.resolve_async(PromptSpec(text="Something else."), "en") != first
+    assert len(resolved) == 1  # a new text goes through resolve (a thread)
+    first.unlink()  # the cache entry removed under us: rendered again, never a path to nothing
+    again = await library.resolve_async(spec, "en")
+    assert again.is_file() and library.synth_calls == 3 and len(resolved) == 2
+    # a recording may be replaced in place: it is always resolved (its content is the key)
+    write_audio(tone(), source_dir / "en" / "hold.wav", "wav")
+    recording = PromptSpec(file="hold.wav")
+    await library.resolve_async(recording, "en")
+    await library.resolve_async(recording, "en")
+    assert resolved[-2:] == [recording, recording]
