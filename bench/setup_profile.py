@@ -1,12 +1,13 @@
 """Where a call's setup goes (issue 23): CPU per role and the workers' own profile at a fixed rate.
 
 ``ivr run`` with ``--workers`` workers, each run under cProfile (``IVR_PROFILE_DIR``: a worker writes
-``<dir>/<worker>-<pid>.pstats`` when it stops); sipp callers through the edge at ``--rate`` calls/s
+``<dir>/<worker>-<pid>-<thread>.pstats`` when it stops, its event loop's and its SIP thread's, each
+on that thread's CPU time); sipp callers through the edge at ``--rate`` calls/s
 for ``--seconds`` (the capacity benchmark's short call: answer, greeting, DTMF 2, the billing queue,
 hang up 200 ms later). Recorded:
 
 - CPU seconds per role (edge = Kamailio, workers, Redis, API, supervisor) over the load, and per call;
-- the workers' functions with the most own time and the most cumulative time (all workers merged);
+- per thread (event loop, SIP thread), the functions with the most own and cumulative CPU (workers merged);
 - INVITE -> 200 latency and sipp's counts.
 
     .venv/bin/python bench/setup_profile.py --rate 60 --seconds 20 --workers 20
@@ -118,8 +119,9 @@ async def main() -> None:
         counts = sipp_counts(res.output, SCREEN_COUNTS)
         cpu = {role: round((after.get(role, 0) - before.get(role, 0)) / CLK_TCK, 2) for role in after}
         done = max(1, counts["successful"])
-        files = sorted(profiles.glob("*.pstats"))
-        stats = pstats.Stats(*map(str, files), stream=io.StringIO()) if files else None
+        files = {thread: sorted(profiles.glob(f"*-{thread}.pstats")) for thread in ("loop", "sip")}
+        stats = {thread: pstats.Stats(*map(str, found), stream=io.StringIO()) for thread, found in files.items()
+                 if found}
         result = {
             "workers": args.workers, "rate_cps": args.rate, "profiled": not args.no_profile, "seconds": args.seconds,
             "wall_s": round(wall, 1),
@@ -127,9 +129,10 @@ async def main() -> None:
             "cpu_s_by_role": cpu, "cpu_ms_per_call_by_role": {r: round(1000 * s / done, 2) for r, s in cpu.items()},
             "workers_cpu_s_by_thread": {n: round((t - threads_before.get(n, 0)) / CLK_TCK, 2)
                                         for n, t in threads_after.items() if t - threads_before.get(n, 0) > 0},
-            "profiles": len(files),
-            "workers_top_own_time": top(stats, "tottime", args.top) if stats else [],
-            "workers_top_cumulative": top(stats, "cumulative", args.top) if stats else [],
+            "profiles": {thread: len(found) for thread, found in files.items()},
+            # CPU time of each thread (cProfile on time.thread_time), merged over the workers
+            **{f"workers_{thread}_top_own_cpu": top(st, "tottime", args.top) for thread, st in stats.items()},
+            **{f"workers_{thread}_top_cumulative_cpu": top(st, "cumulative", args.top) for thread, st in stats.items()},
         }
     save("setup-profile", result)
 

@@ -46,17 +46,25 @@ from ivr.sip.legs import Leg
 from ivr.speech.client import SpeechClient
 
 log = get_logger(__name__)
-HEARTBEAT_S = 2.0
+# Every beat is a round trip from every worker (500 workers: 125 a second at 4 s); the TTL below, not
+# the beat, decides how fast a dead worker's calls are reaped.
+HEARTBEAT_S = 4.0
 # A dead worker's calls are reaped at most this + one housekeeping tick later (a worker restarted on
 # its host reaps its predecessor at once). Not shorter: at 150 calls/s on 2 cores (beyond the 100
 # sustained) 200 busy workers missed a 6 s TTL, and live calls were reaped as lost.
 HEARTBEAT_TTL_S = 15
+# The housekeeping leader ticks every HOUSEKEEPING_S and holds a 3 s lease; the others try for it every
+# HOUSEKEEPING_TRY_S (a leader that dies is replaced within 3 + 5 s; each try is a script run, from
+# every worker: 200 idle workers made 80 a second at 2.5 s)
+HOUSEKEEPING_S = 0.5
+HOUSEKEEPING_TRY_S = 5.0
 ESCALATE_BATCH = 20  # callers escalated per script run (short scripts: Redis runs one at a time)
 CASE_DEADLINE_BATCH = 50  # overdue cases marked per script run (at most 20 runs a tick)
 CASE_TASK_BATCH = 20  # follow-up tasks offered per script run (at most 5 runs a tick)
 # The campaign dialler (lua/lib/campaigns.lua): a tick every CAMPAIGN_TICK_S on the housekeeping
 # leader (the token bucket is in Redis: a tick's length only bounds the burst, not the rate), at most
-# CAMPAIGN_TICK_BUDGET calls placed per tick; the calling windows are re-read every CAMPAIGN_WINDOWS_S.
+# CAMPAIGN_TICK_BUDGET calls placed per tick; the calling windows are re-read every CAMPAIGN_WINDOWS_S
+# (with no campaign running, that read is all the dialler does: a started campaign dials within it).
 RECORDING_RETENTION_S = 60.0  # how often the housekeeping leader deletes recordings past their retention
 RECORDINGS_DRAIN_S = 20.0  # a stopping worker waits this long for the recordings it is finishing
 CAMPAIGN_TICK_S = 0.1
@@ -106,7 +114,7 @@ class Worker:
             EngineConfig(host=w.host, sip_port=w.sip_port(self.index), rtp_port=w.rtp_port(self.index),
                          rtp_port_range=w.rtp_ports_per_worker, budget=w.leg_budget, clock_rate=w.clock_rate,
                          edge_sources=edge_sources(s)),
-            self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id)
+            self._on_event, poll_ms=w.poll_ms, new_leg_id=new_call_id, profile_to=profile_path(self.name, "sip"))
         speech = SpeechClient(s.speech.host, s.speech.port) if s.speech.enabled else None
         finisher = RecordingFinisher(s, store, open_store(s), worker=self.name) if s.recording.enabled else None
         self.ctx = WorkerContext(self.name, s, store, sip, plans, prompts, str(moh), self._new_leg, speech,
@@ -330,7 +338,7 @@ class Worker:
                     break
             for dead, calls in (reaped or {}).items():
                 log.warning("worker.reaped", dead_worker=dead, calls=calls)
-            return 0.5 if leader else 2.5
+            return HOUSEKEEPING_S if leader else HOUSEKEEPING_TRY_S
 
         await keep_running("housekeeping", tick, event="worker.redis_unavailable", pause_on_error_s=2.5)
 
@@ -353,14 +361,24 @@ class Worker:
                 return 0
             mono = time.monotonic()
             if mono - windows_at >= CAMPAIGN_WINDOWS_S:
-                windows = open_map(await store.campaign_windows(), datetime.now(UTC).replace(tzinfo=None))
+                running = await store.campaign_windows()
+                windows = open_map(running, datetime.now(UTC).replace(tzinfo=None))
                 windows_at = mono
+                if not running:  # no campaign to dial: look again when the windows are re-read, not 10x/s
+                    return CAMPAIGN_WINDOWS_S
             placed, _full = await store.campaign_tick(open_zones=windows, budget=CAMPAIGN_TICK_BUDGET)
             if placed:
                 log.debug("campaign.dialled", calls=placed)
             return CAMPAIGN_TICK_S
 
         await keep_running("campaigns", tick, event="worker.redis_unavailable", pause_on_error_s=2.5)
+
+
+def profile_path(worker: str, thread: str) -> str | None:
+    """Where a thread of this worker writes its CPU profile, when a benchmark asked for one
+    (``IVR_PROFILE_DIR``): ``<dir>/<worker>-<pid>-<thread>.pstats``."""
+    profile_dir = os.environ.get(PROFILE_ENV)
+    return os.path.join(profile_dir, f"{worker}-{os.getpid()}-{thread}.pstats") if profile_dir else None
 
 
 def main(settings: Settings, index: int, name: str | None = None) -> None:
@@ -371,16 +389,16 @@ def main(settings: Settings, index: int, name: str | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await Worker(settings, index, name).run(stop)
 
-    profile_dir = os.environ.get(PROFILE_ENV)
-    if not profile_dir:
+    profile_to = profile_path(name or f"w{index}", "loop")
+    if profile_to is None:
         asyncio.run(_main())
         return
     import cProfile  # a benchmark's tool (bench/setup_profile.py), never on in production
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)  # the event loop's own CPU, not the wall clock
     profiler.enable()
     try:
         asyncio.run(_main())
     finally:
         profiler.disable()
-        profiler.dump_stats(os.path.join(profile_dir, f"{name or f'w{index}'}-{os.getpid()}.pstats"))
+        profiler.dump_stats(profile_to)
