@@ -240,7 +240,8 @@ class CallRecord:
         by = f"ivr:{plan_id(self.plan.path)}" if self.plan is not None else "ivr"
         return by if ACTOR.fullmatch(by) else "ivr"
 
-    async def repeat_caller(self, caller: str, *, timeout_s: float = CASE_LOOKUP_S) -> dict[str, str]:
+    async def repeat_caller(self, caller: str, *, timeout_s: float = CASE_LOOKUP_S,
+                            cases: list[dict[str, Any]] | None = None) -> dict[str, str]:
         """The caller's unfinished complaint cases as plan variables (:func:`case_variables`; none:
         ``{}``), the call linked to the newest (``case.call_linked``; the agent's pop and the case
         show it). Bounded by ``timeout_s``; a failure or a timeout is logged and means none: the call
@@ -249,7 +250,8 @@ class CallRecord:
             return {}
         try:
             async with asyncio.timeout(timeout_s):
-                cases = await self.store.open_cases_for(caller, limit=CUSTOMER_CASES_KEEP)
+                if cases is None:  # not looked up with the call's start
+                    cases = await self.store.open_cases_for(caller, limit=CUSTOMER_CASES_KEEP)
                 if cases:
                     await self.store.link_case_call(str(cases[0]["id"]), self.call_id, by=self._by())
             found = case_variables(cases, now_ms=int(time.time() * 1000))

@@ -25,6 +25,7 @@ from ivr.calls.ask import run_ask
 from ivr.calls.call_record import CallRecord
 from ivr.calls.context import WorkerContext
 from ivr.calls.media_plan import Mode
+from ivr.core.case_states import CUSTOMER_CASES_KEEP
 from ivr.core.errors import Conflict
 from ivr.core.logging import get_logger
 from ivr.dialplan.engine import PlanRunner
@@ -107,14 +108,14 @@ class CallSession(AgentCall):
         started = False
         try:
             await self.leg.answer()
-            await self.ctx.store.call_start(self.call_id, self.ctx.name, ani=inc.ani, dnis=inc.dnis,
-                                            hotline=loaded.plan.name, language=self.language,
-                                            plan_version=loaded.version)
+            # a repeat caller: the unfinished complaint case seeds case.* (looked up with the start)
+            cases = await self.ctx.store.call_start(self.call_id, self.ctx.name, ani=inc.ani, dnis=inc.dnis,
+                                                    hotline=loaded.plan.name, language=self.language,
+                                                    plan_version=loaded.version, cases_for=CUSTOMER_CASES_KEEP)
             started = True
             await self._record_ivr()
-            # a repeat caller: the unfinished complaint case seeds case.* (looked up once, bounded)
             record = CallRecord(self.ctx.store, self.call_id, settings=self.ctx.settings, plan=loaded)
-            await self.run_plan(loaded, await record.repeat_caller(inc.ani), record=record)
+            await self.run_plan(loaded, await record.repeat_caller(inc.ani, cases=cases), record=record)
         except (LegEnded, CallerGone):
             self.end_reason = "caller_hangup"  # also when it was in the plan after the agent left
             log.info("call.caller_left")

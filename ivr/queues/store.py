@@ -207,8 +207,16 @@ class QueueStore:
 
     # --- calls -----------------------------------------------------------------------------
     async def call_start(self, call_id: str, worker: str, *, ani: str, dnis: str, hotline: str,
-                         language: str, plan_version: str) -> None:
-        await self._run("call_start", call_id, worker, ani, dnis, hotline, language, plan_version)
+                         language: str, plan_version: str, cases_for: int = 0) -> list[dict[str, Any]] | None:
+        """Record the new call. With ``cases_for`` (1-20) and a caller number as cases hold it, the
+        caller's unfinished cases come back with it, as :meth:`open_cases_for` gives them (one round
+        trip for a call's start); None when not asked, not a number, or the look-up failed."""
+        want = cases_for if cases_for > 0 and cs.CUSTOMER.fullmatch(ani) else 0
+        res = await self._run("call_start", call_id, worker, ani, dnis, hotline, language, plan_version,
+                              min(want, cs.CUSTOMER_CASES_KEEP))
+        if not want or not isinstance(res, list) or len(res) < 2 or int(res[1]) != 1:
+            return None
+        return [_case(c) for c in res[2:]]
 
     async def update_journey(self, call_id: str, journey: Mapping[str, Any]) -> None:
         await self.redis.hset(self.keys.call(call_id), "journey", json.dumps(journey))

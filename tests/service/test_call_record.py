@@ -410,3 +410,34 @@ async def test_callbacks_are_listed_and_cancelled_by_supervisors_only(
         assert (await resp.json())["callbacks"] == []
     async with http.get(f"{url}/api/v1/callbacks", headers=SUPER) as resp:
         assert resp.status == 400
+
+
+async def test_the_call_start_brings_the_callers_cases_in_the_same_round_trip(
+        store: QueueStore, settings: Settings) -> None:
+    """A worker's call start asks for the caller's unfinished cases with it: the same cases as
+    ``open_cases_for``, and repeat_caller then links the call without looking again."""
+    await start(store, "c1")
+    first = await CallRecord(store, "c1", settings=settings).open_case(tier="important", reason="late refund",
+                                                                       customer="+15550001")
+    cases = await store.call_start("c2", "w0", ani="+15550001", dnis="1000", hotline="demo", language="en",
+                                   plan_version="v1", cases_for=20)
+    assert cases == await store.open_cases_for("+15550001", limit=20) and [c["id"] for c in cases] == [first.case_id]
+    looked: list[str] = []
+    original = store.open_cases_for
+
+    async def counting(customer: str, limit: int = 5) -> list[dict[str, Any]]:
+        looked.append(customer)
+        return await original(customer, limit)
+
+    store.open_cases_for = counting  # type: ignore[method-assign]
+    found = await CallRecord(store, "c2", settings=settings).repeat_caller("+15550001", cases=cases)
+    assert found["case.id"] == first.case_id and looked == []
+    call = await store.get_call("c2")
+    assert call is not None and call["case_id"] == first.case_id
+    # not asked, or not a number cases hold: nothing looked up, None (the worker looks itself)
+    assert await store.call_start("c3", "w0", ani="+15550001", dnis="1000", hotline="demo", language="en",
+                                  plan_version="v1") is None
+    assert await store.call_start("c4", "w0", ani="anonymous", dnis="1000", hotline="demo", language="en",
+                                  plan_version="v1", cases_for=20) is None
+    assert await store.call_start("c5", "w0", ani="+15550009", dnis="1000", hotline="demo", language="en",
+                                  plan_version="v1", cases_for=20) == []
