@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +39,25 @@ async def level(h: Any, work: Path, cps: int, seconds: int, hold_ms: int) -> dic
                                 "-mp", str(free_udp_tcp_port())])
     counts = sipp_counts(res.output, ("placed", "successful", "failed", "refused_503"), missing=0)
     return {"offered_cps": cps, "calls": calls, **counts, "served": counts["successful"] - counts["refused_503"],
-            "invite_to_200_ms": latency_summary([rtt for _, rtt in read_rtt(work, tag)])}
+            "invite_to_200_ms": latency_summary([rtt for _, rtt in read_rtt(work, tag)]),
+            "failed_why": failure_kinds(work / f"{tag}.errors.log")}
+
+
+def failure_kinds(errors_log: Path, top: int = 6) -> dict[str, int]:
+    """What sipp's error log says went wrong, by kind: the unexpected reply's status line, a receive
+    timeout, a dead call (a reply to a call sipp had already given up)."""
+    kinds: Counter[str] = Counter()
+    try:
+        text = errors_log.read_text(errors="replace")
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if "unexpected message" in line or "Dead call" in line:
+            m = re.search(r"received '(SIP/2\.0 \d{3}[^\r\n']*|[A-Z]+ )", line)
+            kinds[("dead call: " if "Dead call" in line else "unexpected: ") + (m.group(1).strip() if m else "?")] += 1
+        elif "timeout" in line.lower():
+            kinds["receive timeout"] += 1
+    return dict(kinds.most_common(top))
 
 
 async def main() -> None:

@@ -213,9 +213,12 @@ class WebRtcSettings(BaseModel):
         return self
 
 
-CALLS_PER_S_PER_CORE = 50
-"""The edge's default admission rate per CPU core: the setup rate one 2-core machine sustained with
-callers, edge, workers and Redis on it (docs/performance.md)."""
+CALLS_PER_S_PER_CORE = 25
+"""The edge's default admission rate per CPU core: what one 2-core machine served with callers, edge,
+workers and Redis on it, callers sending audio for their whole call (bench/admission.py: 50 calls/s
+admitted, none failed with 1.5x and 2x offered; at 100 admitted, calls failed). Short calls reach
+125 a second (bench/capacity.py): raise it to what `make bench` measures for your calls
+(docs/performance.md)."""
 
 
 class EdgeSettings(BaseModel):
