@@ -1,6 +1,6 @@
 """Above the rate the edge admits, calls are refused at once, and no admitted call fails (issue 23).
 
-``ivr run`` with the edge's admission rate (``edge.max_calls_per_s``, default 50 per core); sipp
+``ivr run`` with the edge's admission rate (``edge.max_calls_per_s``, default 25 per core); sipp
 callers (tests/sipp/overload_caller.xml: a 503 with Retry-After ends the call as refused, a 200 is
 served: DTMF 2, the billing queue, ``--hold-ms``, hang up) offered at each ``--offered`` multiple of
 that rate for ``--seconds``. Recorded per level: placed, served, refused with 503, failed (anything
