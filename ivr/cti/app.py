@@ -115,8 +115,10 @@ def init_app(settings: Settings) -> web.Application:
 
     app.on_shutdown.append(close_sockets)
     r = app.router
-    for module in (system, agents, calls, cases, call_control, originate, floor, dialplans, webhooks, pages,
-                   metrics, campaigns, recordings, supervision, quality, alerts, planning, floor_agents, webrtc):
+    # floor_agents before agents: its /api/v1/agents/stats must come before /api/v1/agents/{agent_id}
+    # (aiohttp before 3.10 matched resources in registration order: "stats" would be an agent id)
+    for module in (system, floor_agents, agents, calls, cases, call_control, originate, floor, dialplans, webhooks,
+                   pages, metrics, campaigns, recordings, supervision, quality, alerts, planning, webrtc):
         r.add_routes(module.routes())
     openapi.setup(app)
     return app

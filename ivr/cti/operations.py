@@ -468,7 +468,8 @@ OPERATIONS.update({
         "`calls.outbound_allow` does not allow.", body=call_control.TargetBody, errors=(400, 503)),
     ("POST", "/api/v1/calls/{call_id}/consult/complete"): _control(
         "Complete the consult (warm transfer)", "Caller and target talk; the agent is released to "
-        "wrap-up.", own="the call it is on or is consulted on"),
+        "wrap-up. The consulting agent's (or staff's) to give: the consulted agent may only leave a "
+        "conference."),
     ("POST", "/api/v1/calls/{call_id}/consult/cancel"): _control(
         "Cancel the consult", "The target's leg ends; the agent is back with the caller."),
     ("POST", "/api/v1/calls/{call_id}/consult/swap"): _control(
