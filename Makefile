@@ -25,8 +25,7 @@ run: install
 # The unit and service tiers run in three processes (pytest-xdist: each worker has its own Redis, and
 # ports from chunks no other process holds, tests/ports.py; three keep both cores busy while tests
 # wait on the servers they start: 287 s instead of 364 s with two, 319 s with four; work stealing
-# took 405 s where the default took 381 and 383; --dist loadgroup keeps a module marked
-# xdist_group in one process: test_quality's 27 s rig was built twice). Then the
+# took 405 s where the default took 381 and 383, --dist loadgroup 437 s where it took 398). Then the
 # end-to-end tier in three processes, a test module at a time each (--dist loadscope: a module's own
 # hotline starts once, in one process; modules in collection order, those on the shared hotline
 # first, see tests/e2e/conftest.py), with the lint beside it: the e2e tests mostly wait on calls in
@@ -40,7 +39,7 @@ LINT_LOG := $(VENV)/lint.log
 # the modules with serial tests: collecting every service and e2e module to pick them took 10 s
 SERIAL_MODULES = $(shell grep -l "pytest.mark.serial" tests/service/*.py tests/e2e/*.py)
 test: install
-	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadgroup -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
+	$(BIN)/pytest -p no:cacheprovider -n 3 -m "not serial" --durations=15 tests/unit tests/service $(PYTEST_ARGS)
 	@( $(LINT) ) > $(LINT_LOG) 2>&1 & lint=$$!; \
 	$(BIN)/pytest -p no:cacheprovider -n 3 --dist loadscope --no-loadscope-reorder -m "not serial" --durations=15 tests/e2e $(PYTEST_ARGS); \
 	rc=$$?; wait $$lint; lint_rc=$$?; echo "--- lint:"; cat $(LINT_LOG); \

@@ -43,9 +43,7 @@ from tests.conftest import RedisServer
 from tests.ports import free_udp_tcp_port
 from tests.service.test_cti_api import Api
 
-# one xdist process for the module (make test: --dist loadgroup): its rig (a Vosk model, three calls
-# transcribed) took 27 s, and the default distribution built it in two processes
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.xdist_group("quality")]
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 PREFIX = "qa"
 RATE = 16000
