@@ -459,6 +459,7 @@ export class BrowserPhone {
     if (!session || session.state !== SessionState.Established) return;
     session.sessionDescriptionHandler.enableSenderTracks(!on);
     this.muted = on;
+    if (on) $("sp-in-level").value = 0;  // at once, not at the meter's next tick (100 ms later)
     this.render();
   }
 
